@@ -1,0 +1,62 @@
+package entropy
+
+import (
+	"time"
+)
+
+// Journal is an audit trail of a Provider: what it fetched, when it fell back
+// and which events it drew for. Package journal implements it as a
+// hash-chained, fsynced JSON Lines file; give one to a Provider with
+// WithJournal, and a drop-in io.Reader user gets an audit trail too.
+//
+// The Provider calls the Record methods from its refill goroutine or from the
+// read that ends a fallback episode, never under one of its locks, and treats
+// an error as something to report (Stats, logger), not as a reason to stop
+// serving — except RecordEvent, whose error fails the ReadFor that called it,
+// because an event draw that cannot be recorded must not be handed out.
+type Journal interface {
+	// RecordBlock records a block that passed every check and entered the pool.
+	RecordBlock(BlockRecord) error
+	// RecordFallback records a fallback episode when it ends (or at Close).
+	RecordFallback(FallbackEpisode) error
+	// RecordEvent records the entropy of a named event; it must be durable
+	// when it returns.
+	RecordEvent(EventRecord) error
+	// LookupEvent returns the record of an event drawn before, in this process
+	// or any earlier one that used the same journal.
+	LookupEvent(event string) (EventRecord, bool, error)
+}
+
+// BlockRecord describes a block that entered the pool. Its bytes are not in
+// it, only their SHA-256.
+type BlockRecord struct {
+	Source     string    `json:"source"`
+	JobID      string    `json:"job_id"`
+	Size       int       `json:"size"`
+	Digest     [32]byte  `json:"-"` // SHA-256 of the block's Data
+	Verifiable bool      `json:"verifiable"`
+	Time       time.Time `json:"time"` // when the Provider accepted it
+}
+
+// FallbackEpisode is a run of fallback reads: from the first fallback read
+// after verifiable service (or start-up) to the next verifiable read (or
+// Close). Hooks see it twice: when it starts (End zero, Ended false) and when
+// it ends.
+type FallbackEpisode struct {
+	Start  time.Time
+	End    time.Time
+	Ended  bool
+	Reads  int64 // fallback reads in the episode
+	Bytes  int64 // fallback bytes served in the episode
+	Reason error // why the first read of the episode fell back
+}
+
+// EventRecord is the entropy drawn for one named event (contract point 8):
+// the bytes, their label and when they were drawn. Event entropy is stored in
+// the journal, in clear: it is for public draws, never for secrets.
+type EventRecord struct {
+	Event string
+	Data  []byte
+	Label Label
+	Time  time.Time
+}

@@ -1,0 +1,375 @@
+package entropy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Errors of the Provider itself.
+var (
+	// ErrUnavailable: no verifiable entropy could be served. Errors of the Fail
+	// policy and the Reason of fallback reads wrap it together with the cause.
+	ErrUnavailable = errors.New("entropy: verifiable entropy unavailable")
+	// ErrClosed is returned by every read after Close.
+	ErrClosed = errors.New("entropy: provider closed")
+	// ErrPoolEmpty: the source is healthy as far as the Provider knows, but the
+	// pool held too few checked bytes for the read (at start-up, or reads outran
+	// the refill). A cause inside ErrUnavailable.
+	ErrPoolEmpty = errors.New("entropy: pool holds too few verifiable bytes")
+	// ErrInvalidBlock: a source returned a block the Provider refused (empty,
+	// longer than asked for, not verifiable, or failed a health test). It counts
+	// as a source failure and is retried.
+	ErrInvalidBlock = errors.New("entropy: invalid block")
+	// ErrBadProof: a signature or proof did not check. Sources wrap it.
+	ErrBadProof = errors.New("entropy: proof did not verify")
+	// ErrMalformed: a response could not be parsed (bad JSON, bad base64,
+	// truncated body, wrong length). Sources wrap it.
+	ErrMalformed = errors.New("entropy: malformed response")
+	// ErrHealthTest: a block failed a continuous health test (SP 800-90B RCT
+	// or APT). It is wrapped with ErrInvalidBlock.
+	ErrHealthTest = errors.New("entropy: health test failed")
+	// ErrSourcePanic: a Source panicked; the panic is turned into this error
+	// and counted as a source failure.
+	ErrSourcePanic = errors.New("entropy: source panicked")
+)
+
+// Class sentinels matched by *APIError (and by errors that wrap one) with
+// errors.Is. ErrServiceUnavailable (503) is also an ErrServer.
+var (
+	ErrBadRequest         = errors.New("bad request")              // 400
+	ErrUnauthorized       = errors.New("unauthorized")             // 401
+	ErrPaymentRequired    = errors.New("payment required")         // 402: insufficient balance
+	ErrForbidden          = errors.New("forbidden")                // 403
+	ErrNotFound           = errors.New("not found")                // 404
+	ErrConflict           = errors.New("conflict")                 // 409: resource busy
+	ErrValidation         = errors.New("validation failed")        // 422
+	ErrRateLimited        = errors.New("rate limited")             // 429
+	ErrServer             = errors.New("server error")             // 5xx
+	ErrServiceUnavailable = errors.New("service unavailable")      // 503
+	ErrQuotaExhausted     = errors.New("quota exhausted")          // 402, quota job codes, 429 read as quota
+	ErrConnection         = errors.New("connection failed")        // network and DNS failures
+	ErrTimeout            = errors.New("request timed out")        // timeouts; also an ErrConnection
+	ErrJobFailed          = errors.New("job failed")               // every *JobError
+	ErrTooEarly           = errors.New("too early")                // 425: a beacon round not yet due
+	ErrPermanent          = errors.New("permanent source failure") // matched by every permanent error
+)
+
+// APIError is an HTTP error answer of a service. Match its class with
+// errors.Is (ErrUnauthorized, ErrRateLimited, …) and read its fields with
+// errors.As.
+//
+// Sources must not put credentials into any field: Error() is logged and
+// shown. Package httpsource removes its API key from every field it fills.
+type APIError struct {
+	StatusCode int           // HTTP status
+	Code       string        // the service's machine code, if it sent one
+	Message    string        // the service's message, if it sent one
+	RequestID  string        // the x-request-id header, for support
+	RetryAfter time.Duration // from the Retry-After header; 0 if absent
+	Body       []byte        // the raw body, bounded by the source
+	// Quota marks a 429 read as an exhausted quota rather than a passing rate
+	// limit (seed 003's reading of a 429 without Retry-After): permanent.
+	Quota bool
+}
+
+// Error returns "HTTP 429 rate limited: code: message (request id …, retry after 2s)".
+func (e *APIError) Error() string {
+	var sb strings.Builder
+	sb.WriteString("HTTP ")
+	sb.WriteString(strconv.Itoa(e.StatusCode))
+	if c := e.class(); c != nil {
+		sb.WriteByte(' ')
+		sb.WriteString(c.Error())
+	}
+	if e.Code != "" {
+		sb.WriteString(": ")
+		sb.WriteString(e.Code)
+	}
+	if e.Message != "" {
+		sb.WriteString(": ")
+		sb.WriteString(e.Message)
+	}
+	var extra []string
+	if e.RequestID != "" {
+		extra = append(extra, "request id "+e.RequestID)
+	}
+	if e.RetryAfter > 0 {
+		extra = append(extra, "retry after "+e.RetryAfter.String())
+	}
+	if e.Quota {
+		extra = append(extra, "quota exhausted")
+	}
+	if len(extra) > 0 {
+		sb.WriteString(" (")
+		sb.WriteString(strings.Join(extra, ", "))
+		sb.WriteByte(')')
+	}
+	return sb.String()
+}
+
+// class returns the sentinel of the error's status, or nil.
+func (e *APIError) class() error {
+	switch s := e.StatusCode; {
+	case s == 400:
+		return ErrBadRequest
+	case s == 401:
+		return ErrUnauthorized
+	case s == 402:
+		return ErrPaymentRequired
+	case s == 403:
+		return ErrForbidden
+	case s == 404:
+		return ErrNotFound
+	case s == 409:
+		return ErrConflict
+	case s == 422:
+		return ErrValidation
+	case s == 425:
+		return ErrTooEarly
+	case s == 429:
+		return ErrRateLimited
+	case s == 503:
+		return ErrServiceUnavailable
+	case s >= 500 && s <= 599:
+		return ErrServer
+	}
+	return nil
+}
+
+// Is matches the class sentinel of the status (503 matches both
+// ErrServiceUnavailable and ErrServer), ErrQuotaExhausted for 402 and quota
+// 429s, and ErrPermanent for permanent statuses.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case nil:
+		return false
+	case e.class():
+		return true
+	case ErrServer:
+		return e.StatusCode >= 500 && e.StatusCode <= 599
+	case ErrQuotaExhausted:
+		return e.StatusCode == 402 || (e.StatusCode == 429 && e.Quota)
+	case ErrPermanent:
+		return e.permanent()
+	}
+	return false
+}
+
+// permanent reports whether a repeat of the request cannot succeed without a
+// change on the caller's side (DESIGN.md, contract point 6).
+func (e *APIError) permanent() bool {
+	switch s := e.StatusCode; {
+	case s == 429:
+		return e.Quota
+	case s == 408, s == 409, s == 425:
+		return false // request timeout, resource busy, too early: try again later
+	case s >= 400 && s <= 499:
+		return true
+	}
+	return false
+}
+
+// JobCode classes: every job error code of the quantum cloud (seed 002) and
+// the job states of the entropy API (seed 000), transient or permanent.
+var jobCodes = map[string]bool{ // code → permanent
+	// seed 002: service-side failures that a new job may not meet.
+	"BillingError":                  false,
+	"CompilationError":              false,
+	"DebiasingError":                false,
+	"InternalError":                 false,
+	"OptimizationError":             false,
+	"QuantumComputerError":          false,
+	"SimulationError":               false,
+	"SimulationTimeout":             false,
+	"SystemCancel":                  false,
+	"UnknownBillingError":           false,
+	"ContractExpiredError":          true, // contract and quota: nothing changes until a person acts
+	"QuotaExhaustedError":           true,
+	"NotEnoughQubits":               true, // request shape: the same request fails the same way
+	"PreflightError":                true,
+	"QuantumCircuitComplexityError": true,
+	"TooLongPredictedExecutionTime": true,
+	"TooManyControls":               true,
+	"TooManyGates":                  true,
+	"TooManyShots":                  true,
+	"UnsupportedGate":               true,
+	// seed 000 and the reference protocol.
+	"JobFailed":           false,
+	"HardwareUnavailable": false,
+	"Timeout":             false,
+	"JobLost":             false,
+}
+
+// JobCodes returns every job error code the package classifies, with whether
+// it is permanent. Codes not listed are transient (a failed job produced
+// nothing, and a new job may succeed).
+func JobCodes() map[string]bool {
+	m := make(map[string]bool, len(jobCodes))
+	for k, v := range jobCodes {
+		m[k] = v
+	}
+	return m
+}
+
+// JobError is a job of the service that failed: it produced no entropy.
+type JobError struct {
+	JobID   string
+	Code    string // e.g. "QuantumComputerError", "QuotaExhaustedError", "JobFailed"
+	Message string
+}
+
+// Error returns "job J failed: Code: message".
+func (e *JobError) Error() string {
+	var sb strings.Builder
+	sb.WriteString("job ")
+	if e.JobID != "" {
+		sb.WriteString(e.JobID)
+		sb.WriteByte(' ')
+	}
+	sb.WriteString("failed")
+	if e.Code != "" {
+		sb.WriteString(": ")
+		sb.WriteString(e.Code)
+	}
+	if e.Message != "" {
+		sb.WriteString(": ")
+		sb.WriteString(e.Message)
+	}
+	return sb.String()
+}
+
+// Permanent reports whether the code says that a new job would fail too.
+func (e *JobError) Permanent() bool { return jobCodes[e.Code] }
+
+// Is matches ErrJobFailed always, ErrPermanent for permanent codes and
+// ErrQuotaExhausted for the quota and contract codes.
+func (e *JobError) Is(target error) bool {
+	switch target {
+	case ErrJobFailed:
+		return true
+	case ErrPermanent:
+		return e.Permanent()
+	case ErrQuotaExhausted:
+		return e.Code == "QuotaExhaustedError" || e.Code == "ContractExpiredError"
+	}
+	return false
+}
+
+// ConnError is a failure to reach the service: DNS, refused or dropped
+// connections, TLS, timeouts. It wraps the net or context cause.
+type ConnError struct {
+	Op  string // what was being done, e.g. "GET /v1/entropy"
+	Err error  // the cause
+}
+
+// Error returns "Op: cause".
+func (e *ConnError) Error() string {
+	if e.Op == "" {
+		return "connection: " + e.Err.Error()
+	}
+	return e.Op + ": " + e.Err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *ConnError) Unwrap() error { return e.Err }
+
+// Is matches ErrConnection always and ErrTimeout when the cause is a timeout.
+func (e *ConnError) Is(target error) bool {
+	switch target {
+	case ErrConnection:
+		return true
+	case ErrTimeout:
+		return isTimeout(e.Err)
+	}
+	return false
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// ErrorClass is what the retry and breaker logic do with an error.
+type ErrorClass int
+
+const (
+	// Transient: the request produced nothing and a repeat may succeed
+	// (connection errors, timeouts, 5xx, 503, 409, 429, failed or lost jobs,
+	// malformed or unverifiable responses). Retried with backoff.
+	Transient ErrorClass = iota + 1
+	// Permanent: a repeat cannot succeed until someone acts (400, 401, 402,
+	// 403, 404, 422, quota and contract errors, request-shape job errors). Not
+	// retried; opens the breaker at once.
+	Permanent
+	// Canceled: the caller or Close ended the wait. Not a source failure.
+	Canceled
+)
+
+// String returns "transient", "permanent" or "canceled".
+func (c ErrorClass) String() string {
+	switch c {
+	case Transient:
+		return "transient"
+	case Permanent:
+		return "permanent"
+	case Canceled:
+		return "canceled"
+	}
+	return fmt.Sprintf("ErrorClass(%d)", int(c))
+}
+
+// Classify returns the class of a non-nil error: the one function the retry
+// and breaker logic use. Errors it does not know are Transient: the request
+// produced nothing, and a repeat costs at most one more request.
+func Classify(err error) ErrorClass {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, context.Canceled):
+		return Canceled
+	case errors.Is(err, ErrPermanent):
+		return Permanent
+	}
+	return Transient
+}
+
+// Retryable reports whether err is Transient.
+func Retryable(err error) bool { return Classify(err) == Transient }
+
+// RetryAfter returns the Retry-After carried by err or anything it wraps, or 0.
+func RetryAfter(err error) time.Duration {
+	var ra interface{ RetryAfterDelay() time.Duration }
+	if errors.As(err, &ra) {
+		return ra.RetryAfterDelay()
+	}
+	return 0
+}
+
+// RetryAfterDelay returns e.RetryAfter; it lets RetryAfter find the delay.
+func (e *APIError) RetryAfterDelay() time.Duration { return e.RetryAfter }
+
+// unavailableError is the error of a read that got no verifiable entropy: it
+// matches ErrUnavailable and unwraps to the cause.
+type unavailableError struct{ cause error }
+
+func (e *unavailableError) Error() string {
+	if e.cause == nil {
+		return ErrUnavailable.Error()
+	}
+	return ErrUnavailable.Error() + ": " + e.cause.Error()
+}
+
+func (e *unavailableError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrUnavailable}
+	}
+	return []error{ErrUnavailable, e.cause}
+}

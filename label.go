@@ -1,0 +1,151 @@
+package entropy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// FallbackSource is the Source name of the single span of every fallback read.
+const FallbackSource = "crypto/rand"
+
+// Span is one contiguous run of a read's bytes and where it came from: Length
+// bytes starting at Offset within the Data of job JobID of source Source.
+//
+// In a fallback read the one span is {Source: "crypto/rand", Length: len(b)}
+// with no job. In a derived read (see Provider.ReadSecret) the spans name the
+// pool bytes that went into the key derivation, not the output bytes.
+type Span struct {
+	Source string `json:"source"`
+	JobID  string `json:"job_id,omitempty"`
+	Offset int    `json:"offset"` // offset of the span's first byte within that job's Data
+	Length int    `json:"length"`
+}
+
+// Label is the provenance of one read. A read has exactly one class
+// (Provenance): verifiable, derived or fallback; it never mixes them.
+//
+//   - Verifiable: Verifiable is true, Derived false, Reason nil, and the spans
+//     tile the read in order: for each span, the read's next Length bytes equal
+//     Data[Offset:Offset+Length] of that job.
+//   - Derived: Derived is true, Verifiable false. The output came from a key
+//     derivation over pool bytes (the spans) and fresh local randomness, so no
+//     service can compute it, and no third party can recompute it either.
+//   - Fallback: both false, Reason says why the source was not used, and
+//     Spans is one span {Source: "crypto/rand", Length: n}.
+type Label struct {
+	Verifiable bool
+	Derived    bool   // a secret-safe read; see Provider.ReadSecret
+	Spans      []Span // in order; lengths add up to the bytes read (derived: to the pool bytes used)
+	Reason     error  // fallback reads: why the source was not used (errors.Is reaches the cause)
+}
+
+// Provenance is the class of a read.
+type Provenance int
+
+const (
+	// ProvenanceFallback: local crypto/rand bytes, not verifiable by anyone.
+	ProvenanceFallback Provenance = iota
+	// ProvenanceVerifiable: raw bytes of verifiable jobs, checkable against them.
+	ProvenanceVerifiable
+	// ProvenanceDerived: a KDF over verifiable bytes and local randomness.
+	ProvenanceDerived
+)
+
+// String returns "fallback", "verifiable" or "derived".
+func (p Provenance) String() string {
+	switch p {
+	case ProvenanceFallback:
+		return "fallback"
+	case ProvenanceVerifiable:
+		return "verifiable"
+	case ProvenanceDerived:
+		return "derived"
+	}
+	return fmt.Sprintf("Provenance(%d)", int(p))
+}
+
+// Provenance returns the class of the read the label describes.
+func (l Label) Provenance() Provenance {
+	switch {
+	case l.Derived:
+		return ProvenanceDerived
+	case l.Verifiable:
+		return ProvenanceVerifiable
+	}
+	return ProvenanceFallback
+}
+
+// Len returns the number of bytes the spans cover.
+func (l Label) Len() int {
+	n := 0
+	for _, s := range l.Spans {
+		n += s.Length
+	}
+	return n
+}
+
+// String gives a one-line summary such as
+// "verifiable quantropy job-7[0:32]" or "fallback crypto/rand (reason)".
+func (l Label) String() string {
+	var sb strings.Builder
+	sb.WriteString(l.Provenance().String())
+	for _, s := range l.Spans {
+		sb.WriteByte(' ')
+		sb.WriteString(s.Source)
+		if s.JobID != "" {
+			fmt.Fprintf(&sb, " %s[%d:%d]", s.JobID, s.Offset, s.Offset+s.Length)
+		} else {
+			fmt.Fprintf(&sb, "[%d]", s.Length)
+		}
+	}
+	if l.Reason != nil {
+		fmt.Fprintf(&sb, " (%v)", l.Reason)
+	}
+	return sb.String()
+}
+
+// labelJSON is the wire form of a Label: Reason as text, and the class spelt
+// out so that no reader of a transcript can miss a fallback.
+type labelJSON struct {
+	Class      string `json:"class"`
+	Verifiable bool   `json:"verifiable"`
+	Derived    bool   `json:"derived,omitempty"`
+	Spans      []Span `json:"spans"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// MarshalJSON writes the label with its class ("verifiable", "derived" or
+// "fallback") and its Reason as text.
+func (l Label) MarshalJSON() ([]byte, error) {
+	j := labelJSON{Class: l.Provenance().String(), Verifiable: l.Verifiable, Derived: l.Derived, Spans: l.Spans}
+	if j.Spans == nil {
+		j.Spans = []Span{}
+	}
+	if l.Reason != nil {
+		j.Reason = l.Reason.Error()
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote. The Reason comes back as a plain
+// error with the same text. A class that contradicts the flags is an error.
+func (l *Label) UnmarshalJSON(b []byte) error {
+	var j labelJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	out := Label{Verifiable: j.Verifiable, Derived: j.Derived, Spans: j.Spans}
+	if j.Reason != "" {
+		out.Reason = errors.New(j.Reason)
+	}
+	if j.Class != "" && j.Class != out.Provenance().String() {
+		return fmt.Errorf("entropy: label class %q contradicts its flags (%s)", j.Class, out.Provenance())
+	}
+	if out.Verifiable && out.Derived {
+		return errors.New("entropy: label is both verifiable and derived")
+	}
+	*l = out
+	return nil
+}

@@ -1,0 +1,40 @@
+package entropy
+
+import (
+	"context"
+	"time"
+)
+
+// Source is one remote service of verifiable entropy: a quantum RNG API spoken
+// through package httpsource, the drand beacon through package drandsource, or
+// an in-memory source in tests and benchmarks.
+//
+// A Provider calls Fetch from its refill goroutine only, never from a read, so
+// Fetch may block on the network. It must honour ctx: the Provider cancels it
+// when it is closed.
+type Source interface {
+	// Fetch returns one block of fresh entropy: at most n bytes, possibly fewer
+	// (a beacon round holds 32 bytes).
+	//
+	// The Provider copies Data and never writes to it, so a source may keep the
+	// block (an audit trail, a test's record of what it handed out). Every call
+	// must return fresh entropy: a Provider serves each byte once, but it cannot
+	// tell if a source hands out the same job twice.
+	Fetch(ctx context.Context, n int) (Block, error)
+}
+
+// Block is what a Source returns: entropy plus what makes it verifiable.
+type Block struct {
+	Data       []byte    // the entropy
+	Source     string    // service name, e.g. "quantropy", "drand/quicknet"
+	JobID      string    // the service's job or round ID for Data
+	Verifiable bool      // the source checked a proof for Data
+	Proof      []byte    // signature or proof, if any
+	Time       time.Time // when the service produced Data, as it says
+}
+
+// SourceFunc adapts an ordinary function to the Source interface.
+type SourceFunc func(ctx context.Context, n int) (Block, error)
+
+// Fetch calls f(ctx, n).
+func (f SourceFunc) Fetch(ctx context.Context, n int) (Block, error) { return f(ctx, n) }
