@@ -1,0 +1,604 @@
+// Package journal is a tamper-evident audit trail for an entropy.Provider: an
+// append-only JSON Lines file in which every record is hash-chained to the one
+// before it (SHA-256) and fsynced before the append returns.
+//
+// A *Journal implements entropy.Journal; give it to a Provider with
+// entropy.WithJournal and every block fetched, every fallback episode and every
+// event draw is recorded, even for a caller that only uses the Provider as an
+// io.Reader.
+//
+// # Format
+//
+// Each line is one JSON object with the members, in this order,
+//
+//	{"seq":N,"time":T,"type":TYPE,"data":{...},"prev":P,"hash":H}
+//
+// where seq counts from 1, time is when the record was appended (RFC 3339,
+// UTC), prev is the hex SHA-256 of the previous line's bytes (without its
+// newline; 64 zeros on the first line) and hash is the hex SHA-256 of the line
+// without its hash member, that is of
+//
+//	{"seq":N,"time":T,"type":TYPE,"data":{...},"prev":P}
+//
+// Lines are written in the canonical form that Go's encoding/json gives those
+// structures, and Verify insists on it, so that a change of any byte shows. The
+// first record has type "journal" and names the format (Format). The others
+// are "block", "fallback" and "event"; their data members are documented on
+// BlockData, FallbackData and EventData.
+//
+// # What Verify detects, and what it cannot
+//
+// A changed byte in any record, a removed or reordered record and a record cut
+// short are reported with the number of the first bad line (*LineError). A
+// last line cut short by a crash is reported as ErrTorn, never dropped. What no
+// file can show by itself is that whole records were cut off its end: compare
+// Report.Head (or Journal.Head) with a value you published or stored elsewhere
+// to detect that.
+//
+// # A torn last line
+//
+// An append writes one line and fsyncs it; a crash in between can leave part
+// of a line at the end of the file. That record was never acknowledged: the
+// call that wrote it did not return, so an event whose record is torn was never
+// handed out. Open refuses such a file with a *LineError whose Err is ErrTorn
+// and whose Offset is where the torn line starts. The operator keeps a copy of
+// the file, moves the torn bytes out of it (for example
+// `tail -c +$((OFFSET+1)) FILE > FILE.torn && truncate -s OFFSET FILE`), notes
+// that in the operations log, and opens the journal again; the chain continues
+// from the last complete record. The package never does this by itself.
+//
+// Event entropy is stored in the journal in clear: it is for public draws,
+// never for secrets. No API key ever reaches the journal: nothing in it takes
+// one.
+package journal
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/provenrand/entropy"
+)
+
+// Format names the journal format in the first record of every journal.
+const Format = "provenrand-journal/1"
+
+// MaxLineSize is the longest line Verify and Open accept, newline included.
+const MaxLineSize = 1 << 20
+
+// Record types.
+const (
+	TypeJournal  = "journal"  // the first record: the format
+	TypeBlock    = "block"    // a block that entered a Provider's pool
+	TypeFallback = "fallback" // a fallback episode
+	TypeEvent    = "event"    // the entropy of a named event
+)
+
+// zeroHash is the prev of the first line.
+const zeroHash = "0000000000000000000000000000000000000000000000000000000000000000"
+
+var (
+	// ErrTorn reports a last line cut short by a crash: it has no newline or
+	// cannot be parsed. See the package documentation for what to do.
+	ErrTorn = errors.New("journal: torn last line (an append did not complete)")
+	// ErrHashMismatch reports a record whose hash does not match its content:
+	// the record was changed.
+	ErrHashMismatch = errors.New("journal: record hash does not match its content (record changed)")
+	// ErrChainBroken reports a record whose prev is not the hash of the line
+	// before it.
+	ErrChainBroken = errors.New("journal: prev does not match the line before (chain broken)")
+	// ErrSequence reports a record whose seq is not one more than the record
+	// before it: a record was removed, inserted or moved.
+	ErrSequence = errors.New("journal: record out of sequence (removed, inserted or reordered)")
+	// ErrMalformed reports a line that is not a record of this format, or not
+	// in its canonical form.
+	ErrMalformed = errors.New("journal: malformed record")
+	// ErrEventExists is returned by RecordEvent for an event already recorded.
+	ErrEventExists = errors.New("journal: event already recorded")
+	// ErrClosed is returned by appends after Close.
+	ErrClosed = errors.New("journal: closed")
+	// ErrLocked is returned by Open when another Journal holds the file.
+	ErrLocked = errors.New("journal: file is in use by another journal")
+)
+
+// LineError names the first bad line of a journal. Err is one of ErrTorn,
+// ErrHashMismatch, ErrChainBroken, ErrSequence or ErrMalformed, possibly
+// wrapping a detail.
+type LineError struct {
+	Line   int   // 1-based line number
+	Offset int64 // byte offset of the line's first byte in the file
+	Err    error
+}
+
+// Error returns "journal: line N: ...".
+func (e *LineError) Error() string {
+	return fmt.Sprintf("journal: line %d (offset %d): %v", e.Line, e.Offset, e.Err)
+}
+
+// Unwrap returns Err, so that errors.Is(err, ErrTorn) and friends work.
+func (e *LineError) Unwrap() error { return e.Err }
+
+// record is one line. Its field order is the wire order.
+type record struct {
+	Seq  uint64          `json:"seq"`
+	Time time.Time       `json:"time"`
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data"`
+	Prev string          `json:"prev"`
+	Hash string          `json:"hash,omitempty"`
+}
+
+// HeaderData is the data of the first record.
+type HeaderData struct {
+	Format string `json:"format"` // Format
+}
+
+// BlockData is the data of a "block" record: entropy.BlockRecord with its
+// digest in hex.
+type BlockData struct {
+	Source     string    `json:"source"`
+	JobID      string    `json:"job_id"`
+	Size       int       `json:"size"`
+	Digest     string    `json:"digest"` // hex SHA-256 of the block's bytes
+	Verifiable bool      `json:"verifiable"`
+	Time       time.Time `json:"time"` // when the Provider accepted the block
+}
+
+// FallbackData is the data of a "fallback" record: entropy.FallbackEpisode
+// with its reason as text.
+type FallbackData struct {
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+	Ended  bool      `json:"ended"`
+	Reads  int64     `json:"reads"`
+	Bytes  int64     `json:"bytes"`
+	Reason string    `json:"reason"`
+}
+
+// EventData is the data of an "event" record: entropy.EventRecord with its
+// bytes in hex and its label in entropy.Label's JSON form.
+type EventData struct {
+	Event string        `json:"event"`
+	Data  string        `json:"data"` // hex
+	Label entropy.Label `json:"label"`
+	Time  time.Time     `json:"time"` // when the event was drawn
+}
+
+// Journal is an open journal file. It is safe for concurrent use; appends are
+// serialised and each is on disk when it returns. Only one Journal may have a
+// file open at a time (on Unix an exclusive lock enforces this).
+type Journal struct {
+	path string
+	now  func() time.Time
+
+	mu     sync.Mutex // guards everything below
+	f      *os.File
+	seq    uint64
+	prev   string                         // hex SHA-256 of the last line
+	events map[string]entropy.EventRecord // by event name
+	err    error                          // sticky: set when an append failed part-way
+	closed bool
+}
+
+var _ entropy.Journal = (*Journal)(nil)
+
+// Option configures Open.
+type Option func(*Journal)
+
+// WithClock sets the clock that stamps records (default time.Now).
+func WithClock(now func() time.Time) Option {
+	return func(j *Journal) {
+		if now != nil {
+			j.now = now
+		}
+	}
+}
+
+// Open opens the journal at path, creating it (mode 0600) if it does not
+// exist. An existing journal is verified first, and Open refuses one that fails
+// (a *LineError; with ErrTorn for a torn last line, see the package
+// documentation). The events it holds are loaded, so LookupEvent answers for
+// events drawn by earlier processes.
+func Open(path string, opts ...Option) (*Journal, error) {
+	j := &Journal{path: path, now: time.Now, events: make(map[string]entropy.EventRecord)}
+	for _, o := range opts {
+		o(j)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("journal: open: %w", err)
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	v := verifier{onEvent: func(r entropy.EventRecord) { j.events[r.Event] = r }}
+	if err := v.run(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	j.f, j.seq, j.prev = f, v.rep.LastSeq, v.rep.Head
+	if j.seq == 0 {
+		j.prev = zeroHash
+		if err := j.append(TypeJournal, HeaderData{Format: Format}); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return j, nil
+}
+
+// Path returns the file name the journal was opened with.
+func (j *Journal) Path() string { return j.path }
+
+// Head returns the seq and hash of the last record: publish or store them
+// elsewhere, and Verify's Report.Head shows later whether records were cut off
+// the end of the file.
+func (j *Journal) Head() (seq uint64, hash string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.seq, j.prev
+}
+
+// Close closes the file. Appends after Close return ErrClosed.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return nil
+	}
+	j.closed = true
+	return j.f.Close()
+}
+
+// RecordBlock appends a "block" record.
+func (j *Journal) RecordBlock(b entropy.BlockRecord) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.append(TypeBlock, BlockData{
+		Source: b.Source, JobID: b.JobID, Size: b.Size,
+		Digest: hex.EncodeToString(b.Digest[:]), Verifiable: b.Verifiable, Time: b.Time.UTC(),
+	})
+}
+
+// RecordFallback appends a "fallback" record.
+func (j *Journal) RecordFallback(e entropy.FallbackEpisode) error {
+	d := FallbackData{Start: e.Start.UTC(), End: e.End.UTC(), Ended: e.Ended, Reads: e.Reads, Bytes: e.Bytes}
+	if e.Reason != nil {
+		d.Reason = e.Reason.Error()
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.append(TypeFallback, d)
+}
+
+// RecordEvent appends an "event" record and returns once it is on disk. It
+// refuses (ErrEventExists) an event that is already recorded, in this process
+// or in the file it opened: an event is drawn once.
+func (j *Journal) RecordEvent(r entropy.EventRecord) error {
+	if r.Event == "" {
+		return fmt.Errorf("%w: event name is empty", ErrMalformed)
+	}
+	if len(r.Data) == 0 {
+		return fmt.Errorf("%w: event %q has no data", ErrMalformed, r.Event)
+	}
+	r.Time = r.Time.UTC()
+	d := EventData{Event: r.Event, Data: hex.EncodeToString(r.Data), Label: r.Label, Time: r.Time}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if _, ok := j.events[r.Event]; ok {
+		return fmt.Errorf("%w: %q", ErrEventExists, r.Event)
+	}
+	if err := j.append(TypeEvent, d); err != nil {
+		return err
+	}
+	r.Data = bytes.Clone(r.Data)
+	j.events[r.Event] = r
+	return nil
+}
+
+// LookupEvent returns the record of an event, if one was recorded by this
+// Journal or is in the file it opened. The returned Data is a copy.
+func (j *Journal) LookupEvent(event string) (entropy.EventRecord, bool, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return entropy.EventRecord{}, false, ErrClosed
+	}
+	r, ok := j.events[event]
+	if ok {
+		r.Data = bytes.Clone(r.Data)
+	}
+	return r, ok, nil
+}
+
+// append writes one record and fsyncs the file. A failure part-way leaves the
+// file in a state only an operator can judge, so it is sticky: every later
+// append returns it. append requires that j.mu is held (or that j is not yet
+// shared, in Open).
+func (j *Journal) append(typ string, data any) error {
+	if j.closed {
+		return ErrClosed
+	}
+	if j.err != nil {
+		return j.err
+	}
+	d, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("journal: encode %s record: %w", typ, err)
+	}
+	r := record{Seq: j.seq + 1, Time: j.now().UTC(), Type: typ, Data: d, Prev: j.prev}
+	line, err := encode(r)
+	if err != nil {
+		return err
+	}
+	if _, err := j.f.Write(append(line, '\n')); err != nil {
+		j.err = fmt.Errorf("journal: append of record %d failed, the journal needs an operator: %w", r.Seq, err)
+		return j.err
+	}
+	if err := j.f.Sync(); err != nil {
+		j.err = fmt.Errorf("journal: fsync of record %d failed, the journal needs an operator: %w", r.Seq, err)
+		return j.err
+	}
+	j.seq = r.Seq
+	j.prev = lineHash(line)
+	return nil
+}
+
+// encode returns the canonical line of r (r.Hash is ignored and computed).
+func encode(r record) ([]byte, error) {
+	r.Hash = ""
+	body, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("journal: encode record: %w", err)
+	}
+	r.Hash = lineHash(body)
+	line, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("journal: encode record: %w", err)
+	}
+	return line, nil
+}
+
+// lineHash returns the hex SHA-256 of b.
+func lineHash(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// syncDir fsyncs a directory, so that a file just created in it survives a
+// crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("journal: sync directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return fmt.Errorf("journal: sync directory: %w", err)
+	}
+	return nil
+}
+
+// Report summarises a journal that verified.
+type Report struct {
+	Records       int    // lines, the "journal" header included
+	Blocks        int    // "block" records
+	Fallbacks     int    // "fallback" records
+	Events        int    // "event" records
+	FallbackBytes int64  // bytes served in the recorded fallback episodes
+	LastSeq       uint64 // seq of the last record (0 for an empty file)
+	Head          string // hex SHA-256 of the last line ("" for an empty file)
+	EventNames    []string
+}
+
+// Verify reads a journal from r and checks every record: canonical form, hash,
+// sequence and chain. It returns the first problem as a *LineError; the Report
+// then covers the lines before it. An empty input is a valid, empty journal.
+func Verify(r io.Reader) (Report, error) {
+	var v verifier
+	err := v.run(r)
+	return v.rep, err
+}
+
+// VerifyFile is Verify on the file at path.
+func VerifyFile(path string) (Report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Report{}, fmt.Errorf("journal: %w", err)
+	}
+	defer f.Close()
+	return Verify(f)
+}
+
+// verifier checks a journal line by line.
+type verifier struct {
+	rep     Report
+	onEvent func(entropy.EventRecord) // called for each event record, if set
+	seen    map[string]bool
+}
+
+// run checks every line of r.
+func (v *verifier) run(r io.Reader) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	v.seen = make(map[string]bool)
+	var offset int64
+	cur, curErr := readLine(br)
+	for line := 1; ; line++ {
+		if curErr == io.EOF && len(cur) == 0 {
+			return nil
+		}
+		if curErr != nil && curErr != io.EOF {
+			if errors.Is(curErr, errLineTooLong) {
+				return &LineError{Line: line, Offset: offset, Err: fmt.Errorf("%w: %v", ErrMalformed, curErr)}
+			}
+			return fmt.Errorf("journal: read: %w", curErr)
+		}
+		if curErr == io.EOF || cur[len(cur)-1] != '\n' {
+			// Bytes after the last newline: an append that never completed.
+			return &LineError{Line: line, Offset: offset, Err: fmt.Errorf("%w: %d bytes without a newline", ErrTorn, len(cur))}
+		}
+		next, nextErr := readLine(br)
+		last := nextErr == io.EOF && len(next) == 0
+		text := cur[:len(cur)-1]
+		if err := v.check(text, last); err != nil {
+			return &LineError{Line: line, Offset: offset, Err: err}
+		}
+		offset += int64(len(cur))
+		cur, curErr = next, nextErr
+	}
+}
+
+// check verifies one line (without its newline); last says whether it is the
+// last line of the file, where a line that does not parse is torn.
+func (v *verifier) check(text []byte, last bool) error {
+	var r record
+	dec := json.NewDecoder(bytes.NewReader(text))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil || dec.More() {
+		if last {
+			return fmt.Errorf("%w: last line does not parse", ErrTorn)
+		}
+		return fmt.Errorf("%w: not a JSON record", ErrMalformed)
+	}
+	body := r
+	body.Hash = ""
+	bodyBytes, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if r.Hash != lineHash(bodyBytes) {
+		return ErrHashMismatch
+	}
+	canon, err := canonicalData(r.Type, r.Data, v)
+	if err != nil {
+		return err
+	}
+	r.Data = canon
+	want, err := encode(r)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(want, text) {
+		return fmt.Errorf("%w: not in canonical form", ErrMalformed)
+	}
+	if r.Seq != v.rep.LastSeq+1 {
+		return fmt.Errorf("%w: seq %d after %d", ErrSequence, r.Seq, v.rep.LastSeq)
+	}
+	prev := v.rep.Head
+	if prev == "" {
+		prev = zeroHash
+	}
+	if r.Prev != prev {
+		return ErrChainBroken
+	}
+	if (r.Seq == 1) != (r.Type == TypeJournal) {
+		return fmt.Errorf("%w: a journal starts with one %q record", ErrMalformed, TypeJournal)
+	}
+	v.rep.Records++
+	v.rep.LastSeq = r.Seq
+	v.rep.Head = lineHash(text)
+	return nil
+}
+
+// canonicalData decodes the data of a record of type typ strictly, checks it,
+// counts it in v's report and returns its canonical encoding.
+func canonicalData(typ string, raw json.RawMessage, v *verifier) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s data: %s", ErrMalformed, typ, fmt.Sprintf(format, a...))
+	}
+	var out any
+	switch typ {
+	case TypeJournal:
+		var d HeaderData
+		if err := dec.Decode(&d); err != nil {
+			return nil, bad("%v", err)
+		}
+		if d.Format != Format {
+			return nil, bad("unknown format %q", d.Format)
+		}
+		out = d
+	case TypeBlock:
+		var d BlockData
+		if err := dec.Decode(&d); err != nil {
+			return nil, bad("%v", err)
+		}
+		if b, err := hex.DecodeString(d.Digest); err != nil || len(b) != sha256.Size {
+			return nil, bad("digest is not 32 bytes of hex")
+		}
+		v.rep.Blocks++
+		out = d
+	case TypeFallback:
+		var d FallbackData
+		if err := dec.Decode(&d); err != nil {
+			return nil, bad("%v", err)
+		}
+		v.rep.Fallbacks++
+		v.rep.FallbackBytes += d.Bytes
+		out = d
+	case TypeEvent:
+		var d EventData
+		if err := dec.Decode(&d); err != nil {
+			return nil, bad("%v", err)
+		}
+		data, err := hex.DecodeString(d.Data)
+		if err != nil || len(data) == 0 || d.Event == "" {
+			return nil, bad("needs an event name and hex data")
+		}
+		if v.seen[d.Event] {
+			return nil, bad("event %q recorded twice", d.Event)
+		}
+		v.seen[d.Event] = true
+		v.rep.Events++
+		v.rep.EventNames = append(v.rep.EventNames, d.Event)
+		if v.onEvent != nil {
+			v.onEvent(entropy.EventRecord{Event: d.Event, Data: data, Label: d.Label, Time: d.Time})
+		}
+		out = d
+	default:
+		return nil, bad("unknown record type")
+	}
+	if dec.More() {
+		return nil, bad("trailing data")
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	return b, nil
+}
+
+// errLineTooLong reports a line longer than MaxLineSize.
+var errLineTooLong = fmt.Errorf("line longer than %d bytes", MaxLineSize)
+
+// readLine returns the next line of br with its newline, or the bytes before
+// EOF (with io.EOF), reading at most MaxLineSize bytes.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(line)+len(chunk) > MaxLineSize {
+			return nil, errLineTooLong
+		}
+		line = append(line, chunk...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		return line, err
+	}
+}

@@ -1,0 +1,517 @@
+package journal
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy"
+)
+
+// fixedClock returns a clock that starts at a fixed time and ticks a second
+// per call.
+func fixedClock() func() time.Time {
+	var n atomic.Int64
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	return func() time.Time { return base.Add(time.Duration(n.Add(1)) * time.Second) }
+}
+
+var (
+	testBlock = entropy.BlockRecord{
+		Source: "quantropy", JobID: "job-7", Size: 64, Digest: sha256.Sum256([]byte("block")),
+		Verifiable: true, Time: time.Date(2026, 3, 1, 11, 59, 0, 0, time.UTC),
+	}
+	testEpisode = entropy.FallbackEpisode{
+		Start: time.Date(2026, 3, 1, 11, 0, 0, 0, time.UTC), End: time.Date(2026, 3, 1, 11, 5, 0, 0, time.UTC),
+		Ended: true, Reads: 3, Bytes: 96, Reason: errors.New("source down: 503"),
+	}
+	testEvent = entropy.EventRecord{
+		Event: "lotto-2026-10", Data: bytes.Repeat([]byte{0xab}, 32),
+		Label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "quantropy", JobID: "job-8", Offset: 4, Length: 32}}},
+		Time:  time.Date(2026, 3, 1, 11, 58, 0, 0, time.UTC),
+	}
+)
+
+// writeSample makes a journal with a header, a block, a fallback episode and
+// an event (lines 1 to 4), and returns its path.
+func writeSample(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	j, err := Open(path, WithClock(fixedClock()))
+	require.NoError(t, err)
+	require.NoError(t, j.RecordBlock(testBlock))
+	require.NoError(t, j.RecordFallback(testEpisode))
+	require.NoError(t, j.RecordEvent(testEvent))
+	require.NoError(t, j.Close())
+	return path
+}
+
+func readLines(t *testing.T, path string) [][]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.True(t, bytes.HasSuffix(b, []byte("\n")))
+	return bytes.SplitAfter(b[:len(b)-1], []byte("\n"))
+}
+
+func writeLines(t *testing.T, path string, lines [][]byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	for _, l := range lines {
+		buf.Write(l)
+		if !bytes.HasSuffix(l, []byte("\n")) {
+			buf.WriteByte('\n')
+		}
+	}
+	require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o600))
+}
+
+// requireLineErr checks that err names line and wraps want.
+func requireLineErr(t *testing.T, err error, line int, want error) *LineError {
+	t.Helper()
+	require.Error(t, err)
+	var le *LineError
+	require.ErrorAs(t, err, &le)
+	assert.Equal(t, line, le.Line, "%v", err)
+	assert.ErrorIs(t, err, want)
+	return le
+}
+
+func TestAppendAndVerify(t *testing.T) {
+	path := writeSample(t)
+	rep, err := VerifyFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, 4, rep.Records)
+	assert.Equal(t, 1, rep.Blocks)
+	assert.Equal(t, 1, rep.Fallbacks)
+	assert.Equal(t, 1, rep.Events)
+	assert.Equal(t, int64(96), rep.FallbackBytes)
+	assert.Equal(t, uint64(4), rep.LastSeq)
+	assert.Equal(t, []string{"lotto-2026-10"}, rep.EventNames)
+
+	lines := readLines(t, path)
+	require.Len(t, lines, 4)
+	assert.Contains(t, string(lines[0]), `"type":"journal"`)
+	assert.Contains(t, string(lines[0]), `"prev":"`+zeroHash+`"`)
+	assert.Contains(t, string(lines[1]), fmt.Sprintf(`"digest":"%x"`, testBlock.Digest))
+	assert.Contains(t, string(lines[2]), `"reason":"source down: 503"`)
+	assert.Contains(t, string(lines[3]), `"class":"verifiable"`)
+	// The chain: each prev is the hash of the line before; Head the last.
+	for i := 1; i < len(lines); i++ {
+		assert.Contains(t, string(lines[i]), `"prev":"`+lineHash(bytes.TrimSuffix(lines[i-1], []byte("\n")))+`"`)
+	}
+	assert.Equal(t, lineHash(bytes.TrimSuffix(lines[3], []byte("\n"))), rep.Head)
+
+	j, err := Open(path)
+	require.NoError(t, err)
+	defer j.Close()
+	seq, head := j.Head()
+	assert.Equal(t, uint64(4), seq)
+	assert.Equal(t, rep.Head, head)
+}
+
+func TestEmptyInputVerifies(t *testing.T) {
+	rep, err := Verify(strings.NewReader(""))
+	require.NoError(t, err)
+	assert.Equal(t, 0, rep.Records)
+	assert.Equal(t, "", rep.Head)
+}
+
+func TestReopenLookupEvent(t *testing.T) {
+	path := writeSample(t)
+	j, err := Open(path, WithClock(fixedClock()))
+	require.NoError(t, err)
+
+	got, ok, err := j.LookupEvent(testEvent.Event)
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, testEvent.Data, got.Data)
+	assert.Equal(t, testEvent.Label, got.Label)
+	assert.True(t, testEvent.Time.Equal(got.Time))
+
+	_, ok, err = j.LookupEvent("never-drawn")
+	require.NoError(t, err)
+	assert.False(t, ok)
+
+	// No re-roll: a second record of the event is refused after a restart.
+	again := testEvent
+	again.Data = bytes.Repeat([]byte{0xcd}, 32)
+	assert.ErrorIs(t, j.RecordEvent(again), ErrEventExists)
+
+	// The appended chain continues where the file left off.
+	fb := entropy.EventRecord{Event: "raffle-1", Data: []byte{1, 2, 3},
+		Label: entropy.Label{Spans: []entropy.Span{{Source: entropy.FallbackSource, Length: 3}}, Reason: errors.New("no service")}}
+	require.NoError(t, j.RecordEvent(fb))
+	got, ok, err = j.LookupEvent("raffle-1")
+	require.NoError(t, err)
+	require.True(t, ok)
+	got.Data[0] = 99 // a copy: the journal's record is untouched
+	got2, _, _ := j.LookupEvent("raffle-1")
+	assert.Equal(t, []byte{1, 2, 3}, got2.Data)
+	require.NoError(t, j.Close())
+
+	rep, err := VerifyFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, 5, rep.Records)
+	assert.Equal(t, 2, rep.Events)
+
+	j, err = Open(path)
+	require.NoError(t, err)
+	defer j.Close()
+	got, ok, err = j.LookupEvent("raffle-1")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, entropy.ProvenanceFallback, got.Label.Provenance())
+	assert.EqualError(t, got.Label.Reason, "no service")
+}
+
+func TestRecordEventRejectsBadInput(t *testing.T) {
+	j, err := Open(filepath.Join(t.TempDir(), "j"))
+	require.NoError(t, err)
+	defer j.Close()
+	assert.ErrorIs(t, j.RecordEvent(entropy.EventRecord{Data: []byte{1}}), ErrMalformed)
+	assert.ErrorIs(t, j.RecordEvent(entropy.EventRecord{Event: "e"}), ErrMalformed)
+}
+
+// tamper changes the value of the nth (0-based) occurrence of "key": in line,
+// byte by byte, the way a hand edit would, and keeps the old hash.
+func tamper(t *testing.T, line []byte, key string, nth int) []byte {
+	t.Helper()
+	pat := []byte(`"` + key + `":`)
+	at := -1
+	for i, from := 0, 0; i <= nth; i++ {
+		k := bytes.Index(line[from:], pat)
+		require.GreaterOrEqual(t, k, 0, "key %s #%d not in %s", key, nth, line)
+		at = from + k
+		from = at + len(pat)
+	}
+	v := at + len(pat)
+	out := bytes.Clone(line)
+	switch c := out[v]; {
+	case c >= '0' && c <= '9':
+		out[v] = c + 1
+		if c == '9' {
+			out[v] = '1'
+		}
+	case c == 't':
+		out = append(out[:v:v], append([]byte("false"), out[v+4:]...)...)
+	case c == 'f':
+		out = append(out[:v:v], append([]byte("true"), out[v+5:]...)...)
+	case c == '"' && out[v+1] == '"':
+		out = append(out[:v+1:v+1], append([]byte("x"), out[v+1:]...)...)
+	case c == '"':
+		switch d := out[v+1]; {
+		case d >= '0' && d <= '8', d >= 'a' && d <= 'e', d >= 'A' && d <= 'Y':
+			out[v+1] = d + 1
+		default:
+			out[v+1] = '1'
+		}
+	default:
+		t.Fatalf("cannot tamper with %s in %s", key, line)
+	}
+	require.NotEqual(t, line, out)
+	return out
+}
+
+func TestTamperEachField(t *testing.T) {
+	cases := []struct {
+		line int
+		key  string
+		nth  int
+	}{
+		{1, "seq", 0}, {1, "time", 0}, {1, "type", 0}, {1, "format", 0}, {1, "prev", 0}, {1, "hash", 0},
+		{2, "seq", 0}, {2, "time", 0}, {2, "type", 0}, {2, "source", 0}, {2, "job_id", 0}, {2, "size", 0},
+		{2, "digest", 0}, {2, "verifiable", 0}, {2, "time", 1}, {2, "prev", 0}, {2, "hash", 0},
+		{3, "start", 0}, {3, "end", 0}, {3, "ended", 0}, {3, "reads", 0}, {3, "bytes", 0}, {3, "reason", 0},
+		{4, "event", 0}, {4, "data", 1}, {4, "class", 0}, {4, "verifiable", 0}, {4, "source", 0},
+		{4, "job_id", 0}, {4, "offset", 0}, {4, "length", 0}, {4, "time", 1}, {4, "seq", 0}, {4, "hash", 0},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("line%d/%s#%d", c.line, c.key, c.nth), func(t *testing.T) {
+			path := writeSample(t)
+			lines := readLines(t, path)
+			lines[c.line-1] = tamper(t, lines[c.line-1], c.key, c.nth)
+			writeLines(t, path, lines)
+			_, err := VerifyFile(path)
+			requireLineErr(t, err, c.line, ErrHashMismatch)
+			_, err = Open(path)
+			requireLineErr(t, err, c.line, ErrHashMismatch)
+		})
+	}
+}
+
+// An editor who also recomputes the hash of the changed line breaks the link
+// to the next line.
+func TestTamperWithRecomputedHash(t *testing.T) {
+	path := writeSample(t)
+	lines := readLines(t, path)
+	var r record
+	require.NoError(t, jsonUnmarshal(bytes.TrimSpace(lines[1]), &r))
+	r.Data = []byte(strings.Replace(string(r.Data), `"size":64`, `"size":65`, 1))
+	line, err := encode(r)
+	require.NoError(t, err)
+	lines[1] = line
+	writeLines(t, path, lines)
+	_, err = VerifyFile(path)
+	requireLineErr(t, err, 3, ErrChainBroken)
+}
+
+func TestNonCanonicalLineRejected(t *testing.T) {
+	path := writeSample(t)
+	lines := readLines(t, path)
+	// Same content, same hash, different bytes: the bytes of a line are what
+	// the next line's prev covers, so they must be the canonical ones.
+	lines[1] = bytes.Replace(lines[1], []byte(`"seq":2,`), []byte(`"seq": 2,`), 1)
+	writeLines(t, path, lines)
+	_, err := VerifyFile(path)
+	requireLineErr(t, err, 2, ErrMalformed)
+}
+
+func TestDeleteLine(t *testing.T) {
+	for del := 1; del <= 3; del++ {
+		path := writeSample(t)
+		lines := readLines(t, path)
+		lines = append(lines[:del-1:del-1], lines[del:]...)
+		writeLines(t, path, lines)
+		_, err := VerifyFile(path)
+		requireLineErr(t, err, del, ErrSequence)
+	}
+}
+
+func TestSwapLines(t *testing.T) {
+	path := writeSample(t)
+	lines := readLines(t, path)
+	lines[1], lines[2] = lines[2], lines[1]
+	writeLines(t, path, lines)
+	_, err := VerifyFile(path)
+	requireLineErr(t, err, 2, ErrSequence)
+}
+
+func TestDuplicateLine(t *testing.T) {
+	path := writeSample(t)
+	lines := readLines(t, path)
+	lines = append(lines[:2:2], lines[1:]...)
+	writeLines(t, path, lines)
+	_, err := VerifyFile(path)
+	requireLineErr(t, err, 3, ErrSequence)
+}
+
+func TestMissingHeader(t *testing.T) {
+	var r record
+	r.Seq, r.Type, r.Prev, r.Data = 1, TypeFallback, zeroHash, []byte(`{"start":"2026-01-01T00:00:00Z","end":"0001-01-01T00:00:00Z","ended":false,"reads":0,"bytes":0,"reason":""}`)
+	line, err := encode(r)
+	require.NoError(t, err)
+	_, err = Verify(bytes.NewReader(append(line, '\n')))
+	requireLineErr(t, err, 1, ErrMalformed)
+}
+
+func TestTruncateMidLine(t *testing.T) {
+	path := writeSample(t)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	lines := readLines(t, path)
+	lastStart := int64(len(b) - len(lines[3]) - 1)
+
+	for _, cut := range []int{1, 2, 10, len(lines[3])} { // bytes removed from the end
+		require.NoError(t, os.WriteFile(path, b[:len(b)-cut], 0o600))
+		_, err = VerifyFile(path)
+		le := requireLineErr(t, err, 4, ErrTorn)
+		assert.Equal(t, lastStart, le.Offset)
+		_, err = Open(path)
+		requireLineErr(t, err, 4, ErrTorn)
+	}
+}
+
+// A line cut short in the middle of the file (its rest lost, the next line
+// intact) is not a crash: it is reported as malformed at that line.
+func TestTruncatedRecordInside(t *testing.T) {
+	path := writeSample(t)
+	lines := readLines(t, path)
+	lines[1] = append(bytes.Clone(lines[1][:len(lines[1])/2]), '\n')
+	writeLines(t, path, lines)
+	_, err := VerifyFile(path)
+	requireLineErr(t, err, 2, ErrMalformed)
+}
+
+func TestCrashTornLastLine(t *testing.T) {
+	path := writeSample(t)
+	good, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	// The record the crashed process was writing.
+	j, err := Open(filepath.Join(t.TempDir(), "other"), WithClock(fixedClock()))
+	require.NoError(t, err)
+	var r record
+	r.Seq, r.Type, r.Prev, r.Data = 5, TypeBlock, lineHash(bytes.TrimSuffix(readLines(t, path)[3], []byte("\n"))), []byte(`{}`)
+	require.NoError(t, j.Close())
+	full, err := encode(r)
+	require.NoError(t, err)
+
+	for name, tail := range map[string][]byte{
+		"half a record":          full[:len(full)/2],
+		"record without newline": full,
+		"garbage with newline":   []byte("{\"seq\":5,\"ti\x00\x00\x00\n"),
+		"zero bytes":             make([]byte, 4096),
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.NoError(t, os.WriteFile(path, append(bytes.Clone(good), tail...), 0o600))
+			_, err := VerifyFile(path)
+			le := requireLineErr(t, err, 5, ErrTorn)
+			assert.Equal(t, int64(len(good)), le.Offset)
+
+			_, err = Open(path)
+			requireLineErr(t, err, 5, ErrTorn)
+			// The file is left exactly as it was: nothing dropped or repaired.
+			after, rerr := os.ReadFile(path)
+			require.NoError(t, rerr)
+			assert.Equal(t, append(bytes.Clone(good), tail...), after)
+
+			// The operator's procedure: move the torn bytes out at Offset.
+			require.NoError(t, os.Truncate(path, le.Offset))
+			j, err := Open(path, WithClock(fixedClock()))
+			require.NoError(t, err)
+			require.NoError(t, j.RecordBlock(testBlock))
+			seq, _ := j.Head()
+			assert.Equal(t, uint64(5), seq)
+			require.NoError(t, j.Close())
+			_, err = VerifyFile(path)
+			require.NoError(t, err)
+		})
+	}
+}
+
+func TestLineTooLong(t *testing.T) {
+	path := writeSample(t)
+	lines := readLines(t, path)
+	long := append(bytes.Repeat([]byte("x"), MaxLineSize+1), '\n')
+	lines = append(lines[:2:2], append([][]byte{long}, lines[2:]...)...)
+	writeLines(t, path, lines)
+	_, err := VerifyFile(path)
+	requireLineErr(t, err, 3, ErrMalformed)
+}
+
+func TestConcurrentAppends(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, err := Open(path)
+	require.NoError(t, err)
+	const workers, each = 8, 20
+	var wg sync.WaitGroup
+	var won atomic.Int32
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				b := testBlock
+				b.JobID = fmt.Sprintf("job-%d-%d", w, i)
+				assert.NoError(t, j.RecordBlock(b))
+			}
+			ev := testEvent
+			ev.Data = []byte{byte(w)}
+			err := j.RecordEvent(ev)
+			if err == nil {
+				won.Add(1)
+			} else {
+				assert.ErrorIs(t, err, ErrEventExists)
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, int32(1), won.Load(), "exactly one record of an event")
+	require.NoError(t, j.Close())
+
+	rep, err := VerifyFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, 1+workers*each+1, rep.Records)
+	assert.Equal(t, workers*each, rep.Blocks)
+	assert.Equal(t, 1, rep.Events)
+}
+
+func TestSecondOpenIsLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, err := Open(path)
+	require.NoError(t, err)
+	_, err = Open(path)
+	assert.ErrorIs(t, err, ErrLocked)
+	require.NoError(t, j.Close())
+	j, err = Open(path)
+	require.NoError(t, err)
+	require.NoError(t, j.Close())
+}
+
+func TestClosed(t *testing.T) {
+	j, err := Open(filepath.Join(t.TempDir(), "j"))
+	require.NoError(t, err)
+	require.NoError(t, j.Close())
+	require.NoError(t, j.Close())
+	assert.ErrorIs(t, j.RecordBlock(testBlock), ErrClosed)
+	assert.ErrorIs(t, j.RecordEvent(testEvent), ErrClosed)
+	_, _, err = j.LookupEvent("x")
+	assert.ErrorIs(t, err, ErrClosed)
+}
+
+// A failed write leaves the file in a state only an operator can judge: every
+// later append fails too, and nothing is recorded as if all were well.
+func TestFailedAppendIsSticky(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, err := Open(path)
+	require.NoError(t, err)
+	require.NoError(t, j.f.Close()) // the file goes away under the journal
+	err = j.RecordEvent(testEvent)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "needs an operator")
+	_, ok, _ := j.LookupEvent(testEvent.Event)
+	assert.False(t, ok, "an event that was not recorded must not be found")
+	assert.Equal(t, err, j.RecordBlock(testBlock))
+	j.closed = true
+}
+
+func TestOpenErrors(t *testing.T) {
+	_, err := Open(filepath.Join(t.TempDir(), "no", "such", "dir", "j"))
+	require.Error(t, err)
+	_, err = VerifyFile(filepath.Join(t.TempDir(), "missing"))
+	require.Error(t, err)
+}
+
+func TestUnknownFormatRefused(t *testing.T) {
+	var r record
+	r.Seq, r.Type, r.Prev, r.Data = 1, TypeJournal, zeroHash, []byte(`{"format":"provenrand-journal/9"}`)
+	line, err := encode(r)
+	require.NoError(t, err)
+	_, err = Verify(bytes.NewReader(append(line, '\n')))
+	requireLineErr(t, err, 1, ErrMalformed)
+	assert.Contains(t, err.Error(), "unknown format")
+}
+
+func ExampleOpen() {
+	dir, _ := os.MkdirTemp("", "journal")
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "audit.jsonl")
+
+	j, err := Open(path)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = j.RecordEvent(entropy.EventRecord{
+		Event: "raffle-2026-05",
+		Data:  []byte{0x01, 0x02, 0x03, 0x04},
+		Label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "quantropy", JobID: "job-1", Length: 4}}},
+	})
+	j.Close()
+
+	rep, err := VerifyFile(path)
+	fmt.Println(rep.Records, rep.Events, err)
+	// Output: 2 1 <nil>
+}
