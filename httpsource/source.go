@@ -1,0 +1,622 @@
+// Package httpsource is the client of the reference HTTP protocol of verifiable
+// entropy (DESIGN.md, "The reference HTTP protocol"): an entropy.Source that
+// asks a service for GET /v1/entropy?size=N, follows queued jobs, checks the
+// Ed25519 signature of every job and maps every error answer of the seeds to
+// the error types of package entropy.
+//
+// A block is Verifiable only if its signature checked, and only a configured
+// public key (WithPublicKey, or WithFetchPublicKey) lets the source check one.
+// Without a key every block is non-verifiable, and an entropy.Provider refuses
+// such blocks: give the source a key.
+//
+// The package is also the one home of the protocol's wire format (JobResponse,
+// PublicKeyResponse, the error body shapes, SignedMessage); package sim serves
+// the same types.
+package httpsource
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/provenrand/entropy"
+)
+
+// Defaults of the options.
+const (
+	DefaultName         = "quantropy"           // WithName
+	DefaultMaxBodyBytes = 1 << 20               // WithMaxBodyBytes: 1 MiB
+	DefaultPollBase     = 50 * time.Millisecond // WithPollInterval
+	DefaultPollMax      = 2 * time.Second       // WithPollInterval
+	maxErrorBodyKept    = 4096                  // APIError.Body is cut to this
+	redactedPlaceholder = "[REDACTED]"
+)
+
+// Source is an entropy.Source speaking the reference protocol to one service.
+// It is safe for concurrent use. Make one with New.
+type Source struct {
+	base       *url.URL
+	apiKey     string
+	name       string
+	client     *http.Client
+	maxBody    int64
+	pollBase   time.Duration
+	pollMax    time.Duration
+	quota429   bool
+	fetchKey   bool
+	allowHTTP  bool
+	now        func() time.Time // clock for Retry-After dates; tests replace it
+	configured ed25519.PublicKey
+
+	mu  sync.Mutex        // guards pub
+	pub ed25519.PublicKey // the key in use: configured, or fetched once
+}
+
+// Option configures a Source.
+type Option func(*Source) error
+
+// WithAPIKey sets the key sent as "Authorization: Bearer <key>". The key is
+// removed from every error the source returns, even if a server echoes it.
+// It must be printable ASCII without spaces.
+func WithAPIKey(key string) Option {
+	return func(s *Source) error {
+		for i := 0; i < len(key); i++ {
+			if key[i] <= ' ' || key[i] >= 0x7f {
+				return errors.New("httpsource: API key must be printable ASCII without spaces")
+			}
+		}
+		s.apiKey = key
+		return nil
+	}
+}
+
+// WithPublicKey sets the service's Ed25519 public key; every block's
+// signature is then checked, and only checked blocks are Verifiable.
+func WithPublicKey(pub ed25519.PublicKey) Option {
+	return func(s *Source) error {
+		if len(pub) != ed25519.PublicKeySize {
+			return fmt.Errorf("httpsource: public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
+		}
+		s.configured = append(ed25519.PublicKey(nil), pub...)
+		return nil
+	}
+}
+
+// WithFetchPublicKey makes the source fetch the service's public key from
+// GET /v1/public-key once, on the first Fetch (or FetchPublicKey), and use it
+// from then on. This is trust on first use: it guards against later
+// tampering, not against a service or network that lies from the start. Pin
+// the key with WithPublicKey where that matters. A key set with WithPublicKey
+// wins over this option.
+func WithFetchPublicKey() Option {
+	return func(s *Source) error { s.fetchKey = true; return nil }
+}
+
+// WithHTTPClient sets the HTTP client. The default is a client that follows
+// no redirects and has no overall timeout (the context passed to Fetch
+// bounds each call).
+func WithHTTPClient(c *http.Client) Option {
+	return func(s *Source) error {
+		if c == nil {
+			return errors.New("httpsource: nil HTTP client")
+		}
+		s.client = c
+		return nil
+	}
+}
+
+// WithName sets the Source name of the blocks, which labels show. Default
+// "quantropy".
+func WithName(name string) Option {
+	return func(s *Source) error {
+		if name == "" {
+			return errors.New("httpsource: empty source name")
+		}
+		s.name = name
+		return nil
+	}
+}
+
+// WithMaxBodyBytes caps the bytes read from any response body. A success
+// body larger than the cap is malformed (entropy.ErrMalformed); an error body
+// is cut. Default 1 MiB, enough for the largest request (65536 bytes of
+// entropy are 87384 bytes of base64).
+func WithMaxBodyBytes(n int64) Option {
+	return func(s *Source) error {
+		if n < 1 {
+			return fmt.Errorf("httpsource: max body bytes %d must be positive", n)
+		}
+		s.maxBody = n
+		return nil
+	}
+}
+
+// WithAllowInsecureHTTP allows a plain http:// base URL to a host that is not
+// loopback. Without it New refuses such a URL: the API key would cross the
+// network in clear text.
+func WithAllowInsecureHTTP() Option {
+	return func(s *Source) error { s.allowHTTP = true; return nil }
+}
+
+// WithQuotaOn429WithoutRetryAfter reads a 429 answer without a Retry-After
+// header as an exhausted quota (seed 003: "the user exceeded its total quota
+// of use"): the APIError has Quota set and is permanent. Without this option
+// the source takes seed 000's reading, which the reference protocol follows:
+// every 429 is a passing rate limit, retried with exponential backoff.
+func WithQuotaOn429WithoutRetryAfter() Option {
+	return func(s *Source) error { s.quota429 = true; return nil }
+}
+
+// WithPollInterval sets the backoff of polling a queued job: the first poll
+// waits about base, each next one twice as long, capped at max, with jitter.
+// Defaults 50ms and 2s. A Retry-After on the 202 answer sets the first wait.
+func WithPollInterval(base, max time.Duration) Option {
+	return func(s *Source) error {
+		if base <= 0 || max < base {
+			return fmt.Errorf("httpsource: poll interval base %v, max %v: need 0 < base <= max", base, max)
+		}
+		s.pollBase, s.pollMax = base, max
+		return nil
+	}
+}
+
+// New returns a Source for the service at baseURL (e.g.
+// "https://api.example.com"; a path prefix is kept). A plain http:// URL is
+// allowed only to a loopback host unless WithAllowInsecureHTTP is given.
+func New(baseURL string, opts ...Option) (*Source, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("httpsource: bad base URL: %w", err)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("httpsource: base URL %q has no host", u.Redacted())
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("httpsource: base URL %q must not have a query or fragment", u.Redacted())
+	}
+	s := &Source{
+		base:     u,
+		name:     DefaultName,
+		maxBody:  DefaultMaxBodyBytes,
+		pollBase: DefaultPollBase,
+		pollMax:  DefaultPollMax,
+		now:      time.Now,
+	}
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(s); err != nil {
+			return nil, err
+		}
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !s.allowHTTP && !isLoopback(u.Hostname()) {
+			return nil, fmt.Errorf("httpsource: refusing plain http:// to non-loopback host %q (use https, or WithAllowInsecureHTTP)", u.Hostname())
+		}
+	default:
+		return nil, fmt.Errorf("httpsource: base URL scheme %q: want https or http", u.Scheme)
+	}
+	if s.client == nil {
+		s.client = &http.Client{
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	s.pub = s.configured
+	return s, nil
+}
+
+// isLoopback reports whether host is "localhost" or a loopback IP address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Name returns the Source name the blocks carry.
+func (s *Source) Name() string { return s.name }
+
+// PublicKey returns the public key in use: the configured one, the fetched
+// one, or nil if there is none (yet).
+func (s *Source) PublicKey() ed25519.PublicKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pub
+}
+
+// FetchPublicKey returns the key in use, fetching it from GET /v1/public-key
+// first if the source was made with WithFetchPublicKey and has none yet (trust
+// on first use). Without a configured key and without that option it returns
+// nil and no error.
+func (s *Source) FetchPublicKey(ctx context.Context) (ed25519.PublicKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pub != nil || !s.fetchKey {
+		return s.pub, nil
+	}
+	body, hdr, err := s.get(ctx, PublicKeyPath, nil)
+	if err != nil {
+		return nil, err
+	}
+	var pk PublicKeyResponse
+	if err := json.Unmarshal(body, &pk); err != nil {
+		return nil, s.malformed(PublicKeyPath, hdr, "public key JSON: %v", err)
+	}
+	if pk.Algorithm != "ed25519" {
+		return nil, s.malformed(PublicKeyPath, hdr, "public key algorithm %q, want ed25519", pk.Algorithm)
+	}
+	raw, err := base64.StdEncoding.Strict().DecodeString(pk.PublicKey)
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return nil, s.malformed(PublicKeyPath, hdr, "public key is not %d bytes of base64", ed25519.PublicKeySize)
+	}
+	s.pub = ed25519.PublicKey(raw)
+	return s.pub, nil
+}
+
+// Fetch asks the service for n bytes (1 ≤ n ≤ 65536) and returns them as one
+// block of exactly n bytes. It implements entropy.Source.
+//
+// A queued job (202) is polled with backoff until it completes, fails or ctx
+// ends. Errors: *entropy.APIError for an error answer, *entropy.JobError for
+// a failed job, *entropy.ConnError for network and context failures, and
+// errors wrapping entropy.ErrMalformed (bad JSON or base64, truncated body,
+// wrong length) or entropy.ErrBadProof (signature did not check). No bytes
+// are returned with an error.
+func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
+	if n < MinSize || n > MaxSize {
+		return entropy.Block{}, fmt.Errorf("httpsource: size %d outside %d..%d: %w", n, MinSize, MaxSize, entropy.ErrPermanent)
+	}
+	pub, err := s.FetchPublicKey(ctx)
+	if err != nil {
+		return entropy.Block{}, err
+	}
+	q := url.Values{"size": {strconv.Itoa(n)}}
+	body, hdr, err := s.get(ctx, EntropyPath, q)
+	if err != nil {
+		return entropy.Block{}, err
+	}
+	resp, err := s.decodeJob(EntropyPath, hdr, body, "")
+	if err != nil {
+		return entropy.Block{}, err
+	}
+	if resp.Status == StatusQueued || resp.Status == StatusRunning {
+		resp, err = s.poll(ctx, resp.JobID, retryAfter(hdr, s.now()))
+		if err != nil {
+			return entropy.Block{}, err
+		}
+	}
+	job, err := s.completed(EntropyPath, hdr, resp, pub)
+	if err != nil {
+		return entropy.Block{}, err
+	}
+	if len(job.Data) != n {
+		return entropy.Block{}, s.malformed(EntropyPath, hdr, "job %s has %d bytes of entropy, asked for %d", job.ID, len(job.Data), n)
+	}
+	return entropy.Block{
+		Data:       job.Data,
+		Source:     s.name,
+		JobID:      job.ID,
+		Verifiable: job.Verified,
+		Proof:      job.Signature,
+		Time:       job.Time,
+	}, nil
+}
+
+// Job is a job of the service as GET /v1/jobs/{job_id} tells it.
+type Job struct {
+	ID        string
+	Status    string            // StatusQueued, StatusRunning, StatusCompleted or StatusFailed
+	Data      []byte            // completed jobs: the entropy
+	Signature []byte            // completed jobs: the service's signature
+	Time      time.Time         // completed jobs: when the service produced Data
+	Verified  bool              // the signature checked against the source's public key
+	Err       *entropy.JobError // failed jobs
+}
+
+// Job looks a job up after the fact, as an auditor does: it returns the job
+// in whatever state it is, without polling. A completed job's signature is
+// checked when the source has a public key; a bad one is an error wrapping
+// entropy.ErrBadProof.
+func (s *Source) Job(ctx context.Context, id string) (Job, error) {
+	if id == "" {
+		return Job{}, errors.New("httpsource: empty job ID")
+	}
+	pub, err := s.FetchPublicKey(ctx)
+	if err != nil {
+		return Job{}, err
+	}
+	path := JobsPath + url.PathEscape(id)
+	body, hdr, err := s.get(ctx, path, nil)
+	if err != nil {
+		return Job{}, err
+	}
+	resp, err := s.decodeJob(JobsPath, hdr, body, id)
+	if err != nil {
+		return Job{}, err
+	}
+	switch resp.Status {
+	case StatusCompleted:
+		return s.completed(JobsPath, hdr, resp, pub)
+	case StatusFailed:
+		return Job{ID: resp.JobID, Status: resp.Status, Err: jobError(resp)}, nil
+	}
+	return Job{ID: resp.JobID, Status: resp.Status}, nil
+}
+
+// poll polls job id until it is completed or failed, or ctx ends. first, if
+// positive, is the wait before the first poll (a Retry-After on the 202).
+func (s *Source) poll(ctx context.Context, id string, first time.Duration) (JobResponse, error) {
+	path := JobsPath + url.PathEscape(id)
+	wait := s.pollBase
+	if first > 0 {
+		wait = min(first, s.pollMax)
+	}
+	timer := time.NewTimer(jitter(wait))
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return JobResponse{}, &entropy.ConnError{Op: "poll job " + id, Err: ctx.Err()}
+		case <-timer.C:
+		}
+		body, hdr, err := s.get(ctx, path, nil)
+		if err != nil {
+			return JobResponse{}, err
+		}
+		resp, err := s.decodeJob(JobsPath, hdr, body, id)
+		if err != nil {
+			return JobResponse{}, err
+		}
+		switch resp.Status {
+		case StatusCompleted:
+			return resp, nil
+		case StatusFailed:
+			return JobResponse{}, jobError(resp)
+		}
+		wait = min(2*wait, s.pollMax)
+		timer.Reset(jitter(wait))
+	}
+}
+
+// jitter returns a duration uniformly in [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// jobError turns a failed job into a *entropy.JobError.
+func jobError(resp JobResponse) *entropy.JobError {
+	e := &entropy.JobError{JobID: resp.JobID, Code: "JobFailed"}
+	if resp.Error != nil {
+		if resp.Error.Code != "" {
+			e.Code = resp.Error.Code
+		}
+		e.Message = resp.Error.Message
+	}
+	return e
+}
+
+// decodeJob decodes and sanity-checks a job body. wantID, if set, is the job
+// the body must be about.
+func (s *Source) decodeJob(path string, hdr http.Header, body []byte, wantID string) (JobResponse, error) {
+	var resp JobResponse
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return JobResponse{}, s.malformed(path, hdr, "job JSON: %v", err)
+	}
+	if resp.JobID == "" || strings.IndexByte(resp.JobID, 0) >= 0 {
+		return JobResponse{}, s.malformed(path, hdr, "missing or invalid job_id")
+	}
+	if wantID != "" && resp.JobID != wantID {
+		return JobResponse{}, s.malformed(path, hdr, "answer is about job %q, asked for %q", resp.JobID, wantID)
+	}
+	switch resp.Status {
+	case StatusQueued, StatusRunning, StatusCompleted, StatusFailed:
+	default:
+		return JobResponse{}, s.malformed(path, hdr, "job %s has unknown status %q", resp.JobID, resp.Status)
+	}
+	if resp.Status == StatusFailed && path == EntropyPath {
+		// The protocol reports failures only through polling, but a failed job
+		// is a failed job wherever it shows.
+		return JobResponse{}, jobError(resp)
+	}
+	return resp, nil
+}
+
+// completed decodes a completed job and checks its signature if pub is set.
+func (s *Source) completed(path string, hdr http.Header, resp JobResponse, pub ed25519.PublicKey) (Job, error) {
+	if resp.Status != StatusCompleted {
+		return Job{}, s.malformed(path, hdr, "job %s is %s, not completed", resp.JobID, resp.Status)
+	}
+	enc := base64.StdEncoding.Strict()
+	data, err := enc.DecodeString(resp.Entropy)
+	if err != nil {
+		return Job{}, s.malformed(path, hdr, "job %s: entropy is not base64: %v", resp.JobID, err)
+	}
+	sig, err := enc.DecodeString(resp.Signature)
+	if err != nil {
+		return Job{}, s.malformed(path, hdr, "job %s: signature is not base64: %v", resp.JobID, err)
+	}
+	ts, err := time.Parse(time.RFC3339Nano, resp.Timestamp)
+	if err != nil {
+		return Job{}, s.malformed(path, hdr, "job %s: timestamp is not RFC 3339: %q", resp.JobID, resp.Timestamp)
+	}
+	job := Job{ID: resp.JobID, Status: resp.Status, Data: data, Signature: sig, Time: ts}
+	if pub != nil {
+		if !VerifySignature(pub, resp.JobID, data, sig) {
+			return Job{}, fmt.Errorf("httpsource: job %s%s: signature does not verify: %w", resp.JobID, s.reqIDSuffix(hdr), entropy.ErrBadProof)
+		}
+		job.Verified = true
+	}
+	return job, nil
+}
+
+// get sends GET path?q (path already escaped) and returns the body of a 200 or 202 answer; every
+// other status becomes a *entropy.APIError.
+func (s *Source) get(ctx context.Context, path string, q url.Values) ([]byte, http.Header, error) {
+	op := "GET " + path
+	if strings.HasPrefix(path, JobsPath) {
+		op = "GET " + JobsPath + "{id}"
+	}
+	u, err := url.Parse(strings.TrimSuffix(s.base.String(), "/") + path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("httpsource: %s: %s", op, s.redact(err.Error()))
+	}
+	if q != nil {
+		u.RawQuery = q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("httpsource: %s: %s", op, s.redact(err.Error()))
+	}
+	req.Header.Set("Accept", "application/json")
+	if s.apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+s.apiKey)
+	}
+	res, err := s.client.Do(req)
+	if err != nil {
+		return nil, nil, &entropy.ConnError{Op: op, Err: s.redactErr(err)}
+	}
+	defer res.Body.Close()
+	body, tooLong, readErr := readBounded(res.Body, s.maxBody)
+	if res.StatusCode == http.StatusOK || res.StatusCode == http.StatusAccepted {
+		switch {
+		case readErr != nil && ctx.Err() != nil:
+			return nil, nil, &entropy.ConnError{Op: op, Err: ctx.Err()}
+		case readErr != nil:
+			return nil, nil, fmt.Errorf("httpsource: %s%s: reading body: %w: %w", op, s.reqIDSuffix(res.Header), entropy.ErrMalformed, s.redactErr(readErr))
+		case tooLong:
+			return nil, nil, s.malformed(op, res.Header, "body exceeds %d bytes", s.maxBody)
+		}
+		return body, res.Header, nil
+	}
+	return nil, nil, s.apiError(res, body)
+}
+
+// readBounded reads r up to max bytes; tooLong reports that there was more.
+func readBounded(r io.Reader, max int64) (body []byte, tooLong bool, err error) {
+	body, err = io.ReadAll(io.LimitReader(r, max+1))
+	if int64(len(body)) > max {
+		return body[:max], true, err
+	}
+	return body, false, err
+}
+
+// apiError builds the *entropy.APIError of an error answer, with the API key
+// removed from every field.
+func (s *Source) apiError(res *http.Response, body []byte) *entropy.APIError {
+	body = s.redactBytes(body)
+	code, msg := ParseErrorBody(body)
+	e := &entropy.APIError{
+		StatusCode: res.StatusCode,
+		Code:       s.redact(code),
+		Message:    s.redact(msg),
+		RequestID:  s.redact(plainText([]byte(res.Header.Get(RequestIDHeader)))),
+	}
+	_, hasRA := res.Header[http.CanonicalHeaderKey("Retry-After")]
+	e.RetryAfter = retryAfter(res.Header, s.now())
+	if s.quota429 && res.StatusCode == http.StatusTooManyRequests && !hasRA {
+		e.Quota = true
+	}
+	if len(body) > maxErrorBodyKept {
+		body = body[:maxErrorBodyKept]
+	}
+	e.Body = body
+	return e
+}
+
+// retryAfter reads a Retry-After header as delay-seconds or an HTTP-date
+// relative to now. Absent, unparseable or past values give 0.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseFloat(v, 64); err == nil {
+		if secs <= 0 || secs != secs {
+			return 0
+		}
+		const maxSecs = float64(1<<63-1) / float64(time.Second)
+		if secs >= maxSecs {
+			return time.Duration(1<<63 - 1)
+		}
+		return time.Duration(secs * float64(time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// malformed returns an error wrapping entropy.ErrMalformed, with the request
+// ID of the answer and the API key removed.
+func (s *Source) malformed(op string, hdr http.Header, format string, args ...any) error {
+	msg := s.redact(fmt.Sprintf(format, args...))
+	return fmt.Errorf("httpsource: %s%s: %s: %w", op, s.reqIDSuffix(hdr), msg, entropy.ErrMalformed)
+}
+
+// reqIDSuffix returns " (request id X)" for an answer with a request ID.
+func (s *Source) reqIDSuffix(hdr http.Header) string {
+	if hdr == nil {
+		return ""
+	}
+	if id := plainText([]byte(hdr.Get(RequestIDHeader))); id != "" {
+		return " (request id " + s.redact(id) + ")"
+	}
+	return ""
+}
+
+// redact removes the API key from a string.
+func (s *Source) redact(str string) string {
+	if s.apiKey == "" || !strings.Contains(str, s.apiKey) {
+		return str
+	}
+	return strings.ReplaceAll(str, s.apiKey, redactedPlaceholder)
+}
+
+// redactBytes removes the API key from a body.
+func (s *Source) redactBytes(b []byte) []byte {
+	if s.apiKey == "" || !bytes.Contains(b, []byte(s.apiKey)) {
+		return b
+	}
+	return bytes.ReplaceAll(b, []byte(s.apiKey), []byte(redactedPlaceholder))
+}
+
+// redactErr returns err unchanged if its text does not hold the API key, and
+// otherwise an error with the key removed from its text that still unwraps to
+// err (so errors.Is finds context.DeadlineExceeded and friends).
+func (s *Source) redactErr(err error) error {
+	if err == nil || s.apiKey == "" || !strings.Contains(err.Error(), s.apiKey) {
+		return err
+	}
+	return &redactedError{msg: s.redact(err.Error()), err: err}
+}
+
+// redactedError is an error whose text had the API key removed.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }

@@ -1,0 +1,752 @@
+package httpsource_test
+
+// These tests run the client against handlers written here by hand, from the
+// protocol text in DESIGN.md and not from the package's wire types, so that a
+// mistake shared by the client and the simulator cannot hide.
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/httpsource"
+)
+
+const testKey = "sk-test-4f1d2c3b5a69788796a5b4c3d2e1f0"
+
+// fakeService is an independently written server of the reference protocol.
+type fakeService struct {
+	t    *testing.T
+	priv ed25519.PrivateKey
+	pub  ed25519.PublicKey
+
+	mu       sync.Mutex
+	requests []*http.Request
+	handle   func(w http.ResponseWriter, r *http.Request)
+}
+
+func newFake(t *testing.T, handle func(f *fakeService, w http.ResponseWriter, r *http.Request)) (*fakeService, *httptest.Server) {
+	t.Helper()
+	seed := sha256.Sum256([]byte(t.Name()))
+	priv := ed25519.NewKeyFromSeed(seed[:])
+	f := &fakeService{t: t, priv: priv, pub: priv.Public().(ed25519.PublicKey)}
+	f.handle = func(w http.ResponseWriter, r *http.Request) { handle(f, w, r) }
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.requests = append(f.requests, r.Clone(context.Background()))
+		f.mu.Unlock()
+		f.handle(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+func (f *fakeService) count(path string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, r := range f.requests {
+		if path == "" || r.URL.Path == path {
+			n++
+		}
+	}
+	return n
+}
+
+// sign signs data as the entropy of job id, building the message by hand.
+func (f *fakeService) sign(id string, data []byte) string {
+	sum := sha256.Sum256(data)
+	msg := []byte("provenrand/entropy/v1\x00" + id + "\x00")
+	msg = append(msg, sum[:]...)
+	return base64.StdEncoding.EncodeToString(ed25519.Sign(f.priv, msg))
+}
+
+// completedJSON is the body of a completed job.
+func (f *fakeService) completedJSON(id string, data []byte) string {
+	return fmt.Sprintf(`{"job_id":%q,"status":"completed","entropy":%q,"timestamp":"2026-03-01T12:00:00Z","signature":%q}`,
+		id, base64.StdEncoding.EncodeToString(data), f.sign(id, data))
+}
+
+// pattern returns n bytes that are easy to recognise.
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + 3)
+	}
+	return b
+}
+
+// newSource returns a source for srv with its own transport, closed at the end.
+func newSource(t *testing.T, srv *httptest.Server, opts ...httpsource.Option) *httpsource.Source {
+	t.Helper()
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	all := append([]httpsource.Option{httpsource.WithAPIKey(testKey), httpsource.WithHTTPClient(&http.Client{Transport: tr})}, opts...)
+	s, err := httpsource.New(srv.URL, all...)
+	require.NoError(t, err)
+	return s
+}
+
+func TestFetchCompleted(t *testing.T) {
+	f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/entropy" || r.URL.Query().Get("size") != "32" || r.Header.Get("Authorization") != "Bearer "+testKey {
+			http.Error(w, "unexpected request", http.StatusTeapot)
+			return
+		}
+		w.Header().Set("X-Request-Id", "req-1")
+		fmt.Fprint(w, f.completedJSON("job-abc", pattern(32)))
+	})
+	s := newSource(t, srv, httpsource.WithPublicKey(f.pub), httpsource.WithName("qrng"))
+
+	b, err := s.Fetch(context.Background(), 32)
+	require.NoError(t, err)
+	assert.Equal(t, pattern(32), b.Data)
+	assert.Equal(t, "qrng", b.Source)
+	assert.Equal(t, "job-abc", b.JobID)
+	assert.True(t, b.Verifiable)
+	assert.True(t, ed25519.Verify(f.pub, httpsource.SignedMessage("job-abc", b.Data), b.Proof))
+	assert.Equal(t, time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), b.Time.UTC())
+	assert.Equal(t, 1, f.count(""))
+}
+
+func TestFetchWithoutKeyIsNotVerifiable(t *testing.T) {
+	f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, f.completedJSON("job-1", pattern(16)))
+	})
+	_ = f
+	s := newSource(t, srv)
+	b, err := s.Fetch(context.Background(), 16)
+	require.NoError(t, err)
+	assert.False(t, b.Verifiable, "a block whose signature nobody checked must not be verifiable")
+	assert.Equal(t, httpsource.DefaultName, b.Source)
+	assert.Nil(t, s.PublicKey())
+}
+
+func TestFetchQueuedJobIsPolled(t *testing.T) {
+	var polls atomic.Int32
+	f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/entropy":
+			w.WriteHeader(http.StatusAccepted)
+			fmt.Fprint(w, `{"job_id":"job-q","status":"queued"}`)
+		case "/v1/jobs/job-q":
+			switch polls.Add(1) {
+			case 1:
+				fmt.Fprint(w, `{"job_id":"job-q","status":"queued"}`)
+			case 2:
+				fmt.Fprint(w, `{"job_id":"job-q","status":"running"}`)
+			default:
+				fmt.Fprint(w, f.completedJSON("job-q", pattern(64)))
+			}
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	s := newSource(t, srv, httpsource.WithPublicKey(f.pub), httpsource.WithPollInterval(time.Millisecond, 4*time.Millisecond))
+	b, err := s.Fetch(context.Background(), 64)
+	require.NoError(t, err)
+	assert.Equal(t, pattern(64), b.Data)
+	assert.True(t, b.Verifiable)
+	assert.Equal(t, int32(3), polls.Load())
+	assert.Equal(t, 1, f.count("/v1/entropy"), "polling must not create new jobs")
+}
+
+func TestFetchQueuedJobHonoursContext(t *testing.T) {
+	_, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/entropy" {
+			w.WriteHeader(http.StatusAccepted)
+		}
+		fmt.Fprint(w, `{"job_id":"job-stuck","status":"queued"}`)
+	})
+	s := newSource(t, srv, httpsource.WithPollInterval(time.Millisecond, 2*time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := s.Fetch(ctx, 8)
+	require.Error(t, err)
+	var ce *entropy.ConnError
+	require.ErrorAs(t, err, &ce)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, err, entropy.ErrTimeout)
+}
+
+func TestFetchFailedJob(t *testing.T) {
+	for _, tc := range []struct {
+		code      string
+		permanent bool
+	}{
+		{"QuantumComputerError", false},
+		{"HardwareUnavailable", false},
+		{"Timeout", false},
+		{"JobFailed", false},
+		{"QuotaExhaustedError", true},
+		{"ContractExpiredError", true},
+		{"TooManyShots", true},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			_, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/v1/entropy" {
+					w.WriteHeader(http.StatusAccepted)
+					fmt.Fprint(w, `{"job_id":"job-f","status":"queued"}`)
+					return
+				}
+				fmt.Fprintf(w, `{"job_id":"job-f","status":"failed","error":{"code":%q,"message":"qpu said no"}}`, tc.code)
+			})
+			s := newSource(t, srv, httpsource.WithPollInterval(time.Millisecond, time.Millisecond))
+			b, err := s.Fetch(context.Background(), 8)
+			require.Error(t, err)
+			assert.Nil(t, b.Data)
+			var je *entropy.JobError
+			require.ErrorAs(t, err, &je)
+			assert.Equal(t, "job-f", je.JobID)
+			assert.Equal(t, tc.code, je.Code)
+			assert.Equal(t, "qpu said no", je.Message)
+			assert.ErrorIs(t, err, entropy.ErrJobFailed)
+			want := entropy.Transient
+			if tc.permanent {
+				want = entropy.Permanent
+			}
+			assert.Equal(t, want, entropy.Classify(err))
+		})
+	}
+}
+
+func TestFetchFailedJobWithoutErrorObject(t *testing.T) {
+	_, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/entropy" {
+			w.WriteHeader(http.StatusAccepted)
+			fmt.Fprint(w, `{"job_id":"job-x","status":"queued"}`)
+			return
+		}
+		fmt.Fprint(w, `{"job_id":"job-x","status":"failed"}`)
+	})
+	s := newSource(t, srv, httpsource.WithPollInterval(time.Millisecond, time.Millisecond))
+	_, err := s.Fetch(context.Background(), 8)
+	var je *entropy.JobError
+	require.ErrorAs(t, err, &je)
+	assert.Equal(t, "JobFailed", je.Code)
+}
+
+// errorShape writes an error body in one of the seeds' shapes.
+type errorShape struct {
+	name        string
+	contentType string
+	body        func(status int) string
+	wantCode    string // "" when the shape carries none
+	wantMessage string
+}
+
+var errorShapes = []errorShape{
+	{"status-object", "application/json", func(s int) string {
+		return fmt.Sprintf(`{"error":"%s","message":"the message","statusCode":%d}`, http.StatusText(s), s)
+	}, "<statustext>", "the message"},
+	{"details", "application/json", func(s int) string {
+		return `{"details":"the message","field":"size"}`
+	}, "", "the message"},
+	{"code-message", "application/json", func(s int) string {
+		return `{"code":"E_THING","message":"the message"}`
+	}, "E_THING", "the message"},
+	{"nested", "application/json", func(s int) string {
+		return `{"error":{"code":"E_THING","message":"the message"}}`
+	}, "E_THING", "the message"},
+	{"plain-text", "text/plain", func(s int) string {
+		return "the   message\n"
+	}, "", "the message"},
+}
+
+func TestErrorStatusesAndBodyShapes(t *testing.T) {
+	type class struct {
+		sentinel  error
+		permanent bool
+	}
+	statuses := map[int]class{
+		400: {entropy.ErrBadRequest, true},
+		401: {entropy.ErrUnauthorized, true},
+		402: {entropy.ErrPaymentRequired, true},
+		403: {entropy.ErrForbidden, true},
+		404: {entropy.ErrNotFound, true},
+		409: {entropy.ErrConflict, false},
+		422: {entropy.ErrValidation, true},
+		429: {entropy.ErrRateLimited, false},
+		500: {entropy.ErrServer, false},
+		502: {entropy.ErrServer, false},
+		503: {entropy.ErrServiceUnavailable, false},
+	}
+	for status, cl := range statuses {
+		for _, shape := range errorShapes {
+			for _, ra := range []string{"", "seconds", "date"} {
+				name := fmt.Sprintf("%d/%s/retry-after=%s", status, shape.name, ra)
+				t.Run(name, func(t *testing.T) {
+					_, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+						w.Header().Set("Content-Type", shape.contentType)
+						w.Header().Set("X-Request-Id", "req-"+shape.name)
+						switch ra {
+						case "seconds":
+							w.Header().Set("Retry-After", "7")
+						case "date":
+							w.Header().Set("Retry-After", time.Now().Add(90*time.Second).UTC().Format(http.TimeFormat))
+						}
+						w.WriteHeader(status)
+						fmt.Fprint(w, shape.body(status))
+					})
+					s := newSource(t, srv)
+					b, err := s.Fetch(context.Background(), 32)
+					require.Error(t, err)
+					assert.Nil(t, b.Data)
+
+					var ae *entropy.APIError
+					require.ErrorAs(t, err, &ae)
+					assert.Equal(t, status, ae.StatusCode)
+					assert.ErrorIs(t, err, cl.sentinel)
+					wantCode := shape.wantCode
+					if wantCode == "<statustext>" {
+						wantCode = http.StatusText(status)
+					}
+					assert.Equal(t, wantCode, ae.Code)
+					assert.Equal(t, shape.wantMessage, ae.Message)
+					assert.Equal(t, "req-"+shape.name, ae.RequestID)
+					assert.Equal(t, strings.TrimSpace(shape.body(status)), strings.TrimSpace(string(ae.Body)))
+					assert.False(t, ae.Quota, "the default reading of a 429 is seed 000's: not a quota")
+					switch ra {
+					case "":
+						assert.Zero(t, ae.RetryAfter)
+					case "seconds":
+						assert.Equal(t, 7*time.Second, ae.RetryAfter)
+						assert.Equal(t, 7*time.Second, entropy.RetryAfter(err))
+					case "date":
+						// An HTTP-date has one-second resolution and the clock moves on.
+						assert.InDelta(t, float64(90*time.Second), float64(ae.RetryAfter), float64(3*time.Second))
+					}
+					want := entropy.Transient
+					if cl.permanent {
+						want = entropy.Permanent
+					}
+					assert.Equal(t, want, entropy.Classify(err))
+					assert.Equal(t, status == 402, errors.Is(err, entropy.ErrQuotaExhausted))
+				})
+			}
+		}
+	}
+}
+
+func TestErrorEmptyBodyAndOtherStatuses(t *testing.T) {
+	for _, status := range []int{418, 504, 599} {
+		_, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) { w.WriteHeader(status) })
+		s := newSource(t, srv)
+		_, err := s.Fetch(context.Background(), 1)
+		var ae *entropy.APIError
+		require.ErrorAs(t, err, &ae)
+		assert.Equal(t, status, ae.StatusCode)
+		assert.Empty(t, ae.Code)
+		assert.Empty(t, ae.Message)
+		assert.Equal(t, status >= 500, errors.Is(err, entropy.ErrServer), "status %d", status)
+	}
+}
+
+func TestQuotaReadingOf429(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		option    bool
+		retry     string
+		wantQuota bool
+	}{
+		{"seed000-no-retry-after", false, "", false},
+		{"seed000-retry-after", false, "3", false},
+		{"seed003-no-retry-after", true, "", true},
+		{"seed003-retry-after", true, "3", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+				if tc.retry != "" {
+					w.Header().Set("Retry-After", tc.retry)
+				}
+				w.WriteHeader(http.StatusTooManyRequests)
+				fmt.Fprint(w, `{"details":"Too many requests"}`)
+			})
+			var opts []httpsource.Option
+			if tc.option {
+				opts = append(opts, httpsource.WithQuotaOn429WithoutRetryAfter())
+			}
+			s := newSource(t, srv, opts...)
+			_, err := s.Fetch(context.Background(), 4)
+			var ae *entropy.APIError
+			require.ErrorAs(t, err, &ae)
+			assert.Equal(t, tc.wantQuota, ae.Quota)
+			assert.Equal(t, tc.wantQuota, errors.Is(err, entropy.ErrQuotaExhausted))
+			assert.Equal(t, tc.wantQuota, entropy.Classify(err) == entropy.Permanent)
+			assert.ErrorIs(t, err, entropy.ErrRateLimited)
+		})
+	}
+}
+
+func TestRetryAfterEdgeValues(t *testing.T) {
+	for _, tc := range []struct {
+		header string
+		want   time.Duration
+	}{
+		{"0", 0},
+		{"-5", 0},
+		{"1.5", 1500 * time.Millisecond},
+		{"soon", 0},
+		{time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat), 0},
+	} {
+		_, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", tc.header)
+			w.WriteHeader(http.StatusServiceUnavailable)
+		})
+		s := newSource(t, srv)
+		_, err := s.Fetch(context.Background(), 4)
+		var ae *entropy.APIError
+		require.ErrorAs(t, err, &ae)
+		assert.Equal(t, tc.want, ae.RetryAfter, "Retry-After %q", tc.header)
+	}
+}
+
+func TestMalformedAnswersAreRefused(t *testing.T) {
+	other := ed25519.NewKeyFromSeed(make([]byte, 32))
+	for _, tc := range []struct {
+		name  string
+		write func(f *fakeService, w http.ResponseWriter)
+		want  error
+	}{
+		{"bad-json", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, `{"job_id":"j","status":`) }, entropy.ErrMalformed},
+		{"not-json", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, `hello`) }, entropy.ErrMalformed},
+		{"truncated", func(f *fakeService, w http.ResponseWriter) {
+			body := f.completedJSON("j", pattern(32))
+			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+			fmt.Fprint(w, body[:len(body)/2])
+		}, entropy.ErrMalformed},
+		{"bad-base64", func(f *fakeService, w http.ResponseWriter) {
+			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":"!!!not base64!!!","timestamp":"2026-03-01T12:00:00Z","signature":%q}`, f.sign("j", pattern(32)))
+		}, entropy.ErrMalformed},
+		{"unpadded-base64", func(f *fakeService, w http.ResponseWriter) {
+			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":%q,"timestamp":"2026-03-01T12:00:00Z","signature":%q}`,
+				base64.RawStdEncoding.EncodeToString(pattern(32)), f.sign("j", pattern(32)))
+		}, entropy.ErrMalformed},
+		{"bad-signature-base64", func(f *fakeService, w http.ResponseWriter) {
+			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":%q,"timestamp":"2026-03-01T12:00:00Z","signature":"%%%%"}`,
+				base64.StdEncoding.EncodeToString(pattern(32)))
+		}, entropy.ErrMalformed},
+		{"short", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, f.completedJSON("j", pattern(31))) }, entropy.ErrMalformed},
+		{"long", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, f.completedJSON("j", pattern(33))) }, entropy.ErrMalformed},
+		{"no-job-id", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, f.completedJSON("", pattern(32))) }, entropy.ErrMalformed},
+		{"unknown-status", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, `{"job_id":"j","status":"sleeping"}`) }, entropy.ErrMalformed},
+		{"bad-timestamp", func(f *fakeService, w http.ResponseWriter) {
+			fmt.Fprint(w, strings.Replace(f.completedJSON("j", pattern(32)), "2026-03-01T12:00:00Z", "yesterday", 1))
+		}, entropy.ErrMalformed},
+		{"no-content", func(f *fakeService, w http.ResponseWriter) { w.WriteHeader(http.StatusNoContent) }, nil},
+		{"bad-signature", func(f *fakeService, w http.ResponseWriter) {
+			data := pattern(32)
+			sig := ed25519.Sign(other, httpsource.SignedMessage("j", data))
+			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":%q,"timestamp":"2026-03-01T12:00:00Z","signature":%q}`,
+				base64.StdEncoding.EncodeToString(data), base64.StdEncoding.EncodeToString(sig))
+		}, entropy.ErrBadProof},
+		{"signature-of-other-job", func(f *fakeService, w http.ResponseWriter) {
+			data := pattern(32)
+			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":%q,"timestamp":"2026-03-01T12:00:00Z","signature":%q}`,
+				base64.StdEncoding.EncodeToString(data), f.sign("k", data))
+		}, entropy.ErrBadProof},
+		{"unsigned", func(f *fakeService, w http.ResponseWriter) {
+			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":%q,"timestamp":"2026-03-01T12:00:00Z"}`,
+				base64.StdEncoding.EncodeToString(pattern(32)))
+		}, entropy.ErrBadProof},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("X-Request-Id", "req-"+tc.name)
+				tc.write(f, w)
+			})
+			s := newSource(t, srv, httpsource.WithPublicKey(f.pub))
+			b, err := s.Fetch(context.Background(), 32)
+			require.Error(t, err)
+			assert.Nil(t, b.Data, "no bytes with an error")
+			assert.False(t, b.Verifiable)
+			if tc.want != nil {
+				assert.ErrorIs(t, err, tc.want)
+				assert.Contains(t, err.Error(), "req-"+tc.name, "the request ID helps support")
+			}
+			assert.Equal(t, entropy.Transient, entropy.Classify(err))
+		})
+	}
+}
+
+func TestBodyLargerThanCapIsMalformed(t *testing.T) {
+	f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, f.completedJSON("j", pattern(1024)))
+	})
+	s := newSource(t, srv, httpsource.WithPublicKey(f.pub), httpsource.WithMaxBodyBytes(512))
+	_, err := s.Fetch(context.Background(), 1024)
+	assert.ErrorIs(t, err, entropy.ErrMalformed)
+	assert.Contains(t, err.Error(), "exceeds 512 bytes")
+
+	// An error body is cut, not refused.
+	_, srv2 := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, strings.Repeat("x", 10000))
+	})
+	s2 := newSource(t, srv2, httpsource.WithMaxBodyBytes(1000))
+	_, err = s2.Fetch(context.Background(), 1)
+	var ae *entropy.APIError
+	require.ErrorAs(t, err, &ae)
+	assert.Len(t, ae.Body, 1000)
+}
+
+func TestSizeOutOfRangeSendsNoRequest(t *testing.T) {
+	f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, f.completedJSON("j", pattern(1)))
+	})
+	s := newSource(t, srv)
+	for _, n := range []int{0, -1, 65537, 1 << 30} {
+		_, err := s.Fetch(context.Background(), n)
+		require.Error(t, err, "size %d", n)
+		assert.Contains(t, err.Error(), "outside 1..65536")
+		assert.Equal(t, entropy.Permanent, entropy.Classify(err))
+	}
+	assert.Zero(t, f.count(""))
+}
+
+func TestNewRefusesInsecureURLs(t *testing.T) {
+	for _, tc := range []struct {
+		url  string
+		opts []httpsource.Option
+		ok   bool
+	}{
+		{"https://api.example.com", nil, true},
+		{"https://api.example.com/prefix/", nil, true},
+		{"http://127.0.0.1:8080", nil, true},
+		{"http://[::1]:8080", nil, true},
+		{"http://localhost:8080", nil, true},
+		{"http://api.example.com", nil, false},
+		{"http://10.0.0.1", nil, false},
+		{"http://api.example.com", []httpsource.Option{httpsource.WithAllowInsecureHTTP()}, true},
+		{"ftp://api.example.com", nil, false},
+		{"api.example.com", nil, false},
+		{"https://api.example.com?x=1", nil, false},
+		{"://bad", nil, false},
+	} {
+		_, err := httpsource.New(tc.url, tc.opts...)
+		if tc.ok {
+			assert.NoError(t, err, tc.url)
+		} else {
+			assert.Error(t, err, tc.url)
+		}
+	}
+}
+
+func TestNewRefusesBadOptions(t *testing.T) {
+	for name, opt := range map[string]httpsource.Option{
+		"key with space":   httpsource.WithAPIKey("a b"),
+		"key with newline": httpsource.WithAPIKey("a\nb"),
+		"short public key": httpsource.WithPublicKey(make([]byte, 31)),
+		"nil client":       httpsource.WithHTTPClient(nil),
+		"empty name":       httpsource.WithName(""),
+		"zero body cap":    httpsource.WithMaxBodyBytes(0),
+		"poll max < base":  httpsource.WithPollInterval(time.Second, time.Millisecond),
+		"zero poll base":   httpsource.WithPollInterval(0, time.Second),
+	} {
+		_, err := httpsource.New("https://api.example.com", opt)
+		assert.Error(t, err, name)
+		if err != nil {
+			assert.NotContains(t, err.Error(), "a\nb", name)
+		}
+	}
+}
+
+func TestAPIKeyIsRedactedFromErrors(t *testing.T) {
+	echo := func(shape string) func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		return func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+			auth := r.Header.Get("Authorization")
+			key := strings.TrimPrefix(auth, "Bearer ")
+			w.Header().Set("X-Request-Id", "id-"+key)
+			switch shape {
+			case "status":
+				w.WriteHeader(http.StatusUnauthorized)
+				fmt.Fprintf(w, `{"error":"bad key %s","message":"key %s is unknown","statusCode":401}`, key, key)
+			case "details":
+				w.WriteHeader(http.StatusForbidden)
+				fmt.Fprintf(w, `{"details":{"header":%q}}`, auth)
+			case "plain":
+				w.WriteHeader(http.StatusInternalServerError)
+				fmt.Fprintf(w, "panic: %s", auth)
+			case "malformed":
+				fmt.Fprintf(w, `{"job_id":"j","status":"%s"}`, key)
+			case "job":
+				if r.URL.Path == "/v1/entropy" {
+					w.WriteHeader(http.StatusAccepted)
+					fmt.Fprint(w, `{"job_id":"j","status":"queued"}`)
+					return
+				}
+				fmt.Fprintf(w, `{"job_id":"j","status":"failed","error":{"code":"JobFailed","message":"key %s"}}`, key)
+			}
+		}
+	}
+	for _, shape := range []string{"status", "details", "plain", "malformed"} {
+		t.Run(shape, func(t *testing.T) {
+			_, srv := newFake(t, echo(shape))
+			s := newSource(t, srv)
+			_, err := s.Fetch(context.Background(), 8)
+			require.Error(t, err)
+			assert.NotContains(t, err.Error(), testKey)
+			assert.Contains(t, err.Error(), "[REDACTED]")
+			var ae *entropy.APIError
+			if errors.As(err, &ae) {
+				assert.NotContains(t, string(ae.Body), testKey)
+				assert.NotContains(t, ae.Code+ae.Message+ae.RequestID, testKey)
+				assert.NotContains(t, fmt.Sprintf("%+v %#v", ae, ae), testKey)
+			}
+		})
+	}
+}
+
+func TestConnectionErrors(t *testing.T) {
+	// A port that nobody listens on: bind, note the address, close.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	s, err := httpsource.New("http://"+addr, httpsource.WithAPIKey(testKey))
+	require.NoError(t, err)
+	_, err = s.Fetch(context.Background(), 8)
+	var ce *entropy.ConnError
+	require.ErrorAs(t, err, &ce)
+	assert.ErrorIs(t, err, entropy.ErrConnection)
+	assert.Equal(t, "GET /v1/entropy", ce.Op)
+	var ne *net.OpError
+	assert.ErrorAs(t, err, &ne, "the net cause is wrapped")
+	assert.Equal(t, entropy.Transient, entropy.Classify(err))
+	assert.NotContains(t, err.Error(), testKey)
+
+	// A server that hangs until the context ends.
+	release := make(chan struct{})
+	_, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	s2 := newSource(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	_, err = s2.Fetch(ctx, 8)
+	require.ErrorAs(t, err, &ce)
+	assert.ErrorIs(t, err, entropy.ErrTimeout)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+	// A cancelled context is not a source failure.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	_, err = s2.Fetch(ctx2, 8)
+	assert.Equal(t, entropy.Canceled, entropy.Classify(err))
+}
+
+func TestDroppedConnection(t *testing.T) {
+	_, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	})
+	s := newSource(t, srv)
+	_, err := s.Fetch(context.Background(), 8)
+	assert.ErrorIs(t, err, entropy.ErrConnection)
+	assert.Equal(t, entropy.Transient, entropy.Classify(err))
+}
+
+func TestFetchPublicKeyOnce(t *testing.T) {
+	f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/public-key" {
+			fmt.Fprintf(w, `{"algorithm":"ed25519","public_key":%q}`, base64.StdEncoding.EncodeToString(f.pub))
+			return
+		}
+		fmt.Fprint(w, f.completedJSON("job-1", pattern(8)))
+	})
+	s := newSource(t, srv, httpsource.WithFetchPublicKey())
+	assert.Nil(t, s.PublicKey())
+	for i := 0; i < 3; i++ {
+		b, err := s.Fetch(context.Background(), 8)
+		require.NoError(t, err)
+		assert.True(t, b.Verifiable)
+	}
+	assert.Equal(t, f.pub, s.PublicKey())
+	assert.Equal(t, 1, f.count("/v1/public-key"), "trust on first use: fetched once")
+	assert.Equal(t, 3, f.count("/v1/entropy"))
+}
+
+func TestFetchPublicKeyBadAnswers(t *testing.T) {
+	for name, body := range map[string]string{
+		"not json":      `nope`,
+		"wrong algo":    `{"algorithm":"rsa","public_key":"AAAA"}`,
+		"short key":     `{"algorithm":"ed25519","public_key":"AAAA"}`,
+		"not base64":    `{"algorithm":"ed25519","public_key":"!!"}`,
+		"missing field": `{}`,
+	} {
+		_, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, body) })
+		s := newSource(t, srv, httpsource.WithFetchPublicKey())
+		_, err := s.Fetch(context.Background(), 8)
+		assert.ErrorIs(t, err, entropy.ErrMalformed, name)
+		assert.Nil(t, s.PublicKey(), name)
+	}
+}
+
+func TestJobLookup(t *testing.T) {
+	f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		switch r.URL.EscapedPath() {
+		case "/v1/jobs/done":
+			fmt.Fprint(w, f.completedJSON("done", pattern(12)))
+		case "/v1/jobs/failed":
+			fmt.Fprint(w, `{"job_id":"failed","status":"failed","error":{"code":"QuantumComputerError","message":"m"}}`)
+		case "/v1/jobs/waiting":
+			fmt.Fprint(w, `{"job_id":"waiting","status":"running"}`)
+		case "/v1/jobs/a%2Fb":
+			fmt.Fprint(w, `{"job_id":"a/b","status":"running"}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"code":"NotFound","message":"no such job"}`)
+		}
+	})
+	s := newSource(t, srv, httpsource.WithPublicKey(f.pub))
+	ctx := context.Background()
+
+	j, err := s.Job(ctx, "done")
+	require.NoError(t, err)
+	assert.Equal(t, httpsource.StatusCompleted, j.Status)
+	assert.Equal(t, pattern(12), j.Data)
+	assert.True(t, j.Verified)
+
+	j, err = s.Job(ctx, "failed")
+	require.NoError(t, err)
+	require.NotNil(t, j.Err)
+	assert.Equal(t, "QuantumComputerError", j.Err.Code)
+
+	j, err = s.Job(ctx, "waiting")
+	require.NoError(t, err)
+	assert.Equal(t, httpsource.StatusRunning, j.Status)
+	assert.Nil(t, j.Data)
+
+	_, err = s.Job(ctx, "missing")
+	assert.ErrorIs(t, err, entropy.ErrNotFound)
+
+	// A job ID is one path segment, never a path.
+	j, err = s.Job(ctx, "a/b")
+	require.NoError(t, err)
+	assert.Equal(t, "a/b", j.ID)
+
+	_, err = s.Job(ctx, "")
+	assert.Error(t, err)
+}

@@ -1,0 +1,196 @@
+package httpsource
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/json"
+	"strings"
+	"unicode/utf8"
+)
+
+// This file is the one home of the reference protocol's wire format (DESIGN.md,
+// "The reference HTTP protocol"). The client in this package and the simulator
+// in package sim both use these types, so the two cannot drift apart.
+
+// Paths of the reference protocol.
+const (
+	EntropyPath   = "/v1/entropy"    // GET ?size=N: a new job
+	JobsPath      = "/v1/jobs/"      // GET /v1/jobs/{job_id}: a job, then or later
+	PublicKeyPath = "/v1/public-key" // GET: the service's Ed25519 public key
+)
+
+// Size limits of one entropy request.
+const (
+	MinSize = 1
+	MaxSize = 65536
+)
+
+// Job states of the reference protocol. Queued and running mean "poll again".
+const (
+	StatusQueued    = "queued"
+	StatusRunning   = "running"
+	StatusCompleted = "completed"
+	StatusFailed    = "failed"
+)
+
+// RequestIDHeader is the response header that carries the request ID.
+const RequestIDHeader = "X-Request-Id"
+
+// SignatureDomain is the domain-separation prefix of every signed message.
+const SignatureDomain = "provenrand/entropy/v1"
+
+// JobResponse is the body of a 200 or 202 answer to GET /v1/entropy and of
+// every answer to GET /v1/jobs/{job_id}.
+//
+// A completed job has Entropy, Timestamp and Signature; a failed job has
+// Error; a queued or running job has only JobID and Status.
+type JobResponse struct {
+	JobID     string       `json:"job_id"`
+	Status    string       `json:"status"`
+	Entropy   string       `json:"entropy,omitempty"`   // standard padded base64
+	Timestamp string       `json:"timestamp,omitempty"` // RFC 3339
+	Signature string       `json:"signature,omitempty"` // standard padded base64 of the Ed25519 signature
+	Error     *ErrorDetail `json:"error,omitempty"`     // failed jobs only
+}
+
+// ErrorDetail is a code and a message: the error of a failed job, and the
+// inner object of the nested error body shape.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// PublicKeyResponse is the body of GET /v1/public-key.
+type PublicKeyResponse struct {
+	Algorithm string `json:"algorithm"`  // always "ed25519"
+	PublicKey string `json:"public_key"` // standard padded base64 of the 32-byte key
+}
+
+// The error body shapes of the seeds. A service may answer an error with any
+// of them, or with plain text; ParseErrorBody reads them all.
+type (
+	// StatusErrorBody is {"error","message","statusCode"}.
+	StatusErrorBody struct {
+		Error      string `json:"error"`
+		Message    string `json:"message"`
+		StatusCode int    `json:"statusCode"`
+	}
+	// DetailsErrorBody is {"details", ...} (seed 003): details is a string
+	// and other fields may follow.
+	DetailsErrorBody struct {
+		Details string `json:"details"`
+	}
+	// CodeErrorBody is {"code","message"}.
+	CodeErrorBody struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	// NestedErrorBody is {"error":{"code","message"}}.
+	NestedErrorBody struct {
+		Error ErrorDetail `json:"error"`
+	}
+)
+
+// maxTextMessage bounds the message taken from a plain-text error body.
+const maxTextMessage = 512
+
+// ParseErrorBody extracts a machine code and a message from an error body in
+// any of the seeds' shapes:
+//
+//   - {"error":"Unauthorized","message":"…","statusCode":401}: code "Unauthorized"
+//   - {"details":"…", …}: message from details (a non-string details is kept as JSON)
+//   - {"code":"…","message":"…"}
+//   - {"error":{"code":"…","message":"…"}}
+//   - anything else: the trimmed text (at most 512 bytes) is the message.
+//
+// An empty body gives two empty strings.
+func ParseErrorBody(body []byte) (code, message string) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return "", ""
+	}
+	var m map[string]json.RawMessage
+	if trimmed[0] == '{' && json.Unmarshal(trimmed, &m) == nil {
+		code, message = fromObject(m)
+		if code != "" || message != "" {
+			return code, message
+		}
+	}
+	return "", plainText(trimmed)
+}
+
+// fromObject reads code and message out of a decoded JSON error object.
+func fromObject(m map[string]json.RawMessage) (code, message string) {
+	str := func(key string) string {
+		var s string
+		if raw, ok := m[key]; ok && json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+		return ""
+	}
+	if raw, ok := m["error"]; ok {
+		var d ErrorDetail
+		if json.Unmarshal(raw, &d) == nil && (d.Code != "" || d.Message != "") {
+			code, message = d.Code, d.Message
+		} else {
+			code = str("error")
+		}
+	}
+	if code == "" {
+		code = str("code")
+	}
+	if message == "" {
+		message = str("message")
+	}
+	if message == "" {
+		if raw, ok := m["details"]; ok {
+			if s := str("details"); s != "" {
+				message = s
+			} else {
+				var buf bytes.Buffer
+				if json.Compact(&buf, raw) == nil && buf.String() != "null" {
+					message = plainText(buf.Bytes())
+				}
+			}
+		}
+	}
+	return code, message
+}
+
+// plainText returns b as a one-line string of at most maxTextMessage bytes,
+// cut at a rune boundary.
+func plainText(b []byte) string {
+	s := strings.Join(strings.Fields(string(b)), " ")
+	if len(s) > maxTextMessage {
+		s = s[:maxTextMessage]
+		for len(s) > 0 && !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+		s += "…"
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// SignedMessage returns the bytes the service signs for a job:
+// "provenrand/entropy/v1" 0x00 job_id 0x00 SHA-256(data), the digest as its
+// 32 raw bytes.
+func SignedMessage(jobID string, data []byte) []byte {
+	sum := sha256.Sum256(data)
+	msg := make([]byte, 0, len(SignatureDomain)+1+len(jobID)+1+len(sum))
+	msg = append(msg, SignatureDomain...)
+	msg = append(msg, 0)
+	msg = append(msg, jobID...)
+	msg = append(msg, 0)
+	return append(msg, sum[:]...)
+}
+
+// VerifySignature reports whether sig is the service's signature, under pub,
+// of data as the entropy of job jobID. Anyone with the public key can check a
+// label's span offline with it. A key of the wrong size gives false.
+func VerifySignature(pub ed25519.PublicKey, jobID string, data, sig []byte) bool {
+	if len(pub) != ed25519.PublicKeySize || len(sig) != ed25519.SignatureSize {
+		return false
+	}
+	return ed25519.Verify(pub, SignedMessage(jobID, data), sig)
+}
