@@ -1,0 +1,313 @@
+package entropy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/time/rate"
+)
+
+// feeder is the refill path of one source: rate limiter → breaker → retry →
+// Source.Fetch → checks. Only the refill goroutine calls fetch, so the
+// fields without a lock are its own; the ones Stats reads are atomic or
+// under mu.
+type feeder struct {
+	idx     int
+	src     Source
+	cfg     *config
+	cb      *gobreaker.CircuitBreaker[Block]
+	limiter *rate.Limiter
+	health  HealthConfig
+	seen    *jobSet
+
+	tripNow atomic.Bool // the last failure was permanent: ReadyToTrip says yes
+
+	requests  atomic.Uint64
+	failures  atomic.Uint64
+	retries   atomic.Uint64
+	rejected  atomic.Uint64
+	accepted  atomic.Uint64
+	fetched   atomic.Uint64
+	holdUntil atomic.Int64 // unix nanos before which no request may be sent (Retry-After)
+
+	mu      sync.Mutex
+	name    string // from the blocks it returned; "source N" until the first
+	lastErr error
+}
+
+func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() bool) *feeder {
+	f := &feeder{idx: idx, src: src, cfg: cfg, seen: seen, name: fmt.Sprintf("source %d", idx)}
+	if cfg.health != nil {
+		f.health = *cfg.health
+	} else {
+		f.health = DefaultHealthConfig()
+	}
+	f.limiter = rate.NewLimiter(cfg.limit, cfg.burst)
+
+	st := cfg.breaker
+	if st.Name == "" {
+		st.Name = f.name
+	}
+	userTrip := st.ReadyToTrip
+	st.ReadyToTrip = func(c gobreaker.Counts) bool {
+		if f.tripNow.Load() {
+			return true
+		}
+		if userTrip != nil {
+			return userTrip(c)
+		}
+		return c.ConsecutiveFailures >= DefaultTripAfter
+	}
+	userExcluded := st.IsExcluded
+	st.IsExcluded = func(err error) bool {
+		if isClosed() || Classify(err) == Canceled {
+			return true
+		}
+		return userExcluded != nil && userExcluded(err)
+	}
+	userChange := st.OnStateChange
+	st.OnStateChange = func(name string, from, to gobreaker.State) {
+		if l := cfg.logger; l != nil {
+			l.Warn("entropy: breaker state change", "source", name, "from", from.String(), "to", to.String())
+		}
+		if userChange != nil {
+			userChange(name, from, to)
+		}
+	}
+	f.cb = gobreaker.NewCircuitBreaker[Block](st)
+	return f
+}
+
+// fetch runs one refill of n bytes through breaker, retry and checks. It
+// returns a block that passed every check, or the error that ended the
+// attempt (the source's last error when retries ran out).
+func (f *feeder) fetch(ctx context.Context, n int) (Block, error) {
+	blk, err := f.cb.Execute(func() (Block, error) { return f.retrying(ctx, n) })
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		// The breaker refused without a request: report the source's last
+		// error as the cause, with the breaker state beside it.
+		return Block{}, &breakerError{state: err, last: f.lastError()}
+	}
+	return blk, err
+}
+
+// retrying is the retry loop: only failures that produced nothing and are
+// transient are retried; a successful block is never retried.
+func (f *feeder) retrying(ctx context.Context, n int) (Block, error) {
+	f.tripNow.Store(false)
+	var err error
+	for attempt := 0; attempt < f.cfg.attempts; attempt++ {
+		if attempt > 0 {
+			f.retries.Add(1)
+			if e := sleep(ctx, f.cfg.clock, backoff(attempt-1, f.cfg.retryBase, f.cfg.retryMax)); e != nil {
+				return Block{}, e
+			}
+		}
+		if e := f.wait(ctx); e != nil {
+			return Block{}, e
+		}
+		var blk Block
+		blk, err = f.once(ctx, n)
+		if err == nil {
+			f.setLastError(nil)
+			return blk, nil
+		}
+		if ctx.Err() != nil {
+			return Block{}, ctx.Err()
+		}
+		f.failures.Add(1)
+		f.setLastError(err)
+		if ra := RetryAfter(err); ra > 0 {
+			f.hold(ra)
+		}
+		switch Classify(err) {
+		case Permanent:
+			f.tripNow.Store(true)
+			return Block{}, err
+		case Canceled:
+			return Block{}, err
+		}
+	}
+	return Block{}, err
+}
+
+// wait holds the request back until the Retry-After hold has passed and the
+// rate limiter lets it through.
+func (f *feeder) wait(ctx context.Context) error {
+	clk := f.cfg.clock
+	for {
+		until := f.holdUntil.Load()
+		now := clk.Now()
+		if d := time.Duration(until - now.UnixNano()); until != 0 && d > 0 {
+			if err := sleep(ctx, clk, d); err != nil {
+				return err
+			}
+			continue
+		}
+		r := f.limiter.ReserveN(now, 1)
+		if !r.OK() {
+			return errors.New("entropy: rate limiter refuses every request")
+		}
+		if d := r.DelayFrom(now); d > 0 {
+			if err := sleep(ctx, clk, d); err != nil {
+				r.CancelAt(clk.Now())
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// hold records a Retry-After: no request to this source before now+d
+// (capped by the configured maximum). A later, shorter hold never shortens
+// an earlier one.
+func (f *feeder) hold(d time.Duration) {
+	if d > f.cfg.maxRetryAfter {
+		d = f.cfg.maxRetryAfter
+	}
+	until := f.cfg.clock.Now().Add(d).UnixNano()
+	for {
+		cur := f.holdUntil.Load()
+		if cur >= until || f.holdUntil.CompareAndSwap(cur, until) {
+			return
+		}
+	}
+}
+
+// once sends one request and checks what came back (contract point 4).
+func (f *feeder) once(ctx context.Context, n int) (blk Block, err error) {
+	f.requests.Add(1)
+	rctx, cancel := context.WithTimeout(ctx, f.cfg.fetchTimeout)
+	defer cancel()
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				blk, err = Block{}, fmt.Errorf("%w: %T", ErrSourcePanic, r)
+			}
+		}()
+		blk, err = f.src.Fetch(rctx, n)
+	}()
+	if err != nil {
+		return Block{}, err
+	}
+	if err := f.check(blk, n); err != nil {
+		f.rejected.Add(1)
+		return Block{}, err
+	}
+	return blk, nil
+}
+
+// check refuses a block that is empty, longer than asked for, not verified,
+// anonymous, a replay of a job already taken, or that fails a health test.
+func (f *feeder) check(b Block, n int) error {
+	switch {
+	case len(b.Data) == 0:
+		return fmt.Errorf("%w: empty data", ErrInvalidBlock)
+	case len(b.Data) > n:
+		return fmt.Errorf("%w: %d bytes where at most %d were asked for", ErrInvalidBlock, len(b.Data), n)
+	case !b.Verifiable:
+		return fmt.Errorf("%w: not verifiable (no proof checked)", ErrInvalidBlock)
+	case b.Source == "":
+		return fmt.Errorf("%w: no source name", ErrInvalidBlock)
+	case b.JobID == "":
+		return fmt.Errorf("%w: no job ID", ErrInvalidBlock)
+	}
+	if err := f.health.Check(b.Data); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidBlock, err)
+	}
+	if !f.seen.add(b.Source, b.JobID) {
+		return fmt.Errorf("%w: job %s of %s was already taken", ErrInvalidBlock, b.JobID, b.Source)
+	}
+	f.mu.Lock()
+	f.name = b.Source
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *feeder) setLastError(err error) {
+	f.mu.Lock()
+	f.lastErr = err
+	f.mu.Unlock()
+}
+
+func (f *feeder) lastError() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastErr
+}
+
+func (f *feeder) sourceName() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.name
+}
+
+// backoff returns a full-jitter delay for retry k (0-based): uniform in
+// [0, min(max, base·2^k)].
+func backoff(k int, base, max time.Duration) time.Duration {
+	d := max
+	if k < 32 {
+		if e := base << uint(k); e > 0 && e < max {
+			d = e
+		}
+	}
+	return rand.N(d + 1)
+}
+
+// breakerError is the error of a refill the breaker refused: it unwraps to
+// both the breaker's state error and the source's last error.
+type breakerError struct {
+	state error // gobreaker.ErrOpenState or ErrTooManyRequests
+	last  error // may be nil
+}
+
+func (e *breakerError) Error() string {
+	if e.last == nil {
+		return "circuit breaker " + e.state.Error()
+	}
+	return e.last.Error() + " (circuit breaker " + e.state.Error() + ")"
+}
+
+func (e *breakerError) Unwrap() []error {
+	if e.last == nil {
+		return []error{e.state}
+	}
+	return []error{e.last, e.state}
+}
+
+// jobSet remembers the (source, job) pairs taken recently, so a source that
+// hands out a job twice cannot make the Provider serve its bytes twice. It
+// forgets the oldest beyond its capacity.
+type jobSet struct {
+	mu    sync.Mutex
+	set   map[[2]string]struct{}
+	order [][2]string
+	next  int
+}
+
+func newJobSet(capacity int) *jobSet {
+	return &jobSet{set: make(map[[2]string]struct{}, capacity), order: make([][2]string, capacity)}
+}
+
+// add records the job and reports whether it was new.
+func (s *jobSet) add(source, job string) bool {
+	k := [2]string{source, job}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.set[k]; ok {
+		return false
+	}
+	if old := s.order[s.next]; old != ([2]string{}) {
+		delete(s.set, old)
+	}
+	s.order[s.next] = k
+	s.next = (s.next + 1) % len(s.order)
+	s.set[k] = struct{}{}
+	return true
+}

@@ -1,0 +1,33 @@
+package entropy
+
+import (
+	"context"
+	"time"
+)
+
+// Clock is the time the refill path uses for backoff, Retry-After, rate
+// limiting and episode times. Tests pass their own with WithClock; reads
+// never consult it.
+type Clock interface {
+	Now() time.Time
+	// After returns a channel that receives once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// sleep waits d on clk, or until ctx ends (then it returns ctx.Err()).
+func sleep(ctx context.Context, clk Clock, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	select {
+	case <-clk.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

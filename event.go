@@ -1,0 +1,138 @@
+package entropy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// ErrEventSize is returned by ReadFor when an event is asked for with a
+// size other than the one it was drawn with.
+var ErrEventSize = errors.New("entropy: event was drawn with a different size")
+
+// eventTable holds the events drawn by this Provider, and the draws in
+// progress, so that concurrent callers for one event share one draw.
+type eventTable struct {
+	mu sync.Mutex
+	m  map[string]*eventEntry
+}
+
+type eventEntry struct {
+	done chan struct{} // closed when the draw ended (rec or err set)
+	rec  EventRecord
+	err  error
+}
+
+// ReadFor returns the entropy of a named event, drawing it only once
+// (contract point 8). The first call for an event takes len(b) verifiable
+// bytes from the pool — waiting for them until ctx ends, whatever the
+// Provider's policy, since an event draw must be verifiable — records them
+// (in the journal, when one is configured, durably before returning) and
+// returns them with their label. Every later call for the event, concurrent
+// or after a restart of the process with the same journal, returns the same
+// bytes and the same label: a re-roll is impossible through this API. A call
+// with another size returns ErrEventSize.
+//
+// Event entropy is stored, in memory and in the journal, so that it can be
+// returned again and audited: it is for public draws (lotteries, raffles),
+// never for secrets.
+//
+// If the first draw fails (ctx ended before the bytes came, or the journal
+// refused the record), nothing was handed out and a later call draws anew.
+func (p *Provider) ReadFor(ctx context.Context, event string, b []byte) (Label, error) {
+	switch {
+	case event == "":
+		return Label{}, errors.New("entropy: empty event name")
+	case len(b) == 0:
+		return Label{}, errors.New("entropy: empty read")
+	case ctx == nil:
+		return Label{}, errors.New("entropy: nil context")
+	}
+	for {
+		if p.closed.Load() {
+			return Label{}, ErrClosed
+		}
+		t := &p.events
+		t.mu.Lock()
+		if t.m == nil {
+			t.m = make(map[string]*eventEntry)
+		}
+		e, ok := t.m[event]
+		if !ok {
+			e = &eventEntry{done: make(chan struct{})}
+			t.m[event] = e
+		}
+		t.mu.Unlock()
+		if !ok {
+			p.drawEvent(ctx, event, len(b), e)
+		}
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return Label{}, ctx.Err()
+		}
+		if e.err != nil {
+			if ok {
+				continue // the draw we waited for failed: try again ourselves
+			}
+			clear(b)
+			return Label{}, e.err
+		}
+		if len(e.rec.Data) != len(b) {
+			return Label{}, fmt.Errorf("%w: event %q has %d bytes, asked for %d", ErrEventSize, event, len(e.rec.Data), len(b))
+		}
+		copy(b, e.rec.Data)
+		return cloneLabel(e.rec.Label), nil
+	}
+}
+
+// drawEvent finds the event in the journal or draws it, records it, and
+// publishes the outcome in e. A failed draw is removed from the table.
+func (p *Provider) drawEvent(ctx context.Context, event string, n int, e *eventEntry) {
+	defer close(e.done)
+	fail := func(err error) {
+		e.err = err
+		p.events.mu.Lock()
+		delete(p.events.m, event)
+		p.events.mu.Unlock()
+	}
+	if j := p.cfg.journal; j != nil {
+		rec, found, err := j.LookupEvent(event)
+		if err != nil {
+			fail(fmt.Errorf("entropy: event %q: journal lookup: %w", event, err))
+			return
+		}
+		if found {
+			if rec.Event != event || len(rec.Data) == 0 || !rec.Label.Verifiable || rec.Label.Len() != len(rec.Data) {
+				fail(fmt.Errorf("entropy: event %q: journal record is inconsistent", event))
+				return
+			}
+			e.rec = EventRecord{Event: event, Data: bytes.Clone(rec.Data), Label: cloneLabel(rec.Label), Time: rec.Time}
+			return
+		}
+	}
+	data := make([]byte, n)
+	spans, err := p.takeVerifiable(ctx, data, Defer)
+	if err != nil {
+		fail(err)
+		return
+	}
+	rec := EventRecord{Event: event, Data: data, Label: Label{Verifiable: true, Spans: spans}, Time: p.cfg.clock.Now()}
+	if j := p.cfg.journal; j != nil {
+		if err := j.RecordEvent(rec); err != nil {
+			clear(data)
+			fail(fmt.Errorf("entropy: event %q: journal refused the record, nothing was drawn: %w", event, err))
+			return
+		}
+	}
+	p.servedVerifiable(n)
+	e.rec = rec
+}
+
+func cloneLabel(l Label) Label {
+	l.Spans = slices.Clone(l.Spans)
+	return l
+}

@@ -1,0 +1,174 @@
+package entropy
+
+import (
+	"crypto/sha256"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// episodeState tracks the current fallback episode (contract point 9). The
+// fast path only loads open; everything else is under mu and runs once per
+// episode boundary, not per read.
+type episodeState struct {
+	open  atomic.Bool
+	mu    sync.Mutex
+	cur   FallbackEpisode
+	reads atomic.Int64
+	bytes atomic.Int64
+	count atomic.Uint64 // episodes started
+}
+
+// count adds a fallback read to the current episode, starting one if none is
+// open.
+func (p *Provider) count(n int, reason error) {
+	e := &p.episodes
+	e.reads.Add(1)
+	e.bytes.Add(int64(n))
+	if e.open.Load() {
+		return
+	}
+	e.mu.Lock()
+	if e.open.Load() {
+		e.mu.Unlock()
+		return
+	}
+	e.cur = FallbackEpisode{Start: p.cfg.clock.Now(), Reason: reason}
+	e.open.Store(true)
+	e.count.Add(1)
+	start := e.cur
+	e.mu.Unlock()
+	p.notes.episode(start)
+}
+
+// endEpisode closes the open episode, if any, and hands it to the notifier.
+func (p *Provider) endEpisode() {
+	e := &p.episodes
+	e.mu.Lock()
+	if !e.open.Load() {
+		e.mu.Unlock()
+		return
+	}
+	e.open.Store(false)
+	ep := e.cur
+	ep.End = p.cfg.clock.Now()
+	ep.Ended = true
+	ep.Reads = e.reads.Swap(0)
+	ep.Bytes = e.bytes.Swap(0)
+	e.cur = FallbackEpisode{}
+	e.mu.Unlock()
+	p.notes.episode(ep)
+}
+
+// notifier delivers fallback episodes to the hook, the logger and the
+// journal, and blocks to the journal, on a goroutine of its own: outside
+// every lock, and never on a read's goroutine (a journal append fsyncs).
+type notifier struct {
+	p       *Provider
+	mu      sync.Mutex
+	queue   []note
+	signal  chan struct{}
+}
+
+type note struct {
+	episode *FallbackEpisode
+	block   *BlockRecord
+}
+
+func (n *notifier) init(p *Provider) {
+	n.p = p
+	n.signal = make(chan struct{}, 1)
+}
+
+func (n *notifier) episode(ep FallbackEpisode) { n.push(note{episode: &ep}) }
+func (n *notifier) block(b BlockRecord)        { n.push(note{block: &b}) }
+
+func (n *notifier) push(x note) {
+	if n.p.cfg.hook == nil && n.p.cfg.logger == nil && n.p.cfg.journal == nil {
+		return
+	}
+	n.mu.Lock()
+	n.queue = append(n.queue, x)
+	n.mu.Unlock()
+	select {
+	case n.signal <- struct{}{}:
+	default:
+	}
+}
+
+// run delivers notes until the Provider closes, then delivers what is left.
+func (n *notifier) run(wg *sync.WaitGroup) {
+	defer wg.Done()
+	for {
+		select {
+		case <-n.signal:
+			n.drain()
+		case <-n.p.ctx.Done():
+			n.drain()
+			return
+		}
+	}
+}
+
+func (n *notifier) drain() {
+	for {
+		n.mu.Lock()
+		q := n.queue
+		n.queue = nil
+		n.mu.Unlock()
+		if len(q) == 0 {
+			return
+		}
+		for _, x := range q {
+			n.deliver(x)
+		}
+	}
+}
+
+func (n *notifier) deliver(x note) {
+	p := n.p
+	if ep := x.episode; ep != nil {
+		if p.cfg.hook != nil {
+			p.cfg.hook(*ep)
+		}
+		if l := p.cfg.logger; l != nil {
+			reason := ""
+			if ep.Reason != nil {
+				reason = ep.Reason.Error()
+			}
+			if ep.Ended {
+				l.Warn("entropy: fallback episode ended", "start", ep.Start, "end", ep.End, "reads", ep.Reads, "bytes", ep.Bytes, "reason", reason)
+			} else {
+				l.Warn("entropy: fallback episode started: serving crypto/rand, labelled non-verifiable", "reason", reason)
+			}
+		}
+		if j := p.cfg.journal; j != nil && ep.Ended {
+			if err := j.RecordFallback(*ep); err != nil {
+				p.journalError("fallback", err)
+			}
+		}
+	}
+	if b := x.block; b != nil && p.cfg.journal != nil {
+		if err := p.cfg.journal.RecordBlock(*b); err != nil {
+			p.journalError("block", err)
+		}
+	}
+}
+
+func (p *Provider) journalError(what string, err error) {
+	p.journalErrs.Add(1)
+	if l := p.cfg.logger; l != nil {
+		l.Error("entropy: journal append failed", "record", what, "error", err.Error())
+	}
+}
+
+func blockRecord(b Block, now time.Time) BlockRecord {
+	return BlockRecord{
+		Source:     b.Source,
+		JobID:      b.JobID,
+		Size:       len(b.Data),
+		Digest:     sha256.Sum256(b.Data),
+		Verifiable: b.Verifiable,
+		Time:       now,
+	}
+}

@@ -1,0 +1,274 @@
+package entropy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"golang.org/x/time/rate"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// step is one scripted answer of a scriptSource: an error, a panic, a
+// malformed block, or (zero step) a good block.
+type step struct {
+	err        error
+	panic      bool
+	block      *Block // returned as is (malformed-block tests)
+	unverified bool
+}
+
+// scriptSource is an in-memory Source for tests: it answers with the script
+// in order, then with good blocks (or with after, if set, forever). Every good
+// block has a fresh job ID and random data, and a copy is kept so tests can
+// check that labels point at the right bytes.
+type scriptSource struct {
+	name string
+
+	mu     sync.Mutex
+	script []step
+	after  *step // answer once the script is used up; nil = good blocks
+	jobs   map[string][]byte
+	calls  []time.Time
+	rng    *rand.ChaCha8
+	seq    int
+	maxLen int // cap on block size (0 = as asked)
+}
+
+func newScriptSource(name string, script ...step) *scriptSource {
+	var seed [32]byte
+	copy(seed[:], name)
+	return &scriptSource{name: name, script: script, jobs: map[string][]byte{}, rng: rand.NewChaCha8(seed)}
+}
+
+func (s *scriptSource) Fetch(ctx context.Context, n int) (Block, error) {
+	s.mu.Lock()
+	s.calls = append(s.calls, time.Now())
+	var st step
+	switch {
+	case len(s.script) > 0:
+		st, s.script = s.script[0], s.script[1:]
+	case s.after != nil:
+		st = *s.after
+	}
+	if st.panic {
+		s.mu.Unlock()
+		panic("scripted panic")
+	}
+	if st.err != nil {
+		s.mu.Unlock()
+		return Block{}, st.err
+	}
+	if st.block != nil {
+		s.mu.Unlock()
+		return *st.block, nil
+	}
+	if s.maxLen > 0 && n > s.maxLen {
+		n = s.maxLen
+	}
+	s.seq++
+	data := make([]byte, n)
+	_, _ = s.rng.Read(data)
+	id := fmt.Sprintf("%s-job-%d", s.name, s.seq)
+	s.jobs[id] = bytes.Clone(data)
+	s.mu.Unlock()
+	return Block{Data: data, Source: s.name, JobID: id, Verifiable: !st.unverified, Proof: []byte("sig"), Time: time.Now()}, nil
+}
+
+// set replaces the rest of the script and the standing answer.
+func (s *scriptSource) set(after *step, script ...step) {
+	s.mu.Lock()
+	s.after, s.script = after, script
+	s.mu.Unlock()
+}
+
+func (s *scriptSource) callCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.calls)
+}
+
+func (s *scriptSource) callTimes() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.calls...)
+}
+
+func (s *scriptSource) job(id string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.jobs[id]
+	return d, ok
+}
+
+// fast are options for tests: no rate limit, quick retries and breaker.
+func fast(extra ...Option) []Option {
+	return append([]Option{
+		WithRateLimit(rate.Inf, 1),
+		WithRetry(2, time.Millisecond, 5*time.Millisecond),
+	}, extra...)
+}
+
+// newTestProvider starts a Provider and closes it when the test ends.
+func newTestProvider(t testing.TB, src Source, opts ...Option) *Provider {
+	t.Helper()
+	p, err := New(src, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, p.Close()) })
+	return p
+}
+
+// ready waits until the pool first holds bytes.
+func ready(t testing.TB, p *Provider) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, p.WaitReady(ctx))
+}
+
+// full waits until the pool holds at least n bytes.
+func full(t testing.TB, p *Provider, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return p.Stats().Pooled >= n }, 10*time.Second, time.Millisecond)
+}
+
+// ledger checks served bytes against the jobs of the sources: every
+// verifiable span must match its job's data, and no (job, byte) may be
+// served twice.
+type ledger struct {
+	mu      sync.Mutex
+	sources map[string]*scriptSource
+	used    map[string][]bool // job → byte served
+}
+
+func newLedger(srcs ...*scriptSource) *ledger {
+	l := &ledger{sources: map[string]*scriptSource{}, used: map[string][]bool{}}
+	for _, s := range srcs {
+		l.sources[s.name] = s
+	}
+	return l
+}
+
+// check verifies one read: b and its label. It returns a description of
+// the first problem, or "".
+func (l *ledger) check(b []byte, lb Label) string {
+	if lb.Verifiable && lb.Derived {
+		return "label both verifiable and derived"
+	}
+	if !lb.Verifiable {
+		if lb.Reason == nil {
+			return "fallback label without reason"
+		}
+		if len(lb.Spans) != 1 || lb.Spans[0].Source != FallbackSource || lb.Spans[0].Length != len(b) || lb.Spans[0].JobID != "" {
+			return fmt.Sprintf("fallback label spans wrong: %+v", lb.Spans)
+		}
+		return ""
+	}
+	if lb.Reason != nil {
+		return "verifiable label with a reason"
+	}
+	off := 0
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, sp := range lb.Spans {
+		src, ok := l.sources[sp.Source]
+		if !ok {
+			return "span names unknown source " + sp.Source
+		}
+		data, ok := src.job(sp.JobID)
+		if !ok {
+			return "span names unknown job " + sp.JobID
+		}
+		if sp.Length <= 0 || sp.Offset < 0 || sp.Offset+sp.Length > len(data) || off+sp.Length > len(b) {
+			return fmt.Sprintf("span out of range: %+v", sp)
+		}
+		if !bytes.Equal(b[off:off+sp.Length], data[sp.Offset:sp.Offset+sp.Length]) {
+			return fmt.Sprintf("bytes differ from job data at span %+v", sp)
+		}
+		key := sp.Source + "/" + sp.JobID
+		u := l.used[key]
+		if u == nil {
+			u = make([]bool, len(data))
+			l.used[key] = u
+		}
+		for i := sp.Offset; i < sp.Offset+sp.Length; i++ {
+			if u[i] {
+				return fmt.Sprintf("byte %d of job %s served twice", i, key)
+			}
+			u[i] = true
+		}
+		off += sp.Length
+	}
+	if off != len(b) {
+		return fmt.Sprintf("spans cover %d bytes of %d", off, len(b))
+	}
+	return ""
+}
+
+// fakeClock is a Clock that moves only when a test advances it.
+type fakeClock struct {
+	mu    sync.Mutex
+	start time.Time
+	now   time.Time
+	ws    []fakeWaiter
+}
+
+type fakeWaiter struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func newFakeClock() *fakeClock {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	return &fakeClock{start: t0, now: t0}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if d <= 0 {
+		ch <- c.now
+		return ch
+	}
+	c.ws = append(c.ws, fakeWaiter{at: c.now.Add(d), ch: ch})
+	return ch
+}
+
+// advance moves the clock and fires the waiters that are due.
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	kept := c.ws[:0]
+	for _, w := range c.ws {
+		if !w.at.After(c.now) {
+			w.ch <- c.now
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	c.ws = kept
+}
+
+// waiters is how many After channels have not fired yet.
+func (c *fakeClock) waiters() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.ws)
+}

@@ -1,0 +1,302 @@
+package entropy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/time/rate"
+)
+
+// Policy says what a read does when the pool cannot serve it with verifiable
+// bytes (contract point 9).
+type Policy int
+
+const (
+	// Degrade serves crypto/rand bytes, labelled non-verifiable with the
+	// reason. Read never returns an error under Degrade, like crypto/rand.
+	Degrade Policy = iota
+	// Defer waits for verifiable entropy until the context ends, then returns
+	// the context's error. Read (which has no context) waits until Close.
+	Defer
+	// Fail returns at once an error wrapping ErrUnavailable and the cause.
+	Fail
+)
+
+// String returns "degrade", "defer" or "fail".
+func (p Policy) String() string {
+	switch p {
+	case Degrade:
+		return "degrade"
+	case Defer:
+		return "defer"
+	case Fail:
+		return "fail"
+	}
+	return fmt.Sprintf("Policy(%d)", int(p))
+}
+
+// ParsePolicy reads "degrade", "defer" or "fail" (any case).
+func ParsePolicy(s string) (Policy, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "degrade":
+		return Degrade, nil
+	case "defer":
+		return Defer, nil
+	case "fail":
+		return Fail, nil
+	}
+	return 0, fmt.Errorf("entropy: unknown policy %q (want degrade, defer or fail)", s)
+}
+
+// Defaults of a Provider's options; each option's comment repeats its own.
+const (
+	DefaultBufferSize    = 64 << 10         // bytes held in the pool
+	DefaultFetchSize     = 16 << 10         // bytes asked of the source per request
+	DefaultRate          = rate.Limit(5)    // requests per second to each source
+	DefaultBurst         = 2                // requests the limiter lets through at once
+	DefaultRetryAttempts = 4                // attempts per refill (first try included)
+	DefaultRetryBase     = 100 * time.Millisecond
+	DefaultRetryMax      = 2 * time.Second
+	DefaultMaxRetryAfter = time.Minute      // longest Retry-After the Provider honours
+	DefaultFetchTimeout  = 15 * time.Second // per request
+	DefaultBreakerOpen   = 2 * time.Second  // breaker open → half-open
+	DefaultTripAfter     = 3                // consecutive failed refills that open the breaker
+)
+
+// An Option configures a Provider. When an option is given twice, the later
+// one wins (WithFailover adds to the list instead).
+type Option func(*config) error
+
+type config struct {
+	policy        Policy
+	bufferSize    int
+	fetchSize     int
+	breaker       gobreaker.Settings
+	limit         rate.Limit
+	burst         int
+	attempts      int
+	retryBase     time.Duration
+	retryMax      time.Duration
+	maxRetryAfter time.Duration
+	fetchTimeout  time.Duration
+	logger        *slog.Logger
+	hook          func(FallbackEpisode)
+	journal       Journal
+	clock         Clock
+	failover      []Source
+	shards        int
+	health        *HealthConfig
+	derivedRead   bool
+}
+
+func defaultConfig() config {
+	return config{
+		policy:        Degrade,
+		bufferSize:    DefaultBufferSize,
+		fetchSize:     DefaultFetchSize,
+		limit:         DefaultRate,
+		burst:         DefaultBurst,
+		attempts:      DefaultRetryAttempts,
+		retryBase:     DefaultRetryBase,
+		retryMax:      DefaultRetryMax,
+		maxRetryAfter: DefaultMaxRetryAfter,
+		fetchTimeout:  DefaultFetchTimeout,
+		breaker:       gobreaker.Settings{Timeout: DefaultBreakerOpen},
+		clock:         realClock{},
+	}
+}
+
+// WithPolicy sets what a read does when the pool cannot serve it with
+// verifiable bytes. Default: Degrade.
+func WithPolicy(p Policy) Option {
+	return func(c *config) error {
+		if p < Degrade || p > Fail {
+			return fmt.Errorf("entropy: unknown policy %d", int(p))
+		}
+		c.policy = p
+		return nil
+	}
+}
+
+// WithBreaker sets the circuit breaker of each source (sony/gobreaker v2).
+// Zero fields take gobreaker's defaults, except Timeout (open → half-open),
+// which defaults to DefaultBreakerOpen (2 s) so that a recovered source is
+// used again within seconds, and ReadyToTrip, which defaults to
+// DefaultTripAfter (3) consecutive failed refills (each one already retried).
+// Whatever ReadyToTrip says, a permanent error opens the breaker at once, and
+// cancellations by the caller or Close never count (IsExcluded). A custom
+// OnStateChange runs under gobreaker's lock: it must not block.
+func WithBreaker(s gobreaker.Settings) Option {
+	return func(c *config) error {
+		if s.Timeout <= 0 {
+			s.Timeout = DefaultBreakerOpen
+		}
+		c.breaker = s
+		return nil
+	}
+}
+
+// WithRateLimit caps the requests the Provider sends to each source at r per
+// second with bursts of burst (golang.org/x/time/rate), retries and polls
+// included. rate.Inf removes the limit (for fast local sources). Default:
+// DefaultRate (5/s), DefaultBurst (2).
+func WithRateLimit(r rate.Limit, burst int) Option {
+	return func(c *config) error {
+		if r < 0 {
+			return fmt.Errorf("entropy: negative rate limit %v", r)
+		}
+		if r != rate.Inf && burst < 1 {
+			return fmt.Errorf("entropy: rate limit burst %d must be at least 1", burst)
+		}
+		if r == 0 {
+			return errors.New("entropy: a rate limit of 0 would never let a request through")
+		}
+		c.limit, c.burst = r, max(burst, 1)
+		return nil
+	}
+}
+
+// WithBufferSize sets how many checked bytes the pool holds. Reads larger
+// than the pool are served verifiably only under Defer (which gathers bytes
+// as they arrive); under Degrade they fall back, under Fail they fail.
+// Default: DefaultBufferSize (64 KiB).
+func WithBufferSize(bytes int) Option {
+	return func(c *config) error {
+		if bytes < 1 {
+			return fmt.Errorf("entropy: buffer size %d must be positive", bytes)
+		}
+		c.bufferSize = bytes
+		return nil
+	}
+}
+
+// WithFetchSize sets how many bytes one request asks of a source (capped by
+// the free room in the pool). Default: DefaultFetchSize (16 KiB).
+func WithFetchSize(bytes int) Option {
+	return func(c *config) error {
+		if bytes < 1 {
+			return fmt.Errorf("entropy: fetch size %d must be positive", bytes)
+		}
+		c.fetchSize = bytes
+		return nil
+	}
+}
+
+// WithRetry sets the retry of transient failures: at most attempts requests
+// per refill (1 = no retry), with full-jitter exponential backoff starting at
+// base and capped at max. Default: 4 attempts, 100 ms, 2 s.
+func WithRetry(attempts int, base, max time.Duration) Option {
+	return func(c *config) error {
+		if attempts < 1 {
+			return fmt.Errorf("entropy: retry attempts %d must be at least 1", attempts)
+		}
+		if base <= 0 || max < base {
+			return fmt.Errorf("entropy: retry delays must satisfy 0 < base (%v) <= max (%v)", base, max)
+		}
+		c.attempts, c.retryBase, c.retryMax = attempts, base, max
+		return nil
+	}
+}
+
+// WithMaxRetryAfter caps how long a Retry-After from a source holds back the
+// Provider's requests to it. Default: DefaultMaxRetryAfter (1 min).
+func WithMaxRetryAfter(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("entropy: negative max Retry-After %v", d)
+		}
+		c.maxRetryAfter = d
+		return nil
+	}
+}
+
+// WithFetchTimeout bounds each request to a source. Default:
+// DefaultFetchTimeout (15 s).
+func WithFetchTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("entropy: fetch timeout %v must be positive", d)
+		}
+		c.fetchTimeout = d
+		return nil
+	}
+}
+
+// WithLogger reports source failures, breaker changes and fallback episodes
+// to l. Default: no logging. Nothing the Provider logs holds a credential or
+// a byte of entropy.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error { c.logger = l; return nil }
+}
+
+// WithFallbackHook calls f when a fallback episode starts and when it ends.
+// It runs on a goroutine of the Provider, outside every lock, one call at a
+// time. Default: none.
+func WithFallbackHook(f func(FallbackEpisode)) Option {
+	return func(c *config) error { c.hook = f; return nil }
+}
+
+// WithJournal records blocks, fallback episodes and event draws in j (see
+// package journal). Default: none.
+func WithJournal(j Journal) Option {
+	return func(c *config) error { c.journal = j; return nil }
+}
+
+// WithClock replaces the clock used for backoff, Retry-After, rate limiting
+// and episode times (tests). Default: the system clock.
+func WithClock(clk Clock) Option {
+	return func(c *config) error {
+		if clk == nil {
+			return errors.New("entropy: nil clock")
+		}
+		c.clock = clk
+		return nil
+	}
+}
+
+// WithFailover adds sources tried, in order, when the ones before them fail.
+// Each source has its own breaker, limiter and Retry-After hold; a read may
+// hold spans of several verifiable sources, each span naming its source.
+func WithFailover(srcs ...Source) Option {
+	return func(c *config) error {
+		for i, s := range srcs {
+			if s == nil {
+				return fmt.Errorf("entropy: failover source %d is nil", i)
+			}
+		}
+		c.failover = append(c.failover, srcs...)
+		return nil
+	}
+}
+
+// WithShards sets how many independently locked parts the pool has, so that
+// concurrent readers do not contend on one lock. Default: GOMAXPROCS.
+func WithShards(n int) Option {
+	return func(c *config) error {
+		if n < 1 || n > 1024 {
+			return fmt.Errorf("entropy: shard count %d out of range 1..1024", n)
+		}
+		c.shards = n
+		return nil
+	}
+}
+
+// WithHealthTests sets the SP 800-90B health tests run on every block before
+// it enters the pool. Default: DefaultHealthConfig.
+func WithHealthTests(h HealthConfig) Option {
+	return func(c *config) error {
+		c.health = &h
+		return nil
+	}
+}
+
+// WithDerivedReads makes Read (the io.Reader) serve derived, secret-safe
+// bytes, as ReadSecret does, instead of raw verifiable bytes. Use it when the
+// Provider is handed to code that makes keys. Default: off (raw).
+func WithDerivedReads() Option {
+	return func(c *config) error { c.derivedRead = true; return nil }
+}

@@ -1,0 +1,577 @@
+// Package entropy serves random bytes from a remote verifiable entropy service
+// (a quantum RNG API, the drand beacon) through a plain io.Reader, keeps
+// working when that service fails, and says of every byte where it came from.
+//
+// A Provider keeps a pool of checked bytes in memory and refills it in the
+// background. Reads copy out of memory and never do I/O; each byte is handed
+// out once and its pool slot zeroed. ReadLabelled returns, with the bytes, a
+// Label: verifiable, with the spans of the jobs the bytes came from, or
+// fallback (crypto/rand), with the reason. What happens when the pool cannot
+// serve a read is the Provider's Policy: Degrade, Defer or Fail.
+//
+// Which entry point to use:
+//
+//   - Keys, tokens, nonces: ReadSecret or SecretReader. Raw verifiable bytes
+//     are known to the service that made them (and a drand round to the whole
+//     world); a derived read mixes them with local randomness through HKDF so
+//     that nobody else can compute the output.
+//   - Draws, lotteries, anything to prove afterwards: ReadLabelled, or
+//     ReadFor for a named event that must be drawn exactly once, or package
+//     draw on top of them.
+//   - Read, the io.Reader, serves raw verifiable bytes (or fallback under
+//     Degrade) and is as cheap as a copy. It stays raw by default because
+//     its bytes are the ones the labels describe; give WithDerivedReads to
+//     make it secret-safe when the Provider is handed to key-making code.
+//
+// The contract the Provider keeps is written down in DESIGN.md; the tests
+// named after each point prove it.
+package entropy
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// Provider is the labelled io.Reader over one or more Sources. It is safe for
+// concurrent use. Close it to stop its goroutines and zero its pool.
+type Provider struct {
+	cfg     config
+	feeders []*feeder
+	shards  []*shard
+	handles sync.Pool // of *handle: gives each P a shard of its own
+	next    atomic.Uint32
+	seen    *jobSet
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+	wake   chan struct{} // cap 1: a shard fell below its low watermark
+
+	mu      sync.Mutex    // guards arrived, reason, ready
+	arrived chan struct{} // closed and replaced whenever bytes enter the pool
+	ready   chan struct{} // closed when the pool first holds bytes
+
+	reason atomic.Pointer[unavailableError] // why a read now would not be verifiable
+
+	episodes episodeState
+	notes    notifier
+
+	events eventTable
+
+	// Counters of the slow paths (the fast path counts per shard).
+	slowReads, slowBytes       atomic.Uint64
+	fbReads, fbBytes           atomic.Uint64
+	derivedReads, derivedBytes atomic.Uint64
+	journalErrs                atomic.Uint64
+}
+
+// handle ties a P (through sync.Pool's per-P cache) to a shard.
+type handle struct{ s *shard }
+
+// New starts a Provider over src (and any WithFailover sources). It returns
+// at once; the pool fills in the background (WaitReady waits for it).
+func New(src Source, opts ...Option) (*Provider, error) {
+	if src == nil {
+		return nil, errors.New("entropy: nil Source")
+	}
+	cfg := defaultConfig()
+	for i, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("entropy: option %d is nil", i)
+		}
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.shards == 0 {
+		cfg.shards = min(runtime.GOMAXPROCS(0), 64)
+	}
+	// A shard must hold at least a useful read; with a small buffer, fewer shards.
+	cfg.shards = max(1, min(cfg.shards, cfg.bufferSize/64))
+
+	p := &Provider{
+		cfg:     cfg,
+		seen:    newJobSet(1 << 14),
+		wake:    make(chan struct{}, 1),
+		arrived: make(chan struct{}),
+		ready:   make(chan struct{}),
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.reason.Store(&unavailableError{cause: ErrPoolEmpty})
+	for i, s := range append([]Source{src}, cfg.failover...) {
+		p.feeders = append(p.feeders, newFeeder(i, s, &p.cfg, p.seen, p.closed.Load))
+	}
+	per := cfg.bufferSize / cfg.shards
+	for i := 0; i < cfg.shards; i++ {
+		c := per
+		if i == 0 {
+			c += cfg.bufferSize % cfg.shards
+		}
+		p.shards = append(p.shards, &shard{cap: c, low: c / 2})
+	}
+	p.handles.New = func() any {
+		return &handle{s: p.shards[int(p.next.Add(1)-1)%len(p.shards)]}
+	}
+	p.notes.init(p)
+	p.wg.Add(2)
+	go p.refillLoop()
+	go p.notes.run(&p.wg)
+	return p, nil
+}
+
+// Read fills b with random bytes under the Provider's policy, like
+// crypto/rand.Read: raw verifiable bytes from the pool when it holds enough,
+// otherwise Degrade fills b from crypto/rand (and never returns an error),
+// Defer waits (without a deadline, until Close), and Fail returns an error
+// wrapping ErrUnavailable and the cause. Use ReadLabelled to learn which.
+// With WithDerivedReads, Read serves derived bytes as ReadSecret does.
+func (p *Provider) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		if p.closed.Load() {
+			return 0, ErrClosed
+		}
+		return 0, nil
+	}
+	if p.cfg.derivedRead {
+		if _, err := p.ReadSecret(context.Background(), b); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
+	if p.closed.Load() {
+		return 0, ErrClosed
+	}
+	h := p.handles.Get().(*handle)
+	s := h.s
+	s.mu.Lock()
+	if s.avail >= len(b) {
+		s.take(b, nil, false)
+		s.reads++
+		s.bytes += uint64(len(b))
+		p.afterTake(s)
+		p.handles.Put(h)
+		if p.episodes.open.Load() {
+			p.endEpisode()
+		}
+		return len(b), nil
+	}
+	s.mu.Unlock()
+	p.handles.Put(h)
+	if _, err := p.slowRead(context.Background(), b, false, p.cfg.policy); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// ReadLabelled fills b and says where its bytes came from. With enough
+// checked bytes in the pool it copies them (no I/O) and returns a verifiable
+// label whose spans tile b. Otherwise the policy decides: Degrade fills b
+// from crypto/rand and returns a fallback label with the Reason; Defer waits
+// for verifiable bytes until ctx ends and then returns ctx's error; Fail
+// returns at once an error wrapping ErrUnavailable and the cause. On an error
+// b holds no entropy (it is zeroed).
+func (p *Provider) ReadLabelled(ctx context.Context, b []byte) (Label, error) {
+	if len(b) == 0 {
+		return Label{}, errors.New("entropy: empty read")
+	}
+	if ctx == nil {
+		return Label{}, errors.New("entropy: nil context")
+	}
+	if p.closed.Load() {
+		return Label{}, ErrClosed
+	}
+	h := p.handles.Get().(*handle)
+	s := h.s
+	s.mu.Lock()
+	if s.avail >= len(b) {
+		sp := s.commitSpans(s.take(b, s.spans(), true))
+		s.reads++
+		s.bytes += uint64(len(b))
+		p.afterTake(s)
+		p.handles.Put(h)
+		if p.episodes.open.Load() {
+			p.endEpisode()
+		}
+		return Label{Verifiable: true, Spans: sp}, nil
+	}
+	s.mu.Unlock()
+	p.handles.Put(h)
+	return p.slowRead(ctx, b, true, p.cfg.policy)
+}
+
+// afterTake asks for a refill if the shard fell below its low watermark, and
+// unlocks it. The caller holds s.mu.
+func (p *Provider) afterTake(s *shard) {
+	if s.avail < s.low && !s.asked {
+		s.asked = true
+		s.mu.Unlock()
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	s.mu.Unlock()
+}
+
+// slowRead serves a read the reader's own shard could not: from all shards
+// together if they hold enough, else by the policy.
+func (p *Provider) slowRead(ctx context.Context, b []byte, label bool, pol Policy) (Label, error) {
+	spans, err := p.takeVerifiable(ctx, b, pol)
+	if err == nil {
+		p.servedVerifiable(len(b))
+		return Label{Verifiable: true, Spans: spans}, nil
+	}
+	if pol == Degrade && errors.Is(err, ErrUnavailable) {
+		return p.fallback(b, label), nil
+	}
+	clear(b)
+	return Label{}, err
+}
+
+// takeVerifiable fills b with pool bytes and returns their spans: at once if
+// the pool holds enough; otherwise Defer waits for more (until ctx ends or
+// Close), and Degrade and Fail return the reason, an error wrapping
+// ErrUnavailable (the caller of Degrade falls back itself).
+func (p *Provider) takeVerifiable(ctx context.Context, b []byte, pol Policy) ([]Span, error) {
+	if sp, ok := p.takeAll(b); ok {
+		return sp, nil
+	}
+	if p.closed.Load() {
+		return nil, ErrClosed
+	}
+	if pol == Defer {
+		return p.deferTake(ctx, b)
+	}
+	return nil, p.reason.Load()
+}
+
+// takeAll serves b from all shards together, all or nothing. It locks the
+// shards in index order; the fast path holds one shard at a time, so this
+// cannot deadlock.
+func (p *Provider) takeAll(b []byte) ([]Span, bool) {
+	var spans []Span
+	for _, s := range p.shards {
+		s.mu.Lock()
+	}
+	total := 0
+	for _, s := range p.shards {
+		total += s.avail
+	}
+	if total < len(b) {
+		for _, s := range p.shards {
+			s.mu.Unlock()
+		}
+		return spans, false
+	}
+	rest := b
+	for _, s := range p.shards {
+		if len(rest) == 0 {
+			break
+		}
+		n := min(s.avail, len(rest))
+		if n == 0 {
+			continue
+		}
+		spans = s.take(rest[:n], spans, true)
+		rest = rest[n:]
+	}
+	wake := false
+	for _, s := range p.shards {
+		if s.avail < s.low && !s.asked {
+			s.asked = true
+			wake = true
+		}
+		s.mu.Unlock()
+	}
+	if wake {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+	return spans, len(rest) == 0
+}
+
+// deferTake gathers verifiable bytes into b as they arrive until b is full,
+// ctx ends (ctx's error) or the Provider closes (ErrClosed). Bytes gathered
+// before an error are zeroed in b and lost: they were handed out once.
+func (p *Provider) deferTake(ctx context.Context, b []byte) ([]Span, error) {
+	var spans []Span
+	got := 0
+	for {
+		p.mu.Lock()
+		arrived := p.arrived
+		p.mu.Unlock()
+		var ok bool
+		spans, ok = p.takePartial(b[got:], spans, &got)
+		if ok {
+			return spans, nil
+		}
+		select {
+		case <-arrived:
+		case <-ctx.Done():
+			clear(b)
+			return nil, ctx.Err()
+		case <-p.ctx.Done():
+			clear(b)
+			return nil, ErrClosed
+		}
+	}
+}
+
+// takePartial takes what the pool has toward rest, adding the count to got,
+// and reports whether rest is now full.
+func (p *Provider) takePartial(rest []byte, spans []Span, got *int) ([]Span, bool) {
+	for _, s := range p.shards {
+		s.mu.Lock()
+	}
+	if p.closed.Load() {
+		for _, s := range p.shards {
+			s.mu.Unlock()
+		}
+		return spans, false
+	}
+	for _, s := range p.shards {
+		n := min(s.avail, len(rest))
+		if n > 0 {
+			spans = s.take(rest[:n], spans, true)
+			rest = rest[n:]
+			*got += n
+		}
+	}
+	wake := false
+	for _, s := range p.shards {
+		if s.avail < s.low && !s.asked {
+			s.asked = true
+			wake = true
+		}
+		s.mu.Unlock()
+	}
+	if wake {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+	return spans, len(rest) == 0
+}
+
+// servedVerifiable counts a verifiable read of n bytes served by a slow path
+// and ends an open fallback episode.
+func (p *Provider) servedVerifiable(n int) {
+	p.slowReads.Add(1)
+	p.slowBytes.Add(uint64(n))
+	if p.episodes.open.Load() {
+		p.endEpisode()
+	}
+}
+
+// WaitReady waits until the pool first holds verifiable bytes, ctx ends, or
+// the Provider closes.
+func (p *Provider) WaitReady(ctx context.Context) error {
+	select {
+	case <-p.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-p.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// Close stops every goroutine the Provider started, records an open fallback
+// episode as ended, and zeroes the pool. Reads after Close return ErrClosed;
+// reads waiting under Defer return ErrClosed. Close is idempotent.
+func (p *Provider) Close() error {
+	if !p.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	p.endEpisode()
+	p.cancel()
+	p.wg.Wait()
+	for _, s := range p.shards {
+		s.mu.Lock()
+		s.zero()
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// fill tops the pool up from the sources until it is full or every source
+// failed; it reports the error of a round in which no source gave a block.
+func (p *Provider) fill() error {
+	for {
+		room := p.room()
+		if room <= 0 {
+			return nil
+		}
+		// Do not send a request for a sliver of room unless a shard is low.
+		if room < min(p.cfg.fetchSize, p.cfg.bufferSize/2) && !p.anyLow() {
+			return nil
+		}
+		n := min(room, p.cfg.fetchSize)
+		var errs []error
+		var blk Block
+		var got *feeder
+		for _, f := range p.feeders {
+			b, err := f.fetch(p.ctx, n)
+			if err == nil {
+				blk, got = b, f
+				break
+			}
+			if p.ctx.Err() != nil {
+				return p.ctx.Err()
+			}
+			errs = append(errs, &sourceError{name: f.sourceName(), err: err})
+			if l := p.cfg.logger; l != nil {
+				l.Warn("entropy: refill failed", "source", f.sourceName(), "class", Classify(err).String(), "error", err.Error())
+			}
+		}
+		if got == nil {
+			cause := errs[0]
+			if len(errs) > 1 {
+				cause = errors.Join(errs...)
+			}
+			p.reason.Store(&unavailableError{cause: cause})
+			return cause
+		}
+		p.add(got, blk)
+	}
+}
+
+// anyLow reports whether a shard is below its low watermark.
+func (p *Provider) anyLow() bool {
+	for _, s := range p.shards {
+		s.mu.Lock()
+		low := s.avail < s.low
+		s.mu.Unlock()
+		if low {
+			return true
+		}
+	}
+	return false
+}
+
+// room is how many bytes the pool can take.
+func (p *Provider) room() int { return p.cfg.bufferSize - p.pooled() }
+
+// pooled is how many unread bytes the pool holds.
+func (p *Provider) pooled() int {
+	n := 0
+	for _, s := range p.shards {
+		s.mu.Lock()
+		n += s.avail
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// add copies a checked block into the shards with the most room, records it,
+// and wakes readers waiting under Defer.
+func (p *Provider) add(f *feeder, blk Block) {
+	data := make([]byte, len(blk.Data))
+	copy(data, blk.Data)
+	from := &origin{source: blk.Source, job: blk.JobID}
+	f.accepted.Add(1)
+	f.fetched.Add(uint64(len(data)))
+	off := 0
+	for off < len(data) {
+		var best *shard
+		bestRoom := 0
+		for _, s := range p.shards {
+			s.mu.Lock()
+			r := s.cap - s.avail
+			s.mu.Unlock()
+			if best == nil || r > bestRoom {
+				best, bestRoom = s, r
+			}
+		}
+		n := len(data) - off
+		if bestRoom > 0 && n > bestRoom {
+			n = bestRoom
+		}
+		best.mu.Lock()
+		if best.closed {
+			best.mu.Unlock()
+			clear(data)
+			return
+		}
+		best.put(chunk{data: data[off : off+n : off+n], base: off, from: from})
+		if best.avail >= best.low {
+			best.asked = false
+		}
+		best.mu.Unlock()
+		off += n
+	}
+	p.reason.Store(&unavailableError{cause: ErrPoolEmpty})
+	p.mu.Lock()
+	close(p.arrived)
+	p.arrived = make(chan struct{})
+	select {
+	case <-p.ready:
+	default:
+		close(p.ready)
+	}
+	p.mu.Unlock()
+	if p.cfg.journal != nil {
+		p.notes.block(blockRecord(blk, p.cfg.clock.Now()))
+	}
+}
+
+// refillLoop is the refill goroutine: it fills the pool, then sleeps until a
+// shard runs low; after a round where every source failed it backs off.
+func (p *Provider) refillLoop() {
+	defer p.wg.Done()
+	failed := 0
+	for {
+		err := p.fill()
+		if p.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			d := backoff(min(failed, 30), p.cfg.retryBase, p.cfg.retryMax)
+			failed++
+			if sleep(p.ctx, p.cfg.clock, d) != nil {
+				return
+			}
+			continue
+		}
+		failed = 0
+		select {
+		case <-p.wake:
+		case <-p.ctx.Done():
+			return
+		}
+	}
+}
+
+// fallback fills b from crypto/rand and labels it (contract points 1 and 9).
+func (p *Provider) fallback(b []byte, label bool) Label {
+	// crypto/rand.Read never returns an error (Go 1.24+): on a broken
+	// system it crashes the program rather than return weak bytes.
+	_, _ = crand.Read(b)
+	reason := p.reason.Load()
+	p.fbReads.Add(1)
+	p.fbBytes.Add(uint64(len(b)))
+	p.count(len(b), reason)
+	if !label {
+		return Label{}
+	}
+	return Label{Spans: []Span{{Source: FallbackSource, Length: len(b)}}, Reason: reason}
+}
+
+// sourceError names the source an error came from.
+type sourceError struct {
+	name string
+	err  error
+}
+
+func (e *sourceError) Error() string { return e.name + ": " + e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }

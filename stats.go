@@ -1,0 +1,85 @@
+package entropy
+
+import (
+	"time"
+)
+
+// Stats is a snapshot of a Provider's counters.
+type Stats struct {
+	Policy   Policy
+	Pooled   int // checked bytes in the pool now
+	Capacity int // bytes the pool holds when full
+
+	VerifiableReads, VerifiableBytes uint64 // raw verifiable reads served
+	DerivedReads, DerivedBytes       uint64 // secret-safe reads served (ReadSecret)
+	FallbackReads, FallbackBytes     uint64 // crypto/rand reads served
+	FallbackEpisodes                 uint64 // episodes started
+	InFallback                       bool   // an episode is open now
+
+	JournalErrors uint64 // records the journal failed to append
+
+	// Unavailable is the error a read would carry now if the pool could not
+	// serve it: it wraps ErrUnavailable and either ErrPoolEmpty (the sources
+	// are healthy as far as the Provider knows) or the sources' last errors.
+	Unavailable error
+
+	Sources []SourceStats // in priority order
+}
+
+// SourceStats are the counters of one source's refill path.
+type SourceStats struct {
+	Name           string // from its blocks; "source N" before the first
+	Breaker        string // "closed", "half-open" or "open"
+	Requests       uint64 // requests sent (Fetch calls), retries included
+	Failures       uint64 // requests that failed, rejected blocks included
+	Retries        uint64
+	BlocksAccepted uint64
+	BlocksRejected uint64 // failed a check: empty, too long, unverified, replayed, health test
+	BytesAccepted  uint64
+	LastError      error     // the last failure, nil after a success
+	HoldUntil      time.Time // Retry-After: no request before this (zero if none)
+}
+
+// Stats returns a snapshot of the Provider's counters. It takes every
+// shard's lock briefly; do not call it on a hot path.
+func (p *Provider) Stats() Stats {
+	st := Stats{
+		Policy:           p.cfg.policy,
+		Capacity:         p.cfg.bufferSize,
+		DerivedReads:     p.derivedReads.Load(),
+		DerivedBytes:     p.derivedBytes.Load(),
+		FallbackReads:    p.fbReads.Load(),
+		FallbackBytes:    p.fbBytes.Load(),
+		FallbackEpisodes: p.episodes.count.Load(),
+		InFallback:       p.episodes.open.Load(),
+		JournalErrors:    p.journalErrs.Load(),
+		Unavailable:      p.reason.Load(),
+	}
+	for _, s := range p.shards {
+		s.mu.Lock()
+		st.Pooled += s.avail
+		st.VerifiableReads += s.reads
+		st.VerifiableBytes += s.bytes
+		s.mu.Unlock()
+	}
+	st.VerifiableReads += p.slowReads.Load()
+	st.VerifiableBytes += p.slowBytes.Load()
+	for _, f := range p.feeders {
+		ss := SourceStats{
+			Name:           f.sourceName(),
+			Breaker:        f.cb.State().String(),
+			Requests:       f.requests.Load(),
+			Failures:       f.failures.Load(),
+			Retries:        f.retries.Load(),
+			BlocksAccepted: f.accepted.Load(),
+			BlocksRejected: f.rejected.Load(),
+			BytesAccepted:  f.fetched.Load(),
+			LastError:      f.lastError(),
+		}
+		if h := f.holdUntil.Load(); h != 0 {
+			ss.HoldUntil = time.Unix(0, h)
+		}
+		st.Sources = append(st.Sources, ss)
+	}
+	return st
+}
