@@ -64,10 +64,10 @@ func (p *Provider) endEpisode() {
 // journal, and blocks to the journal, on a goroutine of its own: outside
 // every lock, and never on a read's goroutine (a journal append fsyncs).
 type notifier struct {
-	p       *Provider
-	mu      sync.Mutex
-	queue   []note
-	signal  chan struct{}
+	p      *Provider
+	mu     sync.Mutex
+	queue  []note
+	signal chan struct{}
 }
 
 type note struct {

@@ -54,11 +54,11 @@ func ParsePolicy(s string) (Policy, error) {
 
 // Defaults of a Provider's options; each option's comment repeats its own.
 const (
-	DefaultBufferSize    = 64 << 10         // bytes held in the pool
-	DefaultFetchSize     = 16 << 10         // bytes asked of the source per request
-	DefaultRate          = rate.Limit(5)    // requests per second to each source
-	DefaultBurst         = 2                // requests the limiter lets through at once
-	DefaultRetryAttempts = 4                // attempts per refill (first try included)
+	DefaultBufferSize    = 64 << 10      // bytes held in the pool
+	DefaultFetchSize     = 16 << 10      // bytes asked of the source per request
+	DefaultRate          = rate.Limit(5) // requests per second to each source
+	DefaultBurst         = 2             // requests the limiter lets through at once
+	DefaultRetryAttempts = 4             // attempts per refill (first try included)
 	DefaultRetryBase     = 100 * time.Millisecond
 	DefaultRetryMax      = 2 * time.Second
 	DefaultMaxRetryAfter = time.Minute      // longest Retry-After the Provider honours
