@@ -272,3 +272,36 @@ func (c *fakeClock) waiters() int {
 	defer c.mu.Unlock()
 	return len(c.ws)
 }
+
+// claim records spans as used without comparing bytes (derived reads, whose
+// output is not the job bytes); it returns the first problem, or "".
+func (l *ledger) claim(spans []Span) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, sp := range spans {
+		src, ok := l.sources[sp.Source]
+		if !ok {
+			return "span names unknown source " + sp.Source
+		}
+		data, ok := src.job(sp.JobID)
+		if !ok {
+			return "span names unknown job " + sp.JobID
+		}
+		if sp.Length <= 0 || sp.Offset < 0 || sp.Offset+sp.Length > len(data) {
+			return fmt.Sprintf("span out of range: %+v", sp)
+		}
+		key := sp.Source + "/" + sp.JobID
+		u := l.used[key]
+		if u == nil {
+			u = make([]bool, len(data))
+			l.used[key] = u
+		}
+		for i := sp.Offset; i < sp.Offset+sp.Length; i++ {
+			if u[i] {
+				return fmt.Sprintf("byte %d of job %s used twice", i, key)
+			}
+			u[i] = true
+		}
+	}
+	return ""
+}

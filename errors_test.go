@@ -1,0 +1,139 @@
+package entropy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Every status of the seeds maps to its class sentinel and to the right
+// retry class (DESIGN.md, contract point 6).
+func TestAPIErrorClasses(t *testing.T) {
+	for _, tc := range []struct {
+		status   int
+		quota    bool
+		sentinel error
+		class    ErrorClass
+	}{
+		{400, false, ErrBadRequest, Permanent},
+		{401, false, ErrUnauthorized, Permanent},
+		{402, false, ErrPaymentRequired, Permanent},
+		{403, false, ErrForbidden, Permanent},
+		{404, false, ErrNotFound, Permanent},
+		{409, false, ErrConflict, Transient},
+		{422, false, ErrValidation, Permanent},
+		{425, false, ErrTooEarly, Transient},
+		{429, false, ErrRateLimited, Transient},
+		{429, true, ErrRateLimited, Permanent},
+		{500, false, ErrServer, Transient},
+		{502, false, ErrServer, Transient},
+		{503, false, ErrServiceUnavailable, Transient},
+		{504, false, ErrServer, Transient},
+	} {
+		t.Run(fmt.Sprint(tc.status, tc.quota), func(t *testing.T) {
+			e := &APIError{StatusCode: tc.status, Quota: tc.quota, Code: "c", Message: "m", RequestID: "r"}
+			wrapped := fmt.Errorf("fetch: %w", e)
+			assert.ErrorIs(t, wrapped, tc.sentinel)
+			assert.Equal(t, tc.class, Classify(wrapped))
+			assert.Equal(t, tc.class == Transient, Retryable(wrapped))
+			assert.Equal(t, tc.class == Permanent, errors.Is(wrapped, ErrPermanent))
+			if tc.status == 503 {
+				assert.ErrorIs(t, wrapped, ErrServer, "503 is also a server error")
+			}
+			if tc.status == 402 || tc.quota {
+				assert.ErrorIs(t, wrapped, ErrQuotaExhausted)
+			} else {
+				assert.NotErrorIs(t, wrapped, ErrQuotaExhausted)
+			}
+			// No other class sentinel matches.
+			for _, other := range []error{ErrBadRequest, ErrUnauthorized, ErrPaymentRequired, ErrForbidden, ErrNotFound, ErrConflict, ErrValidation, ErrRateLimited, ErrTooEarly} {
+				if other != tc.sentinel {
+					assert.NotErrorIs(t, wrapped, other)
+				}
+			}
+			msg := e.Error()
+			assert.Contains(t, msg, fmt.Sprint(tc.status))
+			assert.Contains(t, msg, "request id r")
+		})
+	}
+}
+
+// Every job error code of seed 002 and the job states of seed 000 are
+// classified, and the request-shape, quota and contract codes are permanent.
+func TestJobErrorCodes(t *testing.T) {
+	permanent := []string{"ContractExpiredError", "QuotaExhaustedError", "NotEnoughQubits", "PreflightError",
+		"QuantumCircuitComplexityError", "TooLongPredictedExecutionTime", "TooManyControls", "TooManyGates",
+		"TooManyShots", "UnsupportedGate"}
+	transient := []string{"BillingError", "CompilationError", "DebiasingError", "InternalError", "OptimizationError",
+		"QuantumComputerError", "SimulationError", "SimulationTimeout", "SystemCancel", "UnknownBillingError",
+		"JobFailed", "HardwareUnavailable", "Timeout", "JobLost", "SomethingNew"}
+	codes := JobCodes()
+	assert.Len(t, codes, len(permanent)+len(transient)-1, "every seed code is listed (SomethingNew is not)")
+	for _, c := range permanent {
+		e := &JobError{JobID: "j", Code: c}
+		assert.Equal(t, Permanent, Classify(e), c)
+		assert.True(t, codes[c], c)
+		assert.ErrorIs(t, e, ErrJobFailed)
+	}
+	for _, c := range transient {
+		e := &JobError{JobID: "j", Code: c}
+		assert.Equal(t, Transient, Classify(e), c)
+		assert.ErrorIs(t, e, ErrJobFailed)
+	}
+	assert.ErrorIs(t, &JobError{Code: "QuotaExhaustedError"}, ErrQuotaExhausted)
+	assert.Equal(t, "job j1 failed: QuantumComputerError: qpu fault", (&JobError{JobID: "j1", Code: "QuantumComputerError", Message: "qpu fault"}).Error())
+}
+
+// Connection and timeout errors wrap their cause and are transient;
+// cancellation is its own class, never a source failure.
+func TestConnErrorsAndCancellation(t *testing.T) {
+	refused := &ConnError{Op: "GET /v1/entropy", Err: &net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}}
+	assert.ErrorIs(t, refused, ErrConnection)
+	assert.ErrorIs(t, refused, ErrTimeout)
+	assert.Equal(t, Transient, Classify(refused))
+	dropped := &ConnError{Op: "GET", Err: errors.New("EOF")}
+	assert.NotErrorIs(t, dropped, ErrTimeout)
+	deadline := &ConnError{Op: "GET", Err: context.DeadlineExceeded}
+	assert.ErrorIs(t, deadline, ErrTimeout)
+	assert.ErrorIs(t, deadline, context.DeadlineExceeded)
+	assert.Equal(t, Canceled, Classify(fmt.Errorf("x: %w", context.Canceled)))
+	assert.Equal(t, Transient, Classify(errors.New("unknown")))
+	assert.Equal(t, ErrorClass(0), Classify(nil))
+}
+
+func TestRetryAfterFound(t *testing.T) {
+	e := fmt.Errorf("wrapped: %w", &APIError{StatusCode: 429, RetryAfter: 3 * time.Second})
+	assert.Equal(t, 3*time.Second, RetryAfter(e))
+	assert.Zero(t, RetryAfter(errors.New("plain")))
+	assert.Contains(t, e.Error(), "retry after 3s")
+}
+
+// Contract point 9: the error of a failed read wraps ErrUnavailable and the
+// cause; a breaker refusal carries the source's last error too.
+func TestUnavailableWrapsCause(t *testing.T) {
+	cause := &APIError{StatusCode: 401}
+	u := &unavailableError{cause: &breakerError{state: errors.New("circuit breaker is open"), last: cause}}
+	assert.ErrorIs(t, u, ErrUnavailable)
+	assert.ErrorIs(t, u, ErrUnauthorized)
+	var ae *APIError
+	require.ErrorAs(t, u, &ae)
+	assert.True(t, strings.HasPrefix(u.Error(), ErrUnavailable.Error()))
+}
+
+func TestPolicyParse(t *testing.T) {
+	for _, p := range []Policy{Degrade, Defer, Fail} {
+		got, err := ParsePolicy(strings.ToUpper(p.String()))
+		require.NoError(t, err)
+		assert.Equal(t, p, got)
+	}
+	_, err := ParsePolicy("sometimes")
+	assert.Error(t, err)
+}
