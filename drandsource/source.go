@@ -1,0 +1,532 @@
+package drandsource
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/provenrand/entropy"
+)
+
+// maxBody bounds every body read from a relay. A beacon is about 400 bytes
+// and chain info about 600; anything longer is not a drand answer.
+const maxBody = 16 << 10
+
+// defaultTimeout bounds one request of the default HTTP client. Waiting for a
+// round to be due is not a request: it is bounded by the caller's context.
+const defaultTimeout = 20 * time.Second
+
+// PublicRelays returns the HTTPS relays of the League of Entropy that serve
+// both mainnet chains. Each call returns a fresh slice.
+func PublicRelays() []string {
+	return []string{
+		"https://api.drand.sh",
+		"https://api2.drand.sh",
+		"https://api3.drand.sh",
+		"https://drand.cloudflare.com",
+	}
+}
+
+// Option configures a Source.
+type Option func(*config)
+
+// config is what the options set.
+type config struct {
+	client        *http.Client
+	clock         func() time.Time
+	name          string
+	allowInsecure bool
+}
+
+// WithHTTPClient makes the Source send its requests with c. The default is a
+// client with a 20-second timeout per request whose redirects must satisfy
+// the same rules as the relay URLs. A nil c keeps the default.
+func WithHTTPClient(c *http.Client) Option { return func(cf *config) { cf.client = c } }
+
+// WithClock makes the Source read the time from now instead of time.Now, for
+// tests. It decides which round is due; waits still run on real timers.
+func WithClock(now func() time.Time) Option { return func(cf *config) { cf.clock = now } }
+
+// WithName sets the Source name that blocks, and so labels, carry. The
+// default is "drand/" followed by the chain's beacon ID: "drand/quicknet" or
+// "drand/default".
+func WithName(name string) Option { return func(cf *config) { cf.name = name } }
+
+// WithAllowInsecureHTTP allows relay URLs with plain http to any host. By
+// default plain http is accepted for loopback hosts only (a local relay or a
+// test); every other relay must use https. Beacons are verified either way,
+// so plain http risks availability and privacy, not integrity.
+func WithAllowInsecureHTTP() Option { return func(cf *config) { cf.allowInsecure = true } }
+
+// Source is an entropy.Source that serves verified drand rounds, one round
+// (32 bytes of public randomness) per Fetch. It is safe for concurrent use.
+//
+// A Source never hands out the same round twice, through Fetch or FetchRound:
+// every round it returns is recorded, and the next Fetch asks for a later
+// round, waiting until it is due. The guarantee holds per Source; two Sources
+// over the same chain know nothing of each other.
+type Source struct {
+	chain  ChainInfo
+	relays []*relay
+	client *http.Client
+	now    func() time.Time
+	name   string
+
+	mu sync.Mutex
+	// cursor is the highest round handed out; no round ≤ cursor is handed
+	// out again. Guarded by mu.
+	cursor uint64
+	// pending holds the rounds being fetched, so that no two calls fetch
+	// the same round. Guarded by mu.
+	pending map[uint64]struct{}
+
+	// after, if set, replaces the real timer of waitUntil: tests with an
+	// accelerated clock scale the waits with it.
+	after func(time.Duration) <-chan time.Time
+}
+
+// relay is one relay base URL and whether its chain info matched the pin.
+type relay struct {
+	base   string      // scheme://host[/prefix], no trailing slash
+	infoOK atomic.Bool // the relay's /info matched the pinned chain
+}
+
+// New returns a Source for chain (normally Quicknet() or Default()) read
+// through relays, tried in the order given when one fails. chain must pass
+// Validate: it is the pin that every relay's answers are checked against.
+// Relay URLs are https, or plain http to a loopback host unless
+// WithAllowInsecureHTTP is given; they carry no credentials, query or
+// fragment. New does no I/O: each relay's chain info is fetched and checked
+// before the first beacon of that relay is used.
+func New(chain ChainInfo, relays []string, opts ...Option) (*Source, error) {
+	chain = chain.clone()
+	if err := chain.Validate(); err != nil {
+		return nil, err
+	}
+	// Decode the pinned key once, so that a bad pin fails here, not at the
+	// first fetch.
+	var err error
+	switch chain.Scheme {
+	case SchemeUnchainedG1:
+		_, err = decodeG2(chain.PublicKey, "public key")
+	case SchemeChained:
+		_, err = decodeG1(chain.PublicKey, "public key")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("drandsource: chain %q: %w", chain.name(), err)
+	}
+	cf := config{name: "drand/" + chain.name()}
+	for _, o := range opts {
+		if o != nil {
+			o(&cf)
+		}
+	}
+	if len(relays) == 0 {
+		return nil, errors.New("drandsource: no relay URL given (PublicRelays lists the public ones)")
+	}
+	s := &Source{
+		chain:   chain,
+		client:  cf.client,
+		now:     cf.clock,
+		name:    cf.name,
+		pending: make(map[uint64]struct{}),
+	}
+	for i, raw := range relays {
+		base, err := checkRelayURL(raw, cf.allowInsecure)
+		if err != nil {
+			return nil, fmt.Errorf("drandsource: relay %d: %w", i, err)
+		}
+		s.relays = append(s.relays, &relay{base: base})
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.name == "" {
+		return nil, errors.New("drandsource: empty source name")
+	}
+	if s.client == nil {
+		allow := cf.allowInsecure
+		s.client = &http.Client{
+			Timeout: defaultTimeout,
+			CheckRedirect: func(req *http.Request, via []*http.Request) error {
+				if len(via) >= 3 {
+					return errors.New("more than 3 redirects")
+				}
+				_, err := checkRelayURL(req.URL.String(), allow)
+				return err
+			},
+		}
+	}
+	return s, nil
+}
+
+// checkRelayURL checks one relay URL and returns its base without a trailing
+// slash. Its errors never repeat a URL that carries credentials.
+func checkRelayURL(raw string, allowInsecure bool) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		return "", errors.New("not a valid URL")
+	}
+	if u.User != nil {
+		return "", errors.New("URL carries credentials; relays need none")
+	}
+	switch {
+	case u.Scheme != "https" && u.Scheme != "http":
+		return "", fmt.Errorf("%s: scheme must be https or http", u.Redacted())
+	case u.Host == "" || u.Hostname() == "":
+		return "", fmt.Errorf("%s: no host", u.Redacted())
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return "", fmt.Errorf("%s: a relay URL has no query or fragment", u.Redacted())
+	case u.Scheme == "http" && !allowInsecure && !isLoopback(u.Hostname()):
+		return "", fmt.Errorf("%s: plain http is allowed to loopback hosts only (see WithAllowInsecureHTTP)", u.Redacted())
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// isLoopback reports whether host is "localhost" or a loopback IP address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Name returns the Source name its blocks carry.
+func (s *Source) Name() string { return s.name }
+
+// Chain returns a copy of the pinned chain parameters.
+func (s *Source) Chain() ChainInfo { return s.chain.clone() }
+
+// RoundAt returns the chain's latest round due at t; see ChainInfo.RoundAt.
+func (s *Source) RoundAt(t time.Time) uint64 { return s.chain.RoundAt(t) }
+
+// RoundTime returns the time round is due; see ChainInfo.RoundTime.
+func (s *Source) RoundTime(round uint64) time.Time { return s.chain.RoundTime(round) }
+
+// FirstRoundAfter returns the first round due strictly after t; see
+// ChainInfo.FirstRoundAfter.
+func (s *Source) FirstRoundAfter(t time.Time) uint64 { return s.chain.FirstRoundAfter(t) }
+
+// Fetch returns the next round this Source has not handed out: the round due
+// now, or, if that one was already handed out, the next one, waiting on ctx
+// until it is due. It never asks for "latest", which could return a round
+// already served.
+//
+// The block's Data is the first min(n, 32) bytes of the round's verified
+// randomness, JobID the round number in decimal, Proof the BLS signature,
+// Time the round's due time, and Verifiable true. Anyone can check it with
+// Verify and the pinned chain; and anyone can read it: beacon randomness is
+// public, fit for draws and never for keys or secrets.
+//
+// When a relay fails, answers with a round other than the one asked for, or
+// with a beacon that does not verify, the next relay is tried; the error of a
+// Fetch that got nothing lists every relay's failure. Errors match
+// entropy.ErrBadProof, entropy.ErrMalformed, *entropy.APIError (425 Too
+// Early: the relay has not produced the round yet, transient) or
+// *entropy.ConnError.
+func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
+	if n <= 0 {
+		return entropy.Block{}, fmt.Errorf("drandsource: Fetch of %d bytes", n)
+	}
+	s.mu.Lock()
+	round := max(s.cursor+1, s.chain.RoundAt(s.now()))
+	for {
+		if _, busy := s.pending[round]; !busy {
+			break
+		}
+		round++
+	}
+	s.pending[round] = struct{}{}
+	s.mu.Unlock()
+	return s.fetchReserved(ctx, round, n)
+}
+
+// FetchRound returns the given round, waiting on ctx until it is due, as a
+// block of all its 32 bytes (see Fetch for the fields). It is how a draw
+// reads the round it committed to in advance, typically
+// FirstRoundAfter(a published time).
+//
+// A round this Source has already handed out, or one at or before the last
+// round Fetch served, is refused with ErrRoundServed: its bytes may have gone
+// to another use. A draw should therefore commit to a round in the future,
+// or read its round through a Source of its own.
+func (s *Source) FetchRound(ctx context.Context, round uint64) (entropy.Block, error) {
+	if round == 0 {
+		return entropy.Block{}, fmt.Errorf("drandsource: round 0 does not exist (rounds start at 1): %w", entropy.ErrMalformed)
+	}
+	s.mu.Lock()
+	_, busy := s.pending[round]
+	if busy || round <= s.cursor {
+		cursor := s.cursor
+		s.mu.Unlock()
+		return entropy.Block{}, fmt.Errorf("drandsource: %s round %d (this source is at round %d): %w", s.name, round, cursor, ErrRoundServed)
+	}
+	s.pending[round] = struct{}{}
+	s.mu.Unlock()
+	return s.fetchReserved(ctx, round, randomnessLength)
+}
+
+// fetchReserved fetches round, which the caller has put into s.pending, and
+// releases it: into the past (cursor) on success, back to the free rounds on
+// failure.
+func (s *Source) fetchReserved(ctx context.Context, round uint64, n int) (entropy.Block, error) {
+	b, err := s.fetchDue(ctx, round)
+	s.mu.Lock()
+	delete(s.pending, round)
+	if err == nil {
+		s.cursor = max(s.cursor, round)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return entropy.Block{}, err
+	}
+	return entropy.Block{
+		Data:       bytes.Clone(b.Randomness[:min(n, len(b.Randomness))]),
+		Source:     s.name,
+		JobID:      strconv.FormatUint(round, 10),
+		Verifiable: true,
+		Proof:      bytes.Clone(b.Signature),
+		Time:       s.chain.RoundTime(round),
+	}, nil
+}
+
+// fetchDue waits until round is due, then fetches and verifies it.
+func (s *Source) fetchDue(ctx context.Context, round uint64) (Beacon, error) {
+	if err := s.waitUntil(ctx, s.chain.RoundTime(round)); err != nil {
+		return Beacon{}, fmt.Errorf("drandsource: %s waiting for round %d: %w", s.name, round, err)
+	}
+	return s.beacon(ctx, "public/"+strconv.FormatUint(round, 10), round)
+}
+
+// waitUntil returns when s.now() has reached due, or ctx's error.
+func (s *Source) waitUntil(ctx context.Context, due time.Time) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		d := due.Sub(s.now())
+		if d <= 0 {
+			return nil
+		}
+		if s.after != nil {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-s.after(d):
+			}
+			continue
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Latest returns the latest round a relay has, verified. It is for
+// inspection (which round the network is at, whether the local clock agrees)
+// and hands out nothing: it does not count as served, and its randomness must
+// not be used as the entropy of anything that Fetch or FetchRound also feeds.
+func (s *Source) Latest(ctx context.Context) (Beacon, error) {
+	return s.beacon(ctx, "public/latest", 0)
+}
+
+// beacon asks each relay in turn for path and returns the first beacon that
+// verifies; want is the round asked for, or 0 for "latest".
+func (s *Source) beacon(ctx context.Context, path string, want uint64) (Beacon, error) {
+	var errs []error
+	for _, r := range s.relays {
+		b, err := s.fromRelay(ctx, r, path, want)
+		if err == nil {
+			return b, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return Beacon{}, &relayErrors{what: s.name + " " + path, errs: errs}
+}
+
+// fromRelay fetches path from one relay, after checking the relay's chain
+// info once, and verifies the beacon against the pinned chain and want.
+func (s *Source) fromRelay(ctx context.Context, r *relay, path string, want uint64) (Beacon, error) {
+	if err := s.checkRelay(ctx, r); err != nil {
+		return Beacon{}, err
+	}
+	body, err := s.get(ctx, r.base+"/"+s.chain.HashString()+"/"+path)
+	if err != nil {
+		return Beacon{}, err
+	}
+	b, err := parseBeacon(body)
+	if err != nil {
+		return Beacon{}, fmt.Errorf("%s: %w", r.base, err)
+	}
+	if want != 0 && b.Round != want {
+		return Beacon{}, fmt.Errorf("%s: asked for round %d, got round %d: %w", r.base, want, b.Round, ErrWrongRound)
+	}
+	rnd, err := Verify(s.chain.Scheme, s.chain.PublicKey, b.Round, b.PreviousSignature, b.Signature)
+	if err != nil {
+		return Beacon{}, fmt.Errorf("%s: %w", r.base, err)
+	}
+	if b.Randomness != nil && !bytes.Equal(b.Randomness, rnd) {
+		return Beacon{}, fmt.Errorf("%s: round %d: stated randomness is not SHA-256 of the signature: %w", r.base, b.Round, entropy.ErrBadProof)
+	}
+	b.Randomness = rnd
+	return b, nil
+}
+
+// checkRelay fetches the relay's chain info, unless it matched before, and
+// compares it with the pin. A mismatch is not remembered: the next call asks
+// again.
+func (s *Source) checkRelay(ctx context.Context, r *relay) error {
+	if r.infoOK.Load() {
+		return nil
+	}
+	body, err := s.get(ctx, r.base+"/"+s.chain.HashString()+"/info")
+	if err != nil {
+		return err
+	}
+	info, err := parseInfo(body)
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.base, err)
+	}
+	if err := checkInfo(s.chain, info); err != nil {
+		return fmt.Errorf("%s: %w", r.base, err)
+	}
+	r.infoOK.Store(true)
+	return nil
+}
+
+// get fetches u and returns its body, at most maxBody bytes. A status other
+// than 200 is an *entropy.APIError, a failed request an *entropy.ConnError.
+func (s *Source) get(ctx context.Context, u string) ([]byte, error) {
+	op := "GET " + u
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, &entropy.ConnError{Op: op, Err: err}
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, &entropy.ConnError{Op: op, Err: unwrapURLError(err)}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if resp.StatusCode != http.StatusOK {
+		if len(body) > maxBody {
+			body = body[:maxBody]
+		}
+		return nil, &entropy.APIError{
+			StatusCode: resp.StatusCode,
+			Message:    shortText(body),
+			RequestID:  resp.Header.Get("X-Request-Id"),
+			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), s.now()),
+			Body:       body,
+		}
+	}
+	if err != nil {
+		return nil, &entropy.ConnError{Op: op + " (reading body)", Err: err}
+	}
+	if len(body) > maxBody {
+		return nil, fmt.Errorf("drandsource: %s: body over %d bytes: %w", op, maxBody, entropy.ErrMalformed)
+	}
+	return body, nil
+}
+
+// unwrapURLError returns the cause inside a *url.Error, whose text would
+// repeat the URL that ConnError.Op already names.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		return ue.Err
+	}
+	return err
+}
+
+// shortText returns body as a one-line message if it is short, printable
+// text, and "" otherwise.
+func shortText(body []byte) string {
+	const maxMsg = 200
+	t := strings.TrimSpace(string(body))
+	if t == "" || len(t) > maxMsg || !utf8.ValidString(t) {
+		return ""
+	}
+	for _, r := range t {
+		if r < 0x20 || r == 0x7f {
+			return ""
+		}
+	}
+	return t
+}
+
+// retryAfter parses a Retry-After header: seconds or an HTTP date. It
+// returns 0 for an absent, malformed or past value.
+func retryAfter(h string, now time.Time) time.Duration {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(h, 10, 64); err == nil {
+		if secs <= 0 || secs > int64(24*time.Hour/time.Second) {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(h); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// relayErrors is the error of a request that every relay failed. Its text
+// lists each relay's failure. It unwraps to the transient failures only when
+// there are any, so that errors.Is(err, entropy.ErrPermanent) holds only
+// when every relay failed permanently: one relay's 404 must not open the
+// Provider's breaker while another relay is merely slow.
+type relayErrors struct {
+	what string
+	errs []error
+}
+
+// Error returns "drandsource: <what>: every relay failed: e1; e2".
+func (e *relayErrors) Error() string {
+	if len(e.errs) == 1 {
+		return "drandsource: " + e.what + ": " + e.errs[0].Error()
+	}
+	parts := make([]string, len(e.errs))
+	for i, err := range e.errs {
+		parts[i] = err.Error()
+	}
+	return fmt.Sprintf("drandsource: %s: all %d relays failed: %s", e.what, len(e.errs), strings.Join(parts, "; "))
+}
+
+// Unwrap returns the transient failures, or all failures when none is
+// transient.
+func (e *relayErrors) Unwrap() []error {
+	var transient []error
+	for _, err := range e.errs {
+		if !errors.Is(err, entropy.ErrPermanent) {
+			transient = append(transient, err)
+		}
+	}
+	if len(transient) == 0 {
+		return e.errs
+	}
+	return transient
+}
