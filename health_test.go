@@ -1,0 +1,589 @@
+package entropy
+
+import (
+	"bytes"
+	crand "crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"math/big"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// healthGiB sets how much crypto/rand output TestHealthFalseAlarms checks.
+// Zero (the default) checks a short 16 MiB; the figure in docs/health.md
+// comes from `go test -run TestHealthFalseAlarms -health.gib=1 -v .`.
+var healthGiB = flag.Float64("health.gib", 0, "GiB of crypto/rand output TestHealthFalseAlarms checks (0: 16 MiB)")
+
+// healthBlockSize is the block size of the false-alarm measurement: the
+// Provider's default fetch size, 16 KiB.
+const healthBlockSize = 16 << 10
+
+// TestAptCutoffMatchesSP80090BTable pins the APT cutoffs to SP 800-90B
+// Table 2 (W = 512, α = 2^-20: H = 0.5, 1, 2, 4, 8 → 410, 311, 177, 62, 13)
+// and the values reference implementations list for the H between them.
+func TestAptCutoffMatchesSP80090BTable(t *testing.T) {
+	want := map[float64]int{0.5: 410, 1: 311, 2: 177, 3: 103, 4: 62, 5: 39, 6: 25, 7: 18, 8: 13}
+	for h, c := range want {
+		assert.Equal(t, c, aptCutoff(AptWindow, h, -20), "H = %v", h)
+	}
+}
+
+// TestRctCutoffMatchesSP80090B pins the RCT cutoffs at α = 2^-20 to the
+// standard's formula 1 + ⌈20/H⌉ worked out by hand.
+func TestRctCutoffMatchesSP80090B(t *testing.T) {
+	want := map[float64]int{0.5: 41, 1: 21, 2: 11, 3: 8, 4: 6, 5: 5, 6: 5, 7: 4, 8: 4}
+	for h, c := range want {
+		assert.Equal(t, c, rctCutoff(h, 20), "H = %v", h)
+	}
+}
+
+// exactTails returns, for an integer h, N[c] = Σ_{k≥c} C(w,k)·(2^h−1)^(w−k)
+// for c = 0..w+1, which is P[Binomial(w, 2^-h) ≥ c] · 2^(h·w): the tails in
+// exact integers, an oracle independent of aptCutoff's floating point.
+func exactTails(w, h int) []*big.Int {
+	tails := make([]*big.Int, w+2)
+	tails[w+1] = new(big.Int)
+	q := big.NewInt(1<<h - 1)
+	qPow := big.NewInt(1) // (2^h−1)^(w−k)
+	for k := w; k >= 0; k-- {
+		term := new(big.Int).Binomial(int64(w), int64(k))
+		term.Mul(term, qPow)
+		tails[k] = new(big.Int).Add(tails[k+1], term)
+		qPow.Mul(qPow, q)
+	}
+	return tails
+}
+
+// tailAtMost reports whether tails[c] / 2^(h·w) ≤ 2^-a, for tails from
+// exactTails(w, h).
+func tailAtMost(tails []*big.Int, w, h, c, a int) bool {
+	bound := new(big.Int).Lsh(big.NewInt(1), uint(h*w-a))
+	return tails[c].Cmp(bound) <= 0
+}
+
+// TestAptCutoffIsExact checks the defining property of every APT cutoff
+// against exact integer arithmetic: tail(C) ≤ α < tail(C−1).
+func TestAptCutoffIsExact(t *testing.T) {
+	for h := 1; h <= 8; h++ {
+		tails := exactTails(AptWindow, h)
+		for _, a := range []int{10, 20, 30, 40, 47, 50, 64} {
+			c := aptCutoff(AptWindow, float64(h), -float64(a))
+			require.Greater(t, c, 1, "H=%d a=%d", h, a)
+			require.LessOrEqual(t, c, AptWindow, "H=%d a=%d", h, a)
+			assert.True(t, tailAtMost(tails, AptWindow, h, c, a), "tail(%d) > 2^-%d at H=%d", c, a, h)
+			assert.False(t, tailAtMost(tails, AptWindow, h, c-1, a), "tail(%d) ≤ 2^-%d at H=%d: cutoff not the smallest", c-1, a, h)
+		}
+	}
+}
+
+// TestDefaultHealthCutoffs pins the default cutoffs and checks them against
+// their definition: RCT 1 + ⌈40/7⌉ = 7; APT 28, the smallest c with
+// 2^7·P[Binomial(512, 2^-7) ≥ c] ≤ 2^-40.
+func TestDefaultHealthCutoffs(t *testing.T) {
+	cfg := DefaultHealthConfig()
+	require.NoError(t, cfg.Validate())
+	rct, apt := cfg.Cutoffs()
+	assert.Equal(t, 7, rct)
+	assert.Equal(t, 28, apt)
+	tails := exactTails(AptWindow, 7)
+	assert.True(t, tailAtMost(tails, AptWindow, 7, apt, 47))
+	assert.False(t, tailAtMost(tails, AptWindow, 7, apt-1, 47))
+	// A run of rct identical bytes at H = 7 has probability 2^-42 ≤ 2^-40;
+	// one byte shorter it would be 2^-35 > 2^-40.
+	assert.LessOrEqual(t, -7*(rct-1), -40)
+	assert.Greater(t, -7*(rct-2), -40)
+}
+
+// TestAptUnionBoundCondition checks the condition under which the
+// every-value APT keeps the false-alarm bound α (docs/health.md): tail(p)/p
+// is nondecreasing on (0, 2^-H] when (C−1)/(W−1) ≥ 2^-H, and that holds for
+// every configuration in a grid over the accepted range.
+func TestAptUnionBoundCondition(t *testing.T) {
+	checked := 0
+	for h := 0.25; h <= 8; h += 0.25 {
+		for k := 1; k <= 256; k += 5 {
+			_, apt := HealthConfig{MinEntropy: h, FalseAlarmLog2: k}.Cutoffs()
+			require.Positive(t, apt)
+			if apt > AptWindow {
+				continue // the APT cannot fail: nothing to bound
+			}
+			assert.GreaterOrEqual(t, float64(apt-1)/float64(AptWindow-1), math.Exp2(-h), "H=%v k=%d apt=%d", h, k, apt)
+			checked++
+		}
+	}
+	assert.Greater(t, checked, 1000)
+}
+
+// TestHealthConfigValidate checks that bad configurations are refused with a
+// clear error, never a panic, and never taken for a health-test failure.
+func TestHealthConfigValidate(t *testing.T) {
+	bad := []HealthConfig{
+		{},
+		{MinEntropy: 0, FalseAlarmLog2: 40},
+		{MinEntropy: -1, FalseAlarmLog2: 40},
+		{MinEntropy: 8.5, FalseAlarmLog2: 40},
+		{MinEntropy: math.NaN(), FalseAlarmLog2: 40},
+		{MinEntropy: math.Inf(1), FalseAlarmLog2: 40},
+		{MinEntropy: 7, FalseAlarmLog2: 0},
+		{MinEntropy: 7, FalseAlarmLog2: -3},
+		{MinEntropy: 7, FalseAlarmLog2: 257},
+	}
+	for _, c := range bad {
+		err := c.Validate()
+		require.Error(t, err, "%+v", c)
+		assert.Contains(t, err.Error(), "health config")
+		rct, apt := c.Cutoffs()
+		assert.Zero(t, rct)
+		assert.Zero(t, apt)
+		err = c.Check([]byte{1, 2, 3})
+		require.Error(t, err, "%+v", c)
+		assert.NotErrorIs(t, err, ErrHealthTest)
+	}
+	for _, c := range []HealthConfig{{MinEntropy: 8, FalseAlarmLog2: 1}, {MinEntropy: 0.01, FalseAlarmLog2: 256}, DefaultHealthConfig()} {
+		assert.NoError(t, c.Validate(), "%+v", c)
+		rct, apt := c.Cutoffs()
+		assert.GreaterOrEqual(t, rct, 2)
+		assert.GreaterOrEqual(t, apt, 1)
+	}
+}
+
+// TestCheckHealthStuckFailsRCT: a stuck source (every byte equal) fails the
+// Repetition Count Test at the cutoff-th byte, whatever the value and the
+// block length, and so does a stuck stretch inside good data.
+func TestCheckHealthStuckFailsRCT(t *testing.T) {
+	rct, _ := DefaultHealthConfig().Cutoffs()
+	for v := range 256 {
+		for _, n := range []int{rct, 100, 4096, 65536} {
+			err := CheckHealth(bytes.Repeat([]byte{byte(v)}, n))
+			require.ErrorIs(t, err, ErrHealthTest, "value %d, %d bytes", v, n)
+			var he *HealthError
+			require.ErrorAs(t, err, &he)
+			assert.Equal(t, RepetitionCountTest, he.Test)
+			assert.Equal(t, byte(v), he.Value)
+			assert.Equal(t, 0, he.Start)
+			assert.Equal(t, rct-1, he.Offset)
+			assert.Equal(t, rct, he.Count)
+			assert.Equal(t, rct, he.Cutoff)
+		}
+	}
+
+	// One byte short of the cutoff passes; a stuck stretch mid-block fails.
+	require.NoError(t, CheckHealth(bytes.Repeat([]byte{0xAA}, rct-1)))
+	data := distinctBytes(3000)
+	copy(data[1500:], bytes.Repeat([]byte{0x42}, 40))
+	data[1499] = 0x41
+	var he *HealthError
+	require.ErrorAs(t, CheckHealth(data), &he)
+	assert.Equal(t, RepetitionCountTest, he.Test)
+	assert.Equal(t, 1500, he.Start)
+	assert.Equal(t, 1500+rct-1, he.Offset)
+}
+
+// distinctBytes returns n bytes with no two neighbours equal and each value
+// at most twice in any 512-byte window: a block that passes any valid
+// configuration with both cutoffs above 2.
+func distinctBytes(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	return b
+}
+
+// biasedBlock fills b as the simulator's "biased" fault does: each byte is
+// 0x00 with probability 1/2, otherwise uniform.
+func biasedBlock(r *rand.Rand, b []byte) {
+	for i := range b {
+		if r.IntN(2) == 0 {
+			b[i] = 0
+		} else {
+			b[i] = byte(r.UintN(256))
+		}
+	}
+}
+
+// standardAPTFails is the APT exactly as SP 800-90B §4.4.2 words it: count
+// the first sample of each window. Only for comparison.
+func standardAPTFails(data []byte, cutoff int) bool {
+	for start := 0; start < len(data); start += AptWindow {
+		w := data[start:min(start+AptWindow, len(data))]
+		n := 0
+		for _, b := range w {
+			if b == w[0] {
+				n++
+				if n >= cutoff {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// TestCheckHealthBiasedFailsAPT: biased blocks (0x00 half the time) fail the
+// Adaptive Proportion Test alone, in every 4 KiB block, in every window of
+// it, and in short blocks too; the full check fails every block. The
+// standard's first-sample APT misses some of them, which is why this APT
+// counts every value.
+func TestCheckHealthBiasedFailsAPT(t *testing.T) {
+	_, apt := DefaultHealthConfig().Cutoffs()
+	r := rand.New(rand.NewChaCha8([32]byte{'h', 'e', 'a', 'l', 't', 'h'}))
+	const blocks = 2000
+	block := make([]byte, 4096)
+	standardMissed := 0
+	for i := range blocks {
+		biasedBlock(r, block)
+		require.ErrorIs(t, CheckHealth(block), ErrHealthTest, "block %d", i)
+
+		// The APT on its own (an RCT cutoff it can never reach).
+		f := scanHealth(block, len(block)+1, apt)
+		require.Equal(t, AdaptiveProportionTest, f.test, "block %d", i)
+		assert.Equal(t, byte(0), f.value)
+		assert.Equal(t, 0, f.start, "block %d: the first window already fails", i)
+		// Every window fails on its own.
+		for start := 0; start < len(block); start += AptWindow {
+			assert.Equal(t, AdaptiveProportionTest, scanHealth(block[start:start+AptWindow], AptWindow+1, apt).test)
+		}
+		if !standardAPTFails(block, apt) {
+			standardMissed++
+		}
+	}
+	t.Logf("biased 4 KiB blocks: %d of %d fail the APT; the standard first-sample APT would miss %d", blocks, blocks, standardMissed)
+
+	// A short biased block, under one window, still fails the APT.
+	short := make([]byte, 200)
+	for i := range 100 {
+		biasedBlock(r, short)
+		assert.Equal(t, AdaptiveProportionTest, scanHealth(short, len(short)+1, apt).test, "short block %d", i)
+	}
+}
+
+// TestAPTIsStrongerThanStandard: whenever the standard's first-sample APT
+// fails a block, the every-value APT fails it too, at the same offset or
+// earlier.
+func TestAPTIsStrongerThanStandard(t *testing.T) {
+	r := rand.New(rand.NewChaCha8([32]byte{'s', 't', 'd'}))
+	block := make([]byte, 2048)
+	const cutoff = 20
+	fails := 0
+	for range 3000 {
+		// A source with one favoured value, of varying strength.
+		fav, pr := byte(r.UintN(256)), 0.01+0.05*r.Float64()
+		for i := range block {
+			if r.Float64() < pr {
+				block[i] = fav
+			} else {
+				block[i] = byte(r.UintN(256))
+			}
+		}
+		if standardAPTFails(block, cutoff) {
+			fails++
+			require.Equal(t, AdaptiveProportionTest, scanHealth(block, len(block)+1, cutoff).test)
+		}
+	}
+	assert.Positive(t, fails, "the sample should include blocks the standard test fails")
+}
+
+// TestHealthAPTWindows: windows are aligned at the start of the block,
+// counts do not carry from one window to the next, and the trailing partial
+// window is tested with the full cutoff.
+func TestHealthAPTWindows(t *testing.T) {
+	_, apt := DefaultHealthConfig().Cutoffs()
+	// spread writes n copies of v into w, every third byte from off: never a
+	// run, so only the APT can see them.
+	spread := func(w []byte, off, n int, v byte) {
+		for i := range n {
+			w[off+3*i] = v
+		}
+	}
+	// Blocks of distinctBytes with v taken out, so that every copy of v is
+	// one the test planted.
+	const v = 0xEE
+	noV := func(n int) []byte {
+		b := distinctBytes(n)
+		for i := range b {
+			if b[i] == v {
+				b[i] = 0x11 ^ byte(i>>8)
+			}
+		}
+		return b
+	}
+
+	// apt−1 copies at the end of window 0 and apt−1 at the start of window
+	// 1: no window reaches the cutoff.
+	b := noV(1024)
+	spread(b, 512-3*(apt-1), apt-1, v)
+	spread(b, 512, apt-1, v)
+	require.NoError(t, CheckHealth(b))
+
+	// One more in window 1 reaches it; the error names window 1.
+	b[512+3*(apt-1)] = v
+	var he *HealthError
+	require.ErrorAs(t, CheckHealth(b), &he)
+	assert.Equal(t, AdaptiveProportionTest, he.Test)
+	assert.Equal(t, byte(v), he.Value)
+	assert.Equal(t, 512, he.Start)
+	assert.Equal(t, 512+3*(apt-1), he.Offset)
+	assert.Equal(t, apt, he.Count)
+	assert.Equal(t, apt, he.Cutoff)
+
+	// A trailing partial window of 100 bytes is tested with the same cutoff.
+	b = noV(612)
+	spread(b, 512, apt, v)
+	require.ErrorAs(t, CheckHealth(b), &he)
+	assert.Equal(t, 512, he.Start)
+
+	// So is a block shorter than one window.
+	b = noV(100)
+	spread(b, 0, apt, v)
+	require.ErrorAs(t, CheckHealth(b), &he)
+	assert.Equal(t, AdaptiveProportionTest, he.Test)
+	assert.Equal(t, 0, he.Start)
+
+	// One short of the cutoff in a partial window passes.
+	b = noV(100)
+	spread(b, 0, apt-1, v)
+	require.NoError(t, CheckHealth(b))
+}
+
+// TestCheckHealthShortAndEmpty: an empty block passes; short blocks get the
+// RCT.
+func TestCheckHealthShortAndEmpty(t *testing.T) {
+	require.NoError(t, CheckHealth(nil))
+	require.NoError(t, CheckHealth([]byte{}))
+	require.NoError(t, CheckHealth([]byte{0}))
+	rct, _ := DefaultHealthConfig().Cutoffs()
+	require.NoError(t, CheckHealth(bytes.Repeat([]byte{7}, rct-1)))
+	require.ErrorIs(t, CheckHealth(bytes.Repeat([]byte{7}, rct)), ErrHealthTest)
+}
+
+// TestCheckHealthCryptoRandPasses: crypto/rand output of the block sizes the
+// sources return passes.
+func TestCheckHealthCryptoRandPasses(t *testing.T) {
+	for _, n := range []int{1, 32, 511, 512, 513, 4096, 65536} {
+		for range 20 {
+			b := make([]byte, n)
+			_, _ = crand.Read(b)
+			require.NoError(t, CheckHealth(b), "%d bytes", n)
+		}
+	}
+}
+
+// TestHealthErrorMessage: the error says which test failed, on which value,
+// where, with which count and cutoff, and matches ErrHealthTest.
+func TestHealthErrorMessage(t *testing.T) {
+	err := CheckHealth(append([]byte{1, 2, 3}, bytes.Repeat([]byte{0xAB}, 10)...))
+	require.ErrorIs(t, err, ErrHealthTest)
+	assert.Equal(t, "entropy: health test failed: repetition count test: byte 0xab repeated 7 times from offset 3 to 9 (cutoff 7)", err.Error())
+
+	e := &HealthError{Test: AdaptiveProportionTest, Value: 0, Start: 512, Offset: 700, Count: 28, Cutoff: 28}
+	assert.Equal(t, "entropy: health test failed: adaptive proportion test: byte 0x00 seen 28 times in the window at offset 512 by offset 700 (cutoff 28)", e.Error())
+	assert.ErrorIs(t, e, ErrHealthTest)
+	assert.Equal(t, "HealthTest(9)", HealthTest(9).String())
+}
+
+// TestCheckHealthNoAlloc: a passing check allocates nothing.
+func TestCheckHealthNoAlloc(t *testing.T) {
+	b := make([]byte, 64<<10)
+	_, _ = crand.Read(b)
+	require.NoError(t, CheckHealth(b))
+	allocs := testing.AllocsPerRun(100, func() {
+		if CheckHealth(b) != nil {
+			panic("unreachable: the block passed above")
+		}
+	})
+	assert.Zero(t, allocs)
+}
+
+// TestHealthFalseAlarms measures false alarms on crypto/rand output in
+// 16 KiB blocks: 16 MiB by default, -health.gib=N for N GiB. The target,
+// and the assertion, is zero. It also reports the longest run and the
+// highest window count seen, the margins below the cutoffs.
+func TestHealthFalseAlarms(t *testing.T) {
+	total := int64(16 << 20)
+	if *healthGiB > 0 {
+		total = int64(*healthGiB * (1 << 30))
+	}
+	rct, apt := DefaultHealthConfig().Cutoffs()
+	block := make([]byte, healthBlockSize)
+	var blocks, alarms, checked int64
+	maxRun, maxCount := 0, 0
+	began := time.Now()
+	for checked < total {
+		_, _ = crand.Read(block)
+		if err := CheckHealth(block); err != nil {
+			alarms++
+			t.Logf("false alarm in block %d: %v", blocks, err)
+		}
+		run, count := healthMaxima(block)
+		maxRun, maxCount = max(maxRun, run), max(maxCount, count)
+		blocks++
+		checked += int64(len(block))
+	}
+	elapsed := time.Since(began)
+	msg := fmt.Sprintf("health false alarms: %d in %d blocks of %d bytes (%.2f GiB of crypto/rand) in %v; longest run %d (cutoff %d), highest window count %d (cutoff %d)",
+		alarms, blocks, healthBlockSize, float64(checked)/(1<<30), elapsed.Round(time.Millisecond), maxRun, rct, maxCount, apt)
+	t.Log(msg)
+	if *healthGiB > 0 {
+		fmt.Println(msg)
+	}
+	assert.Zero(t, alarms)
+	assert.Less(t, maxRun, rct)
+	assert.Less(t, maxCount, apt)
+}
+
+// healthMaxima returns the longest run of one value in data and the highest
+// count of one value in any window: a plain second implementation.
+func healthMaxima(data []byte) (maxRun, maxCount int) {
+	run := 0
+	for i := range data {
+		if i > 0 && data[i] == data[i-1] {
+			run++
+		} else {
+			run = 1
+		}
+		maxRun = max(maxRun, run)
+	}
+	for start := 0; start < len(data); start += AptWindow {
+		var counts [256]int
+		for _, b := range data[start:min(start+AptWindow, len(data))] {
+			counts[b]++
+			maxCount = max(maxCount, counts[b])
+		}
+	}
+	return maxRun, maxCount
+}
+
+// referenceCheck is a plain, slow statement of what Check must return: the
+// first offset at which a run or a window count reaches its cutoff, with the
+// RCT first at the same offset.
+func referenceCheck(data []byte, rct, apt int) healthFailure {
+	for i := range data {
+		runStart := i
+		for runStart > 0 && data[runStart-1] == data[i] {
+			runStart--
+		}
+		if i-runStart+1 >= rct {
+			return healthFailure{RepetitionCountTest, data[i], runStart, i, i - runStart + 1, rct}
+		}
+		wStart := i / AptWindow * AptWindow
+		count := bytes.Count(data[wStart:i+1], data[i:i+1])
+		if count >= apt {
+			return healthFailure{AdaptiveProportionTest, data[i], wStart, i, count, apt}
+		}
+	}
+	return healthFailure{}
+}
+
+// fuzzConfig turns two fuzz bytes into a valid configuration.
+func fuzzConfig(h, k uint8) HealthConfig {
+	return HealthConfig{MinEntropy: 0.25 + float64(h%32)*0.25, FalseAlarmLog2: 1 + int(k)%64}
+}
+
+// TestCheckHealthMatchesReference compares Check with referenceCheck on
+// random blocks with planted runs and favoured values, over many
+// configurations.
+func TestCheckHealthMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewChaCha8([32]byte{'r', 'e', 'f'}))
+	failures := 0
+	for i := range 3000 {
+		cfg := fuzzConfig(uint8(r.UintN(256)), uint8(r.UintN(256)))
+		b := make([]byte, r.IntN(1500))
+		alphabet := 1 + r.IntN(256)
+		for j := range b {
+			b[j] = byte(r.IntN(alphabet))
+		}
+		rct, apt := cfg.Cutoffs()
+		want := referenceCheck(b, rct, apt)
+		require.Equal(t, want, scanHealth(b, rct, apt), "case %d %+v", i, cfg)
+		err := cfg.Check(b)
+		if want.test == 0 {
+			require.NoError(t, err)
+			continue
+		}
+		failures++
+		var he *HealthError
+		require.ErrorAs(t, err, &he)
+		assert.Equal(t, want.test, he.Test)
+		assert.Equal(t, want.offset, he.Offset)
+	}
+	assert.Greater(t, failures, 100, "the sample should exercise failures")
+}
+
+// FuzzCheckHealth: Check never panics, gives the same answer twice, and
+// agrees with the reference statement, for any data and configuration.
+func FuzzCheckHealth(f *testing.F) {
+	f.Add([]byte{}, uint8(27), uint8(39))
+	f.Add(bytes.Repeat([]byte{0}, 100), uint8(27), uint8(39))
+	f.Add(distinctBytes(1100), uint8(31), uint8(0))
+	f.Add([]byte("0123456789abcdef0123456789abcdef"), uint8(0), uint8(63))
+	f.Fuzz(func(t *testing.T, data []byte, h, k uint8) {
+		cfg := fuzzConfig(h, k)
+		err1 := cfg.Check(data)
+		err2 := cfg.Check(data)
+		if (err1 == nil) != (err2 == nil) || (err1 != nil && err1.Error() != err2.Error()) {
+			t.Fatalf("not deterministic: %v then %v", err1, err2)
+		}
+		rct, apt := cfg.Cutoffs()
+		want := referenceCheck(data, rct, apt)
+		var he *HealthError
+		switch {
+		case want.test == 0 && err1 != nil:
+			t.Fatalf("reference passes, Check: %v", err1)
+		case want.test != 0 && !errors.As(err1, &he):
+			t.Fatalf("reference fails with %+v, Check: %v", want, err1)
+		case want.test != 0 && (he.Test != want.test || he.Offset != want.offset || he.Count != want.count):
+			t.Fatalf("reference %+v, Check %+v", want, *he)
+		}
+	})
+}
+
+// BenchmarkCheckHealth measures the check on the refill path for 4 KiB and
+// 64 KiB blocks of crypto/rand output (which pass, so every byte is seen).
+func BenchmarkCheckHealth(b *testing.B) {
+	for _, n := range []int{4 << 10, 64 << 10} {
+		b.Run(fmt.Sprintf("%dKiB", n>>10), func(b *testing.B) {
+			data := make([]byte, n)
+			_, _ = crand.Read(data)
+			if err := CheckHealth(data); err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := CheckHealth(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// A block from a source that got stuck fails the Repetition Count Test.
+func ExampleCheckHealth() {
+	stuck := bytes.Repeat([]byte{0x00}, 4096)
+	err := CheckHealth(stuck)
+	fmt.Println(errors.Is(err, ErrHealthTest))
+	fmt.Println(err)
+	// Output:
+	// true
+	// entropy: health test failed: repetition count test: byte 0x00 repeated 7 times from offset 0 to 6 (cutoff 7)
+}
+
+// The cutoffs follow from the assessed entropy and the false-alarm rate.
+func ExampleHealthConfig_Cutoffs() {
+	rct, apt := DefaultHealthConfig().Cutoffs()
+	fmt.Println("default:", rct, apt)
+	rct, apt = HealthConfig{MinEntropy: 8, FalseAlarmLog2: 20}.Cutoffs()
+	fmt.Println("H=8, α=2^-20:", rct, apt)
+	// Output:
+	// default: 7 28
+	// H=8, α=2^-20: 4 15
+}
