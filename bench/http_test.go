@@ -1,0 +1,119 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+
+	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/sim"
+	"github.com/stretchr/testify/require"
+)
+
+// httpSizes are the request sizes of the end-to-end benchmarks, up to the
+// protocol's largest (65536).
+var httpSizes = []int{32, 4096, 65536}
+
+const benchKey = "bench-key"
+
+// newSim starts a simulator on loopback with an API key of (practically)
+// unlimited balance, stopped when the benchmark ends.
+func newSim(tb testing.TB) *sim.Server {
+	tb.Helper()
+	s := sim.New(sim.WithKey(benchKey, 1<<62))
+	_, err := s.Start()
+	require.NoError(tb, err)
+	tb.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// newHTTPSource returns a source that checks every signature against the
+// simulator's public key.
+func newHTTPSource(tb testing.TB, s *sim.Server) *httpsource.Source {
+	tb.Helper()
+	src, err := httpsource.New(s.URL(), httpsource.WithAPIKey(benchKey), httpsource.WithPublicKey(s.PublicKey()))
+	require.NoError(tb, err)
+	return src
+}
+
+// rawGet is the simulator's raw speed: GET /v1/entropy?size=n and read the
+// whole body, with no decoding and no signature check.
+type rawGet struct {
+	client *http.Client
+	url    string
+}
+
+func newRawGet(tb testing.TB, s *sim.Server, n int) *rawGet {
+	tr := &http.Transport{}
+	tb.Cleanup(tr.CloseIdleConnections)
+	return &rawGet{client: &http.Client{Transport: tr}, url: fmt.Sprintf("%s%s?size=%d", s.URL(), httpsource.EntropyPath, n)}
+}
+
+// get sends one request and returns the body's length.
+func (r *rawGet) get(ctx context.Context) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+benchKey)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return n, err
+}
+
+// BenchmarkHTTP is the end-to-end path on loopback: "verifiable" is
+// httpsource.Source.Fetch (JSON, base64, Ed25519 check), "raw" the plain GET
+// of the same request. MB/s counts entropy bytes in both.
+func BenchmarkHTTP(b *testing.B) {
+	for _, n := range httpSizes {
+		b.Run("verifiable/"+sizeName(n), func(b *testing.B) {
+			s := newSim(b)
+			src := newHTTPSource(b, s)
+			ctx := context.Background()
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				blk, err := src.Fetch(ctx, n)
+				if err != nil || !blk.Verifiable {
+					b.Fatal(err, blk.Verifiable)
+				}
+			}
+		})
+		b.Run("raw/"+sizeName(n), func(b *testing.B) {
+			s := newSim(b)
+			r := newRawGet(b, s, n)
+			ctx := context.Background()
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := r.get(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestHTTPPaths checks what BenchmarkHTTP compares: both paths get an answer
+// for the same request size, and the verifiable one checks out.
+func TestHTTPPaths(t *testing.T) {
+	s := newSim(t)
+	blk, err := newHTTPSource(t, s).Fetch(context.Background(), 4096)
+	require.NoError(t, err)
+	require.True(t, blk.Verifiable)
+	require.Len(t, blk.Data, 4096)
+	n, err := newRawGet(t, s, 4096).get(context.Background())
+	require.NoError(t, err)
+	require.Greater(t, n, int64(4096), "a JSON body carries the base64 of 4096 bytes")
+}

@@ -1,0 +1,295 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/provenrand/entropy"
+	"github.com/sony/gobreaker/v2"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
+)
+
+// sizes are the read sizes of every read benchmark.
+var sizes = []int{8, 32, 256, 4096, 1 << 20}
+
+// Steady-state configuration: a pool of 8 MiB (8× the largest read), refilled
+// 64 KiB at a time without a rate limit from memSource.
+const (
+	steadyBuffer = 8 << 20
+	steadyFetch  = 64 << 10
+)
+
+// sizeName names a sub-benchmark by its read size: 8B, 4KiB, 1MiB.
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+// newSteady returns a Provider over memSource whose pool is full, closed when
+// the benchmark ends.
+func newSteady(tb testing.TB, opts ...entropy.Option) *entropy.Provider {
+	tb.Helper()
+	opts = append([]entropy.Option{
+		entropy.WithBufferSize(steadyBuffer),
+		entropy.WithFetchSize(steadyFetch),
+		entropy.WithRateLimit(rate.Inf, 1),
+		entropy.WithPolicy(entropy.Degrade),
+	}, opts...)
+	p, err := entropy.New(newMemSource(), opts...)
+	require.NoError(tb, err)
+	tb.Cleanup(func() { _ = p.Close() })
+	waitFull(tb, p)
+	return p
+}
+
+// waitFull waits (at most 10 s) until p's pool is full to within one fetch.
+func waitFull(tb testing.TB, p *entropy.Provider) {
+	tb.Helper()
+	require.NoError(tb, p.WaitReady(context.Background()))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := p.Stats()
+		if st.Pooled >= st.Capacity-steadyFetch {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("pool not full after 10 s: %d of %d bytes", st.Pooled, st.Capacity)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// fallbackShare reports, as the metric "fallback/op", the share of the
+// benchmark's reads that the pool could not serve (fallback reads since
+// before, divided by b.N). In a steady-state benchmark it must be 0.
+func fallbackShare(b *testing.B, p *entropy.Provider, before uint64) {
+	b.ReportMetric(float64(p.Stats().FallbackReads-before)/float64(b.N), "fallback/op")
+}
+
+// BenchmarkRead is Provider.Read (the io.Reader) in steady state.
+func BenchmarkRead(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newSteady(b)
+			buf := make([]byte, n)
+			before := p.Stats().FallbackReads
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := p.Read(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			fallbackShare(b, p, before)
+		})
+	}
+}
+
+// BenchmarkReadParallel is Provider.Read from GOMAXPROCS goroutines.
+func BenchmarkReadParallel(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newSteady(b)
+			before := p.Stats().FallbackReads
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				buf := make([]byte, n)
+				for pb.Next() {
+					if _, err := p.Read(buf); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			fallbackShare(b, p, before)
+		})
+	}
+}
+
+// BenchmarkReadLabelled is Provider.ReadLabelled in steady state; every read
+// must come back verifiable.
+func BenchmarkReadLabelled(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newSteady(b)
+			ctx := context.Background()
+			buf := make([]byte, n)
+			before := p.Stats().FallbackReads
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := p.ReadLabelled(ctx, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			fallbackShare(b, p, before)
+		})
+	}
+}
+
+// BenchmarkReadLabelledParallel is Provider.ReadLabelled from GOMAXPROCS
+// goroutines.
+func BenchmarkReadLabelledParallel(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newSteady(b)
+			ctx := context.Background()
+			before := p.Stats().FallbackReads
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				buf := make([]byte, n)
+				for pb.Next() {
+					if _, err := p.ReadLabelled(ctx, buf); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			fallbackShare(b, p, before)
+		})
+	}
+}
+
+// BenchmarkReadSecret is the derived, secret-safe read (HKDF over 32 pool
+// bytes and 32 crypto/rand bytes) in steady state.
+func BenchmarkReadSecret(b *testing.B) {
+	for _, n := range []int{32, 4096} {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newSteady(b)
+			ctx := context.Background()
+			buf := make([]byte, n)
+			before := p.Stats().FallbackReads
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := p.ReadSecret(ctx, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			fallbackShare(b, p, before)
+		})
+	}
+}
+
+// errDown is the failure of a source that is down for good: a permanent
+// error, so the first failed refill opens the breaker.
+var errDown = &entropy.APIError{StatusCode: 401, Code: "unauthorized", Message: "source down (benchmark)"}
+
+// gobreakerSettings keeps an open breaker open for the whole benchmark.
+func gobreakerSettings() gobreaker.Settings {
+	return gobreaker.Settings{Name: "benchmark", Timeout: time.Hour}
+}
+
+// newDown returns a Degrade Provider whose only source always fails, once
+// its breaker is open, so that every read takes the fallback path.
+func newDown(tb testing.TB) *entropy.Provider {
+	tb.Helper()
+	src := entropy.SourceFunc(func(context.Context, int) (entropy.Block, error) { return entropy.Block{}, errDown })
+	p, err := entropy.New(src,
+		entropy.WithPolicy(entropy.Degrade),
+		entropy.WithRateLimit(rate.Inf, 1),
+		entropy.WithRetry(1, time.Second, time.Minute),
+		entropy.WithBreaker(gobreakerSettings()),
+	)
+	require.NoError(tb, err)
+	tb.Cleanup(func() { _ = p.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Stats().Sources[0].Breaker != "open" {
+		if time.Now().After(deadline) {
+			tb.Fatal("breaker did not open within 10 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return p
+}
+
+// BenchmarkFallbackRead is Provider.Read under Degrade with the source down
+// and its breaker open: every read is served by crypto/rand, labelled.
+func BenchmarkFallbackRead(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newDown(b)
+			buf := make([]byte, n)
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := p.Read(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFallbackReadLabelled is Provider.ReadLabelled on the fallback
+// path; every label carries the reason.
+func BenchmarkFallbackReadLabelled(b *testing.B) {
+	for _, n := range []int{32, 4096} {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newDown(b)
+			ctx := context.Background()
+			buf := make([]byte, n)
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				l, err := p.ReadLabelled(ctx, buf)
+				if err != nil || l.Verifiable {
+					b.Fatal(err, l.Verifiable)
+				}
+			}
+		})
+	}
+}
+
+// TestSteadyProvider checks what the steady-state benchmarks rely on: the
+// pool fills, and reads of every benchmark size come back verifiable, with
+// spans that tile the read, and no fallback.
+func TestSteadyProvider(t *testing.T) {
+	p := newSteady(t)
+	for _, n := range sizes {
+		buf := make([]byte, n)
+		l, err := p.ReadLabelled(context.Background(), buf)
+		require.NoError(t, err)
+		require.True(t, l.Verifiable, "read of %d bytes", n)
+		total := 0
+		for _, s := range l.Spans {
+			require.Equal(t, "memory", s.Source)
+			total += s.Length
+		}
+		require.Equal(t, n, total)
+	}
+	require.Zero(t, p.Stats().FallbackReads)
+}
+
+// TestDownProvider checks what the fallback benchmarks rely on: with the
+// breaker open, a read is a fallback whose reason names the source's error.
+func TestDownProvider(t *testing.T) {
+	p := newDown(t)
+	l, err := p.ReadLabelled(context.Background(), make([]byte, 32))
+	require.NoError(t, err)
+	require.False(t, l.Verifiable)
+	require.True(t, errors.Is(l.Reason, entropy.ErrUnauthorized), "reason: %v", l.Reason)
+}
