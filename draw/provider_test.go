@@ -1,0 +1,174 @@
+package draw_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/draw"
+	"github.com/provenrand/entropy/journal"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// jobSource is a verifiable entropy.Source whose jobs are kept, as a
+// service keeps them for auditors.
+type jobSource struct {
+	name string
+	mu   sync.Mutex
+	jobs map[string][]byte
+	down bool
+}
+
+func newJobSource(name string) *jobSource { return &jobSource{name: name, jobs: map[string][]byte{}} }
+
+func (s *jobSource) Fetch(_ context.Context, n int) (entropy.Block, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return entropy.Block{}, fmt.Errorf("%s: %w", s.name, entropy.ErrUnavailable)
+	}
+	id := fmt.Sprintf("%s-job-%d", s.name, len(s.jobs)+1)
+	var data []byte
+	for i := 0; len(data) < n; i++ {
+		d := sha256.Sum256([]byte(fmt.Sprintf("%s/%d", id, i)))
+		data = append(data, d[:]...)
+	}
+	data = data[:n]
+	s.jobs[id] = data
+	return entropy.Block{Data: data, Source: s.name, JobID: id, Verifiable: true, Time: time.Now()}, nil
+}
+
+// jobData is the auditor's view of the service.
+func (s *jobSource) jobData(_ context.Context, source, job string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.jobs[job]
+	if !ok || source != s.name {
+		return nil, errors.New("no such job")
+	}
+	return d, nil
+}
+
+func newProvider(t *testing.T, src entropy.Source, opts ...entropy.Option) *entropy.Provider {
+	t.Helper()
+	p, err := entropy.New(src, append([]entropy.Option{entropy.WithFetchSize(256), entropy.WithBufferSize(1024)}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func TestDrawWithProvider(t *testing.T) {
+	src := newJobSource("quantropy")
+	p := newProvider(t, src, entropy.WithPolicy(entropy.Defer))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	balls, tr, err := draw.Pick(ctx, p, 6, 49)
+	require.NoError(t, err)
+	assert.Len(t, balls, 6)
+	assert.True(t, tr.Verifiable)
+	assert.Equal(t, entropy.ProvenanceVerifiable, tr.Label.Provenance())
+	require.NoError(t, draw.Verify(tr))
+	require.NoError(t, draw.VerifyEntropy(ctx, tr, src.jobData))
+
+	// Single use: a second draw uses other bytes.
+	_, tr2, err := draw.Pick(ctx, p, 6, 49)
+	require.NoError(t, err)
+	assert.NotEqual(t, tr.Entropy, tr2.Entropy)
+}
+
+func TestDrawWithDegradedProvider(t *testing.T) {
+	src := newJobSource("quantropy")
+	src.down = true
+	p := newProvider(t, src, entropy.WithPolicy(entropy.Degrade), entropy.WithRetry(1, time.Millisecond, time.Millisecond))
+	ctx := context.Background()
+
+	_, _, err := draw.Pick(ctx, p, 6, 49)
+	assert.ErrorIs(t, err, draw.ErrNotVerifiable)
+
+	_, tr, err := draw.Pick(ctx, p, 6, 49, draw.AllowFallback())
+	require.NoError(t, err)
+	assert.False(t, tr.Verifiable)
+	assert.Equal(t, draw.WarningFallback, tr.Warning)
+	require.NoError(t, draw.Verify(tr))
+}
+
+// A Defer Provider whose source is down: the caller's context bounds the
+// wait, and nothing is drawn.
+func TestDrawDeferTimesOut(t *testing.T) {
+	src := newJobSource("quantropy")
+	src.down = true
+	p := newProvider(t, src, entropy.WithPolicy(entropy.Defer), entropy.WithRetry(1, time.Millisecond, time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, tr, err := draw.Int(ctx, p, 10)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Nil(t, tr)
+}
+
+// TestEventDrawSurvivesRestart: an event drawn with a journal gives the same
+// draw after the process restarts with the same journal, even from a
+// Provider over another source; many goroutines share one draw.
+func TestEventDrawSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	j, err := journal.Open(path)
+	require.NoError(t, err)
+	src := newJobSource("quantropy")
+	p, err := entropy.New(src, entropy.WithJournal(j), entropy.WithFetchSize(256))
+	require.NoError(t, err)
+
+	const workers = 8
+	trs := make([]*draw.Transcript, workers)
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, tr, err := draw.Pick(ctx, p, 6, 49, draw.ForEvent("lotto-2026-21"))
+			assert.NoError(t, err)
+			trs[i] = tr
+		}()
+	}
+	wg.Wait()
+	for _, tr := range trs {
+		require.NotNil(t, tr)
+		assert.Equal(t, trs[0].Outputs, tr.Outputs)
+		assert.Equal(t, trs[0].Entropy, tr.Entropy)
+	}
+	require.NoError(t, draw.VerifyEntropy(ctx, trs[0], src.jobData))
+	require.NoError(t, p.Close())
+	require.NoError(t, j.Close())
+
+	rep, err := journal.VerifyFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, 1, rep.Events)
+	assert.Equal(t, []string{"lotto-2026-21"}, rep.EventNames)
+
+	// Restart: another journal handle, another source.
+	j, err = journal.Open(path)
+	require.NoError(t, err)
+	defer j.Close()
+	p2, err := entropy.New(newJobSource("other"), entropy.WithJournal(j), entropy.WithFetchSize(256))
+	require.NoError(t, err)
+	defer p2.Close()
+	_, again, err := draw.Pick(ctx, p2, 6, 49, draw.ForEvent("lotto-2026-21"))
+	require.NoError(t, err)
+	assert.Equal(t, trs[0].Outputs, again.Outputs)
+	assert.Equal(t, trs[0].Entropy, again.Entropy)
+	assert.Equal(t, trs[0].Label, again.Label)
+	require.NoError(t, draw.Verify(again))
+}
