@@ -1,0 +1,254 @@
+// Command entropy reads verifiable entropy from a service of the reference
+// protocol, or from the embedded simulator when none is configured, and runs
+// that simulator standalone.
+//
+//	entropy read -n 32 --label          # 32 bytes as hex, and their label
+//	entropy sim --addr 127.0.0.1:8080   # serve the simulator until Ctrl-C
+//
+// The service comes from --url, --api-key and --public-key or from the
+// environment (ENTROPY_URL, ENTROPY_API_KEY, ENTROPY_PUBLIC_KEY). With none,
+// the simulator runs in-process and labels name it "simulator", so nobody
+// mistakes its bytes for a real service's.
+//
+// Every command takes --help. Errors are one line on stderr and a non-zero
+// exit status.
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/sim"
+)
+
+// command is one subcommand. Files of this package add theirs from init with
+// register.
+type command struct {
+	name    string // as typed: "read"
+	usage   string // synopsis after the program name: "read [-n N] [--format F]"
+	summary string // one line for the command list
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+}
+
+// commands holds every registered command by name.
+var commands = map[string]*command{}
+
+// register adds a command; files call it from init.
+func register(c *command) { commands[c.name] = c }
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitError = 1 // the command failed
+	exitUsage = 2 // bad command line
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run runs the command line args (without the program name) until it ends or
+// SIGINT/SIGTERM arrives, and returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runContext(ctx, args, stdout, stderr)
+}
+
+// runContext is run with the context given: tests cancel it to stop a command.
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		topUsage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		if len(args) > 1 {
+			if c, ok := commands[args[1]]; ok {
+				return c.run(ctx, []string{"--help"}, stdout, stderr)
+			}
+			fmt.Fprintf(stderr, "entropy: unknown command %q (see entropy --help)\n", args[1])
+			return exitUsage
+		}
+		topUsage(stdout)
+		return exitOK
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "entropy: unknown command %q (see entropy --help)\n", args[0])
+		return exitUsage
+	}
+	return c.run(ctx, args[1:], stdout, stderr)
+}
+
+// topUsage prints the list of commands.
+func topUsage(w io.Writer) {
+	fmt.Fprintln(w, "entropy: verifiable entropy from a remote service, with labels that say where every byte came from.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Usage: entropy <command> [flags]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'entropy <command> --help' for a command's flags.")
+	fmt.Fprintln(w, "Without ENTROPY_URL (or --url) the embedded simulator serves, labelled \"simulator\".")
+}
+
+// newFlagSet returns a flag set for c whose errors the caller prints.
+func newFlagSet(c *command) *flag.FlagSet {
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// parseFlags parses args into fs. On --help it prints c's usage to stdout;
+// on a bad flag it prints one line to stderr. done reports that the command
+// should return code at once.
+func parseFlags(c *command, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, done bool) {
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintf(stdout, "Usage: entropy %s\n\n%s\n\nFlags:\n", c.usage, c.summary)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+		return exitOK, true
+	case err != nil:
+		fmt.Fprintf(stderr, "entropy %s: %v (see entropy %s --help)\n", c.name, err, c.name)
+		return exitUsage, true
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "entropy %s: unexpected argument %q (see entropy %s --help)\n", c.name, fs.Arg(0), c.name)
+		return exitUsage, true
+	}
+	return 0, false
+}
+
+// fail prints "entropy <cmd>: err" as one line and returns exitError.
+func fail(stderr io.Writer, c *command, err error) int {
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	fmt.Fprintf(stderr, "entropy %s: %s\n", c.name, msg)
+	return exitError
+}
+
+// sourceFlags are the flags that choose the entropy service. Commands that
+// read entropy (read, and the draw commands) share them.
+type sourceFlags struct {
+	url, apiKey, publicKey string
+	fetchKey               bool
+	allowHTTP              bool
+	policy                 string
+	timeout                time.Duration
+}
+
+// add registers the flags on fs, with defaults from the environment.
+func (f *sourceFlags) add(fs *flag.FlagSet) {
+	fs.StringVar(&f.url, "url", os.Getenv("ENTROPY_URL"), "base `URL` of the entropy service (env ENTROPY_URL); empty runs the embedded simulator")
+	fs.StringVar(&f.apiKey, "api-key", "", "API `key` of the service (prefer env ENTROPY_API_KEY: flags show in ps)")
+	fs.StringVar(&f.publicKey, "public-key", os.Getenv("ENTROPY_PUBLIC_KEY"), "the service's Ed25519 public key, `base64` (env ENTROPY_PUBLIC_KEY)")
+	fs.BoolVar(&f.fetchKey, "fetch-public-key", false, "trust the key the service serves at /v1/public-key on first use, instead of --public-key")
+	fs.BoolVar(&f.allowHTTP, "allow-http", false, "allow a plain http:// URL to a host that is not loopback")
+	fs.StringVar(&f.policy, "policy", "degrade", "when verifiable entropy is unavailable: degrade (crypto/rand, labelled), defer (wait) or fail")
+	fs.DurationVar(&f.timeout, "timeout", 15*time.Second, "how long to wait for verifiable entropy")
+}
+
+// provider is an opened Provider and what to close with it.
+type provider struct {
+	*entropy.Provider
+	sim    *sim.Server // the embedded simulator, or nil
+	source string      // the source name labels show
+}
+
+// Close closes the Provider and the embedded simulator.
+func (p *provider) Close() error {
+	err := p.Provider.Close()
+	if p.sim != nil {
+		err = errors.Join(err, p.sim.Close())
+	}
+	return err
+}
+
+// open makes the Source the flags describe and a Provider over it. size is
+// the largest read the command will make; the pool holds twice that, so
+// that it can hold size bytes while it tops up.
+func (f *sourceFlags) open(size int, opts ...entropy.Option) (*provider, error) {
+	pol, err := entropy.ParsePolicy(f.policy)
+	if err != nil {
+		return nil, err
+	}
+	if f.timeout <= 0 {
+		return nil, fmt.Errorf("--timeout %v must be positive", f.timeout)
+	}
+	apiKey := f.apiKey
+	if apiKey == "" {
+		apiKey = os.Getenv("ENTROPY_API_KEY")
+	}
+	out := &provider{}
+	var src *httpsource.Source
+	if f.url == "" {
+		if apiKey != "" || f.publicKey != "" {
+			return nil, errors.New("an API key or public key was given without a URL: set --url (or ENTROPY_URL), or unset them to use the simulator")
+		}
+		out.sim = sim.New()
+		src, err = out.sim.Source()
+		if err != nil {
+			_ = out.sim.Close()
+			return nil, err
+		}
+	} else {
+		hopts := []httpsource.Option{httpsource.WithAPIKey(apiKey)}
+		switch {
+		case f.publicKey != "":
+			raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(f.publicKey))
+			if err != nil || len(raw) != ed25519.PublicKeySize {
+				return nil, fmt.Errorf("--public-key must be %d bytes of standard base64", ed25519.PublicKeySize)
+			}
+			hopts = append(hopts, httpsource.WithPublicKey(raw))
+		case f.fetchKey:
+			hopts = append(hopts, httpsource.WithFetchPublicKey())
+		default:
+			return nil, errors.New("no public key: give --public-key (or ENTROPY_PUBLIC_KEY), or --fetch-public-key to trust the service's on first use; without one no byte can be verified")
+		}
+		if f.allowHTTP {
+			hopts = append(hopts, httpsource.WithAllowInsecureHTTP())
+		}
+		if src, err = httpsource.New(f.url, hopts...); err != nil {
+			return nil, err
+		}
+	}
+	out.source = src.Name()
+	fetch := min(max(size, entropy.DefaultFetchSize), httpsource.MaxSize)
+	all := append([]entropy.Option{
+		entropy.WithPolicy(pol),
+		entropy.WithBufferSize(max(entropy.DefaultBufferSize, 2*size)),
+		entropy.WithFetchSize(fetch),
+	}, opts...)
+	p, err := entropy.New(src, all...)
+	if err != nil {
+		if out.sim != nil {
+			_ = out.sim.Close()
+		}
+		return nil, err
+	}
+	out.Provider = p
+	return out, nil
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// runCLI runs the command line in-process and returns exit status and output.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestTopLevelHelp(t *testing.T) {
+	for _, arg := range []string{"--help", "-h", "help"} {
+		code, out, errOut := runCLI(t, arg)
+		assert.Equal(t, 0, code, arg)
+		assert.Contains(t, out, "Usage: entropy <command>")
+		assert.Contains(t, out, "read")
+		assert.Contains(t, out, "sim")
+		assert.Empty(t, errOut)
+	}
+	code, out, _ := runCLI(t, "help", "read")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out, "Usage: entropy read")
+}
+
+func TestEveryCommandHasHelp(t *testing.T) {
+	for name := range commands {
+		code, out, errOut := runCLI(t, name, "--help")
+		assert.Equal(t, 0, code, name)
+		assert.Contains(t, out, "Usage: entropy "+name, name)
+		assert.Contains(t, out, "Flags:", name)
+		assert.Empty(t, errOut, name)
+	}
+}
+
+func TestBadCommandLines(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"nope"},
+		{"help", "nope"},
+		{"read", "--nope"},
+		{"read", "extra"},
+		{"read", "-n", "0"},
+		{"read", "-n", "x"},
+		{"read", "--format", "bin"},
+		{"sim", "--faults", "nope=1"},
+		{"sim", "--queue", "2"},
+	} {
+		code, out, errOut := runCLI(t, args...)
+		assert.NotEqual(t, 0, code, "%q", args)
+		if len(args) > 0 {
+			assert.Empty(t, out, "%q", args)
+			assert.Equal(t, 1, strings.Count(errOut, "\n"), "one line on stderr for %q: %q", args, errOut)
+		}
+	}
+}
+
+func TestRegisterAddsCommands(t *testing.T) {
+	n := len(commands)
+	register(&command{name: "zz-test", usage: "zz-test", summary: "a test command", run: func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		_, _ = stdout.Write([]byte(strings.Join(args, ",")))
+		return 7
+	}})
+	defer delete(commands, "zz-test")
+	assert.Len(t, commands, n+1)
+	code, out, _ := runCLI(t, "zz-test", "a", "b")
+	assert.Equal(t, 7, code)
+	assert.Equal(t, "a,b", out)
+	_, out, _ = runCLI(t, "--help")
+	assert.Contains(t, out, "a test command")
+}

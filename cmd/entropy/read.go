@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/provenrand/entropy"
+)
+
+// maxReadSize bounds entropy read -n.
+const maxReadSize = 1 << 20
+
+func init() {
+	register(&command{
+		name:    "read",
+		usage:   "read [-n N] [--format hex|base64|raw] [--label] [--policy degrade|defer|fail] [--url U] [--public-key B64]",
+		summary: "print N bytes of entropy and, with --label, where they came from",
+		run:     runRead,
+	})
+}
+
+// runRead is the read command.
+func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := commands["read"]
+	fs := newFlagSet(c)
+	n := fs.Int("n", 32, "number of bytes to read (1.."+fmt.Sprint(maxReadSize)+")")
+	format := fs.String("format", "hex", "output format: hex, base64 or raw (raw writes the label to stderr)")
+	label := fs.Bool("label", false, "also print the label (provenance) of the bytes as JSON")
+	var sf sourceFlags
+	sf.add(fs)
+	if code, done := parseFlags(c, fs, args, stdout, stderr); done {
+		return code
+	}
+	if *n < 1 || *n > maxReadSize {
+		return usageError(stderr, c, fmt.Errorf("-n %d must be in 1..%d", *n, maxReadSize))
+	}
+	var encode func([]byte) string
+	switch *format {
+	case "hex":
+		encode = func(b []byte) string { return hex.EncodeToString(b) + "\n" }
+	case "base64":
+		encode = func(b []byte) string { return base64.StdEncoding.EncodeToString(b) + "\n" }
+	case "raw":
+		encode = func(b []byte) string { return string(b) }
+	default:
+		return usageError(stderr, c, fmt.Errorf("--format %q: want hex, base64 or raw", *format))
+	}
+
+	p, err := sf.open(*n)
+	if err != nil {
+		return fail(stderr, c, err)
+	}
+	defer p.Close()
+
+	ctx, cancel := context.WithTimeout(ctx, sf.timeout)
+	defer cancel()
+	// Let the pool fill before reading, so that the first run of the command
+	// prints verifiable bytes rather than an instant fallback. A timeout or a
+	// permanent source failure here is not yet an error: the read applies the
+	// policy (under degrade it falls back, and its label says so).
+	if err := waitPool(ctx, p.Provider, *n); errors.Is(err, context.Canceled) {
+		return fail(stderr, c, err)
+	}
+	buf := make([]byte, *n)
+	lbl, err := p.ReadLabelled(ctx, buf)
+	if err != nil {
+		return fail(stderr, c, err)
+	}
+	if _, err := io.WriteString(stdout, encode(buf)); err != nil {
+		return fail(stderr, c, err)
+	}
+	if *label {
+		js, err := json.Marshal(lbl)
+		if err != nil {
+			return fail(stderr, c, err)
+		}
+		out := stdout
+		if *format == "raw" {
+			out = stderr
+		}
+		fmt.Fprintf(out, "%s\n", js)
+	}
+	if !lbl.Verifiable && !*label {
+		fmt.Fprintf(stderr, "entropy read: warning: bytes are %s, not verifiable: %v\n", lbl.Provenance(), lbl.Reason)
+	}
+	return exitOK
+}
+
+// usageError prints a bad-usage line and returns exitUsage.
+func usageError(stderr io.Writer, c *command, err error) int {
+	fmt.Fprintf(stderr, "entropy %s: %v (see entropy %s --help)\n", c.name, err, c.name)
+	return exitUsage
+}
+
+// waitPool waits until the pool of p holds n bytes, ctx ends, or a source
+// every source has failed permanently (then waiting longer cannot help).
+func waitPool(ctx context.Context, p *entropy.Provider, n int) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st := p.Stats()
+		if st.Pooled >= n {
+			return nil
+		}
+		permanent := len(st.Sources) > 0
+		for _, s := range st.Sources {
+			if s.LastError == nil || entropy.Classify(s.LastError) != entropy.Permanent {
+				permanent = false
+			}
+		}
+		if permanent {
+			return st.Sources[0].LastError
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/sim"
+)
+
+// clearEnv makes sure the tests see no service configured by the environment.
+func clearEnv(t *testing.T) {
+	t.Setenv("ENTROPY_URL", "")
+	t.Setenv("ENTROPY_API_KEY", "")
+	t.Setenv("ENTROPY_PUBLIC_KEY", "")
+}
+
+func TestReadFromEmbeddedSimulatorIsVerifiable(t *testing.T) {
+	clearEnv(t)
+	code, out, errOut := runCLI(t, "read", "-n", "32", "--label")
+	require.Equal(t, 0, code, errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 2)
+	b, err := hex.DecodeString(lines[0])
+	require.NoError(t, err)
+	assert.Len(t, b, 32)
+
+	var lbl entropy.Label
+	require.NoError(t, json.Unmarshal([]byte(lines[1]), &lbl))
+	assert.True(t, lbl.Verifiable, "the first run prints verifiable bytes")
+	assert.Equal(t, 32, lbl.Len())
+	for _, s := range lbl.Spans {
+		assert.Equal(t, sim.SourceName, s.Source, "labels name the simulator")
+		assert.NotEmpty(t, s.JobID)
+	}
+	assert.Contains(t, lines[1], `"class":"verifiable"`)
+	assert.Empty(t, errOut)
+}
+
+func TestReadFormats(t *testing.T) {
+	clearEnv(t)
+	code, out, _ := runCLI(t, "read", "-n", "20", "--format", "base64")
+	require.Equal(t, 0, code)
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out))
+	require.NoError(t, err)
+	assert.Len(t, b, 20)
+
+	var stdout, stderr bytes.Buffer
+	code = run([]string{"read", "-n", "17", "--format", "raw", "--label"}, &stdout, &stderr)
+	require.Equal(t, 0, code, stderr.String())
+	assert.Equal(t, 17, stdout.Len(), "raw writes only the bytes to stdout")
+	assert.Contains(t, stderr.String(), `"verifiable":true`, "and the label to stderr")
+}
+
+func TestReadLargerThanOneJob(t *testing.T) {
+	clearEnv(t)
+	code, out, errOut := runCLI(t, "read", "-n", "100000", "--label", "--policy", "defer")
+	require.Equal(t, 0, code, errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 2)
+	assert.Len(t, lines[0], 200000)
+	var lbl entropy.Label
+	require.NoError(t, json.Unmarshal([]byte(lines[1]), &lbl))
+	assert.True(t, lbl.Verifiable)
+	assert.Equal(t, 100000, lbl.Len())
+	assert.Greater(t, len(lbl.Spans), 1)
+}
+
+// startSim starts a simulator with a key for the tests that pass --url.
+func startSim(t *testing.T, key string) (*sim.Server, string, string) {
+	t.Helper()
+	s := sim.New(sim.WithKey(key, 1<<20))
+	url, err := s.Start()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s, url, base64.StdEncoding.EncodeToString(s.PublicKey())
+}
+
+func TestReadFromConfiguredService(t *testing.T) {
+	clearEnv(t)
+	const key = "sk-cli-test-9f8e7d6c5b4a"
+	s, url, pub := startSim(t, key)
+
+	// Flags.
+	code, out, errOut := runCLI(t, "read", "-n", "8", "--label", "--url", url, "--api-key", key, "--public-key", pub)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, `"source":"quantropy"`)
+	assert.Contains(t, out, `"verifiable":true`)
+
+	// Environment.
+	t.Setenv("ENTROPY_URL", url)
+	t.Setenv("ENTROPY_API_KEY", key)
+	t.Setenv("ENTROPY_PUBLIC_KEY", pub)
+	code, out, errOut = runCLI(t, "read", "-n", "8", "--label")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, `"verifiable":true`)
+
+	// Trust on first use.
+	t.Setenv("ENTROPY_PUBLIC_KEY", "")
+	code, out, errOut = runCLI(t, "read", "-n", "8", "--label", "--fetch-public-key")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, `"verifiable":true`)
+
+	for _, r := range s.EntropyRequests() {
+		assert.True(t, r.Authorized)
+	}
+}
+
+func TestReadConfigurationErrors(t *testing.T) {
+	clearEnv(t)
+	const key = "sk-cli-test-9f8e7d6c5b4a"
+	_, url, pub := startSim(t, key)
+	for name, args := range map[string][]string{
+		"no public key":        {"read", "--url", url, "--api-key", key},
+		"bad public key":       {"read", "--url", url, "--api-key", key, "--public-key", "AAAA"},
+		"key without url":      {"read", "--api-key", key},
+		"bad policy":           {"read", "--policy", "sometimes"},
+		"insecure url":         {"read", "--url", "http://example.com", "--api-key", key, "--public-key", pub},
+		"non-positive timeout": {"read", "--timeout", "0s"},
+	} {
+		code, out, errOut := runCLI(t, args...)
+		assert.Equal(t, 1, code, name)
+		assert.Empty(t, out, name)
+		assert.Equal(t, 1, strings.Count(errOut, "\n"), "%s: %q", name, errOut)
+		assert.True(t, strings.HasPrefix(errOut, "entropy read: "), name)
+		assert.NotContains(t, errOut, key, name)
+	}
+}
+
+func TestReadPolicies(t *testing.T) {
+	clearEnv(t)
+	const key = "sk-cli-test-9f8e7d6c5b4a"
+	_, url, pub := startSim(t, key)
+	wrong := "sk-wrong-0123456789abcdef"
+
+	// Fail: one line, non-zero, no key.
+	code, out, errOut := runCLI(t, "read", "-n", "8", "--url", url, "--api-key", wrong, "--public-key", pub, "--policy", "fail", "--timeout", "2s")
+	assert.Equal(t, 1, code)
+	assert.Empty(t, out)
+	assert.Equal(t, 1, strings.Count(errOut, "\n"), errOut)
+	assert.Contains(t, errOut, "401")
+	assert.NotContains(t, errOut, wrong)
+
+	// Degrade: bytes labelled fallback, with the reason, and no key.
+	code, out, errOut = runCLI(t, "read", "-n", "8", "--label", "--url", url, "--api-key", wrong, "--public-key", pub, "--timeout", "2s")
+	assert.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, `"class":"fallback"`)
+	assert.Contains(t, out, `"source":"crypto/rand"`)
+	assert.Contains(t, out, "401")
+	assert.NotContains(t, out+errOut, wrong)
+
+	// Degrade without --label warns on stderr.
+	code, _, errOut = runCLI(t, "read", "-n", "8", "--url", url, "--api-key", wrong, "--public-key", pub, "--timeout", "2s")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, errOut, "not verifiable")
+	assert.NotContains(t, errOut, wrong)
+
+	// Defer: waits until the timeout, then fails.
+	code, _, errOut = runCLI(t, "read", "-n", "8", "--url", url, "--api-key", wrong, "--public-key", pub, "--policy", "defer", "--timeout", "200ms")
+	assert.Equal(t, 1, code)
+	assert.Equal(t, 1, strings.Count(errOut, "\n"), errOut)
+	assert.NotContains(t, errOut, wrong)
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/provenrand/entropy/sim"
+)
+
+// demoAPIKey is the key the standalone simulator accepts unless told
+// otherwise. It guards nothing: the simulator serves only loopback.
+const demoAPIKey = "sim-demo-key"
+
+func init() {
+	register(&command{
+		name:    "sim",
+		usage:   "sim [--addr 127.0.0.1:8080] [--faults drop=0.1,status=0.05,...] [--seed N]",
+		summary: "serve the entropy simulator on a loopback address until interrupted",
+		run:     runSim,
+	})
+}
+
+// runSim is the sim command.
+func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := commands["sim"]
+	fs := newFlagSet(c)
+	addr := fs.String("addr", "127.0.0.1:8080", "loopback `address` to listen on (port 0 picks a free one)")
+	faults := fs.String("faults", "", "random faults as `kind=probability,...`; kinds: "+faultKindList())
+	seed := fs.Int64("seed", 0, "make keys, jobs and bytes deterministic (0: random)")
+	apiKey := fs.String("api-key", demoAPIKey, "the API `key` the simulator accepts")
+	balance := fs.Int64("balance", 1<<40, "the key's balance in bytes (402 once spent)")
+	rateLimit := fs.Float64("rate", 0, "requests per second before 429 (0: no limit)")
+	burst := fs.Int("burst", 5, "burst of the rate limit")
+	latency := fs.Duration("latency", 0, "delay of every entropy answer")
+	queue := fs.Float64("queue", 0, "fraction of jobs answered 202 queued")
+	if code, done := parseFlags(c, fs, args, stdout, stderr); done {
+		return code
+	}
+	probs, err := sim.ParseFaults(*faults)
+	if err != nil {
+		return usageError(stderr, c, err)
+	}
+	switch {
+	case *apiKey == "":
+		return usageError(stderr, c, fmt.Errorf("--api-key must not be empty"))
+	case *balance < 0:
+		return usageError(stderr, c, fmt.Errorf("--balance %d must not be negative", *balance))
+	case *queue < 0 || *queue > 1:
+		return usageError(stderr, c, fmt.Errorf("--queue %v must be in 0..1", *queue))
+	case *latency < 0:
+		return usageError(stderr, c, fmt.Errorf("--latency %v must not be negative", *latency))
+	}
+
+	opts := []sim.Option{sim.WithKey(*apiKey, *balance), sim.WithLatency(*latency), sim.WithQueuedJobs(*queue, 1)}
+	if *seed != 0 {
+		opts = append(opts, sim.WithSeed(*seed))
+	}
+	if *rateLimit > 0 {
+		opts = append(opts, sim.WithRateLimit(*rateLimit, *burst))
+	}
+	s := sim.New(opts...)
+	faultSeed := *seed
+	if faultSeed == 0 {
+		faultSeed = time.Now().UnixNano()
+	}
+	if err := s.SetRandomFaults(faultSeed, probs); err != nil {
+		return usageError(stderr, c, err)
+	}
+	url, err := s.Listen(*addr)
+	if err != nil {
+		return fail(stderr, c, err)
+	}
+	defer s.Close()
+
+	fmt.Fprintf(stdout, "simulator serving on %s (Ctrl-C to stop)\n", url)
+	fmt.Fprintf(stdout, "  export ENTROPY_URL=%s\n", url)
+	if *apiKey == demoAPIKey {
+		fmt.Fprintf(stdout, "  export ENTROPY_API_KEY=%s\n", demoAPIKey)
+	} else {
+		fmt.Fprintln(stdout, "  export ENTROPY_API_KEY=<the key given with --api-key>")
+	}
+	fmt.Fprintf(stdout, "  export ENTROPY_PUBLIC_KEY=%s\n", base64.StdEncoding.EncodeToString(s.PublicKey()))
+	if len(probs) > 0 {
+		fmt.Fprintf(stdout, "  faults: %s\n", *faults)
+	}
+	<-ctx.Done()
+	fmt.Fprintf(stdout, "simulator stopped after %d requests\n", len(s.Requests()))
+	return exitOK
+}
+
+// faultKindList names the fault kinds for the usage text.
+func faultKindList() string {
+	var out string
+	for i, k := range sim.FaultKinds() {
+		if i > 0 {
+			out += ", "
+		}
+		out += k.String()
+	}
+	return out
+}
