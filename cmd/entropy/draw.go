@@ -1,0 +1,356 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/draw"
+	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/journal"
+)
+
+func init() {
+	register(&command{
+		name:    "draw",
+		usage:   "draw (--pick K --of N | --shuffle N | --int N) [--event NAME] [--journal FILE] [--transcript FILE] [--allow-fallback] [--url U] [--public-key B64]",
+		summary: "draw k of n, a shuffle or an integer from verifiable entropy, with a replayable transcript",
+		run:     runDraw,
+	})
+	register(&command{
+		name:    "verify",
+		usage:   "verify [--allow-fallback] [--url U --public-key B64] TRANSCRIPT",
+		summary: "replay a draw transcript (and, with --url, check its entropy against the service's jobs)",
+		run:     runVerify,
+	})
+	register(&command{
+		name:    "rfc3797",
+		usage:   "rfc3797 --pool N --count K SOURCE...",
+		summary: "RFC 3797 publicly verifiable selection of K of a pool of N from published random sources",
+		run:     runRFC3797,
+	})
+	register(&command{
+		name:    "audit",
+		usage:   "audit [--head HEX] JOURNAL",
+		summary: "verify a journal's hash chain and summarise what it records",
+		run:     runAudit,
+	})
+}
+
+// parseArgs parses flags and positional arguments in any order into fs and
+// returns the positional ones. It prints help and errors like parseFlags.
+func parseArgs(c *command, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (pos []string, code int, done bool) {
+	for {
+		err := fs.Parse(args)
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			code, done = parseFlags(c, fs, []string{"--help"}, stdout, stderr)
+			return nil, code, done
+		case err != nil:
+			fmt.Fprintf(stderr, "entropy %s: %v (see entropy %s --help)\n", c.name, err, c.name)
+			return nil, exitUsage, true
+		}
+		if fs.NArg() == 0 {
+			return pos, 0, false
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// runDraw is the draw command.
+func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := commands["draw"]
+	fs := newFlagSet(c)
+	k := fs.Int("pick", 0, "draw `K` distinct numbers ...")
+	n := fs.Int("of", 0, "... of the numbers 1 to `N`")
+	shuffleN := fs.Int("shuffle", 0, "shuffle `N` items (prints positions 1 to N)")
+	intN := fs.Uint64("int", 0, "draw one integer in 0 to `N`-1")
+	event := fs.String("event", "", "draw for the named `event`: once, ever (with --journal, across restarts)")
+	journalPath := fs.String("journal", "", "append-only audit journal `file` (hash-chained; created if missing)")
+	transcriptPath := fs.String("transcript", "", "write the transcript to `file` (must not exist; \"-\" or empty: stdout)")
+	allowFallback := fs.Bool("allow-fallback", false, "accept local fallback entropy; the transcript then says NOT VERIFIABLE")
+	var sf sourceFlags
+	sf.add(fs)
+	pol := fs.Lookup("policy")
+	_ = pol.Value.Set("defer")
+	pol.DefValue = "defer"
+	if code, done := parseFlags(c, fs, args, stdout, stderr); done {
+		return code
+	}
+
+	kinds := 0
+	for _, set := range []bool{*k != 0 || *n != 0, *shuffleN != 0, *intN != 0} {
+		if set {
+			kinds++
+		}
+	}
+	switch {
+	case kinds != 1:
+		return usageError(stderr, c, errors.New("give one of --pick K --of N, --shuffle N or --int N"))
+	case (*k != 0 || *n != 0) && (*k < 1 || *n < 1 || *k > *n || *k > draw.MaxItems):
+		return usageError(stderr, c, fmt.Errorf("--pick %d --of %d: need 1 ≤ K ≤ N and K ≤ %d", *k, *n, draw.MaxItems))
+	case *shuffleN < 0 || *shuffleN > draw.MaxItems:
+		return usageError(stderr, c, fmt.Errorf("--shuffle %d: need 1 ≤ N ≤ %d", *shuffleN, draw.MaxItems))
+	}
+
+	// Claim the transcript file before drawing, so a draw is never lost to
+	// a file that cannot be written.
+	var tf *os.File
+	if *transcriptPath != "" && *transcriptPath != "-" {
+		f, err := os.OpenFile(*transcriptPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return fail(stderr, c, fmt.Errorf("transcript: %w", err))
+		}
+		tf = f
+		defer tf.Close()
+	}
+	removeTranscript := func() {
+		if tf != nil {
+			tf.Close()
+			os.Remove(*transcriptPath)
+		}
+	}
+
+	var popts []entropy.Option
+	if *journalPath != "" {
+		j, err := journal.Open(*journalPath)
+		if err != nil {
+			removeTranscript()
+			return fail(stderr, c, err)
+		}
+		defer j.Close()
+		popts = append(popts, entropy.WithJournal(j))
+	}
+	p, err := sf.open(draw.SeedSize, popts...)
+	if err != nil {
+		removeTranscript()
+		return fail(stderr, c, err)
+	}
+	defer p.Close()
+
+	ctx, cancel := context.WithTimeout(ctx, sf.timeout)
+	defer cancel()
+	if *event == "" {
+		if err := waitPool(ctx, p.Provider, draw.SeedSize); errors.Is(err, context.Canceled) {
+			removeTranscript()
+			return fail(stderr, c, err)
+		}
+	}
+	var dopts []draw.Option
+	if *allowFallback {
+		dopts = append(dopts, draw.AllowFallback())
+	}
+	if *event != "" {
+		dopts = append(dopts, draw.ForEvent(*event))
+	}
+
+	var (
+		t    *draw.Transcript
+		line string
+	)
+	switch {
+	case *shuffleN != 0:
+		var perm []int
+		perm, t, err = draw.Shuffle(ctx, p, *shuffleN, dopts...)
+		line = fmt.Sprintf("shuffle of %d: %s (position i holds item; items numbered 1 to %d)", *shuffleN, oneBased(perm), *shuffleN)
+	case *intN != 0:
+		var v uint64
+		v, t, err = draw.Int(ctx, p, *intN, dopts...)
+		line = fmt.Sprintf("integer in [0, %d): %d", *intN, v)
+	default:
+		var picked []int
+		picked, t, err = draw.Pick(ctx, p, *k, *n, dopts...)
+		line = fmt.Sprintf("pick %d of 1..%d: %s (in draw order)", *k, *n, oneBased(picked))
+	}
+	if err != nil {
+		removeTranscript()
+		return fail(stderr, c, err)
+	}
+	js, err := json.MarshalIndent(t, "", "  ")
+	if err != nil {
+		return fail(stderr, c, err)
+	}
+	js = append(js, '\n')
+	if tf != nil {
+		if _, err := tf.Write(js); err != nil {
+			return fail(stderr, c, fmt.Errorf("transcript: %w", err))
+		}
+		if err := tf.Close(); err != nil {
+			return fail(stderr, c, fmt.Errorf("transcript: %w", err))
+		}
+	}
+	if !t.Verifiable {
+		fmt.Fprintf(stdout, "WARNING: %s\n", t.Warning)
+		fmt.Fprintf(stderr, "entropy draw: warning: %s\n", t.Warning)
+	}
+	fmt.Fprintln(stdout, line)
+	if t.Event != "" {
+		fmt.Fprintf(stdout, "event: %s\n", t.Event)
+	}
+	fmt.Fprintf(stdout, "entropy: %s %s\n", t.Entropy, t.Label)
+	if tf != nil {
+		fmt.Fprintf(stdout, "transcript: %s (check it with: entropy verify %s)\n", *transcriptPath, *transcriptPath)
+	} else {
+		stdout.Write(js)
+	}
+	return exitOK
+}
+
+// oneBased formats 0-based draw outputs as the numbers 1 to n.
+func oneBased(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprint(x + 1)
+	}
+	return strings.Join(s, " ")
+}
+
+// runVerify is the verify command.
+func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := commands["verify"]
+	fs := newFlagSet(c)
+	allowFallback := fs.Bool("allow-fallback", false, "exit 0 for a consistent transcript of fallback entropy (it is still reported NOT VERIFIABLE)")
+	url := fs.String("url", "", "base `URL` of the service: check the entropy against its jobs (GET /v1/jobs/{id}) and their signatures")
+	pub := fs.String("public-key", os.Getenv("ENTROPY_PUBLIC_KEY"), "the service's Ed25519 public key, `base64` (env ENTROPY_PUBLIC_KEY); needed with --url")
+	pos, code, done := parseArgs(c, fs, args, stdout, stderr)
+	if done {
+		return code
+	}
+	if len(pos) != 1 {
+		return usageError(stderr, c, errors.New("give one TRANSCRIPT file (\"-\" for stdin)"))
+	}
+	var r io.Reader = os.Stdin
+	if pos[0] != "-" {
+		f, err := os.Open(pos[0])
+		if err != nil {
+			return fail(stderr, c, err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, draw.MaxTranscriptSize+1))
+	if err != nil {
+		return fail(stderr, c, err)
+	}
+	t, err := draw.ParseTranscript(b)
+	if err != nil {
+		return fail(stderr, c, err)
+	}
+	if err := draw.Verify(t); err != nil {
+		return fail(stderr, c, err)
+	}
+	what := fmt.Sprintf("%s n=%d", t.Kind, t.Inputs.N)
+	if t.Kind == draw.KindPick {
+		what = fmt.Sprintf("pick k=%d n=%d", t.Inputs.K, t.Inputs.N)
+	}
+	fmt.Fprintf(stdout, "replay OK: %s %s/%d, %d outputs from %s\n", what, t.Algorithm, t.Version, len(t.Outputs), t.Label)
+	if !t.Verifiable {
+		fmt.Fprintf(stdout, "WARNING: %s\n", t.Warning)
+		if !*allowFallback {
+			fmt.Fprintf(stderr, "entropy verify: transcript is consistent but NOT VERIFIABLE (fallback entropy); --allow-fallback to accept\n")
+			return exitError
+		}
+		return exitOK
+	}
+	if *url == "" {
+		fmt.Fprintln(stdout, "entropy not checked against the service (give --url and --public-key to check the jobs)")
+		return exitOK
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(*pub))
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return usageError(stderr, c, fmt.Errorf("--public-key must be %d bytes of standard base64", ed25519.PublicKeySize))
+	}
+	src, err := httpsource.New(*url, httpsource.WithPublicKey(raw), httpsource.WithAPIKey(os.Getenv("ENTROPY_API_KEY")))
+	if err != nil {
+		return fail(stderr, c, err)
+	}
+	jobs := func(ctx context.Context, source, id string) ([]byte, error) {
+		if source != src.Name() {
+			return nil, fmt.Errorf("the label names source %q, the service is %q", source, src.Name())
+		}
+		j, err := src.Job(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if j.Status != httpsource.StatusCompleted || !j.Verified {
+			return nil, fmt.Errorf("job %s is %s, signature verified: %v", id, j.Status, j.Verified)
+		}
+		return j.Data, nil
+	}
+	if err := draw.VerifyEntropy(ctx, t, jobs); err != nil {
+		return fail(stderr, c, err)
+	}
+	fmt.Fprintf(stdout, "entropy OK: matches the signed jobs of %s\n", src.Name())
+	return exitOK
+}
+
+// runRFC3797 is the rfc3797 command.
+func runRFC3797(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	c := commands["rfc3797"]
+	fs := newFlagSet(c)
+	pool := fs.Int("pool", 0, "size `N` of the pool, numbered 1 to N (at most 65535)")
+	count := fs.Int("count", 0, "number `K` of members to select")
+	pos, code, done := parseArgs(c, fs, args, stdout, stderr)
+	if done {
+		return code
+	}
+	if len(pos) == 0 {
+		return usageError(stderr, c, errors.New("give the published value of each random source as one argument, e.g. \"2 5 12 8 10\""))
+	}
+	key, err := draw.RFC3797Key(pos)
+	if err != nil {
+		return usageError(stderr, c, err)
+	}
+	sel, err := draw.RFC3797(pos, *pool, *count)
+	if err != nil {
+		return usageError(stderr, c, err)
+	}
+	s := make([]string, len(sel))
+	for i, v := range sel {
+		s[i] = fmt.Sprint(v)
+	}
+	fmt.Fprintf(stdout, "key: %s\nselected (pool positions 1..%d, in selection order): %s\n", key, *pool, strings.Join(s, " "))
+	return exitOK
+}
+
+// runAudit is the audit command.
+func runAudit(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	c := commands["audit"]
+	fs := newFlagSet(c)
+	head := fs.String("head", "", "the journal head `hash` published earlier: detects records cut off the end")
+	pos, code, done := parseArgs(c, fs, args, stdout, stderr)
+	if done {
+		return code
+	}
+	if len(pos) != 1 {
+		return usageError(stderr, c, errors.New("give one JOURNAL file"))
+	}
+	rep, err := journal.VerifyFile(pos[0])
+	if err != nil {
+		var le *journal.LineError
+		if errors.As(err, &le) && errors.Is(err, journal.ErrTorn) {
+			err = fmt.Errorf("%w; the records before it verified (%d); see the journal package documentation before you move the torn bytes out", err, rep.Records)
+		}
+		return fail(stderr, c, err)
+	}
+	fmt.Fprintf(stdout, "journal OK: %d records (last seq %d)\n", rep.Records, rep.LastSeq)
+	fmt.Fprintf(stdout, "blocks: %d\nfallback episodes: %d (%d bytes served)\nevents: %d", rep.Blocks, rep.Fallbacks, rep.FallbackBytes, rep.Events)
+	if len(rep.EventNames) > 0 {
+		fmt.Fprintf(stdout, " (%s)", strings.Join(rep.EventNames, ", "))
+	}
+	fmt.Fprintf(stdout, "\nhead: %s\n", rep.Head)
+	if *head != "" && !strings.EqualFold(strings.TrimSpace(*head), rep.Head) {
+		fmt.Fprintf(stderr, "entropy audit: head %s is not the published head %s: records were cut off the end or rewritten\n", rep.Head, *head)
+		return exitError
+	}
+	return exitOK
+}

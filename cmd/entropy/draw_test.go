@@ -1,0 +1,235 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy/draw"
+)
+
+// readTranscript parses and verifies a transcript file.
+func readTranscript(t *testing.T, path string) *draw.Transcript {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	tr, err := draw.ParseTranscript(b)
+	require.NoError(t, err)
+	require.NoError(t, draw.Verify(tr))
+	return tr
+}
+
+func TestDrawPickFromEmbeddedSimulator(t *testing.T) {
+	clearEnv(t)
+	path := filepath.Join(t.TempDir(), "t.json")
+	code, out, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--transcript", path)
+	require.Equal(t, 0, code, errOut)
+	assert.Empty(t, errOut)
+	assert.Contains(t, out, "pick 6 of 1..49: ")
+	assert.Contains(t, out, "verifiable simulator job-")
+	assert.Contains(t, out, "entropy verify "+path)
+
+	tr := readTranscript(t, path)
+	assert.True(t, tr.Verifiable)
+	assert.Equal(t, draw.KindPick, tr.Kind)
+	assert.Equal(t, "simulator", tr.Label.Spans[0].Source)
+	// The printed numbers are the outputs plus one.
+	want := make([]string, len(tr.Outputs))
+	for i, v := range tr.Outputs {
+		want[i] = strconv.FormatUint(v+1, 10)
+	}
+	assert.Contains(t, out, "pick 6 of 1..49: "+strings.Join(want, " ")+" (in draw order)")
+
+	code, out, errOut = runCLI(t, "verify", path)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "replay OK: pick k=6 n=49")
+
+	// The transcript file is never overwritten.
+	code, _, errOut = runCLI(t, "draw", "--pick", "6", "--of", "49", "--transcript", path)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "exists")
+	assert.Equal(t, 1, strings.Count(errOut, "\n"))
+}
+
+func TestDrawShuffleAndIntToStdout(t *testing.T) {
+	clearEnv(t)
+	code, out, errOut := runCLI(t, "draw", "--shuffle", "5")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "shuffle of 5: ")
+	assert.Contains(t, out, `"kind": "shuffle"`)
+
+	code, out, errOut = runCLI(t, "draw", "--int", "1000")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "integer in [0, 1000): ")
+	i := strings.Index(out, "{")
+	require.GreaterOrEqual(t, i, 0)
+	tr, err := draw.ParseTranscript([]byte(out[i:]))
+	require.NoError(t, err)
+	require.NoError(t, draw.Verify(tr))
+}
+
+// TestDrawEventWithJournal: an event drawn twice, in two runs of the
+// command with one journal, gives the same numbers; audit sees one event.
+func TestDrawEventWithJournal(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	j := filepath.Join(dir, "audit.jsonl")
+	t1, t2 := filepath.Join(dir, "1.json"), filepath.Join(dir, "2.json")
+	code, out1, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--event", "lotto-7", "--journal", j, "--transcript", t1)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out1, "event: lotto-7")
+	code, _, errOut = runCLI(t, "draw", "--pick", "6", "--of", "49", "--event", "lotto-7", "--journal", j, "--transcript", t2)
+	require.Equal(t, 0, code, errOut)
+	a, b := readTranscript(t, t1), readTranscript(t, t2)
+	assert.Equal(t, a.Outputs, b.Outputs)
+	assert.Equal(t, a.Entropy, b.Entropy)
+	assert.Equal(t, "lotto-7", b.Event)
+
+	code, out, errOut := runCLI(t, "audit", j)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "journal OK")
+	assert.Contains(t, out, "events: 1 (lotto-7)")
+	head := strings.TrimSpace(out[strings.Index(out, "head: ")+len("head: "):])
+	code, _, errOut = runCLI(t, "audit", "--head", head, j)
+	assert.Equal(t, 0, code, errOut)
+	code, _, errOut = runCLI(t, "audit", j, "--head", strings.Repeat("0", 64))
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "cut off the end")
+}
+
+func TestVerifyRejectsTamperedTranscript(t *testing.T) {
+	clearEnv(t)
+	path := filepath.Join(t.TempDir(), "t.json")
+	code, _, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--transcript", path)
+	require.Equal(t, 0, code, errOut)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	tampered := strings.Replace(string(b), `"n": 49`, `"n": 48`, 1)
+	require.NotEqual(t, string(b), tampered)
+	require.NoError(t, os.WriteFile(path, []byte(tampered), 0o600))
+	code, _, errOut = runCLI(t, "verify", path)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "entropy verify: draw: transcript does not verify")
+	assert.Equal(t, 1, strings.Count(errOut, "\n"))
+
+	code, _, errOut = runCLI(t, "verify", filepath.Join(t.TempDir(), "missing.json"))
+	assert.Equal(t, exitError, code)
+	assert.NotEmpty(t, errOut)
+}
+
+// TestVerifyChecksJobsAtTheService draws from a configured service, then
+// checks the transcript's entropy against the service's signed jobs.
+func TestVerifyChecksJobsAtTheService(t *testing.T) {
+	clearEnv(t)
+	const key = "sk-draw-test-0a1b2c3d"
+	_, url, pub := startSim(t, key)
+	t.Setenv("ENTROPY_API_KEY", key)
+	path := filepath.Join(t.TempDir(), "t.json")
+	code, _, errOut := runCLI(t, "draw", "--pick", "3", "--of", "10", "--url", url, "--public-key", pub, "--transcript", path)
+	require.Equal(t, 0, code, errOut)
+	code, out, errOut := runCLI(t, "verify", "--url", url, "--public-key", pub, path)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "entropy OK: matches the signed jobs of quantropy")
+
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.NotContains(t, string(raw), key, "no API key in a transcript")
+}
+
+func TestDrawFallbackNeedsOptIn(t *testing.T) {
+	clearEnv(t)
+	// A service that is not there: nothing listens on this loopback URL.
+	args := []string{"draw", "--int", "10", "--url", "http://127.0.0.1:1", "--public-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "--policy", "degrade", "--timeout", "300ms"}
+	code, _, errOut := runCLI(t, args...)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "not verifiable")
+
+	path := filepath.Join(t.TempDir(), "t.json")
+	code, out, errOut := runCLI(t, append(args, "--allow-fallback", "--transcript", path)...)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "WARNING: NOT VERIFIABLE")
+	assert.Contains(t, errOut, "NOT VERIFIABLE")
+	tr := readTranscript(t, path)
+	assert.False(t, tr.Verifiable)
+
+	code, out, errOut = runCLI(t, "verify", path)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, out, "WARNING: NOT VERIFIABLE")
+	assert.Contains(t, errOut, "NOT VERIFIABLE")
+	code, _, _ = runCLI(t, "verify", "--allow-fallback", path)
+	assert.Equal(t, 0, code)
+}
+
+func TestRFC3797Command(t *testing.T) {
+	code, out, errOut := runCLI(t, "rfc3797", "--pool", "25", "--count", "10", "9319", "2 5 12 8 10", "9 18 26 34 41 45")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "key: 9319./2.5.8.10.12./9.18.26.34.41.45./")
+	assert.Contains(t, out, "17 7 2 16 25 23 8 24 19 13")
+
+	// Flags after the sources work too.
+	code, out, _ = runCLI(t, "rfc3797", "9319", "2 5 12 8 10", "9 18 26 34 41 45", "--pool", "25", "--count", "3")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out, ": 17 7 2\n")
+}
+
+func TestAuditReportsTamperAndTorn(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	j := filepath.Join(dir, "audit.jsonl")
+	code, _, errOut := runCLI(t, "draw", "--int", "6", "--event", "e1", "--journal", j)
+	require.Equal(t, 0, code, errOut)
+	b, err := os.ReadFile(j)
+	require.NoError(t, err)
+	lines := strings.SplitAfter(string(b), "\n")
+	require.GreaterOrEqual(t, len(lines), 3)
+
+	// Change a digit in line 2.
+	changed := strings.Replace(string(b), lines[1], strings.Replace(lines[1], `"seq":2`, `"seq":3`, 1), 1)
+	require.NoError(t, os.WriteFile(j, []byte(changed), 0o600))
+	code, _, errOut = runCLI(t, "audit", j)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "line 2")
+	assert.Equal(t, 1, strings.Count(errOut, "\n"))
+
+	// A torn last line.
+	require.NoError(t, os.WriteFile(j, b[:len(b)-5], 0o600))
+	code, _, errOut = runCLI(t, "audit", j)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "torn")
+	// And draw refuses to append to it.
+	code, _, errOut = runCLI(t, "draw", "--int", "6", "--journal", j)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "torn")
+}
+
+func TestDrawCommandLineErrors(t *testing.T) {
+	clearEnv(t)
+	for _, args := range [][]string{
+		{"draw"},
+		{"draw", "--pick", "6"},
+		{"draw", "--pick", "0", "--of", "49"},
+		{"draw", "--pick", "50", "--of", "49"},
+		{"draw", "--pick", "6", "--of", "49", "--shuffle", "3"},
+		{"draw", "--shuffle", "-1"},
+		{"draw", "--nope"},
+		{"draw", "--pick", "6", "--of", "49", "extra"},
+		{"verify"},
+		{"verify", "a", "b"},
+		{"rfc3797", "--pool", "25", "--count", "10"},
+		{"rfc3797", "--pool", "25", "--count", "30", "1 2"},
+		{"rfc3797", "--pool", "25", "--count", "3", "1.5"},
+		{"audit"},
+		{"audit", "--bad"},
+	} {
+		code, out, errOut := runCLI(t, args...)
+		assert.Equal(t, exitUsage, code, "%q", args)
+		assert.Empty(t, out, "%q", args)
+		assert.Equal(t, 1, strings.Count(errOut, "\n"), "%q: one line: %q", args, errOut)
+		assert.True(t, strings.HasPrefix(errOut, "entropy "+args[0]+": "), "%q", errOut)
+	}
+}
