@@ -289,6 +289,9 @@ func WithShards(n int) Option {
 // it enters the pool. Default: DefaultHealthConfig.
 func WithHealthTests(h HealthConfig) Option {
 	return func(c *config) error {
+		if err := h.Validate(); err != nil {
+			return err
+		}
 		c.health = &h
 		return nil
 	}
