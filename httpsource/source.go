@@ -355,7 +355,7 @@ func (s *Source) Job(ctx context.Context, id string) (Job, error) {
 	case StatusCompleted:
 		return s.completed(JobsPath, hdr, resp, pub)
 	case StatusFailed:
-		return Job{ID: resp.JobID, Status: resp.Status, Err: jobError(resp)}, nil
+		return Job{ID: resp.JobID, Status: resp.Status, Err: s.jobError(resp)}, nil
 	}
 	return Job{ID: resp.JobID, Status: resp.Status}, nil
 }
@@ -388,7 +388,7 @@ func (s *Source) poll(ctx context.Context, id string, first time.Duration) (JobR
 		case StatusCompleted:
 			return resp, nil
 		case StatusFailed:
-			return JobResponse{}, jobError(resp)
+			return JobResponse{}, s.jobError(resp)
 		}
 		wait = min(2*wait, s.pollMax)
 		timer.Reset(jitter(wait))
@@ -403,14 +403,15 @@ func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// jobError turns a failed job into a *entropy.JobError.
-func jobError(resp JobResponse) *entropy.JobError {
-	e := &entropy.JobError{JobID: resp.JobID, Code: "JobFailed"}
+// jobError turns a failed job into a *entropy.JobError, with the API key
+// removed from every field.
+func (s *Source) jobError(resp JobResponse) *entropy.JobError {
+	e := &entropy.JobError{JobID: s.redact(resp.JobID), Code: "JobFailed"}
 	if resp.Error != nil {
 		if resp.Error.Code != "" {
-			e.Code = resp.Error.Code
+			e.Code = s.redact(plainText([]byte(resp.Error.Code)))
 		}
-		e.Message = resp.Error.Message
+		e.Message = s.redact(plainText([]byte(resp.Error.Message)))
 	}
 	return e
 }
@@ -436,7 +437,7 @@ func (s *Source) decodeJob(path string, hdr http.Header, body []byte, wantID str
 	if resp.Status == StatusFailed && path == EntropyPath {
 		// The protocol reports failures only through polling, but a failed job
 		// is a failed job wherever it shows.
-		return JobResponse{}, jobError(resp)
+		return JobResponse{}, s.jobError(resp)
 	}
 	return resp, nil
 }

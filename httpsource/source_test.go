@@ -594,10 +594,10 @@ func TestAPIKeyIsRedactedFromErrors(t *testing.T) {
 			}
 		}
 	}
-	for _, shape := range []string{"status", "details", "plain", "malformed"} {
+	for _, shape := range []string{"status", "details", "plain", "malformed", "job"} {
 		t.Run(shape, func(t *testing.T) {
 			_, srv := newFake(t, echo(shape))
-			s := newSource(t, srv)
+			s := newSource(t, srv, httpsource.WithPollInterval(time.Millisecond, time.Millisecond))
 			_, err := s.Fetch(context.Background(), 8)
 			require.Error(t, err)
 			assert.NotContains(t, err.Error(), testKey)

@@ -53,6 +53,7 @@ type Request struct {
 	Status     int       // the answer's status; 0 for a dropped connection or one left unanswered
 	Fault      FaultKind // the fault applied to it
 	RequestID  string    // the X-Request-Id of the answer
+	JobID      string    // the job an entropy request created, if any
 }
 
 // Option configures a Server.
@@ -209,6 +210,15 @@ func (s *Server) Script(faults ...Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.script = append(s.script, faults...)
+}
+
+// ClearFaults drops the rest of the script and turns random faults off: the
+// server is healthy from the next request on.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.script = nil
+	s.draw = nil
 }
 
 // SetRandomFaults makes every entropy request not covered by the script draw
@@ -479,6 +489,7 @@ func (s *Server) serveEntropy(w http.ResponseWriter, r *http.Request, idx int, k
 		return
 	}
 	j, id := s.newJob(size, f)
+	s.requests[idx].JobID = id
 	if f.Kind != FaultJobFailed {
 		s.keys[key] -= int64(size)
 	}

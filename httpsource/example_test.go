@@ -1,0 +1,95 @@
+package httpsource_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/sim"
+)
+
+// Fetch one signed block from a service of the reference protocol; here the
+// simulator stands in for the service.
+func ExampleSource_Fetch() {
+	service := sim.New(sim.WithKey("sk-example", 1<<20))
+	url, err := service.Start()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer service.Close()
+
+	src, err := httpsource.New(url,
+		httpsource.WithAPIKey("sk-example"),
+		httpsource.WithPublicKey(service.PublicKey()), // pin the service's key
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	b, err := src.Fetch(context.Background(), 32)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(b.Data), b.Source, b.Verifiable)
+	fmt.Println(httpsource.VerifySignature(service.PublicKey(), b.JobID, b.Data, b.Proof))
+	// Output:
+	// 32 quantropy true
+	// true
+}
+
+// A Provider over the HTTP source: an io.Reader whose every read comes with
+// its provenance.
+func ExampleSource_provider() {
+	service := sim.New(sim.WithKey("sk-example", 1<<20))
+	url, err := service.Start()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer service.Close()
+
+	src, err := httpsource.New(url, httpsource.WithAPIKey("sk-example"), httpsource.WithPublicKey(service.PublicKey()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	p, err := entropy.New(src)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.WaitReady(ctx); err != nil {
+		log.Fatal(err)
+	}
+	b := make([]byte, 16)
+	label, err := p.ReadLabelled(ctx, b)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(label.Provenance(), label.Spans[0].Source, label.Len())
+	// Output: verifiable quantropy 16
+}
+
+// Check a job after the fact, as an auditor does, from its ID alone.
+func ExampleSource_Job() {
+	service := sim.New(sim.WithKey("sk-example", 1<<20))
+	src, err := service.Source() // a client wired to the simulator
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer service.Close()
+
+	b, err := src.Fetch(context.Background(), 8)
+	if err != nil {
+		log.Fatal(err)
+	}
+	job, err := src.Job(context.Background(), b.JobID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(job.Status, job.Verified, len(job.Data))
+	// Output: completed true 8
+}
