@@ -1,6 +1,7 @@
 package entropy
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"sync/atomic"
@@ -196,7 +197,7 @@ type healthFailure struct {
 // failure, by offset; at an offset where both fail, the RCT is reported. It
 // requires rct ≥ 2 and apt ≥ 1.
 func scanHealth(data []byte, rct, apt int) healthFailure {
-	if len(data) == 0 {
+	if len(data) == 0 || healthPasses(data, rct, apt) {
 		return healthFailure{}
 	}
 	var counts [256]uint16 // occurrences of each value in the current window
@@ -222,6 +223,71 @@ func scanHealth(data []byte, rct, apt int) healthFailure {
 		}
 	}
 	return healthFailure{}
+}
+
+// healthPasses is the fast path of scanHealth on the refill path: it reports
+// true only if data passes both tests, about twice as fast as the exact scan
+// (which then has nothing to find); on false the exact scan runs and names
+// the first failure. It handles rct ≥ 7 (the defaults) and otherwise defers
+// to the exact scan.
+//
+//   - RCT: a run of rct ≥ 7 identical bytes contains a whole group of 4 bytes
+//     aligned to a multiple of 4 from the block's start, so it suffices to
+//     test every aligned group for four equal bytes: two masks per 8 bytes.
+//   - APT: the counts of each window start at 0x8000-apt instead of 0, so a
+//     count has reached apt exactly when its bit 15 is set (it cannot carry
+//     out of 16 bits: at most 512 increments); OR-ing every new count into
+//     acc replaces a compare and branch per byte by one OR.
+func healthPasses(data []byte, rct, apt int) bool {
+	if rct < 7 || apt < 1 || apt > 0x7fff {
+		return false
+	}
+	var fresh, counts [256]uint16
+	for i := range fresh {
+		fresh[i] = uint16(0x8000 - apt)
+	}
+	var acc uint16
+	for start := 0; start < len(data); start += AptWindow {
+		w := data[start:min(start+AptWindow, len(data))]
+		counts = fresh
+		i := 0
+		for ; i+8 <= len(w); i += 8 {
+			x := binary.LittleEndian.Uint64(w[i:])
+			if d := x ^ x>>8; d&0x0000_0000_00ff_ffff == 0 || d&0x00ff_ffff_0000_0000 == 0 {
+				return false
+			}
+			// Unrolled by hand: the compiler does not unroll the loop.
+			c0 := counts[byte(x)] + 1
+			counts[byte(x)] = c0
+			c1 := counts[byte(x>>8)] + 1
+			counts[byte(x>>8)] = c1
+			c2 := counts[byte(x>>16)] + 1
+			counts[byte(x>>16)] = c2
+			c3 := counts[byte(x>>24)] + 1
+			counts[byte(x>>24)] = c3
+			c4 := counts[byte(x>>32)] + 1
+			counts[byte(x>>32)] = c4
+			c5 := counts[byte(x>>40)] + 1
+			counts[byte(x>>40)] = c5
+			c6 := counts[byte(x>>48)] + 1
+			counts[byte(x>>48)] = c6
+			c7 := counts[byte(x>>56)] + 1
+			counts[byte(x>>56)] = c7
+			acc |= c0 | c1 | c2 | c3 | c4 | c5 | c6 | c7
+		}
+		if t := w[i:]; len(t) >= 4 && t[0] == t[1] && t[1] == t[2] && t[2] == t[3] {
+			return false
+		}
+		for _, b := range w[i:] {
+			c := counts[b] + 1
+			counts[b] = c
+			acc |= c
+		}
+		if acc&0x8000 != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // healthCutoffs is one configuration with its derived cutoffs.
