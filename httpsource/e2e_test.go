@@ -258,10 +258,12 @@ func TestE2EPermanentFaults(t *testing.T) {
 					srcOpts: tc.srcOpts,
 					opts:    []entropy.Option{entropy.WithPolicy(pol)},
 				})
-				// Wait for the breaker to open on the failure.
+				// Wait for the breaker to open on the failure, and for reads
+				// to learn why (the Provider records the reason just after
+				// the breaker has opened).
 				require.Eventually(t, func() bool {
-					st := e.p.Stats().Sources[0]
-					return st.Breaker == "open" && st.LastError != nil
+					st := e.p.Stats()
+					return st.Sources[0].Breaker == "open" && errors.Is(st.Unavailable, tc.sentinel)
 				}, 5*time.Second, time.Millisecond)
 				st := e.p.Stats().Sources[0]
 				assert.ErrorIs(t, st.LastError, tc.sentinel)
@@ -303,7 +305,10 @@ func TestE2EPermanentFaults(t *testing.T) {
 func TestE2EWrongKey(t *testing.T) {
 	const wrong = "sk-wrong-aaaabbbbccccddddeeeeffff"
 	e := newE2E(t, e2eConfig{srcOpts: []httpsource.Option{httpsource.WithAPIKey(wrong)}, opts: []entropy.Option{entropy.WithPolicy(entropy.Fail)}})
-	require.Eventually(t, func() bool { return e.p.Stats().Sources[0].Breaker == "open" }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool {
+		st := e.p.Stats()
+		return st.Sources[0].Breaker == "open" && errors.Is(st.Unavailable, entropy.ErrUnauthorized)
+	}, 5*time.Second, time.Millisecond)
 	_, err := e.p.ReadLabelled(context.Background(), make([]byte, 8))
 	require.ErrorIs(t, err, entropy.ErrUnauthorized)
 	reqs := e.s.EntropyRequests()

@@ -279,6 +279,13 @@ func (s *Source) FetchPublicKey(ctx context.Context) (ed25519.PublicKey, error) 
 // errors wrapping entropy.ErrMalformed (bad JSON or base64, truncated body,
 // wrong length) or entropy.ErrBadProof (signature did not check). No bytes
 // are returned with an error.
+//
+// Fetch sends one GET /v1/entropy per call and never retries; retrying is the
+// Provider's job. One exception lies below this package: net/http itself
+// replays a GET once when a reused keep-alive connection closes before any
+// byte of the answer arrives, so a service may see two requests for one call.
+// Polls of a queued job are extra GET /v1/jobs/{id} requests, paced by
+// WithPollInterval, not by the Provider's rate limit.
 func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
 	if n < MinSize || n > MaxSize {
 		return entropy.Block{}, fmt.Errorf("httpsource: size %d outside %d..%d: %w", n, MinSize, MaxSize, entropy.ErrPermanent)
