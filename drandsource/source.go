@@ -221,8 +221,9 @@ func (s *Source) FirstRoundAfter(t time.Time) uint64 { return s.chain.FirstRound
 
 // Fetch returns the next round this Source has not handed out: the round due
 // now, or, if that one was already handed out, the next one, waiting on ctx
-// until it is due. It never asks for "latest", which could return a round
-// already served.
+// until it is due (or returning a *RoundNotDueError at once if ctx's
+// deadline comes first). It never asks for "latest", which could return a
+// round already served.
 //
 // The block's Data is the first min(n, 32) bytes of the round's verified
 // randomness, JobID the round number in decimal, Proof the BLS signature,
@@ -253,7 +254,8 @@ func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
 	return s.fetchReserved(ctx, round, n)
 }
 
-// FetchRound returns the given round, waiting on ctx until it is due, as a
+// FetchRound returns the given round, waiting on ctx until it is due (or
+// returning a *RoundNotDueError at once if ctx's deadline comes first), as a
 // block of all its 32 bytes (see Fetch for the fields). It is how a draw
 // reads the round it committed to in advance, typically
 // FirstRoundAfter(a published time).
@@ -304,14 +306,15 @@ func (s *Source) fetchReserved(ctx context.Context, round uint64, n int) (entrop
 
 // fetchDue waits until round is due, then fetches and verifies it.
 func (s *Source) fetchDue(ctx context.Context, round uint64) (Beacon, error) {
-	if err := s.waitUntil(ctx, s.chain.RoundTime(round)); err != nil {
+	if err := s.waitUntil(ctx, round, s.chain.RoundTime(round)); err != nil {
 		return Beacon{}, fmt.Errorf("drandsource: %s waiting for round %d: %w", s.name, round, err)
 	}
 	return s.beacon(ctx, "public/"+strconv.FormatUint(round, 10), round)
 }
 
-// waitUntil returns when s.now() has reached due, or ctx's error.
-func (s *Source) waitUntil(ctx context.Context, due time.Time) error {
+// waitUntil returns when s.now() has reached due, the time of round, or
+// ctx's error; at once a *RoundNotDueError if ctx's deadline comes first.
+func (s *Source) waitUntil(ctx context.Context, round uint64, due time.Time) error {
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -319,6 +322,9 @@ func (s *Source) waitUntil(ctx context.Context, due time.Time) error {
 		d := due.Sub(s.now())
 		if d <= 0 {
 			return nil
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+			return &RoundNotDueError{Round: round, Due: due, Wait: d}
 		}
 		if s.after != nil {
 			select {
@@ -337,6 +343,29 @@ func (s *Source) waitUntil(ctx context.Context, due time.Time) error {
 		}
 	}
 }
+
+// RoundNotDueError is the error of a Fetch or FetchRound whose context
+// would end before its round is due: rather than wait in vain, the call
+// returns at once. It matches entropy.ErrTooEarly (transient), and
+// entropy.RetryAfter reads Wait from it, so a Provider holds its requests to
+// this source back until the round is due instead of counting a timeout.
+type RoundNotDueError struct {
+	Round uint64        // the round asked for
+	Due   time.Time     // when it is due
+	Wait  time.Duration // how long until then, when the call returned
+}
+
+// Error returns "drand round R is not due for D (at T)".
+func (e *RoundNotDueError) Error() string {
+	return fmt.Sprintf("drand round %d is not due for %v (at %s), after the context's deadline",
+		e.Round, e.Wait.Round(time.Millisecond), e.Due.UTC().Format(time.RFC3339))
+}
+
+// Is matches entropy.ErrTooEarly.
+func (e *RoundNotDueError) Is(target error) bool { return target == entropy.ErrTooEarly }
+
+// RetryAfterDelay returns Wait, for entropy.RetryAfter.
+func (e *RoundNotDueError) RetryAfterDelay() time.Duration { return e.Wait }
 
 // Latest returns the latest round a relay has, verified. It is for
 // inspection (which round the network is at, whether the local clock agrees)

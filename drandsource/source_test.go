@@ -84,11 +84,24 @@ func TestNoRoundServedTwice(t *testing.T) {
 
 	// Round 124 is 3 s away on the clock: the Fetch waits for it and asks
 	// the relay nothing.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := time.AfterFunc(30*time.Millisecond, cancel)
+	defer stop.Stop()
+	_, err = s.Fetch(ctx, 32)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Contains(t, err.Error(), "waiting for round 124")
+	assert.Equal(t, entropy.Canceled, entropy.Classify(err))
+
+	// With a deadline before the round is due, it does not wait in vain.
+	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_, err = s.Fetch(ctx, 32)
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Contains(t, err.Error(), "waiting for round 124")
+	var notDue *RoundNotDueError
+	require.ErrorAs(t, err, &notDue)
+	assert.Equal(t, uint64(124), notDue.Round)
+	assert.Equal(t, q.chain.RoundTime(124), notDue.Due)
+	assert.Equal(t, 3*time.Second, entropy.RetryAfter(err), "a Provider holds back until the round is due")
+	assert.ErrorIs(t, err, entropy.ErrTooEarly)
 	assert.Equal(t, entropy.Transient, entropy.Classify(err))
 
 	// Once due, it asks for 124, which this relay does not have.
@@ -124,8 +137,9 @@ func TestFetchSkipsToCurrentRound(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	_, err := s.Fetch(ctx, 32)
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Contains(t, err.Error(), "round 502")
+	var notDue *RoundNotDueError
+	require.ErrorAs(t, err, &notDue)
+	assert.Equal(t, uint64(502), notDue.Round)
 }
 
 func TestFetchWaitsUntilDue(t *testing.T) {
@@ -166,12 +180,14 @@ func TestFetchRound(t *testing.T) {
 	require.ErrorIs(t, err, entropy.ErrMalformed)
 
 	// A round not yet due is waited for; a failed wait releases it.
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_, err = s.FetchRound(ctx, round+10)
-	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorIs(t, err, entropy.ErrTooEarly, "not due before the deadline: no wait")
+	assert.Equal(t, 29*time.Second, entropy.RetryAfter(err), "ten rounds on, from a clock 1 s past round 123")
 	ctx, cancel = context.WithCancel(context.Background())
-	cancel()
+	stop := time.AfterFunc(20*time.Millisecond, cancel)
+	defer stop.Stop()
 	_, err = s.FetchRound(ctx, round+10)
 	require.ErrorIs(t, err, context.Canceled, "the round was released, not marked served")
 	assert.Equal(t, entropy.Canceled, entropy.Classify(err))
