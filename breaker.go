@@ -28,6 +28,10 @@ type feeder struct {
 
 	tripNow atomic.Bool // the last failure was permanent: ReadyToTrip says yes
 
+	// onFailure is told of every failed request at once, so that reads see
+	// the cause without waiting for the refill round to end.
+	onFailure func(error)
+
 	requests  atomic.Uint64
 	failures  atomic.Uint64
 	retries   atomic.Uint64
@@ -123,6 +127,7 @@ func (f *feeder) retrying(ctx context.Context, n int) (Block, error) {
 		}
 		f.failures.Add(1)
 		f.setLastError(err)
+		f.onFailure(err)
 		if ra := RetryAfter(err); ra > 0 {
 			f.hold(ra)
 		}
@@ -269,9 +274,9 @@ type breakerError struct {
 
 func (e *breakerError) Error() string {
 	if e.last == nil {
-		return "circuit breaker " + e.state.Error()
+		return e.state.Error()
 	}
-	return e.last.Error() + " (circuit breaker " + e.state.Error() + ")"
+	return e.last.Error() + " (" + e.state.Error() + ")"
 }
 
 func (e *breakerError) Unwrap() []error {

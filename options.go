@@ -141,8 +141,9 @@ func WithBreaker(s gobreaker.Settings) Option {
 }
 
 // WithRateLimit caps the requests the Provider sends to each source at r per
-// second with bursts of burst (golang.org/x/time/rate), retries and polls
-// included. rate.Inf removes the limit (for fast local sources). Default:
+// second with bursts of burst (golang.org/x/time/rate), retries included.
+// (A source that polls a queued job inside one Fetch paces its polls itself;
+// see httpsource.WithPollInterval.) rate.Inf removes the limit (for fast local sources). Default:
 // DefaultRate (5/s), DefaultBurst (2).
 func WithRateLimit(r rate.Limit, burst int) Option {
 	return func(c *config) error {

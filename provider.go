@@ -57,7 +57,8 @@ type Provider struct {
 	arrived chan struct{} // closed and replaced whenever bytes enter the pool
 	ready   chan struct{} // closed when the pool first holds bytes
 
-	reason atomic.Pointer[unavailableError] // why a read now would not be verifiable
+	reason    atomic.Pointer[unavailableError] // why a read now would not be verifiable
+	shortRead atomic.Bool                      // a read found the pool too short: fill to the brim
 
 	episodes episodeState
 	notes    notifier
@@ -105,7 +106,11 @@ func New(src Source, opts ...Option) (*Provider, error) {
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.reason.Store(&unavailableError{cause: ErrPoolEmpty})
 	for i, s := range append([]Source{src}, cfg.failover...) {
-		p.feeders = append(p.feeders, newFeeder(i, s, &p.cfg, p.seen, p.closed.Load))
+		f := newFeeder(i, s, &p.cfg, p.seen, p.closed.Load)
+		f.onFailure = func(err error) {
+			p.reason.Store(&unavailableError{cause: &sourceError{name: f.sourceName(), err: err}})
+		}
+		p.feeders = append(p.feeders, f)
 	}
 	per := cfg.bufferSize / cfg.shards
 	for i := 0; i < cfg.shards; i++ {
@@ -235,6 +240,17 @@ func (p *Provider) slowRead(ctx context.Context, b []byte, label bool, pol Polic
 	return Label{}, err
 }
 
+// short tells the refill goroutine that a read found the pool too short:
+// it then tops the pool up to the brim, even by a small request, so that a
+// read nearly as large as the pool is not refused for ever.
+func (p *Provider) short() {
+	p.shortRead.Store(true)
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
 // takeVerifiable fills b with pool bytes and returns their spans: at once if
 // the pool holds enough; otherwise Defer waits for more (until ctx ends or
 // Close), and Degrade and Fail return the reason, an error wrapping
@@ -249,6 +265,7 @@ func (p *Provider) takeVerifiable(ctx context.Context, b []byte, pol Policy) ([]
 	if pol == Defer {
 		return p.deferTake(ctx, b)
 	}
+	p.short()
 	return nil, p.reason.Load()
 }
 
@@ -413,7 +430,7 @@ func (p *Provider) fill() error {
 			return nil
 		}
 		// Do not send a request for a sliver of room unless a shard is low.
-		if room < min(p.cfg.fetchSize, p.cfg.bufferSize/2) && !p.anyLow() {
+		if room < min(p.cfg.fetchSize, p.cfg.bufferSize/2) && !p.anyLow() && !p.shortRead.Swap(false) {
 			return nil
 		}
 		n := min(room, p.cfg.fetchSize)

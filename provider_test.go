@@ -589,3 +589,30 @@ func TestSourcePanicIsFailure(t *testing.T) {
 }
 
 var _ = rate.Inf
+
+// A read nearly as large as the pool is not refused for ever: a read that
+// finds the pool short makes the refill top it up to the brim, even by a
+// request smaller than the fetch size.
+func TestShortPoolToppedUp(t *testing.T) {
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithBufferSize(1024), WithFetchSize(256))...)
+	full(t, p, 1024)
+	_, err := p.ReadLabelled(context.Background(), make([]byte, 900))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		lb, err := p.ReadLabelled(context.Background(), make([]byte, 1000))
+		return err == nil && lb.Verifiable
+	}, 5*time.Second, time.Millisecond)
+}
+
+// A read sees the source's error as soon as a request fails, not only when
+// the refill round ends.
+func TestReasonIsImmediate(t *testing.T) {
+	src := newScriptSource("quantropy")
+	src.set(&step{err: &APIError{StatusCode: 401}})
+	p := newTestProvider(t, src, fast(WithPolicy(Fail), WithBreaker(gobreaker.Settings{Timeout: time.Hour}))...)
+	require.Eventually(t, func() bool { return p.Stats().Sources[0].Breaker == "open" }, 5*time.Second, time.Millisecond)
+	_, err := p.ReadLabelled(context.Background(), make([]byte, 8))
+	assert.ErrorIs(t, err, ErrUnauthorized)
+	assert.NotContains(t, err.Error(), "circuit breaker circuit breaker")
+}
