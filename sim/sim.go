@@ -54,6 +54,9 @@ type Request struct {
 	Fault      FaultKind // the fault applied to it
 	RequestID  string    // the X-Request-Id of the answer
 	JobID      string    // the job an entropy request created, if any
+	// RetryAfter is the hold the answer's Retry-After header asked for
+	// (an HTTP-date is read against the server's clock); 0 if none.
+	RetryAfter time.Duration
 }
 
 // Option configures a Server.
@@ -430,8 +433,9 @@ func (s *Server) serveEntropy(w http.ResponseWriter, r *http.Request, idx int, k
 			wait := res.DelayFrom(now)
 			res.CancelAt(now)
 			s.mu.Unlock()
-			secs := int(math.Ceil(wait.Seconds()))
-			w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+			secs := max(int(math.Ceil(wait.Seconds())), 1)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			s.setRetryAfter(idx, time.Duration(secs)*time.Second)
 			code, msg := statusText(http.StatusTooManyRequests)
 			s.writeError(w, idx, http.StatusTooManyRequests, s.shape, code, msg)
 			return
@@ -470,6 +474,7 @@ func (s *Server) serveEntropy(w http.ResponseWriter, r *http.Request, idx int, k
 	case FaultStatus:
 		if f.RetryAfter != "" {
 			w.Header().Set("Retry-After", f.RetryAfter)
+			s.setRetryAfter(idx, s.retryAfterHold(f.RetryAfter))
 		}
 		s.writeError(w, idx, f.Status, f.Shape, f.Code, f.Message)
 		return
@@ -669,6 +674,25 @@ func (s *Server) writeError(w http.ResponseWriter, idx, status int, shape BodySh
 }
 
 // setStatus records the status of request idx.
+// setRetryAfter records the hold a Retry-After header asked for.
+func (s *Server) setRetryAfter(idx int, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests[idx].RetryAfter = d
+}
+
+// retryAfterHold reads a Retry-After value (seconds or HTTP-date) as the
+// hold it asks for, by the server's clock; 0 if it cannot be read.
+func (s *Server) retryAfterHold(v string) time.Duration {
+	if secs, err := strconv.Atoi(v); err == nil {
+		return time.Duration(max(secs, 0)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(s.now()), 0)
+	}
+	return 0
+}
+
 func (s *Server) setStatus(idx, status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

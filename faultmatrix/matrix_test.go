@@ -1,0 +1,418 @@
+// Package faultmatrix_test runs every fault of the simulator against every
+// policy of the Provider, over loopback HTTP through package httpsource, with
+// many concurrent readers, and checks the whole contract in each cell.
+//
+//	go test -run TestFaultMatrix -v ./faultmatrix
+package faultmatrix_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/sim"
+	"github.com/sony/gobreaker/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// The Provider's settings in every cell. The rate and the breaker's open
+// time are what the request checks measure against.
+const (
+	clientRate    = 200 // requests per second
+	clientBurst   = 2
+	breakerOpen   = 60 * time.Millisecond
+	retryAfterSec = 1                         // the Retry-After the status faults send, in seconds
+	apiKey        = "sk_test_matrix_5f2b1c9e" // must never appear in any output
+)
+
+// cell is one fault: what the simulator does on the first few entropy
+// requests (then it is healthy), and whether its answer is permanent.
+type cell struct {
+	name      string
+	fault     sim.Fault
+	repeat    int  // how many requests in a row get the fault
+	permanent bool // the answer is a permanent error (no retry allowed)
+}
+
+func cells() []cell {
+	var cs []cell
+	for _, st := range []struct {
+		status    int
+		ra        bool
+		permanent bool
+	}{
+		{400, false, true}, {401, false, true}, {402, false, true}, {403, false, true}, {404, false, true},
+		{409, false, false}, {422, false, true}, {429, true, false}, {429, false, false},
+		{500, false, false}, {502, false, false}, {503, true, false},
+	} {
+		ra := ""
+		name := fmt.Sprintf("status %d", st.status)
+		if st.ra {
+			ra = fmt.Sprint(retryAfterSec)
+			name += " retry-after"
+		}
+		shape := sim.Shapes[st.status%len(sim.Shapes)]
+		cs = append(cs, cell{name: name, fault: sim.Status(st.status, shape, ra), repeat: 3, permanent: st.permanent})
+	}
+	cs = append(cs,
+		cell{name: "job QuantumComputerError", fault: sim.JobFailure("QuantumComputerError"), repeat: 3},
+		cell{name: "job QuotaExhaustedError", fault: sim.JobFailure("QuotaExhaustedError"), repeat: 3, permanent: true},
+		cell{name: "drop", fault: sim.Kind(sim.FaultDrop), repeat: 3},
+		cell{name: "truncate", fault: sim.Kind(sim.FaultTruncate), repeat: 3},
+		cell{name: "malformed", fault: sim.Kind(sim.FaultMalformedJSON), repeat: 3},
+		cell{name: "wronglength", fault: sim.Kind(sim.FaultWrongLength), repeat: 3},
+		cell{name: "badsig", fault: sim.Kind(sim.FaultBadSignature), repeat: 3},
+		cell{name: "stuck", fault: sim.Kind(sim.FaultStuck), repeat: 3},
+		cell{name: "biased", fault: sim.Kind(sim.FaultBiased), repeat: 3},
+		cell{name: "queued", fault: sim.Fault{Kind: sim.FaultQueued, Polls: 2}, repeat: 3},
+		cell{name: "latency", fault: sim.Latency(30 * time.Millisecond), repeat: 3},
+		cell{name: "exhausted", fault: sim.Kind(sim.FaultExhausted), repeat: 1, permanent: true},
+	)
+	return cs
+}
+
+// counts are what one cell measured. Every field but the first four must be 0.
+type counts struct {
+	reads, verifiable, fallback, errs       int
+	mislabelled, servedTwice, unchecked     int
+	overRate, beforeRetryAfter, permRetries int
+	badErrors                               int
+	requests                                int
+}
+
+func (c counts) violations() int {
+	return c.mislabelled + c.servedTwice + c.unchecked + c.overRate + c.beforeRetryAfter + c.permRetries + c.badErrors
+}
+
+func TestFaultMatrix(t *testing.T) {
+	policies := []entropy.Policy{entropy.Degrade, entropy.Defer, entropy.Fail}
+	results := map[string]map[entropy.Policy]counts{}
+	var mu sync.Mutex
+	t.Run("cells", func(t *testing.T) {
+		for _, c := range cells() {
+			for _, pol := range policies {
+				t.Run(c.name+"/"+pol.String(), func(t *testing.T) {
+					t.Parallel()
+					got := runCell(t, c, pol)
+					mu.Lock()
+					if results[c.name] == nil {
+						results[c.name] = map[entropy.Policy]counts{}
+					}
+					results[c.name][pol] = got
+					mu.Unlock()
+					assert.Zero(t, got.violations(), "%+v", got)
+				})
+			}
+		}
+	})
+	leaked := 0
+	if err := goleak.Find(); err != nil {
+		leaked = strings.Count(err.Error(), "Goroutine ")
+		t.Errorf("leaked goroutines: %v", err)
+	}
+	printTable(t, results, policies, leaked)
+}
+
+// runCell runs one fault against one policy and counts what it saw.
+func runCell(t *testing.T, c cell, pol entropy.Policy) counts {
+	s := sim.New(sim.WithSeed(int64(len(c.name))*31+int64(pol)), sim.WithKey(apiKey, 1<<40))
+	t.Cleanup(func() { _ = s.Close() })
+	faults := make([]sim.Fault, c.repeat)
+	for i := range faults {
+		faults[i] = c.fault
+	}
+	s.Script(faults...)
+	src, err := s.Source(httpsource.WithAPIKey(apiKey))
+	require.NoError(t, err)
+
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	p, err := entropy.New(src,
+		entropy.WithPolicy(pol),
+		entropy.WithRateLimit(clientRate, clientBurst),
+		entropy.WithRetry(3, 2*time.Millisecond, 10*time.Millisecond),
+		entropy.WithBreaker(gobreaker.Settings{Timeout: breakerOpen}),
+		entropy.WithBufferSize(4096),
+		entropy.WithFetchSize(1024),
+		entropy.WithMaxRetryAfter(2*time.Second),
+		entropy.WithFetchTimeout(2*time.Second),
+		entropy.WithLogger(newLogger(&logs, &logMu)),
+	)
+	require.NoError(t, err)
+
+	var got counts
+	led := newLedger(s)
+	var cmu sync.Mutex
+	var wg sync.WaitGroup
+	for g := 0; g < 6; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), uint64(pol)))
+			for i := 0; i < 30; i++ {
+				b := make([]byte, 1+r.IntN(200))
+				ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+				lb, err := p.ReadLabelled(ctx, b)
+				cancel()
+				msg := ""
+				cmu.Lock()
+				got.reads++
+				switch {
+				case err != nil:
+					got.errs++
+					if !expectedError(pol, err) {
+						got.badErrors++
+						msg = "unexpected error: " + err.Error()
+					}
+				case lb.Verifiable:
+					got.verifiable++
+				default:
+					got.fallback++
+					if pol != entropy.Degrade {
+						got.mislabelled++
+						msg = "fallback bytes under " + pol.String()
+					}
+				}
+				cmu.Unlock()
+				if err == nil && msg == "" {
+					m, twice, unchecked := led.check(b, lb)
+					cmu.Lock()
+					got.mislabelled += m
+					got.servedTwice += twice
+					got.unchecked += unchecked
+					cmu.Unlock()
+				}
+				if msg != "" {
+					t.Log(msg)
+				}
+				time.Sleep(time.Duration(r.IntN(3)) * time.Millisecond)
+			}
+		}(g)
+	}
+	wg.Wait()
+	require.NoError(t, p.Close())
+
+	reqs := s.EntropyRequests()
+	got.requests = len(reqs)
+	got.overRate = overRate(reqs)
+	got.beforeRetryAfter = beforeRetryAfter(reqs)
+	got.permRetries = permanentRetries(reqs)
+
+	// The key never shows, in logs, labels or errors.
+	logMu.Lock()
+	assert.NotContains(t, logs.String(), apiKey)
+	logMu.Unlock()
+	return got
+}
+
+// expectedError: Fail returns ErrUnavailable; Defer returns the context's
+// error when the wait ends; Degrade never fails.
+func expectedError(pol entropy.Policy, err error) bool {
+	if strings.Contains(err.Error(), apiKey) {
+		return false
+	}
+	switch pol {
+	case entropy.Fail:
+		return errors.Is(err, entropy.ErrUnavailable)
+	case entropy.Defer:
+		return errors.Is(err, context.DeadlineExceeded)
+	}
+	return false
+}
+
+// ledger checks served bytes against the simulator's own record of its jobs.
+type ledger struct {
+	s      *sim.Server
+	mu     sync.Mutex
+	used   map[string][]bool
+	jobs   map[string][]byte
+	faults map[string]sim.FaultKind
+}
+
+func newLedger(s *sim.Server) *ledger {
+	return &ledger{s: s, used: map[string][]bool{}, jobs: map[string][]byte{}, faults: map[string]sim.FaultKind{}}
+}
+
+// check returns how many of the read's spans are mislabelled, served twice,
+// or come from a job whose bytes should not have passed the checks.
+func (l *ledger) check(b []byte, lb entropy.Label) (mislabelled, twice, unchecked int) {
+	if !lb.Verifiable {
+		if lb.Derived || lb.Reason == nil || len(lb.Spans) != 1 || lb.Spans[0].Source != entropy.FallbackSource || lb.Spans[0].Length != len(b) {
+			return 1, 0, 0
+		}
+		return 0, 0, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	off := 0
+	for _, sp := range lb.Spans {
+		data, bad, ok := l.job(sp.JobID)
+		if !ok || sp.Source != sim.SourceName || sp.Offset < 0 || sp.Offset+sp.Length > len(data) || off+sp.Length > len(b) {
+			mislabelled++
+			continue
+		}
+		if !bytes.Equal(b[off:off+sp.Length], data[sp.Offset:sp.Offset+sp.Length]) {
+			mislabelled++
+		}
+		if bad {
+			unchecked++
+		}
+		u := l.used[sp.JobID]
+		if u == nil {
+			u = make([]bool, len(data))
+			l.used[sp.JobID] = u
+		}
+		for i := sp.Offset; i < sp.Offset+sp.Length; i++ {
+			if u[i] {
+				twice++
+				break
+			}
+		}
+		for i := sp.Offset; i < sp.Offset+sp.Length; i++ {
+			u[i] = true
+		}
+		off += sp.Length
+	}
+	if off != len(b) {
+		mislabelled++
+	}
+	return
+}
+
+// job returns a job's bytes as the simulator keeps them, and whether the job
+// carries a fault whose bytes must never be served (bad signature, wrong
+// length, stuck or biased data).
+func (l *ledger) job(id string) ([]byte, bool, bool) {
+	if d, ok := l.jobs[id]; ok {
+		return d, l.badJob(id, d), true
+	}
+	j, ok := l.s.Job(id)
+	if !ok || j.Status != httpsource.StatusCompleted {
+		return nil, false, false
+	}
+	d, err := base64.StdEncoding.DecodeString(j.Entropy)
+	if err != nil {
+		return nil, false, false
+	}
+	l.jobs[id] = d
+	return d, l.badJob(id, d), true
+}
+
+// badJob reports whether the request that made the job carried a fault
+// whose bytes must never pass the checks. A job the simulator's record does
+// not know counts as bad.
+func (l *ledger) badJob(id string, _ []byte) bool {
+	k, ok := l.faults[id]
+	if !ok {
+		for _, r := range l.s.EntropyRequests() {
+			if r.JobID != "" {
+				l.faults[r.JobID] = r.Fault
+			}
+		}
+		if k, ok = l.faults[id]; !ok {
+			return true
+		}
+	}
+	switch k {
+	case sim.FaultBadSignature, sim.FaultWrongLength, sim.FaultStuck, sim.FaultBiased:
+		return true
+	}
+	return false
+}
+
+// overRate counts requests beyond what a limiter of clientRate with
+// clientBurst allows in any window between two requests (one request of
+// slack for arrival jitter).
+func overRate(reqs []sim.Request) int {
+	over := 0
+	for i := range reqs {
+		for j := i + 1; j < len(reqs); j++ {
+			window := reqs[j].Time.Sub(reqs[i].Time).Seconds()
+			allowed := clientBurst + int(window*clientRate) + 1
+			if j-i+1 > allowed {
+				over++
+				break
+			}
+		}
+	}
+	return over
+}
+
+// beforeRetryAfter counts requests sent before the Retry-After of an earlier
+// answer had passed (10 ms of slack for the two clocks' reading points).
+func beforeRetryAfter(reqs []sim.Request) int {
+	n := 0
+	for i, r := range reqs {
+		if r.RetryAfter <= 0 {
+			continue
+		}
+		until := r.Time.Add(r.RetryAfter - 10*time.Millisecond)
+		for _, later := range reqs[i+1:] {
+			if later.Time.Before(until) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// permanentRetries counts requests sent within the breaker's open time after
+// a permanent error: a retry instead of the breaker's half-open probe.
+func permanentRetries(reqs []sim.Request) int {
+	n := 0
+	for i, r := range reqs {
+		if !permanentStatus(r) {
+			continue
+		}
+		if i+1 < len(reqs) && reqs[i+1].Time.Sub(r.Time) < breakerOpen-10*time.Millisecond {
+			n++
+		}
+	}
+	return n
+}
+
+func permanentStatus(r sim.Request) bool {
+	switch r.Status {
+	case 400, 401, 402, 403, 404, 422:
+		return true
+	}
+	return false
+}
+
+func printTable(t *testing.T, results map[string]map[entropy.Policy]counts, policies []entropy.Policy, leaked int) {
+	var names []string
+	for n := range results {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n%-28s %-8s %6s %6s %6s %6s %6s | %5s %5s %5s %5s %5s %5s %5s\n",
+		"fault", "policy", "reads", "verif", "fallbk", "errors", "reqs", "mislb", "twice", "unchk", "rate", "retra", "perm", "bderr")
+	for _, n := range names {
+		for _, pol := range policies {
+			c, ok := results[n][pol]
+			if !ok {
+				continue
+			}
+			fmt.Fprintf(&sb, "%-28s %-8s %6d %6d %6d %6d %6d | %5d %5d %5d %5d %5d %5d %5d\n",
+				n, pol, c.reads, c.verifiable, c.fallback, c.errs, c.requests,
+				c.mislabelled, c.servedTwice, c.unchecked, c.overRate, c.beforeRetryAfter, c.permRetries, c.badErrors)
+		}
+	}
+	fmt.Fprintf(&sb, "leaked goroutines after all cells: %d\n", leaked)
+	t.Log(sb.String())
+}
