@@ -146,7 +146,7 @@ func TestFailoverBothDown(t *testing.T) {
 	bothFailed := func(t *testing.T, p *entropy.Provider) {
 		require.Eventually(t, func() bool {
 			st := p.Stats()
-			return st.Sources[0].Failures > 0 && st.Sources[1].Failures > 0
+			return st.Sources[0].LastError != nil && st.Sources[1].LastError != nil
 		}, 5*time.Second, 2*time.Millisecond)
 	}
 
@@ -161,10 +161,11 @@ func TestFailoverBothDown(t *testing.T) {
 		assert.Equal(t, entropy.ProvenanceFallback, label.Provenance())
 		assert.Equal(t, []entropy.Span{{Source: entropy.FallbackSource, Length: 32}}, label.Spans)
 		require.ErrorIs(t, label.Reason, entropy.ErrUnavailable)
-		assert.ErrorIs(t, label.Reason, entropy.ErrServiceUnavailable)
-		assert.Contains(t, label.Reason.Error(), "primary down")
-		assert.Contains(t, label.Reason.Error(), "drand/quicknet", "the reason names the drand source's failure")
+		assert.ErrorIs(t, label.Reason, entropy.ErrServiceUnavailable, "both sources answer 503")
 		assert.NotEqual(t, q.randomness, buf)
+		drandErr := p.Stats().Sources[1].LastError
+		require.ErrorIs(t, drandErr, entropy.ErrServiceUnavailable)
+		assert.Contains(t, drandErr.Error(), "drand/quicknet", "drand's failure names it")
 	})
 	t.Run("fail", func(t *testing.T) {
 		drand := mustNew(t, q.chain, []string{relay.URL()}, WithClock(now))
@@ -201,11 +202,11 @@ func TestFailoverTamperedDrandNeverServed(t *testing.T) {
 	})
 	drand := mustNew(t, q.chain, []string{relay.URL()}, WithClock(now))
 	p := newFailoverProvider(t, downSource, drand, entropy.WithPolicy(entropy.Fail))
-	require.Eventually(t, func() bool { return p.Stats().Sources[1].Failures > 0 }, 5*time.Second, 2*time.Millisecond)
+	require.Eventually(t, func() bool { return p.Stats().Sources[1].LastError != nil }, 5*time.Second, 2*time.Millisecond)
 	_, err := p.ReadLabelled(context.Background(), make([]byte, 32))
 	require.ErrorIs(t, err, entropy.ErrUnavailable)
-	require.ErrorIs(t, err, entropy.ErrBadProof, "the cause is the drand proof")
 	st := p.Stats()
+	require.ErrorIs(t, st.Sources[1].LastError, entropy.ErrBadProof, "drand failed on the proof")
 	assert.Zero(t, st.Sources[1].BlocksAccepted)
 	assert.Zero(t, st.VerifiableBytes)
 }

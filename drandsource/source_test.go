@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -588,4 +589,48 @@ func flipHex(s string, i int) string {
 		return s
 	}
 	return fmt.Sprintf("%x", flip(b, i))
+}
+
+// countingTransport counts the requests it carries.
+type countingTransport struct {
+	n    atomic.Int64
+	next http.RoundTripper
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.next.RoundTrip(r)
+}
+
+func TestWithHTTPClient(t *testing.T) {
+	relay, vs := quicknetRelay(t)
+	q := vs["quicknet"]
+	tr := &countingTransport{next: relay.srv.Client().Transport}
+	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(relay.now), WithHTTPClient(&http.Client{Transport: tr}))
+	_, err := s.Fetch(context.Background(), 32)
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), tr.n.Load(), "info and the round went through the given client")
+	assert.Equal(t, q.chain.RoundTime(q.round), s.RoundTime(q.round))
+	assert.Equal(t, q.round, s.RoundAt(s.RoundTime(q.round)))
+}
+
+func TestParseInfoRejects(t *testing.T) {
+	good := `{"public_key":"00","period":3,"genesis_time":1,"hash":"` + strings.Repeat("00", 32) + `","groupHash":"00","schemeID":"x"}`
+	_, err := parseInfo([]byte(good))
+	require.NoError(t, err)
+	for name, body := range map[string]string{
+		"not JSON":       `{`,
+		"zero period":    strings.Replace(good, `"period":3`, `"period":0`, 1),
+		"huge period":    strings.Replace(good, `"period":3`, `"period":4294967296`, 1),
+		"short hash":     strings.Replace(good, strings.Repeat("00", 32), "00", 1),
+		"key not hex":    strings.Replace(good, `"public_key":"00"`, `"public_key":"0g"`, 1),
+		"no group hash":  strings.Replace(good, `"groupHash":"00"`, `"groupHash":""`, 1),
+		"key too long":   strings.Replace(good, `"public_key":"00"`, `"public_key":"`+strings.Repeat("00", 97)+`"`, 1),
+		"period as text": strings.Replace(good, `"period":3`, `"period":"3s"`, 1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := parseInfo([]byte(body))
+			require.ErrorIs(t, err, entropy.ErrMalformed)
+		})
+	}
 }
