@@ -12,6 +12,11 @@
 // Provider serves from it as verifiable, as a secret: use
 // entropy.Provider.ReadSecret, which mixes pool bytes with local randomness.
 //
+// A label span of a drand Source reads, for example, {Source:
+// "drand/quicknet", JobID: "123", Offset: 0, Length: 32}: "verifiable" there
+// means that anyone can check the bytes against round 123, and, for a
+// beacon, that anyone can read them too.
+//
 // # What is checked
 //
 // The chain is pinned by its chain hash ([ChainInfo.ComputeHash]); each relay's

@@ -71,11 +71,13 @@ func WithAllowInsecureHTTP() Option { return func(cf *config) { cf.allowInsecure
 
 // Source is an entropy.Source that serves verified drand rounds, one round
 // (32 bytes of public randomness) per Fetch. It is safe for concurrent use.
+// Its bytes are public, as every beacon's are: fit for draws, never for keys
+// or secrets (see the package documentation).
 //
 // A Source never hands out the same round twice, through Fetch or FetchRound:
-// every round it returns is recorded, and the next Fetch asks for a later
-// round, waiting until it is due. The guarantee holds per Source; two Sources
-// over the same chain know nothing of each other.
+// it asks only for rounds after the latest one it has handed out, and no two
+// calls fetch the same round at once. The guarantee holds per Source; two
+// Sources over the same chain know nothing of each other.
 type Source struct {
 	chain  ChainInfo
 	relays []*relay
@@ -260,9 +262,9 @@ func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
 // reads the round it committed to in advance, typically
 // FirstRoundAfter(a published time).
 //
-// A round this Source has already handed out, or one at or before the last
-// round Fetch served, is refused with ErrRoundServed: its bytes may have gone
-// to another use. A draw should therefore commit to a round in the future,
+// A round at or before the latest round this Source has handed out, or one
+// another call is fetching, is refused with ErrRoundServed: its bytes may
+// have gone to another use. A draw should therefore commit to a round in the future,
 // or read its round through a Source of its own.
 func (s *Source) FetchRound(ctx context.Context, round uint64) (entropy.Block, error) {
 	if round == 0 {

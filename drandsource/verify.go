@@ -25,8 +25,9 @@ var (
 	// for. It matches entropy.ErrBadProof.
 	ErrWrongRound = fmt.Errorf("wrong drand round (%w)", entropy.ErrBadProof)
 	// ErrRoundServed: FetchRound was asked for a round this Source has
-	// already handed out, or may have (it is at or behind the last round
-	// Fetch served). Handing it out again would serve the same bytes twice.
+	// already handed out, is fetching now, or may have handed out (one at
+	// or before the latest round it served). Handing it out again would
+	// serve the same bytes twice.
 	ErrRoundServed = errors.New("drandsource: round already served by this source")
 )
 
