@@ -1,0 +1,237 @@
+package faultmatrix_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/journal"
+	"github.com/provenrand/entropy/sim"
+	"github.com/sony/gobreaker/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var soakFor = flag.Duration("soak", 0, "run TestSoak for this long (e.g. -soak=2m); 0 skips it")
+
+// TestSoak runs random faults of every kind against two Providers (Degrade
+// with a journal, and Defer) with concurrent readers of every entry point,
+// for as long as -soak says, and then checks the whole contract: no
+// mislabelled byte, none served twice, none from a faulty job, events drawn
+// once, a journal that verifies, no API key anywhere, no goroutine left.
+//
+//	go test -race -run TestSoak -soak=2m -v ./faultmatrix
+func TestSoak(t *testing.T) {
+	if *soakFor <= 0 {
+		t.Skip("soak test: run with -soak=DURATION")
+	}
+	probs := map[sim.FaultKind]float64{}
+	for _, k := range sim.FaultKinds() {
+		probs[k] = 0.03
+	}
+	probs[sim.FaultExhausted] = 0.005
+	probs[sim.FaultLatency] = 0.05
+
+	deadline := time.Now().Add(*soakFor)
+	var wg sync.WaitGroup
+	for _, pol := range []entropy.Policy{entropy.Degrade, entropy.Defer} {
+		wg.Add(1)
+		go func(pol entropy.Policy) {
+			defer wg.Done()
+			soakOne(t, pol, probs, deadline)
+		}(pol)
+	}
+	wg.Wait()
+}
+
+func soakOne(t *testing.T, pol entropy.Policy, probs map[sim.FaultKind]float64, deadline time.Time) {
+	s := sim.New(sim.WithSeed(int64(pol)+7), sim.WithKey(apiKey, 1<<40))
+	defer s.Close()
+	require.NoError(t, s.SetRandomFaults(int64(pol)+11, probs))
+	src, err := s.Source(httpsource.WithAPIKey(apiKey))
+	require.NoError(t, err)
+
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	opts := []entropy.Option{
+		entropy.WithPolicy(pol),
+		entropy.WithRateLimit(clientRate, clientBurst),
+		entropy.WithRetry(3, 2*time.Millisecond, 20*time.Millisecond),
+		entropy.WithBreaker(gobreaker.Settings{Timeout: breakerOpen}),
+		entropy.WithBufferSize(16 << 10),
+		entropy.WithFetchSize(4096),
+		entropy.WithMaxRetryAfter(time.Second),
+		entropy.WithFetchTimeout(time.Second),
+		entropy.WithLogger(newLogger(&logs, &logMu)),
+	}
+	jpath := filepath.Join(t.TempDir(), "journal.jsonl")
+	var j *journal.Journal
+	if pol == entropy.Degrade {
+		j, err = journal.Open(jpath)
+		require.NoError(t, err)
+		opts = append(opts, entropy.WithJournal(j))
+	}
+	p, err := entropy.New(src, opts...)
+	require.NoError(t, err)
+
+	// An operator tops the balance up now and then, so "exhausted" passes.
+	stopTopUp := make(chan struct{})
+	var topUp sync.WaitGroup
+	topUp.Add(1)
+	go func() {
+		defer topUp.Done()
+		for {
+			select {
+			case <-stopTopUp:
+				return
+			case <-time.After(200 * time.Millisecond):
+				s.AddKey(apiKey, 1<<40)
+			}
+		}
+	}()
+
+	led := newLedger(s)
+	var reads, verifiable, fallback, derived, errs, violations atomic.Int64
+	var events sync.Map // name → hex of its bytes
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), uint64(pol)+99))
+			for i := 0; time.Now().Before(deadline); i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				b := make([]byte, 1+r.IntN(512))
+				var lb entropy.Label
+				var err error
+				repeatEvent, isEvent := false, false
+				switch op := r.IntN(10); {
+				case op < 6:
+					lb, err = p.ReadLabelled(ctx, b)
+				case op < 8:
+					lb, err = p.ReadSecret(ctx, b)
+				default:
+					isEvent = true
+					name := fmt.Sprintf("event-%d", r.IntN(20))
+					b = make([]byte, 32)
+					lb, err = p.ReadFor(ctx, name, b)
+					if err == nil {
+						prev, loaded := events.LoadOrStore(name, string(b))
+						if loaded && prev.(string) != string(b) {
+							violations.Add(1)
+							t.Errorf("event %s re-rolled", name)
+						}
+						repeatEvent = loaded // same event, same bytes: served again on purpose
+					}
+				}
+				cancel()
+				reads.Add(1)
+				if err != nil {
+					errs.Add(1)
+					if strings.Contains(err.Error(), apiKey) {
+						violations.Add(1)
+						t.Errorf("API key in error")
+					}
+					// Only a wait may end in an error: Defer's, or an event's
+					// (events wait for verifiable bytes under every policy).
+					if !errors.Is(err, context.DeadlineExceeded) || (pol == entropy.Degrade && !isEvent) {
+						violations.Add(1)
+						t.Errorf("unexpected error under %s: %v", pol, err)
+					}
+					continue
+				}
+				switch lb.Provenance() {
+				case entropy.ProvenanceDerived:
+					derived.Add(1)
+					if v := led.claimDerived(lb); v > 0 {
+						violations.Add(int64(v))
+						t.Errorf("derived read spans: %+v", lb.Spans)
+					}
+					continue
+				case entropy.ProvenanceVerifiable:
+					verifiable.Add(1)
+				default:
+					fallback.Add(1)
+					if pol != entropy.Degrade {
+						violations.Add(1)
+						t.Errorf("fallback under %s", pol)
+					}
+				}
+				if repeatEvent {
+					continue
+				}
+				if m, twice, unchecked := led.check(b, lb); m+twice+unchecked > 0 {
+					violations.Add(int64(m + twice + unchecked))
+					t.Errorf("read violates the contract: mislabelled %d, twice %d, unchecked %d", m, twice, unchecked)
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(stopTopUp)
+	topUp.Wait()
+	require.NoError(t, p.Close())
+	st := p.Stats()
+	if j != nil {
+		require.NoError(t, j.Close())
+		rep, err := journal.VerifyFile(jpath)
+		require.NoError(t, err)
+		raw, err := os.ReadFile(jpath)
+		require.NoError(t, err)
+		assert.NotContains(t, string(raw), apiKey)
+		t.Logf("journal: %+v", rep)
+	}
+	logMu.Lock()
+	assert.NotContains(t, logs.String(), apiKey)
+	logMu.Unlock()
+	assert.NotContains(t, fmt.Sprintf("%+v", st), apiKey)
+	assert.Zero(t, violations.Load())
+	t.Logf("soak %s: %d reads (%d verifiable, %d derived, %d fallback, %d errors), %d requests, %d fallback episodes, violations %d",
+		pol, reads.Load(), verifiable.Load(), derived.Load(), fallback.Load(), errs.Load(), len(s.EntropyRequests()), st.FallbackEpisodes, violations.Load())
+}
+
+// claimDerived records the pool spans a derived read drew on, and returns
+// how many were wrong: unknown, from a faulty job, or used before.
+func (l *ledger) claimDerived(lb entropy.Label) int {
+	if lb.Verifiable || lb.Reason != nil {
+		return 1
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	bad := 0
+	for _, sp := range lb.Spans {
+		data, faulty, ok := l.job(sp.JobID)
+		if !ok || sp.Offset < 0 || sp.Offset+sp.Length > len(data) {
+			bad++
+			continue
+		}
+		if faulty {
+			bad++
+		}
+		u := l.used[sp.JobID]
+		if u == nil {
+			u = make([]bool, len(data))
+			l.used[sp.JobID] = u
+		}
+		for i := sp.Offset; i < sp.Offset+sp.Length; i++ {
+			if u[i] {
+				bad++
+				break
+			}
+			u[i] = true
+		}
+	}
+	return bad
+}
