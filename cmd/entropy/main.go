@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/drandsource"
 	"github.com/provenrand/entropy/httpsource"
 	"github.com/provenrand/entropy/sim"
 )
@@ -158,6 +159,8 @@ type sourceFlags struct {
 	allowHTTP              bool
 	policy                 string
 	timeout                time.Duration
+	sources                string // comma-separated, in priority order: service, drand[:chain]
+	relays                 string // comma-separated drand relay URLs
 }
 
 // add registers the flags on fs, with defaults from the environment.
@@ -169,6 +172,52 @@ func (f *sourceFlags) add(fs *flag.FlagSet) {
 	fs.BoolVar(&f.allowHTTP, "allow-http", false, "allow a plain http:// URL to a host that is not loopback")
 	fs.StringVar(&f.policy, "policy", "degrade", "when verifiable entropy is unavailable: degrade (crypto/rand, labelled), defer (wait) or fail")
 	fs.DurationVar(&f.timeout, "timeout", 15*time.Second, "how long to wait for verifiable entropy")
+	fs.StringVar(&f.sources, "source", "service", "sources in priority order, comma-separated: service (--url, or the simulator), drand, drand:quicknet, drand:default (drand is public: for draws, never for keys)")
+	fs.StringVar(&f.relays, "relays", strings.Join(drandsource.PublicRelays(), ","), "drand relay `URLs`, comma-separated, tried in turn")
+}
+
+// parseSources reads --source: names in priority order, each once.
+func parseSources(spec string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, name := range strings.Split(spec, ",") {
+		name = strings.ToLower(strings.TrimSpace(name))
+		switch name {
+		case "service", "drand:quicknet", "drand:default":
+		case "drand":
+			name = "drand:quicknet"
+		default:
+			return nil, fmt.Errorf("--source %q: want service, drand, drand:quicknet or drand:default", name)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("--source names %s twice", name)
+		}
+		seen[name] = true
+		out = append(out, name)
+	}
+	return out, nil
+}
+
+// drandSource opens the drand chain named "drand:CHAIN" over --relays.
+func (f *sourceFlags) drandSource(name string) (*drandsource.Source, error) {
+	chain, err := drandsource.Chain(strings.TrimPrefix(name, "drand:"))
+	if err != nil {
+		return nil, err
+	}
+	var relays []string
+	for _, r := range strings.Split(f.relays, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			relays = append(relays, r)
+		}
+	}
+	if len(relays) == 0 {
+		return nil, errors.New("--relays is empty: name at least one drand relay")
+	}
+	var opts []drandsource.Option
+	if f.allowHTTP {
+		opts = append(opts, drandsource.WithAllowInsecureHTTP())
+	}
+	return drandsource.New(chain, relays, opts...)
 }
 
 // provider is an opened Provider and what to close with it.
@@ -202,8 +251,67 @@ func (f *sourceFlags) open(size int, opts ...entropy.Option) (*provider, error) 
 	if apiKey == "" {
 		apiKey = os.Getenv("ENTROPY_API_KEY")
 	}
+	names, err := parseSources(f.sources)
+	if err != nil {
+		return nil, err
+	}
 	out := &provider{}
+	var srcs []entropy.Source
+	var labels []string
+	drandOnly := true
+	for _, name := range names {
+		if name == "service" {
+			drandOnly = false
+			src, err := f.serviceSource(apiKey, out)
+			if err != nil {
+				if out.sim != nil {
+					_ = out.sim.Close()
+				}
+				return nil, err
+			}
+			srcs = append(srcs, src)
+			labels = append(labels, src.Name())
+			continue
+		}
+		src, err := f.drandSource(name)
+		if err != nil {
+			if out.sim != nil {
+				_ = out.sim.Close()
+			}
+			return nil, err
+		}
+		srcs = append(srcs, src)
+		labels = append(labels, src.Name())
+	}
+	out.source = strings.Join(labels, ",")
+	fetch := min(max(size, entropy.DefaultFetchSize), httpsource.MaxSize)
+	buffer := max(entropy.DefaultBufferSize, 2*size)
+	if drandOnly {
+		// A beacon round holds 32 bytes: keep the pool to what the command needs.
+		buffer, fetch = max(2*size, 32), 32
+	}
+	all := append([]entropy.Option{
+		entropy.WithPolicy(pol),
+		entropy.WithBufferSize(buffer),
+		entropy.WithFetchSize(fetch),
+		entropy.WithFailover(srcs[1:]...),
+	}, opts...)
+	p, err := entropy.New(srcs[0], all...)
+	if err != nil {
+		if out.sim != nil {
+			_ = out.sim.Close()
+		}
+		return nil, err
+	}
+	out.Provider = p
+	return out, nil
+}
+
+// serviceSource makes the reference-protocol source: --url, or the embedded
+// simulator (started into out.sim) when no URL is set.
+func (f *sourceFlags) serviceSource(apiKey string, out *provider) (*httpsource.Source, error) {
 	var src *httpsource.Source
+	var err error
 	if f.url == "" {
 		if apiKey != "" || f.publicKey != "" {
 			return nil, errors.New("an API key or public key was given without a URL: set --url (or ENTROPY_URL), or unset them to use the simulator")
@@ -235,20 +343,5 @@ func (f *sourceFlags) open(size int, opts ...entropy.Option) (*provider, error) 
 			return nil, err
 		}
 	}
-	out.source = src.Name()
-	fetch := min(max(size, entropy.DefaultFetchSize), httpsource.MaxSize)
-	all := append([]entropy.Option{
-		entropy.WithPolicy(pol),
-		entropy.WithBufferSize(max(entropy.DefaultBufferSize, 2*size)),
-		entropy.WithFetchSize(fetch),
-	}, opts...)
-	p, err := entropy.New(src, all...)
-	if err != nil {
-		if out.sim != nil {
-			_ = out.sim.Close()
-		}
-		return nil, err
-	}
-	out.Provider = p
-	return out, nil
+	return src, nil
 }

@@ -168,3 +168,23 @@ func TestReadPolicies(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(errOut, "\n"), errOut)
 	assert.NotContains(t, errOut, wrong)
 }
+
+func TestReadSourceFlag(t *testing.T) {
+	clearEnv(t)
+	// The simulator first, drand (here an unreachable relay) as failover.
+	code, out, errOut := runCLI(t, "read", "-n", "16", "--label", "--source", "service,drand", "--relays", "http://127.0.0.1:1")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, `"source":"simulator"`)
+
+	// drand alone, its relay unreachable, under fail: one clear line, non-zero exit.
+	code, _, errOut = runCLI(t, "read", "-n", "16", "--source", "drand:quicknet", "--relays", "http://127.0.0.1:1", "--policy", "fail", "--timeout", "300ms")
+	assert.NotEqual(t, 0, code)
+	assert.Equal(t, 1, strings.Count(strings.TrimSpace(errOut), "\n")+1, errOut)
+	assert.Contains(t, errOut, "unavailable")
+
+	for _, bad := range []string{"drand:mainnet", "service,service", "quantum"} {
+		code, _, errOut = runCLI(t, "read", "-n", "16", "--source", bad)
+		assert.NotEqual(t, 0, code, bad)
+		assert.Contains(t, errOut, "--source", bad)
+	}
+}
