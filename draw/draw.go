@@ -322,16 +322,21 @@ func Verify(t *Transcript) error {
 	if t.Label.Derived {
 		return fmt.Errorf("%w: %w", ErrInvalid, ErrDerived)
 	}
-	if t.Label.Len() != len(seed) {
-		return fmt.Errorf("%w: label covers %d bytes, entropy is %d", ErrInvalid, t.Label.Len(), len(seed))
-	}
+	covered := 0 // summed span by span: Label.Len can overflow on hostile lengths
 	for i, s := range t.Label.Spans {
 		if s.Length <= 0 || s.Offset < 0 || s.Source == "" {
 			return fmt.Errorf("%w: label span %d is malformed", ErrInvalid, i)
 		}
+		if s.Length > len(seed)-covered {
+			return fmt.Errorf("%w: label spans cover more than the %d bytes of entropy", ErrInvalid, len(seed))
+		}
+		covered += s.Length
 		if t.Label.Verifiable && s.JobID == "" {
 			return fmt.Errorf("%w: verifiable label span %d names no job", ErrInvalid, i)
 		}
+	}
+	if covered != len(seed) {
+		return fmt.Errorf("%w: label covers %d bytes, entropy is %d", ErrInvalid, covered, len(seed))
 	}
 	if t.Label.Verifiable && t.Label.Reason != nil {
 		return fmt.Errorf("%w: a verifiable label has no fallback reason", ErrInvalid)
@@ -407,12 +412,17 @@ func VerifyEntropy(ctx context.Context, t *Transcript, jobs JobData) error {
 	}
 	pos := 0
 	for i, s := range t.Label.Spans {
+		// Checked before any lookup, and without sums that hostile lengths
+		// overflow: Len above can wrap to the seed's length.
+		if s.Offset < 0 || s.Length <= 0 || s.Length > len(seed)-pos {
+			return fmt.Errorf("%w: span %d does not fit the %d bytes of entropy", ErrInvalid, i, len(seed))
+		}
 		data, err := jobs(ctx, s.Source, s.JobID)
 		if err != nil {
 			return fmt.Errorf("draw: span %d: job %s of %s: %w", i, s.JobID, s.Source, err)
 		}
-		if s.Offset < 0 || s.Length <= 0 || s.Offset+s.Length > len(data) {
-			return fmt.Errorf("%w: span %d [%d:%d] is outside job %s (%d bytes)", ErrInvalid, i, s.Offset, s.Offset+s.Length, s.JobID, len(data))
+		if s.Offset > len(data)-s.Length {
+			return fmt.Errorf("%w: span %d (offset %d, length %d) is outside job %s (%d bytes)", ErrInvalid, i, s.Offset, s.Length, s.JobID, len(data))
 		}
 		for k := 0; k < s.Length; k++ {
 			if data[s.Offset+k] != seed[pos+k] {
