@@ -70,7 +70,9 @@ func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() b
 	}
 	userExcluded := st.IsExcluded
 	st.IsExcluded = func(err error) bool {
-		if isClosed() || Classify(err) == Canceled {
+		// Cancellation is not the source's fault, and "too early" (a
+		// beacon round not yet due) is the source working as designed.
+		if isClosed() || Classify(err) == Canceled || errors.Is(err, ErrTooEarly) {
 			return true
 		}
 		return userExcluded != nil && userExcluded(err)

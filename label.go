@@ -21,6 +21,10 @@ type Span struct {
 	JobID  string `json:"job_id,omitempty"`
 	Offset int    `json:"offset"` // offset of the span's first byte within that job's Data
 	Length int    `json:"length"`
+	// Public: the job's bytes are published to the whole world (a drand
+	// round). Such bytes prove a draw to everyone and must never become a
+	// secret; read keys with ReadSecret.
+	Public bool `json:"public,omitempty"`
 }
 
 // Label is the provenance of one read. A read has exactly one class
@@ -96,6 +100,9 @@ func (l Label) String() string {
 		sb.WriteString(s.Source)
 		if s.JobID != "" {
 			fmt.Fprintf(&sb, " %s[%d:%d]", s.JobID, s.Offset, s.Offset+s.Length)
+			if s.Public {
+				sb.WriteString(" public")
+			}
 		} else {
 			fmt.Fprintf(&sb, "[%d]", s.Length)
 		}

@@ -7,6 +7,7 @@ import "sync"
 type origin struct {
 	source string
 	job    string
+	public bool
 }
 
 // chunk is a run of checked bytes of one job in a shard: data[pos:] is still
@@ -55,7 +56,7 @@ func (s *shard) take(dst []byte, spans []Span, want bool) []Span {
 		n := copy(dst, src)
 		clear(src[:n])
 		if want {
-			spans = appendSpan(spans, Span{Source: c.from.source, JobID: c.from.job, Offset: c.base + c.pos, Length: n})
+			spans = appendSpan(spans, Span{Source: c.from.source, JobID: c.from.job, Offset: c.base + c.pos, Length: n, Public: c.from.public})
 		}
 		c.pos += n
 		s.avail -= n

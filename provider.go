@@ -495,7 +495,7 @@ func (p *Provider) pooled() int {
 func (p *Provider) add(f *feeder, blk Block) {
 	data := make([]byte, len(blk.Data))
 	copy(data, blk.Data)
-	from := &origin{source: blk.Source, job: blk.JobID}
+	from := &origin{source: blk.Source, job: blk.JobID, public: blk.Public}
 	f.accepted.Add(1)
 	f.fetched.Add(uint64(len(data)))
 	off := 0

@@ -31,6 +31,9 @@ type Block struct {
 	Verifiable bool      // the source checked a proof for Data
 	Proof      []byte    // signature or proof, if any
 	Time       time.Time // when the service produced Data, as it says
+	// Public says Data is published to everyone (a drand round): fit for
+	// draws, never for keys. The spans of such bytes carry Public too.
+	Public bool
 }
 
 // SourceFunc adapts an ordinary function to the Source interface.

@@ -74,7 +74,7 @@ func TestFailoverPrimaryDownDrandVerifiable(t *testing.T) {
 	label, err := p.ReadLabelled(ctx, buf)
 	require.NoError(t, err)
 	assert.True(t, label.Verifiable)
-	assert.Equal(t, []entropy.Span{{Source: "drand/quicknet", JobID: "123", Offset: 0, Length: 32}}, label.Spans,
+	assert.Equal(t, []entropy.Span{{Source: "drand/quicknet", JobID: "123", Offset: 0, Length: 32, Public: true}}, label.Spans,
 		"the label names the drand source and the round anyone can look up")
 	assert.Equal(t, q.randomness, buf)
 

@@ -303,6 +303,7 @@ func (s *Source) fetchReserved(ctx context.Context, round uint64, n int) (entrop
 		Verifiable: true,
 		Proof:      bytes.Clone(b.Signature),
 		Time:       s.chain.RoundTime(round),
+		Public:     true, // every round is published to the world
 	}, nil
 }
 
