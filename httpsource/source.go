@@ -380,7 +380,7 @@ func (s *Source) poll(ctx context.Context, id string, first time.Duration) (JobR
 	for {
 		select {
 		case <-ctx.Done():
-			return JobResponse{}, &entropy.ConnError{Op: "poll job " + id, Err: ctx.Err()}
+			return JobResponse{}, &entropy.ConnError{Op: "poll job " + s.redact(id), Err: ctx.Err()}
 		case <-timer.C:
 		}
 		body, hdr, err := s.get(ctx, path, nil)
@@ -470,7 +470,7 @@ func (s *Source) completed(path string, hdr http.Header, resp JobResponse, pub e
 	job := Job{ID: resp.JobID, Status: resp.Status, Data: data, Signature: sig, Time: ts}
 	if pub != nil {
 		if !VerifySignature(pub, resp.JobID, data, sig) {
-			return Job{}, fmt.Errorf("httpsource: job %s%s: signature does not verify: %w", resp.JobID, s.reqIDSuffix(hdr), entropy.ErrBadProof)
+			return Job{}, fmt.Errorf("httpsource: job %s%s: signature does not verify: %w", s.redact(resp.JobID), s.reqIDSuffix(hdr), entropy.ErrBadProof)
 		}
 		job.Verified = true
 	}

@@ -1,0 +1,59 @@
+package httpsource
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy"
+)
+
+// fuzzAPIKey is the key of the sources under fuzzing: no error may show it.
+const fuzzAPIKey = "sk_live_FUZZ0123456789abcdef"
+
+// TestJobIDEchoingTheKeyIsRedacted is the regression test of a leak that
+// FuzzFetch found: a service that answers with the API key as the job ID had
+// the key printed by the "signature does not verify" error and by the error
+// of a poll that the context ended.
+func TestJobIDEchoingTheKeyIsRedacted(t *testing.T) {
+	var jobBody atomic.Value // string
+	jobBody.Store("")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		jobBody := jobBody.Load().(string)
+		if strings.HasPrefix(r.URL.Path, JobsPath) {
+			_, _ = io.WriteString(w, jobBody)
+			return
+		}
+		if jobBody != "" {
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = io.WriteString(w, `{"job_id":"`+fuzzAPIKey+`","status":"queued"}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"job_id":"`+fuzzAPIKey+`","status":"completed","entropy":"AAAA","timestamp":"2026-03-01T12:00:00Z","signature":"AA=="}`)
+	}))
+	defer srv.Close()
+	s, err := New(srv.URL, WithAPIKey(fuzzAPIKey), WithHTTPClient(srv.Client()),
+		WithPublicKey(make([]byte, 32)), WithPollInterval(time.Millisecond, 2*time.Millisecond))
+	require.NoError(t, err)
+
+	_, err = s.Fetch(context.Background(), 3)
+	require.ErrorIs(t, err, entropy.ErrBadProof)
+	assert.NotContains(t, err.Error(), fuzzAPIKey)
+
+	jobBody.Store(`{"job_id":"` + fuzzAPIKey + `","status":"running"}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err = s.Fetch(ctx, 3)
+	var ce *entropy.ConnError
+	require.True(t, errors.As(err, &ce), "got %v", err)
+	assert.NotContains(t, err.Error(), fuzzAPIKey)
+}
