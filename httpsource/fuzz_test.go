@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -56,4 +57,25 @@ func TestJobIDEchoingTheKeyIsRedacted(t *testing.T) {
 	var ce *entropy.ConnError
 	require.True(t, errors.As(err, &ce), "got %v", err)
 	assert.NotContains(t, err.Error(), fuzzAPIKey)
+}
+
+// TestPlainTextIsOneShortLine is the regression test of what FuzzParseErrorBody
+// and FuzzAPIError found in plain-text error bodies and request IDs: control
+// characters (NUL, ESC sequences that recolour a terminal, DEL) went through
+// into errors and logs, and invalid UTF-8 was replaced after the cut, so a
+// "bounded" message could reach three times its bound.
+func TestPlainTextIsOneShortLine(t *testing.T) {
+	_, msg := ParseErrorBody([]byte("\x00\xff\xfe\x1b[31mred\x7f alert\u0085next"))
+	assert.Equal(t, "\uFFFD [31mred alert next", msg)
+	_, msg = ParseErrorBody([]byte(strings.Repeat("\xff ", 600)))
+	assert.LessOrEqual(t, len(msg), maxTextMessage+len("…"))
+	assert.True(t, utf8.ValidString(msg))
+
+	s, err := New("http://127.0.0.1:1", WithAPIKey(fuzzAPIKey))
+	require.NoError(t, err)
+	h := http.Header{}
+	h.Set(RequestIDHeader, "req\x00-\x1b]0;pwned\x07")
+	e := s.apiError(&http.Response{StatusCode: 500, Header: h}, []byte("boom\x1b[2J"))
+	assert.Equal(t, "req - ]0;pwned", e.RequestID)
+	assert.Equal(t, "boom [2J", e.Message)
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -158,10 +159,18 @@ func fromObject(m map[string]json.RawMessage) (code, message string) {
 	return code, message
 }
 
-// plainText returns b as a one-line string of at most maxTextMessage bytes,
-// cut at a rune boundary.
+// plainText returns b as one line of valid UTF-8 without control characters
+// (a log line or a terminal shows it as it is), of at most maxTextMessage
+// bytes plus an ellipsis, cut at a rune boundary.
 func plainText(b []byte) string {
-	s := strings.Join(strings.Fields(string(b)), " ")
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > maxTextMessage {
 		s = s[:maxTextMessage]
 		for len(s) > 0 && !utf8.ValidString(s) {
@@ -169,7 +178,7 @@ func plainText(b []byte) string {
 		}
 		s += "…"
 	}
-	return strings.ToValidUTF8(s, "\uFFFD")
+	return s
 }
 
 // SignedMessage returns the bytes the service signs for a job:
