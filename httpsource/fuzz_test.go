@@ -79,3 +79,20 @@ func TestPlainTextIsOneShortLine(t *testing.T) {
 	assert.Equal(t, "req - ]0;pwned", e.RequestID)
 	assert.Equal(t, "boom [2J", e.Message)
 }
+
+// TestJSONErrorFieldsAreOneShortLine is the regression test of what
+// FuzzParseErrorBody found in the JSON shapes: their code and message were
+// taken verbatim, so a service could put newlines (forged log lines), control
+// characters and megabytes of text into every error.
+func TestJSONErrorFieldsAreOneShortLine(t *testing.T) {
+	code, msg := ParseErrorBody([]byte(`{"error":"line one\nline two","message":"a\u0000b\r\nc","statusCode":500}`))
+	assert.Equal(t, "line one line two", code)
+	assert.Equal(t, "a b c", msg)
+	code, msg = ParseErrorBody([]byte(`{"error":{"code":"` + strings.Repeat("C", 2000) + `","message":"` + strings.Repeat("é", 700) + `"}}`))
+	assert.Equal(t, strings.Repeat("C", maxTextMessage)+"…", code)
+	assert.LessOrEqual(t, len(msg), maxTextMessage+len("…"))
+	assert.True(t, utf8.ValidString(msg))
+	code, msg = ParseErrorBody([]byte(`{"code":" \t ","message":"\n"}`))
+	assert.Equal(t, "", code)
+	assert.Equal(t, `{"code":" \t ","message":"\n"}`, msg, "blank fields: the body is the message")
+}

@@ -103,9 +103,11 @@ const maxTextMessage = 512
 //   - {"details":"…", …}: message from details (a non-string details is kept as JSON)
 //   - {"code":"…","message":"…"}
 //   - {"error":{"code":"…","message":"…"}}
-//   - anything else: the trimmed text (at most 512 bytes) is the message.
+//   - anything else: the trimmed text is the message.
 //
-// An empty body gives two empty strings.
+// Code and message are each one line of valid UTF-8 without control
+// characters, of at most 512 bytes plus an ellipsis, whatever the shape: they
+// go into errors and logs. An empty body gives two empty strings.
 func ParseErrorBody(body []byte) (code, message string) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
@@ -114,6 +116,7 @@ func ParseErrorBody(body []byte) (code, message string) {
 	var m map[string]json.RawMessage
 	if trimmed[0] == '{' && json.Unmarshal(trimmed, &m) == nil {
 		code, message = fromObject(m)
+		code, message = plainText([]byte(code)), plainText([]byte(message))
 		if code != "" || message != "" {
 			return code, message
 		}
