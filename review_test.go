@@ -219,6 +219,7 @@ func TestReviewStatsAddUp(t *testing.T) {
 	src := newScriptSource("q")
 	src.maxLen = 300
 	p := newTestProvider(t, src, fast(WithBufferSize(2048), WithFetchSize(512), WithShards(2))...)
+	full(t, p, 1500) // the first reads are verifiable; reads over 2048 bytes always fall back
 	stop := make(chan struct{})
 	var flip sync.WaitGroup
 	flip.Add(1)
@@ -244,7 +245,7 @@ func TestReviewStatsAddUp(t *testing.T) {
 		go func(g int) {
 			defer wg.Done()
 			for i := 0; i < 300; i++ {
-				n := 1 + (g*37+i*11)%700
+				n := 1 + (g*37+i*11)%2600
 				b := make([]byte, n)
 				switch i % 5 {
 				case 3: // the io.Reader: its class is not known, only the totals
