@@ -31,6 +31,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/provenrand/entropy"
 )
@@ -430,8 +432,13 @@ func (s *Source) decodeJob(path string, hdr http.Header, body []byte, wantID str
 	if err := json.Unmarshal(body, &resp); err != nil {
 		return JobResponse{}, s.malformed(path, hdr, "job JSON: %v", err)
 	}
-	if resp.JobID == "" || strings.IndexByte(resp.JobID, 0) >= 0 {
+	if !validJobID(resp.JobID) {
 		return JobResponse{}, s.malformed(path, hdr, "missing or invalid job_id")
+	}
+	if s.apiKey != "" && strings.Contains(resp.JobID, s.apiKey) {
+		// A job ID goes into labels, journals and transcripts: one that
+		// holds the key would publish it.
+		return JobResponse{}, s.malformed(path, hdr, "job_id holds the API key")
 	}
 	if wantID != "" && resp.JobID != wantID {
 		return JobResponse{}, s.malformed(path, hdr, "answer is about job %q, asked for %q", resp.JobID, wantID)
@@ -447,6 +454,23 @@ func (s *Source) decodeJob(path string, hdr http.Header, body []byte, wantID str
 		return JobResponse{}, s.jobError(resp)
 	}
 	return resp, nil
+}
+
+// maxJobID bounds a job ID: it is copied into every label and journal line.
+const maxJobID = 256
+
+// validJobID accepts a non-empty, bounded ID of printable characters, since
+// it travels into labels, logs, journals and transcripts.
+func validJobID(id string) bool {
+	if id == "" || len(id) > maxJobID || !utf8.ValidString(id) {
+		return false
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // completed decodes a completed job and checks its signature if pub is set.

@@ -750,3 +750,23 @@ func TestJobLookup(t *testing.T) {
 	_, err = s.Job(ctx, "")
 	assert.Error(t, err)
 }
+
+// A job ID travels into labels, journals and transcripts, so one that holds
+// the API key, a control character or an unbounded length is refused whole.
+func TestJobIDThatWouldLeakIsRefused(t *testing.T) {
+	const key = "sk_test_jobid_7c1d"
+	for _, id := range []string{"job-" + key, "job\nforged log line", strings.Repeat("j", 300)} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"job_id":%q,"status":"completed","entropy":"AAECAw==","timestamp":"2026-01-01T00:00:00Z","signature":"AA=="}`, id)
+		}))
+		src, err := httpsource.New(srv.URL, httpsource.WithAPIKey(key))
+		require.NoError(t, err)
+		blk, err := src.Fetch(context.Background(), 4)
+		srv.Close()
+		require.Error(t, err, id)
+		assert.ErrorIs(t, err, entropy.ErrMalformed)
+		assert.Empty(t, blk.JobID)
+		assert.NotContains(t, err.Error(), key)
+	}
+}
