@@ -31,6 +31,9 @@ type feeder struct {
 	// onFailure is told of every failed request at once, so that reads see
 	// the cause without waiting for the refill round to end.
 	onFailure func(error)
+	// alone: the Provider has no other source, so a Retry-After is waited
+	// out inside the retry loop rather than handed back to fill.
+	alone bool
 
 	requests  atomic.Uint64
 	failures  atomic.Uint64
@@ -132,6 +135,11 @@ func (f *feeder) retrying(ctx context.Context, n int) (Block, error) {
 		f.onFailure(err)
 		if ra := RetryAfter(err); ra > 0 {
 			f.hold(ra)
+			if !f.alone {
+				// Do not sit out the hold here: a later source may serve
+				// meanwhile (fill skips this one until the hold has passed).
+				return Block{}, err
+			}
 		}
 		switch Classify(err) {
 		case Permanent:
@@ -318,3 +326,47 @@ func (s *jobSet) add(source, job string) bool {
 	s.set[k] = struct{}{}
 	return true
 }
+
+// holdTime returns the end of the Retry-After hold (zero if none).
+func (f *feeder) holdTime() time.Time {
+	if h := f.holdUntil.Load(); h != 0 {
+		return time.Unix(0, h)
+	}
+	return time.Time{}
+}
+
+// held reports whether a Retry-After holds the source now.
+func (f *feeder) held() bool {
+	return f.holdUntil.Load() > f.cfg.clock.Now().UnixNano()
+}
+
+// heldBehind reports whether fill should pass this source over: a
+// Retry-After holds it and one of the sources after it is free to ask.
+func (f *feeder) heldBehind(rest []*feeder) bool {
+	if !f.held() {
+		return false
+	}
+	for _, g := range rest {
+		if !g.held() {
+			return true
+		}
+	}
+	return false
+}
+
+// heldError is the error of a source passed over while a Retry-After holds
+// it; it unwraps to the source's last error (the one that set the hold).
+type heldError struct {
+	until time.Time
+	last  error
+}
+
+func (e *heldError) Error() string {
+	msg := "held back by Retry-After until " + e.until.UTC().Format(time.RFC3339)
+	if e.last != nil {
+		msg += ": " + e.last.Error()
+	}
+	return msg
+}
+
+func (e *heldError) Unwrap() error { return e.last }

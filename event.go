@@ -67,12 +67,15 @@ func (p *Provider) ReadFor(ctx context.Context, event string, b []byte) (Label, 
 		}
 		t.mu.Unlock()
 		if !ok {
+			// We drew (or failed to): the outcome is ready, and a draw that
+			// was made and recorded is returned even if ctx ended meanwhile.
 			p.drawEvent(ctx, event, len(b), e)
-		}
-		select {
-		case <-e.done:
-		case <-ctx.Done():
-			return Label{}, ctx.Err()
+		} else {
+			select {
+			case <-e.done:
+			case <-ctx.Done():
+				return Label{}, ctx.Err()
+			}
 		}
 		if e.err != nil {
 			if ok {

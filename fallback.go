@@ -1,7 +1,10 @@
 package entropy
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +20,9 @@ type episodeState struct {
 	reads atomic.Int64
 	bytes atomic.Int64
 	count atomic.Uint64 // episodes started
+	// closed is set (under mu) by Close: no episode opens after it, so none
+	// is left open, unrecorded, by a fallback read that raced Close.
+	closed bool
 }
 
 // count adds a fallback read to the current episode, starting one if none is
@@ -29,7 +35,7 @@ func (p *Provider) count(n int, reason error) {
 		return
 	}
 	e.mu.Lock()
-	if e.open.Load() {
+	if e.open.Load() || e.closed {
 		e.mu.Unlock()
 		return
 	}
@@ -42,9 +48,16 @@ func (p *Provider) count(n int, reason error) {
 }
 
 // endEpisode closes the open episode, if any, and hands it to the notifier.
-func (p *Provider) endEpisode() {
+func (p *Provider) endEpisode() { p.finishEpisode(false) }
+
+// finishEpisode ends the open episode; with last set (Close) it also stops
+// any new one from opening.
+func (p *Provider) finishEpisode(last bool) {
 	e := &p.episodes
 	e.mu.Lock()
+	if last {
+		e.closed = true
+	}
 	if !e.open.Load() {
 		e.mu.Unlock()
 		return
@@ -64,6 +77,7 @@ func (p *Provider) endEpisode() {
 // journal, and blocks to the journal, on a goroutine of its own: outside
 // every lock, and never on a read's goroutine (a journal append fsyncs).
 type notifier struct {
+	gid    atomic.Uint64 // the notifier goroutine's ID, for isSelf
 	p      *Provider
 	mu     sync.Mutex
 	queue  []note
@@ -99,6 +113,7 @@ func (n *notifier) push(x note) {
 // run delivers notes until the Provider closes, then delivers what is left.
 func (n *notifier) run(wg *sync.WaitGroup) {
 	defer wg.Done()
+	n.gid.Store(goid())
 	for {
 		select {
 		case <-n.signal:
@@ -171,4 +186,24 @@ func blockRecord(b Block, now time.Time) BlockRecord {
 		Verifiable: b.Verifiable,
 		Time:       now,
 	}
+}
+
+// isSelf reports whether the caller is the notifier goroutine: a hook or a
+// journal calling back into the Provider (Close must not wait for itself).
+func (n *notifier) isSelf() bool {
+	id := n.gid.Load()
+	return id != 0 && id == goid()
+}
+
+// goid returns the calling goroutine's ID, read from its stack header
+// ("goroutine 123 [running]:"). Only Close uses it.
+func goid() uint64 {
+	var buf [64]byte
+	s := buf[:runtime.Stack(buf[:], false)]
+	s = bytes.TrimPrefix(s, []byte("goroutine "))
+	if i := bytes.IndexByte(s, ' '); i > 0 {
+		s = s[:i]
+	}
+	id, _ := strconv.ParseUint(string(s), 10, 64)
+	return id
 }

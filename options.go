@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
@@ -147,8 +148,8 @@ func WithBreaker(s gobreaker.Settings) Option {
 // DefaultRate (5/s), DefaultBurst (2).
 func WithRateLimit(r rate.Limit, burst int) Option {
 	return func(c *config) error {
-		if r < 0 {
-			return fmt.Errorf("entropy: negative rate limit %v", r)
+		if r < 0 || math.IsNaN(float64(r)) {
+			return fmt.Errorf("entropy: rate limit %v is not a rate", r)
 		}
 		if r != rate.Inf && burst < 1 {
 			return fmt.Errorf("entropy: rate limit burst %d must be at least 1", burst)

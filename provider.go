@@ -53,6 +53,9 @@ type Provider struct {
 	closed atomic.Bool
 	wake   chan struct{} // cap 1: a shard fell below its low watermark
 
+	refillDone sync.WaitGroup // the refill goroutine alone
+	closeDone  chan struct{}  // closed when the first Close has finished
+
 	mu      sync.Mutex    // guards arrived, reason, ready
 	arrived chan struct{} // closed and replaced whenever bytes enter the pool
 	ready   chan struct{} // closed when the pool first holds bytes
@@ -97,11 +100,12 @@ func New(src Source, opts ...Option) (*Provider, error) {
 	cfg.shards = max(1, min(cfg.shards, cfg.bufferSize/64))
 
 	p := &Provider{
-		cfg:     cfg,
-		seen:    newJobSet(1 << 14),
-		wake:    make(chan struct{}, 1),
-		arrived: make(chan struct{}),
-		ready:   make(chan struct{}),
+		cfg:       cfg,
+		seen:      newJobSet(1 << 14),
+		wake:      make(chan struct{}, 1),
+		closeDone: make(chan struct{}),
+		arrived:   make(chan struct{}),
+		ready:     make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.reason.Store(&unavailableError{cause: ErrPoolEmpty})
@@ -112,20 +116,25 @@ func New(src Source, opts ...Option) (*Provider, error) {
 		}
 		p.feeders = append(p.feeders, f)
 	}
+	p.feeders[0].alone = len(p.feeders) == 1
 	per := cfg.bufferSize / cfg.shards
 	for i := 0; i < cfg.shards; i++ {
 		c := per
 		if i == 0 {
 			c += cfg.bufferSize % cfg.shards
 		}
-		p.shards = append(p.shards, &shard{cap: c, low: c / 2})
+		p.shards = append(p.shards, &shard{cap: c, low: max(1, c/2)})
 	}
 	p.handles.New = func() any {
 		return &handle{s: p.shards[int(p.next.Add(1)-1)%len(p.shards)]}
 	}
 	p.notes.init(p)
 	p.wg.Add(2)
-	go p.refillLoop()
+	p.refillDone.Add(1)
+	go func() {
+		defer p.refillDone.Done()
+		p.refillLoop()
+	}()
 	go p.notes.run(&p.wg)
 	return p, nil
 }
@@ -393,6 +402,12 @@ func (p *Provider) servedVerifiable(n int) {
 // WaitReady waits until the pool first holds verifiable bytes, ctx ends, or
 // the Provider closes.
 func (p *Provider) WaitReady(ctx context.Context) error {
+	if ctx == nil {
+		return errors.New("entropy: nil context")
+	}
+	if p.closed.Load() {
+		return ErrClosed
+	}
 	select {
 	case <-p.ready:
 		return nil
@@ -408,16 +423,29 @@ func (p *Provider) WaitReady(ctx context.Context) error {
 // reads waiting under Defer return ErrClosed. Close is idempotent.
 func (p *Provider) Close() error {
 	if !p.closed.CompareAndSwap(false, true) {
+		// Another Close is under way: return only when it has finished,
+		// unless this is a hook or journal calling Close from the notifier
+		// goroutine that the first Close is waiting for.
+		if !p.notes.isSelf() {
+			<-p.closeDone
+		}
 		return nil
 	}
-	p.endEpisode()
+	p.finishEpisode(true)
 	p.cancel()
-	p.wg.Wait()
+	if p.notes.isSelf() {
+		// Called from a hook or journal: the notifier goroutine is this one,
+		// and it ends when the hook returns (its context is cancelled).
+		p.refillDone.Wait()
+	} else {
+		p.wg.Wait()
+	}
 	for _, s := range p.shards {
 		s.mu.Lock()
 		s.zero()
 		s.mu.Unlock()
 	}
+	close(p.closeDone)
 	return nil
 }
 
@@ -427,17 +455,23 @@ func (p *Provider) fill() error {
 	for {
 		room := p.room()
 		if room <= 0 {
+			p.shortRead.Store(false)
 			return nil
 		}
 		// Do not send a request for a sliver of room unless a shard is low.
-		if room < min(p.cfg.fetchSize, p.cfg.bufferSize/2) && !p.anyLow() && !p.shortRead.Swap(false) {
+		if room < min(p.cfg.fetchSize, p.cfg.bufferSize/2) && !p.anyLow() && !p.shortRead.Load() {
 			return nil
 		}
 		n := min(room, p.cfg.fetchSize)
 		var errs []error
 		var blk Block
 		var got *feeder
-		for _, f := range p.feeders {
+		for i, f := range p.feeders {
+			if f.heldBehind(p.feeders[i+1:]) {
+				// A Retry-After holds this source; a later one may serve now.
+				errs = append(errs, &sourceError{name: f.sourceName(), err: &heldError{until: f.holdTime(), last: f.lastError()}})
+				continue
+			}
 			b, err := f.fetch(p.ctx, n)
 			if err == nil {
 				blk, got = b, f
