@@ -13,14 +13,12 @@ import (
 	"golang.org/x/time/rate"
 )
 
-
 // Bad input: WithRateLimit with NaN gets a clear error (NaN compares false
 // with everything, so it would otherwise mean "no limit").
 func TestReviewRateLimitNaN(t *testing.T) {
 	_, err := New(newScriptSource("q"), WithRateLimit(rate.Limit(math.NaN()), 1))
 	assert.Error(t, err)
 }
-
 
 // Odd sizes: a pool of one byte under Defer keeps refilling; reads do not
 // wait for ever with a healthy source.
@@ -35,7 +33,6 @@ func TestReviewBufferSizeOneDefer(t *testing.T) {
 		assert.True(t, lb.Verifiable)
 	}
 }
-
 
 // Contract point 10: a hook may call back into the Provider, Close included,
 // without a deadlock.
@@ -60,7 +57,6 @@ func TestReviewCloseFromHook(t *testing.T) {
 		t.Fatal("Close called from the fallback hook deadlocked")
 	}
 }
-
 
 // Contract point 10: when two goroutines Close at once, neither returns
 // before every goroutine of the Provider has ended.
@@ -110,7 +106,6 @@ func TestReviewShortReadToppedUpWithSmallBlocks(t *testing.T) {
 		t.Logf("after one short read the pool holds %d of 4096 (was %d before it); source calls %d", p.Stats().Pooled, last, src.callCount())
 	}
 }
-
 
 // Contract point 9/10: a fallback read racing Close must not open an episode
 // that nothing ever ends: after Close, InFallback is false and the hook saw
