@@ -6,8 +6,8 @@ import (
 )
 
 // Clock is the time the refill path uses for backoff, Retry-After, rate
-// limiting and episode times. Tests pass their own with WithClock; reads
-// never consult it.
+// limiting and episode times. Tests pass their own with WithClock. Reads
+// consult it only when a fallback episode starts or ends, never per read.
 type Clock interface {
 	Now() time.Time
 	// After returns a channel that receives once d has passed.

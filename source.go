@@ -18,8 +18,14 @@ type Source interface {
 	//
 	// The Provider copies Data and never writes to it, so a source may keep the
 	// block (an audit trail, a test's record of what it handed out). Every call
-	// must return fresh entropy: a Provider serves each byte once, but it cannot
-	// tell if a source hands out the same job twice.
+	// must return fresh entropy under a job ID of its own.
+	//
+	// The Provider refuses, as a source failure, a block that is empty,
+	// longer than n, not Verifiable, without a Source name or a JobID, a
+	// (Source, JobID) it has taken before, or that fails the SP 800-90B
+	// health tests (a run of 7 equal bytes, or a byte value far too common:
+	// see HealthConfig). A test source should fill Data from a real
+	// generator, not with zeros or a pattern.
 	Fetch(ctx context.Context, n int) (Block, error)
 }
 
