@@ -45,6 +45,26 @@ type shard struct {
 	_ [64]byte // keep shards on separate cache lines
 }
 
+// pick returns the shard a read should take from: the only one, or the one
+// of the reader's P through the Provider's sync.Pool of handles (whose
+// per-P cache gives each P a shard of its own). A non-nil handle must be
+// given back with release. With one shard (GOMAXPROCS 1, or a small
+// buffer) it skips the sync.Pool, a third of a small read's cost.
+func (p *Provider) pick() (*shard, *handle) {
+	if len(p.shards) == 1 {
+		return p.shards[0], nil
+	}
+	h := p.handles.Get().(*handle)
+	return h.s, h
+}
+
+// release gives back the handle pick returned, if any.
+func (p *Provider) release(h *handle) {
+	if h != nil {
+		p.handles.Put(h)
+	}
+}
+
 // take moves len(dst) bytes from the shard into dst, zeroing each pool byte
 // as it goes (contract point 3). The caller holds s.mu and has checked that
 // s.avail >= len(dst). With spans non-nil-able (want true), it appends one

@@ -161,22 +161,21 @@ func (p *Provider) Read(b []byte) (int, error) {
 	if p.closed.Load() {
 		return 0, ErrClosed
 	}
-	h := p.handles.Get().(*handle)
-	s := h.s
+	s, h := p.pick()
 	s.mu.Lock()
 	if s.avail >= len(b) {
 		s.take(b, nil, false)
 		s.reads++
 		s.bytes += uint64(len(b))
 		p.afterTake(s)
-		p.handles.Put(h)
+		p.release(h)
 		if p.episodes.open.Load() {
 			p.endEpisode()
 		}
 		return len(b), nil
 	}
 	s.mu.Unlock()
-	p.handles.Put(h)
+	p.release(h)
 	if _, err := p.slowRead(context.Background(), b, false, p.cfg.policy); err != nil {
 		return 0, err
 	}
@@ -200,33 +199,41 @@ func (p *Provider) ReadLabelled(ctx context.Context, b []byte) (Label, error) {
 	if p.closed.Load() {
 		return Label{}, ErrClosed
 	}
-	h := p.handles.Get().(*handle)
-	s := h.s
+	s, h := p.pick()
 	s.mu.Lock()
 	if s.avail >= len(b) {
 		sp := s.commitSpans(s.take(b, s.spans(), true))
 		s.reads++
 		s.bytes += uint64(len(b))
 		p.afterTake(s)
-		p.handles.Put(h)
+		p.release(h)
 		if p.episodes.open.Load() {
 			p.endEpisode()
 		}
 		return Label{Verifiable: true, Spans: sp}, nil
 	}
 	s.mu.Unlock()
-	p.handles.Put(h)
+	p.release(h)
 	return p.slowRead(ctx, b, true, p.cfg.policy)
 }
 
 // afterTake asks for a refill if the shard fell below its low watermark, and
 // unlocks it. The caller holds s.mu.
+//
+// With GOMAXPROCS 1 the woken refill goroutine would not run until the
+// reader blocks or is preempted (up to 10 ms later), and a loop of small
+// reads drains the pool long before that; so the reader that asked yields
+// once, and the refill runs first. This happens once per half shard of
+// reads, not per read.
 func (p *Provider) afterTake(s *shard) {
 	if s.avail < s.low && !s.asked {
 		s.asked = true
 		s.mu.Unlock()
 		select {
 		case p.wake <- struct{}{}:
+			if runtime.GOMAXPROCS(0) == 1 {
+				runtime.Gosched()
+			}
 		default:
 		}
 		return

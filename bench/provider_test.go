@@ -36,10 +36,10 @@ func sizeName(n int) string {
 
 // newSteady returns a Provider over memSource whose pool is full, closed when
 // the benchmark ends.
-func newSteady(tb testing.TB, opts ...entropy.Option) *entropy.Provider {
+func newSteady(tb testing.TB, size int, opts ...entropy.Option) *entropy.Provider {
 	tb.Helper()
 	opts = append([]entropy.Option{
-		entropy.WithBufferSize(steadyBuffer),
+		entropy.WithBufferSize(steadyBufferFor(size)),
 		entropy.WithFetchSize(steadyFetch),
 		entropy.WithRateLimit(rate.Inf, 1),
 		entropy.WithPolicy(entropy.Degrade),
@@ -62,9 +62,9 @@ func waitFull(tb testing.TB, p *entropy.Provider) {
 			return
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("pool not full after 10 s: %d of %d bytes", st.Pooled, st.Capacity)
+			tb.Fatalf("pool not full after 10 s: %d of %d bytes; %+v", st.Pooled, st.Capacity, st.Sources)
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(50 * time.Microsecond)
 	}
 }
 
@@ -75,11 +75,149 @@ func fallbackShare(b *testing.B, p *entropy.Provider, before uint64) {
 	b.ReportMetric(float64(p.Stats().FallbackReads-before)/float64(b.N), "fallback/op")
 }
 
-// BenchmarkRead is Provider.Read (the io.Reader) in steady state.
+// BenchmarkRead is Provider.Read (the io.Reader) with a full pool (see
+// serialPacer).
 func BenchmarkRead(b *testing.B) {
 	for _, n := range sizes {
 		b.Run(sizeName(n), func(b *testing.B) {
-			p := newSteady(b)
+			p := newSteady(b, n)
+			buf := make([]byte, n)
+			pace := newSerialPacer(b, p, n)
+			before := p.Stats().FallbackReads
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := p.Read(buf); err != nil {
+					b.Fatal(err)
+				}
+				pace.done(n)
+			}
+			b.StopTimer()
+			fallbackShare(b, p, before)
+		})
+	}
+}
+
+// BenchmarkReadParallel is Provider.Read from GOMAXPROCS goroutines with a
+// full pool (see parallelPacer). Its throughput at -cpu 2 against -cpu 1
+// shows how the sharded pool scales.
+func BenchmarkReadParallel(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newSteady(b, n)
+			pace := newParallelPacer(b, p, n)
+			before := p.Stats().FallbackReads
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				w := pace.join()
+				defer w.leave()
+				buf := make([]byte, n)
+				for pb.Next() {
+					if _, err := p.Read(buf); err != nil {
+						b.Error(err)
+						return
+					}
+					w.done(n)
+				}
+			})
+			b.StopTimer()
+			fallbackShare(b, p, before)
+		})
+	}
+}
+
+// BenchmarkReadLabelled is Provider.ReadLabelled with a full pool; every
+// read must come back verifiable.
+func BenchmarkReadLabelled(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newSteady(b, n)
+			ctx := context.Background()
+			buf := make([]byte, n)
+			pace := newSerialPacer(b, p, n)
+			before := p.Stats().FallbackReads
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := p.ReadLabelled(ctx, buf); err != nil {
+					b.Fatal(err)
+				}
+				pace.done(n)
+			}
+			b.StopTimer()
+			fallbackShare(b, p, before)
+		})
+	}
+}
+
+// BenchmarkReadLabelledParallel is Provider.ReadLabelled from GOMAXPROCS
+// goroutines with a full pool.
+func BenchmarkReadLabelledParallel(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newSteady(b, n)
+			ctx := context.Background()
+			pace := newParallelPacer(b, p, n)
+			before := p.Stats().FallbackReads
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				w := pace.join()
+				defer w.leave()
+				buf := make([]byte, n)
+				for pb.Next() {
+					if _, err := p.ReadLabelled(ctx, buf); err != nil {
+						b.Error(err)
+						return
+					}
+					w.done(n)
+				}
+			})
+			b.StopTimer()
+			fallbackShare(b, p, before)
+		})
+	}
+}
+
+// BenchmarkReadSecret is the derived, secret-safe read (HKDF over 32 pool
+// bytes and 32 crypto/rand bytes) with a full pool.
+func BenchmarkReadSecret(b *testing.B) {
+	for _, n := range []int{32, 4096} {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newSteady(b, n)
+			ctx := context.Background()
+			buf := make([]byte, n)
+			// A derived read takes 32 pool bytes per 8160 bytes of output.
+			pace := newSerialPacer(b, p, 32)
+			before := p.Stats().FallbackReads
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := p.ReadSecret(ctx, buf); err != nil {
+					b.Fatal(err)
+				}
+				pace.done(32)
+			}
+			b.StopTimer()
+			fallbackShare(b, p, before)
+		})
+	}
+}
+
+// BenchmarkSustained is Provider.Read in a tight loop that never lets the
+// pool refill: once the loop outruns the refill, reads fall back (Degrade),
+// and fallback/op says how many. It shows the sustained rate of verifiable
+// reads from the fastest possible source, bounded by BenchmarkRefill.
+func BenchmarkSustained(b *testing.B) {
+	for _, n := range []int{32, 4096} {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newSteady(b, n)
 			buf := make([]byte, n)
 			before := p.Stats().FallbackReads
 			b.SetBytes(int64(n))
@@ -96,99 +234,21 @@ func BenchmarkRead(b *testing.B) {
 	}
 }
 
-// BenchmarkReadParallel is Provider.Read from GOMAXPROCS goroutines.
-func BenchmarkReadParallel(b *testing.B) {
-	for _, n := range sizes {
-		b.Run(sizeName(n), func(b *testing.B) {
-			p := newSteady(b)
-			before := p.Stats().FallbackReads
-			b.SetBytes(int64(n))
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				buf := make([]byte, n)
-				for pb.Next() {
-					if _, err := p.Read(buf); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-			b.StopTimer()
-			fallbackShare(b, p, before)
-		})
-	}
-}
-
-// BenchmarkReadLabelled is Provider.ReadLabelled in steady state; every read
-// must come back verifiable.
-func BenchmarkReadLabelled(b *testing.B) {
-	for _, n := range sizes {
-		b.Run(sizeName(n), func(b *testing.B) {
-			p := newSteady(b)
-			ctx := context.Background()
-			buf := make([]byte, n)
-			before := p.Stats().FallbackReads
-			b.SetBytes(int64(n))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				if _, err := p.ReadLabelled(ctx, buf); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.StopTimer()
-			fallbackShare(b, p, before)
-		})
-	}
-}
-
-// BenchmarkReadLabelledParallel is Provider.ReadLabelled from GOMAXPROCS
-// goroutines.
-func BenchmarkReadLabelledParallel(b *testing.B) {
-	for _, n := range sizes {
-		b.Run(sizeName(n), func(b *testing.B) {
-			p := newSteady(b)
-			ctx := context.Background()
-			before := p.Stats().FallbackReads
-			b.SetBytes(int64(n))
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				buf := make([]byte, n)
-				for pb.Next() {
-					if _, err := p.ReadLabelled(ctx, buf); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-			b.StopTimer()
-			fallbackShare(b, p, before)
-		})
-	}
-}
-
-// BenchmarkReadSecret is the derived, secret-safe read (HKDF over 32 pool
-// bytes and 32 crypto/rand bytes) in steady state.
-func BenchmarkReadSecret(b *testing.B) {
-	for _, n := range []int{32, 4096} {
-		b.Run(sizeName(n), func(b *testing.B) {
-			p := newSteady(b)
-			ctx := context.Background()
-			buf := make([]byte, n)
-			before := p.Stats().FallbackReads
-			b.SetBytes(int64(n))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				if _, err := p.ReadSecret(ctx, buf); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.StopTimer()
-			fallbackShare(b, p, before)
-		})
+// BenchmarkRefill is the refill path's throughput: the time to fill an
+// empty 8 MiB pool from memSource (fetch, health tests, copy into shards).
+func BenchmarkRefill(b *testing.B) {
+	b.SetBytes(steadyBuffer)
+	b.ReportAllocs()
+	for range b.N {
+		p, err := entropy.New(newMemSource(),
+			entropy.WithBufferSize(steadyBuffer),
+			entropy.WithFetchSize(steadyFetch),
+			entropy.WithRateLimit(rate.Inf, 1))
+		if err != nil {
+			b.Fatal(err)
+		}
+		waitFull(b, p)
+		_ = p.Close()
 	}
 }
 
@@ -268,7 +328,7 @@ func BenchmarkFallbackReadLabelled(b *testing.B) {
 // pool fills, and reads of every benchmark size come back verifiable, with
 // spans that tile the read, and no fallback.
 func TestSteadyProvider(t *testing.T) {
-	p := newSteady(t)
+	p := newSteady(t, 1<<20)
 	for _, n := range sizes {
 		buf := make([]byte, n)
 		l, err := p.ReadLabelled(context.Background(), buf)
