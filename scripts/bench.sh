@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs the benchmark suite (package bench) COUNT times, shows it through
+# benchstat, and prints the target table of the read path with the measured
+# ratios (medians) and the fallback share of each steady-state benchmark.
+#
+#   scripts/bench.sh                 # COUNT=6, BENCHTIME=500ms
+#   COUNT=10 BENCHTIME=1s scripts/bench.sh
+#   OUT=/tmp/bench.txt scripts/bench.sh
+#
+# Network: loopback only (the simulator). Takes about 10-15 minutes with the
+# defaults on 2 cores: the steady-state benchmarks wait for the refill with
+# the timer stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+COUNT=${COUNT:-6}
+BENCHTIME=${BENCHTIME:-500ms}
+OUT=${OUT:-$(mktemp -t entropy-bench.XXXXXX)}
+N=$(nproc)
+
+export PATH="$PATH:$(go env GOPATH)/bin"
+if ! command -v benchstat >/dev/null 2>&1; then
+	go install golang.org/x/perf/cmd/benchstat@latest
+fi
+
+echo "# $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(go version)"
+echo "# raw output: $OUT"
+go test -run XXX -bench . -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -cpu "$N" ./bench | tee "$OUT"
+if [ "$N" -gt 1 ]; then
+	go test -run XXX -bench 'ReadParallel|ReadLabelledParallel' -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -cpu 1 ./bench | tee -a "$OUT"
+fi
+
+echo
+benchstat "$OUT"
+
+# Medians per benchmark (name with its -cpu suffix) of ns/op and fallback/op.
+medians() {
+	awk '/^Benchmark/ {
+		for (i = 3; i < NF; i++) {
+			if ($(i+1) == "ns/op") print $1, "ns", $i
+			if ($(i+1) == "fallback/op") print $1, "fb", $i
+		}
+	}' "$OUT" | sort -k1,1 -k2,2 -k3,3g | awk '
+	function flush() { if (n > 0) { m = (n % 2) ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2; print key, m } }
+	{ k = $1 " " $2; if (k != key) { flush(); key = k; n = 0 } v[++n] = $3 }
+	END { flush() }'
+}
+
+medians | awk -v N="$N" '
+function name(b) { return (N > 1) ? b "-" N : b }
+function get(b, what) { k = b " " what; return (k in m) ? m[k] : "" }
+function ratio(a, b,   x, y) { x = get(a, "ns"); y = get(b, "ns"); if (x == "" || y == "" || y == 0) return "n/a"; return sprintf("%.3f", x / y) }
+function tput(a, b,   x, y) { x = get(a, "ns"); y = get(b, "ns"); if (x == "" || y == "" || x == 0) return "n/a"; return sprintf("%.3f", y / x) }
+function ns(b) { x = get(b, "ns"); return (x == "") ? "n/a" : sprintf("%.1f", x) }
+function row(fig, target, val, detail) { printf "| %s | %s | %s | %s |\n", fig, target, val, detail }
+{ m[$1 " " $2] = $3 }
+END {
+	print ""
+	print "## Targets (medians of " ENVIRON["COUNT"] " runs; ns/op in parentheses)"
+	print ""
+	print "| figure | target | measured | ns/op |"
+	print "|---|---|---|---|"
+	row("Read 32 B / crypto/rand.Read 32 B", "<= 0.15", ratio(name("BenchmarkRead/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkRead/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
+	row("ReadLabelled 32 B / crypto/rand.Read 32 B", "<= 0.25", ratio(name("BenchmarkReadLabelled/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkReadLabelled/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
+	row("Read 4 KiB / crypto/rand.Read 4 KiB", "<= 0.05", ratio(name("BenchmarkRead/4KiB"), name("BenchmarkCryptoRand/4KiB")), ns(name("BenchmarkRead/4KiB")) " / " ns(name("BenchmarkCryptoRand/4KiB")))
+	row("Degrade fallback Read 32 B / crypto/rand.Read 32 B", "<= 1.0", ratio(name("BenchmarkFallbackRead/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkFallbackRead/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
+	if (N > 1) {
+		row("ReadParallel 32 B throughput, -cpu " N " / -cpu 1", ">= 1.6", tput(name("BenchmarkReadParallel/32B"), "BenchmarkReadParallel/32B"), ns(name("BenchmarkReadParallel/32B")) " / " ns("BenchmarkReadParallel/32B"))
+		row("ReadLabelledParallel 32 B throughput, -cpu " N " / -cpu 1", ">= 1.6", tput(name("BenchmarkReadLabelledParallel/32B"), "BenchmarkReadLabelledParallel/32B"), ns(name("BenchmarkReadLabelledParallel/32B")) " / " ns("BenchmarkReadLabelledParallel/32B"))
+	}
+	row("httpsource verifiable MB/s / simulator raw MB/s, 64 KiB", ">= 0.9", tput(name("BenchmarkHTTP/verifiable/64KiB"), name("BenchmarkHTTP/raw/64KiB")), ns(name("BenchmarkHTTP/verifiable/64KiB")) " / " ns(name("BenchmarkHTTP/raw/64KiB")))
+	row("httpsource verifiable MB/s / simulator raw MB/s, 4 KiB", ">= 0.9", tput(name("BenchmarkHTTP/verifiable/4KiB"), name("BenchmarkHTTP/raw/4KiB")), ns(name("BenchmarkHTTP/verifiable/4KiB")) " / " ns(name("BenchmarkHTTP/raw/4KiB")))
+	row("ReadSecret 32 B / crypto/rand.Read 32 B", "(reported)", ratio(name("BenchmarkReadSecret/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkReadSecret/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
+	print ""
+	print "## Fallback share of the steady-state benchmarks (target 0)"
+	print ""
+	print "| benchmark | fallback/op (median) |"
+	print "|---|---|"
+	n = 0
+	for (k in m) { split(k, a, " "); if (a[2] == "fb") keys[++n] = a[1] }
+	for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (keys[j] < keys[i]) { t = keys[i]; keys[i] = keys[j]; keys[j] = t }
+	for (i = 1; i <= n; i++) printf "| %s | %s |\n", keys[i], m[keys[i] " fb"]
+}'
