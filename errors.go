@@ -357,8 +357,24 @@ func RetryAfter(err error) time.Duration {
 func (e *APIError) RetryAfterDelay() time.Duration { return e.RetryAfter }
 
 // unavailableError is the error of a read that got no verifiable entropy: it
-// matches ErrUnavailable and unwraps to the cause.
-type unavailableError struct{ cause error }
+// matches ErrUnavailable and unwraps to the cause. Fallback reads carry one
+// as their Reason, so newUnavailable builds its Unwrap list once, not per
+// errors.Is.
+type unavailableError struct {
+	cause error
+	errs  []error // ErrUnavailable and cause, built by newUnavailable
+}
+
+// newUnavailable returns the error of reads that cannot be served because
+// of cause.
+func newUnavailable(cause error) *unavailableError {
+	e := &unavailableError{cause: cause}
+	e.errs = e.unwrapList()
+	return e
+}
+
+// poolEmpty is the reason while the sources are healthy but the pool short.
+var poolEmpty = newUnavailable(ErrPoolEmpty)
 
 func (e *unavailableError) Error() string {
 	if e.cause == nil {
@@ -368,6 +384,13 @@ func (e *unavailableError) Error() string {
 }
 
 func (e *unavailableError) Unwrap() []error {
+	if e.errs != nil {
+		return e.errs
+	}
+	return e.unwrapList()
+}
+
+func (e *unavailableError) unwrapList() []error {
 	if e.cause == nil {
 		return []error{ErrUnavailable}
 	}

@@ -2,6 +2,7 @@ package entropy
 
 import (
 	"bytes"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"runtime"
 	"strconv"
@@ -42,9 +43,11 @@ func (p *Provider) count(n int, reason error) {
 	e.cur = FallbackEpisode{Start: p.cfg.clock.Now(), Reason: reason}
 	e.open.Store(true)
 	e.count.Add(1)
-	start := e.cur
+	// Queued under e.mu, so that a start is always queued before its end
+	// (and before Close's last drain). The queue's own lock is short and
+	// never held while a hook runs.
+	p.notes.episode(e.cur)
 	e.mu.Unlock()
-	p.notes.episode(start)
 }
 
 // endEpisode closes the open episode, if any, and hands it to the notifier.
@@ -69,8 +72,8 @@ func (p *Provider) finishEpisode(last bool) {
 	ep.Reads = e.reads.Swap(0)
 	ep.Bytes = e.bytes.Swap(0)
 	e.cur = FallbackEpisode{}
-	e.mu.Unlock()
 	p.notes.episode(ep)
+	e.mu.Unlock()
 }
 
 // notifier delivers fallback episodes to the hook, the logger and the
@@ -206,4 +209,50 @@ func goid() uint64 {
 	}
 	id, _ := strconv.ParseUint(string(s), 10, 64)
 	return id
+}
+
+// localBuf is how many crypto/rand bytes a fallback read buffers, and
+// localDirect the read size from which a fallback read goes to crypto/rand
+// directly: one 4 KiB call costs a fraction per byte of many 32-byte calls.
+const (
+	localBuf    = 4096
+	localDirect = 512
+)
+
+// localRand is the fallback's buffered crypto/rand: the same bytes
+// bufio.Reader over crypto/rand.Reader would give, with each byte zeroed as
+// it is handed out (contract point 3 holds for fallback bytes too) and the
+// buffer zeroed at Close.
+type localRand struct {
+	mu  sync.Mutex
+	buf [localBuf]byte
+	pos int // buf[pos:] unread; buf[:pos] zero
+	ok  bool
+}
+
+// read fills b with fresh crypto/rand bytes.
+func (l *localRand) read(b []byte) {
+	if len(b) >= localDirect {
+		// crypto/rand.Read never returns an error (Go 1.24+): on a broken
+		// system it crashes the program rather than return weak bytes.
+		_, _ = crand.Read(b)
+		return
+	}
+	l.mu.Lock()
+	if !l.ok || localBuf-l.pos < len(b) {
+		_, _ = crand.Read(l.buf[:])
+		l.pos, l.ok = 0, true
+	}
+	n := copy(b, l.buf[l.pos:])
+	clear(l.buf[l.pos : l.pos+n])
+	l.pos += n
+	l.mu.Unlock()
+}
+
+// zero wipes the buffer (Close).
+func (l *localRand) zero() {
+	l.mu.Lock()
+	clear(l.buf[:])
+	l.pos, l.ok = 0, false
+	l.mu.Unlock()
 }

@@ -29,7 +29,6 @@ package entropy
 
 import (
 	"context"
-	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"runtime"
@@ -64,6 +63,7 @@ type Provider struct {
 	shortRead atomic.Bool                      // a read found the pool too short: fill to the brim
 
 	episodes episodeState
+	local    localRand // buffered crypto/rand for fallback reads
 	notes    notifier
 
 	events eventTable
@@ -108,11 +108,11 @@ func New(src Source, opts ...Option) (*Provider, error) {
 		ready:     make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.reason.Store(&unavailableError{cause: ErrPoolEmpty})
+	p.reason.Store(poolEmpty)
 	for i, s := range append([]Source{src}, cfg.failover...) {
 		f := newFeeder(i, s, &p.cfg, p.seen, p.closed.Load)
 		f.onFailure = func(err error) {
-			p.reason.Store(&unavailableError{cause: &sourceError{name: f.sourceName(), err: err}})
+			p.reason.Store(newUnavailable(&sourceError{name: f.sourceName(), err: err}))
 		}
 		p.feeders = append(p.feeders, f)
 	}
@@ -249,7 +249,7 @@ func (p *Provider) slowRead(ctx context.Context, b []byte, label bool, pol Polic
 		p.servedVerifiable(len(b))
 		return Label{Verifiable: true, Spans: spans}, nil
 	}
-	if pol == Degrade && errors.Is(err, ErrUnavailable) {
+	if _, unavailable := err.(*unavailableError); unavailable && pol == Degrade {
 		return p.fallback(b, label), nil
 	}
 	clear(b)
@@ -452,6 +452,7 @@ func (p *Provider) Close() error {
 		s.zero()
 		s.mu.Unlock()
 	}
+	p.local.zero()
 	close(p.closeDone)
 	return nil
 }
@@ -497,7 +498,7 @@ func (p *Provider) fill() error {
 			if len(errs) > 1 {
 				cause = errors.Join(errs...)
 			}
-			p.reason.Store(&unavailableError{cause: cause})
+			p.reason.Store(newUnavailable(cause))
 			return cause
 		}
 		p.add(got, blk)
@@ -568,7 +569,7 @@ func (p *Provider) add(f *feeder, blk Block) {
 		best.mu.Unlock()
 		off += n
 	}
-	p.reason.Store(&unavailableError{cause: ErrPoolEmpty})
+	p.reason.Store(poolEmpty)
 	p.mu.Lock()
 	close(p.arrived)
 	p.arrived = make(chan struct{})
@@ -612,9 +613,7 @@ func (p *Provider) refillLoop() {
 
 // fallback fills b from crypto/rand and labels it (contract points 1 and 9).
 func (p *Provider) fallback(b []byte, label bool) Label {
-	// crypto/rand.Read never returns an error (Go 1.24+): on a broken
-	// system it crashes the program rather than return weak bytes.
-	_, _ = crand.Read(b)
+	p.local.read(b)
 	reason := p.reason.Load()
 	p.fbReads.Add(1)
 	p.fbBytes.Add(uint64(len(b)))

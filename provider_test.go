@@ -1,6 +1,7 @@
 package entropy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -641,4 +642,28 @@ func TestPublicBlocksLabelledPublic(t *testing.T) {
 	js, err := json.Marshal(lb)
 	require.NoError(t, err)
 	assert.Contains(t, string(js), `"public":true`)
+}
+
+// Fallback bytes come from a buffered crypto/rand: each is handed out once
+// and its slot zeroed, and the buffer is zeroed at Close.
+func TestFallbackBufferSingleUse(t *testing.T) {
+	src := newScriptSource("quantropy")
+	src.set(&step{err: &APIError{StatusCode: 503}})
+	p, err := New(src, fast()...)
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	for i := 0; i < 300; i++ { // more than one buffer's worth
+		b := make([]byte, 32)
+		lb, err := p.ReadLabelled(context.Background(), b)
+		require.NoError(t, err)
+		require.False(t, lb.Verifiable)
+		require.False(t, seen[string(b)], "fallback bytes served twice")
+		seen[string(b)] = true
+	}
+	p.local.mu.Lock()
+	served := bytes.Clone(p.local.buf[:p.local.pos])
+	p.local.mu.Unlock()
+	assert.Equal(t, make([]byte, len(served)), served, "served fallback slots are zeroed")
+	require.NoError(t, p.Close())
+	assert.Equal(t, make([]byte, localBuf), p.local.buf[:], "the fallback buffer is zeroed at Close")
 }

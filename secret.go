@@ -3,7 +3,6 @@ package entropy
 import (
 	"context"
 	"crypto/hkdf"
-	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -73,7 +72,7 @@ func (p *Provider) ReadSecret(ctx context.Context, b []byte) (Label, error) {
 	for i := 0; i < chunks; i++ {
 		out := b[i*secretChunk : min((i+1)*secretChunk, len(b))]
 		copy(ikm[:secretSeed], seed[i*secretSeed:])
-		_, _ = crand.Read(ikm[secretSeed:]) // never fails (Go 1.24+)
+		p.local.read(ikm[secretSeed:]) // fresh crypto/rand bytes, single use
 		binary.BigEndian.PutUint32(info[len(secretInfo):], uint32(i))
 		okm, err := hkdf.Key(sha256.New, ikm[:], []byte(secretSalt), string(info[:]), len(out))
 		if err != nil { // only for lengths over the limit, which chunking rules out
