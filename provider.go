@@ -23,7 +23,7 @@
 //     its bytes are the ones the labels describe; give WithDerivedReads to
 //     make it secret-safe when the Provider is handed to key-making code.
 //
-// The contract the Provider keeps is written down in DESIGN.md; the tests
+// The contract the Provider keeps is written down in README.md ("The contract"); the tests
 // named after each point prove it.
 package entropy
 
@@ -272,7 +272,7 @@ func (p *Provider) short() {
 // Close), and Degrade and Fail return the reason, an error wrapping
 // ErrUnavailable (the caller of Degrade falls back itself).
 func (p *Provider) takeVerifiable(ctx context.Context, b []byte, pol Policy) ([]Span, error) {
-	if sp, ok := p.takeAll(b); ok {
+	if sp, n := p.takeShards(b, nil, true); n == len(b) {
 		return sp, nil
 	}
 	if p.closed.Load() {
@@ -285,11 +285,12 @@ func (p *Provider) takeVerifiable(ctx context.Context, b []byte, pol Policy) ([]
 	return nil, p.reason.Load()
 }
 
-// takeAll serves b from all shards together, all or nothing. It locks the
-// shards in index order; the fast path holds one shard at a time, so this
-// cannot deadlock.
-func (p *Provider) takeAll(b []byte) ([]Span, bool) {
-	var spans []Span
+// takeShards serves b from all shards together: with all set, nothing
+// unless they hold len(b) bytes; otherwise what they hold, up to len(b). It
+// returns the spans (appended to spans) and how many bytes it took. It locks
+// the shards in index order; the fast path holds one shard at a time, so
+// this cannot deadlock.
+func (p *Provider) takeShards(b []byte, spans []Span, all bool) ([]Span, int) {
 	for _, s := range p.shards {
 		s.mu.Lock()
 	}
@@ -297,23 +298,14 @@ func (p *Provider) takeAll(b []byte) ([]Span, bool) {
 	for _, s := range p.shards {
 		total += s.avail
 	}
-	if total < len(b) {
-		for _, s := range p.shards {
-			s.mu.Unlock()
-		}
-		return spans, false
-	}
 	rest := b
-	for _, s := range p.shards {
-		if len(rest) == 0 {
-			break
+	if !p.closed.Load() && total > 0 && (!all || total >= len(b)) {
+		for _, s := range p.shards {
+			if n := min(s.avail, len(rest)); n > 0 {
+				spans = s.take(rest[:n], spans, true)
+				rest = rest[n:]
+			}
 		}
-		n := min(s.avail, len(rest))
-		if n == 0 {
-			continue
-		}
-		spans = s.take(rest[:n], spans, true)
-		rest = rest[n:]
 	}
 	wake := false
 	for _, s := range p.shards {
@@ -329,7 +321,7 @@ func (p *Provider) takeAll(b []byte) ([]Span, bool) {
 		default:
 		}
 	}
-	return spans, len(rest) == 0
+	return spans, len(b) - len(rest)
 }
 
 // deferTake gathers verifiable bytes into b as they arrive until b is full,
@@ -342,9 +334,9 @@ func (p *Provider) deferTake(ctx context.Context, b []byte) ([]Span, error) {
 		p.mu.Lock()
 		arrived := p.arrived
 		p.mu.Unlock()
-		var ok bool
-		spans, ok = p.takePartial(b[got:], spans, &got)
-		if ok {
+		var n int
+		spans, n = p.takeShards(b[got:], spans, false)
+		if got += n; got == len(b) {
 			return spans, nil
 		}
 		select {
@@ -357,43 +349,6 @@ func (p *Provider) deferTake(ctx context.Context, b []byte) ([]Span, error) {
 			return nil, ErrClosed
 		}
 	}
-}
-
-// takePartial takes what the pool has toward rest, adding the count to got,
-// and reports whether rest is now full.
-func (p *Provider) takePartial(rest []byte, spans []Span, got *int) ([]Span, bool) {
-	for _, s := range p.shards {
-		s.mu.Lock()
-	}
-	if p.closed.Load() {
-		for _, s := range p.shards {
-			s.mu.Unlock()
-		}
-		return spans, false
-	}
-	for _, s := range p.shards {
-		n := min(s.avail, len(rest))
-		if n > 0 {
-			spans = s.take(rest[:n], spans, true)
-			rest = rest[n:]
-			*got += n
-		}
-	}
-	wake := false
-	for _, s := range p.shards {
-		if s.avail < s.low && !s.asked {
-			s.asked = true
-			wake = true
-		}
-		s.mu.Unlock()
-	}
-	if wake {
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
-	}
-	return spans, len(rest) == 0
 }
 
 // servedVerifiable counts a verifiable read of n bytes served by a slow path
