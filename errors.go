@@ -161,7 +161,7 @@ func (e *APIError) Is(target error) bool {
 }
 
 // permanent reports whether a repeat of the request cannot succeed without a
-// change on the caller's side (DESIGN.md, contract point 6).
+// change on the caller's side (contract point 6, README.md).
 func (e *APIError) permanent() bool {
 	switch s := e.StatusCode; {
 	case s == 429:

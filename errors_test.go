@@ -15,7 +15,7 @@ import (
 )
 
 // Every status of the seeds maps to its class sentinel and to the right
-// retry class (DESIGN.md, contract point 6).
+// retry class (contract point 6, README.md).
 func TestAPIErrorClasses(t *testing.T) {
 	for _, tc := range []struct {
 		status   int

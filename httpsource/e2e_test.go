@@ -1,7 +1,7 @@
 package httpsource_test
 
 // End-to-end tests: a Provider over an httpsource.Source over loopback HTTP to
-// the simulator, one test per fault, checking the contract of DESIGN.md from
+// the simulator, one test per fault, checking the contract (README.md) from
 // the server's side (which requests arrived, and when) and from the reader's
 // (labels, fallback, policies).
 

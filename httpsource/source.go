@@ -1,5 +1,5 @@
 // Package httpsource is the client of the reference HTTP protocol of verifiable
-// entropy (DESIGN.md, "The reference HTTP protocol"): an entropy.Source that
+// entropy (docs/protocol.md): an entropy.Source that
 // asks a service for GET /v1/entropy?size=N, follows queued jobs, checks the
 // Ed25519 signature of every job and maps every error answer of the seeds to
 // the error types of package entropy.

@@ -1,7 +1,7 @@
 package httpsource_test
 
 // These tests run the client against handlers written here by hand, from the
-// protocol text in DESIGN.md and not from the package's wire types, so that a
+// protocol text in docs/protocol.md and not from the package's wire types, so that a
 // mistake shared by the client and the simulator cannot hide.
 
 import (

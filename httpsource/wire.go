@@ -10,8 +10,8 @@ import (
 	"unicode/utf8"
 )
 
-// This file is the one home of the reference protocol's wire format (DESIGN.md,
-// "The reference HTTP protocol"). The client in this package and the simulator
+// This file is the one home of the reference protocol's wire format
+// (docs/protocol.md). The client in this package and the simulator
 // in package sim both use these types, so the two cannot drift apart.
 
 // Paths of the reference protocol.

@@ -1,5 +1,5 @@
 // Package sim is an in-memory server of the reference HTTP protocol of
-// verifiable entropy (DESIGN.md, "The reference HTTP protocol"), with faults
+// verifiable entropy (docs/protocol.md), with faults
 // that can be switched on. It is the embedded default of the entropy command
 // and the counterpart of package httpsource in tests.
 //
