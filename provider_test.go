@@ -356,7 +356,9 @@ func TestCloseLeaksNoGoroutine(t *testing.T) {
 	}
 	require.NotEmpty(t, datas)
 
-	// A waiting reader: larger than the pool, so it waits.
+	// A waiting reader: larger than the pool, with the source now down, so
+	// it waits until Close.
+	src.set(&step{err: &APIError{StatusCode: 503}})
 	waitErr := make(chan error, 1)
 	go func() {
 		_, err := p.ReadLabelled(context.Background(), make([]byte, 1<<20))

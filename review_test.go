@@ -179,7 +179,9 @@ func TestReviewDeferReadWaits(t *testing.T) {
 	}
 	assert.Zero(t, p.Stats().FallbackReads)
 
-	// A Read waiting for more than the pool holds ends at Close with ErrClosed.
+	// A Read waiting for more than the pool holds ends at Close with ErrClosed
+	// (the source goes down again, so the wait cannot end any other way).
+	src.set(&step{err: &APIError{StatusCode: 503}})
 	go func() { n, err := p.Read(make([]byte, 1<<20)); done <- res{n, err} }()
 	time.Sleep(10 * time.Millisecond)
 	require.NoError(t, p.Close())
