@@ -111,7 +111,7 @@ func TestReviewTornLastLine(t *testing.T) {
 	path, raw := reviewJournal(t)
 	ls := lines(raw)
 	lastStart := len(raw) - len(ls[len(ls)-1]) - 1 // lines drops the final newline
-	cuts := []int{lastStart + 1, len(raw) - 1} // one byte; a whole record without its newline
+	cuts := []int{lastStart + 1, len(raw) - 1}     // one byte; a whole record without its newline
 	for c := lastStart + 2; c < len(raw)-1; c += 13 {
 		cuts = append(cuts, c)
 	}
