@@ -1,6 +1,7 @@
 package entropy
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -136,12 +137,22 @@ func (l Label) MarshalJSON() ([]byte, error) {
 	return json.Marshal(j)
 }
 
-// UnmarshalJSON reads what MarshalJSON wrote. The Reason comes back as a plain
-// error with the same text. A class that contradicts the flags is an error.
+// UnmarshalJSON reads what MarshalJSON wrote, strictly: a missing class, a
+// class that contradicts the flags, or a member it does not know (in the
+// label or a span) is an error, so that an edited transcript does not load.
+// The Reason comes back as a plain error with the same text.
 func (l *Label) UnmarshalJSON(b []byte) error {
 	var j labelJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return err
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields() // in the label and in its spans: nothing can be slipped in
+	if err := dec.Decode(&j); err != nil {
+		return fmt.Errorf("entropy: label: %w", err)
+	}
+	if dec.More() {
+		return errors.New("entropy: label: data after the object")
+	}
+	if j.Class == "" {
+		return errors.New("entropy: label has no class")
 	}
 	out := Label{Verifiable: j.Verifiable, Derived: j.Derived, Spans: j.Spans}
 	if j.Reason != "" {

@@ -49,3 +49,14 @@ func TestLabelString(t *testing.T) {
 	f := Label{Spans: []Span{{Source: FallbackSource, Length: 8}}, Reason: ErrPoolEmpty}
 	assert.Equal(t, "fallback crypto/rand[8] (entropy: pool holds too few verifiable bytes)", f.String())
 }
+
+// A label that lost its class or gained a member (in itself or a span) does
+// not load: an edited transcript cannot pass as the original.
+func TestLabelJSONStrict(t *testing.T) {
+	var l Label
+	assert.Error(t, json.Unmarshal([]byte(`{"verifiable":true,"spans":[]}`), &l), "no class")
+	assert.Error(t, json.Unmarshal([]byte(`{"class":"verifiable","verifiable":true,"spans":[],"attested":"yes"}`), &l))
+	assert.Error(t, json.Unmarshal([]byte(`{"class":"verifiable","verifiable":true,"spans":[{"source":"q","job_id":"j","offset":0,"length":1,"note":"x"}]}`), &l))
+	require.NoError(t, json.Unmarshal([]byte(`{"class":"verifiable","verifiable":true,"spans":[{"source":"q","job_id":"j","offset":0,"length":1,"public":true}]}`), &l))
+	assert.True(t, l.Spans[0].Public)
+}

@@ -126,6 +126,7 @@ type Option func(*config)
 type config struct {
 	allowFallback bool
 	event         string
+	eventSet      bool // ForEvent was given, even with an empty name
 	now           func() time.Time
 }
 
@@ -136,8 +137,12 @@ func AllowFallback() Option { return func(c *config) { c.allowFallback = true } 
 
 // ForEvent reads the seed with ReadFor(ctx, name, …), so that the event is
 // drawn once: every later draw for it uses the same seed. The draw's
-// parameters are not part of the event; announce them before the draw.
-func ForEvent(name string) Option { return func(c *config) { c.event = name } }
+// parameters are not part of the event; announce them before the draw. An
+// empty name is an error (ErrBadInput), never an ordinary draw: an unset
+// name must not turn "once, ever" into a re-roll.
+func ForEvent(name string) Option {
+	return func(c *config) { c.event, c.eventSet = name, true }
+}
 
 // WithClock sets the clock that stamps transcripts (default time.Now).
 func WithClock(now func() time.Time) Option {
@@ -205,6 +210,9 @@ func run(ctx context.Context, src Entropy, kind Kind, in Inputs, opts []Option) 
 	}
 	if src == nil {
 		return nil, fmt.Errorf("%w: no entropy source", ErrBadInput)
+	}
+	if c.eventSet && c.event == "" {
+		return nil, fmt.Errorf("%w: empty event name", ErrBadInput)
 	}
 	seed := make([]byte, SeedSize)
 	var label entropy.Label

@@ -427,3 +427,11 @@ func TestVerifyUnknownAlgorithm(t *testing.T) {
 	tr.Algorithm = "rfc3797"
 	assert.ErrorIs(t, Verify(tr), ErrUnknownAlgorithm)
 }
+
+// ForEvent("") is an error, never an ordinary draw that could be re-rolled.
+func TestForEventEmptyNameRefused(t *testing.T) {
+	f := newFake()
+	_, _, err := Pick(context.Background(), f, 6, 49, ForEvent(""))
+	assert.ErrorIs(t, err, ErrBadInput)
+	assert.Zero(t, f.reads, "no entropy was read")
+}

@@ -87,6 +87,13 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 
+	eventGiven := false
+	fs.Visit(func(f *flag.Flag) { eventGiven = eventGiven || f.Name == "event" })
+	if eventGiven && strings.TrimSpace(*event) == "" {
+		// An unset variable in a script must not turn "once, ever" into a re-roll.
+		return usageError(stderr, c, errors.New("--event is empty: name the event, or leave the flag out for a one-off draw"))
+	}
+
 	kinds := 0
 	for _, set := range []bool{*k != 0 || *n != 0, *shuffleN != 0, *intN != 0} {
 		if set {

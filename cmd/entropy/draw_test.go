@@ -233,3 +233,12 @@ func TestDrawCommandLineErrors(t *testing.T) {
 		assert.True(t, strings.HasPrefix(errOut, "entropy "+args[0]+": "), "%q", errOut)
 	}
 }
+
+// An empty event name is refused, never turned into an ordinary (re-rollable) draw.
+func TestDrawEmptyEventRefused(t *testing.T) {
+	clearEnv(t)
+	code, out, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--event", "")
+	assert.NotEqual(t, 0, code)
+	assert.Empty(t, out)
+	assert.Contains(t, errOut, "--event is empty")
+}
