@@ -8,6 +8,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -406,4 +407,86 @@ func TestReviewBodiesAreBounded(t *testing.T) {
 	_, err = s.Fetch(context.Background(), 9)
 	require.ErrorIs(t, err, entropy.ErrMalformed)
 	assert.LessOrEqual(t, len(err.Error()), 1024)
+}
+
+// A job that the service no longer knows while it is being polled (404 on
+// GET /v1/jobs/{id}) is a lost job: DESIGN point 6 and README name "failed or
+// lost jobs" transient, so the breaker must not open on it.
+func TestReviewLostJobWhilePollingIsTransient(t *testing.T) {
+	_, srv := newReviewService(t, func(rs *reviewService, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", "req-lost")
+		if r.URL.Path == "/v1/entropy" {
+			w.WriteHeader(http.StatusAccepted)
+			fmt.Fprint(w, `{"job_id":"job-lost","status":"queued"}`)
+			return
+		}
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, `{"error":{"code":"NotFound","message":"no such job"}}`)
+	})
+	s := reviewSource(t, srv, httpsource.WithPublicKey(make([]byte, ed25519.PublicKeySize)),
+		httpsource.WithPollInterval(time.Millisecond, time.Millisecond))
+	blk, err := s.Fetch(context.Background(), 16)
+	require.Error(t, err)
+	assert.Empty(t, blk.Data)
+	assert.Equal(t, entropy.Transient, entropy.Classify(err),
+		"a job lost while polling produced nothing and a new job may succeed: %v", err)
+}
+
+// A Retry-After on the 202 answer sets the first poll: no request before it
+// has passed (contract point 7, "no request before a Retry-After has passed").
+func TestReviewRetryAfterOn202HoldsFirstPoll(t *testing.T) {
+	rs, srv := newReviewService(t, func(rs *reviewService, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/entropy" {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusAccepted)
+			fmt.Fprint(w, `{"job_id":"job-ra","status":"queued"}`)
+			return
+		}
+		fmt.Fprint(w, rs.completed("job-ra", make([]byte, 16)))
+	})
+	s := reviewSource(t, srv, httpsource.WithPublicKey(rs.pub),
+		httpsource.WithPollInterval(10*time.Millisecond, 5*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := s.Fetch(ctx, 16)
+	require.NoError(t, err)
+	first := rs.arrivals("/v1/entropy")
+	polls := rs.arrivals("/v1/jobs/job-ra")
+	require.Len(t, first, 1)
+	require.NotEmpty(t, polls)
+	assert.GreaterOrEqual(t, polls[0].Sub(first[0]), time.Second,
+		"first poll %v after a 202 with Retry-After: 1", polls[0].Sub(first[0]))
+}
+
+// A key that a service echoes across the body cap is redacted whole: no
+// start of it survives the cut.
+func TestReviewKeyCutByBodyCapIsRedacted(t *testing.T) {
+	const key = "sk-review-9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4"
+	_, srv := newReviewService(t, func(rs *reviewService, w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, strings.Repeat("x", 50)+key+strings.Repeat("y", 50))
+	})
+	s := reviewSource(t, srv, httpsource.WithAPIKey(key), httpsource.WithMaxBodyBytes(64))
+	_, err := s.Fetch(context.Background(), 16)
+	require.Error(t, err)
+	var ae *entropy.APIError
+	require.ErrorAs(t, err, &ae)
+	for _, text := range []string{err.Error(), ae.Message, string(ae.Body)} {
+		assert.NotContains(t, text, key[:8], "a start of the key survived the cut")
+	}
+	assert.LessOrEqual(t, len(ae.Body), 64)
+}
+
+// A key with a quote or a backslash is redacted also where an error quotes
+// server text with %q (which escapes the key).
+func TestReviewEscapedKeyIsRedacted(t *testing.T) {
+	const key = `sk-quo"te\secret-123456`
+	_, srv := newReviewService(t, func(rs *reviewService, w http.ResponseWriter, r *http.Request) {
+		body, _ := json.Marshal(map[string]string{"job_id": "j", "status": "x" + key})
+		_, _ = w.Write(body)
+	})
+	s := reviewSource(t, srv, httpsource.WithAPIKey(key))
+	_, err := s.Fetch(context.Background(), 16)
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "secret-123456")
 }

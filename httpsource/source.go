@@ -374,10 +374,7 @@ func (s *Source) Job(ctx context.Context, id string) (Job, error) {
 func (s *Source) poll(ctx context.Context, id string, first time.Duration) (JobResponse, error) {
 	path := JobsPath + url.PathEscape(id)
 	wait := s.pollBase
-	if first > 0 {
-		wait = min(first, s.pollMax)
-	}
-	timer := time.NewTimer(jitter(wait))
+	timer := time.NewTimer(pollDelay(wait, first))
 	defer timer.Stop()
 	for {
 		select {
@@ -386,6 +383,16 @@ func (s *Source) poll(ctx context.Context, id string, first time.Duration) (JobR
 		case <-timer.C:
 		}
 		body, hdr, err := s.get(ctx, path, nil)
+		var ae *entropy.APIError
+		if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
+			// The service lost the job: it produced nothing, and a new job
+			// may succeed (a lost job is transient, not a revoked key).
+			msg := "the service no longer knows the job"
+			if ae.RequestID != "" {
+				msg += " (request id " + ae.RequestID + ")"
+			}
+			return JobResponse{}, &entropy.JobError{JobID: s.redact(id), Code: "JobLost", Message: msg}
+		}
 		if err != nil {
 			return JobResponse{}, err
 		}
@@ -400,8 +407,15 @@ func (s *Source) poll(ctx context.Context, id string, first time.Duration) (JobR
 			return JobResponse{}, s.jobError(resp)
 		}
 		wait = min(2*wait, s.pollMax)
-		timer.Reset(jitter(wait))
+		timer.Reset(pollDelay(wait, retryAfter(hdr, s.now())))
 	}
+}
+
+// pollDelay is the wait before the next poll: wait with jitter, but never
+// less than a Retry-After the service sent (which is not capped by the poll
+// interval: no request goes out before a Retry-After has passed).
+func pollDelay(wait, retryAfter time.Duration) time.Duration {
+	return max(jitter(wait), retryAfter)
 }
 
 // jitter returns a duration uniformly in [d/2, d].
@@ -528,7 +542,10 @@ func (s *Source) get(ctx context.Context, path string, q url.Values) ([]byte, ht
 		return nil, nil, &entropy.ConnError{Op: op, Err: s.redactErr(err)}
 	}
 	defer res.Body.Close()
-	body, tooLong, readErr := readBounded(res.Body, s.maxBody)
+	// Read len(key) bytes past the cap, so that a key a service echoes
+	// across the cap is read whole and redacted, not cut in two.
+	body, _, readErr := readBounded(res.Body, s.maxBody+int64(len(s.apiKey)))
+	tooLong := int64(len(body)) > s.maxBody
 	if res.StatusCode == http.StatusOK || res.StatusCode == http.StatusAccepted {
 		switch {
 		case readErr != nil && ctx.Err() != nil:
@@ -540,7 +557,22 @@ func (s *Source) get(ctx context.Context, path string, q url.Values) ([]byte, ht
 		}
 		return body, res.Header, nil
 	}
+	body = s.trimKeyPrefix(s.redactBytes(body))
+	if int64(len(body)) > s.maxBody {
+		body = body[:s.maxBody]
+	}
 	return nil, nil, s.apiError(res, body)
+}
+
+// trimKeyPrefix drops a start of the API key left at the end of b (a key cut
+// by the read's bound).
+func (s *Source) trimKeyPrefix(b []byte) []byte {
+	for k := min(len(s.apiKey)-1, len(b)); k > 0; k-- {
+		if bytes.HasSuffix(b, []byte(s.apiKey[:k])) {
+			return b[:len(b)-k]
+		}
+	}
+	return b
 }
 
 // readBounded reads r up to max bytes; tooLong reports that there was more.
@@ -620,18 +652,45 @@ func (s *Source) reqIDSuffix(hdr http.Header) string {
 
 // redact removes the API key from a string.
 func (s *Source) redact(str string) string {
-	if s.apiKey == "" || !strings.Contains(str, s.apiKey) {
+	if s.apiKey == "" {
 		return str
 	}
-	return strings.ReplaceAll(str, s.apiKey, redactedPlaceholder)
+	str = strings.ReplaceAll(str, s.apiKey, redactedPlaceholder)
+	// Also the key as %q or JSON would print it (a key holding a quote or a
+	// backslash no longer matches itself once escaped).
+	for _, esc := range s.escapedKeys() {
+		str = strings.ReplaceAll(str, esc, redactedPlaceholder)
+	}
+	return str
+}
+
+// escapedKeys returns the API key as Go's %q and JSON escape it, where that
+// differs from the key itself.
+func (s *Source) escapedKeys() []string {
+	var out []string
+	q := strconv.Quote(s.apiKey)
+	if q = q[1 : len(q)-1]; q != s.apiKey {
+		out = append(out, q)
+	}
+	if j, err := json.Marshal(s.apiKey); err == nil {
+		if js := string(j[1 : len(j)-1]); js != s.apiKey && js != q {
+			out = append(out, js)
+		}
+	}
+	return out
 }
 
 // redactBytes removes the API key from a body.
 func (s *Source) redactBytes(b []byte) []byte {
-	if s.apiKey == "" || !bytes.Contains(b, []byte(s.apiKey)) {
+	if s.apiKey == "" {
 		return b
 	}
-	return bytes.ReplaceAll(b, []byte(s.apiKey), []byte(redactedPlaceholder))
+	for _, k := range append([]string{s.apiKey}, s.escapedKeys()...) {
+		if bytes.Contains(b, []byte(k)) {
+			b = bytes.ReplaceAll(b, []byte(k), []byte(redactedPlaceholder))
+		}
+	}
+	return b
 }
 
 // redactErr returns err unchanged if its text does not hold the API key, and
