@@ -194,17 +194,8 @@ func (l *ledger) check(b []byte, lb Label) string {
 		if !bytes.Equal(b[off:off+sp.Length], data[sp.Offset:sp.Offset+sp.Length]) {
 			return fmt.Sprintf("bytes differ from job data at span %+v", sp)
 		}
-		key := sp.Source + "/" + sp.JobID
-		u := l.used[key]
-		if u == nil {
-			u = make([]bool, len(data))
-			l.used[key] = u
-		}
-		for i := sp.Offset; i < sp.Offset+sp.Length; i++ {
-			if u[i] {
-				return fmt.Sprintf("byte %d of job %s served twice", i, key)
-			}
-			u[i] = true
+		if msg := l.use(sp, len(data)); msg != "" {
+			return msg
 		}
 		off += sp.Length
 	}
@@ -290,18 +281,27 @@ func (l *ledger) claim(spans []Span) string {
 		if sp.Length <= 0 || sp.Offset < 0 || sp.Offset+sp.Length > len(data) {
 			return fmt.Sprintf("span out of range: %+v", sp)
 		}
-		key := sp.Source + "/" + sp.JobID
-		u := l.used[key]
-		if u == nil {
-			u = make([]bool, len(data))
-			l.used[key] = u
+		if msg := l.use(sp, len(data)); msg != "" {
+			return msg
 		}
-		for i := sp.Offset; i < sp.Offset+sp.Length; i++ {
-			if u[i] {
-				return fmt.Sprintf("byte %d of job %s used twice", i, key)
-			}
-			u[i] = true
+	}
+	return ""
+}
+
+// use marks the span's bytes of its job (of size n) as handed out, and
+// reports a byte handed out before. l.mu must be held.
+func (l *ledger) use(sp Span, n int) string {
+	key := sp.Source + "/" + sp.JobID
+	u := l.used[key]
+	if u == nil {
+		u = make([]bool, n)
+		l.used[key] = u
+	}
+	for i := sp.Offset; i < sp.Offset+sp.Length; i++ {
+		if u[i] {
+			return fmt.Sprintf("byte %d of job %s handed out twice", i, key)
 		}
+		u[i] = true
 	}
 	return ""
 }

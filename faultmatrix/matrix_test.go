@@ -271,19 +271,8 @@ func (l *ledger) check(b []byte, lb entropy.Label) (mislabelled, twice, unchecke
 		if bad {
 			unchecked++
 		}
-		u := l.used[sp.JobID]
-		if u == nil {
-			u = make([]bool, len(data))
-			l.used[sp.JobID] = u
-		}
-		for i := sp.Offset; i < sp.Offset+sp.Length; i++ {
-			if u[i] {
-				twice++
-				break
-			}
-		}
-		for i := sp.Offset; i < sp.Offset+sp.Length; i++ {
-			u[i] = true
+		if !l.use(sp, len(data)) {
+			twice++
 		}
 		off += sp.Length
 	}
@@ -291,6 +280,22 @@ func (l *ledger) check(b []byte, lb entropy.Label) (mislabelled, twice, unchecke
 		mislabelled++
 	}
 	return
+}
+
+// use marks the span's bytes of its job (of size n) as handed out, and
+// reports false if one of them was handed out before. l.mu must be held.
+func (l *ledger) use(sp entropy.Span, n int) bool {
+	u := l.used[sp.JobID]
+	if u == nil {
+		u = make([]bool, n)
+		l.used[sp.JobID] = u
+	}
+	fresh := true
+	for i := sp.Offset; i < sp.Offset+sp.Length; i++ {
+		fresh = fresh && !u[i]
+		u[i] = true
+	}
+	return fresh
 }
 
 // job returns a job's bytes as the simulator keeps them, and whether the job

@@ -220,17 +220,8 @@ func (l *ledger) claimDerived(lb entropy.Label) int {
 		if faulty {
 			bad++
 		}
-		u := l.used[sp.JobID]
-		if u == nil {
-			u = make([]bool, len(data))
-			l.used[sp.JobID] = u
-		}
-		for i := sp.Offset; i < sp.Offset+sp.Length; i++ {
-			if u[i] {
-				bad++
-				break
-			}
-			u[i] = true
+		if !l.use(sp, len(data)) {
+			bad++
 		}
 	}
 	return bad
