@@ -18,20 +18,20 @@ type episodeState struct {
 	open  atomic.Bool
 	mu    sync.Mutex
 	cur   FallbackEpisode
-	reads atomic.Int64
-	bytes atomic.Int64
 	count atomic.Uint64 // episodes started
+	// The Provider's fallback read and byte counters when the last episode
+	// ended (under mu): an episode's counts are the difference, so a
+	// fallback read adds to the counters once, not twice.
+	baseReads, baseBytes uint64
 	// closed is set (under mu) by Close: no episode opens after it, so none
 	// is left open, unrecorded, by a fallback read that raced Close.
 	closed bool
 }
 
-// count adds a fallback read to the current episode, starting one if none is
-// open.
-func (p *Provider) count(n int, reason error) {
+// count starts a fallback episode if none is open; the caller has counted
+// the read in p.fbReads and p.fbBytes.
+func (p *Provider) count(reason error) {
 	e := &p.episodes
-	e.reads.Add(1)
-	e.bytes.Add(int64(n))
 	if e.open.Load() {
 		return
 	}
@@ -69,8 +69,9 @@ func (p *Provider) finishEpisode(last bool) {
 	ep := e.cur
 	ep.End = p.cfg.clock.Now()
 	ep.Ended = true
-	ep.Reads = e.reads.Swap(0)
-	ep.Bytes = e.bytes.Swap(0)
+	reads, bytes := p.fbReads.Load(), p.fbBytes.Load()
+	ep.Reads, ep.Bytes = int64(reads-e.baseReads), int64(bytes-e.baseBytes)
+	e.baseReads, e.baseBytes = reads, bytes
 	e.cur = FallbackEpisode{}
 	p.notes.episode(ep)
 	e.mu.Unlock()

@@ -60,6 +60,7 @@ type Provider struct {
 	ready   chan struct{} // closed when the pool first holds bytes
 
 	reason    atomic.Pointer[unavailableError] // why a read now would not be verifiable
+	dry       atomic.Bool                      // the pool was found empty and nothing was added since
 	shortRead atomic.Bool                      // a read found the pool too short: fill to the brim
 
 	episodes episodeState
@@ -161,6 +162,12 @@ func (p *Provider) Read(b []byte) (int, error) {
 	if p.closed.Load() {
 		return 0, ErrClosed
 	}
+	if p.dry.Load() {
+		if _, err := p.slowRead(context.Background(), b, false, p.cfg.policy); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
 	s, h := p.pick()
 	s.mu.Lock()
 	if s.avail >= len(b) {
@@ -198,6 +205,9 @@ func (p *Provider) ReadLabelled(ctx context.Context, b []byte) (Label, error) {
 	}
 	if p.closed.Load() {
 		return Label{}, ErrClosed
+	}
+	if p.dry.Load() {
+		return p.slowRead(ctx, b, true, p.cfg.policy)
 	}
 	s, h := p.pick()
 	s.mu.Lock()
@@ -260,6 +270,9 @@ func (p *Provider) slowRead(ctx context.Context, b []byte, label bool, pol Polic
 // it then tops the pool up to the brim, even by a small request, so that a
 // read nearly as large as the pool is not refused for ever.
 func (p *Provider) short() {
+	if p.shortRead.Load() {
+		return // asked already; the refill clears it when the pool is full
+	}
 	p.shortRead.Store(true)
 	select {
 	case p.wake <- struct{}{}:
@@ -272,8 +285,10 @@ func (p *Provider) short() {
 // Close), and Degrade and Fail return the reason, an error wrapping
 // ErrUnavailable (the caller of Degrade falls back itself).
 func (p *Provider) takeVerifiable(ctx context.Context, b []byte, pol Policy) ([]Span, error) {
-	if sp, n := p.takeShards(b, nil, true); n == len(b) {
-		return sp, nil
+	if !p.dry.Load() {
+		if sp, n := p.takeShards(b, nil, true); n == len(b) {
+			return sp, nil
+		}
 	}
 	if p.closed.Load() {
 		return nil, ErrClosed
@@ -297,6 +312,12 @@ func (p *Provider) takeShards(b []byte, spans []Span, all bool) ([]Span, int) {
 	total := 0
 	for _, s := range p.shards {
 		total += s.avail
+	}
+	if total == 0 {
+		// Until add puts bytes in, reads need not lock the shards to learn
+		// that they are empty. Set under every shard lock, so that an add
+		// (which clears it after its put) cannot be missed.
+		p.dry.Store(true)
 	}
 	rest := b
 	if !p.closed.Load() && total > 0 && (!all || total >= len(b)) {
@@ -524,6 +545,7 @@ func (p *Provider) add(f *feeder, blk Block) {
 		best.mu.Unlock()
 		off += n
 	}
+	p.dry.Store(false)
 	p.reason.Store(poolEmpty)
 	p.mu.Lock()
 	close(p.arrived)
@@ -572,7 +594,7 @@ func (p *Provider) fallback(b []byte, label bool) Label {
 	reason := p.reason.Load()
 	p.fbReads.Add(1)
 	p.fbBytes.Add(uint64(len(b)))
-	p.count(len(b), reason)
+	p.count(reason)
 	if !label {
 		return Label{}
 	}
