@@ -99,7 +99,7 @@ func TestReviewSimFaultsReachRead(t *testing.T) {
 			var env map[string]string
 			require.Eventually(t, func() bool {
 				env = exports(out.String())
-				return len(env) == 3
+				return len(env) == 4
 			}, 5*time.Second, 5*time.Millisecond)
 			args := []string{"--url", env["ENTROPY_URL"], "--public-key", env["ENTROPY_PUBLIC_KEY"], "--timeout", "500ms"}
 			t.Setenv("ENTROPY_API_KEY", env["ENTROPY_API_KEY"])

@@ -83,6 +83,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "  export ENTROPY_API_KEY=<the key given with --api-key>")
 	}
 	fmt.Fprintf(stdout, "  export ENTROPY_PUBLIC_KEY=%s\n", base64.StdEncoding.EncodeToString(s.PublicKey()))
+	fmt.Fprintf(stdout, "  export ENTROPY_SOURCE_NAME=%s\n", sim.SourceName)
 	if len(probs) > 0 {
 		fmt.Fprintf(stdout, "  faults: %s\n", *faults)
 	}

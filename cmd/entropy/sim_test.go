@@ -42,7 +42,7 @@ func TestSimServesUntilCancelled(t *testing.T) {
 	var env map[string]string
 	require.Eventually(t, func() bool {
 		env = exports(out.String())
-		return len(env) == 3
+		return len(env) == 4
 	}, 5*time.Second, 5*time.Millisecond)
 	assert.Equal(t, demoAPIKey, env["ENTROPY_API_KEY"])
 
@@ -50,9 +50,11 @@ func TestSimServesUntilCancelled(t *testing.T) {
 	t.Setenv("ENTROPY_URL", env["ENTROPY_URL"])
 	t.Setenv("ENTROPY_API_KEY", env["ENTROPY_API_KEY"])
 	t.Setenv("ENTROPY_PUBLIC_KEY", env["ENTROPY_PUBLIC_KEY"])
+	t.Setenv("ENTROPY_SOURCE_NAME", env["ENTROPY_SOURCE_NAME"])
 	code, rout, rerr := runCLI(t, "read", "-n", "16", "--label")
 	require.Equal(t, 0, code, rerr)
 	assert.Contains(t, rout, `"verifiable":true`)
+	assert.Contains(t, rout, `"source":"simulator"`, "a standalone simulator is labelled as one too")
 
 	cancel()
 	select {
