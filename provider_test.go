@@ -128,6 +128,7 @@ func TestReadNeverMixesClasses(t *testing.T) {
 	src := newScriptSource("quantropy")
 	src.maxLen = 512
 	p := newTestProvider(t, src, fast(WithBufferSize(4096), WithFetchSize(512), WithShards(2))...)
+	full(t, p, 4096) // start with a full pool, so that both classes occur however fast the reads are
 	led := newLedger(src)
 	stop := make(chan struct{})
 	var flip sync.WaitGroup
