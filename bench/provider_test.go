@@ -75,9 +75,27 @@ func fallbackShare(b *testing.B, p *entropy.Provider, before uint64) {
 	b.ReportMetric(float64(p.Stats().FallbackReads-before)/float64(b.N), "fallback/op")
 }
 
-// BenchmarkRead is Provider.Read (the io.Reader) with a full pool (see
-// serialPacer).
-func BenchmarkRead(b *testing.B) {
+// readFunc is one read of a benchmark: Provider.Read or ReadLabelled.
+type readFunc func(p *entropy.Provider, buf []byte) error
+
+// plainRead is Provider.Read.
+func plainRead(p *entropy.Provider, buf []byte) error {
+	_, err := p.Read(buf)
+	return err
+}
+
+// labelledRead is Provider.ReadLabelled; with a full pool every read must
+// come back verifiable.
+func labelledRead(p *entropy.Provider, buf []byte) error {
+	lb, err := p.ReadLabelled(context.Background(), buf)
+	if err == nil && !lb.Verifiable {
+		err = errors.New("a steady-state read was not verifiable")
+	}
+	return err
+}
+
+// benchSerial runs read over every size with a full pool (see serialPacer).
+func benchSerial(b *testing.B, read readFunc) {
 	for _, n := range sizes {
 		b.Run(sizeName(n), func(b *testing.B) {
 			p := newSteady(b, n)
@@ -88,7 +106,7 @@ func BenchmarkRead(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				if _, err := p.Read(buf); err != nil {
+				if err := read(p, buf); err != nil {
 					b.Fatal(err)
 				}
 				pace.done(n)
@@ -99,10 +117,9 @@ func BenchmarkRead(b *testing.B) {
 	}
 }
 
-// BenchmarkReadParallel is Provider.Read from GOMAXPROCS goroutines with a
-// full pool (see parallelPacer). Its throughput at -cpu 2 against -cpu 1
-// shows how the sharded pool scales.
-func BenchmarkReadParallel(b *testing.B) {
+// benchParallel runs read from GOMAXPROCS goroutines over every size with a
+// full pool (see parallelPacer).
+func benchParallel(b *testing.B, read readFunc) {
 	for _, n := range sizes {
 		b.Run(sizeName(n), func(b *testing.B) {
 			p := newSteady(b, n)
@@ -116,7 +133,7 @@ func BenchmarkReadParallel(b *testing.B) {
 				defer w.leave()
 				buf := make([]byte, n)
 				for pb.Next() {
-					if _, err := p.Read(buf); err != nil {
+					if err := read(p, buf); err != nil {
 						b.Error(err)
 						return
 					}
@@ -128,61 +145,22 @@ func BenchmarkReadParallel(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRead is Provider.Read (the io.Reader) with a full pool.
+func BenchmarkRead(b *testing.B) { benchSerial(b, plainRead) }
+
+// BenchmarkReadParallel is Provider.Read from GOMAXPROCS goroutines with a
+// full pool. Its throughput at -cpu 2 against -cpu 1 shows how the sharded
+// pool scales.
+func BenchmarkReadParallel(b *testing.B) { benchParallel(b, plainRead) }
 
 // BenchmarkReadLabelled is Provider.ReadLabelled with a full pool; every
 // read must come back verifiable.
-func BenchmarkReadLabelled(b *testing.B) {
-	for _, n := range sizes {
-		b.Run(sizeName(n), func(b *testing.B) {
-			p := newSteady(b, n)
-			ctx := context.Background()
-			buf := make([]byte, n)
-			pace := newSerialPacer(b, p, n)
-			before := p.Stats().FallbackReads
-			b.SetBytes(int64(n))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				if _, err := p.ReadLabelled(ctx, buf); err != nil {
-					b.Fatal(err)
-				}
-				pace.done(n)
-			}
-			b.StopTimer()
-			fallbackShare(b, p, before)
-		})
-	}
-}
+func BenchmarkReadLabelled(b *testing.B) { benchSerial(b, labelledRead) }
 
 // BenchmarkReadLabelledParallel is Provider.ReadLabelled from GOMAXPROCS
 // goroutines with a full pool.
-func BenchmarkReadLabelledParallel(b *testing.B) {
-	for _, n := range sizes {
-		b.Run(sizeName(n), func(b *testing.B) {
-			p := newSteady(b, n)
-			ctx := context.Background()
-			pace := newParallelPacer(b, p, n)
-			before := p.Stats().FallbackReads
-			b.SetBytes(int64(n))
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				w := pace.join()
-				defer w.leave()
-				buf := make([]byte, n)
-				for pb.Next() {
-					if _, err := p.ReadLabelled(ctx, buf); err != nil {
-						b.Error(err)
-						return
-					}
-					w.done(n)
-				}
-			})
-			b.StopTimer()
-			fallbackShare(b, p, before)
-		})
-	}
-}
+func BenchmarkReadLabelledParallel(b *testing.B) { benchParallel(b, labelledRead) }
 
 // BenchmarkReadSecret is the derived, secret-safe read (HKDF over 32 pool
 // bytes and 32 crypto/rand bytes) with a full pool.
