@@ -123,6 +123,9 @@ func (n *notifier) run(wg *sync.WaitGroup) {
 		case <-n.signal:
 			n.drain()
 		case <-n.p.ctx.Done():
+			// The refill goroutine may still queue a block it fetched
+			// before it saw the end: deliver after it has stopped.
+			n.p.refillDone.Wait()
 			n.drain()
 			return
 		}

@@ -1,8 +1,12 @@
 package entropy
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+	_ "unsafe" // for go:linkname
+)
 
-// origin names the job a chunk of pool bytes came from. Chunks of one block
+// origin names the job a run of pool bytes came from. Runs of one block
 // share one origin, so a span costs no allocation beyond its slot.
 type origin struct {
 	source string
@@ -10,134 +14,266 @@ type origin struct {
 	public bool
 }
 
-// chunk is a run of checked bytes of one job in a shard: data[pos:] is still
-// unread; data[:pos] has been handed out and zeroed. base is the offset of
-// data[0] within the job's Data.
-type chunk struct {
-	data []byte
-	pos  int
-	base int
-	from *origin
+// run is a stretch of checked bytes of one job in a shard. data[0] is byte
+// base of the job's Data.
+//
+// A shard publishes its first run as head; readers then claim bytes from it
+// without a lock: a compare-and-swap on word moves the cursor past the bytes
+// it takes, so no two claims overlap (contract point 3), and each claimer
+// copies its bytes out and zeroes them. The upper half of word counts the
+// claims (the fast reads), the lower half is the cursor. Runs behind the head
+// are private to the shard: they change only under its lock.
+type run struct {
+	word   atomic.Uint64 // claims<<32 | cursor; data[:cursor] handed out and zeroed
+	wakeAt atomic.Int64  // a claim ending past this cursor leaves the shard below its low watermark
+	data   []byte
+	base   int
+	from   *origin
 }
 
-// spanSlab is how many span slots a shard allocates at a time. Labels take
-// their Spans from the slab with the capacity clipped, so appending to one
-// never writes into another; a new slab is made when one runs out.
+// maxRun bounds a run's length so that its cursor fits in 32 bits (and so
+// does its claim count: every claim takes at least one byte).
+const maxRun = 1 << 30
+
+const cursorMask = 1<<32 - 1
+
+// cursor returns how many of r's bytes have been handed out.
+func (r *run) cursor() int { return int(r.word.Load() & cursorMask) }
+
+// claim takes len(dst) bytes from r if it holds that many: it copies them
+// into dst, zeroes their slot, and returns their offset in r.data and the
+// cursor after them. It fails (ok false) if r holds fewer bytes, and then
+// takes none.
+func (r *run) claim(dst []byte) (off, end int, ok bool) {
+	n := uint64(len(dst))
+	for {
+		w := r.word.Load()
+		c := w & cursorMask
+		if c+n > uint64(len(r.data)) {
+			return 0, 0, false
+		}
+		if r.word.CompareAndSwap(w, w+1<<32+n) {
+			src := r.data[c : c+n]
+			copy(dst, src)
+			clear(src)
+			return int(c), int(c + n), true
+		}
+	}
+}
+
+// stop ends fast claims on r (it is the head of a shard whose lock the
+// caller holds): it moves the cursor to the end, so every later claim fails,
+// and returns the claim count and the cursor before, which now belong to the
+// caller: data[cursor:] is unread and the caller's to take or zero.
+func (r *run) stop() (claims uint64, cursor int) {
+	for {
+		w := r.word.Load()
+		if r.word.CompareAndSwap(w, w&^cursorMask|uint64(len(r.data))) {
+			return w >> 32, int(w & cursorMask)
+		}
+	}
+}
+
+// spanSlab is how many span slots a slab holds. Labels take their Spans from
+// a slab with the capacity clipped, so appending to one never writes into
+// another; a new slab is made when one runs out (one allocation per
+// spanSlab labelled reads).
 const spanSlab = 256
 
-// shard is one independently locked part of the pool. Readers are spread over
-// shards (see Provider.handles) so that concurrent reads seldom share a lock
-// or a cache line.
+// slab is a block of span slots; next counts the slots handed out.
+type slab struct {
+	next  atomic.Uint32
+	spans [spanSlab]Span
+}
+
+// shard is one part of the pool. Readers on one P go to one shard (see
+// Provider.shard), so concurrent reads seldom share a cache line. Fast reads
+// claim from head without the lock; mu guards everything else.
 type shard struct {
+	head atomic.Pointer[run] // nil when the shard is empty or closed
+	slab atomic.Pointer[slab]
+
 	mu     sync.Mutex
-	chunks []chunk // queue; chunks[head:] hold unread bytes
-	head   int
-	avail  int // unread bytes in the shard
+	runs   []*run // queue behind head; runs[first:] hold unread bytes
+	first  int
+	queued int // unread bytes in runs[first:]
 	cap    int // bytes the refill aims to keep here
 	low    int // below this, the shard asks for a refill
-	asked  bool
-	slab   []Span
+	asked  atomic.Bool
 	closed bool
 
-	// Read counters, under mu, summed by Stats.
+	// Counts of fast claims on runs that are no longer head, and of slow
+	// takes are kept by the Provider; both summed by Stats. Under mu.
 	reads, bytes uint64
 
 	_ [64]byte // keep shards on separate cache lines
 }
 
-// pick returns the shard a read should take from: the only one, or the one
-// of the reader's P through the Provider's sync.Pool of handles (whose
-// per-P cache gives each P a shard of its own). A non-nil handle must be
-// given back with release. With one shard (GOMAXPROCS 1, or a small
-// buffer) it skips the sync.Pool, a third of a small read's cost.
-func (p *Provider) pick() (*shard, *handle) {
+//go:linkname procPin runtime.procPin
+func procPin() int
+
+//go:linkname procUnpin runtime.procUnpin
+func procUnpin()
+
+// shard returns the shard of the reader's P. The runtime's P index is read
+// the way sync.Pool reads it (pinning for an instant); the shard is only a
+// place to start, so a reader that moves to another P right after stays
+// correct: claims are atomic whoever makes them.
+func (p *Provider) shard() *shard {
 	if len(p.shards) == 1 {
-		return p.shards[0], nil
+		return p.shards[0]
 	}
-	h := p.handles.Get().(*handle)
-	return h.s, h
+	i := procPin()
+	procUnpin()
+	for i >= len(p.shards) { // more Ps than shards (GOMAXPROCS grew, or a small pool)
+		i -= len(p.shards)
+	}
+	return p.shards[i]
 }
 
-// release gives back the handle pick returned, if any.
-func (p *Provider) release(h *handle) {
-	if h != nil {
-		p.handles.Put(h)
+// avail is how many unread bytes the shard holds; the caller holds s.mu.
+func (s *shard) avail() int {
+	n := s.queued
+	if r := s.head.Load(); r != nil {
+		n += len(r.data) - r.cursor()
 	}
+	return n
 }
 
-// take moves len(dst) bytes from the shard into dst, zeroing each pool byte
-// as it goes (contract point 3). The caller holds s.mu and has checked that
-// s.avail >= len(dst). With spans non-nil-able (want true), it appends one
-// span per run of one job and returns the spans.
+// unpublish ends fast claims on the head and puts its unread bytes at the
+// front of the queue, so that the caller can take from the queue alone; the
+// caller holds s.mu and calls publish when done.
+func (s *shard) unpublish() {
+	r := s.head.Load()
+	if r == nil {
+		return
+	}
+	s.head.Store(nil)
+	claims, c := r.stop()
+	s.reads += claims
+	s.bytes += uint64(c)
+	if c == len(r.data) {
+		return
+	}
+	rest := &run{data: r.data[c:], base: r.base + c, from: r.from}
+	if s.first > 0 {
+		s.first--
+		s.runs[s.first] = rest
+	} else {
+		s.runs = append(s.runs, nil)
+		copy(s.runs[1:], s.runs)
+		s.runs[0] = rest
+	}
+	s.queued += len(rest.data)
+}
+
+// publish makes the front of the queue the head (if the head is empty) and
+// sets its wake point; the caller holds s.mu.
+func (s *shard) publish() {
+	if s.closed {
+		return
+	}
+	if h := s.head.Load(); h != nil && h.cursor() < len(h.data) {
+		s.setWake(h)
+		return
+	} else if h != nil {
+		claims, c := h.stop()
+		s.reads += claims
+		s.bytes += uint64(c)
+		s.head.Store(nil)
+	}
+	if s.first == len(s.runs) {
+		return
+	}
+	r := s.runs[s.first]
+	s.runs[s.first] = nil
+	s.first++
+	if s.first == len(s.runs) {
+		s.runs, s.first = s.runs[:0], 0
+	}
+	if c := r.cursor(); c > 0 {
+		r = &run{data: r.data[c:], base: r.base + c, from: r.from}
+	}
+	s.queued -= len(r.data)
+	s.setWake(r)
+	s.head.Store(r)
+}
+
+// setWake sets the cursor of head run r past which the shard is below its low
+// watermark: unread = queued + len(r.data) - cursor < low.
+func (s *shard) setWake(r *run) {
+	r.wakeAt.Store(int64(len(r.data) + s.queued - s.low))
+}
+
+// take moves len(dst) bytes from the queue into dst, zeroing each pool byte
+// as it goes (contract point 3). The caller holds s.mu, has unpublished the
+// head, and has checked that s.queued >= len(dst). With want set it appends
+// one span per run of one job and returns the spans.
 func (s *shard) take(dst []byte, spans []Span, want bool) []Span {
 	for len(dst) > 0 {
-		c := &s.chunks[s.head]
-		src := c.data[c.pos:]
+		r := s.runs[s.first]
+		pos := r.cursor()
+		src := r.data[pos:]
 		n := copy(dst, src)
 		clear(src[:n])
 		if want {
-			spans = appendSpan(spans, Span{Source: c.from.source, JobID: c.from.job, Offset: c.base + c.pos, Length: n, Public: c.from.public})
+			spans = appendSpan(spans, Span{Source: r.from.source, JobID: r.from.job, Offset: r.base + pos, Length: n, Public: r.from.public})
 		}
-		c.pos += n
-		s.avail -= n
+		r.word.Store(uint64(pos + n))
+		s.queued -= n
 		dst = dst[n:]
-		if c.pos == len(c.data) {
-			s.chunks[s.head] = chunk{}
-			s.head++
-			if s.head == len(s.chunks) {
-				s.chunks = s.chunks[:0]
-				s.head = 0
+		if pos+n == len(r.data) {
+			s.runs[s.first] = nil
+			s.first++
+			if s.first == len(s.runs) {
+				s.runs, s.first = s.runs[:0], 0
 			}
 		}
 	}
 	return spans
 }
 
-// put appends a chunk; the caller holds s.mu.
-func (s *shard) put(c chunk) {
-	if s.head > 0 && s.head >= len(s.chunks)/2 {
-		n := copy(s.chunks, s.chunks[s.head:])
-		clear(s.chunks[n:])
-		s.chunks = s.chunks[:n]
-		s.head = 0
+// put appends a run to the queue; the caller holds s.mu.
+func (s *shard) put(r *run) {
+	if s.first > 0 && s.first >= len(s.runs)/2 {
+		n := copy(s.runs, s.runs[s.first:])
+		clear(s.runs[n:])
+		s.runs = s.runs[:n]
+		s.first = 0
 	}
-	s.chunks = append(s.chunks, c)
-	s.avail += len(c.data) - c.pos
+	s.runs = append(s.runs, r)
+	s.queued += len(r.data) - r.cursor()
 }
 
-// spans returns an empty slice of span slots from the shard's slab; the
-// caller holds s.mu and must pass the result to commitSpans.
-func (s *shard) spans() []Span {
-	if cap(s.slab)-len(s.slab) < 8 {
-		s.slab = make([]Span, 0, spanSlab)
+// span returns a one-element slice of a fresh span slot holding sp.
+func (s *shard) span(sp Span) []Span {
+	for {
+		sl := s.slab.Load()
+		if sl != nil {
+			if i := sl.next.Add(1); i <= spanSlab {
+				sl.spans[i-1] = sp
+				return sl.spans[i-1 : i : i]
+			}
+		}
+		s.slab.CompareAndSwap(sl, new(slab))
 	}
-	return s.slab[len(s.slab):len(s.slab):cap(s.slab)]
-}
-
-// commitSpans marks the slots sp used (if it still lives in the slab) and
-// clips its capacity, so that a caller's append cannot reach the next label.
-func (s *shard) commitSpans(sp []Span) []Span {
-	n := len(sp)
-	if n > 0 && n <= cap(s.slab)-len(s.slab) && &s.slab[:len(s.slab)+1][len(s.slab)] == &sp[0] {
-		s.slab = s.slab[:len(s.slab)+n]
-	}
-	return sp[:n:n]
 }
 
 // zero wipes every unread byte and marks the shard closed; the caller holds
 // s.mu.
 func (s *shard) zero() {
-	for i := s.head; i < len(s.chunks); i++ {
-		clear(s.chunks[i].data)
+	s.unpublish()
+	for _, r := range s.runs[s.first:] {
+		clear(r.data)
 	}
-	clear(s.chunks)
-	s.chunks = nil
-	s.head, s.avail = 0, 0
+	clear(s.runs)
+	s.runs = nil
+	s.first, s.queued = 0, 0
 	s.closed = true
 }
 
 // appendSpan appends sp, merging it into the last span when it continues the
-// same job (a job split over two chunks or two shards' reads).
+// same job (a job split over two runs or two shards' reads).
 func appendSpan(spans []Span, sp Span) []Span {
 	if k := len(spans) - 1; k >= 0 {
 		last := &spans[k]

@@ -42,8 +42,6 @@ type Provider struct {
 	cfg     config
 	feeders []*feeder
 	shards  []*shard
-	handles sync.Pool // of *handle: gives each P a shard of its own
-	next    atomic.Uint32
 	seen    *jobSet
 
 	ctx    context.Context // ends at Close
@@ -75,9 +73,6 @@ type Provider struct {
 	derivedReads, derivedBytes atomic.Uint64
 	journalErrs                atomic.Uint64
 }
-
-// handle ties a P (through sync.Pool's per-P cache) to a shard.
-type handle struct{ s *shard }
 
 // New starts a Provider over src (and any WithFailover sources). It returns
 // at once; the pool fills in the background (WaitReady waits for it).
@@ -126,9 +121,6 @@ func New(src Source, opts ...Option) (*Provider, error) {
 		}
 		p.shards = append(p.shards, &shard{cap: c, low: max(1, c/2)})
 	}
-	p.handles.New = func() any {
-		return &handle{s: p.shards[int(p.next.Add(1)-1)%len(p.shards)]}
-	}
 	p.notes.init(p)
 	p.wg.Add(2)
 	p.refillDone.Add(1)
@@ -147,43 +139,38 @@ func New(src Source, opts ...Option) (*Provider, error) {
 // wrapping ErrUnavailable and the cause. Use ReadLabelled to learn which.
 // With WithDerivedReads, Read serves derived bytes as ReadSecret does.
 func (p *Provider) Read(b []byte) (int, error) {
-	if len(b) == 0 {
-		if p.closed.Load() {
-			return 0, ErrClosed
-		}
-		return 0, nil
+	if len(b) == 0 || p.cfg.derivedRead || p.closed.Load() {
+		return p.readOther(b)
 	}
-	if p.cfg.derivedRead {
-		if _, err := p.ReadSecret(context.Background(), b); err != nil {
-			return 0, err
+	// The fast path: one compare-and-swap on the head run of the reader's
+	// shard, a copy and a clear. No lock, no clock, no allocation.
+	s := p.shard()
+	if r := s.head.Load(); r != nil {
+		if _, end, ok := r.claim(b); ok {
+			if int64(end) > r.wakeAt.Load() {
+				p.low(s)
+			}
+			if p.episodes.open.Load() {
+				p.endEpisode()
+			}
+			return len(b), nil
 		}
-		return len(b), nil
 	}
+	if _, err := p.readShard(context.Background(), s, b, false); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// readOther is Read of an empty b, with derived reads, or after Close.
+func (p *Provider) readOther(b []byte) (int, error) {
 	if p.closed.Load() {
 		return 0, ErrClosed
 	}
-	if p.dry.Load() {
-		if _, err := p.slowRead(context.Background(), b, false, p.cfg.policy); err != nil {
-			return 0, err
-		}
-		return len(b), nil
+	if len(b) == 0 {
+		return 0, nil
 	}
-	s, h := p.pick()
-	s.mu.Lock()
-	if s.avail >= len(b) {
-		s.take(b, nil, false)
-		s.reads++
-		s.bytes += uint64(len(b))
-		p.afterTake(s)
-		p.release(h)
-		if p.episodes.open.Load() {
-			p.endEpisode()
-		}
-		return len(b), nil
-	}
-	s.mu.Unlock()
-	p.release(h)
-	if _, err := p.slowRead(context.Background(), b, false, p.cfg.policy); err != nil {
+	if _, err := p.ReadSecret(context.Background(), b); err != nil {
 		return 0, err
 	}
 	return len(b), nil
@@ -206,49 +193,84 @@ func (p *Provider) ReadLabelled(ctx context.Context, b []byte) (Label, error) {
 	if p.closed.Load() {
 		return Label{}, ErrClosed
 	}
-	if p.dry.Load() {
-		return p.slowRead(ctx, b, true, p.cfg.policy)
-	}
-	s, h := p.pick()
-	s.mu.Lock()
-	if s.avail >= len(b) {
-		sp := s.commitSpans(s.take(b, s.spans(), true))
-		s.reads++
-		s.bytes += uint64(len(b))
-		p.afterTake(s)
-		p.release(h)
-		if p.episodes.open.Load() {
-			p.endEpisode()
+	s := p.shard()
+	if r := s.head.Load(); r != nil {
+		if off, end, ok := r.claim(b); ok {
+			sp := s.span(Span{Source: r.from.source, JobID: r.from.job, Offset: r.base + off, Length: len(b), Public: r.from.public})
+			if int64(end) > r.wakeAt.Load() {
+				p.low(s)
+			}
+			if p.episodes.open.Load() {
+				p.endEpisode()
+			}
+			return Label{Verifiable: true, Spans: sp}, nil
 		}
-		return Label{Verifiable: true, Spans: sp}, nil
 	}
-	s.mu.Unlock()
-	p.release(h)
-	return p.slowRead(ctx, b, true, p.cfg.policy)
+	return p.readShard(ctx, s, b, true)
 }
 
-// afterTake asks for a refill if the shard fell below its low watermark, and
-// unlocks it. The caller holds s.mu.
+// low asks the refill goroutine to top the pool up: a read took shard s
+// below its low watermark. It runs once per refill, not per read.
 //
 // With GOMAXPROCS 1 the woken refill goroutine would not run until the
 // reader blocks or is preempted (up to 10 ms later), and a loop of small
 // reads drains the pool long before that; so the reader that asked yields
-// once, and the refill runs first. This happens once per half shard of
-// reads, not per read.
-func (p *Provider) afterTake(s *shard) {
-	if s.avail < s.low && !s.asked {
-		s.asked = true
-		s.mu.Unlock()
-		select {
-		case p.wake <- struct{}{}:
-			if runtime.GOMAXPROCS(0) == 1 {
-				runtime.Gosched()
-			}
-		default:
-		}
+// once, and the refill runs first.
+func (p *Provider) low(s *shard) {
+	if s.asked.Load() || !s.asked.CompareAndSwap(false, true) {
 		return
 	}
+	select {
+	case p.wake <- struct{}{}:
+		if runtime.GOMAXPROCS(0) == 1 {
+			runtime.Gosched()
+		}
+	default:
+	}
+}
+
+// readShard serves a read that the head run of shard s could not: from the
+// shard's next run, from the whole shard under its lock, or else from all
+// shards together or by the policy (slowRead).
+func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool) (Label, error) {
+	if p.dry.Load() || p.closed.Load() {
+		return p.slowRead(ctx, b, label, p.cfg.policy)
+	}
+	s.mu.Lock()
+	if h := s.head.Load(); h == nil || h.cursor() == len(h.data) {
+		s.publish() // the head is used up: the next run takes its place
+	}
+	if r := s.head.Load(); r != nil {
+		if off, end, ok := r.claim(b); ok {
+			isLow := int64(end) > r.wakeAt.Load()
+			s.mu.Unlock()
+			lb := Label{Verifiable: true}
+			if label {
+				lb.Spans = s.span(Span{Source: r.from.source, JobID: r.from.job, Offset: r.base + off, Length: len(b), Public: r.from.public})
+			}
+			if isLow {
+				p.low(s)
+			}
+			if p.episodes.open.Load() {
+				p.endEpisode()
+			}
+			return lb, nil
+		}
+	}
+	if s.avail() < len(b) {
+		s.mu.Unlock()
+		return p.slowRead(ctx, b, label, p.cfg.policy)
+	}
+	s.unpublish()
+	sp := s.take(b, nil, label)
+	s.publish()
+	isLow := s.avail() < s.low
 	s.mu.Unlock()
+	if isLow {
+		p.low(s)
+	}
+	p.servedVerifiable(len(b))
+	return Label{Verifiable: true, Spans: sp}, nil
 }
 
 // slowRead serves a read the reader's own shard could not: from all shards
@@ -303,15 +325,16 @@ func (p *Provider) takeVerifiable(ctx context.Context, b []byte, pol Policy) ([]
 // takeShards serves b from all shards together: with all set, nothing
 // unless they hold len(b) bytes; otherwise what they hold, up to len(b). It
 // returns the spans (appended to spans) and how many bytes it took. It locks
-// the shards in index order; the fast path holds one shard at a time, so
+// the shards in index order; other paths hold one shard lock at a time, so
 // this cannot deadlock.
 func (p *Provider) takeShards(b []byte, spans []Span, all bool) ([]Span, int) {
 	for _, s := range p.shards {
 		s.mu.Lock()
+		s.unpublish()
 	}
 	total := 0
 	for _, s := range p.shards {
-		total += s.avail
+		total += s.queued
 	}
 	if total == 0 {
 		// Until add puts bytes in, reads need not lock the shards to learn
@@ -322,7 +345,7 @@ func (p *Provider) takeShards(b []byte, spans []Span, all bool) ([]Span, int) {
 	rest := b
 	if !p.closed.Load() && total > 0 && (!all || total >= len(b)) {
 		for _, s := range p.shards {
-			if n := min(s.avail, len(rest)); n > 0 {
+			if n := min(s.queued, len(rest)); n > 0 {
 				spans = s.take(rest[:n], spans, true)
 				rest = rest[n:]
 			}
@@ -330,8 +353,8 @@ func (p *Provider) takeShards(b []byte, spans []Span, all bool) ([]Span, int) {
 	}
 	wake := false
 	for _, s := range p.shards {
-		if s.avail < s.low && !s.asked {
-			s.asked = true
+		s.publish()
+		if s.avail() < s.low && s.asked.CompareAndSwap(false, true) {
 			wake = true
 		}
 		s.mu.Unlock()
@@ -485,7 +508,7 @@ func (p *Provider) fill() error {
 func (p *Provider) anyLow() bool {
 	for _, s := range p.shards {
 		s.mu.Lock()
-		low := s.avail < s.low
+		low := s.avail() < s.low
 		s.mu.Unlock()
 		if low {
 			return true
@@ -502,7 +525,7 @@ func (p *Provider) pooled() int {
 	n := 0
 	for _, s := range p.shards {
 		s.mu.Lock()
-		n += s.avail
+		n += s.avail()
 		s.mu.Unlock()
 	}
 	return n
@@ -516,19 +539,24 @@ func (p *Provider) add(f *feeder, blk Block) {
 	from := &origin{source: blk.Source, job: blk.JobID, public: blk.Public}
 	f.accepted.Add(1)
 	f.fetched.Add(uint64(len(data)))
+	// Recorded before any of its bytes can be read: a read may take them the
+	// moment they are in a shard, and the Provider may close right after.
+	if p.cfg.journal != nil {
+		p.notes.block(blockRecord(blk, p.cfg.clock.Now()))
+	}
 	off := 0
 	for off < len(data) {
 		var best *shard
 		bestRoom := 0
 		for _, s := range p.shards {
 			s.mu.Lock()
-			r := s.cap - s.avail
+			r := s.cap - s.avail()
 			s.mu.Unlock()
 			if best == nil || r > bestRoom {
 				best, bestRoom = s, r
 			}
 		}
-		n := len(data) - off
+		n := min(len(data)-off, maxRun)
 		if bestRoom > 0 && n > bestRoom {
 			n = bestRoom
 		}
@@ -538,9 +566,10 @@ func (p *Provider) add(f *feeder, blk Block) {
 			clear(data)
 			return
 		}
-		best.put(chunk{data: data[off : off+n : off+n], base: off, from: from})
-		if best.avail >= best.low {
-			best.asked = false
+		best.put(&run{data: data[off : off+n : off+n], base: off, from: from})
+		best.publish()
+		if best.avail() >= best.low {
+			best.asked.Store(false)
 		}
 		best.mu.Unlock()
 		off += n
@@ -556,8 +585,21 @@ func (p *Provider) add(f *feeder, blk Block) {
 		close(p.ready)
 	}
 	p.mu.Unlock()
-	if p.cfg.journal != nil {
-		p.notes.block(blockRecord(blk, p.cfg.clock.Now()))
+}
+
+// settle clears the refill request of every shard at or above its low
+// watermark. A reader asks for a refill (low) just after its claim, without
+// the shard's lock, so its request can come after the bytes it asked for
+// arrived; a request left set would stop that shard from asking again. A
+// reader that sets the flag afterwards also sends a wake, so no request is
+// lost either way.
+func (p *Provider) settle() {
+	for _, s := range p.shards {
+		s.mu.Lock()
+		if s.avail() >= s.low {
+			s.asked.Store(false)
+		}
+		s.mu.Unlock()
 	}
 }
 
@@ -580,6 +622,7 @@ func (p *Provider) refillLoop() {
 			continue
 		}
 		failed = 0
+		p.settle()
 		select {
 		case <-p.wake:
 		case <-p.ctx.Done():

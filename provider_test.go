@@ -70,8 +70,9 @@ func TestConsumedBytesZeroed(t *testing.T) {
 	full(t, p, 4096)
 	s := p.shards[0]
 	s.mu.Lock()
-	c := s.chunks[s.head]
+	c := s.head.Load()
 	s.mu.Unlock()
+	require.NotNil(t, c)
 	b := make([]byte, 100)
 	lb, err := p.ReadLabelled(context.Background(), b)
 	require.NoError(t, err)
@@ -350,8 +351,11 @@ func TestCloseLeaksNoGoroutine(t *testing.T) {
 	var datas [][]byte
 	for _, s := range p.shards {
 		s.mu.Lock()
-		for _, c := range s.chunks[s.head:] {
-			datas = append(datas, c.data)
+		if h := s.head.Load(); h != nil {
+			datas = append(datas, h.data)
+		}
+		for _, r := range s.runs[s.first:] {
+			datas = append(datas, r.data)
 		}
 		s.mu.Unlock()
 	}

@@ -75,8 +75,11 @@ func TestReviewOptionsLaterWins(t *testing.T) {
 		src := newScriptSource("q")
 		src.maxLen = 64
 		p := newTestProvider(t, src, WithRateLimit(1e-9, 1), WithRateLimit(rate.Inf, 1), WithBufferSize(1024))
-		require.Eventually(t, func() bool { return src.callCount() >= 8 }, 5*time.Second, time.Millisecond)
-		assert.GreaterOrEqual(t, p.Stats().Sources[0].BlocksAccepted, uint64(8))
+		// (Waiting on BlocksAccepted, not on the source's call count: a
+		// block is counted as accepted only after its checks, a moment after
+		// the call returned.)
+		require.Eventually(t, func() bool { return p.Stats().Sources[0].BlocksAccepted >= 8 }, 5*time.Second, time.Millisecond)
+		assert.GreaterOrEqual(t, src.callCount(), 8)
 		// And the other way round: the later, slow limit holds after the burst.
 		slow := newScriptSource("s")
 		slow.maxLen = 64

@@ -57,9 +57,14 @@ func (p *Provider) Stats() Stats {
 	}
 	for _, s := range p.shards {
 		s.mu.Lock()
-		st.Pooled += s.avail
+		st.Pooled += s.avail()
 		st.VerifiableReads += s.reads
 		st.VerifiableBytes += s.bytes
+		if r := s.head.Load(); r != nil {
+			w := r.word.Load()
+			st.VerifiableReads += w >> 32
+			st.VerifiableBytes += w & cursorMask
+		}
 		s.mu.Unlock()
 	}
 	st.VerifiableReads += p.slowReads.Load()
