@@ -28,8 +28,8 @@ type episodeState struct {
 	closed bool
 }
 
-// count starts a fallback episode if none is open; the caller has counted
-// the read in p.fbReads and p.fbBytes.
+// count starts a fallback episode if none is open; the caller has served
+// the read (its lane's claim word counts it).
 func (p *Provider) count(reason error) {
 	e := &p.episodes
 	if e.open.Load() {
@@ -69,7 +69,7 @@ func (p *Provider) finishEpisode(last bool) {
 	ep := e.cur
 	ep.End = p.cfg.clock.Now()
 	ep.Ended = true
-	reads, bytes := p.fbReads.Load(), p.fbBytes.Load()
+	reads, bytes := p.fallbackCounts()
 	ep.Reads, ep.Bytes = int64(reads-e.baseReads), int64(bytes-e.baseBytes)
 	e.baseReads, e.baseBytes = reads, bytes
 	e.cur = FallbackEpisode{}
@@ -215,48 +215,88 @@ func goid() uint64 {
 	return id
 }
 
-// localBuf is how many crypto/rand bytes a fallback read buffers, and
-// localDirect the read size from which a fallback read goes to crypto/rand
-// directly: one 4 KiB call costs a fraction per byte of many 32-byte calls.
+// localBuf is how many crypto/rand bytes a shard's fallback lane buffers,
+// and localDirect the read size from which a fallback read goes to
+// crypto/rand directly: one 4 KiB call costs a fraction per byte of many
+// 32-byte calls.
 const (
 	localBuf    = 4096
 	localDirect = 512
 )
 
-// localRand is the fallback's buffered crypto/rand: the same bytes
-// bufio.Reader over crypto/rand.Reader would give, with each byte zeroed as
-// it is handed out (contract point 3 holds for fallback bytes too) and the
-// buffer zeroed at Close.
-type localRand struct {
-	mu  sync.Mutex
-	buf [localBuf]byte
-	pos int // buf[pos:] unread; buf[:pos] zero
-	ok  bool
-}
-
-// read fills b with fresh crypto/rand bytes.
-func (l *localRand) read(b []byte) {
+// local fills b, a fallback read, with fresh crypto/rand bytes: the same
+// bytes bufio.Reader over crypto/rand.Reader would give, from shard s's
+// fallback lane, a run of crypto/rand bytes that readers claim as they claim
+// pool bytes (one compare-and-swap, each byte zeroed as it is handed out, so
+// contract point 3 holds for fallback bytes too). The claim words count the
+// fallback reads; the lane's run is replaced under s.fbMu when it runs short,
+// and zeroed at Close.
+func (p *Provider) local(s *shard, b []byte) {
 	if len(b) >= localDirect {
 		// crypto/rand.Read never returns an error (Go 1.24+): on a broken
 		// system it crashes the program rather than return weak bytes.
 		_, _ = crand.Read(b)
+		p.fbDirectReads.Add(1)
+		p.fbDirectBytes.Add(uint64(len(b)))
 		return
 	}
-	l.mu.Lock()
-	if !l.ok || localBuf-l.pos < len(b) {
-		_, _ = crand.Read(l.buf[:])
-		l.pos, l.ok = 0, true
+	for {
+		if r := s.fb.Load(); r != nil {
+			if _, _, ok := r.claim(b); ok {
+				if p.closed.Load() {
+					p.zeroLocal(s) // Close may have zeroed the lanes before this one was made
+				}
+				return
+			}
+		}
+		s.fbMu.Lock()
+		if r := s.fb.Load(); r == nil || len(r.data)-r.cursor() < len(b) {
+			nr := &run{data: make([]byte, localBuf)}
+			_, _ = crand.Read(nr.data)
+			s.fb.Store(nr)
+			p.retireLocal(r)
+		}
+		s.fbMu.Unlock()
 	}
-	n := copy(b, l.buf[l.pos:])
-	clear(l.buf[l.pos : l.pos+n])
-	l.pos += n
-	l.mu.Unlock()
 }
 
-// zero wipes the buffer (Close).
-func (l *localRand) zero() {
-	l.mu.Lock()
-	clear(l.buf[:])
-	l.pos, l.ok = 0, false
-	l.mu.Unlock()
+// retireLocal counts the claims on a fallback run that left its lane and
+// zeroes its unread bytes; the caller holds the lane's fbMu.
+func (p *Provider) retireLocal(r *run) {
+	if r == nil {
+		return
+	}
+	claims, c := r.stop()
+	clear(r.data[c:])
+	p.fbDoneReads.Add(claims)
+	p.fbDoneBytes.Add(uint64(c))
+}
+
+// zeroLocal empties shard s's fallback lane (Close).
+func (p *Provider) zeroLocal(s *shard) {
+	s.fbMu.Lock()
+	p.retireLocal(s.fb.Swap(nil))
+	s.fbMu.Unlock()
+}
+
+// fallbackCounts returns the fallback reads and bytes served so far. It
+// holds every lane's lock at once, so that no run is between its lane and
+// the retired counts.
+func (p *Provider) fallbackCounts() (reads, bytes uint64) {
+	for _, s := range p.shards {
+		s.fbMu.Lock()
+	}
+	for _, s := range p.shards {
+		if r := s.fb.Load(); r != nil {
+			w := r.word.Load()
+			reads += w >> 32
+			bytes += w & cursorMask
+		}
+	}
+	reads += p.fbDoneReads.Load() + p.fbDirectReads.Load()
+	bytes += p.fbDoneBytes.Load() + p.fbDirectBytes.Load()
+	for _, s := range p.shards {
+		s.fbMu.Unlock()
+	}
+	return reads, bytes
 }

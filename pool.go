@@ -92,6 +92,8 @@ type slab struct {
 type shard struct {
 	head atomic.Pointer[run] // nil when the shard is empty or closed
 	slab atomic.Pointer[slab]
+	fb   atomic.Pointer[run] // crypto/rand bytes for fallback reads (see Provider.local)
+	fbMu sync.Mutex          // replaces fb
 
 	mu     sync.Mutex
 	runs   []*run // queue behind head; runs[first:] hold unread bytes

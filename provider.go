@@ -62,16 +62,16 @@ type Provider struct {
 	shortRead atomic.Bool                      // a read found the pool too short: fill to the brim
 
 	episodes episodeState
-	local    localRand // buffered crypto/rand for fallback reads
 	notes    notifier
 
 	events eventTable
 
 	// Counters of the slow paths (the fast path counts per shard).
-	slowReads, slowBytes       atomic.Uint64
-	fbReads, fbBytes           atomic.Uint64
-	derivedReads, derivedBytes atomic.Uint64
-	journalErrs                atomic.Uint64
+	slowReads, slowBytes         atomic.Uint64
+	fbDoneReads, fbDoneBytes     atomic.Uint64 // fallback runs retired from their lanes
+	fbDirectReads, fbDirectBytes atomic.Uint64 // fallback reads too large for a lane
+	derivedReads, derivedBytes   atomic.Uint64
+	journalErrs                  atomic.Uint64
 }
 
 // New starts a Provider over src (and any WithFailover sources). It returns
@@ -156,6 +156,16 @@ func (p *Provider) Read(b []byte) (int, error) {
 			return len(b), nil
 		}
 	}
+	if p.dry.Load() && p.cfg.policy == Degrade && !p.closed.Load() {
+		// The pool is empty: a Degrade fallback read, as readShard would
+		// serve it, without building a label nobody reads.
+		p.short()
+		p.local(s, b)
+		if !p.episodes.open.Load() {
+			p.count(p.reason.Load())
+		}
+		return len(b), nil
+	}
 	if _, err := p.readShard(context.Background(), s, b, false); err != nil {
 		return 0, err
 	}
@@ -233,6 +243,12 @@ func (p *Provider) low(s *shard) {
 // shard's next run, from the whole shard under its lock, or else from all
 // shards together or by the policy (slowRead).
 func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool) (Label, error) {
+	if p.dry.Load() && p.cfg.policy == Degrade && !p.closed.Load() {
+		// The pool is empty (nothing arrived since a read found it so):
+		// what slowRead would do, without its detours.
+		p.short()
+		return p.fallback(s, b, label), nil
+	}
 	if p.dry.Load() || p.closed.Load() {
 		return p.slowRead(ctx, b, label, p.cfg.policy)
 	}
@@ -282,7 +298,7 @@ func (p *Provider) slowRead(ctx context.Context, b []byte, label bool, pol Polic
 		return Label{Verifiable: true, Spans: spans}, nil
 	}
 	if _, unavailable := err.(*unavailableError); unavailable && pol == Degrade {
-		return p.fallback(b, label), nil
+		return p.fallback(p.shard(), b, label), nil
 	}
 	clear(b)
 	return Label{}, err
@@ -451,7 +467,9 @@ func (p *Provider) Close() error {
 		s.zero()
 		s.mu.Unlock()
 	}
-	p.local.zero()
+	for _, s := range p.shards {
+		p.zeroLocal(s)
+	}
 	close(p.closeDone)
 	return nil
 }
@@ -631,12 +649,11 @@ func (p *Provider) refillLoop() {
 	}
 }
 
-// fallback fills b from crypto/rand and labels it (contract points 1 and 9).
-func (p *Provider) fallback(b []byte, label bool) Label {
-	p.local.read(b)
+// fallback fills b from crypto/rand (through shard s's lane) and labels it
+// (contract points 1 and 9).
+func (p *Provider) fallback(s *shard, b []byte, label bool) Label {
+	p.local(s, b)
 	reason := p.reason.Load()
-	p.fbReads.Add(1)
-	p.fbBytes.Add(uint64(len(b)))
 	p.count(reason)
 	if !label {
 		return Label{}

@@ -667,10 +667,25 @@ func TestFallbackBufferSingleUse(t *testing.T) {
 		require.False(t, seen[string(b)], "fallback bytes served twice")
 		seen[string(b)] = true
 	}
-	p.local.mu.Lock()
-	served := bytes.Clone(p.local.buf[:p.local.pos])
-	p.local.mu.Unlock()
-	assert.Equal(t, make([]byte, len(served)), served, "served fallback slots are zeroed")
+	var lanes []*run
+	for _, sh := range p.shards {
+		sh.fbMu.Lock()
+		if r := sh.fb.Load(); r != nil {
+			lanes = append(lanes, r)
+			served := bytes.Clone(r.data[:r.cursor()])
+			assert.Equal(t, make([]byte, len(served)), served, "served fallback slots are zeroed")
+			if rest := r.data[r.cursor():]; len(rest) > 0 {
+				assert.NotEqual(t, make([]byte, len(rest)), rest, "unread fallback bytes are random")
+			}
+		}
+		sh.fbMu.Unlock()
+	}
+	require.NotEmpty(t, lanes)
+	st := p.Stats()
+	assert.Equal(t, uint64(300), st.FallbackReads)
+	assert.Equal(t, uint64(300*32), st.FallbackBytes)
 	require.NoError(t, p.Close())
-	assert.Equal(t, make([]byte, localBuf), p.local.buf[:], "the fallback buffer is zeroed at Close")
+	for _, r := range lanes {
+		assert.Equal(t, make([]byte, len(r.data)), r.data, "the fallback buffer is zeroed at Close")
+	}
 }

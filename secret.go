@@ -3,6 +3,7 @@ package entropy
 import (
 	"context"
 	"crypto/hkdf"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -60,7 +61,7 @@ func (p *Provider) ReadSecret(ctx context.Context, b []byte) (Label, error) {
 	spans, err := p.takeVerifiable(ctx, seed, p.cfg.policy)
 	if err != nil {
 		if p.cfg.policy == Degrade && errors.Is(err, ErrUnavailable) {
-			return p.fallback(b, true), nil
+			return p.fallback(p.shard(), b, true), nil
 		}
 		clear(b)
 		return Label{}, err
@@ -72,7 +73,7 @@ func (p *Provider) ReadSecret(ctx context.Context, b []byte) (Label, error) {
 	for i := 0; i < chunks; i++ {
 		out := b[i*secretChunk : min((i+1)*secretChunk, len(b))]
 		copy(ikm[:secretSeed], seed[i*secretSeed:])
-		p.local.read(ikm[secretSeed:]) // fresh crypto/rand bytes, single use
+		_, _ = crand.Read(ikm[secretSeed:]) // fresh crypto/rand bytes, single use; never fails (Go 1.24+)
 		binary.BigEndian.PutUint32(info[len(secretInfo):], uint32(i))
 		okm, err := hkdf.Key(sha256.New, ikm[:], []byte(secretSalt), string(info[:]), len(out))
 		if err != nil { // only for lengths over the limit, which chunking rules out

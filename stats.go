@@ -48,13 +48,12 @@ func (p *Provider) Stats() Stats {
 		Capacity:         p.cfg.bufferSize,
 		DerivedReads:     p.derivedReads.Load(),
 		DerivedBytes:     p.derivedBytes.Load(),
-		FallbackReads:    p.fbReads.Load(),
-		FallbackBytes:    p.fbBytes.Load(),
 		FallbackEpisodes: p.episodes.count.Load(),
 		InFallback:       p.episodes.open.Load(),
 		JournalErrors:    p.journalErrs.Load(),
 		Unavailable:      p.reason.Load(),
 	}
+	st.FallbackReads, st.FallbackBytes = p.fallbackCounts()
 	for _, s := range p.shards {
 		s.mu.Lock()
 		st.Pooled += s.avail()
