@@ -22,7 +22,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -62,6 +61,7 @@ type Source struct {
 	allowHTTP  bool
 	now        func() time.Time // clock for Retry-After dates; tests replace it
 	configured ed25519.PublicKey
+	prefix     string // the base URL without a trailing slash; paths follow it
 
 	mu  sync.Mutex        // guards pub
 	pub ed25519.PublicKey // the key in use: configured, or fetched once
@@ -220,6 +220,7 @@ func New(baseURL string, opts ...Option) (*Source, error) {
 		}
 	}
 	s.pub = s.configured
+	s.prefix = strings.TrimSuffix(u.String(), "/")
 	return s, nil
 }
 
@@ -253,10 +254,11 @@ func (s *Source) FetchPublicKey(ctx context.Context) (ed25519.PublicKey, error) 
 	if s.pub != nil || !s.fetchKey {
 		return s.pub, nil
 	}
-	body, hdr, err := s.get(ctx, PublicKeyPath, nil)
+	buf, body, hdr, err := s.get(ctx, PublicKeyPath, "")
 	if err != nil {
 		return nil, err
 	}
+	defer releaseBuffer(buf)
 	var pk PublicKeyResponse
 	if err := json.Unmarshal(body, &pk); err != nil {
 		return nil, s.malformed(PublicKeyPath, hdr, "public key JSON: %v", err)
@@ -296,27 +298,23 @@ func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
 	if err != nil {
 		return entropy.Block{}, err
 	}
-	q := url.Values{"size": {strconv.Itoa(n)}}
-	body, hdr, err := s.get(ctx, EntropyPath, q)
+	buf, body, hdr, err := s.get(ctx, EntropyPath, "size="+strconv.Itoa(n))
 	if err != nil {
 		return entropy.Block{}, err
 	}
+	defer releaseBuffer(buf)
 	resp, err := s.decodeJob(EntropyPath, hdr, body, "")
 	if err != nil {
 		return entropy.Block{}, err
 	}
+	var job Job
 	if resp.Status == StatusQueued || resp.Status == StatusRunning {
-		resp, err = s.poll(ctx, resp.JobID, retryAfter(hdr, s.now()))
-		if err != nil {
-			return entropy.Block{}, err
-		}
+		job, err = s.poll(ctx, resp.JobID, retryAfter(hdr, s.now()), pub, n)
+	} else {
+		job, err = s.completed(EntropyPath, hdr, resp, pub, n)
 	}
-	job, err := s.completed(EntropyPath, hdr, resp, pub)
 	if err != nil {
 		return entropy.Block{}, err
-	}
-	if len(job.Data) != n {
-		return entropy.Block{}, s.malformed(EntropyPath, hdr, "job %s has %d bytes of entropy, asked for %d", job.ID, len(job.Data), n)
 	}
 	return entropy.Block{
 		Data:       job.Data,
@@ -352,26 +350,30 @@ func (s *Source) Job(ctx context.Context, id string) (Job, error) {
 		return Job{}, err
 	}
 	path := JobsPath + url.PathEscape(id)
-	body, hdr, err := s.get(ctx, path, nil)
+	buf, body, hdr, err := s.get(ctx, path, "")
 	if err != nil {
 		return Job{}, err
 	}
+	defer releaseBuffer(buf)
 	resp, err := s.decodeJob(JobsPath, hdr, body, id)
 	if err != nil {
 		return Job{}, err
 	}
 	switch resp.Status {
 	case StatusCompleted:
-		return s.completed(JobsPath, hdr, resp, pub)
+		return s.completed(JobsPath, hdr, resp, pub, -1)
 	case StatusFailed:
 		return Job{ID: resp.JobID, Status: resp.Status, Err: s.jobError(resp)}, nil
 	}
 	return Job{ID: resp.JobID, Status: resp.Status}, nil
 }
 
-// poll polls job id until it is completed or failed, or ctx ends. first, if
-// positive, is the wait before the first poll (a Retry-After on the 202).
-func (s *Source) poll(ctx context.Context, id string, first time.Duration) (JobResponse, error) {
+// poll polls job id until it is completed or failed, or ctx ends, and
+// returns the completed job, which must have n bytes, its signature checked
+// if pub is set.
+// first, if positive, is the wait before the first poll (a Retry-After on the
+// 202).
+func (s *Source) poll(ctx context.Context, id string, first time.Duration, pub ed25519.PublicKey, n int) (Job, error) {
 	path := JobsPath + url.PathEscape(id)
 	wait := s.pollBase
 	timer := time.NewTimer(pollDelay(wait, first))
@@ -379,36 +381,49 @@ func (s *Source) poll(ctx context.Context, id string, first time.Duration) (JobR
 	for {
 		select {
 		case <-ctx.Done():
-			return JobResponse{}, &entropy.ConnError{Op: "poll job " + s.redact(id), Err: ctx.Err()}
+			return Job{}, &entropy.ConnError{Op: "poll job " + s.redact(id), Err: ctx.Err()}
 		case <-timer.C:
 		}
-		body, hdr, err := s.get(ctx, path, nil)
-		var ae *entropy.APIError
-		if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
-			// The service lost the job: it produced nothing, and a new job
-			// may succeed (a lost job is transient, not a revoked key).
-			msg := "the service no longer knows the job"
-			if ae.RequestID != "" {
-				msg += " (request id " + ae.RequestID + ")"
-			}
-			return JobResponse{}, &entropy.JobError{JobID: s.redact(id), Code: "JobLost", Message: msg}
-		}
-		if err != nil {
-			return JobResponse{}, err
-		}
-		resp, err := s.decodeJob(JobsPath, hdr, body, id)
-		if err != nil {
-			return JobResponse{}, err
-		}
-		switch resp.Status {
-		case StatusCompleted:
-			return resp, nil
-		case StatusFailed:
-			return JobResponse{}, s.jobError(resp)
+		job, hdr, done, err := s.pollOnce(ctx, path, id, pub, n)
+		if done || err != nil {
+			return job, err
 		}
 		wait = min(2*wait, s.pollMax)
 		timer.Reset(pollDelay(wait, retryAfter(hdr, s.now())))
 	}
+}
+
+// pollOnce sends one poll of job id (at path) and reports whether the job is
+// done: completed (returned, its signature checked if pub is set) or failed
+// (a *entropy.JobError). A completed job must have n bytes.
+func (s *Source) pollOnce(ctx context.Context, path, id string, pub ed25519.PublicKey, n int) (job Job, hdr http.Header, done bool, err error) {
+	buf, body, hdr, err := s.get(ctx, path, "")
+	var ae *entropy.APIError
+	if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
+		// The service lost the job: it produced nothing, and a new job
+		// may succeed (a lost job is transient, not a revoked key).
+		msg := "the service no longer knows the job"
+		if ae.RequestID != "" {
+			msg += " (request id " + ae.RequestID + ")"
+		}
+		return Job{}, nil, true, &entropy.JobError{JobID: s.redact(id), Code: "JobLost", Message: msg}
+	}
+	if err != nil {
+		return Job{}, nil, true, err
+	}
+	defer releaseBuffer(buf)
+	resp, err := s.decodeJob(JobsPath, hdr, body, id)
+	if err != nil {
+		return Job{}, nil, true, err
+	}
+	switch resp.Status {
+	case StatusCompleted:
+		job, err = s.completed(EntropyPath, hdr, resp, pub, n)
+		return job, hdr, true, err
+	case StatusFailed:
+		return Job{}, hdr, true, s.jobError(resp)
+	}
+	return Job{}, hdr, false, nil
 }
 
 // pollDelay is the wait before the next poll: wait with jitter, but never
@@ -428,7 +443,7 @@ func jitter(d time.Duration) time.Duration {
 
 // jobError turns a failed job into a *entropy.JobError, with the API key
 // removed from every field.
-func (s *Source) jobError(resp JobResponse) *entropy.JobError {
+func (s *Source) jobError(resp jobBody) *entropy.JobError {
 	e := &entropy.JobError{JobID: s.redact(resp.JobID), Code: "JobFailed"}
 	if resp.Error != nil {
 		if resp.Error.Code != "" {
@@ -441,31 +456,31 @@ func (s *Source) jobError(resp JobResponse) *entropy.JobError {
 
 // decodeJob decodes and sanity-checks a job body. wantID, if set, is the job
 // the body must be about.
-func (s *Source) decodeJob(path string, hdr http.Header, body []byte, wantID string) (JobResponse, error) {
-	var resp JobResponse
-	if err := json.Unmarshal(body, &resp); err != nil {
-		return JobResponse{}, s.malformed(path, hdr, "job JSON: %v", err)
+func (s *Source) decodeJob(path string, hdr http.Header, body []byte, wantID string) (jobBody, error) {
+	resp, err := parseJob(body)
+	if err != nil {
+		return jobBody{}, s.malformed(path, hdr, "job JSON: %v", err)
 	}
 	if !validJobID(resp.JobID) {
-		return JobResponse{}, s.malformed(path, hdr, "missing or invalid job_id")
+		return jobBody{}, s.malformed(path, hdr, "missing or invalid job_id")
 	}
 	if s.apiKey != "" && strings.Contains(resp.JobID, s.apiKey) {
 		// A job ID goes into labels, journals and transcripts: one that
 		// holds the key would publish it.
-		return JobResponse{}, s.malformed(path, hdr, "job_id holds the API key")
+		return jobBody{}, s.malformed(path, hdr, "job_id holds the API key")
 	}
 	if wantID != "" && resp.JobID != wantID {
-		return JobResponse{}, s.malformed(path, hdr, "answer is about job %q, asked for %q", resp.JobID, wantID)
+		return jobBody{}, s.malformed(path, hdr, "answer is about job %q, asked for %q", resp.JobID, wantID)
 	}
 	switch resp.Status {
 	case StatusQueued, StatusRunning, StatusCompleted, StatusFailed:
 	default:
-		return JobResponse{}, s.malformed(path, hdr, "job %s has unknown status %q", resp.JobID, resp.Status)
+		return jobBody{}, s.malformed(path, hdr, "job %s has unknown status %q", resp.JobID, resp.Status)
 	}
 	if resp.Status == StatusFailed && path == EntropyPath {
 		// The protocol reports failures only through polling, but a failed job
 		// is a failed job wherever it shows.
-		return JobResponse{}, s.jobError(resp)
+		return jobBody{}, s.jobError(resp)
 	}
 	return resp, nil
 }
@@ -488,20 +503,29 @@ func validJobID(id string) bool {
 }
 
 // completed decodes a completed job and checks its signature if pub is set.
-func (s *Source) completed(path string, hdr http.Header, resp JobResponse, pub ed25519.PublicKey) (Job, error) {
+// n, if not negative, is the number of bytes of entropy the job must have.
+func (s *Source) completed(path string, hdr http.Header, resp jobBody, pub ed25519.PublicKey, n int) (Job, error) {
 	if resp.Status != StatusCompleted {
 		return Job{}, s.malformed(path, hdr, "job %s is %s, not completed", resp.JobID, resp.Status)
 	}
 	enc := base64.StdEncoding.Strict()
-	data, err := enc.DecodeString(resp.Entropy)
+	// Straight from the body's text into the block's own bytes.
+	data := make([]byte, enc.DecodedLen(len(resp.Entropy)))
+	m, err := enc.Decode(data, resp.Entropy)
 	if err != nil {
 		return Job{}, s.malformed(path, hdr, "job %s: entropy is not base64: %v", resp.JobID, err)
 	}
-	sig, err := enc.DecodeString(resp.Signature)
+	data = data[:m:m]
+	if n >= 0 && m != n {
+		return Job{}, s.malformed(path, hdr, "job %s has %d bytes of entropy, asked for %d", resp.JobID, m, n)
+	}
+	sig := make([]byte, enc.DecodedLen(len(resp.Signature)))
+	m, err = enc.Decode(sig, resp.Signature)
 	if err != nil {
 		return Job{}, s.malformed(path, hdr, "job %s: signature is not base64: %v", resp.JobID, err)
 	}
-	ts, err := time.Parse(time.RFC3339Nano, resp.Timestamp)
+	sig = sig[:m:m]
+	ts, err := time.Parse(time.RFC3339Nano, string(resp.Timestamp))
 	if err != nil {
 		return Job{}, s.malformed(path, hdr, "job %s: timestamp is not RFC 3339: %q", resp.JobID, resp.Timestamp)
 	}
@@ -515,23 +539,22 @@ func (s *Source) completed(path string, hdr http.Header, resp JobResponse, pub e
 	return job, nil
 }
 
-// get sends GET path?q (path already escaped) and returns the body of a 200 or 202 answer; every
-// other status becomes a *entropy.APIError.
-func (s *Source) get(ctx context.Context, path string, q url.Values) ([]byte, http.Header, error) {
+// get sends GET path?query (path already escaped, query already encoded)
+// and returns the body of a 200 or 202 answer, in a buffer the caller gives
+// back with releaseBuffer once done with the body; every other status becomes
+// a *entropy.APIError.
+func (s *Source) get(ctx context.Context, path, query string) (*[]byte, []byte, http.Header, error) {
 	op := "GET " + path
 	if strings.HasPrefix(path, JobsPath) {
 		op = "GET " + JobsPath + "{id}"
 	}
-	u, err := url.Parse(strings.TrimSuffix(s.base.String(), "/") + path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("httpsource: %s: %s", op, s.redact(err.Error()))
+	target := s.prefix + path
+	if query != "" {
+		target += "?" + query
 	}
-	if q != nil {
-		u.RawQuery = q.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("httpsource: %s: %s", op, s.redact(err.Error()))
+		return nil, nil, nil, fmt.Errorf("httpsource: %s: %s", op, s.redact(err.Error()))
 	}
 	req.Header.Set("Accept", "application/json")
 	if s.apiKey != "" {
@@ -539,29 +562,34 @@ func (s *Source) get(ctx context.Context, path string, q url.Values) ([]byte, ht
 	}
 	res, err := s.client.Do(req)
 	if err != nil {
-		return nil, nil, &entropy.ConnError{Op: op, Err: s.redactErr(err)}
+		return nil, nil, nil, &entropy.ConnError{Op: op, Err: s.redactErr(err)}
 	}
 	defer res.Body.Close()
 	// Read len(key) bytes past the cap, so that a key a service echoes
 	// across the cap is read whole and redacted, not cut in two.
-	body, _, readErr := readBounded(res.Body, s.maxBody+int64(len(s.apiKey)))
+	buf, body, _, readErr := readBody(res.Body, res.ContentLength, s.maxBody+int64(len(s.apiKey)))
 	tooLong := int64(len(body)) > s.maxBody
 	if res.StatusCode == http.StatusOK || res.StatusCode == http.StatusAccepted {
 		switch {
 		case readErr != nil && ctx.Err() != nil:
-			return nil, nil, &entropy.ConnError{Op: op, Err: ctx.Err()}
+			err = &entropy.ConnError{Op: op, Err: ctx.Err()}
 		case readErr != nil:
-			return nil, nil, fmt.Errorf("httpsource: %s%s: reading body: %w: %w", op, s.reqIDSuffix(res.Header), entropy.ErrMalformed, s.redactErr(readErr))
+			err = fmt.Errorf("httpsource: %s%s: reading body: %w: %w", op, s.reqIDSuffix(res.Header), entropy.ErrMalformed, s.redactErr(readErr))
 		case tooLong:
-			return nil, nil, s.malformed(op, res.Header, "body exceeds %d bytes", s.maxBody)
+			err = s.malformed(op, res.Header, "body exceeds %d bytes", s.maxBody)
+		default:
+			return buf, body, res.Header, nil
 		}
-		return body, res.Header, nil
+		releaseBuffer(buf)
+		return nil, nil, nil, err
 	}
-	body = s.trimKeyPrefix(s.redactBytes(body))
+	// The error keeps its body: copy it out of the buffer, which goes back.
+	body = s.trimKeyPrefix(s.redactBytes(bytes.Clone(body)))
+	releaseBuffer(buf)
 	if int64(len(body)) > s.maxBody {
 		body = body[:s.maxBody]
 	}
-	return nil, nil, s.apiError(res, body)
+	return nil, nil, nil, s.apiError(res, body)
 }
 
 // trimKeyPrefix drops a start of the API key left at the end of b (a key cut
@@ -573,15 +601,6 @@ func (s *Source) trimKeyPrefix(b []byte) []byte {
 		}
 	}
 	return b
-}
-
-// readBounded reads r up to max bytes; tooLong reports that there was more.
-func readBounded(r io.Reader, max int64) (body []byte, tooLong bool, err error) {
-	body, err = io.ReadAll(io.LimitReader(r, max+1))
-	if int64(len(body)) > max {
-		return body[:max], true, err
-	}
-	return body, false, err
 }
 
 // apiError builds the *entropy.APIError of an error answer, with the API key

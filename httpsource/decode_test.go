@@ -1,0 +1,199 @@
+package httpsource
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// referenceJob is what the client made of a job body before scanJob: the
+// body through encoding/json, then the strict base64 decoding of the
+// entropy. ok is false where that refuses the body.
+func referenceJob(b []byte) (r JobResponse, data []byte, ok bool) {
+	if json.Unmarshal(b, &r) != nil {
+		return JobResponse{}, nil, false
+	}
+	data, err := base64.StdEncoding.Strict().DecodeString(r.Entropy)
+	if err != nil {
+		return JobResponse{}, nil, false
+	}
+	return r, data, true
+}
+
+// checkScanAgrees checks scanJob's promise on one body: where it takes the
+// body, encoding/json reads the same fields, or the strict base64 decoding
+// refuses the entropy (and with it the body) in both readings.
+func checkScanAgrees(t *testing.T, b []byte) {
+	t.Helper()
+	j, ok := scanJob(b)
+	if !ok {
+		return
+	}
+	data, err := base64.StdEncoding.Strict().DecodeString(string(j.Entropy))
+	r, want, refOK := referenceJob(b)
+	if err != nil {
+		if refOK {
+			t.Fatalf("scanJob refuses entropy that encoding/json reads as %q: %q", r.Entropy, b)
+		}
+		return
+	}
+	if !refOK {
+		t.Fatalf("scanJob takes a body that encoding/json or base64 refuses: %q", b)
+	}
+	got := JobResponse{JobID: j.JobID, Status: j.Status, Entropy: string(j.Entropy), Timestamp: string(j.Timestamp), Signature: string(j.Signature)}
+	if got != r || !bytes.Equal(data, want) {
+		t.Fatalf("scanJob reads %+v, encoding/json %+v, from %q", got, r, b)
+	}
+}
+
+func TestScanJobCommonShapes(t *testing.T) {
+	healthy := `{"job_id":"job-1","status":"completed","entropy":"AAEC","timestamp":"2026-03-01T12:00:00Z","signature":"c2ln"}`
+	for _, b := range []string{
+		healthy,
+		" \t\r\n" + healthy + "\n",
+		`{ "job_id" : "job-1" , "status" : "queued" }`,
+		`{"status":"running","job_id":"a b c"}`,
+		`{}`,
+		`{"job_id":"","entropy":""}`,
+		`{"signature":"x","timestamp":"y","entropy":"AA==","status":"completed","job_id":"j"}`,
+	} {
+		_, ok := scanJob([]byte(b))
+		assert.True(t, ok, "common shape left to encoding/json: %s", b)
+		checkScanAgrees(t, []byte(b))
+	}
+	j, ok := scanJob([]byte(healthy))
+	require.True(t, ok)
+	assert.Equal(t, "job-1", j.JobID)
+	assert.Equal(t, StatusCompleted, j.Status)
+	assert.Equal(t, "AAEC", string(j.Entropy))
+	assert.Equal(t, "2026-03-01T12:00:00Z", string(j.Timestamp))
+	assert.Equal(t, "c2ln", string(j.Signature))
+}
+
+func TestScanJobLeavesEverythingElseToJSON(t *testing.T) {
+	for _, b := range []string{
+		``, ` `, `[]`, `null`, `"x"`, `{`, `{"job_id":"a"`, `{"job_id":"a",}`, `{,}`,
+		`{"job_id":"a"}x`, `{"job_id":"a"}{}`, `{"job_id" "a"}`, `{"job_id":"a" "status":"b"}`,
+		`{"job_id":"a","job_id":"b"}`,      // duplicate: encoding/json keeps the last
+		`{"JOB_ID":"a"}`, `{"Job_Id":"a"}`, // encoding/json folds case
+		`{"job_id":"a","extra":"b"}`,          // other members
+		`{"job_id":"a","error":{"code":"X"}}`, // failed jobs
+		`{"job_id":null}`, `{"job_id":1}`,     // other value types
+		`{"job_id":"a\u0062"}`, `{"job_id":"a\\b"}`, // escapes
+		`{"job_id":"a\"}`, "{\"job_id\":\"a\x01\"}", "{\"job_id\":\"\xff\"}", "{\"job_id\":\"\u00e9\"}",
+		`{"entropy":"AA\u003d\u003d"}`, "{\"entropy\":\"AA\n==\"}", "{\"entropy\":\"AA\r==\"}", `{"entropy":"AA==\"}`,
+		`{"entropy":"AA==`, `{"entropy":AA==}`,
+		`{"job_id":"a"}` + "\x00", "\ufeff{}",
+	} {
+		_, ok := scanJob([]byte(b))
+		assert.False(t, ok, "scanJob took %q", b)
+	}
+}
+
+func TestScanJobEntropyOutsideBase64IsRefusedBothWays(t *testing.T) {
+	// Bytes JSON refuses or rewrites, which the scan leaves to the strict
+	// base64 decoding: the body is malformed either way.
+	for _, bad := range []string{"\x01", "\x1f", "\x7f", "\xc3\xa9", "\xff", "\t", " "} {
+		b := []byte(`{"job_id":"j","status":"completed","entropy":"AA` + bad + `==","timestamp":"t","signature":"s"}`)
+		j, ok := scanJob(b)
+		if ok {
+			_, err := base64.StdEncoding.Strict().DecodeString(string(j.Entropy))
+			assert.Error(t, err, "entropy with %q decoded", bad)
+		}
+		_, _, refOK := referenceJob(b)
+		assert.False(t, refOK, "reference reading took %q", bad)
+		checkScanAgrees(t, b)
+	}
+}
+
+func TestParseJobFallsBackToJSON(t *testing.T) {
+	j, err := parseJob([]byte(`{"job_id":"j\u002d1","status":"failed","error":{"code":"Timeout","message":"m"}}`))
+	require.NoError(t, err)
+	assert.Equal(t, "j-1", j.JobID)
+	assert.Equal(t, StatusFailed, j.Status)
+	require.NotNil(t, j.Error)
+	assert.Equal(t, "Timeout", j.Error.Code)
+
+	j, err = parseJob([]byte(`{"JOB_ID":"x","status":"completed","entropy":"AA\u003d\u003d"}`))
+	require.NoError(t, err)
+	assert.Equal(t, "x", j.JobID, "encoding/json folds the case of names")
+	assert.Equal(t, "AA==", string(j.Entropy))
+
+	_, err = parseJob([]byte(`{"job_id":"a",}`))
+	assert.Error(t, err)
+}
+
+// FuzzScanJob checks scanJob against encoding/json on any body.
+func FuzzScanJob(f *testing.F) {
+	for _, r := range allResponses() {
+		f.Add([]byte(r.body))
+		f.Add([]byte(r.jobBody))
+	}
+	f.Add([]byte(`{"job_id":"a","entropy":"AA\u003d\u003d"}`))
+	f.Add([]byte("{\"entropy\":\"AA\x7f=\"}"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkScanAgrees(t, b)
+		if _, err := parseJob(b); err != nil {
+			var r JobResponse
+			if json.Unmarshal(b, &r) == nil {
+				t.Fatalf("parseJob refuses a body encoding/json reads: %q", b)
+			}
+		}
+	})
+}
+
+func TestReadBody(t *testing.T) {
+	body := strings.Repeat("x", 10000)
+	for _, cl := range []int64{-1, 0, 10, 9999, 10000, 10001, 1 << 40} {
+		buf, got, tooLong, err := readBody(iotest.HalfReader(strings.NewReader(body)), cl, 20000)
+		require.NoError(t, err)
+		assert.False(t, tooLong)
+		assert.Equal(t, body, string(got), "Content-Length %d", cl)
+		releaseBuffer(buf)
+	}
+	buf, got, tooLong, err := readBody(strings.NewReader(body), -1, 9999)
+	require.NoError(t, err)
+	assert.True(t, tooLong, "one byte over the limit")
+	assert.Len(t, got, 9999)
+	releaseBuffer(buf)
+
+	buf, got, tooLong, err = readBody(strings.NewReader(body), 10000, 10000)
+	require.NoError(t, err)
+	assert.False(t, tooLong, "exactly the limit")
+	assert.Len(t, got, 10000)
+	releaseBuffer(buf)
+
+	// The read stops at the limit: no more than limit+1 bytes are taken.
+	r := strings.NewReader(strings.Repeat("y", 1<<20))
+	buf, got, tooLong, err = readBody(r, -1, 100)
+	require.NoError(t, err)
+	assert.True(t, tooLong)
+	assert.Len(t, got, 100)
+	assert.Equal(t, int64(1<<20-101), int64(r.Len()), "read past limit+1")
+	releaseBuffer(buf)
+
+	boom := errors.New("boom")
+	buf, got, _, err = readBody(io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(boom)), -1, 100)
+	assert.ErrorIs(t, err, boom)
+	assert.Equal(t, "abc", string(got))
+	releaseBuffer(buf)
+}
+
+func TestReleaseBufferKeepsOnlyBoundedBuffers(t *testing.T) {
+	big := make([]byte, 0, maxPooledBuffer+1)
+	releaseBuffer(&big) // not pooled; must not panic
+	releaseBuffer(nil)
+	buf, got, _, err := readBody(strings.NewReader("abc"), 3, 10)
+	require.NoError(t, err)
+	assert.Equal(t, "abc", string(got))
+	assert.LessOrEqual(t, cap(*buf), maxPooledBuffer)
+	releaseBuffer(buf)
+}
