@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"sync/atomic"
 	"testing"
 
 	"github.com/provenrand/entropy/httpsource"
@@ -116,4 +118,40 @@ func TestHTTPPaths(t *testing.T) {
 	n, err := newRawGet(t, s, 4096).get(context.Background())
 	require.NoError(t, err)
 	require.Greater(t, n, int64(4096), "a JSON body carries the base64 of 4096 bytes")
+}
+
+// TestHTTPPathsReuseConnections checks that the comparison is fair both
+// ways: after the first request, each path sends every request on a kept-alive
+// connection, so neither pays for a TCP connection per request.
+func TestHTTPPathsReuseConnections(t *testing.T) {
+	s := newSim(t)
+	var fresh, reused atomic.Int64
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			if info.Reused {
+				reused.Add(1)
+			} else {
+				fresh.Add(1)
+			}
+		},
+	})
+	const requests = 20
+	src := newHTTPSource(t, s)
+	for range requests {
+		blk, err := src.Fetch(ctx, 4096)
+		require.NoError(t, err)
+		require.True(t, blk.Verifiable)
+	}
+	require.Equal(t, int64(1), fresh.Load(), "verifiable path: connections opened")
+	require.Equal(t, int64(requests-1), reused.Load(), "verifiable path: requests on a kept-alive connection")
+
+	fresh.Store(0)
+	reused.Store(0)
+	raw := newRawGet(t, s, 4096)
+	for range requests {
+		_, err := raw.get(ctx)
+		require.NoError(t, err)
+	}
+	require.Equal(t, int64(1), fresh.Load(), "raw path: connections opened")
+	require.Equal(t, int64(requests-1), reused.Load(), "raw path: requests on a kept-alive connection")
 }
