@@ -3,14 +3,17 @@ package httpsource
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"sync"
 )
 
 // jobBody is a job answer as read from the wire: like JobResponse, but the
 // entropy, timestamp and signature are the text as sent (base64, RFC 3339),
-// which may alias the buffer the body was read into.
+// which may alias the buffer the body was read into. In the binary form
+// (Binary set) Entropy is the raw entropy, the body itself.
 type jobBody struct {
 	JobID     string
 	Status    string
@@ -18,6 +21,44 @@ type jobBody struct {
 	Timestamp []byte
 	Signature []byte
 	Error     *ErrorDetail
+	Binary    bool
+}
+
+// binaryJob reads a completed job in the binary form: the body is the
+// entropy, and the job ID, status, timestamp and signature are headers, each
+// exactly once. The binary form is for completed jobs only.
+func binaryJob(hdr http.Header, body []byte) (jobBody, error) {
+	one := func(name string) (string, error) {
+		v := hdr[name]
+		if len(v) != 1 {
+			return "", fmt.Errorf("%d %s headers, want 1", len(v), name)
+		}
+		return v[0], nil
+	}
+	var j jobBody
+	var err error
+	if j.JobID, err = one(JobIDHeader); err != nil {
+		return jobBody{}, err
+	}
+	status, err := one(JobStatusHeader)
+	if err != nil {
+		return jobBody{}, err
+	}
+	if status != StatusCompleted {
+		return jobBody{}, fmt.Errorf("%s is not %q: the binary form is for completed jobs only", JobStatusHeader, StatusCompleted)
+	}
+	j.Status = StatusCompleted
+	ts, err := one(TimestampHeader)
+	if err != nil {
+		return jobBody{}, err
+	}
+	sig, err := one(SignatureHeader)
+	if err != nil {
+		return jobBody{}, err
+	}
+	j.Timestamp, j.Signature = []byte(ts), []byte(sig)
+	j.Entropy, j.Binary = body, true
+	return j, nil
 }
 
 // parseJob reads a job body. Bodies of the common shape take scanJob's

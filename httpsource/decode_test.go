@@ -2,16 +2,24 @@ package httpsource
 
 import (
 	"bytes"
+	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy"
 )
 
 // referenceJob is what the client made of a job body before scanJob: the
@@ -196,4 +204,117 @@ func TestReleaseBufferKeepsOnlyBoundedBuffers(t *testing.T) {
 	assert.Equal(t, "abc", string(got))
 	assert.LessOrEqual(t, cap(*buf), maxPooledBuffer)
 	releaseBuffer(buf)
+}
+
+func TestIsBinaryAndAcceptsBinary(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"application/octet-stream": true, "Application/Octet-Stream; x=y": true, " application/octet-stream ": true,
+		"": false, "application/json": false, "text/plain": false, "application/octet-streamx": false,
+	} {
+		assert.Equal(t, want, IsBinary(ct), "Content-Type %q", ct)
+	}
+	for accept, want := range map[string]bool{
+		AcceptBinary: true, MediaTypeBinary: true, "text/html, APPLICATION/OCTET-STREAM;q=0.1": true,
+		"application/octet-stream; q=1": true,
+		"":                              false, "*/*": false, "application/*": false, MediaTypeJSON: false,
+		"application/octet-stream;q=0": false, "application/octet-stream;q=0.0": false,
+		"application/octet-stream;q=x": false, "application/octet-stream;q=2": false,
+	} {
+		assert.Equal(t, want, AcceptsBinary(accept), "Accept %q", accept)
+	}
+}
+
+// binaryAnswer is a healthy binary answer for 16 bytes of job "job-b", its
+// signature made with a fixed key.
+func binaryAnswer(t *testing.T) (pub ed25519.PublicKey, hdr map[string]string, body []byte) {
+	t.Helper()
+	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	body = bytes.Repeat([]byte{0xab}, 16)
+	sig := ed25519.Sign(priv, SignedMessage("job-b", body))
+	return priv.Public().(ed25519.PublicKey), map[string]string{
+		"Content-Type":  MediaTypeBinary,
+		JobIDHeader:     "job-b",
+		JobStatusHeader: StatusCompleted,
+		TimestampHeader: "2026-03-01T12:00:00Z",
+		SignatureHeader: base64.StdEncoding.EncodeToString(sig),
+	}, body
+}
+
+func TestFetchBinaryAnswer(t *testing.T) {
+	pub, hdr, body := binaryAnswer(t)
+	var gotAccept atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAccept.Store(r.Header.Get("Accept"))
+		for k, v := range hdr {
+			w.Header().Set(k, v)
+		}
+		_, _ = w.Write(body)
+	}))
+	defer srv.Close()
+	s, err := New(srv.URL, WithAPIKey(fuzzAPIKey), WithPublicKey(pub))
+	require.NoError(t, err)
+	blk, err := s.Fetch(context.Background(), 16)
+	require.NoError(t, err)
+	assert.Equal(t, AcceptBinary, gotAccept.Load())
+	assert.True(t, blk.Verifiable)
+	assert.Equal(t, body, blk.Data)
+	assert.Equal(t, "job-b", blk.JobID)
+	assert.Equal(t, time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), blk.Time)
+
+	j, err := s.Job(context.Background(), "job-b")
+	require.NoError(t, err)
+	assert.True(t, j.Verified)
+	assert.Equal(t, body, j.Data)
+
+	s, err = New(srv.URL, WithAPIKey(fuzzAPIKey), WithPublicKey(pub), WithJSONOnly())
+	require.NoError(t, err)
+	_, _ = s.Fetch(context.Background(), 16)
+	assert.Equal(t, MediaTypeJSON, gotAccept.Load(), "WithJSONOnly asks for JSON only")
+	srv.Client().CloseIdleConnections()
+}
+
+func TestFetchRefusesBadBinaryAnswers(t *testing.T) {
+	pub, healthy, body := binaryAnswer(t)
+	for _, tc := range []struct {
+		name   string
+		edit   func(h http.Header) []byte
+		target error
+	}{
+		{"no job id", func(h http.Header) []byte { h.Del(JobIDHeader); return body }, entropy.ErrMalformed},
+		{"two job ids", func(h http.Header) []byte { h.Add(JobIDHeader, "job-c"); return body }, entropy.ErrMalformed},
+		{"empty job id", func(h http.Header) []byte { h.Set(JobIDHeader, ""); return body }, entropy.ErrMalformed},
+		{"job id is the key", func(h http.Header) []byte { h.Set(JobIDHeader, "x"+fuzzAPIKey); return body }, entropy.ErrMalformed},
+		{"no status", func(h http.Header) []byte { h.Del(JobStatusHeader); return body }, entropy.ErrMalformed},
+		{"queued", func(h http.Header) []byte { h.Set(JobStatusHeader, StatusQueued); return body }, entropy.ErrMalformed},
+		{"status holds the key", func(h http.Header) []byte { h.Set(JobStatusHeader, fuzzAPIKey); return body }, entropy.ErrMalformed},
+		{"no timestamp", func(h http.Header) []byte { h.Del(TimestampHeader); return body }, entropy.ErrMalformed},
+		{"bad timestamp", func(h http.Header) []byte { h.Set(TimestampHeader, "yesterday"); return body }, entropy.ErrMalformed},
+		{"no signature", func(h http.Header) []byte { h.Del(SignatureHeader); return body }, entropy.ErrMalformed},
+		{"signature not base64", func(h http.Header) []byte { h.Set(SignatureHeader, "!!"); return body }, entropy.ErrMalformed},
+		{"short body", func(h http.Header) []byte { return body[:15] }, entropy.ErrMalformed},
+		{"long body", func(h http.Header) []byte { return append(bytes.Clone(body), 0) }, entropy.ErrMalformed},
+		{"flipped byte", func(h http.Header) []byte { b := bytes.Clone(body); b[3] ^= 1; return b }, entropy.ErrBadProof},
+		{"other job", func(h http.Header) []byte { h.Set(JobIDHeader, "job-c"); return body }, entropy.ErrBadProof},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h := http.Header{}
+				for k, v := range healthy {
+					h.Set(k, v)
+				}
+				b := tc.edit(h)
+				for k, v := range h {
+					w.Header()[k] = v
+				}
+				_, _ = w.Write(b)
+			}))
+			defer srv.Close()
+			s, err := New(srv.URL, WithAPIKey(fuzzAPIKey), WithPublicKey(pub))
+			require.NoError(t, err)
+			blk, err := s.Fetch(context.Background(), 16)
+			require.ErrorIs(t, err, tc.target)
+			assert.Nil(t, blk.Data)
+			checkNoKey(t, err)
+		})
+	}
 }

@@ -59,6 +59,7 @@ type Source struct {
 	quota429   bool
 	fetchKey   bool
 	allowHTTP  bool
+	jsonOnly   bool
 	now        func() time.Time // clock for Retry-After dates; tests replace it
 	configured ed25519.PublicKey
 	prefix     string // the base URL without a trailing slash; paths follow it
@@ -160,6 +161,15 @@ func WithAllowInsecureHTTP() Option {
 // every 429 is a passing rate limit, retried with exponential backoff.
 func WithQuotaOn429WithoutRetryAfter() Option {
 	return func(s *Source) error { s.quota429 = true; return nil }
+}
+
+// WithJSONOnly makes the source ask for JSON answers only. By default it
+// asks for the binary form of completed jobs as well (AcceptBinary), which
+// saves the service and the client the base64 and JSON of the entropy; a
+// service that does not offer it answers JSON, which the source reads just as
+// well. The signature and every check are the same in both forms.
+func WithJSONOnly() Option {
+	return func(s *Source) error { s.jsonOnly = true; return nil }
 }
 
 // WithPollInterval sets the backoff of polling a queued job: the first poll
@@ -457,9 +467,17 @@ func (s *Source) jobError(resp jobBody) *entropy.JobError {
 // decodeJob decodes and sanity-checks a job body. wantID, if set, is the job
 // the body must be about.
 func (s *Source) decodeJob(path string, hdr http.Header, body []byte, wantID string) (jobBody, error) {
-	resp, err := parseJob(body)
-	if err != nil {
-		return jobBody{}, s.malformed(path, hdr, "job JSON: %v", err)
+	var resp jobBody
+	if ct := hdr["Content-Type"]; len(ct) > 0 && IsBinary(ct[0]) {
+		var err error
+		if resp, err = binaryJob(hdr, body); err != nil {
+			return jobBody{}, s.malformed(path, hdr, "binary job: %v", err)
+		}
+	} else {
+		var err error
+		if resp, err = parseJob(body); err != nil {
+			return jobBody{}, s.malformed(path, hdr, "job JSON: %v", err)
+		}
 	}
 	if !validJobID(resp.JobID) {
 		return jobBody{}, s.malformed(path, hdr, "missing or invalid job_id")
@@ -509,18 +527,24 @@ func (s *Source) completed(path string, hdr http.Header, resp jobBody, pub ed255
 		return Job{}, s.malformed(path, hdr, "job %s is %s, not completed", resp.JobID, resp.Status)
 	}
 	enc := base64.StdEncoding.Strict()
-	// Straight from the body's text into the block's own bytes.
-	data := make([]byte, enc.DecodedLen(len(resp.Entropy)))
-	m, err := enc.Decode(data, resp.Entropy)
-	if err != nil {
-		return Job{}, s.malformed(path, hdr, "job %s: entropy is not base64: %v", resp.JobID, err)
+	var data []byte
+	if resp.Binary {
+		// The body is the entropy; the block gets its own copy.
+		data = bytes.Clone(resp.Entropy)
+	} else {
+		// Straight from the body's text into the block's own bytes.
+		data = make([]byte, enc.DecodedLen(len(resp.Entropy)))
+		m, err := enc.Decode(data, resp.Entropy)
+		if err != nil {
+			return Job{}, s.malformed(path, hdr, "job %s: entropy is not base64: %v", resp.JobID, err)
+		}
+		data = data[:m:m]
 	}
-	data = data[:m:m]
-	if n >= 0 && m != n {
-		return Job{}, s.malformed(path, hdr, "job %s has %d bytes of entropy, asked for %d", resp.JobID, m, n)
+	if n >= 0 && len(data) != n {
+		return Job{}, s.malformed(path, hdr, "job %s has %d bytes of entropy, asked for %d", resp.JobID, len(data), n)
 	}
 	sig := make([]byte, enc.DecodedLen(len(resp.Signature)))
-	m, err = enc.Decode(sig, resp.Signature)
+	m, err := enc.Decode(sig, resp.Signature)
 	if err != nil {
 		return Job{}, s.malformed(path, hdr, "job %s: signature is not base64: %v", resp.JobID, err)
 	}
@@ -556,7 +580,11 @@ func (s *Source) get(ctx context.Context, path, query string) (*[]byte, []byte, 
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("httpsource: %s: %s", op, s.redact(err.Error()))
 	}
-	req.Header.Set("Accept", "application/json")
+	if s.jsonOnly {
+		req.Header.Set("Accept", MediaTypeJSON)
+	} else {
+		req.Header.Set("Accept", AcceptBinary)
+	}
 	if s.apiKey != "" {
 		req.Header.Set("Authorization", "Bearer "+s.apiKey)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -37,6 +38,58 @@ const (
 
 // RequestIDHeader is the response header that carries the request ID.
 const RequestIDHeader = "X-Request-Id"
+
+// The binary form of a completed job (docs/protocol.md, "Binary answers"):
+// a client that lists MediaTypeBinary in its Accept header may get a
+// completed job as the raw entropy bytes, with the other fields in headers.
+// Every other answer stays JSON.
+const (
+	MediaTypeJSON   = "application/json"
+	MediaTypeBinary = "application/octet-stream"
+
+	// AcceptBinary is the Accept header of a client that takes both forms,
+	// preferring the binary one.
+	AcceptBinary = MediaTypeBinary + ", " + MediaTypeJSON + ";q=0.5"
+
+	JobIDHeader     = "X-Job-Id"            // the job_id
+	JobStatusHeader = "X-Job-Status"        // always "completed"
+	TimestampHeader = "X-Entropy-Timestamp" // the timestamp, RFC 3339
+	SignatureHeader = "X-Entropy-Signature" // the signature, standard padded base64
+)
+
+// IsBinary reports whether a Content-Type header names the binary form:
+// the media type application/octet-stream, whatever its parameters and case.
+func IsBinary(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), MediaTypeBinary)
+}
+
+// AcceptsBinary reports whether an Accept header lists the binary form with
+// a quality above zero. Only application/octet-stream itself counts (not
+// "*/*" or "application/*"), so a client that did not ask gets JSON.
+func AcceptsBinary(accept string) bool {
+	for accept != "" {
+		var part string
+		part, accept, _ = strings.Cut(accept, ",")
+		mt, params, _ := strings.Cut(part, ";")
+		mt = strings.TrimSpace(mt)
+		if !strings.EqualFold(mt, MediaTypeBinary) {
+			continue
+		}
+		q := "1"
+		for params != "" {
+			var p string
+			p, params, _ = strings.Cut(params, ";")
+			if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+				q = strings.TrimSpace(v)
+			}
+		}
+		if f, err := strconv.ParseFloat(q, 64); err == nil && f > 0 && f <= 1 {
+			return true
+		}
+	}
+	return false
+}
 
 // SignatureDomain is the domain-separation prefix of every signed message.
 const SignatureDomain = "provenrand/entropy/v1"

@@ -136,10 +136,31 @@ type Server struct {
 	baseURL   string
 }
 
-// job is a job the server keeps for GET /v1/jobs/{id}.
+// job is a job the server keeps for GET /v1/jobs/{id}. All but pending is
+// set when the job is made and never changes.
 type job struct {
-	final   httpsource.JobResponse // its completed or failed state
-	pending int                    // "running" answers still to give before final
+	id      string
+	failure *httpsource.ErrorDetail // failed jobs: the error
+	data    []byte                  // completed jobs: the entropy
+	sig     []byte                  // completed jobs: the signature
+	ts      string                  // completed jobs: the timestamp, RFC 3339
+	pending int                     // "running" answers still to give before the final state
+}
+
+// response returns the final state of the job (completed or failed) in its
+// JSON form.
+func (j *job) response() httpsource.JobResponse {
+	if j.failure != nil {
+		e := *j.failure
+		return httpsource.JobResponse{JobID: j.id, Status: httpsource.StatusFailed, Error: &e}
+	}
+	return httpsource.JobResponse{
+		JobID:     j.id,
+		Status:    httpsource.StatusCompleted,
+		Entropy:   base64.StdEncoding.EncodeToString(j.data),
+		Timestamp: j.ts,
+		Signature: base64.StdEncoding.EncodeToString(j.sig),
+	}
 }
 
 // New returns a server with the given options. It serves nothing until
@@ -269,7 +290,7 @@ func (s *Server) Job(id string) (httpsource.JobResponse, bool) {
 	if !ok {
 		return httpsource.JobResponse{}, false
 	}
-	return j.final, true
+	return j.response(), true
 }
 
 // Start serves on a free loopback port (127.0.0.1:0) and returns the base URL.
@@ -392,7 +413,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == httpsource.EntropyPath:
 		s.serveEntropy(w, r, idx, key, authorized)
 	case strings.HasPrefix(r.URL.Path, httpsource.JobsPath):
-		s.serveJob(w, idx, strings.TrimPrefix(r.URL.Path, httpsource.JobsPath))
+		s.serveJob(w, r, idx, strings.TrimPrefix(r.URL.Path, httpsource.JobsPath))
 	case r.URL.Path == httpsource.PublicKeyPath:
 		s.writeJSON(w, idx, http.StatusOK, httpsource.PublicKeyResponse{
 			Algorithm: "ed25519", PublicKey: base64.StdEncoding.EncodeToString(s.pub),
@@ -503,14 +524,13 @@ func (s *Server) serveEntropy(w http.ResponseWriter, r *http.Request, idx int, k
 	if queued && f.Kind != FaultJobFailed && f.Kind != FaultQueued {
 		j.pending = s.queuePolls
 	}
-	resp := j.final
 	s.mu.Unlock()
 
 	if queued {
 		s.writeJSON(w, idx, http.StatusAccepted, httpsource.JobResponse{JobID: id, Status: httpsource.StatusQueued}, f.Kind)
 		return
 	}
-	s.writeJSON(w, idx, http.StatusOK, resp, f.Kind)
+	s.writeFinal(w, r, idx, j, f.Kind)
 }
 
 // nextFault pops the script or draws a random fault. s.mu must be held.
@@ -534,11 +554,10 @@ func (s *Server) newJob(size int, f Fault) (*job, string) {
 		idb[i] = byte(s.rng.Uint32())
 	}
 	id := "job-" + hex.EncodeToString(idb[:])
-	j := &job{}
+	j := &job{id: id}
 	s.jobs[id] = j
 	if f.Kind == FaultJobFailed {
-		j.final = httpsource.JobResponse{JobID: id, Status: httpsource.StatusFailed,
-			Error: &httpsource.ErrorDetail{Code: f.Code, Message: f.Message}}
+		j.failure = &httpsource.ErrorDetail{Code: f.Code, Message: f.Message}
 		return j, id
 	}
 	if f.Kind == FaultQueued {
@@ -576,35 +595,53 @@ func (s *Server) newJob(size int, f Fault) (*job, string) {
 	if f.Kind == FaultBadSignature {
 		sig[s.rng.IntN(len(sig))] ^= 1 << s.rng.IntN(8)
 	}
-	j.final = httpsource.JobResponse{
-		JobID:     id,
-		Status:    httpsource.StatusCompleted,
-		Entropy:   base64.StdEncoding.EncodeToString(data),
-		Timestamp: s.now().UTC().Format(time.RFC3339Nano),
-		Signature: base64.StdEncoding.EncodeToString(sig),
-	}
+	j.data, j.sig, j.ts = data, sig, s.now().UTC().Format(time.RFC3339Nano)
 	return j, id
 }
 
 // serveJob answers GET /v1/jobs/{id}. Jobs need no API key: anyone may audit.
-func (s *Server) serveJob(w http.ResponseWriter, idx int, id string) {
+func (s *Server) serveJob(w http.ResponseWriter, r *http.Request, idx int, id string) {
 	s.mu.Lock()
 	j, ok := s.jobs[id]
-	var resp httpsource.JobResponse
-	if ok {
-		if j.pending > 0 {
-			j.pending--
-			resp = httpsource.JobResponse{JobID: id, Status: httpsource.StatusRunning}
-		} else {
-			resp = j.final
-		}
+	running := false
+	if ok && j.pending > 0 {
+		j.pending--
+		running = true
 	}
 	s.mu.Unlock()
-	if !ok {
+	switch {
+	case !ok:
 		s.writeError(w, idx, http.StatusNotFound, s.shape, "NotFound", "no job "+strconv.Quote(id))
+	case running:
+		s.writeJSON(w, idx, http.StatusOK, httpsource.JobResponse{JobID: id, Status: httpsource.StatusRunning}, FaultNone)
+	default:
+		s.writeFinal(w, r, idx, j, FaultNone)
+	}
+}
+
+// writeFinal answers with the final state of job j (200), breaking the body
+// as fault asks. A completed job goes in the binary form to a client that
+// accepts it, unless the fault is broken JSON (which then comes as JSON: a
+// service may always answer JSON); everything else is JSON.
+func (s *Server) writeFinal(w http.ResponseWriter, r *http.Request, idx int, j *job, fault FaultKind) {
+	if j.failure != nil || fault == FaultMalformedJSON || !httpsource.AcceptsBinary(r.Header.Get("Accept")) {
+		s.writeJSON(w, idx, http.StatusOK, j.response(), fault)
 		return
 	}
-	s.writeJSON(w, idx, http.StatusOK, resp, FaultNone)
+	h := w.Header()
+	h.Set("Content-Type", httpsource.MediaTypeBinary)
+	h.Set("Content-Length", strconv.Itoa(len(j.data)))
+	h.Set(httpsource.JobIDHeader, j.id)
+	h.Set(httpsource.JobStatusHeader, httpsource.StatusCompleted)
+	h.Set(httpsource.TimestampHeader, j.ts)
+	h.Set(httpsource.SignatureHeader, base64.StdEncoding.EncodeToString(j.sig))
+	body := j.data
+	if fault == FaultTruncate {
+		body = body[:len(body)/2]
+	}
+	s.setStatus(idx, http.StatusOK)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
 }
 
 // drop closes the connection in the middle of the answer's status line.

@@ -2,6 +2,8 @@ package sim_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -237,27 +239,105 @@ func TestEveryFault(t *testing.T) {
 			assert.Zero(t, bal)
 		}},
 	} {
-		t.Run(tc.fault.String(), func(t *testing.T) {
-			s, src := start(t)
-			s.Script(tc.fault)
-			b, err := src.Fetch(context.Background(), 4096)
-			if err != nil {
-				assert.Nil(t, b.Data)
-			}
-			tc.check(t, s, b, err)
-			reqs := s.EntropyRequests()
-			require.Len(t, reqs, 1)
-			assert.Equal(t, tc.fault.Kind, reqs[0].Fault)
+		// Each fault in both answer forms: binary (the client's default)
+		// and JSON.
+		for _, form := range []string{"binary", "json"} {
+			t.Run(tc.fault.String()+"/"+form, func(t *testing.T) {
+				s, src := start(t)
+				if form == "json" {
+					var err error
+					src, err = s.Source(httpsource.WithAPIKey(key), httpsource.WithJSONOnly(),
+						httpsource.WithPollInterval(time.Millisecond, 5*time.Millisecond))
+					require.NoError(t, err)
+				}
+				s.Script(tc.fault)
+				b, err := src.Fetch(context.Background(), 4096)
+				if err != nil {
+					assert.Nil(t, b.Data)
+				}
+				tc.check(t, s, b, err)
+				reqs := s.EntropyRequests()
+				require.Len(t, reqs, 1)
+				assert.Equal(t, tc.fault.Kind, reqs[0].Fault)
 
-			// The script is used up: the next request is healthy, unless
-			// the fault spent the balance.
-			if tc.fault.Kind != sim.FaultExhausted {
-				b, err = src.Fetch(context.Background(), 32)
-				require.NoError(t, err)
-				assert.True(t, b.Verifiable)
-			}
-		})
+				// The script is used up: the next request is healthy, unless
+				// the fault spent the balance.
+				if tc.fault.Kind != sim.FaultExhausted {
+					b, err = src.Fetch(context.Background(), 32)
+					require.NoError(t, err)
+					assert.True(t, b.Verifiable)
+				}
+			})
+		}
 	}
+}
+
+// get sends GET path with an Accept header and the test key, and returns
+// the answer with its body read.
+func get(t *testing.T, s *sim.Server, path, accept string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, s.URL()+path, nil)
+	require.NoError(t, err)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return res, body
+}
+
+func TestBinaryFormOnlyWhenAsked(t *testing.T) {
+	s, _ := start(t)
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+
+	res, body := get(t, s, httpsource.EntropyPath+"?size=100", httpsource.AcceptBinary)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	assert.True(t, httpsource.IsBinary(res.Header.Get("Content-Type")))
+	assert.Len(t, body, 100, "the body is the entropy itself")
+	id := res.Header.Get(httpsource.JobIDHeader)
+	assert.Equal(t, httpsource.StatusCompleted, res.Header.Get(httpsource.JobStatusHeader))
+	_, err := time.Parse(time.RFC3339Nano, res.Header.Get(httpsource.TimestampHeader))
+	assert.NoError(t, err)
+	sig, err := base64.StdEncoding.Strict().DecodeString(res.Header.Get(httpsource.SignatureHeader))
+	require.NoError(t, err)
+	assert.True(t, httpsource.VerifySignature(s.PublicKey(), id, body, sig), "the same signature as in JSON")
+
+	// The auditor's lookup gives the same job in either form.
+	res, again := get(t, s, httpsource.JobsPath+id, httpsource.MediaTypeBinary)
+	assert.True(t, httpsource.IsBinary(res.Header.Get("Content-Type")))
+	assert.Equal(t, body, again)
+	res, js := get(t, s, httpsource.JobsPath+id, "")
+	assert.Equal(t, "application/json", res.Header.Get("Content-Type"))
+	var jr httpsource.JobResponse
+	require.NoError(t, json.Unmarshal(js, &jr))
+	assert.Equal(t, base64.StdEncoding.EncodeToString(body), jr.Entropy)
+	final, ok := s.Job(id)
+	require.True(t, ok)
+	assert.Equal(t, jr, final)
+
+	// Without octet-stream at a quality above 0, JSON.
+	for _, accept := range []string{"", "*/*", "application/*", httpsource.MediaTypeJSON, "application/octet-stream;q=0, application/json"} {
+		res, body := get(t, s, httpsource.EntropyPath+"?size=10", accept)
+		assert.Equal(t, "application/json", res.Header.Get("Content-Type"), "Accept %q", accept)
+		assert.Empty(t, res.Header.Get(httpsource.JobIDHeader), "Accept %q", accept)
+		require.NoError(t, json.Unmarshal(body, &jr), "Accept %q", accept)
+		assert.Equal(t, httpsource.StatusCompleted, jr.Status)
+	}
+
+	// Queued and failed jobs and errors stay JSON whatever the client accepts.
+	s.Script(sim.Kind(sim.FaultQueued), sim.Status(503, sim.ShapeCode, "1"))
+	res, body = get(t, s, httpsource.EntropyPath+"?size=10", httpsource.AcceptBinary)
+	assert.Equal(t, http.StatusAccepted, res.StatusCode)
+	assert.Equal(t, "application/json", res.Header.Get("Content-Type"))
+	require.NoError(t, json.Unmarshal(body, &jr))
+	assert.Equal(t, httpsource.StatusQueued, jr.Status)
+	res, _ = get(t, s, httpsource.EntropyPath+"?size=10", httpsource.AcceptBinary)
+	assert.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
+	assert.False(t, httpsource.IsBinary(res.Header.Get("Content-Type")))
 }
 
 func TestEveryStatusInEveryShape(t *testing.T) {
