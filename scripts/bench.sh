@@ -68,8 +68,15 @@ END {
 		row("ReadParallel 32 B throughput, -cpu " N " / -cpu 1", ">= 1.6", tput(name("BenchmarkReadParallel/32B"), "BenchmarkReadParallel/32B"), ns(name("BenchmarkReadParallel/32B")) " / " ns("BenchmarkReadParallel/32B"))
 		row("ReadLabelledParallel 32 B throughput, -cpu " N " / -cpu 1", ">= 1.6", tput(name("BenchmarkReadLabelledParallel/32B"), "BenchmarkReadLabelledParallel/32B"), ns(name("BenchmarkReadLabelledParallel/32B")) " / " ns("BenchmarkReadLabelledParallel/32B"))
 	}
-	row("httpsource verifiable MB/s / simulator raw MB/s, 64 KiB", ">= 0.9", tput(name("BenchmarkHTTP/verifiable/64KiB"), name("BenchmarkHTTP/raw/64KiB")), ns(name("BenchmarkHTTP/verifiable/64KiB")) " / " ns(name("BenchmarkHTTP/raw/64KiB")))
-	row("httpsource verifiable MB/s / simulator raw MB/s, 4 KiB", ">= 0.9", tput(name("BenchmarkHTTP/verifiable/4KiB"), name("BenchmarkHTTP/raw/4KiB")), ns(name("BenchmarkHTTP/verifiable/4KiB")) " / " ns(name("BenchmarkHTTP/raw/4KiB")))
+	split("64KiB 4KiB 32B", hs, " ")
+	for (i = 1; i <= 3; i++) {
+		v = "BenchmarkHTTP/verifiable/" hs[i]; r = "BenchmarkHTTP/raw/" hs[i]
+		row("httpsource verifiable MB/s / simulator raw MB/s, " hs[i] ", binary", ">= 0.9", tput(name(v), name(r)), ns(name(v)) " / " ns(name(r)))
+	}
+	for (i = 1; i <= 3; i++) {
+		v = "BenchmarkHTTP/verifiable-json/" hs[i]; r = "BenchmarkHTTP/raw-json/" hs[i]
+		row("httpsource verifiable MB/s / simulator raw MB/s, " hs[i] ", JSON", ">= 0.9", tput(name(v), name(r)), ns(name(v)) " / " ns(name(r)))
+	}
 	row("ReadSecret 32 B / crypto/rand.Read 32 B", "(reported)", ratio(name("BenchmarkReadSecret/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkReadSecret/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
 	print ""
 	print "## Fallback share of the steady-state benchmarks (target 0)"
