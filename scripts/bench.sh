@@ -6,6 +6,7 @@
 #   scripts/bench.sh                 # COUNT=6, BENCHTIME=500ms
 #   COUNT=10 BENCHTIME=1s scripts/bench.sh
 #   OUT=/tmp/bench.txt scripts/bench.sh
+#   IN=/tmp/bench.txt scripts/bench.sh   # tables only, from an earlier run's output
 #
 # Network: loopback only (the simulator). Takes about 10-15 minutes with the
 # defaults on 2 cores: the steady-state benchmarks wait for the refill with
@@ -23,12 +24,18 @@ if ! command -v benchstat >/dev/null 2>&1; then
 	go install golang.org/x/perf/cmd/benchstat@latest
 fi
 
-echo "# $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(go version)"
-echo "# raw output: $OUT"
-go test -run XXX -bench . -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -cpu "$N" ./bench | tee "$OUT"
-if [ "$N" -gt 1 ]; then
-	go test -run XXX -bench 'ReadParallel|ReadLabelledParallel' -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -cpu 1 ./bench | tee -a "$OUT"
+if [ -n "${IN:-}" ]; then
+	# Only the tables, from the raw output of an earlier run.
+	OUT=$IN
+else
+	echo "# $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(go version)"
+	echo "# raw output: $OUT"
+	go test -run XXX -bench . -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -cpu "$N" ./bench | tee "$OUT"
+	if [ "$N" -gt 1 ]; then
+		go test -run XXX -bench 'ReadParallel|ReadLabelledParallel' -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -cpu 1 ./bench | tee -a "$OUT"
+	fi
 fi
+export COUNT
 
 echo
 benchstat "$OUT"
@@ -51,12 +58,12 @@ function name(b) { return (N > 1) ? b "-" N : b }
 function get(b, what) { k = b " " what; return (k in m) ? m[k] : "" }
 function ratio(a, b,   x, y) { x = get(a, "ns"); y = get(b, "ns"); if (x == "" || y == "" || y == 0) return "n/a"; return sprintf("%.3f", x / y) }
 function tput(a, b,   x, y) { x = get(a, "ns"); y = get(b, "ns"); if (x == "" || y == "" || x == 0) return "n/a"; return sprintf("%.3f", y / x) }
-function ns(b) { x = get(b, "ns"); return (x == "") ? "n/a" : sprintf("%.1f", x) }
+function ns(b) { x = get(b, "ns"); if (x == "") return "n/a"; if (x >= 1e6) return sprintf("%.2f ms", x / 1e6); if (x >= 1e4) return sprintf("%.1f µs", x / 1e3); return sprintf("%.1f", x) }
 function row(fig, target, val, detail) { printf "| %s | %s | %s | %s |\n", fig, target, val, detail }
 { m[$1 " " $2] = $3 }
 END {
 	print ""
-	print "## Targets (medians of " ENVIRON["COUNT"] " runs; ns/op in parentheses)"
+	print "## Targets (medians of " ENVIRON["COUNT"] " runs; time per op: ns unless marked)"
 	print ""
 	print "| figure | target | measured | ns/op |"
 	print "|---|---|---|---|"
