@@ -292,9 +292,15 @@ func readBody(r io.Reader, contentLength, limit int64) (buf *[]byte, body []byte
 	return buf, b, false, err
 }
 
-// releaseBuffer gives a buffer of readBody back to the pool.
+// releaseBuffer wipes a buffer of readBody (it held entropy, raw or in
+// base64, that the block now has its own copy of) and gives it back to the
+// pool.
 func releaseBuffer(buf *[]byte) {
-	if buf == nil || cap(*buf) > maxPooledBuffer {
+	if buf == nil {
+		return
+	}
+	clear(*buf)
+	if cap(*buf) > maxPooledBuffer {
 		return
 	}
 	*buf = (*buf)[:0]

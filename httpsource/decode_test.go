@@ -318,3 +318,17 @@ func TestFetchRefusesBadBinaryAnswers(t *testing.T) {
 		})
 	}
 }
+
+// A body buffer held entropy (raw, or base64): it is wiped before it goes
+// back to the pool, whatever its size.
+func TestReleaseBufferWipes(t *testing.T) {
+	for _, n := range []int{16, 4096, maxPooledBuffer + 1} {
+		body := strings.Repeat("e", n)
+		buf, got, _, err := readBody(strings.NewReader(body), int64(n), int64(n))
+		require.NoError(t, err)
+		require.Equal(t, body, string(got))
+		b := *buf
+		releaseBuffer(buf)
+		assert.Equal(t, make([]byte, len(b)), b, "%d-byte body left in its buffer", n)
+	}
+}
