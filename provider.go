@@ -273,11 +273,14 @@ func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool
 			return lb, nil
 		}
 	}
-	if s.avail() < len(b) {
+	// Stop the head first, then count: readers on the fast path may claim
+	// from it until it is stopped.
+	s.unpublish()
+	if s.queued < len(b) {
+		s.publish()
 		s.mu.Unlock()
 		return p.slowRead(ctx, b, label, p.cfg.policy)
 	}
-	s.unpublish()
 	sp := s.take(b, nil, label)
 	s.publish()
 	isLow := s.avail() < s.low
