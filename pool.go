@@ -105,8 +105,9 @@ type shard struct {
 	asked  atomic.Bool
 	closed bool
 
-	// Counts of fast claims on runs that are no longer head, and of slow
-	// takes are kept by the Provider; both summed by Stats. Under mu.
+	// Fast claims on runs that have left the head (added by retire); Stats
+	// adds the head's own claims and the Provider's slow-path counters.
+	// Under mu.
 	reads, bytes uint64
 
 	_ [64]byte // keep shards on separate cache lines
@@ -143,6 +144,22 @@ func (s *shard) avail() int {
 	return n
 }
 
+// retire takes head run r out of the shard: it stops fast claims on it, adds
+// their count and bytes to the shard's, and returns the cursor (r.data[c:]
+// is unread, and now the caller's). The caller holds s.mu.
+func (s *shard) retire(r *run) int {
+	s.head.Store(nil)
+	claims, c := r.stop()
+	s.reads += claims
+	s.bytes += uint64(c)
+	return c
+}
+
+// tail returns a new run of r's bytes from c on.
+func (r *run) tail(c int) *run {
+	return &run{data: r.data[c:], base: r.base + c, from: r.from}
+}
+
 // unpublish ends fast claims on the head and puts its unread bytes at the
 // front of the queue, so that the caller can take from the queue alone; the
 // caller holds s.mu and calls publish when done.
@@ -151,14 +168,11 @@ func (s *shard) unpublish() {
 	if r == nil {
 		return
 	}
-	s.head.Store(nil)
-	claims, c := r.stop()
-	s.reads += claims
-	s.bytes += uint64(c)
+	c := s.retire(r)
 	if c == len(r.data) {
 		return
 	}
-	rest := &run{data: r.data[c:], base: r.base + c, from: r.from}
+	rest := r.tail(c)
 	if s.first > 0 {
 		s.first--
 		s.runs[s.first] = rest
@@ -180,10 +194,7 @@ func (s *shard) publish() {
 		s.setWake(h)
 		return
 	} else if h != nil {
-		claims, c := h.stop()
-		s.reads += claims
-		s.bytes += uint64(c)
-		s.head.Store(nil)
+		s.retire(h)
 	}
 	if s.first == len(s.runs) {
 		return
@@ -195,7 +206,7 @@ func (s *shard) publish() {
 		s.runs, s.first = s.runs[:0], 0
 	}
 	if c := r.cursor(); c > 0 {
-		r = &run{data: r.data[c:], base: r.base + c, from: r.from}
+		r = r.tail(c) // a published run's claims start at 0
 	}
 	s.queued -= len(r.data)
 	s.setWake(r)
