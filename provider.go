@@ -147,11 +147,8 @@ func (p *Provider) Read(b []byte) (int, error) {
 	s := p.shard()
 	if r := s.head.Load(); r != nil {
 		if _, end, ok := r.claim(b); ok {
-			if int64(end) > r.wakeAt.Load() {
-				p.low(s)
-			}
-			if p.episodes.open.Load() {
-				p.endEpisode()
+			if int64(end) > r.wakeAt.Load() || p.episodes.open.Load() {
+				p.claimed(s, r, end) // seldom: kept out of line
 			}
 			return len(b), nil
 		}
@@ -207,16 +204,25 @@ func (p *Provider) ReadLabelled(ctx context.Context, b []byte) (Label, error) {
 	if r := s.head.Load(); r != nil {
 		if off, end, ok := r.claim(b); ok {
 			sp := s.span(Span{Source: r.from.source, JobID: r.from.job, Offset: r.base + off, Length: len(b), Public: r.from.public})
-			if int64(end) > r.wakeAt.Load() {
-				p.low(s)
-			}
-			if p.episodes.open.Load() {
-				p.endEpisode()
+			if int64(end) > r.wakeAt.Load() || p.episodes.open.Load() {
+				p.claimed(s, r, end)
 			}
 			return Label{Verifiable: true, Spans: sp}, nil
 		}
 	}
 	return p.readShard(ctx, s, b, true)
+}
+
+// claimed ends a fast read that claimed r's bytes up to end (r is, or was
+// a moment ago, the head of shard s): it asks for a refill if the shard is
+// now low, and ends an open fallback episode.
+func (p *Provider) claimed(s *shard, r *run, end int) {
+	if int64(end) > r.wakeAt.Load() {
+		p.low(s)
+	}
+	if p.episodes.open.Load() {
+		p.endEpisode()
+	}
 }
 
 // low asks the refill goroutine to top the pool up: a read took shard s
