@@ -88,17 +88,18 @@ func (x *rvIndex) anyJobBytes(b []byte) bool {
 }
 
 // locate splits b into the job spans it was copied from. It returns the
-// spans, how many bytes at the end were too few to locate, and whether b
-// held no job bytes at all (a fallback read). An error means b holds job
-// bytes and also bytes that are not (a mixed or corrupt read).
-func (x *rvIndex) locate(src string, b []byte) (spans []Span, tail int, fallback bool, err error) {
+// spans, how many bytes it could not place (pieces of fewer than rvWin bytes
+// between or around the spans: the end of a run), and whether b held no job
+// bytes at all (a fallback read). An error means b holds job bytes and also
+// a stretch of rvWin or more bytes of no job (a mixed or corrupt read).
+func (x *rvIndex) locate(src string, b []byte) (spans []Span, unplaced int, fallback bool, err error) {
 	if len(b) < rvWin {
 		return nil, len(b), false, nil
 	}
 	pos := 0
 	for pos < len(b) {
 		if len(b)-pos < rvWin {
-			return spans, len(b) - pos, false, nil
+			return spans, unplaced + len(b) - pos, false, nil
 		}
 		j, off, ok := x.find(b[pos:])
 		// A span may run on by chance into the next byte of its job:
@@ -113,14 +114,21 @@ func (x *rvIndex) locate(src string, b []byte) (spans []Span, tail int, fallback
 				pos -= back
 			}
 		}
+		// A piece shorter than the window (the last bytes of a run): skip it.
+		for skip := 1; !ok && skip < rvWin && pos+skip+rvWin <= len(b); skip++ {
+			if j, off, ok = x.find(b[pos+skip:]); ok {
+				unplaced += skip
+				pos += skip
+			}
+		}
 		if !ok {
-			if pos == 0 {
+			if len(spans) == 0 && pos == 0 {
 				if x.anyJobBytes(b) {
-					return nil, 0, false, fmt.Errorf("a read of %d bytes starts with non-job bytes and holds job bytes later", len(b))
+					return nil, 0, false, fmt.Errorf("a read of %d bytes starts with %d or more bytes of no job and holds job bytes later", len(b), rvWin)
 				}
 				return nil, 0, true, nil
 			}
-			return nil, 0, false, fmt.Errorf("a read of %d bytes has job bytes up to %d and then bytes of no job", len(b), pos)
+			return nil, 0, false, fmt.Errorf("a read of %d bytes has job bytes up to %d and then %d or more bytes of no job", len(b), pos, rvWin)
 		}
 		d := x.data[j]
 		n := 0
@@ -130,7 +138,7 @@ func (x *rvIndex) locate(src string, b []byte) (spans []Span, tail int, fallback
 		spans = append(spans, Span{Source: src, JobID: x.ids[j], Offset: off, Length: n})
 		pos += n
 	}
-	return spans, 0, false, nil
+	return spans, unplaced, false, nil
 }
 
 // rvSampler keeps every run and lane it sees in a Provider's shards, so that
@@ -524,6 +532,336 @@ func TestReviewLockFreeAllEntryPoints(t *testing.T) {
 			assert.Equal(t, started, ended)
 			assert.Equal(t, int64(after.FallbackReads), reads, "episode reads")
 			assert.Equal(t, int64(after.FallbackBytes), byts, "episode bytes")
+		})
+	}
+}
+
+// TestReviewLockFreeCloseRace: Close while readers are on every path — fast
+// claims on a full pool (source up), slow paths on a tiny pool, the
+// fallback lanes and direct fallback reads (Degrade, source down), Defer
+// waiters and ReadFor draws waiting for bytes that do not come (source
+// down). No read panics or hangs, none is left running (goleak), every
+// successful one is checked (labels against the jobs, unlabelled bytes
+// located, nothing twice), every failed one says ErrClosed and leaves b
+// zero, the counters equal the callers' successes, and afterwards every run
+// and lane seen is zero and the shards hold nothing.
+func TestReviewLockFreeCloseRace(t *testing.T) {
+	for _, pol := range []Policy{Degrade, Defer, Fail} {
+		for _, down := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s-down%v", pol, down), func(t *testing.T) {
+				for round := 0; round < 12; round++ {
+					rvCloseRound(t, pol, down, round)
+					if t.Failed() {
+						return
+					}
+				}
+			})
+		}
+	}
+}
+
+func rvCloseRound(t *testing.T, pol Policy, down bool, round int) {
+	src := newScriptSource(fmt.Sprintf("close-%s-%v-%d", pol, down, round))
+	src.maxLen = 200
+	shards := 1 + round%4
+	buffer := []int{256, 1024, 4096}[round%3]
+	p, err := New(src, fast(WithPolicy(pol), WithShards(shards), WithBufferSize(buffer), WithFetchSize(200))...)
+	require.NoError(t, err)
+	full(t, p, buffer/2)
+	if down {
+		src.set(&step{err: &APIError{StatusCode: 503}})
+	}
+	led := newLedger(src)
+	var smp rvSampler
+	var unlMu sync.Mutex
+	var unl [][]byte
+	var okReads, okDerived atomic.Uint64
+	var wg sync.WaitGroup
+	sizes := []int{1, 7, 33, 300, 511, 512, 2000, 5000}
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				n := sizes[(i*3+g)%len(sizes)]
+				b := make([]byte, n)
+				var err error
+				switch (i + g) % 4 {
+				case 0:
+					_, err = p.Read(b)
+					if err == nil {
+						okReads.Add(1)
+						unlMu.Lock()
+						unl = append(unl, b)
+						unlMu.Unlock()
+					}
+				case 1:
+					var lb Label
+					lb, err = p.ReadLabelled(context.Background(), b)
+					if err == nil {
+						okReads.Add(1)
+						if msg := led.check(b, lb); msg != "" {
+							t.Errorf("round %d: ReadLabelled of %d: %s", round, n, msg)
+							return
+						}
+					}
+				case 2:
+					var lb Label
+					lb, err = p.ReadSecret(context.Background(), b)
+					if err == nil {
+						if lb.Derived {
+							okDerived.Add(1)
+							if msg := led.claim(lb.Spans); msg != "" {
+								t.Errorf("round %d: ReadSecret: %s", round, msg)
+								return
+							}
+						} else {
+							okReads.Add(1)
+							if msg := led.check(b, lb); msg != "" {
+								t.Errorf("round %d: ReadSecret fallback: %s", round, msg)
+								return
+							}
+						}
+					}
+				case 3:
+					var lb Label
+					lb, err = p.ReadFor(context.Background(), fmt.Sprintf("close-%d-%d", g, i), b)
+					if err == nil {
+						okReads.Add(1)
+						if msg := led.check(b, lb); msg != "" || !lb.Verifiable {
+							t.Errorf("round %d: ReadFor: %s %+v", round, msg, lb)
+							return
+						}
+					}
+				}
+				switch {
+				case err == nil:
+				case errors.Is(err, ErrClosed):
+					if !bytesZero(b) {
+						t.Errorf("round %d: a read that failed with ErrClosed left bytes in b", round)
+					}
+					return
+				case pol == Fail && errors.Is(err, ErrUnavailable):
+					if !bytesZero(b) {
+						t.Errorf("round %d: a failed read left bytes in b", round)
+					}
+				default:
+					t.Errorf("round %d: unexpected error %v", round, err)
+					return
+				}
+			}
+		}(g)
+	}
+	for i := 0; i < round%5; i++ {
+		smp.sample(p)
+		time.Sleep(300 * time.Microsecond)
+	}
+	smp.sample(p)
+	closeErr := make(chan error, 1)
+	go func() { closeErr <- p.Close() }()
+	for i := 0; i < 3; i++ {
+		smp.sample(p) // while Close runs
+	}
+	select {
+	case err := <-closeErr:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("round %d: Close did not return", round)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("round %d: readers still running after Close", round)
+	}
+	dirty, total := smp.dirty()
+	assert.Zero(t, dirty, "round %d: %d of %d runs and lanes seen hold bytes after Close", round, dirty, total)
+	for i, s := range p.shards {
+		s.mu.Lock()
+		assert.Nil(t, s.head.Load(), "shard %d head", i)
+		assert.Zero(t, s.queued, "shard %d queued", i)
+		assert.Empty(t, s.runs, "shard %d runs", i)
+		assert.True(t, s.closed)
+		s.mu.Unlock()
+		assert.Nil(t, s.fb.Load(), "shard %d lane", i)
+	}
+	st := p.Stats()
+	assert.Zero(t, st.Pooled)
+	assert.Equal(t, okReads.Load(), st.VerifiableReads+st.FallbackReads, "round %d: reads counted", round)
+	assert.Equal(t, okDerived.Load(), st.DerivedReads, "round %d: derived reads counted", round)
+	if pol != Degrade {
+		assert.Zero(t, st.FallbackReads)
+	}
+	idx := newRVIndex(src)
+	for _, b := range unl {
+		spans, _, fb, err := idx.locate(src.name, b)
+		require.NoError(t, err, "round %d", round)
+		if pol != Degrade {
+			assert.False(t, fb, "round %d: a %s Read served non-job bytes", round, pol)
+		}
+		led.mu.Lock()
+		for _, sp := range spans {
+			if msg := led.use(sp, len(idx.data[idx.pos[sp.JobID]])); msg != "" {
+				t.Errorf("round %d: an unlabelled read: %s", round, msg)
+			}
+		}
+		led.mu.Unlock()
+	}
+	// Reads after Close: ErrClosed on every entry point.
+	_, err = p.Read(make([]byte, 8))
+	assert.ErrorIs(t, err, ErrClosed)
+	_, err = p.ReadLabelled(context.Background(), make([]byte, 8))
+	assert.ErrorIs(t, err, ErrClosed)
+	_, err = p.ReadSecret(context.Background(), make([]byte, 8))
+	assert.ErrorIs(t, err, ErrClosed)
+	_, err = p.ReadFor(context.Background(), "after", make([]byte, 8))
+	assert.ErrorIs(t, err, ErrClosed)
+}
+
+// TestReviewLockFreeDegradeSwitching: the source goes down and comes back
+// again and again while readers use every entry point under Degrade, with
+// GOMAXPROCS moving. No read mixes classes: a verifiable label's bytes are
+// its jobs' bytes, a fallback label's bytes hold no job bytes at all, an
+// unlabelled Read is all job bytes or none. Every fallback episode that
+// starts ends, and the episodes' reads and bytes add up to Stats'.
+func TestReviewLockFreeDegradeSwitching(t *testing.T) {
+	for _, shards := range []int{1, 3} {
+		t.Run(fmt.Sprintf("shards%d", shards), func(t *testing.T) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+			src := newScriptSource(fmt.Sprintf("switch-%d", shards))
+			src.maxLen = 128
+			var epMu sync.Mutex
+			var eps []FallbackEpisode
+			p, err := New(src, fast(WithShards(shards), WithBufferSize(1024), WithFetchSize(128), WithFallbackHook(func(ep FallbackEpisode) {
+				epMu.Lock()
+				eps = append(eps, ep)
+				epMu.Unlock()
+			}))...)
+			require.NoError(t, err)
+			defer func() { _ = p.Close() }()
+			full(t, p, 512)
+			led := newLedger(src)
+			var keepMu sync.Mutex
+			var kept []rvUnlabelled
+			var nV, nF atomic.Uint64
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			sizes := []int{1, 7, 8, 31, 33, 129, 600}
+			for g := 0; g < 6; g++ {
+				wg.Add(1)
+				go func(g int) {
+					defer wg.Done()
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						b := make([]byte, sizes[(i+g)%len(sizes)])
+						switch (i + g) % 3 {
+						case 0:
+							if _, err := p.Read(b); err != nil {
+								t.Errorf("Read under Degrade: %v", err)
+								return
+							}
+							keepMu.Lock()
+							kept = append(kept, rvUnlabelled{b: b})
+							keepMu.Unlock()
+						case 1:
+							lb, err := p.ReadLabelled(context.Background(), b)
+							if err != nil {
+								t.Errorf("ReadLabelled under Degrade: %v", err)
+								return
+							}
+							if msg := led.check(b, lb); msg != "" {
+								t.Errorf("ReadLabelled: %s", msg)
+								return
+							}
+							if lb.Verifiable {
+								nV.Add(1)
+							} else {
+								nF.Add(1)
+								keepMu.Lock()
+								kept = append(kept, rvUnlabelled{b: b, fallback: true})
+								keepMu.Unlock()
+							}
+						case 2:
+							lb, err := p.ReadSecret(context.Background(), b)
+							if err != nil {
+								t.Errorf("ReadSecret under Degrade: %v", err)
+								return
+							}
+							if lb.Verifiable {
+								t.Errorf("ReadSecret returned a verifiable label")
+								return
+							}
+							if lb.Derived {
+								if msg := led.claim(lb.Spans); msg != "" {
+									t.Errorf("ReadSecret: %s", msg)
+									return
+								}
+							} else if msg := led.check(b, lb); msg != "" {
+								t.Errorf("ReadSecret fallback: %s", msg)
+								return
+							}
+						}
+					}
+				}(g)
+			}
+			for i := 0; i < 40; i++ {
+				runtime.GOMAXPROCS(1 + i%4)
+				if i%2 == 0 {
+					src.set(&step{err: &APIError{StatusCode: 503}})
+				} else {
+					src.set(nil)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			close(stop)
+			wg.Wait()
+			require.False(t, t.Failed())
+			assert.Positive(t, nV.Load(), "no verifiable labelled read")
+			assert.Positive(t, nF.Load(), "no fallback labelled read")
+
+			require.NoError(t, p.Close())
+			idx := newRVIndex(src)
+			for _, u := range kept {
+				spans, _, fb, err := idx.locate(src.name, u.b)
+				require.NoError(t, err, "a read mixes classes")
+				if u.fallback {
+					assert.True(t, fb || len(u.b) < rvWin, "a fallback-labelled read holds job bytes")
+					continue
+				}
+				led.mu.Lock()
+				for _, sp := range spans {
+					if msg := led.use(sp, len(idx.data[idx.pos[sp.JobID]])); msg != "" {
+						t.Errorf("an unlabelled read: %s", msg)
+					}
+				}
+				led.mu.Unlock()
+			}
+			st := p.Stats()
+			epMu.Lock()
+			defer epMu.Unlock()
+			var started, ended uint64
+			var reads, byts int64
+			for _, ep := range eps {
+				if !ep.Ended {
+					started++
+					continue
+				}
+				ended++
+				reads += ep.Reads
+				byts += ep.Bytes
+				assert.False(t, ep.End.Before(ep.Start))
+				assert.Error(t, ep.Reason)
+			}
+			assert.Positive(t, started)
+			assert.Equal(t, st.FallbackEpisodes, started)
+			assert.Equal(t, started, ended, "every episode that started ended")
+			assert.Equal(t, int64(st.FallbackReads), reads, "episode reads add up")
+			assert.Equal(t, int64(st.FallbackBytes), byts, "episode bytes add up")
 		})
 	}
 }
