@@ -101,7 +101,9 @@ func (x *rvIndex) locate(src string, b []byte) (spans []Span, unplaced int, fall
 	pos := 0
 	for pos < len(b) {
 		if len(b)-pos < rvWin {
-			return spans, unplaced + len(b) - pos, false, nil
+			unplaced += len(b) - pos
+			spans = append(spans, Span{}) // trimmed below, dropped after
+			break
 		}
 		j, off, ok := x.find(b[pos:])
 		// A span may run on by chance into the next byte of its job:
@@ -140,8 +142,24 @@ func (x *rvIndex) locate(src string, b []byte) (spans []Span, unplaced int, fall
 		spans = append(spans, Span{Source: src, JobID: x.ids[j], Offset: off, Length: n})
 		pos += n
 	}
+	// A span that does not end the read may have run on by chance (1/256
+	// a byte) into the first bytes of the next piece, and content alone
+	// cannot tell; its last rvTrim bytes are left unplaced, so that a chance
+	// match is not taken for a byte handed out twice.
+	for i := range spans[:len(spans)-1] {
+		t := min(rvTrim, spans[i].Length-1)
+		spans[i].Length -= t
+		unplaced += t
+	}
+	if k := len(spans) - 1; spans[k].Length == 0 {
+		spans = spans[:k]
+	}
 	return spans, unplaced, false, nil
 }
+
+// rvTrim is how many bytes at the end of an inner span locate does not
+// place: a false match needs rvTrim chance matches in a row (2^-32).
+const rvTrim = 4
 
 // rvSampler keeps every run and lane it sees in a Provider's shards, so that
 // after Close the test can check that all of them are zero.
