@@ -1084,7 +1084,17 @@ func rvStaleRequestAttempt(t *testing.T) string {
 	}
 	// Barge: the refill wakes to a locked mutex and asks for a hand-off.
 	s.mu.Unlock()
-	s.mu.Lock()
+	locked = false
+	for !s.mu.TryLock() {
+		select {
+		case <-hLocked:
+			close(release)
+			return "the holder got the lock before the barge"
+		default:
+		}
+		runtime.Gosched()
+	}
+	locked = true
 	time.Sleep(2 * time.Millisecond)
 	if !rvBlockedIn(refill, "(*Provider).pooled(") {
 		return "the refill was not waiting in pooled after the barge"
