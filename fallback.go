@@ -224,6 +224,17 @@ const (
 	localDirect = 512
 )
 
+// fallbackRead serves b from shard s's fallback lane and opens a fallback
+// episode if none is open. The read is counted when it is served (its claim)
+// and the episode opened after, so that every fallback read is in the counts
+// of exactly one episode (the sums of the episodes equal the counters).
+func (p *Provider) fallbackRead(s *shard, b []byte) {
+	p.local(s, b)
+	if !p.episodes.open.Load() {
+		p.count(p.reason.Load())
+	}
+}
+
 // local fills b, a fallback read, with fresh crypto/rand bytes: the same
 // bytes bufio.Reader over crypto/rand.Reader would give, from shard s's
 // fallback lane, a run of crypto/rand bytes that readers claim as they claim

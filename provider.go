@@ -157,10 +157,7 @@ func (p *Provider) Read(b []byte) (int, error) {
 		// The pool is empty: a Degrade fallback read, as readShard would
 		// serve it, without building a label nobody reads.
 		p.short()
-		p.local(s, b)
-		if !p.episodes.open.Load() {
-			p.count(p.reason.Load())
-		}
+		p.fallbackRead(s, b)
 		return len(b), nil
 	}
 	if _, err := p.readShard(context.Background(), s, b, false); err != nil {
@@ -615,19 +612,23 @@ func (p *Provider) add(f *feeder, blk Block) {
 }
 
 // settle clears the refill request of every shard at or above its low
-// watermark. A reader asks for a refill (low) just after its claim, without
-// the shard's lock, so its request can come after the bytes it asked for
-// arrived; a request left set would stop that shard from asking again. A
-// reader that sets the flag afterwards also sends a wake, so no request is
-// lost either way.
-func (p *Provider) settle() {
+// watermark, and reports whether a shard is below it. A reader asks for a
+// refill (low) just after its claim, without the shard's lock, so its
+// request can come after the bytes it asked for arrived, and a later reader
+// that finds the request set sends no wake of its own: so the refill does
+// not go to sleep while a shard is low, whatever the flags say, and a
+// request left set on a full shard is cleared.
+func (p *Provider) settle() (low bool) {
 	for _, s := range p.shards {
 		s.mu.Lock()
 		if s.avail() >= s.low {
 			s.asked.Store(false)
+		} else {
+			low = true
 		}
 		s.mu.Unlock()
 	}
+	return low
 }
 
 // refillLoop is the refill goroutine: it fills the pool, then sleeps until a
@@ -649,7 +650,9 @@ func (p *Provider) refillLoop() {
 			continue
 		}
 		failed = 0
-		p.settle()
+		if p.settle() {
+			continue // a shard fell low while fill finished: fill again
+		}
 		select {
 		case <-p.wake:
 		case <-p.ctx.Done():
@@ -661,13 +664,11 @@ func (p *Provider) refillLoop() {
 // fallback fills b from crypto/rand (through shard s's lane) and labels it
 // (contract points 1 and 9).
 func (p *Provider) fallback(s *shard, b []byte, label bool) Label {
-	p.local(s, b)
-	reason := p.reason.Load()
-	p.count(reason)
+	p.fallbackRead(s, b)
 	if !label {
 		return Label{}
 	}
-	return Label{Spans: []Span{{Source: FallbackSource, Length: len(b)}}, Reason: reason}
+	return Label{Spans: []Span{{Source: FallbackSource, Length: len(b)}}, Reason: p.reason.Load()}
 }
 
 // sourceError names the source an error came from.
