@@ -90,25 +90,25 @@ func (x *rvIndex) anyJobBytes(b []byte) bool {
 }
 
 // locate splits b into the job spans it was copied from. It returns the
-// spans, how many bytes it could not place (pieces of fewer than rvWin bytes
-// between or around the spans: the end of a run), and whether b held no job
-// bytes at all (a fallback read). An error means b holds job bytes and also
-// a stretch of rvWin or more bytes of no job (a mixed or corrupt read).
+// spans, how many bytes it could not place, and whether b held no job bytes
+// at all (a fallback read). Pieces shorter than rvWin (the last bytes of a
+// run; several may follow each other) cannot be placed and are skipped; a
+// stretch of rvMaxGap or more unplaced bytes in a read that holds job bytes
+// is an error (a mixed or corrupt read), and so is a read that has no job
+// bytes at its start but has some later.
 func (x *rvIndex) locate(src string, b []byte) (spans []Span, unplaced int, fallback bool, err error) {
 	if len(b) < rvWin {
 		return nil, len(b), false, nil
 	}
 	pos := 0
 	for pos < len(b) {
-		if len(b)-pos < rvWin {
-			unplaced += len(b) - pos
-			spans = append(spans, Span{}) // trimmed below, dropped after
-			break
+		j, off, ok := 0, 0, false
+		if len(b)-pos >= rvWin {
+			j, off, ok = x.find(b[pos:])
 		}
-		j, off, ok := x.find(b[pos:])
 		// A span may run on by chance into the next byte of its job:
 		// back off a few bytes when the next span is not found.
-		for back := 1; !ok && len(spans) > 0 && back <= 4; back++ {
+		for back := 1; !ok && len(spans) > 0 && back <= rvTrim && len(b)-pos+back >= rvWin; back++ {
 			last := &spans[len(spans)-1]
 			if last.Length-back < rvWin {
 				break
@@ -118,21 +118,33 @@ func (x *rvIndex) locate(src string, b []byte) (spans []Span, unplaced int, fall
 				pos -= back
 			}
 		}
-		// A piece shorter than the window (the last bytes of a run): skip it.
-		for skip := 1; !ok && skip < rvWin && pos+skip+rvWin <= len(b); skip++ {
-			if j, off, ok = x.find(b[pos+skip:]); ok {
-				unplaced += skip
-				pos += skip
-			}
-		}
 		if !ok {
-			if len(spans) == 0 && pos == 0 {
-				if x.anyJobBytes(b) {
-					return nil, 0, false, fmt.Errorf("a read of %d bytes starts with %d or more bytes of no job and holds job bytes later", len(b), rvWin)
+			// Skip to the next place that is found.
+			next := -1
+			for q := pos + 1; q+rvWin <= len(b); q++ {
+				if _, _, found := x.find(b[q:]); found {
+					next = q
+					break
 				}
-				return nil, 0, true, nil
 			}
-			return nil, 0, false, fmt.Errorf("a read of %d bytes has job bytes up to %d and then %d or more bytes of no job", len(b), pos, rvWin)
+			switch {
+			case next < 0 && len(spans) == 0:
+				return nil, 0, true, nil // no job bytes anywhere
+			case len(spans) == 0 && next-pos >= rvMaxGap:
+				return nil, 0, false, fmt.Errorf("a read of %d bytes starts with %d bytes of no job and holds job bytes later", len(b), next)
+			case next < 0 && len(b)-pos >= rvMaxGap:
+				return nil, 0, false, fmt.Errorf("a read of %d bytes has job bytes up to %d and then %d bytes of no job", len(b), pos, len(b)-pos)
+			case next < 0:
+				unplaced += len(b) - pos
+				spans = append(spans, Span{}) // so that the last real span is trimmed; dropped below
+				pos = len(b)
+				continue
+			case next-pos >= rvMaxGap:
+				return nil, 0, false, fmt.Errorf("a read of %d bytes has %d bytes of no job at %d", len(b), next-pos, pos)
+			}
+			unplaced += next - pos
+			pos = next
+			continue
 		}
 		d := x.data[j]
 		n := 0
@@ -156,6 +168,10 @@ func (x *rvIndex) locate(src string, b []byte) (spans []Span, unplaced int, fall
 	}
 	return spans, unplaced, false, nil
 }
+
+// rvMaxGap is the longest stretch of unplaced bytes a read of job bytes may
+// hold: ten or more run ends of under rvWin bytes in a row.
+const rvMaxGap = 64
 
 // rvTrim is how many bytes at the end of an inner span locate does not
 // place: a false match needs rvTrim chance matches in a row (2^-32).
