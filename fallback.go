@@ -29,14 +29,16 @@ type episodeState struct {
 }
 
 // count starts a fallback episode if none is open; the caller has served
-// the read (its lane's claim word counts it).
-func (p *Provider) count(reason error) {
+// a fallback read, counted in fallback epoch epoch (see local). If that
+// epoch has ended, an episode that ended since holds the read, and no
+// episode is opened for it: one would end holding no read at all.
+func (p *Provider) count(reason error, epoch uint64) {
 	e := &p.episodes
 	if e.open.Load() {
 		return
 	}
 	e.mu.Lock()
-	if e.open.Load() || e.closed {
+	if e.open.Load() || e.closed || p.fbEpoch.Load() != epoch {
 		e.mu.Unlock()
 		return
 	}
@@ -69,7 +71,7 @@ func (p *Provider) finishEpisode(last bool) {
 	ep := e.cur
 	ep.End = p.cfg.clock.Now()
 	ep.Ended = true
-	reads, bytes := p.fallbackCounts()
+	reads, bytes := p.endCounts()
 	ep.Reads, ep.Bytes = int64(reads-e.baseReads), int64(bytes-e.baseBytes)
 	e.baseReads, e.baseBytes = reads, bytes
 	e.cur = FallbackEpisode{}
@@ -227,11 +229,13 @@ const (
 // fallbackRead serves b from shard s's fallback lane and opens a fallback
 // episode if none is open. The read is counted when it is served (its claim)
 // and the episode opened after, so that every fallback read is in the counts
-// of exactly one episode (the sums of the episodes equal the counters).
+// of exactly one episode (the sums of the episodes equal the counters), and
+// every ended episode holds at least the read that opened it: a read whose
+// epoch ended before it could open an episode is in the one that ended.
 func (p *Provider) fallbackRead(s *shard, b []byte) {
-	p.local(s, b)
+	epoch := p.local(s, b)
 	if !p.episodes.open.Load() {
-		p.count(p.reason.Load())
+		p.count(p.reason.Load(), epoch)
 	}
 }
 
@@ -242,14 +246,26 @@ func (p *Provider) fallbackRead(s *shard, b []byte) {
 // contract point 3 holds for fallback bytes too). The claim words count the
 // fallback reads; the lane's run is replaced under s.fbMu when it runs short,
 // and zeroed at Close.
-func (p *Provider) local(s *shard, b []byte) {
+//
+// It returns the fallback epoch the read is counted in: the epoch of the
+// lane run it claimed from, or, for a direct read, the epoch when it was
+// counted. An episode that ends (endCounts) stops every lane run and counts
+// every claim made on them, then starts a new epoch; so a read counted in an
+// epoch that has since ended is in the counts of an episode that ended.
+func (p *Provider) local(s *shard, b []byte) (epoch uint64) {
 	if len(b) >= localDirect {
 		// crypto/rand.Read never returns an error (Go 1.24+): on a broken
 		// system it crashes the program rather than return weak bytes.
 		_, _ = crand.Read(b)
+		// Counted under the lane's lock, which endCounts holds while
+		// it sums the counters and starts a new epoch: the epoch read
+		// here is the one the read is counted in.
+		s.fbMu.Lock()
 		p.fbDirectReads.Add(1)
 		p.fbDirectBytes.Add(uint64(len(b)))
-		return
+		epoch = p.fbEpoch.Load()
+		s.fbMu.Unlock()
+		return epoch
 	}
 	for {
 		if r := s.fb.Load(); r != nil {
@@ -257,12 +273,12 @@ func (p *Provider) local(s *shard, b []byte) {
 				if p.closed.Load() {
 					p.zeroLocal(s) // Close may have zeroed the lanes before this one was made
 				}
-				return
+				return r.epoch
 			}
 		}
 		s.fbMu.Lock()
 		if r := s.fb.Load(); r == nil || len(r.data)-r.cursor() < len(b) {
-			nr := &run{data: make([]byte, localBuf)}
+			nr := &run{data: make([]byte, localBuf), epoch: p.fbEpoch.Load()}
 			_, _ = crand.Read(nr.data)
 			s.fb.Store(nr)
 			p.retireLocal(r)
@@ -288,6 +304,26 @@ func (p *Provider) zeroLocal(s *shard) {
 	s.fbMu.Lock()
 	p.retireLocal(s.fb.Swap(nil))
 	s.fbMu.Unlock()
+}
+
+// endCounts ends a fallback epoch for finishEpisode, which holds
+// episodes.mu: it stops every lane's run (so that a read claims either before
+// the stop, and is counted here, or from a new run of the new epoch), starts
+// the new epoch, and returns the fallback reads and bytes served so far.
+func (p *Provider) endCounts() (reads, bytes uint64) {
+	for _, s := range p.shards {
+		s.fbMu.Lock()
+	}
+	for _, s := range p.shards {
+		p.retireLocal(s.fb.Swap(nil))
+	}
+	p.fbEpoch.Add(1)
+	reads = p.fbDoneReads.Load() + p.fbDirectReads.Load()
+	bytes = p.fbDoneBytes.Load() + p.fbDirectBytes.Load()
+	for _, s := range p.shards {
+		s.fbMu.Unlock()
+	}
+	return reads, bytes
 }
 
 // fallbackCounts returns the fallback reads and bytes served so far. It

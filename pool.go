@@ -29,6 +29,7 @@ type run struct {
 	data   []byte
 	base   int
 	from   *origin
+	epoch  uint64 // fallback lanes: Provider.fbEpoch when the run was made
 }
 
 // maxRun bounds a run's length so that its cursor fits in 32 bits (and so

@@ -70,8 +70,12 @@ type Provider struct {
 	slowReads, slowBytes         atomic.Uint64
 	fbDoneReads, fbDoneBytes     atomic.Uint64 // fallback runs retired from their lanes
 	fbDirectReads, fbDirectBytes atomic.Uint64 // fallback reads too large for a lane
-	derivedReads, derivedBytes   atomic.Uint64
-	journalErrs                  atomic.Uint64
+	// fbEpoch counts the fallback episodes ended (endCounts). It changes
+	// only while every lane's fbMu and episodes.mu are held; a lane run
+	// records the epoch it was made in.
+	fbEpoch                    atomic.Uint64
+	derivedReads, derivedBytes atomic.Uint64
+	journalErrs                atomic.Uint64
 }
 
 // New starts a Provider over src (and any WithFailover sources). It returns
