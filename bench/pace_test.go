@@ -58,9 +58,13 @@ func newSerialPacer(b *testing.B, p *entropy.Provider, size int) *serialPacer {
 // timer, drains the shard below its watermark and waits for the refill.
 func (s *serialPacer) done(n int) {
 	s.left -= n
-	if s.left >= n {
-		return
+	if s.left < n {
+		s.pause() // out of line, so that done inlines into the timed loop
 	}
+}
+
+// pause ends a batch: see done.
+func (s *serialPacer) pause() {
 	s.b.StopTimer()
 	// Drain until the refill has started (its first request counted), so
 	// that it then fills the pool to the brim with no reader in its way.
@@ -118,9 +122,13 @@ func (q *parallelPacer) join() *worker {
 // batch is used up.
 func (w *worker) done(n int) {
 	w.left -= n
-	if w.left >= n {
-		return
+	if w.left < n {
+		w.arrive() // out of line, so that done inlines into the timed loop
 	}
+}
+
+// arrive ends the worker's batch at the barrier: see done.
+func (w *worker) arrive() {
 	w.left = w.q.batch
 	q := w.q
 	q.mu.Lock()
