@@ -260,13 +260,17 @@ func (s *shard) put(r *run) {
 	s.queued += len(r.data) - r.cursor()
 }
 
-// span returns a one-element slice of a fresh span slot holding sp.
-func (s *shard) span(sp Span) []Span {
+// span returns a one-element slice of a fresh span slot holding the span
+// of the n bytes at offset off in run r. The span is built in its slot
+// rather than passed in, which saves copying 56 bytes through the call.
+func (s *shard) span(r *run, off, n int) []Span {
 	for {
 		sl := s.slab.Load()
 		if sl != nil {
 			if i := sl.next.Add(1); i <= spanSlab {
-				sl.spans[i-1] = sp
+				sp := &sl.spans[i-1]
+				sp.Source, sp.JobID, sp.Public = r.from.source, r.from.job, r.from.public
+				sp.Offset, sp.Length = r.base+off, n
 				return sl.spans[i-1 : i : i]
 			}
 		}

@@ -204,7 +204,7 @@ func (p *Provider) ReadLabelled(ctx context.Context, b []byte) (Label, error) {
 	s := p.shard()
 	if r := s.head.Load(); r != nil {
 		if off, end, ok := r.claim(b); ok {
-			sp := s.span(Span{Source: r.from.source, JobID: r.from.job, Offset: r.base + off, Length: len(b), Public: r.from.public})
+			sp := s.span(r, off, len(b))
 			if int64(end) > r.wakeAt.Load() || p.episodes.open.Load() {
 				p.claimed(s, r, end)
 			}
@@ -269,7 +269,7 @@ func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool
 			s.mu.Unlock()
 			lb := Label{Verifiable: true}
 			if label {
-				lb.Spans = s.span(Span{Source: r.from.source, JobID: r.from.job, Offset: r.base + off, Length: len(b), Public: r.from.public})
+				lb.Spans = s.span(r, off, len(b))
 			}
 			if isLow {
 				p.low(s)
