@@ -64,6 +64,9 @@ func (p *Provider) finishEpisode(last bool) {
 		e.closed = true
 	}
 	if !e.open.Load() {
+		if last {
+			p.closeEpisodes()
+		}
 		e.mu.Unlock()
 		return
 	}
@@ -71,12 +74,36 @@ func (p *Provider) finishEpisode(last bool) {
 	ep := e.cur
 	ep.End = p.cfg.clock.Now()
 	ep.Ended = true
-	reads, bytes := p.endCounts()
+	reads, bytes := p.endCounts(last)
 	ep.Reads, ep.Bytes = int64(reads-e.baseReads), int64(bytes-e.baseBytes)
 	e.baseReads, e.baseBytes = reads, bytes
 	e.cur = FallbackEpisode{}
 	p.notes.episode(ep)
 	e.mu.Unlock()
+}
+
+// closeEpisodes is finishEpisode at Close with no episode open. It ends the
+// last fallback epoch all the same (no fallback read is counted after it,
+// see local), and if reads were counted since the last episode ended, they
+// are reads that served their bytes but met Close before they could open
+// their episode: they get one of their own, started and ended at Close, so
+// that every fallback read is in exactly one recorded episode. The caller
+// holds e.mu.
+func (p *Provider) closeEpisodes() {
+	e := &p.episodes
+	reads, bytes := p.endCounts(true)
+	if reads == e.baseReads {
+		return
+	}
+	now := p.cfg.clock.Now()
+	start := FallbackEpisode{Start: now, Reason: p.reason.Load()}
+	end := start
+	end.End, end.Ended = now, true
+	end.Reads, end.Bytes = int64(reads-e.baseReads), int64(bytes-e.baseBytes)
+	e.baseReads, e.baseBytes = reads, bytes
+	e.count.Add(1)
+	p.notes.episode(start)
+	p.notes.episode(end)
 }
 
 // notifier delivers fallback episodes to the hook, the logger and the
@@ -232,11 +259,20 @@ const (
 // of exactly one episode (the sums of the episodes equal the counters), and
 // every ended episode holds at least the read that opened it: a read whose
 // epoch ended before it could open an episode is in the one that ended.
-func (p *Provider) fallbackRead(s *shard, b []byte) {
-	epoch := p.local(s, b)
+//
+// It returns false, with b zeroed, if the Provider closed
+// before the read could be counted: no fallback read is served after Close
+// has counted the last one.
+func (p *Provider) fallbackRead(s *shard, b []byte) bool {
+	epoch, ok := p.local(s, b)
+	if !ok {
+		clear(b) // as every failed read leaves it
+		return false
+	}
 	if !p.episodes.open.Load() {
 		p.count(p.reason.Load(), epoch)
 	}
+	return true
 }
 
 // local fills b, a fallback read, with fresh crypto/rand bytes: the same
@@ -252,7 +288,11 @@ func (p *Provider) fallbackRead(s *shard, b []byte) {
 // counted. An episode that ends (endCounts) stops every lane run and counts
 // every claim made on them, then starts a new epoch; so a read counted in an
 // epoch that has since ended is in the counts of an episode that ended.
-func (p *Provider) local(s *shard, b []byte) (epoch uint64) {
+//
+// After Close has ended the last epoch (endCounts with last set) no lane is
+// made and no direct read is counted: local returns ok false, and b holds
+// no fallback bytes.
+func (p *Provider) local(s *shard, b []byte) (epoch uint64, ok bool) {
 	if len(b) >= localDirect {
 		// crypto/rand.Read never returns an error (Go 1.24+): on a broken
 		// system it crashes the program rather than return weak bytes.
@@ -261,22 +301,31 @@ func (p *Provider) local(s *shard, b []byte) (epoch uint64) {
 		// it sums the counters and starts a new epoch: the epoch read
 		// here is the one the read is counted in.
 		s.fbMu.Lock()
+		if p.fbClosed {
+			s.fbMu.Unlock()
+			clear(b)
+			return 0, false
+		}
 		p.fbDirectReads.Add(1)
 		p.fbDirectBytes.Add(uint64(len(b)))
 		epoch = p.fbEpoch.Load()
 		s.fbMu.Unlock()
-		return epoch
+		return epoch, true
 	}
 	for {
+		// A lane run is made before the last endCounts, which stops it:
+		// a claim that succeeds is counted in an epoch that an episode
+		// (or closeEpisodes) ends.
 		if r := s.fb.Load(); r != nil {
 			if _, _, ok := r.claim(b); ok {
-				if p.closed.Load() {
-					p.zeroLocal(s) // Close may have zeroed the lanes before this one was made
-				}
-				return r.epoch
+				return r.epoch, true
 			}
 		}
 		s.fbMu.Lock()
+		if p.fbClosed {
+			s.fbMu.Unlock()
+			return 0, false
+		}
 		if r := s.fb.Load(); r == nil || len(r.data)-r.cursor() < len(b) {
 			nr := &run{data: make([]byte, localBuf), epoch: p.fbEpoch.Load()}
 			_, _ = crand.Read(nr.data)
@@ -310,7 +359,9 @@ func (p *Provider) zeroLocal(s *shard) {
 // episodes.mu: it stops every lane's run (so that a read claims either before
 // the stop, and is counted here, or from a new run of the new epoch), starts
 // the new epoch, and returns the fallback reads and bytes served so far.
-func (p *Provider) endCounts() (reads, bytes uint64) {
+// With last set (Close) it is the last epoch: no fallback read is counted
+// after it (see local).
+func (p *Provider) endCounts(last bool) (reads, bytes uint64) {
 	for _, s := range p.shards {
 		s.fbMu.Lock()
 	}
@@ -318,6 +369,9 @@ func (p *Provider) endCounts() (reads, bytes uint64) {
 		p.retireLocal(s.fb.Swap(nil))
 	}
 	p.fbEpoch.Add(1)
+	if last {
+		p.fbClosed = true
+	}
 	reads = p.fbDoneReads.Load() + p.fbDirectReads.Load()
 	bytes = p.fbDoneBytes.Load() + p.fbDirectBytes.Load()
 	for _, s := range p.shards {

@@ -73,7 +73,10 @@ type Provider struct {
 	// fbEpoch counts the fallback episodes ended (endCounts). It changes
 	// only while every lane's fbMu and episodes.mu are held; a lane run
 	// records the epoch it was made in.
-	fbEpoch                    atomic.Uint64
+	fbEpoch atomic.Uint64
+	// fbClosed is set by Close's last endCounts, under every lane's fbMu:
+	// from then on no fallback read is counted or served.
+	fbClosed                   bool
 	derivedReads, derivedBytes atomic.Uint64
 	journalErrs                atomic.Uint64
 }
@@ -161,7 +164,9 @@ func (p *Provider) Read(b []byte) (int, error) {
 		// The pool is empty: a Degrade fallback read, as readShard would
 		// serve it, without building a label nobody reads.
 		p.short()
-		p.fallbackRead(s, b)
+		if !p.fallbackRead(s, b) {
+			return 0, ErrClosed
+		}
 		return len(b), nil
 	}
 	if _, err := p.readShard(context.Background(), s, b, false); err != nil {
@@ -254,7 +259,7 @@ func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool
 		// The pool is empty (nothing arrived since a read found it so):
 		// what slowRead would do, without its detours.
 		p.short()
-		return p.fallback(s, b, label), nil
+		return p.fallback(s, b, label)
 	}
 	if p.dry.Load() || p.closed.Load() {
 		return p.slowRead(ctx, b, label, p.cfg.policy)
@@ -308,7 +313,7 @@ func (p *Provider) slowRead(ctx context.Context, b []byte, label bool, pol Polic
 		return Label{Verifiable: true, Spans: spans}, nil
 	}
 	if _, unavailable := err.(*unavailableError); unavailable && pol == Degrade {
-		return p.fallback(p.shard(), b, label), nil
+		return p.fallback(p.shard(), b, label)
 	}
 	clear(b)
 	return Label{}, err
@@ -666,13 +671,16 @@ func (p *Provider) refillLoop() {
 }
 
 // fallback fills b from crypto/rand (through shard s's lane) and labels it
-// (contract points 1 and 9).
-func (p *Provider) fallback(s *shard, b []byte, label bool) Label {
-	p.fallbackRead(s, b)
-	if !label {
-		return Label{}
+// (contract points 1 and 9); it returns ErrClosed, with no bytes in b, if
+// Close has counted the last fallback read.
+func (p *Provider) fallback(s *shard, b []byte, label bool) (Label, error) {
+	if !p.fallbackRead(s, b) {
+		return Label{}, ErrClosed
 	}
-	return Label{Spans: []Span{{Source: FallbackSource, Length: len(b)}}, Reason: p.reason.Load()}
+	if !label {
+		return Label{}, nil
+	}
+	return Label{Spans: []Span{{Source: FallbackSource, Length: len(b)}}, Reason: p.reason.Load()}, nil
 }
 
 // sourceError names the source an error came from.

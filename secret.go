@@ -61,7 +61,7 @@ func (p *Provider) ReadSecret(ctx context.Context, b []byte) (Label, error) {
 	spans, err := p.takeVerifiable(ctx, seed, p.cfg.policy)
 	if err != nil {
 		if p.cfg.policy == Degrade && errors.Is(err, ErrUnavailable) {
-			return p.fallback(p.shard(), b, true), nil
+			return p.fallback(p.shard(), b, true)
 		}
 		clear(b)
 		return Label{}, err
