@@ -41,7 +41,11 @@ type BlockRecord struct {
 // FallbackEpisode is a run of fallback reads: from the first fallback read
 // after verifiable service (or start-up) to the next verifiable read (or
 // Close). Hooks see it twice: when it starts (End zero, Ended false) and when
-// it ends.
+// it ends. Every fallback read is in exactly one episode: the episodes' Reads
+// and Bytes add up to Stats' FallbackReads and FallbackBytes once Close has
+// returned. (A fallback read is counted as it is served and opens its
+// episode just after; reads that met Close in between are recorded by Close
+// in one episode that starts and ends at Close.)
 type FallbackEpisode struct {
 	Start  time.Time
 	End    time.Time
