@@ -18,7 +18,8 @@ type Policy int
 
 const (
 	// Degrade serves crypto/rand bytes, labelled non-verifiable with the
-	// reason. Read never returns an error under Degrade, like crypto/rand.
+	// reason. Under Degrade, Read returns no error (like crypto/rand) until
+	// the Provider is closed: then ErrClosed.
 	Degrade Policy = iota
 	// Defer waits for verifiable entropy until the context ends, then returns
 	// the context's error. Read (which has no context) waits until Close.

@@ -141,7 +141,8 @@ func New(src Source, opts ...Option) (*Provider, error) {
 
 // Read fills b with random bytes under the Provider's policy, like
 // crypto/rand.Read: raw verifiable bytes from the pool when it holds enough,
-// otherwise Degrade fills b from crypto/rand (and never returns an error),
+// otherwise Degrade fills b from crypto/rand (and returns no error before
+// Close; a read that Close overtakes returns ErrClosed with b zeroed),
 // Defer waits (without a deadline, until Close), and Fail returns an error
 // wrapping ErrUnavailable and the cause. Use ReadLabelled to learn which.
 // With WithDerivedReads, Read serves derived bytes as ReadSecret does.
