@@ -15,38 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// epochEpisodes collects the episodes a Provider hands to its fallback hook.
-type epochEpisodes struct {
-	mu  sync.Mutex
-	eps []FallbackEpisode
-}
-
-func (c *epochEpisodes) hook(ep FallbackEpisode) {
-	c.mu.Lock()
-	c.eps = append(c.eps, ep)
-	c.mu.Unlock()
-}
-
-// sums returns how many episodes started and ended, the ended episodes'
-// reads and bytes, and how many ended episodes hold no read or no byte.
-func (c *epochEpisodes) sums() (started, ended int, reads, byts int64, empty int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, ep := range c.eps {
-		if !ep.Ended {
-			started++
-			continue
-		}
-		ended++
-		reads += ep.Reads
-		byts += ep.Bytes
-		if ep.Reads <= 0 || ep.Bytes <= 0 {
-			empty++
-		}
-	}
-	return started, ended, reads, byts, empty
-}
-
 // TestEpochReviewReadRacingCloseIsInAnEpisode: under Degrade with the
 // source down, readers serve fallback reads (lane reads and direct reads)
 // while Close runs. Every read that returned bytes is counted in Stats, so
@@ -76,7 +44,7 @@ func TestEpochReviewReadRacingCloseIsInAnEpisode(t *testing.T) {
 
 func epochCloseRound(t *testing.T, round int) string {
 	t.Helper()
-	var col epochEpisodes
+	var col episodeLog
 	src := newScriptSource(fmt.Sprintf("epoch-close-%d", round))
 	src.set(&step{err: &APIError{StatusCode: 503}})
 	shards := 1 + round%3
@@ -169,10 +137,16 @@ func epochCloseRound(t *testing.T, round int) string {
 // and end all the time. The readers stop before Close (no read races it).
 // Then the episodes' reads and bytes add up to Stats', every ended episode
 // holds at least one read and one byte, and every episode that started ended.
+//
+// A fallback read is counted as it is served and opens its episode just
+// after; before fallback epochs, a verifiable read that ended the open
+// episode between the two put the read in the episode that ended, and the
+// read then opened one that ended with zero reads: this test failed in 20 of
+// 20 runs then.
 func TestEpochReviewChurnEpisodesAddUp(t *testing.T) {
 	for _, shards := range []int{1, 2, 4} {
 		t.Run(fmt.Sprintf("shards%d", shards), func(t *testing.T) {
-			var col epochEpisodes
+			var col episodeLog
 			src := newScriptSource(fmt.Sprintf("epoch-churn-%d", shards))
 			src.maxLen = 64
 			p, err := New(src, fast(WithPolicy(Degrade), WithShards(shards), WithBufferSize(256), WithFetchSize(64), WithFallbackHook(col.hook))...)
@@ -258,7 +232,7 @@ func TestEpochReviewChurnEpisodesAddUp(t *testing.T) {
 // episode, started and ended at Close, holding exactly those reads. After
 // Close no fallback read is counted or served.
 func TestEpochCloseRecordsReadsThatMetClose(t *testing.T) {
-	var col epochEpisodes
+	var col episodeLog
 	src := newScriptSource("epoch-met-close")
 	src.set(&step{err: &APIError{StatusCode: 503}})
 	p, err := New(src, fast(WithPolicy(Degrade), WithShards(1), WithFallbackHook(col.hook))...)

@@ -305,3 +305,43 @@ func (l *ledger) use(sp Span, n int) string {
 	}
 	return ""
 }
+
+// episodeLog collects the episodes a Provider hands to its fallback hook
+// (WithFallbackHook(log.hook)).
+type episodeLog struct {
+	mu  sync.Mutex
+	eps []FallbackEpisode
+}
+
+func (c *episodeLog) hook(ep FallbackEpisode) {
+	c.mu.Lock()
+	c.eps = append(c.eps, ep)
+	c.mu.Unlock()
+}
+
+// sums returns how many episodes started and ended, the ended episodes'
+// reads and bytes, and how many ended episodes hold no read or no byte.
+func (c *episodeLog) sums() (started, ended int, reads, byts int64, empty int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ep := range c.eps {
+		if !ep.Ended {
+			started++
+			continue
+		}
+		ended++
+		reads += ep.Reads
+		byts += ep.Bytes
+		if ep.Reads <= 0 || ep.Bytes <= 0 {
+			empty++
+		}
+	}
+	return started, ended, reads, byts, empty
+}
+
+// all returns a copy of the episodes collected so far, starts and ends.
+func (c *episodeLog) all() []FallbackEpisode {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]FallbackEpisode(nil), c.eps...)
+}
