@@ -9,11 +9,13 @@ import (
 // hash-chained, fsynced JSON Lines file; give one to a Provider with
 // WithJournal, and a drop-in io.Reader user gets an audit trail too.
 //
-// The Provider calls the Record methods from its refill goroutine or from the
-// read that ends a fallback episode, never under one of its locks, and treats
-// an error as something to report (Stats, logger), not as a reason to stop
-// serving — except RecordEvent, whose error fails the ReadFor that called it,
-// because an event draw that cannot be recorded must not be handed out.
+// The Provider calls RecordBlock and RecordFallback from one goroutine of its
+// own (the one that also runs the fallback hook), in order, never under one
+// of its locks, and every record queued before Close reaches the journal
+// before Close returns. It treats their errors as something to report (Stats,
+// logger), not as a reason to stop serving. RecordEvent runs on the goroutine
+// that called ReadFor, and its error fails that ReadFor, because an event
+// draw that cannot be recorded must not be handed out.
 type Journal interface {
 	// RecordBlock records a block that passed every check and entered the pool.
 	RecordBlock(BlockRecord) error

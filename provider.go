@@ -463,9 +463,14 @@ func (p *Provider) Close() error {
 	if !p.closed.CompareAndSwap(false, true) {
 		// Another Close is under way: return only when it has finished,
 		// unless this is a hook or journal calling Close from the notifier
-		// goroutine that the first Close is waiting for.
+		// goroutine that the first Close is waiting for. A Close that a
+		// hook or journal made does not wait for the notifier (it is that
+		// goroutine), so this one waits for it too: every episode queued
+		// is then delivered before Close returns, and a journal closed
+		// after it has them all.
 		if !p.notes.isSelf() {
 			<-p.closeDone
+			p.wg.Wait()
 		}
 		return nil
 	}
