@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
@@ -218,8 +219,12 @@ func (f *feeder) once(ctx context.Context, n int) (blk Block, err error) {
 	return blk, nil
 }
 
+// maxName is the longest source name or job ID a block may carry.
+const maxName = 512
+
 // check refuses a block that is empty, longer than asked for, not verified,
-// anonymous, a replay of a job already taken, or that fails a health test.
+// anonymous, named with a source or job ID that is not short UTF-8 text, a
+// replay of a job already taken, or that fails a health test.
 func (f *feeder) check(b Block, n int) error {
 	switch {
 	case len(b.Data) == 0:
@@ -232,6 +237,11 @@ func (f *feeder) check(b Block, n int) error {
 		return fmt.Errorf("%w: no source name", ErrInvalidBlock)
 	case b.JobID == "":
 		return fmt.Errorf("%w: no job ID", ErrInvalidBlock)
+	case len(b.Source) > maxName || len(b.JobID) > maxName:
+		return fmt.Errorf("%w: source name or job ID longer than %d bytes", ErrInvalidBlock, maxName)
+	case !utf8.ValidString(b.Source) || !utf8.ValidString(b.JobID):
+		// Labels, journals and transcripts carry these names as text.
+		return fmt.Errorf("%w: source name or job ID not valid UTF-8 (%q, %q)", ErrInvalidBlock, b.Source, b.JobID)
 	}
 	if err := f.health.Check(b.Data); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidBlock, err)

@@ -7,11 +7,20 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"unicode/utf8"
 )
 
 // ErrEventSize is returned by ReadFor when an event is asked for with a
 // size other than the one it was drawn with.
 var ErrEventSize = errors.New("entropy: event was drawn with a different size")
+
+// ErrEventName is returned by ReadFor for an event name it cannot record
+// and ask for again: empty, not valid UTF-8, or longer than MaxEventName
+// bytes. Nothing is drawn.
+var ErrEventName = errors.New("entropy: invalid event name")
+
+// MaxEventName is the longest event name ReadFor takes, in bytes.
+const MaxEventName = 1024
 
 // eventTable holds the events drawn by this Provider, and the draws in
 // progress, so that concurrent callers for one event share one draw.
@@ -45,7 +54,11 @@ type eventEntry struct {
 func (p *Provider) ReadFor(ctx context.Context, event string, b []byte) (Label, error) {
 	switch {
 	case event == "":
-		return Label{}, errors.New("entropy: empty event name")
+		return Label{}, fmt.Errorf("%w: empty", ErrEventName)
+	case len(event) > MaxEventName:
+		return Label{}, fmt.Errorf("%w: %d bytes, more than %d", ErrEventName, len(event), MaxEventName)
+	case !utf8.ValidString(event):
+		return Label{}, fmt.Errorf("%w: %q is not valid UTF-8", ErrEventName, event)
 	case len(b) == 0:
 		return Label{}, errors.New("entropy: empty read")
 	case ctx == nil:

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/provenrand/entropy/internal/strictjson"
 )
 
 // FallbackSource is the Source name of the single span of every fallback read.
@@ -138,10 +140,14 @@ func (l Label) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads what MarshalJSON wrote, strictly: a missing class, a
-// class that contradicts the flags, or a member it does not know (in the
-// label or a span) is an error, so that an edited transcript does not load.
+// class that contradicts the flags, a member it does not know (in the label
+// or a span), a member name in other case, or a member given twice is an
+// error, so that an edited transcript does not load.
 // The Reason comes back as a plain error with the same text.
 func (l *Label) UnmarshalJSON(b []byte) error {
+	if err := strictjson.Keys(b); err != nil {
+		return fmt.Errorf("entropy: label: %w", err)
+	}
 	var j labelJSON
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields() // in the label and in its spans: nothing can be slipped in

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/strictjson"
 )
 
 // Algorithm and Version name the draw algorithm of docs/draw-spec.md.
@@ -386,6 +387,12 @@ const MaxTranscriptSize = 64 << 20
 func ParseTranscript(b []byte) (*Transcript, error) {
 	if len(b) > MaxTranscriptSize {
 		return nil, fmt.Errorf("%w: transcript larger than %d bytes", ErrInvalid, MaxTranscriptSize)
+	}
+	// Member names exactly as written, each once: encoding/json alone
+	// would take "OUTPUTS" for "outputs", or the last of two "outputs",
+	// and a transcript could show one result and verify as another.
+	if err := strictjson.Keys(b); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()

@@ -63,8 +63,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/provenrand/entropy"
 )
@@ -278,11 +280,30 @@ func (j *Journal) RecordBlock(b entropy.BlockRecord) error {
 func (j *Journal) RecordFallback(e entropy.FallbackEpisode) error {
 	d := FallbackData{Start: e.Start.UTC(), End: e.End.UTC(), Ended: e.Ended, Reads: e.Reads, Bytes: e.Bytes}
 	if e.Reason != nil {
-		d.Reason = e.Reason.Error()
+		d.Reason = reasonText(e.Reason.Error())
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.append(TypeFallback, d)
+}
+
+// maxReason is the longest fallback reason a record keeps, in bytes.
+const maxReason = 4096
+
+// reasonText is a fallback reason as the journal records it: the text of a
+// source's error, which can carry whatever a failing service sent (a header
+// of stray bytes, a long body), as valid UTF-8 (each invalid byte sequence
+// becomes U+FFFD) and at most maxReason bytes, cut at a rune boundary.
+func reasonText(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= maxReason {
+		return s
+	}
+	cut := maxReason
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // RecordEvent appends an "event" record and returns once it is on disk. It
@@ -344,6 +365,18 @@ func (j *Journal) append(typ string, data any) error {
 	line, err := encode(r)
 	if err != nil {
 		return err
+	}
+	// Never write a line that Open and Verify would refuse: the record
+	// would be acknowledged (an event's bytes handed out) and the journal
+	// unusable after it. Too long a line, or text that is not valid UTF-8
+	// (encoding/json writes it as escapes it never writes for valid text,
+	// so the line is not canonical), is refused here and nothing is written.
+	if len(line)+1 > MaxLineSize {
+		return fmt.Errorf("%w: %s record of %d bytes, more than %d", ErrMalformed, typ, len(line)+1, MaxLineSize)
+	}
+	probe := verifier{rep: Report{LastSeq: j.seq, Head: j.prev}, seen: make(map[string]bool)}
+	if err := probe.check(line, false); err != nil {
+		return fmt.Errorf("journal: %s record refused, it would not verify: %w", typ, err)
 	}
 	if _, err := j.f.Write(append(line, '\n')); err != nil {
 		j.err = fmt.Errorf("journal: append of record %d failed, the journal needs an operator: %w", r.Seq, err)

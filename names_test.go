@@ -1,0 +1,66 @@
+package entropy
+
+import (
+	"context"
+	crand "crypto/rand"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// ReadFor takes only event names it can record and ask for again: valid
+// UTF-8 of at most MaxEventName bytes. Others draw nothing.
+func TestReadForRefusesEventNamesItCannotRecord(t *testing.T) {
+	src := newScriptSource("names")
+	p := newTestProvider(t, src, fast()...)
+	ready(t, p)
+	before := p.Stats().VerifiableReads
+	for _, name := range []string{"", "round-\xff", "M\xe4rz", strings.Repeat("n", MaxEventName+1)} {
+		b := []byte{1, 2, 3, 4}
+		_, err := p.ReadFor(context.Background(), name, b)
+		require.ErrorIs(t, err, ErrEventName, "%.20q", name)
+		assert.Equal(t, []byte{1, 2, 3, 4}, b, "a refused event name must not touch b")
+	}
+	assert.Equal(t, before, p.Stats().VerifiableReads, "a refused event name drew bytes")
+
+	for _, name := range []string{"März-2026", strings.Repeat("n", MaxEventName), "round\n7"} {
+		b := make([]byte, 4)
+		lb, err := p.ReadFor(context.Background(), name, b)
+		require.NoError(t, err, "%.20q", name)
+		assert.True(t, lb.Verifiable)
+	}
+}
+
+// A block whose source name or job ID is not short UTF-8 text is refused
+// whole (contract point 4): labels, journals and transcripts carry those
+// names as text, and one that cannot be written back as it came cannot be
+// audited.
+func TestBlockNamesMustBeText(t *testing.T) {
+	var script []step
+	for _, names := range [][2]string{
+		{"svc", "job-\xff"},
+		{"svc-\xfe", "job-2"},
+		{"svc", strings.Repeat("j", maxName+1)},
+	} {
+		data := make([]byte, 64)
+		_, _ = crand.Read(data)
+		script = append(script, step{block: &Block{Data: data, Source: names[0], JobID: names[1], Verifiable: true, Time: time.Now()}})
+	}
+	src := newScriptSource("names-ok", script...)
+	p := newTestProvider(t, src, fast()...)
+	ready(t, p)
+	lb, err := p.ReadLabelled(context.Background(), make([]byte, 16))
+	require.NoError(t, err)
+	require.True(t, lb.Verifiable)
+	for _, sp := range lb.Spans {
+		assert.Equal(t, "names-ok", sp.Source, "a span of a refused block: %.30q", sp.JobID)
+	}
+	var refused uint64
+	for _, s := range p.Stats().Sources {
+		refused += s.Failures
+	}
+	assert.GreaterOrEqual(t, refused, uint64(len(script)), "each bad block counts as a source failure")
+}
