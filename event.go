@@ -138,6 +138,15 @@ func (p *Provider) drawEvent(ctx context.Context, event string, n int, e *eventE
 	}
 	rec := EventRecord{Event: event, Data: data, Label: Label{Verifiable: true, Spans: spans}, Time: p.cfg.clock.Now()}
 	if j := p.cfg.journal; j != nil {
+		// The records of the blocks these bytes came from go first: the
+		// notifier writes them, and an event record must not be on disk
+		// without them (a crash in between would leave an event whose
+		// jobs the journal never saw).
+		if err := p.notes.flush(ctx); err != nil {
+			clear(data)
+			fail(fmt.Errorf("entropy: event %q: waiting for the journal's block records: %w", event, err))
+			return
+		}
 		if err := j.RecordEvent(rec); err != nil {
 			clear(data)
 			fail(fmt.Errorf("entropy: event %q: journal refused the record, nothing was drawn: %w", event, err))

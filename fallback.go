@@ -2,6 +2,7 @@ package entropy
 
 import (
 	"bytes"
+	"context"
 	crand "crypto/rand"
 	"crypto/sha256"
 	"runtime"
@@ -120,6 +121,7 @@ type notifier struct {
 type note struct {
 	episode *FallbackEpisode
 	block   *BlockRecord
+	flushed chan struct{} // closed when every note before it is delivered
 }
 
 func (n *notifier) init(p *Provider) {
@@ -129,6 +131,27 @@ func (n *notifier) init(p *Provider) {
 
 func (n *notifier) episode(ep FallbackEpisode) { n.push(note{episode: &ep}) }
 func (n *notifier) block(b BlockRecord)        { n.push(note{block: &b}) }
+
+// flush waits until every note queued before it has been delivered: an
+// event's record must not reach the journal before the records of the
+// blocks its bytes came from. It returns at once without a journal, or on
+// the notifier goroutine itself (a hook or journal calling ReadFor), which
+// cannot wait for itself.
+func (n *notifier) flush(ctx context.Context) error {
+	if n.p.cfg.journal == nil || n.isSelf() {
+		return nil
+	}
+	ch := make(chan struct{})
+	n.push(note{flushed: ch})
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.p.ctx.Done():
+		return ErrClosed
+	}
+}
 
 func (n *notifier) push(x note) {
 	if n.p.cfg.hook == nil && n.p.cfg.logger == nil && n.p.cfg.journal == nil {
@@ -178,6 +201,10 @@ func (n *notifier) drain() {
 
 func (n *notifier) deliver(x note) {
 	p := n.p
+	if x.flushed != nil {
+		close(x.flushed)
+		return
+	}
 	if ep := x.episode; ep != nil {
 		if p.cfg.hook != nil {
 			p.cfg.hook(*ep)

@@ -4,6 +4,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,4 +64,63 @@ func TestBlockNamesMustBeText(t *testing.T) {
 		refused += s.Failures
 	}
 	assert.GreaterOrEqual(t, refused, uint64(len(script)), "each bad block counts as a source failure")
+}
+
+// orderJournal records the order of block and event records; RecordBlock
+// waits at gate (if set) until it is closed, as a slow disk would.
+type orderJournal struct {
+	mu     sync.Mutex
+	blocks map[string]bool // job IDs recorded
+	early  []string        // events recorded before a block they name
+	gate   chan struct{}
+}
+
+func (j *orderJournal) RecordBlock(b BlockRecord) error {
+	if j.gate != nil {
+		<-j.gate
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.blocks[b.Source+"/"+b.JobID] = true
+	return nil
+}
+
+func (j *orderJournal) RecordFallback(FallbackEpisode) error { return nil }
+
+func (j *orderJournal) RecordEvent(r EventRecord) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, sp := range r.Label.Spans {
+		if !j.blocks[sp.Source+"/"+sp.JobID] {
+			j.early = append(j.early, r.Event+": "+sp.JobID)
+		}
+	}
+	return nil
+}
+
+func (j *orderJournal) LookupEvent(string) (EventRecord, bool, error) {
+	return EventRecord{}, false, nil
+}
+
+// An event's record reaches the journal after the records of the blocks its
+// bytes came from, even when block records are slow to write: a crash
+// between the two must not leave an event naming jobs the journal never saw.
+func TestEventRecordFollowsItsBlockRecords(t *testing.T) {
+	j := &orderJournal{blocks: map[string]bool{}, gate: make(chan struct{})}
+	src := newScriptSource("order")
+	p := newTestProvider(t, src, fast(WithJournal(j))...)
+	ready(t, p)
+	// Block records are held back for a moment; the draw must wait for them.
+	var once sync.Once
+	open := func() { once.Do(func() { close(j.gate) }) }
+	time.AfterFunc(20*time.Millisecond, open)
+	defer open() // Close waits for the notifier, which may be at the gate
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lb, err := p.ReadFor(ctx, "round-1", make([]byte, 32))
+	require.NoError(t, err)
+	require.True(t, lb.Verifiable)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	assert.Empty(t, j.early, "event records written before the block records they name")
 }

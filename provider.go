@@ -578,8 +578,10 @@ func (p *Provider) add(f *feeder, blk Block) {
 	from := &origin{source: blk.Source, job: blk.JobID, public: blk.Public}
 	f.accepted.Add(1)
 	f.fetched.Add(uint64(len(data)))
-	// Recorded before any of its bytes can be read: a read may take them the
-	// moment they are in a shard, and the Provider may close right after.
+	// Queued for the journal before any of its bytes can be read: a read may
+	// take them the moment they are in a shard, and the Provider may close
+	// right after. An event draw waits for the queue (notifier.flush) before
+	// it records its event, so the block's record is on disk first.
 	if p.cfg.journal != nil {
 		p.notes.block(blockRecord(blk, p.cfg.clock.Now()))
 	}
