@@ -2,8 +2,10 @@ package entropy
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -134,19 +136,22 @@ func (f *feeder) retrying(ctx context.Context, n int) (Block, error) {
 		f.failures.Add(1)
 		f.setLastError(err)
 		f.onFailure(err)
-		if ra := RetryAfter(err); ra > 0 {
+		ra := RetryAfter(err)
+		if ra > 0 {
 			f.hold(ra)
-			if !f.alone {
-				// Do not sit out the hold here: a later source may serve
-				// meanwhile (fill skips this one until the hold has passed).
-				return Block{}, err
-			}
 		}
+		// A permanent error opens the breaker whatever else it carries: a
+		// 401 with a Retry-After is still a 401.
 		switch Classify(err) {
 		case Permanent:
 			f.tripNow.Store(true)
 			return Block{}, err
 		case Canceled:
+			return Block{}, err
+		}
+		if ra > 0 && !f.alone {
+			// Do not sit out the hold here: a later source may serve
+			// meanwhile (fill skips this one until the hold has passed).
 			return Block{}, err
 		}
 	}
@@ -306,33 +311,38 @@ func (e *breakerError) Unwrap() []error {
 	return []error{e.last, e.state}
 }
 
-// jobSet remembers the (source, job) pairs taken recently, so a source that
-// hands out a job twice cannot make the Provider serve its bytes twice. It
-// forgets the oldest beyond its capacity.
+// jobSet remembers every (source, job) pair the Provider has taken, so a
+// source that hands out a job again, however long after, cannot make the
+// Provider serve its bytes twice (contract point 3). It keeps a 64-bit keyed
+// hash of each pair, not the names: about 16 bytes a job (a 64 KiB fetch),
+// so a Provider that has taken 1 GiB in 64 KiB jobs holds 256 KiB. Two pairs
+// with the same hash (probability about n²/2^65 after n jobs) make the later
+// one look taken: a fresh block refused, never a replay served.
 type jobSet struct {
-	mu    sync.Mutex
-	set   map[[2]string]struct{}
-	order [][2]string
-	next  int
+	mu   sync.Mutex
+	seed maphash.Seed
+	set  map[uint64]struct{}
 }
 
-func newJobSet(capacity int) *jobSet {
-	return &jobSet{set: make(map[[2]string]struct{}, capacity), order: make([][2]string, capacity)}
+func newJobSet() *jobSet {
+	return &jobSet{seed: maphash.MakeSeed(), set: make(map[uint64]struct{})}
 }
 
 // add records the job and reports whether it was new.
 func (s *jobSet) add(source, job string) bool {
-	k := [2]string{source, job}
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(len(source))) // so that no two pairs write the same bytes
+	_, _ = h.Write(n[:])
+	_, _ = h.WriteString(source)
+	_, _ = h.WriteString(job)
+	k := h.Sum64()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.set[k]; ok {
 		return false
 	}
-	if old := s.order[s.next]; old != ([2]string{}) {
-		delete(s.set, old)
-	}
-	s.order[s.next] = k
-	s.next = (s.next + 1) % len(s.order)
 	s.set[k] = struct{}{}
 	return true
 }

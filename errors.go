@@ -344,13 +344,36 @@ func Classify(err error) ErrorClass {
 // Retryable reports whether err is Transient.
 func Retryable(err error) bool { return Classify(err) == Transient }
 
-// RetryAfter returns the Retry-After carried by err or anything it wraps, or 0.
+// RetryAfter returns the longest Retry-After carried by err or anything it
+// wraps (through Unwrap, including joined errors), or 0.
 func RetryAfter(err error) time.Duration {
-	var ra interface{ RetryAfterDelay() time.Duration }
-	if errors.As(err, &ra) {
-		return ra.RetryAfterDelay()
+	// Every error in the tree, not the first that has the method
+	// (errors.As): a joined error of two relays, one answering 502 and
+	// one 429 with a hold, must report the hold.
+	var d time.Duration
+	walkErrors(err, 0, func(e error) {
+		if ra, ok := e.(interface{ RetryAfterDelay() time.Duration }); ok {
+			d = max(d, ra.RetryAfterDelay())
+		}
+	})
+	return d
+}
+
+// walkErrors calls f on err and on every error it wraps (Unwrap() error or
+// Unwrap() []error), depth first, to a depth of 32.
+func walkErrors(err error, depth int, f func(error)) {
+	if err == nil || depth > 32 {
+		return
 	}
-	return 0
+	f(err)
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		walkErrors(u.Unwrap(), depth+1, f)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			walkErrors(e, depth+1, f)
+		}
+	}
 }
 
 // RetryAfterDelay returns e.RetryAfter; it lets RetryAfter find the delay.

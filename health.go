@@ -319,8 +319,16 @@ func (c HealthConfig) cutoffs() (rct, apt int, err error) {
 // §4.4.1 for min-entropy h bits per sample and α = 2^-k: a run of that many
 // identical samples has probability at most 2^-h·(C-1) ≤ α.
 func rctCutoff(h, k float64) int {
-	return 1 + int(math.Ceil(k/h))
+	c := math.Ceil(k / h)
+	if !(c < maxCutoff) { // a tiny h: no run could ever be that long; also NaN
+		return maxCutoff
+	}
+	return 1 + int(c)
 }
+
+// maxCutoff bounds a cutoff: no block is that long, so a test with it never
+// fails. A vanishingly small assessed min-entropy tolerates everything.
+const maxCutoff = 1 << 40
 
 // aptCutoff returns the Adaptive Proportion Test cutoff of SP 800-90B §4.4.2,
 // the smallest c with P[Binomial(w, 2^-h) ≥ c] ≤ 2^log2Alpha, or w+1 when even

@@ -206,11 +206,13 @@ func WithRetry(attempts int, base, max time.Duration) Option {
 }
 
 // WithMaxRetryAfter caps how long a Retry-After from a source holds back the
-// Provider's requests to it. Default: DefaultMaxRetryAfter (1 min).
+// Provider's requests to it; it must be positive (there is no switching
+// Retry-After off). Default: DefaultMaxRetryAfter (1 min).
 func WithMaxRetryAfter(d time.Duration) Option {
 	return func(c *config) error {
-		if d < 0 {
-			return fmt.Errorf("entropy: negative max Retry-After %v", d)
+		if d <= 0 {
+			// 0 would make every hold no hold: contract point 7 off.
+			return fmt.Errorf("entropy: max Retry-After %v must be positive", d)
 		}
 		c.maxRetryAfter = d
 		return nil

@@ -104,7 +104,7 @@ func New(src Source, opts ...Option) (*Provider, error) {
 
 	p := &Provider{
 		cfg:       cfg,
-		seen:      newJobSet(1 << 12), // the last 4096 jobs: a replay is caught while its bytes could still be in the pool
+		seen:      newJobSet(),
 		wake:      make(chan struct{}, 1),
 		closeDone: make(chan struct{}),
 		arrived:   make(chan struct{}),
