@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -192,7 +193,11 @@ func (f *feeder) hold(d time.Duration) {
 	if d > f.cfg.maxRetryAfter {
 		d = f.cfg.maxRetryAfter
 	}
-	until := f.cfg.clock.Now().Add(d).UnixNano()
+	now := f.cfg.clock.Now().UnixNano()
+	until := now + int64(d)
+	if until < now { // past the year 2262 (a cap near the longest Duration)
+		until = math.MaxInt64
+	}
 	for {
 		cur := f.holdUntil.Load()
 		if cur >= until || f.holdUntil.CompareAndSwap(cur, until) {

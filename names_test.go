@@ -3,6 +3,7 @@ package entropy
 import (
 	"context"
 	crand "crypto/rand"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -123,4 +124,13 @@ func TestEventRecordFollowsItsBlockRecords(t *testing.T) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	assert.Empty(t, j.early, "event records written before the block records they name")
+}
+
+// A Retry-After near the longest Duration, with a cap as long, holds the
+// source rather than overflowing into no hold at all.
+func TestHoldDoesNotOverflow(t *testing.T) {
+	p := newTestProvider(t, newScriptSource("hold"), fast(WithMaxRetryAfter(time.Duration(math.MaxInt64)))...)
+	f := p.feeders[0]
+	f.hold(time.Duration(math.MaxInt64))
+	assert.True(t, f.held(), "a maximal Retry-After holds the source")
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -234,8 +235,12 @@ func (s *Source) FirstRoundAfter(t time.Time) uint64 { return s.chain.FirstRound
 // public, fit for draws and never for keys or secrets.
 //
 // When a relay fails, answers with a round other than the one asked for, or
-// with a beacon that does not verify, the next relay is tried; the error of a
-// Fetch that got nothing lists every relay's failure. Errors match
+// with a beacon that does not verify, the next relay is tried. When ctx has
+// a deadline, each relay but the last gets an equal share of the time left,
+// so that a relay that never answers does not keep the others from being
+// asked. The error of a Fetch that got nothing lists every relay's failure,
+// and entropy.RetryAfter reads from it the longest Retry-After any relay
+// sent. Errors match
 // entropy.ErrBadProof, entropy.ErrMalformed, *entropy.APIError (425 Too
 // Early: the relay has not produced the round yet, transient) or
 // *entropy.ConnError.
@@ -382,17 +387,42 @@ func (s *Source) Latest(ctx context.Context) (Beacon, error) {
 // verifies; want is the round asked for, or 0 for "latest".
 func (s *Source) beacon(ctx context.Context, path string, want uint64) (Beacon, error) {
 	var errs []error
-	for _, r := range s.relays {
-		b, err := s.fromRelay(ctx, r, path, want)
+	for i, r := range s.relays {
+		rctx, share, cancel := relayContext(ctx, len(s.relays)-i)
+		b, err := s.fromRelay(rctx, r, path, want)
+		expired := rctx.Err() != nil
+		cancel()
 		if err == nil {
 			return b, nil
 		}
-		errs = append(errs, err)
 		if ctx.Err() != nil {
+			errs = append(errs, err)
 			break
 		}
+		if expired {
+			err = fmt.Errorf("%w (no answer within this relay's share of the deadline, %v)", err, share.Round(time.Millisecond))
+		}
+		errs = append(errs, err)
 	}
 	return Beacon{}, &relayErrors{what: s.name + " " + path, errs: errs}
+}
+
+// relayContext returns the context of one relay's attempt while left relays,
+// this one included, remain to be tried: ctx bounded by an equal share of the
+// time left before ctx's deadline, so that a relay that accepts requests and
+// never answers cannot use up the time of the relays behind it. The share is
+// taken from the time left, so a relay that fails fast leaves more to the
+// next; the last relay gets all of it. Without a deadline, or for the last
+// relay, ctx itself is used (share 0): the HTTP client's timeout then bounds
+// each request.
+func relayContext(ctx context.Context, left int) (context.Context, time.Duration, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok || left <= 1 {
+		return ctx, 0, func() {}
+	}
+	share := time.Until(dl) / time.Duration(left)
+	rctx, cancel := context.WithTimeout(ctx, share)
+	return rctx, share, cancel
 }
 
 // fromRelay fetches path from one relay, after checking the relay's chain
@@ -508,15 +538,23 @@ func shortText(body []byte) string {
 }
 
 // retryAfter parses a Retry-After header: seconds or an HTTP date. It
-// returns 0 for an absent, malformed or past value.
+// returns 0 for an absent, malformed or past value, and saturates at the
+// longest time.Duration; it does not cap long values (the Provider does).
 func retryAfter(h string, now time.Time) time.Duration {
 	h = strings.TrimSpace(h)
 	if h == "" {
 		return 0
 	}
-	if secs, err := strconv.ParseInt(h, 10, 64); err == nil {
-		if secs <= 0 || secs > int64(24*time.Hour/time.Second) {
+	if secs, err := strconv.ParseInt(h, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		// A long delay is passed on, never dropped: the Provider caps the
+		// holds it honours. One beyond time.Duration saturates (ParseInt
+		// returns its maximum on ErrRange).
+		const maxSecs = math.MaxInt64 / int64(time.Second)
+		switch {
+		case secs <= 0:
 			return 0
+		case secs > maxSecs:
+			return time.Duration(math.MaxInt64)
 		}
 		return time.Duration(secs) * time.Second
 	}
@@ -546,6 +584,17 @@ func (e *relayErrors) Error() string {
 		parts[i] = err.Error()
 	}
 	return fmt.Sprintf("drandsource: %s: all %d relays failed: %s", e.what, len(e.errs), strings.Join(parts, "; "))
+}
+
+// RetryAfterDelay returns the longest Retry-After of any relay's failure, so
+// that entropy.RetryAfter finds it whichever relay sent it (contract point 7:
+// a Retry-After from any response holds the Provider back).
+func (e *relayErrors) RetryAfterDelay() time.Duration {
+	var d time.Duration
+	for _, err := range e.errs {
+		d = max(d, entropy.RetryAfter(err))
+	}
+	return d
 }
 
 // Unwrap returns the transient failures, or all failures when none is
