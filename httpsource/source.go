@@ -457,9 +457,9 @@ func (s *Source) jobError(resp jobBody) *entropy.JobError {
 	e := &entropy.JobError{JobID: s.redact(resp.JobID), Code: "JobFailed"}
 	if resp.Error != nil {
 		if resp.Error.Code != "" {
-			e.Code = s.redact(plainText([]byte(resp.Error.Code)))
+			e.Code = s.safeText([]byte(resp.Error.Code))
 		}
-		e.Message = s.redact(plainText([]byte(resp.Error.Message)))
+		e.Message = s.safeText([]byte(resp.Error.Message))
 	}
 	return e
 }
@@ -482,7 +482,7 @@ func (s *Source) decodeJob(path string, hdr http.Header, body []byte, wantID str
 	if !validJobID(resp.JobID) {
 		return jobBody{}, s.malformed(path, hdr, "missing or invalid job_id")
 	}
-	if s.apiKey != "" && strings.Contains(resp.JobID, s.apiKey) {
+	if s.holdsKey(resp.JobID) {
 		// A job ID goes into labels, journals and transcripts: one that
 		// holds the key would publish it.
 		return jobBody{}, s.malformed(path, hdr, "job_id holds the API key")
@@ -593,9 +593,10 @@ func (s *Source) get(ctx context.Context, path, query string) (*[]byte, []byte, 
 		return nil, nil, nil, &entropy.ConnError{Op: op, Err: s.redactErr(err)}
 	}
 	defer res.Body.Close()
-	// Read len(key) bytes past the cap, so that a key a service echoes
-	// across the cap is read whole and redacted, not cut in two.
-	buf, body, _, readErr := readBody(res.Body, res.ContentLength, s.maxBody+int64(len(s.apiKey)))
+	// Read past the cap as many bytes as the longest spelling of the key
+	// takes, so that a key a service echoes across the cap is read whole and
+	// redacted, not cut in two.
+	buf, body, _, readErr := readBody(res.Body, res.ContentLength, s.maxBody+int64(maxSpellingPerByte*len(s.apiKey)))
 	tooLong := int64(len(body)) > s.maxBody
 	if res.StatusCode == http.StatusOK || res.StatusCode == http.StatusAccepted {
 		switch {
@@ -612,35 +613,30 @@ func (s *Source) get(ctx context.Context, path, query string) (*[]byte, []byte, 
 		return nil, nil, nil, err
 	}
 	// The error keeps its body: copy it out of the buffer, which goes back.
-	body = s.trimKeyPrefix(s.redactBytes(bytes.Clone(body)))
+	body = s.trimKeyStart(s.redactBytes(bytes.Clone(body)))
 	releaseBuffer(buf)
 	if int64(len(body)) > s.maxBody {
-		body = body[:s.maxBody]
+		body = s.trimKeyStart(body[:s.maxBody])
 	}
 	return nil, nil, nil, s.apiError(res, body)
 }
 
-// trimKeyPrefix drops a start of the API key left at the end of b (a key cut
-// by the read's bound).
-func (s *Source) trimKeyPrefix(b []byte) []byte {
-	for k := min(len(s.apiKey)-1, len(b)); k > 0; k-- {
-		if bytes.HasSuffix(b, []byte(s.apiKey[:k])) {
-			return b[:len(b)-k]
-		}
-	}
-	return b
+// trimKeyStart drops a start of the API key, in any spelling, left at the end
+// of b (a key cut by the read's bound or by a cut of the body).
+func (s *Source) trimKeyStart(b []byte) []byte {
+	return trimKeyStart(b, s.apiKey)
 }
 
 // apiError builds the *entropy.APIError of an error answer, with the API key
 // removed from every field.
 func (s *Source) apiError(res *http.Response, body []byte) *entropy.APIError {
 	body = s.redactBytes(body)
-	code, msg := ParseErrorBody(body)
+	code, msg := parseErrorBody(body, s.safeText)
 	e := &entropy.APIError{
 		StatusCode: res.StatusCode,
-		Code:       s.redact(code),
-		Message:    s.redact(msg),
-		RequestID:  s.redact(plainText([]byte(res.Header.Get(RequestIDHeader)))),
+		Code:       code,
+		Message:    msg,
+		RequestID:  s.safeText([]byte(res.Header.Get(RequestIDHeader))),
 	}
 	_, hasRA := res.Header[http.CanonicalHeaderKey("Retry-After")]
 	e.RetryAfter = retryAfter(res.Header, s.now())
@@ -648,7 +644,7 @@ func (s *Source) apiError(res *http.Response, body []byte) *entropy.APIError {
 		e.Quota = true
 	}
 	if len(body) > maxErrorBodyKept {
-		body = body[:maxErrorBodyKept]
+		body = s.trimKeyStart(body[:maxErrorBodyKept])
 	}
 	e.Body = body
 	return e
@@ -691,63 +687,63 @@ func (s *Source) reqIDSuffix(hdr http.Header) string {
 	if hdr == nil {
 		return ""
 	}
-	if id := plainText([]byte(hdr.Get(RequestIDHeader))); id != "" {
-		return " (request id " + s.redact(id) + ")"
+	if id := s.safeText([]byte(hdr.Get(RequestIDHeader))); id != "" {
+		return " (request id " + id + ")"
 	}
 	return ""
 }
 
-// redact removes the API key from a string.
+// redact removes the API key from a string: the key as itself and in every
+// spelling that JSON or Go's %q may give it (see redactKey).
 func (s *Source) redact(str string) string {
 	if s.apiKey == "" {
 		return str
 	}
-	str = strings.ReplaceAll(str, s.apiKey, redactedPlaceholder)
-	// Also the key as %q or JSON would print it (a key holding a quote or a
-	// backslash no longer matches itself once escaped).
-	for _, esc := range s.escapedKeys() {
-		str = strings.ReplaceAll(str, esc, redactedPlaceholder)
+	if b, found := redactKey([]byte(str), s.apiKey); found {
+		return string(b)
 	}
 	return str
 }
 
-// escapedKeys returns the API key as Go's %q and JSON escape it, where that
-// differs from the key itself.
-func (s *Source) escapedKeys() []string {
-	var out []string
-	q := strconv.Quote(s.apiKey)
-	if q = q[1 : len(q)-1]; q != s.apiKey {
-		out = append(out, q)
-	}
-	if j, err := json.Marshal(s.apiKey); err == nil {
-		if js := string(j[1 : len(j)-1]); js != s.apiKey && js != q {
-			out = append(out, js)
-		}
-	}
-	return out
+// redactBytes removes the API key, in every spelling, from a body. b itself
+// is never modified.
+func (s *Source) redactBytes(b []byte) []byte {
+	b, _ = redactKey(b, s.apiKey)
+	return b
 }
 
-// redactBytes removes the API key from a body.
-func (s *Source) redactBytes(b []byte) []byte {
+// holdsKey reports whether str holds the API key in any spelling.
+func (s *Source) holdsKey(str string) bool {
+	_, found := redactKey([]byte(str), s.apiKey)
+	return found
+}
+
+// safeText is plainText of b with the API key removed: before the text is
+// made one line, again after (which may join a key spelled across
+// whitespace), and from what a cut of the text leaves at its end. The key
+// goes before the cut, so that no cut keeps a part of it.
+func (s *Source) safeText(b []byte) string {
 	if s.apiKey == "" {
-		return b
+		return plainText(b)
 	}
-	for _, k := range append([]string{s.apiKey}, s.escapedKeys()...) {
-		if bytes.Contains(b, []byte(k)) {
-			b = bytes.ReplaceAll(b, []byte(k), []byte(redactedPlaceholder))
-		}
-	}
-	return b
+	line := s.redact(oneLine(s.redactBytes(b)))
+	return cutLine(line, func(t string) string {
+		return string(s.trimKeyStart([]byte(t)))
+	})
 }
 
 // redactErr returns err unchanged if its text does not hold the API key, and
 // otherwise an error with the key removed from its text that still unwraps to
 // err (so errors.Is finds context.DeadlineExceeded and friends).
 func (s *Source) redactErr(err error) error {
-	if err == nil || s.apiKey == "" || !strings.Contains(err.Error(), s.apiKey) {
+	if err == nil || s.apiKey == "" {
 		return err
 	}
-	return &redactedError{msg: s.redact(err.Error()), err: err}
+	msg, found := redactKey([]byte(err.Error()), s.apiKey)
+	if !found {
+		return err
+	}
+	return &redactedError{msg: string(msg), err: err}
 }
 
 // redactedError is an error whose text had the API key removed.

@@ -153,7 +153,8 @@ const maxTextMessage = 512
 // any of the seeds' shapes:
 //
 //   - {"error":"Unauthorized","message":"…","statusCode":401}: code "Unauthorized"
-//   - {"details":"…", …}: message from details (a non-string details is kept as JSON)
+//   - {"details":"…", …}: message from details (a non-string details is kept
+//     as compact JSON, its strings written without optional escapes)
 //   - {"code":"…","message":"…"}
 //   - {"error":{"code":"…","message":"…"}}
 //   - anything else: the trimmed text is the message.
@@ -162,6 +163,12 @@ const maxTextMessage = 512
 // characters, of at most 512 bytes plus an ellipsis, whatever the shape: they
 // go into errors and logs. An empty body gives two empty strings.
 func ParseErrorBody(body []byte) (code, message string) {
+	return parseErrorBody(body, plainText)
+}
+
+// parseErrorBody is ParseErrorBody with text, a plainText that may do more
+// (remove the API key), making the code and message.
+func parseErrorBody(body []byte, text func([]byte) string) (code, message string) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		return "", ""
@@ -169,12 +176,12 @@ func ParseErrorBody(body []byte) (code, message string) {
 	var m map[string]json.RawMessage
 	if trimmed[0] == '{' && json.Unmarshal(trimmed, &m) == nil {
 		code, message = fromObject(m)
-		code, message = plainText([]byte(code)), plainText([]byte(message))
+		code, message = text([]byte(code)), text([]byte(message))
 		if code != "" || message != "" {
 			return code, message
 		}
 	}
-	return "", plainText(trimmed)
+	return "", text(trimmed)
 }
 
 // fromObject reads code and message out of a decoded JSON error object.
@@ -204,11 +211,10 @@ func fromObject(m map[string]json.RawMessage) (code, message string) {
 		if raw, ok := m["details"]; ok {
 			if s := str("details"); s != "" {
 				message = s
-			} else {
-				var buf bytes.Buffer
-				if json.Compact(&buf, raw) == nil && buf.String() != "null" {
-					message = plainText(buf.Bytes())
-				}
+			} else if text, ok := canonicalJSON(raw); ok && string(text) != "null" {
+				// One spelling of every string, whatever escapes the
+				// service chose: the text the caller redacts and reads.
+				message = string(text)
 			}
 		}
 	}
@@ -219,6 +225,12 @@ func fromObject(m map[string]json.RawMessage) (code, message string) {
 // (a log line or a terminal shows it as it is), of at most maxTextMessage
 // bytes plus an ellipsis, cut at a rune boundary.
 func plainText(b []byte) string {
+	return cutLine(oneLine(b), nil)
+}
+
+// oneLine returns b as one line of valid UTF-8 without control characters:
+// plainText without the cut.
+func oneLine(b []byte) string {
 	s := strings.ToValidUTF8(string(b), "\uFFFD")
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
@@ -226,15 +238,24 @@ func plainText(b []byte) string {
 		}
 		return r
 	}, s)
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > maxTextMessage {
-		s = s[:maxTextMessage]
-		for len(s) > 0 && !utf8.ValidString(s) {
-			s = s[:len(s)-1]
-		}
-		s += "…"
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// cutLine cuts s, if longer than maxTextMessage bytes, to at most that many
+// at a rune boundary and adds an ellipsis. trim, if set, gets the cut text
+// before the ellipsis goes on (to drop what the cut left of a secret).
+func cutLine(s string, trim func(string) string) string {
+	if len(s) <= maxTextMessage {
+		return s
 	}
-	return s
+	s = s[:maxTextMessage]
+	if trim != nil {
+		s = trim(s)
+	}
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
 }
 
 // SignedMessage returns the bytes the service signs for a job:
