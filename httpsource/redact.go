@@ -119,23 +119,10 @@ func unescape(b, dst []byte) (dec []byte, n int, st escState) {
 	if len(b) < 2 {
 		return nil, 0, escCut
 	}
-	switch c := b[1]; c {
-	case '"', '\\', '/', '\'':
-		return append(dst, c), 2, escOK
-	case 'a':
-		return append(dst, '\a'), 2, escOK
-	case 'b':
-		return append(dst, '\b'), 2, escOK
-	case 'f':
-		return append(dst, '\f'), 2, escOK
-	case 'n':
-		return append(dst, '\n'), 2, escOK
-	case 'r':
-		return append(dst, '\r'), 2, escOK
-	case 't':
-		return append(dst, '\t'), 2, escOK
-	case 'v':
-		return append(dst, '\v'), 2, escOK
+	if e := singleEscapes[b[1]]; e != 0 {
+		return append(dst, e), 2, escOK
+	}
+	switch b[1] {
 	case 'x':
 		h, st := hexAt(b, 2, 2)
 		if st != escOK {
@@ -174,6 +161,13 @@ func unescape(b, dst []byte) (dec []byte, n int, st escState) {
 		return utf8.AppendRune(dst, utf8.RuneError), 6, escOK
 	}
 	return nil, 0, escBad
+}
+
+// singleEscapes maps the byte after a backslash to the byte that a two-byte
+// JSON or Go escape stands for (0: not such an escape).
+var singleEscapes = [256]byte{
+	'"': '"', '\\': '\\', '/': '/', '\'': '\'',
+	'a': '\a', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t', 'v': '\v',
 }
 
 // hexAt reads the n hex digits of b at off.
