@@ -62,7 +62,7 @@ func FuzzRedactKey(f *testing.F) {
 	f.Add([]byte(`{"m":"sk-live\/5f0c"}`), "sk-live/5f0c")
 	f.Add([]byte(`\u0073k`), "sk")
 	f.Fuzz(func(t *testing.T, text []byte, key string) {
-		if key == "" || len(key) > 64 {
+		if key == "" || len(key) > 64 || strings.ContainsRune(key, 0) {
 			return
 		}
 		orig := bytes.Clone(text)
@@ -70,7 +70,10 @@ func FuzzRedactKey(f *testing.F) {
 		if !bytes.Equal(orig, text) {
 			t.Fatal("redactKey changed its input")
 		}
-		if bytes.Contains(out, []byte(key)) && !bytes.Contains([]byte("[REDACTED]"), []byte(key)) {
+		// The marker itself is not a leak: a key like "]k" would otherwise
+		// be "found" in "[REDACTED]k".
+		rest := bytes.ReplaceAll(out, []byte("[REDACTED]"), []byte{0})
+		if bytes.Contains(rest, []byte(key)) {
 			t.Fatalf("key %q left in %q", key, out)
 		}
 	})
