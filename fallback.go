@@ -287,9 +287,9 @@ const (
 // every ended episode holds at least the read that opened it: a read whose
 // epoch ended before it could open an episode is in the one that ended.
 //
-// It returns false, with b zeroed, if the Provider closed
-// before the read could be counted: no fallback read is served after Close
-// has counted the last one.
+// It returns false, with b zeroed, if the Provider closed before the read
+// could be counted: no fallback read is served after Close has counted the
+// last one.
 func (p *Provider) fallbackRead(s *shard, b []byte) bool {
 	epoch, ok := p.local(s, b)
 	if !ok {
