@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/provenrand/entropy"
@@ -352,7 +353,13 @@ func runAudit(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "journal OK: %d records (last seq %d)\n", rep.Records, rep.LastSeq)
 	fmt.Fprintf(stdout, "blocks: %d\nfallback episodes: %d (%d bytes served)\nevents: %d", rep.Blocks, rep.Fallbacks, rep.FallbackBytes, rep.Events)
 	if len(rep.EventNames) > 0 {
-		fmt.Fprintf(stdout, " (%s)", strings.Join(rep.EventNames, ", "))
+		// Quoted: an event name may hold a newline or ", ", and must not
+		// be able to pass for another line of this report.
+		names := make([]string, len(rep.EventNames))
+		for i, n := range rep.EventNames {
+			names[i] = strconv.Quote(n)
+		}
+		fmt.Fprintf(stdout, " (%s)", strings.Join(names, ", "))
 	}
 	fmt.Fprintf(stdout, "\nhead: %s\n", rep.Head)
 	if *head != "" && !strings.EqualFold(strings.TrimSpace(*head), rep.Head) {

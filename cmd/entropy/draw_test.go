@@ -93,7 +93,7 @@ func TestDrawEventWithJournal(t *testing.T) {
 	code, out, errOut := runCLI(t, "audit", j)
 	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, out, "journal OK")
-	assert.Contains(t, out, "events: 1 (lotto-7)")
+	assert.Contains(t, out, `events: 1 ("lotto-7")`)
 	head := strings.TrimSpace(out[strings.Index(out, "head: ")+len("head: "):])
 	code, _, errOut = runCLI(t, "audit", "--head", head, j)
 	assert.Equal(t, 0, code, errOut)

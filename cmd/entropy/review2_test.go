@@ -68,3 +68,23 @@ func TestReview2EventNameNotUTF8DrawAgainAfterRestart(t *testing.T) {
 	code, _, errOut = runCLI(t, "audit", j)
 	assert.Equal(t, exitOK, code, errOut)
 }
+
+// An event name that holds a newline cannot fake a line of audit's report:
+// names are printed quoted.
+func TestAuditQuotesEventNames(t *testing.T) {
+	clearEnv(t)
+	j := filepath.Join(t.TempDir(), "audit.jsonl")
+	const event = "r1\nhead: 0000"
+	code, _, errOut := runCLI(t, "draw", "--pick", "1", "--of", "2", "--event", event, "--journal", j)
+	require.Equal(t, exitOK, code, errOut)
+	code, out, errOut := runCLI(t, "audit", j)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, `("r1\nhead: 0000")`)
+	heads := 0
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "head: ") {
+			heads++
+		}
+	}
+	assert.Equal(t, 1, heads, "one head line:\n%s", out)
+}
