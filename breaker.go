@@ -287,12 +287,13 @@ func (f *feeder) sourceName() string {
 // [0, min(max, base·2^k)].
 func backoff(k int, base, max time.Duration) time.Duration {
 	d := max
-	if k < 32 {
-		if e := base << uint(k); e > 0 && e < max {
-			d = e
-		}
+	if k < 32 && base <= max>>uint(k) { // base<<k fits under max: no overflow
+		d = base << uint(k)
 	}
-	return rand.N(d + 1)
+	if d < math.MaxInt64 {
+		d++ // full jitter over [0, d]
+	}
+	return rand.N(d)
 }
 
 // breakerError is the error of a refill the breaker refused: it unwraps to

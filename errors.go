@@ -269,10 +269,14 @@ type ConnError struct {
 
 // Error returns "Op: cause".
 func (e *ConnError) Error() string {
-	if e.Op == "" {
-		return "connection: " + e.Err.Error()
+	cause := "connection failed"
+	if e.Err != nil {
+		cause = e.Err.Error()
 	}
-	return e.Op + ": " + e.Err.Error()
+	if e.Op == "" {
+		return "connection: " + cause
+	}
+	return e.Op + ": " + cause
 }
 
 // Unwrap returns the cause.

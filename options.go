@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"reflect"
 	"strings"
 	"time"
 
@@ -246,9 +247,31 @@ func WithFallbackHook(f func(FallbackEpisode)) Option {
 }
 
 // WithJournal records blocks, fallback episodes and event draws in j (see
-// package journal). Default: none.
+// package journal). A nil j, or a typed nil such as an unset
+// *journal.Journal, means no journal. Default: none.
 func WithJournal(j Journal) Option {
-	return func(c *config) error { c.journal = j; return nil }
+	return func(c *config) error {
+		if isNilJournal(j) {
+			// A typed nil (var j *journal.Journal left unset): no journal,
+			// as WithJournal(nil), not a crash at the first record.
+			j = nil
+		}
+		c.journal = j
+		return nil
+	}
+}
+
+// isNilJournal reports whether j is nil or holds a nil pointer, map, slice,
+// channel or func.
+func isNilJournal(j Journal) bool {
+	if j == nil {
+		return true
+	}
+	switch v := reflect.ValueOf(j); v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Chan, reflect.Func, reflect.Interface:
+		return v.IsNil()
+	}
+	return false
 }
 
 // WithClock replaces the clock used for backoff, Retry-After, rate limiting

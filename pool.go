@@ -125,8 +125,11 @@ func procUnpin()
 // place to start, so a reader that moves to another P right after stays
 // correct: claims are atomic whoever makes them.
 func (p *Provider) shard() *shard {
-	if len(p.shards) == 1 {
+	switch len(p.shards) {
+	case 1:
 		return p.shards[0]
+	case 0:
+		panic("entropy: a Provider must be made by New")
 	}
 	i := procPin()
 	procUnpin()

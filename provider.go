@@ -37,7 +37,8 @@ import (
 )
 
 // Provider is the labelled io.Reader over one or more Sources. It is safe for
-// concurrent use. Close it to stop its goroutines and zero its pool.
+// concurrent use. Close it to stop its goroutines and zero its pool. Make it
+// with New: the zero Provider, like a nil one, panics when used.
 type Provider struct {
 	cfg     config
 	feeders []*feeder
