@@ -148,7 +148,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, sf.timeout)
 	defer cancel()
 	if *event == "" {
-		if err := waitPool(ctx, p.Provider, draw.SeedSize); errors.Is(err, context.Canceled) {
+		if err := waitPool(ctx, p.Provider, draw.SeedSize); errors.Is(err, context.Canceled) || p.hopeless(err) {
 			removeTranscript()
 			return fail(stderr, c, err)
 		}
@@ -196,21 +196,47 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return fail(stderr, c, fmt.Errorf("transcript: %w", err))
 		}
 	}
+	// The draw is made: a result that cannot be written must not exit 0
+	// (running the command again would make another draw), and it goes to
+	// stderr so that it is not lost.
+	out := &errWriter{w: stdout}
 	if !t.Verifiable {
-		fmt.Fprintf(stdout, "WARNING: %s\n", t.Warning)
+		fmt.Fprintf(out, "WARNING: %s\n", t.Warning)
 		fmt.Fprintf(stderr, "entropy draw: warning: %s\n", t.Warning)
 	}
-	fmt.Fprintln(stdout, line)
+	fmt.Fprintln(out, line)
 	if t.Event != "" {
-		fmt.Fprintf(stdout, "event: %s\n", t.Event)
+		fmt.Fprintf(out, "event: %s\n", t.Event)
 	}
-	fmt.Fprintf(stdout, "entropy: %s %s\n", t.Entropy, t.Label)
+	fmt.Fprintf(out, "entropy: %s %s\n", t.Entropy, t.Label)
 	if tf != nil {
-		fmt.Fprintf(stdout, "transcript: %s (check it with: entropy verify %s)\n", *transcriptPath, *transcriptPath)
+		fmt.Fprintf(out, "transcript: %s (check it with: entropy verify %s)\n", *transcriptPath, *transcriptPath)
 	} else {
-		stdout.Write(js)
+		_, _ = out.Write(js)
+	}
+	if out.err != nil {
+		fmt.Fprintf(stderr, "entropy draw: cannot write the result: %v\nthe draw was made: %s\n", out.err, line)
+		if tf == nil {
+			_, _ = stderr.Write(js)
+		}
+		return exitError
 	}
 	return exitOK
+}
+
+// errWriter writes to w until a write fails, and keeps the first error.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(b []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(b)
+	e.err = err
+	return n, err
 }
 
 // oneBased formats 0-based draw outputs as the numbers 1 to n.
@@ -229,6 +255,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	allowFallback := fs.Bool("allow-fallback", false, "exit 0 for a consistent transcript of fallback entropy (it is still reported NOT VERIFIABLE)")
 	url := fs.String("url", "", "base `URL` of the service: check the entropy against its jobs (GET /v1/jobs/{id}) and their signatures")
 	pub := fs.String("public-key", os.Getenv("ENTROPY_PUBLIC_KEY"), "the service's Ed25519 public key, `base64` (env ENTROPY_PUBLIC_KEY); needed with --url")
+	name := fs.String("source-name", os.Getenv("ENTROPY_SOURCE_NAME"), "the service's `name` in labels, as the draw had it (env ENTROPY_SOURCE_NAME; default quantropy)")
 	pos, code, done := parseArgs(c, fs, args, stdout, stderr)
 	if done {
 		return code
@@ -277,7 +304,11 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil || len(raw) != ed25519.PublicKeySize {
 		return usageError(stderr, c, fmt.Errorf("--public-key must be %d bytes of standard base64", ed25519.PublicKeySize))
 	}
-	src, err := httpsource.New(*url, httpsource.WithPublicKey(raw), httpsource.WithAPIKey(os.Getenv("ENTROPY_API_KEY")))
+	hopts := []httpsource.Option{httpsource.WithPublicKey(raw), httpsource.WithAPIKey(os.Getenv("ENTROPY_API_KEY"))}
+	if *name != "" {
+		hopts = append(hopts, httpsource.WithName(*name))
+	}
+	src, err := httpsource.New(*url, hopts...)
 	if err != nil {
 		return fail(stderr, c, err)
 	}

@@ -227,6 +227,15 @@ type provider struct {
 	*entropy.Provider
 	sim    *sim.Server // the embedded simulator, or nil
 	source string      // the source name labels show
+	policy entropy.Policy
+}
+
+// hopeless reports whether waiting for the pool (waitPool's error err) is
+// pointless: every source failed permanently and the policy would wait on
+// until the timeout, then say only that time ran out. The command fails at
+// once with the sources' error instead.
+func (p *provider) hopeless(err error) bool {
+	return err != nil && p.policy == entropy.Defer && entropy.Classify(err) == entropy.Permanent
 }
 
 // Close closes the Provider and the embedded simulator.
@@ -257,7 +266,7 @@ func (f *sourceFlags) open(size int, opts ...entropy.Option) (*provider, error) 
 	if err != nil {
 		return nil, err
 	}
-	out := &provider{}
+	out := &provider{policy: pol}
 	var srcs []entropy.Source
 	var labels []string
 	drandOnly := true
@@ -286,8 +295,11 @@ func (f *sourceFlags) open(size int, opts ...entropy.Option) (*provider, error) 
 		labels = append(labels, src.Name())
 	}
 	out.source = strings.Join(labels, ",")
-	fetch := min(max(size, entropy.DefaultFetchSize), httpsource.MaxSize)
-	buffer := max(entropy.DefaultBufferSize, 2*size)
+	// A command makes one read of size bytes and exits: ask the service for
+	// what it needs, not for a long-running pool (each byte fetched is
+	// charged to the API key's balance, and the rest is thrown away).
+	fetch := min(max(size, 1), httpsource.MaxSize)
+	buffer := max(2*size, fetch)
 	if drandOnly {
 		// A beacon round holds 32 bytes: keep the pool to what the command needs.
 		buffer, fetch = max(2*size, 32), 32

@@ -64,7 +64,7 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// prints verifiable bytes rather than an instant fallback. A timeout or a
 	// permanent source failure here is not yet an error: the read applies the
 	// policy (under degrade it falls back, and its label says so).
-	if err := waitPool(ctx, p.Provider, *n); errors.Is(err, context.Canceled) {
+	if err := waitPool(ctx, p.Provider, *n); errors.Is(err, context.Canceled) || p.hopeless(err) {
 		return fail(stderr, c, err)
 	}
 	buf := make([]byte, *n)
