@@ -95,6 +95,8 @@ type config struct {
 	health        *HealthConfig
 	minFetch      int // the smallest block the health tests judge; New sets it
 	derivedRead   bool
+	fleet         Fleet
+	fleetHook     func(FleetEvent)
 }
 
 func defaultConfig() config {
