@@ -23,6 +23,7 @@ type notifier struct {
 }
 
 type note struct {
+	fleet   *FleetEvent
 	episode *FallbackEpisode
 	block   *BlockRecord
 	flushed chan struct{} // closed when every note before it is delivered
@@ -37,9 +38,10 @@ func (n *notifier) init(p *Provider) {
 func (n *notifier) episode(ep FallbackEpisode) { n.push(note{episode: &ep}) }
 
 func (n *notifier) block(b BlockRecord) { n.push(note{block: &b}) }
+func (n *notifier) fleet(ev FleetEvent) { n.push(note{fleet: &ev}) }
 
 func (n *notifier) push(x note) {
-	if n.p.cfg.hook == nil && n.p.cfg.logger == nil && n.p.cfg.journal == nil {
+	if n.p.cfg.hook == nil && n.p.cfg.logger == nil && n.p.cfg.journal == nil && n.p.cfg.fleetHook == nil {
 		return
 	}
 	n.mu.Lock()
@@ -121,6 +123,9 @@ func (n *notifier) deliver(x note) {
 		if p.cfg.journal != nil && ep.Ended {
 			n.enqueue(note{episode: ep})
 		}
+	}
+	if ev := x.fleet; ev != nil {
+		p.deliverFleet(*ev)
 	}
 	if b := x.block; b != nil && p.cfg.journal != nil {
 		n.enqueue(note{block: b})
