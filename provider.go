@@ -52,8 +52,10 @@ type Provider struct {
 	// from then on no fallback read is counted or served.
 	fbClosed                   bool
 	derivedReads, derivedBytes atomic.Uint64
-	journalErrs                atomic.Uint64
-	fleetShared                atomic.Bool // the fleet's state at the last watchFleet
+	journalErrs                atomic.Uint64 // failed journal writes (each retry counts)
+	journalLost                atomic.Uint64 // records given up at Close
+	eventDiscarded             atomic.Uint64 // event bytes taken and zeroed: another drew the event first
+	fleetShared                atomic.Bool   // the fleet's state at the last watchFleet
 }
 
 // New starts a Provider over src (and any WithFailover sources). It returns
