@@ -54,9 +54,23 @@ type Provider struct {
 	refillDone sync.WaitGroup // the refill goroutine alone
 	closeDone  chan struct{}  // closed when the first Close has finished
 
-	mu      sync.Mutex    // guards arrived, reason, ready
+	mu      sync.Mutex    // guards arrived, failed, ready
 	arrived chan struct{} // closed and replaced whenever bytes enter the pool
+	failed  chan struct{} // closed and replaced whenever a refill round fails
 	ready   chan struct{} // closed when the pool first holds bytes
+
+	// The warm start (WithWarmStart): until the first block lands, the
+	// first refill round fails, its time runs out or Close, reads that the
+	// pool cannot serve wait for it (warmUp) before the policy applies.
+	// warm is the flag the slow paths test; warmCtx ends with the warm start.
+	warm    atomic.Bool
+	warmCtx context.Context
+	warmEnd context.CancelFunc
+
+	// permanent is the error of the last refill round if every source
+	// failed permanently in it (a 401, 402, 403, a key that never verifies),
+	// nil otherwise: a misconfiguration, not an outage.
+	permanent atomic.Pointer[unavailableError]
 
 	reason    atomic.Pointer[unavailableError] // why a read now would not be verifiable
 	dry       atomic.Bool                      // the pool was found empty and nothing was added since
@@ -83,7 +97,12 @@ type Provider struct {
 }
 
 // New starts a Provider over src (and any WithFailover sources). It returns
-// at once; the pool fills in the background (WaitReady waits for it).
+// at once, with the first refill already under way; the pool fills in the
+// background. Until the first block lands (for at most the warm start,
+// DefaultWarmStart unless WithWarmStart says otherwise), a read the pool
+// cannot serve waits for it before the policy applies, so that the first
+// Read after New over a healthy source is verifiable. WaitReady waits for
+// the pool explicitly, and reports a misconfigured source.
 func New(src Source, opts ...Option) (*Provider, error) {
 	if src == nil {
 		return nil, errors.New("entropy: nil Source")
@@ -109,9 +128,16 @@ func New(src Source, opts ...Option) (*Provider, error) {
 		wake:      make(chan struct{}, 1),
 		closeDone: make(chan struct{}),
 		arrived:   make(chan struct{}),
+		failed:    make(chan struct{}),
 		ready:     make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	if cfg.warmStart > 0 {
+		p.warmCtx, p.warmEnd = context.WithTimeout(p.ctx, cfg.warmStart)
+		p.warm.Store(true)
+	} else {
+		p.warmCtx, p.warmEnd = p.ctx, func() {}
+	}
 	p.reason.Store(poolEmpty)
 	for i, s := range append([]Source{src}, cfg.failover...) {
 		f := newFeeder(i, s, &p.cfg, p.seen, p.closed.Load)
@@ -161,6 +187,9 @@ func (p *Provider) Read(b []byte) (int, error) {
 			}
 			return len(b), nil
 		}
+	}
+	if p.warm.Load() {
+		p.warmUp(context.Background())
 	}
 	if p.dry.Load() && p.cfg.policy == Degrade && !p.closed.Load() {
 		// The pool is empty: a Degrade fallback read, as readShard would
@@ -257,6 +286,9 @@ func (p *Provider) low(s *shard) {
 // shard's next run, from the whole shard under its lock, or else from all
 // shards together or by the policy (slowRead).
 func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool) (Label, error) {
+	if p.warm.Load() {
+		p.warmUp(ctx)
+	}
 	if p.dry.Load() && p.cfg.policy == Degrade && !p.closed.Load() {
 		// The pool is empty (nothing arrived since a read found it so):
 		// what slowRead would do, without its detours.
@@ -351,8 +383,36 @@ func (p *Provider) takeVerifiable(ctx context.Context, b []byte, pol Policy) ([]
 	if pol == Defer {
 		return p.deferTake(ctx, b)
 	}
+	if p.warm.Load() && p.warmUp(ctx) {
+		if sp, n := p.takeShards(b, nil, true); n == len(b) {
+			return sp, nil
+		}
+	}
 	p.short()
 	return nil, p.reason.Load()
+}
+
+// warmUp waits while the warm start is on: until the first block lands,
+// the first refill round fails, the warm start's time runs out, Close, or
+// ctx ends. It reports whether the warm start is over (false: ctx ended
+// first). Only reads the pool could not serve call it, and only before the
+// warm start is over: once it is, the slow paths pay one atomic load.
+func (p *Provider) warmUp(ctx context.Context) bool {
+	select {
+	case <-p.warmCtx.Done():
+		p.warm.Store(false)
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// endWarm ends the warm start: a block landed or a refill round failed.
+func (p *Provider) endWarm() {
+	if p.warm.Load() {
+		p.warm.Store(false)
+		p.warmEnd()
+	}
 }
 
 // takeShards serves b from all shards together: with all set, nothing
@@ -438,22 +498,43 @@ func (p *Provider) servedVerifiable(n int) {
 	}
 }
 
-// WaitReady waits until the pool first holds verifiable bytes, ctx ends, or
-// the Provider closes.
+// WaitReady waits until the pool first holds verifiable bytes (nil), ctx
+// ends (ctx's error), or the Provider closes (ErrClosed). It returns early,
+// with the error, when a refill round fails permanently on every source: a
+// service that refuses the API key (401, 403), wants payment (402), or
+// whose signatures never verify with the configured key is misconfigured,
+// and waiting longer cannot help. That error wraps ErrUnavailable,
+// ErrPermanent and the source's own error (an *APIError with the service's
+// message). Call it after New where the first bytes must be verifiable
+// (a draw at start-up, a command that reads once and exits).
 func (p *Provider) WaitReady(ctx context.Context) error {
 	if ctx == nil {
 		return errors.New("entropy: nil context")
 	}
-	if p.closed.Load() {
-		return ErrClosed
-	}
-	select {
-	case <-p.ready:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-p.ctx.Done():
-		return ErrClosed
+	for {
+		if p.closed.Load() {
+			return ErrClosed
+		}
+		p.mu.Lock()
+		failed := p.failed
+		p.mu.Unlock()
+		select {
+		case <-p.ready:
+			return nil
+		default:
+		}
+		if perm := p.permanent.Load(); perm != nil {
+			return perm
+		}
+		select {
+		case <-p.ready:
+			return nil
+		case <-failed:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.ctx.Done():
+			return ErrClosed
+		}
 	}
 }
 
@@ -477,6 +558,7 @@ func (p *Provider) Close() error {
 	}
 	p.finishEpisode(true)
 	p.cancel()
+	p.warmEnd()
 	if p.notes.isSelf() {
 		// Called from a hook or journal: the notifier goroutine is this one,
 		// and it ends when the hook returns (its context is cancelled).
@@ -537,7 +619,13 @@ func (p *Provider) fill() error {
 			if len(errs) > 1 {
 				cause = errors.Join(errs...)
 			}
-			p.reason.Store(newUnavailable(cause))
+			reason := newUnavailable(cause)
+			p.reason.Store(reason)
+			if allPermanent(errs) {
+				p.permanent.Store(reason)
+			} else {
+				p.permanent.Store(nil)
+			}
 			return cause
 		}
 		p.add(got, blk)
@@ -618,6 +706,8 @@ func (p *Provider) add(f *feeder, blk Block) {
 	}
 	p.dry.Store(false)
 	p.reason.Store(poolEmpty)
+	p.permanent.Store(nil)
+	p.endWarm()
 	p.mu.Lock()
 	close(p.arrived)
 	p.arrived = make(chan struct{})
@@ -660,6 +750,7 @@ func (p *Provider) refillLoop() {
 			return
 		}
 		if err != nil {
+			p.refillFailed()
 			d := backoff(min(failed, 30), p.cfg.retryBase, p.cfg.retryMax)
 			failed++
 			if sleep(p.ctx, p.cfg.clock, d) != nil {
@@ -677,6 +768,26 @@ func (p *Provider) refillLoop() {
 			return
 		}
 	}
+}
+
+// refillFailed tells waiters that a refill round failed: the warm start
+// ends (the policy applies at once) and WaitReady looks at the error.
+func (p *Provider) refillFailed() {
+	p.endWarm()
+	p.mu.Lock()
+	close(p.failed)
+	p.failed = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// allPermanent reports whether every error of a refill round is permanent.
+func allPermanent(errs []error) bool {
+	for _, e := range errs {
+		if Classify(e) != Permanent {
+			return false
+		}
+	}
+	return len(errs) > 0
 }
 
 // fallback fills b from crypto/rand (through shard s's lane) and labels it
