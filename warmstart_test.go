@@ -139,7 +139,10 @@ func TestWarmStartZeroAppliesPolicyAtOnce(t *testing.T) {
 		assert.False(t, lb.Verifiable)
 		assert.ErrorIs(t, lb.Reason, entropy.ErrPoolEmpty)
 	})
-	assert.Error(t, func() error { _, err := entropy.New(gatedSource(open), entropy.WithWarmStart(-time.Second)); return err }())
+	assert.Error(t, func() error {
+		_, err := entropy.New(gatedSource(open), entropy.WithWarmStart(-time.Second))
+		return err
+	}())
 }
 
 // The read's context bounds the warm start's wait: then the policy applies.
