@@ -1,0 +1,270 @@
+package entropy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/time/rate"
+)
+
+// feeder is the refill path of one source: rate limiter → breaker → retry →
+// Source.Fetch → checks. Only the refill goroutine calls fetch, so the
+// fields without a lock are its own; the ones Stats reads are atomic or
+// under mu.
+type feeder struct {
+	idx     int
+	src     Source
+	cfg     *config
+	cb      *gobreaker.CircuitBreaker[Block]
+	limiter *rate.Limiter
+	health  HealthConfig
+	seen    *jobSet
+
+	tripNow atomic.Bool // the last failure was permanent: ReadyToTrip says yes
+
+	// badProofs counts the responses in a row that failed their proof
+	// check before any block of this source was accepted (neverVerified).
+	// Only the refill goroutine touches it.
+	badProofs int
+
+	// onFailure is told of every failed request at once, so that reads see
+	// the cause without waiting for the refill round to end.
+	onFailure func(error)
+	// alone: the Provider has no other source, so a Retry-After is waited
+	// out inside the retry loop rather than handed back to fill.
+	alone bool
+
+	requests  atomic.Uint64
+	failures  atomic.Uint64
+	retries   atomic.Uint64
+	rejected  atomic.Uint64
+	accepted  atomic.Uint64
+	fetched   atomic.Uint64
+	holdUntil atomic.Int64 // unix nanos before which no request may be sent (Retry-After)
+
+	mu      sync.Mutex
+	name    string // from the blocks it returned; "source N" until the first
+	lastErr error
+}
+
+func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() bool) *feeder {
+	f := &feeder{idx: idx, src: src, cfg: cfg, seen: seen, name: fmt.Sprintf("source %d", idx)}
+	if cfg.health != nil {
+		f.health = *cfg.health
+	} else {
+		f.health = DefaultHealthConfig()
+	}
+	f.limiter = rate.NewLimiter(cfg.limit, cfg.burst)
+
+	st := cfg.breaker
+	if st.Name == "" {
+		st.Name = f.name
+	}
+	userTrip := st.ReadyToTrip
+	st.ReadyToTrip = func(c gobreaker.Counts) bool {
+		if f.tripNow.Load() {
+			return true
+		}
+		if userTrip != nil {
+			return userTrip(c)
+		}
+		return c.ConsecutiveFailures >= DefaultTripAfter
+	}
+	userExcluded := st.IsExcluded
+	st.IsExcluded = func(err error) bool {
+		// Cancellation is not the source's fault, and "too early" (a
+		// beacon round not yet due) is the source working as designed.
+		if isClosed() || Classify(err) == Canceled || errors.Is(err, ErrTooEarly) {
+			return true
+		}
+		return userExcluded != nil && userExcluded(err)
+	}
+	userChange := st.OnStateChange
+	st.OnStateChange = func(name string, from, to gobreaker.State) {
+		if l := cfg.logger; l != nil {
+			l.Warn("entropy: breaker state change", "source", name, "from", from.String(), "to", to.String())
+		}
+		if userChange != nil {
+			userChange(name, from, to)
+		}
+	}
+	f.cb = gobreaker.NewCircuitBreaker[Block](st)
+	return f
+}
+
+// retrying is the retry loop: only failures that produced nothing and are
+// transient are retried; a successful block is never retried.
+func (f *feeder) retrying(ctx context.Context, n int) (Block, error) {
+	f.tripNow.Store(false)
+	var err error
+	for attempt := 0; attempt < f.cfg.attempts; attempt++ {
+		if attempt > 0 {
+			f.retries.Add(1)
+			if e := sleep(ctx, f.cfg.clock, backoff(attempt-1, f.cfg.retryBase, f.cfg.retryMax)); e != nil {
+				return Block{}, e
+			}
+		}
+		if e := f.wait(ctx); e != nil {
+			return Block{}, e
+		}
+		var blk Block
+		blk, err = f.once(ctx, n)
+		if err == nil {
+			f.setLastError(nil)
+			return blk, nil
+		}
+		if ctx.Err() != nil {
+			return Block{}, ctx.Err()
+		}
+		err = f.neverVerified(err)
+		f.failures.Add(1)
+		f.setLastError(err)
+		f.onFailure(err)
+		ra := RetryAfter(err)
+		if ra > 0 {
+			f.hold(ra)
+		}
+		// A permanent error opens the breaker whatever else it carries: a
+		// 401 with a Retry-After is still a 401.
+		switch Classify(err) {
+		case Permanent:
+			f.tripNow.Store(true)
+			return Block{}, err
+		case Canceled:
+			return Block{}, err
+		}
+		if ra > 0 && !f.alone {
+			// Do not sit out the hold here: a later source may serve
+			// meanwhile (fill skips this one until the hold has passed).
+			return Block{}, err
+		}
+	}
+	return Block{}, err
+}
+
+// backoff returns a full-jitter delay for retry k (0-based): uniform in
+// [0, min(max, base·2^k)].
+func backoff(k int, base, max time.Duration) time.Duration {
+	d := max
+	if k < 32 && base <= max>>uint(k) { // base<<k fits under max: no overflow
+		d = base << uint(k)
+	}
+	if d < math.MaxInt64 {
+		d++ // full jitter over [0, d]
+	}
+	return rand.N(d)
+}
+
+// keyMismatchAfter is how many responses in a row must fail their proof
+// check, before the source has given one block that passed, for the
+// Provider to call the source misconfigured (a permanent error). One bad
+// signature among good ones is a fault of the moment and is retried; a
+// service none of whose answers verifies is signing with another key than
+// the one configured (or is not the service it claims to be).
+const keyMismatchAfter = DefaultRetryAttempts
+
+// neverVerified turns err into a permanent error when it is the
+// keyMismatchAfter-th proof failure in a row of a source that never gave
+// a block that verified.
+func (f *feeder) neverVerified(err error) error {
+	if !errors.Is(err, ErrBadProof) || f.accepted.Load() > 0 {
+		f.badProofs = 0
+		return err
+	}
+	f.badProofs++
+	if f.badProofs < keyMismatchAfter {
+		return err
+	}
+	return &keyMismatchError{n: f.badProofs, err: err}
+}
+
+// keyMismatchError is a proof failure made permanent by neverVerified: it
+// matches ErrPermanent and unwraps to the source's error.
+type keyMismatchError struct {
+	n   int
+	err error
+}
+
+func (e *keyMismatchError) Error() string {
+	return fmt.Sprintf("none of the source's %d answers so far passed its proof check (is the configured public key the service's?): %v", e.n, e.err)
+}
+
+func (e *keyMismatchError) Unwrap() error { return e.err }
+
+// Is matches ErrPermanent: no retry will make another key's signatures verify.
+func (e *keyMismatchError) Is(target error) bool { return target == ErrPermanent }
+
+// wait holds the request back until the Retry-After hold has passed and the
+// rate limiter lets it through.
+func (f *feeder) wait(ctx context.Context) error {
+	clk := f.cfg.clock
+	for {
+		until := f.holdUntil.Load()
+		now := clk.Now()
+		if d := time.Duration(until - now.UnixNano()); until != 0 && d > 0 {
+			if err := sleep(ctx, clk, d); err != nil {
+				return err
+			}
+			continue
+		}
+		r := f.limiter.ReserveN(now, 1)
+		if !r.OK() {
+			return errors.New("entropy: rate limiter refuses every request")
+		}
+		if d := r.DelayFrom(now); d > 0 {
+			if err := sleep(ctx, clk, d); err != nil {
+				r.CancelAt(clk.Now())
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// once sends one request and checks what came back (contract point 4).
+func (f *feeder) once(ctx context.Context, n int) (blk Block, err error) {
+	f.requests.Add(1)
+	rctx, cancel := context.WithTimeout(ctx, f.cfg.fetchTimeout)
+	defer cancel()
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				blk, err = Block{}, fmt.Errorf("%w: %T", ErrSourcePanic, r)
+			}
+		}()
+		blk, err = f.src.Fetch(rctx, n)
+	}()
+	if err != nil {
+		return Block{}, err
+	}
+	if err := f.check(blk, n); err != nil {
+		f.rejected.Add(1)
+		return Block{}, err
+	}
+	return blk, nil
+}
+
+func (f *feeder) setLastError(err error) {
+	f.mu.Lock()
+	f.lastErr = err
+	f.mu.Unlock()
+}
+
+func (f *feeder) lastError() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastErr
+}
+
+func (f *feeder) sourceName() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.name
+}
