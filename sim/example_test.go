@@ -63,14 +63,14 @@ func ExampleServer_Script() {
 // test of your own HTTP code): an API key with a balance in bytes, served on
 // a loopback port. The entropy command's "sim" subcommand does this.
 func ExampleNew() {
-	s := sim.New(sim.WithKey("sk-demo", 64), sim.WithSeed(1))
+	s := sim.New(sim.WithKey("sk-demo-key", 64), sim.WithSeed(1))
 	url, err := s.Start()
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer s.Close()
 
-	src, err := httpsource.New(url, httpsource.WithAPIKey("sk-demo"), httpsource.WithPublicKey(s.PublicKey()))
+	src, err := httpsource.New(url, httpsource.WithAPIKey("sk-demo-key"), httpsource.WithPublicKey(s.PublicKey()))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func ExampleNew() {
 	fmt.Println(err)
 	_, err = src.Fetch(context.Background(), 64) // the balance is spent
 	fmt.Println(errors.Is(err, entropy.ErrPaymentRequired), entropy.Classify(err))
-	left, _ := s.Balance("sk-demo")
+	left, _ := s.Balance("sk-demo-key")
 	fmt.Println(left, len(s.EntropyRequests()))
 	// Output:
 	// <nil>
