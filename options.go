@@ -96,6 +96,8 @@ type config struct {
 	health        *HealthConfig
 	derivedRead   bool
 	warmStart     time.Duration
+	fleet         Fleet
+	fleetHook     func(FleetEvent)
 }
 
 func defaultConfig() config {

@@ -32,6 +32,11 @@ type Stats struct {
 	Permanent error
 
 	Sources []SourceStats // in priority order
+
+	// Fleet is the state of the fleet coordination (WithFleet): shared or
+	// local, and how many coordination operations failed. Nil without a
+	// fleet.
+	Fleet *FleetStatus
 }
 
 // SourceStats are the counters of one source's refill path.
@@ -60,6 +65,7 @@ func (p *Provider) Stats() Stats {
 		InFallback:       p.episodes.open.Load(),
 		JournalErrors:    p.journalErrs.Load(),
 		Unavailable:      p.reason.Load(),
+		Fleet:            p.fleetStatus(),
 	}
 	if perm := p.permanent.Load(); perm != nil {
 		st.Permanent = perm
