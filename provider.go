@@ -66,8 +66,10 @@ type Provider struct {
 	// from then on no fallback read is counted or served.
 	fbClosed                   bool
 	derivedReads, derivedBytes atomic.Uint64
-	journalErrs                atomic.Uint64
-	fleetShared                atomic.Bool // the fleet's state at the last watchFleet
+	journalErrs                atomic.Uint64 // failed journal writes (each retry counts)
+	journalLost                atomic.Uint64 // records given up at Close
+	eventDiscarded             atomic.Uint64 // event bytes taken and zeroed: another drew the event first
+	fleetShared                atomic.Bool   // the fleet's state at the last watchFleet
 }
 
 // New starts a Provider over src (and any WithFailover sources). It returns
@@ -90,6 +92,10 @@ func New(src Source, opts ...Option) (*Provider, error) {
 			return nil, err
 		}
 	}
+	// Every request asks for a block the health tests can judge, and the
+	// pool has room for one whenever a shard is below its low watermark.
+	cfg.minFetch = cfg.healthConfig().minBlock()
+	cfg.bufferSize = max(cfg.bufferSize, 2*cfg.minFetch)
 	if cfg.shards == 0 {
 		cfg.shards = min(runtime.GOMAXPROCS(0), 64)
 	}
