@@ -82,8 +82,8 @@ func TestReviewConcurrentClose(t *testing.T) {
 	<-first
 }
 
-// A read that finds the pool short tops the pool up to the brim (provider.go
-// short()/fill), also with a source whose blocks are shorter than asked for
+// A read that finds the pool short tops the pool up to the brim (read.go
+// short(), refill.go fill), also with a source whose blocks are shorter than asked for
 // (a beacon's 32-byte rounds): "a block shorter than asked for is fine".
 func TestReviewShortReadToppedUpWithSmallBlocks(t *testing.T) {
 	src := newScriptSource("q")
@@ -177,10 +177,10 @@ type cancelJournal struct {
 	cancel context.CancelFunc
 }
 
-func (j *cancelJournal) RecordEvent(e EventRecord) error {
-	err := j.memJournal.RecordEvent(e)
+func (j *cancelJournal) RecordEvent(ctx context.Context, e EventRecord) (EventRecord, error) {
+	stored, err := j.memJournal.RecordEvent(ctx, e)
 	j.cancel()
-	return err
+	return stored, err
 }
 
 // Contract point 8: a draw that was made and recorded is returned to the

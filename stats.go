@@ -16,7 +16,21 @@ type Stats struct {
 	FallbackEpisodes                 uint64 // episodes started
 	InFallback                       bool   // an episode is open now
 
-	JournalErrors uint64 // records the journal failed to append
+	// JournalErrors counts failed attempts to write a block or fallback
+	// record to the journal. A record that failed is retried, in order,
+	// with backoff until it is written; JournalLost counts the records
+	// still unwritten when Close gave up on the journal (a few seconds
+	// after it was called), each also logged. Neither is ever dropped
+	// silently.
+	JournalErrors uint64
+	JournalLost   uint64
+
+	// EventBytesDiscarded counts verifiable bytes that ReadFor took from the
+	// pool for an event and zeroed without handing them out: another
+	// Provider sharing the journal (another replica) recorded the event
+	// first, and its recorded bytes were returned instead; or the journal
+	// failed to record the draw, and ReadFor returned an error.
+	EventBytesDiscarded uint64
 
 	// Unavailable is the error a read would carry now if the pool could not
 	// serve it: it wraps ErrUnavailable and either ErrPoolEmpty (the sources
@@ -24,6 +38,11 @@ type Stats struct {
 	Unavailable error
 
 	Sources []SourceStats // in priority order
+
+	// Fleet is the state of the fleet coordination (WithFleet): shared or
+	// local, and how many coordination operations failed. Nil without a
+	// fleet.
+	Fleet *FleetStatus
 }
 
 // SourceStats are the counters of one source's refill path.
@@ -44,14 +63,17 @@ type SourceStats struct {
 // shard's lock briefly; do not call it on a hot path.
 func (p *Provider) Stats() Stats {
 	st := Stats{
-		Policy:           p.cfg.policy,
-		Capacity:         p.cfg.bufferSize,
-		DerivedReads:     p.derivedReads.Load(),
-		DerivedBytes:     p.derivedBytes.Load(),
-		FallbackEpisodes: p.episodes.count.Load(),
-		InFallback:       p.episodes.open.Load(),
-		JournalErrors:    p.journalErrs.Load(),
-		Unavailable:      p.reason.Load(),
+		Policy:              p.cfg.policy,
+		Capacity:            p.cfg.bufferSize,
+		DerivedReads:        p.derivedReads.Load(),
+		DerivedBytes:        p.derivedBytes.Load(),
+		FallbackEpisodes:    p.episodes.count.Load(),
+		InFallback:          p.episodes.open.Load(),
+		JournalErrors:       p.journalErrs.Load(),
+		JournalLost:         p.journalLost.Load(),
+		EventBytesDiscarded: p.eventDiscarded.Load(),
+		Unavailable:         p.reason.Load(),
+		Fleet:               p.fleetStatus(),
 	}
 	st.FallbackReads, st.FallbackBytes = p.fallbackCounts()
 	for _, s := range p.shards {

@@ -1,0 +1,46 @@
+package entropy
+
+import (
+	"fmt"
+	"unicode/utf8"
+)
+
+// maxName is the longest source name or job ID a block may carry.
+const maxName = 512
+
+// check refuses a block that is empty, longer than asked for, not verified,
+// anonymous, named with a source or job ID that is not short UTF-8 text, a
+// replay of a job already taken, or that fails a health test.
+func (f *feeder) check(b Block, n int) error {
+	switch {
+	case len(b.Data) == 0:
+		return fmt.Errorf("%w: empty data", ErrInvalidBlock)
+	case len(b.Data) > n:
+		return fmt.Errorf("%w: %d bytes where at most %d were asked for", ErrInvalidBlock, len(b.Data), n)
+	case len(b.Data) < f.health.minBlock():
+		// Too short for the health tests to judge: a stuck source would
+		// pass in blocks like this one.
+		return fmt.Errorf("%w: %d bytes, fewer than the %d the health tests need to judge a block", ErrInvalidBlock, len(b.Data), f.health.minBlock())
+	case !b.Verifiable:
+		return fmt.Errorf("%w: not verifiable (no proof checked)", ErrInvalidBlock)
+	case b.Source == "":
+		return fmt.Errorf("%w: no source name", ErrInvalidBlock)
+	case b.JobID == "":
+		return fmt.Errorf("%w: no job ID", ErrInvalidBlock)
+	case len(b.Source) > maxName || len(b.JobID) > maxName:
+		return fmt.Errorf("%w: source name or job ID longer than %d bytes", ErrInvalidBlock, maxName)
+	case !utf8.ValidString(b.Source) || !utf8.ValidString(b.JobID):
+		// Labels, journals and transcripts carry these names as text.
+		return fmt.Errorf("%w: source name or job ID not valid UTF-8 (%q, %q)", ErrInvalidBlock, b.Source, b.JobID)
+	}
+	if err := f.health.Check(b.Data); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidBlock, err)
+	}
+	if !f.seen.add(b.Source, b.JobID) {
+		return fmt.Errorf("%w: job %s of %s was already taken", ErrInvalidBlock, b.JobID, b.Source)
+	}
+	f.mu.Lock()
+	f.name = b.Source
+	f.mu.Unlock()
+	return nil
+}

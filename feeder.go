@@ -1,0 +1,232 @@
+package entropy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/time/rate"
+)
+
+// feeder is the refill path of one source: rate limiter → breaker → retry →
+// Source.Fetch → checks. Only the refill goroutine calls fetch, so the
+// fields without a lock are its own; the ones Stats reads are atomic or
+// under mu.
+type feeder struct {
+	idx     int
+	src     Source
+	cfg     *config
+	cb      Breaker // gobreaker's, or a fleet's
+	limiter Limiter // x/time/rate, or a fleet's
+	shared  Hold    // a fleet's shared Retry-After hold; nil without a fleet
+	health  HealthConfig
+	seen    *jobSet
+
+	tripNow atomic.Bool // the last failure was permanent: ReadyToTrip says yes
+
+	// onFailure is told of every failed request at once, so that reads see
+	// the cause without waiting for the refill round to end.
+	onFailure func(error)
+	// alone: the Provider has no other source, so a Retry-After is waited
+	// out inside the retry loop rather than handed back to fill.
+	alone bool
+
+	requests  atomic.Uint64
+	failures  atomic.Uint64
+	retries   atomic.Uint64
+	rejected  atomic.Uint64
+	accepted  atomic.Uint64
+	fetched   atomic.Uint64
+	holdUntil atomic.Int64 // unix nanos before which no request may be sent (Retry-After)
+
+	mu      sync.Mutex
+	name    string // from the blocks it returned; "source N" until the first
+	lastErr error
+}
+
+func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() bool) (*feeder, error) {
+	f := &feeder{idx: idx, src: src, cfg: cfg, seen: seen, name: fmt.Sprintf("source %d", idx)}
+	f.health = cfg.healthConfig()
+	f.limiter = &rateLimiter{lim: rate.NewLimiter(cfg.limit, cfg.burst), clk: cfg.clock}
+
+	st := cfg.breaker
+	if st.Name == "" {
+		st.Name = f.name
+	}
+	userTrip := st.ReadyToTrip
+	st.ReadyToTrip = func(c gobreaker.Counts) bool {
+		if f.tripNow.Load() {
+			return true
+		}
+		if userTrip != nil {
+			return userTrip(c)
+		}
+		return c.ConsecutiveFailures >= DefaultTripAfter
+	}
+	userExcluded := st.IsExcluded
+	st.IsExcluded = func(err error) bool {
+		// Cancellation is not the source's fault, and "too early" (a
+		// beacon round not yet due) is the source working as designed.
+		if isClosed() || Classify(err) == Canceled || errors.Is(err, ErrTooEarly) {
+			return true
+		}
+		return userExcluded != nil && userExcluded(err)
+	}
+	userChange := st.OnStateChange
+	st.OnStateChange = func(name string, from, to gobreaker.State) {
+		if l := cfg.logger; l != nil {
+			l.Warn("entropy: breaker state change", "source", name, "from", from.String(), "to", to.String())
+		}
+		if userChange != nil {
+			userChange(name, from, to)
+		}
+	}
+	f.cb = gobreaker.NewCircuitBreaker[Block](st)
+	if cfg.fleet != nil {
+		if err := f.coordinate(cfg.fleet, st); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// retrying is the retry loop: only failures that produced nothing and are
+// transient are retried; a successful block is never retried.
+func (f *feeder) retrying(ctx context.Context, n int) (Block, error) {
+	f.tripNow.Store(false)
+	var err error
+	for attempt := 0; attempt < f.cfg.attempts; attempt++ {
+		if attempt > 0 {
+			f.retries.Add(1)
+			if e := sleep(ctx, f.cfg.clock, backoff(attempt-1, f.cfg.retryBase, f.cfg.retryMax)); e != nil {
+				return Block{}, e
+			}
+		}
+		if e := f.wait(ctx); e != nil {
+			return Block{}, e
+		}
+		var blk Block
+		blk, err = f.once(ctx, n)
+		if err == nil {
+			f.setLastError(nil)
+			return blk, nil
+		}
+		if ctx.Err() != nil {
+			return Block{}, ctx.Err()
+		}
+		f.failures.Add(1)
+		f.setLastError(err)
+		f.onFailure(err)
+		ra := RetryAfter(err)
+		if ra > 0 {
+			f.hold(ra)
+			if f.shared != nil {
+				f.shared.Extend(ctx, min(ra, f.cfg.maxRetryAfter))
+			}
+		}
+		// A permanent error opens the breaker whatever else it carries: a
+		// 401 with a Retry-After is still a 401.
+		switch Classify(err) {
+		case Permanent:
+			f.tripNow.Store(true)
+			return Block{}, err
+		case Canceled:
+			return Block{}, err
+		}
+		if ra > 0 && !f.alone {
+			// Do not sit out the hold here: a later source may serve
+			// meanwhile (fill skips this one until the hold has passed).
+			return Block{}, err
+		}
+	}
+	return Block{}, err
+}
+
+// backoff returns a full-jitter delay for retry k (0-based): uniform in
+// [0, min(max, base·2^k)].
+func backoff(k int, base, max time.Duration) time.Duration {
+	d := max
+	if k < 32 && base <= max>>uint(k) { // base<<k fits under max: no overflow
+		d = base << uint(k)
+	}
+	if d < math.MaxInt64 {
+		d++ // full jitter over [0, d]
+	}
+	return rand.N(d)
+}
+
+// wait holds the request back until the Retry-After hold has passed and the
+// rate limiter lets it through. With a fleet, the hold is the fleet's too,
+// and it is read again after the limiter's wait: another replica may have
+// received a Retry-After meanwhile.
+func (f *feeder) wait(ctx context.Context) error {
+	clk := f.cfg.clock
+	for {
+		f.syncHold(ctx)
+		until := f.holdUntil.Load()
+		now := clk.Now()
+		if d := time.Duration(until - now.UnixNano()); until != 0 && d > 0 {
+			if err := sleep(ctx, clk, d); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := f.limiter.Wait(ctx); err != nil {
+			return err
+		}
+		if f.shared != nil {
+			f.syncHold(ctx)
+			if f.held() {
+				continue
+			}
+		}
+		return nil
+	}
+}
+
+// once sends one request and checks what came back (contract point 4).
+func (f *feeder) once(ctx context.Context, n int) (blk Block, err error) {
+	f.requests.Add(1)
+	rctx, cancel := context.WithTimeout(ctx, f.cfg.fetchTimeout)
+	defer cancel()
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				blk, err = Block{}, fmt.Errorf("%w: %T", ErrSourcePanic, r)
+			}
+		}()
+		blk, err = f.src.Fetch(rctx, n)
+	}()
+	if err != nil {
+		return Block{}, err
+	}
+	if err := f.check(blk, n); err != nil {
+		f.rejected.Add(1)
+		return Block{}, err
+	}
+	return blk, nil
+}
+
+func (f *feeder) setLastError(err error) {
+	f.mu.Lock()
+	f.lastErr = err
+	f.mu.Unlock()
+}
+
+func (f *feeder) lastError() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastErr
+}
+
+func (f *feeder) sourceName() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.name
+}

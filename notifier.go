@@ -1,0 +1,171 @@
+package entropy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// notifier delivers fallback episodes to the hook, the logger and the
+// journal, and blocks to the journal, on a goroutine of its own: outside
+// every lock, and never on a read's goroutine (a journal append fsyncs).
+type notifier struct {
+	gid    atomic.Uint64 // the notifier goroutine's ID, for isSelf
+	p      *Provider
+	mu     sync.Mutex
+	queue  []note
+	signal chan struct{}
+	jq     journalQueue // the records on their way to the journal
+}
+
+type note struct {
+	fleet   *FleetEvent
+	episode *FallbackEpisode
+	block   *BlockRecord
+	flushed chan struct{} // closed when every note before it is delivered
+}
+
+func (n *notifier) init(p *Provider) {
+	n.p = p
+	n.signal = make(chan struct{}, 1)
+	n.jq.init()
+}
+
+func (n *notifier) episode(ep FallbackEpisode) { n.push(note{episode: &ep}) }
+
+func (n *notifier) block(b BlockRecord) { n.push(note{block: &b}) }
+func (n *notifier) fleet(ev FleetEvent) { n.push(note{fleet: &ev}) }
+
+func (n *notifier) push(x note) {
+	if n.p.cfg.hook == nil && n.p.cfg.logger == nil && n.p.cfg.journal == nil && n.p.cfg.fleetHook == nil {
+		return
+	}
+	n.mu.Lock()
+	n.queue = append(n.queue, x)
+	n.mu.Unlock()
+	select {
+	case n.signal <- struct{}{}:
+	default:
+	}
+}
+
+// run delivers notes until the Provider closes, then delivers what is left.
+// Journal records that failed are retried, in order, when their backoff has
+// passed.
+func (n *notifier) run(wg *sync.WaitGroup) {
+	defer wg.Done()
+	n.gid.Store(goid())
+	for {
+		select {
+		case <-n.signal:
+			n.drain()
+		case <-n.jq.retryC():
+			n.retry()
+		case <-n.p.ctx.Done():
+			// The refill goroutine may still queue a block it fetched
+			// before it saw the end: deliver after it has stopped.
+			n.p.refillDone.Wait()
+			n.drain()
+			n.writeAtClose()
+			return
+		}
+	}
+}
+
+func (n *notifier) drain() {
+	for {
+		n.mu.Lock()
+		q := n.queue
+		n.queue = nil
+		n.mu.Unlock()
+		if len(q) == 0 {
+			return
+		}
+		for _, x := range q {
+			n.deliver(x)
+		}
+		n.write()
+	}
+}
+
+// deliver hands an episode to the hook and the logger at once, and queues
+// blocks, ended episodes and flush marks for the journal (written by
+// write, in order, retried when the journal fails).
+func (n *notifier) deliver(x note) {
+	p := n.p
+	if x.flushed != nil {
+		if p.cfg.journal == nil {
+			close(x.flushed)
+		} else {
+			n.enqueue(x)
+		}
+		return
+	}
+	if ep := x.episode; ep != nil {
+		if p.cfg.hook != nil {
+			p.cfg.hook(*ep)
+		}
+		if l := p.cfg.logger; l != nil {
+			reason := ""
+			if ep.Reason != nil {
+				reason = ep.Reason.Error()
+			}
+			if ep.Ended {
+				l.Warn("entropy: fallback episode ended", "start", ep.Start, "end", ep.End, "reads", ep.Reads, "bytes", ep.Bytes, "reason", reason)
+			} else {
+				l.Warn("entropy: fallback episode started: serving crypto/rand, labelled non-verifiable", "reason", reason)
+			}
+		}
+		if p.cfg.journal != nil && ep.Ended {
+			n.enqueue(note{episode: ep})
+		}
+	}
+	if ev := x.fleet; ev != nil {
+		p.deliverFleet(*ev)
+	}
+	if b := x.block; b != nil && p.cfg.journal != nil {
+		n.enqueue(note{block: b})
+	}
+}
+
+func (p *Provider) journalError(what string, err error) {
+	p.journalErrs.Add(1)
+	if l := p.cfg.logger; l != nil {
+		l.Error("entropy: journal append failed, will retry", "record", what, "error", err.Error())
+	}
+}
+
+func blockRecord(b Block, now time.Time) BlockRecord {
+	return BlockRecord{
+		Source:     b.Source,
+		JobID:      b.JobID,
+		Size:       len(b.Data),
+		Digest:     sha256.Sum256(b.Data),
+		Verifiable: b.Verifiable,
+		Time:       now,
+	}
+}
+
+// isSelf reports whether the caller is the notifier goroutine: a hook or a
+// journal calling back into the Provider (Close must not wait for itself).
+func (n *notifier) isSelf() bool {
+	id := n.gid.Load()
+	return id != 0 && id == goid()
+}
+
+// goid returns the calling goroutine's ID, read from its stack header
+// ("goroutine 123 [running]:"). Only Close uses it.
+func goid() uint64 {
+	var buf [64]byte
+	s := buf[:runtime.Stack(buf[:], false)]
+	s = bytes.TrimPrefix(s, []byte("goroutine "))
+	if i := bytes.IndexByte(s, ' '); i > 0 {
+		s = s[:i]
+	}
+	id, _ := strconv.ParseUint(string(s), 10, 64)
+	return id
+}

@@ -1,0 +1,305 @@
+package entropy
+
+import (
+	"context"
+	"errors"
+	"runtime"
+)
+
+// Read fills b with random bytes under the Provider's policy, like
+// crypto/rand.Read: raw verifiable bytes from the pool when it holds enough,
+// otherwise Degrade fills b from crypto/rand (and returns no error before
+// Close; a read that Close overtakes returns ErrClosed with b zeroed),
+// Defer waits (without a deadline, until Close), and Fail returns an error
+// wrapping ErrUnavailable and the cause. Use ReadLabelled to learn which.
+// With WithDerivedReads, Read serves derived bytes as ReadSecret does.
+func (p *Provider) Read(b []byte) (int, error) {
+	if len(b) == 0 || p.cfg.derivedRead || p.closed.Load() {
+		return p.readOther(b)
+	}
+	// The fast path: one compare-and-swap on the head run of the reader's
+	// shard, a copy and a clear. No lock, no clock, no allocation.
+	s := p.shard()
+	if r := s.head.Load(); r != nil {
+		if _, end, ok := r.claim(b); ok {
+			if int64(end) > r.wakeAt.Load() || p.episodes.open.Load() {
+				p.claimed(s, r, end) // seldom: kept out of line
+			}
+			return len(b), nil
+		}
+	}
+	if p.dry.Load() && p.cfg.policy == Degrade && !p.closed.Load() {
+		// The pool is empty: a Degrade fallback read, as readShard would
+		// serve it, without building a label nobody reads.
+		p.short()
+		if !p.fallbackRead(s, b) {
+			return 0, ErrClosed
+		}
+		return len(b), nil
+	}
+	if _, err := p.readShard(context.Background(), s, b, false); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// readOther is Read of an empty b, with derived reads, or after Close.
+func (p *Provider) readOther(b []byte) (int, error) {
+	if p.closed.Load() {
+		return 0, ErrClosed
+	}
+	if len(b) == 0 {
+		return 0, nil
+	}
+	if _, err := p.ReadSecret(context.Background(), b); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// ReadLabelled fills b and says where its bytes came from. With enough
+// checked bytes in the pool it copies them (no I/O) and returns a verifiable
+// label whose spans tile b. Otherwise the policy decides: Degrade fills b
+// from crypto/rand and returns a fallback label with the Reason; Defer waits
+// for verifiable bytes until ctx ends and then returns ctx's error; Fail
+// returns at once an error wrapping ErrUnavailable and the cause. On an error
+// b holds no entropy (it is zeroed).
+func (p *Provider) ReadLabelled(ctx context.Context, b []byte) (Label, error) {
+	if len(b) == 0 {
+		return Label{}, errors.New("entropy: empty read")
+	}
+	if ctx == nil {
+		return Label{}, errors.New("entropy: nil context")
+	}
+	if p.closed.Load() {
+		return Label{}, ErrClosed
+	}
+	s := p.shard()
+	if r := s.head.Load(); r != nil {
+		if off, end, ok := r.claim(b); ok {
+			sp := s.span(r, off, len(b))
+			if int64(end) > r.wakeAt.Load() || p.episodes.open.Load() {
+				p.claimed(s, r, end)
+			}
+			return Label{Verifiable: true, Spans: sp}, nil
+		}
+	}
+	return p.readShard(ctx, s, b, true)
+}
+
+// claimed ends a fast read that claimed r's bytes up to end (r is, or was
+// a moment ago, the head of shard s): it asks for a refill if the shard is
+// now low, and ends an open fallback episode.
+func (p *Provider) claimed(s *shard, r *run, end int) {
+	if int64(end) > r.wakeAt.Load() {
+		p.low(s)
+	}
+	if p.episodes.open.Load() {
+		p.endEpisode()
+	}
+}
+
+// low asks the refill goroutine to top the pool up: a read took shard s
+// below its low watermark. It runs once per refill, not per read.
+//
+// With GOMAXPROCS 1 the woken refill goroutine would not run until the
+// reader blocks or is preempted (up to 10 ms later), and a loop of small
+// reads drains the pool long before that; so the reader that asked yields
+// once, and the refill runs first.
+func (p *Provider) low(s *shard) {
+	if s.asked.Load() || !s.asked.CompareAndSwap(false, true) {
+		return
+	}
+	select {
+	case p.wake <- struct{}{}:
+		if runtime.GOMAXPROCS(0) == 1 {
+			runtime.Gosched()
+		}
+	default:
+	}
+}
+
+// readShard serves a read that the head run of shard s could not: from the
+// shard's next run, from the whole shard under its lock, or else from all
+// shards together or by the policy (slowRead).
+func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool) (Label, error) {
+	if p.dry.Load() && p.cfg.policy == Degrade && !p.closed.Load() {
+		// The pool is empty (nothing arrived since a read found it so):
+		// what slowRead would do, without its detours.
+		p.short()
+		return p.fallback(s, b, label)
+	}
+	if p.dry.Load() || p.closed.Load() {
+		return p.slowRead(ctx, b, label, p.cfg.policy)
+	}
+	s.mu.Lock()
+	if h := s.head.Load(); h == nil || h.cursor() == len(h.data) {
+		s.publish() // the head is used up: the next run takes its place
+	}
+	if r := s.head.Load(); r != nil {
+		if off, end, ok := r.claim(b); ok {
+			isLow := int64(end) > r.wakeAt.Load()
+			s.mu.Unlock()
+			lb := Label{Verifiable: true}
+			if label {
+				lb.Spans = s.span(r, off, len(b))
+			}
+			if isLow {
+				p.low(s)
+			}
+			if p.episodes.open.Load() {
+				p.endEpisode()
+			}
+			return lb, nil
+		}
+	}
+	// Stop the head first, then count: readers on the fast path may claim
+	// from it until it is stopped.
+	s.unpublish()
+	if s.queued < len(b) {
+		s.publish()
+		s.mu.Unlock()
+		return p.slowRead(ctx, b, label, p.cfg.policy)
+	}
+	sp := s.take(b, nil, label)
+	s.publish()
+	isLow := s.avail() < s.low
+	s.mu.Unlock()
+	if isLow {
+		p.low(s)
+	}
+	p.servedVerifiable(len(b))
+	return Label{Verifiable: true, Spans: sp}, nil
+}
+
+// slowRead serves a read the reader's own shard could not: from all shards
+// together if they hold enough, else by the policy.
+func (p *Provider) slowRead(ctx context.Context, b []byte, label bool, pol Policy) (Label, error) {
+	spans, err := p.takeVerifiable(ctx, b, pol)
+	if err == nil {
+		p.servedVerifiable(len(b))
+		return Label{Verifiable: true, Spans: spans}, nil
+	}
+	if _, unavailable := err.(*unavailableError); unavailable && pol == Degrade {
+		return p.fallback(p.shard(), b, label)
+	}
+	clear(b)
+	return Label{}, err
+}
+
+// short tells the refill goroutine that a read found the pool too short:
+// it then tops the pool up to the brim, even by a small request, so that a
+// read nearly as large as the pool is not refused for ever.
+func (p *Provider) short() {
+	if p.shortRead.Load() {
+		return // asked already; the refill clears it when the pool is full
+	}
+	p.shortRead.Store(true)
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// takeVerifiable fills b with pool bytes and returns their spans: at once if
+// the pool holds enough; otherwise Defer waits for more (until ctx ends or
+// Close), and Degrade and Fail return the reason, an error wrapping
+// ErrUnavailable (the caller of Degrade falls back itself).
+func (p *Provider) takeVerifiable(ctx context.Context, b []byte, pol Policy) ([]Span, error) {
+	if !p.dry.Load() {
+		if sp, n := p.takeShards(b, nil, true); n == len(b) {
+			return sp, nil
+		}
+	}
+	if p.closed.Load() {
+		return nil, ErrClosed
+	}
+	if pol == Defer {
+		return p.deferTake(ctx, b)
+	}
+	p.short()
+	return nil, p.reason.Load()
+}
+
+// takeShards serves b from all shards together: with all set, nothing
+// unless they hold len(b) bytes; otherwise what they hold, up to len(b). It
+// returns the spans (appended to spans) and how many bytes it took. It locks
+// the shards in index order; other paths hold one shard lock at a time, so
+// this cannot deadlock.
+func (p *Provider) takeShards(b []byte, spans []Span, all bool) ([]Span, int) {
+	for _, s := range p.shards {
+		s.mu.Lock()
+		s.unpublish()
+	}
+	total := 0
+	for _, s := range p.shards {
+		total += s.queued
+	}
+	if total == 0 {
+		// Until add puts bytes in, reads need not lock the shards to learn
+		// that they are empty. Set under every shard lock, so that an add
+		// (which clears it after its put) cannot be missed.
+		p.dry.Store(true)
+	}
+	rest := b
+	if !p.closed.Load() && total > 0 && (!all || total >= len(b)) {
+		for _, s := range p.shards {
+			if n := min(s.queued, len(rest)); n > 0 {
+				spans = s.take(rest[:n], spans, true)
+				rest = rest[n:]
+			}
+		}
+	}
+	wake := false
+	for _, s := range p.shards {
+		s.publish()
+		if s.avail() < s.low && s.asked.CompareAndSwap(false, true) {
+			wake = true
+		}
+		s.mu.Unlock()
+	}
+	if wake {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+	return spans, len(b) - len(rest)
+}
+
+// deferTake gathers verifiable bytes into b as they arrive until b is full,
+// ctx ends (ctx's error) or the Provider closes (ErrClosed). Bytes gathered
+// before an error are zeroed in b and lost: they were handed out once.
+func (p *Provider) deferTake(ctx context.Context, b []byte) ([]Span, error) {
+	var spans []Span
+	got := 0
+	for {
+		p.mu.Lock()
+		arrived := p.arrived
+		p.mu.Unlock()
+		var n int
+		spans, n = p.takeShards(b[got:], spans, false)
+		if got += n; got == len(b) {
+			return spans, nil
+		}
+		select {
+		case <-arrived:
+		case <-ctx.Done():
+			clear(b)
+			return nil, ctx.Err()
+		case <-p.ctx.Done():
+			clear(b)
+			return nil, ErrClosed
+		}
+	}
+}
+
+// servedVerifiable counts a verifiable read of n bytes served by a slow path
+// and ends an open fallback episode.
+func (p *Provider) servedVerifiable(n int) {
+	p.slowReads.Add(1)
+	p.slowBytes.Add(uint64(n))
+	if p.episodes.open.Load() {
+		p.endEpisode()
+	}
+}

@@ -1,0 +1,198 @@
+package entropy
+
+import (
+	"errors"
+)
+
+// refillLoop is the refill goroutine: it fills the pool, then sleeps until a
+// shard runs low; after a round where every source failed it backs off.
+func (p *Provider) refillLoop() {
+	defer p.wg.Done()
+	failed := 0
+	for {
+		err := p.fill()
+		if p.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			d := backoff(min(failed, 30), p.cfg.retryBase, p.cfg.retryMax)
+			failed++
+			if sleep(p.ctx, p.cfg.clock, d) != nil {
+				return
+			}
+			continue
+		}
+		failed = 0
+		if p.settle() {
+			continue // a shard fell low while fill finished: fill again
+		}
+		select {
+		case <-p.wake:
+		case <-p.ctx.Done():
+			return
+		}
+	}
+}
+
+// fill tops the pool up from the sources until it is full or every source
+// failed; it reports the error of a round in which no source gave a block.
+func (p *Provider) fill() error {
+	for {
+		room := p.room()
+		if room <= 0 {
+			p.shortRead.Store(false)
+			return nil
+		}
+		// Do not send a request for a sliver of room unless a shard is low.
+		if room < min(p.cfg.fetchSize, p.cfg.bufferSize/2) && !p.anyLow() && !p.shortRead.Load() {
+			return nil
+		}
+		n := min(room, p.cfg.fetchSize)
+		if n < p.cfg.minFetch {
+			// Never a block too small for the health tests to judge (a
+			// stuck source passes them in blocks of 6 bytes): wait for
+			// reads to make room for one, or ask for one that fits.
+			if room < p.cfg.minFetch {
+				return nil
+			}
+			n = p.cfg.minFetch
+		}
+		var errs []error
+		var blk Block
+		var got *feeder
+		for i, f := range p.feeders {
+			if f.heldBehind(p.feeders[i+1:]) {
+				// A Retry-After holds this source; a later one may serve now.
+				errs = append(errs, &sourceError{name: f.sourceName(), err: &heldError{until: f.holdTime(), last: f.lastError()}})
+				continue
+			}
+			b, err := f.fetch(p.ctx, n)
+			p.watchFleet()
+			if err == nil {
+				blk, got = b, f
+				break
+			}
+			if p.ctx.Err() != nil {
+				return p.ctx.Err()
+			}
+			errs = append(errs, &sourceError{name: f.sourceName(), err: err})
+			if l := p.cfg.logger; l != nil {
+				l.Warn("entropy: refill failed", "source", f.sourceName(), "class", Classify(err).String(), "error", err.Error())
+			}
+		}
+		if got == nil {
+			cause := errs[0]
+			if len(errs) > 1 {
+				cause = errors.Join(errs...)
+			}
+			p.reason.Store(newUnavailable(cause))
+			return cause
+		}
+		p.add(got, blk)
+	}
+}
+
+// settle clears the refill request of every shard at or above its low
+// watermark, and reports whether a shard is below it. A reader asks for a
+// refill (low) just after its claim, without the shard's lock, so its
+// request can come after the bytes it asked for arrived, and a later reader
+// that finds the request set sends no wake of its own: so the refill does
+// not go to sleep while a shard is low, whatever the flags say, and a
+// request left set on a full shard is cleared.
+func (p *Provider) settle() (low bool) {
+	for _, s := range p.shards {
+		s.mu.Lock()
+		if s.avail() >= s.low {
+			s.asked.Store(false)
+		} else {
+			low = true
+		}
+		s.mu.Unlock()
+	}
+	return low
+}
+
+// anyLow reports whether a shard is below its low watermark.
+func (p *Provider) anyLow() bool {
+	for _, s := range p.shards {
+		s.mu.Lock()
+		low := s.avail() < s.low
+		s.mu.Unlock()
+		if low {
+			return true
+		}
+	}
+	return false
+}
+
+// room is how many bytes the pool can take.
+func (p *Provider) room() int { return p.cfg.bufferSize - p.pooled() }
+
+// pooled is how many unread bytes the pool holds.
+func (p *Provider) pooled() int {
+	n := 0
+	for _, s := range p.shards {
+		s.mu.Lock()
+		n += s.avail()
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// add copies a checked block into the shards with the most room, records it,
+// and wakes readers waiting under Defer.
+func (p *Provider) add(f *feeder, blk Block) {
+	data := make([]byte, len(blk.Data))
+	copy(data, blk.Data)
+	from := &origin{source: blk.Source, job: blk.JobID, public: blk.Public}
+	f.accepted.Add(1)
+	f.fetched.Add(uint64(len(data)))
+	// Queued for the journal before any of its bytes can be read: a read may
+	// take them the moment they are in a shard, and the Provider may close
+	// right after. An event draw waits for the queue (notifier.flush) before
+	// it records its event, so the block's record is on disk first.
+	if p.cfg.journal != nil {
+		p.notes.block(blockRecord(blk, p.cfg.clock.Now()))
+	}
+	off := 0
+	for off < len(data) {
+		var best *shard
+		bestRoom := 0
+		for _, s := range p.shards {
+			s.mu.Lock()
+			r := s.cap - s.avail()
+			s.mu.Unlock()
+			if best == nil || r > bestRoom {
+				best, bestRoom = s, r
+			}
+		}
+		n := min(len(data)-off, maxRun)
+		if bestRoom > 0 && n > bestRoom {
+			n = bestRoom
+		}
+		best.mu.Lock()
+		if best.closed {
+			best.mu.Unlock()
+			clear(data)
+			return
+		}
+		best.put(&run{data: data[off : off+n : off+n], base: off, from: from})
+		best.publish()
+		if best.avail() >= best.low {
+			best.asked.Store(false)
+		}
+		best.mu.Unlock()
+		off += n
+	}
+	p.dry.Store(false)
+	p.reason.Store(poolEmpty)
+	p.mu.Lock()
+	close(p.arrived)
+	p.arrived = make(chan struct{})
+	select {
+	case <-p.ready:
+	default:
+		close(p.ready)
+	}
+	p.mu.Unlock()
+}

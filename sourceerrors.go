@@ -1,0 +1,342 @@
+package entropy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Class sentinels matched by *APIError (and by errors that wrap one) with
+// errors.Is. ErrServiceUnavailable (503) is also an ErrServer.
+var (
+	ErrBadRequest         = errors.New("bad request")              // 400
+	ErrUnauthorized       = errors.New("unauthorized")             // 401
+	ErrPaymentRequired    = errors.New("payment required")         // 402: insufficient balance
+	ErrForbidden          = errors.New("forbidden")                // 403
+	ErrNotFound           = errors.New("not found")                // 404
+	ErrConflict           = errors.New("conflict")                 // 409: resource busy
+	ErrValidation         = errors.New("validation failed")        // 422
+	ErrRateLimited        = errors.New("rate limited")             // 429
+	ErrServer             = errors.New("server error")             // 5xx
+	ErrServiceUnavailable = errors.New("service unavailable")      // 503
+	ErrQuotaExhausted     = errors.New("quota exhausted")          // 402, quota job codes, 429 read as quota
+	ErrConnection         = errors.New("connection failed")        // network and DNS failures
+	ErrTimeout            = errors.New("request timed out")        // timeouts; also an ErrConnection
+	ErrJobFailed          = errors.New("job failed")               // every *JobError
+	ErrTooEarly           = errors.New("too early")                // 425: a beacon round not yet due
+	ErrPermanent          = errors.New("permanent source failure") // matched by every permanent error
+)
+
+// APIError is an HTTP error answer of a service. Match its class with
+// errors.Is (ErrUnauthorized, ErrRateLimited, …) and read its fields with
+// errors.As.
+//
+// Sources must not put credentials into any field: Error() is logged and
+// shown. Package httpsource removes its API key from every field it fills.
+type APIError struct {
+	StatusCode int    // HTTP status
+	Code       string // the service's machine code, if it sent one
+	Message    string // the service's message, if it sent one (a details list flattened to text)
+	RequestID  string // the x-request-id header, for support
+	// RetryAfter is the hold the Retry-After header asked for; 0 if the
+	// header was absent or asked for no wait (see RetryAfterSet).
+	RetryAfter time.Duration
+	// RetryAfterSet tells the two zeros of RetryAfter apart (seed 001's
+	// retry_after of None): true when the answer had a Retry-After header
+	// that could be read. RetryAfter 0 with RetryAfterSet true means the
+	// service asked for no wait ("0", a negative number or a date already
+	// past): retry at once, subject to the rate limit. RetryAfterSet false
+	// means the service said nothing, and the caller's own backoff applies.
+	RetryAfterSet bool
+	// Details are the items of a details (or FastAPI detail) list in the
+	// body, each with the field it is about, its message and its type, in
+	// the order the service sent them; nil if the body had none.
+	Details []ErrorItem
+	Body    []byte // the raw body, bounded by the source
+	// Quota marks a 429 read as an exhausted quota rather than a passing rate
+	// limit (seed 003's reading of a 429 without Retry-After): permanent.
+	Quota bool
+}
+
+// ErrorItem is one item of a structured error list: the details array of
+// seed 003's bodies, or FastAPI's detail array ({"loc","msg","type"}).
+type ErrorItem struct {
+	Field   string // what the item is about, e.g. "size" or "query.size"; "" if not said
+	Message string // what is wrong with it
+	Type    string // the service's kind of the error, e.g. "value_error"; "" if not said
+}
+
+// String returns "field: message (type)", leaving out what is empty.
+func (it ErrorItem) String() string {
+	s := it.Message
+	if it.Field != "" {
+		if s == "" {
+			s = it.Field
+		} else {
+			s = it.Field + ": " + s
+		}
+	}
+	if it.Type != "" {
+		if s == "" {
+			return it.Type
+		}
+		s += " (" + it.Type + ")"
+	}
+	return s
+}
+
+// RetryAfterValue returns RetryAfter and RetryAfterSet: the hold, and
+// whether the service sent one at all (as Python's retry_after of None or a
+// number).
+func (e *APIError) RetryAfterValue() (time.Duration, bool) {
+	return e.RetryAfter, e.RetryAfterSet || e.RetryAfter > 0
+}
+
+// ServiceRequestID returns e.RequestID; it lets RequestID find it.
+func (e *APIError) ServiceRequestID() string { return e.RequestID }
+
+// Error returns "HTTP 429 rate limited: code: message (request id …, retry after 2s)".
+func (e *APIError) Error() string {
+	var sb strings.Builder
+	sb.WriteString("HTTP ")
+	sb.WriteString(strconv.Itoa(e.StatusCode))
+	if c := e.class(); c != nil {
+		sb.WriteByte(' ')
+		sb.WriteString(c.Error())
+	}
+	if e.Code != "" {
+		sb.WriteString(": ")
+		sb.WriteString(e.Code)
+	}
+	if e.Message != "" {
+		sb.WriteString(": ")
+		sb.WriteString(e.Message)
+	}
+	var extra []string
+	if e.RequestID != "" {
+		extra = append(extra, "request id "+e.RequestID)
+	}
+	if e.RetryAfter > 0 || e.RetryAfterSet {
+		extra = append(extra, "retry after "+e.RetryAfter.String())
+	}
+	if e.Quota {
+		extra = append(extra, "quota exhausted")
+	}
+	if len(extra) > 0 {
+		sb.WriteString(" (")
+		sb.WriteString(strings.Join(extra, ", "))
+		sb.WriteByte(')')
+	}
+	return sb.String()
+}
+
+// class returns the sentinel of the error's status, or nil.
+func (e *APIError) class() error {
+	switch s := e.StatusCode; {
+	case s == 400:
+		return ErrBadRequest
+	case s == 401:
+		return ErrUnauthorized
+	case s == 402:
+		return ErrPaymentRequired
+	case s == 403:
+		return ErrForbidden
+	case s == 404:
+		return ErrNotFound
+	case s == 409:
+		return ErrConflict
+	case s == 422:
+		return ErrValidation
+	case s == 425:
+		return ErrTooEarly
+	case s == 429:
+		return ErrRateLimited
+	case s == 503:
+		return ErrServiceUnavailable
+	case s >= 500 && s <= 599:
+		return ErrServer
+	}
+	return nil
+}
+
+// Is matches the class sentinel of the status (503 matches both
+// ErrServiceUnavailable and ErrServer), ErrQuotaExhausted for 402 and quota
+// 429s, and ErrPermanent for permanent statuses.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case nil:
+		return false
+	case e.class():
+		return true
+	case ErrServer:
+		return e.StatusCode >= 500 && e.StatusCode <= 599
+	case ErrQuotaExhausted:
+		return e.StatusCode == 402 || (e.StatusCode == 429 && e.Quota)
+	case ErrPermanent:
+		return e.permanent()
+	}
+	return false
+}
+
+// permanent reports whether a repeat of the request cannot succeed without a
+// change on the caller's side (contract point 6, README.md).
+func (e *APIError) permanent() bool {
+	switch s := e.StatusCode; {
+	case s == 429:
+		return e.Quota
+	case s == 408, s == 409, s == 425:
+		return false // request timeout, resource busy, too early: try again later
+	case s >= 400 && s <= 499:
+		return true
+	}
+	return false
+}
+
+// RetryAfterDelay returns e.RetryAfter; it lets RetryAfter find the delay.
+func (e *APIError) RetryAfterDelay() time.Duration { return e.RetryAfter }
+
+// JobCode classes: every job error code of the quantum cloud (seed 002) and
+// the job states of the entropy API (seed 000), transient or permanent.
+var jobCodes = map[string]bool{ // code → permanent
+	// seed 002: service-side failures that a new job may not meet.
+	"BillingError":                  false,
+	"CompilationError":              false,
+	"DebiasingError":                false,
+	"InternalError":                 false,
+	"OptimizationError":             false,
+	"QuantumComputerError":          false,
+	"SimulationError":               false,
+	"SimulationTimeout":             false,
+	"SystemCancel":                  false,
+	"UnknownBillingError":           false,
+	"ContractExpiredError":          true, // contract and quota: nothing changes until a person acts
+	"QuotaExhaustedError":           true,
+	"NotEnoughQubits":               true, // request shape: the same request fails the same way
+	"PreflightError":                true,
+	"QuantumCircuitComplexityError": true,
+	"TooLongPredictedExecutionTime": true,
+	"TooManyControls":               true,
+	"TooManyGates":                  true,
+	"TooManyShots":                  true,
+	"UnsupportedGate":               true,
+	// seed 000 and the reference protocol.
+	"JobFailed":           false,
+	"HardwareUnavailable": false,
+	"Timeout":             false,
+	"JobLost":             false,
+}
+
+// JobCodes returns every job error code the package classifies, with whether
+// it is permanent. Codes not listed are transient (a failed job produced
+// nothing, and a new job may succeed).
+func JobCodes() map[string]bool {
+	m := make(map[string]bool, len(jobCodes))
+	for k, v := range jobCodes {
+		m[k] = v
+	}
+	return m
+}
+
+// JobError is a job of the service that failed: it produced no entropy.
+// A job that ends in the protocol's "failed" state and one that ends in
+// "error" (seed 003's asynchronous errors) are both a JobError.
+type JobError struct {
+	JobID   string
+	Code    string // e.g. "QuantumComputerError", "QuotaExhaustedError", "JobFailed"
+	Message string
+	// RequestID is the x-request-id of the answer that told of the failure
+	// (the poll, or the request itself), for support; "" if it had none.
+	RequestID string
+	// Details are the structured items of the failure, if the service
+	// sent a details list (see APIError.Details).
+	Details []ErrorItem
+}
+
+// ServiceRequestID returns e.RequestID; it lets RequestID find it.
+func (e *JobError) ServiceRequestID() string { return e.RequestID }
+
+// Error returns "job J failed: Code: message (request id R)".
+func (e *JobError) Error() string {
+	var sb strings.Builder
+	sb.WriteString("job ")
+	if e.JobID != "" {
+		sb.WriteString(e.JobID)
+		sb.WriteByte(' ')
+	}
+	sb.WriteString("failed")
+	if e.Code != "" {
+		sb.WriteString(": ")
+		sb.WriteString(e.Code)
+	}
+	if e.Message != "" {
+		sb.WriteString(": ")
+		sb.WriteString(e.Message)
+	}
+	if e.RequestID != "" {
+		sb.WriteString(" (request id ")
+		sb.WriteString(e.RequestID)
+		sb.WriteByte(')')
+	}
+	return sb.String()
+}
+
+// Permanent reports whether the code says that a new job would fail too.
+func (e *JobError) Permanent() bool { return jobCodes[e.Code] }
+
+// Is matches ErrJobFailed always, ErrPermanent for permanent codes and
+// ErrQuotaExhausted for the quota and contract codes.
+func (e *JobError) Is(target error) bool {
+	switch target {
+	case ErrJobFailed:
+		return true
+	case ErrPermanent:
+		return e.Permanent()
+	case ErrQuotaExhausted:
+		return e.Code == "QuotaExhaustedError" || e.Code == "ContractExpiredError"
+	}
+	return false
+}
+
+// ConnError is a failure to reach the service: DNS, refused or dropped
+// connections, TLS, timeouts. It wraps the net or context cause.
+type ConnError struct {
+	Op  string // what was being done, e.g. "GET /v1/entropy"
+	Err error  // the cause
+}
+
+// Error returns "Op: cause".
+func (e *ConnError) Error() string {
+	cause := "connection failed"
+	if e.Err != nil {
+		cause = e.Err.Error()
+	}
+	if e.Op == "" {
+		return "connection: " + cause
+	}
+	return e.Op + ": " + cause
+}
+
+// Unwrap returns the cause.
+func (e *ConnError) Unwrap() error { return e.Err }
+
+// Is matches ErrConnection always and ErrTimeout when the cause is a timeout.
+func (e *ConnError) Is(target error) bool {
+	switch target {
+	case ErrConnection:
+		return true
+	case ErrTimeout:
+		return isTimeout(e.Err)
+	}
+	return false
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
