@@ -34,6 +34,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/retryafter"
 )
 
 // Defaults of the options.
@@ -811,28 +812,11 @@ func (s *Source) apiError(res *http.Response, body []byte) *entropy.APIError {
 }
 
 // retryAfter reads a Retry-After header as delay-seconds or an HTTP-date
-// relative to now. Absent, unparseable or past values give 0.
+// relative to now. Absent, unparseable or past values give 0; a value too big
+// for a time.Duration (400 digits, 1e400) gives the longest one, which the
+// Provider caps.
 func retryAfter(h http.Header, now time.Time) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		if secs <= 0 || secs != secs {
-			return 0
-		}
-		const maxSecs = float64(1<<63-1) / float64(time.Second)
-		if secs >= maxSecs {
-			return time.Duration(1<<63 - 1)
-		}
-		return time.Duration(secs * float64(time.Second))
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
-	}
-	return 0
+	return retryafter.Parse(h.Get("Retry-After"), now)
 }
 
 // readableRetryAfter reports whether v is a Retry-After value that can be
@@ -843,8 +827,8 @@ func readableRetryAfter(v string) bool {
 	if v == "" {
 		return false
 	}
-	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		return f == f // not NaN
+	if f, err := strconv.ParseFloat(v, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		return f == f // not NaN; too big or too small to represent is readable
 	}
 	_, err := http.ParseTime(v)
 	return err == nil

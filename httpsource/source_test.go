@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -446,6 +447,14 @@ func TestRetryAfterEdgeValues(t *testing.T) {
 		{"1.5", 1500 * time.Millisecond},
 		{"soon", 0},
 		{time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat), 0},
+		// Too big for a time.Duration: the longest one, which the Provider
+		// caps (entropy.WithMaxRetryAfter), never no hold at all.
+		{strings.Repeat("9", 30), math.MaxInt64},
+		{strings.Repeat("9", 400), math.MaxInt64},
+		{"1e400", math.MaxInt64},
+		{"1" + strings.Repeat("0", 400) + ".5", math.MaxInt64},
+		{"-1e400", 0},
+		{"1e-400", 0},
 	} {
 		_, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", tc.header)

@@ -37,6 +37,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/retryafter"
 )
 
 // SourceName is the Source name of blocks from the simulator's own client
@@ -779,13 +780,7 @@ func (s *Server) setRetryAfter(idx int, d time.Duration) {
 // retryAfterHold reads a Retry-After value (seconds or HTTP-date) as the
 // hold it asks for, by the server's clock; 0 if it cannot be read.
 func (s *Server) retryAfterHold(v string) time.Duration {
-	if secs, err := strconv.Atoi(v); err == nil {
-		return time.Duration(max(secs, 0)) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(s.now()), 0)
-	}
-	return 0
+	return retryafter.Parse(v, s.now())
 }
 
 func (s *Server) setStatus(idx, status int) {

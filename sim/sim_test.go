@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -152,6 +153,22 @@ func TestRateLimitAnswers429WithRetryAfter(t *testing.T) {
 	reqs := s.EntropyRequests()
 	require.Len(t, reqs, 2)
 	assert.Equal(t, sim.FaultNone, reqs[1].Fault, "a refused request consumes no fault")
+}
+
+// TestHugeRetryAfterRecordedAsLongestHold: a scripted Retry-After too big
+// for a duration (400 digits, 1e400) is recorded as the longest hold, as the
+// client reads it, not as no hold.
+func TestHugeRetryAfterRecordedAsLongestHold(t *testing.T) {
+	s, src := start(t)
+	for _, v := range []string{strings.Repeat("9", 400), "1e400"} {
+		s.Script(sim.Status(http.StatusServiceUnavailable, sim.ShapeNested, v))
+		_, err := src.Fetch(context.Background(), 32)
+		var ae *entropy.APIError
+		require.ErrorAs(t, err, &ae)
+		assert.Equal(t, time.Duration(math.MaxInt64), ae.RetryAfter, "client, Retry-After %q", v)
+		reqs := s.EntropyRequests()
+		assert.Equal(t, time.Duration(math.MaxInt64), reqs[len(reqs)-1].RetryAfter, "simulator, Retry-After %q", v)
+	}
 }
 
 func TestQueuedJobIsPolledToCompletion(t *testing.T) {
