@@ -152,3 +152,42 @@ func TestConnErrorWithoutCauseDoesNotPanic(t *testing.T) {
 		require.True(t, errors.Is(e, ErrConnection))
 	}
 }
+
+func TestErrorItemString(t *testing.T) {
+	for _, tc := range []struct {
+		it   ErrorItem
+		want string
+	}{
+		{ErrorItem{Field: "size", Message: "too big", Type: "range"}, "size: too big (range)"},
+		{ErrorItem{Message: "too big"}, "too big"},
+		{ErrorItem{Field: "size"}, "size"},
+		{ErrorItem{Type: "range"}, "range"},
+		{ErrorItem{Field: "size", Type: "range"}, "size (range)"},
+		{ErrorItem{}, ""},
+	} {
+		assert.Equal(t, tc.want, tc.it.String())
+	}
+}
+
+func TestRetryAfterValueTellsAbsentFromZero(t *testing.T) {
+	d, set := (&APIError{StatusCode: 429}).RetryAfterValue()
+	assert.Equal(t, time.Duration(0), d)
+	assert.False(t, set)
+	d, set = (&APIError{StatusCode: 429, RetryAfterSet: true}).RetryAfterValue()
+	assert.Equal(t, time.Duration(0), d)
+	assert.True(t, set, "a Retry-After of 0 was sent")
+	d, set = (&APIError{StatusCode: 503, RetryAfter: time.Second}).RetryAfterValue()
+	assert.Equal(t, time.Second, d)
+	assert.True(t, set, "a positive hold is a hold whoever built the error")
+	assert.Contains(t, (&APIError{StatusCode: 429, RetryAfterSet: true}).Error(), "retry after 0s")
+	assert.NotContains(t, (&APIError{StatusCode: 429}).Error(), "retry after")
+}
+
+func TestRequestIDIsFoundThroughWrapping(t *testing.T) {
+	je := &JobError{JobID: "j", Code: "Timeout", RequestID: "rid-7"}
+	assert.Equal(t, "job j failed: Timeout (request id rid-7)", je.Error())
+	assert.Equal(t, "rid-7", RequestID(fmt.Errorf("refill: %w", je)))
+	assert.Equal(t, "rid-9", RequestID(errors.Join(&ConnError{Op: "GET"}, &APIError{StatusCode: 503, RequestID: "rid-9"})))
+	assert.Equal(t, "", RequestID(&ConnError{Op: "GET", Err: errors.New("refused")}))
+	assert.Equal(t, "", RequestID(nil))
+}

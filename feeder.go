@@ -22,8 +22,9 @@ type feeder struct {
 	idx     int
 	src     Source
 	cfg     *config
-	cb      *gobreaker.CircuitBreaker[Block]
-	limiter *rate.Limiter
+	cb      Breaker // gobreaker's, or a fleet's
+	limiter Limiter // x/time/rate, or a fleet's
+	shared  Hold    // a fleet's shared Retry-After hold; nil without a fleet
 	health  HealthConfig
 	seen    *jobSet
 
@@ -49,14 +50,14 @@ type feeder struct {
 	lastErr error
 }
 
-func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() bool) *feeder {
+func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() bool) (*feeder, error) {
 	f := &feeder{idx: idx, src: src, cfg: cfg, seen: seen, name: fmt.Sprintf("source %d", idx)}
 	if cfg.health != nil {
 		f.health = *cfg.health
 	} else {
 		f.health = DefaultHealthConfig()
 	}
-	f.limiter = rate.NewLimiter(cfg.limit, cfg.burst)
+	f.limiter = &rateLimiter{lim: rate.NewLimiter(cfg.limit, cfg.burst), clk: cfg.clock}
 
 	st := cfg.breaker
 	if st.Name == "" {
@@ -91,7 +92,12 @@ func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() b
 		}
 	}
 	f.cb = gobreaker.NewCircuitBreaker[Block](st)
-	return f
+	if cfg.fleet != nil {
+		if err := f.coordinate(cfg.fleet, st); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
 }
 
 // retrying is the retry loop: only failures that produced nothing and are
@@ -124,6 +130,9 @@ func (f *feeder) retrying(ctx context.Context, n int) (Block, error) {
 		ra := RetryAfter(err)
 		if ra > 0 {
 			f.hold(ra)
+			if f.shared != nil {
+				f.shared.Extend(ctx, min(ra, f.cfg.maxRetryAfter))
+			}
 		}
 		// A permanent error opens the breaker whatever else it carries: a
 		// 401 with a Retry-After is still a 401.
@@ -157,10 +166,13 @@ func backoff(k int, base, max time.Duration) time.Duration {
 }
 
 // wait holds the request back until the Retry-After hold has passed and the
-// rate limiter lets it through.
+// rate limiter lets it through. With a fleet, the hold is the fleet's too,
+// and it is read again after the limiter's wait: another replica may have
+// received a Retry-After meanwhile.
 func (f *feeder) wait(ctx context.Context) error {
 	clk := f.cfg.clock
 	for {
+		f.syncHold(ctx)
 		until := f.holdUntil.Load()
 		now := clk.Now()
 		if d := time.Duration(until - now.UnixNano()); until != 0 && d > 0 {
@@ -169,14 +181,13 @@ func (f *feeder) wait(ctx context.Context) error {
 			}
 			continue
 		}
-		r := f.limiter.ReserveN(now, 1)
-		if !r.OK() {
-			return errors.New("entropy: rate limiter refuses every request")
+		if err := f.limiter.Wait(ctx); err != nil {
+			return err
 		}
-		if d := r.DelayFrom(now); d > 0 {
-			if err := sleep(ctx, clk, d); err != nil {
-				r.CancelAt(clk.Now())
-				return err
+		if f.shared != nil {
+			f.syncHold(ctx)
+			if f.held() {
+				continue
 			}
 		}
 		return nil

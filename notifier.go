@@ -23,6 +23,7 @@ type notifier struct {
 }
 
 type note struct {
+	fleet   *FleetEvent
 	episode *FallbackEpisode
 	block   *BlockRecord
 	flushed chan struct{} // closed when every note before it is delivered
@@ -36,6 +37,7 @@ func (n *notifier) init(p *Provider) {
 func (n *notifier) episode(ep FallbackEpisode) { n.push(note{episode: &ep}) }
 
 func (n *notifier) block(b BlockRecord) { n.push(note{block: &b}) }
+func (n *notifier) fleet(ev FleetEvent) { n.push(note{fleet: &ev}) }
 
 // flush waits until every note queued before it has been delivered: an
 // event's record must not reach the journal before the records of the
@@ -59,7 +61,7 @@ func (n *notifier) flush(ctx context.Context) error {
 }
 
 func (n *notifier) push(x note) {
-	if n.p.cfg.hook == nil && n.p.cfg.logger == nil && n.p.cfg.journal == nil {
+	if n.p.cfg.hook == nil && n.p.cfg.logger == nil && n.p.cfg.journal == nil && n.p.cfg.fleetHook == nil {
 		return
 	}
 	n.mu.Lock()
@@ -130,6 +132,9 @@ func (n *notifier) deliver(x note) {
 				p.journalError("fallback", err)
 			}
 		}
+	}
+	if ev := x.fleet; ev != nil {
+		p.deliverFleet(*ev)
 	}
 	if b := x.block; b != nil && p.cfg.journal != nil {
 		if err := p.cfg.journal.RecordBlock(*b); err != nil {

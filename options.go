@@ -94,6 +94,8 @@ type config struct {
 	shards        int
 	health        *HealthConfig
 	derivedRead   bool
+	fleet         Fleet
+	fleetHook     func(FleetEvent)
 }
 
 func defaultConfig() config {

@@ -53,6 +53,7 @@ type Provider struct {
 	fbClosed                   bool
 	derivedReads, derivedBytes atomic.Uint64
 	journalErrs                atomic.Uint64
+	fleetShared                atomic.Bool // the fleet's state at the last watchFleet
 }
 
 // New starts a Provider over src (and any WithFailover sources). It returns
@@ -86,8 +87,12 @@ func New(src Source, opts ...Option) (*Provider, error) {
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.reason.Store(poolEmpty)
+	p.fleetShared.Store(true)
 	for i, s := range append([]Source{src}, cfg.failover...) {
-		f := newFeeder(i, s, &p.cfg, p.seen, p.closed.Load)
+		f, err := newFeeder(i, s, &p.cfg, p.seen, p.closed.Load)
+		if err != nil {
+			return nil, err
+		}
 		f.onFailure = func(err error) {
 			p.reason.Store(newUnavailable(&sourceError{name: f.sourceName(), err: err}))
 		}

@@ -58,6 +58,7 @@ func (p *Provider) fill() error {
 				continue
 			}
 			b, err := f.fetch(p.ctx, n)
+			p.watchFleet()
 			if err == nil {
 				blk, got = b, f
 				break

@@ -37,16 +37,66 @@ var (
 // Sources must not put credentials into any field: Error() is logged and
 // shown. Package httpsource removes its API key from every field it fills.
 type APIError struct {
-	StatusCode int           // HTTP status
-	Code       string        // the service's machine code, if it sent one
-	Message    string        // the service's message, if it sent one
-	RequestID  string        // the x-request-id header, for support
-	RetryAfter time.Duration // from the Retry-After header; 0 if absent
-	Body       []byte        // the raw body, bounded by the source
+	StatusCode int    // HTTP status
+	Code       string // the service's machine code, if it sent one
+	Message    string // the service's message, if it sent one (a details list flattened to text)
+	RequestID  string // the x-request-id header, for support
+	// RetryAfter is the hold the Retry-After header asked for; 0 if the
+	// header was absent or asked for no wait (see RetryAfterSet).
+	RetryAfter time.Duration
+	// RetryAfterSet tells the two zeros of RetryAfter apart (seed 001's
+	// retry_after of None): true when the answer had a Retry-After header
+	// that could be read. RetryAfter 0 with RetryAfterSet true means the
+	// service asked for no wait ("0", a negative number or a date already
+	// past): retry at once, subject to the rate limit. RetryAfterSet false
+	// means the service said nothing, and the caller's own backoff applies.
+	RetryAfterSet bool
+	// Details are the items of a details (or FastAPI detail) list in the
+	// body, each with the field it is about, its message and its type, in
+	// the order the service sent them; nil if the body had none.
+	Details []ErrorItem
+	Body    []byte // the raw body, bounded by the source
 	// Quota marks a 429 read as an exhausted quota rather than a passing rate
 	// limit (seed 003's reading of a 429 without Retry-After): permanent.
 	Quota bool
 }
+
+// ErrorItem is one item of a structured error list: the details array of
+// seed 003's bodies, or FastAPI's detail array ({"loc","msg","type"}).
+type ErrorItem struct {
+	Field   string // what the item is about, e.g. "size" or "query.size"; "" if not said
+	Message string // what is wrong with it
+	Type    string // the service's kind of the error, e.g. "value_error"; "" if not said
+}
+
+// String returns "field: message (type)", leaving out what is empty.
+func (it ErrorItem) String() string {
+	s := it.Message
+	if it.Field != "" {
+		if s == "" {
+			s = it.Field
+		} else {
+			s = it.Field + ": " + s
+		}
+	}
+	if it.Type != "" {
+		if s == "" {
+			return it.Type
+		}
+		s += " (" + it.Type + ")"
+	}
+	return s
+}
+
+// RetryAfterValue returns RetryAfter and RetryAfterSet: the hold, and
+// whether the service sent one at all (as Python's retry_after of None or a
+// number).
+func (e *APIError) RetryAfterValue() (time.Duration, bool) {
+	return e.RetryAfter, e.RetryAfterSet || e.RetryAfter > 0
+}
+
+// ServiceRequestID returns e.RequestID; it lets RequestID find it.
+func (e *APIError) ServiceRequestID() string { return e.RequestID }
 
 // Error returns "HTTP 429 rate limited: code: message (request id …, retry after 2s)".
 func (e *APIError) Error() string {
@@ -69,7 +119,7 @@ func (e *APIError) Error() string {
 	if e.RequestID != "" {
 		extra = append(extra, "request id "+e.RequestID)
 	}
-	if e.RetryAfter > 0 {
+	if e.RetryAfter > 0 || e.RetryAfterSet {
 		extra = append(extra, "retry after "+e.RetryAfter.String())
 	}
 	if e.Quota {
@@ -191,13 +241,24 @@ func JobCodes() map[string]bool {
 }
 
 // JobError is a job of the service that failed: it produced no entropy.
+// A job that ends in the protocol's "failed" state and one that ends in
+// "error" (seed 003's asynchronous errors) are both a JobError.
 type JobError struct {
 	JobID   string
 	Code    string // e.g. "QuantumComputerError", "QuotaExhaustedError", "JobFailed"
 	Message string
+	// RequestID is the x-request-id of the answer that told of the failure
+	// (the poll, or the request itself), for support; "" if it had none.
+	RequestID string
+	// Details are the structured items of the failure, if the service
+	// sent a details list (see APIError.Details).
+	Details []ErrorItem
 }
 
-// Error returns "job J failed: Code: message".
+// ServiceRequestID returns e.RequestID; it lets RequestID find it.
+func (e *JobError) ServiceRequestID() string { return e.RequestID }
+
+// Error returns "job J failed: Code: message (request id R)".
 func (e *JobError) Error() string {
 	var sb strings.Builder
 	sb.WriteString("job ")
@@ -213,6 +274,11 @@ func (e *JobError) Error() string {
 	if e.Message != "" {
 		sb.WriteString(": ")
 		sb.WriteString(e.Message)
+	}
+	if e.RequestID != "" {
+		sb.WriteString(" (request id ")
+		sb.WriteString(e.RequestID)
+		sb.WriteByte(')')
 	}
 	return sb.String()
 }

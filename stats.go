@@ -24,6 +24,11 @@ type Stats struct {
 	Unavailable error
 
 	Sources []SourceStats // in priority order
+
+	// Fleet is the state of the fleet coordination (WithFleet): shared or
+	// local, and how many coordination operations failed. Nil without a
+	// fleet.
+	Fleet *FleetStatus
 }
 
 // SourceStats are the counters of one source's refill path.
@@ -52,6 +57,7 @@ func (p *Provider) Stats() Stats {
 		InFallback:       p.episodes.open.Load(),
 		JournalErrors:    p.journalErrs.Load(),
 		Unavailable:      p.reason.Load(),
+		Fleet:            p.fleetStatus(),
 	}
 	st.FallbackReads, st.FallbackBytes = p.fallbackCounts()
 	for _, s := range p.shards {

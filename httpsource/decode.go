@@ -8,6 +8,8 @@ import (
 	"math"
 	"net/http"
 	"sync"
+
+	"github.com/provenrand/entropy"
 )
 
 // jobBody is a job answer as read from the wire: like JobResponse, but the
@@ -21,6 +23,7 @@ type jobBody struct {
 	Timestamp []byte
 	Signature []byte
 	Error     *ErrorDetail
+	Items     []entropy.ErrorItem // a failed job's details list, as sent
 	Binary    bool
 }
 
@@ -65,13 +68,28 @@ func binaryJob(hdr http.Header, body []byte) (jobBody, error) {
 // short way; every other body goes through encoding/json into JobResponse.
 // Both ways give the same fields, or the answer is malformed either way (see
 // scanJob).
+//
+// A failed job ("status" of "failed", or seed 003's "error") may carry its
+// failure in any of the error body shapes (an "error" object or string,
+// "code", "message", a details list): failedJob reads them all.
 func parseJob(b []byte) (jobBody, error) {
 	if j, ok := scanJob(b); ok {
+		if j.Status == StatusError {
+			j.Status = StatusFailed
+		}
 		return j, nil
 	}
 	var r JobResponse
 	if err := json.Unmarshal(b, &r); err != nil {
+		if j, ok := failedJob(b); ok {
+			return j, nil
+		}
 		return jobBody{}, err
+	}
+	if r.Status == StatusFailed || r.Status == StatusError {
+		if j, ok := failedJob(b); ok {
+			return j, nil
+		}
 	}
 	return jobBody{
 		JobID:     r.JobID,
@@ -81,6 +99,31 @@ func parseJob(b []byte) (jobBody, error) {
 		Signature: []byte(r.Signature),
 		Error:     r.Error,
 	}, nil
+}
+
+// failedJob reads a body whose status is "failed" or "error" as a failed
+// job: its job_id (a string, or absent), and the code, message and details
+// of its failure in any of the error body shapes. ok is false for any other
+// body.
+func failedJob(b []byte) (jobBody, bool) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return jobBody{}, false
+	}
+	var status, id string
+	if json.Unmarshal(m["status"], &status) != nil || (status != StatusFailed && status != StatusError) {
+		return jobBody{}, false
+	}
+	if raw, ok := m["job_id"]; ok && json.Unmarshal(raw, &id) != nil {
+		return jobBody{}, false
+	}
+	delete(m, "status") // the status word is not the failure's message
+	code, msg := fromObject(m)
+	j := jobBody{JobID: id, Status: StatusFailed, Items: errorItems(m)}
+	if code != "" || msg != "" {
+		j.Error = &ErrorDetail{Code: code, Message: msg}
+	}
+	return j, true
 }
 
 // Members that scanJob knows, as bits of a set.

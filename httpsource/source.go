@@ -71,11 +71,22 @@ type Source struct {
 // Option configures a Source.
 type Option func(*Source) error
 
+// MinAPIKeyLen is the shortest API key WithAPIKey accepts, in bytes. The
+// key is cut out of every error text, and a shorter key would match
+// ordinary text ("unknown" holds the key "k"): redacting it would mangle
+// messages, and a key that short would be guessed anyway.
+const MinAPIKeyLen = 8
+
 // WithAPIKey sets the key sent as "Authorization: Bearer <key>". The key is
 // removed from every error the source returns, even if a server echoes it.
-// It must be printable ASCII without spaces.
+// It must be printable ASCII without spaces, at least MinAPIKeyLen bytes
+// long; an empty key sends none.
 func WithAPIKey(key string) Option {
 	return func(s *Source) error {
+		if len(key) > 0 && len(key) < MinAPIKeyLen {
+			// The error names the length only, never the key.
+			return fmt.Errorf("httpsource: API key of %d bytes is too short: want at least %d (a shorter key cannot be told from ordinary text to keep it out of errors)", len(key), MinAPIKeyLen)
+		}
 		for i := 0; i < len(key); i++ {
 			if key[i] <= ' ' || key[i] >= 0x7f {
 				return errors.New("httpsource: API key must be printable ASCII without spaces")
@@ -339,7 +350,7 @@ func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
 // Job is a job of the service as GET /v1/jobs/{job_id} tells it.
 type Job struct {
 	ID        string
-	Status    string            // StatusQueued, StatusRunning, StatusCompleted or StatusFailed
+	Status    string            // StatusQueued, StatusRunning, StatusCompleted or StatusFailed (also for "error")
 	Data      []byte            // completed jobs: the entropy
 	Signature []byte            // completed jobs: the service's signature
 	Time      time.Time         // completed jobs: when the service produced Data
@@ -373,7 +384,7 @@ func (s *Source) Job(ctx context.Context, id string) (Job, error) {
 	case StatusCompleted:
 		return s.completed(JobsPath, hdr, resp, pub, -1)
 	case StatusFailed:
-		return Job{ID: resp.JobID, Status: resp.Status, Err: s.jobError(resp)}, nil
+		return Job{ID: resp.JobID, Status: resp.Status, Err: s.jobError(resp, hdr)}, nil
 	}
 	return Job{ID: resp.JobID, Status: resp.Status}, nil
 }
@@ -412,11 +423,8 @@ func (s *Source) pollOnce(ctx context.Context, path, id string, pub ed25519.Publ
 	if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
 		// The service lost the job: it produced nothing, and a new job
 		// may succeed (a lost job is transient, not a revoked key).
-		msg := "the service no longer knows the job"
-		if ae.RequestID != "" {
-			msg += " (request id " + ae.RequestID + ")"
-		}
-		return Job{}, nil, true, &entropy.JobError{JobID: s.redact(id), Code: "JobLost", Message: msg}
+		return Job{}, nil, true, &entropy.JobError{JobID: s.redact(id), Code: "JobLost",
+			Message: "the service no longer knows the job", RequestID: ae.RequestID}
 	}
 	if err != nil {
 		return Job{}, nil, true, err
@@ -431,7 +439,7 @@ func (s *Source) pollOnce(ctx context.Context, path, id string, pub ed25519.Publ
 		job, err = s.completed(EntropyPath, hdr, resp, pub, n)
 		return job, hdr, true, err
 	case StatusFailed:
-		return Job{}, hdr, true, s.jobError(resp)
+		return Job{}, hdr, true, s.jobError(resp, hdr)
 	}
 	return Job{}, hdr, false, nil
 }
@@ -451,17 +459,30 @@ func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// jobError turns a failed job into a *entropy.JobError, with the API key
-// removed from every field.
-func (s *Source) jobError(resp jobBody) *entropy.JobError {
-	e := &entropy.JobError{JobID: s.redact(resp.JobID), Code: "JobFailed"}
+// jobError turns a failed job, told by an answer with headers hdr, into a
+// *entropy.JobError, with the API key removed from every field.
+func (s *Source) jobError(resp jobBody, hdr http.Header) *entropy.JobError {
+	e := &entropy.JobError{
+		JobID:     s.redact(resp.JobID),
+		Code:      "JobFailed",
+		RequestID: s.requestID(hdr),
+		Details:   textItems(resp.Items, s.safeText),
+	}
 	if resp.Error != nil {
-		if resp.Error.Code != "" {
-			e.Code = s.safeText([]byte(resp.Error.Code))
+		if c := s.safeText([]byte(resp.Error.Code)); c != "" {
+			e.Code = c
 		}
 		e.Message = s.safeText([]byte(resp.Error.Message))
 	}
 	return e
+}
+
+// requestID returns the request ID of an answer, as safe text; "" if none.
+func (s *Source) requestID(hdr http.Header) string {
+	if hdr == nil {
+		return ""
+	}
+	return s.safeText([]byte(hdr.Get(RequestIDHeader)))
 }
 
 // decodeJob decodes and sanity-checks a job body. wantID, if set, is the job
@@ -478,6 +499,10 @@ func (s *Source) decodeJob(path string, hdr http.Header, body []byte, wantID str
 		if resp, err = parseJob(body); err != nil {
 			return jobBody{}, s.malformed(path, hdr, "job JSON: %v", err)
 		}
+	}
+	if resp.JobID == "" && resp.Status == StatusFailed && wantID != "" {
+		// A failure told by a poll may leave out the ID it was asked about.
+		resp.JobID = wantID
 	}
 	if !validJobID(resp.JobID) {
 		return jobBody{}, s.malformed(path, hdr, "missing or invalid job_id")
@@ -498,7 +523,7 @@ func (s *Source) decodeJob(path string, hdr http.Header, body []byte, wantID str
 	if resp.Status == StatusFailed && path == EntropyPath {
 		// The protocol reports failures only through polling, but a failed job
 		// is a failed job wherever it shows.
-		return jobBody{}, s.jobError(resp)
+		return jobBody{}, s.jobError(resp, hdr)
 	}
 	return resp, nil
 }
@@ -556,7 +581,7 @@ func (s *Source) completed(path string, hdr http.Header, resp jobBody, pub ed255
 	job := Job{ID: resp.JobID, Status: resp.Status, Data: data, Signature: sig, Time: ts}
 	if pub != nil {
 		if !VerifySignature(pub, resp.JobID, data, sig) {
-			return Job{}, fmt.Errorf("httpsource: job %s%s: signature does not verify: %w", s.redact(resp.JobID), s.reqIDSuffix(hdr), entropy.ErrBadProof)
+			return Job{}, s.withRequestID(hdr, fmt.Errorf("httpsource: job %s%s: signature does not verify: %w", s.redact(resp.JobID), s.reqIDSuffix(hdr), entropy.ErrBadProof))
 		}
 		job.Verified = true
 	}
@@ -603,7 +628,7 @@ func (s *Source) get(ctx context.Context, path, query string) (*[]byte, []byte, 
 		case readErr != nil && ctx.Err() != nil:
 			err = &entropy.ConnError{Op: op, Err: ctx.Err()}
 		case readErr != nil:
-			err = fmt.Errorf("httpsource: %s%s: reading body: %w: %w", op, s.reqIDSuffix(res.Header), entropy.ErrMalformed, s.redactErr(readErr))
+			err = s.withRequestID(res.Header, fmt.Errorf("httpsource: %s%s: reading body: %w: %w", op, s.reqIDSuffix(res.Header), entropy.ErrMalformed, s.redactErr(readErr)))
 		case tooLong:
 			err = s.malformed(op, res.Header, "body exceeds %d bytes", s.maxBody)
 		default:
@@ -631,15 +656,17 @@ func (s *Source) trimKeyStart(b []byte) []byte {
 // removed from every field.
 func (s *Source) apiError(res *http.Response, body []byte) *entropy.APIError {
 	body = s.redactBytes(body)
-	code, msg := parseErrorBody(body, s.safeText)
+	code, msg, items := parseErrorFields(body, s.safeText)
 	e := &entropy.APIError{
 		StatusCode: res.StatusCode,
 		Code:       code,
 		Message:    msg,
-		RequestID:  s.safeText([]byte(res.Header.Get(RequestIDHeader))),
+		RequestID:  s.requestID(res.Header),
+		Details:    items,
 	}
 	_, hasRA := res.Header[http.CanonicalHeaderKey("Retry-After")]
 	e.RetryAfter = retryAfter(res.Header, s.now())
+	e.RetryAfterSet = e.RetryAfter > 0 || readableRetryAfter(res.Header.Get("Retry-After"))
 	if s.quota429 && res.StatusCode == http.StatusTooManyRequests && !hasRA {
 		e.Quota = true
 	}
@@ -675,12 +702,48 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 	return 0
 }
 
+// readableRetryAfter reports whether v is a Retry-After value that can be
+// read (delay-seconds, possibly 0 or negative, or an HTTP-date, possibly
+// past), as opposed to absent or garbage.
+func readableRetryAfter(v string) bool {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return false
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		return f == f // not NaN
+	}
+	_, err := http.ParseTime(v)
+	return err == nil
+}
+
 // malformed returns an error wrapping entropy.ErrMalformed, with the request
 // ID of the answer and the API key removed.
 func (s *Source) malformed(op string, hdr http.Header, format string, args ...any) error {
 	msg := s.redact(fmt.Sprintf(format, args...))
-	return fmt.Errorf("httpsource: %s%s: %s: %w", op, s.reqIDSuffix(hdr), msg, entropy.ErrMalformed)
+	return s.withRequestID(hdr, fmt.Errorf("httpsource: %s%s: %s: %w", op, s.reqIDSuffix(hdr), msg, entropy.ErrMalformed))
 }
+
+// withRequestID returns err carrying the request ID of the answer with
+// headers hdr, which entropy.RequestID finds; err itself if it had none.
+func (s *Source) withRequestID(hdr http.Header, err error) error {
+	id := s.requestID(hdr)
+	if id == "" || err == nil {
+		return err
+	}
+	return &answerError{requestID: id, err: err}
+}
+
+// answerError is an error about an answer, with the answer's request ID.
+// Its text is err's, which already names the request ID.
+type answerError struct {
+	requestID string
+	err       error
+}
+
+func (e *answerError) Error() string            { return e.err.Error() }
+func (e *answerError) Unwrap() error            { return e.err }
+func (e *answerError) ServiceRequestID() string { return e.requestID }
 
 // reqIDSuffix returns " (request id X)" for an answer with a request ID.
 func (s *Source) reqIDSuffix(hdr http.Header) string {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/provenrand/entropy"
 )
 
 // This file is the one home of the reference protocol's wire format
@@ -34,6 +36,10 @@ const (
 	StatusRunning   = "running"
 	StatusCompleted = "completed"
 	StatusFailed    = "failed"
+	// StatusError is seed 003's spelling of a failed asynchronous
+	// operation ({"status":"error", …}). The client reads it as
+	// StatusFailed: a JobError with whatever code and message the body has.
+	StatusError = "error"
 )
 
 // RequestIDHeader is the response header that carries the request ID.
@@ -115,6 +121,44 @@ type ErrorDetail struct {
 	Message string `json:"message"`
 }
 
+// JobErrorResponse is seed 003's form of a failed asynchronous job: the
+// status is "error" and the failure's code, message and details sit beside
+// it, not in an error object. The client reads it as a failed job.
+type JobErrorResponse struct {
+	JobID   string          `json:"job_id"`
+	Status  string          `json:"status"` // always "error"
+	Code    string          `json:"code,omitempty"`
+	Message string          `json:"message,omitempty"`
+	Details []ErrorItemBody `json:"details,omitempty"`
+}
+
+// ErrorItemBody is one item of a details list: the field it is about, what
+// is wrong, and the kind of error.
+type ErrorItemBody struct {
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message,omitempty"`
+	Type    string `json:"type,omitempty"`
+}
+
+// DetailsListErrorBody is {"details": [{"field","message","type"}, …]},
+// seed 003's details as a list of items.
+type DetailsListErrorBody struct {
+	Details []ErrorItemBody `json:"details"`
+}
+
+// FastAPIErrorItem is one item of FastAPI's validation error list.
+type FastAPIErrorItem struct {
+	Loc  []string `json:"loc"`
+	Msg  string   `json:"msg"`
+	Type string   `json:"type"`
+}
+
+// FastAPIErrorBody is {"detail": [{"loc","msg","type"}, …]}, the error body
+// of services built on FastAPI.
+type FastAPIErrorBody struct {
+	Detail []FastAPIErrorItem `json:"detail"`
+}
+
 // PublicKeyResponse is the body of GET /v1/public-key.
 type PublicKeyResponse struct {
 	Algorithm string `json:"algorithm"`  // always "ed25519"
@@ -131,7 +175,9 @@ type (
 		StatusCode int    `json:"statusCode"`
 	}
 	// DetailsErrorBody is {"details", ...} (seed 003): details is a string
-	// and other fields may follow.
+	// and other fields may follow. A details list (of strings, or of objects
+	// such as {"field","message","type"}) and FastAPI's {"detail": [{"loc",
+	// "msg","type"}]} are read too: see ParseErrorItems.
 	DetailsErrorBody struct {
 		Details string `json:"details"`
 	}
@@ -169,19 +215,143 @@ func ParseErrorBody(body []byte) (code, message string) {
 // parseErrorBody is ParseErrorBody with text, a plainText that may do more
 // (remove the API key), making the code and message.
 func parseErrorBody(body []byte, text func([]byte) string) (code, message string) {
+	code, message, _ = parseErrorFields(body, text)
+	return code, message
+}
+
+// ParseErrorItems returns the items of a details list (seed 003) or of
+// FastAPI's detail list in an error body, in order, each field as one short
+// line of text (as ParseErrorBody makes them); nil if the body has no such
+// list. An item is read from an object's field (or "loc", a list of names
+// joined with dots, or "param"), message (or "msg") and type (or "code"); a
+// string item is a message. At most 64 items are kept.
+func ParseErrorItems(body []byte) []entropy.ErrorItem {
+	_, _, items := parseErrorFields(body, plainText)
+	return items
+}
+
+// parseErrorFields is parseErrorBody with the structured items as well.
+func parseErrorFields(body []byte, text func([]byte) string) (code, message string, items []entropy.ErrorItem) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
-		return "", ""
+		return "", "", nil
 	}
 	var m map[string]json.RawMessage
 	if trimmed[0] == '{' && json.Unmarshal(trimmed, &m) == nil {
 		code, message = fromObject(m)
 		code, message = text([]byte(code)), text([]byte(message))
-		if code != "" || message != "" {
-			return code, message
+		items = textItems(errorItems(m), text)
+		if code != "" || message != "" || len(items) > 0 {
+			return code, message, items
 		}
 	}
-	return "", text(trimmed)
+	return "", text(trimmed), nil
+}
+
+// maxErrorItems bounds the items taken from a details list.
+const maxErrorItems = 64
+
+// errorItems reads the details (or detail) list of an error object, as the
+// service wrote its strings.
+func errorItems(m map[string]json.RawMessage) []entropy.ErrorItem {
+	raw, ok := m["details"]
+	if !ok {
+		raw, ok = m["detail"]
+	}
+	if !ok {
+		return nil
+	}
+	var list []json.RawMessage
+	if json.Unmarshal(raw, &list) != nil || len(list) == 0 {
+		return nil
+	}
+	items := make([]entropy.ErrorItem, 0, min(len(list), maxErrorItems))
+	for _, el := range list {
+		if len(items) == maxErrorItems {
+			break
+		}
+		var s string
+		if json.Unmarshal(el, &s) == nil {
+			if s != "" {
+				items = append(items, entropy.ErrorItem{Message: s})
+			}
+			continue
+		}
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(el, &obj) != nil {
+			continue
+		}
+		it := entropy.ErrorItem{
+			Field:   firstString(obj, "field", "param", "path", "name"),
+			Message: firstString(obj, "message", "msg", "detail", "description"),
+			Type:    firstString(obj, "type", "code", "error"),
+		}
+		if it.Field == "" {
+			it.Field = location(obj["loc"])
+		}
+		if it != (entropy.ErrorItem{}) {
+			items = append(items, it)
+		}
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	return items
+}
+
+// firstString returns the first of keys whose value in obj is a non-empty
+// string.
+func firstString(obj map[string]json.RawMessage, keys ...string) string {
+	for _, k := range keys {
+		var s string
+		if raw, ok := obj[k]; ok && json.Unmarshal(raw, &s) == nil && s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// location joins FastAPI's loc list (["query","size"], ["body",0,"x"]) with
+// dots; "" if raw is not such a list.
+func location(raw json.RawMessage) string {
+	var parts []any
+	if len(raw) == 0 || json.Unmarshal(raw, &parts) != nil {
+		return ""
+	}
+	var sb strings.Builder
+	for i, p := range parts {
+		if i > 0 {
+			sb.WriteByte('.')
+		}
+		switch v := p.(type) {
+		case string:
+			sb.WriteString(v)
+		case float64:
+			sb.WriteString(strconv.FormatFloat(v, 'f', -1, 64))
+		default:
+			return ""
+		}
+	}
+	return sb.String()
+}
+
+// textItems passes every field of items through text, dropping items left
+// empty.
+func textItems(items []entropy.ErrorItem, text func([]byte) string) []entropy.ErrorItem {
+	if len(items) == 0 {
+		return nil
+	}
+	out := items[:0]
+	for _, it := range items {
+		it = entropy.ErrorItem{Field: text([]byte(it.Field)), Message: text([]byte(it.Message)), Type: text([]byte(it.Type))}
+		if it != (entropy.ErrorItem{}) {
+			out = append(out, it)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // fromObject reads code and message out of a decoded JSON error object.
@@ -207,15 +377,27 @@ func fromObject(m map[string]json.RawMessage) (code, message string) {
 	if message == "" {
 		message = str("message")
 	}
-	if message == "" {
-		if raw, ok := m["details"]; ok {
-			if s := str("details"); s != "" {
-				message = s
-			} else if text, ok := canonicalJSON(raw); ok && string(text) != "null" {
-				// One spelling of every string, whatever escapes the
-				// service chose: the text the caller redacts and reads.
-				message = string(text)
+	for _, key := range []string{"details", "detail"} {
+		if message != "" {
+			break
+		}
+		raw, ok := m[key]
+		if !ok {
+			continue
+		}
+		if s := str(key); s != "" {
+			message = s
+		} else if items := errorItems(m); len(items) > 0 {
+			// A list of items reads as its items, one after another.
+			parts := make([]string, len(items))
+			for i, it := range items {
+				parts[i] = it.String()
 			}
+			message = strings.Join(parts, "; ")
+		} else if text, ok := canonicalJSON(raw); ok && string(text) != "null" {
+			// One spelling of every string, whatever escapes the
+			// service chose: the text the caller redacts and reads.
+			message = string(text)
 		}
 	}
 	return code, message

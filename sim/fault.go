@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/provenrand/entropy/httpsource"
 )
 
 // FaultKind is a kind of misbehaviour the simulator can show on an entropy
@@ -48,6 +50,11 @@ const (
 	// FaultExhausted: the caller's balance drops to zero and the answer is
 	// 402, as is every later request with that key until AddKey tops it up.
 	FaultExhausted
+	// FaultJobError: 202 queued, then the job ends in seed 003's
+	// asynchronous error form ({"status":"error","code","message",
+	// "details"}) with Fault.Code (default "QuantumComputerError") and
+	// Fault.Details on the first poll.
+	FaultJobError
 )
 
 // faultNames are the names of the kinds, as ParseFaults and String use them.
@@ -65,6 +72,7 @@ var faultNames = map[FaultKind]string{
 	FaultBiased:        "biased",
 	FaultQueued:        "queued",
 	FaultExhausted:     "exhausted",
+	FaultJobError:      "joberror",
 }
 
 // String returns the kind's name ("drop", "badsig", …).
@@ -97,10 +105,20 @@ const (
 	ShapeDetails                  // {"details"}
 	ShapeCode                     // {"code","message"}
 	ShapeText                     // plain text
+	// ShapeDetailsList is {"details":[{"field","message","type"}, …]}, the
+	// items from Fault.Details (one item of the status's code and message
+	// if none are set).
+	ShapeDetailsList
+	// ShapeFastAPI is {"detail":[{"loc","msg","type"}, …]}, FastAPI's
+	// validation errors, the items from Fault.Details likewise.
+	ShapeFastAPI
 )
 
-// Shapes lists every body shape.
+// Shapes lists the seeds' body shapes of one code and message.
 var Shapes = []BodyShape{ShapeNested, ShapeStatus, ShapeDetails, ShapeCode, ShapeText}
+
+// ListShapes lists the body shapes that carry a list of structured items.
+var ListShapes = []BodyShape{ShapeDetailsList, ShapeFastAPI}
 
 // String returns the shape's name.
 func (s BodyShape) String() string {
@@ -115,6 +133,10 @@ func (s BodyShape) String() string {
 		return "code"
 	case ShapeText:
 		return "text"
+	case ShapeDetailsList:
+		return "detailslist"
+	case ShapeFastAPI:
+		return "fastapi"
 	}
 	return "BodyShape(" + strconv.Itoa(int(s)) + ")"
 }
@@ -127,9 +149,18 @@ type Fault struct {
 	Status     int           // FaultStatus
 	Shape      BodyShape     // FaultStatus
 	RetryAfter string        // FaultStatus: the Retry-After header, verbatim; "" sends none
-	Code       string        // FaultStatus: machine code; FaultJobFailed: job error code
-	Message    string        // FaultStatus, FaultJobFailed
+	Code       string        // FaultStatus: machine code; FaultJobFailed, FaultJobError: job error code
+	Message    string        // FaultStatus, FaultJobFailed, FaultJobError
 	Polls      int           // FaultQueued
+	// Details are the items of a list shape (FaultStatus with
+	// ShapeDetailsList or ShapeFastAPI) or of a FaultJobError.
+	Details []httpsource.ErrorItemBody
+}
+
+// JobErrorStatus returns a FaultJobError fault: the job ends with status
+// "error", code and details.
+func JobErrorStatus(code string, details ...httpsource.ErrorItemBody) Fault {
+	return Fault{Kind: FaultJobError, Code: code, Details: details}
 }
 
 // Status returns a FaultStatus fault: status in shape, with Retry-After
@@ -158,6 +189,8 @@ func (f Fault) String() string {
 		return s
 	case FaultJobFailed:
 		return "jobfail " + f.withDefaults().Code
+	case FaultJobError:
+		return "joberror " + f.withDefaults().Code
 	case FaultLatency:
 		return "latency " + f.withDefaults().Latency.String()
 	}
@@ -178,7 +211,7 @@ func (f Fault) withDefaults() Fault {
 		if f.Code == "" && f.Message == "" {
 			f.Code, f.Message = statusText(f.Status)
 		}
-	case FaultJobFailed:
+	case FaultJobFailed, FaultJobError:
 		if f.Code == "" {
 			f.Code = "QuantumComputerError"
 		}
@@ -300,7 +333,7 @@ func (d *faultDraw) next() Fault {
 				if f.Status == 429 || f.Status == 503 {
 					f.RetryAfter = "1"
 				}
-			case FaultJobFailed:
+			case FaultJobFailed, FaultJobError:
 				f.Code = transientJobCodes[d.rng.IntN(len(transientJobCodes))]
 			case FaultLatency:
 				f.Latency = time.Duration(50+d.rng.IntN(450)) * time.Millisecond

@@ -141,10 +141,14 @@ type Server struct {
 type job struct {
 	id      string
 	failure *httpsource.ErrorDetail // failed jobs: the error
-	data    []byte                  // completed jobs: the entropy
-	sig     []byte                  // completed jobs: the signature
-	ts      string                  // completed jobs: the timestamp, RFC 3339
-	pending int                     // "running" answers still to give before the final state
+	// errForm: the failed job answers in seed 003's form (status "error",
+	// code, message and details beside it).
+	errForm bool
+	details []httpsource.ErrorItemBody
+	data    []byte // completed jobs: the entropy
+	sig     []byte // completed jobs: the signature
+	ts      string // completed jobs: the timestamp, RFC 3339
+	pending int    // "running" answers still to give before the final state
 }
 
 // response returns the final state of the job (completed or failed) in its
@@ -497,7 +501,7 @@ func (s *Server) serveEntropy(w http.ResponseWriter, r *http.Request, idx int, k
 			w.Header().Set("Retry-After", f.RetryAfter)
 			s.setRetryAfter(idx, s.retryAfterHold(f.RetryAfter))
 		}
-		s.writeError(w, idx, f.Status, f.Shape, f.Code, f.Message)
+		s.writeErrorItems(w, idx, f.Status, f.Shape, f.Code, f.Message, f.Details)
 		return
 	case FaultDrop:
 		s.drop(w)
@@ -516,12 +520,13 @@ func (s *Server) serveEntropy(w http.ResponseWriter, r *http.Request, idx int, k
 	}
 	j, id := s.newJob(size, f)
 	s.requests[idx].JobID = id
-	if f.Kind != FaultJobFailed {
+	failing := f.Kind == FaultJobFailed || f.Kind == FaultJobError
+	if !failing {
 		s.keys[key] -= int64(size)
 	}
-	queued := f.Kind == FaultJobFailed || f.Kind == FaultQueued ||
+	queued := failing || f.Kind == FaultQueued ||
 		(s.queueP > 0 && s.rng.Float64() < s.queueP)
-	if queued && f.Kind != FaultJobFailed && f.Kind != FaultQueued {
+	if queued && !failing && f.Kind != FaultQueued {
 		j.pending = s.queuePolls
 	}
 	s.mu.Unlock()
@@ -556,8 +561,9 @@ func (s *Server) newJob(size int, f Fault) (*job, string) {
 	id := "job-" + hex.EncodeToString(idb[:])
 	j := &job{id: id}
 	s.jobs[id] = j
-	if f.Kind == FaultJobFailed {
+	if f.Kind == FaultJobFailed || f.Kind == FaultJobError {
 		j.failure = &httpsource.ErrorDetail{Code: f.Code, Message: f.Message}
+		j.errForm, j.details = f.Kind == FaultJobError, f.Details
 		return j, id
 	}
 	if f.Kind == FaultQueued {
@@ -624,6 +630,12 @@ func (s *Server) serveJob(w http.ResponseWriter, r *http.Request, idx int, id st
 // accepts it, unless the fault is broken JSON (which then comes as JSON: a
 // service may always answer JSON); everything else is JSON.
 func (s *Server) writeFinal(w http.ResponseWriter, r *http.Request, idx int, j *job, fault FaultKind) {
+	if j.failure != nil && j.errForm {
+		s.writeJSON(w, idx, http.StatusOK, httpsource.JobErrorResponse{
+			JobID: j.id, Status: httpsource.StatusError, Code: j.failure.Code, Message: j.failure.Message, Details: j.details,
+		}, fault)
+		return
+	}
 	if j.failure != nil || fault == FaultMalformedJSON || !httpsource.AcceptsBinary(r.Header.Get("Accept")) {
 		s.writeJSON(w, idx, http.StatusOK, j.response(), fault)
 		return
@@ -686,6 +698,11 @@ func (s *Server) writeJSON(w http.ResponseWriter, idx, status int, v any, fault 
 
 // writeError writes an error answer in shape.
 func (s *Server) writeError(w http.ResponseWriter, idx, status int, shape BodyShape, code, message string) {
+	s.writeErrorItems(w, idx, status, shape, code, message, nil)
+}
+
+// writeErrorItems is writeError with the items of a list shape.
+func (s *Server) writeErrorItems(w http.ResponseWriter, idx, status int, shape BodyShape, code, message string, details []httpsource.ErrorItemBody) {
 	var v any
 	switch shape {
 	case ShapeStatus:
@@ -694,6 +711,20 @@ func (s *Server) writeError(w http.ResponseWriter, idx, status int, shape BodySh
 		v = httpsource.DetailsErrorBody{Details: message}
 	case ShapeCode:
 		v = httpsource.CodeErrorBody{Code: code, Message: message}
+	case ShapeDetailsList, ShapeFastAPI:
+		items := details
+		if len(items) == 0 {
+			items = []httpsource.ErrorItemBody{{Field: "size", Message: message, Type: code}}
+		}
+		if shape == ShapeDetailsList {
+			v = httpsource.DetailsListErrorBody{Details: items}
+			break
+		}
+		fa := httpsource.FastAPIErrorBody{Detail: make([]httpsource.FastAPIErrorItem, len(items))}
+		for i, it := range items {
+			fa.Detail[i] = httpsource.FastAPIErrorItem{Loc: []string{"query", it.Field}, Msg: it.Message, Type: it.Type}
+		}
+		v = fa
 	case ShapeText:
 		s.setStatus(idx, status)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -1,0 +1,258 @@
+package entropy
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/time/rate"
+)
+
+// Limiter paces the requests a Provider sends to one source (contract point
+// 7). The embedded default is golang.org/x/time/rate at WithRateLimit's rate
+// and burst, on the Provider's clock; a Fleet may put in its place a limiter
+// that several processes draw from together.
+type Limiter interface {
+	// Wait blocks until one more request may be sent to the source, or
+	// until ctx ends (then it returns ctx's error).
+	Wait(ctx context.Context) error
+}
+
+// Hold is a source's Retry-After hold shared beyond one Provider. A Provider
+// always keeps its own hold in memory (the embedded default); with a Fleet
+// it also publishes to the Hold every Retry-After it receives (capped by
+// WithMaxRetryAfter) and reads the Hold before each request, so that one
+// replica's 429 or 503 holds every replica's requests to that source.
+type Hold interface {
+	// Until returns when the source's shared hold ends: the zero time (or a
+	// time past) when there is none or it cannot be learnt now.
+	Until(ctx context.Context) time.Time
+	// Extend holds the source for d from now, unless a longer hold is in
+	// place: a later, shorter hold never shortens an earlier one.
+	Extend(ctx context.Context, d time.Duration)
+}
+
+// Breaker is the circuit breaker of one source. The embedded default is a
+// sony/gobreaker v2 CircuitBreaker made from WithBreaker's settings; a Fleet
+// may put in its place one that several processes share, which must return
+// gobreaker.ErrOpenState or gobreaker.ErrTooManyRequests when it refuses.
+type Breaker interface {
+	// Execute runs req (one refill, retries included) if the breaker lets
+	// it, and counts its outcome.
+	Execute(req func() (Block, error)) (Block, error)
+	// State returns the breaker's state as this process last knew it.
+	State() gobreaker.State
+}
+
+// Fleet coordinates the refills of Providers in several processes (replicas
+// of one application) that share one service quota, so that contract point
+// 7 holds for the whole fleet: one rate limit, one Retry-After hold and one
+// breaker per source. Package redisfleet implements it on Redis.
+//
+// Coordination happens on the refill path only, never on a read. When the
+// fleet cannot coordinate (its store is down, slow or cut off), a Fleet keeps
+// each source working on local state (a share of the rate, a local breaker)
+// and says so in Status; the Provider reports each change in Stats, to its
+// logger and to the WithFleetHook hook.
+type Fleet interface {
+	// Coordinate returns what the fleet shares of one source of a Provider.
+	// New calls it once per source, in order; nil fields of the result keep
+	// the Provider's embedded defaults. An error fails New.
+	Coordinate(src FleetSource) (Coordination, error)
+	// Status reports whether the fleet coordinates now. The Provider calls
+	// it after every refill request, so it must be cheap (no I/O).
+	Status() FleetStatus
+}
+
+// FleetSource describes one source of a Provider to a Fleet: the Provider's
+// own settings, which the fleet shares (the rate and burst of WithRateLimit
+// become the rate and burst of the whole fleet).
+type FleetSource struct {
+	// Index is the source's place: 0 for the primary source, then the
+	// WithFailover sources in order. Replicas that share a fleet list their
+	// sources in the same order, so that index i names one service for all.
+	Index         int
+	Rate          rate.Limit // WithRateLimit's rate (rate.Inf: no limit)
+	Burst         int        // WithRateLimit's burst
+	MaxRetryAfter time.Duration
+	// Breaker is the settings of the source's breaker as the Provider uses
+	// them: Name, Timeout and the Provider's ReadyToTrip, IsExcluded and
+	// OnStateChange (which open the breaker on a permanent error and leave
+	// cancellations out).
+	Breaker      gobreaker.Settings
+	FetchTimeout time.Duration // WithFetchTimeout: the longest one request takes
+	Attempts     int           // WithRetry's attempts per refill
+	RetryMax     time.Duration // WithRetry's longest backoff
+	Clock        Clock
+}
+
+// Coordination is what a Fleet shares of one source. A nil field keeps the
+// Provider's embedded default for it.
+type Coordination struct {
+	Limiter Limiter
+	Hold    Hold
+	Breaker Breaker
+}
+
+// FleetStatus is a Fleet's state: shared (coordinating) or local.
+type FleetStatus struct {
+	Name string // the fleet's name (its key prefix in the store)
+	// Shared is true while the fleet coordinates through its store; false
+	// while each replica runs on local state at its share of the rate.
+	Shared bool
+	Since  time.Time // when the current state began
+	// Errors counts the coordination operations that failed.
+	Errors uint64
+	// LastError is the last coordination failure (nil if none). It never
+	// holds a credential of the store.
+	LastError error
+}
+
+// FleetEvent is a change of a Fleet's state, handed to the WithFleetHook hook
+// and logged: coordination lost (Shared false) or restored (Shared true).
+type FleetEvent struct {
+	Time   time.Time // when the fleet changed state
+	Name   string    // the fleet's name
+	Shared bool      // the new state
+	Err    error     // the failure that made it local; nil when shared
+}
+
+// WithFleet makes the Provider one replica of a fleet that shares the rate
+// limit, Retry-After hold and breaker of each source with the other replicas
+// (see Fleet and package redisfleet). Default: none (the embedded, per-process
+// limiter, hold and breaker).
+func WithFleet(f Fleet) Option {
+	return func(c *config) error {
+		if f == nil || isNilPointer(f) {
+			return errors.New("entropy: nil fleet")
+		}
+		c.fleet = f
+		return nil
+	}
+}
+
+// WithFleetHook calls f when the fleet's state changes (see FleetEvent). It
+// runs on the goroutine of the fallback hook, outside every lock, one call at
+// a time. Default: none.
+func WithFleetHook(f func(FleetEvent)) Option {
+	return func(c *config) error { c.fleetHook = f; return nil }
+}
+
+// isNilPointer reports whether v holds a nil pointer (a typed nil).
+func isNilPointer(v any) bool {
+	r := reflect.ValueOf(v)
+	return r.Kind() == reflect.Pointer && r.IsNil()
+}
+
+// rateLimiter is the embedded Limiter: x/time/rate on the Provider's clock.
+type rateLimiter struct {
+	lim *rate.Limiter
+	clk Clock
+}
+
+func (l *rateLimiter) Wait(ctx context.Context) error {
+	now := l.clk.Now()
+	r := l.lim.ReserveN(now, 1)
+	if !r.OK() {
+		return errors.New("entropy: rate limiter refuses every request")
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		if err := sleep(ctx, l.clk, d); err != nil {
+			r.CancelAt(l.clk.Now())
+			return err
+		}
+	}
+	return nil
+}
+
+// coordinate asks the fleet for the coordination of feeder f and puts what
+// it gives in place of the embedded defaults.
+func (f *feeder) coordinate(fl Fleet, st gobreaker.Settings) error {
+	c, err := fl.Coordinate(FleetSource{
+		Index:         f.idx,
+		Rate:          f.cfg.limit,
+		Burst:         f.cfg.burst,
+		MaxRetryAfter: f.cfg.maxRetryAfter,
+		Breaker:       st,
+		FetchTimeout:  f.cfg.fetchTimeout,
+		Attempts:      f.cfg.attempts,
+		RetryMax:      f.cfg.retryMax,
+		Clock:         f.cfg.clock,
+	})
+	if err != nil {
+		return err
+	}
+	if c.Limiter != nil {
+		f.limiter = c.Limiter
+	}
+	if c.Breaker != nil {
+		f.cb = c.Breaker
+	}
+	f.shared = c.Hold
+	return nil
+}
+
+// syncHold raises the in-memory hold to the fleet's shared hold, if any.
+func (f *feeder) syncHold(ctx context.Context) {
+	if f.shared == nil {
+		return
+	}
+	if u := f.shared.Until(ctx); !u.IsZero() {
+		now := f.cfg.clock.Now()
+		if d := u.Sub(now); d > 0 {
+			f.hold(d) // capped by this Provider's WithMaxRetryAfter
+		}
+	}
+}
+
+// watchFleet reports a change of the fleet's state to the logger and the
+// fleet hook. It runs on the refill goroutine after each refill request.
+func (p *Provider) watchFleet() {
+	fl := p.cfg.fleet
+	if fl == nil {
+		return
+	}
+	st := fl.Status()
+	if st.Shared == p.fleetShared.Load() {
+		return
+	}
+	p.fleetShared.Store(st.Shared)
+	ev := FleetEvent{Time: st.Since, Name: st.Name, Shared: st.Shared}
+	if !st.Shared {
+		ev.Err = st.LastError
+	}
+	if ev.Time.IsZero() {
+		ev.Time = p.cfg.clock.Now()
+	}
+	p.notes.fleet(ev)
+}
+
+// fleetStatus returns the fleet's status for Stats (nil without a fleet).
+func (p *Provider) fleetStatus() *FleetStatus {
+	if p.cfg.fleet == nil {
+		return nil
+	}
+	st := p.cfg.fleet.Status()
+	return &st
+}
+
+// deliverFleet hands a fleet event to the hook and the logger (on the
+// notifier goroutine).
+func (p *Provider) deliverFleet(ev FleetEvent) {
+	if p.cfg.fleetHook != nil {
+		p.cfg.fleetHook(ev)
+	}
+	if l := p.cfg.logger; l != nil {
+		if ev.Shared {
+			l.Info("entropy: fleet coordination restored: shared rate limit, Retry-After hold and breaker", "fleet", ev.Name)
+		} else {
+			reason := ""
+			if ev.Err != nil {
+				reason = ev.Err.Error()
+			}
+			l.Warn("entropy: fleet coordination lost: this replica runs on its local share of the rate and a local breaker", "fleet", ev.Name, "error", reason)
+		}
+	}
+}

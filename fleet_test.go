@@ -1,0 +1,228 @@
+package entropy
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// memFleet is an in-process Fleet for the root's tests: the Providers given
+// it share one hold, one breaker and one count of limiter waits per source
+// index, as replicas share them through a store.
+type memFleet struct {
+	calls atomic.Int64 // every call of a Limiter, Hold or Breaker method
+
+	mu       sync.Mutex
+	holds    map[int]time.Time
+	extends  []time.Duration
+	breakers map[int]*gobreaker.CircuitBreaker[Block]
+	clk      Clock
+	status   FleetStatus
+	fail     error // Coordinate's answer
+}
+
+func newMemFleet(clk Clock) *memFleet {
+	return &memFleet{
+		holds:    map[int]time.Time{},
+		breakers: map[int]*gobreaker.CircuitBreaker[Block]{},
+		clk:      clk,
+		status:   FleetStatus{Name: "mem", Shared: true},
+	}
+}
+
+func (m *memFleet) Coordinate(s FleetSource) (Coordination, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return Coordination{}, m.fail
+	}
+	cb := m.breakers[s.Index]
+	if cb == nil {
+		cb = gobreaker.NewCircuitBreaker[Block](s.Breaker)
+		m.breakers[s.Index] = cb
+	}
+	return Coordination{
+		Limiter: memLimiter{m},
+		Hold:    memHold{m, s.Index},
+		Breaker: memBreaker{m, cb},
+	}, nil
+}
+
+func (m *memFleet) Status() FleetStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.status
+}
+
+func (m *memFleet) set(shared bool, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.status.Shared, m.status.LastError, m.status.Since = shared, err, m.clk.Now()
+	if err != nil {
+		m.status.Errors++
+	}
+}
+
+type memLimiter struct{ m *memFleet }
+
+func (l memLimiter) Wait(ctx context.Context) error { l.m.calls.Add(1); return ctx.Err() }
+
+type memHold struct {
+	m   *memFleet
+	idx int
+}
+
+func (h memHold) Until(context.Context) time.Time {
+	h.m.calls.Add(1)
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	return h.m.holds[h.idx]
+}
+
+func (h memHold) Extend(_ context.Context, d time.Duration) {
+	h.m.calls.Add(1)
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	h.m.extends = append(h.m.extends, d)
+	if u := h.m.clk.Now().Add(d); u.After(h.m.holds[h.idx]) {
+		h.m.holds[h.idx] = u
+	}
+}
+
+type memBreaker struct {
+	m  *memFleet
+	cb *gobreaker.CircuitBreaker[Block]
+}
+
+func (b memBreaker) Execute(req func() (Block, error)) (Block, error) {
+	b.m.calls.Add(1)
+	return b.cb.Execute(req)
+}
+func (b memBreaker) State() gobreaker.State { return b.cb.State() }
+
+// A Retry-After that one replica receives holds the requests of every
+// replica of the fleet to that source, capped by WithMaxRetryAfter.
+func TestFleetRetryAfterHoldsEveryReplica(t *testing.T) {
+	clk := newFakeClock()
+	fl := newMemFleet(clk)
+	a := newScriptSource("a")
+	a.set(&step{err: &APIError{StatusCode: 503}}, step{err: &APIError{StatusCode: 429, RetryAfter: time.Hour}})
+	opts := fast(WithClock(clk), WithFleet(fl), WithRetry(1, time.Millisecond, time.Millisecond), WithMaxRetryAfter(time.Minute))
+	newTestProvider(t, a, opts...)
+	require.Eventually(t, func() bool {
+		fl.mu.Lock()
+		defer fl.mu.Unlock()
+		return len(fl.extends) > 0
+	}, 5*time.Second, time.Millisecond, "the 429's hold is published to the fleet")
+	fl.mu.Lock()
+	assert.Equal(t, time.Minute, fl.extends[0], "the published hold is capped by WithMaxRetryAfter")
+	fl.mu.Unlock()
+
+	b := newScriptSource("b")
+	pb := newTestProvider(t, b, opts...)
+	require.Eventually(t, func() bool { return !pb.Stats().Sources[0].HoldUntil.IsZero() }, 5*time.Second, time.Millisecond)
+	assert.True(t, clk.start.Add(time.Minute).Equal(pb.Stats().Sources[0].HoldUntil), "the other replica learnt the fleet's hold")
+	assert.Zero(t, b.callCount(), "no replica sends a request while the fleet is held")
+
+	clk.advance(time.Minute)
+	require.Eventually(t, func() bool { return b.callCount() > 0 }, 5*time.Second, time.Millisecond, "requests resume when the hold has passed")
+}
+
+// The fleet's limiter and breaker take the place of the embedded ones: a
+// permanent error one replica meets opens the breaker of every replica, and
+// the others send no request while it is open.
+func TestFleetBreakerAndLimiterReplaceTheEmbeddedOnes(t *testing.T) {
+	fl := newMemFleet(newFakeClock())
+	a := newScriptSource("a")
+	a.set(&step{err: &APIError{StatusCode: 401}})
+	pa := newTestProvider(t, a, fast(WithFleet(fl), WithBreaker(gobreaker.Settings{Timeout: time.Hour}))...)
+	require.Eventually(t, func() bool { return pa.Stats().Sources[0].Breaker == "open" }, 5*time.Second, time.Millisecond)
+	assert.Equal(t, 1, a.callCount(), "a permanent error is not retried")
+
+	b := newScriptSource("b")
+	pb := newTestProvider(t, b, fast(WithFleet(fl), WithBreaker(gobreaker.Settings{Timeout: time.Hour}))...)
+	require.Eventually(t, func() bool {
+		return errors.Is(pb.Stats().Unavailable, gobreaker.ErrOpenState)
+	}, 5*time.Second, time.Millisecond, "the other replica's refill is refused by the shared breaker")
+	assert.Equal(t, "open", pb.Stats().Sources[0].Breaker)
+	assert.Zero(t, b.callCount(), "no request while the fleet's breaker is open")
+}
+
+// Coordination is on the refill path only: reads served from the pool make
+// no call to the fleet.
+func TestFleetIsNotOnTheReadPath(t *testing.T) {
+	fl := newMemFleet(newFakeClock())
+	p := newTestProvider(t, newScriptSource("a"), fast(WithFleet(fl), WithBufferSize(1<<16), WithShards(1))...)
+	full(t, p, 1<<16)
+	before := fl.calls.Load()
+	require.Positive(t, before, "the refills went through the fleet")
+	buf := make([]byte, 16)
+	for i := 0; i < 1000; i++ { // 16 000 bytes: above the low watermark
+		lb, err := p.ReadLabelled(context.Background(), buf)
+		require.NoError(t, err)
+		require.True(t, lb.Verifiable)
+	}
+	assert.Equal(t, before, fl.calls.Load(), "no read called the fleet")
+}
+
+// A change of the fleet's state (coordination lost, restored) shows in
+// Stats and reaches the fleet hook.
+func TestFleetStateChangesReachStatsAndHook(t *testing.T) {
+	fl := newMemFleet(newFakeClock())
+	var mu sync.Mutex
+	var events []FleetEvent
+	src := newScriptSource("a")
+	p := newTestProvider(t, src, fast(WithFleet(fl), WithBufferSize(256), WithFetchSize(64), WithShards(1),
+		WithFleetHook(func(ev FleetEvent) { mu.Lock(); events = append(events, ev); mu.Unlock() }))...)
+	ready(t, p)
+	st := p.Stats()
+	require.NotNil(t, st.Fleet)
+	assert.True(t, st.Fleet.Shared)
+
+	seen := func(n int) func() bool {
+		return func() bool {
+			_, _ = p.Read(make([]byte, 128)) // drains the pool: refills follow
+			mu.Lock()
+			defer mu.Unlock()
+			return len(events) >= n
+		}
+	}
+	cut := errors.New("store unreachable")
+	fl.set(false, cut)
+	require.Eventually(t, seen(1), 5*time.Second, time.Millisecond)
+	st = p.Stats()
+	assert.False(t, st.Fleet.Shared)
+	assert.Equal(t, uint64(1), st.Fleet.Errors)
+	fl.set(true, nil)
+	require.Eventually(t, seen(2), 5*time.Second, time.Millisecond)
+
+	mu.Lock()
+	defer mu.Unlock()
+	assert.False(t, events[0].Shared)
+	assert.ErrorIs(t, events[0].Err, cut)
+	assert.Equal(t, "mem", events[0].Name)
+	assert.True(t, events[1].Shared)
+	assert.NoError(t, events[1].Err)
+}
+
+// WithFleet refuses a nil fleet, and a fleet that cannot coordinate a
+// source fails New.
+func TestWithFleetRefusesNilAndFailedCoordination(t *testing.T) {
+	_, err := New(newScriptSource("a"), WithFleet(nil))
+	assert.Error(t, err)
+	var typed *memFleet
+	_, err = New(newScriptSource("a"), WithFleet(typed))
+	assert.Error(t, err)
+
+	fl := newMemFleet(newFakeClock())
+	fl.fail = errors.New("no store")
+	_, err = New(newScriptSource("a"), WithFleet(fl))
+	assert.ErrorIs(t, err, fl.fail)
+}
