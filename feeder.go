@@ -52,11 +52,7 @@ type feeder struct {
 
 func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() bool) (*feeder, error) {
 	f := &feeder{idx: idx, src: src, cfg: cfg, seen: seen, name: fmt.Sprintf("source %d", idx)}
-	if cfg.health != nil {
-		f.health = *cfg.health
-	} else {
-		f.health = DefaultHealthConfig()
-	}
+	f.health = cfg.healthConfig()
 	f.limiter = &rateLimiter{lim: rate.NewLimiter(cfg.limit, cfg.burst), clk: cfg.clock}
 
 	st := cfg.breaker

@@ -459,8 +459,10 @@ func TestLockFreeAllEntryPoints(t *testing.T) {
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%s-shards%d-buffer%d-fetch%d", c.pol, c.shards, c.buffer, c.fetch), func(t *testing.T) {
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
-			src := newScriptSource(fmt.Sprintf("rv-%s-%d-%d", c.pol, c.shards, c.buffer))
-			src.maxLen = c.fetch
+			src := newScriptSource(fmt.Sprintf("lf-%s-%d-%d", c.pol, c.shards, c.buffer))
+			// No shorter than a block the health tests judge, which is the
+			// least the Provider asks for.
+			src.maxLen = max(c.fetch, DefaultHealthConfig().minBlock())
 			var eps episodeLog
 			p, err := New(src, fast(WithPolicy(c.pol), WithShards(c.shards), WithBufferSize(c.buffer), WithFetchSize(c.fetch), WithFallbackHook(eps.hook))...)
 			require.NoError(t, err)

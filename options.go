@@ -93,6 +93,7 @@ type config struct {
 	failover      []Source
 	shards        int
 	health        *HealthConfig
+	minFetch      int // the smallest block the health tests judge; New sets it
 	derivedRead   bool
 	fleet         Fleet
 	fleetHook     func(FleetEvent)
@@ -166,7 +167,9 @@ func WithRateLimit(r rate.Limit, burst int) Option {
 	}
 }
 
-// WithBufferSize sets how many checked bytes the pool holds. Reads larger
+// WithBufferSize sets how many checked bytes the pool holds, at least twice
+// the smallest block the health tests can judge (56 bytes with
+// DefaultHealthConfig; a smaller size is raised to that). Reads larger
 // than the pool are served verifiably only under Defer (which gathers bytes
 // as they arrive); under Degrade they fall back, under Fail they fail.
 // Default: DefaultBufferSize (64 KiB).
@@ -181,7 +184,10 @@ func WithBufferSize(bytes int) Option {
 }
 
 // WithFetchSize sets how many bytes one request asks of a source (capped by
-// the free room in the pool). Default: DefaultFetchSize (16 KiB).
+// the free room in the pool). A request never asks for fewer bytes than the
+// health tests need to judge a block (28 with DefaultHealthConfig), however
+// small this size or the room: the bytes a read does not take are served to
+// later reads. Default: DefaultFetchSize (16 KiB).
 func WithFetchSize(bytes int) Option {
 	return func(c *config) error {
 		if bytes < 1 {
@@ -332,4 +338,12 @@ func WithHealthTests(h HealthConfig) Option {
 // Provider is handed to code that makes keys. Default: off (raw).
 func WithDerivedReads() Option {
 	return func(c *config) error { c.derivedRead = true; return nil }
+}
+
+// healthConfig returns the health-test configuration in force.
+func (c *config) healthConfig() HealthConfig {
+	if c.health != nil {
+		return *c.health
+	}
+	return DefaultHealthConfig()
 }

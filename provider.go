@@ -71,6 +71,10 @@ func New(src Source, opts ...Option) (*Provider, error) {
 			return nil, err
 		}
 	}
+	// Every request asks for a block the health tests can judge, and the
+	// pool has room for one whenever a shard is below its low watermark.
+	cfg.minFetch = cfg.healthConfig().minBlock()
+	cfg.bufferSize = max(cfg.bufferSize, 2*cfg.minFetch)
 	if cfg.shards == 0 {
 		cfg.shards = min(runtime.GOMAXPROCS(0), 64)
 	}
