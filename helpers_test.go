@@ -386,12 +386,14 @@ func waitWithin(wg *sync.WaitGroup, d time.Duration) bool {
 
 // memJournal is the in-memory Journal of the tests; it outlives Providers,
 // as a file journal outlives a process, and like package journal's it
-// refuses appends once closed. Its optional fields stand in for a slow or
-// misbehaving journal: blockGate holds every RecordBlock until it is closed
-// (a slow disk), beforeFallback runs at the start of every RecordFallback,
-// afterEvent runs once an event is recorded, and failEvent fails
-// RecordEvent. Its methods use their receiver, as package journal's do, so a
-// typed-nil *memJournal crashes where a nil file journal would.
+// refuses appends once closed and records an event only if absent. Its
+// optional fields stand in for a slow or misbehaving journal: blockGate
+// holds every RecordBlock until it is closed (a slow disk), beforeFallback
+// runs at the start of every RecordFallback, afterEvent runs once an event
+// is recorded, failBlock fails RecordBlock and RecordFallback while set, and
+// failEvent fails RecordEvent. Its methods use their receiver, as package
+// journal's do, so a typed-nil *memJournal crashes where a nil file journal
+// would.
 type memJournal struct {
 	blockGate      chan struct{}
 	beforeFallback func(FallbackEpisode)
@@ -403,6 +405,7 @@ type memJournal struct {
 	events    map[string]EventRecord
 	early     []string // events recorded before a block their spans name
 	failEvent error
+	failBlock error
 	closed    bool
 }
 
@@ -410,12 +413,15 @@ var errMemJournalClosed = errors.New("memJournal: closed")
 
 func newMemJournal() *memJournal { return &memJournal{events: map[string]EventRecord{}} }
 
-func (j *memJournal) RecordBlock(b BlockRecord) error {
+func (j *memJournal) RecordBlock(_ context.Context, b BlockRecord) error {
 	if j.blockGate != nil {
 		<-j.blockGate
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.failBlock != nil {
+		return j.failBlock
+	}
 	if j.closed {
 		return errMemJournalClosed
 	}
@@ -423,12 +429,15 @@ func (j *memJournal) RecordBlock(b BlockRecord) error {
 	return nil
 }
 
-func (j *memJournal) RecordFallback(e FallbackEpisode) error {
+func (j *memJournal) RecordFallback(_ context.Context, e FallbackEpisode) error {
 	if j.beforeFallback != nil {
 		j.beforeFallback(e)
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.failBlock != nil {
+		return j.failBlock
+	}
 	if j.closed {
 		return errMemJournalClosed
 	}
@@ -436,27 +445,26 @@ func (j *memJournal) RecordFallback(e FallbackEpisode) error {
 	return nil
 }
 
-func (j *memJournal) RecordEvent(e EventRecord) error {
-	if err := j.recordEvent(e); err != nil {
-		return err
-	}
-	if j.afterEvent != nil {
+func (j *memJournal) RecordEvent(_ context.Context, e EventRecord) (EventRecord, error) {
+	stored, err := j.recordEvent(e)
+	if err == nil && j.afterEvent != nil {
 		j.afterEvent()
 	}
-	return nil
+	return stored, err
 }
 
-func (j *memJournal) recordEvent(e EventRecord) error {
+func (j *memJournal) recordEvent(e EventRecord) (EventRecord, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.failEvent != nil {
-		return j.failEvent
+		return EventRecord{}, j.failEvent
 	}
 	if j.closed {
-		return errMemJournalClosed
+		return EventRecord{}, errMemJournalClosed
 	}
-	if _, ok := j.events[e.Event]; ok {
-		return errors.New("event recorded twice")
+	if old, ok := j.events[e.Event]; ok {
+		old.Data = bytes.Clone(old.Data)
+		return old, nil
 	}
 	for _, sp := range e.Label.Spans {
 		if !j.hasBlock(sp.Source, sp.JobID) {
@@ -465,7 +473,7 @@ func (j *memJournal) recordEvent(e EventRecord) error {
 	}
 	e.Data = bytes.Clone(e.Data)
 	j.events[e.Event] = e
-	return nil
+	return e, nil
 }
 
 // hasBlock reports whether the block of job of source is recorded; j.mu is
@@ -479,7 +487,7 @@ func (j *memJournal) hasBlock(source, job string) bool {
 	return false
 }
 
-func (j *memJournal) LookupEvent(name string) (EventRecord, bool, error) {
+func (j *memJournal) LookupEvent(_ context.Context, name string) (EventRecord, bool, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	e, ok := j.events[name]
