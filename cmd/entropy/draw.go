@@ -264,13 +264,16 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	allowFallback := fs.Bool("allow-fallback", false, "exit 0 for a consistent transcript of fallback entropy (it is still reported NOT VERIFIABLE)")
 	url := fs.String("url", "", "base `URL` of the service: check the entropy against its jobs (GET /v1/jobs/{id}) and their signatures")
 	pub := fs.String("public-key", os.Getenv("ENTROPY_PUBLIC_KEY"), "the service's Ed25519 public key, `base64` (env ENTROPY_PUBLIC_KEY); needed with --url")
-	name := fs.String("source-name", os.Getenv("ENTROPY_SOURCE_NAME"), "the service's `name` in labels, as the draw had it (env ENTROPY_SOURCE_NAME; default quantropy)")
+	name := fs.String("source-name", os.Getenv("ENTROPY_SOURCE_NAME"), "the service's `name` in labels, as the draw had it (env ENTROPY_SOURCE_NAME; default: the host:port of --url, as draw and read name it)")
 	pos, code, done := parseArgs(c, fs, args, stdout, stderr)
 	if done {
 		return code
 	}
 	if len(pos) != 1 {
 		return usageError(stderr, c, errors.New("give one TRANSCRIPT file (\"-\" for stdin)"))
+	}
+	if *url != "" && strings.TrimSpace(*pub) == "" {
+		return usageError(stderr, c, errors.New("--public-key is missing: checking the jobs at --url needs the service's public key (or ENTROPY_PUBLIC_KEY)"))
 	}
 	var r io.Reader = os.Stdin
 	if pos[0] != "-" {
@@ -313,17 +316,15 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil || len(raw) != ed25519.PublicKeySize {
 		return usageError(stderr, c, fmt.Errorf("--public-key must be %d bytes of standard base64", ed25519.PublicKeySize))
 	}
-	hopts := []httpsource.Option{httpsource.WithPublicKey(raw), httpsource.WithAPIKey(os.Getenv("ENTROPY_API_KEY"))}
-	if *name != "" {
-		hopts = append(hopts, httpsource.WithName(*name))
-	}
+	hopts := []httpsource.Option{httpsource.WithPublicKey(raw), httpsource.WithAPIKey(os.Getenv("ENTROPY_API_KEY")),
+		httpsource.WithName(serviceName(*name, *url))}
 	src, err := httpsource.New(*url, hopts...)
 	if err != nil {
 		return fail(stderr, c, err)
 	}
 	jobs := func(ctx context.Context, source, id string) ([]byte, error) {
 		if source != src.Name() {
-			return nil, fmt.Errorf("the label names source %q, the service is %q", source, src.Name())
+			return nil, fmt.Errorf("the label names source %q, and the service at --url is named %q (give --source-name %q if it is that service)", source, src.Name(), source)
 		}
 		j, err := src.Job(ctx, id)
 		if err != nil {

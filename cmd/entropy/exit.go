@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/provenrand/entropy/httpsource"
 )
 
 // flagError is a bad command line found after parsing (a flag value out of
@@ -108,4 +111,19 @@ func checkHead(h string) error {
 		return fmt.Errorf("--head %q: want the journal head published earlier, %d hex digits", h, 2*sha256.Size)
 	}
 	return nil
+}
+
+// serviceName is the name labels give the service at baseURL: the name
+// given (--source-name, ENTROPY_SOURCE_NAME), else the URL's host:port.
+// A name that follows from the service's address is the same in the
+// command that draws and in the one that verifies, and never names
+// another service (a default like "quantropy" would name every service so).
+func serviceName(given, baseURL string) string {
+	if given = strings.TrimSpace(given); given != "" {
+		return given
+	}
+	if u, err := url.Parse(baseURL); err == nil && u.Host != "" {
+		return strings.ToLower(u.Host)
+	}
+	return httpsource.DefaultName
 }

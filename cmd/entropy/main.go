@@ -172,7 +172,7 @@ func (f *sourceFlags) add(fs *flag.FlagSet) {
 	fs.BoolVar(&f.allowHTTP, "allow-http", false, "allow a plain http:// URL to a host that is not loopback")
 	fs.StringVar(&f.policy, "policy", "degrade", "when verifiable entropy is unavailable: degrade (crypto/rand, labelled), defer (wait) or fail")
 	fs.DurationVar(&f.timeout, "timeout", 15*time.Second, "how long to wait for verifiable entropy")
-	fs.StringVar(&f.name, "source-name", os.Getenv("ENTROPY_SOURCE_NAME"), "the service's `name` in labels (env ENTROPY_SOURCE_NAME; default quantropy; the embedded simulator is always \"simulator\")")
+	fs.StringVar(&f.name, "source-name", os.Getenv("ENTROPY_SOURCE_NAME"), "the service's `name` in labels (env ENTROPY_SOURCE_NAME; default: the host:port of --url, so that verify --url finds the same name; the embedded simulator is always \"simulator\")")
 	fs.StringVar(&f.sources, "source", "service", "sources in priority order, comma-separated: service (--url, or the simulator), drand, drand:quicknet, drand:default (drand is public: for draws, never for keys)")
 	fs.StringVar(&f.relays, "relays", strings.Join(drandsource.PublicRelays(), ","), "drand relay `URLs`, comma-separated, tried in turn")
 }
@@ -355,9 +355,7 @@ func (f *sourceFlags) serviceSource(apiKey string, out *provider) (*httpsource.S
 		if f.allowHTTP {
 			hopts = append(hopts, httpsource.WithAllowInsecureHTTP())
 		}
-		if f.name != "" {
-			hopts = append(hopts, httpsource.WithName(f.name))
-		}
+		hopts = append(hopts, httpsource.WithName(serviceName(f.name, f.url)))
 		if src, err = httpsource.New(f.url, hopts...); err != nil {
 			return nil, badFlag(err) // New checks the URL and the key, and fetches nothing
 		}

@@ -92,7 +92,7 @@ func TestReadFromConfiguredService(t *testing.T) {
 	// Flags.
 	code, out, errOut := runCLI(t, "read", "-n", "8", "--label", "--url", url, "--api-key", key, "--public-key", pub)
 	require.Equal(t, 0, code, errOut)
-	assert.Contains(t, out, `"source":"quantropy"`)
+	assert.Contains(t, out, `"source":"`+strings.TrimPrefix(url, "http://")+`"`, "without --source-name, the service's host:port")
 	assert.Contains(t, out, `"verifiable":true`)
 
 	// Environment.
