@@ -229,16 +229,14 @@ func WithPollInterval(base, max time.Duration) Option {
 // New returns a Source for the service at baseURL (e.g.
 // "https://api.example.com"; a path prefix is kept). A plain http:// URL is
 // allowed only to a loopback host unless WithAllowInsecureHTTP is given.
+//
+// A URL that carries credentials (https://KEY@host, https://user:KEY@host)
+// is refused: give the key with WithAPIKey, which keeps it out of every error.
+// New's errors never repeat the URL, which may hold a key somewhere else.
 func New(baseURL string, opts ...Option) (*Source, error) {
-	u, err := url.Parse(baseURL)
+	u, err := parseBaseURL(baseURL)
 	if err != nil {
-		return nil, fmt.Errorf("httpsource: bad base URL: %w", err)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("httpsource: base URL %q has no host", u.Redacted())
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("httpsource: base URL %q must not have a query or fragment", u.Redacted())
+		return nil, err
 	}
 	s := &Source{
 		base:      u,
@@ -265,7 +263,8 @@ func New(baseURL string, opts ...Option) (*Source, error) {
 			return nil, fmt.Errorf("httpsource: refusing plain http:// to non-loopback host %q (use https, or WithAllowInsecureHTTP)", u.Hostname())
 		}
 	default:
-		return nil, fmt.Errorf("httpsource: base URL scheme %q: want https or http", u.Scheme)
+		// The scheme is not repeated: a key pasted as the URL parses as one.
+		return nil, errors.New("httpsource: base URL scheme must be https or http")
 	}
 	if s.client == nil {
 		s.client = &http.Client{
@@ -275,6 +274,31 @@ func New(baseURL string, opts ...Option) (*Source, error) {
 	s.pub = s.configured
 	s.prefix = strings.TrimSuffix(u.String(), "/")
 	return s, nil
+}
+
+// parseBaseURL parses and checks a base URL. Its errors never repeat the
+// URL or any part of it that may carry a secret (user info, path, query,
+// fragment): url.Redacted hides a password, not a key given as the user.
+func parseBaseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// *url.Error repeats the whole URL: keep only why it failed, and
+		// not even that when it quotes a part of the URL.
+		var ue *url.Error
+		if errors.As(err, &ue) && ue.Err != nil && !strings.Contains(ue.Err.Error(), "\"") {
+			return nil, fmt.Errorf("httpsource: base URL is not a valid URL: %v", ue.Err)
+		}
+		return nil, errors.New("httpsource: base URL is not a valid URL")
+	}
+	switch {
+	case u.User != nil:
+		return nil, errors.New("httpsource: base URL carries credentials (user@ or user:password@): give the API key with WithAPIKey (the CLI: ENTROPY_API_KEY), never in the URL")
+	case u.Host == "":
+		return nil, errors.New("httpsource: base URL has no host (want e.g. https://api.example.com)")
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return nil, errors.New("httpsource: base URL must not have a query or fragment")
+	}
+	return u, nil
 }
 
 // isLoopback reports whether host is "localhost" or a loopback IP address.

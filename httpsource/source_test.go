@@ -599,6 +599,39 @@ func TestNewRefusesInsecureURLs(t *testing.T) {
 	}
 }
 
+// TestNewRefusesCredentialsInURL: a base URL that carries credentials (a
+// key as user or password, or anywhere New would otherwise repeat) is
+// refused, and the error never repeats them: url.Redacted hides a password,
+// not a key given as the user name.
+func TestNewRefusesCredentialsInURL(t *testing.T) {
+	const key = "sk-url-secret-7e6d5c4b"
+	for _, raw := range []string{
+		"http://" + key + "@127.0.0.1:8080",
+		"https://" + key + "@api.example.com/v",
+		"https://user:" + key + "@api.example.com",
+		"https://" + key + ":@api.example.com",
+		"http://" + key + "@api.example.com",
+		"ftp://" + key + "@api.example.com",
+		"http://" + key + "@127.0.0.1:port",
+		key + "@api.example.com",
+		"//" + key + "@api.example.com",
+		"https://api.example.com/?api_key=" + key,
+		"https://api.example.com/#" + key,
+		key + ":x",
+		key,
+		"http://" + key + "@127.0.0.1:8080/\x7f",
+		"http://" + key + "@127.0.0.1:8080/%zz",
+	} {
+		_, err := httpsource.New(raw, httpsource.WithPublicKey(make([]byte, 32)))
+		require.Error(t, err, raw)
+		assert.NotContains(t, err.Error(), key, raw)
+		assert.NotContains(t, err.Error(), "sk-url", raw)
+	}
+	_, err := httpsource.New("https://user@api.example.com")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "credentials")
+}
+
 func TestNewRefusesBadOptions(t *testing.T) {
 	for name, opt := range map[string]httpsource.Option{
 		"key with space":   httpsource.WithAPIKey("a b"),
