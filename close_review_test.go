@@ -27,9 +27,9 @@ type closeReviewJournal struct {
 
 var errCloseReviewJournalClosed = errors.New("close review journal: closed")
 
-func (j *closeReviewJournal) RecordBlock(BlockRecord) error { return nil }
+func (j *closeReviewJournal) RecordBlock(context.Context, BlockRecord) error { return nil }
 
-func (j *closeReviewJournal) RecordFallback(ep FallbackEpisode) error {
+func (j *closeReviewJournal) RecordFallback(_ context.Context, ep FallbackEpisode) error {
 	if j.before != nil {
 		j.before(ep)
 	}
@@ -42,9 +42,11 @@ func (j *closeReviewJournal) RecordFallback(ep FallbackEpisode) error {
 	return nil
 }
 
-func (j *closeReviewJournal) RecordEvent(EventRecord) error { return nil }
+func (j *closeReviewJournal) RecordEvent(_ context.Context, r EventRecord) (EventRecord, error) {
+	return r, nil
+}
 
-func (j *closeReviewJournal) LookupEvent(string) (EventRecord, bool, error) {
+func (j *closeReviewJournal) LookupEvent(context.Context, string) (EventRecord, bool, error) {
 	return EventRecord{}, false, nil
 }
 

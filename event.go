@@ -107,6 +107,12 @@ func (p *Provider) ReadFor(ctx context.Context, event string, b []byte) (Label, 
 
 // drawEvent finds the event in the journal or draws it, records it, and
 // publishes the outcome in e. A failed draw is removed from the table.
+//
+// With a journal shared by several Providers (replicas of a fleet on one
+// PostgreSQL journal), two of them can draw the same event at once: the
+// journal stores the first record and hands it to both. The one whose record
+// was not stored returns the stored bytes and label, and zeroes the bytes it
+// took (counted in Stats' EventBytesDiscarded): they are never handed out.
 func (p *Provider) drawEvent(ctx context.Context, event string, n int, e *eventEntry) {
 	defer close(e.done)
 	fail := func(err error) {
@@ -116,14 +122,14 @@ func (p *Provider) drawEvent(ctx context.Context, event string, n int, e *eventE
 		p.events.mu.Unlock()
 	}
 	if j := p.cfg.journal; j != nil {
-		rec, found, err := j.LookupEvent(event)
+		rec, found, err := j.LookupEvent(ctx, event)
 		if err != nil {
-			fail(fmt.Errorf("entropy: event %q: journal lookup: %w", event, err))
+			fail(fmt.Errorf("entropy: event %q: journal lookup failed, nothing was drawn: %w", event, err))
 			return
 		}
 		if found {
-			if rec.Event != event || len(rec.Data) == 0 || !rec.Label.Verifiable || rec.Label.Len() != len(rec.Data) {
-				fail(fmt.Errorf("entropy: event %q: journal record is inconsistent", event))
+			if err := checkEventRecord(event, rec); err != nil {
+				fail(err)
 				return
 			}
 			e.rec = EventRecord{Event: event, Data: bytes.Clone(rec.Data), Label: cloneLabel(rec.Label), Time: rec.Time}
@@ -143,18 +149,54 @@ func (p *Provider) drawEvent(ctx context.Context, event string, n int, e *eventE
 		// without them (a crash in between would leave an event whose
 		// jobs the journal never saw).
 		if err := p.notes.flush(ctx); err != nil {
-			clear(data)
-			fail(fmt.Errorf("entropy: event %q: waiting for the journal's block records: %w", event, err))
+			p.discardEvent(data)
+			fail(fmt.Errorf("entropy: event %q: waiting for the journal's block records, nothing was drawn: %w", event, err))
 			return
 		}
-		if err := j.RecordEvent(rec); err != nil {
-			clear(data)
+		stored, err := j.RecordEvent(ctx, rec)
+		if err != nil {
+			p.discardEvent(data)
 			fail(fmt.Errorf("entropy: event %q: journal refused the record, nothing was drawn: %w", event, err))
 			return
 		}
+		if !sameEventRecord(stored, rec) {
+			// Another Provider sharing the journal drew the event first.
+			p.discardEvent(data)
+			if err := checkEventRecord(event, stored); err != nil {
+				fail(err)
+				return
+			}
+			e.rec = EventRecord{Event: event, Data: bytes.Clone(stored.Data), Label: cloneLabel(stored.Label), Time: stored.Time}
+			return
+		}
+		rec.Time = stored.Time // as the journal keeps it
 	}
 	p.servedVerifiable(n)
 	e.rec = rec
+}
+
+// discardEvent zeroes event bytes that were taken from the pool but will
+// never be handed out, and counts them.
+func (p *Provider) discardEvent(data []byte) {
+	clear(data)
+	p.eventDiscarded.Add(uint64(len(data)))
+}
+
+// checkEventRecord refuses a journal's record of an event that could not
+// have been drawn by a Provider: another name, no bytes, not verifiable, or
+// a label that does not cover its bytes.
+func checkEventRecord(event string, rec EventRecord) error {
+	if rec.Event != event || len(rec.Data) == 0 || !rec.Label.Verifiable || rec.Label.Len() != len(rec.Data) {
+		return fmt.Errorf("entropy: event %q: journal record is inconsistent", event)
+	}
+	return nil
+}
+
+// sameEventRecord reports whether the journal's stored record is the one
+// this Provider asked it to record (the same bytes and spans).
+func sameEventRecord(stored, ours EventRecord) bool {
+	return stored.Event == ours.Event && bytes.Equal(stored.Data, ours.Data) &&
+		stored.Label.Verifiable == ours.Label.Verifiable && slices.Equal(stored.Label.Spans, ours.Label.Spans)
 }
 
 func cloneLabel(l Label) Label {

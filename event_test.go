@@ -20,39 +20,47 @@ type memJournal struct {
 	episodes  []FallbackEpisode
 	events    map[string]EventRecord
 	failEvent error
+	failBlock error // RecordBlock and RecordFallback fail with it while set
 }
 
 func newMemJournal() *memJournal { return &memJournal{events: map[string]EventRecord{}} }
 
-func (j *memJournal) RecordBlock(b BlockRecord) error {
+func (j *memJournal) RecordBlock(_ context.Context, b BlockRecord) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.failBlock != nil {
+		return j.failBlock
+	}
 	j.blocks = append(j.blocks, b)
 	return nil
 }
 
-func (j *memJournal) RecordFallback(e FallbackEpisode) error {
+func (j *memJournal) RecordFallback(_ context.Context, e FallbackEpisode) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.failBlock != nil {
+		return j.failBlock
+	}
 	j.episodes = append(j.episodes, e)
 	return nil
 }
 
-func (j *memJournal) RecordEvent(e EventRecord) error {
+func (j *memJournal) RecordEvent(_ context.Context, e EventRecord) (EventRecord, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.failEvent != nil {
-		return j.failEvent
+		return EventRecord{}, j.failEvent
 	}
-	if _, ok := j.events[e.Event]; ok {
-		return errors.New("event recorded twice")
+	if old, ok := j.events[e.Event]; ok {
+		old.Data = bytes.Clone(old.Data)
+		return old, nil
 	}
 	e.Data = bytes.Clone(e.Data)
 	j.events[e.Event] = e
-	return nil
+	return e, nil
 }
 
-func (j *memJournal) LookupEvent(name string) (EventRecord, bool, error) {
+func (j *memJournal) LookupEvent(_ context.Context, name string) (EventRecord, bool, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	e, ok := j.events[name]
@@ -176,4 +184,115 @@ func TestFallbackEpisodeJournalled(t *testing.T) {
 	require.Len(t, j.episodes, 1)
 	assert.True(t, j.episodes[0].Ended)
 	assert.Equal(t, int64(10), j.episodes[0].Bytes)
+}
+
+// lateJournal is a memJournal shared with another replica that records every
+// event between this Provider's lookup and its record: LookupEvent never
+// finds an event, and RecordEvent stores the other replica's record first.
+type lateJournal struct {
+	*memJournal
+	winner func(EventRecord) EventRecord // the other replica's record for an event
+}
+
+func (j *lateJournal) LookupEvent(context.Context, string) (EventRecord, bool, error) {
+	return EventRecord{}, false, nil
+}
+
+func (j *lateJournal) RecordEvent(ctx context.Context, r EventRecord) (EventRecord, error) {
+	j.mu.Lock()
+	if _, ok := j.events[r.Event]; !ok {
+		j.events[r.Event] = j.winner(r)
+	}
+	j.mu.Unlock()
+	return j.memJournal.RecordEvent(ctx, r)
+}
+
+// Contract point 8 across a fleet: when another replica sharing the journal
+// records an event first, ReadFor returns the stored bytes and label, not the
+// bytes it took itself; those are counted as discarded and never served.
+func TestEventRecordedFirstByAnotherReplicaWins(t *testing.T) {
+	other := []byte("the other replica's 16")
+	otherLabel := Label{Verifiable: true, Spans: []Span{{Source: "quantropy", JobID: "job-of-replica-2", Offset: 0, Length: len(other)}}}
+	j := &lateJournal{memJournal: newMemJournal(), winner: func(r EventRecord) EventRecord {
+		return EventRecord{Event: r.Event, Data: bytes.Clone(other), Label: otherLabel, Time: r.Time}
+	}}
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithJournal(j))...)
+	ready(t, p)
+
+	b := make([]byte, len(other))
+	lb, err := p.ReadFor(context.Background(), "lotto-2026-12-05", b)
+	require.NoError(t, err)
+	assert.Equal(t, other, b, "the stored record's bytes")
+	assert.Equal(t, otherLabel, lb, "the stored record's label")
+	st := p.Stats()
+	assert.Equal(t, uint64(len(other)), st.EventBytesDiscarded, "the bytes this Provider took for the event")
+	assert.Zero(t, st.VerifiableReads, "nothing of this Provider's was served")
+
+	// Asked again, the same answer, from memory: no second draw.
+	b2 := make([]byte, len(other))
+	lb2, err := p.ReadFor(context.Background(), "lotto-2026-12-05", b2)
+	require.NoError(t, err)
+	assert.Equal(t, other, b2)
+	assert.Equal(t, otherLabel, lb2)
+	assert.Equal(t, uint64(len(other)), p.Stats().EventBytesDiscarded)
+}
+
+// A block or fallback record the journal fails to write is retried, in
+// order, until the journal takes it: nothing is dropped, every failed
+// attempt is counted, and an event draw meanwhile fails with an error that
+// wraps the journal's. When the journal is back, the same Provider draws.
+func TestJournalRecordsRetriedUntilWritten(t *testing.T) {
+	down := errors.New("journal database unreachable")
+	j := newMemJournal()
+	j.failBlock = down
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithJournal(j))...)
+	ready(t, p)
+	require.Eventually(t, func() bool { return p.Stats().JournalErrors >= 2 }, 10*time.Second, time.Millisecond,
+		"failed writes are retried and counted")
+
+	_, err := p.ReadFor(context.Background(), "raffle", make([]byte, 16))
+	require.ErrorIs(t, err, down, "an event draw cannot follow block records that are not written")
+	assert.Equal(t, uint64(16), p.Stats().EventBytesDiscarded)
+
+	j.mu.Lock()
+	j.failBlock = nil
+	j.mu.Unlock()
+	b := make([]byte, 16)
+	lb, err := p.ReadFor(context.Background(), "raffle", b)
+	require.NoError(t, err, "the Provider recovers by itself")
+	assert.True(t, lb.Verifiable)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var jobs []string
+	for _, blk := range j.blocks {
+		jobs = append(jobs, blk.JobID)
+	}
+	var fetched []string
+	src.mu.Lock()
+	for id := range src.jobs {
+		fetched = append(fetched, id)
+	}
+	src.mu.Unlock()
+	for _, sp := range lb.Spans {
+		assert.Contains(t, jobs, sp.JobID, "the event's blocks are recorded")
+	}
+	assert.Subset(t, fetched, jobs)
+	assert.Len(t, j.events, 1)
+}
+
+// A journal that never comes back does not hang Close: the records left are
+// given up after a bounded time, each counted in JournalLost.
+func TestJournalRecordsLostAtCloseAreCounted(t *testing.T) {
+	j := newMemJournal()
+	j.failBlock = errors.New("journal gone")
+	p, err := New(newScriptSource("quantropy"), fast(WithJournal(j))...)
+	require.NoError(t, err)
+	ready(t, p)
+	require.NoError(t, p.Close())
+	st := p.Stats()
+	assert.NotZero(t, st.JournalErrors)
+	assert.NotZero(t, st.JournalLost, "records unwritten at Close are counted")
+	assert.Empty(t, j.blocks)
 }

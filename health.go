@@ -140,6 +140,21 @@ func (c HealthConfig) Check(data []byte) error {
 	return nil
 }
 
+// minBlock is the smallest block both tests can judge under c: a block of
+// fewer bytes than a cutoff can never fail that test, so a source stuck at
+// one value would pass in blocks of rct-1 bytes. An APT that can never fail
+// (cutoff above the window) does not count. 0 for an invalid c.
+func (c HealthConfig) minBlock() int {
+	rct, apt, err := c.cutoffs()
+	if err != nil {
+		return 0
+	}
+	if apt > AptWindow {
+		return rct
+	}
+	return max(rct, apt)
+}
+
 // HealthTest names one of the continuous health tests.
 type HealthTest int
 

@@ -1,32 +1,45 @@
 package entropy
 
 import (
+	"context"
 	"time"
 )
 
 // Journal is an audit trail of a Provider: what it fetched, when it fell back
 // and which events it drew for. Package journal implements it as a
-// hash-chained, fsynced JSON Lines file; give one to a Provider with
-// WithJournal, and a drop-in io.Reader user gets an audit trail too.
+// hash-chained, fsynced JSON Lines file (one process); package pgjournal
+// implements it on PostgreSQL, shared by every replica of a fleet. Give one to
+// a Provider with WithJournal, and a drop-in io.Reader user gets an audit
+// trail too.
 //
 // The Provider calls RecordBlock and RecordFallback from one goroutine of its
 // own (the one that also runs the fallback hook), in order, never under one
-// of its locks, and every record queued before Close reaches the journal
-// before Close returns. It treats their errors as something to report (Stats,
-// logger), not as a reason to stop serving. RecordEvent runs on the goroutine
-// that called ReadFor, and its error fails that ReadFor, because an event
-// draw that cannot be recorded must not be handed out.
+// of its locks. It treats their errors as something to report (Stats'
+// JournalErrors, the logger), not as a reason to stop serving, and retries a
+// record that failed, with backoff, until it is written: records are never
+// dropped silently, and every record queued before Close is tried before
+// Close returns. RecordEvent and LookupEvent run on the goroutine that called
+// ReadFor, and their errors fail that ReadFor, because an event draw that
+// cannot be recorded must not be handed out.
+//
+// Every method honours ctx: a journal on a database waits on the network.
 type Journal interface {
 	// RecordBlock records a block that passed every check and entered the pool.
-	RecordBlock(BlockRecord) error
+	RecordBlock(ctx context.Context, b BlockRecord) error
 	// RecordFallback records a fallback episode when it ends (or at Close).
-	RecordFallback(FallbackEpisode) error
-	// RecordEvent records the entropy of a named event; it must be durable
-	// when it returns.
-	RecordEvent(EventRecord) error
+	RecordFallback(ctx context.Context, e FallbackEpisode) error
+	// RecordEvent records the entropy of a named event if the journal holds
+	// no record of that event yet, and returns the record the journal holds
+	// for it when it returns: r itself, or the record stored before by
+	// whoever drew the event first (another Provider, another process or
+	// replica sharing the journal). Insert-if-absent must be atomic: of any
+	// number of concurrent callers for one event, across every process that
+	// shares the journal, exactly one record is stored and all get it back.
+	// The stored record is durable when RecordEvent returns without error.
+	RecordEvent(ctx context.Context, r EventRecord) (stored EventRecord, err error)
 	// LookupEvent returns the record of an event drawn before, in this process
-	// or any earlier one that used the same journal.
-	LookupEvent(event string) (EventRecord, bool, error)
+	// or any other one that used the same journal.
+	LookupEvent(ctx context.Context, event string) (EventRecord, bool, error)
 }
 
 // BlockRecord describes a block that entered the pool. Its bytes are not in

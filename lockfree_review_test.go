@@ -300,7 +300,9 @@ func TestReviewLockFreeAllEntryPoints(t *testing.T) {
 		t.Run(fmt.Sprintf("%s-shards%d-buffer%d-fetch%d", c.pol, c.shards, c.buffer, c.fetch), func(t *testing.T) {
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 			src := newScriptSource(fmt.Sprintf("rv-%s-%d-%d", c.pol, c.shards, c.buffer))
-			src.maxLen = c.fetch
+			// No shorter than a block the health tests judge, which is the
+			// least the Provider asks for.
+			src.maxLen = max(c.fetch, DefaultHealthConfig().minBlock())
 			var eps episodeLog
 			p, err := New(src, fast(WithPolicy(c.pol), WithShards(c.shards), WithBufferSize(c.buffer), WithFetchSize(c.fetch), WithFallbackHook(eps.hook))...)
 			require.NoError(t, err)

@@ -76,7 +76,7 @@ type orderJournal struct {
 	gate   chan struct{}
 }
 
-func (j *orderJournal) RecordBlock(b BlockRecord) error {
+func (j *orderJournal) RecordBlock(_ context.Context, b BlockRecord) error {
 	if j.gate != nil {
 		<-j.gate
 	}
@@ -86,9 +86,9 @@ func (j *orderJournal) RecordBlock(b BlockRecord) error {
 	return nil
 }
 
-func (j *orderJournal) RecordFallback(FallbackEpisode) error { return nil }
+func (j *orderJournal) RecordFallback(context.Context, FallbackEpisode) error { return nil }
 
-func (j *orderJournal) RecordEvent(r EventRecord) error {
+func (j *orderJournal) RecordEvent(_ context.Context, r EventRecord) (EventRecord, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for _, sp := range r.Label.Spans {
@@ -96,10 +96,10 @@ func (j *orderJournal) RecordEvent(r EventRecord) error {
 			j.early = append(j.early, r.Event+": "+sp.JobID)
 		}
 	}
-	return nil
+	return r, nil
 }
 
-func (j *orderJournal) LookupEvent(string) (EventRecord, bool, error) {
+func (j *orderJournal) LookupEvent(context.Context, string) (EventRecord, bool, error) {
 	return EventRecord{}, false, nil
 }
 

@@ -2,7 +2,6 @@ package entropy
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"runtime"
 	"strconv"
@@ -20,6 +19,7 @@ type notifier struct {
 	mu     sync.Mutex
 	queue  []note
 	signal chan struct{}
+	jq     journalQueue // the records on their way to the journal
 }
 
 type note struct {
@@ -32,33 +32,13 @@ type note struct {
 func (n *notifier) init(p *Provider) {
 	n.p = p
 	n.signal = make(chan struct{}, 1)
+	n.jq.init()
 }
 
 func (n *notifier) episode(ep FallbackEpisode) { n.push(note{episode: &ep}) }
 
 func (n *notifier) block(b BlockRecord) { n.push(note{block: &b}) }
 func (n *notifier) fleet(ev FleetEvent) { n.push(note{fleet: &ev}) }
-
-// flush waits until every note queued before it has been delivered: an
-// event's record must not reach the journal before the records of the
-// blocks its bytes came from. It returns at once without a journal, or on
-// the notifier goroutine itself (a hook or journal calling ReadFor), which
-// cannot wait for itself.
-func (n *notifier) flush(ctx context.Context) error {
-	if n.p.cfg.journal == nil || n.isSelf() {
-		return nil
-	}
-	ch := make(chan struct{})
-	n.push(note{flushed: ch})
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-n.p.ctx.Done():
-		return ErrClosed
-	}
-}
 
 func (n *notifier) push(x note) {
 	if n.p.cfg.hook == nil && n.p.cfg.logger == nil && n.p.cfg.journal == nil && n.p.cfg.fleetHook == nil {
@@ -74,6 +54,8 @@ func (n *notifier) push(x note) {
 }
 
 // run delivers notes until the Provider closes, then delivers what is left.
+// Journal records that failed are retried, in order, when their backoff has
+// passed.
 func (n *notifier) run(wg *sync.WaitGroup) {
 	defer wg.Done()
 	n.gid.Store(goid())
@@ -81,11 +63,14 @@ func (n *notifier) run(wg *sync.WaitGroup) {
 		select {
 		case <-n.signal:
 			n.drain()
+		case <-n.jq.retryC():
+			n.retry()
 		case <-n.p.ctx.Done():
 			// The refill goroutine may still queue a block it fetched
 			// before it saw the end: deliver after it has stopped.
 			n.p.refillDone.Wait()
 			n.drain()
+			n.writeAtClose()
 			return
 		}
 	}
@@ -103,13 +88,21 @@ func (n *notifier) drain() {
 		for _, x := range q {
 			n.deliver(x)
 		}
+		n.write()
 	}
 }
 
+// deliver hands an episode to the hook and the logger at once, and queues
+// blocks, ended episodes and flush marks for the journal (written by
+// write, in order, retried when the journal fails).
 func (n *notifier) deliver(x note) {
 	p := n.p
 	if x.flushed != nil {
-		close(x.flushed)
+		if p.cfg.journal == nil {
+			close(x.flushed)
+		} else {
+			n.enqueue(x)
+		}
 		return
 	}
 	if ep := x.episode; ep != nil {
@@ -127,26 +120,22 @@ func (n *notifier) deliver(x note) {
 				l.Warn("entropy: fallback episode started: serving crypto/rand, labelled non-verifiable", "reason", reason)
 			}
 		}
-		if j := p.cfg.journal; j != nil && ep.Ended {
-			if err := j.RecordFallback(*ep); err != nil {
-				p.journalError("fallback", err)
-			}
+		if p.cfg.journal != nil && ep.Ended {
+			n.enqueue(note{episode: ep})
 		}
 	}
 	if ev := x.fleet; ev != nil {
 		p.deliverFleet(*ev)
 	}
 	if b := x.block; b != nil && p.cfg.journal != nil {
-		if err := p.cfg.journal.RecordBlock(*b); err != nil {
-			p.journalError("block", err)
-		}
+		n.enqueue(note{block: b})
 	}
 }
 
 func (p *Provider) journalError(what string, err error) {
 	p.journalErrs.Add(1)
 	if l := p.cfg.logger; l != nil {
-		l.Error("entropy: journal append failed", "record", what, "error", err.Error())
+		l.Error("entropy: journal append failed, will retry", "record", what, "error", err.Error())
 	}
 }
 

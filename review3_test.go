@@ -42,10 +42,13 @@ func review3RunChild(t *testing.T) (string, error) {
 // journal.Journal's do (they lock its mutex).
 type review3NilJournal struct{ n int }
 
-func (j *review3NilJournal) RecordBlock(BlockRecord) error        { j.n++; return nil }
-func (j *review3NilJournal) RecordFallback(FallbackEpisode) error { j.n++; return nil }
-func (j *review3NilJournal) RecordEvent(EventRecord) error        { j.n++; return nil }
-func (j *review3NilJournal) LookupEvent(string) (EventRecord, bool, error) {
+func (j *review3NilJournal) RecordBlock(context.Context, BlockRecord) error        { j.n++; return nil }
+func (j *review3NilJournal) RecordFallback(context.Context, FallbackEpisode) error { j.n++; return nil }
+func (j *review3NilJournal) RecordEvent(_ context.Context, r EventRecord) (EventRecord, error) {
+	j.n++
+	return r, nil
+}
+func (j *review3NilJournal) LookupEvent(context.Context, string) (EventRecord, bool, error) {
 	j.n++
 	return EventRecord{}, false, nil
 }

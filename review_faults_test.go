@@ -177,10 +177,10 @@ type cancelJournal struct {
 	cancel context.CancelFunc
 }
 
-func (j *cancelJournal) RecordEvent(e EventRecord) error {
-	err := j.memJournal.RecordEvent(e)
+func (j *cancelJournal) RecordEvent(ctx context.Context, e EventRecord) (EventRecord, error) {
+	stored, err := j.memJournal.RecordEvent(ctx, e)
 	j.cancel()
-	return err
+	return stored, err
 }
 
 // Contract point 8: a draw that was made and recorded is returned to the

@@ -20,8 +20,12 @@ type Source interface {
 	// block (an audit trail, a test's record of what it handed out). Every call
 	// must return fresh entropy under a job ID of its own.
 	//
+	// The Provider never asks for fewer bytes than its health tests need to
+	// judge a block (28 with DefaultHealthConfig), however small its pool or
+	// fetch size, and serves what a read does not take to later reads.
+	//
 	// The Provider refuses, as a source failure, a block that is empty,
-	// longer than n, not Verifiable, without a Source name or a JobID, a
+	// shorter than the health tests need, longer than n, not Verifiable, without a Source name or a JobID, a
 	// (Source, JobID) it has taken before, or that fails the SP 800-90B
 	// health tests (a run of 7 equal bytes, or a byte value far too common:
 	// see HealthConfig). A test source should fill Data from a real
@@ -40,6 +44,11 @@ type Block struct {
 	// Public says Data is published to everyone (a drand round): fit for
 	// draws, never for keys. The spans of such bytes carry Public too.
 	Public bool
+	// Evidence is what lets a third party check Data offline (see Proof):
+	// the signed request binding of a reference-protocol job, a drand
+	// round's signatures. Its Data is left nil: the bytes are Data above.
+	// Nil for a source that has none.
+	Evidence *Proof
 }
 
 // SourceFunc adapts an ordinary function to the Source interface.

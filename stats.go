@@ -16,12 +16,34 @@ type Stats struct {
 	FallbackEpisodes                 uint64 // episodes started
 	InFallback                       bool   // an episode is open now
 
-	JournalErrors uint64 // records the journal failed to append
+	// JournalErrors counts failed attempts to write a block or fallback
+	// record to the journal. A record that failed is retried, in order,
+	// with backoff until it is written; JournalLost counts the records
+	// still unwritten when Close gave up on the journal (a few seconds
+	// after it was called), each also logged. Neither is ever dropped
+	// silently.
+	JournalErrors uint64
+	JournalLost   uint64
+
+	// EventBytesDiscarded counts verifiable bytes that ReadFor took from the
+	// pool for an event and zeroed without handing them out: another
+	// Provider sharing the journal (another replica) recorded the event
+	// first, and its recorded bytes were returned instead; or the journal
+	// failed to record the draw, and ReadFor returned an error.
+	EventBytesDiscarded uint64
 
 	// Unavailable is the error a read would carry now if the pool could not
 	// serve it: it wraps ErrUnavailable and either ErrPoolEmpty (the sources
 	// are healthy as far as the Provider knows) or the sources' last errors.
 	Unavailable error
+
+	// Permanent is set when the last refill round failed permanently on
+	// every source (401, 402, 403, a signature that never verifies with the
+	// configured key): a misconfiguration, not an outage, which no retry
+	// will cure. It wraps ErrUnavailable, ErrPermanent and the sources'
+	// errors, as Unavailable (and the Reason of fallback reads) then does.
+	// nil once a block lands again.
+	Permanent error
 
 	Sources []SourceStats // in priority order
 
@@ -49,15 +71,20 @@ type SourceStats struct {
 // shard's lock briefly; do not call it on a hot path.
 func (p *Provider) Stats() Stats {
 	st := Stats{
-		Policy:           p.cfg.policy,
-		Capacity:         p.cfg.bufferSize,
-		DerivedReads:     p.derivedReads.Load(),
-		DerivedBytes:     p.derivedBytes.Load(),
-		FallbackEpisodes: p.episodes.count.Load(),
-		InFallback:       p.episodes.open.Load(),
-		JournalErrors:    p.journalErrs.Load(),
-		Unavailable:      p.reason.Load(),
-		Fleet:            p.fleetStatus(),
+		Policy:              p.cfg.policy,
+		Capacity:            p.cfg.bufferSize,
+		DerivedReads:        p.derivedReads.Load(),
+		DerivedBytes:        p.derivedBytes.Load(),
+		FallbackEpisodes:    p.episodes.count.Load(),
+		InFallback:          p.episodes.open.Load(),
+		JournalErrors:       p.journalErrs.Load(),
+		JournalLost:         p.journalLost.Load(),
+		EventBytesDiscarded: p.eventDiscarded.Load(),
+		Unavailable:         p.reason.Load(),
+		Fleet:               p.fleetStatus(),
+	}
+	if perm := p.permanent.Load(); perm != nil {
+		st.Permanent = perm
 	}
 	st.FallbackReads, st.FallbackBytes = p.fallbackCounts()
 	for _, s := range p.shards {

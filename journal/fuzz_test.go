@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"os"
@@ -48,29 +49,29 @@ func seedJournals(tb testing.TB) [][]byte {
 	return [][]byte{
 		seedJournal(tb, func(*Journal) {}),
 		seedJournal(tb, func(j *Journal) {
-			must(j.RecordBlock(testBlock))
-			must(j.RecordFallback(testEpisode))
-			must(j.RecordEvent(testEvent))
+			must(j.RecordBlock(context.Background(), testBlock))
+			must(j.RecordFallback(context.Background(), testEpisode))
+			must(recordEvent(j, testEvent))
 		}),
 		seedJournal(tb, func(j *Journal) {
 			t0 := time.Date(2026, 3, 1, 11, 0, 0, 123456789, time.FixedZone("CET", 3600))
 			for i, id := range []string{"job-1", "job-2", "round 4711"} {
-				must(j.RecordBlock(entropy.BlockRecord{
+				must(j.RecordBlock(context.Background(), entropy.BlockRecord{
 					Source: "quantropy", JobID: id, Size: 65536 >> i, Digest: sha256.Sum256([]byte(id)),
 					Verifiable: i != 2, Time: t0.Add(time.Duration(i) * time.Second),
 				}))
 			}
-			must(j.RecordFallback(entropy.FallbackEpisode{
+			must(j.RecordFallback(context.Background(), entropy.FallbackEpisode{
 				Start: t0, Reads: 1, Bytes: 32,
 				Reason: errors.New(`circuit breaker open: HTTP 503 unavailable: "Overloaded" <retry> & wait`),
 			}))
-			must(j.RecordFallback(entropy.FallbackEpisode{Start: t0, End: t0.Add(time.Minute), Ended: true, Reads: 9, Bytes: 1 << 40}))
-			must(j.RecordEvent(entropy.EventRecord{
+			must(j.RecordFallback(context.Background(), entropy.FallbackEpisode{Start: t0, End: t0.Add(time.Minute), Ended: true, Reads: 9, Bytes: 1 << 40}))
+			must(recordEvent(j, entropy.EventRecord{
 				Event: "raffle #12 — ünïcode", Data: []byte{0, 1, 2, 0xff},
 				Label: entropy.Label{Spans: []entropy.Span{{Source: entropy.FallbackSource, Length: 4}}, Reason: errors.New("source down")},
 				Time:  t0,
 			}))
-			must(j.RecordEvent(entropy.EventRecord{
+			must(recordEvent(j, entropy.EventRecord{
 				Event: "draw 2", Data: bytes.Repeat([]byte{0x5a}, 32),
 				Label: entropy.Label{Verifiable: true, Spans: []entropy.Span{
 					{Source: "quantropy", JobID: "job-1", Offset: 65520, Length: 16},
@@ -193,7 +194,7 @@ func FuzzVerify(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Open refused a journal Verify accepted: %v", err)
 		}
-		if err := j.RecordBlock(testBlock); err != nil {
+		if err := j.RecordBlock(context.Background(), testBlock); err != nil {
 			t.Fatal(err)
 		}
 		if err := j.Close(); err != nil {

@@ -55,6 +55,7 @@ package journal
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -104,8 +105,6 @@ var (
 	// ErrMalformed reports a line that is not a record of this format, or not
 	// in its canonical form.
 	ErrMalformed = errors.New("journal: malformed record")
-	// ErrEventExists is returned by RecordEvent for an event already recorded.
-	ErrEventExists = errors.New("journal: event already recorded")
 	// ErrClosed is returned by appends after Close.
 	ErrClosed = errors.New("journal: closed")
 	// ErrLocked is returned by Open when another Journal holds the file.
@@ -266,8 +265,12 @@ func (j *Journal) Close() error {
 	return j.f.Close()
 }
 
-// RecordBlock appends a "block" record.
-func (j *Journal) RecordBlock(b entropy.BlockRecord) error {
+// RecordBlock appends a "block" record. ctx is checked before the append;
+// a file append is not interrupted once it has started.
+func (j *Journal) RecordBlock(ctx context.Context, b entropy.BlockRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.append(TypeBlock, BlockData{
@@ -276,8 +279,12 @@ func (j *Journal) RecordBlock(b entropy.BlockRecord) error {
 	})
 }
 
-// RecordFallback appends a "fallback" record.
-func (j *Journal) RecordFallback(e entropy.FallbackEpisode) error {
+// RecordFallback appends a "fallback" record. ctx is checked before the
+// append.
+func (j *Journal) RecordFallback(ctx context.Context, e entropy.FallbackEpisode) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	d := FallbackData{Start: e.Start.UTC(), End: e.End.UTC(), Ended: e.Ended, Reads: e.Reads, Bytes: e.Bytes}
 	if e.Reason != nil {
 		d.Reason = reasonText(e.Reason.Error())
@@ -306,34 +313,47 @@ func reasonText(s string) string {
 	return s[:cut] + "…"
 }
 
-// RecordEvent appends an "event" record and returns once it is on disk. It
-// refuses (ErrEventExists) an event that is already recorded, in this process
-// or in the file it opened: an event is drawn once.
-func (j *Journal) RecordEvent(r entropy.EventRecord) error {
+// RecordEvent appends an "event" record, unless the event is recorded
+// already (by this Journal or in the file it opened): then it appends
+// nothing and returns the record stored before, for an event is drawn once.
+// It returns the stored record, whoever stored it, once it is on disk. The
+// returned Data is a copy. ctx is checked before the append.
+func (j *Journal) RecordEvent(ctx context.Context, r entropy.EventRecord) (entropy.EventRecord, error) {
 	if r.Event == "" {
-		return fmt.Errorf("%w: event name is empty", ErrMalformed)
+		return entropy.EventRecord{}, fmt.Errorf("%w: event name is empty", ErrMalformed)
 	}
 	if len(r.Data) == 0 {
-		return fmt.Errorf("%w: event %q has no data", ErrMalformed, r.Event)
+		return entropy.EventRecord{}, fmt.Errorf("%w: event %q has no data", ErrMalformed, r.Event)
+	}
+	if err := ctx.Err(); err != nil {
+		return entropy.EventRecord{}, err
 	}
 	r.Time = r.Time.UTC()
 	d := EventData{Event: r.Event, Data: hex.EncodeToString(r.Data), Label: r.Label, Time: r.Time}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if _, ok := j.events[r.Event]; ok {
-		return fmt.Errorf("%w: %q", ErrEventExists, r.Event)
+	if old, ok := j.events[r.Event]; ok {
+		if j.closed {
+			return entropy.EventRecord{}, ErrClosed
+		}
+		old.Data = bytes.Clone(old.Data)
+		return old, nil
 	}
 	if err := j.append(TypeEvent, d); err != nil {
-		return err
+		return entropy.EventRecord{}, err
 	}
 	r.Data = bytes.Clone(r.Data)
 	j.events[r.Event] = r
-	return nil
+	r.Data = bytes.Clone(r.Data)
+	return r, nil
 }
 
 // LookupEvent returns the record of an event, if one was recorded by this
 // Journal or is in the file it opened. The returned Data is a copy.
-func (j *Journal) LookupEvent(event string) (entropy.EventRecord, bool, error) {
+func (j *Journal) LookupEvent(ctx context.Context, event string) (entropy.EventRecord, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return entropy.EventRecord{}, false, err
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.closed {

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -50,9 +51,9 @@ func writeSample(t *testing.T) string {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	j, err := Open(path, WithClock(fixedClock()))
 	require.NoError(t, err)
-	require.NoError(t, j.RecordBlock(testBlock))
-	require.NoError(t, j.RecordFallback(testEpisode))
-	require.NoError(t, j.RecordEvent(testEvent))
+	require.NoError(t, j.RecordBlock(context.Background(), testBlock))
+	require.NoError(t, j.RecordFallback(context.Background(), testEpisode))
+	require.NoError(t, recordEvent(j, testEvent))
 	require.NoError(t, j.Close())
 	return path
 }
@@ -133,31 +134,38 @@ func TestReopenLookupEvent(t *testing.T) {
 	j, err := Open(path, WithClock(fixedClock()))
 	require.NoError(t, err)
 
-	got, ok, err := j.LookupEvent(testEvent.Event)
+	got, ok, err := j.LookupEvent(context.Background(), testEvent.Event)
 	require.NoError(t, err)
 	require.True(t, ok)
 	assert.Equal(t, testEvent.Data, got.Data)
 	assert.Equal(t, testEvent.Label, got.Label)
 	assert.True(t, testEvent.Time.Equal(got.Time))
 
-	_, ok, err = j.LookupEvent("never-drawn")
+	_, ok, err = j.LookupEvent(context.Background(), "never-drawn")
 	require.NoError(t, err)
 	assert.False(t, ok)
 
-	// No re-roll: a second record of the event is refused after a restart.
+	// No re-roll: a second record of the event, after a restart, stores
+	// nothing and returns the record stored before.
 	again := testEvent
 	again.Data = bytes.Repeat([]byte{0xcd}, 32)
-	assert.ErrorIs(t, j.RecordEvent(again), ErrEventExists)
+	headSeq, _ := j.Head()
+	stored, err := j.RecordEvent(context.Background(), again)
+	require.NoError(t, err)
+	assert.Equal(t, testEvent.Data, stored.Data, "the first record's bytes")
+	assert.Equal(t, testEvent.Label, stored.Label)
+	afterSeq, _ := j.Head()
+	assert.Equal(t, headSeq, afterSeq, "nothing appended")
 
 	// The appended chain continues where the file left off.
 	fb := entropy.EventRecord{Event: "raffle-1", Data: []byte{1, 2, 3},
 		Label: entropy.Label{Spans: []entropy.Span{{Source: entropy.FallbackSource, Length: 3}}, Reason: errors.New("no service")}}
-	require.NoError(t, j.RecordEvent(fb))
-	got, ok, err = j.LookupEvent("raffle-1")
+	require.NoError(t, recordEvent(j, fb))
+	got, ok, err = j.LookupEvent(context.Background(), "raffle-1")
 	require.NoError(t, err)
 	require.True(t, ok)
 	got.Data[0] = 99 // a copy: the journal's record is untouched
-	got2, _, _ := j.LookupEvent("raffle-1")
+	got2, _, _ := j.LookupEvent(context.Background(), "raffle-1")
 	assert.Equal(t, []byte{1, 2, 3}, got2.Data)
 	require.NoError(t, j.Close())
 
@@ -169,7 +177,7 @@ func TestReopenLookupEvent(t *testing.T) {
 	j, err = Open(path)
 	require.NoError(t, err)
 	defer j.Close()
-	got, ok, err = j.LookupEvent("raffle-1")
+	got, ok, err = j.LookupEvent(context.Background(), "raffle-1")
 	require.NoError(t, err)
 	require.True(t, ok)
 	assert.Equal(t, entropy.ProvenanceFallback, got.Label.Provenance())
@@ -180,8 +188,8 @@ func TestRecordEventRejectsBadInput(t *testing.T) {
 	j, err := Open(filepath.Join(t.TempDir(), "j"))
 	require.NoError(t, err)
 	defer j.Close()
-	assert.ErrorIs(t, j.RecordEvent(entropy.EventRecord{Data: []byte{1}}), ErrMalformed)
-	assert.ErrorIs(t, j.RecordEvent(entropy.EventRecord{Event: "e"}), ErrMalformed)
+	assert.ErrorIs(t, recordEvent(j, entropy.EventRecord{Data: []byte{1}}), ErrMalformed)
+	assert.ErrorIs(t, recordEvent(j, entropy.EventRecord{Event: "e"}), ErrMalformed)
 }
 
 // tamper changes the value of the nth (0-based) occurrence of "key": in line,
@@ -381,7 +389,7 @@ func TestCrashTornLastLine(t *testing.T) {
 			require.NoError(t, os.Truncate(path, le.Offset))
 			j, err := Open(path, WithClock(fixedClock()))
 			require.NoError(t, err)
-			require.NoError(t, j.RecordBlock(testBlock))
+			require.NoError(t, j.RecordBlock(context.Background(), testBlock))
 			seq, _ := j.Head()
 			assert.Equal(t, uint64(5), seq)
 			require.NoError(t, j.Close())
@@ -408,6 +416,7 @@ func TestConcurrentAppends(t *testing.T) {
 	const workers, each = 8, 20
 	var wg sync.WaitGroup
 	var won atomic.Int32
+	storedBy := make([][]byte, workers)
 	for w := range workers {
 		wg.Add(1)
 		go func() {
@@ -415,20 +424,24 @@ func TestConcurrentAppends(t *testing.T) {
 			for i := range each {
 				b := testBlock
 				b.JobID = fmt.Sprintf("job-%d-%d", w, i)
-				assert.NoError(t, j.RecordBlock(b))
+				assert.NoError(t, j.RecordBlock(context.Background(), b))
 			}
 			ev := testEvent
 			ev.Data = []byte{byte(w)}
-			err := j.RecordEvent(ev)
-			if err == nil {
-				won.Add(1)
-			} else {
-				assert.ErrorIs(t, err, ErrEventExists)
+			stored, err := j.RecordEvent(context.Background(), ev)
+			if assert.NoError(t, err) {
+				storedBy[w] = stored.Data
+				if bytes.Equal(stored.Data, ev.Data) {
+					won.Add(1)
+				}
 			}
 		}()
 	}
 	wg.Wait()
 	assert.Equal(t, int32(1), won.Load(), "exactly one record of an event")
+	for w := range storedBy {
+		assert.Equal(t, storedBy[0], storedBy[w], "every caller gets the one stored record")
+	}
 	require.NoError(t, j.Close())
 
 	rep, err := VerifyFile(path)
@@ -455,9 +468,9 @@ func TestClosed(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, j.Close())
 	require.NoError(t, j.Close())
-	assert.ErrorIs(t, j.RecordBlock(testBlock), ErrClosed)
-	assert.ErrorIs(t, j.RecordEvent(testEvent), ErrClosed)
-	_, _, err = j.LookupEvent("x")
+	assert.ErrorIs(t, j.RecordBlock(context.Background(), testBlock), ErrClosed)
+	assert.ErrorIs(t, recordEvent(j, testEvent), ErrClosed)
+	_, _, err = j.LookupEvent(context.Background(), "x")
 	assert.ErrorIs(t, err, ErrClosed)
 }
 
@@ -468,12 +481,12 @@ func TestFailedAppendIsSticky(t *testing.T) {
 	j, err := Open(path)
 	require.NoError(t, err)
 	require.NoError(t, j.f.Close()) // the file goes away under the journal
-	err = j.RecordEvent(testEvent)
+	err = recordEvent(j, testEvent)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "needs an operator")
-	_, ok, _ := j.LookupEvent(testEvent.Event)
+	_, ok, _ := j.LookupEvent(context.Background(), testEvent.Event)
 	assert.False(t, ok, "an event that was not recorded must not be found")
-	assert.Equal(t, err, j.RecordBlock(testBlock))
+	assert.Equal(t, err, j.RecordBlock(context.Background(), testBlock))
 	j.closed = true
 }
 
@@ -504,7 +517,7 @@ func ExampleOpen() {
 		fmt.Println(err)
 		return
 	}
-	_ = j.RecordEvent(entropy.EventRecord{
+	_, _ = j.RecordEvent(context.Background(), entropy.EventRecord{
 		Event: "raffle-2026-05",
 		Data:  []byte{0x01, 0x02, 0x03, 0x04},
 		Label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "quantropy", JobID: "job-1", Length: 4}}},

@@ -26,12 +26,13 @@ func reviewJournal(t *testing.T) (string, []byte) {
 	j, err := journal.Open(path)
 	require.NoError(t, err)
 	for i := 0; i < 3; i++ {
-		require.NoError(t, j.RecordBlock(entropy.BlockRecord{Source: "q", JobID: "job-" + string(rune('a'+i)), Size: 32, Verifiable: true, Time: time.Now()}))
+		require.NoError(t, j.RecordBlock(context.Background(), entropy.BlockRecord{Source: "q", JobID: "job-" + string(rune('a'+i)), Size: 32, Verifiable: true, Time: time.Now()}))
 	}
-	require.NoError(t, j.RecordFallback(entropy.FallbackEpisode{Start: time.Now(), End: time.Now(), Ended: true, Reads: 1, Bytes: 8, Reason: errors.New("down")}))
-	require.NoError(t, j.RecordEvent(entropy.EventRecord{Event: "e1", Data: bytes.Repeat([]byte{7}, 32),
-		Label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "q", JobID: "job-z", Length: 32}}}, Time: time.Now()}))
-	require.NoError(t, j.RecordBlock(entropy.BlockRecord{Source: "q", JobID: "job-last", Size: 32, Verifiable: true, Time: time.Now()}))
+	require.NoError(t, j.RecordFallback(context.Background(), entropy.FallbackEpisode{Start: time.Now(), End: time.Now(), Ended: true, Reads: 1, Bytes: 8, Reason: errors.New("down")}))
+	_, err = j.RecordEvent(context.Background(), entropy.EventRecord{Event: "e1", Data: bytes.Repeat([]byte{7}, 32),
+		Label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "q", JobID: "job-z", Length: 32}}}, Time: time.Now()})
+	require.NoError(t, err)
+	require.NoError(t, j.RecordBlock(context.Background(), entropy.BlockRecord{Source: "q", JobID: "job-last", Size: 32, Verifiable: true, Time: time.Now()}))
 	require.NoError(t, j.Close())
 	raw, err := os.ReadFile(path)
 	require.NoError(t, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -186,5 +187,30 @@ func TestReadSourceFlag(t *testing.T) {
 		code, _, errOut = runCLI(t, "read", "-n", "16", "--source", bad)
 		assert.NotEqual(t, 0, code, bad)
 		assert.Contains(t, errOut, "--source", bad)
+	}
+}
+
+// TestReadTinyFromStuckServiceNotVerifiable: read -n 1 to -n 6 from a
+// service stuck at one byte value never prints those bytes labelled
+// verifiable: the CLI asks the service for a block the health tests can
+// judge, however few bytes it prints.
+func TestReadTinyFromStuckServiceNotVerifiable(t *testing.T) {
+	clearEnv(t)
+	const key = "sk-cli-stuck-1a2b3c"
+	s, url, pub := startSim(t, key)
+	require.NoError(t, s.SetRandomFaults(1, map[sim.FaultKind]float64{sim.FaultStuck: 1}))
+	t.Setenv("ENTROPY_API_KEY", key)
+	for n := 1; n <= 6; n++ {
+		code, out, errOut := runCLI(t, "read", "-n", fmt.Sprint(n), "--label", "--url", url, "--public-key", pub, "--timeout", "300ms")
+		require.Equal(t, exitOK, code, errOut)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		require.Len(t, lines, 2, out)
+		var lbl entropy.Label
+		require.NoError(t, json.Unmarshal([]byte(lines[1]), &lbl))
+		assert.False(t, lbl.Verifiable, "-n %d: stuck bytes %s labelled verifiable", n, lines[0])
+	}
+	for _, r := range s.EntropyRequests() {
+		rct, apt := entropy.DefaultHealthConfig().Cutoffs()
+		assert.GreaterOrEqual(t, r.Size, max(rct, apt), "the service was asked for a block too small to judge")
 	}
 }

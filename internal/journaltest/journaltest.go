@@ -1,0 +1,317 @@
+// Package journaltest is the conformance suite of entropy.Journal: every
+// journal the module ships (the file journal, the PostgreSQL journal) runs
+// it, so that a Provider gets the same guarantees from each.
+package journaltest
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
+
+	"github.com/provenrand/entropy"
+)
+
+// Run runs the conformance suite. open must return a new, empty journal each
+// time it is called, and close it when t ends (t.Cleanup).
+//
+// Times are compared to the microsecond: a journal may keep no finer.
+func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
+	t.Run("LookupOfUnknownEvent", func(t *testing.T) {
+		j := open(t)
+		_, ok, err := j.LookupEvent(context.Background(), "never-drawn")
+		require.NoError(t, err)
+		assert.False(t, ok)
+	})
+
+	t.Run("RecordedEventIsFound", func(t *testing.T) {
+		j := open(t)
+		for _, r := range []entropy.EventRecord{sampleEvent("lotto-2026-12-05", 32), fallbackEvent(), unicodeEvent()} {
+			stored, err := j.RecordEvent(context.Background(), r)
+			require.NoError(t, err)
+			requireSameEvent(t, r, stored, "RecordEvent returns the record it stored")
+			got, ok, err := j.LookupEvent(context.Background(), r.Event)
+			require.NoError(t, err)
+			require.True(t, ok, "event %q recorded but not found", r.Event)
+			requireSameEvent(t, r, got, "LookupEvent returns the record")
+		}
+	})
+
+	t.Run("SecondRecordReturnsTheFirst", func(t *testing.T) {
+		j := open(t)
+		first := sampleEvent("raffle", 16)
+		_, err := j.RecordEvent(context.Background(), first)
+		require.NoError(t, err)
+		second := sampleEvent("raffle", 24) // a re-roll, another size even
+		stored, err := j.RecordEvent(context.Background(), second)
+		require.NoError(t, err)
+		requireSameEvent(t, first, stored, "insert-if-absent returns the record stored first")
+		got, ok, err := j.LookupEvent(context.Background(), "raffle")
+		require.NoError(t, err)
+		require.True(t, ok)
+		requireSameEvent(t, first, got, "the first record stays")
+	})
+
+	t.Run("ConcurrentRecordsOfOneEventStoreOne", func(t *testing.T) {
+		j := open(t)
+		const callers = 16
+		offered := make([]entropy.EventRecord, callers)
+		stored := make([]entropy.EventRecord, callers)
+		var wg sync.WaitGroup
+		for i := range callers {
+			offered[i] = sampleEvent("draw-at-once", 32)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var err error
+				stored[i], err = j.RecordEvent(context.Background(), offered[i])
+				assert.NoError(t, err, "caller %d", i)
+			}()
+		}
+		wg.Wait()
+		winners := 0
+		for i := range callers {
+			requireSameEvent(t, stored[0], stored[i], "caller %d got another record", i)
+			if bytes.Equal(offered[i].Data, stored[0].Data) {
+				winners++
+			}
+		}
+		assert.Equal(t, 1, winners, "the stored record is one caller's, exactly")
+		got, ok, err := j.LookupEvent(context.Background(), "draw-at-once")
+		require.NoError(t, err)
+		require.True(t, ok)
+		requireSameEvent(t, stored[0], got)
+	})
+
+	t.Run("DataIsCopied", func(t *testing.T) {
+		j := open(t)
+		r := sampleEvent("copied", 8)
+		want := bytes.Clone(r.Data)
+		stored, err := j.RecordEvent(context.Background(), r)
+		require.NoError(t, err)
+		clear(r.Data) // the caller zeroes its buffer
+		clear(stored.Data)
+		got, ok, err := j.LookupEvent(context.Background(), "copied")
+		require.NoError(t, err)
+		require.True(t, ok)
+		assert.Equal(t, want, got.Data)
+		clear(got.Data)
+		again, _, err := j.LookupEvent(context.Background(), "copied")
+		require.NoError(t, err)
+		assert.Equal(t, want, again.Data)
+	})
+
+	t.Run("BadEventRefused", func(t *testing.T) {
+		j := open(t)
+		_, err := j.RecordEvent(context.Background(), entropy.EventRecord{Data: []byte{1}, Label: spanLabel(1)})
+		assert.Error(t, err, "an empty event name")
+		_, err = j.RecordEvent(context.Background(), entropy.EventRecord{Event: "no-data", Label: spanLabel(0)})
+		assert.Error(t, err, "no data")
+		_, ok, err := j.LookupEvent(context.Background(), "no-data")
+		require.NoError(t, err)
+		assert.False(t, ok, "a refused record is not stored")
+	})
+
+	t.Run("BlocksAndFallbacksRecorded", func(t *testing.T) {
+		j := open(t)
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		for i := range 5 {
+			id := fmt.Sprintf("job-%d", i)
+			require.NoError(t, j.RecordBlock(context.Background(), entropy.BlockRecord{
+				Source: "quantropy", JobID: id, Size: 1024, Digest: sha256.Sum256([]byte(id)), Verifiable: true, Time: now,
+			}))
+		}
+		require.NoError(t, j.RecordFallback(context.Background(), entropy.FallbackEpisode{
+			Start: now, End: now.Add(time.Second), Ended: true, Reads: 3, Bytes: 96, Reason: errors.New("HTTP 503: \"overloaded\"\n"),
+		}))
+		require.NoError(t, j.RecordFallback(context.Background(), entropy.FallbackEpisode{Start: now, End: now, Ended: true}))
+	})
+
+	t.Run("CancelledContextRecordsNothing", func(t *testing.T) {
+		j := open(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := j.RecordEvent(ctx, sampleEvent("cancelled", 8))
+		assert.ErrorIs(t, err, context.Canceled)
+		_, _, err = j.LookupEvent(ctx, "cancelled")
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.ErrorIs(t, j.RecordBlock(ctx, entropy.BlockRecord{Source: "q", JobID: "j", Size: 1, Verifiable: true, Time: time.Now()}), context.Canceled)
+		assert.ErrorIs(t, j.RecordFallback(ctx, entropy.FallbackEpisode{Ended: true}), context.Canceled)
+		_, ok, err := j.LookupEvent(context.Background(), "cancelled")
+		require.NoError(t, err)
+		assert.False(t, ok, "a record refused for its context is not stored")
+	})
+
+	t.Run("ProviderDrawsAnEventOnce", func(t *testing.T) {
+		j := open(t)
+		p1 := newProvider(t, j)
+		b1 := make([]byte, 32)
+		lb1, err := p1.ReadFor(context.Background(), "lotto-2026-12-05", b1)
+		require.NoError(t, err)
+		require.True(t, lb1.Verifiable)
+		require.NoError(t, p1.Close())
+
+		// Another Provider (a restart, or another replica) on the journal.
+		p2 := newProvider(t, j)
+		b2 := make([]byte, 32)
+		lb2, err := p2.ReadFor(context.Background(), "lotto-2026-12-05", b2)
+		require.NoError(t, err)
+		assert.Equal(t, b1, b2)
+		assert.Equal(t, lb1, lb2)
+		st := p2.Stats()
+		assert.Zero(t, st.VerifiableReads, "nothing drawn the second time")
+		assert.Zero(t, st.EventBytesDiscarded)
+		assert.Zero(t, st.JournalErrors)
+	})
+
+	t.Run("ProvidersSharingTheJournalAgree", func(t *testing.T) {
+		j := open(t)
+		const providers, callers, events = 3, 4, 6
+		type result struct {
+			b  []byte
+			lb entropy.Label
+		}
+		results := make([][]result, events)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		var discarded, served atomic.Uint64
+		ps := make([]*entropy.Provider, providers)
+		for i := range ps {
+			ps[i] = newProvider(t, j)
+		}
+		for _, p := range ps {
+			for range callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for e := range events {
+						b := make([]byte, 16)
+						lb, err := p.ReadFor(context.Background(), fmt.Sprintf("event-%d", e), b)
+						if !assert.NoError(t, err) {
+							return
+						}
+						mu.Lock()
+						results[e] = append(results[e], result{b, lb})
+						mu.Unlock()
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		for _, p := range ps {
+			st := p.Stats()
+			discarded.Add(st.EventBytesDiscarded)
+			served.Add(st.VerifiableBytes)
+		}
+		for e, rs := range results {
+			require.Len(t, rs, providers*callers)
+			for _, r := range rs {
+				assert.Equal(t, rs[0].b, r.b, "event %d: every caller gets the same bytes", e)
+				assert.Equal(t, rs[0].lb, r.lb, "event %d: every caller gets the same label", e)
+			}
+			got, ok, err := j.LookupEvent(context.Background(), fmt.Sprintf("event-%d", e))
+			require.NoError(t, err)
+			require.True(t, ok)
+			assert.Equal(t, rs[0].b, got.Data, "event %d: the journal's record is what was returned", e)
+		}
+		assert.Equal(t, uint64(events*16), served.Load(), "each event's bytes were served by one Provider")
+		t.Logf("event bytes discarded by the Providers that lost a race: %d", discarded.Load())
+	})
+}
+
+// requireSameEvent checks that got is want as a journal keeps it.
+func requireSameEvent(t *testing.T, want, got entropy.EventRecord, msgAndArgs ...any) {
+	t.Helper()
+	require.Equal(t, want.Event, got.Event, msgAndArgs...)
+	require.Equal(t, want.Data, got.Data, msgAndArgs...)
+	require.Equal(t, want.Label.Verifiable, got.Label.Verifiable, msgAndArgs...)
+	require.Equal(t, want.Label.Derived, got.Label.Derived, msgAndArgs...)
+	require.Equal(t, want.Label.Spans, got.Label.Spans, msgAndArgs...)
+	if want.Label.Reason == nil {
+		require.NoError(t, got.Label.Reason, msgAndArgs...)
+	} else {
+		require.EqualError(t, got.Label.Reason, want.Label.Reason.Error(), msgAndArgs...)
+	}
+	require.True(t, want.Time.Truncate(time.Microsecond).Equal(got.Time.Truncate(time.Microsecond)),
+		append([]any{"time %v, want %v: ", got.Time, want.Time}, msgAndArgs...)...)
+}
+
+// sampleEvent is a verifiable event record of n random bytes.
+func sampleEvent(name string, n int) entropy.EventRecord {
+	data := make([]byte, n)
+	_, _ = crand.Read(data)
+	return entropy.EventRecord{Event: name, Data: data, Label: spanLabel(n), Time: time.Now().UTC().Truncate(time.Microsecond)}
+}
+
+func spanLabel(n int) entropy.Label {
+	if n == 0 {
+		return entropy.Label{Verifiable: true}
+	}
+	half := n / 2
+	spans := []entropy.Span{{Source: "quantropy", JobID: "job-a", Offset: 4000, Length: half}}
+	if n-half > 0 {
+		spans = append(spans, entropy.Span{Source: "drand/quicknet", JobID: "round 4711", Offset: 0, Length: n - half, Public: true})
+	}
+	if half == 0 {
+		spans = spans[1:]
+	}
+	return entropy.Label{Verifiable: true, Spans: spans}
+}
+
+// fallbackEvent is a record with a fallback label and a reason, as a journal
+// written by hand might hold: it must round-trip too.
+func fallbackEvent() entropy.EventRecord {
+	return entropy.EventRecord{
+		Event: "fallback-label", Data: []byte{0, 1, 2, 0xff},
+		Label: entropy.Label{Spans: []entropy.Span{{Source: entropy.FallbackSource, Length: 4}}, Reason: errors.New("source down: HTTP 503")},
+		Time:  time.Date(2026, 3, 1, 11, 0, 0, 123456000, time.UTC),
+	}
+}
+
+// unicodeEvent has a name that JSON and SQL must carry as it is.
+func unicodeEvent() entropy.EventRecord {
+	r := sampleEvent(`raffle #12 — ünïcode "quoted" \ 'single'; DROP TABLE x; --`, 7)
+	r.Time = time.Date(2026, 12, 5, 20, 0, 0, 999999000, time.FixedZone("CET", 3600))
+	return r
+}
+
+// newProvider starts a Provider with journal j over a fresh in-memory
+// source, and closes it when t ends.
+func newProvider(t *testing.T, j entropy.Journal) *entropy.Provider {
+	t.Helper()
+	p, err := entropy.New(NewSource(), entropy.WithJournal(j), entropy.WithRateLimit(rate.Inf, 1),
+		entropy.WithRetry(2, time.Millisecond, 5*time.Millisecond), entropy.WithBufferSize(4096), entropy.WithFetchSize(1024))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// NewSource returns an in-memory verifiable source of crypto/rand bytes with
+// a job ID of its own for every block, unique across sources.
+func NewSource() entropy.Source {
+	var id [8]byte
+	_, _ = crand.Read(id[:])
+	prefix := fmt.Sprintf("conformance-%x", id)
+	var n atomic.Uint64
+	return entropy.SourceFunc(func(ctx context.Context, size int) (entropy.Block, error) {
+		if err := ctx.Err(); err != nil {
+			return entropy.Block{}, err
+		}
+		data := make([]byte, size)
+		_, _ = crand.Read(data)
+		return entropy.Block{
+			Data: data, Source: "conformance", JobID: fmt.Sprintf("%s-%d", prefix, n.Add(1)),
+			Verifiable: true, Time: time.Now(),
+		}, nil
+	})
+}

@@ -1,0 +1,217 @@
+package entropy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Journal retry timing. A record that the journal failed to write is tried
+// again after journalRetryMin, doubling to journalRetryMax (with jitter), so
+// that a database that is down is not hammered and one that comes back is
+// written to within journalRetryMax. Each call gets journalCallTimeout. At
+// Close the records left are tried for journalCloseBudget at most.
+const (
+	journalRetryMin    = 20 * time.Millisecond
+	journalRetryMax    = 2 * time.Second
+	journalCallTimeout = 10 * time.Second
+	journalCloseBudget = 3 * time.Second
+)
+
+// journalQueue holds the block and fallback records on their way to the
+// journal, in order, with the flush marks of event draws between them. It
+// is used by the notifier goroutine only, apart from failing, which flush
+// reads.
+type journalQueue struct {
+	q       []note
+	backoff time.Duration // the current retry delay; 0 after a success
+	waiting bool          // a retry is scheduled: do not write before it
+	timer   *time.Timer
+
+	mu      sync.Mutex
+	lastErr error         // the last failure, nil once the head was written
+	failed  chan struct{} // closed and replaced at every failure
+}
+
+func (jq *journalQueue) init() {
+	jq.failed = make(chan struct{})
+}
+
+// failure returns the last failure (nil when the journal is writing) and a
+// channel that is closed at the next failure.
+func (jq *journalQueue) failure() (error, <-chan struct{}) {
+	jq.mu.Lock()
+	defer jq.mu.Unlock()
+	return jq.lastErr, jq.failed
+}
+
+func (jq *journalQueue) setFailure(err error) {
+	jq.mu.Lock()
+	jq.lastErr = err
+	if err != nil {
+		close(jq.failed)
+		jq.failed = make(chan struct{})
+	}
+	jq.mu.Unlock()
+}
+
+// retryC returns the channel of the scheduled retry, nil if none is.
+func (jq *journalQueue) retryC() <-chan time.Time {
+	if !jq.waiting || jq.timer == nil {
+		return nil
+	}
+	return jq.timer.C
+}
+
+// enqueue adds a journal note (a block, an ended episode or a flush mark).
+func (n *notifier) enqueue(x note) {
+	n.jq.q = append(n.jq.q, x)
+}
+
+// write hands the queued records to the journal in order until one fails;
+// then it schedules a retry with backoff and returns. The failed record
+// stays at the head of the queue: nothing is skipped, nothing is dropped.
+func (n *notifier) write() {
+	jq := &n.jq
+	if jq.waiting {
+		return
+	}
+	for len(jq.q) > 0 {
+		x := jq.q[0]
+		if x.flushed == nil {
+			if err := n.record(context.Background(), x); err != nil {
+				n.p.journalError(x.what(), err)
+				jq.setFailure(err)
+				jq.backoff = min(max(2*jq.backoff, journalRetryMin), journalRetryMax)
+				d := jq.backoff/2 + rand.N(jq.backoff/2+1)
+				if jq.timer == nil {
+					jq.timer = time.NewTimer(d)
+				} else {
+					jq.timer.Reset(d)
+				}
+				jq.waiting = true
+				return
+			}
+			if jq.backoff != 0 {
+				jq.backoff = 0
+				jq.setFailure(nil)
+			}
+		} else {
+			close(x.flushed)
+		}
+		jq.q[0] = note{}
+		jq.q = jq.q[1:]
+	}
+	jq.q = nil
+}
+
+// retry is called when the scheduled retry is due.
+func (n *notifier) retry() {
+	n.jq.waiting = false
+	n.write()
+}
+
+// writeAtClose writes what is left when the Provider has closed: it keeps
+// retrying with backoff for journalCloseBudget at most, then gives up on
+// the records still unwritten, counting each in Stats' JournalLost and
+// logging it, so that Close cannot hang on a journal that is gone.
+func (n *notifier) writeAtClose() {
+	jq := &n.jq
+	if jq.timer != nil {
+		jq.timer.Stop()
+	}
+	jq.waiting = false
+	deadline := time.Now().Add(journalCloseBudget)
+	for {
+		n.write()
+		if len(jq.q) == 0 {
+			return
+		}
+		d := time.Until(deadline)
+		if d <= 0 {
+			break
+		}
+		jq.waiting = false
+		time.Sleep(min(d, jq.backoff))
+	}
+	for _, x := range jq.q {
+		if x.flushed != nil {
+			close(x.flushed)
+			continue
+		}
+		n.p.journalLost.Add(1)
+		if l := n.p.cfg.logger; l != nil {
+			l.Error("entropy: journal record lost at Close: the journal kept failing", "record", x.what())
+		}
+	}
+	jq.q = nil
+}
+
+// record writes one block or fallback record.
+func (n *notifier) record(ctx context.Context, x note) error {
+	ctx, cancel := context.WithTimeout(ctx, journalCallTimeout)
+	defer cancel()
+	j := n.p.cfg.journal
+	switch {
+	case x.block != nil:
+		return j.RecordBlock(ctx, *x.block)
+	case x.episode != nil:
+		return j.RecordFallback(ctx, *x.episode)
+	}
+	return nil
+}
+
+// what names the kind of record a note carries, for logs.
+func (x note) what() string {
+	if x.block != nil {
+		return "block"
+	}
+	return "fallback"
+}
+
+// errJournalFailing is wrapped by flush's error when the journal is failing
+// to write the records an event draw must follow.
+var errJournalFailing = errors.New("the journal is failing to write")
+
+// flush waits until every note queued before it has been delivered, and
+// every block and fallback record queued before it written to the journal:
+// an event's record must not reach the journal before the records of the
+// blocks its bytes came from. It returns at once without a journal, or on
+// the notifier goroutine itself (a hook or journal calling ReadFor), which
+// cannot wait for itself. While the journal fails to write those records
+// it returns an error wrapping the journal's, rather than wait for the
+// retries: the caller's draw fails cleanly, and a later one succeeds once
+// the journal is back.
+func (n *notifier) flush(ctx context.Context) error {
+	if n.p.cfg.journal == nil || n.isSelf() {
+		return nil
+	}
+	_, failed := n.jq.failure()
+	ch := make(chan struct{})
+	n.push(note{flushed: ch})
+	select {
+	case <-ch:
+		return nil
+	case <-failed:
+		err, _ := n.jq.failure()
+		if err == nil {
+			// Written meanwhile: wait for the mark as usual.
+			select {
+			case <-ch:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-n.p.ctx.Done():
+				return ErrClosed
+			}
+		}
+		return fmt.Errorf("%w: %w", errJournalFailing, err)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.p.ctx.Done():
+		return ErrClosed
+	}
+}
