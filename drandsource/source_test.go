@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -555,6 +556,12 @@ func TestRetryAfterParsing(t *testing.T) {
 	assert.Equal(t, time.Duration(0), retryAfter("soon", now))
 	assert.Equal(t, 10*time.Second, retryAfter(now.Add(10*time.Second).Format(http.TimeFormat), now))
 	assert.Equal(t, time.Duration(0), retryAfter(now.Add(-time.Hour).Format(http.TimeFormat), now))
+	// Too big for a time.Duration: the longest one, which the Provider caps,
+	// never no hold at all.
+	for _, v := range []string{strings.Repeat("9", 30), strings.Repeat("9", 400), "1e400", "1e30"} {
+		assert.Equal(t, time.Duration(math.MaxInt64), retryAfter(v, now), "Retry-After %q", v)
+	}
+	assert.Equal(t, time.Duration(0), retryAfter("-1e400", now))
 }
 
 func TestShortText(t *testing.T) {
