@@ -641,3 +641,40 @@ func TestParseInfoRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestProviderLabelsRoundPublic: through a Provider, a read of drand
+// bytes is labelled verifiable, its span's JobID is the round in decimal and
+// marked public, and the bytes are the round's randomness.
+func TestProviderLabelsRoundPublic(t *testing.T) {
+	vs := loadVectors(t)
+	v := vs["quicknet"]
+	now := fixedClock(v.chain.RoundTime(v.round).Add(time.Second))
+	relay := newTestRelay(t, now, vectorChain(v))
+	s := mustNew(t, v.chain, []string{relay.URL()}, WithClock(now))
+	p, err := entropy.New(s, entropy.WithPolicy(entropy.Defer), entropy.WithFetchSize(32), entropy.WithBufferSize(32))
+	require.NoError(t, err)
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b := make([]byte, 32)
+	l, err := p.ReadLabelled(ctx, b)
+	require.NoError(t, err)
+	require.True(t, l.Verifiable)
+	require.Len(t, l.Spans, 1)
+	sp := l.Spans[0]
+	assert.Equal(t, strconv.FormatUint(v.round, 10), sp.JobID)
+	assert.True(t, sp.Public, "drand bytes are public")
+	assert.Equal(t, "drand/quicknet", sp.Source)
+	assert.Equal(t, v.randomness[sp.Offset:sp.Offset+sp.Length], b)
+	assert.Contains(t, l.String(), "public")
+
+	// The only round this relay has was served: the same round is not
+	// served again, by Fetch or FetchRound.
+	_, err = s.FetchRound(ctx, v.round)
+	assert.ErrorIs(t, err, ErrRoundServed)
+	short, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	blk, err := s.Fetch(short, 32)
+	assert.Error(t, err)
+	assert.Nil(t, blk.Data)
+}

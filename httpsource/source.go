@@ -67,8 +67,9 @@ type Source struct {
 	configured ed25519.PublicKey
 	prefix     string // the base URL without a trailing slash; paths follow it
 
-	mu  sync.Mutex        // guards pub
-	pub ed25519.PublicKey // the key in use: configured, or fetched once
+	mu       sync.Mutex        // guards pub and keyFetch
+	pub      ed25519.PublicKey // the key in use: configured, or fetched once
+	keyFetch *keyFetch         // the GET /v1/public-key in flight, if any
 }
 
 // Option configures a Source.
@@ -229,16 +230,14 @@ func WithPollInterval(base, max time.Duration) Option {
 // New returns a Source for the service at baseURL (e.g.
 // "https://api.example.com"; a path prefix is kept). A plain http:// URL is
 // allowed only to a loopback host unless WithAllowInsecureHTTP is given.
+//
+// A URL that carries credentials (https://KEY@host, https://user:KEY@host)
+// is refused: give the key with WithAPIKey, which keeps it out of every error.
+// New's errors never repeat the URL, which may hold a key somewhere else.
 func New(baseURL string, opts ...Option) (*Source, error) {
-	u, err := url.Parse(baseURL)
+	u, err := parseBaseURL(baseURL)
 	if err != nil {
-		return nil, fmt.Errorf("httpsource: bad base URL: %w", err)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("httpsource: base URL %q has no host", u.Redacted())
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("httpsource: base URL %q must not have a query or fragment", u.Redacted())
+		return nil, err
 	}
 	s := &Source{
 		base:      u,
@@ -265,7 +264,8 @@ func New(baseURL string, opts ...Option) (*Source, error) {
 			return nil, fmt.Errorf("httpsource: refusing plain http:// to non-loopback host %q (use https, or WithAllowInsecureHTTP)", u.Hostname())
 		}
 	default:
-		return nil, fmt.Errorf("httpsource: base URL scheme %q: want https or http", u.Scheme)
+		// The scheme is not repeated: a key pasted as the URL parses as one.
+		return nil, errors.New("httpsource: base URL scheme must be https or http")
 	}
 	if s.client == nil {
 		s.client = &http.Client{
@@ -275,6 +275,31 @@ func New(baseURL string, opts ...Option) (*Source, error) {
 	s.pub = s.configured
 	s.prefix = strings.TrimSuffix(u.String(), "/")
 	return s, nil
+}
+
+// parseBaseURL parses and checks a base URL. Its errors never repeat the
+// URL or any part of it that may carry a secret (user info, path, query,
+// fragment): url.Redacted hides a password, not a key given as the user.
+func parseBaseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// *url.Error repeats the whole URL: keep only why it failed, and
+		// not even that when it quotes a part of the URL.
+		var ue *url.Error
+		if errors.As(err, &ue) && ue.Err != nil && !strings.Contains(ue.Err.Error(), "\"") {
+			return nil, fmt.Errorf("httpsource: base URL is not a valid URL: %v", ue.Err)
+		}
+		return nil, errors.New("httpsource: base URL is not a valid URL")
+	}
+	switch {
+	case u.User != nil:
+		return nil, errors.New("httpsource: base URL carries credentials (user@ or user:password@): give the API key with WithAPIKey (the CLI: ENTROPY_API_KEY), never in the URL")
+	case u.Host == "":
+		return nil, errors.New("httpsource: base URL has no host (want e.g. https://api.example.com)")
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return nil, errors.New("httpsource: base URL must not have a query or fragment")
+	}
+	return u, nil
 }
 
 // isLoopback reports whether host is "localhost" or a loopback IP address.
@@ -301,12 +326,55 @@ func (s *Source) PublicKey() ed25519.PublicKey {
 // first if the source was made with WithFetchPublicKey and has none yet (trust
 // on first use). Without a configured key and without that option it returns
 // nil and no error.
+//
+// One caller fetches the key while the others wait for it, each until its
+// own ctx ends (then with ctx's error): no lock is held across the request.
+// If the fetch fails, the waiters try again themselves.
 func (s *Source) FetchPublicKey(ctx context.Context) (ed25519.PublicKey, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.pub != nil || !s.fetchKey {
-		return s.pub, nil
+	for {
+		s.mu.Lock()
+		if s.pub != nil || !s.fetchKey {
+			pub := s.pub
+			s.mu.Unlock()
+			return pub, nil
+		}
+		kf := s.keyFetch
+		if kf == nil {
+			kf = &keyFetch{done: make(chan struct{})}
+			s.keyFetch = kf
+			s.mu.Unlock()
+			return s.leadKeyFetch(ctx, kf)
+		}
+		s.mu.Unlock()
+		select {
+		case <-kf.done:
+			// Fetched (the loop returns it) or failed (the loop tries).
+		case <-ctx.Done():
+			return nil, &entropy.ConnError{Op: "GET " + PublicKeyPath + " (waiting for another caller's)", Err: ctx.Err()}
+		}
 	}
+}
+
+// keyFetch is one GET /v1/public-key in flight; done is closed when it ends.
+type keyFetch struct{ done chan struct{} }
+
+// leadKeyFetch fetches the public key for every caller of FetchPublicKey,
+// keeps it if it is good, and lets the waiters go.
+func (s *Source) leadKeyFetch(ctx context.Context, kf *keyFetch) (pub ed25519.PublicKey, err error) {
+	defer func() {
+		s.mu.Lock()
+		if err == nil && pub != nil {
+			s.pub = pub
+		}
+		s.keyFetch = nil
+		s.mu.Unlock()
+		close(kf.done)
+	}()
+	return s.getPublicKey(ctx)
+}
+
+// getPublicKey sends GET /v1/public-key and returns the key it answers.
+func (s *Source) getPublicKey(ctx context.Context) (ed25519.PublicKey, error) {
 	buf, body, hdr, err := s.get(ctx, PublicKeyPath, "")
 	if err != nil {
 		return nil, err
@@ -323,8 +391,7 @@ func (s *Source) FetchPublicKey(ctx context.Context) (ed25519.PublicKey, error) 
 	if err != nil || len(raw) != ed25519.PublicKeySize {
 		return nil, s.malformed(PublicKeyPath, hdr, "public key is not %d bytes of base64", ed25519.PublicKeySize)
 	}
-	s.pub = ed25519.PublicKey(raw)
-	return s.pub, nil
+	return ed25519.PublicKey(raw), nil
 }
 
 // Fetch asks the service for n bytes (1 ≤ n ≤ 65536) and returns them as one

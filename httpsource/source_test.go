@@ -599,6 +599,39 @@ func TestNewRefusesInsecureURLs(t *testing.T) {
 	}
 }
 
+// TestNewRefusesCredentialsInURL: a base URL that carries credentials (a
+// key as user or password, or anywhere New would otherwise repeat) is
+// refused, and the error never repeats them: url.Redacted hides a password,
+// not a key given as the user name.
+func TestNewRefusesCredentialsInURL(t *testing.T) {
+	const key = "sk-url-secret-7e6d5c4b"
+	for _, raw := range []string{
+		"http://" + key + "@127.0.0.1:8080",
+		"https://" + key + "@api.example.com/v",
+		"https://user:" + key + "@api.example.com",
+		"https://" + key + ":@api.example.com",
+		"http://" + key + "@api.example.com",
+		"ftp://" + key + "@api.example.com",
+		"http://" + key + "@127.0.0.1:port",
+		key + "@api.example.com",
+		"//" + key + "@api.example.com",
+		"https://api.example.com/?api_key=" + key,
+		"https://api.example.com/#" + key,
+		key + ":x",
+		key,
+		"http://" + key + "@127.0.0.1:8080/\x7f",
+		"http://" + key + "@127.0.0.1:8080/%zz",
+	} {
+		_, err := httpsource.New(raw, httpsource.WithPublicKey(make([]byte, 32)))
+		require.Error(t, err, raw)
+		assert.NotContains(t, err.Error(), key, raw)
+		assert.NotContains(t, err.Error(), "sk-url", raw)
+	}
+	_, err := httpsource.New("https://user@api.example.com")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "credentials")
+}
+
 func TestNewRefusesBadOptions(t *testing.T) {
 	for name, opt := range map[string]httpsource.Option{
 		"key with space":   httpsource.WithAPIKey("a b"),
@@ -738,6 +771,55 @@ func TestFetchPublicKeyOnce(t *testing.T) {
 	assert.Equal(t, f.pub, s.PublicKey())
 	assert.Equal(t, 1, f.count("/v1/public-key"), "trust on first use: fetched once")
 	assert.Equal(t, 3, f.count("/v1/entropy"))
+}
+
+// TestFetchHonoursDeadlineWhileKeyIsFetched: while one Fetch waits for a
+// slow GET /v1/public-key, another Fetch with a short deadline returns its
+// context's error when that deadline passes, not when the key arrives; and
+// once the key arrives, it is fetched once for all callers.
+func TestFetchHonoursDeadlineWhileKeyIsFetched(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/public-key" {
+			entered <- struct{}{}
+			<-release
+			fmt.Fprintf(w, `{"algorithm":"ed25519","public_key":%q}`, base64.StdEncoding.EncodeToString(f.pub))
+			return
+		}
+		fmt.Fprint(w, f.completedJSON(fmt.Sprintf("job-%d", f.count("/v1/entropy")), pattern(8)))
+	})
+	s := newSource(t, srv, httpsource.WithFetchPublicKey())
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Fetch(context.Background(), 8)
+		first <- err
+	}()
+	<-entered // the first Fetch is in GET /v1/public-key, and stays there
+
+	for _, call := range map[string]func(context.Context) error{
+		"Fetch":          func(ctx context.Context) error { _, err := s.Fetch(ctx, 8); return err },
+		"FetchPublicKey": func(ctx context.Context) error { _, err := s.FetchPublicKey(ctx); return err },
+		"Job":            func(ctx context.Context) error { _, err := s.Job(ctx, "job-0"); return err },
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		second := make(chan error, 1)
+		go func() { second <- call(ctx) }()
+		select {
+		case err := <-second:
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+		case <-time.After(10 * time.Second):
+			close(release)
+			cancel()
+			t.Fatal("a caller waited for another caller's key fetch past its own deadline")
+		}
+		cancel()
+	}
+	close(release)
+	require.NoError(t, <-first)
+	_, err := s.Fetch(context.Background(), 8)
+	require.NoError(t, err)
+	assert.Equal(t, 1, f.count("/v1/public-key"), "the key is fetched once")
 }
 
 func TestFetchPublicKeyBadAnswers(t *testing.T) {
