@@ -255,6 +255,10 @@ func (f *feeder) once(ctx context.Context, n int) (blk Block, err error) {
 		f.rejected.Add(1)
 		return Block{}, err
 	}
+	if err := f.claim(ctx, blk); err != nil {
+		f.rejected.Add(1)
+		return Block{}, err
+	}
 	return blk, nil
 }
 
