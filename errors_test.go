@@ -109,11 +109,15 @@ func TestConnErrorsAndCancellation(t *testing.T) {
 	assert.Equal(t, ErrorClass(0), Classify(nil))
 }
 
-func TestRetryAfterFound(t *testing.T) {
+func TestRetryAfterFoundInEveryWrappedError(t *testing.T) {
 	e := fmt.Errorf("wrapped: %w", &APIError{StatusCode: 429, RetryAfter: 3 * time.Second})
 	assert.Equal(t, 3*time.Second, RetryAfter(e))
 	assert.Zero(t, RetryAfter(errors.New("plain")))
 	assert.Contains(t, e.Error(), "retry after 3s")
+	// Every error err wraps: one without a Retry-After must not hide the
+	// one beside it.
+	joined := errors.Join(&APIError{StatusCode: 502}, &APIError{StatusCode: 429, RetryAfter: 5 * time.Second})
+	assert.Equal(t, 5*time.Second, RetryAfter(joined))
 }
 
 // Contract point 9: the error of a failed read wraps ErrUnavailable and the
@@ -136,6 +140,17 @@ func TestPolicyParse(t *testing.T) {
 	}
 	_, err := ParsePolicy("sometimes")
 	assert.Error(t, err)
+}
+
+// ConnError's Error must not panic when Err is nil: the Provider calls it
+// on its refill goroutine (logger, Stats, fallback reasons), where a panic
+// ends the program.
+func TestConnErrorWithoutCauseDoesNotPanic(t *testing.T) {
+	for _, e := range []*ConnError{{}, {Op: "GET /v1/entropy"}} {
+		require.NotPanics(t, func() { _ = e.Error() }, "%#v", e)
+		require.NotPanics(t, func() { _ = newUnavailable(&sourceError{name: "s", err: e}).Error() })
+		require.True(t, errors.Is(e, ErrConnection))
+	}
 }
 
 func TestErrorItemString(t *testing.T) {

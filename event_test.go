@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,61 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// memJournal is an in-memory Journal; it outlives Providers, as a file
-// journal outlives a process.
-type memJournal struct {
-	mu        sync.Mutex
-	blocks    []BlockRecord
-	episodes  []FallbackEpisode
-	events    map[string]EventRecord
-	failEvent error
-	failBlock error // RecordBlock and RecordFallback fail with it while set
-}
-
-func newMemJournal() *memJournal { return &memJournal{events: map[string]EventRecord{}} }
-
-func (j *memJournal) RecordBlock(_ context.Context, b BlockRecord) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.failBlock != nil {
-		return j.failBlock
-	}
-	j.blocks = append(j.blocks, b)
-	return nil
-}
-
-func (j *memJournal) RecordFallback(_ context.Context, e FallbackEpisode) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.failBlock != nil {
-		return j.failBlock
-	}
-	j.episodes = append(j.episodes, e)
-	return nil
-}
-
-func (j *memJournal) RecordEvent(_ context.Context, e EventRecord) (EventRecord, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.failEvent != nil {
-		return EventRecord{}, j.failEvent
-	}
-	if old, ok := j.events[e.Event]; ok {
-		old.Data = bytes.Clone(old.Data)
-		return old, nil
-	}
-	e.Data = bytes.Clone(e.Data)
-	j.events[e.Event] = e
-	return e, nil
-}
-
-func (j *memJournal) LookupEvent(_ context.Context, name string) (EventRecord, bool, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	e, ok := j.events[name]
-	return e, ok, nil
-}
 
 // Contract point 8: many goroutines asking for one event share one draw and
 // get the same bytes and label; the bytes are verifiable and were taken once.
@@ -184,6 +130,71 @@ func TestFallbackEpisodeJournalled(t *testing.T) {
 	require.Len(t, j.episodes, 1)
 	assert.True(t, j.episodes[0].Ended)
 	assert.Equal(t, int64(10), j.episodes[0].Bytes)
+}
+
+// Contract point 8: a draw that was made and recorded is returned to the
+// caller that made it, even if its context ends at that moment (otherwise the
+// caller sees an error for a committed draw).
+func TestRecordedEventReturnedWhenCtxEnds(t *testing.T) {
+	j := newMemJournal()
+	p := newTestProvider(t, newScriptSource("q"), fast(WithJournal(j))...)
+	ready(t, p)
+	errs := 0
+	for i := 0; i < 100; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		j.afterEvent = cancel // the caller's context ends as the record becomes durable
+		if _, err := p.ReadFor(ctx, "ev-"+string(rune('A'+i%26))+string(rune('a'+i/26)), make([]byte, 8)); err != nil {
+			errs++
+		}
+	}
+	assert.Zero(t, errs, "ReadFor returned the context's error for draws it had made and recorded")
+}
+
+// ReadFor takes only event names it can record and ask for again: valid
+// UTF-8 of at most MaxEventName bytes. Others draw nothing.
+func TestReadForRefusesEventNamesItCannotRecord(t *testing.T) {
+	src := newScriptSource("names")
+	p := newTestProvider(t, src, fast()...)
+	ready(t, p)
+	before := p.Stats().VerifiableReads
+	for _, name := range []string{"", "round-\xff", "M\xe4rz", strings.Repeat("n", MaxEventName+1)} {
+		b := []byte{1, 2, 3, 4}
+		_, err := p.ReadFor(context.Background(), name, b)
+		require.ErrorIs(t, err, ErrEventName, "%.20q", name)
+		assert.Equal(t, []byte{1, 2, 3, 4}, b, "a refused event name must not touch b")
+	}
+	assert.Equal(t, before, p.Stats().VerifiableReads, "a refused event name drew bytes")
+
+	for _, name := range []string{"März-2026", strings.Repeat("n", MaxEventName), "round\n7"} {
+		b := make([]byte, 4)
+		lb, err := p.ReadFor(context.Background(), name, b)
+		require.NoError(t, err, "%.20q", name)
+		assert.True(t, lb.Verifiable)
+	}
+}
+
+// An event's record reaches the journal after the records of the blocks its
+// bytes came from, even when block records are slow to write: a crash
+// between the two must not leave an event naming jobs the journal never saw.
+func TestEventRecordFollowsItsBlockRecords(t *testing.T) {
+	j := newMemJournal()
+	j.blockGate = make(chan struct{})
+	src := newScriptSource("order")
+	p := newTestProvider(t, src, fast(WithJournal(j))...)
+	ready(t, p)
+	// Block records are held back for a moment; the draw must wait for them.
+	var once sync.Once
+	open := func() { once.Do(func() { close(j.blockGate) }) }
+	time.AfterFunc(20*time.Millisecond, open)
+	defer open() // Close waits for the notifier, which may be at the gate
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lb, err := p.ReadFor(ctx, "round-1", make([]byte, 32))
+	require.NoError(t, err)
+	require.True(t, lb.Verifiable)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	assert.Empty(t, j.early, "event records written before the block records they name")
 }
 
 // lateJournal is a memJournal shared with another replica that records every

@@ -30,6 +30,11 @@ type feeder struct {
 
 	tripNow atomic.Bool // the last failure was permanent: ReadyToTrip says yes
 
+	// badProofs counts the responses in a row that failed their proof
+	// check before any block of this source was accepted (neverVerified).
+	// Only the refill goroutine touches it.
+	badProofs int
+
 	// onFailure is told of every failed request at once, so that reads see
 	// the cause without waiting for the refill round to end.
 	onFailure func(error)
@@ -120,6 +125,7 @@ func (f *feeder) retrying(ctx context.Context, n int) (Block, error) {
 		if ctx.Err() != nil {
 			return Block{}, ctx.Err()
 		}
+		err = f.neverVerified(err)
 		f.failures.Add(1)
 		f.setLastError(err)
 		f.onFailure(err)
@@ -160,6 +166,45 @@ func backoff(k int, base, max time.Duration) time.Duration {
 	}
 	return rand.N(d)
 }
+
+// keyMismatchAfter is how many responses in a row must fail their proof
+// check, before the source has given one block that passed, for the
+// Provider to call the source misconfigured (a permanent error). One bad
+// signature among good ones is a fault of the moment and is retried; a
+// service none of whose answers verifies is signing with another key than
+// the one configured (or is not the service it claims to be).
+const keyMismatchAfter = DefaultRetryAttempts
+
+// neverVerified turns err into a permanent error when it is the
+// keyMismatchAfter-th proof failure in a row of a source that never gave
+// a block that verified.
+func (f *feeder) neverVerified(err error) error {
+	if !errors.Is(err, ErrBadProof) || f.accepted.Load() > 0 {
+		f.badProofs = 0
+		return err
+	}
+	f.badProofs++
+	if f.badProofs < keyMismatchAfter {
+		return err
+	}
+	return &keyMismatchError{n: f.badProofs, err: err}
+}
+
+// keyMismatchError is a proof failure made permanent by neverVerified: it
+// matches ErrPermanent and unwraps to the source's error.
+type keyMismatchError struct {
+	n   int
+	err error
+}
+
+func (e *keyMismatchError) Error() string {
+	return fmt.Sprintf("none of the source's %d answers so far passed its proof check (is the configured public key the service's?): %v", e.n, e.err)
+}
+
+func (e *keyMismatchError) Unwrap() error { return e.err }
+
+// Is matches ErrPermanent: no retry will make another key's signatures verify.
+func (e *keyMismatchError) Is(target error) bool { return target == ErrPermanent }
 
 // wait holds the request back until the Retry-After hold has passed and the
 // rate limiter lets it through. With a fleet, the hold is the fleet's too,

@@ -10,6 +10,8 @@ import (
 	"math"
 	"math/big"
 	"math/rand/v2"
+	mrand "math/rand/v2"
+
 	"slices"
 	"sync"
 	"testing"
@@ -589,6 +591,27 @@ func ExampleHealthConfig_Cutoffs() {
 	// Output:
 	// default: 7 28
 	// H=8, α=2^-20: 4 15
+}
+
+// WithHealthTests / HealthConfig.Validate: a configuration Validate accepts
+// must give usable cutoffs. Assessing less entropy makes the tests more
+// tolerant, never less, so a block that passes the default tests must pass
+// a configuration with a (valid) tiny MinEntropy too; otherwise Validate must
+// refuse that configuration.
+func TestTinyMinEntropyValidatedOrTolerant(t *testing.T) {
+	data := make([]byte, 4096)
+	_, _ = mrand.NewChaCha8([32]byte{1}).Read(data)
+	require.NoError(t, DefaultHealthConfig().Check(data))
+	for _, h := range []float64{1e-18, 5e-324} {
+		c := HealthConfig{MinEntropy: h, FalseAlarmLog2: DefaultFalseAlarmLog2}
+		if c.Validate() != nil {
+			continue
+		}
+		rct, apt := c.Cutoffs()
+		assert.GreaterOrEqual(t, rct, 2, "MinEntropy %v: RCT cutoff", h)
+		assert.GreaterOrEqual(t, apt, 1, "MinEntropy %v: APT cutoff", h)
+		assert.NoError(t, c.Check(data), "MinEntropy %v passed Validate but fails a block the default tests pass", h)
+	}
 }
 
 // stuckSource answers every Fetch with a verifiable block of zeros, of the

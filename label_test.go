@@ -1,8 +1,11 @@
 package entropy
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -59,4 +62,28 @@ func TestLabelJSONStrict(t *testing.T) {
 	assert.Error(t, json.Unmarshal([]byte(`{"class":"verifiable","verifiable":true,"spans":[{"source":"q","job_id":"j","offset":0,"length":1,"note":"x"}]}`), &l))
 	require.NoError(t, json.Unmarshal([]byte(`{"class":"verifiable","verifiable":true,"spans":[{"source":"q","job_id":"j","offset":0,"length":1,"public":true}]}`), &l))
 	assert.True(t, l.Spans[0].Public)
+}
+
+// Bytes of a public source (a drand round) are labelled public in every span,
+// so nobody mistakes them for secret material.
+func TestPublicBlocksLabelledPublic(t *testing.T) {
+	var seq int
+	src := SourceFunc(func(ctx context.Context, n int) (Block, error) {
+		seq++
+		d := make([]byte, min(n, 32))
+		rand.NewChaCha8([32]byte{byte(seq)}).Read(d)
+		return Block{Data: d, Source: "drand/quicknet", JobID: fmt.Sprint(seq), Verifiable: true, Public: true}, nil
+	})
+	p := newTestProvider(t, src, fast(WithBufferSize(256), WithFetchSize(32))...)
+	full(t, p, 64)
+	lb, err := p.ReadLabelled(context.Background(), make([]byte, 40))
+	require.NoError(t, err)
+	require.NotEmpty(t, lb.Spans)
+	for _, sp := range lb.Spans {
+		assert.True(t, sp.Public)
+	}
+	assert.Contains(t, lb.String(), "public")
+	js, err := json.Marshal(lb)
+	require.NoError(t, err)
+	assert.Contains(t, string(js), `"public":true`)
 }

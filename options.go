@@ -68,6 +68,7 @@ const (
 	DefaultFetchTimeout  = 15 * time.Second // per request
 	DefaultBreakerOpen   = 2 * time.Second  // breaker open → half-open
 	DefaultTripAfter     = 3                // consecutive failed refills that open the breaker
+	DefaultWarmStart     = 2 * time.Second  // how long reads wait for the first block after New
 )
 
 // An Option configures a Provider. When an option is given twice, the later
@@ -95,6 +96,7 @@ type config struct {
 	health        *HealthConfig
 	minFetch      int // the smallest block the health tests judge; New sets it
 	derivedRead   bool
+	warmStart     time.Duration
 	fleet         Fleet
 	fleetHook     func(FleetEvent)
 }
@@ -113,6 +115,7 @@ func defaultConfig() config {
 		fetchTimeout:  DefaultFetchTimeout,
 		breaker:       gobreaker.Settings{Timeout: DefaultBreakerOpen},
 		clock:         realClock{},
+		warmStart:     DefaultWarmStart,
 	}
 }
 
@@ -124,6 +127,27 @@ func WithPolicy(p Policy) Option {
 			return fmt.Errorf("entropy: unknown policy %d", int(p))
 		}
 		c.policy = p
+		return nil
+	}
+}
+
+// WithWarmStart sets how long, after New, a read that the pool cannot serve
+// waits for the first block before the policy applies. The first refill
+// starts in New; over a healthy source its block lands within a request's
+// time, so the first Read, ReadLabelled or ReadSecret after New serves
+// verifiable bytes instead of falling back at once. The wait ends as soon as
+// the first block lands, the first refill round fails (an outage or a
+// misconfiguration: the policy then applies at once), d has passed since
+// New, the read's context ends, or Close. Once it is over, reads never
+// wait for it again: a read the pool serves never waits at all (contract
+// point 5). 0 turns the warm start off: reads right after New apply the
+// policy at once. Default: DefaultWarmStart (2 s).
+func WithWarmStart(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("entropy: warm start %v must not be negative", d)
+		}
+		c.warmStart = d
 		return nil
 	}
 }

@@ -27,9 +27,23 @@ type Provider struct {
 	refillDone sync.WaitGroup // the refill goroutine alone
 	closeDone  chan struct{}  // closed when the first Close has finished
 
-	mu      sync.Mutex    // guards arrived, reason, ready
+	mu      sync.Mutex    // guards arrived, failed, ready
 	arrived chan struct{} // closed and replaced whenever bytes enter the pool
+	failed  chan struct{} // closed and replaced whenever a refill round fails
 	ready   chan struct{} // closed when the pool first holds bytes
+
+	// The warm start (WithWarmStart): until the first block lands, the
+	// first refill round fails, its time runs out or Close, reads that the
+	// pool cannot serve wait for it (warmUp) before the policy applies.
+	// warm is the flag the slow paths test; warmCtx ends with the warm start.
+	warm    atomic.Bool
+	warmCtx context.Context
+	warmEnd context.CancelFunc
+
+	// permanent is the error of the last refill round if every source
+	// failed permanently in it (a 401, 402, 403, a key that never verifies),
+	// nil otherwise: a misconfiguration, not an outage.
+	permanent atomic.Pointer[unavailableError]
 
 	reason    atomic.Pointer[unavailableError] // why a read now would not be verifiable
 	dry       atomic.Bool                      // the pool was found empty and nothing was added since
@@ -59,7 +73,12 @@ type Provider struct {
 }
 
 // New starts a Provider over src (and any WithFailover sources). It returns
-// at once; the pool fills in the background (WaitReady waits for it).
+// at once, with the first refill already under way; the pool fills in the
+// background. Until the first block lands (for at most the warm start,
+// DefaultWarmStart unless WithWarmStart says otherwise), a read the pool
+// cannot serve waits for it before the policy applies, so that the first
+// Read after New over a healthy source is verifiable. WaitReady waits for
+// the pool explicitly, and reports a misconfigured source.
 func New(src Source, opts ...Option) (*Provider, error) {
 	if src == nil {
 		return nil, errors.New("entropy: nil Source")
@@ -89,9 +108,16 @@ func New(src Source, opts ...Option) (*Provider, error) {
 		wake:      make(chan struct{}, 1),
 		closeDone: make(chan struct{}),
 		arrived:   make(chan struct{}),
+		failed:    make(chan struct{}),
 		ready:     make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	if cfg.warmStart > 0 {
+		p.warmCtx, p.warmEnd = context.WithTimeout(p.ctx, cfg.warmStart)
+		p.warm.Store(true)
+	} else {
+		p.warmCtx, p.warmEnd = p.ctx, func() {}
+	}
 	p.reason.Store(poolEmpty)
 	p.fleetShared.Store(true)
 	for i, s := range append([]Source{src}, cfg.failover...) {
@@ -124,22 +150,43 @@ func New(src Source, opts ...Option) (*Provider, error) {
 	return p, nil
 }
 
-// WaitReady waits until the pool first holds verifiable bytes, ctx ends, or
-// the Provider closes.
+// WaitReady waits until the pool first holds verifiable bytes (nil), ctx
+// ends (ctx's error), or the Provider closes (ErrClosed). It returns early,
+// with the error, when a refill round fails permanently on every source: a
+// service that refuses the API key (401, 403), wants payment (402), or
+// whose signatures never verify with the configured key is misconfigured,
+// and waiting longer cannot help. That error wraps ErrUnavailable,
+// ErrPermanent and the source's own error (an *APIError with the service's
+// message). Call it after New where the first bytes must be verifiable
+// (a draw at start-up, a command that reads once and exits).
 func (p *Provider) WaitReady(ctx context.Context) error {
 	if ctx == nil {
 		return errors.New("entropy: nil context")
 	}
-	if p.closed.Load() {
-		return ErrClosed
-	}
-	select {
-	case <-p.ready:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-p.ctx.Done():
-		return ErrClosed
+	for {
+		if p.closed.Load() {
+			return ErrClosed
+		}
+		p.mu.Lock()
+		failed := p.failed
+		p.mu.Unlock()
+		select {
+		case <-p.ready:
+			return nil
+		default:
+		}
+		if perm := p.permanent.Load(); perm != nil {
+			return perm
+		}
+		select {
+		case <-p.ready:
+			return nil
+		case <-failed:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.ctx.Done():
+			return ErrClosed
+		}
 	}
 }
 
@@ -163,6 +210,7 @@ func (p *Provider) Close() error {
 	}
 	p.finishEpisode(true)
 	p.cancel()
+	p.warmEnd()
 	if p.notes.isSelf() {
 		// Called from a hook or journal: the notifier goroutine is this one,
 		// and it ends when the hook returns (its context is cancelled).

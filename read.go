@@ -28,6 +28,9 @@ func (p *Provider) Read(b []byte) (int, error) {
 			return len(b), nil
 		}
 	}
+	if p.warm.Load() {
+		p.warmUp(context.Background())
+	}
 	if p.dry.Load() && p.cfg.policy == Degrade && !p.closed.Load() {
 		// The pool is empty: a Degrade fallback read, as readShard would
 		// serve it, without building a label nobody reads.
@@ -123,6 +126,9 @@ func (p *Provider) low(s *shard) {
 // shard's next run, from the whole shard under its lock, or else from all
 // shards together or by the policy (slowRead).
 func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool) (Label, error) {
+	if p.warm.Load() {
+		p.warmUp(ctx)
+	}
 	if p.dry.Load() && p.cfg.policy == Degrade && !p.closed.Load() {
 		// The pool is empty (nothing arrived since a read found it so):
 		// what slowRead would do, without its detours.
@@ -217,8 +223,36 @@ func (p *Provider) takeVerifiable(ctx context.Context, b []byte, pol Policy) ([]
 	if pol == Defer {
 		return p.deferTake(ctx, b)
 	}
+	if p.warm.Load() && p.warmUp(ctx) {
+		if sp, n := p.takeShards(b, nil, true); n == len(b) {
+			return sp, nil
+		}
+	}
 	p.short()
 	return nil, p.reason.Load()
+}
+
+// warmUp waits while the warm start is on: until the first block lands,
+// the first refill round fails, the warm start's time runs out, Close, or
+// ctx ends. It reports whether the warm start is over (false: ctx ended
+// first). Only reads the pool could not serve call it, and only before the
+// warm start is over: once it is, the slow paths pay one atomic load.
+func (p *Provider) warmUp(ctx context.Context) bool {
+	select {
+	case <-p.warmCtx.Done():
+		p.warm.Store(false)
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// endWarm ends the warm start: a block landed or a refill round failed.
+func (p *Provider) endWarm() {
+	if p.warm.Load() {
+		p.warm.Store(false)
+		p.warmEnd()
+	}
 }
 
 // takeShards serves b from all shards together: with all set, nothing

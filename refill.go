@@ -4,6 +4,26 @@ import (
 	"errors"
 )
 
+// refillFailed tells waiters that a refill round failed: the warm start
+// ends (the policy applies at once) and WaitReady looks at the error.
+func (p *Provider) refillFailed() {
+	p.endWarm()
+	p.mu.Lock()
+	close(p.failed)
+	p.failed = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// allPermanent reports whether every error of a refill round is permanent.
+func allPermanent(errs []error) bool {
+	for _, e := range errs {
+		if Classify(e) != Permanent {
+			return false
+		}
+	}
+	return len(errs) > 0
+}
+
 // refillLoop is the refill goroutine: it fills the pool, then sleeps until a
 // shard runs low; after a round where every source failed it backs off.
 func (p *Provider) refillLoop() {
@@ -15,6 +35,7 @@ func (p *Provider) refillLoop() {
 			return
 		}
 		if err != nil {
+			p.refillFailed()
 			d := backoff(min(failed, 30), p.cfg.retryBase, p.cfg.retryMax)
 			failed++
 			if sleep(p.ctx, p.cfg.clock, d) != nil {
@@ -85,7 +106,13 @@ func (p *Provider) fill() error {
 			if len(errs) > 1 {
 				cause = errors.Join(errs...)
 			}
-			p.reason.Store(newUnavailable(cause))
+			reason := newUnavailable(cause)
+			p.reason.Store(reason)
+			if allPermanent(errs) {
+				p.permanent.Store(reason)
+			} else {
+				p.permanent.Store(nil)
+			}
 			return cause
 		}
 		p.add(got, blk)
@@ -186,6 +213,8 @@ func (p *Provider) add(f *feeder, blk Block) {
 	}
 	p.dry.Store(false)
 	p.reason.Store(poolEmpty)
+	p.permanent.Store(nil)
+	p.endWarm()
 	p.mu.Lock()
 	close(p.arrived)
 	p.arrived = make(chan struct{})

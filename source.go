@@ -44,6 +44,11 @@ type Block struct {
 	// Public says Data is published to everyone (a drand round): fit for
 	// draws, never for keys. The spans of such bytes carry Public too.
 	Public bool
+	// Evidence is what lets a third party check Data offline (see Proof):
+	// the signed request binding of a reference-protocol job, a drand
+	// round's signatures. Its Data is left nil: the bytes are Data above.
+	// Nil for a source that has none.
+	Evidence *Proof
 }
 
 // SourceFunc adapts an ordinary function to the Source interface.

@@ -37,6 +37,14 @@ type Stats struct {
 	// are healthy as far as the Provider knows) or the sources' last errors.
 	Unavailable error
 
+	// Permanent is set when the last refill round failed permanently on
+	// every source (401, 402, 403, a signature that never verifies with the
+	// configured key): a misconfiguration, not an outage, which no retry
+	// will cure. It wraps ErrUnavailable, ErrPermanent and the sources'
+	// errors, as Unavailable (and the Reason of fallback reads) then does.
+	// nil once a block lands again.
+	Permanent error
+
 	Sources []SourceStats // in priority order
 
 	// Fleet is the state of the fleet coordination (WithFleet): shared or
@@ -74,6 +82,9 @@ func (p *Provider) Stats() Stats {
 		EventBytesDiscarded: p.eventDiscarded.Load(),
 		Unavailable:         p.reason.Load(),
 		Fleet:               p.fleetStatus(),
+	}
+	if perm := p.permanent.Load(); perm != nil {
+		st.Permanent = perm
 	}
 	st.FallbackReads, st.FallbackBytes = p.fallbackCounts()
 	for _, s := range p.shards {

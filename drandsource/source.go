@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -18,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/retryafter"
 )
 
 // maxBody bounds every body read from a relay. A beacon is about 400 bytes
@@ -541,27 +541,9 @@ func shortText(body []byte) string {
 // returns 0 for an absent, malformed or past value, and saturates at the
 // longest time.Duration; it does not cap long values (the Provider does).
 func retryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(h, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
-		// A long delay is passed on, never dropped: the Provider caps the
-		// holds it honours. One beyond time.Duration saturates (ParseInt
-		// returns its maximum on ErrRange).
-		const maxSecs = math.MaxInt64 / int64(time.Second)
-		switch {
-		case secs <= 0:
-			return 0
-		case secs > maxSecs:
-			return time.Duration(math.MaxInt64)
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
+	// A long delay is passed on, never dropped: the Provider caps the holds
+	// it honours. One beyond time.Duration, in any spelling, saturates.
+	return retryafter.Parse(h, now)
 }
 
 // relayErrors is the error of a request that every relay failed. Its text

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -555,6 +556,12 @@ func TestRetryAfterParsing(t *testing.T) {
 	assert.Equal(t, time.Duration(0), retryAfter("soon", now))
 	assert.Equal(t, 10*time.Second, retryAfter(now.Add(10*time.Second).Format(http.TimeFormat), now))
 	assert.Equal(t, time.Duration(0), retryAfter(now.Add(-time.Hour).Format(http.TimeFormat), now))
+	// Too big for a time.Duration: the longest one, which the Provider caps,
+	// never no hold at all.
+	for _, v := range []string{strings.Repeat("9", 30), strings.Repeat("9", 400), "1e400", "1e30"} {
+		assert.Equal(t, time.Duration(math.MaxInt64), retryAfter(v, now), "Retry-After %q", v)
+	}
+	assert.Equal(t, time.Duration(0), retryAfter("-1e400", now))
 }
 
 func TestShortText(t *testing.T) {
@@ -633,4 +640,41 @@ func TestParseInfoRejects(t *testing.T) {
 			require.ErrorIs(t, err, entropy.ErrMalformed)
 		})
 	}
+}
+
+// TestProviderLabelsRoundPublic: through a Provider, a read of drand
+// bytes is labelled verifiable, its span's JobID is the round in decimal and
+// marked public, and the bytes are the round's randomness.
+func TestProviderLabelsRoundPublic(t *testing.T) {
+	vs := loadVectors(t)
+	v := vs["quicknet"]
+	now := fixedClock(v.chain.RoundTime(v.round).Add(time.Second))
+	relay := newTestRelay(t, now, vectorChain(v))
+	s := mustNew(t, v.chain, []string{relay.URL()}, WithClock(now))
+	p, err := entropy.New(s, entropy.WithPolicy(entropy.Defer), entropy.WithFetchSize(32), entropy.WithBufferSize(32))
+	require.NoError(t, err)
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b := make([]byte, 32)
+	l, err := p.ReadLabelled(ctx, b)
+	require.NoError(t, err)
+	require.True(t, l.Verifiable)
+	require.Len(t, l.Spans, 1)
+	sp := l.Spans[0]
+	assert.Equal(t, strconv.FormatUint(v.round, 10), sp.JobID)
+	assert.True(t, sp.Public, "drand bytes are public")
+	assert.Equal(t, "drand/quicknet", sp.Source)
+	assert.Equal(t, v.randomness[sp.Offset:sp.Offset+sp.Length], b)
+	assert.Contains(t, l.String(), "public")
+
+	// The only round this relay has was served: the same round is not
+	// served again, by Fetch or FetchRound.
+	_, err = s.FetchRound(ctx, v.round)
+	assert.ErrorIs(t, err, ErrRoundServed)
+	short, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	blk, err := s.Fetch(short, 32)
+	assert.Error(t, err)
+	assert.Nil(t, blk.Data)
 }

@@ -3,6 +3,7 @@ package drandsource
 import (
 	"crypto/sha256"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,4 +184,63 @@ func errorsIsAny(err error, targets ...error) bool {
 		}
 	}
 	return false
+}
+
+// TestVerifyRejectsEveryTamper checks the exported Verify against the real
+// beacons: accepted as published, refused with any sampled bit of the
+// signature, previous signature or key flipped, another round, the other
+// chain's key or scheme, identity points, or an unknown scheme.
+func TestVerifyRejectsEveryTamper(t *testing.T) {
+	vs := loadVectors(t)
+	for name, v := range vs {
+		t.Run(name, func(t *testing.T) {
+			c := v.chain
+			r, err := Verify(c.Scheme, c.PublicKey, v.round, v.prevSig, v.sig)
+			require.NoError(t, err)
+			require.Equal(t, v.randomness, r)
+
+			for bit := 0; bit < len(v.sig)*8; bit += 37 {
+				_, err := Verify(c.Scheme, c.PublicKey, v.round, v.prevSig, flip(v.sig, bit))
+				assert.Error(t, err, "signature bit %d", bit)
+			}
+			for bit := 0; bit < len(c.PublicKey)*8; bit += 41 {
+				_, err := Verify(c.Scheme, flip(c.PublicKey, bit), v.round, v.prevSig, v.sig)
+				assert.Error(t, err, "key bit %d", bit)
+			}
+			for _, rd := range []uint64{v.round - 1, v.round + 1, 0, 1<<64 - 1} {
+				_, err := Verify(c.Scheme, c.PublicKey, rd, v.prevSig, v.sig)
+				assert.ErrorIs(t, err, entropy.ErrBadProof, "round %d", rd)
+			}
+			if c.Scheme == SchemeChained {
+				for bit := 0; bit < len(v.prevSig)*8; bit += 29 {
+					_, err := Verify(c.Scheme, c.PublicKey, v.round, flip(v.prevSig, bit), v.sig)
+					assert.ErrorIs(t, err, entropy.ErrBadProof, "previous signature bit %d", bit)
+				}
+				_, err := Verify(c.Scheme, c.PublicKey, v.round, nil, v.sig)
+				assert.Error(t, err, "no previous signature")
+				_, err = Verify(c.Scheme, []byte("\xc0"+strings.Repeat("\x00", 47)), v.round, v.prevSig, v.sig)
+				assert.Error(t, err, "identity key")
+				_, err = Verify(c.Scheme, c.PublicKey, v.round, v.prevSig, []byte("\xc0"+strings.Repeat("\x00", 95)))
+				assert.ErrorIs(t, err, entropy.ErrBadProof, "identity signature")
+			} else {
+				_, err := Verify(c.Scheme, []byte("\xc0"+strings.Repeat("\x00", 95)), v.round, v.prevSig, v.sig)
+				assert.ErrorIs(t, err, entropy.ErrBadProof, "identity key")
+				_, err = Verify(c.Scheme, c.PublicKey, v.round, v.prevSig, []byte("\xc0"+strings.Repeat("\x00", 47)))
+				assert.ErrorIs(t, err, entropy.ErrBadProof, "identity signature")
+			}
+			for oname, o := range vs {
+				if oname == name {
+					continue
+				}
+				_, err := Verify(c.Scheme, o.chain.PublicKey, v.round, v.prevSig, v.sig)
+				assert.Error(t, err, "the other chain's key")
+				_, err = Verify(o.chain.Scheme, c.PublicKey, v.round, v.prevSig, v.sig)
+				assert.Error(t, err, "the other chain's scheme")
+			}
+			_, err = Verify("bls-unknown", c.PublicKey, v.round, v.prevSig, v.sig)
+			assert.ErrorIs(t, err, ErrUnknownScheme)
+			_, err = Verify("", c.PublicKey, v.round, v.prevSig, v.sig)
+			assert.ErrorIs(t, err, ErrUnknownScheme)
+		})
+	}
 }

@@ -7,6 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -292,6 +297,9 @@ func TestEventDrawnOnce(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 2, f.fetches)
 	assert.NotEqual(t, results[0], other)
+	// A source without ReadFor cannot make an event draw.
+	_, _, err = Pick(context.Background(), plainSource{f}, 6, 49, ForEvent("lotto-2026-18"))
+	assert.ErrorIs(t, err, ErrNoEvents)
 }
 
 // mutation changes one field of a transcript. detect says whether Verify
@@ -434,4 +442,43 @@ func TestForEventEmptyNameRefused(t *testing.T) {
 	_, _, err := Pick(context.Background(), f, 6, 49, ForEvent(""))
 	assert.ErrorIs(t, err, ErrBadInput)
 	assert.Zero(t, f.reads, "no entropy was read")
+}
+
+// TestNoMathRandInPackage checks that no non-test file of the package imports
+// math/rand or math/rand/v2.
+func TestNoMathRandInPackage(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	require.NoError(t, err)
+	checked := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		af, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
+		require.NoError(t, err)
+		for _, im := range af.Imports {
+			p, _ := strconv.Unquote(im.Path.Value)
+			assert.NotContains(t, []string{"math/rand", "math/rand/v2"}, p, "%s imports %s", f, p)
+		}
+		checked++
+	}
+	require.Positive(t, checked)
+}
+
+// TestParseTranscriptFromFile round-trips through a file as the CLI does.
+func TestParseTranscriptFromFile(t *testing.T) {
+	f := newFake()
+	_, tr, err := Shuffle(context.Background(), f, 10, clock())
+	require.NoError(t, err)
+	js, err := json.MarshalIndent(tr, "", "  ")
+	require.NoError(t, err)
+	p := filepath.Join(t.TempDir(), "t.json")
+	require.NoError(t, os.WriteFile(p, js, 0o600))
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	back, err := ParseTranscript(b)
+	require.NoError(t, err)
+	require.NoError(t, Verify(back))
+	_, err = ParseTranscript(append(b, []byte(`{}`)...))
+	assert.ErrorIs(t, err, ErrInvalid)
 }

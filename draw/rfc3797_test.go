@@ -117,3 +117,38 @@ func ExampleRFC3797() {
 	// 9319./2.5.8.10.12./9.18.26.34.41.45./
 	// [17 7 2 16 25 23 8 24 19 13]
 }
+
+// TestRFC3797OddInputsAndWholePool: leading zeros, extra blanks, commas and
+// unsorted numbers canonicalise to the RFC's key; bad inputs are errors.
+func TestRFC3797OddInputsAndWholePool(t *testing.T) {
+	key, err := RFC3797Key([]string{" 09319 ", "12,  8 ,2\t10 005", "45 41 34 26 18 09"})
+	require.NoError(t, err)
+	assert.Equal(t, "9319./2.5.8.10.12./9.18.26.34.41.45./", key)
+	key, err = RFC3797Key([]string{"000", "0 00"})
+	require.NoError(t, err)
+	assert.Equal(t, "0./0.0./", key)
+	// Numbers longer than 64 bits sort numerically, not as text.
+	key, err = RFC3797Key([]string{"100000000000000000000000 99 1000"})
+	require.NoError(t, err)
+	assert.Equal(t, "99.1000.100000000000000000000000./", key)
+
+	for _, bad := range [][]string{nil, {}, {""}, {"   "}, {"1", ""}, {"-1"}, {"1.5"}, {"+3"}, {"1e3"}, {"x"}} {
+		_, err := RFC3797Key(bad)
+		assert.ErrorIs(t, err, ErrRFC3797, "%q", bad)
+		_, err = RFC3797(bad, 10, 1)
+		assert.ErrorIs(t, err, ErrRFC3797, "%q", bad)
+	}
+	for _, pc := range [][2]int{{0, 1}, {10, 0}, {10, 11}, {-1, 1}, {65536, 1}} {
+		_, err := RFC3797([]string{"1"}, pc[0], pc[1])
+		assert.ErrorIs(t, err, ErrRFC3797, "pool %d count %d", pc[0], pc[1])
+	}
+	// Selecting the whole pool gives a permutation of 1..pool.
+	sel, err := RFC3797([]string{"9319"}, 25, 25)
+	require.NoError(t, err)
+	seen := map[int]bool{}
+	for _, v := range sel {
+		require.True(t, v >= 1 && v <= 25)
+		seen[v] = true
+	}
+	assert.Len(t, seen, 25)
+}

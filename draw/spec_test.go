@@ -2,10 +2,14 @@ package draw
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
+	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 
+	"github.com/provenrand/entropy"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -145,4 +149,176 @@ func TestPickAndShuffleShape(t *testing.T) {
 	w := &listWords{}
 	assert.Equal(t, []uint64{0}, shuffle(w, 1))
 	assert.Equal(t, 0, w.used)
+	// Over many seeds, a pick is k distinct values in range and a shuffle
+	// a permutation.
+	for s := 0; s < 300; s++ {
+		seed := make([]byte, SeedSize)
+		seed[0], seed[1] = byte(s), byte(s>>8)
+		for _, kn := range [][2]uint64{{1, 1}, {2, 2}, {3, 3}, {6, 49}, {49, 49}, {5, 1<<63 + 1}} {
+			out := pick(newStream(seed), kn[0], kn[1])
+			require.Len(t, out, int(kn[0]))
+			seen := map[uint64]bool{}
+			for _, v := range out {
+				require.Less(t, v, kn[1])
+				require.False(t, seen[v], "pick(%d,%d) repeated %d", kn[0], kn[1], v)
+				seen[v] = true
+			}
+		}
+		for _, n := range []uint64{1, 2, 3, 52} {
+			out := shuffle(newStream(seed), n)
+			seen := make([]bool, n)
+			for _, v := range out {
+				require.Less(t, v, n)
+				require.False(t, seen[v])
+				seen[v] = true
+			}
+		}
+	}
+}
+
+// verifiedTranscriptJSON returns a verified pick transcript as a generic JSON object.
+func verifiedTranscriptJSON(t *testing.T, fallback bool) map[string]any {
+	t.Helper()
+	f := newFake()
+	opts := []Option{clock()}
+	if fallback {
+		f.class = entropy.ProvenanceFallback
+		f.reason = entropy.ErrUnavailable
+		opts = append(opts, AllowFallback())
+	}
+	_, tr, err := Pick(context.Background(), f, 6, 49, opts...)
+	require.NoError(t, err)
+	js, err := json.Marshal(tr)
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(js, &m))
+	return m
+}
+
+// parseAndVerify is what `entropy verify` does with a file.
+func parseAndVerify(m map[string]any) error {
+	js, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	tr, err := ParseTranscript(js)
+	if err != nil {
+		return err
+	}
+	return Verify(tr)
+}
+
+// TestTamperedJSONMembersFailVerify changes, at the JSON level, every member a
+// reader sees, and requires ParseTranscript+Verify to fail.
+func TestTamperedJSONMembersFailVerify(t *testing.T) {
+	for _, fallback := range []bool{false, true} {
+		base := verifiedTranscriptJSON(t, fallback)
+		require.NoError(t, parseAndVerify(base))
+		edits := map[string]func(m map[string]any){
+			"algorithm":    func(m map[string]any) { m["algorithm"] = "provenrand-drawx" },
+			"version":      func(m map[string]any) { m["version"] = 2 },
+			"verifiable":   func(m map[string]any) { m["verifiable"] = !m["verifiable"].(bool) },
+			"kind":         func(m map[string]any) { m["kind"] = "shuffle" },
+			"inputs.n":     func(m map[string]any) { m["inputs"].(map[string]any)["n"] = 50 },
+			"inputs.k":     func(m map[string]any) { m["inputs"].(map[string]any)["k"] = 5 },
+			"event add":    func(m map[string]any) { m["event"] = "x" },
+			"outputs":      func(m map[string]any) { o := m["outputs"].([]any); o[0], o[1] = o[1], o[0] },
+			"entropy":      func(m map[string]any) { s := m["entropy"].(string); m["entropy"] = flipHex(s) },
+			"time":         func(m map[string]any) { m["time"] = "2030-01-01T00:00:00Z" },
+			"digest":       func(m map[string]any) { m["digest"] = flipHex(m["digest"].(string)) },
+			"extra member": func(m map[string]any) { m["note"] = "audited" },
+			"label.spans.offset": func(m map[string]any) {
+				sp := m["label"].(map[string]any)["spans"].([]any)[0].(map[string]any)
+				sp["offset"] = sp["offset"].(float64) + 1
+			},
+			"label.spans.source": func(m map[string]any) {
+				m["label"].(map[string]any)["spans"].([]any)[0].(map[string]any)["source"] = "other"
+			},
+			"label.spans.public": func(m map[string]any) {
+				m["label"].(map[string]any)["spans"].([]any)[0].(map[string]any)["public"] = true
+			},
+			"label.class": func(m map[string]any) {
+				l := m["label"].(map[string]any)
+				l["class"] = map[string]string{"fallback": "verifiable", "verifiable": "fallback"}[l["class"].(string)]
+			},
+			"label.verifiable": func(m map[string]any) {
+				l := m["label"].(map[string]any)
+				l["verifiable"] = !l["verifiable"].(bool)
+			},
+			"label.derived": func(m map[string]any) { m["label"].(map[string]any)["derived"] = true },
+			"label.reason":  func(m map[string]any) { m["label"].(map[string]any)["reason"] = "other reason" },
+		}
+		if fallback {
+			edits["warning"] = func(m map[string]any) { m["warning"] = "drawn from local fallback entropy" }
+			edits["warning removed"] = func(m map[string]any) { delete(m, "warning") }
+		} else {
+			edits["warning add"] = func(m map[string]any) { m["warning"] = WarningFallback }
+			edits["label.spans.job_id"] = func(m map[string]any) {
+				m["label"].(map[string]any)["spans"].([]any)[0].(map[string]any)["job_id"] = "job-999"
+			}
+		}
+		for name, edit := range edits {
+			m := verifiedTranscriptJSON(t, fallback)
+			edit(m)
+			assert.Error(t, parseAndVerify(m), "fallback=%v: %s changed but the transcript verifies", fallback, name)
+		}
+	}
+}
+
+// forgeMember returns the compact JSON of tr with the member name's value
+// replaced by shown, and the true value restated under another member that
+// JSON, and the spec of §6, treat as a different (unknown) member or as a
+// repeated one.
+func forgeMember(t *testing.T, tr *Transcript, name string, shown any, restate func(name, value string) string) string {
+	t.Helper()
+	js, err := json.Marshal(tr)
+	require.NoError(t, err)
+	var members map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(js, &members))
+	real := string(members[name])
+	require.NotEmpty(t, real, "member %q", name)
+	fake, err := json.Marshal(shown)
+	require.NoError(t, err)
+	old := `"` + name + `":` + real
+	require.Contains(t, string(js), old)
+	forged := strings.Replace(string(js), old, `"`+name+`":`+string(fake), 1)
+	return strings.TrimSuffix(forged, "}") + "," + restate(name, real) + "}"
+}
+
+// TestTranscriptShowsOneResultVerifiesAnother: a transcript is
+// tamper-evident (§6: a verifier refuses an unknown member, and the digest
+// catches edits that do not recompute it). Here a member a reader of the file
+// sees (outputs, event, inputs, entropy, time) is replaced, the digest is left
+// alone, and the true value is restated at the end under "OUTPUTS" and the
+// like (an unknown member: JSON names are case-sensitive) or as a second
+// member of the same name. ParseTranscript and
+// Verify must not accept such a file: what it shows is not what was drawn.
+func TestTranscriptShowsOneResultVerifiesAnother(t *testing.T) {
+	f := newFake()
+	got, tr, err := Pick(context.Background(), f, 6, 49, ForEvent("lotto-7"), clock())
+	require.NoError(t, err)
+	require.NoError(t, Verify(tr))
+	fakeOutputs := []uint64{0, 1, 2, 3, 4, 5}
+	require.NotEqual(t, tr.Outputs, fakeOutputs, "pick a shown result that differs from %v", got)
+
+	upper := func(name, value string) string { return `"` + strings.ToUpper(name) + `":` + value }
+	title := func(name, value string) string { return `"` + strings.ToUpper(name[:1]) + name[1:] + `":` + value }
+	again := func(name, value string) string { return `"` + name + `":` + value }
+	cases := map[string]string{
+		"outputs, true ones as OUTPUTS": forgeMember(t, tr, "outputs", fakeOutputs, upper),
+		"outputs, true ones as Outputs": forgeMember(t, tr, "outputs", fakeOutputs, title),
+		"outputs, true ones repeated":   forgeMember(t, tr, "outputs", fakeOutputs, again),
+		"event, true one as EVENT":      forgeMember(t, tr, "event", "lotto-8", upper),
+		"event, true one repeated":      forgeMember(t, tr, "event", "lotto-8", again),
+		"inputs, true ones as INPUTS":   forgeMember(t, tr, "inputs", Inputs{N: 50, K: 6}, upper),
+		"entropy, true seed as ENTROPY": forgeMember(t, tr, "entropy", strings.Repeat("ab", SeedSize), upper),
+		"time, true one as Time":        forgeMember(t, tr, "time", "2030-01-01T00:00:00Z", title),
+	}
+	for name, forged := range cases {
+		back, err := ParseTranscript([]byte(forged))
+		if err == nil {
+			err = Verify(back)
+		}
+		assert.Error(t, err, "%s: the file shows another result, yet it verifies:\n%s", name, forged)
+	}
 }

@@ -20,6 +20,7 @@ type jobBody struct {
 	JobID     string
 	Status    string
 	Entropy   []byte
+	Nonce     []byte // the nonce's hex text; nil if the answer has none (v1)
 	Timestamp []byte
 	Signature []byte
 	Error     *ErrorDetail
@@ -60,6 +61,13 @@ func binaryJob(hdr http.Header, body []byte) (jobBody, error) {
 		return jobBody{}, err
 	}
 	j.Timestamp, j.Signature = []byte(ts), []byte(sig)
+	switch v := hdr[NonceHeader]; len(v) {
+	case 0:
+	case 1:
+		j.Nonce = []byte(v[0])
+	default:
+		return jobBody{}, fmt.Errorf("%d %s headers, want at most 1", len(v), NonceHeader)
+	}
 	j.Entropy, j.Binary = body, true
 	return j, nil
 }
@@ -95,10 +103,19 @@ func parseJob(b []byte) (jobBody, error) {
 		JobID:     r.JobID,
 		Status:    r.Status,
 		Entropy:   []byte(r.Entropy),
+		Nonce:     nonEmpty(r.Nonce),
 		Timestamp: []byte(r.Timestamp),
 		Signature: []byte(r.Signature),
 		Error:     r.Error,
 	}, nil
+}
+
+// nonEmpty returns s as bytes, or nil for "".
+func nonEmpty(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return []byte(s)
 }
 
 // failedJob reads a body whose status is "failed" or "error" as a failed
@@ -133,15 +150,16 @@ const (
 	memberEntropy
 	memberTimestamp
 	memberSignature
+	memberNonce
 )
 
 // scanJob reads the shape every service of the protocol sends for a job
 // that is not failed: one JSON object (whitespace around any token allowed)
-// whose members are among job_id, status, entropy, timestamp and signature,
+// whose members are among job_id, status, entropy, nonce, timestamp and signature,
 // each at most once, each a string. It reports ok only for such bodies, and
 // returns exactly what encoding/json would decode from them:
 //
-//   - job_id, status, timestamp and signature must be printable ASCII
+//   - job_id, status, nonce, timestamp and signature must be printable ASCII
 //     without a quote or backslash, so their text is their value;
 //   - entropy must hold no quote, backslash, CR or LF. Any other byte that
 //     JSON would refuse or rewrite (a control character, a byte of 0x80 or
@@ -183,6 +201,8 @@ func scanJob(b []byte) (j jobBody, ok bool) {
 			member = memberTimestamp
 		case "signature":
 			member = memberSignature
+		case "nonce":
+			member = memberNonce
 		default:
 			return jobBody{}, false
 		}
@@ -209,6 +229,8 @@ func scanJob(b []byte) (j jobBody, ok bool) {
 			j.Timestamp = val
 		case memberSignature:
 			j.Signature = val
+		case memberNonce:
+			j.Nonce = nonEmpty(string(val))
 		}
 		if i = skipSpace(b, i); i >= len(b) {
 			return jobBody{}, false

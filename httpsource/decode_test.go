@@ -56,7 +56,7 @@ func checkScanAgrees(t *testing.T, b []byte) {
 	if !refOK {
 		t.Fatalf("scanJob takes a body that encoding/json or base64 refuses: %q", b)
 	}
-	got := JobResponse{JobID: j.JobID, Status: j.Status, Entropy: string(j.Entropy), Timestamp: string(j.Timestamp), Signature: string(j.Signature)}
+	got := JobResponse{JobID: j.JobID, Status: j.Status, Entropy: string(j.Entropy), Nonce: string(j.Nonce), Timestamp: string(j.Timestamp), Signature: string(j.Signature)}
 	if got != r || !bytes.Equal(data, want) {
 		t.Fatalf("scanJob reads %+v, encoding/json %+v, from %q", got, r, b)
 	}
@@ -224,20 +224,33 @@ func TestIsBinaryAndAcceptsBinary(t *testing.T) {
 	}
 }
 
-// binaryAnswer is a healthy binary answer for 16 bytes of job "job-b", its
-// signature made with a fixed key.
+// binaryAnswer is a healthy binary answer for 16 bytes of job "job-b" made
+// for a request with fuzzNonce at fuzzNow, its v2 signature made with a
+// fixed key.
 func binaryAnswer(t *testing.T) (pub ed25519.PublicKey, hdr map[string]string, body []byte) {
 	t.Helper()
 	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
 	body = bytes.Repeat([]byte{0xab}, 16)
-	sig := ed25519.Sign(priv, SignedMessage("job-b", body))
+	sig := ed25519.Sign(priv, SignedMessageV2("job-b", fuzzNonce(), len(body), "2026-03-01T12:00:00Z", body))
 	return priv.Public().(ed25519.PublicKey), map[string]string{
 		"Content-Type":  MediaTypeBinary,
 		JobIDHeader:     "job-b",
 		JobStatusHeader: StatusCompleted,
+		NonceHeader:     EncodeNonce(fuzzNonce()),
 		TimestampHeader: "2026-03-01T12:00:00Z",
 		SignatureHeader: base64.StdEncoding.EncodeToString(sig),
 	}, body
+}
+
+// binarySource is a source whose requests carry fuzzNonce and whose clock
+// reads fuzzNow, the request binaryAnswer answers.
+func binarySource(t *testing.T, url string, opts ...Option) *Source {
+	t.Helper()
+	s, err := New(url, append([]Option{WithAPIKey(fuzzAPIKey)}, opts...)...)
+	require.NoError(t, err)
+	s.now = func() time.Time { return fuzzNow }
+	s.newNonce = func() ([]byte, error) { return fuzzNonce(), nil }
+	return s
 }
 
 func TestFetchBinaryAnswer(t *testing.T) {
@@ -251,11 +264,12 @@ func TestFetchBinaryAnswer(t *testing.T) {
 		_, _ = w.Write(body)
 	}))
 	defer srv.Close()
-	s, err := New(srv.URL, WithAPIKey(fuzzAPIKey), WithPublicKey(pub))
-	require.NoError(t, err)
+	s := binarySource(t, srv.URL, WithPublicKey(pub))
 	blk, err := s.Fetch(context.Background(), 16)
 	require.NoError(t, err)
 	assert.Equal(t, AcceptBinary, gotAccept.Load())
+	require.NotNil(t, blk.Evidence)
+	assert.Equal(t, fuzzNonce(), blk.Evidence.Nonce, "the nonce travels in the binary form too")
 	assert.True(t, blk.Verifiable)
 	assert.Equal(t, body, blk.Data)
 	assert.Equal(t, "job-b", blk.JobID)
@@ -266,8 +280,7 @@ func TestFetchBinaryAnswer(t *testing.T) {
 	assert.True(t, j.Verified)
 	assert.Equal(t, body, j.Data)
 
-	s, err = New(srv.URL, WithAPIKey(fuzzAPIKey), WithPublicKey(pub), WithJSONOnly())
-	require.NoError(t, err)
+	s = binarySource(t, srv.URL, WithPublicKey(pub), WithJSONOnly())
 	_, _ = s.Fetch(context.Background(), 16)
 	assert.Equal(t, MediaTypeJSON, gotAccept.Load(), "WithJSONOnly asks for JSON only")
 	srv.Client().CloseIdleConnections()
@@ -295,6 +308,13 @@ func TestFetchRefusesBadBinaryAnswers(t *testing.T) {
 		{"long body", func(h http.Header) []byte { return append(bytes.Clone(body), 0) }, entropy.ErrMalformed},
 		{"flipped byte", func(h http.Header) []byte { b := bytes.Clone(body); b[3] ^= 1; return b }, entropy.ErrBadProof},
 		{"other job", func(h http.Header) []byte { h.Set(JobIDHeader, "job-c"); return body }, entropy.ErrBadProof},
+		{"no nonce", func(h http.Header) []byte { h.Del(NonceHeader); return body }, entropy.ErrBadProof},
+		{"two nonces", func(h http.Header) []byte { h.Add(NonceHeader, EncodeNonce(fuzzNonce())); return body }, entropy.ErrMalformed},
+		{"other nonce", func(h http.Header) []byte { h.Set(NonceHeader, strings.Repeat("ab", MinNonceSize)); return body }, entropy.ErrBadProof},
+		{"nonce not hex", func(h http.Header) []byte { h.Set(NonceHeader, strings.Repeat("zz", MinNonceSize)); return body }, entropy.ErrMalformed},
+		{"timestamp long before the request", func(h http.Header) []byte { h.Set(TimestampHeader, "2026-03-01T11:54:59Z"); return body }, entropy.ErrBadProof},
+		{"timestamp in the future", func(h http.Header) []byte { h.Set(TimestampHeader, "2026-03-01T12:05:01Z"); return body }, entropy.ErrBadProof},
+		{"timestamp edited within the window", func(h http.Header) []byte { h.Set(TimestampHeader, "2026-03-01T12:00:01Z"); return body }, entropy.ErrBadProof},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -309,8 +329,7 @@ func TestFetchRefusesBadBinaryAnswers(t *testing.T) {
 				_, _ = w.Write(b)
 			}))
 			defer srv.Close()
-			s, err := New(srv.URL, WithAPIKey(fuzzAPIKey), WithPublicKey(pub))
-			require.NoError(t, err)
+			s := binarySource(t, srv.URL, WithPublicKey(pub))
 			blk, err := s.Fetch(context.Background(), 16)
 			require.ErrorIs(t, err, tc.target)
 			assert.Nil(t, blk.Data)

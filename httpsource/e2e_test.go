@@ -520,3 +520,32 @@ func TestE2EAPIKeyNeverLeaks(t *testing.T) {
 func gobreakerFast() gobreaker.Settings {
 	return gobreaker.Settings{Timeout: 20 * time.Millisecond}
 }
+
+// TestE2EHugeRetryAfterHoldsForTheCap: a Retry-After too big for any
+// duration (400 digits, 1e400) holds the Provider for its cap
+// (WithMaxRetryAfter), like one of 30 digits: one request, then none until
+// the cap has passed.
+func TestE2EHugeRetryAfterHoldsForTheCap(t *testing.T) {
+	const maxHold = time.Hour
+	for name, v := range map[string]string{
+		"30 digits":  strings.Repeat("9", 30),
+		"400 digits": strings.Repeat("9", 400),
+		"1e400":      "1e400",
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newE2E(t, e2eConfig{
+				setup: func(s *sim.Server) {
+					for range 20 {
+						s.Script(sim.Status(503, sim.ShapeNested, v))
+					}
+				},
+				opts: []entropy.Option{entropy.WithMaxRetryAfter(maxHold), entropy.WithPolicy(entropy.Fail)},
+			})
+			require.Eventually(t, func() bool { return !e.p.Stats().Sources[0].HoldUntil.IsZero() },
+				10*time.Second, time.Millisecond, "no hold after Retry-After %q", v)
+			st := e.p.Stats().Sources[0]
+			assert.WithinDuration(t, time.Now().Add(maxHold), st.HoldUntil, maxHold/2, "the hold is the cap")
+			assert.Len(t, e.s.EntropyRequests(), 1, "a request went out during the hold")
+		})
+	}
+}

@@ -33,7 +33,10 @@ func ExampleSource_Fetch() {
 		log.Fatal(err)
 	}
 	fmt.Println(len(b.Data), b.Source, b.Verifiable)
-	fmt.Println(httpsource.VerifySignature(service.PublicKey(), b.JobID, b.Data, b.Proof))
+	// The signature binds the job to this request: its nonce, size and
+	// timestamp travel in the block's Evidence.
+	e := b.Evidence
+	fmt.Println(httpsource.VerifySignatureV2(service.PublicKey(), b.JobID, e.Nonce, e.Size, e.Timestamp, b.Data, b.Proof))
 	// Output:
 	// 32 quantropy true
 	// true

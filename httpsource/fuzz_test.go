@@ -54,21 +54,22 @@ type fuzzResponse struct {
 // simResponses are answers of the simulator (sim.New(sim.WithSeed(1),
 // sim.WithKey(fuzzAPIKey, …), sim.WithClock(fuzzNow))), recorded with
 // httptest.NewRecorder: healthy jobs, each fault, each error status in each
-// body shape.
+// body shape. The jobs were asked for with the nonce fuzzNonce, so they are
+// signed in protocol v2.
 var simResponses = []fuzzResponse{
-	{"healthy 1", 200, "", "req-000001", "{\"job_id\":\"job-d0ae5eb1f1904e9d\",\"status\":\"completed\",\"entropy\":\"MA==\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"h8XNPaEaI6g8pFNAS2D6kLvyyt0IjQCAKjnhfaXFlzyvr53sNcM7mP7kIf2laZSQek4gjHFIvfVf0EK42tk/AQ==\"}", "", 1, 0},
-	{"healthy 32", 200, "", "req-000002", "{\"job_id\":\"job-5beb03afbc85c57e\",\"status\":\"completed\",\"entropy\":\"BNd6RWfm6cc3koJnXYCZitQTwNP6om1tAzuU+yHK8Vs=\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"CiHMAKqxNM+7GMTJMrv1oMJjLVFoBcUWAHU5yFz6YDjCB5ld/AhK1HG08j5e4wd9GGiKnCaWaoicygFQJS9MAQ==\"}", "", 32, 0},
-	{"healthy 100", 200, "", "req-000003", "{\"job_id\":\"job-8180867b0dd90faa\",\"status\":\"completed\",\"entropy\":\"FcIGfPTdJiFPnIN6B98w5UZ0ZJxhACW/NqPl3N0qD0CQHk+1ALf2hrkb9OgrGDgOQu8XFsvoKdQ/McvDQPDKD8hlK7zpbWtE69+wy9WkGKnAX9JS+0KWxpRP/VPAnZ/iMwGqRw==\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"LnAEVZZx9wg100S1Dgw6lwMNNcSwZGyE++Ur0CFMq9ZEYNRS/+iXzczYMLBDJvaGhkH9Vx/biajwbTDhlwd5CA==\"}", "", 100, 0},
+	{"healthy 1", 200, "", "req-000001", "{\"job_id\":\"job-d0ae5eb1f1904e9d\",\"status\":\"completed\",\"entropy\":\"MA==\",\"nonce\":\"000102030405060708090a0b0c0d0e0f\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"o6/+ZjUwtE1q6yIYlf/PabGcw9I3P0/xhHI/31b16Anu3w3co15hP34eaF3wzU+Fb/UJJE2YAECBU5J2sAHVBA==\"}", "", 1, 0},
+	{"healthy 32", 200, "", "req-000002", "{\"job_id\":\"job-5beb03afbc85c57e\",\"status\":\"completed\",\"entropy\":\"BNd6RWfm6cc3koJnXYCZitQTwNP6om1tAzuU+yHK8Vs=\",\"nonce\":\"000102030405060708090a0b0c0d0e0f\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"NrM9eoHmUR5fdVl7593B0OHBAry/WrEihbUiEm8juOUBajtu4d+vgSQEEl3Y5v4NzXkZ9gSLgzqTau5udMDgDQ==\"}", "", 32, 0},
+	{"healthy 100", 200, "", "req-000003", "{\"job_id\":\"job-8180867b0dd90faa\",\"status\":\"completed\",\"entropy\":\"FcIGfPTdJiFPnIN6B98w5UZ0ZJxhACW/NqPl3N0qD0CQHk+1ALf2hrkb9OgrGDgOQu8XFsvoKdQ/McvDQPDKD8hlK7zpbWtE69+wy9WkGKnAX9JS+0KWxpRP/VPAnZ/iMwGqRw==\",\"nonce\":\"000102030405060708090a0b0c0d0e0f\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"kN8UEF3CjQRViwMtK37aiNOfqn8m4EeQ2bpSfAgJbLWmXPp3G2Paji07/BW1cL2g/jH5xhaoMOk8/vDLy6ktBA==\"}", "", 100, 0},
 	{"unknown key", 401, "", "req-000004", "{\"error\":{\"code\":\"Unauthorized\",\"message\":\"Invalid or missing API key. Check key and headers.\"}}", "", 32, 0},
 	{"no key", 401, "", "req-000005", "{\"error\":{\"code\":\"Unauthorized\",\"message\":\"Invalid or missing API key. Check key and headers.\"}}", "", 32, 0},
 	{"size 0", 422, "", "req-000006", "{\"error\":{\"code\":\"Validation\",\"message\":\"size must be in 1..65536\"}}", "", 0, 0},
-	{"truncate", 200, "", "req-000007", "{\"job_id\":\"job-3505671135d85499\",\"status\":\"completed\",\"entropy\":\"SN2rGmo174phB8ef8yyIBbOn/23Nccu0ohQR3lCdiUM=\",\"timestamp\":\"", "", 32, 1},
-	{"malformed", 200, "", "req-000008", "{\"job_id\";\"job-8601891d5d1fa340\",\"status\":\"completed\",\"entropy\":\"JTZxdz5PP46h3/ECYzzg66S/e4gnBLEppLOinuAI254=\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"JQFVTCxjxwirfi5XiYEh8CIrtb5vrAIPpU6mBwWu/S4oP+8ipxfuc2qxqqyD9H5kMrTBLTQoWbJ2sHo4QbCOBw==\"}", "", 32, 0},
-	{"wronglength", 200, "", "req-000009", "{\"job_id\":\"job-097d992a0113b48a\",\"status\":\"completed\",\"entropy\":\"CkuY660hNOiftMyrx4fUpZBC4Mp2um/v+1sOgBkPKrD8\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"SoN/hnXtukkFde/RDnvfQVUMr5YxaQgoCUGZaHzbObx8afrGbEyUGsdl3agNpQE1K1o+oc6bP2kahNTQwJJGBw==\"}", "", 32, 0},
-	{"badsig", 200, "", "req-000010", "{\"job_id\":\"job-e86baf4beee1f1e0\",\"status\":\"completed\",\"entropy\":\"wonRAAZ+GYH9kvCaOSOPP5ZCbTtq9lDSo/xJYGY9oXQ=\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"dTnumU7E9xG0sXc4OjxyNEYJaOcySSwmfl8jvydx7vkr2lbsO6B6s3q+9e+lc4tprr1+ludth1fKrEvpF+gQCg==\"}", "", 32, 0},
-	{"stuck", 200, "", "req-000011", "{\"job_id\":\"job-3dcf30c59de89cda\",\"status\":\"completed\",\"entropy\":\"jo6Ojo6Ojo6Ojo6Ojo6Ojo6Ojo6Ojo6Ojo6Ojo6Ojo4=\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"Q9Vxy0nrmjuPhdgc/i5H09DmQ9Qs2DUHmvY28ThW/z3xZmVShPZnSif4oUeRDiR51pW6eOXqs6FsdLtjNGF+Aw==\"}", "", 32, 0},
-	{"biased", 200, "", "req-000012", "{\"job_id\":\"job-a24f74a72d91ff37\",\"status\":\"completed\",\"entropy\":\"8QAAAAAAAAA7IwAAAAAAAGIAAADdJwDyABuYAAAAEoU=\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"CYas9xWDpo09rgdHd3ZGV+3oZBASpuDzG/iaa/M8XxAaGqJLO5LGOfKqnw8Kpu+pOSQI1xvdexeJ1cBhVeSaBA==\"}", "", 32, 0},
-	{"queued", 202, "", "req-000013", "{\"job_id\":\"job-3a0ced64fcdfc5ea\",\"status\":\"queued\"}", "{\"job_id\":\"job-3a0ced64fcdfc5ea\",\"status\":\"completed\",\"entropy\":\"oJwQn6fUl7B96Ipq2d57PWUuZOqBcl6fWX7IYNzJHXo=\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"tldYJESx2OiUfqRWW1DUvpMDaAjMnma+uCXBCrWhzo7DVhRyGC5spmfoTgNYD03Ss6gk/o4dAVjnxbOrZVyoCw==\"}", 32, 0},
+	{"truncate", 200, "", "req-000004", "{\"job_id\":\"job-3505671135d85499\",\"status\":\"completed\",\"entropy\":\"SN2rGmo174phB8ef8yyIBbOn/23Nccu0ohQR3lCdiUM=\",\"nonce\":\"000102030405060708090a0b0c", "", 32, 1},
+	{"malformed", 200, "", "req-000005", "{\"job_id\";\"job-8601891d5d1fa340\",\"status\":\"completed\",\"entropy\":\"JTZxdz5PP46h3/ECYzzg66S/e4gnBLEppLOinuAI254=\",\"nonce\":\"000102030405060708090a0b0c0d0e0f\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"ifLGYnDSdwUOL5bw9P2t273Y4voo7wdbBTnR3X1QNGxiGXwg7prAqazFnHUZV2+4wKpal0ziDPXTVGoEYDUfDw==\"}", "", 32, 0},
+	{"wronglength", 200, "", "req-000006", "{\"job_id\":\"job-097d992a0113b48a\",\"status\":\"completed\",\"entropy\":\"CkuY660hNOiftMyrx4fUpZBC4Mp2um/v+1sOgBkPKrD8\",\"nonce\":\"000102030405060708090a0b0c0d0e0f\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"cfSbXjPCneLRX4pPCena+LjpCNR6rhxwJ7pSZnt7rqybdyKTeppyPUBZx2IFsh72dizPvlKtOZV7RKa2zjNuDA==\"}", "", 32, 0},
+	{"badsig", 200, "", "req-000007", "{\"job_id\":\"job-e86baf4beee1f1e0\",\"status\":\"completed\",\"entropy\":\"wonRAAZ+GYH9kvCaOSOPP5ZCbTtq9lDSo/xJYGY9oXQ=\",\"nonce\":\"000102030405060708090a0b0c0d0e0f\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"o3eK5xz0iqSt38n5NCOqhT+eFWt1U0/M7aSQxyT8/pGbx93OQcsAKy9NJTGYf5qDjfSfO8rlLWZqio2HERRDDQ==\"}", "", 32, 0},
+	{"stuck", 200, "", "req-000008", "{\"job_id\":\"job-3dcf30c59de89cda\",\"status\":\"completed\",\"entropy\":\"jo6Ojo6Ojo6Ojo6Ojo6Ojo6Ojo6Ojo6Ojo6Ojo6Ojo4=\",\"nonce\":\"000102030405060708090a0b0c0d0e0f\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"hMgNnu7uxXi/kYtCR54fH7G1uxydqq+oEjMaZ5qmPpTc2ME+qxDlQ2XzMM4aosH/5NTmwM0QSRNCEadn+/0FBg==\"}", "", 32, 0},
+	{"biased", 200, "", "req-000009", "{\"job_id\":\"job-a24f74a72d91ff37\",\"status\":\"completed\",\"entropy\":\"8QAAAAAAAAA7IwAAAAAAAGIAAADdJwDyABuYAAAAEoU=\",\"nonce\":\"000102030405060708090a0b0c0d0e0f\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"MEqUc5lE3Jb98ZM+XlkKpw20+q+rFWpwg9yh2tjixMKB839Bq/PVqmJ4U2LiNKyM95yuQzdvz7i8b7e69JSeDQ==\"}", "", 32, 0},
+	{"queued", 202, "", "req-000010", "{\"job_id\":\"job-3a0ced64fcdfc5ea\",\"status\":\"queued\"}", "{\"job_id\":\"job-3a0ced64fcdfc5ea\",\"status\":\"completed\",\"entropy\":\"oJwQn6fUl7B96Ipq2d57PWUuZOqBcl6fWX7IYNzJHXo=\",\"nonce\":\"000102030405060708090a0b0c0d0e0f\",\"timestamp\":\"2026-03-01T12:00:00Z\",\"signature\":\"azxAxO3ACa76it+QD25xzOAMJhYyqXSOhZj7jtvJYB7chnoMomO6+VNp5rm0co1cHJBwwtq2lB/JA+owbFEKCQ==\"}", 32, 0},
 	{"jobfail QuantumComputerError", 202, "", "req-000016", "{\"job_id\":\"job-ec11a2196466cd77\",\"status\":\"queued\"}", "{\"job_id\":\"job-ec11a2196466cd77\",\"status\":\"failed\",\"error\":{\"code\":\"QuantumComputerError\",\"message\":\"Generic failure while the job was processed on the QPU.\"}}", 32, 0},
 	{"jobfail QuotaExhaustedError", 202, "", "req-000018", "{\"job_id\":\"job-0e1cb18abae203e9\",\"status\":\"queued\"}", "{\"job_id\":\"job-0e1cb18abae203e9\",\"status\":\"failed\",\"error\":{\"code\":\"QuotaExhaustedError\",\"message\":\"Inadequate credit balance to run this job.\"}}", 32, 0},
 	{"jobfail SimulationTimeout", 202, "", "req-000020", "{\"job_id\":\"job-a0b55bb8b2209264\",\"status\":\"queued\"}", "{\"job_id\":\"job-a0b55bb8b2209264\",\"status\":\"failed\",\"error\":{\"code\":\"SimulationTimeout\",\"message\":\"Runaway process timeout.\"}}", 32, 0},
@@ -196,7 +197,18 @@ func fuzzSource(tb testing.TB, base string, client *http.Client, withPub bool) *
 		tb.Fatal(err)
 	}
 	s.now = func() time.Time { return fuzzNow }
+	s.newNonce = func() ([]byte, error) { return fuzzNonce(), nil }
 	return s
+}
+
+// fuzzNonce is the nonce of every request of the fuzzed sources, the one the
+// recorded answers were made for.
+func fuzzNonce() []byte {
+	b := make([]byte, MinNonceSize)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	return b
 }
 
 // checkNoKey fails if the API key shows in any text of err.
@@ -473,7 +485,7 @@ func FuzzFetch(f *testing.F) {
 			if s == unsigned && blk.Verifiable {
 				t.Fatal("a source without a public key returned a verifiable block")
 			}
-			if blk.Verifiable && !VerifySignature(pub, blk.JobID, blk.Data, blk.Proof) {
+			if blk.Verifiable && !VerifySignatureV2(pub, blk.JobID, fuzzNonce(), len(blk.Data), blk.Evidence.Timestamp, blk.Data, blk.Proof) {
 				t.Fatalf("verifiable block whose signature does not check: %+v", blk)
 			}
 			if s == signed && !blk.Verifiable {

@@ -8,6 +8,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +36,7 @@ type reviewService struct {
 	mu    sync.Mutex
 	times map[string][]time.Time // path → arrival times
 	auth  []string
+	nonce string // the nonce of the last GET /v1/entropy, as sent
 }
 
 func newReviewService(t *testing.T, handle func(rs *reviewService, w http.ResponseWriter, r *http.Request)) (*reviewService, *httptest.Server) {
@@ -46,6 +48,9 @@ func newReviewService(t *testing.T, handle func(rs *reviewService, w http.Respon
 		rs.mu.Lock()
 		rs.times[r.URL.Path] = append(rs.times[r.URL.Path], time.Now())
 		rs.auth = append(rs.auth, r.Header.Get("Authorization"))
+		if r.URL.Path == "/v1/entropy" {
+			rs.nonce = r.URL.Query().Get("nonce")
+		}
 		rs.mu.Unlock()
 		handle(rs, w, r)
 	}))
@@ -59,15 +64,26 @@ func (rs *reviewService) arrivals(path string) []time.Time {
 	return append([]time.Time(nil), rs.times[path]...)
 }
 
-func (rs *reviewService) signB64(id string, data []byte) string {
-	sum := sha256.Sum256(data)
-	msg := append([]byte("provenrand/entropy/v1\x00"+id+"\x00"), sum[:]...)
-	return base64.StdEncoding.EncodeToString(ed25519.Sign(rs.priv, msg))
+func (rs *reviewService) lastNonce() string {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.nonce
 }
 
+// signB64 signs data as job id made for the last entropy request, at
+// reviewStamp (protocol v2).
+func (rs *reviewService) signB64(id string, data []byte) string {
+	nonce, _ := hex.DecodeString(rs.lastNonce())
+	return base64.StdEncoding.EncodeToString(ed25519.Sign(rs.priv, httpsource.SignedMessageV2(id, nonce, len(data), reviewStamp, data)))
+}
+
+// reviewStamp is the timestamp of every job of a reviewService; the sources
+// under test run on a clock at that time.
+const reviewStamp = "2024-05-01T12:00:00Z"
+
 func (rs *reviewService) completed(id string, data []byte) string {
-	return fmt.Sprintf(`{"job_id":%q,"status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q}`,
-		id, base64.StdEncoding.EncodeToString(data), rs.signB64(id, data))
+	return fmt.Sprintf(`{"job_id":%q,"status":"completed","entropy":%q,"nonce":%q,"timestamp":%q,"signature":%q}`,
+		id, base64.StdEncoding.EncodeToString(data), rs.lastNonce(), reviewStamp, rs.signB64(id, data))
 }
 
 func reviewSource(t *testing.T, srv *httptest.Server, opts ...httpsource.Option) *httpsource.Source {
@@ -75,6 +91,7 @@ func reviewSource(t *testing.T, srv *httptest.Server, opts ...httpsource.Option)
 	all := append([]httpsource.Option{
 		httpsource.WithAPIKey(reviewKey),
 		httpsource.WithHTTPClient(srv.Client()),
+		httpsource.WithClock(func() time.Time { return time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC) }),
 	}, opts...)
 	s, err := httpsource.New(srv.URL, all...)
 	require.NoError(t, err)

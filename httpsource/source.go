@@ -34,6 +34,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/retryafter"
 )
 
 // Defaults of the options.
@@ -60,7 +61,9 @@ type Source struct {
 	fetchKey   bool
 	allowHTTP  bool
 	jsonOnly   bool
-	now        func() time.Time // clock for Retry-After dates; tests replace it
+	now        func() time.Time       // clock for Retry-After dates and job timestamps (WithClock)
+	tolerance  time.Duration          // WithTimestampTolerance
+	newNonce   func() ([]byte, error) // the nonce of each Fetch: NewNonce; tests replace it
 	configured ed25519.PublicKey
 	prefix     string // the base URL without a trailing slash; paths follow it
 
@@ -183,6 +186,33 @@ func WithJSONOnly() Option {
 	return func(s *Source) error { s.jsonOnly = true; return nil }
 }
 
+// WithClock sets the clock the source reads Retry-After dates and checks
+// job timestamps against (default time.Now).
+func WithClock(now func() time.Time) Option {
+	return func(s *Source) error {
+		if now == nil {
+			return errors.New("httpsource: nil clock")
+		}
+		s.now = now
+		return nil
+	}
+}
+
+// WithTimestampTolerance sets how far, by the source's clock, a job's
+// timestamp may lie before the request was sent or after the answer arrived
+// (DefaultTimestampTolerance, 5 minutes). A job outside that window is
+// refused as a bad proof: it was not made for this request. d must be
+// positive.
+func WithTimestampTolerance(d time.Duration) Option {
+	return func(s *Source) error {
+		if d <= 0 {
+			return fmt.Errorf("httpsource: timestamp tolerance %v must be positive", d)
+		}
+		s.tolerance = d
+		return nil
+	}
+}
+
 // WithPollInterval sets the backoff of polling a queued job: the first poll
 // waits about base, each next one twice as long, capped at max, with jitter.
 // Defaults 50ms and 2s. A Retry-After on the 202 answer sets the first wait.
@@ -199,24 +229,24 @@ func WithPollInterval(base, max time.Duration) Option {
 // New returns a Source for the service at baseURL (e.g.
 // "https://api.example.com"; a path prefix is kept). A plain http:// URL is
 // allowed only to a loopback host unless WithAllowInsecureHTTP is given.
+//
+// A URL that carries credentials (https://KEY@host, https://user:KEY@host)
+// is refused: give the key with WithAPIKey, which keeps it out of every error.
+// New's errors never repeat the URL, which may hold a key somewhere else.
 func New(baseURL string, opts ...Option) (*Source, error) {
-	u, err := url.Parse(baseURL)
+	u, err := parseBaseURL(baseURL)
 	if err != nil {
-		return nil, fmt.Errorf("httpsource: bad base URL: %w", err)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("httpsource: base URL %q has no host", u.Redacted())
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("httpsource: base URL %q must not have a query or fragment", u.Redacted())
+		return nil, err
 	}
 	s := &Source{
-		base:     u,
-		name:     DefaultName,
-		maxBody:  DefaultMaxBodyBytes,
-		pollBase: DefaultPollBase,
-		pollMax:  DefaultPollMax,
-		now:      time.Now,
+		base:      u,
+		name:      DefaultName,
+		maxBody:   DefaultMaxBodyBytes,
+		pollBase:  DefaultPollBase,
+		pollMax:   DefaultPollMax,
+		now:       time.Now,
+		tolerance: DefaultTimestampTolerance,
+		newNonce:  NewNonce,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -233,7 +263,8 @@ func New(baseURL string, opts ...Option) (*Source, error) {
 			return nil, fmt.Errorf("httpsource: refusing plain http:// to non-loopback host %q (use https, or WithAllowInsecureHTTP)", u.Hostname())
 		}
 	default:
-		return nil, fmt.Errorf("httpsource: base URL scheme %q: want https or http", u.Scheme)
+		// The scheme is not repeated: a key pasted as the URL parses as one.
+		return nil, errors.New("httpsource: base URL scheme must be https or http")
 	}
 	if s.client == nil {
 		s.client = &http.Client{
@@ -243,6 +274,31 @@ func New(baseURL string, opts ...Option) (*Source, error) {
 	s.pub = s.configured
 	s.prefix = strings.TrimSuffix(u.String(), "/")
 	return s, nil
+}
+
+// parseBaseURL parses and checks a base URL. Its errors never repeat the
+// URL or any part of it that may carry a secret (user info, path, query,
+// fragment): url.Redacted hides a password, not a key given as the user.
+func parseBaseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// *url.Error repeats the whole URL: keep only why it failed, and
+		// not even that when it quotes a part of the URL.
+		var ue *url.Error
+		if errors.As(err, &ue) && ue.Err != nil && !strings.Contains(ue.Err.Error(), "\"") {
+			return nil, fmt.Errorf("httpsource: base URL is not a valid URL: %v", ue.Err)
+		}
+		return nil, errors.New("httpsource: base URL is not a valid URL")
+	}
+	switch {
+	case u.User != nil:
+		return nil, errors.New("httpsource: base URL carries credentials (user@ or user:password@): give the API key with WithAPIKey (the CLI: ENTROPY_API_KEY), never in the URL")
+	case u.Host == "":
+		return nil, errors.New("httpsource: base URL has no host (want e.g. https://api.example.com)")
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return nil, errors.New("httpsource: base URL must not have a query or fragment")
+	}
+	return u, nil
 }
 
 // isLoopback reports whether host is "localhost" or a loopback IP address.
@@ -296,7 +352,8 @@ func (s *Source) FetchPublicKey(ctx context.Context) (ed25519.PublicKey, error) 
 }
 
 // Fetch asks the service for n bytes (1 ≤ n ≤ 65536) and returns them as one
-// block of exactly n bytes. It implements entropy.Source.
+// block of exactly n bytes. It implements entropy.Source. Every request
+// carries a fresh nonce (protocol v2, see FetchNonce for the checks).
 //
 // A queued job (202) is polled with backoff until it completes, fails or ctx
 // ends. Errors: *entropy.APIError for an error answer, *entropy.JobError for
@@ -312,14 +369,39 @@ func (s *Source) FetchPublicKey(ctx context.Context) (ed25519.PublicKey, error) 
 // Polls of a queued job are extra GET /v1/jobs/{id} requests, paced by
 // WithPollInterval, not by the Provider's rate limit.
 func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
+	nonce, err := s.newNonce()
+	if err != nil {
+		return entropy.Block{}, err
+	}
+	return s.FetchNonce(ctx, n, nonce)
+}
+
+// FetchNonce is Fetch with the request's nonce given (MinNonceSize to
+// MaxNonceSize bytes): GET /v1/entropy?size=N&nonce=HEX. It implements
+// entropy.NonceSource, for reads whose nonce is derived from what they are
+// for (an event draw).
+//
+// The job must be bound to this request (protocol v2): its nonce must be the
+// one sent, its size n, its timestamp within the tolerance
+// (WithTimestampTolerance) of the time between sending and answer, and, with
+// a public key, its v2 signature must check over all of them. Anything else
+// is discarded whole: a job without a nonce or with another one, or with a
+// timestamp out of the window, is an error wrapping entropy.ErrBadProof. A
+// queued job is polled, and the completed job is held to the same checks.
+// The block's Evidence carries the nonce, size, timestamp and signature.
+func (s *Source) FetchNonce(ctx context.Context, n int, nonce []byte) (entropy.Block, error) {
 	if n < MinSize || n > MaxSize {
 		return entropy.Block{}, fmt.Errorf("httpsource: size %d outside %d..%d: %w", n, MinSize, MaxSize, entropy.ErrPermanent)
+	}
+	if err := CheckNonce(nonce); err != nil {
+		return entropy.Block{}, fmt.Errorf("%w: %w", err, entropy.ErrPermanent)
 	}
 	pub, err := s.FetchPublicKey(ctx)
 	if err != nil {
 		return entropy.Block{}, err
 	}
-	buf, body, hdr, err := s.get(ctx, EntropyPath, "size="+strconv.Itoa(n))
+	want := binding{nonce: nonce, sent: s.now()}
+	buf, body, hdr, err := s.get(ctx, EntropyPath, "size="+strconv.Itoa(n)+"&"+NonceParam+"="+EncodeNonce(nonce))
 	if err != nil {
 		return entropy.Block{}, err
 	}
@@ -330,9 +412,9 @@ func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
 	}
 	var job Job
 	if resp.Status == StatusQueued || resp.Status == StatusRunning {
-		job, err = s.poll(ctx, resp.JobID, retryAfter(hdr, s.now()), pub, n)
+		job, err = s.poll(ctx, resp.JobID, retryAfter(hdr, s.now()), pub, n, &want)
 	} else {
-		job, err = s.completed(EntropyPath, hdr, resp, pub, n)
+		job, err = s.completed(EntropyPath, hdr, resp, pub, n, &want)
 	}
 	if err != nil {
 		return entropy.Block{}, err
@@ -344,7 +426,24 @@ func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
 		Verifiable: job.Verified,
 		Proof:      job.Signature,
 		Time:       job.Time,
+		Evidence: &entropy.Proof{
+			Scheme:    entropy.SchemeReferenceV2,
+			Source:    s.name,
+			JobID:     job.ID,
+			Nonce:     job.Nonce,
+			Size:      len(job.Data),
+			Timestamp: job.Timestamp,
+			Signature: job.Signature,
+		},
 	}, nil
+}
+
+// binding is what a job fetched for a request must be bound to: the nonce
+// sent, and the time the request went out (the start of the timestamp's
+// window).
+type binding struct {
+	nonce []byte
+	sent  time.Time
 }
 
 // Job is a job of the service as GET /v1/jobs/{job_id} tells it.
@@ -356,12 +455,34 @@ type Job struct {
 	Time      time.Time         // completed jobs: when the service produced Data
 	Verified  bool              // the signature checked against the source's public key
 	Err       *entropy.JobError // failed jobs
+
+	// Nonce is the nonce of the request that made the job (protocol v2),
+	// nil for a job of protocol v1, whose signature binds no request.
+	Nonce []byte
+	// Timestamp is the job's timestamp exactly as the service sent (and,
+	// in v2, signed) it.
+	Timestamp string
+}
+
+// Proof returns the proof of a completed job, for a transcript: v2 if the
+// job has a nonce, v1 otherwise. source is the Source name of its spans.
+func (j Job) Proof(source string) entropy.Proof {
+	p := entropy.Proof{
+		Scheme: entropy.SchemeReferenceV1, Source: source, JobID: j.ID,
+		Data: bytes.Clone(j.Data), Signature: bytes.Clone(j.Signature),
+	}
+	if j.Nonce != nil {
+		p.Scheme, p.Nonce, p.Size, p.Timestamp = entropy.SchemeReferenceV2, bytes.Clone(j.Nonce), len(j.Data), j.Timestamp
+	}
+	return p
 }
 
 // Job looks a job up after the fact, as an auditor does: it returns the job
 // in whatever state it is, without polling. A completed job's signature is
-// checked when the source has a public key; a bad one is an error wrapping
-// entropy.ErrBadProof.
+// checked when the source has a public key: v2 for a job with a nonce, v1
+// (old jobs) for one without; a bad one is an error wrapping
+// entropy.ErrBadProof. Its timestamp is not held to a window: the job may
+// be years old.
 func (s *Source) Job(ctx context.Context, id string) (Job, error) {
 	if id == "" {
 		return Job{}, errors.New("httpsource: empty job ID")
@@ -382,7 +503,7 @@ func (s *Source) Job(ctx context.Context, id string) (Job, error) {
 	}
 	switch resp.Status {
 	case StatusCompleted:
-		return s.completed(JobsPath, hdr, resp, pub, -1)
+		return s.completed(JobsPath, hdr, resp, pub, -1, nil)
 	case StatusFailed:
 		return Job{ID: resp.JobID, Status: resp.Status, Err: s.jobError(resp, hdr)}, nil
 	}
@@ -394,7 +515,7 @@ func (s *Source) Job(ctx context.Context, id string) (Job, error) {
 // if pub is set.
 // first, if positive, is the wait before the first poll (a Retry-After on the
 // 202).
-func (s *Source) poll(ctx context.Context, id string, first time.Duration, pub ed25519.PublicKey, n int) (Job, error) {
+func (s *Source) poll(ctx context.Context, id string, first time.Duration, pub ed25519.PublicKey, n int, want *binding) (Job, error) {
 	path := JobsPath + url.PathEscape(id)
 	wait := s.pollBase
 	timer := time.NewTimer(pollDelay(wait, first))
@@ -405,7 +526,7 @@ func (s *Source) poll(ctx context.Context, id string, first time.Duration, pub e
 			return Job{}, &entropy.ConnError{Op: "poll job " + s.redact(id), Err: ctx.Err()}
 		case <-timer.C:
 		}
-		job, hdr, done, err := s.pollOnce(ctx, path, id, pub, n)
+		job, hdr, done, err := s.pollOnce(ctx, path, id, pub, n, want)
 		if done || err != nil {
 			return job, err
 		}
@@ -416,8 +537,9 @@ func (s *Source) poll(ctx context.Context, id string, first time.Duration, pub e
 
 // pollOnce sends one poll of job id (at path) and reports whether the job is
 // done: completed (returned, its signature checked if pub is set) or failed
-// (a *entropy.JobError). A completed job must have n bytes.
-func (s *Source) pollOnce(ctx context.Context, path, id string, pub ed25519.PublicKey, n int) (job Job, hdr http.Header, done bool, err error) {
+// (a *entropy.JobError). A completed job must have n bytes and be bound to
+// want.
+func (s *Source) pollOnce(ctx context.Context, path, id string, pub ed25519.PublicKey, n int, want *binding) (job Job, hdr http.Header, done bool, err error) {
 	buf, body, hdr, err := s.get(ctx, path, "")
 	var ae *entropy.APIError
 	if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
@@ -436,7 +558,7 @@ func (s *Source) pollOnce(ctx context.Context, path, id string, pub ed25519.Publ
 	}
 	switch resp.Status {
 	case StatusCompleted:
-		job, err = s.completed(EntropyPath, hdr, resp, pub, n)
+		job, err = s.completed(EntropyPath, hdr, resp, pub, n, want)
 		return job, hdr, true, err
 	case StatusFailed:
 		return Job{}, hdr, true, s.jobError(resp, hdr)
@@ -547,7 +669,10 @@ func validJobID(id string) bool {
 
 // completed decodes a completed job and checks its signature if pub is set.
 // n, if not negative, is the number of bytes of entropy the job must have.
-func (s *Source) completed(path string, hdr http.Header, resp jobBody, pub ed25519.PublicKey, n int) (Job, error) {
+// want, if set, is the request the job must be bound to (protocol v2: its
+// nonce, and a timestamp in the window); without it (an auditor's lookup) a
+// job without a nonce is checked as v1.
+func (s *Source) completed(path string, hdr http.Header, resp jobBody, pub ed25519.PublicKey, n int, want *binding) (Job, error) {
 	if resp.Status != StatusCompleted {
 		return Job{}, s.malformed(path, hdr, "job %s is %s, not completed", resp.JobID, resp.Status)
 	}
@@ -578,14 +703,47 @@ func (s *Source) completed(path string, hdr http.Header, resp jobBody, pub ed255
 	if err != nil {
 		return Job{}, s.malformed(path, hdr, "job %s: timestamp is not RFC 3339: %q", resp.JobID, resp.Timestamp)
 	}
-	job := Job{ID: resp.JobID, Status: resp.Status, Data: data, Signature: sig, Time: ts}
+	job := Job{ID: resp.JobID, Status: resp.Status, Data: data, Signature: sig, Time: ts, Timestamp: string(resp.Timestamp)}
+	if resp.Nonce != nil {
+		if job.Nonce, err = DecodeNonce(string(resp.Nonce)); err != nil {
+			return Job{}, s.malformed(path, hdr, "job %s: %v", resp.JobID, err)
+		}
+	}
+	if want != nil {
+		if err := s.bound(job, want); err != nil {
+			return Job{}, s.withRequestID(hdr, fmt.Errorf("httpsource: job %s%s: %w: %w", s.redact(resp.JobID), s.reqIDSuffix(hdr), err, entropy.ErrBadProof))
+		}
+	}
 	if pub != nil {
-		if !VerifySignature(pub, resp.JobID, data, sig) {
+		ok := false
+		if job.Nonce != nil {
+			ok = VerifySignatureV2(pub, resp.JobID, job.Nonce, len(data), job.Timestamp, data, sig)
+		} else {
+			ok = VerifySignature(pub, resp.JobID, data, sig)
+		}
+		if !ok {
 			return Job{}, s.withRequestID(hdr, fmt.Errorf("httpsource: job %s%s: signature does not verify: %w", s.redact(resp.JobID), s.reqIDSuffix(hdr), entropy.ErrBadProof))
 		}
 		job.Verified = true
 	}
 	return job, nil
+}
+
+// bound checks that job answers the request want describes: the nonce sent
+// (a job without one is a v1 job, bound to no request), and a timestamp no
+// more than the tolerance before the request went out or after now.
+func (s *Source) bound(job Job, want *binding) error {
+	switch {
+	case job.Nonce == nil:
+		return errors.New("the answer carries no nonce (a v1 job binds no request)")
+	case !bytes.Equal(job.Nonce, want.nonce):
+		return errors.New("the answer's nonce is not the one this request sent")
+	}
+	now := s.now()
+	if job.Time.Before(want.sent.Add(-s.tolerance)) || job.Time.After(now.Add(s.tolerance)) {
+		return fmt.Errorf("timestamp %s is outside %s ± %v of this request", job.Timestamp, want.sent.UTC().Format(time.RFC3339), s.tolerance)
+	}
+	return nil
 }
 
 // get sends GET path?query (path already escaped, query already encoded)
@@ -678,28 +836,11 @@ func (s *Source) apiError(res *http.Response, body []byte) *entropy.APIError {
 }
 
 // retryAfter reads a Retry-After header as delay-seconds or an HTTP-date
-// relative to now. Absent, unparseable or past values give 0.
+// relative to now. Absent, unparseable or past values give 0; a value too big
+// for a time.Duration (400 digits, 1e400) gives the longest one, which the
+// Provider caps.
 func retryAfter(h http.Header, now time.Time) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		if secs <= 0 || secs != secs {
-			return 0
-		}
-		const maxSecs = float64(1<<63-1) / float64(time.Second)
-		if secs >= maxSecs {
-			return time.Duration(1<<63 - 1)
-		}
-		return time.Duration(secs * float64(time.Second))
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
-	}
-	return 0
+	return retryafter.Parse(h.Get("Retry-After"), now)
 }
 
 // readableRetryAfter reports whether v is a Retry-After value that can be
@@ -710,8 +851,8 @@ func readableRetryAfter(v string) bool {
 	if v == "" {
 		return false
 	}
-	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		return f == f // not NaN
+	if f, err := strconv.ParseFloat(v, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		return f == f // not NaN; too big or too small to represent is readable
 	}
 	_, err := http.ParseTime(v)
 	return err == nil

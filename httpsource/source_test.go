@@ -9,8 +9,10 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -37,8 +39,13 @@ type fakeService struct {
 
 	mu       sync.Mutex
 	requests []*http.Request
+	nonce    string // the nonce of the last GET /v1/entropy, as sent
 	handle   func(w http.ResponseWriter, r *http.Request)
 }
+
+// fakeStamp is the timestamp of every job of a fakeService: the time the
+// tests started, well within the window of the sources under test.
+var fakeStamp = time.Now().UTC().Format(time.RFC3339)
 
 func newFake(t *testing.T, handle func(f *fakeService, w http.ResponseWriter, r *http.Request)) (*fakeService, *httptest.Server) {
 	t.Helper()
@@ -49,6 +56,9 @@ func newFake(t *testing.T, handle func(f *fakeService, w http.ResponseWriter, r 
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.requests = append(f.requests, r.Clone(context.Background()))
+		if r.URL.Path == "/v1/entropy" {
+			f.nonce = r.URL.Query().Get("nonce")
+		}
 		f.mu.Unlock()
 		f.handle(w, r)
 	}))
@@ -68,18 +78,47 @@ func (f *fakeService) count(path string) int {
 	return n
 }
 
-// sign signs data as the entropy of job id, building the message by hand.
-func (f *fakeService) sign(id string, data []byte) string {
-	sum := sha256.Sum256(data)
-	msg := []byte("provenrand/entropy/v1\x00" + id + "\x00")
-	msg = append(msg, sum[:]...)
-	return base64.StdEncoding.EncodeToString(ed25519.Sign(f.priv, msg))
+// lastNonce returns the nonce of the last entropy request, as sent (hex).
+func (f *fakeService) lastNonce() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nonce
 }
 
-// completedJSON is the body of a completed job.
+// sign signs data as the entropy of job id made for the last entropy
+// request, at fakeStamp, in protocol v2, building the message by hand from
+// docs/protocol.md.
+func (f *fakeService) sign(id string, data []byte) string {
+	return base64.StdEncoding.EncodeToString(ed25519.Sign(f.priv, signedV2(f.t, id, f.lastNonce(), len(data), fakeStamp, data)))
+}
+
+// signedV2 builds the v2 signed message by hand: the domain, 0x00, then
+// u32be-length-prefixed job ID and nonce, u32be size, u32be-length-prefixed
+// timestamp, and SHA-256 of the data.
+func signedV2(t *testing.T, id, nonceHex string, size int, stamp string, data []byte) []byte {
+	nonce, err := hex.DecodeString(nonceHex)
+	require.NoError(t, err)
+	u32 := func(n int) []byte { return []byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)} }
+	sum := sha256.Sum256(data)
+	msg := []byte("provenrand/entropy/v2\x00")
+	msg = append(append(msg, u32(len(id))...), id...)
+	msg = append(append(msg, u32(len(nonce))...), nonce...)
+	msg = append(msg, u32(size)...)
+	msg = append(append(msg, u32(len(stamp))...), stamp...)
+	return append(msg, sum[:]...)
+}
+
+// completedJSON is the body of a completed job made for the last entropy
+// request; with none (a job looked up by ID alone), a v1 job.
 func (f *fakeService) completedJSON(id string, data []byte) string {
-	return fmt.Sprintf(`{"job_id":%q,"status":"completed","entropy":%q,"timestamp":"2026-03-01T12:00:00Z","signature":%q}`,
-		id, base64.StdEncoding.EncodeToString(data), f.sign(id, data))
+	if f.lastNonce() == "" {
+		sum := sha256.Sum256(data)
+		msg := append([]byte("provenrand/entropy/v1\x00"+id+"\x00"), sum[:]...)
+		return fmt.Sprintf(`{"job_id":%q,"status":"completed","entropy":%q,"timestamp":%q,"signature":%q}`,
+			id, base64.StdEncoding.EncodeToString(data), fakeStamp, base64.StdEncoding.EncodeToString(ed25519.Sign(f.priv, msg)))
+	}
+	return fmt.Sprintf(`{"job_id":%q,"status":"completed","entropy":%q,"nonce":%q,"timestamp":%q,"signature":%q}`,
+		id, base64.StdEncoding.EncodeToString(data), f.lastNonce(), fakeStamp, f.sign(id, data))
 }
 
 // pattern returns n bytes that are easy to recognise.
@@ -119,8 +158,13 @@ func TestFetchCompleted(t *testing.T) {
 	assert.Equal(t, "qrng", b.Source)
 	assert.Equal(t, "job-abc", b.JobID)
 	assert.True(t, b.Verifiable)
-	assert.True(t, ed25519.Verify(f.pub, httpsource.SignedMessage("job-abc", b.Data), b.Proof))
-	assert.Equal(t, time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), b.Time.UTC())
+	assert.True(t, ed25519.Verify(f.pub, signedV2(t, "job-abc", f.lastNonce(), 32, fakeStamp, b.Data), b.Proof))
+	require.NotNil(t, b.Evidence)
+	assert.Equal(t, f.lastNonce(), hex.EncodeToString(b.Evidence.Nonce), "the block carries the nonce the request sent")
+	assert.Len(t, b.Evidence.Nonce, httpsource.MinNonceSize)
+	assert.Equal(t, 32, b.Evidence.Size)
+	assert.Equal(t, fakeStamp, b.Evidence.Timestamp)
+	assert.Equal(t, fakeStamp, b.Time.UTC().Format(time.RFC3339))
 	assert.Equal(t, 1, f.count(""))
 }
 
@@ -403,6 +447,14 @@ func TestRetryAfterEdgeValues(t *testing.T) {
 		{"1.5", 1500 * time.Millisecond},
 		{"soon", 0},
 		{time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat), 0},
+		// Too big for a time.Duration: the longest one, which the Provider
+		// caps (entropy.WithMaxRetryAfter), never no hold at all.
+		{strings.Repeat("9", 30), math.MaxInt64},
+		{strings.Repeat("9", 400), math.MaxInt64},
+		{"1e400", math.MaxInt64},
+		{"1" + strings.Repeat("0", 400) + ".5", math.MaxInt64},
+		{"-1e400", 0},
+		{"1e-400", 0},
 	} {
 		_, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", tc.header)
@@ -446,23 +498,23 @@ func TestMalformedAnswersAreRefused(t *testing.T) {
 		{"no-job-id", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, f.completedJSON("", pattern(32))) }, entropy.ErrMalformed},
 		{"unknown-status", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, `{"job_id":"j","status":"sleeping"}`) }, entropy.ErrMalformed},
 		{"bad-timestamp", func(f *fakeService, w http.ResponseWriter) {
-			fmt.Fprint(w, strings.Replace(f.completedJSON("j", pattern(32)), "2026-03-01T12:00:00Z", "yesterday", 1))
+			fmt.Fprint(w, strings.Replace(f.completedJSON("j", pattern(32)), fakeStamp, "yesterday", 1))
 		}, entropy.ErrMalformed},
 		{"no-content", func(f *fakeService, w http.ResponseWriter) { w.WriteHeader(http.StatusNoContent) }, nil},
 		{"bad-signature", func(f *fakeService, w http.ResponseWriter) {
 			data := pattern(32)
-			sig := ed25519.Sign(other, httpsource.SignedMessage("j", data))
-			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":%q,"timestamp":"2026-03-01T12:00:00Z","signature":%q}`,
-				base64.StdEncoding.EncodeToString(data), base64.StdEncoding.EncodeToString(sig))
+			sig := ed25519.Sign(other, signedV2(f.t, "j", f.lastNonce(), len(data), fakeStamp, data))
+			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":%q,"nonce":%q,"timestamp":"`+fakeStamp+`","signature":%q}`,
+				base64.StdEncoding.EncodeToString(data), f.lastNonce(), base64.StdEncoding.EncodeToString(sig))
 		}, entropy.ErrBadProof},
 		{"signature-of-other-job", func(f *fakeService, w http.ResponseWriter) {
 			data := pattern(32)
-			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":%q,"timestamp":"2026-03-01T12:00:00Z","signature":%q}`,
-				base64.StdEncoding.EncodeToString(data), f.sign("k", data))
+			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":%q,"nonce":%q,"timestamp":"`+fakeStamp+`","signature":%q}`,
+				base64.StdEncoding.EncodeToString(data), f.lastNonce(), f.sign("k", data))
 		}, entropy.ErrBadProof},
 		{"unsigned", func(f *fakeService, w http.ResponseWriter) {
-			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":%q,"timestamp":"2026-03-01T12:00:00Z"}`,
-				base64.StdEncoding.EncodeToString(pattern(32)))
+			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":%q,"nonce":%q,"timestamp":"`+fakeStamp+`"}`,
+				base64.StdEncoding.EncodeToString(pattern(32)), f.lastNonce())
 		}, entropy.ErrBadProof},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -545,6 +597,39 @@ func TestNewRefusesInsecureURLs(t *testing.T) {
 			assert.Error(t, err, tc.url)
 		}
 	}
+}
+
+// TestNewRefusesCredentialsInURL: a base URL that carries credentials (a
+// key as user or password, or anywhere New would otherwise repeat) is
+// refused, and the error never repeats them: url.Redacted hides a password,
+// not a key given as the user name.
+func TestNewRefusesCredentialsInURL(t *testing.T) {
+	const key = "sk-url-secret-7e6d5c4b"
+	for _, raw := range []string{
+		"http://" + key + "@127.0.0.1:8080",
+		"https://" + key + "@api.example.com/v",
+		"https://user:" + key + "@api.example.com",
+		"https://" + key + ":@api.example.com",
+		"http://" + key + "@api.example.com",
+		"ftp://" + key + "@api.example.com",
+		"http://" + key + "@127.0.0.1:port",
+		key + "@api.example.com",
+		"//" + key + "@api.example.com",
+		"https://api.example.com/?api_key=" + key,
+		"https://api.example.com/#" + key,
+		key + ":x",
+		key,
+		"http://" + key + "@127.0.0.1:8080/\x7f",
+		"http://" + key + "@127.0.0.1:8080/%zz",
+	} {
+		_, err := httpsource.New(raw, httpsource.WithPublicKey(make([]byte, 32)))
+		require.Error(t, err, raw)
+		assert.NotContains(t, err.Error(), key, raw)
+		assert.NotContains(t, err.Error(), "sk-url", raw)
+	}
+	_, err := httpsource.New("https://user@api.example.com")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "credentials")
 }
 
 func TestNewRefusesBadOptions(t *testing.T) {

@@ -61,6 +61,7 @@ const (
 	JobStatusHeader = "X-Job-Status"        // always "completed"
 	TimestampHeader = "X-Entropy-Timestamp" // the timestamp, RFC 3339
 	SignatureHeader = "X-Entropy-Signature" // the signature, standard padded base64
+	// NonceHeader (signature.go) carries the v2 nonce, at most once.
 )
 
 // IsBinary reports whether a Content-Type header names the binary form:
@@ -97,18 +98,21 @@ func AcceptsBinary(accept string) bool {
 	return false
 }
 
-// SignatureDomain is the domain-separation prefix of every signed message.
+// SignatureDomain is the domain-separation prefix of a v1 signed message
+// (SignedMessage). Protocol v2 signs under SignatureDomainV2.
 const SignatureDomain = "provenrand/entropy/v1"
 
 // JobResponse is the body of a 200 or 202 answer to GET /v1/entropy and of
 // every answer to GET /v1/jobs/{job_id}.
 //
-// A completed job has Entropy, Timestamp and Signature; a failed job has
+// A completed job has Entropy, Timestamp and Signature, and in protocol v2
+// the Nonce of the request that made it; a failed job has
 // Error; a queued or running job has only JobID and Status.
 type JobResponse struct {
 	JobID     string       `json:"job_id"`
 	Status    string       `json:"status"`
 	Entropy   string       `json:"entropy,omitempty"`   // standard padded base64
+	Nonce     string       `json:"nonce,omitempty"`     // v2: the request's nonce, lower-case hex
 	Timestamp string       `json:"timestamp,omitempty"` // RFC 3339
 	Signature string       `json:"signature,omitempty"` // standard padded base64 of the Ed25519 signature
 	Error     *ErrorDetail `json:"error,omitempty"`     // failed jobs only
@@ -440,9 +444,10 @@ func cutLine(s string, trim func(string) string) string {
 	return s + "…"
 }
 
-// SignedMessage returns the bytes the service signs for a job:
+// SignedMessage returns the bytes a v1 service signed for a job:
 // "provenrand/entropy/v1" 0x00 job_id 0x00 SHA-256(data), the digest as its
-// 32 raw bytes.
+// 32 raw bytes. v1 binds nothing the client chose; only old jobs and
+// transcripts carry it (see SignedMessageV2).
 func SignedMessage(jobID string, data []byte) []byte {
 	sum := sha256.Sum256(data)
 	msg := make([]byte, 0, len(SignatureDomain)+1+len(jobID)+1+len(sum))
@@ -453,9 +458,10 @@ func SignedMessage(jobID string, data []byte) []byte {
 	return append(msg, sum[:]...)
 }
 
-// VerifySignature reports whether sig is the service's signature, under pub,
-// of data as the entropy of job jobID. Anyone with the public key can check a
-// label's span offline with it. A key of the wrong size gives false.
+// VerifySignature reports whether sig is the service's v1 signature, under
+// pub, of data as the entropy of job jobID: how an old job is checked. A key
+// of the wrong size gives false. Jobs of protocol v2 are checked with
+// VerifySignatureV2.
 func VerifySignature(pub ed25519.PublicKey, jobID string, data, sig []byte) bool {
 	if len(pub) != ed25519.PublicKeySize || len(sig) != ed25519.SignatureSize {
 		return false

@@ -37,6 +37,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/retryafter"
 )
 
 // SourceName is the Source name of blocks from the simulator's own client
@@ -146,6 +147,7 @@ type job struct {
 	errForm bool
 	details []httpsource.ErrorItemBody
 	data    []byte // completed jobs: the entropy
+	nonce   []byte // the request's nonce (v2); nil: a v1 job
 	sig     []byte // completed jobs: the signature
 	ts      string // completed jobs: the timestamp, RFC 3339
 	pending int    // "running" answers still to give before the final state
@@ -162,6 +164,7 @@ func (j *job) response() httpsource.JobResponse {
 		JobID:     j.id,
 		Status:    httpsource.StatusCompleted,
 		Entropy:   base64.StdEncoding.EncodeToString(j.data),
+		Nonce:     httpsource.EncodeNonce(j.nonce),
 		Timestamp: j.ts,
 		Signature: base64.StdEncoding.EncodeToString(j.sig),
 	}
@@ -439,9 +442,21 @@ func requestKey(r *http.Request) string {
 	return r.Header.Get("X-API-Key")
 }
 
-// serveEntropy answers GET /v1/entropy?size=N.
+// serveEntropy answers GET /v1/entropy?size=N&nonce=HEX. A job made for a
+// request with a nonce is signed in protocol v2 (bound to the nonce, size
+// and timestamp); one without a nonce, from a client of protocol v1, is
+// signed in v1.
 func (s *Server) serveEntropy(w http.ResponseWriter, r *http.Request, idx int, key string, authorized bool) {
 	size, sizeErr := strconv.Atoi(r.URL.Query().Get("size"))
+	var nonce []byte
+	var nonceErr error
+	if v, ok := r.URL.Query()[httpsource.NonceParam]; ok {
+		if len(v) != 1 {
+			nonceErr = errors.New("give one nonce")
+		} else {
+			nonce, nonceErr = httpsource.DecodeNonce(v[0])
+		}
+	}
 	s.mu.Lock()
 	if sizeErr == nil {
 		s.requests[idx].Size = size
@@ -470,6 +485,10 @@ func (s *Server) serveEntropy(w http.ResponseWriter, r *http.Request, idx int, k
 	case sizeErr != nil:
 		s.mu.Unlock()
 		s.writeError(w, idx, http.StatusBadRequest, s.shape, "BadRequest", "size must be an integer")
+		return
+	case nonceErr != nil:
+		s.mu.Unlock()
+		s.writeError(w, idx, http.StatusBadRequest, s.shape, "BadRequest", nonceErr.Error())
 		return
 	case size < httpsource.MinSize || size > httpsource.MaxSize:
 		s.mu.Unlock()
@@ -518,7 +537,7 @@ func (s *Server) serveEntropy(w http.ResponseWriter, r *http.Request, idx int, k
 		s.writeError(w, idx, http.StatusPaymentRequired, s.shape, code, msg)
 		return
 	}
-	j, id := s.newJob(size, f)
+	j, id := s.newJob(size, nonce, f)
 	s.requests[idx].JobID = id
 	failing := f.Kind == FaultJobFailed || f.Kind == FaultJobError
 	if !failing {
@@ -551,15 +570,15 @@ func (s *Server) nextFault() Fault {
 	return f.withDefaults()
 }
 
-// newJob makes and keeps a job of size bytes with fault f applied to its
-// final state. s.mu must be held.
-func (s *Server) newJob(size int, f Fault) (*job, string) {
+// newJob makes and keeps a job of size bytes for a request with nonce (nil:
+// a v1 request) with fault f applied to its final state. s.mu must be held.
+func (s *Server) newJob(size int, nonce []byte, f Fault) (*job, string) {
 	var idb [8]byte
 	for i := range idb {
 		idb[i] = byte(s.rng.Uint32())
 	}
 	id := "job-" + hex.EncodeToString(idb[:])
-	j := &job{id: id}
+	j := &job{id: id, nonce: nonce}
 	s.jobs[id] = j
 	if f.Kind == FaultJobFailed || f.Kind == FaultJobError {
 		j.failure = &httpsource.ErrorDetail{Code: f.Code, Message: f.Message}
@@ -597,11 +616,17 @@ func (s *Server) newJob(size int, f Fault) (*job, string) {
 			data[i] = byte(s.rng.Uint32())
 		}
 	}
-	sig := ed25519.Sign(s.priv, httpsource.SignedMessage(id, data))
+	ts := s.now().UTC().Format(time.RFC3339Nano)
+	var sig []byte
+	if nonce != nil {
+		sig = ed25519.Sign(s.priv, httpsource.SignedMessageV2(id, nonce, len(data), ts, data))
+	} else {
+		sig = ed25519.Sign(s.priv, httpsource.SignedMessage(id, data))
+	}
 	if f.Kind == FaultBadSignature {
 		sig[s.rng.IntN(len(sig))] ^= 1 << s.rng.IntN(8)
 	}
-	j.data, j.sig, j.ts = data, sig, s.now().UTC().Format(time.RFC3339Nano)
+	j.data, j.sig, j.ts = data, sig, ts
 	return j, id
 }
 
@@ -646,6 +671,9 @@ func (s *Server) writeFinal(w http.ResponseWriter, r *http.Request, idx int, j *
 	h.Set(httpsource.JobIDHeader, j.id)
 	h.Set(httpsource.JobStatusHeader, httpsource.StatusCompleted)
 	h.Set(httpsource.TimestampHeader, j.ts)
+	if j.nonce != nil {
+		h.Set(httpsource.NonceHeader, httpsource.EncodeNonce(j.nonce))
+	}
 	h.Set(httpsource.SignatureHeader, base64.StdEncoding.EncodeToString(j.sig))
 	body := j.data
 	if fault == FaultTruncate {
@@ -752,13 +780,7 @@ func (s *Server) setRetryAfter(idx int, d time.Duration) {
 // retryAfterHold reads a Retry-After value (seconds or HTTP-date) as the
 // hold it asks for, by the server's clock; 0 if it cannot be read.
 func (s *Server) retryAfterHold(v string) time.Duration {
-	if secs, err := strconv.Atoi(v); err == nil {
-		return time.Duration(max(secs, 0)) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(s.now()), 0)
-	}
-	return 0
+	return retryafter.Parse(v, s.now())
 }
 
 func (s *Server) setStatus(idx, status int) {

@@ -1,12 +1,14 @@
 package sim_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -43,12 +45,17 @@ func TestHealthyJobIsVerifiableAndKept(t *testing.T) {
 	assert.Len(t, b.Data, 32)
 	assert.True(t, b.Verifiable)
 	assert.Equal(t, sim.SourceName, b.Source)
-	assert.True(t, httpsource.VerifySignature(s.PublicKey(), b.JobID, b.Data, b.Proof))
+	require.NotNil(t, b.Evidence)
+	e := b.Evidence
+	assert.True(t, httpsource.VerifySignatureV2(s.PublicKey(), b.JobID, e.Nonce, 32, e.Timestamp, b.Data, b.Proof), "signed in protocol v2")
+	assert.False(t, httpsource.VerifySignature(s.PublicKey(), b.JobID, b.Data, b.Proof), "not in v1")
 
 	j, err := src.Job(context.Background(), b.JobID)
 	require.NoError(t, err)
 	assert.True(t, j.Verified)
 	assert.Equal(t, b.Data, j.Data)
+	assert.Equal(t, e.Nonce, j.Nonce, "the auditor's lookup gives the request's nonce")
+	assert.Equal(t, e.Timestamp, j.Timestamp)
 
 	final, ok := s.Job(b.JobID)
 	require.True(t, ok)
@@ -146,6 +153,22 @@ func TestRateLimitAnswers429WithRetryAfter(t *testing.T) {
 	reqs := s.EntropyRequests()
 	require.Len(t, reqs, 2)
 	assert.Equal(t, sim.FaultNone, reqs[1].Fault, "a refused request consumes no fault")
+}
+
+// TestHugeRetryAfterRecordedAsLongestHold: a scripted Retry-After too big
+// for a duration (400 digits, 1e400) is recorded as the longest hold, as the
+// client reads it, not as no hold.
+func TestHugeRetryAfterRecordedAsLongestHold(t *testing.T) {
+	s, src := start(t)
+	for _, v := range []string{strings.Repeat("9", 400), "1e400"} {
+		s.Script(sim.Status(http.StatusServiceUnavailable, sim.ShapeNested, v))
+		_, err := src.Fetch(context.Background(), 32)
+		var ae *entropy.APIError
+		require.ErrorAs(t, err, &ae)
+		assert.Equal(t, time.Duration(math.MaxInt64), ae.RetryAfter, "client, Retry-After %q", v)
+		reqs := s.EntropyRequests()
+		assert.Equal(t, time.Duration(math.MaxInt64), reqs[len(reqs)-1].RetryAfter, "simulator, Retry-After %q", v)
+	}
 }
 
 func TestQueuedJobIsPolledToCompletion(t *testing.T) {
@@ -501,4 +524,48 @@ func TestCloseEndsSlowAnswers(t *testing.T) {
 	require.NoError(t, s.Close())
 	err = <-done
 	assert.True(t, errors.Is(err, entropy.ErrConnection), "got %v", err)
+}
+
+// Every job the simulator makes for a request with a nonce is signed in
+// protocol v2 over that nonce, in both answer forms and in the auditor's
+// lookup; a request without one (a client of v1) gets a v1 job; a malformed
+// nonce is a 400.
+func TestJobsAreBoundToTheRequestNonce(t *testing.T) {
+	s, _ := start(t)
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+	nonce := bytes.Repeat([]byte{0x5a}, httpsource.MinNonceSize)
+	q := httpsource.EntropyPath + "?size=24&" + httpsource.NonceParam + "=" + httpsource.EncodeNonce(nonce)
+
+	res, body := get(t, s, q, httpsource.AcceptBinary)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Equal(t, httpsource.EncodeNonce(nonce), res.Header.Get(httpsource.NonceHeader))
+	sig, err := base64.StdEncoding.Strict().DecodeString(res.Header.Get(httpsource.SignatureHeader))
+	require.NoError(t, err)
+	ts := res.Header.Get(httpsource.TimestampHeader)
+	id := res.Header.Get(httpsource.JobIDHeader)
+	assert.True(t, httpsource.VerifySignatureV2(s.PublicKey(), id, nonce, 24, ts, body, sig))
+	other := bytes.Repeat([]byte{0x5b}, httpsource.MinNonceSize)
+	assert.False(t, httpsource.VerifySignatureV2(s.PublicKey(), id, other, 24, ts, body, sig), "another nonce")
+	assert.False(t, httpsource.VerifySignatureV2(s.PublicKey(), id, nonce, 23, ts, body, sig), "another size")
+
+	res, js := get(t, s, httpsource.JobsPath+id, httpsource.MediaTypeJSON)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	var jr httpsource.JobResponse
+	require.NoError(t, json.Unmarshal(js, &jr))
+	assert.Equal(t, httpsource.EncodeNonce(nonce), jr.Nonce)
+	assert.Equal(t, ts, jr.Timestamp)
+
+	res, js = get(t, s, httpsource.EntropyPath+"?size=8", httpsource.MediaTypeJSON)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	jr = httpsource.JobResponse{}
+	require.NoError(t, json.Unmarshal(js, &jr))
+	assert.Empty(t, jr.Nonce, "no nonce asked, none answered")
+	data, _ := base64.StdEncoding.DecodeString(jr.Entropy)
+	sig, _ = base64.StdEncoding.DecodeString(jr.Signature)
+	assert.True(t, httpsource.VerifySignature(s.PublicKey(), jr.JobID, data, sig), "a v1 job for a v1 request")
+
+	for _, bad := range []string{"zz", "00", strings.Repeat("AB", httpsource.MinNonceSize), strings.Repeat("ab", httpsource.MaxNonceSize+1)} {
+		res, _ = get(t, s, httpsource.EntropyPath+"?size=8&nonce="+bad, httpsource.MediaTypeJSON)
+		assert.Equal(t, http.StatusBadRequest, res.StatusCode, "nonce %q", bad)
+	}
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
 
@@ -80,4 +82,34 @@ func TestRegisterAddsCommands(t *testing.T) {
 	assert.Equal(t, "a,b", out)
 	_, out, _ = runCLI(t, "--help")
 	assert.Contains(t, out, "a test command")
+}
+
+// TestURLWithCredentialsRefused: --url with a key in it (http://KEY@host,
+// http://user:KEY@host), with no ENTROPY_API_KEY, is refused by every
+// command that takes --url before any request is sent, and the key is in
+// no output.
+func TestURLWithCredentialsRefused(t *testing.T) {
+	clearEnv(t)
+	const key = "sk-cli-url-key-4d3c2b1a"
+	s, url, pub := startSim(t, key)
+	transcript := filepath.Join(t.TempDir(), "t.json")
+	code, _, errOut := runCLI(t, "draw", "--int", "10", "--transcript", transcript)
+	require.Equal(t, exitOK, code, errOut)
+	for _, withKey := range []string{
+		strings.Replace(url, "://", "://"+key+"@", 1),
+		strings.Replace(url, "://", "://user:"+key+"@", 1),
+	} {
+		for _, args := range [][]string{
+			{"read", "-n", "8", "--url", withKey, "--public-key", pub},
+			{"read", "-n", "8", "--url", withKey, "--fetch-public-key"},
+			{"draw", "--int", "10", "--url", withKey, "--public-key", pub},
+			{"verify", "--url", withKey, "--public-key", pub, transcript},
+		} {
+			code, out, errOut := runCLI(t, args...)
+			assert.NotEqual(t, exitOK, code, "%v", args[0])
+			assert.Contains(t, errOut, "credentials", "%v", args[0])
+			assert.NotContains(t, out+errOut, key, "%v", args[0])
+		}
+	}
+	assert.Empty(t, s.Requests(), "a request was sent with the key from the URL")
 }

@@ -11,24 +11,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/journal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
-
-	"github.com/provenrand/entropy"
-	"github.com/provenrand/entropy/journal"
 )
 
-// review2Source is a verifiable source whose job IDs are prefix+N and whose
+// hashSource is a verifiable source whose job IDs are prefix+N and whose
 // data is a SHA-256 expansion of the job ID and a salt, so that two sources
 // with different salts never give the same bytes.
-func review2Source(name, prefix, salt string) entropy.Source {
-	return review2IDSource(name, salt, func(k int64) string { return fmt.Sprintf("%s%d", prefix, k) })
+func hashSource(name, prefix, salt string) entropy.Source {
+	return hashIDSource(name, salt, func(k int64) string { return fmt.Sprintf("%s%d", prefix, k) })
 }
 
-// review2IDSource is review2Source with the job IDs that id gives (k counts
+// hashIDSource is hashSource with the job IDs that id gives (k counts
 // the fetches from 1).
-func review2IDSource(name, salt string, id func(k int64) string) entropy.Source {
+func hashIDSource(name, salt string, id func(k int64) string) entropy.Source {
 	var k atomic.Int64
 	return entropy.SourceFunc(func(_ context.Context, n int) (entropy.Block, error) {
 		id := id(k.Add(1))
@@ -41,20 +40,20 @@ func review2IDSource(name, salt string, id func(k int64) string) entropy.Source 
 	})
 }
 
-// review2Draw is one successful ReadFor: what was handed out.
-type review2Draw struct {
+// handedOut is one successful ReadFor: what was handed out.
+type handedOut struct {
 	event string
 	data  []byte
 	label entropy.Label
 }
 
-// review2DrawThenRestart draws each event with ReadFor from a Provider over
+// drawThenRestart draws each event with ReadFor from a Provider over
 // src with a journal at a new path, closes both, and then checks contract
 // point 8 across a restart: every event that ReadFor handed out comes back
 // from a new Provider (over another source) with the same journal, with the
 // same bytes and label. An event that ReadFor refused handed out nothing, and
 // is not checked.
-func review2DrawThenRestart(t *testing.T, src entropy.Source, size int, events []string, opts ...entropy.Option) {
+func drawThenRestart(t *testing.T, src entropy.Source, size int, events []string, opts ...entropy.Option) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -64,7 +63,7 @@ func review2DrawThenRestart(t *testing.T, src entropy.Source, size int, events [
 	require.NoError(t, err)
 	p, err := entropy.New(src, append([]entropy.Option{entropy.WithJournal(j)}, opts...)...)
 	require.NoError(t, err)
-	var handed []review2Draw
+	var handed []handedOut
 	for _, ev := range events {
 		b := make([]byte, size)
 		l, err := p.ReadFor(ctx, ev, b)
@@ -72,7 +71,7 @@ func review2DrawThenRestart(t *testing.T, src entropy.Source, size int, events [
 			assert.Equal(t, make([]byte, size), b, "a refused event draw hands out no bytes")
 			continue
 		}
-		handed = append(handed, review2Draw{event: ev, data: b, label: l})
+		handed = append(handed, handedOut{event: ev, data: b, label: l})
 	}
 	require.NoError(t, p.Close())
 	require.NoError(t, j.Close())
@@ -83,7 +82,7 @@ func review2DrawThenRestart(t *testing.T, src entropy.Source, size int, events [
 	j, err = journal.Open(path)
 	require.NoError(t, err, "the journal the Provider wrote cannot be opened again: no event in it can be asked for again")
 	defer j.Close()
-	p, err = entropy.New(review2Source("other", "other-", "other"), append([]entropy.Option{entropy.WithJournal(j)}, opts...)...)
+	p, err = entropy.New(hashSource("other", "other-", "other"), append([]entropy.Option{entropy.WithJournal(j)}, opts...)...)
 	require.NoError(t, err)
 	defer p.Close()
 	for _, d := range handed {
@@ -95,54 +94,54 @@ func review2DrawThenRestart(t *testing.T, src entropy.Source, size int, events [
 	}
 }
 
-// TestReview2EventNameNotUTF8SurvivesRestart: event names are Go strings and
+// TestEventNameNotUTF8SurvivesRestart: event names are Go strings and
 // ReadFor takes any non-empty one. Names that are not valid UTF-8 (bytes
 // from a file, a database, another language's string type) are drawn and
 // handed out, but the journal record that made them "durable" is written in
 // a form the journal itself refuses on the next Open: after a restart no
 // event of that journal can be asked for again.
-func TestReview2EventNameNotUTF8SurvivesRestart(t *testing.T) {
-	review2DrawThenRestart(t, review2Source("quantropy", "job-", "first"), 32,
+func TestEventNameNotUTF8SurvivesRestart(t *testing.T) {
+	drawThenRestart(t, hashSource("quantropy", "job-", "first"), 32,
 		[]string{"round-\xff", "round-\xfe", "round-\ufffd", "round-ok"})
 }
 
-// TestReview2JobIDNotUTF8SurvivesRestart: a block's JobID comes from the
+// TestJobIDNotUTF8SurvivesRestart: a block's JobID comes from the
 // service; one that is not valid UTF-8 (here the first job's) passes the
 // Provider's checks, and its bytes are handed out by ReadFor, but the
 // journal's block and event records that name it do not verify after a
 // restart.
-func TestReview2JobIDNotUTF8SurvivesRestart(t *testing.T) {
-	src := review2IDSource("quantropy", "first", func(k int64) string {
+func TestJobIDNotUTF8SurvivesRestart(t *testing.T) {
+	src := hashIDSource("quantropy", "first", func(k int64) string {
 		if k == 1 {
 			return "job-\xff-1"
 		}
 		return fmt.Sprintf("job-%d", k)
 	})
-	review2DrawThenRestart(t, src, 32, []string{"round-1"}, entropy.WithRateLimit(rate.Inf, 1))
+	drawThenRestart(t, src, 32, []string{"round-1"}, entropy.WithRateLimit(rate.Inf, 1))
 }
 
-// TestReview2OversizedEventSurvivesRestart: an event record longer than
+// TestOversizedEventSurvivesRestart: an event record longer than
 // MaxLineSize is appended and acknowledged (ReadFor hands its bytes out), and
 // Open then refuses the whole journal.
-func TestReview2OversizedEventSurvivesRestart(t *testing.T) {
+func TestOversizedEventSurvivesRestart(t *testing.T) {
 	t.Run("long name", func(t *testing.T) {
-		review2DrawThenRestart(t, review2Source("quantropy", "job-", "first"), 32,
+		drawThenRestart(t, hashSource("quantropy", "job-", "first"), 32,
 			[]string{strings.Repeat("n", journal.MaxLineSize)})
 	})
 	t.Run("large draw", func(t *testing.T) {
-		review2DrawThenRestart(t, review2Source("quantropy", "job-", "first"), journal.MaxLineSize/2+1,
+		drawThenRestart(t, hashSource("quantropy", "job-", "first"), journal.MaxLineSize/2+1,
 			[]string{"big"},
 			entropy.WithRateLimit(rate.Inf, 1), entropy.WithBufferSize(1<<20), entropy.WithFetchSize(1<<20))
 	})
 }
 
-// TestReview2FallbackEpisodeNotUTF8SurvivesRestart (contract point 9): the
+// TestFallbackEpisodeNotUTF8SurvivesRestart (contract point 9): the
 // reason of a fallback episode is the text of a source's error, which carries
 // what the service sent (an X-Request-Id header may hold any byte above
 // 0x7f). The journal records the episode, and then refuses itself on the
 // next Open: one odd header from a failing service makes the audit trail
 // unusable.
-func TestReview2FallbackEpisodeNotUTF8SurvivesRestart(t *testing.T) {
+func TestFallbackEpisodeNotUTF8SurvivesRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	j, err := journal.Open(path)
 	require.NoError(t, err)

@@ -7,16 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/provenrand/entropy"
 )
 
 // Contract point 7: a Retry-After holds the Provider back until it has
 // passed (the Provider caps it with WithMaxRetryAfter). A long one in seconds
 // must reach the Provider, as the same delay written as an HTTP-date does.
-func TestReview2LongRetryAfterPassedOn(t *testing.T) {
+func TestLongRetryAfterPassedOn(t *testing.T) {
 	vs := loadVectors(t)
 	q := vs["quicknet"]
 	at := q.chain.RoundTime(q.round)
@@ -43,7 +42,7 @@ func TestReview2LongRetryAfterPassedOn(t *testing.T) {
 // Contract point 7: "a Retry-After from any response holds back": when
 // every relay failed, the Retry-After of the second relay's answer must not
 // be lost because the first relay's error had none.
-func TestReview2RetryAfterOfLaterRelayPassedOn(t *testing.T) {
+func TestRetryAfterOfLaterRelayPassedOn(t *testing.T) {
 	vs := loadVectors(t)
 	q := vs["quicknet"]
 	now := fixedClock(q.chain.RoundTime(q.round))
@@ -60,7 +59,7 @@ func TestReview2RetryAfterOfLaterRelayPassedOn(t *testing.T) {
 // Failover: a first relay that accepts requests and never answers must not
 // keep the Source from the healthy relay behind it within the caller's
 // deadline (a Provider bounds every Fetch with its fetch timeout).
-func TestReview2HungRelayDoesNotBlockFailover(t *testing.T) {
+func TestHungRelayDoesNotBlockFailover(t *testing.T) {
 	vs := loadVectors(t)
 	q := vs["quicknet"]
 	now := fixedClock(q.chain.RoundTime(q.round))

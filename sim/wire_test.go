@@ -1,7 +1,7 @@
 package sim_test
 
-// Review tests: the simulator probed over raw HTTP, from the issue text and
-// docs/protocol.md, without the client package's help.
+// The simulator probed over raw HTTP, as docs/protocol.md describes it,
+// without the client package's help: what a server of the protocol must answer.
 
 import (
 	"context"
@@ -24,7 +24,7 @@ import (
 	"github.com/provenrand/entropy/sim"
 )
 
-const reviewSimKey = "sk-review-sim-00112233445566778899"
+const rawKey = "sk-raw-sim-00112233445566778899"
 
 type rawAnswer struct {
 	status int
@@ -33,12 +33,12 @@ type rawAnswer struct {
 	obj    map[string]any
 }
 
-// rawGet sends GET base+path with the review key and decodes a JSON body.
+// rawGet sends GET base+path with rawKey and decodes a JSON body.
 func rawGet(t *testing.T, base, path string) rawAnswer {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, base+path, nil)
 	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+reviewSimKey)
+	req.Header.Set("Authorization", "Bearer "+rawKey)
 	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer res.Body.Close()
@@ -81,8 +81,8 @@ func checkSigned(t *testing.T, pub ed25519.PublicKey, obj map[string]any, size i
 
 // The wire: X-Request-Id on every answer; the public key; a signed job; the
 // job kept and answered the same every time after the fact.
-func TestReviewWireAndJobsKept(t *testing.T) {
-	s, base := startRaw(t, sim.WithKey(reviewSimKey, 1<<20))
+func TestWireAndJobsKept(t *testing.T) {
+	s, base := startRaw(t, sim.WithKey(rawKey, 1<<20))
 	pk := rawGet(t, base, "/v1/public-key")
 	require.Equal(t, 200, pk.status)
 	assert.Equal(t, "ed25519", pk.obj["algorithm"])
@@ -111,9 +111,9 @@ func TestReviewWireAndJobsKept(t *testing.T) {
 // Balance in bytes: exactly what was asked is charged, 402 once the balance
 // cannot cover a request, and a top-up serves again. Concurrent requests
 // spend the balance exactly.
-func TestReviewBalanceIsExactUnderConcurrency(t *testing.T) {
+func TestBalanceIsExactUnderConcurrency(t *testing.T) {
 	const n, size = 40, 16
-	s, base := startRaw(t, sim.WithKey(reviewSimKey, n*size))
+	s, base := startRaw(t, sim.WithKey(rawKey, n*size))
 	var wg sync.WaitGroup
 	statuses := make([]int, n)
 	for i := range n {
@@ -127,13 +127,13 @@ func TestReviewBalanceIsExactUnderConcurrency(t *testing.T) {
 	for _, st := range statuses {
 		assert.Equal(t, 200, st)
 	}
-	bal, ok := s.Balance(reviewSimKey)
+	bal, ok := s.Balance(rawKey)
 	require.True(t, ok)
 	assert.Zero(t, bal)
 	a := rawGet(t, base, "/v1/entropy?size=1")
 	assert.Equal(t, 402, a.status)
 	assert.NotEmpty(t, a.body)
-	s.AddKey(reviewSimKey, 1)
+	s.AddKey(rawKey, 1)
 	assert.Equal(t, 200, rawGet(t, base, "/v1/entropy?size=1").status)
 	assert.Equal(t, 402, rawGet(t, base, "/v1/entropy?size=1").status)
 	assert.Len(t, s.EntropyRequests(), n+3)
@@ -141,8 +141,8 @@ func TestReviewBalanceIsExactUnderConcurrency(t *testing.T) {
 
 // The server-side rate limit answers 429 with a Retry-After; a request made
 // once that Retry-After has passed is served.
-func TestReviewRateLimitRetryAfterIsEnough(t *testing.T) {
-	s, base := startRaw(t, sim.WithKey(reviewSimKey, 1<<20), sim.WithRateLimit(2, 1))
+func TestRateLimitRetryAfterIsEnough(t *testing.T) {
+	s, base := startRaw(t, sim.WithKey(rawKey, 1<<20), sim.WithRateLimit(2, 1))
 	require.Equal(t, 200, rawGet(t, base, "/v1/entropy?size=8").status)
 	a := rawGet(t, base, "/v1/entropy?size=8")
 	require.Equal(t, 429, a.status)
@@ -158,8 +158,8 @@ func TestReviewRateLimitRetryAfterIsEnough(t *testing.T) {
 
 // Queued jobs: 202 queued, then "running" polls, then completed, signed; a
 // failed job carries the seed's code, kept for later lookups.
-func TestReviewQueuedAndFailedJobsOverTheWire(t *testing.T) {
-	s, base := startRaw(t, sim.WithKey(reviewSimKey, 1<<20))
+func TestQueuedAndFailedJobsOverTheWire(t *testing.T) {
+	s, base := startRaw(t, sim.WithKey(rawKey, 1<<20))
 	s.Script(sim.Fault{Kind: sim.FaultQueued, Polls: 2}, sim.JobFailure("QuotaExhaustedError"))
 
 	a := rawGet(t, base, "/v1/entropy?size=24")
@@ -191,7 +191,7 @@ func TestReviewQueuedAndFailedJobsOverTheWire(t *testing.T) {
 
 // Every fault kind through the client gives the error class the issue asks
 // for; the simulator records the fault on the request that met it.
-func TestReviewEveryFaultKindClass(t *testing.T) {
+func TestEveryFaultKindClass(t *testing.T) {
 	for _, tc := range []struct {
 		fault sim.Fault
 		check func(t *testing.T, b entropy.Block, err error)
@@ -253,8 +253,8 @@ func TestReviewEveryFaultKindClass(t *testing.T) {
 
 // Scripted faults come first, then the probabilistic ones; probability 1
 // hits every request; ClearFaults makes the server healthy.
-func TestReviewScriptThenRandomThenClear(t *testing.T) {
-	s, base := startRaw(t, sim.WithKey(reviewSimKey, 1<<30))
+func TestScriptThenRandomThenClear(t *testing.T) {
+	s, base := startRaw(t, sim.WithKey(rawKey, 1<<30))
 	require.NoError(t, s.SetRandomFaults(7, map[sim.FaultKind]float64{sim.FaultStatus: 1}))
 	s.Script(sim.Status(409, sim.ShapeCode, ""), sim.Kind(sim.FaultNone))
 	assert.Equal(t, 409, rawGet(t, base, "/v1/entropy?size=8").status)
@@ -277,9 +277,9 @@ func TestReviewScriptThenRandomThenClear(t *testing.T) {
 }
 
 // A 503 with an HTTP-date Retry-After is recorded as the hold it asks for.
-func TestReviewHTTPDateRetryAfterRecorded(t *testing.T) {
+func TestHTTPDateRetryAfterRecorded(t *testing.T) {
 	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
-	s, base := startRaw(t, sim.WithKey(reviewSimKey, 1<<20), sim.WithClock(func() time.Time { return now }))
+	s, base := startRaw(t, sim.WithKey(rawKey, 1<<20), sim.WithClock(func() time.Time { return now }))
 	s.Script(sim.Status(503, sim.ShapeText, now.Add(90*time.Second).Format(http.TimeFormat)))
 	a := rawGet(t, base, "/v1/entropy?size=8")
 	assert.Equal(t, 503, a.status)

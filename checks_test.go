@@ -1,0 +1,107 @@
+package entropy
+
+import (
+	"context"
+	crand "crypto/rand"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Contract point 4: a block that comes with an error is discarded whole: its
+// job never appears in a label, even though its data looked fine.
+func TestBlockWithErrorNeverServed(t *testing.T) {
+	good := make([]byte, 512)
+	for i := range good {
+		good[i] = byte(i*7 + i/256)
+	}
+	src := SourceFunc(func(ctx context.Context, n int) (Block, error) {
+		return Block{Data: good[:min(n, len(good))], Source: "q", JobID: "with-error", Verifiable: true}, &APIError{StatusCode: 500}
+	})
+	p := newTestProvider(t, src, fast(WithPolicy(Degrade))...)
+	require.Eventually(t, func() bool { return p.Stats().Sources[0].Failures >= 3 }, 5*time.Second, time.Millisecond)
+	for i := 0; i < 20; i++ {
+		lb, err := p.ReadLabelled(context.Background(), make([]byte, 32))
+		require.NoError(t, err)
+		assert.False(t, lb.Verifiable)
+		for _, sp := range lb.Spans {
+			assert.NotEqual(t, "with-error", sp.JobID)
+		}
+	}
+	assert.Zero(t, p.Stats().Sources[0].BlocksAccepted)
+	assert.Zero(t, p.Stats().Pooled)
+}
+
+// A block whose source name or job ID is not short UTF-8 text is refused
+// whole (contract point 4): labels, journals and transcripts carry those
+// names as text, and one that cannot be written back as it came cannot be
+// audited.
+func TestBlockNamesMustBeText(t *testing.T) {
+	var script []step
+	for _, names := range [][2]string{
+		{"svc", "job-\xff"},
+		{"svc-\xfe", "job-2"},
+		{"svc", strings.Repeat("j", maxName+1)},
+	} {
+		data := make([]byte, 64)
+		_, _ = crand.Read(data)
+		script = append(script, step{block: &Block{Data: data, Source: names[0], JobID: names[1], Verifiable: true, Time: time.Now()}})
+	}
+	src := newScriptSource("names-ok", script...)
+	p := newTestProvider(t, src, fast()...)
+	ready(t, p)
+	lb, err := p.ReadLabelled(context.Background(), make([]byte, 16))
+	require.NoError(t, err)
+	require.True(t, lb.Verifiable)
+	for _, sp := range lb.Spans {
+		assert.Equal(t, "names-ok", sp.Source, "a span of a refused block: %.30q", sp.JobID)
+	}
+	var refused uint64
+	for _, s := range p.Stats().Sources {
+		refused += s.Failures
+	}
+	assert.GreaterOrEqual(t, refused, uint64(len(script)), "each bad block counts as a source failure")
+}
+
+// Contract point 4: blocks that are empty, nil, too long, unverified,
+// anonymous or replayed, and a panicking source, are failures like any
+// other: their bytes are never served, and the Provider recovers when the
+// source does.
+func TestInvalidBlocksAreFailures(t *testing.T) {
+	replay := Block{Data: []byte("0123456789abcdef0123456789abcdef"), Source: "quantropy", JobID: "same", Verifiable: true}
+	for name, st := range map[string]step{
+		"empty":      {block: &Block{Data: []byte{}, Source: "quantropy", JobID: "j", Verifiable: true}},
+		"nil":        {block: &Block{Source: "quantropy", JobID: "j", Verifiable: true}},
+		"too long":   {block: &Block{Data: make([]byte, 1<<20), Source: "quantropy", JobID: "j", Verifiable: true}},
+		"unverified": {unverified: true},
+		"no job":     {block: &Block{Data: []byte("abcdefgh"), Source: "quantropy", Verifiable: true}},
+		"no source":  {block: &Block{Data: []byte("abcdefgh"), JobID: "j", Verifiable: true}},
+		"panic":      {panic: true},
+		"stuck":      {block: &Block{Data: make([]byte, 4096), Source: "quantropy", JobID: "stuck", Verifiable: true}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			src := newScriptSource("quantropy", st, st, st)
+			p := newTestProvider(t, src, fast(WithBufferSize(8192), WithFetchSize(4096))...)
+			ready(t, p)
+			s := p.Stats().Sources[0]
+			assert.Equal(t, uint64(3), s.Failures)
+			full(t, p, 8192)
+			b := make([]byte, 8192)
+			lb, err := p.ReadLabelled(context.Background(), b)
+			require.NoError(t, err)
+			assert.Empty(t, newLedger(src).check(b, lb))
+			assert.True(t, lb.Verifiable)
+		})
+	}
+	t.Run("replayed job", func(t *testing.T) {
+		src := newScriptSource("quantropy", step{block: &replay}, step{block: &replay})
+		src.set(&step{err: &APIError{StatusCode: 500}}, step{block: &replay}, step{block: &replay})
+		p := newTestProvider(t, src, fast(WithBufferSize(64), WithFetchSize(32))...)
+		ready(t, p)
+		require.Eventually(t, func() bool { return p.Stats().Sources[0].BlocksRejected >= 1 }, 5*time.Second, time.Millisecond)
+		assert.Equal(t, uint64(1), p.Stats().Sources[0].BlocksAccepted, "the replayed job entered the pool twice")
+	})
+}

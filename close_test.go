@@ -1,0 +1,161 @@
+package entropy
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"golang.org/x/time/rate"
+)
+
+// Contract point 10: Close returns promptly while the refill path is held
+// by a long Retry-After, a long backoff or an open breaker, and leaves no
+// goroutine behind.
+func TestClosePromptWhileRefillHeld(t *testing.T) {
+	for name, opts := range map[string][]Option{
+		"retry-after": {WithRateLimit(rate.Inf, 1), WithRetry(3, time.Millisecond, time.Millisecond)},
+		"backoff":     {WithRateLimit(rate.Inf, 1), WithRetry(3, time.Hour, time.Hour)},
+		"rate limit":  {WithRateLimit(1e-6, 1)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			keep := goleak.IgnoreCurrent()
+			src := newScriptSource("q")
+			src.set(&step{err: &APIError{StatusCode: 503, RetryAfter: time.Minute}})
+			p, err := New(src, opts...)
+			require.NoError(t, err)
+			require.Eventually(t, func() bool { return src.callCount() >= 1 }, 5*time.Second, time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
+			done := make(chan struct{})
+			go func() { _ = p.Close(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Close did not return while the refill path was held")
+			}
+			goleak.VerifyNone(t, keep)
+			assert.Zero(t, p.Stats().Sources[0].Failures-1, "the interrupted wait is not a failure")
+		})
+	}
+}
+
+// Contract point 10: a hook may call back into the Provider, Close included,
+// without a deadlock.
+func TestCloseFromHookDoesNotDeadlock(t *testing.T) {
+	src := newScriptSource("q")
+	src.set(&step{err: &APIError{StatusCode: 503}})
+	var p *Provider
+	closed := make(chan error, 1)
+	var once sync.Once
+	p, err := New(src, fast(WithFallbackHook(func(ep FallbackEpisode) {
+		once.Do(func() {
+			closed <- p.Close()
+		})
+	}))...)
+	require.NoError(t, err)
+	_, err = p.ReadLabelled(context.Background(), make([]byte, 8))
+	require.NoError(t, err)
+	select {
+	case err := <-closed:
+		assert.NoError(t, err)
+	case <-time.After(3 * time.Second):
+		t.Fatal("Close called from the fallback hook deadlocked")
+	}
+}
+
+// Contract point 10: when two goroutines Close at once, neither returns
+// before every goroutine of the Provider has ended.
+func TestConcurrentCloseWaitsForGoroutines(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	var fetching atomic.Bool
+	src := SourceFunc(func(ctx context.Context, n int) (Block, error) {
+		fetching.Store(true)
+		defer fetching.Store(false)
+		entered <- struct{}{}
+		<-ctx.Done()
+		time.Sleep(100 * time.Millisecond) // a source that takes a moment to give up
+		return Block{}, ctx.Err()
+	})
+	p, err := New(src, fast()...)
+	require.NoError(t, err)
+	<-entered
+	first := make(chan struct{})
+	go func() { _ = p.Close(); close(first) }()
+	time.Sleep(10 * time.Millisecond)
+	require.NoError(t, p.Close())
+	assert.False(t, fetching.Load(), "the second Close returned while the Provider's refill was still running")
+	<-first
+}
+
+// Contract point 10: Close stops every goroutine, zeroes the pool, ends
+// waiting reads, and later reads return ErrClosed.
+func TestCloseLeaksNoGoroutine(t *testing.T) {
+	src := newScriptSource("quantropy")
+	p, err := New(src, fast(WithPolicy(Defer), WithBufferSize(4096), WithFetchSize(4096), WithShards(2))...)
+	require.NoError(t, err)
+	full(t, p, 4096)
+	var datas [][]byte
+	for _, s := range p.shards {
+		s.mu.Lock()
+		if h := s.head.Load(); h != nil {
+			datas = append(datas, h.data)
+		}
+		for _, r := range s.runs[s.first:] {
+			datas = append(datas, r.data)
+		}
+		s.mu.Unlock()
+	}
+	require.NotEmpty(t, datas)
+
+	// A waiting reader: larger than the pool, with the source now down, so
+	// it waits until Close.
+	src.set(&step{err: &APIError{StatusCode: 503}})
+	waitErr := make(chan error, 1)
+	go func() {
+		_, err := p.ReadLabelled(context.Background(), make([]byte, 1<<20))
+		waitErr <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	require.NoError(t, p.Close())
+	require.NoError(t, p.Close(), "Close is idempotent")
+	select {
+	case err := <-waitErr:
+		assert.ErrorIs(t, err, ErrClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("a waiting read did not end at Close")
+	}
+	for _, d := range datas {
+		assert.Equal(t, make([]byte, len(d)), d, "pool not zeroed at Close")
+	}
+	_, err = p.ReadLabelled(context.Background(), make([]byte, 8))
+	assert.ErrorIs(t, err, ErrClosed)
+	_, err = p.Read(make([]byte, 8))
+	assert.ErrorIs(t, err, ErrClosed)
+	_, err = p.ReadSecret(context.Background(), make([]byte, 8))
+	assert.ErrorIs(t, err, ErrClosed)
+	_, err = p.ReadFor(context.Background(), "e", make([]byte, 8))
+	assert.ErrorIs(t, err, ErrClosed)
+	assert.Zero(t, p.Stats().Pooled)
+}
+
+// Close while a source is blocked in Fetch: the fetch is cancelled, and the
+// cancellation does not count as a source failure.
+func TestCloseCancelsFetchWithoutFailure(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	src := SourceFunc(func(ctx context.Context, n int) (Block, error) {
+		entered <- struct{}{}
+		<-ctx.Done()
+		return Block{}, ctx.Err()
+	})
+	p, err := New(src, fast()...)
+	require.NoError(t, err)
+	<-entered
+	require.NoError(t, p.Close())
+	st := p.Stats().Sources[0]
+	assert.Zero(t, st.Failures)
+	assert.Equal(t, "closed", st.Breaker)
+}

@@ -1,0 +1,191 @@
+package entropy
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Issue 2: Fail wraps ErrUnavailable and the source's own *JobError (not
+// only *APIError), through ReadLabelled and through the io.Reader.
+func TestFailWrapsJobError(t *testing.T) {
+	src := newScriptSource("q")
+	src.set(&step{err: &JobError{JobID: "job-9", Code: "HardwareUnavailable", Message: "qpu offline"}})
+	p := newTestProvider(t, src, fast(WithPolicy(Fail), WithBreaker(gobreaker.Settings{Timeout: time.Hour}))...)
+	require.Eventually(t, func() bool { return p.Stats().Sources[0].Breaker == "open" }, 5*time.Second, time.Millisecond)
+	for i := 0; i < 3; i++ {
+		_, err := p.ReadLabelled(context.Background(), make([]byte, 16))
+		require.ErrorIs(t, err, ErrUnavailable)
+		var je *JobError
+		require.ErrorAs(t, err, &je)
+		assert.Equal(t, "job-9", je.JobID)
+		assert.Equal(t, "HardwareUnavailable", je.Code)
+		n, err := p.Read(make([]byte, 16))
+		assert.Zero(t, n)
+		require.ErrorAs(t, err, &je)
+		assert.ErrorIs(t, err, ErrUnavailable)
+	}
+	assert.Zero(t, p.Stats().FallbackReads, "Fail never serves fallback bytes")
+}
+
+// Issue 2: Read (no context) under Defer waits, without a deadline, until
+// verifiable bytes come; it returns them all, and ends with ErrClosed at Close.
+func TestDeferReadWaitsUntilVerifiableOrClose(t *testing.T) {
+	src := newScriptSource("q")
+	src.set(&step{err: &APIError{StatusCode: 503}})
+	p, err := New(src, fast(WithPolicy(Defer), WithBreaker(gobreaker.Settings{Timeout: 5 * time.Millisecond}))...)
+	require.NoError(t, err)
+	type res struct {
+		n   int
+		err error
+	}
+	done := make(chan res, 1)
+	b := make([]byte, 48)
+	go func() { n, err := p.Read(b); done <- res{n, err} }()
+	select {
+	case r := <-done:
+		t.Fatalf("Read under Defer returned (%d, %v) with the source down", r.n, r.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	src.set(nil)
+	select {
+	case r := <-done:
+		require.NoError(t, r.err)
+		assert.Equal(t, 48, r.n)
+		assert.NotEqual(t, make([]byte, 48), b)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Read under Defer did not return after the source recovered")
+	}
+	assert.Zero(t, p.Stats().FallbackReads)
+
+	// A Read waiting for more than the pool holds ends at Close with ErrClosed
+	// (the source goes down again, so the wait cannot end any other way).
+	src.set(&step{err: &APIError{StatusCode: 503}})
+	go func() { n, err := p.Read(make([]byte, 1<<20)); done <- res{n, err} }()
+	time.Sleep(10 * time.Millisecond)
+	require.NoError(t, p.Close())
+	select {
+	case r := <-done:
+		assert.Zero(t, r.n)
+		assert.ErrorIs(t, r.err, ErrClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read under Defer did not end at Close")
+	}
+}
+
+// Contract point 9 (Defer): the context's own error comes back, not
+// ErrUnavailable, also when the context had already ended before the read.
+func TestDeferReturnsContextError(t *testing.T) {
+	src := newScriptSource("q")
+	src.set(&step{err: &APIError{StatusCode: 503}})
+	p := newTestProvider(t, src, fast(WithPolicy(Defer))...)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	b := []byte{9, 9, 9, 9}
+	lb, err := p.ReadLabelled(ctx, b)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.NotErrorIs(t, err, ErrUnavailable)
+	assert.Equal(t, Label{}, lb)
+	assert.Equal(t, []byte{0, 0, 0, 0}, b)
+	_, err = p.ReadSecret(ctx, b)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Zero(t, p.Stats().FallbackReads)
+}
+
+// Odd sizes: a pool of one byte under Defer keeps refilling; reads do not
+// wait for ever with a healthy source.
+func TestDeferServesFromOneBytePool(t *testing.T) {
+	src := newScriptSource("q")
+	p := newTestProvider(t, src, fast(WithPolicy(Defer), WithBufferSize(1))...)
+	for i := 0; i < 5; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		lb, err := p.ReadLabelled(ctx, make([]byte, 1))
+		cancel()
+		require.NoError(t, err, "read %d", i)
+		assert.True(t, lb.Verifiable)
+	}
+}
+
+// Contract point 9: Fail returns at once an error wrapping ErrUnavailable
+// and the source's own last error, not only the breaker's.
+func TestFailReturnsCause(t *testing.T) {
+	src := newScriptSource("quantropy")
+	src.set(&step{err: &APIError{StatusCode: 402, Code: "insufficient_balance"}})
+	p := newTestProvider(t, src, fast(WithPolicy(Fail), WithBreaker(gobreaker.Settings{Timeout: time.Hour}))...)
+	require.Eventually(t, func() bool { return p.Stats().Sources[0].Breaker == "open" }, 5*time.Second, time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // let the refill loop hit the open breaker
+	b := []byte{1, 2, 3, 4}
+	lb, err := p.ReadLabelled(context.Background(), b)
+	require.Error(t, err)
+	assert.Equal(t, Label{}, lb)
+	assert.ErrorIs(t, err, ErrUnavailable)
+	assert.ErrorIs(t, err, ErrPaymentRequired)
+	assert.ErrorIs(t, err, ErrQuotaExhausted)
+	var ae *APIError
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, "insufficient_balance", ae.Code)
+	assert.Equal(t, []byte{0, 0, 0, 0}, b, "a failed read leaves no bytes in b")
+	n, err := p.Read(b)
+	assert.Zero(t, n)
+	assert.ErrorIs(t, err, ErrUnavailable)
+}
+
+// A read sees the source's error as soon as a request fails, not only when
+// the refill round ends.
+func TestReasonIsImmediate(t *testing.T) {
+	src := newScriptSource("quantropy")
+	src.set(&step{err: &APIError{StatusCode: 401}})
+	p := newTestProvider(t, src, fast(WithPolicy(Fail), WithBreaker(gobreaker.Settings{Timeout: time.Hour}))...)
+	require.Eventually(t, func() bool { return p.Stats().Sources[0].Breaker == "open" }, 5*time.Second, time.Millisecond)
+	_, err := p.ReadLabelled(context.Background(), make([]byte, 8))
+	assert.ErrorIs(t, err, ErrUnauthorized)
+	assert.NotContains(t, err.Error(), "circuit breaker circuit breaker")
+}
+
+// Contract points 5 and 9: Defer waits until the context ends and returns
+// its error; when the source comes back, the wait ends with verifiable bytes.
+func TestDeferWaitsForVerifiable(t *testing.T) {
+	src := newScriptSource("quantropy")
+	src.set(&step{err: &APIError{StatusCode: 503}})
+	p := newTestProvider(t, src, fast(WithPolicy(Defer), WithBreaker(gobreaker.Settings{Timeout: 5 * time.Millisecond}))...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	b := make([]byte, 32)
+	_, err := p.ReadLabelled(ctx, b)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+	done := make(chan Label, 1)
+	go func() {
+		lb, err := p.ReadLabelled(context.Background(), b)
+		assert.NoError(t, err)
+		done <- lb
+	}()
+	time.Sleep(10 * time.Millisecond)
+	src.set(nil) // the source recovers
+	select {
+	case lb := <-done:
+		assert.True(t, lb.Verifiable)
+		assert.Equal(t, 32, lb.Len())
+	case <-time.After(10 * time.Second):
+		t.Fatal("Defer read did not end after the source recovered")
+	}
+	assert.Zero(t, p.Stats().FallbackReads)
+}
+
+// A read larger than the whole pool is served verifiably under Defer, in
+// spans of several jobs.
+func TestDeferReadLargerThanPool(t *testing.T) {
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithPolicy(Defer), WithBufferSize(1024), WithFetchSize(512))...)
+	b := make([]byte, 10000)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lb, err := p.ReadLabelled(ctx, b)
+	require.NoError(t, err)
+	assert.Empty(t, newLedger(src).check(b, lb))
+	assert.Greater(t, len(lb.Spans), 10)
+}

@@ -1,0 +1,128 @@
+package entropy
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Contract points 1 and 3 at the edge: a read of exactly the pool's size
+// gathers every shard, under Fail, and is served verifiably, once.
+func TestReadOfWholePoolGathersEveryShard(t *testing.T) {
+	src := newScriptSource("q")
+	src.maxLen = 100
+	p := newTestProvider(t, src, fast(WithPolicy(Fail), WithBufferSize(4096), WithFetchSize(1000), WithShards(8))...)
+	led := newLedger(src)
+	// Reads that find the pool short fail at once (Fail) and make the refill
+	// top the pool up; one of them is eventually served whole.
+	b := make([]byte, 4096)
+	var lb Label
+	require.Eventually(t, func() bool {
+		var err error
+		lb, err = p.ReadLabelled(context.Background(), b)
+		if err != nil {
+			require.ErrorIs(t, err, ErrUnavailable)
+			require.ErrorIs(t, err, ErrPoolEmpty)
+			require.Equal(t, make([]byte, len(b)), b)
+			return false
+		}
+		return true
+	}, 10*time.Second, time.Millisecond)
+	require.True(t, lb.Verifiable)
+	assert.Empty(t, led.check(b, lb))
+	assert.Equal(t, 4096, lb.Len())
+	assert.Greater(t, len(lb.Spans), 8, "the read gathered many jobs over every shard")
+}
+
+// Contract point 1 and 3: every verifiable span points at its job's bytes,
+// and no byte of any job is served twice, across many concurrent readers
+// and reads of every size, including reads that gather from several shards.
+func TestNoByteServedTwice(t *testing.T) {
+	src := newScriptSource("quantropy")
+	src.maxLen = 3000 // blocks smaller than the fetch size: many jobs, many boundaries
+	p := newTestProvider(t, src, fast(WithBufferSize(16<<10), WithFetchSize(4096), WithShards(4), WithPolicy(Defer))...)
+	led := newLedger(src)
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), 1))
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			for i := 0; i < 300; i++ {
+				b := make([]byte, 1+r.IntN(600))
+				lb, err := p.ReadLabelled(ctx, b)
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				if !lb.Verifiable {
+					errs <- "Defer served a non-verifiable read"
+					return
+				}
+				if msg := led.check(b, lb); msg != "" {
+					errs <- msg
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+	st := p.Stats()
+	assert.Equal(t, uint64(8*300), st.VerifiableReads)
+	assert.Zero(t, st.FallbackReads)
+}
+
+// Contract point 3: the pool slot of a byte is zeroed when it is handed out.
+func TestConsumedBytesZeroed(t *testing.T) {
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithBufferSize(4096), WithFetchSize(4096), WithShards(1))...)
+	full(t, p, 4096)
+	s := p.shards[0]
+	s.mu.Lock()
+	c := s.head.Load()
+	s.mu.Unlock()
+	require.NotNil(t, c)
+	b := make([]byte, 100)
+	lb, err := p.ReadLabelled(context.Background(), b)
+	require.NoError(t, err)
+	require.True(t, lb.Verifiable)
+	require.Len(t, lb.Spans, 1)
+	// The chunk's bytes that were served are zero now; the rest are not all zero.
+	s.mu.Lock()
+	served := c.data[:lb.Spans[0].Offset-c.base+100]
+	rest := c.data[lb.Spans[0].Offset-c.base+100:]
+	s.mu.Unlock()
+	assert.Equal(t, make([]byte, len(served)), served)
+	assert.NotEqual(t, make([]byte, len(rest)), rest)
+	job, ok := src.job(lb.Spans[0].JobID)
+	require.True(t, ok)
+	assert.Equal(t, job[lb.Spans[0].Offset:lb.Spans[0].Offset+100], b)
+}
+
+// Read and ReadLabelled agree on steady state: a full pool serves reads of
+// every size without fallback.
+func TestSteadyStateServesFromPool(t *testing.T) {
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithBufferSize(1<<16))...)
+	full(t, p, 1<<16)
+	for _, n := range []int{1, 8, 32, 256, 4096} {
+		b := make([]byte, n)
+		got, err := p.Read(b)
+		require.NoError(t, err)
+		assert.Equal(t, n, got)
+	}
+	assert.Zero(t, p.Stats().FallbackReads)
+	assert.Equal(t, uint64(5), p.Stats().VerifiableReads)
+}

@@ -1,0 +1,146 @@
+package entropy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Reads on a zero Provider (not made by New) must end: a panic or an
+// error, never a goroutine spinning for ever.
+func TestZeroProviderReadEnds(t *testing.T) {
+	if inChild(t) {
+		for _, name := range []string{"Read", "ReadLabelled"} {
+			var p Provider
+			done := make(chan string, 1)
+			go func() {
+				defer func() {
+					if r := recover(); r != nil {
+						done <- fmt.Sprint("panic recovered: ", r)
+					}
+				}()
+				var err error
+				if name == "Read" {
+					_, err = p.Read(make([]byte, 8))
+				} else {
+					_, err = p.ReadLabelled(context.Background(), make([]byte, 8))
+				}
+				done <- fmt.Sprint("error: ", err)
+			}()
+			select {
+			case s := <-done:
+				fmt.Println(name, "ended:", s)
+			case <-time.After(5 * time.Second):
+				fmt.Println(name, "on a zero Provider: STILL RUNNING after 5s")
+				os.Exit(3) // the spinning goroutine cannot be stopped
+			}
+		}
+		return
+	}
+	out, err := runInChild(t)
+	require.NoError(t, err, "a read on a zero Provider never returned:\n%s", out)
+	require.False(t, strings.Contains(out, "STILL RUNNING"), out)
+}
+
+// Contract point 1: fallback bytes are never labelled verifiable, carry the
+// reason, and the reason reaches the source's own error.
+func TestFallbackNeverLabelledVerifiable(t *testing.T) {
+	apiErr := &APIError{StatusCode: 503, Code: "maintenance", RequestID: "req-1"}
+	src := newScriptSource("quantropy")
+	src.set(&step{err: apiErr})
+	p := newTestProvider(t, src, fast()...)
+	require.Eventually(t, func() bool { return errors.Is(p.Stats().Unavailable, ErrServiceUnavailable) }, 5*time.Second, time.Millisecond)
+	for _, n := range []int{1, 32, 4096, 70000} {
+		b := make([]byte, n)
+		lb, err := p.ReadLabelled(context.Background(), b)
+		require.NoError(t, err, "Degrade never fails")
+		assert.False(t, lb.Verifiable)
+		assert.False(t, lb.Derived)
+		assert.Equal(t, []Span{{Source: FallbackSource, Length: n}}, lb.Spans)
+		require.Error(t, lb.Reason)
+		assert.ErrorIs(t, lb.Reason, ErrUnavailable)
+		assert.ErrorIs(t, lb.Reason, ErrServiceUnavailable)
+		var ae *APIError
+		require.ErrorAs(t, lb.Reason, &ae)
+		assert.Equal(t, "req-1", ae.RequestID)
+		assert.Equal(t, ProvenanceFallback, lb.Provenance())
+	}
+	// Read, the io.Reader, never fails under Degrade either.
+	b := make([]byte, 64)
+	n, err := p.Read(b)
+	require.NoError(t, err)
+	assert.Equal(t, 64, n)
+	st := p.Stats()
+	assert.Equal(t, uint64(5), st.FallbackReads)
+	assert.Zero(t, st.VerifiableReads)
+}
+
+// Contract point 2: one read is all verifiable or all fallback, even while
+// the source flips between healthy and failing under many readers.
+func TestReadNeverMixesClasses(t *testing.T) {
+	src := newScriptSource("quantropy")
+	src.maxLen = 512
+	p := newTestProvider(t, src, fast(WithBufferSize(4096), WithFetchSize(512), WithShards(2))...)
+	full(t, p, 4096) // start with a full pool, so that both classes occur however fast the reads are
+	led := newLedger(src)
+	stop := make(chan struct{})
+	var flip sync.WaitGroup
+	flip.Add(1)
+	go func() {
+		defer flip.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			if i%2 == 0 {
+				src.set(&step{err: &APIError{StatusCode: 500}})
+			} else {
+				src.set(nil)
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var problems []string
+	classes := map[Provenance]int{}
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), 2))
+			for i := 0; i < 400; i++ {
+				b := make([]byte, 1+r.IntN(1500))
+				lb, err := p.ReadLabelled(context.Background(), b)
+				msg := ""
+				if err != nil {
+					msg = err.Error()
+				} else {
+					msg = led.check(b, lb)
+				}
+				mu.Lock()
+				classes[lb.Provenance()]++
+				if msg != "" {
+					problems = append(problems, msg)
+				}
+				mu.Unlock()
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(stop)
+	flip.Wait()
+	require.Empty(t, problems)
+	assert.Positive(t, classes[ProvenanceVerifiable], "some reads should be verifiable")
+	assert.Zero(t, classes[ProvenanceDerived])
+}

@@ -1,0 +1,447 @@
+package entropy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
+)
+
+// WithRetry accepts base == max == the longest Duration (0 < base <= max
+// holds), and a retry or a failed refill round must then wait, not crash
+// the program: backoff must not overflow into rand.N(0 or less).
+func TestLongestRetryDelayDoesNotCrash(t *testing.T) {
+	if inChild(t) {
+		down := SourceFunc(func(ctx context.Context, n int) (Block, error) {
+			return Block{}, &APIError{StatusCode: 503}
+		})
+		huge := time.Duration(math.MaxInt64)
+		p, err := New(down, WithRateLimit(rate.Inf, 1), WithRetry(2, huge, huge))
+		require.NoError(t, err)
+		// Wait (bounded) until the first request failed, so that the
+		// retry's backoff has been computed.
+		require.Eventually(t, func() bool { return p.Stats().Sources[0].Failures > 0 }, 10*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return p.Stats().Sources[0].Retries > 0 }, 10*time.Second, time.Millisecond)
+		require.NoError(t, p.Close())
+		return
+	}
+	out, err := runInChild(t)
+	require.NoError(t, err, "WithRetry with the longest delays crashed the program:\n%s", out)
+	require.NotContains(t, out, "panic:")
+}
+
+// A read that finds the pool short tops the pool up to the brim (read.go
+// short(), refill.go fill), also with a source whose blocks are shorter than asked for
+// (a beacon's 32-byte rounds): "a block shorter than asked for is fine".
+func TestShortReadTopsUpWithSmallBlocks(t *testing.T) {
+	src := newScriptSource("q")
+	src.maxLen = 100
+	p := newTestProvider(t, src, fast(WithPolicy(Fail), WithBufferSize(4096), WithFetchSize(1000), WithShards(1))...)
+	ready(t, p)
+	// Let the refill settle at its watermark.
+	last := -1
+	require.Eventually(t, func() bool {
+		n := p.Stats().Pooled
+		stable := n == last
+		last = n
+		return stable
+	}, 5*time.Second, 20*time.Millisecond)
+	require.Less(t, last, 4096)
+	_, err := p.ReadLabelled(context.Background(), make([]byte, 4096))
+	require.ErrorIs(t, err, ErrUnavailable)
+	ok := assert.Eventually(t, func() bool { return p.Stats().Pooled == 4096 }, 2*time.Second, time.Millisecond)
+	if !ok {
+		t.Logf("after one short read the pool holds %d of 4096 (was %d before it); source calls %d", p.Stats().Pooled, last, src.callCount())
+	}
+}
+
+// Contract point 6: a permanent error is not retried, and opens the breaker
+// at once, so the source sees exactly one request.
+func TestPermanentErrorNotRetried(t *testing.T) {
+	for _, err := range []error{
+		&APIError{StatusCode: 400}, &APIError{StatusCode: 401}, &APIError{StatusCode: 402},
+		&APIError{StatusCode: 403}, &APIError{StatusCode: 404}, &APIError{StatusCode: 422},
+		&APIError{StatusCode: 429, Quota: true},
+		&JobError{JobID: "j", Code: "QuotaExhaustedError"}, &JobError{JobID: "j", Code: "TooManyShots"},
+	} {
+		t.Run(err.Error(), func(t *testing.T) {
+			src := newScriptSource("quantropy")
+			src.set(&step{err: err})
+			p := newTestProvider(t, src, fast(WithRetry(5, time.Millisecond, 2*time.Millisecond),
+				WithBreaker(gobreaker.Settings{Timeout: time.Hour}))...)
+			require.Eventually(t, func() bool { return p.Stats().Sources[0].Breaker == "open" }, 5*time.Second, time.Millisecond)
+			// The refill loop keeps running; give it time to (wrongly) retry.
+			time.Sleep(30 * time.Millisecond)
+			assert.Equal(t, 1, src.callCount())
+			st := p.Stats().Sources[0]
+			assert.Zero(t, st.Retries)
+			assert.ErrorIs(t, st.LastError, ErrPermanent)
+		})
+	}
+}
+
+// Contract point 6: transient errors are retried, and a success is not.
+func TestTransientErrorRetried(t *testing.T) {
+	src := newScriptSource("quantropy",
+		step{err: &APIError{StatusCode: 503}},
+		step{err: &JobError{JobID: "j1", Code: "QuantumComputerError"}},
+		step{err: &ConnError{Op: "GET /v1/entropy", Err: io.ErrUnexpectedEOF}},
+	)
+	p := newTestProvider(t, src, fast(WithRetry(4, time.Millisecond, 2*time.Millisecond), WithBufferSize(1024), WithFetchSize(1024))...)
+	ready(t, p)
+	st := p.Stats().Sources[0]
+	assert.Equal(t, uint64(3), st.Retries)
+	assert.Equal(t, uint64(3), st.Failures)
+	assert.Equal(t, uint64(1), st.BlocksAccepted)
+	// Full pool: no more requests than the one success.
+	full(t, p, 1024)
+	time.Sleep(10 * time.Millisecond)
+	assert.Equal(t, 4, src.callCount())
+}
+
+// Contract point 7: requests never exceed the configured rate.
+func TestRateLimitRespected(t *testing.T) {
+	src := newScriptSource("quantropy")
+	src.set(&step{err: &APIError{StatusCode: 500}})
+	const r, burst = 50, 2
+	start := time.Now()
+	p := newTestProvider(t, src, WithRateLimit(r, burst), WithRetry(100, time.Microsecond, time.Microsecond),
+		WithBreaker(gobreaker.Settings{ReadyToTrip: func(gobreaker.Counts) bool { return false }}))
+	time.Sleep(200 * time.Millisecond)
+	require.NoError(t, p.Close())
+	elapsed := time.Since(start)
+	allowed := burst + int(elapsed.Seconds()*r) + 1
+	assert.LessOrEqual(t, src.callCount(), allowed)
+	assert.Greater(t, src.callCount(), 2, "the source should have been asked a few times")
+}
+
+// Source panics are failures, not crashes, and the error does not carry the
+// panic's text (which could hold anything).
+func TestSourcePanicIsFailure(t *testing.T) {
+	src := newScriptSource("quantropy", step{panic: true})
+	p := newTestProvider(t, src, fast()...)
+	ready(t, p)
+	assert.Equal(t, uint64(1), p.Stats().Sources[0].Failures)
+}
+
+// A read nearly as large as the pool is not refused for ever: a read that
+// finds the pool short makes the refill top it up to the brim, even by a
+// request smaller than the fetch size.
+func TestShortPoolToppedUp(t *testing.T) {
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithBufferSize(1024), WithFetchSize(256))...)
+	full(t, p, 1024)
+	_, err := p.ReadLabelled(context.Background(), make([]byte, 900))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		lb, err := p.ReadLabelled(context.Background(), make([]byte, 1000))
+		return err == nil && lb.Verifiable
+	}, 5*time.Second, time.Millisecond)
+}
+
+// WithFailover: when the primary fails, the secondary serves, and labels
+// name it; a read may hold spans of both, never fallback bytes with them.
+func TestFailoverLabelsNameSource(t *testing.T) {
+	primary := newScriptSource("primary")
+	primary.set(&step{err: &APIError{StatusCode: 503}})
+	secondary := newScriptSource("secondary")
+	p := newTestProvider(t, primary, fast(WithFailover(secondary), WithBufferSize(2048), WithFetchSize(1024))...)
+	ready(t, p)
+	full(t, p, 2048)
+	b := make([]byte, 2048)
+	lb, err := p.ReadLabelled(context.Background(), b)
+	require.NoError(t, err)
+	require.True(t, lb.Verifiable)
+	for _, sp := range lb.Spans {
+		assert.Equal(t, "secondary", sp.Source)
+	}
+	assert.Empty(t, newLedger(primary, secondary).check(b, lb))
+	st := p.Stats()
+	require.Len(t, st.Sources, 2)
+	assert.Equal(t, "secondary", st.Sources[1].Name)
+	assert.Positive(t, st.Sources[0].Failures)
+}
+
+// Both sources down: the policy applies, and the reason names both.
+func TestFailoverBothDown(t *testing.T) {
+	primary := newScriptSource("primary")
+	primary.set(&step{err: &APIError{StatusCode: 503}})
+	secondary := newScriptSource("secondary")
+	secondary.set(&step{err: &JobError{Code: "HardwareUnavailable"}})
+	p := newTestProvider(t, primary, fast(WithFailover(secondary), WithPolicy(Fail))...)
+	require.Eventually(t, func() bool { return secondary.callCount() > 0 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool {
+		_, err := p.ReadLabelled(context.Background(), make([]byte, 8))
+		return errors.Is(err, ErrServiceUnavailable) && errors.Is(err, ErrJobFailed)
+	}, 5*time.Second, time.Millisecond)
+}
+
+// TestRefillAfterDrainingOneShard: with GOMAXPROCS 1 every
+// reader is on P 0 and so on shard 0 of four: the reads drain one shard
+// again and again, on the fast path (claims past the wake point), the
+// locked path and takeShards. After the reads stop, with a source that is
+// always healthy, the refill brings the pool back to at least half and
+// every shard to its low watermark, under every policy.
+func TestRefillAfterDrainingOneShard(t *testing.T) {
+	for _, pol := range []Policy{Defer, Degrade, Fail} {
+		t.Run(pol.String(), func(t *testing.T) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+			src := newScriptSource("drain-" + pol.String())
+			src.maxLen = 100
+			p := newTestProvider(t, src, fast(WithPolicy(pol), WithShards(4), WithBufferSize(1024), WithFetchSize(100))...)
+			for round := 0; round < 20; round++ {
+				full(t, p, 512)
+				var wg sync.WaitGroup
+				for g := 0; g < 3; g++ {
+					wg.Add(1)
+					go func(g int) {
+						defer wg.Done()
+						for i := 0; i < 60; i++ {
+							n := []int{1, 9, 33, 100, 257}[(i+g+round)%5]
+							ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+							_, err := p.ReadLabelled(ctx, make([]byte, n))
+							cancel()
+							if err != nil && !(pol == Fail && errors.Is(err, ErrUnavailable)) {
+								t.Errorf("round %d: %v", round, err)
+								return
+							}
+						}
+					}(g)
+				}
+				wg.Wait()
+				require.False(t, t.Failed())
+				require.Eventually(t, func() bool {
+					if p.Stats().Pooled < 512 {
+						return false
+					}
+					for _, s := range p.shards {
+						s.mu.Lock()
+						low := s.avail() < s.low
+						s.mu.Unlock()
+						if low {
+							return false
+						}
+					}
+					return true
+				}, 10*time.Second, time.Millisecond, "round %d: the pool stayed low after the reads stopped", round)
+			}
+		})
+	}
+}
+
+// goroutineStacks returns the stack of the goroutine whose trace holds marker (a
+// function and its first argument), or "".
+func goroutineStacks(marker string) string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, marker) {
+			return g
+		}
+	}
+	return ""
+}
+
+// blockedIn reports whether the goroutine with marker waits for a mutex
+// inside function fn.
+func blockedIn(marker, fn string) bool {
+	g := goroutineStacks(marker)
+	return strings.Contains(g, "sync.(*Mutex).Lock") && strings.Contains(g, fn)
+}
+
+// refillIdle reports whether p's refill goroutine waits for a wake.
+func refillIdle(p *Provider) bool {
+	g := goroutineStacks(fmt.Sprintf("(*Provider).refillLoop(%p)", p))
+	return strings.HasPrefix(g, "goroutine ") && strings.Contains(strings.SplitN(g, "\n", 2)[0], "[select")
+}
+
+// holdLock locks mu, says so, and unlocks it when release closes.
+func holdLock(mu *sync.Mutex, locked, release chan struct{}) {
+	mu.Lock()
+	close(locked)
+	<-release
+	mu.Unlock()
+}
+
+// TestStaleRefillRequestNotLost shows a lost wake-up of the refill.
+// A shard's refill request (shard.asked) is set by a reader after its claim,
+// without the lock, and cleared by add and settle; a reader that finds it
+// set sends no wake. Interleaving, all on one shard of a Defer Provider
+// with a healthy source:
+//
+//  1. reader L claims the last bytes of the head run (the shard is now below
+//     its low watermark) and is delayed before Provider.claimed;
+//  2. another read drains the shard and wakes the refill, which refills it;
+//     the old head is retired, so its wake point is not updated;
+//  3. L goes on: end > r.wakeAt of its stale run, so low() sets asked
+//     (though the shard is full) and wakes the refill;
+//  4. the refill's fill() finds the pool full and returns; before settle()
+//     looks at the shard, reader R claims it below its low watermark and
+//     finds asked set, so it sends no wake;
+//  5. settle() sees the shard low and leaves asked set; the refill waits for
+//     a wake that no reader will send: fast claims find asked set, and
+//     takeShards' CompareAndSwap(false, true) fails. Under Defer no path
+//     calls short(), so the pool never refills and Defer reads wait until
+//     their context ends, with the source healthy.
+//
+// The refill must see the low shard itself: settle reports it, and the
+// refill fills again.
+//
+// The test drives steps 1-5 with the real functions, holding the shard's
+// lock to stop the refill goroutine inside settle (seen in its stack).
+//
+// Before the refill went on when settle found a shard low (instead of
+// waiting for a wake), this test failed every time: the Defer read timed
+// out with asked set and the pool empty.
+func TestStaleRefillRequestNotLost(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	for attempt := 0; attempt < 20; attempt++ {
+		if why := staleRequestAttempt(t); why != "" {
+			t.Logf("attempt %d: %s; again", attempt, why)
+			continue
+		}
+		return
+	}
+	t.Skip("could not arrange the interleaving in 20 attempts")
+}
+
+// staleRequestAttempt runs the interleaving once; it returns why it could
+// not be arranged, or "" when it ran to the end (and asserted).
+func staleRequestAttempt(t *testing.T) string {
+	src := newScriptSource("stale")
+	p, err := New(src, fast(WithPolicy(Defer), WithShards(1), WithBufferSize(1024), WithFetchSize(1024))...)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, p.Close()) }()
+	s := p.shards[0]
+	settled := func() bool {
+		s.mu.Lock()
+		n := s.avail()
+		s.mu.Unlock()
+		return n == s.cap && refillIdle(p) && len(p.wake) == 0 && !s.asked.Load()
+	}
+	require.Eventually(t, settled, 10*time.Second, time.Millisecond)
+	refill := fmt.Sprintf("(*Provider).refillLoop(%p)", p)
+
+	// 1. L claims the whole head run and is delayed.
+	r0 := s.head.Load()
+	if r0 == nil || len(r0.data) != s.cap {
+		return "the pool is not one run"
+	}
+	_, end0, ok := r0.claim(make([]byte, len(r0.data)))
+	require.True(t, ok)
+	require.Greater(t, int64(end0), r0.wakeAt.Load())
+
+	// 2. Another read drains the shard; the refill refills it.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	lb, err := p.ReadLabelled(ctx, make([]byte, s.cap))
+	cancel()
+	require.NoError(t, err)
+	require.True(t, lb.Verifiable)
+	require.Eventually(t, settled, 10*time.Second, time.Millisecond)
+	require.NotSame(t, r0, s.head.Load())
+	if h := s.head.Load(); h == nil || len(h.data) != s.cap || h.cursor() != 0 {
+		return "the refilled shard is not one fresh run"
+	}
+
+	// 3. L goes on, with the refill to be caught in pooled (we hold the lock).
+	s.mu.Lock()
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			s.mu.Unlock()
+		}
+	}
+	defer unlock()
+	p.claimed(s, r0, end0)
+	require.True(t, s.asked.Load(), "L's late request")
+	sawPooled := false
+	for i := 0; i < 2000 && !sawPooled; i++ {
+		sawPooled = blockedIn(refill, "(*Provider).pooled(")
+		time.Sleep(50 * time.Microsecond)
+	}
+	if !sawPooled {
+		return "the refill did not reach pooled"
+	}
+	time.Sleep(2 * time.Millisecond) // the refill has waited long: the mutex goes to starvation mode
+	hLocked, release := make(chan struct{}), make(chan struct{})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	go holdLock(&s.mu, hLocked, release)
+	for i := 0; i < 2000 && !blockedIn("holdLock(", "holdLock"); i++ {
+		time.Sleep(50 * time.Microsecond)
+	}
+	// Barge: the refill wakes to a locked mutex and asks for a hand-off.
+	s.mu.Unlock()
+	locked = false
+	for !s.mu.TryLock() {
+		select {
+		case <-hLocked:
+			close(release)
+			return "the holder got the lock before the barge"
+		default:
+		}
+		runtime.Gosched()
+	}
+	locked = true
+	time.Sleep(2 * time.Millisecond)
+	if !blockedIn(refill, "(*Provider).pooled(") {
+		return "the refill was not waiting in pooled after the barge"
+	}
+	// 4. Hand the lock to the refill; it reads a full pool, hands the lock
+	// to the holder, and waits for it in settle.
+	unlock()
+	select {
+	case <-hLocked:
+	case <-time.After(5 * time.Second):
+		return "the holder did not get the lock"
+	}
+	inSettle := false
+	for i := 0; i < 2000 && !inSettle; i++ {
+		inSettle = blockedIn(refill, "(*Provider).settle(")
+		if !inSettle {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	if !inSettle {
+		close(release)
+		return "the refill did not wait in settle"
+	}
+	// R claims the shard below its low watermark, as Read's fast path does.
+	h := s.head.Load()
+	require.NotNil(t, h)
+	_, end, ok := h.claim(make([]byte, s.cap-s.low+100))
+	require.True(t, ok)
+	require.Greater(t, int64(end), h.wakeAt.Load())
+	p.claimed(s, h, end)
+	require.Zero(t, len(p.wake), "R found asked set and sent no wake")
+
+	// 5. settle runs; the shard stays low, asked stays set.
+	close(release)
+	require.Eventually(t, func() bool { return refillIdle(p) }, 5*time.Second, time.Millisecond)
+
+	// The contract: with a healthy source the pool refills, and a Defer
+	// read of more than the shard holds gets its bytes.
+	ctx, cancel = context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err = p.ReadLabelled(ctx, make([]byte, s.cap-100))
+	assert.NoError(t, err, "a Defer read waited for a refill that never came (asked=%v, pooled=%d, source calls=%d)", s.asked.Load(), p.Stats().Pooled, src.callCount())
+	assert.Eventually(t, func() bool { return p.Stats().Pooled >= s.low }, 3*time.Second, time.Millisecond, "the pool stayed below its low watermark")
+	return ""
+}
