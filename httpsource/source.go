@@ -67,8 +67,9 @@ type Source struct {
 	configured ed25519.PublicKey
 	prefix     string // the base URL without a trailing slash; paths follow it
 
-	mu  sync.Mutex        // guards pub
-	pub ed25519.PublicKey // the key in use: configured, or fetched once
+	mu       sync.Mutex        // guards pub and keyFetch
+	pub      ed25519.PublicKey // the key in use: configured, or fetched once
+	keyFetch *keyFetch         // the GET /v1/public-key in flight, if any
 }
 
 // Option configures a Source.
@@ -325,12 +326,55 @@ func (s *Source) PublicKey() ed25519.PublicKey {
 // first if the source was made with WithFetchPublicKey and has none yet (trust
 // on first use). Without a configured key and without that option it returns
 // nil and no error.
+//
+// One caller fetches the key while the others wait for it, each until its
+// own ctx ends (then with ctx's error): no lock is held across the request.
+// If the fetch fails, the waiters try again themselves.
 func (s *Source) FetchPublicKey(ctx context.Context) (ed25519.PublicKey, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.pub != nil || !s.fetchKey {
-		return s.pub, nil
+	for {
+		s.mu.Lock()
+		if s.pub != nil || !s.fetchKey {
+			pub := s.pub
+			s.mu.Unlock()
+			return pub, nil
+		}
+		kf := s.keyFetch
+		if kf == nil {
+			kf = &keyFetch{done: make(chan struct{})}
+			s.keyFetch = kf
+			s.mu.Unlock()
+			return s.leadKeyFetch(ctx, kf)
+		}
+		s.mu.Unlock()
+		select {
+		case <-kf.done:
+			// Fetched (the loop returns it) or failed (the loop tries).
+		case <-ctx.Done():
+			return nil, &entropy.ConnError{Op: "GET " + PublicKeyPath + " (waiting for another caller's)", Err: ctx.Err()}
+		}
 	}
+}
+
+// keyFetch is one GET /v1/public-key in flight; done is closed when it ends.
+type keyFetch struct{ done chan struct{} }
+
+// leadKeyFetch fetches the public key for every caller of FetchPublicKey,
+// keeps it if it is good, and lets the waiters go.
+func (s *Source) leadKeyFetch(ctx context.Context, kf *keyFetch) (pub ed25519.PublicKey, err error) {
+	defer func() {
+		s.mu.Lock()
+		if err == nil && pub != nil {
+			s.pub = pub
+		}
+		s.keyFetch = nil
+		s.mu.Unlock()
+		close(kf.done)
+	}()
+	return s.getPublicKey(ctx)
+}
+
+// getPublicKey sends GET /v1/public-key and returns the key it answers.
+func (s *Source) getPublicKey(ctx context.Context) (ed25519.PublicKey, error) {
 	buf, body, hdr, err := s.get(ctx, PublicKeyPath, "")
 	if err != nil {
 		return nil, err
@@ -347,8 +391,7 @@ func (s *Source) FetchPublicKey(ctx context.Context) (ed25519.PublicKey, error) 
 	if err != nil || len(raw) != ed25519.PublicKeySize {
 		return nil, s.malformed(PublicKeyPath, hdr, "public key is not %d bytes of base64", ed25519.PublicKeySize)
 	}
-	s.pub = ed25519.PublicKey(raw)
-	return s.pub, nil
+	return ed25519.PublicKey(raw), nil
 }
 
 // Fetch asks the service for n bytes (1 ≤ n ≤ 65536) and returns them as one

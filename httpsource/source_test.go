@@ -773,6 +773,55 @@ func TestFetchPublicKeyOnce(t *testing.T) {
 	assert.Equal(t, 3, f.count("/v1/entropy"))
 }
 
+// TestFetchHonoursDeadlineWhileKeyIsFetched: while one Fetch waits for a
+// slow GET /v1/public-key, another Fetch with a short deadline returns its
+// context's error when that deadline passes, not when the key arrives; and
+// once the key arrives, it is fetched once for all callers.
+func TestFetchHonoursDeadlineWhileKeyIsFetched(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/public-key" {
+			entered <- struct{}{}
+			<-release
+			fmt.Fprintf(w, `{"algorithm":"ed25519","public_key":%q}`, base64.StdEncoding.EncodeToString(f.pub))
+			return
+		}
+		fmt.Fprint(w, f.completedJSON(fmt.Sprintf("job-%d", f.count("/v1/entropy")), pattern(8)))
+	})
+	s := newSource(t, srv, httpsource.WithFetchPublicKey())
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Fetch(context.Background(), 8)
+		first <- err
+	}()
+	<-entered // the first Fetch is in GET /v1/public-key, and stays there
+
+	for _, call := range map[string]func(context.Context) error{
+		"Fetch":          func(ctx context.Context) error { _, err := s.Fetch(ctx, 8); return err },
+		"FetchPublicKey": func(ctx context.Context) error { _, err := s.FetchPublicKey(ctx); return err },
+		"Job":            func(ctx context.Context) error { _, err := s.Job(ctx, "job-0"); return err },
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		second := make(chan error, 1)
+		go func() { second <- call(ctx) }()
+		select {
+		case err := <-second:
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+		case <-time.After(10 * time.Second):
+			close(release)
+			cancel()
+			t.Fatal("a caller waited for another caller's key fetch past its own deadline")
+		}
+		cancel()
+	}
+	close(release)
+	require.NoError(t, <-first)
+	_, err := s.Fetch(context.Background(), 8)
+	require.NoError(t, err)
+	assert.Equal(t, 1, f.count("/v1/public-key"), "the key is fetched once")
+}
+
 func TestFetchPublicKeyBadAnswers(t *testing.T) {
 	for name, body := range map[string]string{
 		"not json":      `nope`,

@@ -74,7 +74,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	k := fs.Int("pick", 0, "draw `K` distinct numbers ...")
 	n := fs.Int("of", 0, "... of the numbers 1 to `N`")
 	shuffleN := fs.Int("shuffle", 0, "shuffle `N` items (prints positions 1 to N)")
-	intN := fs.Uint64("int", 0, "draw one integer in 0 to `N`-1")
+	intFlag := fs.String("int", "", "draw one integer in 0 to `N`-1 (1 ≤ N ≤ 18446744073709551615)")
 	event := fs.String("event", "", "draw for the named `event`: once, ever (with --journal, across restarts)")
 	journalPath := fs.String("journal", "", "append-only audit journal `file` (hash-chained; created if missing)")
 	transcriptPath := fs.String("transcript", "", "write the transcript to `file` (must not exist; \"-\" or empty: stdout)")
@@ -95,8 +95,17 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, c, errors.New("--event is empty: name the event, or leave the flag out for a one-off draw"))
 	}
 
+	given := setFlags(fs)
+	var intN *uint64
+	if given["int"] {
+		v, err := parseIntBound(*intFlag)
+		if err != nil {
+			return usageError(stderr, c, err)
+		}
+		intN = &v
+	}
 	kinds := 0
-	for _, set := range []bool{*k != 0 || *n != 0, *shuffleN != 0, *intN != 0} {
+	for _, set := range []bool{given["pick"] || given["of"], given["shuffle"], given["int"]} {
 		if set {
 			kinds++
 		}
@@ -106,7 +115,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, c, errors.New("give one of --pick K --of N, --shuffle N or --int N"))
 	case (*k != 0 || *n != 0) && (*k < 1 || *n < 1 || *k > *n || *k > draw.MaxItems):
 		return usageError(stderr, c, fmt.Errorf("--pick %d --of %d: need 1 ≤ K ≤ N and K ≤ %d", *k, *n, draw.MaxItems))
-	case *shuffleN < 0 || *shuffleN > draw.MaxItems:
+	case given["shuffle"] && (*shuffleN < 1 || *shuffleN > draw.MaxItems):
 		return usageError(stderr, c, fmt.Errorf("--shuffle %d: need 1 ≤ N ≤ %d", *shuffleN, draw.MaxItems))
 	}
 
@@ -170,7 +179,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		var perm []int
 		perm, t, err = draw.Shuffle(ctx, p, *shuffleN, dopts...)
 		line = fmt.Sprintf("shuffle of %d: %s (position i holds item; items numbered 1 to %d)", *shuffleN, oneBased(perm), *shuffleN)
-	case *intN != 0:
+	case intN != nil:
 		var v uint64
 		v, t, err = draw.Int(ctx, p, *intN, dopts...)
 		line = fmt.Sprintf("integer in [0, %d): %d", *intN, v)
@@ -181,7 +190,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		removeTranscript()
-		return fail(stderr, c, err)
+		return fail(stderr, c, p.withCause(err))
 	}
 	js, err := json.MarshalIndent(t, "", "  ")
 	if err != nil {
@@ -255,13 +264,16 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	allowFallback := fs.Bool("allow-fallback", false, "exit 0 for a consistent transcript of fallback entropy (it is still reported NOT VERIFIABLE)")
 	url := fs.String("url", "", "base `URL` of the service: check the entropy against its jobs (GET /v1/jobs/{id}) and their signatures")
 	pub := fs.String("public-key", os.Getenv("ENTROPY_PUBLIC_KEY"), "the service's Ed25519 public key, `base64` (env ENTROPY_PUBLIC_KEY); needed with --url")
-	name := fs.String("source-name", os.Getenv("ENTROPY_SOURCE_NAME"), "the service's `name` in labels, as the draw had it (env ENTROPY_SOURCE_NAME; default quantropy)")
+	name := fs.String("source-name", os.Getenv("ENTROPY_SOURCE_NAME"), "the service's `name` in labels, as the draw had it (env ENTROPY_SOURCE_NAME; default: the host:port of --url, as draw and read name it)")
 	pos, code, done := parseArgs(c, fs, args, stdout, stderr)
 	if done {
 		return code
 	}
 	if len(pos) != 1 {
 		return usageError(stderr, c, errors.New("give one TRANSCRIPT file (\"-\" for stdin)"))
+	}
+	if *url != "" && strings.TrimSpace(*pub) == "" {
+		return usageError(stderr, c, errors.New("--public-key is missing: checking the jobs at --url needs the service's public key (or ENTROPY_PUBLIC_KEY)"))
 	}
 	var r io.Reader = os.Stdin
 	if pos[0] != "-" {
@@ -304,17 +316,15 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil || len(raw) != ed25519.PublicKeySize {
 		return usageError(stderr, c, fmt.Errorf("--public-key must be %d bytes of standard base64", ed25519.PublicKeySize))
 	}
-	hopts := []httpsource.Option{httpsource.WithPublicKey(raw), httpsource.WithAPIKey(os.Getenv("ENTROPY_API_KEY"))}
-	if *name != "" {
-		hopts = append(hopts, httpsource.WithName(*name))
-	}
+	hopts := []httpsource.Option{httpsource.WithPublicKey(raw), httpsource.WithAPIKey(os.Getenv("ENTROPY_API_KEY")),
+		httpsource.WithName(serviceName(*name, *url))}
 	src, err := httpsource.New(*url, hopts...)
 	if err != nil {
 		return fail(stderr, c, err)
 	}
 	jobs := func(ctx context.Context, source, id string) ([]byte, error) {
 		if source != src.Name() {
-			return nil, fmt.Errorf("the label names source %q, the service is %q", source, src.Name())
+			return nil, fmt.Errorf("the label names source %q, and the service at --url is named %q (give --source-name %q if it is that service)", source, src.Name(), source)
 		}
 		j, err := src.Job(ctx, id)
 		if err != nil {
@@ -373,6 +383,9 @@ func runAudit(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 {
 		return usageError(stderr, c, errors.New("give one JOURNAL file"))
 	}
+	if err := checkHead(*head); err != nil {
+		return usageError(stderr, c, err)
+	}
 	rep, err := journal.VerifyFile(pos[0])
 	if err != nil {
 		var le *journal.LineError
@@ -380,6 +393,11 @@ func runAudit(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			err = fmt.Errorf("%w; the records before it verified (%d); see the journal package documentation before you move the torn bytes out", err, rep.Records)
 		}
 		return fail(stderr, c, err)
+	}
+	if rep.Records == 0 {
+		// Nothing was checked: an empty journal proves nothing, and a
+		// script must not read "OK" into it.
+		return fail(stderr, c, fmt.Errorf("%s is empty: no records, nothing to verify", pos[0]))
 	}
 	fmt.Fprintf(stdout, "journal OK: %d records (last seq %d)\n", rep.Records, rep.LastSeq)
 	fmt.Fprintf(stdout, "blocks: %d\nfallback episodes: %d (%d bytes served)\nevents: %d", rep.Blocks, rep.Fallbacks, rep.FallbackBytes, rep.Events)

@@ -134,7 +134,7 @@ func TestVerifyChecksJobsAtTheService(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	code, out, errOut := runCLI(t, "verify", "--url", url, "--public-key", pub, path)
 	require.Equal(t, 0, code, errOut)
-	assert.Contains(t, out, "entropy OK: matches the signed jobs of quantropy")
+	assert.Contains(t, out, "entropy OK: matches the signed jobs of "+strings.TrimPrefix(url, "http://"), "named after the service's address")
 
 	raw, err := os.ReadFile(path)
 	require.NoError(t, err)

@@ -86,6 +86,8 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 		topUsage(stdout)
 		return exitOK
+	case "--version", "-version":
+		return runVersion(ctx, args[1:], stdout, stderr)
 	}
 	c, ok := commands[args[0]]
 	if !ok {
@@ -144,12 +146,9 @@ func parseFlags(c *command, fs *flag.FlagSet, args []string, stdout, stderr io.W
 	return 0, false
 }
 
-// fail prints "entropy <cmd>: err" as one line and returns exitError.
-func fail(stderr io.Writer, c *command, err error) int {
-	msg := strings.Join(strings.Fields(err.Error()), " ")
-	fmt.Fprintf(stderr, "entropy %s: %s\n", c.name, msg)
-	return exitError
-}
+// fail prints "entropy <cmd>: err" as one line and returns exitError, or
+// exitUsage when err is a bad command line (badFlag).
+func fail(stderr io.Writer, c *command, err error) int { return failWith(stderr, c, err) }
 
 // sourceFlags are the flags that choose the entropy service. Commands that
 // read entropy (read, and the draw commands) share them.
@@ -173,7 +172,7 @@ func (f *sourceFlags) add(fs *flag.FlagSet) {
 	fs.BoolVar(&f.allowHTTP, "allow-http", false, "allow a plain http:// URL to a host that is not loopback")
 	fs.StringVar(&f.policy, "policy", "degrade", "when verifiable entropy is unavailable: degrade (crypto/rand, labelled), defer (wait) or fail")
 	fs.DurationVar(&f.timeout, "timeout", 15*time.Second, "how long to wait for verifiable entropy")
-	fs.StringVar(&f.name, "source-name", os.Getenv("ENTROPY_SOURCE_NAME"), "the service's `name` in labels (env ENTROPY_SOURCE_NAME; default quantropy; the embedded simulator is always \"simulator\")")
+	fs.StringVar(&f.name, "source-name", os.Getenv("ENTROPY_SOURCE_NAME"), "the service's `name` in labels (env ENTROPY_SOURCE_NAME; default: the host:port of --url, so that verify --url finds the same name; the embedded simulator is always \"simulator\")")
 	fs.StringVar(&f.sources, "source", "service", "sources in priority order, comma-separated: service (--url, or the simulator), drand, drand:quicknet, drand:default (drand is public: for draws, never for keys)")
 	fs.StringVar(&f.relays, "relays", strings.Join(drandsource.PublicRelays(), ","), "drand relay `URLs`, comma-separated, tried in turn")
 }
@@ -204,7 +203,7 @@ func parseSources(spec string) ([]string, error) {
 func (f *sourceFlags) drandSource(name string) (*drandsource.Source, error) {
 	chain, err := drandsource.Chain(strings.TrimPrefix(name, "drand:"))
 	if err != nil {
-		return nil, err
+		return nil, badFlag(err)
 	}
 	var relays []string
 	for _, r := range strings.Split(f.relays, ",") {
@@ -213,13 +212,14 @@ func (f *sourceFlags) drandSource(name string) (*drandsource.Source, error) {
 		}
 	}
 	if len(relays) == 0 {
-		return nil, errors.New("--relays is empty: name at least one drand relay")
+		return nil, badFlagf("--relays is empty: name at least one drand relay")
 	}
 	var opts []drandsource.Option
 	if f.allowHTTP {
 		opts = append(opts, drandsource.WithAllowInsecureHTTP())
 	}
-	return drandsource.New(chain, relays, opts...)
+	src, err := drandsource.New(chain, relays, opts...)
+	return src, badFlag(err) // New checks the relay URLs, and fetches nothing
 }
 
 // provider is an opened Provider and what to close with it.
@@ -231,11 +231,13 @@ type provider struct {
 }
 
 // hopeless reports whether waiting for the pool (waitPool's error err) is
-// pointless: every source failed permanently and the policy would wait on
-// until the timeout, then say only that time ran out. The command fails at
-// once with the sources' error instead.
+// pointless because every source failed permanently: a key the service
+// refuses (401, 403), a spent balance (402), a public key that never
+// verifies. That is a misconfiguration, not an outage, so whatever the
+// policy the command fails with the service's message instead of falling
+// back (degrade) or waiting out the timeout (defer).
 func (p *provider) hopeless(err error) bool {
-	return err != nil && p.policy == entropy.Defer && entropy.Classify(err) == entropy.Permanent
+	return err != nil && entropy.Classify(err) == entropy.Permanent
 }
 
 // Close closes the Provider and the embedded simulator.
@@ -253,10 +255,10 @@ func (p *provider) Close() error {
 func (f *sourceFlags) open(size int, opts ...entropy.Option) (*provider, error) {
 	pol, err := entropy.ParsePolicy(f.policy)
 	if err != nil {
-		return nil, err
+		return nil, badFlag(err)
 	}
 	if f.timeout <= 0 {
-		return nil, fmt.Errorf("--timeout %v must be positive", f.timeout)
+		return nil, badFlagf("--timeout %v must be positive", f.timeout)
 	}
 	apiKey := f.apiKey
 	if apiKey == "" {
@@ -264,7 +266,7 @@ func (f *sourceFlags) open(size int, opts ...entropy.Option) (*provider, error) 
 	}
 	names, err := parseSources(f.sources)
 	if err != nil {
-		return nil, err
+		return nil, badFlag(err)
 	}
 	out := &provider{policy: pol}
 	var srcs []entropy.Source
@@ -328,7 +330,7 @@ func (f *sourceFlags) serviceSource(apiKey string, out *provider) (*httpsource.S
 	var err error
 	if f.url == "" {
 		if apiKey != "" || f.publicKey != "" {
-			return nil, errors.New("an API key or public key was given without a URL: set --url (or ENTROPY_URL), or unset them to use the simulator")
+			return nil, badFlagf("an API key or public key was given without a URL: set --url (or ENTROPY_URL), or unset them to use the simulator")
 		}
 		out.sim = sim.New()
 		src, err = out.sim.Source()
@@ -342,22 +344,20 @@ func (f *sourceFlags) serviceSource(apiKey string, out *provider) (*httpsource.S
 		case f.publicKey != "":
 			raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(f.publicKey))
 			if err != nil || len(raw) != ed25519.PublicKeySize {
-				return nil, fmt.Errorf("--public-key must be %d bytes of standard base64", ed25519.PublicKeySize)
+				return nil, badFlagf("--public-key must be %d bytes of standard base64", ed25519.PublicKeySize)
 			}
 			hopts = append(hopts, httpsource.WithPublicKey(raw))
 		case f.fetchKey:
 			hopts = append(hopts, httpsource.WithFetchPublicKey())
 		default:
-			return nil, errors.New("no public key: give --public-key (or ENTROPY_PUBLIC_KEY), or --fetch-public-key to trust the service's on first use; without one no byte can be verified")
+			return nil, badFlagf("no public key: give --public-key (or ENTROPY_PUBLIC_KEY), or --fetch-public-key to trust the service's on first use; without one no byte can be verified")
 		}
 		if f.allowHTTP {
 			hopts = append(hopts, httpsource.WithAllowInsecureHTTP())
 		}
-		if f.name != "" {
-			hopts = append(hopts, httpsource.WithName(f.name))
-		}
+		hopts = append(hopts, httpsource.WithName(serviceName(f.name, f.url)))
 		if src, err = httpsource.New(f.url, hopts...); err != nil {
-			return nil, err
+			return nil, badFlag(err) // New checks the URL and the key, and fetches nothing
 		}
 	}
 	return src, nil

@@ -70,7 +70,12 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	buf := make([]byte, *n)
 	lbl, err := p.ReadLabelled(ctx, buf)
 	if err != nil {
-		return fail(stderr, c, err)
+		return fail(stderr, c, p.withCause(err))
+	}
+	if !lbl.Verifiable && p.hopeless(lbl.Reason) {
+		// Fallback bytes because the service refused us: not an outage.
+		clear(buf)
+		return fail(stderr, c, lbl.Reason)
 	}
 	if _, err := io.WriteString(stdout, encode(buf)); err != nil {
 		return fail(stderr, c, err)
@@ -94,8 +99,7 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // usageError prints a bad-usage line and returns exitUsage.
 func usageError(stderr io.Writer, c *command, err error) int {
-	fmt.Fprintf(stderr, "entropy %s: %v (see entropy %s --help)\n", c.name, err, c.name)
-	return exitUsage
+	return failWith(stderr, c, badFlag(err))
 }
 
 // waitPool waits until the pool of p holds n bytes, ctx ends, or a source

@@ -92,7 +92,7 @@ func TestReadFromConfiguredService(t *testing.T) {
 	// Flags.
 	code, out, errOut := runCLI(t, "read", "-n", "8", "--label", "--url", url, "--api-key", key, "--public-key", pub)
 	require.Equal(t, 0, code, errOut)
-	assert.Contains(t, out, `"source":"quantropy"`)
+	assert.Contains(t, out, `"source":"`+strings.TrimPrefix(url, "http://")+`"`, "without --source-name, the service's host:port")
 	assert.Contains(t, out, `"verifiable":true`)
 
 	// Environment.
@@ -127,7 +127,7 @@ func TestReadConfigurationErrors(t *testing.T) {
 		"non-positive timeout": {"read", "--timeout", "0s"},
 	} {
 		code, out, errOut := runCLI(t, args...)
-		assert.Equal(t, 1, code, name)
+		assert.Equal(t, 2, code, "a bad command line: %s", name)
 		assert.Empty(t, out, name)
 		assert.Equal(t, 1, strings.Count(errOut, "\n"), "%s: %q", name, errOut)
 		assert.True(t, strings.HasPrefix(errOut, "entropy read: "), name)
@@ -149,19 +149,32 @@ func TestReadPolicies(t *testing.T) {
 	assert.Contains(t, errOut, "401")
 	assert.NotContains(t, errOut, wrong)
 
-	// Degrade: bytes labelled fallback, with the reason, and no key.
-	code, out, errOut = runCLI(t, "read", "-n", "8", "--label", "--url", url, "--api-key", wrong, "--public-key", pub, "--timeout", "2s")
+	// Degrade: a key the service refuses is a misconfiguration, not an
+	// outage: no fallback bytes, the service's message, a non-zero exit.
+	for _, extra := range [][]string{{"--label"}, nil, {"--policy", "defer"}} {
+		args := append([]string{"read", "-n", "8", "--url", url, "--api-key", wrong, "--public-key", pub, "--timeout", "2s"}, extra...)
+		code, out, errOut = runCLI(t, args...)
+		assert.Equal(t, 1, code, "%q: %s", args, errOut)
+		assert.Empty(t, out)
+		assert.Equal(t, 1, strings.Count(errOut, "\n"), errOut)
+		assert.Contains(t, errOut, "401")
+		assert.Contains(t, errOut, "Invalid or missing API key", "the service's own message")
+		assert.NotContains(t, out+errOut, wrong)
+	}
+
+	// Degrade over an outage (nothing listens at the URL): bytes labelled
+	// fallback, with the reason, exit 0.
+	down := "http://127.0.0.1:1"
+	code, out, errOut = runCLI(t, "read", "-n", "8", "--label", "--url", down, "--api-key", key, "--public-key", pub, "--timeout", "2s")
 	assert.Equal(t, 0, code, errOut)
 	assert.Contains(t, out, `"class":"fallback"`)
 	assert.Contains(t, out, `"source":"crypto/rand"`)
-	assert.Contains(t, out, "401")
-	assert.NotContains(t, out+errOut, wrong)
+	assert.Contains(t, out, "connection")
 
 	// Degrade without --label warns on stderr.
-	code, _, errOut = runCLI(t, "read", "-n", "8", "--url", url, "--api-key", wrong, "--public-key", pub, "--timeout", "2s")
+	code, _, errOut = runCLI(t, "read", "-n", "8", "--url", down, "--api-key", key, "--public-key", pub, "--timeout", "2s")
 	assert.Equal(t, 0, code)
 	assert.Contains(t, errOut, "not verifiable")
-	assert.NotContains(t, errOut, wrong)
 
 	// Defer: waits until the timeout, then fails.
 	code, _, errOut = runCLI(t, "read", "-n", "8", "--url", url, "--api-key", wrong, "--public-key", pub, "--policy", "defer", "--timeout", "200ms")

@@ -42,9 +42,10 @@ func TestReviewEchoedEnvKeyNeverPrinted(t *testing.T) {
 	}{
 		{[]string{"read", "-n", "8", "--policy", "fail", "--timeout", "2s"}, false},
 		{[]string{"read", "-n", "8", "--policy", "defer", "--timeout", "200ms"}, false},
-		{[]string{"read", "-n", "8", "--policy", "degrade", "--timeout", "2s"}, true},
-		{[]string{"read", "-n", "8", "--policy", "degrade", "--label", "--timeout", "2s"}, true},
-		{[]string{"read", "-n", "8", "--format", "raw", "--label", "--timeout", "2s"}, true},
+		// A 401 is a misconfiguration: an error under every policy.
+		{[]string{"read", "-n", "8", "--policy", "degrade", "--timeout", "2s"}, false},
+		{[]string{"read", "-n", "8", "--policy", "degrade", "--label", "--timeout", "2s"}, false},
+		{[]string{"read", "-n", "8", "--format", "raw", "--label", "--timeout", "2s"}, false},
 	} {
 		code, out, errOut := runCLI(t, tc.args...)
 		assert.NotContains(t, out+errOut, reviewCLIKey, "%q", tc.args)
@@ -101,7 +102,11 @@ func TestReviewSimFaultsReachRead(t *testing.T) {
 				env = exports(out.String())
 				return len(env) == 4
 			}, 5*time.Second, 5*time.Millisecond)
-			args := []string{"--url", env["ENTROPY_URL"], "--public-key", env["ENTROPY_PUBLIC_KEY"], "--timeout", "500ms"}
+			timeout := "500ms"
+			if fault == "badsig" {
+				timeout = "10s" // time for a whole round of retries, all refused
+			}
+			args := []string{"--url", env["ENTROPY_URL"], "--public-key", env["ENTROPY_PUBLIC_KEY"], "--timeout", timeout}
 			t.Setenv("ENTROPY_API_KEY", env["ENTROPY_API_KEY"])
 
 			code, rout, rerr := runCLI(t, append([]string{"read", "-n", "8", "--policy", "fail"}, args...)...)
@@ -110,6 +115,16 @@ func TestReviewSimFaultsReachRead(t *testing.T) {
 			assert.Equal(t, 1, strings.Count(rerr, "\n"), rerr)
 
 			code, rout, rerr = runCLI(t, append([]string{"read", "-n", "8", "--label"}, args...)...)
+			if fault == "badsig" || fault == "exhausted" {
+				// Every answer refused (402) or signed with another key:
+				// a misconfiguration, an error under every policy.
+				assert.Equal(t, 1, code, rerr)
+				assert.Empty(t, rout)
+				assert.Equal(t, 1, strings.Count(rerr, "\n"), rerr)
+				cancel()
+				<-done
+				return
+			}
 			assert.Equal(t, 0, code, rerr)
 			assert.Contains(t, rout, `"verifiable":false`)
 			assert.Contains(t, rout, `"class":"fallback"`)

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/provenrand/entropy/sim"
@@ -52,6 +53,10 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, c, fmt.Errorf("--queue %v must be in 0..1", *queue))
 	case *latency < 0:
 		return usageError(stderr, c, fmt.Errorf("--latency %v must not be negative", *latency))
+	case *rateLimit < 0 || math.IsNaN(*rateLimit) || math.IsInf(*rateLimit, 0):
+		return usageError(stderr, c, fmt.Errorf("--rate %v: want requests per second, 0 for no limit", *rateLimit))
+	case *rateLimit > 0 && *burst < 1:
+		return usageError(stderr, c, fmt.Errorf("--burst %d must be at least 1", *burst))
 	}
 
 	opts := []sim.Option{sim.WithKey(*apiKey, *balance), sim.WithLatency(*latency), sim.WithQueuedJobs(*queue, 1)}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/provenrand/entropy/httpsource"
+)
+
+// flagError is a bad command line found after parsing (a flag value out of
+// range, flags that do not go together): the command exits with exitUsage,
+// as for a flag the parser refused, not with exitError, which is for
+// failures at run time.
+type flagError struct{ err error }
+
+func (e *flagError) Error() string { return e.err.Error() }
+func (e *flagError) Unwrap() error { return e.err }
+
+// badFlag marks err as a bad command line (exit status 2).
+func badFlag(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &flagError{err: err}
+}
+
+// badFlagf is badFlag(fmt.Errorf(format, args...)).
+func badFlagf(format string, args ...any) error { return badFlag(fmt.Errorf(format, args...)) }
+
+// oneLine is err's message on one line, without the "entropy: " prefix of
+// the library's errors: the command's own prefix ("entropy read: ") says
+// where it comes from already.
+func oneLine(err error) string {
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	return strings.TrimPrefix(msg, "entropy: ")
+}
+
+// exitCode is the exit status of a command that ends with err: exitUsage
+// for a bad command line, exitError for anything else.
+func exitCode(err error) int {
+	var fe *flagError
+	if errors.As(err, &fe) {
+		return exitUsage
+	}
+	return exitError
+}
+
+// failWith prints "entropy <cmd>: err" as one line and returns the exit
+// status err calls for (exitUsage for a bad flag, with a pointer to --help).
+func failWith(stderr io.Writer, c *command, err error) int {
+	if exitCode(err) == exitUsage {
+		fmt.Fprintf(stderr, "entropy %s: %s (see entropy %s --help)\n", c.name, oneLine(err), c.name)
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "entropy %s: %s\n", c.name, oneLine(err))
+	return exitError
+}
+
+// withCause adds the sources' last errors to a timeout: "context deadline
+// exceeded" alone does not say that the relay's name did not resolve.
+func (p *provider) withCause(err error) error {
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var causes []string
+	for _, s := range p.Stats().Sources {
+		if s.LastError != nil {
+			causes = append(causes, oneLine(s.LastError))
+		}
+	}
+	if len(causes) == 0 {
+		return fmt.Errorf("no verifiable entropy before --timeout: %w", err)
+	}
+	return fmt.Errorf("no verifiable entropy before --timeout (%w); last source error: %s", err, strings.Join(causes, "; "))
+}
+
+// setFlags reports which flags of fs the command line set.
+func setFlags(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
+}
+
+// parseIntBound reads the N of draw --int N: a whole number from 1 to
+// 2^64-1. Its error states that range, whatever was wrong.
+func parseIntBound(s string) (uint64, error) {
+	v, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+	if err != nil || v == 0 {
+		return 0, fmt.Errorf("--int %q: N must be a whole number from 1 to %d (the draw is one integer from 0 to N-1)", s, uint64(math.MaxUint64))
+	}
+	return v, nil
+}
+
+// checkHead checks audit --head: empty, or the hex SHA-256 of a journal's
+// last line (64 hex digits), as the journal reports it.
+func checkHead(h string) error {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return nil
+	}
+	if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
+		return fmt.Errorf("--head %q: want the journal head published earlier, %d hex digits", h, 2*sha256.Size)
+	}
+	return nil
+}
+
+// serviceName is the name labels give the service at baseURL: the name
+// given (--source-name, ENTROPY_SOURCE_NAME), else the URL's host:port.
+// A name that follows from the service's address is the same in the
+// command that draws and in the one that verifies, and never names
+// another service (a default like "quantropy" would name every service so).
+func serviceName(given, baseURL string) string {
+	if given = strings.TrimSpace(given); given != "" {
+		return given
+	}
+	if u, err := url.Parse(baseURL); err == nil && u.Host != "" {
+		return strings.ToLower(u.Host)
+	}
+	return httpsource.DefaultName
+}
