@@ -10,7 +10,10 @@ import (
 	"io"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/entropymetrics"
 )
 
 // maxReadSize bounds entropy read -n.
@@ -19,7 +22,7 @@ const maxReadSize = 1 << 20
 func init() {
 	register(&command{
 		name:    "read",
-		usage:   "read [-n N] [--format hex|base64|raw] [--label] [--policy degrade|defer|fail] [--url U] [--public-key B64]",
+		usage:   "read [-n N] [--format hex|base64|raw] [--label] [--policy degrade|defer|fail] [--url U] [--public-key B64] [--metrics ADDR]",
 		summary: "print N bytes of entropy and, with --label, where they came from",
 		run:     runRead,
 	})
@@ -32,6 +35,7 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	n := fs.Int("n", 32, "number of bytes to read (1.."+fmt.Sprint(maxReadSize)+")")
 	format := fs.String("format", "hex", "output format: hex, base64 or raw (raw writes the label to stderr)")
 	label := fs.Bool("label", false, "also print the label (provenance) of the bytes as JSON")
+	metricsAddr := fs.String("metrics", "", "serve the Provider's metrics on http://`ADDR`/metrics (Prometheus format) while reading, and after it until interrupted")
 	var sf sourceFlags
 	sf.add(fs)
 	if code, done := parseFlags(c, fs, args, stdout, stderr); done {
@@ -57,6 +61,17 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, c, err)
 	}
 	defer p.Close()
+	var ms *metricsServer
+	if *metricsAddr != "" {
+		if ms, err = serveMetrics(*metricsAddr, func(mp metric.MeterProvider) (metric.Registration, error) {
+			return entropymetrics.Register(p.Provider, entropymetrics.WithMeterProvider(mp))
+		}); err != nil {
+			return fail(stderr, c, err)
+		}
+		defer ms.Close()
+		fmt.Fprintf(stderr, "entropy read: metrics on %s\n", ms.url)
+	}
+	interrupted := ctx
 
 	ctx, cancel := context.WithTimeout(ctx, sf.timeout)
 	defer cancel()
@@ -93,6 +108,11 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if !lbl.Verifiable && !*label {
 		fmt.Fprintf(stderr, "entropy read: warning: bytes are %s, not verifiable: %v\n", lbl.Provenance(), lbl.Reason)
+	}
+	if ms != nil {
+		// The figures of the read stay there to be scraped.
+		fmt.Fprintf(stderr, "entropy read: serving metrics on %s until interrupted\n", ms.url)
+		<-interrupted.Done()
 	}
 	return exitOK
 }

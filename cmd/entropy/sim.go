@@ -8,6 +8,9 @@ import (
 	"math"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/provenrand/entropy/entropymetrics"
 	"github.com/provenrand/entropy/sim"
 )
 
@@ -18,7 +21,7 @@ const demoAPIKey = "sim-demo-key"
 func init() {
 	register(&command{
 		name:    "sim",
-		usage:   "sim [--addr 127.0.0.1:8080] [--faults drop=0.1,status=0.05,...] [--seed N]",
+		usage:   "sim [--addr 127.0.0.1:8080] [--faults drop=0.1,status=0.05,...] [--seed N] [--metrics ADDR]",
 		summary: "serve the entropy simulator on a loopback address until interrupted",
 		run:     runSim,
 	})
@@ -37,6 +40,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	burst := fs.Int("burst", 5, "burst of the rate limit")
 	latency := fs.Duration("latency", 0, "delay of every entropy answer")
 	queue := fs.Float64("queue", 0, "fraction of jobs answered 202 queued")
+	metricsAddr := fs.String("metrics", "", "serve the simulator's metrics on http://`ADDR`/metrics (Prometheus format)")
 	if code, done := parseFlags(c, fs, args, stdout, stderr); done {
 		return code
 	}
@@ -79,6 +83,16 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, c, err)
 	}
 	defer s.Close()
+	if *metricsAddr != "" {
+		ms, err := serveMetrics(*metricsAddr, func(mp metric.MeterProvider) (metric.Registration, error) {
+			return entropymetrics.RegisterSimulator(s, entropymetrics.WithMeterProvider(mp))
+		})
+		if err != nil {
+			return fail(stderr, c, err)
+		}
+		defer ms.Close()
+		fmt.Fprintf(stderr, "entropy sim: metrics on %s\n", ms.url)
+	}
 
 	fmt.Fprintf(stdout, "simulator serving on %s (Ctrl-C to stop)\n", url)
 	fmt.Fprintf(stdout, "  export ENTROPY_URL=%s\n", url)

@@ -1,0 +1,261 @@
+// Package entropymetrics exports the counters and states of an
+// entropy.Provider and of each of its sources as OpenTelemetry metrics
+// (go.opentelemetry.io/otel/metric): observable instruments that read
+// Provider.Stats once per collection, so the read path pays nothing for them.
+// Any OpenTelemetry reader or exporter takes them as they are; with the
+// Prometheus exporter (go.opentelemetry.io/otel/exporters/prometheus) they
+// are served on /metrics (see the package example).
+//
+// Names and units follow the OpenTelemetry semantic conventions: a dotted
+// namespace "entropy.", units in UCUM ("By" for bytes, "s" for seconds, "1"
+// for ratios, and curly-brace annotations such as "{read}" for counts of
+// things), the variable parts as attributes. The instruments:
+//
+//	entropy.pool.fill              gauge    By         checked bytes in the pool now
+//	entropy.pool.capacity          gauge    By         bytes the pool holds when full
+//	entropy.reads                  counter  {read}     reads served, by entropy.read.class
+//	entropy.served                 counter  By         bytes served, by entropy.read.class
+//	entropy.fallback.share         gauge    1          fallback bytes / all bytes served so far
+//	entropy.fallback.episodes      counter  {episode}  fallback episodes started
+//	entropy.fallback.active        gauge    {episode}  1 while an episode is open, else 0
+//	entropy.journal.errors         counter  {error}    journal records that failed to append
+//	entropy.source.breaker.state   gauge    {state}    1 for the breaker's state, 0 for the others, by entropy.breaker.state
+//	entropy.source.requests        counter  {request}  requests sent, retries included
+//	entropy.source.failures        counter  {request}  requests that failed, rejected blocks included
+//	entropy.source.retries         counter  {retry}    retries
+//	entropy.source.blocks          counter  {block}    blocks, by entropy.block.outcome (accepted, rejected)
+//	entropy.source.accepted        counter  By         bytes of accepted blocks
+//	entropy.source.hold            gauge    s          time left of a Retry-After hold, 0 if none
+//
+// entropy.read.class is "verifiable", "derived" or "fallback". Every
+// entropy.source.* instrument carries entropy.source (the source's name, as
+// its blocks give it; "source N" before the first) and
+// entropy.source.priority (its place in the failover order, 0 first).
+//
+// The package is a sub-package so that the root package stays free of
+// OpenTelemetry; it depends only on the API (go.opentelemetry.io/otel and
+// its metric package), and the application picks the SDK and exporter.
+package entropymetrics
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/provenrand/entropy"
+)
+
+// ScopeName is the instrumentation scope of the instruments (the meter's name).
+const ScopeName = "github.com/provenrand/entropy/entropymetrics"
+
+// Attribute keys of the instruments.
+const (
+	ReadClassKey      = attribute.Key("entropy.read.class")      // verifiable, derived, fallback
+	SourceKey         = attribute.Key("entropy.source")          // the source's name
+	SourcePriorityKey = attribute.Key("entropy.source.priority") // 0 for the first source
+	BreakerStateKey   = attribute.Key("entropy.breaker.state")   // closed, half-open, open
+	BlockOutcomeKey   = attribute.Key("entropy.block.outcome")   // accepted, rejected
+)
+
+// Attribute values.
+const (
+	breakerClosed   = "closed"
+	breakerHalfOpen = "half-open"
+	breakerOpen     = "open"
+	outcomeAccepted = "accepted"
+	outcomeRejected = "rejected"
+	classVerifiable = "verifiable"
+	classDerived    = "derived"
+	classFallback   = "fallback"
+)
+
+// Statser is what Register reads: *entropy.Provider has it.
+type Statser interface {
+	Stats() entropy.Stats
+}
+
+// Option configures Register.
+type Option func(*config)
+
+type config struct {
+	mp    metric.MeterProvider
+	attrs []attribute.KeyValue
+	now   func() time.Time
+}
+
+// WithMeterProvider sets the meter provider. The default is the global one
+// (otel.GetMeterProvider).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *config) {
+		if mp != nil {
+			c.mp = mp
+		}
+	}
+}
+
+// WithAttributes adds attributes to every observation, e.g. a name for the
+// Provider when a process has several.
+func WithAttributes(kv ...attribute.KeyValue) Option {
+	return func(c *config) { c.attrs = append(c.attrs, kv...) }
+}
+
+// WithClock sets the clock that entropy.source.hold counts against; it
+// should be the Provider's (entropy.WithClock). Default time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) {
+		if now != nil {
+			c.now = now
+		}
+	}
+}
+
+// instruments are the observable instruments of one registration.
+type instruments struct {
+	poolFill, poolCapacity metric.Int64ObservableGauge
+	reads, served          metric.Int64ObservableCounter
+	fallbackShare          metric.Float64ObservableGauge
+	episodes               metric.Int64ObservableCounter
+	active                 metric.Int64ObservableGauge
+	journalErrors          metric.Int64ObservableCounter
+	breaker                metric.Int64ObservableGauge
+	requests, failures     metric.Int64ObservableCounter
+	retries, blocks        metric.Int64ObservableCounter
+	accepted               metric.Int64ObservableCounter
+	hold                   metric.Float64ObservableGauge
+}
+
+// Register creates the instruments on a meter named ScopeName and registers
+// one callback that reads p.Stats() at every collection. Unregister the
+// returned registration when p is closed (or keep it: a closed Provider
+// reports its last figures).
+func Register(p Statser, opts ...Option) (metric.Registration, error) {
+	if p == nil {
+		return nil, errors.New("entropymetrics: nil Provider")
+	}
+	c := config{now: time.Now}
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	if c.mp == nil {
+		c.mp = otel.GetMeterProvider()
+	}
+	m := c.mp.Meter(ScopeName)
+	var in instruments
+	var err error
+	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
+		g, e := m.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		err = errors.Join(err, e)
+		return g
+	}
+	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
+		ctr, e := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		err = errors.Join(err, e)
+		return ctr
+	}
+	fgauge := func(name, unit, desc string) metric.Float64ObservableGauge {
+		g, e := m.Float64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		err = errors.Join(err, e)
+		return g
+	}
+	in.poolFill = gauge("entropy.pool.fill", "By", "Checked verifiable bytes in the pool now.")
+	in.poolCapacity = gauge("entropy.pool.capacity", "By", "Bytes the pool holds when full.")
+	in.reads = counter("entropy.reads", "{read}", "Reads served, by class (verifiable, derived, fallback).")
+	in.served = counter("entropy.served", "By", "Bytes served, by class (verifiable, derived, fallback).")
+	in.fallbackShare = fgauge("entropy.fallback.share", "1", "Share of the bytes served so far that came from the crypto/rand fallback.")
+	in.episodes = counter("entropy.fallback.episodes", "{episode}", "Fallback episodes started.")
+	in.active = gauge("entropy.fallback.active", "{episode}", "1 while a fallback episode is open, else 0.")
+	in.journalErrors = counter("entropy.journal.errors", "{error}", "Journal records that failed to append.")
+	in.breaker = gauge("entropy.source.breaker.state", "{state}", "1 for the state the source's circuit breaker is in, 0 for the others.")
+	in.requests = counter("entropy.source.requests", "{request}", "Requests sent to the source, retries included.")
+	in.failures = counter("entropy.source.failures", "{request}", "Requests to the source that failed, rejected blocks included.")
+	in.retries = counter("entropy.source.retries", "{retry}", "Retries of failed requests to the source.")
+	in.blocks = counter("entropy.source.blocks", "{block}", "Blocks the source returned, by outcome of the checks (accepted, rejected).")
+	in.accepted = counter("entropy.source.accepted", "By", "Bytes of the source's accepted blocks.")
+	in.hold = fgauge("entropy.source.hold", "s", "Time left of a Retry-After hold on the source, 0 if none.")
+	if err != nil {
+		return nil, err
+	}
+	observables := []metric.Observable{
+		in.poolFill, in.poolCapacity, in.reads, in.served, in.fallbackShare, in.episodes, in.active,
+		in.journalErrors, in.breaker, in.requests, in.failures, in.retries, in.blocks, in.accepted, in.hold,
+	}
+	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		in.observe(o, p.Stats(), c.attrs, c.now())
+		return nil
+	}, observables...)
+}
+
+// observe reports one Stats snapshot.
+func (in *instruments) observe(o metric.Observer, st entropy.Stats, base []attribute.KeyValue, now time.Time) {
+	with := func(kv ...attribute.KeyValue) metric.ObserveOption {
+		all := make([]attribute.KeyValue, 0, len(base)+len(kv))
+		all = append(append(all, base...), kv...)
+		return metric.WithAttributes(all...)
+	}
+	plain := with()
+	o.ObserveInt64(in.poolFill, int64(st.Pooled), plain)
+	o.ObserveInt64(in.poolCapacity, int64(st.Capacity), plain)
+	for _, c := range []struct {
+		class        string
+		reads, bytes uint64
+	}{
+		{classVerifiable, st.VerifiableReads, st.VerifiableBytes},
+		{classDerived, st.DerivedReads, st.DerivedBytes},
+		{classFallback, st.FallbackReads, st.FallbackBytes},
+	} {
+		opt := with(ReadClassKey.String(c.class))
+		o.ObserveInt64(in.reads, clamp(c.reads), opt)
+		o.ObserveInt64(in.served, clamp(c.bytes), opt)
+	}
+	share := 0.0
+	if total := float64(st.VerifiableBytes) + float64(st.DerivedBytes) + float64(st.FallbackBytes); total > 0 {
+		share = float64(st.FallbackBytes) / total
+	}
+	o.ObserveFloat64(in.fallbackShare, share, plain)
+	o.ObserveInt64(in.episodes, clamp(st.FallbackEpisodes), plain)
+	active := int64(0)
+	if st.InFallback {
+		active = 1
+	}
+	o.ObserveInt64(in.active, active, plain)
+	o.ObserveInt64(in.journalErrors, clamp(st.JournalErrors), plain)
+
+	for i, s := range st.Sources {
+		src := []attribute.KeyValue{SourceKey.String(s.Name), SourcePriorityKey.Int(i)}
+		opt := with(src...)
+		for _, state := range []string{breakerClosed, breakerHalfOpen, breakerOpen} {
+			v := int64(0)
+			if s.Breaker == state {
+				v = 1
+			}
+			o.ObserveInt64(in.breaker, v, with(append(src, BreakerStateKey.String(state))...))
+		}
+		o.ObserveInt64(in.requests, clamp(s.Requests), opt)
+		o.ObserveInt64(in.failures, clamp(s.Failures), opt)
+		o.ObserveInt64(in.retries, clamp(s.Retries), opt)
+		o.ObserveInt64(in.blocks, clamp(s.BlocksAccepted), with(append(src, BlockOutcomeKey.String(outcomeAccepted))...))
+		o.ObserveInt64(in.blocks, clamp(s.BlocksRejected), with(append(src, BlockOutcomeKey.String(outcomeRejected))...))
+		o.ObserveInt64(in.accepted, clamp(s.BytesAccepted), opt)
+		hold := 0.0
+		if !s.HoldUntil.IsZero() {
+			if d := s.HoldUntil.Sub(now); d > 0 {
+				hold = d.Seconds()
+			}
+		}
+		o.ObserveFloat64(in.hold, hold, opt)
+	}
+}
+
+// clamp converts a counter to int64, saturating.
+func clamp(v uint64) int64 {
+	if v > 1<<63-1 {
+		return 1<<63 - 1
+	}
+	return int64(v)
+}
