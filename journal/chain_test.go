@@ -41,7 +41,9 @@ func TestChainMatchesTheFileJournal(t *testing.T) {
 	seq, head := c.Head()
 	c2 := ChainAt(seq, head)
 	var more bytes.Buffer
-	for _, rec := range []any{testBlock, testEpisode} {
+	another := testBlock
+	another.JobID = "job-appended-by-a-chain"
+	for _, rec := range []any{another, testEpisode} {
 		e, err := c2.Append(time.Now(), rec)
 		require.NoError(t, err)
 		more.Write(e.Line)
