@@ -87,11 +87,14 @@ func (c *Chain) Append(t time.Time, rec any) (Entry, error) {
 
 // Check verifies line (without its newline) as the next record of the chain:
 // canonical form, hash, sequence, chain and, for events, that the event was
-// not recorded before in the lines this Chain saw. On success the chain
+// not recorded before in the lines this Chain saw (a block of a job recorded
+// before is listed in Report's DuplicateJobs, its Line the record's place in
+// the chain). On success the chain
 // advances and the record's Entry is returned; on failure the error is one
 // of ErrHashMismatch, ErrChainBroken, ErrSequence or ErrMalformed (possibly
 // wrapping a detail) and the chain does not advance.
 func (c *Chain) Check(line []byte) (Entry, error) {
+	c.v.line = c.v.rep.Records + 1
 	if err := c.v.check(line, false); err != nil {
 		return Entry{}, err
 	}

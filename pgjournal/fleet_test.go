@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
@@ -225,8 +226,9 @@ func TestFleetSurvivesKilledConnections(t *testing.T) {
 }
 
 // PostgreSQL unreachable: ReadFor fails with an error that wraps the
-// driver's, ordinary reads go on, block records wait and are retried, and
-// the Provider recovers by itself when the database is back.
+// driver's, ordinary reads go on (from the pool, then by the Provider's
+// policy: no new job can be claimed while the replay guard cannot answer),
+// and the Provider recovers by itself when the database is back.
 func TestDatabaseDownAndBack(t *testing.T) {
 	dsn, schema := testDSN(t), testSchema(t)
 	px := newProxy(t, dsn)
@@ -242,14 +244,14 @@ func TestDatabaseDownAndBack(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "pgjournal")
 	var netErr net.Error
-	assert.True(t, errors.As(err, &netErr) || strings.Contains(err.Error(), "connect"), "the driver's error is wrapped: %v", err)
+	var connErr *pgconn.ConnectError
+	assert.True(t, errors.As(err, &netErr) || errors.As(err, &connErr) || errors.Is(err, io.ErrUnexpectedEOF),
+		"the driver's error is wrapped: %v", err)
 	t.Log(err)
 	for range 20 {
-		_, err := r.p.Read(make([]byte, 512)) // drains the pool: refills and block records follow
+		_, err := r.p.Read(make([]byte, 512))
 		require.NoError(t, err, "ordinary reads go on while the journal is down")
 	}
-	require.Eventually(t, func() bool { return r.p.Stats().JournalErrors > 0 }, 10*time.Second, 10*time.Millisecond,
-		"block records that could not be written are counted")
 
 	px.up()
 	b2 := make([]byte, 16)

@@ -35,7 +35,12 @@
 //
 // # When PostgreSQL is down
 //
-// Calls fail with errors that wrap the driver's. Every append is idempotent
+// Calls fail with errors that wrap the driver's: ReadFor of an event not yet
+// drawn fails cleanly, and nothing unrecorded is handed out. Reads go on from
+// the pool; since the replay guard (ClaimJob, entropy.JobClaimer) cannot
+// tell whether a new job is fresh, refills are refused meanwhile, and once
+// the pool is empty reads follow the Provider's policy (Degrade: crypto/rand,
+// labelled non-verifiable). Every append is idempotent
 // (a retried block, episode or event after an unknown commit outcome is
 // recognised and not recorded twice), so the Provider retries block and
 // fallback records until they are written, and a ReadFor that failed can be
@@ -116,7 +121,10 @@ type Journal struct {
 	closed atomic.Bool
 }
 
-var _ entropy.Journal = (*Journal)(nil)
+var (
+	_ entropy.Journal    = (*Journal)(nil)
+	_ entropy.JobClaimer = (*Journal)(nil)
+)
 
 // config is what the options set.
 type config struct {
@@ -287,6 +295,7 @@ type tables struct {
 	version        string // schema versions applied
 	records        string // one record per row
 	head           string // the chain head: one row
+	jobs           string // jobs claimed (the replay guard)
 	lockKey        int64  // advisory lock key of migrations
 }
 
@@ -300,6 +309,7 @@ func newTables(schema, prefix string) tables {
 		version: q("journal_version"),
 		records: q("journal_records"),
 		head:    q("journal_head"),
+		jobs:    q("journal_jobs"),
 		lockKey: int64(h.Sum64()),
 	}
 }
@@ -376,7 +386,13 @@ func (j *Journal) migrations() []func(context.Context, pgx.Tx) error {
 					hash       text   NOT NULL,
 					written_at timestamptz NOT NULL DEFAULT now()
 				)`,
-				"CREATE INDEX ON " + j.t.records + " (source, job_id) WHERE type = 'block'",
+				"CREATE UNIQUE INDEX ON " + j.t.records + " (source, job_id) WHERE type = 'block'",
+				"CREATE TABLE " + j.t.jobs + ` (
+					source     text NOT NULL,
+					job_id     text NOT NULL,
+					claimed_at timestamptz NOT NULL DEFAULT now(),
+					PRIMARY KEY (source, job_id)
+				)`,
 				"CREATE TABLE " + j.t.head + ` (
 					id   boolean PRIMARY KEY DEFAULT true CHECK (id),
 					seq  bigint  NOT NULL,
@@ -484,6 +500,12 @@ func (j *Journal) append(ctx context.Context, rec any) error {
 					return fmt.Errorf("look for record %d: %w", e.Seq, err)
 				}
 				if n == 0 {
+					if b, ok := rec.(entropy.BlockRecord); ok {
+						err := tx.QueryRow(ctx, "SELECT count(*) FROM "+j.t.records+" WHERE type = 'block' AND source = $1 AND job_id = $2", b.Source, b.JobID).Scan(&n)
+						if err == nil && n > 0 {
+							return fmt.Errorf("%w: job %q of %q, with other bytes", journal.ErrJobExists, b.JobID, b.Source)
+						}
+					}
 					return fmt.Errorf("record %d: its seq is taken by a row the chain head does not know: the table was changed by hand (run Verify)", e.Seq)
 				}
 				return errAlreadyRecorded
@@ -544,8 +566,33 @@ func isConnClosed(err error) bool {
 		strings.Contains(s, "connection reset") || strings.Contains(s, "broken pipe")
 }
 
+// ClaimJob reports whether (source, jobID) is new to the journal, and if it
+// is, reserves it for the caller, atomically across every replica sharing
+// the database: a job replayed to two replicas, or to one after a restart,
+// is taken once. It implements entropy.JobClaimer.
+func (j *Journal) ClaimJob(ctx context.Context, source, jobID string) (bool, error) {
+	if j.closed.Load() {
+		return false, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	var fresh bool
+	err := retry(ctx, func() error {
+		tag, err := j.pool.Exec(ctx, "INSERT INTO "+j.t.jobs+" (source, job_id) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM "+
+			j.t.records+" WHERE type = 'block' AND source = $1 AND job_id = $2) ON CONFLICT DO NOTHING", source, jobID)
+		fresh = err == nil && tag.RowsAffected() == 1
+		return err
+	})
+	if err != nil {
+		return false, j.wrap(fmt.Sprintf("claim job %s/%s", source, jobID), err)
+	}
+	return fresh, nil
+}
+
 // RecordBlock appends a "block" record. A block already recorded (a retry
-// after a lost connection) is not recorded twice.
+// after a lost connection) is not recorded twice; another block of a job
+// recorded before is refused (journal.ErrJobExists).
 func (j *Journal) RecordBlock(ctx context.Context, b entropy.BlockRecord) error {
 	err := j.append(ctx, b)
 	if errors.Is(err, errAlreadyRecorded) {
@@ -711,6 +758,10 @@ func (j *Journal) Verify(ctx context.Context) (journal.Report, error) {
 			return j.wrap("read records", err)
 		}
 		rep = c.Report()
+		if len(rep.DuplicateJobs) > 0 {
+			d := rep.DuplicateJobs[0]
+			return &RecordError{Seq: uint64(d.Line), Row: d.Line, Err: fmt.Errorf("%w: job %q of %q, first recorded in record %d", journal.ErrDuplicateJob, d.JobID, d.Source, d.FirstLine)}
+		}
 		if uint64(headSeq) != rep.LastSeq || headHash != rep.Head {
 			// The first record the head and the rows disagree on: one
 			// removed from the end, or one added without the head.

@@ -279,3 +279,46 @@ func TestClosed(t *testing.T) {
 	_, err = j.Verify(ctx)
 	assert.ErrorIs(t, err, pgjournal.ErrClosed)
 }
+
+// The replay guard across a fleet: of replicas claiming one job at once,
+// exactly one gets it; a job with a block record is not new; a second block
+// record of a job is refused.
+func TestReplayGuardAcrossReplicas(t *testing.T) {
+	schema := testSchema(t)
+	const replicas = 6
+	js := make([]*pgjournal.Journal, replicas)
+	for i := range js {
+		js[i] = openIn(t, schema)
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	fresh := make([]bool, replicas)
+	for i, j := range js {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			fresh[i], err = j.ClaimJob(ctx, "quantropy", "job-replayed")
+			assert.NoError(t, err)
+		}()
+	}
+	wg.Wait()
+	n := 0
+	for _, f := range fresh {
+		if f {
+			n++
+		}
+	}
+	assert.Equal(t, 1, n, "one replica takes a job")
+
+	b := entropy.BlockRecord{Source: "quantropy", JobID: "job-recorded", Size: 8, Verifiable: true, Time: time.Now()}
+	require.NoError(t, js[0].RecordBlock(ctx, b))
+	f, err := js[1].ClaimJob(ctx, "quantropy", "job-recorded")
+	require.NoError(t, err)
+	assert.False(t, f, "a job with a block record is not new")
+	other := b
+	other.Digest[0] = 1
+	assert.ErrorIs(t, js[1].RecordBlock(ctx, other), journal.ErrJobExists)
+	_, err = js[2].Verify(ctx)
+	require.NoError(t, err)
+}
