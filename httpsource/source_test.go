@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log"
 	"math"
 	"net"
 	"net/http"
@@ -27,6 +28,8 @@ import (
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/straybytes"
+	"github.com/provenrand/entropy/sim"
 )
 
 const testKey = "sk-test-4f1d2c3b5a69788796a5b4c3d2e1f0"
@@ -649,6 +652,40 @@ func TestNewRefusesBadOptions(t *testing.T) {
 			assert.NotContains(t, err.Error(), "a\nb", name)
 		}
 	}
+}
+
+// TestStrayBytesOnIdleConnectionNeverLogTheKey: a service that sends, after
+// a valid answer, bytes that echo the request's Authorization header gets
+// them nowhere: the source closes each connection after its answer, so Go's
+// transport never reads them as an unsolicited response on an idle
+// connection and never logs them (with the key) through the standard log.
+func TestStrayBytesOnIdleConnectionNeverLogTheKey(t *testing.T) {
+	const key = "sk-stray-bytes-5e4d3c2b1a"
+	var logs lockedBuffer
+	prev, flags := log.Writer(), log.Flags()
+	log.SetOutput(&logs)
+	defer func() { log.SetOutput(prev); log.SetFlags(flags) }()
+
+	s := sim.New(sim.WithKey(key, 1<<20))
+	defer s.Close()
+	srv := straybytes.Start(t, s)
+	src, err := httpsource.New(srv.URL, httpsource.WithAPIKey(key), httpsource.WithPublicKey(s.PublicKey()))
+	require.NoError(t, err)
+	const fetches = 3
+	for range fetches {
+		b, err := src.Fetch(context.Background(), 32)
+		require.NoError(t, err)
+		require.True(t, b.Verifiable)
+	}
+	for i := range fetches {
+		select {
+		case <-srv.Closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("connection %d still open: stray bytes can arrive on it while it is idle", i+1)
+		}
+	}
+	assert.NotContains(t, logs.String(), key)
+	assert.NotContains(t, logs.String(), "Unsolicited response")
 }
 
 func TestAPIKeyIsRedactedFromErrors(t *testing.T) {
