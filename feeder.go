@@ -240,7 +240,7 @@ func (f *feeder) wait(ctx context.Context) error {
 				continue
 			}
 		}
-		return nil
+		return f.gate(ctx)
 	}
 }
 
@@ -263,6 +263,10 @@ func (f *feeder) once(ctx context.Context, n int) (blk Block, err error) {
 		return Block{}, err
 	}
 	if err := f.check(blk, n); err != nil {
+		f.rejected.Add(1)
+		return Block{}, err
+	}
+	if err := f.claim(ctx, blk); err != nil {
 		f.rejected.Add(1)
 		return Block{}, err
 	}

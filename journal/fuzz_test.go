@@ -194,7 +194,9 @@ func FuzzVerify(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Open refused a journal Verify accepted: %v", err)
 		}
-		if err := j.RecordBlock(context.Background(), testBlock); err != nil {
+		appended := testBlock // a job this journal cannot hold yet: a replay would be refused
+		appended.JobID = "appended after " + rep.Head
+		if err := j.RecordBlock(context.Background(), appended); err != nil {
 			t.Fatal(err)
 		}
 		if err := j.Close(); err != nil {

@@ -186,6 +186,7 @@ type Journal struct {
 	seq    uint64
 	prev   string                         // hex SHA-256 of the last line
 	events map[string]entropy.EventRecord // by event name
+	jobs   map[jobKey]jobState            // every job recorded or claimed (jobs.go)
 	err    error                          // sticky: set when an append failed part-way
 	closed bool
 }
@@ -210,7 +211,7 @@ func WithClock(now func() time.Time) Option {
 // documentation). The events it holds are loaded, so LookupEvent answers for
 // events drawn by earlier processes.
 func Open(path string, opts ...Option) (*Journal, error) {
-	j := &Journal{path: path, now: time.Now, events: make(map[string]entropy.EventRecord)}
+	j := &Journal{path: path, now: time.Now, events: make(map[string]entropy.EventRecord), jobs: make(map[jobKey]jobState)}
 	for _, o := range opts {
 		o(j)
 	}
@@ -222,7 +223,10 @@ func Open(path string, opts ...Option) (*Journal, error) {
 		f.Close()
 		return nil, err
 	}
-	v := verifier{onEvent: func(r entropy.EventRecord) { j.events[r.Event] = r }}
+	v := verifier{
+		onEvent: func(r entropy.EventRecord) { j.events[r.Event] = r },
+		onBlock: func(k jobKey) { j.jobs[k] = jobRecorded },
+	}
 	if err := v.run(f); err != nil {
 		f.Close()
 		return nil, err
@@ -273,10 +277,15 @@ func (j *Journal) RecordBlock(ctx context.Context, b entropy.BlockRecord) error 
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.append(TypeBlock, BlockData{
-		Source: b.Source, JobID: b.JobID, Size: b.Size,
-		Digest: hex.EncodeToString(b.Digest[:]), Verifiable: b.Verifiable, Time: b.Time.UTC(),
-	})
+	k := jobKey{source: b.Source, job: b.JobID}
+	if j.jobs[k] == jobRecorded {
+		return fmt.Errorf("%w: job %q of %q", ErrJobExists, b.JobID, b.Source)
+	}
+	if err := j.append(TypeBlock, blockData(b)); err != nil {
+		return err
+	}
+	j.jobs[k] = jobRecorded
+	return nil
 }
 
 // RecordFallback appends a "fallback" record. ctx is checked before the
@@ -285,10 +294,7 @@ func (j *Journal) RecordFallback(ctx context.Context, e entropy.FallbackEpisode)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	d := FallbackData{Start: e.Start.UTC(), End: e.End.UTC(), Ended: e.Ended, Reads: e.Reads, Bytes: e.Bytes}
-	if e.Reason != nil {
-		d.Reason = reasonText(e.Reason.Error())
-	}
+	d := fallbackData(e)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.append(TypeFallback, d)
@@ -329,7 +335,7 @@ func (j *Journal) RecordEvent(ctx context.Context, r entropy.EventRecord) (entro
 		return entropy.EventRecord{}, err
 	}
 	r.Time = r.Time.UTC()
-	d := EventData{Event: r.Event, Data: hex.EncodeToString(r.Data), Label: r.Label, Time: r.Time}
+	d := eventData(r)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if old, ok := j.events[r.Event]; ok {
@@ -456,14 +462,26 @@ type Report struct {
 	LastSeq       uint64 // seq of the last record (0 for an empty file)
 	Head          string // hex SHA-256 of the last line ("" for an empty file)
 	EventNames    []string
+	// DuplicateJobs lists every block record of a (source, job) recorded
+	// before: a job taken twice. Verify reports the first as an error
+	// (ErrDuplicateJob); Open accepts a journal with some, so that one
+	// written before the replay guard existed can still be opened.
+	DuplicateJobs []DuplicateJob
 }
 
 // Verify reads a journal from r and checks every record: canonical form, hash,
 // sequence and chain. It returns the first problem as a *LineError; the Report
 // then covers the lines before it. An empty input is a valid, empty journal.
+// A journal whose records are sound but that holds two block records of one
+// (source, job) fails with a *LineError wrapping ErrDuplicateJob naming the
+// second; the Report then covers the whole journal and lists every duplicate.
 func Verify(r io.Reader) (Report, error) {
 	var v verifier
 	err := v.run(r)
+	if err == nil && len(v.rep.DuplicateJobs) > 0 {
+		d := v.rep.DuplicateJobs[0]
+		err = &LineError{Line: d.Line, Offset: d.Offset, Err: fmt.Errorf("%w: job %q of %q, first recorded on line %d", ErrDuplicateJob, d.JobID, d.Source, d.FirstLine)}
+	}
 	return v.rep, err
 }
 
@@ -481,7 +499,12 @@ func VerifyFile(path string) (Report, error) {
 type verifier struct {
 	rep     Report
 	onEvent func(entropy.EventRecord) // called for each event record, if set
+	onBlock func(jobKey)              // called for each block record, if set
 	seen    map[string]bool
+	jobs    map[jobKey]int // line of each job's first block record
+	line    int            // the line being checked
+	offset  int64          // its offset
+	last    Entry          // the last line that verified
 }
 
 // run checks every line of r.
@@ -507,6 +530,7 @@ func (v *verifier) run(r io.Reader) error {
 		next, nextErr := readLine(br)
 		last := nextErr == io.EOF && len(next) == 0
 		text := cur[:len(cur)-1]
+		v.line, v.offset = line, offset
 		if err := v.check(text, last); err != nil {
 			return &LineError{Line: line, Offset: offset, Err: err}
 		}
@@ -536,6 +560,7 @@ func (v *verifier) check(text []byte, last bool) error {
 	if r.Hash != lineHash(bodyBytes) {
 		return ErrHashMismatch
 	}
+	v.last.Event = ""
 	canon, err := canonicalData(r.Type, r.Data, v)
 	if err != nil {
 		return err
@@ -564,6 +589,7 @@ func (v *verifier) check(text []byte, last bool) error {
 	v.rep.Records++
 	v.rep.LastSeq = r.Seq
 	v.rep.Head = lineHash(text)
+	v.last = Entry{Seq: r.Seq, Type: r.Type, Event: v.last.Event, Data: canon, Line: text, Hash: v.rep.Head}
 	return nil
 }
 
@@ -595,6 +621,7 @@ func canonicalData(typ string, raw json.RawMessage, v *verifier) ([]byte, error)
 			return nil, bad("digest is not 32 bytes of hex")
 		}
 		v.rep.Blocks++
+		v.block(d)
 		out = d
 	case TypeFallback:
 		var d FallbackData
@@ -617,6 +644,7 @@ func canonicalData(typ string, raw json.RawMessage, v *verifier) ([]byte, error)
 			return nil, bad("event %q recorded twice", d.Event)
 		}
 		v.seen[d.Event] = true
+		v.last.Event = d.Event
 		v.rep.Events++
 		v.rep.EventNames = append(v.rep.EventNames, d.Event)
 		if v.onEvent != nil {

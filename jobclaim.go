@@ -1,0 +1,41 @@
+package entropy
+
+import (
+	"context"
+	"fmt"
+)
+
+// JobClaimer is an optional interface of a Journal: the replay guard that
+// outlives a process (contract point 3). A Provider whose journal implements
+// it asks the journal, for every block that passed its checks and before any
+// of its bytes enter the pool, whether the job is new to the journal; a job
+// the journal holds a record of, or that another Provider sharing the
+// journal has claimed, is refused as a replay, in this process, in another
+// one, and after a restart with the same journal. Package journal
+// implements it.
+type JobClaimer interface {
+	// ClaimJob reserves (source, jobID) for the caller and reports true, or
+	// reports false if the journal holds a block record of that job or the
+	// job was claimed before. A claimed job's record follows through
+	// RecordBlock.
+	ClaimJob(ctx context.Context, source, jobID string) (fresh bool, err error)
+}
+
+// claim asks the Provider's journal, if it is a JobClaimer, whether block b
+// is a job it has never seen: a replay is refused with ErrInvalidBlock, and
+// a journal that cannot answer refuses the block too (its freshness is then
+// unknown).
+func (f *feeder) claim(ctx context.Context, b Block) error {
+	c, ok := f.cfg.journal.(JobClaimer)
+	if !ok {
+		return nil
+	}
+	fresh, err := c.ClaimJob(ctx, b.Source, b.JobID)
+	if err != nil {
+		return fmt.Errorf("entropy: journal could not tell whether job %s of %s is new: %w", b.JobID, b.Source, err)
+	}
+	if !fresh {
+		return fmt.Errorf("%w: job %s of %s is already in the journal (a replay)", ErrInvalidBlock, b.JobID, b.Source)
+	}
+	return nil
+}
