@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/provenrand/entropy/internal/fsizelimit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -22,6 +23,9 @@ func TestMain(m *testing.M) {
 		// A child of runMain: be the command, through main.
 		var a []string
 		if err := json.Unmarshal([]byte(args), &a); err != nil {
+			panic(err)
+		}
+		if _, err := fsizelimit.FromEnv(); err != nil {
 			panic(err)
 		}
 		os.Args = append([]string{"entropy"}, a...)
