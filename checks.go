@@ -2,7 +2,7 @@ package entropy
 
 import (
 	"fmt"
-	"unicode/utf8"
+	"strconv"
 )
 
 // maxName is the longest source name or job ID a block may carry.
@@ -29,9 +29,10 @@ func (f *feeder) check(b Block, n int) error {
 		return fmt.Errorf("%w: no job ID", ErrInvalidBlock)
 	case len(b.Source) > maxName || len(b.JobID) > maxName:
 		return fmt.Errorf("%w: source name or job ID longer than %d bytes", ErrInvalidBlock, maxName)
-	case !utf8.ValidString(b.Source) || !utf8.ValidString(b.JobID):
-		// Labels, journals and transcripts carry these names as text.
-		return fmt.Errorf("%w: source name or job ID not valid UTF-8 (%q, %q)", ErrInvalidBlock, b.Source, b.JobID)
+	case CheckName(b.Source) != nil || CheckName(b.JobID) != nil:
+		// Labels, journals and transcripts carry these names as text
+		// that people read: none may forge it (CheckName).
+		return fmt.Errorf("%w: source name %s or job ID %s outside the accepted character set (docs/protocol.md, \"Names\")", ErrInvalidBlock, strconv.QuoteToASCII(b.Source), strconv.QuoteToASCII(b.JobID))
 	}
 	if err := f.health.Check(b.Data); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidBlock, err)

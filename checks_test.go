@@ -81,6 +81,11 @@ func TestInvalidBlocksAreFailures(t *testing.T) {
 		"no source":  {block: &Block{Data: []byte("abcdefgh"), JobID: "j", Verifiable: true}},
 		"panic":      {panic: true},
 		"stuck":      {block: &Block{Data: make([]byte, 4096), Source: "quantropy", JobID: "stuck", Verifiable: true}},
+		// Names that would forge a label's one-line summary or a report.
+		"job ID with a newline":        {block: &Block{Data: distinctBytes(64), Source: "quantropy", JobID: "j\nentropy OK", Verifiable: true}},
+		"job ID with a bidi override":  {block: &Block{Data: distinctBytes(64), Source: "quantropy", JobID: "j\u202eKO", Verifiable: true}},
+		"job ID ..":                    {block: &Block{Data: distinctBytes(64), Source: "quantropy", JobID: "..", Verifiable: true}},
+		"source with a line separator": {block: &Block{Data: distinctBytes(64), Source: "quantropy\u2028x", JobID: "j", Verifiable: true}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			src := newScriptSource("quantropy", st, st, st)

@@ -15,8 +15,9 @@ import (
 var ErrEventSize = errors.New("entropy: event was drawn with a different size")
 
 // ErrEventName is returned by ReadFor for an event name it cannot record
-// and ask for again: empty, not valid UTF-8, or longer than MaxEventName
-// bytes. Nothing is drawn.
+// and ask for again, or that could forge a report that prints it: empty,
+// longer than MaxEventName bytes, or refused by CheckName (not valid UTF-8,
+// a character that is not printable, "." or ".."). Nothing is drawn.
 var ErrEventName = errors.New("entropy: invalid event name")
 
 // MaxEventName is the longest event name ReadFor takes, in bytes.
@@ -59,6 +60,8 @@ func (p *Provider) ReadFor(ctx context.Context, event string, b []byte) (Label, 
 		return Label{}, fmt.Errorf("%w: %d bytes, more than %d", ErrEventName, len(event), MaxEventName)
 	case !utf8.ValidString(event):
 		return Label{}, fmt.Errorf("%w: %q is not valid UTF-8", ErrEventName, event)
+	case CheckName(event) != nil:
+		return Label{}, fmt.Errorf("%w: %v", ErrEventName, CheckName(event))
 	case len(b) == 0:
 		return Label{}, errors.New("entropy: empty read")
 	case ctx == nil:

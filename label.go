@@ -95,14 +95,17 @@ func (l Label) Len() int {
 
 // String gives a one-line summary such as
 // "verifiable quantropy job-7[0:32]" or "fallback crypto/rand (reason)".
+// A source name or job ID that is not a plain word, or a reason that is not
+// printable text, is quoted: the summary is always one line, whatever the
+// names hold.
 func (l Label) String() string {
 	var sb strings.Builder
 	sb.WriteString(l.Provenance().String())
 	for _, s := range l.Spans {
 		sb.WriteByte(' ')
-		sb.WriteString(s.Source)
+		sb.WriteString(printName(s.Source))
 		if s.JobID != "" {
-			fmt.Fprintf(&sb, " %s[%d:%d]", s.JobID, s.Offset, s.Offset+s.Length)
+			fmt.Fprintf(&sb, " %s[%d:%d]", printName(s.JobID), s.Offset, s.Offset+s.Length)
 			if s.Public {
 				sb.WriteString(" public")
 			}
@@ -111,7 +114,7 @@ func (l Label) String() string {
 		}
 	}
 	if l.Reason != nil {
-		fmt.Fprintf(&sb, " (%v)", l.Reason)
+		fmt.Fprintf(&sb, " (%s)", printText(l.Reason.Error()))
 	}
 	return sb.String()
 }

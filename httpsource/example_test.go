@@ -3,7 +3,9 @@ package httpsource_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log"
+	"os"
 	"time"
 
 	"github.com/provenrand/entropy"
@@ -95,4 +97,37 @@ func ExampleSource_Job() {
 	}
 	fmt.Println(job.Status, job.Verified, len(job.Data))
 	// Output: completed true 8
+}
+
+// Share kept-alive connections between requests: the application takes
+// charge of the standard log, where net/http writes bytes a service sends on
+// an idle connection (which may echo the API key).
+func ExampleWithKeepAlive() {
+	service := sim.New(sim.WithKey("sk-example", 1<<20))
+	url, err := service.Start()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer service.Close()
+
+	log.SetOutput(io.Discard) // or a writer that redacts what it must
+	defer log.SetOutput(os.Stderr)
+	src, err := httpsource.New(url,
+		httpsource.WithAPIKey("sk-example"),
+		httpsource.WithPublicKey(service.PublicKey()),
+		httpsource.WithKeepAlive(),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for range 2 {
+		b, err := src.Fetch(context.Background(), 32)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(len(b.Data), b.Verifiable)
+	}
+	// Output:
+	// 32 true
+	// 32 true
 }

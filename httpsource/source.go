@@ -30,8 +30,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/internal/retryafter"
@@ -61,6 +59,7 @@ type Source struct {
 	fetchKey   bool
 	allowHTTP  bool
 	jsonOnly   bool
+	keepAlive  bool
 	now        func() time.Time       // clock for Retry-After dates and job timestamps (WithClock)
 	tolerance  time.Duration          // WithTimestampTolerance
 	newNonce   func() ([]byte, error) // the nonce of each Fetch: NewNonce; tests replace it
@@ -131,9 +130,9 @@ func WithFetchPublicKey() Option {
 // bounds each call).
 //
 // With an API key, every request asks its connection to be closed after the
-// answer (http.Request.Close), so that net/http never holds a connection
-// idle on which a service could send bytes echoing the key, which it would
-// log through the standard log package. A client whose transport is not
+// answer (http.Request.Close; see WithKeepAlive), so that net/http never
+// holds a connection idle on which a service could send bytes echoing the
+// key, which it would log through the standard log package. A client whose transport is not
 // net/http's, or that logs on its own, is the caller's to keep quiet.
 func WithHTTPClient(c *http.Client) Option {
 	return func(s *Source) error {
@@ -146,11 +145,18 @@ func WithHTTPClient(c *http.Client) Option {
 }
 
 // WithName sets the Source name of the blocks, which labels show. Default
-// "quantropy".
+// "quantropy". It must be a name entropy.CheckName accepts, of at most 256
+// bytes.
 func WithName(name string) Option {
 	return func(s *Source) error {
 		if name == "" {
 			return errors.New("httpsource: empty source name")
+		}
+		if len(name) > maxJobID {
+			return fmt.Errorf("httpsource: source name of %d bytes, more than %d", len(name), maxJobID)
+		}
+		if err := entropy.CheckName(name); err != nil {
+			return fmt.Errorf("httpsource: source name: %w (docs/protocol.md, \"Names\")", err)
 		}
 		s.name = name
 		return nil
@@ -185,6 +191,20 @@ func WithAllowInsecureHTTP() Option {
 // every 429 is a passing rate limit, retried with exponential backoff.
 func WithQuotaOn429WithoutRetryAfter() Option {
 	return func(s *Source) error { s.quota429 = true; return nil }
+}
+
+// WithKeepAlive lets the requests of a source with an API key share
+// kept-alive connections, which saves a TCP (and TLS) handshake per request.
+// By default such a source closes each connection after its answer: on an
+// idle kept-alive connection net/http reads bytes that a service sends
+// unasked and logs them through the standard log package ("Unsolicited
+// response received on idle HTTP channel starting with ..."), and a hostile
+// service can make them echo the Authorization header. Give this option
+// where the standard log's output is the application's to keep
+// (log.SetOutput to a writer that drops or redacts such lines), or where
+// the service is trusted.
+func WithKeepAlive() Option {
+	return func(s *Source) error { s.keepAlive = true; return nil }
 }
 
 // WithJSONOnly makes the source ask for JSON answers only. By default it
@@ -709,18 +729,11 @@ func (s *Source) decodeJob(path string, hdr http.Header, body []byte, wantID str
 // maxJobID bounds a job ID: it is copied into every label and journal line.
 const maxJobID = 256
 
-// validJobID accepts a non-empty, bounded ID of printable characters, since
-// it travels into labels, logs, journals and transcripts.
+// validJobID accepts a bounded ID in the character set of names
+// (entropy.CheckName, docs/protocol.md), since it travels into labels, logs,
+// journals, transcripts and the reports people read.
 func validJobID(id string) bool {
-	if id == "" || len(id) > maxJobID || !utf8.ValidString(id) {
-		return false
-	}
-	for _, r := range id {
-		if unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
+	return len(id) <= maxJobID && entropy.CheckName(id) == nil
 }
 
 // completed decodes a completed job and checks its signature if pub is set.
@@ -830,7 +843,7 @@ func (s *Source) get(ctx context.Context, path, query string) (*[]byte, []byte, 
 		// answer on a kept-alive connection, which may echo this header,
 		// would otherwise be logged by net/http through the standard log
 		// package ("Unsolicited response received on idle HTTP channel").
-		req.Close = true
+		req.Close = !s.keepAlive
 	}
 	res, err := s.client.Do(req)
 	if err != nil {

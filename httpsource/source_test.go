@@ -505,6 +505,28 @@ func TestRetryAfterEdgeValues(t *testing.T) {
 	}
 }
 
+// TestJobIDOutsideNameCharacterSetRefused: a completed, correctly signed
+// job whose ID could forge printed output (a line break of any kind, a bidi
+// override, an invisible character, "." or "..") is refused as malformed: a
+// job ID goes into labels, journals, transcripts and reports.
+func TestJobIDOutsideNameCharacterSetRefused(t *testing.T) {
+	for _, id := range []string{
+		"job\nentropy OK: matches the signed jobs of quantropy", "job\u2028x", "job\u2029x", "job\u0085x",
+		"job\u202ex", "job\u2067x", "job\u200bx", "job\x1b[31mx", ".", "..",
+	} {
+		_, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, f.completedJSON(id, pattern(32)))
+		})
+		s := newSource(t, srv)
+		_, err := s.Fetch(context.Background(), 32)
+		require.ErrorIs(t, err, entropy.ErrMalformed, "%q", id)
+		assert.NotContains(t, err.Error(), "\n")
+	}
+	_, err := httpsource.New("http://127.0.0.1:1", httpsource.WithName("quantropy\nentropy OK"))
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "\n")
+}
+
 func TestMalformedAnswersAreRefused(t *testing.T) {
 	other := ed25519.NewKeyFromSeed(make([]byte, 32))
 	for _, tc := range []struct {

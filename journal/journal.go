@@ -284,6 +284,9 @@ func (j *Journal) RecordBlock(ctx context.Context, b entropy.BlockRecord) error 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := checkNames("block", b.Source, b.JobID); err != nil {
+		return err
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	k := jobKey{source: b.Source, job: b.JobID}
@@ -294,6 +297,18 @@ func (j *Journal) RecordBlock(ctx context.Context, b entropy.BlockRecord) error 
 		return err
 	}
 	j.jobs[k] = jobRecorded
+	return nil
+}
+
+// checkNames refuses (ErrMalformed, nothing written) a record whose names
+// (event, source, job ID) are outside the character set of names
+// (entropy.CheckName): they come back in audit reports that people read.
+func checkNames(typ string, names ...string) error {
+	for _, n := range names {
+		if err := entropy.CheckName(n); err != nil {
+			return fmt.Errorf("%w: %s record: name %v (docs/protocol.md, \"Names\")", ErrMalformed, typ, err)
+		}
+	}
 	return nil
 }
 
@@ -339,6 +354,16 @@ func (j *Journal) RecordEvent(ctx context.Context, r entropy.EventRecord) (entro
 	}
 	if len(r.Data) == 0 {
 		return entropy.EventRecord{}, fmt.Errorf("%w: event %q has no data", ErrMalformed, r.Event)
+	}
+	names := []string{r.Event}
+	for _, sp := range r.Label.Spans {
+		names = append(names, sp.Source)
+		if sp.JobID != "" {
+			names = append(names, sp.JobID)
+		}
+	}
+	if err := checkNames("event", names...); err != nil {
+		return entropy.EventRecord{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return entropy.EventRecord{}, err

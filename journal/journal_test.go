@@ -195,6 +195,33 @@ func TestRecordEventRejectsBadInput(t *testing.T) {
 	assert.ErrorIs(t, recordEvent(j, entropy.EventRecord{Event: "e"}), ErrMalformed)
 }
 
+// TestRecordsWithForgingNamesRefused: a block or event record whose names
+// could forge an audit report (a line break, a bidi override, "..") is
+// refused as malformed, and nothing is written.
+func TestRecordsWithForgingNamesRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, err := Open(path)
+	require.NoError(t, err)
+	defer j.Close()
+	seq, _ := j.Head()
+	for _, name := range []string{"x\nevents: 0", "x\u2028y", "x\u202ey", "x\x1b[2J", ".."} {
+		b := testBlock
+		b.JobID = name
+		assert.ErrorIs(t, j.RecordBlock(context.Background(), b), ErrMalformed, "%q", name)
+		b = testBlock
+		b.Source = name
+		assert.ErrorIs(t, j.RecordBlock(context.Background(), b), ErrMalformed, "%q", name)
+		e := testEvent
+		e.Event = name
+		assert.ErrorIs(t, recordEvent(j, e), ErrMalformed, "%q", name)
+		e = testEvent
+		e.Label.Spans = []entropy.Span{{Source: "quantropy", JobID: name, Length: 32}}
+		assert.ErrorIs(t, recordEvent(j, e), ErrMalformed, "%q", name)
+	}
+	after, _ := j.Head()
+	assert.Equal(t, seq, after, "a refused record was written")
+}
+
 // tamper changes the value of the nth (0-based) occurrence of "key": in line,
 // byte by byte, the way a hand edit would, and keeps the old hash.
 func tamper(t *testing.T, line []byte, key string, nth int) []byte {

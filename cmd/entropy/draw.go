@@ -216,11 +216,11 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(human, line)
 	if t.Event != "" {
-		fmt.Fprintf(human, "event: %s\n", t.Event)
+		fmt.Fprintf(human, "event: %s\n", shown(t.Event))
 	}
 	fmt.Fprintf(human, "entropy: %s %s\n", t.Entropy, t.Label)
 	if tf != nil {
-		fmt.Fprintf(out, "transcript: %s (check it with: entropy verify %s)\n", *transcriptPath, *transcriptPath)
+		fmt.Fprintf(out, "transcript: %s (check it with: entropy verify %s)\n", shown(*transcriptPath), shown(*transcriptPath))
 	} else {
 		fmt.Fprintln(stderr, "transcript: on stdout (check it with: entropy draw ... | entropy verify -)")
 		_, _ = out.Write(js)
@@ -233,7 +233,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	if *journalPath != "" {
-		return journalKept(stderr, c, p, *journalPath)
+		return journalKept(stderr, c, p, journalName(*journalPath))
 	}
 	return exitOK
 }
@@ -241,18 +241,19 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // journalKept closes the Provider, which writes the journal records still
 // queued (retrying a failed write for a few seconds), and reports on stderr
 // the journal's failed writes (Stats.JournalErrors) and the records it did
-// not keep (Stats.JournalLost). It returns exitError if a record the
+// not keep (Stats.JournalLost). name is the journal as it may be shown (a
+// database URL without its password). It returns exitError if a record the
 // command was asked to keep was not kept.
-func journalKept(stderr io.Writer, c *command, p *provider, path string) int {
+func journalKept(stderr io.Writer, c *command, p *provider, name string) int {
 	_ = p.Provider.Close()
 	st := p.Stats()
 	switch {
 	case st.JournalLost > 0:
 		fmt.Fprintf(stderr, "entropy %s: journal %q did not keep %d of the records it was asked to keep (%d failed writes): the result stands, but the audit trail lacks them; check the disk that holds the journal\n",
-			c.name, path, st.JournalLost, st.JournalErrors)
+			c.name, name, st.JournalLost, st.JournalErrors)
 		return exitError
 	case st.JournalErrors > 0:
-		fmt.Fprintf(stderr, "entropy %s: warning: journal %q: %d failed writes, retried until every record was kept\n", c.name, path, st.JournalErrors)
+		fmt.Fprintf(stderr, "entropy %s: warning: journal %q: %d failed writes, retried until every record was kept\n", c.name, name, st.JournalErrors)
 	}
 	return exitOK
 }
@@ -347,14 +348,14 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return nil, err
 		}
 		if j.Status != httpsource.StatusCompleted || !j.Verified {
-			return nil, fmt.Errorf("job %s is %s, signature verified: %v", id, j.Status, j.Verified)
+			return nil, fmt.Errorf("job %q is %s, signature verified: %v", id, j.Status, j.Verified)
 		}
 		return j.Data, nil
 	}
 	if err := draw.VerifyEntropy(ctx, t, jobs); err != nil {
 		return fail(stderr, c, err)
 	}
-	fmt.Fprintf(stdout, "entropy OK: matches the signed jobs of %s\n", src.Name())
+	fmt.Fprintf(stdout, "entropy OK: matches the signed jobs of %s\n", shown(src.Name()))
 	return exitOK
 }
 
@@ -442,7 +443,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	fmt.Fprintf(stdout, "\nhead: %s\n", rep.Head)
 	if *head != "" && !strings.EqualFold(strings.TrimSpace(*head), rep.Head) {
-		fmt.Fprintf(stderr, "entropy audit: head %s is not the published head %s: records were cut off the end or rewritten\n", rep.Head, *head)
+		fmt.Fprintf(stderr, "entropy audit: head %s is not the published head %s: records were cut off the end or rewritten\n", rep.Head, shown(*head))
 		return exitError
 	}
 	return exitOK

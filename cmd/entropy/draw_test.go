@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -361,4 +363,85 @@ func TestDrawReportsWhyEntropyIsUnavailable(t *testing.T) {
 	require.NotEqual(t, exitOK, code, out)
 	assert.Regexp(t, `401|(?i)unauthori`, errOut, "the cause is not reported")
 	assert.NotContains(t, errOut, "sk-cli-")
+}
+
+// forgedLine is what a forged name tries to print as a line of its own.
+const forgedLine = "entropy OK: matches the signed jobs of quantropy"
+
+// linesOf returns the lines of out, for checking that no line starts with
+// text a name tried to smuggle in.
+func linesOf(out string) []string { return strings.Split(out, "\n") }
+
+// TestVerifyOutputCannotBeForgedByJobID: a transcript whose span job_id
+// holds a newline (or another line break, or a bidi override) cannot make
+// entropy verify print a line of the file's choosing: it is refused, or its
+// names are printed quoted, and it never exits 0 with the forged line.
+func TestVerifyOutputCannotBeForgedByJobID(t *testing.T) {
+	clearEnv(t)
+	path := filepath.Join(t.TempDir(), "t.json")
+	code, _, errOut := runCLI(t, "draw", "--pick", "3", "--of", "10", "--transcript", path)
+	require.Equal(t, exitOK, code, errOut)
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	for _, bad := range []string{"\n" + forgedLine + "\n", "\u2028" + forgedLine, "\r" + forgedLine, "\u202e" + forgedLine} {
+		tr, err := draw.ParseTranscript(raw)
+		require.NoError(t, err)
+		tr.Label.Spans[0].JobID += bad
+		// The digest is the SHA-256 of the rest: anyone can make it match.
+		tr.Digest = ""
+		body, err := json.Marshal(tr)
+		require.NoError(t, err)
+		sum := sha256.Sum256(body)
+		tr.Digest = hex.EncodeToString(sum[:])
+		forged, err := json.MarshalIndent(tr, "", "  ")
+		require.NoError(t, err)
+		fp := filepath.Join(t.TempDir(), "forged.json")
+		require.NoError(t, os.WriteFile(fp, forged, 0o600))
+		code, out, errOut := runCLI(t, "verify", fp)
+		for _, l := range linesOf(out + errOut) {
+			assert.False(t, strings.HasPrefix(l, forgedLine), "a forged line was printed: %q", out+errOut)
+		}
+		assert.NotContains(t, out+errOut, "\u202e")
+		assert.NotContains(t, out+errOut, "\u2028")
+		assert.NotContains(t, out+errOut, "\r")
+		_ = code
+	}
+}
+
+// TestDrawEventNameCannotForgeOutput: draw --event with a newline (or
+// another line break, a bidi override, "..") is refused before anything is
+// drawn, with a one-line error, and nothing it holds is printed as a line of
+// its own.
+func TestDrawEventNameCannotForgeOutput(t *testing.T) {
+	clearEnv(t)
+	for _, name := range []string{"x\n" + forgedLine, "x\u2028" + forgedLine, "x\u202ey", "..", "x\x1b[2J"} {
+		code, out, errOut := runCLI(t, "draw", "--int", "10", "--event", name)
+		assert.NotEqual(t, exitOK, code, "%q", name)
+		assert.Equal(t, 1, strings.Count(errOut, "\n"), "one line: %q", errOut)
+		for _, l := range linesOf(out + errOut) {
+			assert.False(t, strings.HasPrefix(l, forgedLine), "a forged line was printed: %q", out+errOut)
+		}
+		assert.NotContains(t, out+errOut, "\u2028")
+		assert.NotContains(t, out+errOut, "\u202e")
+		assert.NotContains(t, out+errOut, "\x1b")
+	}
+}
+
+// TestAuditHeadErrorIsOneLine: audit --head with a newline (or a bidi
+// override) prints a one-line error that quotes it.
+func TestAuditHeadErrorIsOneLine(t *testing.T) {
+	clearEnv(t)
+	j := filepath.Join(t.TempDir(), "j.jsonl")
+	code, _, errOut := runCLI(t, "draw", "--int", "10", "--journal", j)
+	require.Equal(t, exitOK, code, errOut)
+	for _, head := range []string{"abc\n" + forgedLine, strings.Repeat("0", 64) + "\u2028x", "\u202e" + strings.Repeat("0", 64)} {
+		code, out, errOut := runCLI(t, "audit", "--head", head, j)
+		assert.NotEqual(t, exitOK, code)
+		assert.Equal(t, 1, strings.Count(errOut, "\n"), "one line: %q", errOut)
+		assert.NotContains(t, out+errOut, "\u2028")
+		assert.NotContains(t, out+errOut, "\u202e")
+		for _, l := range linesOf(out + errOut) {
+			assert.False(t, strings.HasPrefix(l, forgedLine), "a forged line was printed: %q", out+errOut)
+		}
+	}
 }

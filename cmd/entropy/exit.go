@@ -12,7 +12,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode"
 
+	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
 )
 
@@ -39,9 +41,40 @@ func badFlagf(format string, args ...any) error { return badFlag(fmt.Errorf(form
 // oneLine is err's message on one line, without the "entropy: " prefix of
 // the library's errors: the command's own prefix ("entropy read: ") says
 // where it comes from already.
+//
+// Every character that is not printable (a control character, a bidi
+// override, an invisible format character) is shown escaped, as \u202e: an
+// error can quote what a service, a transcript or a journal holds, and must
+// not be able to hide text or pass for another line.
 func oneLine(err error) string {
 	msg := strings.Join(strings.Fields(err.Error()), " ")
-	return strings.TrimPrefix(msg, "entropy: ")
+	msg = strings.TrimPrefix(msg, "entropy: ")
+	if strings.IndexFunc(msg, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return msg
+	}
+	var sb strings.Builder
+	for _, r := range msg {
+		if unicode.IsPrint(r) {
+			sb.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRuneToASCII(r)
+		sb.WriteString(q[1 : len(q)-1])
+	}
+	return sb.String()
+}
+
+// shown is a name or path as a line of output shows it: as it is when it is
+// a plain word (a name entropy.CheckName accepts, without space, quote or
+// backslash), quoted with only ASCII otherwise, so that what a transcript,
+// a journal, a service or a flag holds can never end the line, hide a
+// character or pass for another line of the report (docs/protocol.md,
+// "Names").
+func shown(s string) string {
+	if entropy.CheckName(s) == nil && !strings.ContainsAny(s, " \"\\") {
+		return s
+	}
+	return strconv.QuoteToASCII(s)
 }
 
 // exitCode is the exit status of a command that ends with err: exitUsage

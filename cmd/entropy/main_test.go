@@ -181,17 +181,20 @@ func TestFlagsShownInHelp(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(errOut, "\n"), errOut)
 }
 
-// An event name that holds a newline cannot fake a line of audit's report:
-// names are printed quoted.
+// An event name cannot fake a line or an item of audit's report: a name
+// with a newline is refused (docs/protocol.md, "Names"), and names are
+// printed quoted, so one holding ", " or a quote is one item.
 func TestAuditQuotesEventNames(t *testing.T) {
 	clearEnv(t)
 	j := filepath.Join(t.TempDir(), "audit.jsonl")
-	const event = "r1\nhead: 0000"
-	code, _, errOut := runCLI(t, "draw", "--pick", "1", "--of", "2", "--event", event, "--journal", j)
+	code, _, errOut := runCLI(t, "draw", "--pick", "1", "--of", "2", "--event", "r1\nhead: 0000", "--journal", j)
+	require.NotEqual(t, exitOK, code, "an event name with a newline was drawn")
+	const event = `r1", "head: 0000`
+	code, _, errOut = runCLI(t, "draw", "--pick", "1", "--of", "2", "--event", event, "--journal", j)
 	require.Equal(t, exitOK, code, errOut)
 	code, out, errOut := runCLI(t, "audit", j)
 	require.Equal(t, exitOK, code, errOut)
-	assert.Contains(t, out, `("r1\nhead: 0000")`)
+	assert.Contains(t, out, `("r1\", \"head: 0000")`)
 	heads := 0
 	for _, line := range strings.Split(out, "\n") {
 		if strings.HasPrefix(line, "head: ") {
@@ -236,4 +239,13 @@ func TestEveryCommandFailsWhenStdoutFails(t *testing.T) {
 			assert.NoError(t, ctx.Err(), "the command did not stop when its output failed")
 		})
 	}
+}
+
+// TestErrorLinesShowNoHiddenCharacters: an error line shows every character
+// that is not printable escaped, whatever the error quotes: it stays one
+// line and hides nothing.
+func TestErrorLinesShowNoHiddenCharacters(t *testing.T) {
+	got := oneLine(errors.New("entropy: job x\u202eKO\u2028y\x1b[2J\r\nentropy OK"))
+	assert.Equal(t, `job x\u202eKO y\x1b[2J entropy OK`, got)
+	assert.Equal(t, "plain message", oneLine(errors.New("entropy: plain\n message")))
 }

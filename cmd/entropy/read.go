@@ -117,7 +117,7 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(out, "%s\n", js)
 	}
 	if !lbl.Verifiable && !*label {
-		fmt.Fprintf(stderr, "entropy read: warning: bytes are %s, not verifiable: %v\n", lbl.Provenance(), lbl.Reason)
+		fmt.Fprintf(stderr, "entropy read: warning: bytes are %s, not verifiable: %s\n", lbl.Provenance(), oneLine(lbl.Reason))
 	}
 	if ms != nil {
 		// The figures of the read stay there to be scraped.
