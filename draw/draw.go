@@ -45,6 +45,12 @@ const SeedSize = 32
 // transcript.
 const MaxItems = 1 << 20
 
+// ZeroBased is the Numbering of every transcript this package makes: its
+// outputs count from 0 (an int is in [0, n); pick and shuffle name the
+// items 0 to n-1). A person who numbers the items 1 to n, as the entropy
+// command prints them, reads each output plus one.
+const ZeroBased = "0-based"
+
 // WarningFallback is the Warning of every transcript drawn from fallback
 // entropy.
 const WarningFallback = "NOT VERIFIABLE: drawn from local fallback entropy; no third party can check this draw"
@@ -114,10 +120,11 @@ type Transcript struct {
 	Inputs     Inputs        `json:"inputs"`
 	Event      string        `json:"event,omitempty"` // the event, for ForEvent draws
 	Outputs    []uint64      `json:"outputs"`
-	Entropy    string        `json:"entropy"` // the seed, hex
-	Label      entropy.Label `json:"label"`   // where the seed came from
-	Time       time.Time     `json:"time"`    // when the draw was made
-	Digest     string        `json:"digest"`  // hex SHA-256 of the transcript's JSON without digest
+	Numbering  string        `json:"numbering,omitempty"` // ZeroBased; empty in transcripts made before the member existed
+	Entropy    string        `json:"entropy"`             // the seed, hex
+	Label      entropy.Label `json:"label"`               // where the seed came from
+	Time       time.Time     `json:"time"`                // when the draw was made
+	Digest     string        `json:"digest"`              // hex SHA-256 of the transcript's JSON without digest
 }
 
 // Option configures a draw.
@@ -246,7 +253,7 @@ func run(ctx context.Context, src Entropy, kind Kind, in Inputs, opts []Option) 
 	}
 	t := &Transcript{
 		Algorithm: Algorithm, Version: Version, Kind: kind, Inputs: in, Event: c.event,
-		Outputs: replay(kind, in, seed), Entropy: hex.EncodeToString(seed), Label: label,
+		Outputs: replay(kind, in, seed), Numbering: ZeroBased, Entropy: hex.EncodeToString(seed), Label: label,
 		Time: c.now().UTC(),
 	}
 	t.Verifiable = label.Provenance() == entropy.ProvenanceVerifiable
@@ -323,6 +330,9 @@ func Verify(t *Transcript) error {
 	}
 	if err := checkInputs(t.Kind, t.Inputs); err != nil {
 		return err
+	}
+	if t.Numbering != ZeroBased && t.Numbering != "" {
+		return fmt.Errorf("%w: numbering %q (this package's outputs are %q)", ErrInvalid, t.Numbering, ZeroBased)
 	}
 	seed, err := hex.DecodeString(t.Entropy)
 	if err != nil || len(seed) != SeedSize || hex.EncodeToString(seed) != t.Entropy {
