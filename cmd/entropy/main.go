@@ -77,7 +77,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // runContext is run with the context given: tests cancel it to stop a command.
+// A command whose output could not be written to stdout (a full disk, a
+// closed pipe) fails, whatever it returned: output that never arrived (an
+// audit head, a selection, a verdict) must not pass for success.
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	out := &errWriter{w: stdout}
+	code := dispatch(ctx, args, out, stderr)
+	if out.err != nil && code == exitOK {
+		name := "entropy"
+		if len(args) > 0 && commands[args[0]] != nil {
+			name += " " + args[0]
+		}
+		fmt.Fprintf(stderr, "%s: cannot write the output: %s\n", name, oneLine(out.err))
+		return exitError
+	}
+	return code
+}
+
+// dispatch runs the command that args name.
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		topUsage(stderr)
 		return exitUsage
