@@ -117,7 +117,7 @@ func TestEveryFigureOfStatsIsExported(t *testing.T) {
 			{Name: "drand/quicknet", Breaker: "closed", Requests: 3, BlocksAccepted: 3, BytesAccepted: 96},
 		},
 	}}
-	rm := collect(t, s, entropymetrics.WithClock(func() time.Time { return now }), entropymetrics.WithAttributes(attribute.String("service.instance.id", "i-1")))
+	rm := collect(t, s, entropymetrics.WithClock(entropy.NowFunc(func() time.Time { return now })), entropymetrics.WithAttributes(attribute.String("service.instance.id", "i-1")))
 
 	type want struct {
 		name      string
