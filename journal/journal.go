@@ -37,10 +37,13 @@
 //
 // # A torn last line
 //
-// An append writes one line and fsyncs it; a crash in between can leave part
-// of a line at the end of the file. That record was never acknowledged: the
-// call that wrote it did not return, so an event whose record is torn was never
-// handed out. Open refuses such a file with a *LineError whose Err is ErrTorn
+// An append writes one line and fsyncs it. When the write or the fsync fails
+// (a full disk, a file size limit), the append cuts the file back to its last
+// complete record before it returns the error: the record was not kept and
+// the file is as it was. Only a crash in between (or a failure of that cut)
+// can leave part of a line at the end of the file. That record was never
+// acknowledged: the call that wrote it did not return, so an event whose
+// record is torn was never handed out. Open refuses such a file with a *LineError whose Err is ErrTorn
 // and whose Offset is where the torn line starts. The operator keeps a copy of
 // the file, moves the torn bytes out of it (for example
 // `tail -c +$((OFFSET+1)) FILE > FILE.torn && truncate -s OFFSET FILE`), notes
@@ -187,7 +190,8 @@ type Journal struct {
 	prev   string                         // hex SHA-256 of the last line
 	events map[string]entropy.EventRecord // by event name
 	jobs   map[jobKey]jobState            // every job recorded or claimed (jobs.go)
-	err    error                          // sticky: set when an append failed part-way
+	size   int64                          // bytes of the complete records: where a failed append is cut back to
+	err    error                          // sticky: set when a failed append could not be undone
 	closed bool
 }
 
@@ -233,7 +237,12 @@ func Open(path string, opts ...Option) (*Journal, error) {
 		f.Close()
 		return nil, err
 	}
-	j.f, j.seq, j.prev = f, v.rep.LastSeq, v.rep.Head
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal: open: %w", err)
+	}
+	j.f, j.seq, j.prev, j.size = f, v.rep.LastSeq, v.rep.Head, st.Size()
 	if j.seq == 0 {
 		j.prev = zeroHash
 		if err := j.append(TypeJournal, HeaderData{Format: Format}); err != nil {
@@ -283,10 +292,7 @@ func (j *Journal) RecordBlock(ctx context.Context, b entropy.BlockRecord) error 
 	if j.jobs[k] == jobRecorded {
 		return fmt.Errorf("%w: job %q of %q", ErrJobExists, b.JobID, b.Source)
 	}
-	if err := j.append(TypeBlock, BlockData{
-		Source: b.Source, JobID: b.JobID, Size: b.Size,
-		Digest: hex.EncodeToString(b.Digest[:]), Verifiable: b.Verifiable, Time: b.Time.UTC(),
-	}); err != nil {
+	if err := j.append(TypeBlock, blockData(b)); err != nil {
 		return err
 	}
 	j.jobs[k] = jobRecorded
@@ -299,10 +305,7 @@ func (j *Journal) RecordFallback(ctx context.Context, e entropy.FallbackEpisode)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	d := FallbackData{Start: e.Start.UTC(), End: e.End.UTC(), Ended: e.Ended, Reads: e.Reads, Bytes: e.Bytes}
-	if e.Reason != nil {
-		d.Reason = reasonText(e.Reason.Error())
-	}
+	d := fallbackData(e)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.append(TypeFallback, d)
@@ -343,7 +346,7 @@ func (j *Journal) RecordEvent(ctx context.Context, r entropy.EventRecord) (entro
 		return entropy.EventRecord{}, err
 	}
 	r.Time = r.Time.UTC()
-	d := EventData{Event: r.Event, Data: hex.EncodeToString(r.Data), Label: r.Label, Time: r.Time}
+	d := eventData(r)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if old, ok := j.events[r.Event]; ok {
@@ -412,17 +415,45 @@ func (j *Journal) append(typ string, data any) error {
 	if err := probe.check(line, false); err != nil {
 		return fmt.Errorf("journal: %s record refused, it would not verify: %w", typ, err)
 	}
-	if _, err := j.f.Write(append(line, '\n')); err != nil {
-		j.err = fmt.Errorf("journal: append of record %d failed, the journal needs an operator: %w", r.Seq, err)
-		return j.err
-	}
-	if err := j.f.Sync(); err != nil {
-		j.err = fmt.Errorf("journal: fsync of record %d failed, the journal needs an operator: %w", r.Seq, err)
-		return j.err
+	if err := j.writeLine(r.Seq, line); err != nil {
+		return err
 	}
 	j.seq = r.Seq
 	j.prev = lineHash(line)
 	return nil
+}
+
+// writeLine appends line and its newline and fsyncs the file. When the write
+// or the fsync fails (a full disk: ENOSPC, EFBIG), the file is cut back to
+// its last complete record and fsynced, so that it holds no part of the
+// record and later opens succeed; the record was not kept, and the error
+// says so. Only if that undo fails too is the failure sticky: the file may
+// then end in a torn line, which needs an operator (see the package
+// documentation).
+func (j *Journal) writeLine(seq uint64, line []byte) error {
+	what := "append"
+	_, err := j.f.Write(append(line, '\n'))
+	if err == nil {
+		what = "fsync"
+		err = j.f.Sync()
+	}
+	if err == nil {
+		j.size += int64(len(line)) + 1
+		return nil
+	}
+	if uerr := j.undo(); uerr != nil {
+		j.err = fmt.Errorf("journal: %s of record %d failed (%w), and cutting the file back to its last complete record failed too (%v): the journal needs an operator", what, seq, err, uerr)
+		return j.err
+	}
+	return fmt.Errorf("journal: %s of record %d failed; the record was not kept, the file is as it was before: %w", what, seq, err)
+}
+
+// undo cuts the file back to its last complete record and fsyncs it.
+func (j *Journal) undo() error {
+	if err := j.f.Truncate(j.size); err != nil {
+		return err
+	}
+	return j.f.Sync()
 }
 
 // encode returns the canonical line of r (r.Hash is ignored and computed).
@@ -512,6 +543,7 @@ type verifier struct {
 	jobs    map[jobKey]int // line of each job's first block record
 	line    int            // the line being checked
 	offset  int64          // its offset
+	last    Entry          // the last line that verified
 }
 
 // run checks every line of r.
@@ -567,6 +599,7 @@ func (v *verifier) check(text []byte, last bool) error {
 	if r.Hash != lineHash(bodyBytes) {
 		return ErrHashMismatch
 	}
+	v.last.Event = ""
 	canon, err := canonicalData(r.Type, r.Data, v)
 	if err != nil {
 		return err
@@ -595,6 +628,7 @@ func (v *verifier) check(text []byte, last bool) error {
 	v.rep.Records++
 	v.rep.LastSeq = r.Seq
 	v.rep.Head = lineHash(text)
+	v.last = Entry{Seq: r.Seq, Type: r.Type, Event: v.last.Event, Data: canon, Line: text, Hash: v.rep.Head}
 	return nil
 }
 
@@ -649,6 +683,7 @@ func canonicalData(typ string, raw json.RawMessage, v *verifier) ([]byte, error)
 			return nil, bad("event %q recorded twice", d.Event)
 		}
 		v.seen[d.Event] = true
+		v.last.Event = d.Event
 		v.rep.Events++
 		v.rep.EventNames = append(v.rep.EventNames, d.Event)
 		if v.onEvent != nil {

@@ -22,7 +22,7 @@ const maxReadSize = 1 << 20
 func init() {
 	register(&command{
 		name:    "read",
-		usage:   "read [-n N] [--format hex|base64|raw] [--label] [--policy degrade|defer|fail] [--url U] [--public-key B64] [--metrics ADDR]",
+		usage:   "read [-n N] [--format hex|base64|raw] [--label] [--journal FILE|postgres://URL] [--policy degrade|defer|fail] [--url U] [--public-key B64] [--metrics ADDR]",
 		summary: "print N bytes of entropy and, with --label, where they came from",
 		run:     runRead,
 	})
@@ -35,6 +35,7 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	n := fs.Int("n", 32, "number of bytes to read (1.."+fmt.Sprint(maxReadSize)+")")
 	format := fs.String("format", "hex", "output format: hex, base64 or raw (raw writes the label to stderr)")
 	label := fs.Bool("label", false, "also print the label (provenance) of the bytes as JSON")
+	journalPath := addJournalFlag(fs)
 	metricsAddr := fs.String("metrics", "", "serve the Provider's metrics on http://`ADDR`/metrics (Prometheus format) while reading, and after it until interrupted")
 	var sf sourceFlags
 	sf.add(fs)
@@ -56,7 +57,16 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, c, fmt.Errorf("--format %q: want hex, base64 or raw", *format))
 	}
 
-	p, err := sf.open(*n)
+	var popts []entropy.Option
+	if *journalPath != "" {
+		j, err := openJournal(ctx, *journalPath)
+		if err != nil {
+			return fail(stderr, c, err)
+		}
+		defer j.close()
+		popts = append(popts, entropy.WithJournal(j.Journal))
+	}
+	p, err := sf.open(*n, popts...)
 	if err != nil {
 		return fail(stderr, c, err)
 	}
