@@ -525,7 +525,7 @@ func TestFailedAppendLeavesFileAsItWas(t *testing.T) {
 		return
 	}
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	j, err := Open(path, WithClock(fixedClock()))
+	j, err := Open(path, WithClock(entropy.NowFunc(fixedClock())))
 	require.NoError(t, err)
 	require.NoError(t, j.RecordBlock(context.Background(), testBlock))
 	require.NoError(t, j.Close())
