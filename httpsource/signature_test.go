@@ -213,7 +213,7 @@ func TestTimestampTolerance(t *testing.T) {
 	}
 	_, err := httpsource.New(srv.URL, httpsource.WithTimestampTolerance(0))
 	assert.Error(t, err)
-	_, err = httpsource.New(srv.URL, httpsource.WithClock(entropy.NowFunc(nil)))
+	_, err = httpsource.New(srv.URL, httpsource.WithClock(nil))
 	assert.Error(t, err)
 }
 
