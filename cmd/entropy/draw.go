@@ -22,7 +22,7 @@ import (
 func init() {
 	register(&command{
 		name:    "draw",
-		usage:   "draw (--pick K --of N | --shuffle N | --int N) [--event NAME] [--journal FILE|postgres://URL] [--transcript FILE] [--allow-fallback] [--url U] [--public-key B64]",
+		usage:   "draw (--pick K --of N | --shuffle N | --int N) [--event NAME] [--journal FILE|postgres://URL] [--transcript FILE] [--allow-fallback] [--url U] [--public-key B64] [--rate R] [--burst B] [--fleet redis://…]",
 		summary: "draw k of n, a shuffle or an integer from verifiable entropy, with a replayable transcript",
 		run:     runDraw,
 	})

@@ -96,6 +96,10 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "entropy sim: metrics on %s\n", ms.url)
 	}
 
+	// Nobody can use a simulator whose address and keys were not shown: stop
+	// at once if they cannot be written.
+	shown := &errWriter{w: stdout}
+	stdout = shown
 	fmt.Fprintf(stdout, "simulator serving on %s (Ctrl-C to stop)\n", url)
 	fmt.Fprintf(stdout, "  export ENTROPY_URL=%s\n", url)
 	if *apiKey == demoAPIKey {
@@ -107,6 +111,9 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "  export ENTROPY_SOURCE_NAME=%s\n", sim.SourceName)
 	if len(probs) > 0 {
 		fmt.Fprintf(stdout, "  faults: %s\n", *faults)
+	}
+	if shown.err != nil {
+		return fail(stderr, c, fmt.Errorf("cannot write the simulator's address: %w", shown.err))
 	}
 	<-ctx.Done()
 	fmt.Fprintf(stdout, "simulator stopped after %d requests\n", len(s.Requests()))
