@@ -216,7 +216,7 @@ func checkReference(i int, p entropy.Proof, drawn time.Time, roots TrustRoots, r
 			return proofError(i, "timestamp", "%s is after the draw (%s)", p.Timestamp, drawn.UTC().Format(time.RFC3339))
 		}
 	} else if len(p.Nonce) != 0 || p.Size != 0 {
-		return proofError(i, "nonce", "a v1 job has no nonce or size under its signature")
+		return proofError(i, "scheme", "%q, but the proof carries a nonce or size, which only v2 signs", p.Scheme)
 	}
 	pub, ok := roots.PublicKeys[p.Source]
 	if !ok {
@@ -241,7 +241,7 @@ func checkReference(i int, p entropy.Proof, drawn time.Time, roots TrustRoots, r
 func checkDrand(i int, p entropy.Proof, drawn time.Time, roots TrustRoots, rep *Report) error {
 	switch {
 	case len(p.Nonce) != 0 || p.Size != 0 || p.Timestamp != "":
-		return proofError(i, "nonce", "a drand round has no nonce, size or timestamp")
+		return proofError(i, "scheme", "%q, but the proof carries a nonce, size or timestamp, which a drand round has not", p.Scheme)
 	case p.Round == 0 || p.JobID != strconv.FormatUint(p.Round, 10):
 		return proofError(i, "round", "round %d does not match the job ID %q", p.Round, p.JobID)
 	case len(p.Data) != sha256.Size:
@@ -255,7 +255,7 @@ func checkDrand(i int, p entropy.Proof, drawn time.Time, roots TrustRoots, rep *
 		}
 	}
 	if chain == nil {
-		rep.Unchecked = append(rep.Unchecked, fmt.Sprintf("signature of proof %d: drand chain %x is not among the trust roots", i, p.Chain))
+		rep.Unchecked = append(rep.Unchecked, fmt.Sprintf("signature of proof %d: its \"chain\" %x is not among the trust roots", i, p.Chain))
 		return nil
 	}
 	if err := chain.Validate(); err != nil {
@@ -269,11 +269,11 @@ func checkDrand(i int, p entropy.Proof, drawn time.Time, roots TrustRoots, rep *
 	}
 	randomness, err := drandsource.Verify(chain.Scheme, chain.PublicKey, p.Round, p.PrevSignature, p.Signature)
 	if err != nil {
-		field := "signature"
+		signed := "the round"
 		if chain.Scheme == drandsource.SchemeChained {
-			field = "signature" // over previous_signature and round: either may have been changed
+			signed = "the previous_signature and the round"
 		}
-		return proofError(i, field, "round %d of chain %s: %v", p.Round, chain.HashString(), err)
+		return proofError(i, "signature", "does not verify over %s (round %d of chain %s): %v", signed, p.Round, chain.HashString(), err)
 	}
 	if !bytes.Equal(randomness, p.Data) {
 		return proofError(i, "data", "is not SHA-256 of round %d's signature", p.Round)
