@@ -231,7 +231,7 @@ func (f *feeder) wait(ctx context.Context) error {
 				continue
 			}
 		}
-		return nil
+		return f.gate(ctx)
 	}
 }
 

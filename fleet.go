@@ -46,6 +46,16 @@ type Breaker interface {
 	State() gobreaker.State
 }
 
+// BreakerGate is implemented by a fleet's Breaker, whose state other
+// processes change while a refill it admitted waits for the rate limiter or
+// backs off. The Provider calls Gate just before each request of such a
+// refill and sends none when it returns an error: gobreaker.ErrOpenState when
+// another replica opened the breaker meanwhile, ErrTooManyRequests when the
+// breaker is half-open and another replica sends the probe.
+type BreakerGate interface {
+	Gate(ctx context.Context) error
+}
+
 // Fleet coordinates the refills of Providers in several processes (replicas
 // of one application) that share one service quota, so that contract point
 // 7 holds for the whole fleet: one rate limit, one Retry-After hold and one
@@ -191,6 +201,15 @@ func (f *feeder) coordinate(fl Fleet, st gobreaker.Settings) error {
 		f.cb = c.Breaker
 	}
 	f.shared = c.Hold
+	return nil
+}
+
+// gate asks a fleet's breaker, just before a request, whether it still lets
+// the refill through (see BreakerGate).
+func (f *feeder) gate(ctx context.Context) error {
+	if g, ok := f.cb.(BreakerGate); ok {
+		return g.Gate(ctx)
+	}
 	return nil
 }
 

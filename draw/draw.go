@@ -45,6 +45,12 @@ const SeedSize = 32
 // transcript.
 const MaxItems = 1 << 20
 
+// ZeroBased is the Numbering of every transcript this package makes: its
+// outputs count from 0 (an int is in [0, n); pick and shuffle name the
+// items 0 to n-1). A person who numbers the items 1 to n, as the entropy
+// command prints them, reads each output plus one.
+const ZeroBased = "0-based"
+
 // WarningFallback is the Warning of every transcript drawn from fallback
 // entropy.
 const WarningFallback = "NOT VERIFIABLE: drawn from local fallback entropy; no third party can check this draw"
@@ -114,8 +120,9 @@ type Transcript struct {
 	Inputs     Inputs        `json:"inputs"`
 	Event      string        `json:"event,omitempty"` // the event, for ForEvent draws
 	Outputs    []uint64      `json:"outputs"`
-	Entropy    string        `json:"entropy"` // the seed, hex
-	Label      entropy.Label `json:"label"`   // where the seed came from
+	Numbering  string        `json:"numbering,omitempty"` // ZeroBased; empty in transcripts made before the member existed
+	Entropy    string        `json:"entropy"`             // the seed, hex
+	Label      entropy.Label `json:"label"`               // where the seed came from
 	// Proofs are the proofs of the jobs the label names, in the order the
 	// spans first name them (docs/draw-spec.md §6): what lets Check verify
 	// the seed's origin offline. Absent from old transcripts and from draws
@@ -265,7 +272,7 @@ func run(ctx context.Context, src Entropy, kind Kind, in Inputs, opts []Option) 
 	}
 	t := &Transcript{
 		Algorithm: Algorithm, Version: Version, Kind: kind, Inputs: in, Event: c.event,
-		Outputs: replay(kind, in, seed), Entropy: hex.EncodeToString(seed), Label: label,
+		Outputs: replay(kind, in, seed), Numbering: ZeroBased, Entropy: hex.EncodeToString(seed), Label: label,
 		Proofs: proofs, Time: c.now().UTC(),
 	}
 	t.Verifiable = label.Provenance() == entropy.ProvenanceVerifiable
@@ -336,6 +343,9 @@ func verifyReplay(t *Transcript) error {
 	}
 	if err := checkInputs(t.Kind, t.Inputs); err != nil {
 		return err
+	}
+	if t.Numbering != ZeroBased && t.Numbering != "" {
+		return fmt.Errorf("%w: numbering %q (this package's outputs are %q)", ErrInvalid, t.Numbering, ZeroBased)
 	}
 	seed, err := hex.DecodeString(t.Entropy)
 	if err != nil || len(seed) != SeedSize || hex.EncodeToString(seed) != t.Entropy {

@@ -240,3 +240,99 @@ func TestFetchNonceSendsTheGivenNonce(t *testing.T) {
 	assert.Equal(t, 1, f.count("/v1/entropy"), "a bad nonce sends no request")
 	var _ entropy.NonceSource = s
 }
+
+// Verifiable only with a checked signature: no key → not verifiable; a
+// fetched key → verifiable; the fetched key is asked for once.
+func TestVerifiableOnlyWithCheckedSignature(t *testing.T) {
+	data := []byte("0123456789abcdef")
+	rs, srv := newOldFake(t, func(rs *fakeService, w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/public-key":
+			fmt.Fprintf(w, `{"algorithm":"ed25519","public_key":%q}`, base64.StdEncoding.EncodeToString(rs.pub))
+		default:
+			fmt.Fprint(w, rs.completedJSON("job-v", data))
+		}
+	})
+	plain := newOldSource(t, srv)
+	blk, err := plain.Fetch(context.Background(), 16)
+	require.NoError(t, err)
+	assert.False(t, blk.Verifiable, "no key, no check, not verifiable")
+
+	fetched := newOldSource(t, srv, httpsource.WithFetchPublicKey())
+	for range 3 {
+		blk, err = fetched.Fetch(context.Background(), 16)
+		require.NoError(t, err)
+		assert.True(t, blk.Verifiable)
+		assert.Equal(t, data, blk.Data)
+		assert.Equal(t, "job-v", blk.JobID)
+	}
+	assert.Len(t, rs.arrivals("/v1/public-key"), 1)
+	for _, a := range rs.auths() {
+		assert.Equal(t, "Bearer "+testKey, a)
+	}
+
+	other, _, _ := ed25519.GenerateKey(nil)
+	wrong := newOldSource(t, srv, httpsource.WithPublicKey(other))
+	blk, err = wrong.Fetch(context.Background(), 16)
+	require.ErrorIs(t, err, entropy.ErrBadProof)
+	assert.Nil(t, blk.Data)
+}
+
+// Bad answers of every kind on the 200 path and on the polled path: an error,
+// no bytes, and never a Verifiable block.
+func TestBadAnswersReturnNoBytes(t *testing.T) {
+	good := make([]byte, 16)
+	for i := range good {
+		good[i] = byte(i + 1)
+	}
+	signer, _ := newOldFake(t, func(*fakeService, http.ResponseWriter, *http.Request) {})
+	goodB64 := base64.StdEncoding.EncodeToString(good)
+	sig := signer.sign("job-x", good)
+	otherSig := signer.sign("job-y", good)
+	short := base64.StdEncoding.EncodeToString(good[:15])
+	shortSig := signer.sign("job-x", good[:15])
+	bodies := map[string]struct {
+		body string
+		want error
+	}{
+		"bad signature":        {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q}`, goodB64, otherSig), entropy.ErrBadProof},
+		"missing signature":    {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z"}`, goodB64), nil},
+		"short, well signed":   {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q}`, short, shortSig), entropy.ErrMalformed},
+		"entropy not base64":   {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":"!!notb64!!","timestamp":"2024-05-01T12:00:00Z","signature":%q}`, sig), entropy.ErrMalformed},
+		"unpadded base64":      {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q}`, strings.TrimRight(goodB64, "="), sig), entropy.ErrMalformed},
+		"url base64 signature": {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":"%s"}`, goodB64, strings.NewReplacer("+", "-", "/", "_").Replace(sig)+"-_"), nil},
+		"truncated json":       {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q`, goodB64, sig), entropy.ErrMalformed},
+		"trailing garbage":     {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q}}`, goodB64, sig), entropy.ErrMalformed},
+		"json array":           {`[1,2,3]`, entropy.ErrMalformed},
+		"empty body":           {``, entropy.ErrMalformed},
+		"bad timestamp":        {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"yesterday","signature":%q}`, goodB64, sig), entropy.ErrMalformed},
+		"unknown status":       {`{"job_id":"job-x","status":"done"}`, entropy.ErrMalformed},
+		"no job id":            {fmt.Sprintf(`{"status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q}`, goodB64, sig), entropy.ErrMalformed},
+	}
+	for name, tc := range bodies {
+		for _, via := range []string{"direct", "polled"} {
+			t.Run(name+"/"+via, func(t *testing.T) {
+				_, srv := newOldFake(t, func(rs *fakeService, w http.ResponseWriter, r *http.Request) {
+					if via == "polled" && r.URL.Path == "/v1/entropy" {
+						w.WriteHeader(http.StatusAccepted)
+						fmt.Fprint(w, `{"job_id":"job-x","status":"queued"}`)
+						return
+					}
+					fmt.Fprint(w, tc.body)
+				})
+				s := newOldSource(t, srv, httpsource.WithPublicKey(signer.pub),
+					httpsource.WithPollInterval(time.Millisecond, time.Millisecond))
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				blk, err := s.Fetch(ctx, 16)
+				require.Error(t, err)
+				assert.Nil(t, blk.Data)
+				assert.False(t, blk.Verifiable)
+				if tc.want != nil {
+					assert.ErrorIs(t, err, tc.want)
+				}
+				assert.NotEqual(t, entropy.Permanent, entropy.Classify(err), "a bad answer produced nothing: transient")
+			})
+		}
+	}
+}

@@ -126,6 +126,12 @@ func WithFetchPublicKey() Option {
 // WithHTTPClient sets the HTTP client. The default is a client that follows
 // no redirects and has no overall timeout (the context passed to Fetch
 // bounds each call).
+//
+// With an API key, every request asks its connection to be closed after the
+// answer (http.Request.Close), so that net/http never holds a connection
+// idle on which a service could send bytes echoing the key, which it would
+// log through the standard log package. A client whose transport is not
+// net/http's, or that logs on its own, is the caller's to keep quiet.
 func WithHTTPClient(c *http.Client) Option {
 	return func(s *Source) error {
 		if c == nil {
@@ -813,6 +819,11 @@ func (s *Source) get(ctx context.Context, path, query string) (*[]byte, []byte, 
 	}
 	if s.apiKey != "" {
 		req.Header.Set("Authorization", "Bearer "+s.apiKey)
+		// One connection per request: bytes a service sends after its
+		// answer on a kept-alive connection, which may echo this header,
+		// would otherwise be logged by net/http through the standard log
+		// package ("Unsolicited response received on idle HTTP channel").
+		req.Close = true
 	}
 	res, err := s.client.Do(req)
 	if err != nil {

@@ -281,10 +281,7 @@ func (j *Journal) RecordBlock(ctx context.Context, b entropy.BlockRecord) error 
 	if j.jobs[k] == jobRecorded {
 		return fmt.Errorf("%w: job %q of %q", ErrJobExists, b.JobID, b.Source)
 	}
-	if err := j.append(TypeBlock, BlockData{
-		Source: b.Source, JobID: b.JobID, Size: b.Size,
-		Digest: hex.EncodeToString(b.Digest[:]), Verifiable: b.Verifiable, Time: b.Time.UTC(),
-	}); err != nil {
+	if err := j.append(TypeBlock, blockData(b)); err != nil {
 		return err
 	}
 	j.jobs[k] = jobRecorded
@@ -297,10 +294,7 @@ func (j *Journal) RecordFallback(ctx context.Context, e entropy.FallbackEpisode)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	d := FallbackData{Start: e.Start.UTC(), End: e.End.UTC(), Ended: e.Ended, Reads: e.Reads, Bytes: e.Bytes}
-	if e.Reason != nil {
-		d.Reason = reasonText(e.Reason.Error())
-	}
+	d := fallbackData(e)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.append(TypeFallback, d)
@@ -341,7 +335,7 @@ func (j *Journal) RecordEvent(ctx context.Context, r entropy.EventRecord) (entro
 		return entropy.EventRecord{}, err
 	}
 	r.Time = r.Time.UTC()
-	d := EventData{Event: r.Event, Data: hex.EncodeToString(r.Data), Label: r.Label, Time: r.Time}
+	d := eventData(r)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if old, ok := j.events[r.Event]; ok {
@@ -510,6 +504,7 @@ type verifier struct {
 	jobs    map[jobKey]int // line of each job's first block record
 	line    int            // the line being checked
 	offset  int64          // its offset
+	last    Entry          // the last line that verified
 }
 
 // run checks every line of r.
@@ -565,6 +560,7 @@ func (v *verifier) check(text []byte, last bool) error {
 	if r.Hash != lineHash(bodyBytes) {
 		return ErrHashMismatch
 	}
+	v.last.Event = ""
 	canon, err := canonicalData(r.Type, r.Data, v)
 	if err != nil {
 		return err
@@ -593,6 +589,7 @@ func (v *verifier) check(text []byte, last bool) error {
 	v.rep.Records++
 	v.rep.LastSeq = r.Seq
 	v.rep.Head = lineHash(text)
+	v.last = Entry{Seq: r.Seq, Type: r.Type, Event: v.last.Event, Data: canon, Line: text, Hash: v.rep.Head}
 	return nil
 }
 
@@ -647,6 +644,7 @@ func canonicalData(typ string, raw json.RawMessage, v *verifier) ([]byte, error)
 			return nil, bad("event %q recorded twice", d.Event)
 		}
 		v.seen[d.Event] = true
+		v.last.Event = d.Event
 		v.rep.Events++
 		v.rep.EventNames = append(v.rep.EventNames, d.Event)
 		if v.onEvent != nil {

@@ -170,28 +170,20 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		dopts = append(dopts, draw.ForEvent(*event))
 	}
 
-	var (
-		t    *draw.Transcript
-		line string
-	)
+	var t *draw.Transcript
 	switch {
 	case *shuffleN != 0:
-		var perm []int
-		perm, t, err = draw.Shuffle(ctx, p, *shuffleN, dopts...)
-		line = fmt.Sprintf("shuffle of %d: %s (position i holds item; items numbered 1 to %d)", *shuffleN, oneBased(perm), *shuffleN)
+		_, t, err = draw.Shuffle(ctx, p, *shuffleN, dopts...)
 	case intN != nil:
-		var v uint64
-		v, t, err = draw.Int(ctx, p, *intN, dopts...)
-		line = fmt.Sprintf("integer in [0, %d): %d", *intN, v)
+		_, t, err = draw.Int(ctx, p, *intN, dopts...)
 	default:
-		var picked []int
-		picked, t, err = draw.Pick(ctx, p, *k, *n, dopts...)
-		line = fmt.Sprintf("pick %d of 1..%d: %s (in draw order)", *k, *n, oneBased(picked))
+		_, t, err = draw.Pick(ctx, p, *k, *n, dopts...)
 	}
 	if err != nil {
 		removeTranscript()
 		return fail(stderr, c, p.withCause(err))
 	}
+	line := resultLine(t)
 	js, err := json.MarshalIndent(t, "", "  ")
 	if err != nil {
 		return fail(stderr, c, err)
@@ -208,19 +200,29 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// The draw is made: a result that cannot be written must not exit 0
 	// (running the command again would make another draw), and it goes to
 	// stderr so that it is not lost.
+	// With no transcript file, stdout carries the transcript alone, so that
+	// "entropy draw ... | entropy verify -" checks it; the lines for a
+	// person go to stderr. With --transcript FILE they go to stdout.
 	out := &errWriter{w: stdout}
+	var human io.Writer = out
+	if tf == nil {
+		human = stderr
+	}
 	if !t.Verifiable {
-		fmt.Fprintf(out, "WARNING: %s\n", t.Warning)
+		if tf != nil {
+			fmt.Fprintf(out, "WARNING: %s\n", t.Warning)
+		}
 		fmt.Fprintf(stderr, "entropy draw: warning: %s\n", t.Warning)
 	}
-	fmt.Fprintln(out, line)
+	fmt.Fprintln(human, line)
 	if t.Event != "" {
-		fmt.Fprintf(out, "event: %s\n", t.Event)
+		fmt.Fprintf(human, "event: %s\n", t.Event)
 	}
-	fmt.Fprintf(out, "entropy: %s %s\n", t.Entropy, t.Label)
+	fmt.Fprintf(human, "entropy: %s %s\n", t.Entropy, t.Label)
 	if tf != nil {
 		fmt.Fprintf(out, "transcript: %s (check it with: entropy verify %s)\n", *transcriptPath, *transcriptPath)
 	} else {
+		fmt.Fprintln(stderr, "transcript: on stdout (check it with: entropy draw ... | entropy verify -)")
 		_, _ = out.Write(js)
 	}
 	if out.err != nil {
@@ -246,15 +248,6 @@ func (e *errWriter) Write(b []byte) (int, error) {
 	n, err := e.w.Write(b)
 	e.err = err
 	return n, err
-}
-
-// oneBased formats 0-based draw outputs as the numbers 1 to n.
-func oneBased(v []int) string {
-	s := make([]string, len(v))
-	for i, x := range v {
-		s[i] = fmt.Sprint(x + 1)
-	}
-	return strings.Join(s, " ")
 }
 
 // runVerify is the verify command.
@@ -300,6 +293,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		what = fmt.Sprintf("pick k=%d n=%d", t.Inputs.K, t.Inputs.N)
 	}
 	fmt.Fprintf(stdout, "replay OK: %s %s/%d, %d outputs from %s\n", what, t.Algorithm, t.Version, len(t.Outputs), t.Label)
+	fmt.Fprintln(stdout, resultLine(t)) // as draw printed it
 	if !t.Verifiable {
 		fmt.Fprintf(stdout, "WARNING: %s\n", t.Warning)
 		if !*allowFallback {

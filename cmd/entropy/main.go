@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"os/signal"
 	"sort"
@@ -58,6 +59,12 @@ const (
 )
 
 func main() {
+	// net/http logs through the standard log package, quoting bytes from the
+	// network: never let them reach stderr unfiltered (see stdLog).
+	logSink.w = os.Stderr
+	logSink.hide(os.Getenv("ENTROPY_API_KEY"))
+	log.SetFlags(0)
+	log.SetOutput(logSink)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -264,6 +271,7 @@ func (f *sourceFlags) open(size int, opts ...entropy.Option) (*provider, error) 
 	if apiKey == "" {
 		apiKey = os.Getenv("ENTROPY_API_KEY")
 	}
+	logSink.hide(apiKey)
 	names, err := parseSources(f.sources)
 	if err != nil {
 		return nil, badFlag(err)

@@ -3,7 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,7 +17,42 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if args, ok := os.LookupEnv(mainArgsEnv); ok {
+		// A child of runMain: be the command, through main.
+		var a []string
+		if err := json.Unmarshal([]byte(args), &a); err != nil {
+			panic(err)
+		}
+		os.Args = append([]string{"entropy"}, a...)
+		main()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// mainArgsEnv carries the command line of a child process of runMain.
+const mainArgsEnv = "ENTROPY_TEST_MAIN_ARGS"
+
+// runMain runs the command line in a child process through main, as a user
+// runs the binary: with the process's own stdout, stderr and standard log.
+// env is added to the environment. It returns the exit status and outputs.
+func runMain(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	js, err := json.Marshal(args)
+	require.NoError(t, err)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(append(os.Environ(), env...), mainArgsEnv+"="+string(js))
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), out.String(), errOut.String()
+	}
+	require.NoError(t, err)
+	return 0, out.String(), errOut.String()
+}
 
 // runCLI runs the command line in-process and returns exit status and output.
 func runCLI(t *testing.T, args ...string) (int, string, string) {

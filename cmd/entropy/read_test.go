@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/straybytes"
 	"github.com/provenrand/entropy/sim"
 )
 
@@ -225,5 +226,29 @@ func TestReadTinyFromStuckServiceNotVerifiable(t *testing.T) {
 	for _, r := range s.EntropyRequests() {
 		rct, apt := entropy.DefaultHealthConfig().Cutoffs()
 		assert.GreaterOrEqual(t, r.Size, max(rct, apt), "the service was asked for a block too small to judge")
+	}
+}
+
+// TestReadNeverPrintsKeyEchoedInStrayBytes: entropy read, run as a user runs
+// it, against a service that sends bytes echoing the Authorization header
+// after each valid answer, prints the key neither on stdout nor on stderr
+// (net/http would log those bytes as an unsolicited response on an idle
+// connection).
+func TestReadNeverPrintsKeyEchoedInStrayBytes(t *testing.T) {
+	clearEnv(t)
+	const key = "sk-cli-stray-9a8b7c6d"
+	s := sim.New(sim.WithKey(key, 1<<20))
+	t.Cleanup(func() { _ = s.Close() })
+	srv := straybytes.Start(t, s)
+	pub := base64.StdEncoding.EncodeToString(s.PublicKey())
+	for _, args := range [][]string{
+		{"read", "-n", "32", "--label"},
+		{"read", "-n", "100000", "--label", "--policy", "defer"},
+		{"draw", "--pick", "3", "--of", "10"},
+	} {
+		code, out, errOut := runMain(t, []string{"ENTROPY_URL=" + srv.URL, "ENTROPY_API_KEY=" + key, "ENTROPY_PUBLIC_KEY=" + pub}, args...)
+		require.Equal(t, exitOK, code, errOut)
+		assert.NotContains(t, out, key, args)
+		assert.NotContains(t, errOut, key, args)
 	}
 }

@@ -1,0 +1,384 @@
+package pgjournal_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
+
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/journaltest"
+	"github.com/provenrand/entropy/pgjournal"
+)
+
+// replica is one Provider with its own journal (its own connection pool),
+// as one process of a fleet has.
+type replica struct {
+	p *entropy.Provider
+	j *pgjournal.Journal
+}
+
+func newReplica(t *testing.T, dsn, schema string, opts ...entropy.Option) replica {
+	t.Helper()
+	j, err := pgjournal.Open(context.Background(), dsn, pgjournal.WithSchema(schema), pgjournal.WithMaxConns(4))
+	require.NoError(t, err)
+	t.Cleanup(j.Close)
+	p, err := entropy.New(journaltest.NewSource(), append([]entropy.Option{
+		entropy.WithJournal(j), entropy.WithRateLimit(rate.Inf, 1),
+		entropy.WithRetry(2, time.Millisecond, 5*time.Millisecond),
+		entropy.WithBufferSize(4096), entropy.WithFetchSize(1024),
+	}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	return replica{p, j}
+}
+
+type drawn struct {
+	b  []byte
+	lb entropy.Label
+}
+
+// checkDraws requires that every caller of an event got the same bytes and
+// label, and that the journal holds exactly one record of each, the same.
+func checkDraws(t *testing.T, j *pgjournal.Journal, schema string, results map[string][]drawn) {
+	t.Helper()
+	for ev, rs := range results {
+		for _, r := range rs {
+			require.Equal(t, rs[0].b, r.b, "event %s: every caller gets the same bytes", ev)
+			require.Equal(t, rs[0].lb, r.lb, "event %s: every caller gets the same label", ev)
+		}
+		got, ok, err := j.LookupEvent(context.Background(), ev)
+		require.NoError(t, err)
+		require.True(t, ok, "event %s was returned but is not recorded", ev)
+		require.Equal(t, rs[0].b, got.Data, "event %s: the record is what was returned", ev)
+	}
+	twice := sqlString(t, "SELECT count(*)::text FROM (SELECT line::jsonb->'data'->>'event' AS ev FROM "+
+		table(schema, "journal_records")+" WHERE type = 'event' GROUP BY 1 HAVING count(*) > 1) d")
+	assert.Equal(t, "0", twice, "events with two records")
+	rep, err := j.Verify(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, len(results), rep.Events, "one record per event drawn")
+}
+
+// Contract point 8 across a fleet: N goroutines in each of M Providers, each
+// with its own connection pool, draw K events at once; every caller of an
+// event gets the same bytes and label, and no event has two records.
+func TestFleetDrawsEachEventOnce(t *testing.T) {
+	dsn, schema := testDSN(t), testSchema(t)
+	const providers, goroutines, events, size = 4, 6, 12, 24
+	reps := make([]replica, providers)
+	for i := range reps {
+		reps[i] = newReplica(t, dsn, schema)
+	}
+	var mu sync.Mutex
+	results := map[string][]drawn{}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for _, r := range reps {
+		for g := range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				order := rand.Perm(events)
+				for _, e := range order {
+					ev := fmt.Sprintf("lotto-2026-12-%02d", e+1)
+					b := make([]byte, size)
+					lb, err := r.p.ReadFor(context.Background(), ev, b)
+					if !assert.NoError(t, err, "goroutine %d, %s", g, ev) {
+						return
+					}
+					mu.Lock()
+					results[ev] = append(results[ev], drawn{b, lb})
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+	require.Len(t, results, events)
+	for ev, rs := range results {
+		require.Len(t, rs, providers*goroutines, ev)
+	}
+	checkDraws(t, reps[0].j, schema, results)
+	var served, discarded uint64
+	for _, r := range reps {
+		st := r.p.Stats()
+		served += st.VerifiableBytes
+		discarded += st.EventBytesDiscarded
+		assert.Zero(t, st.JournalErrors)
+	}
+	assert.Equal(t, uint64(events*size), served, "each event's bytes were handed out by one replica only")
+	t.Logf("%d events, %d callers each; bytes taken and discarded by replicas that lost a race: %d", events, providers*goroutines, discarded)
+}
+
+// Connections killed with pg_terminate_backend again and again while a
+// fleet draws: no panic, no event drawn twice, no record lost, and the
+// same Providers go on drawing afterwards.
+func TestFleetSurvivesKilledConnections(t *testing.T) {
+	dsn, schema := testDSN(t), testSchema(t)
+	app := "entropy_kill_" + schema[len(schema)-12:]
+	dsn = withParam(dsn, "application_name", app)
+	const providers, goroutines, events, size = 3, 4, 30, 16
+	reps := make([]replica, providers)
+	for i := range reps {
+		reps[i] = newReplica(t, dsn, schema)
+	}
+
+	stop := make(chan struct{})
+	var kills atomic.Int64
+	var killer sync.WaitGroup
+	killer.Add(1)
+	go func() {
+		defer killer.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(30 * time.Millisecond):
+			}
+			n := sqlInt(t, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()", app)
+			kills.Add(n)
+		}
+	}()
+
+	var mu sync.Mutex
+	results := map[string][]drawn{}
+	var failures atomic.Int64
+	var wg sync.WaitGroup
+	for _, r := range reps {
+		for range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for e := range events {
+					ev := fmt.Sprintf("raffle-%d", e)
+					b := make([]byte, size)
+					var lb entropy.Label
+					var err error
+					for attempt := 0; attempt < 50; attempt++ {
+						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						lb, err = r.p.ReadFor(ctx, ev, b)
+						cancel()
+						if err == nil {
+							break
+						}
+						failures.Add(1)
+						assert.Equal(t, make([]byte, size), b, "a failed ReadFor hands out nothing")
+					}
+					if !assert.NoError(t, err, ev) {
+						return
+					}
+					// Ordinary reads go on meanwhile.
+					_, rerr := r.p.Read(make([]byte, 64))
+					assert.NoError(t, rerr)
+					mu.Lock()
+					results[ev] = append(results[ev], drawn{b, lb})
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(stop)
+	killer.Wait()
+	t.Logf("backends terminated: %d; ReadFor calls that failed and were retried: %d", kills.Load(), failures.Load())
+	require.NotZero(t, kills.Load(), "no connection was killed: the test proved nothing")
+
+	// Recovery: the same Providers draw a new event.
+	for _, r := range reps {
+		b := make([]byte, size)
+		lb, err := r.p.ReadFor(context.Background(), "after-the-storm", b)
+		require.NoError(t, err)
+		mu.Lock()
+		results["after-the-storm"] = append(results["after-the-storm"], drawn{b, lb})
+		mu.Unlock()
+	}
+	checkDraws(t, reps[0].j, schema, results)
+
+	// No record lost: every block a replica took is in the journal once
+	// the replicas have closed.
+	var accepted uint64
+	for _, r := range reps {
+		require.NoError(t, r.p.Close())
+		st := r.p.Stats()
+		assert.Zero(t, st.JournalLost, "records given up")
+		for _, s := range st.Sources {
+			accepted += s.BlocksAccepted
+		}
+	}
+	blocks := sqlInt(t, "SELECT count(*) FROM "+table(schema, "journal_records")+" WHERE type = 'block'")
+	assert.Equal(t, int64(accepted), blocks, "block records in the journal, one per block accepted")
+}
+
+// PostgreSQL unreachable: ReadFor fails with an error that wraps the
+// driver's, ordinary reads go on (from the pool, then by the Provider's
+// policy: no new job can be claimed while the replay guard cannot answer),
+// and the Provider recovers by itself when the database is back.
+func TestDatabaseDownAndBack(t *testing.T) {
+	dsn, schema := testDSN(t), testSchema(t)
+	px := newProxy(t, dsn)
+	r := newReplica(t, px.dsn, schema, entropy.WithPolicy(entropy.Degrade))
+	b := make([]byte, 16)
+	_, err := r.p.ReadFor(context.Background(), "before", b)
+	require.NoError(t, err)
+
+	px.down()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = r.p.ReadFor(ctx, "while-down", make([]byte, 16))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "pgjournal")
+	var netErr net.Error
+	var connErr *pgconn.ConnectError
+	assert.True(t, errors.As(err, &netErr) || errors.As(err, &connErr) || errors.Is(err, io.ErrUnexpectedEOF),
+		"the driver's error is wrapped: %v", err)
+	t.Log(err)
+	for range 20 {
+		_, err := r.p.Read(make([]byte, 512))
+		require.NoError(t, err, "ordinary reads go on while the journal is down")
+	}
+
+	px.up()
+	b2 := make([]byte, 16)
+	var lb entropy.Label
+	require.Eventually(t, func() bool {
+		lb, err = r.p.ReadFor(context.Background(), "while-down", b2)
+		return err == nil
+	}, 20*time.Second, 50*time.Millisecond, "the Provider recovers without a restart")
+	assert.True(t, lb.Verifiable)
+	require.NoError(t, r.p.Close())
+	st := r.p.Stats()
+	assert.Zero(t, st.JournalLost)
+	var accepted uint64
+	for _, s := range st.Sources {
+		accepted += s.BlocksAccepted
+	}
+	j := openIn(t, schema)
+	blocks := sqlInt(t, "SELECT count(*) FROM "+table(schema, "journal_records")+" WHERE type = 'block'")
+	assert.Equal(t, int64(accepted), blocks, "every block record was written once the database was back")
+	_, err = j.Verify(context.Background())
+	require.NoError(t, err)
+}
+
+// withParam adds a query parameter to a URL DSN.
+func withParam(dsn, key, value string) string {
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	return dsn + sep + key + "=" + value
+}
+
+// sqlInt runs a query that returns one integer.
+func sqlInt(t testing.TB, sql string, args ...any) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, testDSN(t))
+	if !assert.NoError(t, err) {
+		return 0
+	}
+	defer conn.Close(ctx)
+	var v int64
+	assert.NoError(t, conn.QueryRow(ctx, sql, args...).Scan(&v), sql)
+	return v
+}
+
+// proxy is a TCP proxy to the test database on a loopback port, that can be
+// taken down (every connection cut, new ones refused) and brought back:
+// PostgreSQL going away, without stopping the server others use.
+type proxy struct {
+	dsn    string
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	isDown bool
+	conns  map[net.Conn]bool
+	wg     sync.WaitGroup
+}
+
+func newProxy(t *testing.T, dsn string) *proxy {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	px := &proxy{ln: ln, target: net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)), conns: map[net.Conn]bool{}}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	px.dsn = strings.Replace(dsn, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)), "127.0.0.1:"+port, 1)
+	require.NotEqual(t, dsn, px.dsn, "the DSN names host:port")
+	px.wg.Add(1)
+	go px.serve()
+	t.Cleanup(func() {
+		ln.Close()
+		px.down()
+		px.wg.Wait()
+	})
+	return px
+}
+
+func (px *proxy) serve() {
+	defer px.wg.Done()
+	for {
+		c, err := px.ln.Accept()
+		if err != nil {
+			return
+		}
+		px.mu.Lock()
+		if px.isDown {
+			px.mu.Unlock()
+			c.Close()
+			continue
+		}
+		s, err := net.Dial("tcp", px.target)
+		if err != nil {
+			px.mu.Unlock()
+			c.Close()
+			continue
+		}
+		px.conns[c], px.conns[s] = true, true
+		px.mu.Unlock()
+		px.wg.Add(2)
+		go px.pipe(c, s)
+		go px.pipe(s, c)
+	}
+}
+
+func (px *proxy) pipe(dst, src net.Conn) {
+	defer px.wg.Done()
+	_, _ = io.Copy(dst, src)
+	dst.Close()
+	src.Close()
+}
+
+// down cuts every connection and refuses new ones until up.
+func (px *proxy) down() {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	px.isDown = true
+	for c := range px.conns {
+		c.Close()
+		delete(px.conns, c)
+	}
+}
+
+func (px *proxy) up() {
+	px.mu.Lock()
+	px.isDown = false
+	px.mu.Unlock()
+}

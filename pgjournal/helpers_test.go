@@ -1,0 +1,106 @@
+package pgjournal_test
+
+import (
+	"context"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy/journal"
+	"github.com/provenrand/entropy/pgjournal"
+)
+
+// envDSN names the variable that points the integration tests at a
+// PostgreSQL database.
+const envDSN = "ENTROPY_TEST_POSTGRES"
+
+// testDSN returns the test database's DSN, or skips the test.
+func testDSN(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv(envDSN)
+	if dsn == "" {
+		t.Skip("set " + envDSN + " to a PostgreSQL DSN (postgres://...) to run the PostgreSQL journal's integration tests")
+	}
+	return dsn
+}
+
+// testSchema returns a fresh schema name for one test, dropped when the
+// test ends, so that parallel runs never share tables.
+func testSchema(t testing.TB) string {
+	t.Helper()
+	dsn := testDSN(t)
+	var b [6]byte
+	_, _ = crand.Read(b[:])
+	schema := fmt.Sprintf("entropy_test_%x", b)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return schema
+}
+
+// openIn opens a journal in schema, closed when the test ends.
+func openIn(t testing.TB, schema string, opts ...pgjournal.Option) *pgjournal.Journal {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	j, err := pgjournal.Open(ctx, testDSN(t), append([]pgjournal.Option{pgjournal.WithSchema(schema)}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(j.Close)
+	return j
+}
+
+// sqlExec runs statements on the test database directly, as an operator (or
+// an attacker) with psql would.
+func sqlExec(t testing.TB, sql string, args ...any) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, testDSN(t))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	tag, err := conn.Exec(ctx, sql, args...)
+	require.NoError(t, err, sql)
+	return tag.RowsAffected()
+}
+
+// table is the qualified name of one of the journal's tables in schema.
+func table(schema, name string) string {
+	return pgx.Identifier{schema, pgjournal.DefaultTablePrefix + name}.Sanitize()
+}
+
+// sqlString runs a query that returns one text value.
+func sqlString(t testing.TB, sql string, args ...any) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, testDSN(t))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var v string
+	require.NoError(t, conn.QueryRow(ctx, sql, args...).Scan(&v), sql)
+	return v
+}
+
+// dataHash is the data_hash column of a record, as the package computes it:
+// an attacker who read the source can compute it too.
+func dataHash(e journal.Entry) string {
+	h := sha256.Sum256(append([]byte(e.Type+"\x00"), e.Data...))
+	return hex.EncodeToString(h[:])
+}

@@ -1,0 +1,324 @@
+package pgjournal_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/journaltest"
+	"github.com/provenrand/entropy/journal"
+	"github.com/provenrand/entropy/pgjournal"
+)
+
+// The PostgreSQL journal passes the conformance suite of entropy.Journal,
+// and what it wrote verifies.
+func TestPostgresJournalConformance(t *testing.T) {
+	testDSN(t)
+	journaltest.Run(t, func(t *testing.T) entropy.Journal {
+		j := openIn(t, testSchema(t))
+		t.Cleanup(func() {
+			_, err := j.Verify(context.Background())
+			assert.NoError(t, err, "the journal the suite wrote verifies")
+		})
+		return j
+	})
+}
+
+// Many replicas starting at once on an empty database: one creates the
+// tables, every Open succeeds, and the journal has one first record.
+func TestOpenConcurrentlyMigratesOnce(t *testing.T) {
+	schema := testSchema(t)
+	const replicas = 8
+	var wg sync.WaitGroup
+	js := make([]*pgjournal.Journal, replicas)
+	errs := make([]error, replicas)
+	for i := range replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			js[i], errs[i] = pgjournal.Open(context.Background(), testDSN(t), pgjournal.WithSchema(schema))
+		}()
+	}
+	wg.Wait()
+	for i := range replicas {
+		require.NoError(t, errs[i], "replica %d", i)
+		defer js[i].Close()
+	}
+	rep, err := js[0].Verify(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, 1, rep.Records, "one journal header, however many replicas started")
+	// Opening again is idempotent.
+	j := openIn(t, schema)
+	rep, err = j.Verify(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, 1, rep.Records)
+}
+
+// Two applications in one database keep separate journals: by schema or by
+// table prefix, given as options or in the DSN.
+func TestSchemasAndPrefixesSeparateJournals(t *testing.T) {
+	schema := testSchema(t)
+	a := openIn(t, schema)
+	b := openIn(t, schema, pgjournal.WithTablePrefix("app_b_"))
+	dsn := testDSN(t)
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	c, err := pgjournal.Open(context.Background(), dsn+sep+"journal_schema="+schema+"&journal_prefix=app_c_")
+	require.NoError(t, err)
+	defer c.Close()
+	assert.Equal(t, schema, c.Schema())
+	assert.Equal(t, "app_c_", c.TablePrefix())
+
+	ev := entropy.EventRecord{Event: "shared-name", Data: []byte{1, 2, 3}, Label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "q", JobID: "a", Length: 3}}}}
+	_, err = a.RecordEvent(context.Background(), ev)
+	require.NoError(t, err)
+	for _, other := range []*pgjournal.Journal{b, c} {
+		_, ok, err := other.LookupEvent(context.Background(), "shared-name")
+		require.NoError(t, err)
+		assert.False(t, ok, "another application's journal")
+	}
+	for _, j := range []*pgjournal.Journal{a, b, c} {
+		_, err := j.Verify(context.Background())
+		require.NoError(t, err)
+	}
+}
+
+// Bad input is refused with clear errors, never a panic, and a DSN's
+// password appears in no error.
+func TestOpenRefusesBadInput(t *testing.T) {
+	ctx := context.Background()
+	_, err := pgjournal.Open(ctx, "postgres://u:s3cret-pw@127.0.0.1:1/db", pgjournal.WithSchema("Bad-Name"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "invalid schema name")
+	_, err = pgjournal.Open(ctx, "postgres://u:s3cret-pw@127.0.0.1:1/db", pgjournal.WithTablePrefix("x; DROP TABLE y"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "invalid table prefix")
+
+	// Nothing listens on port 1: the connection fails.
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = pgjournal.Open(cctx, "postgres://u:s3cret-pw@127.0.0.1:1/db?connect_timeout=2")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "s3cret-pw")
+	_, err = pgjournal.Open(cctx, "host=127.0.0.1 port=1 user=u password=s3cret-pw dbname=db connect_timeout=2")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "s3cret-pw")
+	_, err = pgjournal.Open(cctx, "postgres://u:s3cret-pw@127.0.0.1:notaport/db")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "s3cret-pw")
+
+	assert.Equal(t, "postgres://u:xxxxx@h/db", pgjournal.Redact("postgres://u:s3cret-pw@h/db"))
+	assert.Equal(t, "host=h password=xxxxx user=u", pgjournal.Redact("host=h password=s3cret-pw user=u"))
+	assert.Equal(t, "postgres://h/db", pgjournal.Redact("postgres://h/db"))
+}
+
+// A journal of a newer schema version is refused, not written to.
+func TestNewerSchemaVersionRefused(t *testing.T) {
+	schema := testSchema(t)
+	openIn(t, schema)
+	sqlExec(t, "INSERT INTO "+table(schema, "journal_version")+" (version) VALUES ($1)", pgjournal.SchemaVersion+1)
+	_, err := pgjournal.Open(context.Background(), testDSN(t), pgjournal.WithSchema(schema))
+	assert.ErrorIs(t, err, pgjournal.ErrSchemaVersion)
+}
+
+// A journal with blocks, an episode and events: its records in the database
+// verify, as a file of the same records would.
+func TestVerifyReportsLikeAFile(t *testing.T) {
+	j := openIn(t, testSchema(t))
+	recordSample(t, j)
+	rep, err := j.Verify(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, 7, rep.Records)
+	assert.Equal(t, 3, rep.Blocks)
+	assert.Equal(t, 1, rep.Fallbacks)
+	assert.Equal(t, 2, rep.Events)
+	assert.Equal(t, int64(8), rep.FallbackBytes)
+	assert.Equal(t, []string{"e1", "e2"}, rep.EventNames)
+	seq, head, err := j.Head(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, rep.LastSeq, seq)
+	assert.Equal(t, rep.Head, head)
+}
+
+// recordSample writes three blocks, an episode and two events.
+func recordSample(t *testing.T, j *pgjournal.Journal) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range 3 {
+		require.NoError(t, j.RecordBlock(ctx, entropy.BlockRecord{Source: "q", JobID: fmt.Sprintf("job-%d", i), Size: 32, Verifiable: true, Time: time.Now()}))
+	}
+	require.NoError(t, j.RecordFallback(ctx, entropy.FallbackEpisode{Start: time.Now(), End: time.Now(), Ended: true, Reads: 1, Bytes: 8, Reason: errors.New("down")}))
+	for _, name := range []string{"e1", "e2"} {
+		_, err := j.RecordEvent(ctx, entropy.EventRecord{Event: name, Data: []byte(name + "-bytes"),
+			Label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "q", JobID: "job-0", Length: 8}}}, Time: time.Now()})
+		require.NoError(t, err)
+	}
+}
+
+// A retried block or episode (after a commit whose outcome was unknown) is
+// not recorded twice.
+func TestRetriedRecordsAreNotDuplicated(t *testing.T) {
+	j := openIn(t, testSchema(t))
+	ctx := context.Background()
+	b := entropy.BlockRecord{Source: "q", JobID: "job-1", Size: 32, Verifiable: true, Time: time.Now()}
+	ep := entropy.FallbackEpisode{Start: time.Now(), End: time.Now(), Ended: true, Reads: 2, Bytes: 16}
+	for range 3 {
+		require.NoError(t, j.RecordBlock(ctx, b))
+		require.NoError(t, j.RecordFallback(ctx, ep))
+	}
+	rep, err := j.Verify(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, rep.Blocks)
+	assert.Equal(t, 1, rep.Fallbacks)
+}
+
+// Rows changed by hand with SQL are caught by Verify, which names the first
+// bad record; LookupEvent refuses an event row whose line was edited.
+func TestVerifyCatchesTampering(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name    string
+		tamper  func(schema string)
+		seq     uint64
+		wantErr error
+	}{
+		{"event bytes edited", func(s string) {
+			sqlExec(t, "UPDATE "+table(s, "journal_records")+` SET line = replace(line, '"event":"e1"', '"event":"e9"') WHERE seq = 6`)
+		}, 6, journal.ErrHashMismatch},
+		{"block job edited", func(s string) {
+			sqlExec(t, "UPDATE "+table(s, "journal_records")+` SET line = replace(line, '"job_id":"job-1"', '"job_id":"job-X"') WHERE seq = 3`)
+		}, 3, journal.ErrHashMismatch},
+		{"block rewritten with a valid line and hash", func(s string) {
+			// An attacker who knows the format rewrites record 3 whole, with
+			// a correct hash of its own: record 4's prev no longer matches.
+			prevHash := sqlString(t, "SELECT hash FROM "+table(s, "journal_records")+" WHERE seq = 2")
+			e, err := journal.ChainAt(2, prevHash).Append(time.Now(), entropy.BlockRecord{Source: "q", JobID: "job-forged", Size: 32, Verifiable: true, Time: time.Now()})
+			require.NoError(t, err)
+			sqlExec(t, "UPDATE "+table(s, "journal_records")+" SET line = $1, hash = $2, data_hash = $3, job_id = 'job-forged' WHERE seq = 3", string(e.Line), e.Hash, dataHash(e))
+		}, 4, journal.ErrChainBroken},
+		{"record deleted", func(s string) {
+			sqlExec(t, "DELETE FROM "+table(s, "journal_records")+" WHERE seq = 4")
+		}, 5, journal.ErrSequence},
+		{"last record deleted", func(s string) {
+			sqlExec(t, "DELETE FROM "+table(s, "journal_records")+" WHERE seq = 7")
+		}, 7, pgjournal.ErrHeadMismatch},
+		{"record inserted", func(s string) {
+			sqlExec(t, "INSERT INTO "+table(s, "journal_records")+` (seq, type, event, data_hash, line, hash)
+				SELECT 8, type, 'e3', 'x' || data_hash, replace(replace(line, '"seq":7', '"seq":8'), '"event":"e2"', '"event":"e3"'), hash
+				FROM `+table(s, "journal_records")+" WHERE seq = 7")
+		}, 8, journal.ErrHashMismatch},
+		{"record appended without the head", func(s string) {
+			// A well-formed, chained record added at the end by hand.
+			prevHash := sqlString(t, "SELECT hash FROM "+table(s, "journal_records")+" WHERE seq = 7")
+			e, err := journal.ChainAt(7, prevHash).Append(time.Now(), entropy.BlockRecord{Source: "q", JobID: "job-forged", Size: 32, Verifiable: true, Time: time.Now()})
+			require.NoError(t, err)
+			sqlExec(t, "INSERT INTO "+table(s, "journal_records")+" (seq, type, data_hash, line, hash) VALUES (8, 'block', $3, $1, $2)", string(e.Line), e.Hash, dataHash(e))
+		}, 8, pgjournal.ErrHeadMismatch},
+		{"event column edited", func(s string) {
+			sqlExec(t, "UPDATE "+table(s, "journal_records")+" SET event = 'e7' WHERE seq = 6")
+		}, 6, pgjournal.ErrColumnMismatch},
+		{"seq renumbered", func(s string) {
+			sqlExec(t, "UPDATE "+table(s, "journal_records")+" SET seq = 100 WHERE seq = 7")
+		}, 100, pgjournal.ErrColumnMismatch},
+		{"head moved back", func(s string) {
+			sqlExec(t, "UPDATE "+table(s, "journal_head")+" SET seq = 6")
+		}, 7, pgjournal.ErrHeadMismatch},
+		{"head row deleted", func(s string) {
+			sqlExec(t, "DELETE FROM "+table(s, "journal_head"))
+		}, 0, pgjournal.ErrHeadMismatch},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			schema := testSchema(t)
+			j := openIn(t, schema)
+			recordSample(t, j)
+			_, err := j.Verify(ctx)
+			require.NoError(t, err)
+			tc.tamper(schema)
+			_, err = j.Verify(ctx)
+			require.Error(t, err)
+			var re *pgjournal.RecordError
+			require.ErrorAs(t, err, &re)
+			assert.Equal(t, tc.seq, re.Seq, "the first bad record: %v", err)
+			assert.ErrorIs(t, err, tc.wantErr)
+			t.Log(err)
+		})
+	}
+
+	t.Run("lookup of an edited event", func(t *testing.T) {
+		schema := testSchema(t)
+		j := openIn(t, schema)
+		recordSample(t, j)
+		sqlExec(t, "UPDATE "+table(schema, "journal_records")+` SET line = replace(line, encode('e1-bytes', 'hex'), encode('e1-BYTES', 'hex')) WHERE event = 'e1'`)
+		_, _, err := j.LookupEvent(ctx, "e1")
+		assert.ErrorIs(t, err, journal.ErrHashMismatch)
+	})
+}
+
+// Calls after Close fail with ErrClosed.
+func TestClosed(t *testing.T) {
+	j := openIn(t, testSchema(t))
+	j.Close()
+	j.Close()
+	ctx := context.Background()
+	assert.ErrorIs(t, j.RecordBlock(ctx, entropy.BlockRecord{Source: "q", JobID: "j", Size: 1, Verifiable: true}), pgjournal.ErrClosed)
+	_, err := j.RecordEvent(ctx, entropy.EventRecord{Event: "e", Data: []byte{1}})
+	assert.ErrorIs(t, err, pgjournal.ErrClosed)
+	_, _, err = j.LookupEvent(ctx, "e")
+	assert.ErrorIs(t, err, pgjournal.ErrClosed)
+	_, err = j.Verify(ctx)
+	assert.ErrorIs(t, err, pgjournal.ErrClosed)
+}
+
+// The replay guard across a fleet: of replicas claiming one job at once,
+// exactly one gets it; a job with a block record is not new; a second block
+// record of a job is refused.
+func TestReplayGuardAcrossReplicas(t *testing.T) {
+	schema := testSchema(t)
+	const replicas = 6
+	js := make([]*pgjournal.Journal, replicas)
+	for i := range js {
+		js[i] = openIn(t, schema)
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	fresh := make([]bool, replicas)
+	for i, j := range js {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			fresh[i], err = j.ClaimJob(ctx, "quantropy", "job-replayed")
+			assert.NoError(t, err)
+		}()
+	}
+	wg.Wait()
+	n := 0
+	for _, f := range fresh {
+		if f {
+			n++
+		}
+	}
+	assert.Equal(t, 1, n, "one replica takes a job")
+
+	b := entropy.BlockRecord{Source: "quantropy", JobID: "job-recorded", Size: 8, Verifiable: true, Time: time.Now()}
+	require.NoError(t, js[0].RecordBlock(ctx, b))
+	f, err := js[1].ClaimJob(ctx, "quantropy", "job-recorded")
+	require.NoError(t, err)
+	assert.False(t, f, "a job with a block record is not new")
+	other := b
+	other.Digest[0] = 1
+	assert.ErrorIs(t, js[1].RecordBlock(ctx, other), journal.ErrJobExists)
+	_, err = js[2].Verify(ctx)
+	require.NoError(t, err)
+}

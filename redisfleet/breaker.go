@@ -1,0 +1,324 @@
+package redisfleet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/provenrand/entropy"
+)
+
+// breaker is the fleet's breaker of one source: gobreaker v2's
+// DistributedCircuitBreaker on a Redis SharedDataStore, with a local
+// gobreaker CircuitBreaker while Redis is unreachable.
+//
+// The request does not run inside DistributedCircuitBreaker.Execute, which
+// holds the store's mutex for the whole call: every replica's refills
+// (their limiter waits, backoff and requests) would queue behind one Redis
+// lock, and a replica kept waiting would take a busy fleet for a broken
+// store. Instead a refill is admitted by State (which also moves an expired
+// open breaker to half-open, for the fleet), and its outcome is counted by
+// Execute with a request that only returns it. In half-open, a probe key
+// taken with SET NX lets one replica of the fleet probe; the others are
+// refused with gobreaker.ErrTooManyRequests until its outcome is known.
+type breaker struct {
+	s        *source
+	settings gobreaker.Settings
+	probeTTL time.Duration
+	local    *gobreaker.CircuitBreaker[entropy.Block]
+	store    *store
+
+	mu      sync.Mutex // one DistributedCircuitBreaker call at a time
+	dcb     *gobreaker.DistributedCircuitBreaker[entropy.Block]
+	onLocal atomic.Bool // the last refill ran on the local breaker
+	probing atomic.Bool // the refill running now is the fleet's half-open probe
+}
+
+func newBreaker(s *source, src entropy.FleetSource) (*breaker, error) {
+	st := src.Breaker
+	if st.Name == "" {
+		st.Name = s.key
+	}
+	attempts := max(src.Attempts, 1)
+	b := &breaker{
+		s:        s,
+		settings: st,
+		// The probe is one refill: its attempts, their timeouts and backoff.
+		probeTTL: time.Duration(attempts)*(max(src.FetchTimeout, time.Second)+src.RetryMax) + time.Second,
+		local:    gobreaker.NewCircuitBreaker[entropy.Block](st),
+		store:    &store{s: s, prefix: s.key + ":"},
+	}
+	return b, nil
+}
+
+// State returns the breaker's state as this replica last knew it (no I/O).
+func (b *breaker) State() gobreaker.State {
+	if b.onLocal.Load() {
+		return b.local.State()
+	}
+	b.mu.Lock()
+	dcb := b.dcb
+	b.mu.Unlock()
+	if dcb == nil {
+		return b.local.State()
+	}
+	return dcb.CircuitBreaker.State()
+}
+
+// Execute runs one refill if the fleet's breaker lets it, and counts its
+// outcome for the fleet.
+func (b *breaker) Execute(req func() (entropy.Block, error)) (entropy.Block, error) {
+	probe, err := b.admit()
+	if errors.Is(err, errLocal) {
+		b.onLocal.Store(true)
+		return b.local.Execute(req)
+	}
+	if err != nil {
+		return entropy.Block{}, err
+	}
+	b.onLocal.Store(false)
+	b.probing.Store(probe != "")
+	blk, rerr := req()
+	b.probing.Store(false)
+	b.record(rerr, probe)
+	return blk, rerr
+}
+
+// Gate reads the fleet's breaker just before a request of an admitted
+// refill (entropy.BreakerGate): another replica may have opened it, or
+// moved it to half-open with its own probe, while this refill waited.
+func (b *breaker) Gate(ctx context.Context) error {
+	if b.onLocal.Load() {
+		return nil
+	}
+	var data []byte
+	err := b.s.f.do(ctx, func(c context.Context) error {
+		d, err := b.s.f.rdb.Get(c, b.store.prefix+"gobreaker:state:"+b.settings.Name).Bytes()
+		data = d
+		return err
+	})
+	if err != nil {
+		return nil // no shared state to read: the refill goes on
+	}
+	var st gobreaker.SharedState
+	if json.Unmarshal(data, &st) != nil {
+		return nil
+	}
+	switch {
+	case st.State == gobreaker.StateOpen && time.Now().Before(st.Expiry):
+		return gobreaker.ErrOpenState
+	case st.State != gobreaker.StateClosed && !b.probing.Load():
+		return gobreaker.ErrTooManyRequests
+	}
+	return nil
+}
+
+// admit asks the fleet's breaker whether a refill may run. It returns the
+// probe token if the refill is the fleet's half-open probe, gobreaker's
+// ErrOpenState or ErrTooManyRequests if not, and errLocal if the breaker
+// cannot be asked (Redis unreachable).
+func (b *breaker) admit() (probe string, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	dcb := b.distributed()
+	if dcb == nil {
+		return "", errLocal
+	}
+	state, err := dcb.State()
+	b.store.release()
+	if err != nil {
+		b.forget(err)
+		return "", errLocal
+	}
+	switch state {
+	case gobreaker.StateOpen:
+		return "", gobreaker.ErrOpenState
+	case gobreaker.StateHalfOpen:
+		token := newToken()
+		var got bool
+		err := b.s.f.do(context.Background(), func(c context.Context) error {
+			ok, err := b.s.f.rdb.SetNX(c, b.s.key+":probe", token, b.probeTTL).Result()
+			got = ok
+			return err
+		})
+		if err != nil {
+			return "", errLocal
+		}
+		if !got {
+			return "", gobreaker.ErrTooManyRequests
+		}
+		return token, nil
+	}
+	return "", nil
+}
+
+// record counts a refill's outcome in the fleet's breaker and gives the
+// probe key back.
+func (b *breaker) record(outcome error, probe string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	refused := errors.Is(outcome, gobreaker.ErrOpenState) || errors.Is(outcome, gobreaker.ErrTooManyRequests)
+	if dcb := b.distributed(); dcb != nil && !refused {
+		_, err := dcb.Execute(func() (entropy.Block, error) { return entropy.Block{}, outcome })
+		b.store.release()
+		if err != nil && !errors.Is(err, outcome) {
+			b.forget(err)
+		}
+	}
+	if probe != "" {
+		_ = b.s.f.do(context.Background(), func(c context.Context) error {
+			return releaseKey.Run(c, b.s.f.rdb, []string{b.s.key + ":probe"}, probe).Err()
+		})
+	}
+}
+
+// forget drops the DistributedCircuitBreaker after a store failure or a lost
+// shared state (Redis restarted empty): the next call makes it again, which
+// writes the state anew if Redis has none.
+func (b *breaker) forget(err error) {
+	if errors.Is(err, gobreaker.ErrNoSharedState) {
+		b.dcb = nil
+	}
+}
+
+// distributed returns the DistributedCircuitBreaker, made on first use when
+// Redis answers; nil while it does not. The caller holds b.mu.
+func (b *breaker) distributed() *gobreaker.DistributedCircuitBreaker[entropy.Block] {
+	if b.dcb != nil {
+		if !b.s.f.usable() {
+			return nil
+		}
+		return b.dcb
+	}
+	if !b.s.f.usable() {
+		return nil
+	}
+	// Take the store's mutex first: the constructor's own lock call then
+	// finds it held and does not sit in gobreaker's 5 s retry loop when
+	// Redis fails.
+	if err := b.store.acquire(); err != nil {
+		return nil
+	}
+	dcb, err := gobreaker.NewDistributedCircuitBreaker[entropy.Block](b.store, b.settings)
+	b.store.release()
+	if err != nil {
+		return nil
+	}
+	b.dcb = dcb
+	return dcb
+}
+
+// releaseKey deletes a key if it still holds the caller's token.
+var releaseKey = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// store is gobreaker's SharedDataStore on Redis for one source's breaker.
+//
+// Its mutex is taken by the first GetData or Lock of a call and kept until
+// Unlock (or release): gobreaker reads the shared state before it locks, so
+// without this a replica could act on a state another replica was changing.
+// The mutex is a key set with NX and an expiry, so that a replica that dies
+// holding it does not hold the fleet for longer than lockTTL.
+type store struct {
+	s      *source
+	prefix string
+	token  string // the mutex token while this replica holds it
+}
+
+func (st *store) lockTTL() time.Duration { return max(time.Second, 10*st.s.f.timeout) }
+
+// acquire takes the fleet's mutex of this breaker, waiting while another
+// replica holds it (its critical section is a few round trips).
+func (st *store) acquire() error {
+	if st.token != "" {
+		return nil
+	}
+	f := st.s.f
+	token := newToken()
+	deadline := time.Now().Add(st.lockTTL() + f.timeout)
+	for {
+		var got bool
+		err := f.do(context.Background(), func(c context.Context) error {
+			ok, err := f.rdb.SetNX(c, st.prefix+"breaker-lock", token, st.lockTTL()).Result()
+			got = ok
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if got {
+			st.token = token
+			return nil
+		}
+		if time.Now().After(deadline) {
+			err := errors.New("breaker lock held past its expiry")
+			f.failed(err)
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// release gives the mutex back if this replica holds it.
+func (st *store) release() {
+	if st.token == "" {
+		return
+	}
+	token := st.token
+	st.token = ""
+	f := st.s.f
+	_ = f.do(context.Background(), func(c context.Context) error {
+		return releaseKey.Run(c, f.rdb, []string{st.prefix + "breaker-lock"}, token).Err()
+	})
+}
+
+// Lock takes the breaker's mutex (see store).
+func (st *store) Lock(string) error { return st.acquire() }
+
+// Unlock gives the breaker's mutex back.
+func (st *store) Unlock(string) error { st.release(); return nil }
+
+// GetData reads the shared state, under the mutex.
+func (st *store) GetData(name string) ([]byte, error) {
+	if err := st.acquire(); err != nil {
+		return nil, err
+	}
+	var data []byte
+	f := st.s.f
+	err := f.do(context.Background(), func(c context.Context) error {
+		d, err := f.rdb.Get(c, st.prefix+name).Bytes()
+		data = d
+		return err
+	})
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	return data, err
+}
+
+// SetData writes the shared state. It expires after a day unused, so that
+// a fleet that is gone leaves nothing behind for ever.
+func (st *store) SetData(name string, data []byte) error {
+	f := st.s.f
+	return f.do(context.Background(), func(c context.Context) error {
+		return f.rdb.Set(c, st.prefix+name, data, 24*time.Hour).Err()
+	})
+}

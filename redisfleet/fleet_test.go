@@ -1,0 +1,231 @@
+package redisfleet_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/redisfleet"
+	"github.com/provenrand/entropy/sim"
+)
+
+// startFleet starts n replicas of one fleet against svc.
+func startFleet(t *testing.T, svc *service, fs fleetSetup, n int) []*replica {
+	t.Helper()
+	var rs []*replica
+	for i := 0; i < n; i++ {
+		rs = append(rs, startReplica(t, svc, fs, fmt.Sprintf("r%d", i)))
+	}
+	return rs
+}
+
+func stopFleet(t *testing.T, rs []*replica) {
+	t.Helper()
+	for _, r := range rs {
+		r.close(t)
+	}
+}
+
+// Three replicas, each with its own Redis client, draw from one limit of 20
+// requests/s with a burst of 2: the service sees at most 20 + 2 requests in
+// any second, and, itself limited to 20/s, answers no 429.
+func TestFleetSharesOneRateLimit(t *testing.T) {
+	url := redisURL(t)
+	svc := newService(t, sim.WithRateLimit(20, 3))
+	fs := fleetSetup{redisURL: url, name: fleetName(t, url), size: 3, rate: 20, burst: 2}
+	start := time.Now()
+	rs := startFleet(t, svc, fs, 3)
+	time.Sleep(6 * time.Second)
+	end := time.Now()
+	for _, r := range rs {
+		st := r.p.Stats()
+		require.NotNil(t, st.Fleet)
+		assert.True(t, st.Fleet.Shared, "replica %s coordinated through Redis", r.name)
+		assert.Zero(t, st.Fleet.Errors, "replica %s: no coordination error", r.name)
+	}
+	stopFleet(t, rs)
+
+	as := between(svc.all(), start, end)
+	busiest := maxInWindow(as, "", time.Second, start, end)
+	t.Logf("%d requests in %v, at most %d in one second", len(as), end.Sub(start).Round(time.Millisecond), busiest)
+	assert.LessOrEqual(t, busiest, 20+2, "requests in the busiest 1 s window")
+	assert.GreaterOrEqual(t, len(as), 20*5, "the replicas kept the shared limit busy (else the bound proves nothing)")
+	per := map[string]int{}
+	for _, a := range as {
+		per[a.replica]++
+		assert.NotEqual(t, http.StatusTooManyRequests, a.status, "the service's own 20/s limit never answered 429")
+	}
+	for _, r := range rs {
+		assert.Positive(t, per[r.name], "replica %s sent requests", r.name)
+		assert.Zero(t, r.readErrs.Load(), "no read failed")
+	}
+}
+
+// A Retry-After: 5 answered to one replica holds every replica: the service
+// sees no request from any of them for those 5 s, then requests resume.
+func TestFleetRetryAfterHoldsEveryReplica(t *testing.T) {
+	url := redisURL(t)
+	svc := newService(t)
+	fs := fleetSetup{redisURL: url, name: fleetName(t, url), size: 3, rate: 20, burst: 2}
+	rs := startFleet(t, svc, fs, 3)
+	time.Sleep(time.Second)
+	svc.sim.Script(sim.Status(http.StatusTooManyRequests, sim.ShapeNested, "5"))
+	var held arrival
+	require.Eventually(t, func() bool {
+		for _, a := range svc.all() {
+			if a.status == http.StatusTooManyRequests {
+				held = a
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 5*time.Millisecond, "the scripted 429 was answered")
+	time.Sleep(time.Until(held.at.Add(5*time.Second + 700*time.Millisecond)))
+	stopFleet(t, rs)
+
+	as := svc.all()
+	during := between(as, held.at.Add(time.Nanosecond), held.at.Add(5*time.Second))
+	assert.Empty(t, during, "no replica sent a request during the 5 s hold that %s received", held.replica)
+	after := between(as, held.at.Add(5*time.Second), held.at.Add(6*time.Second))
+	assert.NotEmpty(t, after, "requests resumed when the hold had passed")
+	for _, r := range rs {
+		assert.Zero(t, r.readErrs.Load(), "no read failed under Degrade")
+	}
+}
+
+// A permanent error seen by one replica opens the breaker of all: no replica
+// sends a request until the breaker's timeout, then one probe is sent for
+// the whole fleet; when it succeeds, all resume.
+func TestFleetPermanentErrorOpensEveryBreaker(t *testing.T) {
+	url := redisURL(t)
+	svc := newService(t)
+	fs := fleetSetup{redisURL: url, name: fleetName(t, url), size: 3, rate: 20, burst: 2,
+		opts: []entropy.Option{entropy.WithBreaker(gobreaker.Settings{Timeout: time.Second})}}
+	rs := startFleet(t, svc, fs, 3)
+	time.Sleep(time.Second)
+	// The 401, then a slow answer to the probe: while it is on its way the
+	// breaker is half-open, and the other replicas must wait for it.
+	svc.sim.Script(sim.Status(http.StatusUnauthorized, sim.ShapeNested, ""), sim.Latency(700*time.Millisecond))
+	var failed arrival
+	require.Eventually(t, func() bool {
+		for _, a := range svc.all() {
+			if a.status == http.StatusUnauthorized {
+				failed = a
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 5*time.Millisecond, "the scripted 401 was answered")
+	time.Sleep(time.Until(failed.at.Add(4 * time.Second)))
+	stopFleet(t, rs)
+
+	as := svc.all()
+	assert.Empty(t, between(as, failed.at.Add(time.Nanosecond), failed.at.Add(time.Second)),
+		"no request within the breaker's timeout after %s met the permanent error", failed.replica)
+	later := between(as, failed.at.Add(time.Nanosecond), failed.at.Add(time.Hour))
+	require.NotEmpty(t, later, "a probe was sent after the timeout")
+	probe := later[0]
+	assert.Len(t, between(as, probe.at, probe.at.Add(700*time.Millisecond)), 1,
+		"one probe for the fleet while the breaker was half-open")
+	assert.NotEmpty(t, between(as, probe.at.Add(700*time.Millisecond), failed.at.Add(4*time.Second)),
+		"the fleet resumed after the probe succeeded")
+	for _, r := range rs {
+		assert.Zero(t, r.readErrs.Load(), "no read failed under Degrade")
+	}
+}
+
+// Redis made unreachable mid-run (the replicas' connections cut and refused
+// by a proxy): no read fails, each replica keeps to its local share, says so
+// in Stats and to its hook, and all return to the shared limit when Redis is
+// back.
+func TestFleetWithoutRedisKeepsEachReplicaToItsShare(t *testing.T) {
+	url := redisURL(t)
+	px := newProxy(t, redisAddr(t, url))
+	svc := newService(t)
+	// A local share of 0.2 (12 requests/s for three) below the shared 20,
+	// so that the return to the shared limit shows in the counts.
+	fs := fleetSetup{redisURL: proxied(t, url, px.addr()), name: fleetName(t, url), size: 3, rate: 20, burst: 2,
+		fleet: []redisfleet.Option{redisfleet.WithLocalShare(0.2), redisfleet.WithRetryInterval(300 * time.Millisecond)}}
+	start := time.Now()
+	rs := startFleet(t, svc, fs, 3)
+	time.Sleep(2 * time.Second)
+
+	cut := time.Now()
+	px.setCut(true)
+	require.Eventually(t, func() bool {
+		for _, r := range rs {
+			if r.p.Stats().Fleet.Shared {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 10*time.Millisecond, "every replica went on local state")
+	time.Sleep(3 * time.Second)
+	for _, r := range rs {
+		st := r.p.Stats().Fleet
+		assert.False(t, st.Shared)
+		assert.Positive(t, st.Errors)
+		assert.Error(t, st.LastError)
+	}
+
+	back := time.Now()
+	px.setCut(false)
+	require.Eventually(t, func() bool {
+		for _, r := range rs {
+			if !r.p.Stats().Fleet.Shared {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 10*time.Millisecond, "every replica returned to the shared state")
+	time.Sleep(3 * time.Second)
+	end := time.Now()
+	stopFleet(t, rs)
+
+	as := svc.all()
+	// Each replica at its share: 0.2 × 20/s with a burst of 1, in every
+	// second of the cut (the first second, when the local limiters start
+	// with a full burst beside what the shared one let through, included).
+	for _, r := range rs {
+		assert.LessOrEqual(t, maxInWindow(as, r.name, time.Second, cut, back), 1+4+1, "replica %s's busiest second without Redis", r.name)
+	}
+	assert.LessOrEqual(t, maxInWindow(as, "", time.Second, cut.Add(time.Second), back), 3*(1+4)+1, "the fleet's busiest second without Redis")
+	assert.LessOrEqual(t, maxInWindow(as, "", time.Second, start, cut), 20+2)
+	assert.LessOrEqual(t, maxInWindow(as, "", time.Second, back.Add(time.Second), end), 20+2)
+	assert.Greater(t, maxInWindow(as, "", time.Second, back.Add(time.Second), end), 3*(1+4)+1,
+		"back on the shared limit, the fleet sends more than its local shares allow")
+	for _, r := range rs {
+		assert.Zero(t, r.readErrs.Load(), "no read failed under Degrade")
+		evs := r.fleetEvents()
+		require.GreaterOrEqual(t, len(evs), 2, "replica %s: events lost and restored", r.name)
+		assert.False(t, evs[0].Shared)
+		assert.Error(t, evs[0].Err)
+		assert.True(t, evs[len(evs)-1].Shared)
+	}
+}
+
+// A bad option or a nil client fails entropy.New with a clear error, and
+// NewClient never puts the password of a bad URL into its error.
+func TestFleetRefusesBadConfiguration(t *testing.T) {
+	src := entropy.SourceFunc(func(context.Context, int) (entropy.Block, error) { return entropy.Block{}, nil })
+	_, err := entropy.New(src, entropy.WithFleet(redisfleet.New(nil)))
+	assert.ErrorContains(t, err, "nil Redis client")
+	c, err := redisfleet.NewClient("redis://127.0.0.1:1/0")
+	require.NoError(t, err)
+	defer c.Close()
+	for _, o := range []redisfleet.Option{redisfleet.WithName(""), redisfleet.WithName("a b"), redisfleet.WithFleetSize(0),
+		redisfleet.WithLocalShare(0), redisfleet.WithLocalShare(1.5), redisfleet.WithTimeout(0), redisfleet.WithRetryInterval(-1)} {
+		_, err := entropy.New(src, entropy.WithFleet(redisfleet.New(c, o)))
+		assert.Error(t, err)
+	}
+	_, err = redisfleet.NewClient("redis://user:hunter2secret@127.0.0.1:6379/notanumber")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "hunter2secret")
+}
