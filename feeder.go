@@ -49,6 +49,7 @@ type feeder struct {
 	accepted  atomic.Uint64
 	fetched   atomic.Uint64
 	holdUntil atomic.Int64 // unix nanos before which no request may be sent (Retry-After)
+	quota     quotaState   // what the service said is left, and the pacing it implies
 
 	mu      sync.Mutex
 	name    string // from the blocks it returned; "source N" until the first
@@ -222,6 +223,14 @@ func (f *feeder) wait(ctx context.Context) error {
 			}
 			continue
 		}
+		if d := f.quota.delay(now); d > 0 {
+			// Spread what is left of the service's quota until its reset,
+			// rather than spend it and meet the limit.
+			if err := sleep(ctx, clk, min(d, f.cfg.maxRetryAfter)); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := f.limiter.Wait(ctx); err != nil {
 			return err
 		}
@@ -238,6 +247,8 @@ func (f *feeder) wait(ctx context.Context) error {
 // once sends one request and checks what came back (contract point 4).
 func (f *feeder) once(ctx context.Context, n int, call fetchFunc) (blk Block, err error) {
 	f.requests.Add(1)
+	f.quota.sent(f.cfg.clock.Now())
+	defer f.quota.note(f.src)
 	rctx, cancel := context.WithTimeout(ctx, f.cfg.fetchTimeout)
 	defer cancel()
 	func() {

@@ -233,6 +233,28 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitError
 	}
+	if *journalPath != "" {
+		return journalKept(stderr, c, p, *journalPath)
+	}
+	return exitOK
+}
+
+// journalKept closes the Provider, which writes the journal records still
+// queued (retrying a failed write for a few seconds), and reports on stderr
+// the journal's failed writes (Stats.JournalErrors) and the records it did
+// not keep (Stats.JournalLost). It returns exitError if a record the
+// command was asked to keep was not kept.
+func journalKept(stderr io.Writer, c *command, p *provider, path string) int {
+	_ = p.Provider.Close()
+	st := p.Stats()
+	switch {
+	case st.JournalLost > 0:
+		fmt.Fprintf(stderr, "entropy %s: journal %q did not keep %d of the records it was asked to keep (%d failed writes): the result stands, but the audit trail lacks them; check the disk that holds the journal\n",
+			c.name, path, st.JournalLost, st.JournalErrors)
+		return exitError
+	case st.JournalErrors > 0:
+		fmt.Fprintf(stderr, "entropy %s: warning: journal %q: %d failed writes, retried until every record was kept\n", c.name, path, st.JournalErrors)
+	}
 	return exitOK
 }
 

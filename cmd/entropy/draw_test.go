@@ -1,6 +1,9 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/provenrand/entropy/draw"
+	"github.com/provenrand/entropy/internal/fsizelimit"
+	"github.com/provenrand/entropy/journal"
 )
 
 // readTranscript parses and verifies a transcript file.
@@ -240,4 +245,120 @@ func TestDrawEmptyEventRefused(t *testing.T) {
 	assert.NotEqual(t, 0, code)
 	assert.Empty(t, out)
 	assert.Contains(t, errOut, "--event is empty")
+}
+
+// TestDrawReportsJournalRecordsNotKept: a draw with --journal (and no
+// --event) whose journal cannot be written (the file size limit: EFBIG, as a
+// full disk) reports the records it did not keep and how many writes failed,
+// and exits non-zero; the journal file is left as it was, and opens again.
+func TestDrawReportsJournalRecordsNotKept(t *testing.T) {
+	if !fsizelimit.Supported() {
+		t.Skip("no file size limit on this system")
+	}
+	clearEnv(t)
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	j, err := journal.Open(path)
+	require.NoError(t, err)
+	require.NoError(t, j.Close())
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	limit := fmt.Sprintf("%s=%d", fsizelimit.Env, len(before)+10)
+	code, out, errOut := runMain(t, []string{limit}, "draw", "--int", "10", "--journal", path)
+	assert.NotEqual(t, exitOK, code, "records were lost and the draw exited 0")
+	assert.Contains(t, out, `"kind"`, "the draw itself is still printed")
+	assert.Regexp(t, `journal "[^"]+" did not keep [1-9][0-9]* of the records`, errOut)
+	assert.Regexp(t, `[1-9][0-9]* failed writes`, errOut)
+
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, string(before), string(after), "the failed writes left bytes in the journal")
+	code, _, errOut = runCLI(t, "draw", "--int", "10", "--journal", path)
+	require.Equal(t, exitOK, code, "a later run opens the journal: %s", errOut)
+}
+
+// TestVerifyRefusesTranscriptShowingAnotherResult: a transcript file
+// whose "outputs" member is replaced by other numbers, digest untouched, with
+// the true outputs restated at the end under "OUTPUTS" (a member the
+// transcript format does not have: JSON names are case-sensitive), shows a
+// result that was never drawn. entropy verify must not report it as OK.
+func TestVerifyRefusesTranscriptShowingAnotherResult(t *testing.T) {
+	clearEnv(t)
+	path := filepath.Join(t.TempDir(), "t.json")
+	code, _, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--transcript", path)
+	require.Equal(t, 0, code, errOut)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	tr, err := draw.ParseTranscript(b)
+	require.NoError(t, err)
+	compact, err := json.Marshal(tr)
+	require.NoError(t, err)
+	real, err := json.Marshal(tr.Outputs)
+	require.NoError(t, err)
+	shown := `[0,1,2,3,4,5]`
+	require.NotEqual(t, string(real), shown)
+	forged := strings.Replace(string(compact), `"outputs":`+string(real), `"outputs":`+shown, 1)
+	require.NotEqual(t, string(compact), forged)
+	forged = strings.TrimSuffix(forged, "}") + `,"OUTPUTS":` + string(real) + "}"
+	require.NoError(t, os.WriteFile(path, []byte(forged), 0o600))
+
+	code, out, _ := runCLI(t, "verify", path)
+	assert.NotEqual(t, exitOK, code, "a transcript showing outputs %s (drawn: %s) verifies:\n%s", shown, real, out)
+	assert.NotContains(t, out, "replay OK")
+}
+
+// TestEventNameNotUTF8DrawAgainAfterRestart: an event name from the
+// command line is bytes (here "März" in Latin-1, as a shell in a Latin-1
+// locale passes it). The first draw succeeds and journals the event; the
+// second run with the same journal must give the same result, and audit must
+// accept the journal.
+func TestEventNameNotUTF8DrawAgainAfterRestart(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	j := filepath.Join(dir, "audit.jsonl")
+	t1, t2 := filepath.Join(dir, "1.json"), filepath.Join(dir, "2.json")
+	const event = "Verlosung-M\xe4rz"
+	code, _, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--event", event, "--journal", j, "--transcript", t1)
+	if code != exitOK {
+		return // refused: nothing was drawn, nothing to draw again
+	}
+	require.Empty(t, errOut)
+	code, _, errOut = runCLI(t, "draw", "--pick", "6", "--of", "49", "--event", event, "--journal", j, "--transcript", t2)
+	require.Equal(t, exitOK, code, "the event was drawn once; the next run cannot even open the journal: %s", errOut)
+	a, b := readTranscript(t, t1), readTranscript(t, t2)
+	assert.Equal(t, a.Entropy, b.Entropy)
+	assert.Equal(t, a.Outputs, b.Outputs)
+
+	code, _, errOut = runCLI(t, "audit", j)
+	assert.Equal(t, exitOK, code, errOut)
+}
+
+// failWriter fails every write, as stdout does on a full disk or a closed
+// pipe whose reader ignored SIGPIPE.
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// TestDrawFailsWhenResultCannotBeWritten: entropy draw > /dev/full
+// draws, loses the result and the transcript, and exits 0. Drawing again is
+// a new draw: the result that was lost can never be shown.
+func TestDrawFailsWhenResultCannotBeWritten(t *testing.T) {
+	clearEnv(t)
+	var errOut syncBuffer
+	code := run([]string{"draw", "--pick", "6", "--of", "49"}, failWriter{}, &errOut)
+	assert.NotEqual(t, exitOK, code, "the draw's result and transcript went nowhere, yet exit 0; stderr: %q", errOut.String())
+}
+
+// TestDrawReportsWhyEntropyIsUnavailable: a draw (policy defer, the
+// default) against a service that refuses the API key waits out the whole
+// --timeout and then says only "context deadline exceeded"; the 401 the
+// service answered, which read --policy fail reports, is never shown.
+func TestDrawReportsWhyEntropyIsUnavailable(t *testing.T) {
+	clearEnv(t)
+	_, url, pub := startSim(t, "sk-cli-right-key")
+	t.Setenv("ENTROPY_API_KEY", "sk-cli-wrong-key")
+	code, out, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--url", url, "--public-key", pub, "--timeout", "3s")
+	require.NotEqual(t, exitOK, code, out)
+	assert.Regexp(t, `401|(?i)unauthori`, errOut, "the cause is not reported")
+	assert.NotContains(t, errOut, "sk-cli-")
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/provenrand/entropy/internal/fsizelimit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -22,6 +23,9 @@ func TestMain(m *testing.M) {
 		// A child of runMain: be the command, through main.
 		var a []string
 		if err := json.Unmarshal([]byte(args), &a); err != nil {
+			panic(err)
+		}
+		if _, err := fsizelimit.FromEnv(); err != nil {
 			panic(err)
 		}
 		os.Args = append([]string{"entropy"}, a...)
@@ -151,4 +155,47 @@ func TestURLWithCredentialsRefused(t *testing.T) {
 		}
 	}
 	assert.Empty(t, s.Requests(), "a request was sent with the key from the URL")
+}
+
+// The issue's flags are accepted and shown in --help.
+func TestFlagsShownInHelp(t *testing.T) {
+	clearEnv(t)
+	code, out, _ := runCLI(t, "read", "--help")
+	require.Equal(t, 0, code)
+	for _, f := range []string{"-n", "-format", "-label", "-policy", "-url", "-public-key", "ENTROPY_URL", "ENTROPY_API_KEY", "ENTROPY_PUBLIC_KEY"} {
+		assert.Contains(t, out, f)
+	}
+	code, out, _ = runCLI(t, "sim", "-h")
+	require.Equal(t, 0, code)
+	for _, f := range []string{"-addr", "-faults", "127.0.0.1:8080"} {
+		assert.Contains(t, out, f)
+	}
+	for _, pol := range []string{"degrade", "defer", "fail"} {
+		code, out, errOut := runCLI(t, "read", "-n", "4", "--policy", pol, "--format", "base64")
+		assert.Equal(t, 0, code, "%s: %s", pol, errOut)
+		assert.NotEmpty(t, strings.TrimSpace(out))
+	}
+	code, _, errOut := runCLI(t, "read", "--policy", "sometimes")
+	assert.NotEqual(t, 0, code)
+	assert.Equal(t, 1, strings.Count(errOut, "\n"), errOut)
+}
+
+// An event name that holds a newline cannot fake a line of audit's report:
+// names are printed quoted.
+func TestAuditQuotesEventNames(t *testing.T) {
+	clearEnv(t)
+	j := filepath.Join(t.TempDir(), "audit.jsonl")
+	const event = "r1\nhead: 0000"
+	code, _, errOut := runCLI(t, "draw", "--pick", "1", "--of", "2", "--event", event, "--journal", j)
+	require.Equal(t, exitOK, code, errOut)
+	code, out, errOut := runCLI(t, "audit", j)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, `("r1\nhead: 0000")`)
+	heads := 0
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "head: ") {
+			heads++
+		}
+	}
+	assert.Equal(t, 1, heads, "one head line:\n%s", out)
 }

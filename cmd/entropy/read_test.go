@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -250,5 +253,80 @@ func TestReadNeverPrintsKeyEchoedInStrayBytes(t *testing.T) {
 		require.Equal(t, exitOK, code, errOut)
 		assert.NotContains(t, out, key, args)
 		assert.NotContains(t, errOut, key, args)
+	}
+}
+
+const echoedKey = "sk-echo-cli-a1b2c3d4e5f60718293a"
+
+// A service that echoes the key from the environment in every place of an
+// error answer: no output of any policy shows it, and errors are one line.
+func TestEchoedEnvKeyNeverPrinted(t *testing.T) {
+	clearEnv(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		w.Header().Set("X-Request-Id", "rq-"+tok)
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, `{"error":%q,"message":"key %s is\nnot valid","statusCode":401}`, tok, tok)
+	}))
+	defer srv.Close()
+	pub := base64.StdEncoding.EncodeToString(make([]byte, ed25519.PublicKeySize))
+	t.Setenv("ENTROPY_URL", srv.URL)
+	t.Setenv("ENTROPY_API_KEY", echoedKey)
+	t.Setenv("ENTROPY_PUBLIC_KEY", pub)
+	for _, tc := range []struct {
+		args []string
+		ok   bool
+	}{
+		{[]string{"read", "-n", "8", "--policy", "fail", "--timeout", "2s"}, false},
+		{[]string{"read", "-n", "8", "--policy", "defer", "--timeout", "200ms"}, false},
+		// A 401 is a misconfiguration: an error under every policy.
+		{[]string{"read", "-n", "8", "--policy", "degrade", "--timeout", "2s"}, false},
+		{[]string{"read", "-n", "8", "--policy", "degrade", "--label", "--timeout", "2s"}, false},
+		{[]string{"read", "-n", "8", "--format", "raw", "--label", "--timeout", "2s"}, false},
+	} {
+		code, out, errOut := runCLI(t, tc.args...)
+		assert.NotContains(t, out+errOut, echoedKey, "%q", tc.args)
+		if tc.ok {
+			assert.Equal(t, 0, code, "%q: %s", tc.args, errOut)
+			continue
+		}
+		assert.NotEqual(t, 0, code, "%q", tc.args)
+		assert.Empty(t, out, "%q", tc.args)
+		assert.Equal(t, 1, strings.Count(errOut, "\n"), "%q: %q", tc.args, errOut)
+		assert.True(t, strings.HasPrefix(errOut, "entropy read: "), errOut)
+	}
+}
+
+// TestSmallReadAsksForWhatItNeeds: entropy read -n 32 (and a draw,
+// which needs 32 bytes) asks a configured service for 16 KiB and more per
+// run and throws the rest away on exit. A key with 1000 bytes of balance
+// left gets 402 and the read fails (under degrade: falls back) although the
+// balance covers it many times over; a key with a large balance is charged
+// for the whole pool.
+func TestSmallReadAsksForWhatItNeeds(t *testing.T) {
+	clearEnv(t)
+	for _, tc := range []struct {
+		name    string
+		balance int64
+	}{{"balance 1000", 1000}, {"balance 1 MiB", 1 << 20}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const key = "sk-cli-balance"
+			s := sim.New(sim.WithKey(key, tc.balance))
+			url, err := s.Start()
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = s.Close() })
+			pub := base64.StdEncoding.EncodeToString(s.PublicKey())
+			t.Setenv("ENTROPY_API_KEY", key)
+
+			code, out, errOut := runCLI(t, "read", "-n", "32", "--policy", "fail", "--url", url, "--public-key", pub, "--timeout", "3s")
+			var sizes []int
+			for _, r := range s.EntropyRequests() {
+				sizes = append(sizes, r.Size)
+			}
+			left, _ := s.Balance(key)
+			assert.Equal(t, exitOK, code, "read -n 32 with a balance of %d: %s", tc.balance, errOut)
+			assert.Len(t, strings.TrimSpace(out), 64)
+			assert.LessOrEqual(t, tc.balance-left, int64(1000), "a 32-byte read was charged %d bytes (sizes asked: %v)", tc.balance-left, sizes)
+		})
 	}
 }

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy/sim"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -98,4 +100,115 @@ func exports(s string) map[string]string {
 		}
 	}
 	return m
+}
+
+// entropy sim with a fault that hits every request: entropy read under Fail
+// exits non-zero with one line; under Degrade the label says fallback and
+// never names the simulator's jobs.
+func TestSimFaultsReachRead(t *testing.T) {
+	clearEnv(t)
+	for _, fault := range []string{"badsig", "wronglength", "truncate", "drop", "exhausted"} {
+		t.Run(fault, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var out, errOut syncBuffer
+			done := make(chan int, 1)
+			go func() {
+				done <- runContext(ctx, []string{"sim", "--addr", "127.0.0.1:0", "--faults", fault + "=1"}, &out, &errOut)
+			}()
+			var env map[string]string
+			require.Eventually(t, func() bool {
+				env = exports(out.String())
+				return len(env) == 4
+			}, 5*time.Second, 5*time.Millisecond)
+			timeout := "500ms"
+			if fault == "badsig" {
+				timeout = "10s" // time for a whole round of retries, all refused
+			}
+			args := []string{"--url", env["ENTROPY_URL"], "--public-key", env["ENTROPY_PUBLIC_KEY"], "--timeout", timeout}
+			t.Setenv("ENTROPY_API_KEY", env["ENTROPY_API_KEY"])
+
+			code, rout, rerr := runCLI(t, append([]string{"read", "-n", "8", "--policy", "fail"}, args...)...)
+			assert.NotEqual(t, 0, code)
+			assert.Empty(t, rout)
+			assert.Equal(t, 1, strings.Count(rerr, "\n"), rerr)
+
+			code, rout, rerr = runCLI(t, append([]string{"read", "-n", "8", "--label"}, args...)...)
+			if fault == "badsig" || fault == "exhausted" {
+				// Every answer refused (402) or signed with another key:
+				// a misconfiguration, an error under every policy.
+				assert.Equal(t, 1, code, rerr)
+				assert.Empty(t, rout)
+				assert.Equal(t, 1, strings.Count(rerr, "\n"), rerr)
+				cancel()
+				<-done
+				return
+			}
+			assert.Equal(t, 0, code, rerr)
+			assert.Contains(t, rout, `"verifiable":false`)
+			assert.Contains(t, rout, `"class":"fallback"`)
+			assert.NotContains(t, rout, `"job_id"`)
+
+			cancel()
+			select {
+			case c := <-done:
+				assert.Equal(t, 0, c)
+			case <-time.After(5 * time.Second):
+				t.Fatal("entropy sim did not stop")
+			}
+		})
+	}
+}
+
+// With nothing configured, the label names the simulator and its jobs are
+// the ones a simulator keeps.
+func TestEmbeddedLabelNamesSimulator(t *testing.T) {
+	clearEnv(t)
+	code, out, errOut := runCLI(t, "read", "-n", "64", "--label", "--format", "hex")
+	require.Equal(t, 0, code, errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 2)
+	assert.Len(t, lines[0], 128)
+	assert.Contains(t, lines[1], `"source":"`+sim.SourceName+`"`)
+	assert.NotContains(t, lines[1], `"source":"quantropy"`)
+}
+
+// TestVerifyURLWithSimulatorExports: entropy sim prints the settings
+// to export, ENTROPY_SOURCE_NAME among them; a draw made with them cannot
+// then be checked with entropy verify --url, which knows only the default
+// service name.
+func TestVerifyURLWithSimulatorExports(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("ENTROPY_SOURCE_NAME", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- runContext(ctx, []string{"sim", "--addr", "127.0.0.1:0"}, &out, &errOut)
+	}()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("entropy sim did not stop")
+		}
+	}()
+	var env map[string]string
+	require.Eventually(t, func() bool {
+		env = exports(out.String())
+		return len(env) == 4
+	}, 5*time.Second, 5*time.Millisecond)
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	path := filepath.Join(t.TempDir(), "t.json")
+	code, _, derr := runCLI(t, "draw", "--pick", "6", "--of", "49", "--transcript", path)
+	require.Equal(t, exitOK, code, derr)
+	require.True(t, readTranscript(t, path).Verifiable)
+
+	code, vout, verr := runCLI(t, "verify", "--url", env["ENTROPY_URL"], path)
+	assert.Equal(t, exitOK, code, "stdout: %s\nstderr: %s", vout, verr)
+	assert.Contains(t, vout, "entropy OK")
 }
