@@ -25,7 +25,7 @@ func TestCommittedRoundEntropy(t *testing.T) {
 	require.Equal(t, q.round, round)
 	now := fixedClock(q.chain.RoundTime(q.round))
 	relay := newTestRelay(t, now, vectorChain(q))
-	src := mustNew(t, q.chain, []string{relay.URL()}, WithClock(now))
+	src := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 
 	committed := src.Committed(round)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -257,7 +257,7 @@ func TestDrandVectorsVerifyFromATranscript(t *testing.T) {
 				src.proof.PrevSignature = dec(b.PreviousSignature)
 			}
 			drawn := chain.RoundTime(b.Round).Add(time.Minute)
-			_, tr, err := draw.Pick(context.Background(), src, 6, 49, draw.WithClock(func() time.Time { return drawn }))
+			_, tr, err := draw.Pick(context.Background(), src, 6, 49, draw.WithClock(entropy.NowFunc(func() time.Time { return drawn })))
 			require.NoError(t, err)
 			js, err := json.Marshal(tr)
 			require.NoError(t, err)
