@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,9 +16,26 @@ import (
 	"github.com/provenrand/entropy/redisfleet"
 )
 
+// roundTrips counts the commands a client sends (each one a round trip).
+type roundTrips struct{ n atomic.Int64 }
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
 // fleetRedis returns a client of the benchmarks' Redis and a key prefix of
 // their own (its keys deleted at the end), or skips.
-func fleetRedis(b *testing.B) (*redis.Client, string) {
+func fleetRedis(b *testing.B) (*redis.Client, *roundTrips, string) {
 	b.Helper()
 	url := os.Getenv("ENTROPY_TEST_REDIS")
 	if url == "" {
@@ -27,6 +45,8 @@ func fleetRedis(b *testing.B) (*redis.Client, string) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	rt := &roundTrips{}
+	c.AddHook(rt)
 	var r [6]byte
 	_, _ = rand.Read(r[:])
 	name := "entropy-bench-" + hex.EncodeToString(r[:])
@@ -39,7 +59,7 @@ func fleetRedis(b *testing.B) (*redis.Client, string) {
 		}
 		_ = c.Close()
 	})
-	return c, name
+	return c, rt, name
 }
 
 // BenchmarkRefillRequest is the cost of one refill request as a reader
@@ -53,6 +73,7 @@ func fleetRedis(b *testing.B) (*redis.Client, string) {
 func BenchmarkRefillRequest(b *testing.B) {
 	for _, mode := range []string{"local", "redis"} {
 		b.Run(mode, func(b *testing.B) {
+			var rt *roundTrips
 			opts := []entropy.Option{
 				entropy.WithPolicy(entropy.Defer),
 				entropy.WithBufferSize(64),
@@ -61,7 +82,8 @@ func BenchmarkRefillRequest(b *testing.B) {
 				entropy.WithRateLimit(rate.Limit(100000), 1000),
 			}
 			if mode == "redis" {
-				c, name := fleetRedis(b)
+				c, counter, name := fleetRedis(b)
+				rt = counter
 				// A long timeout: on a loaded machine a slow answer would
 				// put the fleet on local state, and measure that instead.
 				opts = append(opts, entropy.WithFleet(redisfleet.New(c, redisfleet.WithName(name), redisfleet.WithTimeout(2*time.Second))))
@@ -77,6 +99,10 @@ func BenchmarkRefillRequest(b *testing.B) {
 				b.Fatal(err)
 			}
 			before := p.Stats().Sources[0].Requests
+			var trips int64
+			if rt != nil {
+				trips = rt.n.Load()
+			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				if _, err := p.ReadLabelled(ctx, buf); err != nil {
@@ -86,6 +112,9 @@ func BenchmarkRefillRequest(b *testing.B) {
 			b.StopTimer()
 			st := p.Stats()
 			b.ReportMetric(float64(st.Sources[0].Requests-before)/float64(b.N), "requests/op")
+			if rt != nil {
+				b.ReportMetric(float64(rt.n.Load()-trips)/float64(b.N), "redis-round-trips/op")
+			}
 			if st.Fleet != nil && (!st.Fleet.Shared || st.Fleet.Errors > 0) {
 				b.Fatalf("the fleet did not coordinate: %+v", *st.Fleet)
 			}
@@ -99,7 +128,7 @@ func BenchmarkRefillRequest(b *testing.B) {
 // (PTTL), and the breaker's Execute of a request that does nothing (State
 // and Execute of the DistributedCircuitBreaker under its Redis mutex).
 func BenchmarkFleetCoordination(b *testing.B) {
-	c, name := fleetRedis(b)
+	c, rt, name := fleetRedis(b)
 	fl := redisfleet.New(c, redisfleet.WithName(name), redisfleet.WithTimeout(2*time.Second))
 	co, err := fl.Coordinate(entropy.FleetSource{
 		Rate: rate.Limit(1e6), Burst: 1 << 20, MaxRetryAfter: time.Minute,
@@ -110,6 +139,7 @@ func BenchmarkFleetCoordination(b *testing.B) {
 	}
 	ctx := context.Background()
 	b.Run("limiter", func(b *testing.B) {
+		defer reportTrips(b, rt)()
 		for i := 0; i < b.N; i++ {
 			if err := co.Limiter.Wait(ctx); err != nil {
 				b.Fatal(err)
@@ -117,11 +147,13 @@ func BenchmarkFleetCoordination(b *testing.B) {
 		}
 	})
 	b.Run("hold", func(b *testing.B) {
+		defer reportTrips(b, rt)()
 		for i := 0; i < b.N; i++ {
 			co.Hold.Until(ctx)
 		}
 	})
 	b.Run("breaker", func(b *testing.B) {
+		defer reportTrips(b, rt)()
 		for i := 0; i < b.N; i++ {
 			if _, err := co.Breaker.Execute(func() (entropy.Block, error) { return entropy.Block{}, nil }); err != nil {
 				b.Fatal(err)
@@ -131,6 +163,13 @@ func BenchmarkFleetCoordination(b *testing.B) {
 	if st := fl.Status(); !st.Shared || st.Errors > 0 {
 		b.Fatalf("the fleet did not coordinate: %+v", st)
 	}
+}
+
+// reportTrips reports the round trips per op from now to the call of the
+// function it returns.
+func reportTrips(b *testing.B, rt *roundTrips) func() {
+	before := rt.n.Load()
+	return func() { b.ReportMetric(float64(rt.n.Load()-before)/float64(b.N), "redis-round-trips/op") }
 }
 
 type wallClock struct{}
