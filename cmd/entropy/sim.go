@@ -11,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/provenrand/entropy/entropymetrics"
+	"golang.org/x/time/rate"
+
 	"github.com/provenrand/entropy/sim"
 )
 
@@ -68,7 +70,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		opts = append(opts, sim.WithSeed(*seed))
 	}
 	if *rateLimit > 0 {
-		opts = append(opts, sim.WithRateLimit(*rateLimit, *burst))
+		opts = append(opts, sim.WithRateLimit(rate.Limit(*rateLimit), *burst))
 	}
 	s := sim.New(opts...)
 	faultSeed := *seed
