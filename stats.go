@@ -65,6 +65,10 @@ type SourceStats struct {
 	BytesAccepted  uint64
 	LastError      error     // the last failure, nil after a success
 	HoldUntil      time.Time // Retry-After: no request before this (zero if none)
+	// Quota is what the service last said is left of its quota, for a
+	// source that reads it (QuotaReporter); Quota.Known() is false
+	// otherwise.
+	Quota Quota
 }
 
 // Stats returns a snapshot of the Provider's counters. It takes every
@@ -112,6 +116,7 @@ func (p *Provider) Stats() Stats {
 			BlocksRejected: f.rejected.Load(),
 			BytesAccepted:  f.fetched.Load(),
 			LastError:      f.lastError(),
+			Quota:          f.quota.get(),
 		}
 		if h := f.holdUntil.Load(); h != 0 {
 			ss.HoldUntil = time.Unix(0, h)

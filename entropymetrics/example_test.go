@@ -23,7 +23,8 @@ import (
 // Serve a Provider's metrics on /metrics through OpenTelemetry's Prometheus
 // exporter.
 func Example_prometheus() {
-	s := sim.New()
+	// A simulator that tells its quota: 1000 requests a minute.
+	s := sim.New(sim.WithQuota(1000, time.Minute))
 	defer s.Close()
 	src, _ := s.Source()
 	p, err := entropy.New(src, entropy.WithPolicy(entropy.Defer))
@@ -97,6 +98,10 @@ func Example_prometheus() {
 	// entropy_source_breaker_state gauge
 	// entropy_source_failures_total counter
 	// entropy_source_hold_seconds gauge
+	// entropy_source_quota_exhausted gauge
+	// entropy_source_quota_limit gauge
+	// entropy_source_quota_remaining gauge
+	// entropy_source_quota_reset_seconds gauge
 	// entropy_source_requests_total counter
 	// entropy_source_retries_total counter
 }

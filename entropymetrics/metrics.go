@@ -26,6 +26,15 @@
 //	entropy.source.blocks          counter  {block}    blocks, by entropy.block.outcome (accepted, rejected)
 //	entropy.source.accepted        counter  By         bytes of accepted blocks
 //	entropy.source.hold            gauge    s          time left of a Retry-After hold, 0 if none
+//	entropy.source.quota.remaining gauge    {request}  requests the service's window still allows
+//	entropy.source.quota.limit     gauge    {request}  requests the window allows in all
+//	entropy.source.quota.reset     gauge    s          time until the window starts afresh
+//	entropy.source.quota.bytes     gauge    By         entropy still paid for (random.org's bitsLeft / 8)
+//	entropy.source.quota.exhausted gauge    {state}    1 when the service said the quota or balance is spent
+//
+// The quota instruments report only what the service said (entropy.Quota:
+// a source that reads it, such as package httpsource): a figure it never
+// gave has no data point.
 //
 // entropy.read.class is "verifiable", "derived" or "fallback". Every
 // entropy.source.* instrument carries entropy.source (the source's name, as
@@ -104,11 +113,12 @@ func WithAttributes(kv ...attribute.KeyValue) Option {
 }
 
 // WithClock sets the clock that entropy.source.hold counts against; it
-// should be the Provider's (entropy.WithClock). Default time.Now.
-func WithClock(now func() time.Time) Option {
+// should be the Provider's: pass the same entropy.Clock as to
+// entropy.WithClock. Default: the system clock.
+func WithClock(clk entropy.Clock) Option {
 	return func(c *config) {
-		if now != nil {
-			c.now = now
+		if clk != nil {
+			c.now = clk.Now
 		}
 	}
 }
@@ -126,6 +136,11 @@ type instruments struct {
 	retries, blocks        metric.Int64ObservableCounter
 	accepted               metric.Int64ObservableCounter
 	hold                   metric.Float64ObservableGauge
+	quotaRemaining         metric.Int64ObservableGauge
+	quotaLimit             metric.Int64ObservableGauge
+	quotaReset             metric.Float64ObservableGauge
+	quotaBytes             metric.Int64ObservableGauge
+	quotaExhausted         metric.Int64ObservableGauge
 }
 
 // Register creates the instruments on a meter named ScopeName and registers
@@ -178,12 +193,18 @@ func Register(p Statser, opts ...Option) (metric.Registration, error) {
 	in.blocks = counter("entropy.source.blocks", "{block}", "Blocks the source returned, by outcome of the checks (accepted, rejected).")
 	in.accepted = counter("entropy.source.accepted", "By", "Bytes of the source's accepted blocks.")
 	in.hold = fgauge("entropy.source.hold", "s", "Time left of a Retry-After hold on the source, 0 if none.")
+	in.quotaRemaining = gauge("entropy.source.quota.remaining", "{request}", "Requests the service's quota window still allows, as it last said.")
+	in.quotaLimit = gauge("entropy.source.quota.limit", "{request}", "Requests the service's quota window allows in all, as it last said.")
+	in.quotaReset = fgauge("entropy.source.quota.reset", "s", "Time until the service's quota window starts afresh.")
+	in.quotaBytes = gauge("entropy.source.quota.bytes", "By", "Entropy still paid for at the service, as it last said.")
+	in.quotaExhausted = gauge("entropy.source.quota.exhausted", "{state}", "1 when the service said the quota or balance is spent, else 0.")
 	if err != nil {
 		return nil, err
 	}
 	observables := []metric.Observable{
 		in.poolFill, in.poolCapacity, in.reads, in.served, in.fallbackShare, in.episodes, in.active,
 		in.journalErrors, in.breaker, in.requests, in.failures, in.retries, in.blocks, in.accepted, in.hold,
+		in.quotaRemaining, in.quotaLimit, in.quotaReset, in.quotaBytes, in.quotaExhausted,
 	}
 	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		in.observe(o, p.Stats(), c.attrs, c.now())
@@ -249,7 +270,31 @@ func (in *instruments) observe(o metric.Observer, st entropy.Stats, base []attri
 			}
 		}
 		o.ObserveFloat64(in.hold, hold, opt)
+		if q := s.Quota; q.Known() {
+			in.observeQuota(o, q, opt, now)
+		}
 	}
+}
+
+// observeQuota reports the figures a service gave of its quota.
+func (in *instruments) observeQuota(o metric.Observer, q entropy.Quota, opt metric.ObserveOption, now time.Time) {
+	if q.RequestsRemaining >= 0 {
+		o.ObserveInt64(in.quotaRemaining, q.RequestsRemaining, opt)
+	}
+	if q.RequestsLimit >= 0 {
+		o.ObserveInt64(in.quotaLimit, q.RequestsLimit, opt)
+	}
+	if !q.Reset.IsZero() {
+		o.ObserveFloat64(in.quotaReset, max(q.Reset.Sub(now).Seconds(), 0), opt)
+	}
+	if q.BytesRemaining >= 0 {
+		o.ObserveInt64(in.quotaBytes, q.BytesRemaining, opt)
+	}
+	exhausted := int64(0)
+	if q.Exhausted {
+		exhausted = 1
+	}
+	o.ObserveInt64(in.quotaExhausted, exhausted, opt)
 }
 
 // clamp converts a counter to int64, saturating.

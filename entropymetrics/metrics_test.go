@@ -114,10 +114,11 @@ func TestEveryFigureOfStatsIsExported(t *testing.T) {
 		JournalErrors: 5,
 		Sources: []entropy.SourceStats{
 			{Name: "quantropy", Breaker: "open", Requests: 40, Failures: 7, Retries: 6, BlocksAccepted: 30, BlocksRejected: 2, BytesAccepted: 120000, HoldUntil: now.Add(1500 * time.Millisecond)},
-			{Name: "drand/quicknet", Breaker: "closed", Requests: 3, BlocksAccepted: 3, BytesAccepted: 96},
+			{Name: "drand/quicknet", Breaker: "closed", Requests: 3, BlocksAccepted: 3, BytesAccepted: 96,
+				Quota: entropy.Quota{RequestsRemaining: 17, RequestsLimit: 60, Reset: now.Add(20 * time.Second), BytesRemaining: -1, Balance: -1, Updated: now}},
 		},
 	}}
-	rm := collect(t, s, entropymetrics.WithClock(func() time.Time { return now }), entropymetrics.WithAttributes(attribute.String("service.instance.id", "i-1")))
+	rm := collect(t, s, entropymetrics.WithClock(entropy.NowFunc(func() time.Time { return now })), entropymetrics.WithAttributes(attribute.String("service.instance.id", "i-1")))
 
 	type want struct {
 		name      string
@@ -158,12 +159,35 @@ func TestEveryFigureOfStatsIsExported(t *testing.T) {
 		{"entropy.source.accepted", "By", src(0, "quantropy"), 120000, true},
 		{"entropy.source.hold", "s", src(0, "quantropy"), 1.5, false},
 		{"entropy.source.hold", "s", src(1, "drand/quicknet"), 0, false},
+		{"entropy.source.quota.remaining", "{request}", src(1, "drand/quicknet"), 17, false},
+		{"entropy.source.quota.limit", "{request}", src(1, "drand/quicknet"), 60, false},
+		{"entropy.source.quota.reset", "s", src(1, "drand/quicknet"), 20, false},
+		{"entropy.source.quota.exhausted", "{state}", src(1, "drand/quicknet"), 0, false},
 	} {
 		v, mono := point(t, rm, w.name, append(w.attrs, attribute.String("service.instance.id", "i-1"))...)
 		assert.InDelta(t, w.value, v, 1e-9, "%s %v", w.name, w.attrs)
 		assert.Equal(t, w.monotonic, mono, "%s is a counter", w.name)
 		assert.Equal(t, w.unit, find(t, rm, w.name).Unit, w.name)
 		assert.NotEmpty(t, find(t, rm, w.name).Description, w.name)
+	}
+}
+
+func TestQuotaFiguresNotGivenHaveNoPoint(t *testing.T) {
+	now := time.Now()
+	rm := collect(t, &fixedStats{st: entropy.Stats{Sources: []entropy.SourceStats{
+		{Name: "a", Breaker: "closed"},
+		{Name: "b", Breaker: "closed", Quota: entropy.Quota{RequestsRemaining: -1, RequestsLimit: -1, BytesRemaining: 125, Balance: -1, Exhausted: true, Updated: now}},
+	}}})
+	v, _ := point(t, rm, "entropy.source.quota.bytes", entropymetrics.SourceKey.String("b"))
+	assert.Equal(t, 125.0, v)
+	v, _ = point(t, rm, "entropy.source.quota.exhausted", entropymetrics.SourceKey.String("b"))
+	assert.Equal(t, 1.0, v)
+	m := find(t, rm, "entropy.source.quota.exhausted")
+	assert.Len(t, m.Data.(metricdata.Gauge[int64]).DataPoints, 1, "source a never reported a quota")
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			assert.NotEqual(t, "entropy.source.quota.remaining", m.Name, "no source gave a remaining count")
+		}
 	}
 }
 

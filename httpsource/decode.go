@@ -25,6 +25,7 @@ type jobBody struct {
 	Signature []byte
 	Error     *ErrorDetail
 	Items     []entropy.ErrorItem // a failed job's details list, as sent
+	common    bool                // read by scanJob: the common shape, nothing else in it
 	Binary    bool
 }
 
@@ -85,6 +86,7 @@ func parseJob(b []byte) (jobBody, error) {
 		if j.Status == StatusError {
 			j.Status = StatusFailed
 		}
+		j.common = true
 		return j, nil
 	}
 	var r JobResponse

@@ -70,6 +70,9 @@ type Source struct {
 	mu       sync.Mutex        // guards pub and keyFetch
 	pub      ed25519.PublicKey // the key in use: configured, or fetched once
 	keyFetch *keyFetch         // the GET /v1/public-key in flight, if any
+
+	qmu   sync.Mutex    // guards quota
+	quota entropy.Quota // the last quota figures an answer gave (see Quota)
 }
 
 // Option configures a Source.
@@ -194,13 +197,15 @@ func WithJSONOnly() Option {
 }
 
 // WithClock sets the clock the source reads Retry-After dates and checks
-// job timestamps against (default time.Now).
-func WithClock(now func() time.Time) Option {
+// job timestamps against (default: the system clock). It takes the
+// entropy.Clock that every WithClock of the module takes; entropy.NowFunc
+// adapts a plain time function.
+func WithClock(clk entropy.Clock) Option {
 	return func(s *Source) error {
-		if now == nil {
+		if clk == nil {
 			return errors.New("httpsource: nil clock")
 		}
-		s.now = now
+		s.now = clk.Now
 		return nil
 	}
 }
@@ -670,6 +675,10 @@ func (s *Source) decodeJob(path string, hdr http.Header, body []byte, wantID str
 		if resp, err = parseJob(body); err != nil {
 			return jobBody{}, s.malformed(path, hdr, "job JSON: %v", err)
 		}
+		if !resp.common {
+			// A body beyond the common shape may carry quota figures.
+			s.noteQuota(http.StatusOK, hdr, body)
+		}
 	}
 	if resp.JobID == "" && resp.Status == StatusFailed && wantID != "" {
 		// A failure told by a poll may leave out the ID it was asked about.
@@ -836,6 +845,9 @@ func (s *Source) get(ctx context.Context, path, query string) (*[]byte, []byte, 
 	buf, body, _, readErr := readBody(res.Body, res.ContentLength, s.maxBody+int64(maxSpellingPerByte*len(s.apiKey)))
 	tooLong := int64(len(body)) > s.maxBody
 	if res.StatusCode == http.StatusOK || res.StatusCode == http.StatusAccepted {
+		// A success body is searched for quota members only when it is not
+		// the common job shape (decodeJob); headers always.
+		s.noteQuota(res.StatusCode, res.Header, nil)
 		switch {
 		case readErr != nil && ctx.Err() != nil:
 			err = &entropy.ConnError{Op: op, Err: ctx.Err()}
@@ -855,6 +867,7 @@ func (s *Source) get(ctx context.Context, path, query string) (*[]byte, []byte, 
 	if int64(len(body)) > s.maxBody {
 		body = s.trimKeyStart(body[:s.maxBody])
 	}
+	s.noteQuota(res.StatusCode, res.Header, body)
 	return nil, nil, nil, s.apiError(res, body)
 }
 

@@ -36,6 +36,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
 	"github.com/provenrand/entropy/internal/retryafter"
 )
@@ -77,8 +78,22 @@ func WithKey(key string, balance int64) Option {
 // WithRateLimit limits entropy requests, over all keys, to r per second with
 // bursts of burst. A request over the limit gets 429 with a Retry-After of
 // whole seconds. The default is no limit.
-func WithRateLimit(r float64, burst int) Option {
+func WithRateLimit(r rate.Limit, burst int) Option {
 	return func(s *Server) { s.SetRateLimit(r, burst) }
+}
+
+// WithQuota gives entropy requests, over all keys, a quota of limit per
+// window (a fixed window, on real time). Every entropy answer then carries
+// X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset (whole
+// seconds until the window starts afresh, rounded up); a request over the
+// quota gets 429 with a Retry-After until the reset. limit <= 0 or
+// window <= 0 means no quota.
+func WithQuota(limit int, window time.Duration) Option {
+	return func(s *Server) {
+		if limit > 0 && window > 0 {
+			s.quotaLimit, s.quotaWindow = limit, window
+		}
+	}
 }
 
 // WithQueuedJobs makes a fraction p of healthy jobs answer 202 queued and
@@ -92,12 +107,14 @@ func WithLatency(d time.Duration) Option {
 	return func(s *Server) { s.latency = d }
 }
 
-// WithClock sets the clock of job timestamps and Request times (default
-// time.Now). The rate limit and latency run on real time.
-func WithClock(now func() time.Time) Option {
+// WithClock sets the clock of job timestamps and Request times (default:
+// the system clock). The rate limit and latency run on real time. It takes
+// the entropy.Clock that every WithClock of the module takes;
+// entropy.NowFunc adapts a plain time function.
+func WithClock(clk entropy.Clock) Option {
 	return func(s *Server) {
-		if now != nil {
-			s.now = now
+		if clk != nil {
+			s.now = clk.Now
 		}
 	}
 }
@@ -117,18 +134,24 @@ type Server struct {
 	pub    ed25519.PublicKey
 	shape  BodyShape
 
-	mu         sync.Mutex // guards everything below
-	rng        *rand.Rand
-	keys       map[string]int64
-	jobs       map[string]*job
-	requests   []Request
-	limiter    *rate.Limiter
-	queueP     float64
-	queuePolls int
-	latency    time.Duration
-	script     []Fault
-	draw       *faultDraw
-	sourceKey  string
+	mu       sync.Mutex // guards everything below
+	rng      *rand.Rand
+	keys     map[string]int64
+	jobs     map[string]*job
+	requests []Request
+	limiter  *rate.Limiter
+	// The quota of WithQuota: quotaUsed requests in the window that
+	// started at quotaStart.
+	quotaLimit  int
+	quotaWindow time.Duration
+	quotaStart  time.Time
+	quotaUsed   int
+	queueP      float64
+	queuePolls  int
+	latency     time.Duration
+	script      []Fault
+	draw        *faultDraw
+	sourceKey   string
 
 	hs        *http.Server
 	ln        net.Listener
@@ -216,14 +239,14 @@ func (s *Server) Balance(key string) (int64, bool) {
 
 // SetRateLimit sets the server-side rate limit of entropy requests (r per
 // second, bursts of burst); r <= 0 removes it.
-func (s *Server) SetRateLimit(r float64, burst int) {
+func (s *Server) SetRateLimit(r rate.Limit, burst int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r <= 0 {
+	if r <= 0 || r == rate.Inf {
 		s.limiter = nil
 		return
 	}
-	s.limiter = rate.NewLimiter(rate.Limit(r), max(burst, 1))
+	s.limiter = rate.NewLimiter(r, max(burst, 1))
 }
 
 // SetLatency sets the delay of every entropy answer.
@@ -466,6 +489,27 @@ func (s *Server) serveEntropy(w http.ResponseWriter, r *http.Request, idx int, k
 		code, msg := statusText(http.StatusUnauthorized)
 		s.writeError(w, idx, http.StatusUnauthorized, s.shape, code, msg)
 		return
+	}
+	if s.quotaLimit > 0 {
+		now := time.Now()
+		if s.quotaStart.IsZero() || now.Sub(s.quotaStart) >= s.quotaWindow {
+			s.quotaStart, s.quotaUsed = now, 0
+		}
+		reset := max(int(math.Ceil(s.quotaStart.Add(s.quotaWindow).Sub(now).Seconds())), 1)
+		h := w.Header()
+		h.Set("X-RateLimit-Limit", strconv.Itoa(s.quotaLimit))
+		h.Set("X-RateLimit-Reset", strconv.Itoa(reset))
+		if s.quotaUsed >= s.quotaLimit {
+			s.mu.Unlock()
+			h.Set("X-RateLimit-Remaining", "0")
+			h.Set("Retry-After", strconv.Itoa(reset))
+			s.setRetryAfter(idx, time.Duration(reset)*time.Second)
+			code, msg := statusText(http.StatusTooManyRequests)
+			s.writeError(w, idx, http.StatusTooManyRequests, s.shape, code, msg)
+			return
+		}
+		s.quotaUsed++
+		h.Set("X-RateLimit-Remaining", strconv.Itoa(s.quotaLimit-s.quotaUsed))
 	}
 	if s.limiter != nil {
 		now := time.Now()
