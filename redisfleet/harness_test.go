@@ -295,7 +295,7 @@ type proxy struct {
 	cut     bool
 	stalled atomic.Bool // pass no byte on, in either direction (a Redis that does not answer)
 	conns   []net.Conn
-	wg    sync.WaitGroup
+	wg      sync.WaitGroup
 }
 
 func newProxy(t testing.TB, target string) *proxy {
