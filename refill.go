@@ -87,7 +87,7 @@ func (p *Provider) fill() error {
 				errs = append(errs, &sourceError{name: f.sourceName(), err: &heldError{until: f.holdTime(), last: f.lastError()}})
 				continue
 			}
-			b, err := f.fetch(p.ctx, n)
+			b, err := f.fetch(p.ctx, n, nil)
 			p.watchFleet()
 			if err == nil {
 				blk, got = b, f

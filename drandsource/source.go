@@ -55,9 +55,17 @@ type config struct {
 // the same rules as the relay URLs. A nil c keeps the default.
 func WithHTTPClient(c *http.Client) Option { return func(cf *config) { cf.client = c } }
 
-// WithClock makes the Source read the time from now instead of time.Now, for
-// tests. It decides which round is due; waits still run on real timers.
-func WithClock(now func() time.Time) Option { return func(cf *config) { cf.clock = now } }
+// WithClock makes the Source read the time from clk instead of the system
+// clock, for tests. It decides which round is due; waits still run on real
+// timers. It takes the entropy.Clock that every WithClock of the module
+// takes; entropy.NowFunc adapts a plain time function.
+func WithClock(clk entropy.Clock) Option {
+	return func(cf *config) {
+		if clk != nil {
+			cf.clock = clk.Now
+		}
+	}
+}
 
 // WithName sets the Source name that blocks, and so labels, carry. The
 // default is "drand/" followed by the chain's beacon ID: "drand/quicknet" or
@@ -309,6 +317,7 @@ func (s *Source) fetchReserved(ctx context.Context, round uint64, n int) (entrop
 		Proof:      bytes.Clone(b.Signature),
 		Time:       s.chain.RoundTime(round),
 		Public:     true, // every round is published to the world
+		Evidence:   s.evidence(round, b),
 	}, nil
 }
 
@@ -592,4 +601,22 @@ func (e *relayErrors) Unwrap() []error {
 		return e.errs
 	}
 	return transient
+}
+
+// evidence is the proof of round b of s's chain, for transcripts: the chain
+// hash, the round, the signature and, on a chained chain, the previous
+// signature, which anyone can check with Verify and the chain's info.
+func (s *Source) evidence(round uint64, b Beacon) *entropy.Proof {
+	e := &entropy.Proof{
+		Scheme:    entropy.SchemeDrand,
+		Source:    s.name,
+		JobID:     strconv.FormatUint(round, 10),
+		Chain:     bytes.Clone(s.chain.Hash),
+		Round:     round,
+		Signature: bytes.Clone(b.Signature),
+	}
+	if s.chain.Scheme == SchemeChained {
+		e.PrevSignature = bytes.Clone(b.PreviousSignature)
+	}
+	return e
 }

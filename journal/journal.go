@@ -200,11 +200,13 @@ var _ entropy.Journal = (*Journal)(nil)
 // Option configures Open.
 type Option func(*Journal)
 
-// WithClock sets the clock that stamps records (default time.Now).
-func WithClock(now func() time.Time) Option {
+// WithClock sets the clock that stamps records (default: the system
+// clock). It takes the entropy.Clock that every WithClock of the module
+// takes; entropy.NowFunc adapts a plain time function.
+func WithClock(clk entropy.Clock) Option {
 	return func(j *Journal) {
-		if now != nil {
-			j.now = now
+		if clk != nil {
+			j.now = clk.Now
 		}
 	}
 }

@@ -52,7 +52,7 @@ var (
 func writeSample(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	j, err := Open(path, WithClock(fixedClock()))
+	j, err := Open(path, WithClock(entropy.NowFunc(fixedClock())))
 	require.NoError(t, err)
 	require.NoError(t, j.RecordBlock(context.Background(), testBlock))
 	require.NoError(t, j.RecordFallback(context.Background(), testEpisode))
@@ -134,7 +134,7 @@ func TestEmptyInputVerifies(t *testing.T) {
 
 func TestReopenLookupEvent(t *testing.T) {
 	path := writeSample(t)
-	j, err := Open(path, WithClock(fixedClock()))
+	j, err := Open(path, WithClock(entropy.NowFunc(fixedClock())))
 	require.NoError(t, err)
 
 	got, ok, err := j.LookupEvent(context.Background(), testEvent.Event)
@@ -361,7 +361,7 @@ func TestCrashTornLastLine(t *testing.T) {
 	require.NoError(t, err)
 
 	// The record the crashed process was writing.
-	j, err := Open(filepath.Join(t.TempDir(), "other"), WithClock(fixedClock()))
+	j, err := Open(filepath.Join(t.TempDir(), "other"), WithClock(entropy.NowFunc(fixedClock())))
 	require.NoError(t, err)
 	var r record
 	r.Seq, r.Type, r.Prev, r.Data = 5, TypeBlock, lineHash(bytes.TrimSuffix(readLines(t, path)[3], []byte("\n"))), []byte(`{}`)
@@ -390,7 +390,7 @@ func TestCrashTornLastLine(t *testing.T) {
 
 			// The operator's procedure: move the torn bytes out at Offset.
 			require.NoError(t, os.Truncate(path, le.Offset))
-			j, err := Open(path, WithClock(fixedClock()))
+			j, err := Open(path, WithClock(entropy.NowFunc(fixedClock())))
 			require.NoError(t, err)
 			next := testBlock
 			next.JobID = "job after the torn line" // testBlock itself is in the file: a replay
@@ -525,7 +525,7 @@ func TestFailedAppendLeavesFileAsItWas(t *testing.T) {
 		return
 	}
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	j, err := Open(path, WithClock(fixedClock()))
+	j, err := Open(path, WithClock(entropy.NowFunc(fixedClock())))
 	require.NoError(t, err)
 	require.NoError(t, j.RecordBlock(context.Background(), testBlock))
 	require.NoError(t, j.Close())
