@@ -51,7 +51,7 @@ type secretStream struct {
 	// beyond mu's, and readers on different shards never write one cache
 	// line.
 	reads, bytes uint64
-	_     [64]byte
+	_            [64]byte
 }
 
 // ReadSecret fills b with bytes fit for keys, tokens and nonces (contract

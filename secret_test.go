@@ -9,10 +9,10 @@ import (
 	"encoding/hex"
 	"reflect"
 	"runtime"
-	"unsafe"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/assert"
