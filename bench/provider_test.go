@@ -261,6 +261,25 @@ func BenchmarkRefill(b *testing.B) {
 	}
 }
 
+// BenchmarkHealthCheck is the health tests alone (entropy.CheckHealth) over
+// the refill's blocks (steadyFetch bytes of memSource's buffer): the bound
+// of BenchmarkRefill, whose throughput it is compared with in the same run.
+func BenchmarkHealthCheck(b *testing.B) {
+	data := randomBuffer()
+	b.SetBytes(steadyFetch)
+	b.ReportAllocs()
+	off := 0
+	for range b.N {
+		if off+steadyFetch > len(data) {
+			off = 0
+		}
+		if err := entropy.CheckHealth(data[off : off+steadyFetch]); err != nil {
+			b.Fatal(err)
+		}
+		off += steadyFetch
+	}
+}
+
 // errDown is the failure of a source that is down for good: a permanent
 // error, so the first failed refill opens the breaker.
 var errDown = &entropy.APIError{StatusCode: 401, Code: "unauthorized", Message: "source down (benchmark)"}
