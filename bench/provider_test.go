@@ -168,6 +168,33 @@ func BenchmarkReadLabelled(b *testing.B) { benchSerial(b, true) }
 // goroutines with a full pool.
 func BenchmarkReadLabelledParallel(b *testing.B) { benchParallel(b, true) }
 
+// BenchmarkReadLabelledInto is Provider.ReadLabelledInto with one Label
+// reused for every read, with a full pool (see serialPacer): the
+// zero-allocation labelled read.
+func BenchmarkReadLabelledInto(b *testing.B) {
+	for _, n := range []int{32, 4096} {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newSteady(b, n)
+			ctx := context.Background()
+			buf := make([]byte, n)
+			var lb entropy.Label
+			pace := newSerialPacer(b, p, n)
+			before := p.Stats().FallbackReads
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if err := p.ReadLabelledInto(ctx, buf, &lb); err != nil || !lb.Verifiable {
+					b.Fatal(err, lb.Verifiable)
+				}
+				pace.done(n)
+			}
+			b.StopTimer()
+			fallbackShare(b, p, before)
+		})
+	}
+}
+
 // BenchmarkReadSecret is the derived, secret-safe read (a per-shard
 // AES-256-CTR stream with fast key erasure, keyed by HKDF of 32 pool bytes
 // and 32 crypto/rand bytes every 64 KiB) with a full pool. It takes 32 pool

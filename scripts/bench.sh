@@ -75,6 +75,7 @@ END {
 	print "|---|---|---|---|"
 	row("Read 32 B / crypto/rand.Read 32 B", "<= 0.15", ratio(name("BenchmarkRead/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkRead/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
 	row("ReadLabelled 32 B / crypto/rand.Read 32 B", "<= 0.25", ratio(name("BenchmarkReadLabelled/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkReadLabelled/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
+	row("ReadLabelledInto 32 B (reused Label, 0 allocs) / crypto/rand.Read 32 B", "<= 0.25", ratio(name("BenchmarkReadLabelledInto/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkReadLabelledInto/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
 	row("Read 4 KiB / crypto/rand.Read 4 KiB", "<= 0.05", ratio(name("BenchmarkRead/4KiB"), name("BenchmarkCryptoRand/4KiB")), ns(name("BenchmarkRead/4KiB")) " / " ns(name("BenchmarkCryptoRand/4KiB")))
 	row("Degrade fallback Read 32 B / crypto/rand.Read 32 B", "<= 1.0", ratio(name("BenchmarkFallbackRead/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkFallbackRead/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
 	if (N > 1) {
