@@ -14,6 +14,18 @@ type Clock interface {
 	After(d time.Duration) <-chan time.Time
 }
 
+// NowFunc is a Clock that tells the time by calling the function and
+// waits (After) on real timers. It adapts a plain time function (a fixed
+// instant in a test, a clock of your own) to every WithClock of the module:
+// entropy, draw, journal, sim, httpsource, drandsource and entropymetrics.
+type NowFunc func() time.Time
+
+// Now returns f().
+func (f NowFunc) Now() time.Time { return f() }
+
+// After waits d on a real timer.
+func (f NowFunc) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
 type realClock struct{}
 
 func (realClock) Now() time.Time                         { return time.Now() }

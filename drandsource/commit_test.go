@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/draw"
 )
 
@@ -22,7 +23,7 @@ func TestDrawCommittedToRound(t *testing.T) {
 	require.Equal(t, q.round, round)
 	now := fixedClock(q.chain.RoundTime(q.round))
 	relay := newTestRelay(t, now, vectorChain(q))
-	src := mustNew(t, q.chain, []string{relay.URL()}, WithClock(now))
+	src := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 
 	committed := src.Committed(round)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

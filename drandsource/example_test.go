@@ -61,7 +61,7 @@ func ExampleNew() {
 	defer relay.Close()
 
 	src, err := drandsource.New(chain, []string{relay.URL},
-		drandsource.WithClock(func() time.Time { return chain.RoundTime(exampleRound) }))
+		drandsource.WithClock(entropy.NowFunc(func() time.Time { return chain.RoundTime(exampleRound) })))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -85,7 +85,7 @@ func ExampleSource_FetchRound() {
 	relay := exampleRelay(chain)
 	defer relay.Close()
 	now := chain.RoundTime(exampleRound)
-	src, err := drandsource.New(chain, []string{relay.URL}, drandsource.WithClock(func() time.Time { return now }))
+	src, err := drandsource.New(chain, []string{relay.URL}, drandsource.WithClock(entropy.NowFunc(func() time.Time { return now })))
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -64,7 +64,7 @@ func TestFailoverPrimaryDownDrandVerifiable(t *testing.T) {
 	q := vs["quicknet"]
 	now := fixedClock(q.chain.RoundTime(q.round))
 	relay := newTestRelay(t, now, vectorChain(q))
-	drand := mustNew(t, q.chain, []string{relay.URL()}, WithClock(now))
+	drand := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 	p := newFailoverProvider(t, downSource, drand, entropy.WithPolicy(entropy.Fail))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -97,7 +97,7 @@ func TestFailoverLabelsNameEachSource(t *testing.T) {
 	sg := newSigner(t, SchemeUnchainedG1, time.Second, 1_700_000_000)
 	clock := newFastClock(sg.info.RoundTime(1000), 50) // a round every 20 ms
 	relay := newTestRelay(t, clock.Now, signerChain(sg))
-	drand := mustNew(t, sg.info, []string{relay.URL()}, WithClock(clock.Now), WithName("drand/test"))
+	drand := mustNew(t, sg.info, []string{relay.URL()}, WithClock(entropy.NowFunc(clock.Now)), WithName("drand/test"))
 	drand.after = clock.After
 	primary := &countingPrimary{good: 2}
 	p := newFailoverProvider(t, primary, drand, entropy.WithPolicy(entropy.Defer))
@@ -151,7 +151,7 @@ func TestFailoverBothDown(t *testing.T) {
 	}
 
 	t.Run("degrade", func(t *testing.T) {
-		drand := mustNew(t, q.chain, []string{relay.URL()}, WithClock(now))
+		drand := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 		p := newFailoverProvider(t, downSource, drand, entropy.WithPolicy(entropy.Degrade))
 		bothFailed(t, p)
 		buf := make([]byte, 32)
@@ -168,7 +168,7 @@ func TestFailoverBothDown(t *testing.T) {
 		assert.Contains(t, drandErr.Error(), "drand/quicknet", "drand's failure names it")
 	})
 	t.Run("fail", func(t *testing.T) {
-		drand := mustNew(t, q.chain, []string{relay.URL()}, WithClock(now))
+		drand := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 		p := newFailoverProvider(t, downSource, drand, entropy.WithPolicy(entropy.Fail))
 		bothFailed(t, p)
 		label, err := p.ReadLabelled(context.Background(), make([]byte, 32))
@@ -178,7 +178,7 @@ func TestFailoverBothDown(t *testing.T) {
 		assert.Empty(t, label.Spans)
 	})
 	t.Run("defer", func(t *testing.T) {
-		drand := mustNew(t, q.chain, []string{relay.URL()}, WithClock(now))
+		drand := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 		p := newFailoverProvider(t, downSource, drand, entropy.WithPolicy(entropy.Defer))
 		bothFailed(t, p)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -200,7 +200,7 @@ func TestFailoverTamperedDrandNeverServed(t *testing.T) {
 	relay.set(func(r *testRelay) {
 		r.tamper = func(_ uint64, b *beaconJSON) { b.Randomness = flipHex(b.Randomness, 3) }
 	})
-	drand := mustNew(t, q.chain, []string{relay.URL()}, WithClock(now))
+	drand := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 	p := newFailoverProvider(t, downSource, drand, entropy.WithPolicy(entropy.Fail))
 	require.Eventually(t, func() bool { return p.Stats().Sources[1].LastError != nil }, 5*time.Second, 2*time.Millisecond)
 	_, err := p.ReadLabelled(context.Background(), make([]byte, 32))

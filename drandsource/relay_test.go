@@ -31,7 +31,7 @@ func TestLongRetryAfterPassedOn(t *testing.T) {
 				http.Error(w, "Too Many Requests", http.StatusTooManyRequests)
 			}))
 			defer srv.Close()
-			s := mustNew(t, q.chain, []string{srv.URL}, WithClock(now))
+			s := mustNew(t, q.chain, []string{srv.URL}, WithClock(entropy.NowFunc(now)))
 			_, err := s.Fetch(context.Background(), 32)
 			require.ErrorIs(t, err, entropy.ErrRateLimited)
 			assert.Equal(t, secs*time.Second, entropy.RetryAfter(err), "Retry-After %q", value)
@@ -50,7 +50,7 @@ func TestRetryAfterOfLaterRelayPassedOn(t *testing.T) {
 	a.set(func(r *testRelay) { r.status = http.StatusBadGateway }) // no Retry-After
 	b := newTestRelay(t, now, vectorChain(q))
 	b.set(func(r *testRelay) { r.status = http.StatusTooManyRequests }) // Retry-After: 2
-	s := mustNew(t, q.chain, []string{a.URL(), b.URL()}, WithClock(now))
+	s := mustNew(t, q.chain, []string{a.URL(), b.URL()}, WithClock(entropy.NowFunc(now)))
 	_, err := s.Fetch(context.Background(), 32)
 	require.ErrorIs(t, err, entropy.ErrRateLimited)
 	assert.Equal(t, 2*time.Second, entropy.RetryAfter(err))
@@ -73,7 +73,7 @@ func TestHungRelayDoesNotBlockFailover(t *testing.T) {
 	defer hung.Close()
 	defer close(release)
 	good := newTestRelay(t, now, vectorChain(q))
-	s := mustNew(t, q.chain, []string{hung.URL, good.URL()}, WithClock(now))
+	s := mustNew(t, q.chain, []string{hung.URL, good.URL()}, WithClock(entropy.NowFunc(now)))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	blk, err := s.Fetch(ctx, 32)

@@ -55,9 +55,17 @@ type config struct {
 // the same rules as the relay URLs. A nil c keeps the default.
 func WithHTTPClient(c *http.Client) Option { return func(cf *config) { cf.client = c } }
 
-// WithClock makes the Source read the time from now instead of time.Now, for
-// tests. It decides which round is due; waits still run on real timers.
-func WithClock(now func() time.Time) Option { return func(cf *config) { cf.clock = now } }
+// WithClock makes the Source read the time from clk instead of the system
+// clock, for tests. It decides which round is due; waits still run on real
+// timers. It takes the entropy.Clock that every WithClock of the module
+// takes; entropy.NowFunc adapts a plain time function.
+func WithClock(clk entropy.Clock) Option {
+	return func(cf *config) {
+		if clk != nil {
+			cf.clock = clk.Now
+		}
+	}
+}
 
 // WithName sets the Source name that blocks, and so labels, carry. The
 // default is "drand/" followed by the chain's beacon ID: "drand/quicknet" or

@@ -37,7 +37,7 @@ func TestFetchServesVerifiedRound(t *testing.T) {
 			v := vs[name]
 			now := fixedClock(v.chain.RoundTime(v.round).Add(time.Second))
 			relay := newTestRelay(t, now, vectorChain(v))
-			s := mustNew(t, v.chain, []string{relay.URL()}, WithClock(now))
+			s := mustNew(t, v.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 
 			blk, err := s.Fetch(context.Background(), 64)
 			require.NoError(t, err)
@@ -60,7 +60,7 @@ func TestFetchServesVerifiedRound(t *testing.T) {
 func TestFetchShortRead(t *testing.T) {
 	relay, vs := quicknetRelay(t)
 	q := vs["quicknet"]
-	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(relay.now))
+	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(relay.now)))
 	blk, err := s.Fetch(context.Background(), 5)
 	require.NoError(t, err)
 	assert.Equal(t, q.randomness[:5], blk.Data)
@@ -78,7 +78,7 @@ func TestNoRoundServedTwice(t *testing.T) {
 	q := vs["quicknet"]
 	clock := &settableClock{t: q.chain.RoundTime(q.round)}
 	relay := newTestRelay(t, clock.Now, vectorChain(q))
-	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(clock.Now))
+	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(clock.Now)))
 
 	blk, err := s.Fetch(context.Background(), 32)
 	require.NoError(t, err)
@@ -123,7 +123,7 @@ func TestFetchSkipsToCurrentRound(t *testing.T) {
 	sg := newSigner(t, SchemeUnchainedG1, 3*time.Second, 1_700_000_000)
 	clock := &settableClock{t: sg.info.RoundTime(10)}
 	relay := newTestRelay(t, clock.Now, signerChain(sg))
-	s := mustNew(t, sg.info, []string{relay.URL()}, WithClock(clock.Now))
+	s := mustNew(t, sg.info, []string{relay.URL()}, WithClock(entropy.NowFunc(clock.Now)))
 	var got []string
 	for _, r := range []uint64{10, 500, 501} {
 		clock.set(sg.info.RoundTime(r))
@@ -151,7 +151,7 @@ func TestFetchWaitsUntilDue(t *testing.T) {
 	base := sg.info.RoundTime(7).Add(-20 * time.Millisecond)
 	now := func() time.Time { return base.Add(time.Since(start)) }
 	relay := newTestRelay(t, now, signerChain(sg))
-	s := mustNew(t, sg.info, []string{relay.URL()}, WithClock(now))
+	s := mustNew(t, sg.info, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	blk, err := s.FetchRound(ctx, 7)
@@ -163,7 +163,7 @@ func TestFetchWaitsUntilDue(t *testing.T) {
 func TestFetchRound(t *testing.T) {
 	relay, vs := quicknetRelay(t)
 	q := vs["quicknet"]
-	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(relay.now))
+	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(relay.now)))
 
 	// A draw that published T commits to the first round after T.
 	published := q.chain.RoundTime(q.round).Add(-time.Second)
@@ -201,7 +201,7 @@ func TestConcurrentFetchDistinctRounds(t *testing.T) {
 	sg := newSigner(t, SchemeUnchainedG1, time.Second, 1_700_000_000)
 	clock := newFastClock(sg.info.RoundTime(100), 1000) // a round per real millisecond
 	relay := newTestRelay(t, clock.Now, signerChain(sg))
-	s := mustNew(t, sg.info, []string{relay.URL()}, WithClock(clock.Now))
+	s := mustNew(t, sg.info, []string{relay.URL()}, WithClock(entropy.NowFunc(clock.Now)))
 	s.after = clock.After
 
 	const workers, each = 6, 5
@@ -256,7 +256,7 @@ func TestRelayFailover(t *testing.T) {
 	t.Run("500", func(t *testing.T) {
 		bad := newTestRelay(t, now, vectorChain(q))
 		bad.set(func(r *testRelay) { r.status = http.StatusInternalServerError })
-		s := mustNew(t, q.chain, []string{bad.URL(), good.URL()}, WithClock(now))
+		s := mustNew(t, q.chain, []string{bad.URL(), good.URL()}, WithClock(entropy.NowFunc(now)))
 		blk, err := s.Fetch(context.Background(), 32)
 		require.NoError(t, err)
 		assert.Equal(t, q.randomness, blk.Data)
@@ -265,7 +265,7 @@ func TestRelayFailover(t *testing.T) {
 	t.Run("closed", func(t *testing.T) {
 		closed := newTestRelay(t, now, vectorChain(q))
 		closed.srv.Close()
-		s := mustNew(t, q.chain, []string{closed.URL(), good.URL()}, WithClock(now))
+		s := mustNew(t, q.chain, []string{closed.URL(), good.URL()}, WithClock(entropy.NowFunc(now)))
 		blk, err := s.Fetch(context.Background(), 32)
 		require.NoError(t, err)
 		assert.Equal(t, q.randomness, blk.Data)
@@ -275,7 +275,7 @@ func TestRelayFailover(t *testing.T) {
 		a.set(func(r *testRelay) { r.status = http.StatusServiceUnavailable })
 		b := newTestRelay(t, now, vectorChain(q))
 		b.srv.Close()
-		s := mustNew(t, q.chain, []string{a.URL(), b.URL()}, WithClock(now))
+		s := mustNew(t, q.chain, []string{a.URL(), b.URL()}, WithClock(entropy.NowFunc(now)))
 		_, err := s.Fetch(context.Background(), 32)
 		require.Error(t, err)
 		var apiErr *entropy.APIError
@@ -300,12 +300,12 @@ func TestPermanentOnlyWhenEveryRelayIs(t *testing.T) {
 	b := newTestRelay(t, now, vectorChain(q))
 	b.set(func(r *testRelay) { r.status = http.StatusBadGateway })
 
-	s := mustNew(t, q.chain, []string{a.URL(), b.URL()}, WithClock(now))
+	s := mustNew(t, q.chain, []string{a.URL(), b.URL()}, WithClock(entropy.NowFunc(now)))
 	_, err := s.Fetch(context.Background(), 32)
 	assert.Equal(t, entropy.Transient, entropy.Classify(err), "%v", err)
 	assert.Contains(t, err.Error(), "404")
 
-	s = mustNew(t, q.chain, []string{a.URL(), a.URL()}, WithClock(now))
+	s = mustNew(t, q.chain, []string{a.URL(), a.URL()}, WithClock(entropy.NowFunc(now)))
 	_, err = s.Fetch(context.Background(), 32)
 	assert.Equal(t, entropy.Permanent, entropy.Classify(err), "%v", err)
 	assert.ErrorIs(t, err, entropy.ErrNotFound)
@@ -317,7 +317,7 @@ func TestTooEarly(t *testing.T) {
 	// The relay's clock is a round behind ours: it answers 425.
 	relayClock := &settableClock{t: q.chain.RoundTime(q.round - 1)}
 	relay := newTestRelay(t, relayClock.Now, vectorChain(q))
-	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(fixedClock(q.chain.RoundTime(q.round))))
+	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(fixedClock(q.chain.RoundTime(q.round)))))
 	_, err := s.Fetch(context.Background(), 32)
 	var apiErr *entropy.APIError
 	require.ErrorAs(t, err, &apiErr)
@@ -384,14 +384,14 @@ func TestBadBeaconNeverServed(t *testing.T) {
 			bad := newTestRelay(t, now, vectorChain(v))
 			bad.set(func(r *testRelay) { r.tamper = c.tamper })
 
-			s := mustNew(t, v.chain, []string{bad.URL()}, WithClock(now))
+			s := mustNew(t, v.chain, []string{bad.URL()}, WithClock(entropy.NowFunc(now)))
 			blk, err := s.Fetch(context.Background(), 32)
 			require.ErrorIs(t, err, c.want)
 			assert.Nil(t, blk.Data, "no bytes from a bad beacon")
 			assert.Equal(t, entropy.Transient, entropy.Classify(err))
 
 			good := newTestRelay(t, now, vectorChain(v))
-			s = mustNew(t, v.chain, []string{bad.URL(), good.URL()}, WithClock(now))
+			s = mustNew(t, v.chain, []string{bad.URL(), good.URL()}, WithClock(entropy.NowFunc(now)))
 			blk, err = s.Fetch(context.Background(), 32)
 			require.NoError(t, err)
 			assert.Equal(t, v.randomness, blk.Data, "the good relay's beacon, not the bad one's")
@@ -407,7 +407,7 @@ func TestRelayAnswersOtherRound(t *testing.T) {
 	q := vs["quicknet"]
 	now := fixedClock(q.chain.RoundTime(q.round + 5))
 	relay := newTestRelay(t, now, vectorChain(q))
-	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(now))
+	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 	// Serve round 123's real beacon for whatever is asked.
 	relay.set(func(r *testRelay) { r.body = []byte(fmt.Sprintf(`{"round":123,"signature":"%x"}`, q.sig)) })
 	_, err := s.Fetch(context.Background(), 32)
@@ -432,7 +432,7 @@ func TestWrongChainRejected(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			relay := newTestRelay(t, now, vectorChain(q))
 			relay.set(func(r *testRelay) { r.infoEdit = edit })
-			s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(now))
+			s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 			_, err := s.Fetch(context.Background(), 32)
 			require.ErrorIs(t, err, ErrWrongChain)
 			requirePaths(t, relay, q.chain.HashString(), "/H/info") // no beacon asked for
@@ -445,7 +445,7 @@ func TestWrongChainRejected(t *testing.T) {
 	t.Run("malformed info", func(t *testing.T) {
 		relay := newTestRelay(t, now, vectorChain(q))
 		relay.set(func(r *testRelay) { r.infoEdit = func(j *infoJSON) { j.GroupHash = "not hex" } })
-		s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(now))
+		s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 		_, err := s.Fetch(context.Background(), 32)
 		require.ErrorIs(t, err, entropy.ErrMalformed)
 	})
@@ -455,7 +455,7 @@ func TestInfoCheckedOncePerRelay(t *testing.T) {
 	sg := newSigner(t, SchemeUnchainedG1, 3*time.Second, 1_700_000_000)
 	clock := &settableClock{t: sg.info.RoundTime(5)}
 	relay := newTestRelay(t, clock.Now, signerChain(sg))
-	s := mustNew(t, sg.info, []string{relay.URL()}, WithClock(clock.Now))
+	s := mustNew(t, sg.info, []string{relay.URL()}, WithClock(entropy.NowFunc(clock.Now)))
 	for r := uint64(5); r < 8; r++ {
 		clock.set(sg.info.RoundTime(r))
 		_, err := s.Fetch(context.Background(), 32)
@@ -470,7 +470,7 @@ func TestBodyBounded(t *testing.T) {
 	now := fixedClock(q.chain.RoundTime(q.round))
 	relay := newTestRelay(t, now, vectorChain(q))
 	relay.set(func(r *testRelay) { r.body = bytes.Repeat([]byte(" "), 1<<20) })
-	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(now))
+	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 	_, err := s.Fetch(context.Background(), 32)
 	require.ErrorIs(t, err, entropy.ErrMalformed)
 	assert.Contains(t, err.Error(), "body over")
@@ -479,7 +479,7 @@ func TestBodyBounded(t *testing.T) {
 func TestLatest(t *testing.T) {
 	relay, vs := quicknetRelay(t)
 	q := vs["quicknet"]
-	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(relay.now))
+	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(relay.now)))
 	b, err := s.Latest(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, q.round, b.Round)
@@ -613,7 +613,7 @@ func TestWithHTTPClient(t *testing.T) {
 	relay, vs := quicknetRelay(t)
 	q := vs["quicknet"]
 	tr := &countingTransport{next: relay.srv.Client().Transport}
-	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(relay.now), WithHTTPClient(&http.Client{Transport: tr}))
+	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(relay.now)), WithHTTPClient(&http.Client{Transport: tr}))
 	_, err := s.Fetch(context.Background(), 32)
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), tr.n.Load(), "info and the round went through the given client")
@@ -650,7 +650,7 @@ func TestProviderLabelsRoundPublic(t *testing.T) {
 	v := vs["quicknet"]
 	now := fixedClock(v.chain.RoundTime(v.round).Add(time.Second))
 	relay := newTestRelay(t, now, vectorChain(v))
-	s := mustNew(t, v.chain, []string{relay.URL()}, WithClock(now))
+	s := mustNew(t, v.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 	p, err := entropy.New(s, entropy.WithPolicy(entropy.Defer), entropy.WithFetchSize(32), entropy.WithBufferSize(32))
 	require.NoError(t, err)
 	defer p.Close()

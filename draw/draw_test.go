@@ -118,7 +118,7 @@ func (p plainSource) ReadLabelled(ctx context.Context, b []byte) (entropy.Label,
 
 var drawTime = time.Date(2026, 5, 1, 20, 0, 0, 0, time.UTC)
 
-func clock() Option { return WithClock(func() time.Time { return drawTime }) }
+func clock() Option { return WithClock(entropy.NowFunc(func() time.Time { return drawTime })) }
 
 func TestPickFromVerifiableEntropy(t *testing.T) {
 	f := newFake()

@@ -24,7 +24,7 @@ func fuzzClock() time.Time { return time.Date(2025, 3, 14, 15, 9, 26, 535897932,
 func seedTranscripts(tb testing.TB) []*Transcript {
 	tb.Helper()
 	ctx := context.Background()
-	clock := WithClock(fuzzClock)
+	clock := WithClock(entropy.NowFunc(fuzzClock))
 	var out []*Transcript
 	keep := func(t *Transcript, err error) {
 		if err != nil {

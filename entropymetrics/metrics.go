@@ -113,11 +113,12 @@ func WithAttributes(kv ...attribute.KeyValue) Option {
 }
 
 // WithClock sets the clock that entropy.source.hold counts against; it
-// should be the Provider's (entropy.WithClock). Default time.Now.
-func WithClock(now func() time.Time) Option {
+// should be the Provider's: pass the same entropy.Clock as to
+// entropy.WithClock. Default: the system clock.
+func WithClock(clk entropy.Clock) Option {
 	return func(c *config) {
-		if now != nil {
-			c.now = now
+		if clk != nil {
+			c.now = clk.Now
 		}
 	}
 }

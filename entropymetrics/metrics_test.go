@@ -118,7 +118,7 @@ func TestEveryFigureOfStatsIsExported(t *testing.T) {
 				Quota: entropy.Quota{RequestsRemaining: 17, RequestsLimit: 60, Reset: now.Add(20 * time.Second), BytesRemaining: -1, Balance: -1, Updated: now}},
 		},
 	}}
-	rm := collect(t, s, entropymetrics.WithClock(func() time.Time { return now }), entropymetrics.WithAttributes(attribute.String("service.instance.id", "i-1")))
+	rm := collect(t, s, entropymetrics.WithClock(entropy.NowFunc(func() time.Time { return now })), entropymetrics.WithAttributes(attribute.String("service.instance.id", "i-1")))
 
 	type want struct {
 		name      string

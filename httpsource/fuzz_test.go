@@ -52,7 +52,7 @@ type fuzzResponse struct {
 }
 
 // simResponses are answers of the simulator (sim.New(sim.WithSeed(1),
-// sim.WithKey(fuzzAPIKey, …), sim.WithClock(fuzzNow))), recorded with
+// sim.WithKey(fuzzAPIKey, …), sim.WithClock(entropy.NowFunc(fuzzNow)))), recorded with
 // httptest.NewRecorder: healthy jobs, each fault, each error status in each
 // body shape. The jobs were asked for with the nonce fuzzNonce, so they are
 // signed in protocol v2.

@@ -197,7 +197,7 @@ func TestTimestampTolerance(t *testing.T) {
 		{stamp.Add(time.Hour), 2 * time.Hour, true},
 		{stamp.Add(time.Hour), 30 * time.Minute, false},
 	} {
-		opts := []httpsource.Option{httpsource.WithPublicKey(f.pub), httpsource.WithClock(func() time.Time { return tc.now })}
+		opts := []httpsource.Option{httpsource.WithPublicKey(f.pub), httpsource.WithClock(entropy.NowFunc(func() time.Time { return tc.now }))}
 		if tc.tolerance > 0 {
 			opts = append(opts, httpsource.WithTimestampTolerance(tc.tolerance))
 		}

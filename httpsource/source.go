@@ -198,13 +198,15 @@ func WithJSONOnly() Option {
 }
 
 // WithClock sets the clock the source reads Retry-After dates and checks
-// job timestamps against (default time.Now).
-func WithClock(now func() time.Time) Option {
+// job timestamps against (default: the system clock). It takes the
+// entropy.Clock that every WithClock of the module takes; entropy.NowFunc
+// adapts a plain time function.
+func WithClock(clk entropy.Clock) Option {
 	return func(s *Source) error {
-		if now == nil {
+		if clk == nil {
 			return errors.New("httpsource: nil clock")
 		}
-		s.now = now
+		s.now = clk.Now
 		return nil
 	}
 }

@@ -906,7 +906,7 @@ func newOldFake(t *testing.T, handle func(f *fakeService, w http.ResponseWriter,
 func newOldSource(t *testing.T, srv *httptest.Server, opts ...httpsource.Option) *httpsource.Source {
 	t.Helper()
 	at := func() time.Time { return time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC) }
-	return newSource(t, srv, append([]httpsource.Option{httpsource.WithClock(at)}, opts...)...)
+	return newSource(t, srv, append([]httpsource.Option{httpsource.WithClock(entropy.NowFunc(at))}, opts...)...)
 }
 
 // Error bodies are read through a bounded reader: a huge error body is cut,

@@ -21,7 +21,7 @@ import (
 func seedJournal(tb testing.TB, records func(j *Journal)) []byte {
 	tb.Helper()
 	path := filepath.Join(tb.TempDir(), "audit.jsonl")
-	j, err := Open(path, WithClock(fixedClock()))
+	j, err := Open(path, WithClock(entropy.NowFunc(fixedClock())))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func FuzzVerify(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		j, err := Open(path, WithClock(fixedClock()))
+		j, err := Open(path, WithClock(entropy.NowFunc(fixedClock())))
 		if err != nil {
 			t.Fatalf("Open refused a journal Verify accepted: %v", err)
 		}

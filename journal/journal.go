@@ -37,10 +37,13 @@
 //
 // # A torn last line
 //
-// An append writes one line and fsyncs it; a crash in between can leave part
-// of a line at the end of the file. That record was never acknowledged: the
-// call that wrote it did not return, so an event whose record is torn was never
-// handed out. Open refuses such a file with a *LineError whose Err is ErrTorn
+// An append writes one line and fsyncs it. When the write or the fsync fails
+// (a full disk, a file size limit), the append cuts the file back to its last
+// complete record before it returns the error: the record was not kept and
+// the file is as it was. Only a crash in between (or a failure of that cut)
+// can leave part of a line at the end of the file. That record was never
+// acknowledged: the call that wrote it did not return, so an event whose
+// record is torn was never handed out. Open refuses such a file with a *LineError whose Err is ErrTorn
 // and whose Offset is where the torn line starts. The operator keeps a copy of
 // the file, moves the torn bytes out of it (for example
 // `tail -c +$((OFFSET+1)) FILE > FILE.torn && truncate -s OFFSET FILE`), notes
@@ -187,7 +190,8 @@ type Journal struct {
 	prev   string                         // hex SHA-256 of the last line
 	events map[string]entropy.EventRecord // by event name
 	jobs   map[jobKey]jobState            // every job recorded or claimed (jobs.go)
-	err    error                          // sticky: set when an append failed part-way
+	size   int64                          // bytes of the complete records: where a failed append is cut back to
+	err    error                          // sticky: set when a failed append could not be undone
 	closed bool
 }
 
@@ -196,11 +200,13 @@ var _ entropy.Journal = (*Journal)(nil)
 // Option configures Open.
 type Option func(*Journal)
 
-// WithClock sets the clock that stamps records (default time.Now).
-func WithClock(now func() time.Time) Option {
+// WithClock sets the clock that stamps records (default: the system
+// clock). It takes the entropy.Clock that every WithClock of the module
+// takes; entropy.NowFunc adapts a plain time function.
+func WithClock(clk entropy.Clock) Option {
 	return func(j *Journal) {
-		if now != nil {
-			j.now = now
+		if clk != nil {
+			j.now = clk.Now
 		}
 	}
 }
@@ -231,7 +237,12 @@ func Open(path string, opts ...Option) (*Journal, error) {
 		f.Close()
 		return nil, err
 	}
-	j.f, j.seq, j.prev = f, v.rep.LastSeq, v.rep.Head
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal: open: %w", err)
+	}
+	j.f, j.seq, j.prev, j.size = f, v.rep.LastSeq, v.rep.Head, st.Size()
 	if j.seq == 0 {
 		j.prev = zeroHash
 		if err := j.append(TypeJournal, HeaderData{Format: Format}); err != nil {
@@ -404,17 +415,45 @@ func (j *Journal) append(typ string, data any) error {
 	if err := probe.check(line, false); err != nil {
 		return fmt.Errorf("journal: %s record refused, it would not verify: %w", typ, err)
 	}
-	if _, err := j.f.Write(append(line, '\n')); err != nil {
-		j.err = fmt.Errorf("journal: append of record %d failed, the journal needs an operator: %w", r.Seq, err)
-		return j.err
-	}
-	if err := j.f.Sync(); err != nil {
-		j.err = fmt.Errorf("journal: fsync of record %d failed, the journal needs an operator: %w", r.Seq, err)
-		return j.err
+	if err := j.writeLine(r.Seq, line); err != nil {
+		return err
 	}
 	j.seq = r.Seq
 	j.prev = lineHash(line)
 	return nil
+}
+
+// writeLine appends line and its newline and fsyncs the file. When the write
+// or the fsync fails (a full disk: ENOSPC, EFBIG), the file is cut back to
+// its last complete record and fsynced, so that it holds no part of the
+// record and later opens succeed; the record was not kept, and the error
+// says so. Only if that undo fails too is the failure sticky: the file may
+// then end in a torn line, which needs an operator (see the package
+// documentation).
+func (j *Journal) writeLine(seq uint64, line []byte) error {
+	what := "append"
+	_, err := j.f.Write(append(line, '\n'))
+	if err == nil {
+		what = "fsync"
+		err = j.f.Sync()
+	}
+	if err == nil {
+		j.size += int64(len(line)) + 1
+		return nil
+	}
+	if uerr := j.undo(); uerr != nil {
+		j.err = fmt.Errorf("journal: %s of record %d failed (%w), and cutting the file back to its last complete record failed too (%v): the journal needs an operator", what, seq, err, uerr)
+		return j.err
+	}
+	return fmt.Errorf("journal: %s of record %d failed; the record was not kept, the file is as it was before: %w", what, seq, err)
+}
+
+// undo cuts the file back to its last complete record and fsyncs it.
+func (j *Journal) undo() error {
+	if err := j.f.Truncate(j.size); err != nil {
+		return err
+	}
+	return j.f.Sync()
 }
 
 // encode returns the canonical line of r (r.Hash is ignored and computed).

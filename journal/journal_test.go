@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/fsizelimit"
 )
 
 // fixedClock returns a clock that starts at a fixed time and ticks a second
@@ -49,7 +52,7 @@ var (
 func writeSample(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	j, err := Open(path, WithClock(fixedClock()))
+	j, err := Open(path, WithClock(entropy.NowFunc(fixedClock())))
 	require.NoError(t, err)
 	require.NoError(t, j.RecordBlock(context.Background(), testBlock))
 	require.NoError(t, j.RecordFallback(context.Background(), testEpisode))
@@ -131,7 +134,7 @@ func TestEmptyInputVerifies(t *testing.T) {
 
 func TestReopenLookupEvent(t *testing.T) {
 	path := writeSample(t)
-	j, err := Open(path, WithClock(fixedClock()))
+	j, err := Open(path, WithClock(entropy.NowFunc(fixedClock())))
 	require.NoError(t, err)
 
 	got, ok, err := j.LookupEvent(context.Background(), testEvent.Event)
@@ -358,7 +361,7 @@ func TestCrashTornLastLine(t *testing.T) {
 	require.NoError(t, err)
 
 	// The record the crashed process was writing.
-	j, err := Open(filepath.Join(t.TempDir(), "other"), WithClock(fixedClock()))
+	j, err := Open(filepath.Join(t.TempDir(), "other"), WithClock(entropy.NowFunc(fixedClock())))
 	require.NoError(t, err)
 	var r record
 	r.Seq, r.Type, r.Prev, r.Data = 5, TypeBlock, lineHash(bytes.TrimSuffix(readLines(t, path)[3], []byte("\n"))), []byte(`{}`)
@@ -387,7 +390,7 @@ func TestCrashTornLastLine(t *testing.T) {
 
 			// The operator's procedure: move the torn bytes out at Offset.
 			require.NoError(t, os.Truncate(path, le.Offset))
-			j, err := Open(path, WithClock(fixedClock()))
+			j, err := Open(path, WithClock(entropy.NowFunc(fixedClock())))
 			require.NoError(t, err)
 			next := testBlock
 			next.JobID = "job after the torn line" // testBlock itself is in the file: a replay
@@ -490,6 +493,67 @@ func TestFailedAppendIsSticky(t *testing.T) {
 	assert.False(t, ok, "an event that was not recorded must not be found")
 	assert.Equal(t, err, j.RecordBlock(context.Background(), testBlock))
 	j.closed = true
+}
+
+// TestFailedAppendLeavesFileAsItWas: an append that the disk refuses part
+// way (EFBIG: the file size limit, as a full disk) leaves the file exactly
+// as it was, with no torn line, so later opens succeed and the chain goes on;
+// the journal does not take the failure as permanent (a later append, once
+// there is room, is kept).
+func TestFailedAppendLeavesFileAsItWas(t *testing.T) {
+	if !fsizelimit.Supported() {
+		t.Skip("no file size limit on this system")
+	}
+	if limited, err := fsizelimit.FromEnv(); limited || err != nil {
+		// The child: every append runs past the limit and must fail whole.
+		require.NoError(t, err)
+		j, err := Open(os.Getenv("JOURNAL_TEST_PATH"))
+		require.NoError(t, err)
+		for i := range 3 {
+			b := testBlock
+			b.JobID = fmt.Sprintf("job-past-the-limit-%d", i)
+			err := j.RecordBlock(context.Background(), b)
+			require.ErrorIs(t, err, syscall.EFBIG)
+			assert.NotContains(t, err.Error(), "needs an operator")
+			_, err = j.RecordEvent(context.Background(), testEvent)
+			require.ErrorIs(t, err, syscall.EFBIG)
+		}
+		_, ok, err := j.LookupEvent(context.Background(), testEvent.Event)
+		require.NoError(t, err)
+		assert.False(t, ok, "an event that was not kept is not found")
+		require.NoError(t, j.Close())
+		return
+	}
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	j, err := Open(path, WithClock(entropy.NowFunc(fixedClock())))
+	require.NoError(t, err)
+	require.NoError(t, j.RecordBlock(context.Background(), testBlock))
+	require.NoError(t, j.Close())
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1")
+	fsizelimit.Set(cmd, int64(len(before))+40) // room for part of a line
+	cmd.Env = append(cmd.Env, "JOURNAL_TEST_PATH="+path)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "PASS")
+
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, string(before), string(after), "the failed appends left bytes in the file")
+	rep, err := VerifyFile(path)
+	require.NoError(t, err)
+	j, err = Open(path)
+	require.NoError(t, err, "a later open")
+	later := testBlock
+	later.JobID = "job-after-the-limit"
+	require.NoError(t, j.RecordBlock(context.Background(), later))
+	seq, _ := j.Head()
+	assert.Equal(t, rep.LastSeq+1, seq)
+	require.NoError(t, j.Close())
+	_, err = VerifyFile(path)
+	require.NoError(t, err)
 }
 
 func TestOpenErrors(t *testing.T) {

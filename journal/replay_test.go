@@ -174,7 +174,7 @@ func TestVerifyReportsAJobTakenTwice(t *testing.T) {
 	dir := t.TempDir()
 	clock := func() time.Time { return time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC) }
 	dup := filepath.Join(dir, "dup.jsonl")
-	j, err := journal.Open(dup, journal.WithClock(clock))
+	j, err := journal.Open(dup, journal.WithClock(entropy.NowFunc(clock)))
 	require.NoError(t, err)
 	rec := entropy.BlockRecord{Source: "quantropy", JobID: "job-x", Size: 32, Verifiable: true, Time: clock()}
 	require.NoError(t, j.RecordBlock(ctx, rec))

@@ -477,7 +477,7 @@ func (j *Journal) append(ctx context.Context, rec any) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return retry(ctx, func() error {
+	return j.retry(ctx, func() error {
 		return pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
 			var seq int64
 			var head string
@@ -518,15 +518,18 @@ func (j *Journal) append(ctx context.Context, rec any) error {
 	})
 }
 
-// retry runs f up to three times while it fails for a lost connection (a
-// restarted server, a terminated backend): every append is idempotent, so a
-// transaction whose outcome is unknown can be run again.
-func retry(ctx context.Context, f func() error) error {
+// retry runs f while it fails for a lost connection (a restarted server, a
+// terminated backend), at most once more than the pool has connections (each
+// idle one may have died with the server) and at most 10 times: every
+// append is idempotent, so a transaction whose outcome is unknown can be
+// run again.
+func (j *Journal) retry(ctx context.Context, f func() error) error {
+	attempts := min(int(j.pool.Config().MaxConns)+2, 10)
 	var err error
-	for attempt := 0; attempt < 3; attempt++ {
+	for attempt := 0; attempt < attempts; attempt++ {
 		if attempt > 0 {
 			select {
-			case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+			case <-time.After(min(time.Duration(attempt)*50*time.Millisecond, 250*time.Millisecond)):
 			case <-ctx.Done():
 				return errors.Join(err, ctx.Err())
 			}
@@ -578,7 +581,7 @@ func (j *Journal) ClaimJob(ctx context.Context, source, jobID string) (bool, err
 		return false, err
 	}
 	var fresh bool
-	err := retry(ctx, func() error {
+	err := j.retry(ctx, func() error {
 		tag, err := j.pool.Exec(ctx, "INSERT INTO "+j.t.jobs+" (source, job_id) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM "+
 			j.t.records+" WHERE type = 'block' AND source = $1 AND job_id = $2) ON CONFLICT DO NOTHING", source, jobID)
 		fresh = err == nil && tag.RowsAffected() == 1
@@ -653,7 +656,7 @@ func (j *Journal) LookupEvent(ctx context.Context, event string) (entropy.EventR
 		return entropy.EventRecord{}, false, err
 	}
 	var line string
-	err := retry(ctx, func() error {
+	err := j.retry(ctx, func() error {
 		return j.pool.QueryRow(ctx, "SELECT line FROM "+j.t.records+" WHERE event = $1", event).Scan(&line)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {

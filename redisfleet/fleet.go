@@ -167,6 +167,10 @@ func New(client redis.UniversalClient, opts ...Option) *Fleet {
 	return f
 }
 
+// Err returns the error of New's options or client, if any: the error that
+// entropy.New reports when given this Fleet.
+func (f *Fleet) Err() error { return f.err }
+
 // Name returns the fleet's name.
 func (f *Fleet) Name() string { return f.name }
 

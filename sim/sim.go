@@ -36,6 +36,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
 	"github.com/provenrand/entropy/internal/retryafter"
 )
@@ -90,7 +91,7 @@ func WithKey(key string, balance int64) Option {
 // WithRateLimit limits entropy requests, over all keys, to r per second with
 // bursts of burst. A request over the limit gets 429 with a Retry-After of
 // whole seconds. The default is no limit.
-func WithRateLimit(r float64, burst int) Option {
+func WithRateLimit(r rate.Limit, burst int) Option {
 	return func(s *Server) { s.SetRateLimit(r, burst) }
 }
 
@@ -119,12 +120,14 @@ func WithLatency(d time.Duration) Option {
 	return func(s *Server) { s.latency = d }
 }
 
-// WithClock sets the clock of job timestamps and Request times (default
-// time.Now). The rate limit and latency run on real time.
-func WithClock(now func() time.Time) Option {
+// WithClock sets the clock of job timestamps and Request times (default:
+// the system clock). The rate limit and latency run on real time. It takes
+// the entropy.Clock that every WithClock of the module takes;
+// entropy.NowFunc adapts a plain time function.
+func WithClock(clk entropy.Clock) Option {
 	return func(s *Server) {
-		if now != nil {
-			s.now = now
+		if clk != nil {
+			s.now = clk.Now
 		}
 	}
 }
@@ -250,14 +253,14 @@ func (s *Server) Balance(key string) (int64, bool) {
 
 // SetRateLimit sets the server-side rate limit of entropy requests (r per
 // second, bursts of burst); r <= 0 removes it.
-func (s *Server) SetRateLimit(r float64, burst int) {
+func (s *Server) SetRateLimit(r rate.Limit, burst int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r <= 0 {
+	if r <= 0 || r == rate.Inf {
 		s.limiter = nil
 		return
 	}
-	s.limiter = rate.NewLimiter(rate.Limit(r), max(burst, 1))
+	s.limiter = rate.NewLimiter(r, max(burst, 1))
 }
 
 // SetLatency sets the delay of every entropy answer.

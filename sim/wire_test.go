@@ -279,7 +279,7 @@ func TestScriptThenRandomThenClear(t *testing.T) {
 // A 503 with an HTTP-date Retry-After is recorded as the hold it asks for.
 func TestHTTPDateRetryAfterRecorded(t *testing.T) {
 	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
-	s, base := startRaw(t, sim.WithKey(rawKey, 1<<20), sim.WithClock(func() time.Time { return now }))
+	s, base := startRaw(t, sim.WithKey(rawKey, 1<<20), sim.WithClock(entropy.NowFunc(func() time.Time { return now })))
 	s.Script(sim.Status(503, sim.ShapeText, now.Add(90*time.Second).Format(http.TimeFormat)))
 	a := rawGet(t, base, "/v1/entropy?size=8")
 	assert.Equal(t, 503, a.status)

@@ -22,7 +22,7 @@ import (
 func init() {
 	register(&command{
 		name:    "draw",
-		usage:   "draw (--pick K --of N | --shuffle N | --int N) [--event NAME] [--journal FILE] [--transcript FILE] [--allow-fallback] [--url U] [--public-key B64]",
+		usage:   "draw (--pick K --of N | --shuffle N | --int N) [--event NAME] [--journal FILE|postgres://URL] [--transcript FILE] [--allow-fallback] [--url U] [--public-key B64] [--rate R] [--burst B] [--fleet redis://…]",
 		summary: "draw k of n, a shuffle or an integer from verifiable entropy, with a replayable transcript",
 		run:     runDraw,
 	})
@@ -40,7 +40,7 @@ func init() {
 	})
 	register(&command{
 		name:    "audit",
-		usage:   "audit [--head HEX] JOURNAL",
+		usage:   "audit [--head HEX] JOURNAL (a file or a postgres:// URL; or --journal JOURNAL)",
 		summary: "verify a journal's hash chain and summarise what it records",
 		run:     runAudit,
 	})
@@ -76,7 +76,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	shuffleN := fs.Int("shuffle", 0, "shuffle `N` items (prints positions 1 to N)")
 	intFlag := fs.String("int", "", "draw one integer in 0 to `N`-1 (1 ≤ N ≤ 18446744073709551615)")
 	event := fs.String("event", "", "draw for the named `event`: once, ever (with --journal, across restarts)")
-	journalPath := fs.String("journal", "", "append-only audit journal `file` (hash-chained; created if missing)")
+	journalPath := addJournalFlag(fs)
 	transcriptPath := fs.String("transcript", "", "write the transcript to `file` (must not exist; \"-\" or empty: stdout)")
 	allowFallback := fs.Bool("allow-fallback", false, "accept local fallback entropy; the transcript then says NOT VERIFIABLE")
 	var sf sourceFlags
@@ -139,13 +139,13 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	var popts []entropy.Option
 	if *journalPath != "" {
-		j, err := journal.Open(*journalPath)
+		j, err := openJournal(ctx, *journalPath)
 		if err != nil {
 			removeTranscript()
 			return fail(stderr, c, err)
 		}
-		defer j.Close()
-		popts = append(popts, entropy.WithJournal(j))
+		defer j.close()
+		popts = append(popts, entropy.WithJournal(j.Journal))
 	}
 	p, err := sf.open(draw.SeedSize, popts...)
 	if err != nil {
@@ -231,6 +231,28 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			_, _ = stderr.Write(js)
 		}
 		return exitError
+	}
+	if *journalPath != "" {
+		return journalKept(stderr, c, p, *journalPath)
+	}
+	return exitOK
+}
+
+// journalKept closes the Provider, which writes the journal records still
+// queued (retrying a failed write for a few seconds), and reports on stderr
+// the journal's failed writes (Stats.JournalErrors) and the records it did
+// not keep (Stats.JournalLost). It returns exitError if a record the
+// command was asked to keep was not kept.
+func journalKept(stderr io.Writer, c *command, p *provider, path string) int {
+	_ = p.Provider.Close()
+	st := p.Stats()
+	switch {
+	case st.JournalLost > 0:
+		fmt.Fprintf(stderr, "entropy %s: journal %q did not keep %d of the records it was asked to keep (%d failed writes): the result stands, but the audit trail lacks them; check the disk that holds the journal\n",
+			c.name, path, st.JournalLost, st.JournalErrors)
+		return exitError
+	case st.JournalErrors > 0:
+		fmt.Fprintf(stderr, "entropy %s: warning: journal %q: %d failed writes, retried until every record was kept\n", c.name, path, st.JournalErrors)
 	}
 	return exitOK
 }
@@ -366,21 +388,35 @@ func runRFC3797(_ context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 // runAudit is the audit command.
-func runAudit(_ context.Context, args []string, stdout, stderr io.Writer) int {
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := commands["audit"]
 	fs := newFlagSet(c)
 	head := fs.String("head", "", "the journal head `hash` published earlier: detects records cut off the end")
+	journalFlag := addJournalFlag(fs)
 	pos, code, done := parseArgs(c, fs, args, stdout, stderr)
 	if done {
 		return code
 	}
+	if *journalFlag != "" {
+		pos = append(pos, *journalFlag)
+	}
 	if len(pos) != 1 {
-		return usageError(stderr, c, errors.New("give one JOURNAL file"))
+		return usageError(stderr, c, errors.New("give one JOURNAL: a file or a postgres:// URL"))
 	}
 	if err := checkHead(*head); err != nil {
 		return usageError(stderr, c, err)
 	}
-	rep, err := journal.VerifyFile(pos[0])
+	var rep journal.Report
+	var err error
+	if isPostgresURL(pos[0]) {
+		var j *openedJournal
+		if j, err = openJournal(ctx, pos[0]); err == nil {
+			rep, err = j.verify(ctx)
+			j.close()
+		}
+	} else {
+		rep, err = journal.VerifyFile(pos[0])
+	}
 	if err != nil {
 		var le *journal.LineError
 		if errors.As(err, &le) && errors.Is(err, journal.ErrTorn) {
@@ -391,7 +427,7 @@ func runAudit(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	if rep.Records == 0 {
 		// Nothing was checked: an empty journal proves nothing, and a
 		// script must not read "OK" into it.
-		return fail(stderr, c, fmt.Errorf("%s is empty: no records, nothing to verify", pos[0]))
+		return fail(stderr, c, fmt.Errorf("%s is empty: no records, nothing to verify", journalName(pos[0])))
 	}
 	fmt.Fprintf(stdout, "journal OK: %d records (last seq %d)\n", rep.Records, rep.LastSeq)
 	fmt.Fprintf(stdout, "blocks: %d\nfallback episodes: %d (%d bytes served)\nevents: %d", rep.Blocks, rep.Fallbacks, rep.FallbackBytes, rep.Events)

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/provenrand/entropy/draw"
+	"github.com/provenrand/entropy/internal/fsizelimit"
+	"github.com/provenrand/entropy/journal"
 )
 
 // readTranscript parses and verifies a transcript file.
@@ -242,6 +245,36 @@ func TestDrawEmptyEventRefused(t *testing.T) {
 	assert.NotEqual(t, 0, code)
 	assert.Empty(t, out)
 	assert.Contains(t, errOut, "--event is empty")
+}
+
+// TestDrawReportsJournalRecordsNotKept: a draw with --journal (and no
+// --event) whose journal cannot be written (the file size limit: EFBIG, as a
+// full disk) reports the records it did not keep and how many writes failed,
+// and exits non-zero; the journal file is left as it was, and opens again.
+func TestDrawReportsJournalRecordsNotKept(t *testing.T) {
+	if !fsizelimit.Supported() {
+		t.Skip("no file size limit on this system")
+	}
+	clearEnv(t)
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	j, err := journal.Open(path)
+	require.NoError(t, err)
+	require.NoError(t, j.Close())
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	limit := fmt.Sprintf("%s=%d", fsizelimit.Env, len(before)+10)
+	code, out, errOut := runMain(t, []string{limit}, "draw", "--int", "10", "--journal", path)
+	assert.NotEqual(t, exitOK, code, "records were lost and the draw exited 0")
+	assert.Contains(t, out, `"kind"`, "the draw itself is still printed")
+	assert.Regexp(t, `journal "[^"]+" did not keep [1-9][0-9]* of the records`, errOut)
+	assert.Regexp(t, `[1-9][0-9]* failed writes`, errOut)
+
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, string(before), string(after), "the failed writes left bytes in the journal")
+	code, _, errOut = runCLI(t, "draw", "--int", "10", "--journal", path)
+	require.Equal(t, exitOK, code, "a later run opens the journal: %s", errOut)
 }
 
 // TestVerifyRefusesTranscriptShowingAnotherResult: a transcript file

@@ -77,7 +77,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // runContext is run with the context given: tests cancel it to stop a command.
+// A command whose output could not be written to stdout (a full disk, a
+// closed pipe) fails, whatever it returned: output that never arrived (an
+// audit head, a selection, a verdict) must not pass for success.
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	out := &errWriter{w: stdout}
+	code := dispatch(ctx, args, out, stderr)
+	if out.err != nil && code == exitOK {
+		name := "entropy"
+		if len(args) > 0 && commands[args[0]] != nil {
+			name += " " + args[0]
+		}
+		fmt.Fprintf(stderr, "%s: cannot write the output: %s\n", name, oneLine(out.err))
+		return exitError
+	}
+	return code
+}
+
+// dispatch runs the command that args name.
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		topUsage(stderr)
 		return exitUsage
@@ -168,6 +186,7 @@ type sourceFlags struct {
 	name                   string // the service's name in labels (--source-name)
 	sources                string // comma-separated, in priority order: service, drand[:chain]
 	relays                 string // comma-separated drand relay URLs
+	fleet                  fleetFlags
 }
 
 // add registers the flags on fs, with defaults from the environment.
@@ -182,6 +201,7 @@ func (f *sourceFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&f.name, "source-name", os.Getenv("ENTROPY_SOURCE_NAME"), "the service's `name` in labels (env ENTROPY_SOURCE_NAME; default: the host:port of --url, so that verify --url finds the same name; the embedded simulator is always \"simulator\")")
 	fs.StringVar(&f.sources, "source", "service", "sources in priority order, comma-separated: service (--url, or the simulator), drand, drand:quicknet, drand:default (drand is public: for draws, never for keys)")
 	fs.StringVar(&f.relays, "relays", strings.Join(drandsource.PublicRelays(), ","), "drand relay `URLs`, comma-separated, tried in turn")
+	f.fleet.add(fs)
 }
 
 // parseSources reads --source: names in priority order, each once.
@@ -232,8 +252,9 @@ func (f *sourceFlags) drandSource(name string) (*drandsource.Source, error) {
 // provider is an opened Provider and what to close with it.
 type provider struct {
 	*entropy.Provider
-	sim    *sim.Server // the embedded simulator, or nil
-	source string      // the source name labels show
+	sim    *sim.Server  // the embedded simulator, or nil
+	after  func() error // closes what the Provider used (the fleet's Redis client)
+	source string       // the source name labels show
 	policy entropy.Policy
 }
 
@@ -250,6 +271,9 @@ func (p *provider) hopeless(err error) bool {
 // Close closes the Provider and the embedded simulator.
 func (p *provider) Close() error {
 	err := p.Provider.Close()
+	if p.after != nil {
+		err = errors.Join(err, p.after())
+	}
 	if p.sim != nil {
 		err = errors.Join(err, p.sim.Close())
 	}
@@ -314,14 +338,24 @@ func (f *sourceFlags) open(size int, opts ...entropy.Option) (*provider, error) 
 		// A beacon round holds 32 bytes: keep the pool to what the command needs.
 		buffer, fetch = max(2*size, 32), 32
 	}
-	all := append([]entropy.Option{
+	fleetOpts, after, err := f.fleet.options()
+	if err != nil {
+		if out.sim != nil {
+			_ = out.sim.Close()
+		}
+		return nil, err
+	}
+	out.after = after
+	all := append(fleetOpts,
 		entropy.WithPolicy(pol),
 		entropy.WithBufferSize(buffer),
 		entropy.WithFetchSize(fetch),
 		entropy.WithFailover(srcs[1:]...),
-	}, opts...)
+	)
+	all = append(all, opts...)
 	p, err := entropy.New(srcs[0], all...)
 	if err != nil {
+		_ = after()
 		if out.sim != nil {
 			_ = out.sim.Close()
 		}

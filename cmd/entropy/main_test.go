@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/provenrand/entropy/internal/fsizelimit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -22,6 +24,9 @@ func TestMain(m *testing.M) {
 		// A child of runMain: be the command, through main.
 		var a []string
 		if err := json.Unmarshal([]byte(args), &a); err != nil {
+			panic(err)
+		}
+		if _, err := fsizelimit.FromEnv(); err != nil {
 			panic(err)
 		}
 		os.Args = append([]string{"entropy"}, a...)
@@ -194,4 +199,41 @@ func TestAuditQuotesEventNames(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 1, heads, "one head line:\n%s", out)
+}
+
+// TestEveryCommandFailsWhenStdoutFails: every command whose output cannot be
+// written (stdout at /dev/full, a closed pipe) exits non-zero and says so on
+// stderr: a lost audit head, selection or verdict must not pass for success.
+func TestEveryCommandFailsWhenStdoutFails(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	transcript := filepath.Join(dir, "t.json")
+	journalPath := filepath.Join(dir, "j.jsonl")
+	code, _, errOut := runCLI(t, "draw", "--int", "10", "--event", "stdout-fails", "--journal", journalPath, "--transcript", transcript)
+	require.Equal(t, exitOK, code, errOut)
+
+	for name, args := range map[string][]string{
+		"read":              {"read", "-n", "8"},
+		"read --label":      {"read", "-n", "8", "--format", "raw", "--label"},
+		"draw":              {"draw", "--int", "10"},
+		"draw --transcript": {"draw", "--int", "10", "--transcript", filepath.Join(dir, "t2.json")},
+		"verify":            {"verify", "--allow-fallback", transcript},
+		"rfc3797":           {"rfc3797", "--pool", "10", "--count", "3", "2 5 12 8 10"},
+		"audit":             {"audit", journalPath},
+		"version":           {"version"},
+		"--version":         {"--version"},
+		"help":              {"--help"},
+		"read --help":       {"read", "--help"},
+		"sim":               {"sim", "--addr", "127.0.0.1:0"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			var errOut syncBuffer
+			code := runContext(ctx, args, failWriter{}, &errOut)
+			assert.Equal(t, exitError, code, "stdout failed, yet exit %d; stderr: %q", code, errOut.String())
+			assert.Contains(t, errOut.String(), "no space left on device")
+			assert.NoError(t, ctx.Err(), "the command did not stop when its output failed")
+		})
+	}
 }

@@ -22,7 +22,7 @@ const maxReadSize = 1 << 20
 func init() {
 	register(&command{
 		name:    "read",
-		usage:   "read [-n N] [--format hex|base64|raw] [--label] [--policy degrade|defer|fail] [--url U] [--public-key B64] [--metrics ADDR]",
+		usage:   "read [-n N] [--format hex|base64|raw] [--label] [--journal FILE|postgres://URL] [--policy degrade|defer|fail] [--url U] [--public-key B64] [--metrics ADDR] [--rate R] [--burst B] [--fleet redis://…] [--follow [--every D] [--status-every D]]",
 		summary: "print N bytes of entropy and, with --label, where they came from",
 		run:     runRead,
 	})
@@ -35,7 +35,11 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	n := fs.Int("n", 32, "number of bytes to read (1.."+fmt.Sprint(maxReadSize)+")")
 	format := fs.String("format", "hex", "output format: hex, base64 or raw (raw writes the label to stderr)")
 	label := fs.Bool("label", false, "also print the label (provenance) of the bytes as JSON")
+	journalPath := addJournalFlag(fs)
 	metricsAddr := fs.String("metrics", "", "serve the Provider's metrics on http://`ADDR`/metrics (Prometheus format) while reading, and after it until interrupted")
+	followF := fs.Bool("follow", false, "keep reading -n bytes every --every until interrupted, printing a status line (rate, holds, breaker, fleet) to stderr every --status-every; the bytes are not printed")
+	every := fs.Duration("every", 10*time.Millisecond, "with --follow, the time between two reads")
+	statusEvery := fs.Duration("status-every", time.Second, "with --follow, the time between two status lines")
 	var sf sourceFlags
 	sf.add(fs)
 	if code, done := parseFlags(c, fs, args, stdout, stderr); done {
@@ -56,7 +60,16 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, c, fmt.Errorf("--format %q: want hex, base64 or raw", *format))
 	}
 
-	p, err := sf.open(*n)
+	var popts []entropy.Option
+	if *journalPath != "" {
+		j, err := openJournal(ctx, *journalPath)
+		if err != nil {
+			return fail(stderr, c, err)
+		}
+		defer j.close()
+		popts = append(popts, entropy.WithJournal(j.Journal))
+	}
+	p, err := sf.open(*n, popts...)
 	if err != nil {
 		return fail(stderr, c, err)
 	}
@@ -72,6 +85,16 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "entropy read: metrics on %s\n", ms.url)
 	}
 	interrupted := ctx
+	if *followF {
+		if *every <= 0 || *statusEvery <= 0 {
+			return usageError(stderr, c, fmt.Errorf("--every %v and --status-every %v must be positive", *every, *statusEvery))
+		}
+		fmt.Fprintf(stderr, "entropy read: following: %d bytes every %v until interrupted\n", *n, *every)
+		if err := follow(interrupted, p, *n, *every, *statusEvery, stderr); err != nil {
+			return fail(stderr, c, err)
+		}
+		return exitOK
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, sf.timeout)
 	defer cancel()

@@ -11,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/provenrand/entropy/entropymetrics"
+	"golang.org/x/time/rate"
+
 	"github.com/provenrand/entropy/sim"
 )
 
@@ -68,7 +70,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		opts = append(opts, sim.WithSeed(*seed))
 	}
 	if *rateLimit > 0 {
-		opts = append(opts, sim.WithRateLimit(*rateLimit, *burst))
+		opts = append(opts, sim.WithRateLimit(rate.Limit(*rateLimit), *burst))
 	}
 	s := sim.New(opts...)
 	faultSeed := *seed
@@ -94,6 +96,10 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "entropy sim: metrics on %s\n", ms.url)
 	}
 
+	// Nobody can use a simulator whose address and keys were not shown: stop
+	// at once if they cannot be written.
+	shown := &errWriter{w: stdout}
+	stdout = shown
 	fmt.Fprintf(stdout, "simulator serving on %s (Ctrl-C to stop)\n", url)
 	fmt.Fprintf(stdout, "  export ENTROPY_URL=%s\n", url)
 	if *apiKey == demoAPIKey {
@@ -105,6 +111,9 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "  export ENTROPY_SOURCE_NAME=%s\n", sim.SourceName)
 	if len(probs) > 0 {
 		fmt.Fprintf(stdout, "  faults: %s\n", *faults)
+	}
+	if shown.err != nil {
+		return fail(stderr, c, fmt.Errorf("cannot write the simulator's address: %w", shown.err))
 	}
 	<-ctx.Done()
 	fmt.Fprintf(stdout, "simulator stopped after %d requests\n", len(s.Requests()))

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"math"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy/redisfleet"
+	"github.com/provenrand/entropy/sim"
+)
+
+// followFor runs entropy with args for d, then interrupts it.
+func followFor(d time.Duration, args ...string) (code int, stdout, stderr string) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var out, errOut syncBuffer
+	code = runContext(ctx, args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// read --follow keeps reading until interrupted and prints a status line
+// per --status-every to stderr, and nothing to stdout.
+func TestReadFollowPrintsStatusLines(t *testing.T) {
+	code, out, errOut := followFor(1500*time.Millisecond, "read", "--follow", "-n", "32", "--rate", "20", "--every", "5ms", "--status-every", "300ms")
+	assert.Equal(t, exitOK, code, errOut)
+	assert.Empty(t, out)
+	lines := 0
+	for _, l := range strings.Split(errOut, "\n") {
+		if strings.Contains(l, "requests=") {
+			lines++
+			assert.Contains(t, l, "breaker=")
+		}
+	}
+	assert.GreaterOrEqual(t, lines, 3, errOut)
+}
+
+// --rate, --burst, --fleet and --fleet-size refuse values that make no
+// sense, with a usage error.
+func TestFleetFlagsRefuseBadValues(t *testing.T) {
+	for _, args := range [][]string{
+		{"read", "--rate", "0"},
+		{"read", "--rate", "-3"},
+		{"read", "--burst", "0"},
+		{"read", "--fleet", "http://127.0.0.1:6379"},
+		{"read", "--fleet", "redis://127.0.0.1:6379/0", "--fleet-size", "0"},
+		{"read", "--fleet", "redis://127.0.0.1:6379/0", "--fleet-name", "a b"},
+		{"draw", "--int", "6", "--rate", "0"},
+	} {
+		var out, errOut syncBuffer
+		assert.Equal(t, exitUsage, runContext(context.Background(), args, &out, &errOut), "%v: %s", args, errOut.String())
+	}
+}
+
+// Two `entropy read --follow --fleet` processes' worth of commands share one
+// --rate: the service sees the rate of one, not of two.
+func TestReadFollowFleetSharesTheRate(t *testing.T) {
+	url := os.Getenv("ENTROPY_TEST_REDIS")
+	if url == "" {
+		t.Skip("ENTROPY_TEST_REDIS is not set (e.g. redis://127.0.0.1:6379/0): skipping the Redis integration test")
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "entropy-test-cli-" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		c, err := redisfleet.NewClient(url)
+		require.NoError(t, err)
+		defer c.Close()
+		keys, _ := c.Keys(context.Background(), name+":*").Result()
+		keys2, _ := c.Keys(context.Background(), "rate:"+name+":*").Result()
+		if all := append(keys, keys2...); len(all) > 0 {
+			c.Del(context.Background(), all...)
+		}
+	})
+	svc := sim.New()
+	t.Cleanup(func() { _ = svc.Close() })
+	base, err := svc.Start()
+	require.NoError(t, err)
+	key := "cli-fleet-test-key-0123456789"
+	svc.AddKey(key, math.MaxInt64)
+
+	const d = 2 * time.Second
+	var wg sync.WaitGroup
+	errs := make([]string, 2)
+	codes := make([]int, 2)
+	start := time.Now()
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, _, errOut := followFor(d, "read", "--follow", "-n", "32", "--every", "5ms", "--status-every", "500ms",
+				"--url", base, "--api-key", key, "--public-key", base64.StdEncoding.EncodeToString(svc.PublicKey()),
+				"--rate", "10", "--burst", "1", "--fleet", url, "--fleet-name", name, "--fleet-size", "2")
+			codes[i], errs[i] = code, errOut
+		}()
+	}
+	wg.Wait()
+	n := 0
+	for _, r := range svc.EntropyRequests() {
+		if r.Time.After(start) {
+			n++
+		}
+	}
+	assert.LessOrEqual(t, n, 10*3+1, "two commands sharing --rate 10 over %v", d)
+	assert.GreaterOrEqual(t, n, 10, "the commands kept the shared rate busy")
+	for i, e := range errs {
+		assert.Equal(t, exitOK, codes[i], e)
+		assert.Contains(t, e, "fleet "+name+"=shared", e)
+		assert.NotContains(t, e, "=local")
+	}
+}
