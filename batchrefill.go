@@ -34,7 +34,7 @@ func (f *feeder) batchSizes(room, n int) []int {
 // blocks that passed every check.
 func (f *feeder) fetchBatch(ctx context.Context, sizes []int) ([]Block, error) {
 	if len(sizes) == 1 {
-		b, err := f.fetch(ctx, sizes[0])
+		b, err := f.fetch(ctx, sizes[0], nil)
 		if err != nil {
 			return nil, err
 		}

@@ -9,9 +9,10 @@ import (
 
 // fetch runs one refill of n bytes through breaker, retry and checks. It
 // returns a block that passed every check, or the error that ended the
-// attempt (the source's last error when retries ran out).
-func (f *feeder) fetch(ctx context.Context, n int) (Block, error) {
-	blk, err := f.cb.Execute(func() (Block, error) { return f.retrying(ctx, n) })
+// attempt (the source's last error when retries ran out). call, if set,
+// makes each request instead of the source's Fetch (see fetchFunc).
+func (f *feeder) fetch(ctx context.Context, n int, call fetchFunc) (Block, error) {
+	blk, err := f.cb.Execute(func() (Block, error) { return f.retrying(ctx, n, call) })
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		// The breaker refused without a request: report the source's last
 		// error as the cause, with the breaker state beside it.

@@ -106,9 +106,9 @@ func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() b
 
 // retrying is the retry loop: only failures that produced nothing and are
 // transient are retried; a successful block is never retried.
-func (f *feeder) retrying(ctx context.Context, n int) (Block, error) {
+func (f *feeder) retrying(ctx context.Context, n int, call fetchFunc) (Block, error) {
 	blks, err := f.retryingWith(ctx, func(ctx context.Context) ([]Block, error) {
-		b, err := f.once(ctx, n)
+		b, err := f.once(ctx, n, call)
 		if err != nil {
 			return nil, err
 		}
@@ -263,7 +263,7 @@ func (f *feeder) wait(ctx context.Context) error {
 }
 
 // once sends one request and checks what came back (contract point 4).
-func (f *feeder) once(ctx context.Context, n int) (blk Block, err error) {
+func (f *feeder) once(ctx context.Context, n int, call fetchFunc) (blk Block, err error) {
 	f.requests.Add(1)
 	f.quota.sent(f.cfg.clock.Now())
 	defer f.quota.note(f.src)
@@ -275,7 +275,11 @@ func (f *feeder) once(ctx context.Context, n int) (blk Block, err error) {
 				blk, err = Block{}, fmt.Errorf("%w: %T", ErrSourcePanic, r)
 			}
 		}()
-		blk, err = f.src.Fetch(rctx, n)
+		if call != nil {
+			blk, err = call(rctx, f.src, n)
+		} else {
+			blk, err = f.src.Fetch(rctx, n)
+		}
 	}()
 	if err != nil {
 		return Block{}, err

@@ -203,3 +203,19 @@ func mustHex(s string) []byte {
 	}
 	return b
 }
+
+// ParseChainInfo reads a chain's info in the form its relays publish at
+// /{chainhash}/info ({"public_key", "period", "genesis_time", "hash",
+// "groupHash", "schemeID", "metadata": {"beaconID"}}) and checks it
+// (Validate): its fields must hash to its stated hash. It is how a verifier
+// takes a chain it trusts out of band, for package draw's TrustRoots.
+func ParseChainInfo(b []byte) (ChainInfo, error) {
+	c, err := parseInfo(b)
+	if err != nil {
+		return ChainInfo{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return ChainInfo{}, err
+	}
+	return c, nil
+}

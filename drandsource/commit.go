@@ -64,6 +64,28 @@ func (r *RoundEntropy) ReadLabelled(ctx context.Context, b []byte) (entropy.Labe
 	}, nil
 }
 
+// ReadProven is ReadLabelled with the round's Proof (its data the whole
+// 32 bytes of the round's randomness), so that a draw's transcript can be
+// checked offline with the chain's info alone. b must be 32 bytes: a proof
+// covers the whole round. It implements draw.ProvenEntropy.
+func (r *RoundEntropy) ReadProven(ctx context.Context, b []byte) (entropy.Label, entropy.Proof, error) {
+	if len(b) != randomnessLength {
+		return entropy.Label{}, entropy.Proof{}, fmt.Errorf("drandsource: a proven read takes the whole round (%d bytes), asked for %d", randomnessLength, len(b))
+	}
+	lbl, err := r.ReadLabelled(ctx, b)
+	if err != nil {
+		return entropy.Label{}, entropy.Proof{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.blk.Evidence == nil {
+		return entropy.Label{}, entropy.Proof{}, fmt.Errorf("drandsource: round %d has no proof", r.round)
+	}
+	pr := r.blk.Evidence.Clone()
+	pr.Data = bytes.Clone(r.blk.Data)
+	return lbl, pr, nil
+}
+
 // Block returns a copy of the round's block once it has been read.
 func (r *RoundEntropy) Block() (entropy.Block, bool) {
 	r.mu.Lock()

@@ -9,12 +9,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/provenrand/entropy"
-	"github.com/provenrand/entropy/draw"
 )
 
-// A draw committed to a round reads that round's verified randomness, says
-// so in its transcript, replays, and gives the same result every time.
-func TestDrawCommittedToRound(t *testing.T) {
+// Entropy committed to a round reads that round's verified randomness, says
+// so in its label, gives the same bytes every time, and its proof carries
+// the chain hash, round and signature that check it offline. (Package draw's
+// tests draw from such a proof and verify the transcript with the chain's
+// info alone.)
+func TestCommittedRoundEntropy(t *testing.T) {
 	vs := loadVectors(t)
 	q := vs["quicknet"]
 	// The draw was announced as "the first round after T", T the time of
@@ -28,15 +30,24 @@ func TestDrawCommittedToRound(t *testing.T) {
 	committed := src.Committed(round)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	got, tr, err := draw.Pick(ctx, committed, 6, 49)
+	got := make([]byte, 32)
+	lbl, pr, err := committed.ReadProven(ctx, got)
 	require.NoError(t, err)
-	require.NoError(t, draw.Verify(tr))
-	assert.True(t, tr.Label.Verifiable)
-	require.Len(t, tr.Label.Spans, 1)
-	assert.Equal(t, "123", tr.Label.Spans[0].JobID)
-	assert.True(t, tr.Label.Spans[0].Public, "the transcript says the entropy is public")
+	assert.True(t, lbl.Verifiable)
+	require.Len(t, lbl.Spans, 1)
+	assert.Equal(t, "123", lbl.Spans[0].JobID)
+	assert.True(t, lbl.Spans[0].Public, "the label says the entropy is public")
+	assert.Equal(t, q.randomness, got)
+	assert.Equal(t, entropy.SchemeDrand, pr.Scheme)
+	assert.Equal(t, q.chain.Hash, pr.Chain)
+	assert.Equal(t, uint64(123), pr.Round)
+	assert.Equal(t, q.randomness, pr.Data)
+	randomness, err := Verify(q.chain.Scheme, q.chain.PublicKey, pr.Round, pr.PrevSignature, pr.Signature)
+	require.NoError(t, err, "the proof checks offline")
+	assert.Equal(t, pr.Data, randomness)
 
-	again, _, err := draw.Pick(ctx, committed, 6, 49)
+	again := make([]byte, 32)
+	_, err = committed.ReadLabelled(ctx, again)
 	require.NoError(t, err)
 	assert.Equal(t, got, again, "a committed round has one value")
 	blk, ok := committed.Block()
@@ -45,4 +56,6 @@ func TestDrawCommittedToRound(t *testing.T) {
 
 	_, err = committed.ReadLabelled(ctx, make([]byte, 33))
 	assert.Error(t, err)
+	_, _, err = committed.ReadProven(ctx, make([]byte, 16))
+	assert.Error(t, err, "a proof covers the whole round")
 }

@@ -317,6 +317,7 @@ func (s *Source) fetchReserved(ctx context.Context, round uint64, n int) (entrop
 		Proof:      bytes.Clone(b.Signature),
 		Time:       s.chain.RoundTime(round),
 		Public:     true, // every round is published to the world
+		Evidence:   s.evidence(round, b),
 	}, nil
 }
 
@@ -600,4 +601,22 @@ func (e *relayErrors) Unwrap() []error {
 		return e.errs
 	}
 	return transient
+}
+
+// evidence is the proof of round b of s's chain, for transcripts: the chain
+// hash, the round, the signature and, on a chained chain, the previous
+// signature, which anyone can check with Verify and the chain's info.
+func (s *Source) evidence(round uint64, b Beacon) *entropy.Proof {
+	e := &entropy.Proof{
+		Scheme:    entropy.SchemeDrand,
+		Source:    s.name,
+		JobID:     strconv.FormatUint(round, 10),
+		Chain:     bytes.Clone(s.chain.Hash),
+		Round:     round,
+		Signature: bytes.Clone(b.Signature),
+	}
+	if s.chain.Scheme == SchemeChained {
+		e.PrevSignature = bytes.Clone(b.PreviousSignature)
+	}
+	return e
 }

@@ -123,8 +123,13 @@ type Transcript struct {
 	Numbering  string        `json:"numbering,omitempty"` // ZeroBased; empty in transcripts made before the member existed
 	Entropy    string        `json:"entropy"`             // the seed, hex
 	Label      entropy.Label `json:"label"`               // where the seed came from
-	Time       time.Time     `json:"time"`                // when the draw was made
-	Digest     string        `json:"digest"`              // hex SHA-256 of the transcript's JSON without digest
+	// Proofs are the proofs of the jobs the label names, in the order the
+	// spans first name them (docs/draw-spec.md §6): what lets Check verify
+	// the seed's origin offline. Absent from old transcripts and from draws
+	// whose entropy has no proof.
+	Proofs []entropy.Proof `json:"proofs,omitempty"`
+	Time   time.Time       `json:"time"`   // when the draw was made
+	Digest string          `json:"digest"` // hex SHA-256 of the transcript's JSON without digest
 }
 
 // Option configures a draw.
@@ -226,6 +231,7 @@ func run(ctx context.Context, src Entropy, kind Kind, in Inputs, opts []Option) 
 	}
 	seed := make([]byte, SeedSize)
 	var label entropy.Label
+	var proofs []entropy.Proof
 	var err error
 	if c.event != "" {
 		ev, ok := src.(EventEntropy)
@@ -233,6 +239,19 @@ func run(ctx context.Context, src Entropy, kind Kind, in Inputs, opts []Option) 
 			return nil, ErrNoEvents
 		}
 		label, err = ev.ReadFor(ctx, c.event, seed)
+	} else if pe, ok := src.(ProvenEntropy); ok {
+		// A job of the draw's own, sized to the seed: its proof is small
+		// enough to travel in the transcript.
+		var pr entropy.Proof
+		label, pr, err = pe.ReadProven(ctx, seed)
+		switch {
+		case err != nil && errors.Is(err, entropy.ErrUnavailable):
+			// No job of its own: the Provider's policy decides, as for
+			// any read (Degrade: fallback, refused below unless allowed).
+			label, err = src.ReadLabelled(ctx, seed)
+		case err == nil && pr.Scheme != "":
+			proofs = []entropy.Proof{pr}
+		}
 	} else {
 		label, err = src.ReadLabelled(ctx, seed)
 	}
@@ -256,7 +275,7 @@ func run(ctx context.Context, src Entropy, kind Kind, in Inputs, opts []Option) 
 	t := &Transcript{
 		Algorithm: Algorithm, Version: Version, Kind: kind, Inputs: in, Event: c.event,
 		Outputs: replay(kind, in, seed), Numbering: ZeroBased, Entropy: hex.EncodeToString(seed), Label: label,
-		Time: c.now().UTC(),
+		Proofs: proofs, Time: c.now().UTC(),
 	}
 	t.Verifiable = label.Provenance() == entropy.ProvenanceVerifiable
 	if !t.Verifiable {
@@ -315,15 +334,9 @@ func digest(t *Transcript) (string, error) {
 	return hex.EncodeToString(s[:]), nil
 }
 
-// Verify replays a transcript and fails (ErrUnknownAlgorithm, ErrBadInput or
-// ErrInvalid) if any field disagrees: the algorithm and version must be known,
-// the inputs valid, the entropy 32 bytes of hex covered exactly by the label,
-// the label's class must match Verifiable and Warning, the outputs must be
-// what the entropy gives, Time must be set, and Digest must match the rest.
-//
-// Verify does not contact the service; VerifyEntropy checks the entropy
-// against the service's jobs.
-func Verify(t *Transcript) error {
+// verifyReplay is Verify without trust roots: the replay of the outputs
+// and the transcript's own consistency (see Verify).
+func verifyReplay(t *Transcript) error {
 	if t == nil {
 		return fmt.Errorf("%w: no transcript", ErrInvalid)
 	}

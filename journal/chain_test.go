@@ -2,12 +2,15 @@ package journal
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy"
 )
 
 // A Chain checks the lines of a file journal as Verify does, and the lines
@@ -70,4 +73,34 @@ func TestChainMatchesTheFileJournal(t *testing.T) {
 	assert.ErrorIs(t, err, ErrHashMismatch)
 	_, err = c2.Append(time.Now(), struct{}{})
 	assert.ErrorIs(t, err, ErrMalformed)
+}
+
+// A journal kept elsewhere than in a file (a database row per record) builds
+// its lines with a Chain and checks them with another.
+func ExampleChain() {
+	w := NewChain()
+	var lines [][]byte
+	for _, rec := range []any{
+		HeaderData{Format: Format},
+		entropy.EventRecord{Event: "raffle", Data: []byte{1, 2, 3, 4},
+			Label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "quantropy", JobID: "job-1", Length: 4}}}},
+	} {
+		e, err := w.Append(time.Date(2026, 12, 5, 20, 0, 0, 0, time.UTC), rec)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		lines = append(lines, e.Line)
+	}
+	r := NewChain()
+	for _, l := range lines {
+		e, err := r.Check(l)
+		fmt.Println(e.Seq, e.Type, e.Event, err)
+	}
+	rep := r.Report()
+	fmt.Println(rep.Records, rep.Events)
+	// Output:
+	// 1 journal  <nil>
+	// 2 event raffle <nil>
+	// 2 1
 }

@@ -50,6 +50,7 @@
 package pgjournal
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -629,11 +630,17 @@ func (j *Journal) RecordEvent(ctx context.Context, r entropy.EventRecord) (entro
 	if len(r.Data) == 0 {
 		return entropy.EventRecord{}, fmt.Errorf("%w: event %q has no data", journal.ErrMalformed, r.Event)
 	}
-	if stored, ok, err := j.LookupEvent(ctx, r.Event); err != nil || ok {
-		return stored, err
+	if j.closed.Load() {
+		return entropy.EventRecord{}, ErrClosed
 	}
 	err := j.append(ctx, r)
-	if err != nil && !errors.Is(err, errAlreadyRecorded) {
+	if err == nil {
+		// Ours is the record stored: as it reads back.
+		r.Data = bytes.Clone(r.Data)
+		r.Time = r.Time.UTC()
+		return r, nil
+	}
+	if !errors.Is(err, errAlreadyRecorded) {
 		return entropy.EventRecord{}, j.wrap(fmt.Sprintf("record event %q", r.Event), err)
 	}
 	stored, ok, err := j.LookupEvent(ctx, r.Event)

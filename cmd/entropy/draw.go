@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/drandsource"
 	"github.com/provenrand/entropy/draw"
 	"github.com/provenrand/entropy/httpsource"
 	"github.com/provenrand/entropy/journal"
@@ -28,7 +29,7 @@ func init() {
 	})
 	register(&command{
 		name:    "verify",
-		usage:   "verify [--allow-fallback] [--url U --public-key B64] TRANSCRIPT",
+		usage:   "verify [--allow-fallback] [--public-key B64] [--chain NAME|FILE|JSON] [--url U] TRANSCRIPT",
 		summary: "replay a draw transcript (and, with --url, check its entropy against the service's jobs)",
 		run:     runVerify,
 	})
@@ -279,7 +280,8 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	allowFallback := fs.Bool("allow-fallback", false, "exit 0 for a consistent transcript of fallback entropy (it is still reported NOT VERIFIABLE)")
 	url := fs.String("url", "", "base `URL` of the service: check the entropy against its jobs (GET /v1/jobs/{id}) and their signatures")
 	pub := fs.String("public-key", os.Getenv("ENTROPY_PUBLIC_KEY"), "the service's Ed25519 public key, `base64` (env ENTROPY_PUBLIC_KEY); needed with --url")
-	name := fs.String("source-name", os.Getenv("ENTROPY_SOURCE_NAME"), "the service's `name` in labels, as the draw had it (env ENTROPY_SOURCE_NAME; default: the host:port of --url, as draw and read name it)")
+	name := fs.String("source-name", os.Getenv("ENTROPY_SOURCE_NAME"), "the service's `name` in labels, as the draw had it (env ENTROPY_SOURCE_NAME; default: the host:port of --url, as draw and read name it; offline, every source of the reference protocol in the transcript)")
+	chainFlag := fs.String("chain", "", "drand chain to trust: quicknet, default, a chain hash, or its info JSON (as relays publish it), inline or in a `file`; default: the pinned quicknet and default chains")
 	pos, code, done := parseArgs(c, fs, args, stdout, stderr)
 	if done {
 		return code
@@ -289,6 +291,20 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if *url != "" && strings.TrimSpace(*pub) == "" {
 		return usageError(stderr, c, errors.New("--public-key is missing: checking the jobs at --url needs the service's public key (or ENTROPY_PUBLIC_KEY)"))
+	}
+	// The service, if any, is checked before the transcript is read, so
+	// that a bad --url is reported as such.
+	var src *httpsource.Source
+	if *url != "" {
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(*pub))
+		if err != nil || len(raw) != ed25519.PublicKeySize {
+			return usageError(stderr, c, fmt.Errorf("--public-key must be %d bytes of standard base64", ed25519.PublicKeySize))
+		}
+		hopts := []httpsource.Option{httpsource.WithPublicKey(raw), httpsource.WithAPIKey(os.Getenv("ENTROPY_API_KEY")),
+			httpsource.WithName(serviceName(*name, *url))}
+		if src, err = httpsource.New(*url, hopts...); err != nil {
+			return fail(stderr, c, err)
+		}
 	}
 	var r io.Reader = os.Stdin
 	if pos[0] != "-" {
@@ -324,19 +340,31 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		return exitOK
 	}
-	if *url == "" {
-		fmt.Fprintln(stdout, "entropy not checked against the service (give --url and --public-key to check the jobs)")
-		return exitOK
+	// Offline: the proofs the transcript carries, under the trust roots.
+	roots, err := trustRoots(t, *pub, *name, *chainFlag)
+	if err != nil {
+		return usageError(stderr, c, err)
 	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(*pub))
-	if err != nil || len(raw) != ed25519.PublicKeySize {
-		return usageError(stderr, c, fmt.Errorf("--public-key must be %d bytes of standard base64", ed25519.PublicKeySize))
-	}
-	hopts := []httpsource.Option{httpsource.WithPublicKey(raw), httpsource.WithAPIKey(os.Getenv("ENTROPY_API_KEY")),
-		httpsource.WithName(serviceName(*name, *url))}
-	src, err := httpsource.New(*url, hopts...)
+	rep, err := draw.Check(t, roots)
 	if err != nil {
 		return fail(stderr, c, err)
+	}
+	for _, line := range rep.Checks[2:] { // replay and digest: said above
+		fmt.Fprintf(stdout, "checked: %s\n", line)
+	}
+	for _, line := range rep.Unchecked {
+		fmt.Fprintf(stdout, "not checked: %s\n", line)
+	}
+	if rep.OriginChecked {
+		fmt.Fprintln(stdout, "origin OK: every byte of the seed checked offline against the signed proofs, under the trust roots")
+	} else {
+		fmt.Fprintln(stdout, "origin NOT checked offline")
+	}
+	if *url == "" {
+		if !rep.OriginChecked {
+			fmt.Fprintln(stdout, "entropy not checked against the service (give --public-key or --chain for the proofs, or --url and --public-key to check the jobs)")
+		}
+		return exitOK
 	}
 	jobs := func(ctx context.Context, source, id string) ([]byte, error) {
 		if source != src.Name() {
@@ -446,4 +474,54 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitError
 	}
 	return exitOK
+}
+
+// trustRoots builds the trust roots of an offline check from verify's
+// flags: the public key (base64) for the source named (or, with no name, for
+// every reference-protocol source the transcript's proofs name), and the
+// drand chain given, or the pinned chains.
+func trustRoots(t *draw.Transcript, pub, name, chain string) (draw.TrustRoots, error) {
+	var roots draw.TrustRoots
+	if pub = strings.TrimSpace(pub); pub != "" {
+		raw, err := base64.StdEncoding.DecodeString(pub)
+		if err != nil || len(raw) != ed25519.PublicKeySize {
+			return roots, fmt.Errorf("--public-key must be %d bytes of standard base64", ed25519.PublicKeySize)
+		}
+		roots.PublicKeys = map[string]ed25519.PublicKey{}
+		if name != "" {
+			roots.PublicKeys[name] = raw
+		} else {
+			for _, p := range t.Proofs {
+				if p.Scheme == entropy.SchemeReferenceV2 || p.Scheme == entropy.SchemeReferenceV1 {
+					roots.PublicKeys[p.Source] = raw
+				}
+			}
+		}
+	}
+	chain = strings.TrimSpace(chain)
+	switch {
+	case chain == "":
+		roots.Chains = []drandsource.ChainInfo{drandsource.Quicknet(), drandsource.Default()}
+	case strings.HasPrefix(chain, "{"):
+		ci, err := drandsource.ParseChainInfo([]byte(chain))
+		if err != nil {
+			return roots, fmt.Errorf("--chain: %w", err)
+		}
+		roots.Chains = []drandsource.ChainInfo{ci}
+	default:
+		if ci, err := drandsource.Chain(chain); err == nil {
+			roots.Chains = []drandsource.ChainInfo{ci}
+			break
+		}
+		b, err := os.ReadFile(chain)
+		if err != nil {
+			return roots, fmt.Errorf("--chain %q: not a pinned chain (quicknet, default) nor a readable file: %w", chain, err)
+		}
+		ci, err := drandsource.ParseChainInfo(b)
+		if err != nil {
+			return roots, fmt.Errorf("--chain %s: %w", chain, err)
+		}
+		roots.Chains = []drandsource.ChainInfo{ci}
+	}
+	return roots, nil
 }

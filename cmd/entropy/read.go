@@ -155,6 +155,10 @@ func waitPool(ctx context.Context, p *entropy.Provider, n int) error {
 		if st.Pooled >= n {
 			return nil
 		}
+		if st.Permanent != nil {
+			// Every source failed permanently: a misconfiguration.
+			return st.Permanent
+		}
 		permanent := len(st.Sources) > 0
 		for _, s := range st.Sources {
 			if s.LastError == nil || entropy.Classify(s.LastError) != entropy.Permanent {

@@ -146,6 +146,17 @@ func TestMisconfiguredServiceExitsNonZero(t *testing.T) {
 		assert.Contains(t, errOut, "public key", "%s: says what is wrong: %s", pol, errOut)
 		assert.NotContains(t, errOut, key, pol)
 	}
+
+	// draw too, even when fallback is allowed: the transcript is not made.
+	t.Setenv("ENTROPY_API_KEY", "sk-wrong-key-000000")
+	path := filepath.Join(t.TempDir(), "t.json")
+	code, out, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--url", url, "--public-key", pub,
+		"--policy", "degrade", "--allow-fallback", "--transcript", path)
+	assert.Equal(t, 1, code, errOut)
+	assert.Empty(t, out)
+	assert.Contains(t, errOut, "Invalid or missing API key")
+	assert.NotContains(t, errOut, "sk-wrong-key-000000")
+	assert.NoFileExists(t, path)
 }
 
 // TestBadCommandLinesExitTwo: a bad command line exits 2 in every command,

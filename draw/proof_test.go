@@ -1,0 +1,308 @@
+package draw_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/drandsource"
+	"github.com/provenrand/entropy/draw"
+	"github.com/provenrand/entropy/sim"
+)
+
+// simTranscript draws 6 of 49 from a Provider over the simulator, then stops
+// the Provider and the simulator, and returns the transcript's JSON and the
+// simulator's public key.
+func simTranscript(t *testing.T) ([]byte, ed25519.PublicKey) {
+	t.Helper()
+	s := sim.New()
+	src, err := s.Source()
+	require.NoError(t, err)
+	p, err := entropy.New(src, entropy.WithPolicy(entropy.Defer))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, tr, err := draw.Pick(ctx, p, 6, 49)
+	require.NoError(t, err)
+	js, err := json.Marshal(tr)
+	require.NoError(t, err)
+	require.NoError(t, p.Close())
+	require.NoError(t, s.Close())
+	return js, s.PublicKey()
+}
+
+// TestTranscriptVerifiesOfflineWithTheSimulatorGone: a draw against the
+// simulator carries the proof of a job of its own (32 bytes), and its
+// transcript verifies, with the simulator stopped and nothing listening,
+// from the public key alone; without the key the origin is reported
+// unchecked, never passed.
+func TestTranscriptVerifiesOfflineWithTheSimulatorGone(t *testing.T) {
+	js, pub := simTranscript(t)
+	tr, err := draw.ParseTranscript(js)
+	require.NoError(t, err)
+
+	require.Len(t, tr.Proofs, 1)
+	p := tr.Proofs[0]
+	assert.Equal(t, entropy.SchemeReferenceV2, p.Scheme)
+	assert.Equal(t, sim.SourceName, p.Source)
+	assert.Len(t, p.Data, draw.SeedSize, "a job sized to the draw")
+	assert.Equal(t, draw.SeedSize, p.Size)
+	assert.Len(t, p.Nonce, 16)
+	require.Len(t, tr.Label.Spans, 1)
+	assert.Equal(t, p.JobID, tr.Label.Spans[0].JobID)
+
+	roots := draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{sim.SourceName: pub}}
+	require.NoError(t, draw.Verify(tr, roots))
+	rep, err := draw.Check(tr, roots)
+	require.NoError(t, err)
+	assert.True(t, rep.OriginChecked)
+	assert.Empty(t, rep.Unchecked)
+	assert.Len(t, rep.Checks, 4, "replay, digest, binding, signature: %q", rep.Checks)
+	assert.Contains(t, rep.Checks[3], "protocol v2")
+
+	rep, err = draw.Check(tr, draw.TrustRoots{})
+	require.NoError(t, err, "without roots the replay still passes")
+	assert.False(t, rep.OriginChecked)
+	require.Len(t, rep.Unchecked, 1)
+	assert.Contains(t, rep.Unchecked[0], "no public key")
+	assert.ErrorIs(t, draw.Verify(tr, draw.TrustRoots{}), draw.ErrUnproven)
+
+	other, _, err := ed25519.GenerateKey(nil)
+	require.NoError(t, err)
+	err = draw.Verify(tr, draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{sim.SourceName: other}})
+	assert.ErrorIs(t, err, draw.ErrProof, "another service's key")
+}
+
+// An old transcript (no proofs) still replays; with trust roots its origin
+// is reported unchecked.
+func TestTranscriptWithoutProofsReplaysUnchecked(t *testing.T) {
+	js, pub := simTranscript(t)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(js, &m))
+	delete(m, "proofs")
+	tr := redigest(t, m)
+	require.NoError(t, draw.Verify(tr))
+	rep, err := draw.Check(tr, draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{sim.SourceName: pub}})
+	require.NoError(t, err)
+	assert.False(t, rep.OriginChecked)
+	assert.Contains(t, rep.Unchecked[0], "no proofs")
+	assert.ErrorIs(t, draw.Verify(tr, draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{sim.SourceName: pub}}), draw.ErrUnproven)
+}
+
+// redigest builds a transcript from its JSON members with the digest
+// recomputed, as a forger who edits a field would.
+func redigest(t *testing.T, m map[string]any) *draw.Transcript {
+	t.Helper()
+	b, err := json.Marshal(m)
+	require.NoError(t, err)
+	var tr draw.Transcript
+	require.NoError(t, json.Unmarshal(b, &tr))
+	tr.Digest = ""
+	b, err = json.Marshal(&tr)
+	require.NoError(t, err)
+	sum := sha256.Sum256(b)
+	tr.Digest = hex.EncodeToString(sum[:])
+	return &tr
+}
+
+// editProof returns the transcript with field of its first proof set to v,
+// and the digest recomputed.
+func editProof(t *testing.T, js []byte, field string, v any) *draw.Transcript {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(js, &m))
+	proofs := m["proofs"].([]any)
+	proofs[0].(map[string]any)[field] = v
+	return redigest(t, m)
+}
+
+// flip changes the first hex digit of s.
+func flip(s string) string {
+	if s[0] == '0' {
+		return "1" + s[1:]
+	}
+	return "0" + s[1:]
+}
+
+// TestEveryProofFieldEditedFails: whatever field of a reference-protocol
+// proof is changed (and the digest recomputed), Verify fails with ErrProof
+// and the error names the field. Fields that only the signature binds
+// (nonce, a timestamp moved within the window) fail its check, whose error
+// names every field it covers.
+func TestEveryProofFieldEditedFails(t *testing.T) {
+	js, pub := simTranscript(t)
+	roots := draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{sim.SourceName: pub}}
+	var orig map[string]any
+	require.NoError(t, json.Unmarshal(js, &orig))
+	p0 := orig["proofs"].([]any)[0].(map[string]any)
+	ts, err := time.Parse(time.RFC3339Nano, p0["timestamp"].(string))
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		field, named string
+		value        any
+	}{
+		{"scheme", "scheme", "provenrand/entropy/v9"},
+		{"scheme", "scheme", entropy.SchemeReferenceV1},
+		{"scheme", "scheme", entropy.SchemeDrand},
+		{"source", "source", "quantropy"},
+		{"job_id", "job_id", "job-0000000000000000"},
+		{"data", "data", flip(p0["data"].(string))},
+		{"nonce", "signature", flip(p0["nonce"].(string))}, // bound by the signature alone
+		{"nonce", "nonce", "00"},
+		{"size", "size", 31},
+		{"timestamp", "signature", ts.Add(time.Second).Format(time.RFC3339Nano)}, // within the window: the signature
+		{"timestamp", "timestamp", ts.Add(time.Hour).Format(time.RFC3339Nano)},
+		{"timestamp", "timestamp", "yesterday"},
+		{"signature", "signature", flip(p0["signature"].(string))},
+		{"signature", "signature", "00"},
+		{"chain", "chain", hex.EncodeToString(drandsource.Quicknet().Hash)},
+		{"round", "round", 7},
+		{"previous_signature", "previous_signature", "00"},
+	} {
+		tr := editProof(t, js, tc.field, tc.value)
+		err := draw.Verify(tr, roots)
+		require.Error(t, err, "%s = %v", tc.field, tc.value)
+		assert.ErrorIs(t, err, draw.ErrProof, "%s = %v", tc.field, tc.value)
+		assert.Contains(t, err.Error(), strconv.Quote(tc.named), "%s = %v: %v", tc.field, tc.value, err)
+		assert.Contains(t, err.Error(), tc.field, "the error names the field")
+	}
+	// The untouched transcript, through the same path, verifies.
+	require.NoError(t, draw.Verify(redigest(t, orig), roots))
+
+	// A proof left out, or one too many.
+	m := map[string]any{}
+	require.NoError(t, json.Unmarshal(js, &m))
+	m["proofs"] = append(m["proofs"].([]any), m["proofs"].([]any)[0])
+	assert.ErrorIs(t, draw.Verify(redigest(t, m), roots), draw.ErrProof)
+
+	// Seed and proof data changed together: the outputs no longer replay,
+	// and when they are recomputed too, the signature fails.
+	tr := editProof(t, js, "data", flip(p0["data"].(string)))
+	tr.Entropy = flip(tr.Entropy)
+	assert.Error(t, draw.Verify(tr, roots))
+}
+
+// drandVectors reads the drand vectors of the repository: the chains'
+// parameters and one real beacon of each.
+func drandVectors(t *testing.T) []struct {
+	Chain             string `json:"chain"`
+	Round             uint64 `json:"round"`
+	Signature         string `json:"signature"`
+	PreviousSignature string `json:"previous_signature"`
+	Randomness        string `json:"randomness"`
+} {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "drandsource", "testdata", "drand.json"))
+	require.NoError(t, err)
+	var v struct {
+		Beacons []struct {
+			Chain             string `json:"chain"`
+			Round             uint64 `json:"round"`
+			Signature         string `json:"signature"`
+			PreviousSignature string `json:"previous_signature"`
+			Randomness        string `json:"randomness"`
+		} `json:"beacons"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &v))
+	require.Len(t, v.Beacons, 2)
+	return v.Beacons
+}
+
+// roundEntropy is a ProvenEntropy that serves one drand round from its
+// published beacon, as drandsource.RoundEntropy does from a relay.
+type roundEntropy struct {
+	label entropy.Label
+	proof entropy.Proof
+}
+
+func (r roundEntropy) ReadLabelled(_ context.Context, b []byte) (entropy.Label, error) {
+	copy(b, r.proof.Data)
+	return r.label, nil
+}
+
+func (r roundEntropy) ReadProven(_ context.Context, b []byte) (entropy.Label, entropy.Proof, error) {
+	copy(b, r.proof.Data)
+	return r.label, r.proof.Clone(), nil
+}
+
+// TestDrandVectorsVerifyFromATranscript: a draw from each of the real
+// beacons of the vectors (quicknet, unchained; default, chained) verifies
+// from its transcript offline with the pinned chain info alone; another
+// chain's info does not check it, and an edited previous signature fails.
+func TestDrandVectorsVerifyFromATranscript(t *testing.T) {
+	for _, b := range drandVectors(t) {
+		t.Run(b.Chain, func(t *testing.T) {
+			chain, err := drandsource.Chain(b.Chain)
+			require.NoError(t, err)
+			dec := func(s string) []byte { v, err := hex.DecodeString(s); require.NoError(t, err); return v }
+			id := strconv.FormatUint(b.Round, 10)
+			src := roundEntropy{
+				label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "drand/" + b.Chain, JobID: id, Length: 32, Public: true}}},
+				proof: entropy.Proof{Scheme: entropy.SchemeDrand, Source: "drand/" + b.Chain, JobID: id, Data: dec(b.Randomness),
+					Chain: chain.Hash, Round: b.Round, Signature: dec(b.Signature)},
+			}
+			if b.PreviousSignature != "" {
+				src.proof.PrevSignature = dec(b.PreviousSignature)
+			}
+			drawn := chain.RoundTime(b.Round).Add(time.Minute)
+			_, tr, err := draw.Pick(context.Background(), src, 6, 49, draw.WithClock(entropy.NowFunc(func() time.Time { return drawn })))
+			require.NoError(t, err)
+			js, err := json.Marshal(tr)
+			require.NoError(t, err)
+			tr, err = draw.ParseTranscript(js)
+			require.NoError(t, err)
+
+			roots := draw.TrustRoots{Chains: []drandsource.ChainInfo{drandsource.Quicknet(), drandsource.Default()}}
+			rep, err := draw.Check(tr, roots)
+			require.NoError(t, err)
+			assert.True(t, rep.OriginChecked, "%q", rep.Unchecked)
+			assert.Contains(t, rep.Checks[len(rep.Checks)-1], "drand round "+id)
+			require.NoError(t, draw.Verify(tr, roots))
+
+			assert.ErrorIs(t, draw.Verify(tr, draw.TrustRoots{Chains: []drandsource.ChainInfo{otherChain(b.Chain)}}), draw.ErrUnproven)
+			edited := editProof(t, js, "signature", flip(b.Signature))
+			assert.ErrorIs(t, draw.Verify(edited, roots), draw.ErrProof)
+			if b.PreviousSignature != "" {
+				err := draw.Verify(editProof(t, js, "previous_signature", flip(b.PreviousSignature)), roots)
+				assert.ErrorIs(t, err, draw.ErrProof)
+				assert.Contains(t, err.Error(), "previous_signature")
+			}
+			err = draw.Verify(editProof(t, js, "round", b.Round+1), roots)
+			assert.ErrorIs(t, err, draw.ErrProof)
+			assert.Contains(t, err.Error(), `"round"`)
+			early := drawnBefore(t, js, chain.RoundTime(b.Round).Add(-time.Hour))
+			err = draw.Verify(early, roots)
+			assert.ErrorIs(t, err, draw.ErrProof, "a draw stated before its round was due")
+			assert.Contains(t, err.Error(), `"round"`)
+		})
+	}
+}
+
+// otherChain returns the pinned chain that is not name.
+func otherChain(name string) drandsource.ChainInfo {
+	if name == "quicknet" {
+		return drandsource.Default()
+	}
+	return drandsource.Quicknet()
+}
+
+// drawnBefore returns the transcript with its time set to at and the digest
+// recomputed.
+func drawnBefore(t *testing.T, js []byte, at time.Time) *draw.Transcript {
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(js, &m))
+	m["time"] = at.UTC().Format(time.RFC3339Nano)
+	return redigest(t, m)
+}

@@ -1,0 +1,149 @@
+package entropy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// fetchFunc makes one request of a refill path in place of src.Fetch: a
+// read of its own (ReadProven) asks for its job through it, with a nonce of
+// its choosing. It runs once per attempt, so a retry makes a new request.
+type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
+
+// ReadProven fills b with the bytes of one job fetched for this read alone,
+// not from the pool, and returns its label and the job's Proof: everything a
+// third party needs to check the bytes offline, years later, with only a
+// trust root (the service's public key, a drand chain's info). Draws use it
+// (package draw), so that their transcripts carry a proof of len(b) bytes
+// rather than of a whole pool block.
+//
+// The job is fetched through the same rate limit, breaker, retries, checks
+// and replay guard as a refill (the sources in order, a Retry-After
+// honoured), must have exactly len(b) bytes (1 to 65536 for the reference
+// protocol, at most 32 for a drand round, and at least as many as the
+// health tests need to judge a block) and is recorded in the journal like
+// every block. The label is verifiable, with one span covering the whole
+// job (Degrade and Fail answer at once, without a request, while the last
+// refill of the pool got nothing). A source that gives no proof (Block.Evidence nil: an in-memory
+// source, say) still serves the read: the Proof is then the zero Proof
+// (Scheme ""), and the bytes can be checked only against the service. If no
+// source gives such a job, Defer waits and tries again until ctx
+// ends; Degrade and Fail return at once an error wrapping ErrUnavailable and
+// the cause. ReadProven never serves fallback bytes; b is zeroed on error.
+//
+// The bytes are known to the service and are published with the proof: use
+// them for draws, never for secrets.
+func (p *Provider) ReadProven(ctx context.Context, b []byte) (Label, Proof, error) {
+	return p.readProven(ctx, b, nil)
+}
+
+// readProven is ReadProven with call, if set, making each request.
+func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc) (Label, Proof, error) {
+	switch {
+	case len(b) == 0:
+		return Label{}, Proof{}, errors.New("entropy: empty read")
+	case ctx == nil:
+		return Label{}, Proof{}, errors.New("entropy: nil context")
+	case p.closed.Load():
+		return Label{}, Proof{}, ErrClosed
+	}
+	if call == nil {
+		call = func(ctx context.Context, src Source, n int) (Block, error) { return src.Fetch(ctx, n) }
+	}
+	exact := func(ctx context.Context, src Source, n int) (Block, error) {
+		blk, err := call(ctx, src, n)
+		switch {
+		case err != nil:
+			return Block{}, err
+		case len(blk.Data) != n:
+			return Block{}, fmt.Errorf("%w: %d bytes where exactly %d were asked for", ErrInvalidBlock, len(blk.Data), n)
+		}
+		return blk, nil
+	}
+	// Both contexts bound the wait: the caller's, and Close.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	unhook := context.AfterFunc(p.ctx, stop)
+	defer unhook()
+	if p.cfg.policy != Defer {
+		// Sources known to be failing (the last refill got nothing):
+		// Degrade and Fail answer at once, as a read from the pool does.
+		if r := p.reason.Load(); r != nil && r != poolEmpty {
+			clear(b)
+			return Label{}, Proof{}, r
+		}
+	}
+	failed := 0
+	for {
+		blk, f, err := p.fetchOwn(ctx, len(b), exact)
+		if err == nil {
+			return p.proven(f, blk, b)
+		}
+		if p.closed.Load() {
+			clear(b)
+			return Label{}, Proof{}, ErrClosed
+		}
+		if ctx.Err() != nil {
+			clear(b)
+			return Label{}, Proof{}, ctx.Err()
+		}
+		if p.cfg.policy != Defer {
+			clear(b)
+			return Label{}, Proof{}, newUnavailable(err)
+		}
+		d := backoff(min(failed, 30), p.cfg.retryBase, p.cfg.retryMax)
+		failed++
+		if e := sleep(ctx, p.cfg.clock, d); e != nil {
+			clear(b)
+			if p.closed.Load() {
+				return Label{}, Proof{}, ErrClosed
+			}
+			return Label{}, Proof{}, e
+		}
+	}
+}
+
+// fetchOwn asks the sources in order for a job of n bytes through call, as
+// fill does for the pool, and returns the first block that passed every
+// check, with its feeder.
+func (p *Provider) fetchOwn(ctx context.Context, n int, call fetchFunc) (Block, *feeder, error) {
+	var errs []error
+	for i, f := range p.feeders {
+		if f.heldBehind(p.feeders[i+1:]) {
+			errs = append(errs, &sourceError{name: f.sourceName(), err: &heldError{until: f.holdTime(), last: f.lastError()}})
+			continue
+		}
+		blk, err := f.fetch(ctx, n, call)
+		if err == nil {
+			return blk, f, nil
+		}
+		if ctx.Err() != nil {
+			return Block{}, nil, ctx.Err()
+		}
+		errs = append(errs, &sourceError{name: f.sourceName(), err: err})
+	}
+	if len(errs) == 1 {
+		return Block{}, nil, errs[0]
+	}
+	return Block{}, nil, errors.Join(errs...)
+}
+
+// proven hands out block blk of feeder f, fetched for one read, into b: it
+// counts and journals the block like a refill's, and returns its label and
+// proof.
+func (p *Provider) proven(f *feeder, blk Block, b []byte) (Label, Proof, error) {
+	f.accepted.Add(1)
+	f.fetched.Add(uint64(len(blk.Data)))
+	if p.cfg.journal != nil {
+		p.notes.block(blockRecord(blk, p.cfg.clock.Now()))
+	}
+	copy(b, blk.Data)
+	var pr Proof
+	if blk.Evidence != nil {
+		pr = blk.Evidence.Clone()
+		pr.Source, pr.JobID, pr.Data = blk.Source, blk.JobID, append([]byte(nil), blk.Data...)
+	}
+	p.servedVerifiable(len(b))
+	return Label{Verifiable: true, Spans: []Span{{Source: blk.Source, JobID: blk.JobID, Length: len(b), Public: blk.Public}}}, pr, nil
+}
