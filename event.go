@@ -41,8 +41,11 @@ type eventEntry struct {
 // Provider's policy, since an event draw must be verifiable — records them
 // (in the journal, when one is configured, durably before returning) and
 // returns them with their label. Every later call for the event, concurrent
-// or after a restart of the process with the same journal, returns the same
-// bytes and the same label: a re-roll is impossible through this API. A call
+// or after a restart of the process with the same journal, or on another
+// replica sharing the journal (package pgjournal), returns the same bytes and
+// the same label: a re-roll is impossible through this API. When another
+// replica records the event first, its bytes and label are returned and the
+// bytes this Provider took are zeroed (Stats.EventBytesDiscarded). A call
 // with another size returns ErrEventSize.
 //
 // Event entropy is stored, in memory and in the journal, so that it can be

@@ -164,7 +164,7 @@ func (l *Label) UnmarshalJSON(b []byte) error {
 	if j.Reason != "" {
 		out.Reason = errors.New(j.Reason)
 	}
-	if j.Class != "" && j.Class != out.Provenance().String() {
+	if j.Class != out.Provenance().String() {
 		return fmt.Errorf("entropy: label class %q contradicts its flags (%s)", j.Class, out.Provenance())
 	}
 	if out.Verifiable && out.Derived {

@@ -158,7 +158,10 @@ func (n *notifier) isSelf() bool {
 }
 
 // goid returns the calling goroutine's ID, read from its stack header
-// ("goroutine 123 [running]:"). Only Close uses it.
+// ("goroutine 123 [running]:"). isSelf uses it, for Close and flush: a
+// hook or journal runs on the notifier goroutine and may call Close or
+// ReadFor, which must not wait for that goroutine. A hook gets no context
+// to carry a mark of its own, so the goroutine is told by its ID.
 func goid() uint64 {
 	var buf [64]byte
 	s := buf[:runtime.Stack(buf[:], false)]

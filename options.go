@@ -355,7 +355,9 @@ func WithFailover(srcs ...Source) Option {
 }
 
 // WithShards sets how many independently locked parts the pool has, so that
-// concurrent readers do not contend on one lock. Default: GOMAXPROCS.
+// concurrent readers do not contend on one lock. Default: GOMAXPROCS, at
+// most 64; either way New then caps it at one shard per 64 bytes of
+// buffer (WithBufferSize), and at least one.
 func WithShards(n int) Option {
 	return func(c *config) error {
 		if n < 1 || n > 1024 {

@@ -9,6 +9,72 @@ import (
 	"sync/atomic"
 )
 
+// The concurrency model of a Provider.
+//
+// Goroutines. A Provider runs two of its own: the refill goroutine
+// (refillLoop), the only one that calls Source.Fetch, which fills the
+// shards and sleeps until a shard runs low; and the notifier goroutine
+// (notifier.run), which hands fallback episodes to the hook and the logger
+// and block and episode records to the journal, in order, outside every
+// lock. Every other method runs on its caller's goroutine. Close ends both
+// (ctx) and waits for them; a hook or journal may call back into the
+// Provider, Close included, because nothing is locked while one runs (Close
+// and an event draw's flush tell the notifier goroutine by its ID, isSelf,
+// and do not wait for it from it).
+//
+// Locks, and what each guards:
+//   - shard.mu: the shard's queue of runs behind its head (runs, first,
+//     queued), its closed flag and its retired claim counts; publishing a
+//     run as head and taking the head back (unpublish) happen under it.
+//   - shard.fbMu: the shard's fallback lane: replacing its run (fb),
+//     counting a direct fallback read, and, held for every lane at once,
+//     ending a fallback epoch (endCounts) or summing the lanes (Stats).
+//     Provider.fbClosed is written only under every lane's fbMu.
+//   - episodeState.mu: the open episode and the counts it started from.
+//   - Provider.mu: the arrived, failed and ready channels.
+//   - notifier.mu: the queue of notes; journalQueue.mu: the journal's last
+//     failure; feeder.mu: a source's name and last error; jobSet.mu: the
+//     jobs taken; eventTable.mu: the event draws in flight and done.
+//
+// Lock order: episodeState.mu, then the lanes' fbMu in shard order, then
+// notifier.mu. Paths that lock every shard.mu (takeShards) take them in
+// shard order; every other path holds one shard.mu at a time, and never
+// together with an fbMu or episodeState.mu. The remaining locks are leaves:
+// nothing else is locked while one is held. No user code (Source, hook,
+// journal, logger) runs under a lock.
+//
+// Atomics, and what each publishes:
+//   - shard.head: the run readers claim from without a lock (claimHead);
+//     changed only under shard.mu. run.word: claims<<32 | cursor; a claim
+//     is one compare-and-swap past the bytes it takes, so no two claims
+//     overlap, and stop moves the cursor to the end so that every later
+//     claim fails. run.wakeAt: the cursor past which the shard is below its
+//     low watermark, set when the run is published.
+//   - shard.fb: the lane's fallback run, claimed like a head; replaced
+//     under fbMu. shard.slab, slab.next: span slots for labels.
+//   - shard.asked: the shard asked for a refill (set by a reader, cleared
+//     by the refill goroutine under shard.mu).
+//   - Provider.closed: Close has begun. dry: the pool was found empty
+//     (set under every shard.mu, cleared by add after its put). shortRead:
+//     a read found the pool too short. reason, permanent: why a read now
+//     would not be verifiable. warm: the warm start is on.
+//   - episodeState.open: an episode is open (readers test it per read; it
+//     changes under episodeState.mu). fbEpoch: see below.
+//   - Counters (Provider, episodeState.count, feeder) are read by Stats
+//     only; feeder.holdUntil is the Retry-After hold; feeder.tripNow tells
+//     the breaker that the last failure was permanent.
+//
+// Fallback epochs. A fallback read is counted when it is served (its claim
+// on a lane run, or a direct read counted under the lane's fbMu) and opens
+// its episode just after. fbEpoch numbers the stretches between episode
+// ends: ending an episode (endCounts, under episodeState.mu and every
+// fbMu) stops every lane run, counts their claims and starts a new epoch.
+// A lane run records the epoch it was made in, and a read belongs to the
+// epoch of the run it claimed from; count opens no episode for a read whose
+// epoch has ended, because the episode that ended it holds that read. So
+// every fallback read is in exactly one episode. Close ends the last epoch
+// and sets fbClosed: no fallback read is counted or served after it.
+
 // Provider is the labelled io.Reader over one or more Sources. It is safe for
 // concurrent use. Close it to stop its goroutines and zero its pool. Make it
 // with New: the zero Provider, like a nil one, panics when used.

@@ -20,13 +20,8 @@ func (p *Provider) Read(b []byte) (int, error) {
 	// The fast path: one compare-and-swap on the head run of the reader's
 	// shard, a copy and a clear. No lock, no clock, no allocation.
 	s := p.shard()
-	if r := s.head.Load(); r != nil {
-		if _, end, ok := r.claim(b); ok {
-			if int64(end) > r.wakeAt.Load() || p.episodes.open.Load() {
-				p.claimed(s, r, end) // seldom: kept out of line
-			}
-			return len(b), nil
-		}
+	if _, _, ok := p.claimHead(s, b); ok {
+		return len(b), nil
 	}
 	if p.warm.Load() {
 		p.warmUp(context.Background())
@@ -78,14 +73,8 @@ func (p *Provider) ReadLabelled(ctx context.Context, b []byte) (Label, error) {
 		return Label{}, ErrClosed
 	}
 	s := p.shard()
-	if r := s.head.Load(); r != nil {
-		if off, end, ok := r.claim(b); ok {
-			sp := s.span(r, off, len(b))
-			if int64(end) > r.wakeAt.Load() || p.episodes.open.Load() {
-				p.claimed(s, r, end)
-			}
-			return Label{Verifiable: true, Spans: sp}, nil
-		}
+	if r, off, ok := p.claimHead(s, b); ok {
+		return Label{Verifiable: true, Spans: s.span(r, off, len(b))}, nil
 	}
 	return p.readShard(ctx, s, b, true)
 }
@@ -142,23 +131,18 @@ func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool
 	if h := s.head.Load(); h == nil || h.cursor() == len(h.data) {
 		s.publish() // the head is used up: the next run takes its place
 	}
-	if r := s.head.Load(); r != nil {
-		if off, end, ok := r.claim(b); ok {
-			isLow := int64(end) > r.wakeAt.Load()
-			s.mu.Unlock()
-			lb := Label{Verifiable: true}
-			if label {
-				lb.Spans = s.span(r, off, len(b))
-			}
-			if isLow {
-				p.low(s)
-			}
-			if p.episodes.open.Load() {
-				p.endEpisode()
-			}
-			return lb, nil
+	s.mu.Unlock()
+	// The next run, if there was one, is the head now: claim from it as
+	// the fast path does (it may have been taken meanwhile; then the claim
+	// fails and the shard's lock settles it).
+	if r, off, ok := p.claimHead(s, b); ok {
+		lb := Label{Verifiable: true}
+		if label {
+			lb.Spans = s.span(r, off, len(b))
 		}
+		return lb, nil
 	}
+	s.mu.Lock()
 	// Stop the head first, then count: readers on the fast path may claim
 	// from it until it is stopped.
 	s.unpublish()

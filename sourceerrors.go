@@ -44,7 +44,7 @@ type APIError struct {
 	// RetryAfter is the hold the Retry-After header asked for; 0 if the
 	// header was absent or asked for no wait (see RetryAfterSet).
 	RetryAfter time.Duration
-	// RetryAfterSet tells the two zeros of RetryAfter apart (seed 001's
+	// RetryAfterSet tells the two zeros of RetryAfter apart (the IonQ client's
 	// retry_after of None): true when the answer had a Retry-After header
 	// that could be read. RetryAfter 0 with RetryAfterSet true means the
 	// service asked for no wait ("0", a negative number or a date already
@@ -57,12 +57,12 @@ type APIError struct {
 	Details []ErrorItem
 	Body    []byte // the raw body, bounded by the source
 	// Quota marks a 429 read as an exhausted quota rather than a passing rate
-	// limit (seed 003's reading of a 429 without Retry-After): permanent.
+	// limit (how the Ntropy API documents a 429 without Retry-After): permanent.
 	Quota bool
 }
 
 // ErrorItem is one item of a structured error list: the details array of
-// seed 003's bodies, or FastAPI's detail array ({"loc","msg","type"}).
+// the Ntropy API's bodies, or FastAPI's detail array ({"loc","msg","type"}).
 type ErrorItem struct {
 	Field   string // what the item is about, e.g. "size" or "query.size"; "" if not said
 	Message string // what is wrong with it
@@ -198,10 +198,10 @@ func (e *APIError) permanent() bool {
 // RetryAfterDelay returns e.RetryAfter; it lets RetryAfter find the delay.
 func (e *APIError) RetryAfterDelay() time.Duration { return e.RetryAfter }
 
-// JobCode classes: every job error code of the quantum cloud (seed 002) and
-// the job states of the entropy API (seed 000), transient or permanent.
+// JobCode classes: every job error code of the IonQ API (v0.3) and
+// the job states of the Quantropy entropy API, transient or permanent.
 var jobCodes = map[string]bool{ // code → permanent
-	// seed 002: service-side failures that a new job may not meet.
+	// IonQ: service-side failures that a new job may not meet.
 	"BillingError":                  false,
 	"CompilationError":              false,
 	"DebiasingError":                false,
@@ -222,7 +222,7 @@ var jobCodes = map[string]bool{ // code → permanent
 	"TooManyGates":                  true,
 	"TooManyShots":                  true,
 	"UnsupportedGate":               true,
-	// seed 000 and the reference protocol.
+	// The Quantropy API and the reference protocol.
 	"JobFailed":           false,
 	"HardwareUnavailable": false,
 	"Timeout":             false,
@@ -242,7 +242,7 @@ func JobCodes() map[string]bool {
 
 // JobError is a job of the service that failed: it produced no entropy.
 // A job that ends in the protocol's "failed" state and one that ends in
-// "error" (seed 003's asynchronous errors) are both a JobError.
+// "error" (the Ntropy API's asynchronous errors) are both a JobError.
 type JobError struct {
 	JobID   string
 	Code    string // e.g. "QuantumComputerError", "QuotaExhaustedError", "JobFailed"

@@ -24,9 +24,10 @@ import (
 // holds the store's mutex for the whole call: every replica's refills
 // (their limiter waits, backoff and requests) would queue behind one Redis
 // lock, and a replica kept waiting would take a busy fleet for a broken
-// store. Instead a refill is admitted by State (which also moves an expired
-// open breaker to half-open, for the fleet), and its outcome is counted by
-// Execute with a request that only returns it. In half-open, a probe key
+// store. Instead a refill is admitted on the shared state: read with one
+// GET while it is closed, or open and not due for a probe; through State,
+// which moves an expired open breaker to half-open for the fleet, otherwise.
+// Its outcome is counted by Execute with a request that only returns it. In half-open, a probe key
 // taken with SET NX lets one replica of the fleet probe; the others are
 // refused with gobreaker.ErrTooManyRequests until its outcome is known.
 type breaker struct {
@@ -99,18 +100,9 @@ func (b *breaker) Gate(ctx context.Context) error {
 	if b.onLocal.Load() {
 		return nil
 	}
-	var data []byte
-	err := b.s.f.do(ctx, func(c context.Context) error {
-		d, err := b.s.f.rdb.Get(c, b.store.prefix+"gobreaker:state:"+b.settings.Name).Bytes()
-		data = d
-		return err
-	})
+	st, err := b.peek(ctx)
 	if err != nil {
 		return nil // no shared state to read: the refill goes on
-	}
-	var st gobreaker.SharedState
-	if json.Unmarshal(data, &st) != nil {
-		return nil
 	}
 	switch {
 	case st.State == gobreaker.StateOpen && time.Now().Before(st.Expiry):
@@ -119,6 +111,23 @@ func (b *breaker) Gate(ctx context.Context) error {
 		return gobreaker.ErrTooManyRequests
 	}
 	return nil
+}
+
+// peek reads the fleet's breaker state without its mutex: one GET of the
+// key DistributedCircuitBreaker keeps it under ("gobreaker:state:" and the
+// breaker's name, behind this source's prefix).
+func (b *breaker) peek(ctx context.Context) (gobreaker.SharedState, error) {
+	var st gobreaker.SharedState
+	var data []byte
+	err := b.s.f.do(ctx, func(c context.Context) error {
+		d, err := b.s.f.rdb.Get(c, b.store.prefix+"gobreaker:state:"+b.settings.Name).Bytes()
+		data = d
+		return err
+	})
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(data, &st)
 }
 
 // admit asks the fleet's breaker whether a refill may run. It returns the
@@ -132,6 +141,19 @@ func (b *breaker) admit() (probe string, err error) {
 	if dcb == nil {
 		return "", errLocal
 	}
+	// Closed, or open and not yet due for a probe: one GET says so, without
+	// the mutex and the write of State.
+	st, err := b.peek(context.Background())
+	switch {
+	case err == nil && st.State == gobreaker.StateClosed:
+		return "", nil
+	case err == nil && st.State == gobreaker.StateOpen && time.Now().Before(st.Expiry):
+		return "", gobreaker.ErrOpenState
+	case err != nil && !errors.Is(err, redis.Nil) && !b.s.f.usable():
+		return "", errLocal
+	}
+	// Open and due, or half-open: State moves the fleet's breaker on (open
+	// to half-open) under the mutex.
 	state, err := dcb.State()
 	b.store.release()
 	if err != nil {

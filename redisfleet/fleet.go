@@ -43,7 +43,7 @@ import (
 // Defaults of a Fleet's options.
 const (
 	DefaultName          = "entropy"              // key prefix
-	DefaultTimeout       = 100 * time.Millisecond // per Redis operation
+	DefaultTimeout       = 250 * time.Millisecond // per Redis operation
 	DefaultRetryInterval = time.Second            // a replica on local state tries Redis again after this
 )
 

@@ -62,7 +62,7 @@ func TestFleetSharesOneRateLimit(t *testing.T) {
 	busiest := maxInWindow(as, "", time.Second, start, end)
 	t.Logf("%d requests in %v, at most %d in one second", len(as), end.Sub(start).Round(time.Millisecond), busiest)
 	assert.LessOrEqual(t, busiest, 20+2, "requests in the busiest 1 s window")
-	assert.GreaterOrEqual(t, len(as), 20*5, "the replicas kept the shared limit busy (else the bound proves nothing)")
+	assert.GreaterOrEqual(t, len(as), 20*4, "the replicas kept the shared limit busy (else the bound proves nothing)")
 	per := map[string]int{}
 	for _, a := range as {
 		per[a.replica]++
@@ -196,6 +196,10 @@ func TestFleetWithoutRedisKeepsEachReplicaToItsShare(t *testing.T) {
 	stopFleet(t, rs)
 
 	as := svc.all()
+	t.Logf("busiest second: shared %d, cut %d (per replica %d, %d, %d), shared again %d",
+		maxInWindow(as, "", time.Second, start, cut), maxInWindow(as, "", time.Second, cut.Add(time.Second), back),
+		maxInWindow(as, "r0", time.Second, cut, back), maxInWindow(as, "r1", time.Second, cut, back), maxInWindow(as, "r2", time.Second, cut, back),
+		maxInWindow(as, "", time.Second, back.Add(time.Second), end))
 	// Each replica at its share: 0.2 × 20/s with a burst of 1, in every
 	// second of the cut (the first second, when the local limiters start
 	// with a full burst beside what the shared one let through, included).

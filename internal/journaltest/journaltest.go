@@ -152,6 +152,39 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 		assert.False(t, ok, "a record refused for its context is not stored")
 	})
 
+	t.Run("JobClaimedOnce", func(t *testing.T) {
+		j := open(t)
+		c, ok := j.(entropy.JobClaimer)
+		if !ok {
+			t.Skipf("%T is not an entropy.JobClaimer", j)
+		}
+		ctx := context.Background()
+		const callers = 8
+		var wg sync.WaitGroup
+		var fresh atomic.Int32
+		for range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f, err := c.ClaimJob(ctx, "quantropy", "job-claimed")
+				assert.NoError(t, err)
+				if f {
+					fresh.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		assert.Equal(t, int32(1), fresh.Load(), "one claim of a job succeeds")
+		require.NoError(t, j.RecordBlock(ctx, entropy.BlockRecord{Source: "quantropy", JobID: "job-claimed", Size: 8, Verifiable: true, Time: time.Now()}))
+		require.NoError(t, j.RecordBlock(ctx, entropy.BlockRecord{Source: "quantropy", JobID: "job-unclaimed", Size: 8, Verifiable: true, Time: time.Now()}))
+		f, err := c.ClaimJob(ctx, "quantropy", "job-unclaimed")
+		require.NoError(t, err)
+		assert.False(t, f, "a job with a block record is not new")
+		f, err = c.ClaimJob(ctx, "quantropy", "job-new")
+		require.NoError(t, err)
+		assert.True(t, f)
+	})
+
 	t.Run("ProviderDrawsAnEventOnce", func(t *testing.T) {
 		j := open(t)
 		p1 := newProvider(t, j)
