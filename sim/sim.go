@@ -11,6 +11,11 @@
 // entropy request) or drawn with probabilities (SetRandomFaults). Requests
 // records what clients sent and when, without the key text.
 //
+// It also serves batches (POST /v1/entropy/batch: one job per item, each
+// signed for its own nonce, with per-item faults from ScriptItems and a
+// balance that may run out midway), and with WithQuota tells every answer's
+// quota in X-RateLimit-* headers.
+//
 // The server uses package httpsource's wire types, so the client and the
 // simulator cannot drift apart.
 package sim
