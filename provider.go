@@ -82,6 +82,7 @@ type Provider struct {
 	cfg     config
 	feeders []*feeder
 	shards  []*shard
+	secrets []secretStream // derived-read generators, one per shard (secret.go)
 	seen    *jobSet
 
 	ctx    context.Context // ends at Close
@@ -205,6 +206,7 @@ func New(src Source, opts ...Option) (*Provider, error) {
 		}
 		p.shards = append(p.shards, &shard{cap: c, low: max(1, c/2)})
 	}
+	p.secrets = make([]secretStream, cfg.shards)
 	p.notes.init(p)
 	p.wg.Add(2)
 	p.refillDone.Add(1)
@@ -292,6 +294,7 @@ func (p *Provider) Close() error {
 	for _, s := range p.shards {
 		p.zeroLocal(s)
 	}
+	p.zeroSecrets()
 	close(p.closeDone)
 	return nil
 }
