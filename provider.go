@@ -95,9 +95,12 @@ type Provider struct {
 	closeDone  chan struct{}  // closed when the first Close has finished
 
 	mu      sync.Mutex    // guards arrived, failed, ready
-	arrived chan struct{} // closed and replaced whenever bytes enter the pool
-	failed  chan struct{} // closed and replaced whenever a refill round fails
-	ready   chan struct{} // closed when the pool first holds bytes
+	arrived chan struct{} // closed and replaced when bytes enter the pool and a reader has taken it
+	// arrivedTaken: a reader took arrived since it was made (deferTake), so
+	// the next block closes and replaces it.
+	arrivedTaken bool
+	failed       chan struct{} // closed and replaced whenever a refill round fails
+	ready        chan struct{} // closed when the pool first holds bytes
 
 	// The warm start (WithWarmStart): until the first block lands, the
 	// first refill round fails, its time runs out or Close, reads that the

@@ -331,6 +331,7 @@ func (p *Provider) deferTake(ctx context.Context, b []byte) ([]Span, error) {
 	for {
 		p.mu.Lock()
 		arrived := p.arrived
+		p.arrivedTaken = true // the next add must close it
 		p.mu.Unlock()
 		var n int
 		spans, n = p.takeShards(b[got:], spans, false)

@@ -218,8 +218,14 @@ func (p *Provider) add(f *feeder, blk Block) {
 	p.permanent.Store(nil)
 	p.endWarm()
 	p.mu.Lock()
-	close(p.arrived)
-	p.arrived = make(chan struct{})
+	if p.arrivedTaken {
+		// A reader under Defer waits on it: wake it. Otherwise the
+		// channel, still open and unseen, serves the next block too, so
+		// a refill with no reader waiting allocates no channel per block.
+		close(p.arrived)
+		p.arrived = make(chan struct{})
+		p.arrivedTaken = false
+	}
 	select {
 	case <-p.ready:
 	default:
