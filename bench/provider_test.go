@@ -270,6 +270,27 @@ func BenchmarkSustained(b *testing.B) {
 	}
 }
 
+// BenchmarkSustainedDefer is Provider.Read under Defer in a tight loop with
+// the refill inside the timer: every read waits, if it must, for the refill
+// from memSource (a source that costs nothing), so its rate is the rate at
+// which the refill keeps up. Compare with CryptoRand at the same size.
+func BenchmarkSustainedDefer(b *testing.B) {
+	for _, n := range []int{32, 4096} {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newSteady(b, n, entropy.WithPolicy(entropy.Defer))
+			buf := make([]byte, n)
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := p.Read(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkRefill is the refill path's throughput: the time to fill an
 // empty 8 MiB pool from memSource (fetch, health tests, copy into shards).
 func BenchmarkRefill(b *testing.B) {

@@ -93,6 +93,8 @@ END {
 	}
 	row("ReadSecret 32 B / crypto/rand.Read 32 B (0 allocs)", "<= 0.30", ratio(name("BenchmarkReadSecret/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkReadSecret/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
 	row("SecretReader io.ReadFull 32 B, parallel / crypto/rand parallel", "<= 0.30", ratio(name("BenchmarkSecretReaderParallel/32B"), name("BenchmarkCryptoRandParallel/32B")), ns(name("BenchmarkSecretReaderParallel/32B")) " / " ns(name("BenchmarkCryptoRandParallel/32B")))
+	row("sustained Read 4 KiB under Defer (refill in the timer) / crypto/rand.Read 4 KiB", "<= 0.35", ratio(name("BenchmarkSustainedDefer/4KiB"), name("BenchmarkCryptoRand/4KiB")), ns(name("BenchmarkSustainedDefer/4KiB")) " / " ns(name("BenchmarkCryptoRand/4KiB")))
+	row("sustained Read 32 B under Degrade: fallback share", "<= 0.05", (get(name("BenchmarkSustained/32B"), "fb") == "" ? "n/a" : get(name("BenchmarkSustained/32B"), "fb")), ns(name("BenchmarkSustained/32B")))
 	row("refill throughput / health-test throughput alone (per byte)", ">= 0.75", perbyte(name("BenchmarkRefill"), 8388608, name("BenchmarkHealthCheck"), 65536), ns(name("BenchmarkRefill")) " per 8 MiB / " ns(name("BenchmarkHealthCheck")) " per 64 KiB")
 	row("replay guard bytes per job at 10^6 jobs", "<= 16", (get(name("BenchmarkReplayGuardMemory"), "bpj") == "" ? "n/a" : get(name("BenchmarkReplayGuardMemory"), "bpj")), "")
 	print ""
