@@ -23,6 +23,7 @@ func TestPublicNamesAndSignatures(t *testing.T) {
 		_ func(int) Option                                        = WithBufferSize
 		_ func(*Provider, []byte) (int, error)                    = (*Provider).Read
 		_ func(*Provider, context.Context, []byte) (Label, error) = (*Provider).ReadLabelled
+		_ func(*Provider, context.Context, []byte, *Label) error  = (*Provider).ReadLabelledInto
 		_ func(*Provider) error                                   = (*Provider).Close
 		_ func(*Provider) Stats                                   = (*Provider).Stats
 		_ io.Reader                                               = (*Provider)(nil)

@@ -13,8 +13,9 @@
 //
 //   - Keys, tokens, nonces: ReadSecret or SecretReader. Raw verifiable bytes
 //     are known to the service that made them (and a drand round to the whole
-//     world); a derived read mixes them with local randomness through HKDF so
-//     that nobody else can compute the output.
+//     world); a derived read keys a fast-key-erasure generator with them and
+//     local randomness through HKDF (docs/secret.md), so that nobody else can
+//     compute the output.
 //   - Draws, lotteries, anything to prove afterwards: ReadLabelled, or
 //     ReadFor for a named event that must be drawn exactly once, or package
 //     draw on top of them.

@@ -66,7 +66,7 @@ func TestAPIErrorClasses(t *testing.T) {
 	}
 }
 
-// Every job error code of seed 002 and the job states of seed 000 are
+// Every job error code of the IonQ API and the job states of the Quantropy API are
 // classified, and the request-shape, quota and contract codes are permanent.
 func TestJobErrorCodes(t *testing.T) {
 	permanent := []string{"ContractExpiredError", "QuotaExhaustedError", "NotEnoughQubits", "PreflightError",

@@ -71,6 +71,31 @@ func ExampleProvider_ReadLabelled() {
 	// Output: verifiable example 32
 }
 
+// ReadLabelledInto reuses one Label's spans from read to read: a loop of
+// labelled reads that allocates nothing.
+func ExampleProvider_ReadLabelledInto() {
+	p, err := entropy.New(exampleSource(), entropy.WithRateLimit(rate.Inf, 1), entropy.WithPolicy(entropy.Defer))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b := make([]byte, 32)
+	var label entropy.Label
+	for range 3 {
+		if err := p.ReadLabelledInto(ctx, b, &label); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(label.Provenance(), label.Spans[0].Source, label.Len())
+	}
+	// Output:
+	// verifiable example 32
+	// verifiable example 32
+	// verifiable example 32
+}
+
 // Keys come from ReadSecret or SecretReader: the service that made the
 // verifiable bytes cannot compute them.
 func ExampleProvider_SecretReader() {

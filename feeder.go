@@ -51,6 +51,8 @@ type feeder struct {
 	holdUntil atomic.Int64 // unix nanos before which no request may be sent (Retry-After)
 	quota     quotaState   // what the service said is left, and the pacing it implies
 
+	batchItemsFailed atomic.Uint64 // failed items of batches that served some blocks
+
 	mu      sync.Mutex
 	name    string // from the blocks it returned; "source N" until the first
 	lastErr error
@@ -105,26 +107,42 @@ func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() b
 // retrying is the retry loop: only failures that produced nothing and are
 // transient are retried; a successful block is never retried.
 func (f *feeder) retrying(ctx context.Context, n int, call fetchFunc) (Block, error) {
+	blks, err := f.retryingWith(ctx, func(ctx context.Context) ([]Block, error) {
+		b, err := f.once(ctx, n, call)
+		if err != nil {
+			return nil, err
+		}
+		return []Block{b}, nil
+	})
+	if err != nil {
+		return Block{}, err
+	}
+	return blks[0], nil
+}
+
+// retryingWith is the retry loop around one request, do, which returns the
+// blocks that passed every check (one, or the good items of a batch).
+func (f *feeder) retryingWith(ctx context.Context, do func(context.Context) ([]Block, error)) ([]Block, error) {
 	f.tripNow.Store(false)
 	var err error
 	for attempt := 0; attempt < f.cfg.attempts; attempt++ {
 		if attempt > 0 {
 			f.retries.Add(1)
 			if e := sleep(ctx, f.cfg.clock, backoff(attempt-1, f.cfg.retryBase, f.cfg.retryMax)); e != nil {
-				return Block{}, e
+				return nil, e
 			}
 		}
 		if e := f.wait(ctx); e != nil {
-			return Block{}, e
+			return nil, e
 		}
-		var blk Block
-		blk, err = f.once(ctx, n, call)
+		var blks []Block
+		blks, err = do(ctx)
 		if err == nil {
 			f.setLastError(nil)
-			return blk, nil
+			return blks, nil
 		}
 		if ctx.Err() != nil {
-			return Block{}, ctx.Err()
+			return nil, ctx.Err()
 		}
 		err = f.neverVerified(err)
 		f.failures.Add(1)
@@ -142,17 +160,17 @@ func (f *feeder) retrying(ctx context.Context, n int, call fetchFunc) (Block, er
 		switch Classify(err) {
 		case Permanent:
 			f.tripNow.Store(true)
-			return Block{}, err
+			return nil, err
 		case Canceled:
-			return Block{}, err
+			return nil, err
 		}
 		if ra > 0 && !f.alone {
 			// Do not sit out the hold here: a later source may serve
 			// meanwhile (fill skips this one until the hold has passed).
-			return Block{}, err
+			return nil, err
 		}
 	}
-	return Block{}, err
+	return nil, err
 }
 
 // backoff returns a full-jitter delay for retry k (0-based): uniform in

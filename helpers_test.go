@@ -151,10 +151,11 @@ type ledger struct {
 	mu      sync.Mutex
 	sources map[string]*scriptSource
 	used    map[string][]bool // job → byte served
+	keyed   map[Span]bool     // spans that keyed a derived-read stream
 }
 
 func newLedger(srcs ...*scriptSource) *ledger {
-	l := &ledger{sources: map[string]*scriptSource{}, used: map[string][]bool{}}
+	l := &ledger{sources: map[string]*scriptSource{}, used: map[string][]bool{}, keyed: map[Span]bool{}}
 	for _, s := range srcs {
 		l.sources[s.name] = s
 	}
@@ -289,6 +290,39 @@ func (l *ledger) claim(spans []Span) string {
 		}
 	}
 	return ""
+}
+
+// claimDerived checks the spans of a derived read: many reads are served by
+// one derivation and name its spans, so a span seen before in a derived
+// label is that derivation again; any other span must name pool bytes never
+// handed out before (as claim). It returns the problem, or "", and how many
+// pool bytes the new derivations took.
+func (l *ledger) claimDerived(spans []Span) (string, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, sp := range spans {
+		if l.keyed[sp] {
+			continue
+		}
+		src, ok := l.sources[sp.Source]
+		if !ok {
+			return "span names unknown source " + sp.Source, 0
+		}
+		data, ok := src.job(sp.JobID)
+		if !ok {
+			return "span names unknown job " + sp.JobID, 0
+		}
+		if sp.Length <= 0 || sp.Offset < 0 || sp.Offset+sp.Length > len(data) {
+			return fmt.Sprintf("span out of range: %+v", sp), 0
+		}
+		if msg := l.use(sp, len(data)); msg != "" {
+			return msg, 0
+		}
+		l.keyed[sp] = true
+		n += sp.Length
+	}
+	return "", n
 }
 
 // use marks the span's bytes of its job (of size n) as handed out, and

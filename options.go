@@ -79,6 +79,7 @@ type config struct {
 	policy        Policy
 	bufferSize    int
 	fetchSize     int
+	batch         int // WithBatch: most blocks per refill request; 1 is none
 	breaker       gobreaker.Settings
 	limit         rate.Limit
 	burst         int
@@ -106,6 +107,7 @@ func defaultConfig() config {
 		policy:        Degrade,
 		bufferSize:    DefaultBufferSize,
 		fetchSize:     DefaultFetchSize,
+		batch:         1,
 		limit:         DefaultRate,
 		burst:         DefaultBurst,
 		attempts:      DefaultRetryAttempts,
@@ -218,6 +220,25 @@ func WithFetchSize(bytes int) Option {
 			return fmt.Errorf("entropy: fetch size %d must be positive", bytes)
 		}
 		c.fetchSize = bytes
+		return nil
+	}
+}
+
+// WithBatch makes the Provider refill with batches of up to maxItems blocks
+// of the fetch size, in one request, from every source that offers them
+// (BatchSource), whenever the pool has room for two blocks or more. The
+// blocks of a batch that pass every check are taken; each failed item counts
+// as a failure of its own (SourceStats.Failures, BatchItemsFailed), and a
+// batch with some failed items is a successful request, not retried whole
+// (the next refill asks for what is still missing). A batch whose items all
+// failed is a failed request like any other. maxItems 1 (the default)
+// turns batches off; at most 64.
+func WithBatch(maxItems int) Option {
+	return func(c *config) error {
+		if maxItems < 1 || maxItems > 64 {
+			return fmt.Errorf("entropy: batch of %d items: want 1..64", maxItems)
+		}
+		c.batch = maxItems
 		return nil
 	}
 }

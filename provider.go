@@ -82,6 +82,7 @@ type Provider struct {
 	cfg     config
 	feeders []*feeder
 	shards  []*shard
+	secrets []secretStream // derived-read generators, one per shard (secret.go)
 	seen    *jobSet
 
 	ctx    context.Context // ends at Close
@@ -94,9 +95,12 @@ type Provider struct {
 	closeDone  chan struct{}  // closed when the first Close has finished
 
 	mu      sync.Mutex    // guards arrived, failed, ready
-	arrived chan struct{} // closed and replaced whenever bytes enter the pool
-	failed  chan struct{} // closed and replaced whenever a refill round fails
-	ready   chan struct{} // closed when the pool first holds bytes
+	arrived chan struct{} // closed and replaced when bytes enter the pool and a reader has taken it
+	// arrivedTaken: a reader took arrived since it was made (deferTake), so
+	// the next block closes and replaces it.
+	arrivedTaken bool
+	failed       chan struct{} // closed and replaced whenever a refill round fails
+	ready        chan struct{} // closed when the pool first holds bytes
 
 	// The warm start (WithWarmStart): until the first block lands, the
 	// first refill round fails, its time runs out or Close, reads that the
@@ -205,6 +209,7 @@ func New(src Source, opts ...Option) (*Provider, error) {
 		}
 		p.shards = append(p.shards, &shard{cap: c, low: max(1, c/2)})
 	}
+	p.secrets = make([]secretStream, cfg.shards)
 	p.notes.init(p)
 	p.wg.Add(2)
 	p.refillDone.Add(1)
@@ -292,6 +297,7 @@ func (p *Provider) Close() error {
 	for _, s := range p.shards {
 		p.zeroLocal(s)
 	}
+	p.zeroSecrets()
 	close(p.closeDone)
 	return nil
 }

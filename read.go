@@ -79,6 +79,43 @@ func (p *Provider) ReadLabelled(ctx context.Context, b []byte) (Label, error) {
 	return p.readShard(ctx, s, b, true)
 }
 
+// ReadLabelledInto is ReadLabelled without an allocation: it fills b and
+// writes the label into *lb, reusing the backing array of lb.Spans. A caller
+// that keeps one Label for its reads allocates nothing once that array holds
+// a read's spans (one for a read from a full pool). The label's spans are
+// overwritten by the next ReadLabelledInto with the same lb: copy a label
+// (slices.Clone of its Spans) to keep it. On an error *lb is the zero Label
+// (its Spans emptied, capacity kept) and b holds no entropy.
+func (p *Provider) ReadLabelledInto(ctx context.Context, b []byte, lb *Label) error {
+	if lb == nil {
+		return errors.New("entropy: nil label")
+	}
+	spans := lb.Spans[:0]
+	*lb = Label{Spans: spans}
+	if len(b) == 0 {
+		return errors.New("entropy: empty read")
+	}
+	if ctx == nil {
+		return errors.New("entropy: nil context")
+	}
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	s := p.shard()
+	if r, off, ok := p.claimHead(s, b); ok {
+		lb.Verifiable = true
+		lb.Spans = append(spans, Span{Source: r.from.source, JobID: r.from.job, Offset: r.base + off, Length: len(b), Public: r.from.public})
+		return nil
+	}
+	got, err := p.readShard(ctx, s, b, true)
+	if err != nil {
+		return err
+	}
+	got.Spans = append(spans, got.Spans...)
+	*lb = got
+	return nil
+}
+
 // claimed ends a fast read that claimed r's bytes up to end (r is, or was
 // a moment ago, the head of shard s): it asks for a refill if the shard is
 // now low, and ends an open fallback episode.
@@ -294,6 +331,7 @@ func (p *Provider) deferTake(ctx context.Context, b []byte) ([]Span, error) {
 	for {
 		p.mu.Lock()
 		arrived := p.arrived
+		p.arrivedTaken = true // the next add must close it
 		p.mu.Unlock()
 		var n int
 		spans, n = p.takeShards(b[got:], spans, false)

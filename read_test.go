@@ -144,3 +144,72 @@ func TestReadNeverMixesClasses(t *testing.T) {
 	assert.Positive(t, classes[ProvenanceVerifiable], "some reads should be verifiable")
 	assert.Zero(t, classes[ProvenanceDerived])
 }
+
+// ReadLabelledInto serves what ReadLabelled serves (verifiable bytes whose
+// spans tile the read, never a byte twice), writes the label into the
+// caller's Label, and reuses its spans' array: from a full pool it
+// allocates nothing.
+func TestReadLabelledIntoReusesSpans(t *testing.T) {
+	src := newScriptSource("quantropy")
+	led := newLedger(src)
+	p := newTestProvider(t, src, fast(WithShards(1), WithBufferSize(1<<16))...)
+	full(t, p, 1<<15)
+	ctx := context.Background()
+	var lb Label
+	b := make([]byte, 32)
+	require.NoError(t, p.ReadLabelledInto(ctx, b, &lb))
+	require.True(t, lb.Verifiable)
+	require.Empty(t, led.check(b, lb))
+	first := &lb.Spans[:1][0]
+	for range 20 {
+		require.NoError(t, p.ReadLabelledInto(ctx, b, &lb))
+		require.Empty(t, led.check(b, lb))
+		require.Same(t, first, &lb.Spans[0], "the label's span array is reused")
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := p.ReadLabelledInto(ctx, b, &lb); err != nil || !lb.Verifiable {
+			t.Errorf("read: %v %+v", err, lb)
+		}
+	})
+	require.Zero(t, allocs)
+	// A read larger than a run: several spans, still tiling the read.
+	big := make([]byte, 5000)
+	require.NoError(t, p.ReadLabelledInto(ctx, big, &lb))
+	require.Empty(t, led.check(big, lb))
+}
+
+// Under each policy with the pool empty ReadLabelledInto behaves as
+// ReadLabelled: Degrade writes a fallback label with the reason, Fail
+// returns the error and a zero label, and bad arguments are errors.
+func TestReadLabelledIntoPolicies(t *testing.T) {
+	for _, pol := range []Policy{Degrade, Fail} {
+		t.Run(pol.String(), func(t *testing.T) {
+			src := newScriptSource("quantropy")
+			src.set(&step{err: &APIError{StatusCode: 503}})
+			p := newTestProvider(t, src, fast(WithPolicy(pol), WithWarmStart(0))...)
+			lb := Label{Verifiable: true, Spans: make([]Span, 1, 4)}
+			b := make([]byte, 32)
+			err := p.ReadLabelledInto(context.Background(), b, &lb)
+			if pol == Degrade {
+				require.NoError(t, err)
+				assert.Equal(t, ProvenanceFallback, lb.Provenance())
+				assert.Equal(t, []Span{{Source: FallbackSource, Length: 32}}, lb.Spans)
+				assert.Error(t, lb.Reason)
+				return
+			}
+			assert.ErrorIs(t, err, ErrUnavailable)
+			assert.Equal(t, ProvenanceFallback, lb.Provenance())
+			assert.Empty(t, lb.Spans)
+			assert.Nil(t, lb.Reason)
+			assert.Equal(t, make([]byte, 32), b)
+		})
+	}
+	p := newTestProvider(t, newScriptSource("q"), fast()...)
+	var lb Label
+	assert.Error(t, p.ReadLabelledInto(context.Background(), make([]byte, 8), nil))
+	assert.Error(t, p.ReadLabelledInto(context.Background(), nil, &lb))
+	//nolint:staticcheck // a nil context is refused, not dereferenced
+	assert.Error(t, p.ReadLabelledInto(nil, make([]byte, 8), &lb))
+	require.NoError(t, p.Close())
+	assert.ErrorIs(t, p.ReadLabelledInto(context.Background(), make([]byte, 8), &lb), ErrClosed)
+}

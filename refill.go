@@ -79,7 +79,7 @@ func (p *Provider) fill() error {
 			n = p.cfg.minFetch
 		}
 		var errs []error
-		var blk Block
+		var blks []Block
 		var got *feeder
 		for i, f := range p.feeders {
 			if f.heldBehind(p.feeders[i+1:]) {
@@ -87,10 +87,10 @@ func (p *Provider) fill() error {
 				errs = append(errs, &sourceError{name: f.sourceName(), err: &heldError{until: f.holdTime(), last: f.lastError()}})
 				continue
 			}
-			b, err := f.fetch(p.ctx, n, nil)
+			b, err := f.fetchBatch(p.ctx, f.batchSizes(room, n))
 			p.watchFleet()
 			if err == nil {
-				blk, got = b, f
+				blks, got = b, f
 				break
 			}
 			if p.ctx.Err() != nil {
@@ -115,7 +115,9 @@ func (p *Provider) fill() error {
 			}
 			return cause
 		}
-		p.add(got, blk)
+		for _, blk := range blks {
+			p.add(got, blk)
+		}
 	}
 }
 
@@ -216,8 +218,14 @@ func (p *Provider) add(f *feeder, blk Block) {
 	p.permanent.Store(nil)
 	p.endWarm()
 	p.mu.Lock()
-	close(p.arrived)
-	p.arrived = make(chan struct{})
+	if p.arrivedTaken {
+		// A reader under Defer waits on it: wake it. Otherwise the
+		// channel, still open and unseen, serves the next block too, so
+		// a refill with no reader waiting allocates no channel per block.
+		close(p.arrived)
+		p.arrived = make(chan struct{})
+		p.arrivedTaken = false
+	}
 	select {
 	case <-p.ready:
 	default:

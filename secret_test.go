@@ -3,12 +3,16 @@ package entropy
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ed25519"
-	"crypto/hkdf"
-	"crypto/sha256"
+	"encoding/hex"
+	"reflect"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/assert"
@@ -41,17 +45,18 @@ func TestSecretReadIsDerived(t *testing.T) {
 	}
 	assert.False(t, bytes.Contains(pool, out[:8]), "output shares bytes with the pool input")
 	// Anyone who knows only the job bytes (the service, an auditor) cannot
-	// recompute the output: try the KDF with the local half zeroed, omitted,
+	// recompute the output: try the stream keyed with the local half zeroed,
 	// or equal to the pool half.
-	info := append([]byte(secretInfo), 0, 0, 0, 0)
-	for _, ikm := range [][]byte{
-		append(bytes.Clone(pool), make([]byte, secretSeed)...),
-		pool,
-		append(bytes.Clone(pool), pool...),
-	} {
-		guess, err := hkdf.Key(sha256.New, ikm, []byte(secretSalt), string(info), len(out))
+	for _, local := range [][]byte{make([]byte, secretSeed), pool} {
+		var ikm [2 * secretSeed]byte
+		copy(ikm[:], pool)
+		copy(ikm[secretSeed:], local)
+		k, err := secretDerive(&ikm)
 		require.NoError(t, err)
-		assert.NotEqual(t, guess, out)
+		guess := make([]byte, secretBatch)
+		var next [secretKey]byte
+		secretKeystream(&k, &next, guess)
+		assert.False(t, bytes.Contains(guess, out[:16]), "a guess from the pool bytes alone matches")
 	}
 	// The same pool bytes with the local bytes it drew would match; since
 	// those are gone, two reads never give the same output.
@@ -64,18 +69,172 @@ func TestSecretReadIsDerived(t *testing.T) {
 	assert.Equal(t, uint64(64), st.DerivedBytes)
 }
 
-// Reads longer than one HKDF output use one seed per 8160-byte chunk, with
-// the chunk index in the info, so no two chunks repeat.
+// A read longer than one derivation may serve is keyed again part way:
+// its label names the pool bytes of every derivation that went into it,
+// and no stretch of output repeats.
 func TestSecretReadLong(t *testing.T) {
 	src := newScriptSource("quantropy")
-	p := newTestProvider(t, src, fast()...)
+	p := newTestProvider(t, src, fast(WithShards(1))...)
 	full(t, p, 1024)
-	out := make([]byte, 2*secretChunk+10)
+	out := make([]byte, 2*secretReseed+10)
 	lb, err := p.ReadSecret(context.Background(), out)
 	require.NoError(t, err)
 	assert.Equal(t, 3*secretSeed, lb.Len())
-	assert.NotEqual(t, out[:64], out[secretChunk:secretChunk+64])
+	assert.Empty(t, newLedger(src).claim(lb.Spans), "three derivations, three distinct seeds")
+	seen := map[string]int{}
+	for i := 0; i+16 <= len(out); i += 16 {
+		k := string(out[i : i+16])
+		if j, ok := seen[k]; ok {
+			t.Fatalf("output block at %d repeats the one at %d", i, j)
+		}
+		seen[k] = i
+	}
 	assert.NotEqual(t, make([]byte, 10), out[len(out)-10:])
+}
+
+// Reads served by one derivation carry its spans; once the stream has
+// served secretReseed bytes, the next read is keyed from fresh pool bytes.
+func TestSecretStreamReseeds(t *testing.T) {
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithShards(1))...)
+	full(t, p, 1024)
+	b := make([]byte, 32)
+	first, err := p.ReadSecret(context.Background(), b)
+	require.NoError(t, err)
+	reads := secretReseed / 32
+	for i := 1; i < reads; i++ {
+		lb, err := p.ReadSecret(context.Background(), b)
+		require.NoError(t, err)
+		require.Equal(t, first.Spans, lb.Spans, "read %d of one derivation", i)
+	}
+	next, err := p.ReadSecret(context.Background(), b)
+	require.NoError(t, err)
+	require.Equal(t, secretSeed, next.Len())
+	led := newLedger(src)
+	require.Empty(t, led.claim(first.Spans))
+	require.Empty(t, led.claim(next.Spans), "the second derivation took fresh pool bytes")
+}
+
+// The cipher: AES-256-CTR as ctrKeystream makes it reproduces the known
+// answer of NIST SP 800-38A, F.5.5 (CTR-AES256.Encrypt), and wipe leaves no
+// trace of the key schedule in the cipher objects.
+func TestSecretCipherKnownAnswer(t *testing.T) {
+	key := unhex(t, "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4")
+	iv := unhex(t, "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")
+	plain := unhex(t, "6bc1bee22e409f96e93d7e117393172a"+"ae2d8a571e03ac9c9eb76fac45af8e51"+
+		"30c81c46a35ce411e5fbc1191a0a52ef"+"f69f2445df4f9b17ad2b417be66c3710")
+	want := unhex(t, "601ec313775789a5b7a7f504bbf3d228"+"f443e3ca4d62b59aca84e990cacaf5c5"+
+		"2b0930daa23de94ce87017ba2d84988d"+"dfc9c58db67aada613c2dd08457941a6")
+	// The keystream split at an odd place, as a batch splits into next key
+	// and output.
+	a, b := make([]byte, 23), make([]byte, 41)
+	ctrKeystream(key, iv, a, b)
+	got := append(a, b...)
+	for i := range got {
+		got[i] ^= plain[i]
+	}
+	require.Equal(t, want, got)
+}
+
+// wipe zeroes the key schedule behind an AES block and a CTR stream.
+func TestSecretWipeErasesKeySchedule(t *testing.T) {
+	key := bytes.Repeat([]byte{0x5a}, 32)
+	blk, err := aes.NewCipher(key)
+	require.NoError(t, err)
+	ctr := cipher.NewCTR(blk, make([]byte, 16))
+	for _, v := range []any{blk, ctr} {
+		mem := cipherMemory(t, v)
+		require.NotEqual(t, make([]byte, len(mem)), mem, "%T holds its key schedule", v)
+		wipe(v)
+		require.Equal(t, make([]byte, len(mem)), mem, "%T wiped", v)
+	}
+}
+
+// The derivation and the stream, on fixed inputs: pool bytes 00..1f and
+// local bytes 20..3f. The expected values were computed apart from this
+// code (HMAC-SHA-256 for HKDF, and an AES-256-CTR of another library).
+func TestSecretDerivationVector(t *testing.T) {
+	var ikm [2 * secretSeed]byte
+	for i := range ikm {
+		ikm[i] = byte(i)
+	}
+	k0, err := secretDerive(&ikm)
+	require.NoError(t, err)
+	require.Equal(t, unhex(t, "bcd2d104f4165e36edf8c88533d34ca632c6c1100d91b45988aa2b70dcc7a262"), k0[:])
+
+	st := &secretStream{key: k0}
+	out := make([]byte, 64)
+	st.batch(out)
+	// Batch 0 = AES-256-CTR(K0, IV 0): K1 is its first 32 bytes, the output
+	// the next 64; K0 is erased.
+	require.Equal(t, unhex(t, "c63ca7b52954ae96363f251c1de41e2a987ff91ce6ca278430f7281b3a3cb35a"), st.key[:])
+	require.Equal(t, unhex(t, "49f79addab1d0bdbebb7839bec39d1d3b039451aef3bebebd757b90ea84d7a42"+
+		"69f5f12df4119a29ceef13972f359f904bbe42dd4f1758b52a2f966170ab0cf1"), out)
+	out2 := make([]byte, 32)
+	st.batch(out2)
+	require.Equal(t, unhex(t, "901185ef97ed612b11ef90aa97c8a229a30a32579f8284c16075bd32ce88d901"), st.key[:])
+	require.Equal(t, unhex(t, "b1514f35655ef7be159db7c741b7430745b814a8867a4b0e3b94264af01b93e3"), out2)
+}
+
+// Fast key erasure as the reader sees it: after a read, no key that made
+// output already handed out is left in the generator, and the output handed
+// out is zeroed in its buffer; Close erases the rest.
+func TestSecretStreamErasesKeysAndOutput(t *testing.T) {
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithShards(1))...)
+	full(t, p, 1024)
+	st := &p.secrets[0]
+	out := make([]byte, 100)
+	_, err := p.ReadSecret(context.Background(), out)
+	require.NoError(t, err)
+	st.mu.Lock()
+	k1 := st.key
+	// The key that made out is gone: the key held now does not make it.
+	var next [secretKey]byte
+	probe := make([]byte, secretBatch)
+	k := k1
+	secretKeystream(&k, &next, probe)
+	assert.False(t, bytes.Contains(probe, out[:16]))
+	assert.Equal(t, make([]byte, st.pos), st.buf[:st.pos], "output handed out is zeroed")
+	assert.False(t, bytes.Contains(st.buf[:], out[:16]))
+	st.mu.Unlock()
+	require.NoError(t, p.Close())
+	assert.Equal(t, make([]byte, secretKey), st.key[:])
+	assert.Equal(t, make([]byte, secretBatch), st.buf[:])
+}
+
+// A secret read from a keyed stream allocates nothing; keying a batch costs
+// the cipher objects (two) and a reseed the HKDF's, so over many reads the
+// count per read stays far below one.
+func TestSecretReadAllocations(t *testing.T) {
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithShards(1), WithBufferSize(1<<16))...)
+	full(t, p, 1024)
+	b := make([]byte, 32)
+	ctx := context.Background()
+	_, err := p.ReadSecret(ctx, b)
+	require.NoError(t, err)
+	// Within one batch: none at all.
+	st := &p.secrets[0]
+	st.mu.Lock()
+	within := (len(st.buf) - st.pos) / 32
+	st.mu.Unlock()
+	require.Greater(t, within, 50)
+	allocs := testing.AllocsPerRun(50, func() { _, _ = p.ReadSecret(ctx, b) })
+	require.Zero(t, allocs)
+	// Across batches and a reseed.
+	var before, after runtime.MemStats
+	const reads = 3 * secretReseed / 32
+	runtime.ReadMemStats(&before)
+	for range reads {
+		if _, err := p.ReadSecret(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	perRead := float64(after.Mallocs-before.Mallocs) / reads
+	t.Logf("%.4f allocations per 32-byte secret read over %d reads", perRead, reads)
+	require.Less(t, perRead, 0.05)
 }
 
 // Contract points 2, 3 and 11 together: derived and raw reads from many
@@ -105,7 +264,7 @@ func TestSecretReadsNeverReuseSpans(t *testing.T) {
 						if !lb.Derived || lb.Verifiable {
 							msg = "secret read not labelled derived"
 						} else {
-							msg = led.claim(lb.Spans)
+							msg, _ = led.claimDerived(lb.Spans)
 						}
 					}
 				} else {
@@ -182,4 +341,23 @@ func TestSecretReaderForKeys(t *testing.T) {
 	assert.Equal(t, 48, n)
 	assert.Equal(t, uint64(1), q.Stats().DerivedReads)
 	assert.Zero(t, q.Stats().VerifiableReads)
+}
+
+func unhex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	require.NoError(t, err)
+	return b
+}
+
+// cipherMemory returns the memory behind a cipher object, as wipe sees it.
+func cipherMemory(t *testing.T, v any) []byte {
+	t.Helper()
+	rv := reflect.ValueOf(v)
+	for rv.Kind() == reflect.Struct && rv.NumField() == 1 {
+		rv = rv.Field(0)
+	}
+	require.Equal(t, reflect.Pointer, rv.Kind())
+	require.True(t, pointerFree(rv.Type().Elem()), "%T", v)
+	return unsafe.Slice((*byte)(rv.UnsafePointer()), rv.Type().Elem().Size())
 }

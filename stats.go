@@ -65,6 +65,9 @@ type SourceStats struct {
 	BytesAccepted  uint64
 	LastError      error     // the last failure, nil after a success
 	HoldUntil      time.Time // Retry-After: no request before this (zero if none)
+	// BatchItemsFailed counts the failed items of batches (WithBatch) that
+	// served other blocks: each is also one of Failures.
+	BatchItemsFailed uint64
 	// Quota is what the service last said is left of its quota, for a
 	// source that reads it (QuotaReporter); Quota.Known() is false
 	// otherwise.
@@ -77,8 +80,8 @@ func (p *Provider) Stats() Stats {
 	st := Stats{
 		Policy:              p.cfg.policy,
 		Capacity:            p.cfg.bufferSize,
-		DerivedReads:        p.derivedReads.Load(),
-		DerivedBytes:        p.derivedBytes.Load(),
+		DerivedReads:        p.derivedReads.Load() + p.secretReads(),
+		DerivedBytes:        p.derivedBytes.Load() + p.secretBytes(),
 		FallbackEpisodes:    p.episodes.count.Load(),
 		InFallback:          p.episodes.open.Load(),
 		JournalErrors:       p.journalErrs.Load(),
@@ -117,6 +120,8 @@ func (p *Provider) Stats() Stats {
 			BytesAccepted:  f.fetched.Load(),
 			LastError:      f.lastError(),
 			Quota:          f.quota.get(),
+
+			BatchItemsFailed: f.batchItemsFailed.Load(),
 		}
 		if h := f.holdUntil.Load(); h != 0 {
 			ss.HoldUntil = time.Unix(0, h)

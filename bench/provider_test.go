@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -167,16 +168,43 @@ func BenchmarkReadLabelled(b *testing.B) { benchSerial(b, true) }
 // goroutines with a full pool.
 func BenchmarkReadLabelledParallel(b *testing.B) { benchParallel(b, true) }
 
-// BenchmarkReadSecret is the derived, secret-safe read (HKDF over 32 pool
-// bytes and 32 crypto/rand bytes) with a full pool.
+// BenchmarkReadLabelledInto is Provider.ReadLabelledInto with one Label
+// reused for every read, with a full pool (see serialPacer): the
+// zero-allocation labelled read.
+func BenchmarkReadLabelledInto(b *testing.B) {
+	for _, n := range []int{32, 4096} {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newSteady(b, n)
+			ctx := context.Background()
+			buf := make([]byte, n)
+			var lb entropy.Label
+			pace := newSerialPacer(b, p, n)
+			before := p.Stats().FallbackReads
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if err := p.ReadLabelledInto(ctx, buf, &lb); err != nil || !lb.Verifiable {
+					b.Fatal(err, lb.Verifiable)
+				}
+				pace.done(n)
+			}
+			b.StopTimer()
+			fallbackShare(b, p, before)
+		})
+	}
+}
+
+// BenchmarkReadSecret is the derived, secret-safe read (a per-shard
+// AES-256-CTR stream with fast key erasure, keyed by HKDF of 32 pool bytes
+// and 32 crypto/rand bytes every 64 KiB) with a full pool. It takes 32 pool
+// bytes per 64 KiB of output, so the pool needs no pacing.
 func BenchmarkReadSecret(b *testing.B) {
 	for _, n := range []int{32, 4096} {
 		b.Run(sizeName(n), func(b *testing.B) {
 			p := newSteady(b, n)
 			ctx := context.Background()
 			buf := make([]byte, n)
-			// A derived read takes 32 pool bytes per 8160 bytes of output.
-			pace := newSerialPacer(b, p, 32)
 			before := p.Stats().FallbackReads
 			b.SetBytes(int64(n))
 			b.ReportAllocs()
@@ -185,8 +213,33 @@ func BenchmarkReadSecret(b *testing.B) {
 				if _, err := p.ReadSecret(ctx, buf); err != nil {
 					b.Fatal(err)
 				}
-				pace.done(32)
 			}
+			b.StopTimer()
+			fallbackShare(b, p, before)
+		})
+	}
+}
+
+// BenchmarkSecretReaderParallel is io.ReadFull of SecretReader from
+// GOMAXPROCS goroutines with a full pool; compare BenchmarkCryptoRandParallel.
+func BenchmarkSecretReaderParallel(b *testing.B) {
+	for _, n := range []int{32, 4096} {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newSteady(b, n)
+			r := p.SecretReader()
+			before := p.Stats().FallbackReads
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				buf := make([]byte, n)
+				for pb.Next() {
+					if _, err := io.ReadFull(r, buf); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 			b.StopTimer()
 			fallbackShare(b, p, before)
 		})
@@ -217,6 +270,27 @@ func BenchmarkSustained(b *testing.B) {
 	}
 }
 
+// BenchmarkSustainedDefer is Provider.Read under Defer in a tight loop with
+// the refill inside the timer: every read waits, if it must, for the refill
+// from memSource (a source that costs nothing), so its rate is the rate at
+// which the refill keeps up. Compare with CryptoRand at the same size.
+func BenchmarkSustainedDefer(b *testing.B) {
+	for _, n := range []int{32, 4096} {
+		b.Run(sizeName(n), func(b *testing.B) {
+			p := newSteady(b, n, entropy.WithPolicy(entropy.Defer))
+			buf := make([]byte, n)
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := p.Read(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkRefill is the refill path's throughput: the time to fill an
 // empty 8 MiB pool from memSource (fetch, health tests, copy into shards).
 func BenchmarkRefill(b *testing.B) {
@@ -232,6 +306,25 @@ func BenchmarkRefill(b *testing.B) {
 		}
 		waitFull(b, p)
 		_ = p.Close()
+	}
+}
+
+// BenchmarkHealthCheck is the health tests alone (entropy.CheckHealth) over
+// the refill's blocks (steadyFetch bytes of memSource's buffer): the bound
+// of BenchmarkRefill, whose throughput it is compared with in the same run.
+func BenchmarkHealthCheck(b *testing.B) {
+	data := randomBuffer()
+	b.SetBytes(steadyFetch)
+	b.ReportAllocs()
+	off := 0
+	for range b.N {
+		if off+steadyFetch > len(data) {
+			off = 0
+		}
+		if err := entropy.CheckHealth(data[off : off+steadyFetch]); err != nil {
+			b.Fatal(err)
+		}
+		off += steadyFetch
 	}
 }
 

@@ -112,17 +112,20 @@ type Inputs struct {
 // drawer's statements: Digest shows that they were not edited without
 // recomputing it, and a journal records them independently.
 type Transcript struct {
-	Algorithm  string        `json:"algorithm"`
-	Version    int           `json:"version"`
-	Verifiable bool          `json:"verifiable"`        // false: drawn from fallback entropy
-	Warning    string        `json:"warning,omitempty"` // WarningFallback when not verifiable
-	Kind       Kind          `json:"kind"`
-	Inputs     Inputs        `json:"inputs"`
-	Event      string        `json:"event,omitempty"` // the event, for ForEvent draws
-	Outputs    []uint64      `json:"outputs"`
-	Numbering  string        `json:"numbering,omitempty"` // ZeroBased; empty in transcripts made before the member existed
-	Entropy    string        `json:"entropy"`             // the seed, hex
-	Label      entropy.Label `json:"label"`               // where the seed came from
+	Algorithm  string `json:"algorithm"`
+	Version    int    `json:"version"`
+	Verifiable bool   `json:"verifiable"`        // false: drawn from fallback entropy
+	Warning    string `json:"warning,omitempty"` // WarningFallback when not verifiable
+	Kind       Kind   `json:"kind"`
+	Inputs     Inputs `json:"inputs"`
+	// Entrants is the commitment to the list drawn from (WithEntrants),
+	// absent when the draw names no list.
+	Entrants  *Entrants     `json:"entrants,omitempty"`
+	Event     string        `json:"event,omitempty"` // the event, for ForEvent draws
+	Outputs   []uint64      `json:"outputs"`
+	Numbering string        `json:"numbering,omitempty"` // ZeroBased; empty in transcripts made before the member existed
+	Entropy   string        `json:"entropy"`             // the seed, hex
+	Label     entropy.Label `json:"label"`               // where the seed came from
 	// Proofs are the proofs of the jobs the label names, in the order the
 	// spans first name them (docs/draw-spec.md §6): what lets Check verify
 	// the seed's origin offline. Absent from old transcripts and from draws
@@ -141,6 +144,8 @@ type config struct {
 	event         string
 	eventSet      bool // ForEvent was given, even with an empty name
 	now           func() time.Time
+	entrants      *Entrants // WithEntrants
+	entrantsErr   error
 }
 
 // AllowFallback lets a draw use fallback entropy. The transcript then says
@@ -223,6 +228,12 @@ func run(ctx context.Context, src Entropy, kind Kind, in Inputs, opts []Option) 
 	if err := checkInputs(kind, in); err != nil {
 		return nil, err
 	}
+	if c.entrantsErr != nil {
+		return nil, c.entrantsErr
+	}
+	if c.entrants != nil && c.entrants.Count != in.N {
+		return nil, fmt.Errorf("%w: %d entrants, but the draw's n is %d", ErrBadInput, c.entrants.Count, in.N)
+	}
 	if src == nil {
 		return nil, fmt.Errorf("%w: no entropy source", ErrBadInput)
 	}
@@ -275,7 +286,7 @@ func run(ctx context.Context, src Entropy, kind Kind, in Inputs, opts []Option) 
 	t := &Transcript{
 		Algorithm: Algorithm, Version: Version, Kind: kind, Inputs: in, Event: c.event,
 		Outputs: replay(kind, in, seed), Numbering: ZeroBased, Entropy: hex.EncodeToString(seed), Label: label,
-		Proofs: proofs, Time: c.now().UTC(),
+		Proofs: proofs, Time: c.now().UTC(), Entrants: c.entrants,
 	}
 	t.Verifiable = label.Provenance() == entropy.ProvenanceVerifiable
 	if !t.Verifiable {
@@ -344,6 +355,9 @@ func verifyReplay(t *Transcript) error {
 		return fmt.Errorf("%w: %q version %d (this package implements %q version %d)", ErrUnknownAlgorithm, t.Algorithm, t.Version, Algorithm, Version)
 	}
 	if err := checkInputs(t.Kind, t.Inputs); err != nil {
+		return err
+	}
+	if err := checkEntrants(t); err != nil {
 		return err
 	}
 	if t.Numbering != ZeroBased && t.Numbering != "" {

@@ -46,7 +46,14 @@ type cell struct {
 	fault     sim.Fault
 	repeat    int  // how many requests in a row get the fault
 	permanent bool // the answer is a permanent error (no retry allowed)
+	// items, if set, makes the cell a batch cell: the Provider refills
+	// with batches (WithBatch(batchItems)), and the items of the first
+	// repeat batches take these faults, one per item (sim.ScriptItems).
+	items []sim.Fault
 }
+
+// batchItems is the batch size of the batch cells.
+const batchItems = 4
 
 func cells() []cell {
 	var cs []cell
@@ -81,6 +88,17 @@ func cells() []cell {
 		cell{name: "queued", fault: sim.Fault{Kind: sim.FaultQueued, Polls: 2}, repeat: 3},
 		cell{name: "latency", fault: sim.Latency(30 * time.Millisecond), repeat: 3},
 		cell{name: "exhausted", fault: sim.Kind(sim.FaultExhausted), repeat: 1, permanent: true},
+	)
+	// Partial batches (seed 003): some items of a batch fail, the others
+	// are taken; the failed ones must never be served.
+	none := sim.Kind(sim.FaultNone)
+	cs = append(cs,
+		cell{name: "batch jobfail items", repeat: 2, items: []sim.Fault{none, sim.JobFailure("QuantumComputerError"), none, sim.JobErrorStatus("QuotaExhaustedError")}},
+		cell{name: "batch badsig stuck wrong", repeat: 2, items: []sim.Fault{none, sim.Kind(sim.FaultBadSignature), sim.Kind(sim.FaultStuck), sim.Kind(sim.FaultWrongLength)}},
+		cell{name: "batch malformed queued biased", repeat: 2, items: []sim.Fault{sim.Kind(sim.FaultMalformedJSON), sim.Kind(sim.FaultQueued), none, sim.Kind(sim.FaultBiased)}},
+		cell{name: "batch all items fail", repeat: 2, items: []sim.Fault{sim.JobFailure("JobFailed"), sim.JobFailure("Timeout"), sim.JobFailure("HardwareUnavailable"), sim.JobFailure("QuantumComputerError")}},
+		cell{name: "batch exhausted midway", repeat: 1, permanent: true, items: []sim.Fault{none, sim.Kind(sim.FaultExhausted)}},
+		cell{name: "batch status 503", repeat: 3, fault: sim.Status(503, sim.ShapeNested, fmt.Sprint(retryAfterSec)), items: []sim.Fault{}},
 	)
 	return cs
 }
@@ -135,7 +153,16 @@ func runCell(t *testing.T, c cell, pol entropy.Policy) counts {
 	for i := range faults {
 		faults[i] = c.fault
 	}
-	s.Script(faults...)
+	if c.fault.Kind != sim.FaultNone {
+		s.Script(faults...)
+	}
+	batch := 1
+	if c.items != nil {
+		batch = batchItems
+		for range c.repeat {
+			s.ScriptItems(c.items...)
+		}
+	}
 	src, err := s.Source(httpsource.WithAPIKey(apiKey))
 	require.NoError(t, err)
 
@@ -151,6 +178,7 @@ func runCell(t *testing.T, c cell, pol entropy.Policy) counts {
 		entropy.WithMaxRetryAfter(2*time.Second),
 		entropy.WithFetchTimeout(2*time.Second),
 		entropy.WithLogger(newLogger(&logs, &logMu)),
+		entropy.WithBatch(batch),
 	)
 	require.NoError(t, err)
 
@@ -206,7 +234,7 @@ func runCell(t *testing.T, c cell, pol entropy.Policy) counts {
 	wg.Wait()
 	require.NoError(t, p.Close())
 
-	reqs := s.EntropyRequests()
+	reqs := refillRequests(s)
 	got.requests = len(reqs)
 	got.overRate = overRate(reqs)
 	got.beforeRetryAfter = beforeRetryAfter(reqs)
@@ -323,9 +351,14 @@ func (l *ledger) job(id string) ([]byte, bool, bool) {
 func (l *ledger) badJob(id string, _ []byte) bool {
 	k, ok := l.faults[id]
 	if !ok {
-		for _, r := range l.s.EntropyRequests() {
+		for _, r := range refillRequests(l.s) {
 			if r.JobID != "" {
 				l.faults[r.JobID] = r.Fault
+			}
+			for _, it := range r.Items {
+				if it.JobID != "" {
+					l.faults[it.JobID] = it.Fault
+				}
 			}
 		}
 		if k, ok = l.faults[id]; !ok {
@@ -337,6 +370,18 @@ func (l *ledger) badJob(id string, _ []byte) bool {
 		return true
 	}
 	return false
+}
+
+// refillRequests returns the requests that ask for entropy: GET
+// /v1/entropy and POST /v1/entropy/batch.
+func refillRequests(s *sim.Server) []sim.Request {
+	var out []sim.Request
+	for _, r := range s.Requests() {
+		if r.Path == httpsource.EntropyPath || r.Path == httpsource.BatchPath {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // overRate counts requests beyond what a limiter of clientRate with

@@ -41,7 +41,7 @@ func TestPollingStopsAtTheDeadline(t *testing.T) {
 }
 
 // A job that the service no longer knows while it is being polled (404 on
-// GET /v1/jobs/{id}) is a lost job: DESIGN point 6 and README name "failed or
+// GET /v1/jobs/{id}) is a lost job: README's contract (point 6) names "failed or
 // lost jobs" transient, so the breaker must not open on it.
 func TestLostJobWhilePollingIsTransient(t *testing.T) {
 	_, srv := newOldFake(t, func(rs *fakeService, w http.ResponseWriter, r *http.Request) {

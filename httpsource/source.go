@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -822,15 +823,27 @@ func (s *Source) bound(job Job, want *binding) error {
 // back with releaseBuffer once done with the body; every other status becomes
 // a *entropy.APIError.
 func (s *Source) get(ctx context.Context, path, query string) (*[]byte, []byte, http.Header, error) {
-	op := "GET " + path
+	return s.send(ctx, http.MethodGet, path, query, nil)
+}
+
+// send is get with another method and a JSON request body (nil for none).
+func (s *Source) send(ctx context.Context, method, path, query string, payload []byte) (*[]byte, []byte, http.Header, error) {
+	op := method + " " + path
 	if strings.HasPrefix(path, JobsPath) {
-		op = "GET " + JobsPath + "{id}"
+		op = method + " " + JobsPath + "{id}"
 	}
 	target := s.prefix + path
 	if query != "" {
 		target += "?" + query
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	var reqBody io.Reader
+	if payload != nil {
+		reqBody = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, reqBody)
+	if payload != nil && err == nil {
+		req.Header.Set("Content-Type", MediaTypeJSON)
+	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("httpsource: %s: %s", op, s.redact(err.Error()))
 	}

@@ -125,6 +125,39 @@ type ErrorDetail struct {
 	Message string `json:"message"`
 }
 
+// BatchPath is the path of a batch request: POST a BatchRequest, and the
+// answer is a BatchResponse (docs/protocol.md, "Batches").
+const BatchPath = "/v1/entropy/batch"
+
+// Limits of one batch request: at most MaxBatchItems items, of at most
+// MaxBatchBytes bytes of entropy in all.
+const (
+	MaxBatchItems = 64
+	MaxBatchBytes = 256 << 10
+)
+
+// BatchRequest is the body of POST /v1/entropy/batch: one item per job
+// asked for, each with its own size and nonce.
+type BatchRequest struct {
+	Items []BatchRequestItem `json:"items"`
+}
+
+// BatchRequestItem is one job of a batch: its size (MinSize..MaxSize) and
+// its nonce (lower-case hex, as the nonce parameter of GET /v1/entropy).
+type BatchRequestItem struct {
+	Size  int    `json:"size"`
+	Nonce string `json:"nonce"`
+}
+
+// BatchResponse is the 200 answer of a batch: one item per item asked for,
+// in the same order, each a job in its own right (a completed job, signed
+// with its own nonce and size exactly as an answer of GET /v1/entropy, or a
+// queued one to poll) or a failed one ({"status":"failed","error":{"code",
+// "message"}}, a job_id only if the job was made).
+type BatchResponse struct {
+	Items []JobResponse `json:"items"`
+}
+
 // JobErrorResponse is seed 003's form of a failed asynchronous job: the
 // status is "error" and the failure's code, message and details sit beside
 // it, not in an error object. The client reads it as a failed job.

@@ -382,3 +382,47 @@ func (px *proxy) up() {
 	px.isDown = false
 	px.mu.Unlock()
 }
+
+// journalOnly hides every method of a journal but entropy.Journal's: a
+// Provider over it takes blocks without the replay guard.
+type journalOnly struct{ entropy.Journal }
+
+// Block records that cannot be written while PostgreSQL is unreachable are
+// retried and counted, never dropped: once the database is back, every
+// block the Provider took is in the journal, and the chain verifies. (Run
+// without the replay guard, which would otherwise refuse new blocks while
+// the database is away, so that blocks keep coming.)
+func TestBlockRecordsRetriedUntilTheDatabaseIsBack(t *testing.T) {
+	dsn, schema := testDSN(t), testSchema(t)
+	px := newProxy(t, dsn)
+	j, err := pgjournal.Open(context.Background(), px.dsn, pgjournal.WithSchema(schema), pgjournal.WithMaxConns(2))
+	require.NoError(t, err)
+	t.Cleanup(j.Close)
+	p, err := entropy.New(journaltest.NewSource(), entropy.WithJournal(journalOnly{j}), entropy.WithRateLimit(rate.Inf, 1),
+		entropy.WithBufferSize(4096), entropy.WithFetchSize(1024))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	require.NoError(t, p.WaitReady(context.Background()))
+
+	px.down()
+	for range 40 {
+		_, err := p.Read(make([]byte, 512)) // drains the pool: refills follow, and their block records
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return p.Stats().JournalErrors >= 2 }, 20*time.Second, 10*time.Millisecond,
+		"failed block records are retried and counted")
+
+	px.up()
+	require.NoError(t, p.Close())
+	st := p.Stats()
+	t.Logf("failed attempts: %d; records given up: %d", st.JournalErrors, st.JournalLost)
+	assert.Zero(t, st.JournalLost, "every record was written once the database was back")
+	var accepted uint64
+	for _, s := range st.Sources {
+		accepted += s.BlocksAccepted
+	}
+	blocks := sqlInt(t, "SELECT count(*) FROM "+table(schema, "journal_records")+" WHERE type = 'block'")
+	assert.Equal(t, int64(accepted), blocks, "one record per block accepted")
+	_, err = j.Verify(context.Background())
+	require.NoError(t, err)
+}

@@ -173,6 +173,14 @@ func TestFleetWithoutRedisKeepsEachReplicaToItsShare(t *testing.T) {
 		}
 		return true
 	}, 5*time.Second, 10*time.Millisecond, "every replica went on local state")
+	// Redis restarted empty while it was away: the fleet's keys are gone.
+	direct, err := redisfleet.NewClient(url)
+	require.NoError(t, err)
+	defer direct.Close()
+	keys, err := direct.Keys(context.Background(), fs.name+":*").Result()
+	require.NoError(t, err)
+	require.NotEmpty(t, keys, "the fleet kept its state in Redis")
+	require.NoError(t, direct.Del(context.Background(), keys...).Err())
 	time.Sleep(3 * time.Second)
 	for _, r := range rs {
 		st := r.p.Stats().Fleet
@@ -238,4 +246,45 @@ func TestFleetRefusesBadConfiguration(t *testing.T) {
 	_, err = redisfleet.NewClient("redis://user:hunter2secret@127.0.0.1:6379/notanumber")
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "hunter2secret")
+}
+
+// A Redis that stops answering (every byte held by the proxy) costs a
+// refill no more than the fleet's timeout: the replica goes on its local
+// share, its reads never wait, requests keep reaching the service, and it
+// returns to the shared state when Redis answers again.
+func TestFleetSlowRedisNeverStallsTheRefill(t *testing.T) {
+	url := redisURL(t)
+	px := newProxy(t, redisAddr(t, url))
+	svc := newService(t)
+	fs := fleetSetup{redisURL: proxied(t, url, px.addr()), name: fleetName(t, url), size: 2, rate: 20, burst: 2,
+		fleet: []redisfleet.Option{redisfleet.WithTimeout(200 * time.Millisecond), redisfleet.WithRetryInterval(300 * time.Millisecond)}}
+	rs := startFleet(t, svc, fs, 2)
+	time.Sleep(time.Second)
+
+	stall := time.Now()
+	px.setStalled(true)
+	require.Eventually(t, func() bool { return !rs[0].p.Stats().Fleet.Shared && !rs[1].p.Stats().Fleet.Shared },
+		5*time.Second, 10*time.Millisecond, "a Redis that does not answer puts the replicas on local state")
+	time.Sleep(2 * time.Second)
+	resume := time.Now()
+	px.setStalled(false)
+	require.Eventually(t, func() bool { return rs[0].p.Stats().Fleet.Shared && rs[1].p.Stats().Fleet.Shared },
+		5*time.Second, 10*time.Millisecond, "the replicas return to the shared state")
+	stopFleet(t, rs)
+
+	as := svc.all()
+	during := between(as, stall.Add(time.Second), resume)
+	t.Logf("%d requests in the last %v of the stall", len(during), resume.Sub(stall.Add(time.Second)).Round(time.Millisecond))
+	for _, r := range rs {
+		n := 0
+		for _, a := range during {
+			if a.replica == r.name {
+				n++
+			}
+		}
+		assert.Positive(t, n, "replica %s kept refilling while Redis did not answer", r.name)
+		assert.LessOrEqual(t, maxInWindow(as, r.name, time.Second, stall.Add(time.Second), resume), 10+1+1, "replica %s at its half of the rate", r.name)
+		assert.Zero(t, r.readErrs.Load(), "no read failed under Degrade")
+		assert.Positive(t, r.reads.Load())
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"io"
 	"math"
 	"net"
 	"net/http"
@@ -292,10 +291,11 @@ type proxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	cut   bool
-	conns []net.Conn
-	wg    sync.WaitGroup
+	mu      sync.Mutex
+	cut     bool
+	stalled atomic.Bool // pass no byte on, in either direction (a Redis that does not answer)
+	conns   []net.Conn
+	wg      sync.WaitGroup
 }
 
 func newProxy(t testing.TB, target string) *proxy {
@@ -340,10 +340,33 @@ func (p *proxy) serve() {
 
 func (p *proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	_ = dst.Close()
-	_ = src.Close()
+	defer func() { _ = dst.Close(); _ = src.Close() }()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		for n > 0 && p.stalled.Load() {
+			time.Sleep(5 * time.Millisecond)
+			p.mu.Lock()
+			cut := p.cut
+			p.mu.Unlock()
+			if cut {
+				return
+			}
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
+
+// setStalled holds every byte in flight (true), as a Redis too slow to
+// answer, or lets them through again (false).
+func (p *proxy) setStalled(stalled bool) { p.stalled.Store(stalled) }
 
 // setCut cuts every connection and refuses new ones (true), or lets them
 // through again (false).

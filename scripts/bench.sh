@@ -7,6 +7,7 @@
 #   COUNT=10 BENCHTIME=1s scripts/bench.sh
 #   OUT=/tmp/bench.txt scripts/bench.sh
 #   IN=/tmp/bench.txt scripts/bench.sh   # tables only, from an earlier run's output
+#   BENCH='CryptoRand|ReadSecret|SecretReader' scripts/bench.sh   # a subset, with its peers
 #
 # Network: loopback only (the simulator). Takes about 10-15 minutes with the
 # defaults on 2 cores: the steady-state benchmarks wait for the refill with
@@ -15,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COUNT=${COUNT:-6}
+BENCH=${BENCH:-.}   # a -bench pattern: a subset of the suite (its peers must be in it for the ratios)
 BENCHTIME=${BENCHTIME:-500ms}
 OUT=${OUT:-$(mktemp -t entropy-bench.XXXXXX)}
 N=$(nproc)
@@ -30,10 +32,12 @@ if [ -n "${IN:-}" ]; then
 else
 	echo "# $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(go version)"
 	echo "# raw output: $OUT"
-	go test -run XXX -bench . -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -cpu "$N" ./bench | tee "$OUT"
+	go test -run XXX -bench "$BENCH" -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -cpu "$N" ./bench | tee "$OUT"
 	if [ "$N" -gt 1 ]; then
 		go test -run XXX -bench 'ReadParallel|ReadLabelledParallel' -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -cpu 1 ./bench | tee -a "$OUT"
 	fi
+	# The replay guard's memory per job (a root-package benchmark: the guard is internal).
+	go test -run XXX -bench 'ReplayGuardMemory' -count 1 -benchtime 1x -cpu "$N" . | tee -a "$OUT"
 fi
 export COUNT
 
@@ -46,6 +50,7 @@ medians() {
 		for (i = 3; i < NF; i++) {
 			if ($(i+1) == "ns/op") print $1, "ns", $i
 			if ($(i+1) == "fallback/op") print $1, "fb", $i
+			if ($(i+1) == "bytes/job") print $1, "bpj", $i
 		}
 	}' "$OUT" | sort -k1,1 -k2,2 -k3,3g | awk '
 	function flush() { if (n > 0) { m = (n % 2) ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2; print key, m } }
@@ -58,6 +63,7 @@ function name(b) { return (N > 1) ? b "-" N : b }
 function get(b, what) { k = b " " what; return (k in m) ? m[k] : "" }
 function ratio(a, b,   x, y) { x = get(a, "ns"); y = get(b, "ns"); if (x == "" || y == "" || y == 0) return "n/a"; return sprintf("%.3f", x / y) }
 function tput(a, b,   x, y) { x = get(a, "ns"); y = get(b, "ns"); if (x == "" || y == "" || x == 0) return "n/a"; return sprintf("%.3f", y / x) }
+function perbyte(a, an, b, bn,   x, y) { x = get(a, "ns"); y = get(b, "ns"); if (x == "" || y == "" || x == 0) return "n/a"; return sprintf("%.3f", (y / bn) / (x / an)) }
 function ns(b) { x = get(b, "ns"); if (x == "") return "n/a"; if (x >= 1e6) return sprintf("%.2f ms", x / 1e6); if (x >= 1e4) return sprintf("%.1f µs", x / 1e3); return sprintf("%.1f", x) }
 function row(fig, target, val, detail) { printf "| %s | %s | %s | %s |\n", fig, target, val, detail }
 { m[$1 " " $2] = $3 }
@@ -69,6 +75,7 @@ END {
 	print "|---|---|---|---|"
 	row("Read 32 B / crypto/rand.Read 32 B", "<= 0.15", ratio(name("BenchmarkRead/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkRead/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
 	row("ReadLabelled 32 B / crypto/rand.Read 32 B", "<= 0.25", ratio(name("BenchmarkReadLabelled/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkReadLabelled/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
+	row("ReadLabelledInto 32 B (reused Label, 0 allocs) / crypto/rand.Read 32 B", "<= 0.25", ratio(name("BenchmarkReadLabelledInto/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkReadLabelledInto/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
 	row("Read 4 KiB / crypto/rand.Read 4 KiB", "<= 0.05", ratio(name("BenchmarkRead/4KiB"), name("BenchmarkCryptoRand/4KiB")), ns(name("BenchmarkRead/4KiB")) " / " ns(name("BenchmarkCryptoRand/4KiB")))
 	row("Degrade fallback Read 32 B / crypto/rand.Read 32 B", "<= 1.0", ratio(name("BenchmarkFallbackRead/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkFallbackRead/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
 	if (N > 1) {
@@ -84,7 +91,12 @@ END {
 		v = "BenchmarkHTTP/verifiable-json/" hs[i]; r = "BenchmarkHTTP/raw-json/" hs[i]
 		row("httpsource verifiable MB/s / simulator raw MB/s, " hs[i] ", JSON", ">= 0.9", tput(name(v), name(r)), ns(name(v)) " / " ns(name(r)))
 	}
-	row("ReadSecret 32 B / crypto/rand.Read 32 B", "(reported)", ratio(name("BenchmarkReadSecret/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkReadSecret/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
+	row("ReadSecret 32 B / crypto/rand.Read 32 B (0 allocs)", "<= 0.30", ratio(name("BenchmarkReadSecret/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkReadSecret/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
+	row("SecretReader io.ReadFull 32 B, parallel / crypto/rand parallel", "<= 0.30", ratio(name("BenchmarkSecretReaderParallel/32B"), name("BenchmarkCryptoRandParallel/32B")), ns(name("BenchmarkSecretReaderParallel/32B")) " / " ns(name("BenchmarkCryptoRandParallel/32B")))
+	row("sustained Read 4 KiB under Defer (refill in the timer) / crypto/rand.Read 4 KiB", "<= 0.35", ratio(name("BenchmarkSustainedDefer/4KiB"), name("BenchmarkCryptoRand/4KiB")), ns(name("BenchmarkSustainedDefer/4KiB")) " / " ns(name("BenchmarkCryptoRand/4KiB")))
+	row("sustained Read 32 B under Degrade: fallback share", "<= 0.05", (get(name("BenchmarkSustained/32B"), "fb") == "" ? "n/a" : get(name("BenchmarkSustained/32B"), "fb")), ns(name("BenchmarkSustained/32B")))
+	row("refill throughput / health-test throughput alone (per byte)", ">= 0.75", perbyte(name("BenchmarkRefill"), 8388608, name("BenchmarkHealthCheck"), 65536), ns(name("BenchmarkRefill")) " per 8 MiB / " ns(name("BenchmarkHealthCheck")) " per 64 KiB")
+	row("replay guard bytes per job at 10^6 jobs", "<= 16", (get(name("BenchmarkReplayGuardMemory"), "bpj") == "" ? "n/a" : get(name("BenchmarkReplayGuardMemory"), "bpj")), "")
 	print ""
 	print "## Fallback share of the steady-state benchmarks (target 0)"
 	print ""

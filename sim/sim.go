@@ -11,6 +11,11 @@
 // entropy request) or drawn with probabilities (SetRandomFaults). Requests
 // records what clients sent and when, without the key text.
 //
+// It also serves batches (POST /v1/entropy/batch: one job per item, each
+// signed for its own nonce, with per-item faults from ScriptItems and a
+// balance that may run out midway), and with WithQuota tells every answer's
+// quota in X-RateLimit-* headers.
+//
 // The server uses package httpsource's wire types, so the client and the
 // simulator cannot drift apart.
 package sim
@@ -59,6 +64,19 @@ type Request struct {
 	// RetryAfter is the hold the answer's Retry-After header asked for
 	// (an HTTP-date is read against the server's clock); 0 if none.
 	RetryAfter time.Duration
+	// Items are the items of a batch request (POST /v1/entropy/batch), in
+	// order; nil for other requests.
+	Items []BatchItem
+}
+
+// BatchItem is one item of a batch request as the server answered it.
+type BatchItem struct {
+	Size  int
+	Fault FaultKind // the item's fault (ScriptItems, or a random draw)
+	JobID string    // the job made for it; "" if none was (balance spent)
+	// Failed: the item was answered as a failure (a failed job, or no
+	// balance left for it).
+	Failed bool
 }
 
 // Option configures a Server.
@@ -150,6 +168,7 @@ type Server struct {
 	queuePolls  int
 	latency     time.Duration
 	script      []Fault
+	itemScript  []Fault // faults of batch items, one per item (ScriptItems)
 	draw        *faultDraw
 	sourceKey   string
 
@@ -271,7 +290,7 @@ func (s *Server) Script(faults ...Fault) {
 func (s *Server) ClearFaults() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.script = nil
+	s.script, s.itemScript = nil, nil
 	s.draw = nil
 }
 
@@ -434,6 +453,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	w.Header().Set(httpsource.RequestIDHeader, reqID)
 
+	if r.Method == http.MethodPost && r.URL.Path == httpsource.BatchPath {
+		s.serveBatch(w, r, idx, key, authorized)
+		return
+	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		s.writeError(w, idx, http.StatusMethodNotAllowed, s.shape, "MethodNotAllowed", "Only GET is served.")
@@ -490,40 +513,8 @@ func (s *Server) serveEntropy(w http.ResponseWriter, r *http.Request, idx int, k
 		s.writeError(w, idx, http.StatusUnauthorized, s.shape, code, msg)
 		return
 	}
-	if s.quotaLimit > 0 {
-		now := time.Now()
-		if s.quotaStart.IsZero() || now.Sub(s.quotaStart) >= s.quotaWindow {
-			s.quotaStart, s.quotaUsed = now, 0
-		}
-		reset := max(int(math.Ceil(s.quotaStart.Add(s.quotaWindow).Sub(now).Seconds())), 1)
-		h := w.Header()
-		h.Set("X-RateLimit-Limit", strconv.Itoa(s.quotaLimit))
-		h.Set("X-RateLimit-Reset", strconv.Itoa(reset))
-		if s.quotaUsed >= s.quotaLimit {
-			s.mu.Unlock()
-			h.Set("X-RateLimit-Remaining", "0")
-			h.Set("Retry-After", strconv.Itoa(reset))
-			s.setRetryAfter(idx, time.Duration(reset)*time.Second)
-			code, msg := statusText(http.StatusTooManyRequests)
-			s.writeError(w, idx, http.StatusTooManyRequests, s.shape, code, msg)
-			return
-		}
-		s.quotaUsed++
-		h.Set("X-RateLimit-Remaining", strconv.Itoa(s.quotaLimit-s.quotaUsed))
-	}
-	if s.limiter != nil {
-		now := time.Now()
-		if res := s.limiter.ReserveN(now, 1); res.DelayFrom(now) > 0 {
-			wait := res.DelayFrom(now)
-			res.CancelAt(now)
-			s.mu.Unlock()
-			secs := max(int(math.Ceil(wait.Seconds())), 1)
-			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			s.setRetryAfter(idx, time.Duration(secs)*time.Second)
-			code, msg := statusText(http.StatusTooManyRequests)
-			s.writeError(w, idx, http.StatusTooManyRequests, s.shape, code, msg)
-			return
-		}
+	if !s.admitLocked(w, idx) {
+		return
 	}
 	switch {
 	case sizeErr != nil:
@@ -599,6 +590,48 @@ func (s *Server) serveEntropy(w http.ResponseWriter, r *http.Request, idx int, k
 		return
 	}
 	s.writeFinal(w, r, idx, j, f.Kind)
+}
+
+// admitLocked applies the quota (WithQuota) and the rate limit to entropy
+// request idx, setting the quota headers. s.mu must be held; on a refusal
+// it is released, the 429 written, and admitLocked returns false.
+func (s *Server) admitLocked(w http.ResponseWriter, idx int) bool {
+	if s.quotaLimit > 0 {
+		now := time.Now()
+		if s.quotaStart.IsZero() || now.Sub(s.quotaStart) >= s.quotaWindow {
+			s.quotaStart, s.quotaUsed = now, 0
+		}
+		reset := max(int(math.Ceil(s.quotaStart.Add(s.quotaWindow).Sub(now).Seconds())), 1)
+		h := w.Header()
+		h.Set("X-RateLimit-Limit", strconv.Itoa(s.quotaLimit))
+		h.Set("X-RateLimit-Reset", strconv.Itoa(reset))
+		if s.quotaUsed >= s.quotaLimit {
+			s.mu.Unlock()
+			h.Set("X-RateLimit-Remaining", "0")
+			h.Set("Retry-After", strconv.Itoa(reset))
+			s.setRetryAfter(idx, time.Duration(reset)*time.Second)
+			code, msg := statusText(http.StatusTooManyRequests)
+			s.writeError(w, idx, http.StatusTooManyRequests, s.shape, code, msg)
+			return false
+		}
+		s.quotaUsed++
+		h.Set("X-RateLimit-Remaining", strconv.Itoa(s.quotaLimit-s.quotaUsed))
+	}
+	if s.limiter != nil {
+		now := time.Now()
+		if res := s.limiter.ReserveN(now, 1); res.DelayFrom(now) > 0 {
+			wait := res.DelayFrom(now)
+			res.CancelAt(now)
+			s.mu.Unlock()
+			secs := max(int(math.Ceil(wait.Seconds())), 1)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			s.setRetryAfter(idx, time.Duration(secs)*time.Second)
+			code, msg := statusText(http.StatusTooManyRequests)
+			s.writeError(w, idx, http.StatusTooManyRequests, s.shape, code, msg)
+			return false
+		}
+	}
+	return true
 }
 
 // nextFault pops the script or draws a random fault. s.mu must be held.

@@ -23,13 +23,13 @@ import (
 func init() {
 	register(&command{
 		name:    "draw",
-		usage:   "draw (--pick K --of N | --shuffle N | --int N) [--event NAME] [--journal FILE|postgres://URL] [--transcript FILE] [--allow-fallback] [--url U] [--public-key B64] [--rate R] [--burst B] [--fleet redis://…]",
+		usage:   "draw (--pick K --of N | --shuffle N | --int N) [--entrants FILE] [--event NAME] [--journal FILE|postgres://URL] [--transcript FILE] [--allow-fallback] [--url U] [--public-key B64] [--rate R] [--burst B] [--fleet redis://…]",
 		summary: "draw k of n, a shuffle or an integer from verifiable entropy, with a replayable transcript",
 		run:     runDraw,
 	})
 	register(&command{
 		name:    "verify",
-		usage:   "verify [--allow-fallback] [--public-key B64] [--chain NAME|FILE|JSON] [--url U] TRANSCRIPT",
+		usage:   "verify [--allow-fallback] [--entrants FILE] [--public-key B64] [--chain NAME|FILE|JSON] [--url U] TRANSCRIPT",
 		summary: "replay a draw transcript (and, with --url, check its entropy against the service's jobs)",
 		run:     runVerify,
 	})
@@ -80,6 +80,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	journalPath := addJournalFlag(fs)
 	transcriptPath := fs.String("transcript", "", "write the transcript to `file` (must not exist; \"-\" or empty: stdout)")
 	allowFallback := fs.Bool("allow-fallback", false, "accept local fallback entropy; the transcript then says NOT VERIFIABLE")
+	entrantsPath := fs.String("entrants", "", "draw from the entrants of `file`, one a line: the transcript commits to the list (SHA-256 and count) and the winners are printed by name; N is the count (--of may be left out)")
 	var sf sourceFlags
 	sf.add(fs)
 	pol := fs.Lookup("policy")
@@ -97,6 +98,24 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	given := setFlags(fs)
+	var entrants []string
+	if *entrantsPath != "" {
+		f, err := os.Open(*entrantsPath)
+		if err != nil {
+			return fail(stderr, c, fmt.Errorf("--entrants: %w", err))
+		}
+		entrants, err = draw.ReadEntrants(f)
+		f.Close()
+		if err == nil {
+			_, err = draw.CommitEntrants(entrants)
+		}
+		if err != nil {
+			return usageError(stderr, c, fmt.Errorf("--entrants %s: %w", *entrantsPath, err))
+		}
+		if given["pick"] && !given["of"] {
+			*n = len(entrants)
+		}
+	}
 	var intN *uint64
 	if given["int"] {
 		v, err := parseIntBound(*intFlag)
@@ -118,6 +137,8 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, c, fmt.Errorf("--pick %d --of %d: need 1 ≤ K ≤ N and K ≤ %d", *k, *n, draw.MaxItems))
 	case given["shuffle"] && (*shuffleN < 1 || *shuffleN > draw.MaxItems):
 		return usageError(stderr, c, fmt.Errorf("--shuffle %d: need 1 ≤ N ≤ %d", *shuffleN, draw.MaxItems))
+	case entrants != nil && ((given["pick"] && *n != len(entrants)) || (given["shuffle"] && *shuffleN != len(entrants)) || (intN != nil && *intN != uint64(len(entrants)))):
+		return usageError(stderr, c, fmt.Errorf("--entrants %s holds %d entrants: N must be that count", *entrantsPath, len(entrants)))
 	}
 
 	// Claim the transcript file before drawing, so a draw is never lost to
@@ -170,6 +191,9 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *event != "" {
 		dopts = append(dopts, draw.ForEvent(*event))
 	}
+	if entrants != nil {
+		dopts = append(dopts, draw.WithEntrants(entrants))
+	}
 
 	var t *draw.Transcript
 	switch {
@@ -216,6 +240,11 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "entropy draw: warning: %s\n", t.Warning)
 	}
 	fmt.Fprintln(human, line)
+	if entrants != nil {
+		if names, err := draw.VerifyEntrants(t, entrants); err == nil {
+			fmt.Fprintf(human, "entrants: %d, sha256 %s\nwinners: %s\n", t.Entrants.Count, t.Entrants.SHA256, quoteNames(names))
+		}
+	}
 	if t.Event != "" {
 		fmt.Fprintf(human, "event: %s\n", shown(t.Event))
 	}
@@ -282,6 +311,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	url := fs.String("url", "", "base `URL` of the service: check the entropy against its jobs (GET /v1/jobs/{id}) and their signatures")
 	pub := fs.String("public-key", os.Getenv("ENTROPY_PUBLIC_KEY"), "the service's Ed25519 public key, `base64` (env ENTROPY_PUBLIC_KEY); needed with --url")
 	name := fs.String("source-name", os.Getenv("ENTROPY_SOURCE_NAME"), "the service's `name` in labels, as the draw had it (env ENTROPY_SOURCE_NAME; default: the host:port of --url, as draw and read name it; offline, every source of the reference protocol in the transcript)")
+	entrantsFile := fs.String("entrants", "", "the list of entrants, one a line, that the draw committed to: checked against the transcript, and the winners printed by name")
 	chainFlag := fs.String("chain", "", "drand chain to trust: quicknet, default, a chain hash, or its info JSON (as relays publish it), inline or in a `file`; default: the pinned quicknet and default chains")
 	pos, code, done := parseArgs(c, fs, args, stdout, stderr)
 	if done {
@@ -340,6 +370,24 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return exitError
 		}
 		return exitOK
+	}
+	if *entrantsFile != "" {
+		f, err := os.Open(*entrantsFile)
+		if err != nil {
+			return fail(stderr, c, fmt.Errorf("--entrants: %w", err))
+		}
+		list, err := draw.ReadEntrants(f)
+		f.Close()
+		if err != nil {
+			return fail(stderr, c, err)
+		}
+		names, err := draw.VerifyEntrants(t, list)
+		if err != nil {
+			return fail(stderr, c, err)
+		}
+		fmt.Fprintf(stdout, "entrants OK: the list of %d (sha256 %s) is the one the draw committed to\nwinners: %s\n", t.Entrants.Count, t.Entrants.SHA256, quoteNames(names))
+	} else if t.Entrants != nil {
+		fmt.Fprintf(stdout, "entrants not checked: the draw committed to %d entrants (sha256 %s); give --entrants FILE\n", t.Entrants.Count, t.Entrants.SHA256)
 	}
 	// Offline: the proofs the transcript carries, under the trust roots.
 	roots, err := trustRoots(t, *pub, *name, *chainFlag)
@@ -525,4 +573,14 @@ func trustRoots(t *draw.Transcript, pub, name, chain string) (draw.TrustRoots, e
 		roots.Chains = []drandsource.ChainInfo{ci}
 	}
 	return roots, nil
+}
+
+// quoteNames joins entrants' names, each quoted, so that no name can pass
+// for another line or another name.
+func quoteNames(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
 }

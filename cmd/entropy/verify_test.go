@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -47,4 +49,43 @@ func TestVerifyOfflineFromTheProof(t *testing.T) {
 	code, _, errOut = runCLI(t, "verify", "--public-key", pub, "--chain", "nosuchchain", path)
 	assert.Equal(t, exitUsage, code)
 	assert.Contains(t, errOut, "--chain")
+}
+
+// TestDrawFromEntrants: draw --entrants FILE commits the transcript to the
+// list and prints the winners by name; verify --entrants checks the list and
+// refuses a changed one.
+func TestDrawFromEntrants(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	list := filepath.Join(dir, "entrants.txt")
+	require.NoError(t, os.WriteFile(list, []byte("Ada\nBo\nCy\nDee\nEve\n"), 0o600))
+	path := filepath.Join(dir, "t.json")
+	code, out, errOut := runCLI(t, "draw", "--pick", "2", "--entrants", list, "--transcript", path)
+	require.Equal(t, exitOK, code, errOut)
+	tr := readTranscript(t, path)
+	require.NotNil(t, tr.Entrants)
+	assert.Equal(t, uint64(5), tr.Entrants.Count)
+	assert.Equal(t, "eb4e44a5ce2f5fa9aaf3c41bf2b5489c0c45ee405a15005dcbd6dd15558e7aad", tr.Entrants.SHA256)
+	names := []string{"Ada", "Bo", "Cy", "Dee", "Eve"}
+	winners := strconv.Quote(names[tr.Outputs[0]]) + ", " + strconv.Quote(names[tr.Outputs[1]])
+	assert.Contains(t, out+errOut, "winners: "+winners)
+
+	code, out, errOut = runCLI(t, "verify", "--entrants", list, path)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "entrants OK")
+	assert.Contains(t, out, "winners: "+winners)
+
+	changed := filepath.Join(dir, "changed.txt")
+	require.NoError(t, os.WriteFile(changed, []byte("Ada\nBo\nCy\nDee\nEvil\n"), 0o600))
+	code, _, errOut = runCLI(t, "verify", "--entrants", changed, path)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "not the one the draw committed to")
+
+	code, out, _ = runCLI(t, "verify", path)
+	assert.Equal(t, exitOK, code)
+	assert.Contains(t, out, "entrants not checked")
+
+	code, _, errOut = runCLI(t, "draw", "--pick", "2", "--of", "4", "--entrants", list)
+	assert.Equal(t, exitUsage, code, "N must be the number of entrants")
+	assert.Contains(t, errOut, "5 entrants")
 }

@@ -1,0 +1,99 @@
+package entropy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// ErrPartialBatch is matched by every *BatchError: some items of a batch
+// failed while others may have passed.
+var ErrPartialBatch = errors.New("entropy: batch items failed")
+
+// BatchSource is a Source that can also fetch several blocks in one request
+// (package httpsource's POST /v1/entropy/batch). A Provider made with
+// WithBatch refills from such a source with batches.
+type BatchSource interface {
+	Source
+	// FetchBatch asks for one block of each size in one request. It returns
+	// the blocks that passed every check of the source, in the order of
+	// sizes, and, if any item failed, a *BatchError listing the failed
+	// ones (by their index in sizes). An error that is not a *BatchError
+	// is a failure of the whole request: no blocks.
+	FetchBatch(ctx context.Context, sizes []int) ([]Block, error)
+}
+
+// BatchError is a batch answer whose items did not all pass: seed 003's
+// batch error naming the failed items. Match it with errors.Is
+// (ErrPartialBatch) and read it with errors.As. It unwraps to the items'
+// errors, so errors.As finds a failed item's *JobError too.
+type BatchError struct {
+	Total     int              // items asked for
+	Items     []BatchItemError // the failed items, by index
+	RequestID string           // the request ID of the batch answer
+}
+
+// BatchItemError is one failed item of a batch.
+type BatchItemError struct {
+	Index   int    // its place in the request, from 0
+	Code    string // the service's code (a job error code), "" for a check that failed here
+	Message string // the service's message, or what the check found
+	Err     error  // the item's error: a *JobError, or one wrapping ErrMalformed or ErrBadProof
+}
+
+// Error returns "batch: 2 of 5 items failed: item 1: Code: message; item 3: …".
+func (e *BatchError) Error() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "batch: %d of %d items failed", len(e.Items), e.Total)
+	for i, it := range e.Items {
+		if i == 0 {
+			sb.WriteString(": ")
+		} else {
+			sb.WriteString("; ")
+		}
+		sb.WriteString("item ")
+		sb.WriteString(strconv.Itoa(it.Index))
+		if it.Code != "" {
+			sb.WriteString(": ")
+			sb.WriteString(it.Code)
+		}
+		if it.Message != "" {
+			sb.WriteString(": ")
+			sb.WriteString(it.Message)
+		}
+	}
+	if e.RequestID != "" {
+		sb.WriteString(" (request id ")
+		sb.WriteString(e.RequestID)
+		sb.WriteByte(')')
+	}
+	return sb.String()
+}
+
+// Is matches ErrPartialBatch.
+func (e *BatchError) Is(target error) bool { return target == ErrPartialBatch }
+
+// Unwrap returns the items' errors.
+func (e *BatchError) Unwrap() []error {
+	errs := make([]error, 0, len(e.Items))
+	for _, it := range e.Items {
+		if it.Err != nil {
+			errs = append(errs, it.Err)
+		}
+	}
+	return errs
+}
+
+// ServiceRequestID returns e.RequestID; it lets RequestID find it.
+func (e *BatchError) ServiceRequestID() string { return e.RequestID }
+
+// Failed returns the indexes of the failed items, in order.
+func (e *BatchError) Failed() []int {
+	idx := make([]int, len(e.Items))
+	for i, it := range e.Items {
+		idx[i] = it.Index
+	}
+	return idx
+}

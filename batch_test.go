@@ -1,0 +1,166 @@
+package entropy
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
+)
+
+// batchSource is a scriptSource that also serves batches: each item of a
+// batch takes the next step of the script (an error step fails the item),
+// and whole, if not empty, fails whole batches first.
+type batchSource struct {
+	*scriptSource
+	mu      sync.Mutex
+	whole   []error
+	batches [][]int
+}
+
+func (b *batchSource) FetchBatch(ctx context.Context, sizes []int) ([]Block, error) {
+	b.mu.Lock()
+	b.batches = append(b.batches, append([]int(nil), sizes...))
+	if len(b.whole) > 0 {
+		err := b.whole[0]
+		b.whole = b.whole[1:]
+		b.mu.Unlock()
+		return nil, err
+	}
+	b.mu.Unlock()
+	var blocks []Block
+	be := &BatchError{Total: len(sizes), RequestID: "rid-b"}
+	for i, n := range sizes {
+		blk, err := b.scriptSource.Fetch(ctx, n)
+		if err != nil {
+			it := BatchItemError{Index: i, Err: err, Message: err.Error()}
+			var je *JobError
+			if errors.As(err, &je) {
+				it.Code = je.Code
+			}
+			be.Items = append(be.Items, it)
+			continue
+		}
+		blocks = append(blocks, blk)
+	}
+	if len(be.Items) > 0 {
+		return blocks, be
+	}
+	return blocks, nil
+}
+
+func (b *batchSource) batchCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.batches)
+}
+
+func newBatchSource(script ...step) *batchSource {
+	return &batchSource{scriptSource: newScriptSource("b", script...)}
+}
+
+func TestBatchRefillTakesTheGoodItems(t *testing.T) {
+	failed := &JobError{JobID: "x", Code: "QuantumComputerError"}
+	src := newBatchSource(step{}, step{err: failed}, step{}, step{err: &JobError{Code: "TooManyShots"}})
+	p := newTestProvider(t, src, fast(WithBatch(4), WithBufferSize(4096), WithFetchSize(1024))...)
+	full(t, p, 4096)
+	st := p.Stats().Sources[0]
+	assert.Equal(t, 2, src.batchCount(), "a batch of 4 with 2 good items, then a batch of 2 for the room left")
+	assert.Equal(t, [][]int{{1024, 1024, 1024, 1024}, {1024, 1024}}, src.batches)
+	assert.Equal(t, uint64(2), st.Requests, "a batch is one request")
+	assert.Equal(t, uint64(2), st.Failures, "each failed item is a failure of its own")
+	assert.Equal(t, uint64(2), st.BatchItemsFailed)
+	assert.Equal(t, uint64(0), st.Retries, "a batch with good items is not retried whole")
+	assert.Equal(t, uint64(4), st.BlocksAccepted)
+	assert.Equal(t, "closed", st.Breaker, "a permanent item does not open the breaker: the request served")
+
+	// Every byte served comes from a good item.
+	buf := make([]byte, 4096)
+	lbl, err := p.ReadLabelled(context.Background(), buf)
+	require.NoError(t, err)
+	require.True(t, lbl.Verifiable)
+	off := 0
+	for _, sp := range lbl.Spans {
+		data, ok := src.job(sp.JobID)
+		require.True(t, ok, sp.JobID)
+		assert.Equal(t, data[sp.Offset:sp.Offset+sp.Length], buf[off:off+sp.Length])
+		off += sp.Length
+	}
+}
+
+func TestBatchItemsRefusedByTheChecksAreFailures(t *testing.T) {
+	stuck := Block{Data: make([]byte, 1024), Source: "b", JobID: "stuck", Verifiable: true}
+	unverified := step{unverified: true}
+	src := newBatchSource(step{}, step{block: &stuck}, unverified, step{})
+	p := newTestProvider(t, src, fast(WithBatch(4), WithBufferSize(4096), WithFetchSize(1024))...)
+	full(t, p, 4096)
+	st := p.Stats().Sources[0]
+	assert.Equal(t, uint64(2), st.BlocksRejected)
+	assert.Equal(t, uint64(2), st.Failures)
+	assert.Equal(t, uint64(2), st.BatchItemsFailed)
+	assert.Equal(t, uint64(0), st.Retries)
+	buf := make([]byte, 4096)
+	lbl, err := p.ReadLabelled(context.Background(), buf)
+	require.NoError(t, err)
+	for _, sp := range lbl.Spans {
+		assert.NotEqual(t, "stuck", sp.JobID)
+	}
+}
+
+func TestBatchWithNoGoodItemIsAFailedRequest(t *testing.T) {
+	e := &JobError{Code: "QuantumComputerError"}
+	src := newBatchSource(step{err: e}, step{err: e})
+	p := newTestProvider(t, src, fast(WithBatch(2), WithBufferSize(2048), WithFetchSize(1024))...)
+	full(t, p, 2048)
+	st := p.Stats().Sources[0]
+	assert.Equal(t, uint64(1), st.Failures, "one failed request, retried")
+	assert.Equal(t, uint64(1), st.Retries)
+	assert.Equal(t, uint64(0), st.BatchItemsFailed)
+	assert.Equal(t, 2, src.batchCount())
+}
+
+func TestBatchWholeFailureIsRetriedAndPermanentOpensTheBreaker(t *testing.T) {
+	src := newBatchSource()
+	src.whole = []error{&APIError{StatusCode: 503}}
+	p := newTestProvider(t, src, fast(WithBatch(2), WithBufferSize(2048), WithFetchSize(1024))...)
+	full(t, p, 2048)
+	assert.Equal(t, uint64(1), p.Stats().Sources[0].Retries)
+
+	src2 := newBatchSource()
+	src2.whole = []error{&APIError{StatusCode: 401}, &APIError{StatusCode: 401}, &APIError{StatusCode: 401}}
+	p2 := newTestProvider(t, src2, WithRateLimit(rate.Inf, 1), WithRetry(3, time.Millisecond, time.Millisecond), WithBatch(2), WithBufferSize(2048), WithFetchSize(1024))
+	require.Eventually(t, func() bool { return p2.Stats().Sources[0].Breaker == "open" }, 5*time.Second, time.Millisecond)
+	assert.Equal(t, 1, src2.batchCount(), "a permanent error is not retried")
+}
+
+func TestNoBatchWithoutTheOption(t *testing.T) {
+	src := newBatchSource()
+	p := newTestProvider(t, src, fast(WithBufferSize(4096), WithFetchSize(1024))...)
+	full(t, p, 4096)
+	assert.Equal(t, 0, src.batchCount())
+	assert.Equal(t, 4, src.callCount())
+}
+
+func TestWithBatchRefusesBadSizes(t *testing.T) {
+	for _, n := range []int{0, -1, 65} {
+		_, err := New(newScriptSource("q"), WithBatch(n))
+		assert.Error(t, err, "%d", n)
+	}
+}
+
+func TestBatchErrorText(t *testing.T) {
+	be := &BatchError{Total: 5, RequestID: "r1", Items: []BatchItemError{
+		{Index: 1, Code: "QuantumComputerError", Message: "qpu", Err: &JobError{Code: "QuantumComputerError"}},
+		{Index: 3, Message: "bad signature", Err: ErrBadProof},
+	}}
+	assert.Equal(t, "batch: 2 of 5 items failed: item 1: QuantumComputerError: qpu; item 3: bad signature (request id r1)", be.Error())
+	assert.Equal(t, []int{1, 3}, be.Failed())
+	assert.ErrorIs(t, be, ErrPartialBatch)
+	assert.ErrorIs(t, be, ErrBadProof)
+	assert.ErrorIs(t, be, ErrJobFailed)
+	assert.Equal(t, "r1", RequestID(be))
+}

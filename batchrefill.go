@@ -1,0 +1,138 @@
+package entropy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// batchSizes returns the sizes of the request a refill with room bytes of
+// room sends to f: one block of n, or, with WithBatch and a source that
+// offers batches, as many blocks of n as fit (at most the batch size).
+func (f *feeder) batchSizes(room, n int) []int {
+	if f.cfg.batch < 2 || n <= 0 {
+		return []int{n}
+	}
+	if _, ok := f.src.(BatchSource); !ok {
+		return []int{n}
+	}
+	k := min(room/n, f.cfg.batch)
+	if k < 2 {
+		return []int{n}
+	}
+	sizes := make([]int, k)
+	for i := range sizes {
+		sizes[i] = n
+	}
+	return sizes
+}
+
+// fetchBatch runs one refill request for blocks of sizes through breaker,
+// retry and checks: Fetch for one size, FetchBatch for more. It returns the
+// blocks that passed every check.
+func (f *feeder) fetchBatch(ctx context.Context, sizes []int) ([]Block, error) {
+	if len(sizes) == 1 {
+		b, err := f.fetch(ctx, sizes[0], nil)
+		if err != nil {
+			return nil, err
+		}
+		return []Block{b}, nil
+	}
+	var blocks []Block
+	var partial error
+	_, err := f.cb.Execute(func() (Block, error) {
+		var err error
+		blocks, err = f.retryingWith(ctx, func(ctx context.Context) ([]Block, error) {
+			var good []Block
+			good, partial, err = f.onceBatch(ctx, sizes)
+			return good, err
+		})
+		return Block{}, err
+	})
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return nil, &breakerError{state: err, last: f.lastError()}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if partial != nil {
+		// The request served blocks, but Stats shows what failed in it.
+		f.setLastError(partial)
+	}
+	return blocks, nil
+}
+
+// onceBatch sends one batch request and checks every block that came back
+// (contract point 4). A batch with at least one good block is a successful
+// request: its failed items (the source's, and those a check refused here)
+// count as failures of their own, and the batch error stays the source's
+// last error (partial). A batch with no good block is a failed request.
+func (f *feeder) onceBatch(ctx context.Context, sizes []int) (good []Block, partial, err error) {
+	f.requests.Add(1)
+	f.quota.sent(f.cfg.clock.Now())
+	defer f.quota.note(f.src)
+	rctx, cancel := context.WithTimeout(ctx, f.cfg.fetchTimeout)
+	defer cancel()
+	var blks []Block
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				blks, err = nil, fmt.Errorf("%w: %T", ErrSourcePanic, r)
+			}
+		}()
+		blks, err = f.src.(BatchSource).FetchBatch(rctx, sizes)
+	}()
+	var be *BatchError
+	if err != nil && !errors.As(err, &be) {
+		return nil, nil, err // the whole request failed
+	}
+	n := 0
+	for _, s := range sizes {
+		n = max(n, s)
+	}
+	var itemFailed uint64
+	var checkErrs []error
+	if be != nil {
+		itemFailed = uint64(len(be.Items))
+	}
+	if len(blks) > len(sizes) {
+		blks = blks[:0] // a source that returns more blocks than asked: none is taken
+		err = fmt.Errorf("%w: a batch of %d items returned more blocks", ErrInvalidBlock, len(sizes))
+		checkErrs = append(checkErrs, err)
+	}
+	for _, b := range blks {
+		if cerr := f.check(b, n); cerr != nil {
+			f.rejected.Add(1)
+			itemFailed++
+			checkErrs = append(checkErrs, cerr)
+			continue
+		}
+		if cerr := f.claim(ctx, b); cerr != nil {
+			f.rejected.Add(1)
+			itemFailed++
+			checkErrs = append(checkErrs, cerr)
+			continue
+		}
+		good = append(good, b)
+	}
+	if len(good) == 0 {
+		switch {
+		case be != nil:
+			return nil, nil, be
+		case len(checkErrs) > 0:
+			return nil, nil, errors.Join(checkErrs...)
+		}
+		return nil, nil, fmt.Errorf("%w: a batch of %d items returned no block", ErrInvalidBlock, len(sizes))
+	}
+	if itemFailed > 0 {
+		f.failures.Add(itemFailed)
+		f.batchItemsFailed.Add(itemFailed)
+		partial = errors.Join(checkErrs...)
+		if be != nil {
+			partial = errors.Join(append([]error{be}, checkErrs...)...)
+		}
+	}
+	return good, partial, nil
+}

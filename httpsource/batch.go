@@ -1,0 +1,149 @@
+package httpsource
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/provenrand/entropy"
+)
+
+// FetchBatch asks the service for one job of each size in one request
+// (POST /v1/entropy/batch, docs/protocol.md) and returns the blocks of the
+// items that passed every check Fetch makes (each item is a job of its own,
+// with its own nonce, signed as an answer of GET /v1/entropy), in the order
+// of sizes. It implements entropy.BatchSource.
+//
+// If some items failed (the service answered them with an error, or a check
+// refused them), the error is a *entropy.BatchError listing them with their
+// index, code and message, returned together with the good blocks. Any other
+// error is a failure of the whole request, as Fetch would return it, with no
+// blocks. Queued items are polled one after the other.
+func (s *Source) FetchBatch(ctx context.Context, sizes []int) ([]entropy.Block, error) {
+	if len(sizes) == 0 || len(sizes) > MaxBatchItems {
+		return nil, fmt.Errorf("httpsource: batch of %d items: want 1..%d: %w", len(sizes), MaxBatchItems, entropy.ErrPermanent)
+	}
+	total := 0
+	for _, n := range sizes {
+		if n < MinSize || n > MaxSize {
+			return nil, fmt.Errorf("httpsource: batch item size %d outside %d..%d: %w", n, MinSize, MaxSize, entropy.ErrPermanent)
+		}
+		total += n
+	}
+	if total > MaxBatchBytes {
+		return nil, fmt.Errorf("httpsource: batch of %d bytes, more than %d: %w", total, MaxBatchBytes, entropy.ErrPermanent)
+	}
+	nonces := make([][]byte, len(sizes))
+	req := BatchRequest{Items: make([]BatchRequestItem, len(sizes))}
+	for i, n := range sizes {
+		nonce, err := s.newNonce()
+		if err != nil {
+			return nil, err
+		}
+		nonces[i] = nonce
+		req.Items[i] = BatchRequestItem{Size: n, Nonce: EncodeNonce(nonce)}
+	}
+	pub, err := s.FetchPublicKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("httpsource: batch request: %w", err)
+	}
+	sent := s.now()
+	buf, body, hdr, err := s.send(ctx, http.MethodPost, BatchPath, "", payload)
+	if err != nil {
+		return nil, err
+	}
+	defer releaseBuffer(buf)
+	var resp struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return nil, s.malformed(BatchPath, hdr, "batch JSON: %v", err)
+	}
+	if len(resp.Items) != len(sizes) {
+		return nil, s.malformed(BatchPath, hdr, "batch answer has %d items, asked for %d", len(resp.Items), len(sizes))
+	}
+	s.noteQuota(http.StatusOK, hdr, body)
+	// Each item is read with only the answer's request ID for headers: the
+	// answer's Content-Type and the binary form's headers are not the item's.
+	itemHdr := http.Header{}
+	if v := hdr[RequestIDHeader]; len(v) > 0 {
+		itemHdr[RequestIDHeader] = v
+	}
+	var blocks []entropy.Block
+	var failed []entropy.BatchItemError
+	for i, raw := range resp.Items {
+		blk, err := s.batchItem(ctx, itemHdr, raw, pub, sizes[i], &binding{nonce: nonces[i], sent: sent})
+		if err != nil {
+			failed = append(failed, batchItemError(i, err))
+			continue
+		}
+		blocks = append(blocks, blk)
+	}
+	if len(failed) > 0 {
+		return blocks, &entropy.BatchError{Total: len(sizes), Items: failed, RequestID: s.requestID(hdr)}
+	}
+	return blocks, nil
+}
+
+// batchItem reads and checks one item of a batch answer.
+func (s *Source) batchItem(ctx context.Context, hdr http.Header, raw []byte, pub ed25519.PublicKey, n int, want *binding) (entropy.Block, error) {
+	if j, err := parseJob(raw); err == nil && j.Status == StatusFailed && j.JobID == "" {
+		// An item that never became a job has no ID to give.
+		return entropy.Block{}, s.jobError(j, hdr)
+	}
+	resp, err := s.decodeJob(BatchPath, hdr, raw, "")
+	if err != nil {
+		return entropy.Block{}, err
+	}
+	var job Job
+	switch resp.Status {
+	case StatusFailed:
+		return entropy.Block{}, s.jobError(resp, hdr)
+	case StatusQueued, StatusRunning:
+		job, err = s.poll(ctx, resp.JobID, 0, pub, n, want)
+	default:
+		job, err = s.completed(BatchPath, hdr, resp, pub, n, want)
+	}
+	if err != nil {
+		return entropy.Block{}, err
+	}
+	return s.block(job), nil
+}
+
+// block is the entropy.Block of a checked job.
+func (s *Source) block(job Job) entropy.Block {
+	return entropy.Block{
+		Data:       job.Data,
+		Source:     s.name,
+		JobID:      job.ID,
+		Verifiable: job.Verified,
+		Proof:      job.Signature,
+		Time:       job.Time,
+		Evidence: &entropy.Proof{
+			Scheme:    entropy.SchemeReferenceV2,
+			Source:    s.name,
+			JobID:     job.ID,
+			Nonce:     job.Nonce,
+			Size:      len(job.Data),
+			Timestamp: job.Timestamp,
+			Signature: job.Signature,
+		},
+	}
+}
+
+// batchItemError describes failed item i of a batch.
+func batchItemError(i int, err error) entropy.BatchItemError {
+	it := entropy.BatchItemError{Index: i, Err: err, Message: err.Error()}
+	var je *entropy.JobError
+	if errors.As(err, &je) {
+		it.Code, it.Message = je.Code, je.Message
+	}
+	return it
+}
