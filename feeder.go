@@ -15,9 +15,9 @@ import (
 )
 
 // feeder is the refill path of one source: rate limiter → breaker → retry →
-// Source.Fetch → checks. Only the refill goroutine calls fetch, so the
-// fields without a lock are its own; the ones Stats reads are atomic or
-// under mu.
+// Source.Fetch → checks. The refill goroutine calls fetch, and so does
+// every ReadProven that fetches a job of its own, at the same time: every
+// field fetch changes is atomic or under mu.
 type feeder struct {
 	idx     int
 	src     Source
@@ -32,8 +32,8 @@ type feeder struct {
 
 	// badProofs counts the responses in a row that failed their proof
 	// check before any block of this source was accepted (neverVerified).
-	// Only the refill goroutine touches it.
-	badProofs int
+	// The refill goroutine and ReadProven's own fetches both update it.
+	badProofs atomic.Int64
 
 	// onFailure is told of every failed request at once, so that reads see
 	// the cause without waiting for the refill round to end.
@@ -199,14 +199,14 @@ const keyMismatchAfter = DefaultRetryAttempts
 // a block that verified.
 func (f *feeder) neverVerified(err error) error {
 	if !errors.Is(err, ErrBadProof) || f.accepted.Load() > 0 {
-		f.badProofs = 0
+		f.badProofs.Store(0)
 		return err
 	}
-	f.badProofs++
-	if f.badProofs < keyMismatchAfter {
+	n := f.badProofs.Add(1)
+	if n < keyMismatchAfter {
 		return err
 	}
-	return &keyMismatchError{n: f.badProofs, err: err}
+	return &keyMismatchError{n: int(n), err: err}
 }
 
 // keyMismatchError is a proof failure made permanent by neverVerified: it

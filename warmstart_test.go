@@ -288,3 +288,43 @@ func TestSignatureThatNeverVerifiesIsPermanent(t *testing.T) {
 	require.NoError(t, err)
 	assert.Nil(t, p2.Stats().Permanent)
 }
+
+// The proof-failure count that makes a wrong key permanent is shared by the
+// refill and by ReadProven's own fetches, which run at the same time: many
+// ReadProven callers over a source signing with another key all end with an
+// error (never bytes), and the Provider still calls the key wrong (run
+// under -race, this caught an unguarded counter).
+func TestSignatureThatNeverVerifiesIsPermanentUnderConcurrentProvenReads(t *testing.T) {
+	srv, _ := simSource(t)
+	other, _, err := ed25519.GenerateKey(nil)
+	require.NoError(t, err)
+	src, err := srv.Source(httpsource.WithPublicKey(other))
+	require.NoError(t, err)
+	p, err := entropy.New(src, entropy.WithPolicy(entropy.Defer),
+		entropy.WithRetry(entropy.DefaultRetryAttempts, time.Millisecond, 2*time.Millisecond))
+	require.NoError(t, err)
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+
+	const readers = 6
+	errs := make(chan error, readers)
+	for range readers {
+		go func() {
+			b := make([]byte, 32)
+			_, _, err := p.ReadProven(ctx, b)
+			if err == nil {
+				err = errors.New("served bytes whose signature does not verify")
+			}
+			errs <- err
+		}()
+	}
+	for range readers {
+		assert.Error(t, <-errs)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer wcancel()
+	werr := p.WaitReady(wctx)
+	require.Error(t, werr)
+	assert.ErrorIs(t, werr, entropy.ErrBadProof)
+}
