@@ -397,6 +397,15 @@ func TestDrawReportsWhyEntropyIsUnavailable(t *testing.T) {
 	require.NotEqual(t, exitOK, code, out)
 	assert.Regexp(t, `401|(?i)unauthori`, errOut, "the cause is not reported")
 	assert.NotContains(t, errOut, "sk-cli-")
+
+	// An event draw too: a refused key ends it with the 401 (an event
+	// waits out outages, not a misconfiguration); the deadline is an hour,
+	// so a draw that waited for it would fail the test's own timeout.
+	code, out, errOut = runCLI(t, "draw", "--pick", "6", "--of", "49", "--event", "lotto", "--url", url, "--public-key", pub, "--timeout", "1h")
+	require.Equal(t, exitError, code, out)
+	assert.Regexp(t, `401|(?i)unauthori`, errOut)
+	assert.NotContains(t, errOut, "deadline")
+	assert.NotContains(t, errOut, "sk-cli-")
 }
 
 // forgedLine is what a forged name tries to print as a line of its own.
