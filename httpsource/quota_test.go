@@ -159,7 +159,9 @@ func TestQuotaFromTheSimulatorIsNeverOverrun(t *testing.T) {
 	t.Cleanup(func() { _ = s.Close() })
 	src, err := s.Source()
 	require.NoError(t, err)
-	p, err := entropy.New(src, entropy.WithPolicy(entropy.Defer), entropy.WithBufferSize(2048), entropy.WithFetchSize(256))
+	// Single requests: a batch would ask for the whole pool in one request
+	// and never press on the window.
+	p, err := entropy.New(src, entropy.WithBatch(1), entropy.WithPolicy(entropy.Defer), entropy.WithBufferSize(2048), entropy.WithFetchSize(256))
 	require.NoError(t, err)
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

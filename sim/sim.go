@@ -319,11 +319,15 @@ func (s *Server) Requests() []Request {
 	return append([]Request(nil), s.requests...)
 }
 
-// EntropyRequests returns the GET /v1/entropy requests among Requests.
+// EntropyRequests returns the requests that asked for entropy among
+// Requests: GET /v1/entropy and POST /v1/entropy/batch (a Provider's
+// default refill from a source that offers batches). Path tells them
+// apart; a batch's Size is the sum of its items' sizes, and Items lists
+// them.
 func (s *Server) EntropyRequests() []Request {
 	var out []Request
 	for _, r := range s.Requests() {
-		if r.Path == httpsource.EntropyPath {
+		if r.Path == httpsource.EntropyPath || r.Path == httpsource.BatchPath {
 			out = append(out, r)
 		}
 	}
