@@ -35,11 +35,16 @@ type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 // The bytes are known to the service and are published with the proof: use
 // them for draws, never for secrets.
 func (p *Provider) ReadProven(ctx context.Context, b []byte) (Label, Proof, error) {
-	return p.readProven(ctx, b, nil)
+	l, pr, err := p.readProven(ctx, b, nil, p.cfg.policy, nil)
+	if err == nil {
+		p.servedVerifiable(len(b))
+	}
+	return l, pr, err
 }
 
-// readProven is ReadProven with call, if set, making each request.
-func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc) (Label, Proof, error) {
+// readProven is ReadProven with call, if set, making each request, under
+// policy, from the sources that use accepts (every source if nil).
+func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc, policy Policy, use func(*feeder) bool) (Label, Proof, error) {
 	switch {
 	case len(b) == 0:
 		return Label{}, Proof{}, errors.New("entropy: empty read")
@@ -66,7 +71,7 @@ func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc) (La
 	defer stop()
 	unhook := context.AfterFunc(p.ctx, stop)
 	defer unhook()
-	if p.cfg.policy != Defer {
+	if policy != Defer {
 		// Sources known to be failing (the last refill got nothing):
 		// Degrade and Fail answer at once, as a read from the pool does.
 		if r := p.reason.Load(); r != nil && r != poolEmpty {
@@ -76,7 +81,7 @@ func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc) (La
 	}
 	failed := 0
 	for {
-		blk, f, err := p.fetchOwn(ctx, len(b), exact)
+		blk, f, err := p.fetchOwn(ctx, len(b), exact, use)
 		if err == nil {
 			return p.proven(f, blk, b)
 		}
@@ -88,7 +93,7 @@ func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc) (La
 			clear(b)
 			return Label{}, Proof{}, ctx.Err()
 		}
-		if p.cfg.policy != Defer {
+		if policy != Defer {
 			clear(b)
 			return Label{}, Proof{}, newUnavailable(err)
 		}
@@ -107,9 +112,12 @@ func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc) (La
 // fetchOwn asks the sources in order for a job of n bytes through call, as
 // fill does for the pool, and returns the first block that passed every
 // check, with its feeder.
-func (p *Provider) fetchOwn(ctx context.Context, n int, call fetchFunc) (Block, *feeder, error) {
+func (p *Provider) fetchOwn(ctx context.Context, n int, call fetchFunc, use func(*feeder) bool) (Block, *feeder, error) {
 	var errs []error
 	for i, f := range p.feeders {
+		if use != nil && !use(f) {
+			continue
+		}
 		if f.heldBehind(p.feeders[i+1:]) {
 			errs = append(errs, &sourceError{name: f.sourceName(), err: &heldError{until: f.holdTime(), last: f.lastError()}})
 			continue
@@ -123,7 +131,10 @@ func (p *Provider) fetchOwn(ctx context.Context, n int, call fetchFunc) (Block, 
 		}
 		errs = append(errs, &sourceError{name: f.sourceName(), err: err})
 	}
-	if len(errs) == 1 {
+	switch len(errs) {
+	case 0:
+		return Block{}, nil, errors.New("entropy: no source can serve this read")
+	case 1:
 		return Block{}, nil, errs[0]
 	}
 	return Block{}, nil, errors.Join(errs...)
@@ -131,7 +142,7 @@ func (p *Provider) fetchOwn(ctx context.Context, n int, call fetchFunc) (Block, 
 
 // proven hands out block blk of feeder f, fetched for one read, into b: it
 // counts and journals the block like a refill's, and returns its label and
-// proof.
+// proof. The caller counts the bytes as served when it hands them out.
 func (p *Provider) proven(f *feeder, blk Block, b []byte) (Label, Proof, error) {
 	f.accepted.Add(1)
 	f.fetched.Add(uint64(len(blk.Data)))
@@ -144,6 +155,5 @@ func (p *Provider) proven(f *feeder, blk Block, b []byte) (Label, Proof, error) 
 		pr = blk.Evidence.Clone()
 		pr.Source, pr.JobID, pr.Data = blk.Source, blk.JobID, append([]byte(nil), blk.Data...)
 	}
-	p.servedVerifiable(len(b))
 	return Label{Verifiable: true, Spans: []Span{{Source: blk.Source, JobID: blk.JobID, Length: len(b), Public: blk.Public}}}, pr, nil
 }

@@ -9,7 +9,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -517,7 +519,21 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		fmt.Fprintf(stdout, " (%s)", strings.Join(names, ", "))
 	}
-	fmt.Fprintf(stdout, "\nhead: %s\n", rep.Head)
+	fmt.Fprintln(stdout)
+	if len(rep.Attempts) > 0 {
+		// Every request made for an event's job, recorded before it was
+		// sent: more attempts than events means jobs were asked for and
+		// not used (a failed request, or a retry).
+		events := slices.Sorted(maps.Keys(rep.Attempts))
+		parts := make([]string, len(events))
+		total := 0
+		for i, e := range events {
+			parts[i] = fmt.Sprintf("%s: %d", strconv.Quote(e), rep.Attempts[e])
+			total += rep.Attempts[e]
+		}
+		fmt.Fprintf(stdout, "event requests: %d (%s)\n", total, strings.Join(parts, ", "))
+	}
+	fmt.Fprintf(stdout, "head: %s\n", rep.Head)
 	if *head != "" && !strings.EqualFold(strings.TrimSpace(*head), rep.Head) {
 		fmt.Fprintf(stderr, "entropy audit: head %s is not the published head %s: records were cut off the end or rewritten\n", rep.Head, shown(*head))
 		return exitError
