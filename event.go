@@ -249,7 +249,7 @@ func (p *Provider) discardEvent(rec EventRecord) {
 func checkEventRecord(event string, rec EventRecord) error {
 	bad := rec.Event != event || len(rec.Data) == 0 || !rec.Label.Verifiable || rec.Label.Len() != len(rec.Data)
 	if pr := rec.Proof; pr != nil {
-		bad = bad || !bytes.Equal(pr.Data, rec.Data) ||
+		bad = bad || len(pr.Data) < len(rec.Data) || !bytes.Equal(pr.Data[:len(rec.Data)], rec.Data) ||
 			!bytes.Equal(pr.Nonce, EventNonce(event, rec.Params, rec.Salt))
 	} else {
 		bad = bad || rec.Salt != nil

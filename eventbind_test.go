@@ -92,7 +92,8 @@ func TestEventJobIsBoundToEventAndParams(t *testing.T) {
 	assert.Equal(t, params, rec.Params)
 	assert.Equal(t, EventNonce("lotto-2026-12-05", params, rec.Salt), rec.Proof.Nonce, "the job's nonce is the event's")
 	assert.Equal(t, b, rec.Data)
-	assert.Equal(t, b, rec.Proof.Data, "the proof is of the event's bytes")
+	require.Len(t, rec.Proof.Data, AptWindow, "a job the health tests can judge")
+	assert.Equal(t, b, rec.Proof.Data[:32], "the event's bytes are the job's first")
 	require.Len(t, rec.Label.Spans, 1)
 	assert.Equal(t, Span{Source: "quantropy", JobID: rec.Proof.JobID, Length: 32}, rec.Label.Spans[0])
 

@@ -20,12 +20,15 @@ type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 //
 // The job is fetched through the same rate limit, breaker, retries, checks
 // and replay guard as a refill (the sources in order, a Retry-After
-// honoured), must have exactly len(b) bytes (1 to 65536 for the reference
-// protocol, at most 32 for a drand round, and at least as many as the
-// health tests need to judge a block) and is recorded in the journal like
-// every block. The label is verifiable, with one span covering the whole
-// job (Degrade and Fail answer at once, without a request, while the last
-// refill of the pool got nothing). A source that gives no proof (Block.Evidence nil: an in-memory
+// honoured) and is recorded in the journal like every block. Its size is
+// len(b), except that a job of the reference protocol (a NonceSource) has at
+// least AptWindow (512) bytes, so that the health tests can judge it: b gets
+// its first len(b) bytes, the Proof carries them all, and the rest are never
+// served. len(b) is 1 to 65536 for the reference protocol, at most 32 for a
+// drand round, and at least as many as the health tests need. The label is
+// verifiable, with one span: offset 0, len(b) bytes of the job (Degrade and
+// Fail answer at once, without a request, while the last refill of the pool
+// got nothing). A source that gives no proof (Block.Evidence nil: an in-memory
 // source, say) still serves the read: the Proof is then the zero Proof
 // (Scheme ""), and the bytes can be checked only against the service. If no
 // source gives such a job, Defer waits and tries again until ctx
@@ -109,6 +112,19 @@ func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc, pol
 	}
 }
 
+// provenSize is the size of the job a read of n bytes of its own asks src
+// for: n, or, from a source of the reference protocol (NonceSource) and for
+// fewer than AptWindow bytes, AptWindow, so that the health tests can judge
+// the job (a source biased towards one value passes them in a block as
+// small as a draw's 32 bytes more often than not). The bytes beyond n are
+// published with the proof and never served.
+func provenSize(src Source, n int) int {
+	if _, ok := src.(NonceSource); ok && n < AptWindow {
+		return AptWindow
+	}
+	return n
+}
+
 // fetchOwn asks the sources in order for a job of n bytes through call, as
 // fill does for the pool, and returns the first block that passed every
 // check, with its feeder.
@@ -122,7 +138,7 @@ func (p *Provider) fetchOwn(ctx context.Context, n int, call fetchFunc, use func
 			errs = append(errs, &sourceError{name: f.sourceName(), err: &heldError{until: f.holdTime(), last: f.lastError()}})
 			continue
 		}
-		blk, err := f.fetch(ctx, n, call)
+		blk, err := f.fetch(ctx, provenSize(f.src, n), call)
 		if err == nil {
 			return blk, f, nil
 		}
@@ -149,7 +165,7 @@ func (p *Provider) proven(f *feeder, blk Block, b []byte) (Label, Proof, error) 
 	if p.cfg.journal != nil {
 		p.notes.block(blockRecord(blk, p.cfg.clock.Now()))
 	}
-	copy(b, blk.Data)
+	copy(b, blk.Data) // its first len(b) bytes: provenSize
 	var pr Proof
 	if blk.Evidence != nil {
 		pr = blk.Evidence.Clone()

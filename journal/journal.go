@@ -173,8 +173,8 @@ type FallbackData struct {
 // bytes in hex and its label in entropy.Label's JSON form. An event whose
 // job was bound to it (entropy.EventNonce) also has its params and salt in
 // hex and the job's proof in entropy.Proof's JSON form; the proof's nonce is
-// then EventNonce(event, params, salt) and its data the event's bytes, or
-// the record does not verify.
+// then EventNonce(event, params, salt) and the event's bytes the first bytes
+// of its data, or the record does not verify.
 type EventData struct {
 	Event  string         `json:"event"`
 	Data   string         `json:"data"` // hex
@@ -757,8 +757,8 @@ func canonicalData(typ string, raw json.RawMessage, v *verifier) ([]byte, error)
 			salt = nil
 		}
 		if pr := d.Proof; pr != nil {
-			if !bytes.Equal(pr.Data, data) {
-				return nil, bad("event %q: its proof is of other bytes", d.Event)
+			if len(pr.Data) < len(data) || !bytes.Equal(pr.Data[:len(data)], data) {
+				return nil, bad("event %q: its bytes are not the first bytes of its proof's job", d.Event)
 			}
 			if !bytes.Equal(pr.Nonce, entropy.EventNonce(d.Event, params, salt)) {
 				return nil, bad("event %q: its proof's nonce is not the one of its event, params and salt", d.Event)

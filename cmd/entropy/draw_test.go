@@ -80,7 +80,9 @@ func TestDrawShuffleAndIntToStdout(t *testing.T) {
 }
 
 // TestDrawEventWithJournal: an event drawn twice, in two runs of the
-// command with one journal, gives the same numbers; audit sees one event.
+// command with one journal, gives the same numbers; its job was requested
+// for the event and the draw (the transcript's binding); a third run with
+// other parameters is refused; audit sees one event and its one request.
 func TestDrawEventWithJournal(t *testing.T) {
 	clearEnv(t)
 	dir := t.TempDir()
@@ -95,11 +97,18 @@ func TestDrawEventWithJournal(t *testing.T) {
 	assert.Equal(t, a.Outputs, b.Outputs)
 	assert.Equal(t, a.Entropy, b.Entropy)
 	assert.Equal(t, "lotto-7", b.Event)
+	require.NotNil(t, a.Binding)
+	assert.Equal(t, "provenrand-draw/1;kind=pick;n=49;k=6", a.Binding.Params)
+	assert.Equal(t, a.Binding, b.Binding)
+	code, _, errOut = runCLI(t, "draw", "--pick", "5", "--of", "49", "--event", "lotto-7", "--journal", j)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "other parameters")
 
 	code, out, errOut := runCLI(t, "audit", j)
 	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, out, "journal OK")
 	assert.Contains(t, out, `events: 1 ("lotto-7")`)
+	assert.Contains(t, out, `event requests: 1 ("lotto-7": 1)`)
 	head := strings.TrimSpace(out[strings.Index(out, "head: ")+len("head: "):])
 	code, _, errOut = runCLI(t, "audit", "--head", head, j)
 	assert.Equal(t, 0, code, errOut)
