@@ -124,11 +124,14 @@ type Transcript struct {
 	Event    string    `json:"event,omitempty"` // the event, for ForEvent draws
 	// Binding is what the event's job was requested for (ForEvent draws
 	// from a BoundEventEntropy whose source binds jobs; docs/draw-spec.md §7).
-	Binding   *Binding      `json:"binding,omitempty"`
-	Outputs   []uint64      `json:"outputs"`
-	Numbering string        `json:"numbering,omitempty"` // ZeroBased; empty in transcripts made before the member existed
-	Entropy   string        `json:"entropy"`             // the seed, hex
-	Label     entropy.Label `json:"label"`               // where the seed came from
+	Binding *Binding `json:"binding,omitempty"`
+	// Commitment is the drand round the draw committed to before it
+	// existed (WithCommitment).
+	Commitment *Commitment   `json:"commitment,omitempty"`
+	Outputs    []uint64      `json:"outputs"`
+	Numbering  string        `json:"numbering,omitempty"` // ZeroBased; empty in transcripts made before the member existed
+	Entropy    string        `json:"entropy"`             // the seed, hex
+	Label      entropy.Label `json:"label"`               // where the seed came from
 	// Proofs are the proofs of the jobs the label names, in the order the
 	// spans first name them (docs/draw-spec.md §6): what lets Check verify
 	// the seed's origin offline. Absent from old transcripts and from draws
@@ -147,7 +150,8 @@ type config struct {
 	event         string
 	eventSet      bool // ForEvent was given, even with an empty name
 	now           func() time.Time
-	entrants      *Entrants // WithEntrants
+	entrants      *Entrants   // WithEntrants
+	commitment    *Commitment // WithCommitment
 	entrantsErr   error
 }
 
@@ -305,13 +309,16 @@ func run(ctx context.Context, src Entropy, kind Kind, in Inputs, opts []Option) 
 		return nil, fmt.Errorf("draw: entropy label covers %d bytes, the seed is %d", label.Len(), SeedSize)
 	}
 	t := &Transcript{
-		Algorithm: Algorithm, Version: Version, Kind: kind, Inputs: in, Event: c.event, Binding: binding,
+		Algorithm: Algorithm, Version: Version, Kind: kind, Inputs: in, Event: c.event, Binding: binding, Commitment: c.commitment,
 		Outputs: replay(kind, in, seed), Numbering: ZeroBased, Entropy: hex.EncodeToString(seed), Label: label,
 		Proofs: proofs, Time: c.now().UTC(), Entrants: c.entrants,
 	}
 	t.Verifiable = label.Provenance() == entropy.ProvenanceVerifiable
 	if !t.Verifiable {
 		t.Warning = WarningFallback
+	}
+	if err := checkCommitment(t); err != nil {
+		return nil, fmt.Errorf("draw: the entropy read is not the round committed to: %w", err)
 	}
 	if t.Digest, err = digest(t); err != nil {
 		return nil, err
@@ -382,6 +389,9 @@ func verifyReplay(t *Transcript) error {
 		return err
 	}
 	if err := checkBinding(t); err != nil {
+		return err
+	}
+	if err := checkCommitment(t); err != nil {
 		return err
 	}
 	if t.Numbering != ZeroBased && t.Numbering != "" {

@@ -94,6 +94,9 @@ func Check(t *Transcript, roots TrustRoots) (Report, error) {
 		return rep, err
 	}
 	rep.OriginChecked = len(rep.Unchecked) == 0
+	if err := checkCommitmentTime(t, roots, &rep); err != nil {
+		return rep, err
+	}
 	switch {
 	case t.Binding != nil && rep.OriginChecked:
 		// verifyReplay checked the nonce; the signature checked above covers it.
