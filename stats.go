@@ -65,7 +65,7 @@ type SourceStats struct {
 	BytesAccepted  uint64
 	LastError      error     // the last failure, nil after a success
 	HoldUntil      time.Time // Retry-After: no request before this (zero if none)
-	// BatchItemsFailed counts the failed items of batches (WithBatch) that
+	// BatchItemsFailed counts the failed items of batches (see WithBatch) that
 	// served other blocks: each is also one of Failures.
 	BatchItemsFailed uint64
 	// Quota is what the service last said is left of its quota, for a
