@@ -89,11 +89,11 @@ func (p *Provider) fill() error {
 				continue
 			}
 			var err error
-			if f.cfg.batch > 1 {
+			if _, ok := f.src.(BatchSource); ok && f.cfg.batch > 1 && !f.noBatch.Load() {
 				blks, err = f.fetchBatch(p.ctx, f.batchSizes(room, n))
 			} else {
-				// Without WithBatch, no slice of one size and one block
-				// per request.
+				// A source without batches: one request for one block,
+				// with no slice of one size nor of one block.
 				one, err = f.fetch(p.ctx, n, nil)
 			}
 			p.watchFleet()
