@@ -37,25 +37,31 @@ import (
 //     jobs taken; eventTable.mu: the event draws in flight and done.
 //
 // Lock order: episodeState.mu, then the lanes' fbMu in shard order, then
-// notifier.mu. Paths that lock every shard.mu (takeShards) take them in
-// shard order; every other path holds one shard.mu at a time, and never
-// together with an fbMu or episodeState.mu. The remaining locks are leaves:
+// notifier.mu. The one path that locks every shard.mu (takeShards, for a
+// read larger than any shard) takes them in shard order; every other path,
+// a read that finds its own shard low included (takeWhole, gather), holds
+// one shard.mu at a time, and never together with an fbMu or
+// episodeState.mu. The remaining locks are leaves:
 // nothing else is locked while one is held. No user code (Source, hook,
 // journal, logger) runs under a lock.
 //
 // Atomics, and what each publishes:
 //   - shard.head: the run readers claim from without a lock (claimHead);
-//     changed only under shard.mu. run.word: claims<<32 | cursor; a claim
-//     is one compare-and-swap past the bytes it takes, so no two claims
-//     overlap, and stop moves the cursor to the end so that every later
-//     claim fails. run.wakeAt: the cursor past which the shard is below its
-//     low watermark, set when the run is published.
+//     changed only under shard.mu. run.word: claims<<32 | stopped<<31 |
+//     cursor; a claim is one compare-and-swap past the bytes it takes, so
+//     no two claims overlap, and stop sets the stopped bit so that every
+//     later claim fails (reopen clears it under shard.mu when the run is
+//     published again). run.wakeAt: the cursor past which the shard is
+//     below its low watermark, set when the run is published.
 //   - shard.fb: the lane's fallback run, claimed like a head; replaced
 //     under fbMu. shard.slab, slab.next: span slots for labels.
 //   - shard.asked: the shard asked for a refill (set by a reader, cleared
 //     by the refill goroutine under shard.mu).
 //   - Provider.closed: Close has begun. dry: the pool was found empty
-//     (set under every shard.mu, cleared by add after its put). shortRead:
+//     (markDry, or takeShards under every shard.mu; cleared by add after
+//     its put). adds: blocks added, counted before dry is cleared, so that
+//     markDry, which looks at one shard at a time, cannot leave dry set
+//     over an add it did not see. shortRead:
 //     a read found the pool too short. reason, permanent: why a read now
 //     would not be verifiable. warm: the warm start is on.
 //   - episodeState.open: an episode is open (readers test it per read; it
@@ -117,6 +123,7 @@ type Provider struct {
 
 	reason    atomic.Pointer[unavailableError] // why a read now would not be verifiable
 	dry       atomic.Bool                      // the pool was found empty and nothing was added since
+	adds      atomic.Uint64                    // blocks add has put into the pool (see markDry)
 	shortRead atomic.Bool                      // a read found the pool too short: fill to the brim
 
 	episodes episodeState
