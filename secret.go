@@ -170,7 +170,7 @@ func (p *Provider) secretReseed(ctx context.Context, st *secretStream) error {
 	var ikm [2 * secretSeed]byte
 	defer clear(ikm[:])
 	// Once per secretReseed bytes of output, so the slow path of the pool
-	// (every shard's lock) costs little per read. While it waits (Defer),
+	// (a shard's lock) costs little per read. While it waits (Defer),
 	// st.mu is released.
 	st.mu.Unlock()
 	spans, err := p.takeVerifiable(ctx, ikm[:secretSeed], p.cfg.policy)

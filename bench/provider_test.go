@@ -343,6 +343,50 @@ func BenchmarkRefill(b *testing.B) {
 	}
 }
 
+// BenchmarkRefillAgainstHealth measures the ratio BenchmarkRefill and
+// BenchmarkHealthCheck give, refill throughput / health-test throughput,
+// in one loop: each iteration runs the health tests alone over 8 MiB of
+// memSource's buffer (128 blocks of 64 KiB), then fills an empty 8 MiB pool
+// as BenchmarkRefill does, and times each. The two are measured
+// milliseconds apart, so that the load of a shared machine, which can slow
+// either benchmark by half between one run and the next, weighs on both
+// alike. It reports the ratio as "refill/health" (1 would be a refill that
+// costs nothing but its health tests).
+func BenchmarkRefillAgainstHealth(b *testing.B) {
+	data := randomBuffer()
+	src := newMemSource()
+	var health, refill time.Duration
+	off := 0
+	for range b.N {
+		t0 := time.Now()
+		for range steadyBuffer / steadyFetch {
+			if off+steadyFetch > len(data) {
+				off = 0
+			}
+			if err := entropy.CheckHealth(data[off : off+steadyFetch]); err != nil {
+				b.Fatal(err)
+			}
+			off += steadyFetch
+		}
+		t1 := time.Now()
+		p, err := entropy.New(src,
+			entropy.WithBufferSize(steadyBuffer),
+			entropy.WithFetchSize(steadyFetch),
+			entropy.WithRateLimit(rate.Inf, 1))
+		if err != nil {
+			b.Fatal(err)
+		}
+		waitFull(b, p)
+		t2 := time.Now()
+		b.StopTimer()
+		_ = p.Close()
+		b.StartTimer()
+		health += t1.Sub(t0)
+		refill += t2.Sub(t1)
+	}
+	b.ReportMetric(float64(health)/float64(refill), "refill/health")
+}
+
 // BenchmarkHealthCheck is the health tests alone (entropy.CheckHealth) over
 // the refill's blocks (steadyFetch bytes of memSource's buffer): the bound
 // of BenchmarkRefill, whose throughput it is compared with in the same run.

@@ -7,7 +7,8 @@
 #   COUNT=10 BENCHTIME=1s scripts/bench.sh
 #   OUT=/tmp/bench.txt scripts/bench.sh
 #   IN=/tmp/bench.txt scripts/bench.sh   # tables only, from an earlier run's output
-#   BENCH='CryptoRand|ReadSecret|SecretReader' scripts/bench.sh   # a subset, with its peers
+#   BENCH='(CryptoRand|ReadSecret)$/^32B$' scripts/bench.sh   # a subset, with its peers
+#     (go test splits -bench at each slash outside brackets: one group per level)
 #
 # Network: loopback only (the simulator). Takes about 10-15 minutes with the
 # defaults on 2 cores: the steady-state benchmarks wait for the refill with
@@ -33,7 +34,8 @@ else
 	echo "# $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(go version)"
 	echo "# raw output: $OUT"
 	go test -run XXX -bench "$BENCH" -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -cpu "$N" ./bench | tee "$OUT"
-	if [ "$N" -gt 1 ]; then
+	if [ "$N" -gt 1 ] && { [ "$BENCH" = . ] || [[ "$BENCH" == *ParallelFullPool* ]]; }; then
+		# -cpu 1 for the parallel scaling rows (skipped by a subset without them).
 		go test -run XXX -bench 'ReadParallelFullPool|ReadLabelledParallelFullPool' -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -cpu 1 ./bench | tee -a "$OUT"
 	fi
 	# The replay guard's memory per job (a root-package benchmark: the guard is internal).
@@ -52,6 +54,7 @@ medians() {
 			if ($(i+1) == "fallback/op") print $1, "fb", $i
 			if ($(i+1) == "bytes/job") print $1, "bpj", $i
 			if ($(i+1) == "allocs/read") print $1, "apr", $i
+			if ($(i+1) == "refill/health") print $1, "rh", $i
 		}
 	}' "$OUT" | sort -k1,1 -k2,2 -k3,3g | awk '
 	function flush() { if (n > 0) { m = (n % 2) ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2; print key, m } }
@@ -98,6 +101,7 @@ END {
 	row("sustained Read 4 KiB under Defer: allocations per read, the refill included", "0", (get(name("BenchmarkSustainedDefer/4KiB"), "apr") == "" ? "n/a" : get(name("BenchmarkSustainedDefer/4KiB"), "apr")), "")
 	row("sustained Read 32 B under Degrade (refill in the timer): fallback share", "<= 0.05", (get(name("BenchmarkSustainedDegrade/32B"), "fb") == "" ? "n/a" : get(name("BenchmarkSustainedDegrade/32B"), "fb")), ns(name("BenchmarkSustainedDegrade/32B")))
 	row("refill throughput / health-test throughput alone (per byte)", ">= 0.75", perbyte(name("BenchmarkRefill"), 8388608, name("BenchmarkHealthCheck"), 65536), ns(name("BenchmarkRefill")) " per 8 MiB / " ns(name("BenchmarkHealthCheck")) " per 64 KiB")
+	row("same, interleaved in one loop (RefillAgainstHealth)", ">= 0.75", (get(name("BenchmarkRefillAgainstHealth"), "rh") == "" ? "n/a" : get(name("BenchmarkRefillAgainstHealth"), "rh")), "")
 	row("replay guard bytes per job at 10^6 jobs", "<= 16", (get(name("BenchmarkReplayGuardMemory"), "bpj") == "" ? "n/a" : get(name("BenchmarkReplayGuardMemory"), "bpj")), "")
 	print ""
 	print "## Fallback share (target 0 for the ...FullPool benchmarks)"
