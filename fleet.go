@@ -234,10 +234,10 @@ func (p *Provider) watchFleet() {
 		return
 	}
 	st := fl.Status()
-	if st.Shared == p.fleetShared.Load() {
+	if st.Shared == p.fleetShared {
 		return
 	}
-	p.fleetShared.Store(st.Shared)
+	p.fleetShared = st.Shared
 	ev := FleetEvent{Time: st.Since, Name: st.Name, Shared: st.Shared}
 	if !st.Shared {
 		ev.Err = st.LastError

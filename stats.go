@@ -80,8 +80,8 @@ func (p *Provider) Stats() Stats {
 	st := Stats{
 		Policy:              p.cfg.policy,
 		Capacity:            p.cfg.bufferSize,
-		DerivedReads:        p.derivedReads.Load() + p.secretReads(),
-		DerivedBytes:        p.derivedBytes.Load() + p.secretBytes(),
+		DerivedReads:        p.secretReads(),
+		DerivedBytes:        p.secretBytes(),
 		FallbackEpisodes:    p.episodes.count.Load(),
 		InFallback:          p.episodes.open.Load(),
 		JournalErrors:       p.journalErrs.Load(),
