@@ -12,9 +12,9 @@ import (
 // failed while others may have passed.
 var ErrPartialBatch = errors.New("entropy: batch items failed")
 
-// BatchSource is a Source that can also fetch several blocks in one request
-// (package httpsource's POST /v1/entropy/batch). A Provider made with
-// WithBatch refills from such a source with batches.
+// BatchSource is a [Source] that can also fetch several blocks in one request
+// (package httpsource's POST /v1/entropy/batch). A [Provider] made with
+// [WithBatch] refills from such a source with batches.
 type BatchSource interface {
 	Source
 	// FetchBatch asks for one block of each size in one request. It returns
@@ -25,9 +25,9 @@ type BatchSource interface {
 	FetchBatch(ctx context.Context, sizes []int) ([]Block, error)
 }
 
-// BatchError is a batch answer whose items did not all pass: seed 003's
-// batch error naming the failed items. Match it with errors.Is
-// (ErrPartialBatch) and read it with errors.As. It unwraps to the items'
+// BatchError is a batch answer whose items did not all pass: the batch
+// error names the failed items. Match it with [errors.Is]
+// (ErrPartialBatch) and read it with [errors.As]. It unwraps to the items'
 // errors, so errors.As finds a failed item's *JobError too.
 type BatchError struct {
 	Total     int              // items asked for
@@ -72,7 +72,7 @@ func (e *BatchError) Error() string {
 	return sb.String()
 }
 
-// Is matches ErrPartialBatch.
+// Is matches [ErrPartialBatch].
 func (e *BatchError) Is(target error) bool { return target == ErrPartialBatch }
 
 // Unwrap returns the items' errors.
@@ -86,7 +86,7 @@ func (e *BatchError) Unwrap() []error {
 	return errs
 }
 
-// ServiceRequestID returns e.RequestID; it lets RequestID find it.
+// ServiceRequestID returns e.RequestID; it lets [RequestID] find it.
 func (e *BatchError) ServiceRequestID() string { return e.RequestID }
 
 // Failed returns the indexes of the failed items, in order.

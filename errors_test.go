@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Every status of the seeds maps to its class sentinel and to the right
+// Every error status of the reference protocol maps to its class sentinel and to the right
 // retry class (contract point 6, README.md).
 func TestAPIErrorClasses(t *testing.T) {
 	for _, tc := range []struct {

@@ -10,17 +10,17 @@ import (
 	"unicode/utf8"
 )
 
-// ErrEventSize is returned by ReadFor when an event is asked for with a
+// ErrEventSize is returned by [Provider.ReadFor] when an event is asked for with a
 // size other than the one it was drawn with.
 var ErrEventSize = errors.New("entropy: event was drawn with a different size")
 
-// ErrEventName is returned by ReadFor for an event name it cannot record
+// ErrEventName is returned by [Provider.ReadFor] for an event name it cannot record
 // and ask for again, or that could forge a report that prints it: empty,
-// longer than MaxEventName bytes, or refused by CheckName (not valid UTF-8,
+// longer than [MaxEventName] bytes, or refused by [CheckName] (not valid UTF-8,
 // a character that is not printable, "." or ".."). Nothing is drawn.
 var ErrEventName = errors.New("entropy: invalid event name")
 
-// MaxEventName is the longest event name ReadFor takes, in bytes.
+// MaxEventName is the longest event name [Provider.ReadFor] takes, in bytes.
 const MaxEventName = 1024
 
 // eventTable holds the events drawn by this Provider, and the draws in
@@ -39,7 +39,7 @@ type eventEntry struct {
 // ReadFor returns the entropy of a named event, drawing it only once
 // (contract point 8). The first call for an event takes len(b) verifiable
 // bytes from the pool — waiting for them until ctx ends, whatever the
-// Provider's policy, since an event draw must be verifiable — records them
+// [Provider]'s policy, since an event draw must be verifiable — records them
 // (in the journal, when one is configured, durably before returning) and
 // returns them with their label. Every later call for the event, concurrent
 // or after a restart of the process with the same journal, or on another
@@ -47,7 +47,7 @@ type eventEntry struct {
 // the same label: a re-roll is impossible through this API. When another
 // replica records the event first, its bytes and label are returned and the
 // bytes this Provider took are zeroed (Stats.EventBytesDiscarded). A call
-// with another size returns ErrEventSize.
+// with another size returns [ErrEventSize].
 //
 // Event entropy is stored, in memory and in the journal, so that it can be
 // returned again and audited: it is for public draws (lotteries, raffles),

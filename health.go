@@ -59,7 +59,7 @@ const AptWindow = 512
 // per sample for the RCT, per window for the APT, when the source meets
 // its assessment. 1 ≤ k ≤ 256.
 //
-// The zero value is invalid; start from DefaultHealthConfig.
+// The zero value is invalid; start from [DefaultHealthConfig].
 type HealthConfig struct {
 	MinEntropy     float64 // assessed H, bits per byte
 	FalseAlarmLog2 int     // α = 2^-FalseAlarmLog2
@@ -103,7 +103,7 @@ func (c HealthConfig) Validate() error {
 //	rct = 1 + ⌈k/H⌉
 //	apt = smallest c with 2^H · P[Binomial(W=512, p=2^-H) ≥ c] ≤ 2^-k
 //
-// An apt of AptWindow+1 means the APT can never fail (H too small for the
+// An apt of [AptWindow]+1 means the APT can never fail (H too small for the
 // window to show anything at that α). Both are 0 if c is invalid (see
 // Validate).
 func (c HealthConfig) Cutoffs() (rct int, apt int) {
@@ -114,7 +114,7 @@ func (c HealthConfig) Cutoffs() (rct int, apt int) {
 	return rct, apt
 }
 
-// CheckHealth runs the health tests with DefaultHealthConfig on one block.
+// CheckHealth runs the health tests with [DefaultHealthConfig] on one block.
 // It is shorthand for DefaultHealthConfig().Check(data).
 func CheckHealth(data []byte) error {
 	return DefaultHealthConfig().Check(data)
@@ -122,7 +122,7 @@ func CheckHealth(data []byte) error {
 
 // Check runs the Repetition Count Test and the Adaptive Proportion Test on
 // data as one block and returns nil if both pass. A failure is a
-// *HealthError, which matches ErrHealthTest; it names the first failure in
+// *HealthError, which matches [ErrHealthTest]; it names the first failure in
 // the block. An invalid c returns a configuration error (see Validate) for
 // every block. An empty block passes.
 //
@@ -177,7 +177,7 @@ func (t HealthTest) String() string {
 
 // HealthError is a failed health test: which test, on which byte value,
 // where in the block, with which count against which cutoff. It matches
-// ErrHealthTest with errors.Is.
+// [ErrHealthTest] with [errors.Is].
 type HealthError struct {
 	Test   HealthTest
 	Value  byte // the repeated or over-frequent byte value
@@ -197,7 +197,7 @@ func (e *HealthError) Error() string {
 		ErrHealthTest, e.Test, e.Value, e.Count, e.Start, e.Offset, e.Cutoff)
 }
 
-// Unwrap returns ErrHealthTest.
+// Unwrap returns [ErrHealthTest].
 func (e *HealthError) Unwrap() error { return ErrHealthTest }
 
 // healthFailure is the allocation-free result of scanHealth; test is 0 when

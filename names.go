@@ -18,7 +18,7 @@ import (
 // nil, or an error saying what is wrong. Lengths are bounded where each kind
 // of name is taken (MaxEventName for events).
 //
-// The Provider refuses blocks whose source name or job ID fails, ReadFor
+// The [Provider] refuses blocks whose source name or job ID fails, [Provider.ReadFor]
 // refuses such event names, and the HTTP source and the journal refuse them
 // at their boundary.
 func CheckName(name string) error {

@@ -18,14 +18,14 @@ import (
 type Policy int
 
 const (
-	// Degrade serves crypto/rand bytes, labelled non-verifiable with the
-	// reason. Under Degrade, Read returns no error (like crypto/rand) until
-	// the Provider is closed: then ErrClosed.
+	// Degrade serves [crypto/rand] bytes, labelled non-verifiable with the
+	// reason. Under Degrade, [Provider.Read] returns no error (like crypto/rand) until
+	// the [Provider] is closed: then [ErrClosed].
 	Degrade Policy = iota
 	// Defer waits for verifiable entropy until the context ends, then returns
-	// the context's error. Read (which has no context) waits until Close.
+	// the context's error. [Provider.Read] (which has no context) waits until [Provider.Close].
 	Defer
-	// Fail returns at once an error wrapping ErrUnavailable and the cause.
+	// Fail returns at once an error wrapping [ErrUnavailable] and the cause.
 	Fail
 )
 
@@ -71,7 +71,7 @@ const (
 	DefaultWarmStart     = 2 * time.Second  // how long reads wait for the first block after New
 )
 
-// An Option configures a Provider. When an option is given twice, the later
+// An Option configures a [Provider]. When an option is given twice, the later
 // one wins (WithFailover adds to the list instead).
 type Option func(*config) error
 
@@ -122,7 +122,7 @@ func defaultConfig() config {
 }
 
 // WithPolicy sets what a read does when the pool cannot serve it with
-// verifiable bytes. Default: Degrade.
+// verifiable bytes. Default: [Degrade].
 func WithPolicy(p Policy) Option {
 	return func(c *config) error {
 		if p < Degrade || p > Fail {
@@ -133,17 +133,17 @@ func WithPolicy(p Policy) Option {
 	}
 }
 
-// WithWarmStart sets how long, after New, a read that the pool cannot serve
+// WithWarmStart sets how long, after [New], a read that the pool cannot serve
 // waits for the first block before the policy applies. The first refill
 // starts in New; over a healthy source its block lands within a request's
-// time, so the first Read, ReadLabelled or ReadSecret after New serves
+// time, so the first [Provider.Read], [Provider.ReadLabelled] or [Provider.ReadSecret] after New serves
 // verifiable bytes instead of falling back at once. The wait ends as soon as
 // the first block lands, the first refill round fails (an outage or a
 // misconfiguration: the policy then applies at once), d has passed since
-// New, the read's context ends, or Close. Once it is over, reads never
+// New, the read's context ends, or [Provider.Close]. Once it is over, reads never
 // wait for it again: a read the pool serves never waits at all (contract
 // point 5). 0 turns the warm start off: reads right after New apply the
-// policy at once. Default: DefaultWarmStart (2 s).
+// policy at once. Default: [DefaultWarmStart] (2 s).
 func WithWarmStart(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 0 {
@@ -156,11 +156,11 @@ func WithWarmStart(d time.Duration) Option {
 
 // WithBreaker sets the circuit breaker of each source (sony/gobreaker v2).
 // Zero fields take gobreaker's defaults, except Timeout (open → half-open),
-// which defaults to DefaultBreakerOpen (2 s) so that a recovered source is
+// which defaults to [DefaultBreakerOpen] (2 s) so that a recovered source is
 // used again within seconds, and ReadyToTrip, which defaults to
-// DefaultTripAfter (3) consecutive failed refills (each one already retried).
+// [DefaultTripAfter] (3) consecutive failed refills (each one already retried).
 // Whatever ReadyToTrip says, a permanent error opens the breaker at once, and
-// cancellations by the caller or Close never count (IsExcluded). A custom
+// cancellations by the caller or [Provider.Close] never count (IsExcluded). A custom
 // OnStateChange runs under gobreaker's lock: it must not block.
 func WithBreaker(s gobreaker.Settings) Option {
 	return func(c *config) error {
@@ -172,11 +172,11 @@ func WithBreaker(s gobreaker.Settings) Option {
 	}
 }
 
-// WithRateLimit caps the requests the Provider sends to each source at r per
+// WithRateLimit caps the requests the [Provider] sends to each source at r per
 // second with bursts of burst (golang.org/x/time/rate), retries included.
 // (A source that polls a queued job inside one Fetch paces its polls itself;
-// see httpsource.WithPollInterval.) rate.Inf removes the limit (for fast local sources). Default:
-// DefaultRate (5/s), DefaultBurst (2).
+// see httpsource.WithPollInterval.) [rate.Inf] removes the limit (for fast local sources). Default:
+// [DefaultRate] (5/s), [DefaultBurst] (2).
 func WithRateLimit(r rate.Limit, burst int) Option {
 	return func(c *config) error {
 		if r < 0 || math.IsNaN(float64(r)) {
@@ -195,10 +195,10 @@ func WithRateLimit(r rate.Limit, burst int) Option {
 
 // WithBufferSize sets how many checked bytes the pool holds, at least twice
 // the smallest block the health tests can judge (56 bytes with
-// DefaultHealthConfig; a smaller size is raised to that). Reads larger
-// than the pool are served verifiably only under Defer (which gathers bytes
-// as they arrive); under Degrade they fall back, under Fail they fail.
-// Default: DefaultBufferSize (64 KiB).
+// [DefaultHealthConfig]; a smaller size is raised to that). Reads larger
+// than the pool are served verifiably only under [Defer] (which gathers bytes
+// as they arrive); under [Degrade] they fall back, under [Fail] they fail.
+// Default: [DefaultBufferSize] (64 KiB).
 func WithBufferSize(bytes int) Option {
 	return func(c *config) error {
 		if bytes < 1 {
@@ -211,9 +211,9 @@ func WithBufferSize(bytes int) Option {
 
 // WithFetchSize sets how many bytes one request asks of a source (capped by
 // the free room in the pool). A request never asks for fewer bytes than the
-// health tests need to judge a block (28 with DefaultHealthConfig), however
+// health tests need to judge a block (28 with [DefaultHealthConfig]), however
 // small this size or the room: the bytes a read does not take are served to
-// later reads. Default: DefaultFetchSize (16 KiB).
+// later reads. Default: [DefaultFetchSize] (16 KiB).
 func WithFetchSize(bytes int) Option {
 	return func(c *config) error {
 		if bytes < 1 {
@@ -224,7 +224,7 @@ func WithFetchSize(bytes int) Option {
 	}
 }
 
-// WithBatch makes the Provider refill with batches of up to maxItems blocks
+// WithBatch makes the [Provider] refill with batches of up to maxItems blocks
 // of the fetch size, in one request, from every source that offers them
 // (BatchSource), whenever the pool has room for two blocks or more. The
 // blocks of a batch that pass every check are taken; each failed item counts
@@ -260,8 +260,8 @@ func WithRetry(attempts int, base, max time.Duration) Option {
 }
 
 // WithMaxRetryAfter caps how long a Retry-After from a source holds back the
-// Provider's requests to it; it must be positive (there is no switching
-// Retry-After off). Default: DefaultMaxRetryAfter (1 min).
+// [Provider]'s requests to it; it must be positive (there is no switching
+// Retry-After off). Default: [DefaultMaxRetryAfter] (1 min).
 func WithMaxRetryAfter(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -274,7 +274,7 @@ func WithMaxRetryAfter(d time.Duration) Option {
 }
 
 // WithFetchTimeout bounds each request to a source. Default:
-// DefaultFetchTimeout (15 s).
+// [DefaultFetchTimeout] (15 s).
 func WithFetchTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -286,14 +286,14 @@ func WithFetchTimeout(d time.Duration) Option {
 }
 
 // WithLogger reports source failures, breaker changes and fallback episodes
-// to l. Default: no logging. Nothing the Provider logs holds a credential or
+// to l. Default: no logging. Nothing the [Provider] logs holds a credential or
 // a byte of entropy.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error { c.logger = l; return nil }
 }
 
 // WithFallbackHook calls f when a fallback episode starts and when it ends.
-// It runs on a goroutine of the Provider, outside every lock, one call at a
+// It runs on a goroutine of the [Provider], outside every lock, one call at a
 // time. Default: none.
 func WithFallbackHook(f func(FallbackEpisode)) Option {
 	return func(c *config) error { c.hook = f; return nil }
@@ -356,7 +356,7 @@ func WithFailover(srcs ...Source) Option {
 
 // WithShards sets how many independently locked parts the pool has, so that
 // concurrent readers do not contend on one lock. Default: GOMAXPROCS, at
-// most 64; either way New then caps it at one shard per 64 bytes of
+// most 64; either way [New] then caps it at one shard per 64 bytes of
 // buffer (WithBufferSize), and at least one.
 func WithShards(n int) Option {
 	return func(c *config) error {
@@ -369,7 +369,7 @@ func WithShards(n int) Option {
 }
 
 // WithHealthTests sets the SP 800-90B health tests run on every block before
-// it enters the pool. Default: DefaultHealthConfig.
+// it enters the pool. Default: [DefaultHealthConfig].
 func WithHealthTests(h HealthConfig) Option {
 	return func(c *config) error {
 		if err := h.Validate(); err != nil {
@@ -380,9 +380,9 @@ func WithHealthTests(h HealthConfig) Option {
 	}
 }
 
-// WithDerivedReads makes Read (the io.Reader) serve derived, secret-safe
-// bytes, as ReadSecret does, instead of raw verifiable bytes. Use it when the
-// Provider is handed to code that makes keys. Default: off (raw).
+// WithDerivedReads makes [Provider.Read] (the [io.Reader]) serve derived, secret-safe
+// bytes, as [Provider.ReadSecret] does, instead of raw verifiable bytes. Use it when the
+// [Provider] is handed to code that makes keys. Default: off (raw).
 func WithDerivedReads() Option {
 	return func(c *config) error { c.derivedRead = true; return nil }
 }

@@ -32,8 +32,8 @@ const (
 // bytes and the signature that binds them to the request that asked for
 // them. package draw puts proofs into transcripts and checks them.
 //
-// A source's Block carries its Proof in Block.Evidence without Data (the
-// bytes are Block.Data); a Proof that leaves the Provider (ReadProven, an
+// A source's [Block] carries its Proof in Block.Evidence without Data (the
+// bytes are Block.Data); a Proof that leaves the [Provider] (ReadProven, an
 // event record) has Data, the job's whole entropy.
 type Proof struct {
 	Scheme string // SchemeReferenceV2, SchemeReferenceV1 or SchemeDrand
@@ -133,9 +133,9 @@ func (p *Proof) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// NonceSource is a Source that can fetch a job bound to a nonce the caller
+// NonceSource is a [Source] that can fetch a job bound to a nonce the caller
 // chose, as the reference protocol (v2) binds every job to its request.
-// package httpsource implements it. A Provider uses it for reads whose
+// package httpsource implements it. A [Provider] uses it for reads whose
 // nonce must be derived from what they are for (an event draw); the block
 // it returns carries the nonce in its Evidence.
 type NonceSource interface {

@@ -12,7 +12,7 @@ import (
 type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 
 // ReadProven fills b with the bytes of one job fetched for this read alone,
-// not from the pool, and returns its label and the job's Proof: everything a
+// not from the pool, and returns its label and the job's [Proof]: everything a
 // third party needs to check the bytes offline, years later, with only a
 // trust root (the service's public key, a drand chain's info). Draws use it
 // (package draw), so that their transcripts carry a proof of len(b) bytes
@@ -24,12 +24,12 @@ type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 // protocol, at most 32 for a drand round, and at least as many as the
 // health tests need to judge a block) and is recorded in the journal like
 // every block. The label is verifiable, with one span covering the whole
-// job (Degrade and Fail answer at once, without a request, while the last
+// job (Degrade and [Fail] answer at once, without a request, while the last
 // refill of the pool got nothing). A source that gives no proof (Block.Evidence nil: an in-memory
 // source, say) still serves the read: the Proof is then the zero Proof
 // (Scheme ""), and the bytes can be checked only against the service. If no
-// source gives such a job, Defer waits and tries again until ctx
-// ends; Degrade and Fail return at once an error wrapping ErrUnavailable and
+// source gives such a job, [Defer] waits and tries again until ctx
+// ends; [Degrade] and Fail return at once an error wrapping [ErrUnavailable] and
 // the cause. ReadProven never serves fallback bytes; b is zeroed on error.
 //
 // The bytes are known to the service and are published with the proof: use

@@ -91,9 +91,9 @@ import (
 // fallback read is in exactly one episode. Close ends the last epoch and
 // sets fbClosed: no fallback read is counted or served after it.
 
-// Provider is the labelled io.Reader over one or more Sources. It is safe for
+// Provider is the labelled [io.Reader] over one or more Sources. It is safe for
 // concurrent use. Close it to stop its goroutines and zero its pool. Make it
-// with New: the zero Provider, like a nil one, panics when used.
+// with [New]: the zero Provider, like a nil one, panics when used.
 type Provider struct {
 	cfg     config
 	feeders []*feeder
@@ -159,12 +159,12 @@ type Provider struct {
 	fleetShared bool
 }
 
-// New starts a Provider over src (and any WithFailover sources). It returns
+// New starts a [Provider] over src (and any [WithFailover] sources). It returns
 // at once, with the first refill already under way; the pool fills in the
 // background. Until the first block lands (for at most the warm start,
-// DefaultWarmStart unless WithWarmStart says otherwise), a read the pool
+// [DefaultWarmStart] unless [WithWarmStart] says otherwise), a read the pool
 // cannot serve waits for it before the policy applies, so that the first
-// Read after New over a healthy source is verifiable. WaitReady waits for
+// [Provider.Read] after New over a healthy source is verifiable. [Provider.WaitReady] waits for
 // the pool explicitly, and reports a misconfigured source.
 func New(src Source, opts ...Option) (*Provider, error) {
 	if src == nil {
@@ -239,13 +239,13 @@ func New(src Source, opts ...Option) (*Provider, error) {
 }
 
 // WaitReady waits until the pool first holds verifiable bytes (nil), ctx
-// ends (ctx's error), or the Provider closes (ErrClosed). It returns early,
+// ends (ctx's error), or the [Provider] closes (ErrClosed). It returns early,
 // with the error, when a refill round fails permanently on every source: a
 // service that refuses the API key (401, 403), wants payment (402), or
 // whose signatures never verify with the configured key is misconfigured,
-// and waiting longer cannot help. That error wraps ErrUnavailable,
-// ErrPermanent and the source's own error (an *APIError with the service's
-// message). Call it after New where the first bytes must be verifiable
+// and waiting longer cannot help. That error wraps [ErrUnavailable],
+// [ErrPermanent] and the source's own error (an *APIError with the service's
+// message). Call it after [New] where the first bytes must be verifiable
 // (a draw at start-up, a command that reads once and exits).
 func (p *Provider) WaitReady(ctx context.Context) error {
 	if ctx == nil {
@@ -278,9 +278,9 @@ func (p *Provider) WaitReady(ctx context.Context) error {
 	}
 }
 
-// Close stops every goroutine the Provider started, records an open fallback
-// episode as ended, and zeroes the pool. Reads after Close return ErrClosed;
-// reads waiting under Defer return ErrClosed. Close is idempotent.
+// Close stops every goroutine the [Provider] started, records an open fallback
+// episode as ended, and zeroes the pool. Reads after Close return [ErrClosed];
+// reads waiting under [Defer] return ErrClosed. Close is idempotent.
 func (p *Provider) Close() error {
 	if !p.closed.CompareAndSwap(false, true) {
 		// Another Close is under way: return only when it has finished,

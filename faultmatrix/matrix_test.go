@@ -89,7 +89,7 @@ func cells() []cell {
 		cell{name: "latency", fault: sim.Latency(30 * time.Millisecond), repeat: 3},
 		cell{name: "exhausted", fault: sim.Kind(sim.FaultExhausted), repeat: 1, permanent: true},
 	)
-	// Partial batches (seed 003): some items of a batch fail, the others
+	// Partial batches: some items of a batch fail, the others
 	// are taken; the failed ones must never be served.
 	none := sim.Kind(sim.FaultNone)
 	cs = append(cs,
