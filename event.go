@@ -38,16 +38,24 @@ type eventEntry struct {
 
 // ReadFor returns the entropy of a named event, drawing it only once
 // (contract point 8). The first call for an event takes len(b) verifiable
-// bytes from the pool — waiting for them until ctx ends, whatever the
-// [Provider]'s policy, since an event draw must be verifiable — records them
-// (in the journal, when one is configured, durably before returning) and
-// returns them with their label. Every later call for the event, concurrent
-// or after a restart of the process with the same journal, or on another
-// replica sharing the journal (package pgjournal), returns the same bytes and
-// the same label: a re-roll is impossible through this API. When another
+// bytes — waiting for them until ctx ends, whatever the [Provider]'s policy,
+// since an event draw must be verifiable — records them (in the journal,
+// when one is configured, durably before returning) and returns them with
+// their label. Every later call for the event, concurrent or after a
+// restart of the process with the same journal, or on another replica
+// sharing the journal (package pgjournal), returns the same bytes and the
+// same label: a re-roll is impossible through this API. When another
 // replica records the event first, its bytes and label are returned and the
 // bytes this Provider took are zeroed (Stats.EventBytesDiscarded). A call
 // with another size returns [ErrEventSize].
+//
+// When a source can bind a job to a request (NonceSource: the reference
+// protocol), the event's bytes are a job of their own, fetched for the
+// event with the nonce EventNonce(event, nil, salt) and a fresh salt per
+// request, each request recorded in the journal before it is sent
+// (EventAttemptRecorder); [Provider.ReadEvent] returns the record with the salt and
+// the job's proof. Otherwise (drand, an in-memory source) they come from
+// the pool.
 //
 // Event entropy is stored, in memory and in the journal, so that it can be
 // returned again and audited: it is for public draws (lotteries, raffles),
@@ -56,23 +64,52 @@ type eventEntry struct {
 // If the first draw fails (ctx ended before the bytes came, or the journal
 // refused the record), nothing was handed out and a later call draws anew.
 func (p *Provider) ReadFor(ctx context.Context, event string, b []byte) (Label, error) {
+	rec, err := p.readEvent(ctx, event, nil, false, b)
+	return rec.Label, err
+}
+
+// ReadEvent is [Provider.ReadFor] for a draw with parameters: params (the draw's
+// parameters in a canonical encoding, package draw's Params; at most
+// [MaxEventParams] bytes) are hashed into the nonce of the event's job with
+// the event name and a random salt (EventNonce), so that a verifier sees
+// that the job was requested for this event and these parameters. It
+// returns the whole record: the bytes (also copied into b), their label,
+// and, when the job was bound, the params, the salt and the job's proof. An
+// event drawn before with other parameters returns [ErrEventParams]; one
+// drawn by ReadFor has no parameters.
+func (p *Provider) ReadEvent(ctx context.Context, event string, params, b []byte) (EventRecord, error) {
+	if len(params) > MaxEventParams {
+		return EventRecord{}, fmt.Errorf("%w: %d bytes of parameters, more than %d", ErrEventParams, len(params), MaxEventParams)
+	}
+	if params == nil {
+		params = []byte{}
+	}
+	return p.readEvent(ctx, event, params, true, b)
+}
+
+// MaxEventParams is the longest parameters [Provider.ReadEvent] takes, in bytes.
+const MaxEventParams = 4096
+
+// readEvent is ReadFor and ReadEvent: with checkParams, the event must have
+// been drawn with params.
+func (p *Provider) readEvent(ctx context.Context, event string, params []byte, checkParams bool, b []byte) (EventRecord, error) {
 	switch {
 	case event == "":
-		return Label{}, fmt.Errorf("%w: empty", ErrEventName)
+		return EventRecord{}, fmt.Errorf("%w: empty", ErrEventName)
 	case len(event) > MaxEventName:
-		return Label{}, fmt.Errorf("%w: %d bytes, more than %d", ErrEventName, len(event), MaxEventName)
+		return EventRecord{}, fmt.Errorf("%w: %d bytes, more than %d", ErrEventName, len(event), MaxEventName)
 	case !utf8.ValidString(event):
-		return Label{}, fmt.Errorf("%w: %q is not valid UTF-8", ErrEventName, event)
+		return EventRecord{}, fmt.Errorf("%w: %q is not valid UTF-8", ErrEventName, event)
 	case CheckName(event) != nil:
-		return Label{}, fmt.Errorf("%w: %v", ErrEventName, CheckName(event))
+		return EventRecord{}, fmt.Errorf("%w: %v", ErrEventName, CheckName(event))
 	case len(b) == 0:
-		return Label{}, errors.New("entropy: empty read")
+		return EventRecord{}, errors.New("entropy: empty read")
 	case ctx == nil:
-		return Label{}, errors.New("entropy: nil context")
+		return EventRecord{}, errors.New("entropy: nil context")
 	}
 	for {
 		if p.closed.Load() {
-			return Label{}, ErrClosed
+			return EventRecord{}, ErrClosed
 		}
 		t := &p.events
 		t.mu.Lock()
@@ -88,12 +125,12 @@ func (p *Provider) ReadFor(ctx context.Context, event string, b []byte) (Label, 
 		if !ok {
 			// We drew (or failed to): the outcome is ready, and a draw that
 			// was made and recorded is returned even if ctx ended meanwhile.
-			p.drawEvent(ctx, event, len(b), e)
+			p.drawEvent(ctx, event, params, len(b), e)
 		} else {
 			select {
 			case <-e.done:
 			case <-ctx.Done():
-				return Label{}, ctx.Err()
+				return EventRecord{}, ctx.Err()
 			}
 		}
 		if e.err != nil {
@@ -101,13 +138,16 @@ func (p *Provider) ReadFor(ctx context.Context, event string, b []byte) (Label, 
 				continue // the draw we waited for failed: try again ourselves
 			}
 			clear(b)
-			return Label{}, e.err
+			return EventRecord{}, e.err
 		}
 		if len(e.rec.Data) != len(b) {
-			return Label{}, fmt.Errorf("%w: event %q has %d bytes, asked for %d", ErrEventSize, event, len(e.rec.Data), len(b))
+			return EventRecord{}, fmt.Errorf("%w: event %q has %d bytes, asked for %d", ErrEventSize, event, len(e.rec.Data), len(b))
+		}
+		if checkParams && len(e.rec.Params) > 0 && !bytes.Equal(e.rec.Params, params) {
+			return EventRecord{}, fmt.Errorf("%w: event %q was drawn with parameters %q, asked with %q", ErrEventParams, event, e.rec.Params, params)
 		}
 		copy(b, e.rec.Data)
-		return cloneLabel(e.rec.Label), nil
+		return e.rec.Clone(), nil
 	}
 }
 
@@ -119,7 +159,7 @@ func (p *Provider) ReadFor(ctx context.Context, event string, b []byte) (Label, 
 // journal stores the first record and hands it to both. The one whose record
 // was not stored returns the stored bytes and label, and zeroes the bytes it
 // took (counted in Stats' EventBytesDiscarded): they are never handed out.
-func (p *Provider) drawEvent(ctx context.Context, event string, n int, e *eventEntry) {
+func (p *Provider) drawEvent(ctx context.Context, event string, params []byte, n int, e *eventEntry) {
 	defer close(e.done)
 	fail := func(err error) {
 		e.err = err
@@ -138,41 +178,51 @@ func (p *Provider) drawEvent(ctx context.Context, event string, n int, e *eventE
 				fail(err)
 				return
 			}
-			e.rec = EventRecord{Event: event, Data: bytes.Clone(rec.Data), Label: cloneLabel(rec.Label), Time: rec.Time}
+			e.rec = rec.Clone()
 			return
 		}
 	}
 	data := make([]byte, n)
-	spans, err := p.takeVerifiable(ctx, data, Defer)
-	if err != nil {
-		fail(err)
-		return
+	var rec EventRecord
+	if p.nonceFeeders() {
+		r, err := p.drawBound(ctx, event, params, data)
+		if err != nil {
+			fail(err)
+			return
+		}
+		rec = r
+	} else {
+		spans, err := p.takeVerifiable(ctx, data, Defer)
+		if err != nil {
+			fail(err)
+			return
+		}
+		rec = EventRecord{Event: event, Data: data, Label: Label{Verifiable: true, Spans: spans}, Time: p.cfg.clock.Now(), Params: params}
 	}
-	rec := EventRecord{Event: event, Data: data, Label: Label{Verifiable: true, Spans: spans}, Time: p.cfg.clock.Now()}
 	if j := p.cfg.journal; j != nil {
 		// The records of the blocks these bytes came from go first: the
 		// notifier writes them, and an event record must not be on disk
 		// without them (a crash in between would leave an event whose
 		// jobs the journal never saw).
 		if err := p.notes.flush(ctx); err != nil {
-			p.discardEvent(data)
+			p.discardEvent(rec)
 			fail(fmt.Errorf("entropy: event %q: waiting for the journal's block records, nothing was drawn: %w", event, err))
 			return
 		}
 		stored, err := j.RecordEvent(ctx, rec)
 		if err != nil {
-			p.discardEvent(data)
+			p.discardEvent(rec)
 			fail(fmt.Errorf("entropy: event %q: journal refused the record, nothing was drawn: %w", event, err))
 			return
 		}
 		if !sameEventRecord(stored, rec) {
 			// Another Provider sharing the journal drew the event first.
-			p.discardEvent(data)
+			p.discardEvent(rec)
 			if err := checkEventRecord(event, stored); err != nil {
 				fail(err)
 				return
 			}
-			e.rec = EventRecord{Event: event, Data: bytes.Clone(stored.Data), Label: cloneLabel(stored.Label), Time: stored.Time}
+			e.rec = stored.Clone()
 			return
 		}
 		rec.Time = stored.Time // as the journal keeps it
@@ -183,16 +233,28 @@ func (p *Provider) drawEvent(ctx context.Context, event string, n int, e *eventE
 
 // discardEvent zeroes event bytes that were taken from the pool but will
 // never be handed out, and counts them.
-func (p *Provider) discardEvent(data []byte) {
-	clear(data)
+func (p *Provider) discardEvent(rec EventRecord) {
+	clear(rec.Data)
+	if rec.Proof != nil {
+		clear(rec.Proof.Data)
+	}
+	data := rec.Data
 	p.eventDiscarded.Add(uint64(len(data)))
 }
 
 // checkEventRecord refuses a journal's record of an event that could not
-// have been drawn by a Provider: another name, no bytes, not verifiable, or
-// a label that does not cover its bytes.
+// have been drawn by a Provider: another name, no bytes, not verifiable, a
+// label that does not cover its bytes, or a proof that is not of those bytes
+// or not bound to the event by its salt.
 func checkEventRecord(event string, rec EventRecord) error {
-	if rec.Event != event || len(rec.Data) == 0 || !rec.Label.Verifiable || rec.Label.Len() != len(rec.Data) {
+	bad := rec.Event != event || len(rec.Data) == 0 || !rec.Label.Verifiable || rec.Label.Len() != len(rec.Data)
+	if pr := rec.Proof; pr != nil {
+		bad = bad || len(pr.Data) < len(rec.Data) || !bytes.Equal(pr.Data[:len(rec.Data)], rec.Data) ||
+			!bytes.Equal(pr.Nonce, EventNonce(event, rec.Params, rec.Salt))
+	} else {
+		bad = bad || rec.Salt != nil
+	}
+	if bad {
 		return fmt.Errorf("entropy: event %q: journal record is inconsistent", event)
 	}
 	return nil
@@ -202,7 +264,8 @@ func checkEventRecord(event string, rec EventRecord) error {
 // this Provider asked it to record (the same bytes and spans).
 func sameEventRecord(stored, ours EventRecord) bool {
 	return stored.Event == ours.Event && bytes.Equal(stored.Data, ours.Data) &&
-		stored.Label.Verifiable == ours.Label.Verifiable && slices.Equal(stored.Label.Spans, ours.Label.Spans)
+		stored.Label.Verifiable == ours.Label.Verifiable && slices.Equal(stored.Label.Spans, ours.Label.Spans) &&
+		bytes.Equal(stored.Params, ours.Params) && bytes.Equal(stored.Salt, ours.Salt)
 }
 
 func cloneLabel(l Label) Label {

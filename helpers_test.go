@@ -433,14 +433,16 @@ type memJournal struct {
 	beforeFallback func(FallbackEpisode)
 	afterEvent     func()
 
-	mu        sync.Mutex
-	blocks    []BlockRecord
-	episodes  []FallbackEpisode
-	events    map[string]EventRecord
-	early     []string // events recorded before a block their spans name
-	failEvent error
-	failBlock error
-	closed    bool
+	mu          sync.Mutex
+	blocks      []BlockRecord
+	episodes    []FallbackEpisode
+	events      map[string]EventRecord
+	early       []string // events recorded before a block their spans name
+	failEvent   error
+	failBlock   error
+	failAttempt error
+	attempts    []EventAttempt
+	closed      bool
 }
 
 var errMemJournalClosed = errors.New("memJournal: closed")
@@ -515,6 +517,31 @@ func (j *memJournal) recordEvent(e EventRecord) (EventRecord, error) {
 func (j *memJournal) hasBlock(source, job string) bool {
 	for _, b := range j.blocks {
 		if b.Source == source && b.JobID == job {
+			return true
+		}
+	}
+	return false
+}
+
+func (j *memJournal) RecordAttempt(_ context.Context, a EventAttempt) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.failAttempt != nil {
+		return j.failAttempt
+	}
+	if j.closed {
+		return errMemJournalClosed
+	}
+	j.attempts = append(j.attempts, a)
+	return nil
+}
+
+// hasAttempt reports whether an attempt with nonce is recorded.
+func (j *memJournal) hasAttempt(nonce []byte) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, a := range j.attempts {
+		if bytes.Equal(a.Nonce, nonce) {
 			return true
 		}
 	}

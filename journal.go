@@ -1,6 +1,7 @@
 package entropy
 
 import (
+	"bytes"
 	"context"
 	"time"
 )
@@ -71,11 +72,31 @@ type FallbackEpisode struct {
 }
 
 // EventRecord is the entropy drawn for one named event (contract point 8):
-// the bytes, their label and when they were drawn. Event entropy is stored in
-// the journal, in clear: it is for public draws, never for secrets.
+// the bytes, their label and when they were drawn, and, when the event's job
+// was bound to it (a source that implements [NonceSource]), what binds it:
+// the parameters and salt its nonce was derived from (EventNonce) and the
+// job's [Proof]. Event entropy is stored in the journal, in clear: it is for
+// public draws, never for secrets.
 type EventRecord struct {
 	Event string
 	Data  []byte
 	Label Label
 	Time  time.Time
+
+	Params []byte // the parameters the event was drawn with (ReadEvent); nil for ReadFor
+	Salt   []byte // the salt of the request whose job was used; nil if the bytes came from the pool
+	Proof  *Proof // that job's proof, with its Data (the event's bytes); nil if the bytes came from the pool
+}
+
+// Clone returns a deep copy of r.
+func (r EventRecord) Clone() EventRecord {
+	r.Data = bytes.Clone(r.Data)
+	r.Label = cloneLabel(r.Label)
+	r.Params = bytes.Clone(r.Params)
+	r.Salt = bytes.Clone(r.Salt)
+	if r.Proof != nil {
+		pr := r.Proof.Clone()
+		r.Proof = &pr
+	}
+	return r
 }

@@ -2,7 +2,6 @@ package entropy
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -131,16 +130,4 @@ func (p *Proof) UnmarshalJSON(b []byte) error {
 	}
 	*p = out
 	return nil
-}
-
-// NonceSource is a [Source] that can fetch a job bound to a nonce the caller
-// chose, as the reference protocol (v2) binds every job to its request.
-// package httpsource implements it. A [Provider] uses it for reads whose
-// nonce must be derived from what they are for (an event draw); the block
-// it returns carries the nonce in its Evidence.
-type NonceSource interface {
-	Source
-	// FetchNonce is Fetch with the request's nonce given: the block's
-	// Evidence.Nonce must equal nonce, or the block is refused.
-	FetchNonce(ctx context.Context, n int, nonce []byte) (Block, error)
 }

@@ -20,12 +20,15 @@ type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 //
 // The job is fetched through the same rate limit, breaker, retries, checks
 // and replay guard as a refill (the sources in order, a Retry-After
-// honoured), must have exactly len(b) bytes (1 to 65536 for the reference
-// protocol, at most 32 for a drand round, and at least as many as the
-// health tests need to judge a block) and is recorded in the journal like
-// every block. The label is verifiable, with one span covering the whole
-// job (Degrade and [Fail] answer at once, without a request, while the last
-// refill of the pool got nothing). A source that gives no proof (Block.Evidence nil: an in-memory
+// honoured) and is recorded in the journal like every block. Its size is
+// len(b), except that a job of the reference protocol (a [NonceSource]) has at
+// least [AptWindow] (512) bytes, so that the health tests can judge it: b gets
+// its first len(b) bytes, the Proof carries them all, and the rest are never
+// served. len(b) is 1 to 65536 for the reference protocol, at most 32 for a
+// drand round, and at least as many as the health tests need. The label is
+// verifiable, with one span: offset 0, len(b) bytes of the job (Degrade and
+// [Fail] answer at once, without a request, while the last refill of the pool
+// got nothing). A source that gives no proof (Block.Evidence nil: an in-memory
 // source, say) still serves the read: the Proof is then the zero Proof
 // (Scheme ""), and the bytes can be checked only against the service. If no
 // source gives such a job, [Defer] waits and tries again until ctx
@@ -35,11 +38,16 @@ type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 // The bytes are known to the service and are published with the proof: use
 // them for draws, never for secrets.
 func (p *Provider) ReadProven(ctx context.Context, b []byte) (Label, Proof, error) {
-	return p.readProven(ctx, b, nil)
+	l, pr, err := p.readProven(ctx, b, nil, p.cfg.policy, nil)
+	if err == nil {
+		p.servedVerifiable(len(b))
+	}
+	return l, pr, err
 }
 
-// readProven is ReadProven with call, if set, making each request.
-func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc) (Label, Proof, error) {
+// readProven is ReadProven with call, if set, making each request, under
+// policy, from the sources that use accepts (every source if nil).
+func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc, policy Policy, use func(*feeder) bool) (Label, Proof, error) {
 	switch {
 	case len(b) == 0:
 		return Label{}, Proof{}, errors.New("entropy: empty read")
@@ -66,7 +74,7 @@ func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc) (La
 	defer stop()
 	unhook := context.AfterFunc(p.ctx, stop)
 	defer unhook()
-	if p.cfg.policy != Defer {
+	if policy != Defer {
 		// Sources known to be failing (the last refill got nothing):
 		// Degrade and Fail answer at once, as a read from the pool does.
 		if r := p.reason.Load(); r != nil && r != poolEmpty {
@@ -76,7 +84,7 @@ func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc) (La
 	}
 	failed := 0
 	for {
-		blk, f, err := p.fetchOwn(ctx, len(b), exact)
+		blk, f, err := p.fetchOwn(ctx, len(b), exact, use)
 		if err == nil {
 			return p.proven(f, blk, b)
 		}
@@ -88,7 +96,7 @@ func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc) (La
 			clear(b)
 			return Label{}, Proof{}, ctx.Err()
 		}
-		if p.cfg.policy != Defer {
+		if policy != Defer {
 			clear(b)
 			return Label{}, Proof{}, newUnavailable(err)
 		}
@@ -104,17 +112,33 @@ func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc) (La
 	}
 }
 
+// provenSize is the size of the job a read of n bytes of its own asks src
+// for: n, or, from a source of the reference protocol (NonceSource) and for
+// fewer than AptWindow bytes, AptWindow, so that the health tests can judge
+// the job (a source biased towards one value passes them in a block as
+// small as a draw's 32 bytes more often than not). The bytes beyond n are
+// published with the proof and never served.
+func provenSize(src Source, n int) int {
+	if _, ok := src.(NonceSource); ok && n < AptWindow {
+		return AptWindow
+	}
+	return n
+}
+
 // fetchOwn asks the sources in order for a job of n bytes through call, as
 // fill does for the pool, and returns the first block that passed every
 // check, with its feeder.
-func (p *Provider) fetchOwn(ctx context.Context, n int, call fetchFunc) (Block, *feeder, error) {
+func (p *Provider) fetchOwn(ctx context.Context, n int, call fetchFunc, use func(*feeder) bool) (Block, *feeder, error) {
 	var errs []error
 	for i, f := range p.feeders {
+		if use != nil && !use(f) {
+			continue
+		}
 		if f.heldBehind(p.feeders[i+1:]) {
 			errs = append(errs, &sourceError{name: f.sourceName(), err: &heldError{until: f.holdTime(), last: f.lastError()}})
 			continue
 		}
-		blk, err := f.fetch(ctx, n, call)
+		blk, err := f.fetch(ctx, provenSize(f.src, n), call)
 		if err == nil {
 			return blk, f, nil
 		}
@@ -123,7 +147,10 @@ func (p *Provider) fetchOwn(ctx context.Context, n int, call fetchFunc) (Block, 
 		}
 		errs = append(errs, &sourceError{name: f.sourceName(), err: err})
 	}
-	if len(errs) == 1 {
+	switch len(errs) {
+	case 0:
+		return Block{}, nil, errors.New("entropy: no source can serve this read")
+	case 1:
 		return Block{}, nil, errs[0]
 	}
 	return Block{}, nil, errors.Join(errs...)
@@ -131,19 +158,18 @@ func (p *Provider) fetchOwn(ctx context.Context, n int, call fetchFunc) (Block, 
 
 // proven hands out block blk of feeder f, fetched for one read, into b: it
 // counts and journals the block like a refill's, and returns its label and
-// proof.
+// proof. The caller counts the bytes as served when it hands them out.
 func (p *Provider) proven(f *feeder, blk Block, b []byte) (Label, Proof, error) {
 	f.accepted.Add(1)
 	f.fetched.Add(uint64(len(blk.Data)))
 	if p.cfg.journal != nil {
 		p.notes.block(blockRecord(blk, p.cfg.clock.Now()))
 	}
-	copy(b, blk.Data)
+	copy(b, blk.Data) // its first len(b) bytes: provenSize
 	var pr Proof
 	if blk.Evidence != nil {
 		pr = blk.Evidence.Clone()
 		pr.Source, pr.JobID, pr.Data = blk.Source, blk.JobID, append([]byte(nil), blk.Data...)
 	}
-	p.servedVerifiable(len(b))
 	return Label{Verifiable: true, Spans: []Span{{Source: blk.Source, JobID: blk.JobID, Length: len(b), Public: blk.Public}}}, pr, nil
 }

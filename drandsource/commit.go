@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/provenrand/entropy"
 )
@@ -37,6 +38,10 @@ func (s *Source) Committed(round uint64) *RoundEntropy {
 
 // Round returns the committed round number.
 func (r *RoundEntropy) Round() uint64 { return r.round }
+
+// Due returns when the committed round is due, by the chain's clock: its
+// randomness exists from then on, and not before.
+func (r *RoundEntropy) Due() time.Time { return r.src.RoundTime(r.round) }
 
 // ReadLabelled fills b (at most 32 bytes) with the first len(b) bytes of
 // the round's verified randomness, waiting on ctx until the round is due.

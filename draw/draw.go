@@ -120,12 +120,18 @@ type Transcript struct {
 	Inputs     Inputs `json:"inputs"`
 	// Entrants is the commitment to the list drawn from (WithEntrants),
 	// absent when the draw names no list.
-	Entrants  *Entrants     `json:"entrants,omitempty"`
-	Event     string        `json:"event,omitempty"` // the event, for ForEvent draws
-	Outputs   []uint64      `json:"outputs"`
-	Numbering string        `json:"numbering,omitempty"` // ZeroBased; empty in transcripts made before the member existed
-	Entropy   string        `json:"entropy"`             // the seed, hex
-	Label     entropy.Label `json:"label"`               // where the seed came from
+	Entrants *Entrants `json:"entrants,omitempty"`
+	Event    string    `json:"event,omitempty"` // the event, for ForEvent draws
+	// Binding is what the event's job was requested for (ForEvent draws
+	// from a BoundEventEntropy whose source binds jobs; docs/draw-spec.md §7).
+	Binding *Binding `json:"binding,omitempty"`
+	// Commitment is the drand round the draw committed to before it
+	// existed (WithCommitment).
+	Commitment *Commitment   `json:"commitment,omitempty"`
+	Outputs    []uint64      `json:"outputs"`
+	Numbering  string        `json:"numbering,omitempty"` // ZeroBased; empty in transcripts made before the member existed
+	Entropy    string        `json:"entropy"`             // the seed, hex
+	Label      entropy.Label `json:"label"`               // where the seed came from
 	// Proofs are the proofs of the jobs the label names, in the order the
 	// spans first name them (docs/draw-spec.md §6): what lets Check verify
 	// the seed's origin offline. Absent from old transcripts and from draws
@@ -144,7 +150,8 @@ type config struct {
 	event         string
 	eventSet      bool // ForEvent was given, even with an empty name
 	now           func() time.Time
-	entrants      *Entrants // WithEntrants
+	entrants      *Entrants   // WithEntrants
+	commitment    *Commitment // WithCommitment
 	entrantsErr   error
 }
 
@@ -153,9 +160,13 @@ type config struct {
 // fallback entropy fails with ErrNotVerifiable.
 func AllowFallback() Option { return func(c *config) { c.allowFallback = true } }
 
-// ForEvent reads the seed with ReadFor(ctx, name, …), so that the event is
-// drawn once: every later draw for it uses the same seed. The draw's
-// parameters are not part of the event; announce them before the draw. An
+// ForEvent reads the seed for the event name, so that the event is drawn
+// once: every later draw for it uses the same seed. From a
+// BoundEventEntropy (a Provider) the seed is read with ReadEvent and the
+// draw's Params: the event's job is requested for this event and these
+// parameters, the transcript carries the Binding and the job's proof, and a
+// later draw of the event with other parameters fails
+// (entropy.ErrEventParams). From an EventEntropy it is read with ReadFor. An
 // empty name is an error (ErrBadInput), never an ordinary draw: an unset
 // name must not turn "once, ever" into a re-roll.
 func ForEvent(name string) Option {
@@ -243,8 +254,22 @@ func run(ctx context.Context, src Entropy, kind Kind, in Inputs, opts []Option) 
 	seed := make([]byte, SeedSize)
 	var label entropy.Label
 	var proofs []entropy.Proof
+	var binding *Binding
 	var err error
-	if c.event != "" {
+	if be, ok := src.(BoundEventEntropy); ok && c.event != "" {
+		// The event's job is requested for this event and these
+		// parameters: its nonce is derived from them and a salt.
+		params := Params(kind, in, c.entrants)
+		var rec entropy.EventRecord
+		rec, err = be.ReadEvent(ctx, c.event, params, seed)
+		label = rec.Label
+		if err == nil && rec.Proof != nil {
+			proofs = []entropy.Proof{*rec.Proof}
+			if bytes.Equal(rec.Params, params) {
+				binding = &Binding{Params: string(params), Salt: hex.EncodeToString(rec.Salt)}
+			}
+		}
+	} else if c.event != "" {
 		ev, ok := src.(EventEntropy)
 		if !ok {
 			return nil, ErrNoEvents
@@ -284,13 +309,16 @@ func run(ctx context.Context, src Entropy, kind Kind, in Inputs, opts []Option) 
 		return nil, fmt.Errorf("draw: entropy label covers %d bytes, the seed is %d", label.Len(), SeedSize)
 	}
 	t := &Transcript{
-		Algorithm: Algorithm, Version: Version, Kind: kind, Inputs: in, Event: c.event,
+		Algorithm: Algorithm, Version: Version, Kind: kind, Inputs: in, Event: c.event, Binding: binding, Commitment: c.commitment,
 		Outputs: replay(kind, in, seed), Numbering: ZeroBased, Entropy: hex.EncodeToString(seed), Label: label,
 		Proofs: proofs, Time: c.now().UTC(), Entrants: c.entrants,
 	}
 	t.Verifiable = label.Provenance() == entropy.ProvenanceVerifiable
 	if !t.Verifiable {
 		t.Warning = WarningFallback
+	}
+	if err := checkCommitment(t); err != nil {
+		return nil, fmt.Errorf("draw: the entropy read is not the round committed to: %w", err)
 	}
 	if t.Digest, err = digest(t); err != nil {
 		return nil, err
@@ -358,6 +386,12 @@ func verifyReplay(t *Transcript) error {
 		return err
 	}
 	if err := checkEntrants(t); err != nil {
+		return err
+	}
+	if err := checkBinding(t); err != nil {
+		return err
+	}
+	if err := checkCommitment(t); err != nil {
 		return err
 	}
 	if t.Numbering != ZeroBased && t.Numbering != "" {

@@ -59,6 +59,9 @@ type Report struct {
 	Checks        []string // each check that ran and passed, one line each
 	Unchecked     []string // what could not be checked, and why
 	OriginChecked bool     // every span's bytes were checked against a signed proof under a trust root
+	// EventBound: the event's job was requested for this event and these
+	// parameters, shown by its signed nonce (Transcript.Binding).
+	EventBound bool
 }
 
 // Check verifies a transcript and reports which checks ran: always the
@@ -91,6 +94,19 @@ func Check(t *Transcript, roots TrustRoots) (Report, error) {
 		return rep, err
 	}
 	rep.OriginChecked = len(rep.Unchecked) == 0
+	if err := checkCommitmentTime(t, roots, &rep); err != nil {
+		return rep, err
+	}
+	switch {
+	case t.Binding != nil && rep.OriginChecked:
+		// verifyReplay checked the nonce; the signature checked above covers it.
+		rep.Checks = append(rep.Checks, fmt.Sprintf("event binding: the job's signed nonce is EventNonce(event %q, params %q, salt): it was requested for this event and these parameters", t.Event, t.Binding.Params))
+		rep.EventBound = true
+	case t.Binding != nil:
+		rep.Unchecked = append(rep.Unchecked, "event binding: the nonce matches the event and parameters, but the signature over it was not checked")
+	case t.Event != "":
+		rep.Unchecked = append(rep.Unchecked, "event binding: the job was not bound to the event (a source that cannot bind jobs, or an older transcript): a job made for anything else could be passed off as this event's")
+	}
 	return rep, nil
 }
 

@@ -45,7 +45,8 @@ func simTranscript(t *testing.T) ([]byte, ed25519.PublicKey) {
 }
 
 // TestTranscriptVerifiesOfflineWithTheSimulatorGone: a draw against the
-// simulator carries the proof of a job of its own (32 bytes), and its
+// simulator carries the proof of a job of its own (512 bytes, the seed its
+// first 32), and its
 // transcript verifies, with the simulator stopped and nothing listening,
 // from the public key alone; without the key the origin is reported
 // unchecked, never passed.
@@ -58,8 +59,9 @@ func TestTranscriptVerifiesOfflineWithTheSimulatorGone(t *testing.T) {
 	p := tr.Proofs[0]
 	assert.Equal(t, entropy.SchemeReferenceV2, p.Scheme)
 	assert.Equal(t, sim.SourceName, p.Source)
-	assert.Len(t, p.Data, draw.SeedSize, "a job sized to the draw")
-	assert.Equal(t, draw.SeedSize, p.Size)
+	assert.Len(t, p.Data, entropy.AptWindow, "a job of its own, as small as the health tests can judge")
+	assert.Equal(t, entropy.AptWindow, p.Size)
+	assert.Equal(t, tr.Entropy, hex.EncodeToString(p.Data[:draw.SeedSize]), "the seed is the job's first bytes")
 	assert.Len(t, p.Nonce, 16)
 	require.Len(t, tr.Label.Spans, 1)
 	assert.Equal(t, p.JobID, tr.Label.Spans[0].JobID)

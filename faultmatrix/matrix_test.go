@@ -269,10 +269,13 @@ type ledger struct {
 	used   map[string][]bool
 	jobs   map[string][]byte
 	faults map[string]sim.FaultKind
+	// keys are the pool spans that keyed a derivation (ReadSecret): every
+	// read a derivation serves names the same spans (docs/secret.md).
+	keys map[entropy.Span]bool
 }
 
 func newLedger(s *sim.Server) *ledger {
-	return &ledger{s: s, used: map[string][]bool{}, jobs: map[string][]byte{}, faults: map[string]sim.FaultKind{}}
+	return &ledger{s: s, used: map[string][]bool{}, jobs: map[string][]byte{}, faults: map[string]sim.FaultKind{}, keys: map[entropy.Span]bool{}}
 }
 
 // check returns how many of the read's spans are mislabelled, served twice,

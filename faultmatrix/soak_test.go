@@ -174,7 +174,7 @@ func soakOne(t *testing.T, pol entropy.Policy, probs map[sim.FaultKind]float64, 
 				}
 				if m, twice, unchecked := led.check(b, lb); m+twice+unchecked > 0 {
 					violations.Add(int64(m + twice + unchecked))
-					t.Errorf("read violates the contract: mislabelled %d, twice %d, unchecked %d", m, twice, unchecked)
+					t.Errorf("read violates the contract: mislabelled %d, twice %d, unchecked %d: %s", m, twice, unchecked, led.describe(lb))
 				}
 			}
 		}(g)
@@ -202,8 +202,25 @@ func soakOne(t *testing.T, pol entropy.Policy, probs map[sim.FaultKind]float64, 
 		pol, reads.Load(), verifiable.Load(), derived.Load(), fallback.Load(), errs.Load(), len(s.EntropyRequests()), st.FallbackEpisodes, violations.Load())
 }
 
+// describe names the jobs of a label's spans and what the simulator did to
+// the requests that made them, for a violation's message.
+func (l *ledger) describe(lb entropy.Label) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var parts []string
+	for _, sp := range lb.Spans {
+		k, known := l.faults[sp.JobID]
+		parts = append(parts, fmt.Sprintf("%s[%d:%d] fault %q (known %v)", sp.JobID, sp.Offset, sp.Offset+sp.Length, k, known))
+	}
+	return strings.Join(parts, "; ")
+}
+
 // claimDerived records the pool spans a derived read drew on, and returns
-// how many were wrong: unknown, from a faulty job, or used before.
+// how many were wrong: unknown, from a faulty job, or used before by
+// anything but the same derivation. A keystream serves many reads from one
+// keying (docs/secret.md), and each of them names the same spans: a span
+// seen before is fine only if a derivation claimed it, never if a plain
+// read was served its bytes (or another derivation overlapped it).
 func (l *ledger) claimDerived(lb entropy.Label) int {
 	if lb.Verifiable || lb.Reason != nil {
 		return 1
@@ -220,9 +237,13 @@ func (l *ledger) claimDerived(lb entropy.Label) int {
 		if faulty {
 			bad++
 		}
+		if l.keys[sp] {
+			continue // the same derivation, serving another read
+		}
 		if !l.use(sp, len(data)) {
 			bad++
 		}
+		l.keys[sp] = true
 	}
 	return bad
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/provenrand/entropy"
@@ -49,12 +50,13 @@ func (c *Chain) Head() (seq uint64, hash string) { return c.v.rep.LastSeq, c.v.r
 func (c *Chain) Report() Report {
 	r := c.v.rep
 	r.EventNames = append([]string(nil), r.EventNames...)
+	r.Attempts = maps.Clone(r.Attempts)
 	return r
 }
 
 // Append encodes rec as the next record of the chain, stamped t, and
 // advances the chain. rec is an entropy.BlockRecord, entropy.FallbackEpisode,
-// entropy.EventRecord or HeaderData (the first record). A record the file
+// entropy.EventAttempt, entropy.EventRecord or HeaderData (the first record). A record the file
 // journal would refuse (an event without a name or data, a line too long,
 // text that would not verify) is refused with ErrMalformed and the chain does
 // not move.
@@ -147,6 +149,12 @@ func recordData(rec any) (string, any, error) {
 			return "", nil, fmt.Errorf("%w: event %q has no data", ErrMalformed, r.Event)
 		}
 		return TypeEvent, eventData(r), nil
+	case entropy.EventAttempt:
+		d, err := attemptData(r)
+		if err != nil {
+			return "", nil, err
+		}
+		return TypeAttempt, d, nil
 	}
 	return "", nil, fmt.Errorf("%w: cannot record a %T", ErrMalformed, rec)
 }
@@ -167,5 +175,25 @@ func fallbackData(e entropy.FallbackEpisode) FallbackData {
 }
 
 func eventData(r entropy.EventRecord) EventData {
-	return EventData{Event: r.Event, Data: hex.EncodeToString(r.Data), Label: r.Label, Time: r.Time.UTC()}
+	return EventData{
+		Event: r.Event, Data: hex.EncodeToString(r.Data), Label: r.Label, Time: r.Time.UTC(),
+		Params: hex.EncodeToString(r.Params), Salt: hex.EncodeToString(r.Salt), Proof: r.Proof,
+	}
+}
+
+// attemptData is the data of an attempt record, or ErrMalformed for an
+// attempt that would not verify.
+func attemptData(a entropy.EventAttempt) (AttemptData, error) {
+	switch {
+	case a.Event == "":
+		return AttemptData{}, fmt.Errorf("%w: attempt: event name is empty", ErrMalformed)
+	case len(a.Salt) == 0:
+		return AttemptData{}, fmt.Errorf("%w: attempt for event %q: no salt", ErrMalformed, a.Event)
+	case !bytes.Equal(a.Nonce, entropy.EventNonce(a.Event, a.Params, a.Salt)):
+		return AttemptData{}, fmt.Errorf("%w: attempt for event %q: the nonce is not the one of its event, params and salt", ErrMalformed, a.Event)
+	}
+	return AttemptData{
+		Event: a.Event, Source: a.Source, Params: hex.EncodeToString(a.Params),
+		Salt: hex.EncodeToString(a.Salt), Nonce: hex.EncodeToString(a.Nonce), Time: a.Time.UTC(),
+	}, nil
 }

@@ -80,6 +80,26 @@ func seedJournals(tb testing.TB) [][]byte {
 				Time: t0,
 			}))
 		}),
+		// An event whose job was bound to it, after its two requests.
+		seedJournal(tb, func(j *Journal) {
+			t0 := time.Date(2026, 12, 5, 20, 0, 0, 0, time.UTC)
+			params := []byte("provenrand-draw/1;kind=int;n=10")
+			var salt []byte
+			for i := range 2 {
+				salt = bytes.Repeat([]byte{byte(i + 1)}, entropy.EventSaltSize)
+				must(j.RecordAttempt(context.Background(), entropy.EventAttempt{
+					Event: "lotto", Source: "quantropy", Params: params, Salt: salt,
+					Nonce: entropy.EventNonce("lotto", params, salt), Time: t0,
+				}))
+			}
+			data := bytes.Repeat([]byte{0x77}, 32)
+			must(recordEvent(j, entropy.EventRecord{
+				Event: "lotto", Data: data, Time: t0, Params: params, Salt: salt,
+				Label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "quantropy", JobID: "job-9", Length: 32}}},
+				Proof: &entropy.Proof{Scheme: entropy.SchemeReferenceV2, Source: "quantropy", JobID: "job-9", Data: data,
+					Nonce: entropy.EventNonce("lotto", params, salt), Size: 32, Timestamp: "2026-12-05T20:00:00Z", Signature: make([]byte, 64)},
+			}))
+		}),
 	}
 }
 
@@ -138,7 +158,11 @@ func FuzzVerify(f *testing.F) {
 				t.Fatalf("head %s is not the hash of the last line", rep.Head)
 			}
 		}
-		if rep.Blocks+rep.Fallbacks+rep.Events+min(rep.Records, 1) != rep.Records {
+		attempts := 0
+		for _, n := range rep.Attempts {
+			attempts += n
+		}
+		if rep.Blocks+rep.Fallbacks+rep.Events+attempts+min(rep.Records, 1) != rep.Records {
 			t.Fatalf("report %+v does not add up", rep)
 		}
 

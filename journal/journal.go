@@ -23,8 +23,8 @@
 // Lines are written in the canonical form that Go's encoding/json gives those
 // structures, and Verify insists on it, so that a change of any byte shows. The
 // first record has type "journal" and names the format (Format). The others
-// are "block", "fallback" and "event"; their data members are documented on
-// BlockData, FallbackData and EventData.
+// are "block", "fallback", "attempt" and "event"; their data members are
+// documented on BlockData, FallbackData, AttemptData and EventData.
 //
 // # What Verify detects, and what it cannot
 //
@@ -87,6 +87,7 @@ const (
 	TypeBlock    = "block"    // a block that entered a Provider's pool
 	TypeFallback = "fallback" // a fallback episode
 	TypeEvent    = "event"    // the entropy of a named event
+	TypeAttempt  = "attempt"  // a request made for an event's job, before it was sent
 )
 
 // zeroHash is the prev of the first line.
@@ -169,12 +170,32 @@ type FallbackData struct {
 }
 
 // EventData is the data of an "event" record: entropy.EventRecord with its
-// bytes in hex and its label in entropy.Label's JSON form.
+// bytes in hex and its label in entropy.Label's JSON form. An event whose
+// job was bound to it (entropy.EventNonce) also has its params and salt in
+// hex and the job's proof in entropy.Proof's JSON form; the proof's nonce is
+// then EventNonce(event, params, salt) and the event's bytes the first bytes
+// of its data, or the record does not verify.
 type EventData struct {
-	Event string        `json:"event"`
-	Data  string        `json:"data"` // hex
-	Label entropy.Label `json:"label"`
-	Time  time.Time     `json:"time"` // when the event was drawn
+	Event  string         `json:"event"`
+	Data   string         `json:"data"` // hex
+	Label  entropy.Label  `json:"label"`
+	Time   time.Time      `json:"time"`             // when the event was drawn
+	Params string         `json:"params,omitempty"` // hex
+	Salt   string         `json:"salt,omitempty"`   // hex
+	Proof  *entropy.Proof `json:"proof,omitempty"`
+}
+
+// AttemptData is the data of an "attempt" record: entropy.EventAttempt, a
+// request made for an event's job, recorded before it was sent, with its
+// bytes in hex. Its nonce is EventNonce(event, params, salt), or the record
+// does not verify. Report.Attempts counts them by event.
+type AttemptData struct {
+	Event  string    `json:"event"`
+	Source string    `json:"source"`
+	Params string    `json:"params,omitempty"` // hex
+	Salt   string    `json:"salt"`             // hex
+	Nonce  string    `json:"nonce"`            // hex
+	Time   time.Time `json:"time"`             // when the request was about to be sent
 }
 
 // Journal is an open journal file. It is safe for concurrent use; appends are
@@ -195,7 +216,10 @@ type Journal struct {
 	closed bool
 }
 
-var _ entropy.Journal = (*Journal)(nil)
+var (
+	_ entropy.Journal              = (*Journal)(nil)
+	_ entropy.EventAttemptRecorder = (*Journal)(nil)
+)
 
 // Option configures Open.
 type Option func(*Journal)
@@ -378,16 +402,33 @@ func (j *Journal) RecordEvent(ctx context.Context, r entropy.EventRecord) (entro
 		if j.closed {
 			return entropy.EventRecord{}, ErrClosed
 		}
-		old.Data = bytes.Clone(old.Data)
-		return old, nil
+		return old.Clone(), nil
 	}
 	if err := j.append(TypeEvent, d); err != nil {
 		return entropy.EventRecord{}, err
 	}
-	r.Data = bytes.Clone(r.Data)
+	r = r.Clone()
 	j.events[r.Event] = r
-	r.Data = bytes.Clone(r.Data)
-	return r, nil
+	return r.Clone(), nil
+}
+
+// RecordAttempt appends an "attempt" record: a request for the job of an
+// event, recorded before it is sent (entropy.EventAttemptRecorder). It
+// returns once the record is on disk. ctx is checked before the append.
+func (j *Journal) RecordAttempt(ctx context.Context, a entropy.EventAttempt) error {
+	d, err := attemptData(a)
+	if err != nil {
+		return err
+	}
+	if err := checkNames("attempt", a.Event, a.Source); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.append(TypeAttempt, d)
 }
 
 // LookupEvent returns the record of an event, if one was recorded by this
@@ -403,7 +444,7 @@ func (j *Journal) LookupEvent(ctx context.Context, event string) (entropy.EventR
 	}
 	r, ok := j.events[event]
 	if ok {
-		r.Data = bytes.Clone(r.Data)
+		r = r.Clone()
 	}
 	return r, ok, nil
 }
@@ -518,10 +559,13 @@ func syncDir(dir string) error {
 
 // Report summarises a journal that verified.
 type Report struct {
-	Records       int    // lines, the "journal" header included
-	Blocks        int    // "block" records
-	Fallbacks     int    // "fallback" records
-	Events        int    // "event" records
+	Records   int // lines, the "journal" header included
+	Blocks    int // "block" records
+	Fallbacks int // "fallback" records
+	Events    int // "event" records
+	// Attempts counts the "attempt" records by event: every request made
+	// for an event's job, the ones whose bytes were never used included.
+	Attempts      map[string]int
 	FallbackBytes int64  // bytes served in the recorded fallback episodes
 	LastSeq       uint64 // seq of the last record (0 for an empty file)
 	Head          string // hex SHA-256 of the last line ("" for an empty file)
@@ -704,6 +748,24 @@ func canonicalData(typ string, raw json.RawMessage, v *verifier) ([]byte, error)
 		if err != nil || len(data) == 0 || d.Event == "" {
 			return nil, bad("needs an event name and hex data")
 		}
+		params, perr := hex.DecodeString(d.Params)
+		salt, serr := hex.DecodeString(d.Salt)
+		if perr != nil || serr != nil {
+			return nil, bad("params and salt must be hex")
+		}
+		if len(salt) == 0 {
+			salt = nil
+		}
+		if pr := d.Proof; pr != nil {
+			if len(pr.Data) < len(data) || !bytes.Equal(pr.Data[:len(data)], data) {
+				return nil, bad("event %q: its bytes are not the first bytes of its proof's job", d.Event)
+			}
+			if !bytes.Equal(pr.Nonce, entropy.EventNonce(d.Event, params, salt)) {
+				return nil, bad("event %q: its proof's nonce is not the one of its event, params and salt", d.Event)
+			}
+		} else if salt != nil {
+			return nil, bad("event %q: a salt without a proof", d.Event)
+		}
 		if v.seen[d.Event] {
 			return nil, bad("event %q recorded twice", d.Event)
 		}
@@ -712,8 +774,31 @@ func canonicalData(typ string, raw json.RawMessage, v *verifier) ([]byte, error)
 		v.rep.Events++
 		v.rep.EventNames = append(v.rep.EventNames, d.Event)
 		if v.onEvent != nil {
-			v.onEvent(entropy.EventRecord{Event: d.Event, Data: data, Label: d.Label, Time: d.Time})
+			r := entropy.EventRecord{Event: d.Event, Data: data, Label: d.Label, Time: d.Time, Salt: salt, Proof: d.Proof}
+			if len(params) > 0 {
+				r.Params = params
+			}
+			v.onEvent(r)
 		}
+		out = d
+	case TypeAttempt:
+		var d AttemptData
+		if err := dec.Decode(&d); err != nil {
+			return nil, bad("%v", err)
+		}
+		params, perr := hex.DecodeString(d.Params)
+		salt, serr := hex.DecodeString(d.Salt)
+		nonce, nerr := hex.DecodeString(d.Nonce)
+		if d.Event == "" || perr != nil || serr != nil || nerr != nil || len(salt) == 0 {
+			return nil, bad("needs an event name, a salt and a nonce in hex")
+		}
+		if !bytes.Equal(nonce, entropy.EventNonce(d.Event, params, salt)) {
+			return nil, bad("event %q: the nonce is not the one of its event, params and salt", d.Event)
+		}
+		if v.rep.Attempts == nil {
+			v.rep.Attempts = make(map[string]int)
+		}
+		v.rep.Attempts[d.Event]++
 		out = d
 	default:
 		return nil, bad("unknown record type")

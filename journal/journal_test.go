@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -620,4 +622,84 @@ func ExampleOpen() {
 	rep, err := VerifyFile(path)
 	fmt.Println(rep.Records, rep.Events, err)
 	// Output: 2 1 <nil>
+}
+
+// A record that binds an event's job to something else does not verify, even
+// with its hashes and chain recomputed (as whoever rewrites the file can):
+// an event whose proof's nonce is another event's, whose proof is of other
+// bytes, and an attempt whose nonce is not its event's. Attempts are counted
+// by event.
+func TestEventBindingRecordsVerify(t *testing.T) {
+	salt := bytes.Repeat([]byte{7}, entropy.EventSaltSize)
+	params := []byte("provenrand-draw/1;kind=int;n=10")
+	data := []byte{1, 2, 3, 4}
+	good := func() EventData {
+		return EventData{
+			Event: "lotto", Data: hex.EncodeToString(data), Time: time.Date(2026, 12, 5, 20, 0, 0, 0, time.UTC),
+			Label:  entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "quantropy", JobID: "job-1", Length: 4}}},
+			Params: hex.EncodeToString(params), Salt: hex.EncodeToString(salt),
+			Proof: &entropy.Proof{Scheme: entropy.SchemeReferenceV2, Source: "quantropy", JobID: "job-1", Data: data,
+				Nonce: entropy.EventNonce("lotto", params, salt), Size: 4, Timestamp: "2026-12-05T20:00:00Z", Signature: make([]byte, 64)},
+		}
+	}
+	attempt := AttemptData{Event: "lotto", Source: "quantropy", Params: hex.EncodeToString(params), Salt: hex.EncodeToString(salt),
+		Nonce: hex.EncodeToString(entropy.EventNonce("lotto", params, salt)), Time: time.Date(2026, 12, 5, 20, 0, 0, 0, time.UTC)}
+
+	// write forges a journal, hashes and chain sound, whose last record is
+	// d: as whoever rewrites the file can (the Journal itself refuses to
+	// append a record that would not verify).
+	write := func(t *testing.T, typ string, d any) string {
+		a := attempt
+		a.Salt = hex.EncodeToString(bytes.Repeat([]byte{8}, entropy.EventSaltSize))
+		a.Nonce = hex.EncodeToString(entropy.EventNonce("lotto", params, bytes.Repeat([]byte{8}, entropy.EventSaltSize)))
+		var out []byte
+		prev := zeroHash
+		for i, rec := range []struct {
+			typ  string
+			data any
+		}{{TypeJournal, HeaderData{Format: Format}}, {TypeAttempt, attempt}, {TypeAttempt, a}, {typ, d}} {
+			raw, err := json.Marshal(rec.data)
+			require.NoError(t, err)
+			line, err := encode(record{Seq: uint64(i + 1), Time: time.Date(2026, 12, 5, 20, 0, 0, 0, time.UTC), Type: rec.typ, Data: raw, Prev: prev})
+			require.NoError(t, err)
+			prev = lineHash(line)
+			out = append(append(out, line...), '\n')
+		}
+		path := filepath.Join(t.TempDir(), "audit.jsonl")
+		require.NoError(t, os.WriteFile(path, out, 0o600))
+		return path
+	}
+
+	rep, err := VerifyFile(write(t, TypeEvent, good()))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int{"lotto": 2}, rep.Attempts)
+	reopened, err := Open(write(t, TypeEvent, good()))
+	require.NoError(t, err)
+	r, ok, err := reopened.LookupEvent(context.Background(), "lotto")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, salt, r.Salt)
+	assert.Equal(t, params, r.Params)
+	require.NotNil(t, r.Proof)
+	require.NoError(t, reopened.Close())
+
+	foreign := good()
+	foreign.Proof.Nonce = entropy.EventNonce("another-event", params, salt)
+	_, err = VerifyFile(write(t, TypeEvent, foreign))
+	assert.ErrorIs(t, err, ErrMalformed)
+
+	otherBytes := good()
+	otherBytes.Proof.Data = []byte{9, 9, 9, 9}
+	_, err = VerifyFile(write(t, TypeEvent, otherBytes))
+	assert.ErrorIs(t, err, ErrMalformed)
+
+	saltOnly := good()
+	saltOnly.Proof = nil
+	_, err = VerifyFile(write(t, TypeEvent, saltOnly))
+	assert.ErrorIs(t, err, ErrMalformed)
+
+	badAttempt := attempt
+	badAttempt.Event = "another-event"
+	_, err = VerifyFile(write(t, TypeAttempt, badAttempt))
+	assert.ErrorIs(t, err, ErrMalformed)
 }

@@ -621,6 +621,26 @@ func (j *Journal) RecordFallback(ctx context.Context, e entropy.FallbackEpisode)
 	return nil
 }
 
+var (
+	_ entropy.Journal              = (*Journal)(nil)
+	_ entropy.EventAttemptRecorder = (*Journal)(nil)
+)
+
+// RecordAttempt appends an "attempt" record: a request for the job of an
+// event, recorded before it is sent (entropy.EventAttemptRecorder). An
+// attempt already recorded (a retry after a lost connection) is not
+// recorded twice.
+func (j *Journal) RecordAttempt(ctx context.Context, a entropy.EventAttempt) error {
+	err := j.append(ctx, a)
+	if errors.Is(err, errAlreadyRecorded) {
+		return nil
+	}
+	if err != nil {
+		return j.wrap(fmt.Sprintf("record attempt for event %q", a.Event), err)
+	}
+	return nil
+}
+
 // RecordEvent appends an "event" record unless the event has one, and
 // returns the record stored, whoever stored it (this or another replica).
 func (j *Journal) RecordEvent(ctx context.Context, r entropy.EventRecord) (entropy.EventRecord, error) {

@@ -9,9 +9,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/drandsource"
@@ -80,6 +83,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	journalPath := addJournalFlag(fs)
 	transcriptPath := fs.String("transcript", "", "write the transcript to `file` (must not exist; \"-\" or empty: stdout)")
 	allowFallback := fs.Bool("allow-fallback", false, "accept local fallback entropy; the transcript then says NOT VERIFIABLE")
+	afterFlag := fs.String("after", "", "with --source drand: commit to the chain's first round after `TIME` (RFC 3339, or \"now\"), print the commitment before that round exists, and draw from it")
 	entrantsPath := fs.String("entrants", "", "draw from the entrants of `file`, one a line: the transcript commits to the list (SHA-256 and count) and the winners are printed by name; N is the count (--of may be left out)")
 	var sf sourceFlags
 	sf.add(fs)
@@ -141,6 +145,20 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, c, fmt.Errorf("--entrants %s holds %d entrants: N must be that count", *entrantsPath, len(entrants)))
 	}
 
+	var commit *draw.Commitment
+	var round *drandsource.RoundEntropy
+	if given["after"] {
+		var err error
+		if commit, round, err = sf.commitAfter(*afterFlag, time.Now()); err == nil && *event != "" {
+			err = errors.New("--after with --event: a committed draw is its own commitment (run it once, and publish its transcript)")
+		} else if err == nil && *journalPath != "" {
+			err = errors.New("--after with --journal: a committed draw takes nothing from the pool, and its transcript is its record")
+		}
+		if err != nil {
+			return usageError(stderr, c, err)
+		}
+	}
+
 	// Claim the transcript file before drawing, so a draw is never lost to
 	// a file that cannot be written.
 	var tf *os.File
@@ -169,16 +187,32 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer j.close()
 		popts = append(popts, entropy.WithJournal(j.Journal))
 	}
-	p, err := sf.open(draw.SeedSize, popts...)
-	if err != nil {
-		removeTranscript()
-		return fail(stderr, c, err)
+	var p *provider
+	var src draw.Entropy
+	timeout := sf.timeout
+	if commit != nil {
+		// Printed before the round exists: whoever reads it knows which
+		// round the draw will use before anyone knows its randomness.
+		due := round.Due()
+		fmt.Fprintf(stderr, "commitment: round %d of drand chain %s, the first after %s, due %s\n",
+			commit.Round, commit.Chain, commit.After.Format(time.RFC3339Nano), due.UTC().Format(time.RFC3339))
+		if wait := time.Until(due); wait > 0 {
+			timeout += wait
+		}
+		src = round
+	} else {
+		var err error
+		if p, err = sf.open(draw.SeedSize, popts...); err != nil {
+			removeTranscript()
+			return fail(stderr, c, err)
+		}
+		defer p.Close()
+		src = p
 	}
-	defer p.Close()
 
-	ctx, cancel := context.WithTimeout(ctx, sf.timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if *event == "" {
+	if p != nil && *event == "" {
 		if err := waitPool(ctx, p.Provider, draw.SeedSize); errors.Is(err, context.Canceled) || p.hopeless(err) {
 			removeTranscript()
 			return fail(stderr, c, err)
@@ -194,19 +228,26 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if entrants != nil {
 		dopts = append(dopts, draw.WithEntrants(entrants))
 	}
+	if commit != nil {
+		dopts = append(dopts, draw.WithCommitment(*commit))
+	}
 
 	var t *draw.Transcript
+	var err error
 	switch {
 	case *shuffleN != 0:
-		_, t, err = draw.Shuffle(ctx, p, *shuffleN, dopts...)
+		_, t, err = draw.Shuffle(ctx, src, *shuffleN, dopts...)
 	case intN != nil:
-		_, t, err = draw.Int(ctx, p, *intN, dopts...)
+		_, t, err = draw.Int(ctx, src, *intN, dopts...)
 	default:
-		_, t, err = draw.Pick(ctx, p, *k, *n, dopts...)
+		_, t, err = draw.Pick(ctx, src, *k, *n, dopts...)
 	}
 	if err != nil {
 		removeTranscript()
-		return fail(stderr, c, p.withCause(err))
+		if p != nil {
+			err = p.withCause(err)
+		}
+		return fail(stderr, c, err)
 	}
 	line := resultLine(t)
 	js, err := json.MarshalIndent(t, "", "  ")
@@ -248,6 +289,9 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if t.Event != "" {
 		fmt.Fprintf(human, "event: %s\n", shown(t.Event))
 	}
+	if t.Commitment != nil {
+		fmt.Fprintf(human, "commitment: round %d of drand chain %s, the first after %s\n", t.Commitment.Round, t.Commitment.Chain, t.Commitment.After.Format(time.RFC3339Nano))
+	}
 	fmt.Fprintf(human, "entropy: %s %s\n", t.Entropy, t.Label)
 	if tf != nil {
 		fmt.Fprintf(out, "transcript: %s (check it with: entropy verify %s)\n", shown(*transcriptPath), shown(*transcriptPath))
@@ -262,10 +306,36 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitError
 	}
-	if *journalPath != "" {
+	if p != nil && *journalPath != "" {
 		return journalKept(stderr, c, p, journalName(*journalPath))
 	}
 	return exitOK
+}
+
+// commitAfter reads --after (RFC 3339, or "now" for now) for a draw from
+// the one drand chain --source names, and returns the commitment to its
+// first round after that time and the round's entropy.
+func (f *sourceFlags) commitAfter(text string, now time.Time) (*draw.Commitment, *drandsource.RoundEntropy, error) {
+	at := now
+	if text = strings.TrimSpace(text); text != "now" {
+		var err error
+		if at, err = time.Parse(time.RFC3339Nano, text); err != nil {
+			return nil, nil, fmt.Errorf("--after %q: want an RFC 3339 time (2026-12-05T20:00:00Z) or now", text)
+		}
+	}
+	names, err := parseSources(f.sources)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(names) != 1 || !strings.HasPrefix(names[0], "drand:") {
+		return nil, nil, errors.New("--after needs --source drand (one drand chain, alone): the draw commits to one of its rounds")
+	}
+	src, err := f.drandSource(names[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	c := draw.CommitAfter(src.Chain(), at)
+	return &c, src.Committed(c.Round), nil
 }
 
 // journalKept closes the Provider, which writes the journal records still
@@ -517,7 +587,21 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		fmt.Fprintf(stdout, " (%s)", strings.Join(names, ", "))
 	}
-	fmt.Fprintf(stdout, "\nhead: %s\n", rep.Head)
+	fmt.Fprintln(stdout)
+	if len(rep.Attempts) > 0 {
+		// Every request made for an event's job, recorded before it was
+		// sent: more attempts than events means jobs were asked for and
+		// not used (a failed request, or a retry).
+		events := slices.Sorted(maps.Keys(rep.Attempts))
+		parts := make([]string, len(events))
+		total := 0
+		for i, e := range events {
+			parts[i] = fmt.Sprintf("%s: %d", strconv.Quote(e), rep.Attempts[e])
+			total += rep.Attempts[e]
+		}
+		fmt.Fprintf(stdout, "event requests: %d (%s)\n", total, strings.Join(parts, ", "))
+	}
+	fmt.Fprintf(stdout, "head: %s\n", rep.Head)
 	if *head != "" && !strings.EqualFold(strings.TrimSpace(*head), rep.Head) {
 		fmt.Fprintf(stderr, "entropy audit: head %s is not the published head %s: records were cut off the end or rewritten\n", rep.Head, shown(*head))
 		return exitError

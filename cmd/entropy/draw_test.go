@@ -6,15 +6,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/provenrand/entropy/drandsource"
 	"github.com/provenrand/entropy/draw"
 	"github.com/provenrand/entropy/internal/fsizelimit"
 	"github.com/provenrand/entropy/journal"
@@ -80,7 +84,9 @@ func TestDrawShuffleAndIntToStdout(t *testing.T) {
 }
 
 // TestDrawEventWithJournal: an event drawn twice, in two runs of the
-// command with one journal, gives the same numbers; audit sees one event.
+// command with one journal, gives the same numbers; its job was requested
+// for the event and the draw (the transcript's binding); a third run with
+// other parameters is refused; audit sees one event and its one request.
 func TestDrawEventWithJournal(t *testing.T) {
 	clearEnv(t)
 	dir := t.TempDir()
@@ -95,11 +101,18 @@ func TestDrawEventWithJournal(t *testing.T) {
 	assert.Equal(t, a.Outputs, b.Outputs)
 	assert.Equal(t, a.Entropy, b.Entropy)
 	assert.Equal(t, "lotto-7", b.Event)
+	require.NotNil(t, a.Binding)
+	assert.Equal(t, "provenrand-draw/1;kind=pick;n=49;k=6", a.Binding.Params)
+	assert.Equal(t, a.Binding, b.Binding)
+	code, _, errOut = runCLI(t, "draw", "--pick", "5", "--of", "49", "--event", "lotto-7", "--journal", j)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "other parameters")
 
 	code, out, errOut := runCLI(t, "audit", j)
 	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, out, "journal OK")
 	assert.Contains(t, out, `events: 1 ("lotto-7")`)
+	assert.Contains(t, out, `event requests: 1 ("lotto-7": 1)`)
 	head := strings.TrimSpace(out[strings.Index(out, "head: ")+len("head: "):])
 	code, _, errOut = runCLI(t, "audit", "--head", head, j)
 	assert.Equal(t, 0, code, errOut)
@@ -443,5 +456,78 @@ func TestAuditHeadErrorIsOneLine(t *testing.T) {
 		for _, l := range linesOf(out + errOut) {
 			assert.False(t, strings.HasPrefix(l, forgedLine), "a forged line was printed: %q", out+errOut)
 		}
+	}
+}
+
+// quicknetRelay serves the chain info and the real beacon of round 123 of
+// quicknet (drandsource/testdata/drand.json), as a public relay would.
+func quicknetRelay(t *testing.T) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "drandsource", "testdata", "drand.json"))
+	require.NoError(t, err)
+	var v struct {
+		Beacons []struct {
+			Chain      string `json:"chain"`
+			Round      uint64 `json:"round"`
+			Signature  string `json:"signature"`
+			Randomness string `json:"randomness"`
+		} `json:"beacons"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &v))
+	chain := drandsource.Quicknet()
+	var beacon string
+	for _, b := range v.Beacons {
+		if b.Chain == "quicknet" {
+			beacon = fmt.Sprintf(`{"round":%d,"randomness":%q,"signature":%q}`, b.Round, b.Randomness, b.Signature)
+		}
+	}
+	require.NotEmpty(t, beacon)
+	info := fmt.Sprintf(`{"public_key":"%x","period":%d,"genesis_time":%d,"hash":"%x","groupHash":"%x","schemeID":%q,"metadata":{"beaconID":%q}}`,
+		chain.PublicKey, int(chain.Period/time.Second), chain.GenesisTime, chain.Hash, chain.GroupHash, chain.Scheme, chain.BeaconID)
+	prefix := "/" + chain.HashString() + "/"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch strings.TrimPrefix(r.URL.Path, prefix) {
+		case "info":
+			fmt.Fprint(w, info)
+		case "public/123":
+			fmt.Fprint(w, beacon)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// draw --source drand --after TIME commits to the chain's first round after
+// TIME, says so before the draw, draws from that round, and verify checks
+// the commitment offline with the chain's info; --after with another source,
+// with --event or with a bad time is a usage error.
+func TestDrawAfterCommitsToAFutureRound(t *testing.T) {
+	clearEnv(t)
+	relay := quicknetRelay(t)
+	chain := drandsource.Quicknet()
+	after := chain.RoundTime(122).Add(time.Second).UTC().Format(time.RFC3339)
+	path := filepath.Join(t.TempDir(), "t.json")
+	code, out, errOut := runCLI(t, "draw", "--pick", "3", "--of", "10", "--source", "drand", "--relays", relay, "--after", after, "--transcript", path)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, errOut, "commitment: round 123 of drand chain "+chain.HashString()+", the first after "+after)
+	assert.Contains(t, out, "commitment: round 123")
+	tr := readTranscript(t, path)
+	require.NotNil(t, tr.Commitment)
+	assert.Equal(t, uint64(123), tr.Commitment.Round)
+
+	code, out, errOut = runCLI(t, "verify", path, "--chain", "quicknet")
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "commitment: round 123 is the first of chain "+chain.HashString())
+
+	for _, args := range [][]string{
+		{"--after", after}, // the service: no rounds to commit to
+		{"--after", after, "--source", "service,drand"}, // not drand alone
+		{"--after", "tomorrow", "--source", "drand"},
+		{"--after", after, "--source", "drand", "--event", "lotto"},
+	} {
+		code, _, errOut := runCLI(t, append([]string{"draw", "--int", "10", "--relays", relay}, args...)...)
+		assert.Equal(t, exitUsage, code, "%q: %s", args, errOut)
 	}
 }

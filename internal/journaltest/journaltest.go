@@ -111,6 +111,34 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 		assert.Equal(t, want, again.Data)
 	})
 
+	t.Run("BoundEventRoundTrips", func(t *testing.T) {
+		j := open(t)
+		r := boundEvent("lotto-bound", 32)
+		stored, err := j.RecordEvent(context.Background(), r)
+		require.NoError(t, err)
+		requireSameEvent(t, r, stored)
+		got, ok, err := j.LookupEvent(context.Background(), r.Event)
+		require.NoError(t, err)
+		require.True(t, ok)
+		requireSameEvent(t, r, got, "params, salt and proof are kept")
+	})
+
+	t.Run("AttemptsRecorded", func(t *testing.T) {
+		j := open(t)
+		ar, ok := j.(entropy.EventAttemptRecorder)
+		require.True(t, ok, "the journal records event requests before they are sent")
+		a := sampleAttempt("lotto-attempted")
+		require.NoError(t, ar.RecordAttempt(context.Background(), a))
+		a2 := sampleAttempt("lotto-attempted")
+		require.NoError(t, ar.RecordAttempt(context.Background(), a2), "a second request for one event")
+		bad := sampleAttempt("lotto-attempted")
+		bad.Nonce = entropy.EventNonce("another-event", bad.Params, bad.Salt)
+		require.Error(t, ar.RecordAttempt(context.Background(), bad), "a nonce that is not the event's")
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		require.Error(t, ar.RecordAttempt(ctx, sampleAttempt("lotto-attempted")))
+	})
+
 	t.Run("BadEventRefused", func(t *testing.T) {
 		j := open(t)
 		_, err := j.RecordEvent(context.Background(), entropy.EventRecord{Data: []byte{1}, Label: spanLabel(1)})
@@ -275,6 +303,12 @@ func requireSameEvent(t *testing.T, want, got entropy.EventRecord, msgAndArgs ..
 	} else {
 		require.EqualError(t, got.Label.Reason, want.Label.Reason.Error(), msgAndArgs...)
 	}
+	require.Equal(t, len(want.Params) == 0, len(got.Params) == 0, msgAndArgs...)
+	if len(want.Params) > 0 {
+		require.Equal(t, want.Params, got.Params, msgAndArgs...)
+	}
+	require.Equal(t, want.Salt, got.Salt, msgAndArgs...)
+	require.Equal(t, want.Proof, got.Proof, msgAndArgs...)
 	require.True(t, want.Time.Truncate(time.Microsecond).Equal(got.Time.Truncate(time.Microsecond)),
 		append([]any{"time %v, want %v: ", got.Time, want.Time}, msgAndArgs...)...)
 }
@@ -299,6 +333,32 @@ func spanLabel(n int) entropy.Label {
 		spans = spans[1:]
 	}
 	return entropy.Label{Verifiable: true, Spans: spans}
+}
+
+// boundEvent is an event record whose job was bound to it: params, salt and
+// a v2 proof whose nonce is the event's.
+func boundEvent(name string, n int) entropy.EventRecord {
+	r := sampleEvent(name, n)
+	r.Label = entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "quantropy", JobID: "job-bound", Length: n}}}
+	r.Params = []byte("provenrand-draw/1;kind=pick;n=49;k=6")
+	r.Salt = make([]byte, entropy.EventSaltSize)
+	_, _ = crand.Read(r.Salt)
+	sig := make([]byte, 64)
+	_, _ = crand.Read(sig)
+	r.Proof = &entropy.Proof{
+		Scheme: entropy.SchemeReferenceV2, Source: "quantropy", JobID: "job-bound", Data: bytes.Clone(r.Data),
+		Nonce: entropy.EventNonce(name, r.Params, r.Salt), Size: n, Timestamp: "2026-12-05T20:00:00.123Z", Signature: sig,
+	}
+	return r
+}
+
+// sampleAttempt is a request for event's job with a fresh salt.
+func sampleAttempt(event string) entropy.EventAttempt {
+	a := entropy.EventAttempt{Event: event, Source: "quantropy", Params: []byte("provenrand-draw/1;kind=int;n=10"),
+		Salt: make([]byte, entropy.EventSaltSize), Time: time.Now().UTC()}
+	_, _ = crand.Read(a.Salt)
+	a.Nonce = entropy.EventNonce(event, a.Params, a.Salt)
+	return a
 }
 
 // fallbackEvent is a record with a fallback label and a reason, as a journal

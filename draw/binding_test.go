@@ -1,0 +1,166 @@
+package draw_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/draw"
+	"github.com/provenrand/entropy/journal"
+	"github.com/provenrand/entropy/sim"
+)
+
+// simEventTranscripts draws, from a Provider with a journal over the
+// simulator, 3 of the entrants for each event named, then stops both, and
+// returns the transcripts' JSON, the simulator's key and the journal's path.
+func simEventTranscripts(t *testing.T, entrants []string, events ...string) ([][]byte, ed25519.PublicKey, string) {
+	t.Helper()
+	s := sim.New()
+	src, err := s.Source()
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	j, err := journal.Open(path)
+	require.NoError(t, err)
+	p, err := entropy.New(src, entropy.WithJournal(j))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out [][]byte
+	for _, ev := range events {
+		_, tr, err := draw.Pick(ctx, p, 3, len(entrants), draw.ForEvent(ev), draw.WithEntrants(entrants))
+		require.NoError(t, err)
+		js, err := json.Marshal(tr)
+		require.NoError(t, err)
+		out = append(out, js)
+	}
+	require.NoError(t, p.Close())
+	require.NoError(t, j.Close())
+	require.NoError(t, s.Close())
+	return out, s.PublicKey(), path
+}
+
+// An event draw's job is requested for the event and the draw's parameters
+// (the entrants' commitment included): the transcript carries the binding
+// and the job's proof, and verifies offline, the simulator gone, with the
+// binding reported checked. The journal lists the request before the event.
+func TestEventDrawIsBoundAndVerifiesOffline(t *testing.T) {
+	entrants := []string{"ada", "grace", "edsger", "barbara", "donald"}
+	jss, pub, path := simEventTranscripts(t, entrants, "raffle-2026-12-05")
+	tr, err := draw.ParseTranscript(jss[0])
+	require.NoError(t, err)
+	require.NotNil(t, tr.Binding)
+	c, err := draw.CommitEntrants(entrants)
+	require.NoError(t, err)
+	assert.Equal(t, string(draw.Params(draw.KindPick, draw.Inputs{N: 5, K: 3}, &c)), tr.Binding.Params)
+	assert.Contains(t, tr.Binding.Params, c.SHA256, "the entrants are part of what the job was requested for")
+	require.Len(t, tr.Proofs, 1)
+
+	roots := draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{sim.SourceName: pub}}
+	rep, err := draw.Check(tr, roots)
+	require.NoError(t, err)
+	assert.True(t, rep.OriginChecked)
+	assert.True(t, rep.EventBound)
+	assert.Empty(t, rep.Unchecked)
+	require.NoError(t, draw.Verify(tr, roots))
+
+	// Without the key: the nonce is checked, the binding is not called proven.
+	rep, err = draw.Check(tr, draw.TrustRoots{})
+	require.NoError(t, err)
+	assert.False(t, rep.EventBound)
+
+	jr, err := journal.VerifyFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, 1, jr.Attempts["raffle-2026-12-05"], "the request is in the journal")
+}
+
+// Whatever binds the job to the event is edited (the digest recomputed),
+// verification fails: the event renamed, the salt or params changed, the
+// entrants swapped, or a job made for another event spliced in.
+func TestEventBindingEditedFails(t *testing.T) {
+	entrants := []string{"ada", "grace", "edsger", "barbara", "donald"}
+	jss, pub, _ := simEventTranscripts(t, entrants, "raffle-a", "raffle-b")
+	roots := draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{sim.SourceName: pub}}
+	load := func(js []byte) map[string]any {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(js, &m))
+		return m
+	}
+	require.NoError(t, draw.Verify(redigest(t, load(jss[0])), roots))
+
+	m := load(jss[0])
+	m["event"] = "raffle-c"
+	err := draw.Verify(redigest(t, m), roots)
+	assert.ErrorIs(t, err, draw.ErrProof)
+	assert.Contains(t, err.Error(), `"nonce"`)
+
+	m = load(jss[0])
+	b := m["binding"].(map[string]any)
+	b["salt"] = flip(b["salt"].(string))
+	err = draw.Verify(redigest(t, m), roots)
+	assert.ErrorIs(t, err, draw.ErrProof)
+	assert.Contains(t, err.Error(), `"nonce"`)
+
+	m = load(jss[0])
+	m["binding"].(map[string]any)["params"] = "provenrand-draw/1;kind=pick;n=5;k=3"
+	assert.ErrorIs(t, draw.Verify(redigest(t, m), roots), draw.ErrInvalid, "params that are not the draw's")
+
+	m = load(jss[0])
+	other, err := draw.CommitEntrants([]string{"ada", "grace", "edsger", "barbara", "mallory"})
+	require.NoError(t, err)
+	m["entrants"] = map[string]any{"sha256": other.SHA256, "count": other.Count}
+	assert.ErrorIs(t, draw.Verify(redigest(t, m), roots), draw.ErrInvalid, "another list of entrants")
+
+	// Event b's job, seed and outputs, passed off as event a's (with a's
+	// binding): every signature holds, the nonce is b's.
+	a, bm := load(jss[0]), load(jss[1])
+	for _, k := range []string{"entropy", "label", "proofs", "outputs"} {
+		a[k] = bm[k]
+	}
+	err = draw.Verify(redigest(t, a), roots)
+	assert.ErrorIs(t, err, draw.ErrProof)
+	assert.Contains(t, err.Error(), `"nonce"`)
+
+	// The binding removed: the origin still verifies, and the report says
+	// the job was not shown to be the event's.
+	m = load(jss[0])
+	delete(m, "binding")
+	tr := redigest(t, m)
+	rep, err := draw.Check(tr, roots)
+	require.NoError(t, err)
+	assert.False(t, rep.EventBound)
+	require.NotEmpty(t, rep.Unchecked)
+	assert.Contains(t, rep.Unchecked[len(rep.Unchecked)-1], "event binding")
+
+	// A binding on a draw that names no event.
+	m = load(jss[0])
+	delete(m, "event")
+	assert.ErrorIs(t, draw.Verify(redigest(t, m), roots), draw.ErrInvalid)
+}
+
+// The same event drawn again with other parameters fails; with the same
+// parameters it gives the same draw.
+func TestEventRedrawWithOtherParametersFails(t *testing.T) {
+	s := sim.New()
+	t.Cleanup(func() { _ = s.Close() })
+	src, err := s.Source()
+	require.NoError(t, err)
+	p, err := entropy.New(src)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first, _, err := draw.Pick(ctx, p, 6, 49, draw.ForEvent("lotto"))
+	require.NoError(t, err)
+	again, _, err := draw.Pick(ctx, p, 6, 49, draw.ForEvent("lotto"))
+	require.NoError(t, err)
+	assert.Equal(t, first, again)
+	_, _, err = draw.Pick(ctx, p, 5, 49, draw.ForEvent("lotto"))
+	assert.ErrorIs(t, err, entropy.ErrEventParams)
+}

@@ -1,0 +1,84 @@
+package draw
+
+import (
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/drandsource"
+)
+
+// Commitment is a draw's commitment, made and published before its entropy
+// existed, to the drand round it draws from: the first round of a chain
+// after a time (docs/draw-spec.md §6, "commitment"). Fix the entrants, then
+// commit to the first round after now: nobody, the operator included, could
+// know the result when the list was fixed, and nobody can pick another
+// round afterwards.
+type Commitment struct {
+	Chain string    `json:"chain"` // the drand chain's hash, lower-case hex
+	After time.Time `json:"after"` // the round is the chain's first after this time
+	Round uint64    `json:"round"` // that round: ChainInfo.FirstRoundAfter(After)
+}
+
+// CommitAfter returns the commitment to the first round of chain after t.
+func CommitAfter(chain drandsource.ChainInfo, t time.Time) Commitment {
+	return Commitment{Chain: chain.HashString(), After: t.UTC(), Round: chain.FirstRoundAfter(t)}
+}
+
+// WithCommitment makes a draw from the round c names (read it from
+// drandsource's RoundEntropy for c.Round): the transcript carries c, and the
+// draw fails unless its seed is that round's, with its proof.
+func WithCommitment(c Commitment) Option {
+	return func(cf *config) { cf.commitment = &c }
+}
+
+// checkCommitment checks a transcript's commitment against its proof: one
+// drand proof, of the chain and round committed to. Whether the round is the
+// first after the time needs the chain's info (checkCommitmentTime).
+func checkCommitment(t *Transcript) error {
+	c := t.Commitment
+	if c == nil {
+		return nil
+	}
+	if c.After.IsZero() {
+		return fmt.Errorf("%w: a commitment without a time", ErrInvalid)
+	}
+	if raw, err := hex.DecodeString(c.Chain); err != nil || len(raw) != 32 || hex.EncodeToString(raw) != c.Chain {
+		return fmt.Errorf("%w: the commitment's chain must be 32 bytes in lower-case hex", ErrInvalid)
+	}
+	if len(t.Proofs) != 1 || t.Proofs[0].Scheme != entropy.SchemeDrand {
+		return proofError(0, "scheme", "a committed draw needs one proof of %q", entropy.SchemeDrand)
+	}
+	p := t.Proofs[0]
+	if hex.EncodeToString(p.Chain) != c.Chain {
+		return proofError(0, "chain", "not the chain the draw committed to (%s)", c.Chain)
+	}
+	if p.Round != c.Round {
+		return proofError(0, "round", "%d, but the draw committed to round %d", p.Round, c.Round)
+	}
+	return nil
+}
+
+// checkCommitmentTime checks, with the chain's info from the trust roots,
+// that the round committed to is the chain's first after the time, and
+// notes in rep what ran.
+func checkCommitmentTime(t *Transcript, roots TrustRoots, rep *Report) error {
+	c := t.Commitment
+	if c == nil {
+		return nil
+	}
+	for _, ch := range roots.Chains {
+		if ch.HashString() != c.Chain {
+			continue
+		}
+		if want := ch.FirstRoundAfter(c.After); want != c.Round {
+			return fmt.Errorf("%w: the commitment names round %d, but the first round of the chain after %s is %d", ErrInvalid, c.Round, c.After.Format(time.RFC3339), want)
+		}
+		rep.Checks = append(rep.Checks, fmt.Sprintf("commitment: round %d is the first of chain %s after %s (due %s): its randomness did not exist when the draw was committed",
+			c.Round, c.Chain, c.After.Format(time.RFC3339), ch.RoundTime(c.Round).UTC().Format(time.RFC3339)))
+		return nil
+	}
+	rep.Unchecked = append(rep.Unchecked, fmt.Sprintf("commitment: no trust root for chain %s, so the round was not shown to be the first after %s", c.Chain, c.After.Format(time.RFC3339)))
+	return nil
+}
