@@ -12,22 +12,29 @@ import (
 // failed while others may have passed.
 var ErrPartialBatch = errors.New("entropy: batch items failed")
 
+// ErrBatchUnsupported is matched by the error of a FetchBatch whose service
+// has no batch request (package httpsource: the batch path answered 404,
+// 405 or 501). A [Provider] that meets it refills from that source with
+// single requests from then on, and does not count it as a failure.
+var ErrBatchUnsupported = errors.New("entropy: the service offers no batch request")
+
 // BatchSource is a [Source] that can also fetch several blocks in one request
-// (package httpsource's POST /v1/entropy/batch). A [Provider] made with
-// [WithBatch] refills from such a source with batches.
+// (package httpsource's POST /v1/entropy/batch). A [Provider] refills from
+// such a source with batches unless WithBatch(1) turns them off.
 type BatchSource interface {
 	Source
 	// FetchBatch asks for one block of each size in one request. It returns
 	// the blocks that passed every check of the source, in the order of
 	// sizes, and, if any item failed, a *BatchError listing the failed
 	// ones (by their index in sizes). An error that is not a *BatchError
-	// is a failure of the whole request: no blocks.
+	// is a failure of the whole request: no blocks. An error matching
+	// [ErrBatchUnsupported] says the service has no batch request at all.
 	FetchBatch(ctx context.Context, sizes []int) ([]Block, error)
 }
 
 // BatchError is a batch answer whose items did not all pass: the batch
 // error names the failed items. Match it with [errors.Is]
-// (ErrPartialBatch) and read it with [errors.As]. It unwraps to the items'
+// ([ErrPartialBatch]) and read it with [errors.As]. It unwraps to the items'
 // errors, so errors.As finds a failed item's *JobError too.
 type BatchError struct {
 	Total     int              // items asked for

@@ -2,7 +2,9 @@ package entropy
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -63,10 +65,13 @@ func newBatchSource(script ...step) *batchSource {
 	return &batchSource{scriptSource: newScriptSource("b", script...)}
 }
 
+// The batch tests run with the default configuration: a source that offers
+// batches gets them without an option.
+
 func TestBatchRefillTakesTheGoodItems(t *testing.T) {
 	failed := &JobError{JobID: "x", Code: "QuantumComputerError"}
 	src := newBatchSource(step{}, step{err: failed}, step{}, step{err: &JobError{Code: "TooManyShots"}})
-	p := newTestProvider(t, src, fast(WithBatch(4), WithBufferSize(4096), WithFetchSize(1024))...)
+	p := newTestProvider(t, src, fast(WithBufferSize(4096), WithFetchSize(1024))...)
 	full(t, p, 4096)
 	st := p.Stats().Sources[0]
 	assert.Equal(t, 2, src.batchCount(), "a batch of 4 with 2 good items, then a batch of 2 for the room left")
@@ -96,7 +101,7 @@ func TestBatchItemsRefusedByTheChecksAreFailures(t *testing.T) {
 	stuck := Block{Data: make([]byte, 1024), Source: "b", JobID: "stuck", Verifiable: true}
 	unverified := step{unverified: true}
 	src := newBatchSource(step{}, step{block: &stuck}, unverified, step{})
-	p := newTestProvider(t, src, fast(WithBatch(4), WithBufferSize(4096), WithFetchSize(1024))...)
+	p := newTestProvider(t, src, fast(WithBufferSize(4096), WithFetchSize(1024))...)
 	full(t, p, 4096)
 	st := p.Stats().Sources[0]
 	assert.Equal(t, uint64(2), st.BlocksRejected)
@@ -114,7 +119,7 @@ func TestBatchItemsRefusedByTheChecksAreFailures(t *testing.T) {
 func TestBatchWithNoGoodItemIsAFailedRequest(t *testing.T) {
 	e := &JobError{Code: "QuantumComputerError"}
 	src := newBatchSource(step{err: e}, step{err: e})
-	p := newTestProvider(t, src, fast(WithBatch(2), WithBufferSize(2048), WithFetchSize(1024))...)
+	p := newTestProvider(t, src, fast(WithBufferSize(2048), WithFetchSize(1024))...)
 	full(t, p, 2048)
 	st := p.Stats().Sources[0]
 	assert.Equal(t, uint64(1), st.Failures, "one failed request, retried")
@@ -126,23 +131,123 @@ func TestBatchWithNoGoodItemIsAFailedRequest(t *testing.T) {
 func TestBatchWholeFailureIsRetriedAndPermanentOpensTheBreaker(t *testing.T) {
 	src := newBatchSource()
 	src.whole = []error{&APIError{StatusCode: 503}}
-	p := newTestProvider(t, src, fast(WithBatch(2), WithBufferSize(2048), WithFetchSize(1024))...)
+	p := newTestProvider(t, src, fast(WithBufferSize(2048), WithFetchSize(1024))...)
 	full(t, p, 2048)
 	assert.Equal(t, uint64(1), p.Stats().Sources[0].Retries)
 
 	src2 := newBatchSource()
 	src2.whole = []error{&APIError{StatusCode: 401}, &APIError{StatusCode: 401}, &APIError{StatusCode: 401}}
-	p2 := newTestProvider(t, src2, WithRateLimit(rate.Inf, 1), WithRetry(3, time.Millisecond, time.Millisecond), WithBatch(2), WithBufferSize(2048), WithFetchSize(1024))
+	p2 := newTestProvider(t, src2, WithRateLimit(rate.Inf, 1), WithRetry(3, time.Millisecond, time.Millisecond), WithBufferSize(2048), WithFetchSize(1024))
 	require.Eventually(t, func() bool { return p2.Stats().Sources[0].Breaker == "open" }, 5*time.Second, time.Millisecond)
 	assert.Equal(t, 1, src2.batchCount(), "a permanent error is not retried")
 }
 
-func TestNoBatchWithoutTheOption(t *testing.T) {
+func TestBatchIsTheDefaultForABatchSource(t *testing.T) {
 	src := newBatchSource()
 	p := newTestProvider(t, src, fast(WithBufferSize(4096), WithFetchSize(1024))...)
 	full(t, p, 4096)
+	assert.Equal(t, [][]int{{1024, 1024, 1024, 1024}}, src.batches, "one batch fills the empty pool")
+	assert.Equal(t, 4, src.callCount(), "the batch's four items, no single request")
+	assert.Equal(t, uint64(1), p.Stats().Sources[0].Requests)
+}
+
+func TestBatchDefaultIsCappedByDefaultBatch(t *testing.T) {
+	src := newBatchSource()
+	p := newTestProvider(t, src, fast(WithBufferSize(8192), WithFetchSize(1024))...)
+	full(t, p, 8192)
+	require.Equal(t, 2, src.batchCount())
+	for _, b := range src.batches {
+		assert.Len(t, b, DefaultBatch)
+	}
+}
+
+func TestWithBatchOneSendsSingleRequests(t *testing.T) {
+	src := newBatchSource()
+	p := newTestProvider(t, src, fast(WithBatch(1), WithBufferSize(4096), WithFetchSize(1024))...)
+	full(t, p, 4096)
 	assert.Equal(t, 0, src.batchCount())
 	assert.Equal(t, 4, src.callCount())
+	assert.Equal(t, uint64(4), p.Stats().Sources[0].Requests)
+}
+
+// A service that answers it has no batch request gets a single request in
+// its place, and single requests from then on; the answer is neither a
+// failure nor a reason to open the breaker.
+func TestBatchUnsupportedFallsBackToSingleRequests(t *testing.T) {
+	src := newBatchSource()
+	src.whole = []error{fmt.Errorf("no batch path: %w: %w", ErrBatchUnsupported, &APIError{StatusCode: 404})}
+	p := newTestProvider(t, src, fast(WithBufferSize(4096), WithFetchSize(1024))...)
+	full(t, p, 4096)
+	st := p.Stats().Sources[0]
+	assert.Equal(t, 1, src.batchCount(), "one batch request, never another")
+	assert.Equal(t, 4, src.callCount())
+	assert.Equal(t, uint64(5), st.Requests, "the batch request and four single ones")
+	assert.Equal(t, uint64(0), st.Failures)
+	assert.Equal(t, uint64(0), st.Retries)
+	assert.Equal(t, "closed", st.Breaker)
+	assert.NoError(t, st.LastError)
+
+	buf := make([]byte, 4096)
+	lbl, err := p.ReadLabelled(context.Background(), buf)
+	require.NoError(t, err)
+	require.True(t, lbl.Verifiable)
+	full(t, p, 4096)
+	assert.Equal(t, 1, src.batchCount())
+}
+
+// Contract point 3 per item: an item that repeats a job already taken (in
+// the same batch or an earlier one) is refused and counted, the others are
+// served.
+func TestBatchItemReplayIsRefused(t *testing.T) {
+	data := make([]byte, 1024)
+	_, _ = rand.Read(data)
+	dup := Block{Data: data, Source: "b", JobID: "b-dup", Verifiable: true, Proof: []byte("sig"), Time: time.Now()}
+	src := newBatchSource(step{block: &dup}, step{}, step{block: &dup}, step{}, step{block: &dup})
+	p := newTestProvider(t, src, fast(WithPolicy(Defer), WithBufferSize(4096), WithFetchSize(1024))...)
+	full(t, p, 4096)
+	st := p.Stats().Sources[0]
+	assert.Equal(t, [][]int{{1024, 1024, 1024, 1024}}, src.batches, "then a single request for the last 1024 bytes")
+	assert.Equal(t, uint64(2), st.BlocksRejected, "the job's second showing (an item) and third (a single answer)")
+	assert.Equal(t, uint64(1), st.BatchItemsFailed)
+	assert.Equal(t, uint64(4), st.BlocksAccepted)
+
+	l := newLedger(src.scriptSource)
+	src.scriptSource.mu.Lock()
+	src.jobs["b-dup"] = data
+	src.scriptSource.mu.Unlock()
+	buf := make([]byte, 4096)
+	lbl, err := p.ReadLabelled(context.Background(), buf)
+	require.NoError(t, err)
+	require.Empty(t, l.check(buf, lbl))
+	dups := 0
+	for _, sp := range lbl.Spans {
+		if sp.JobID == "b-dup" {
+			dups += sp.Length
+		}
+	}
+	assert.Equal(t, 1024, dups, "the job's bytes are served once")
+}
+
+// Each good item of a batch is journalled as a block of its own; an item
+// the checks refused leaves no record.
+func TestBatchItemsAreJournalledOneByOne(t *testing.T) {
+	j := newMemJournal()
+	stuck := Block{Data: make([]byte, 1024), Source: "b", JobID: "stuck", Verifiable: true}
+	src := newBatchSource(step{}, step{block: &stuck}, step{}, step{})
+	p := newTestProvider(t, src, fast(WithJournal(j), WithBufferSize(4096), WithFetchSize(1024))...)
+	full(t, p, 4096)
+	require.NoError(t, p.Close()) // flushes the journal; no refill after it
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var ids []string
+	for _, b := range j.blocks {
+		data, ok := src.job(b.JobID)
+		require.True(t, ok, "record of %s names a job the source made", b.JobID)
+		assert.Equal(t, len(data), b.Size)
+		ids = append(ids, b.JobID)
+	}
+	assert.ElementsMatch(t, []string{"b-job-1", "b-job-2", "b-job-3", "b-job-4"}, ids,
+		"three good items of the batch, then one single block; none for the stuck item")
 }
 
 func TestWithBatchRefusesBadSizes(t *testing.T) {

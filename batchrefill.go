@@ -9,10 +9,12 @@ import (
 )
 
 // batchSizes returns the sizes of the request a refill with room bytes of
-// room sends to f: one block of n, or, with WithBatch and a source that
-// offers batches, as many blocks of n as fit (at most the batch size).
+// room sends to f: one block of n, or, when the source offers batches
+// (BatchSource, and it has not answered that its service has none) and
+// WithBatch did not turn them off, as many blocks of n as fit (at most the
+// batch size).
 func (f *feeder) batchSizes(room, n int) []int {
-	if f.cfg.batch < 2 || n <= 0 {
+	if f.cfg.batch < 2 || n <= 0 || f.noBatch.Load() {
 		return []int{n}
 	}
 	if _, ok := f.src.(BatchSource); !ok {
@@ -31,7 +33,9 @@ func (f *feeder) batchSizes(room, n int) []int {
 
 // fetchBatch runs one refill request for blocks of sizes through breaker,
 // retry and checks: Fetch for one size, FetchBatch for more. It returns the
-// blocks that passed every check.
+// blocks that passed every check. A service that answers it has no batch
+// request (ErrBatchUnsupported) gets a single request for sizes[0] in its
+// place, and single requests from then on: that answer is not a failure.
 func (f *feeder) fetchBatch(ctx context.Context, sizes []int) ([]Block, error) {
 	if len(sizes) == 1 {
 		b, err := f.fetch(ctx, sizes[0], nil)
@@ -45,9 +49,25 @@ func (f *feeder) fetchBatch(ctx context.Context, sizes []int) ([]Block, error) {
 	_, err := f.cb.Execute(func() (Block, error) {
 		var err error
 		blocks, err = f.retryingWith(ctx, func(ctx context.Context) ([]Block, error) {
-			var good []Block
-			good, partial, err = f.onceBatch(ctx, sizes)
-			return good, err
+			if !f.noBatch.Load() {
+				var good []Block
+				good, partial, err = f.onceBatch(ctx, sizes)
+				if !errors.Is(err, ErrBatchUnsupported) {
+					return good, err
+				}
+				f.batchUnsupported(err)
+				// The single request is a request of its own: it waits
+				// for the limiter and any hold like every other.
+				if err := f.wait(ctx); err != nil {
+					return nil, err
+				}
+			}
+			partial = nil
+			b, err := f.once(ctx, sizes[0], nil)
+			if err != nil {
+				return nil, err
+			}
+			return []Block{b}, nil
 		})
 		return Block{}, err
 	})
@@ -62,6 +82,17 @@ func (f *feeder) fetchBatch(ctx context.Context, sizes []int) ([]Block, error) {
 		f.setLastError(partial)
 	}
 	return blocks, nil
+}
+
+// batchUnsupported turns batches off for f: its service answered err
+// (ErrBatchUnsupported) to a batch request.
+func (f *feeder) batchUnsupported(err error) {
+	if f.noBatch.Swap(true) {
+		return
+	}
+	if l := f.cfg.logger; l != nil {
+		l.Info("entropy: the source offers no batch request; refilling with single requests", "source", f.sourceName(), "error", err.Error())
+	}
 }
 
 // onceBatch sends one batch request and checks every block that came back

@@ -72,7 +72,7 @@ func RetryAfter(err error) time.Duration {
 // RequestID returns the service's request ID that err, or an error it
 // wraps, carries: the x-request-id of the answer that produced it, for
 // support. Every error that package httpsource returns for an answer it
-// received carries one (APIError, [JobError], malformed answers, bad
+// received carries one ([APIError], [JobError], malformed answers, bad
 // signatures) when the service sent it; errors without an answer
 // (connection failures) have none, and give "".
 func RequestID(err error) string {

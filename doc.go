@@ -6,7 +6,7 @@
 // background. Reads copy out of memory and never do I/O; each byte is handed
 // out once and its pool slot zeroed. [Provider.ReadLabelled] returns, with the bytes, a
 // [Label]: verifiable, with the spans of the jobs the bytes came from, or
-// fallback (crypto/rand), with the reason. What happens when the pool cannot
+// fallback ([crypto/rand]), with the reason. What happens when the pool cannot
 // serve a read is the Provider's [Policy]: [Degrade], [Defer] or [Fail].
 //
 // Which entry point to use:

@@ -49,11 +49,11 @@ type eventEntry struct {
 // bytes this Provider took are zeroed (Stats.EventBytesDiscarded). A call
 // with another size returns [ErrEventSize].
 //
-// When a source can bind a job to a request (NonceSource: the reference
+// When a source can bind a job to a request ([NonceSource]: the reference
 // protocol), the event's bytes are a job of their own, fetched for the
 // event with the nonce EventNonce(event, nil, salt) and a fresh salt per
 // request, each request recorded in the journal before it is sent
-// (EventAttemptRecorder); [Provider.ReadEvent] returns the record with the salt and
+// ([EventAttemptRecorder]); [Provider.ReadEvent] returns the record with the salt and
 // the job's proof. Otherwise (drand, an in-memory source) they come from
 // the pool.
 //
@@ -71,7 +71,7 @@ func (p *Provider) ReadFor(ctx context.Context, event string, b []byte) (Label, 
 // ReadEvent is [Provider.ReadFor] for a draw with parameters: params (the draw's
 // parameters in a canonical encoding, package draw's Params; at most
 // [MaxEventParams] bytes) are hashed into the nonce of the event's job with
-// the event name and a random salt (EventNonce), so that a verifier sees
+// the event name and a random salt ([EventNonce]), so that a verifier sees
 // that the job was requested for this event and these parameters. It
 // returns the whole record: the bytes (also copied into b), their label,
 // and, when the job was bound, the params, the salt and the job's proof. An

@@ -12,7 +12,7 @@ import (
 )
 
 // EventNonceDomain opens the bytes hashed into an event's nonce
-// (EventNonce), so that they can never be taken for another hash's input.
+// ([EventNonce]), so that they can never be taken for another hash's input.
 const EventNonceDomain = "provenrand/entropy event nonce v1"
 
 // EventSaltSize is the size of the random salt of an event's request.
@@ -31,7 +31,7 @@ var ErrEventParams = errors.New("entropy: event was drawn with other parameters"
 //
 // (32 bytes). params are the draw's parameters in the caller's canonical
 // encoding (package draw's Params), salt the random bytes chosen for the
-// request (EventSaltSize). A service signs the nonce with the job (protocol
+// request ([EventSaltSize]). A service signs the nonce with the job (protocol
 // v2), so whoever holds the job, the event name, the parameters and the salt
 // sees that the job was requested for this event and these parameters: a job
 // made for anything else has another nonce.
@@ -51,7 +51,7 @@ func EventNonce(event string, params, salt []byte) []byte {
 // NonceSource is a [Source] that can fetch a job bound to a nonce the caller
 // chose, as the reference protocol (v2) binds every job to its request.
 // [Provider.ReadFor] and [Provider.ReadEvent] use it: the nonce of an event's job is derived from
-// the event (EventNonce); the block it returns carries the nonce in its
+// the event ([EventNonce]); the block it returns carries the nonce in its
 // Evidence.
 type NonceSource interface {
 	Source
@@ -61,7 +61,7 @@ type NonceSource interface {
 }
 
 // EventAttempt is one request made for the job of a named event, recorded
-// in the journal before it is sent (EventAttemptRecorder), so that an audit
+// in the journal before it is sent ([EventAttemptRecorder]), so that an audit
 // lists every attempt an event had, including any whose bytes were never
 // used.
 type EventAttempt struct {

@@ -27,6 +27,7 @@ type nonceSource struct {
 	nonces      [][]byte
 	journalled  []bool
 	plainCalled int
+	refuse      error // every request fails with it
 }
 
 func (s *nonceSource) Fetch(ctx context.Context, n int) (Block, error) {
@@ -44,7 +45,11 @@ func (s *nonceSource) FetchNonce(ctx context.Context, n int, nonce []byte) (Bloc
 	if fail {
 		s.failFirst--
 	}
+	refused := s.refuse
 	s.mu.Unlock()
+	if refused != nil {
+		return Block{}, refused
+	}
 	if fail {
 		return Block{}, errors.New("service busy: HTTP 503")
 	}
@@ -201,4 +206,25 @@ func TestEventRecordWithForeignJobRefused(t *testing.T) {
 	other = rec.Clone()
 	other.Proof = nil
 	assert.Error(t, checkEventRecord("lotto", other), "a salt without a proof")
+}
+
+// An event draw waits out outages until ctx ends, but a source that refuses
+// for good (a key the service does not know) ends it at once with the
+// service's error: no draw, no bytes, and no wait for the deadline.
+func TestEventDrawEndsOnAPermanentError(t *testing.T) {
+	refusal := fmt.Errorf("%w: HTTP 401: unknown API key", ErrPermanent)
+	src := &nonceSource{refuse: refusal}
+	p := newTestProvider(t, src, fast()...)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	b := make([]byte, 32)
+	_, err := p.ReadFor(ctx, "lotto", b)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, ErrPermanent)
+	assert.ErrorIs(t, err, ErrUnavailable)
+	assert.NoError(t, ctx.Err(), "the draw ended before its deadline")
+	assert.Equal(t, make([]byte, 32), b)
+	_, _, err = p.ReadProven(ctx, b)
+	assert.ErrorIs(t, err, ErrPermanent)
+	assert.NoError(t, ctx.Err())
 }

@@ -52,6 +52,7 @@ type feeder struct {
 	quota     quotaState   // what the service said is left, and the pacing it implies
 
 	batchItemsFailed atomic.Uint64 // failed items of batches that served some blocks
+	noBatch          atomic.Bool   // the service answered it has no batch request
 
 	mu      sync.Mutex
 	name    string // from the blocks it returned; "source N" until the first

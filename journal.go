@@ -15,7 +15,7 @@ import (
 //
 // The Provider calls RecordBlock and RecordFallback from one goroutine of its
 // own (the one that also runs the fallback hook), in order, never under one
-// of its locks. It treats their errors as something to report (Stats'
+// of its locks. It treats their errors as something to report ([Stats]'
 // JournalErrors, the logger), not as a reason to stop serving, and retries a
 // record that failed, with backoff, until it is written: records are never
 // dropped silently, and every record queued before [Provider.Close] is tried before
@@ -74,7 +74,7 @@ type FallbackEpisode struct {
 // EventRecord is the entropy drawn for one named event (contract point 8):
 // the bytes, their label and when they were drawn, and, when the event's job
 // was bound to it (a source that implements [NonceSource]), what binds it:
-// the parameters and salt its nonce was derived from (EventNonce) and the
+// the parameters and salt its nonce was derived from ([EventNonce]) and the
 // job's [Proof]. Event entropy is stored in the journal, in clear: it is for
 // public draws, never for secrets.
 type EventRecord struct {

@@ -31,7 +31,7 @@ type Span struct {
 }
 
 // Label is the provenance of one read. A read has exactly one class
-// (Provenance): verifiable, derived or fallback; it never mixes them.
+// ([Provenance]): verifiable, derived or fallback; it never mixes them.
 //
 //   - Verifiable: Verifiable is true, Derived false, Reason nil, and the spans
 //     tile the read in order: for each span, the read's next Length bytes equal

@@ -69,10 +69,11 @@ const (
 	DefaultBreakerOpen   = 2 * time.Second  // breaker open → half-open
 	DefaultTripAfter     = 3                // consecutive failed refills that open the breaker
 	DefaultWarmStart     = 2 * time.Second  // how long reads wait for the first block after New
+	DefaultBatch         = 4                // most blocks per refill request to a BatchSource
 )
 
 // An Option configures a [Provider]. When an option is given twice, the later
-// one wins (WithFailover adds to the list instead).
+// one wins ([WithFailover] adds to the list instead).
 type Option func(*config) error
 
 type config struct {
@@ -107,7 +108,7 @@ func defaultConfig() config {
 		policy:        Degrade,
 		bufferSize:    DefaultBufferSize,
 		fetchSize:     DefaultFetchSize,
-		batch:         1,
+		batch:         DefaultBatch,
 		limit:         DefaultRate,
 		burst:         DefaultBurst,
 		attempts:      DefaultRetryAttempts,
@@ -224,15 +225,26 @@ func WithFetchSize(bytes int) Option {
 	}
 }
 
-// WithBatch makes the [Provider] refill with batches of up to maxItems blocks
-// of the fetch size, in one request, from every source that offers them
-// (BatchSource), whenever the pool has room for two blocks or more. The
-// blocks of a batch that pass every check are taken; each failed item counts
-// as a failure of its own (SourceStats.Failures, BatchItemsFailed), and a
-// batch with some failed items is a successful request, not retried whole
-// (the next refill asks for what is still missing). A batch whose items all
-// failed is a failed request like any other. maxItems 1 (the default)
-// turns batches off; at most 64.
+// WithBatch sets how many blocks of the fetch size the [Provider] asks for in
+// one refill request to a source that offers batches ([BatchSource], as
+// package httpsource's does): as many as the pool has room for, at most
+// maxItems. Batches are the default ([DefaultBatch], 4 items: at the default
+// sizes, a batch fills the empty pool in one request); WithBatch(1) turns
+// them off, and a Provider then sends the source single requests only.
+// Sources that do not offer batches always get single requests, and so does
+// a source whose service answered that it has no batch request
+// ([ErrBatchUnsupported]).
+//
+// The blocks of a batch that pass every check (signature, length, health
+// tests, replay guard) are taken, each a job of its own in labels and the
+// journal; each failed item counts as a failure of its own
+// (SourceStats.Failures, BatchItemsFailed), and a batch with some failed
+// items is a successful request, not retried whole (the next refill asks
+// for what is still missing). A batch whose items all failed is a failed
+// request like any other, retried and counted by the breaker as one.
+//
+// maxItems must be in 1..64; the source may allow fewer items or bytes per
+// batch (package httpsource: 64 items, 256 KiB in all).
 func WithBatch(maxItems int) Option {
 	return func(c *config) error {
 		if maxItems < 1 || maxItems > 64 {
@@ -357,7 +369,7 @@ func WithFailover(srcs ...Source) Option {
 // WithShards sets how many independently locked parts the pool has, so that
 // concurrent readers do not contend on one lock. Default: GOMAXPROCS, at
 // most 64; either way [New] then caps it at one shard per 64 bytes of
-// buffer (WithBufferSize), and at least one.
+// buffer ([WithBufferSize]), and at least one.
 func WithShards(n int) Option {
 	return func(c *config) error {
 		if n < 1 || n > 1024 {

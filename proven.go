@@ -96,7 +96,10 @@ func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc, pol
 			clear(b)
 			return Label{}, Proof{}, ctx.Err()
 		}
-		if policy != Defer {
+		if policy != Defer || everyPermanent(err) {
+			// A permanent error on every source (a key refused, payment
+			// required, signatures under another key) is a
+			// misconfiguration, not an outage: waiting cannot end it.
 			clear(b)
 			return Label{}, Proof{}, newUnavailable(err)
 		}
@@ -110,6 +113,15 @@ func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc, pol
 			return Label{}, Proof{}, e
 		}
 	}
+}
+
+// everyPermanent reports whether err, fetchOwn's error (one source's, or
+// the join of every source's), is permanent for every source.
+func everyPermanent(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return allPermanent(j.Unwrap())
+	}
+	return Classify(err) == Permanent
 }
 
 // provenSize is the size of the job a read of n bytes of its own asks src

@@ -239,7 +239,7 @@ func New(src Source, opts ...Option) (*Provider, error) {
 }
 
 // WaitReady waits until the pool first holds verifiable bytes (nil), ctx
-// ends (ctx's error), or the [Provider] closes (ErrClosed). It returns early,
+// ends (ctx's error), or the [Provider] closes ([ErrClosed]). It returns early,
 // with the error, when a refill round fails permanently on every source: a
 // service that refuses the API key (401, 403), wants payment (402), or
 // whose signatures never verify with the configured key is misconfigured,

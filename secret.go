@@ -344,7 +344,7 @@ func (p *Provider) zeroSecrets() {
 }
 
 // SecretReader returns an [io.Reader] whose reads are [Provider.ReadSecret] under the
-// [Provider]'s policy (Defer waits until [Provider.Close]). Hand it, not the Provider, to
+// [Provider]'s policy ([Defer] waits until [Provider.Close]). Hand it, not the Provider, to
 // code that makes keys: ed25519.GenerateKey, rsa.GenerateKey, uuid.NewRandomFromReader.
 func (p *Provider) SecretReader() io.Reader { return secretReader{p} }
 

@@ -31,7 +31,7 @@ var (
 )
 
 // APIError is an HTTP error answer of a service. Match its class with
-// [errors.Is] (ErrUnauthorized, [ErrRateLimited], …) and read its fields with
+// [errors.Is] ([ErrUnauthorized], [ErrRateLimited], …) and read its fields with
 // [errors.As].
 //
 // Sources must not put credentials into any field: Error() is logged and

@@ -47,7 +47,7 @@ type Stats struct {
 
 	Sources []SourceStats // in priority order
 
-	// Fleet is the state of the fleet coordination (WithFleet): shared or
+	// Fleet is the state of the fleet coordination ([WithFleet]): shared or
 	// local, and how many coordination operations failed. Nil without a
 	// fleet.
 	Fleet *FleetStatus
@@ -65,11 +65,11 @@ type SourceStats struct {
 	BytesAccepted  uint64
 	LastError      error     // the last failure, nil after a success
 	HoldUntil      time.Time // Retry-After: no request before this (zero if none)
-	// BatchItemsFailed counts the failed items of batches (WithBatch) that
+	// BatchItemsFailed counts the failed items of batches (see [WithBatch]) that
 	// served other blocks: each is also one of Failures.
 	BatchItemsFailed uint64
 	// Quota is what the service last said is left of its quota, for a
-	// source that reads it (QuotaReporter); Quota.Known() is false
+	// source that reads it ([QuotaReporter]); Quota.Known() is false
 	// otherwise.
 	Quota Quota
 }

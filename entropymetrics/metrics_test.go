@@ -287,6 +287,8 @@ func TestSimulatorRequestsByRouteStatusAndFault(t *testing.T) {
 	require.NoError(t, err)
 	_, err = src.Fetch(ctx, 16)
 	require.NoError(t, err)
+	_, err = src.FetchBatch(ctx, []int{16, 16})
+	require.NoError(t, err)
 
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
@@ -305,6 +307,7 @@ func TestSimulatorRequestsByRouteStatusAndFault(t *testing.T) {
 		{"/v1/entropy", 503, "status", 1},
 		{"/v1/entropy", 202, "queued", 1},
 		{"/v1/entropy", 200, "none", 1},
+		{"/v1/entropy/batch", 200, "none", 1},
 		{"/v1/jobs/{job_id}", 200, "none", 2}, // the queued job: running once, then completed
 	} {
 		v, mono := point(t, rm, "entropy.sim.requests", entropymetrics.HTTPRouteKey.String(tc.route),

@@ -71,7 +71,7 @@ func RegisterSimulator(s *sim.Server, opts ...Option) (metric.Registration, erro
 // attribute values.
 func route(path string) string {
 	switch {
-	case path == httpsource.EntropyPath, path == httpsource.PublicKeyPath:
+	case path == httpsource.EntropyPath, path == httpsource.BatchPath, path == httpsource.PublicKeyPath:
 		return path
 	case strings.HasPrefix(path, httpsource.JobsPath) && len(path) > len(httpsource.JobsPath):
 		return httpsource.JobsPath + "{job_id}"

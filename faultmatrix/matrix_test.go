@@ -41,19 +41,25 @@ const (
 
 // cell is one fault: what the simulator does on the first few entropy
 // requests (then it is healthy), and whether its answer is permanent.
+//
+// Every cell runs with the Provider's default configuration, which refills
+// from the simulator with batches: a whole-request fault applies to a batch
+// request as to a single one, and a fault of an item's kind (a failed job,
+// a bad signature, stuck bytes, …) to the batch's first item (sim.Script).
+// The cells of single requests run again with batches turned off
+// (WithBatch(1)), named "… single".
 type cell struct {
 	name      string
 	fault     sim.Fault
 	repeat    int  // how many requests in a row get the fault
 	permanent bool // the answer is a permanent error (no retry allowed)
-	// items, if set, makes the cell a batch cell: the Provider refills
-	// with batches (WithBatch(batchItems)), and the items of the first
-	// repeat batches take these faults, one per item (sim.ScriptItems).
+	// items, if set, makes the cell a batch cell: the items of the first
+	// repeat batches (of entropy.DefaultBatch items) take these faults,
+	// one per item (sim.ScriptItems).
 	items []sim.Fault
+	// single: the Provider sends single requests only (WithBatch(1)).
+	single bool
 }
-
-// batchItems is the batch size of the batch cells.
-const batchItems = 4
 
 func cells() []cell {
 	var cs []cell
@@ -89,6 +95,11 @@ func cells() []cell {
 		cell{name: "latency", fault: sim.Latency(30 * time.Millisecond), repeat: 3},
 		cell{name: "exhausted", fault: sim.Kind(sim.FaultExhausted), repeat: 1, permanent: true},
 	)
+	for _, c := range cs[:len(cs):len(cs)] {
+		c.name += " single"
+		c.single = true
+		cs = append(cs, c)
+	}
 	// Partial batches: some items of a batch fail, the others
 	// are taken; the failed ones must never be served.
 	none := sim.Kind(sim.FaultNone)
@@ -156,9 +167,7 @@ func runCell(t *testing.T, c cell, pol entropy.Policy) counts {
 	if c.fault.Kind != sim.FaultNone {
 		s.Script(faults...)
 	}
-	batch := 1
 	if c.items != nil {
-		batch = batchItems
 		for range c.repeat {
 			s.ScriptItems(c.items...)
 		}
@@ -168,18 +177,21 @@ func runCell(t *testing.T, c cell, pol entropy.Policy) counts {
 
 	var logs bytes.Buffer
 	var logMu sync.Mutex
-	p, err := entropy.New(src,
+	opts := []entropy.Option{
 		entropy.WithPolicy(pol),
 		entropy.WithRateLimit(clientRate, clientBurst),
 		entropy.WithRetry(3, 2*time.Millisecond, 10*time.Millisecond),
 		entropy.WithBreaker(gobreaker.Settings{Timeout: breakerOpen}),
 		entropy.WithBufferSize(4096),
 		entropy.WithFetchSize(1024),
-		entropy.WithMaxRetryAfter(2*time.Second),
-		entropy.WithFetchTimeout(2*time.Second),
+		entropy.WithMaxRetryAfter(2 * time.Second),
+		entropy.WithFetchTimeout(2 * time.Second),
 		entropy.WithLogger(newLogger(&logs, &logMu)),
-		entropy.WithBatch(batch),
-	)
+	}
+	if c.single {
+		opts = append(opts, entropy.WithBatch(1))
+	}
+	p, err := entropy.New(src, opts...)
 	require.NoError(t, err)
 
 	var got counts
@@ -429,6 +441,11 @@ func permanentRetries(reqs []sim.Request) int {
 	n := 0
 	for i, r := range reqs {
 		if !permanentStatus(r) {
+			continue
+		}
+		if r.Path == httpsource.BatchPath && r.Status == 404 && i+1 < len(reqs) && reqs[i+1].Path == httpsource.EntropyPath {
+			// A 404 to a batch request says the service has none: the
+			// Provider asks again with a single request, another request.
 			continue
 		}
 		if i+1 < len(reqs) && reqs[i+1].Time.Sub(r.Time) < breakerOpen-10*time.Millisecond {

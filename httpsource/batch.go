@@ -22,6 +22,11 @@ import (
 // index, code and message, returned together with the good blocks. Any other
 // error is a failure of the whole request, as Fetch would return it, with no
 // blocks. Queued items are polled one after the other.
+//
+// A service without the batch request (it answers the batch path with 404,
+// 405 or 501) gets an error that matches entropy.ErrBatchUnsupported as well
+// as the answer's *entropy.APIError: a Provider then sends it single
+// requests.
 func (s *Source) FetchBatch(ctx context.Context, sizes []int) ([]entropy.Block, error) {
 	if len(sizes) == 0 || len(sizes) > MaxBatchItems {
 		return nil, fmt.Errorf("httpsource: batch of %d items: want 1..%d: %w", len(sizes), MaxBatchItems, entropy.ErrPermanent)
@@ -57,6 +62,10 @@ func (s *Source) FetchBatch(ctx context.Context, sizes []int) ([]entropy.Block, 
 	sent := s.now()
 	buf, body, hdr, err := s.send(ctx, http.MethodPost, BatchPath, "", payload)
 	if err != nil {
+		var ae *entropy.APIError
+		if errors.As(err, &ae) && noBatchStatus(ae.StatusCode) {
+			return nil, fmt.Errorf("httpsource: %w: %w", entropy.ErrBatchUnsupported, err)
+		}
 		return nil, err
 	}
 	defer releaseBuffer(buf)
@@ -90,6 +99,17 @@ func (s *Source) FetchBatch(ctx context.Context, sizes []int) ([]entropy.Block, 
 		return blocks, &entropy.BatchError{Total: len(sizes), Items: failed, RequestID: s.requestID(hdr)}
 	}
 	return blocks, nil
+}
+
+// noBatchStatus reports whether an answer of status to a batch request says
+// the service has no such request: the path is unknown (404), the method is
+// not allowed on it (405), or the server does not implement it (501).
+func noBatchStatus(status int) bool {
+	switch status {
+	case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusNotImplemented:
+		return true
+	}
+	return false
 }
 
 // batchItem reads and checks one item of a batch answer.

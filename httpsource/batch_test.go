@@ -23,6 +23,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
@@ -162,9 +163,13 @@ type handBatch struct {
 	count func(n int) int
 	// single, if set, is told of every job of GET /v1/entropy.
 	single func(id string, data []byte)
+	// noBatch, if set, is the status every batch request gets: a service
+	// without the batch request.
+	noBatch int
 
 	mu      sync.Mutex
 	singles int
+	posts   int
 }
 
 func (h *handBatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -183,6 +188,17 @@ func (h *handBatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(h.signed(id, r.URL.Query().Get("nonce"), data))
 		return
+	}
+	if r.URL.Path == "/v1/entropy/batch" {
+		h.mu.Lock()
+		h.posts++
+		h.mu.Unlock()
+		if h.noBatch != 0 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(h.noBatch)
+			fmt.Fprint(w, `{"error":{"code":"NotFound","message":"no such route"}}`)
+			return
+		}
 	}
 	if r.Method != http.MethodPost || r.URL.Path != "/v1/entropy/batch" || r.Header.Get("Authorization") != "Bearer "+testKey ||
 		r.Header.Get("Content-Type") != "application/json" {
@@ -326,7 +342,8 @@ func TestProviderRefillsFromBatchesOfAHandWrittenService(t *testing.T) {
 		defer mu.Unlock()
 		served[id] = data
 	}
-	p, err := entropy.New(src, entropy.WithBatch(4), entropy.WithBufferSize(4096), entropy.WithFetchSize(1024))
+	// The default configuration: batches, since the source offers them.
+	p, err := entropy.New(src, entropy.WithBufferSize(4096), entropy.WithFetchSize(1024))
 	require.NoError(t, err)
 	defer p.Close()
 	require.Eventually(t, func() bool { return p.Stats().Pooled == 4096 }, 10*time.Second, time.Millisecond)
@@ -342,6 +359,64 @@ func TestProviderRefillsFromBatchesOfAHandWrittenService(t *testing.T) {
 	off := 0
 	mu.Lock()
 	defer mu.Unlock()
+	for _, sp := range lbl.Spans {
+		data, ok := served[sp.JobID]
+		require.True(t, ok, "span of job %s that the service never made", sp.JobID)
+		assert.Equal(t, data[sp.Offset:sp.Offset+sp.Length], buf[off:off+sp.Length])
+		off += sp.Length
+	}
+}
+
+// A service without the batch request answers the batch path 404, 405 or
+// 501: the error says so (entropy.ErrBatchUnsupported) and keeps the
+// answer's *entropy.APIError; any other status is an ordinary failure.
+func TestBatchUnsupportedByTheService(t *testing.T) {
+	for _, status := range []int{http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusNotImplemented, http.StatusBadRequest} {
+		h, src := newHandBatch(t, nil)
+		h.noBatch = status
+		blocks, err := src.FetchBatch(context.Background(), []int{16, 16})
+		assert.Nil(t, blocks)
+		var ae *entropy.APIError
+		require.ErrorAs(t, err, &ae, "%d", status)
+		assert.Equal(t, status, ae.StatusCode)
+		assert.Equal(t, status != http.StatusBadRequest, errors.Is(err, entropy.ErrBatchUnsupported), "%d: %v", status, err)
+		assert.NotErrorIs(t, err, entropy.ErrPartialBatch)
+	}
+}
+
+// A Provider over a service without the batch request asks for one batch,
+// then refills with single requests: verifiable bytes, no failure, the
+// breaker closed.
+func TestProviderRefillsWithSinglesFromAServiceWithoutBatches(t *testing.T) {
+	h, src := newHandBatch(t, nil)
+	h.noBatch = http.StatusNotFound
+	var mu sync.Mutex
+	served := map[string][]byte{}
+	h.single = func(id string, data []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		served[id] = data
+	}
+	p, err := entropy.New(src, entropy.WithPolicy(entropy.Fail), entropy.WithRateLimit(rate.Inf, 1), entropy.WithBufferSize(4096), entropy.WithFetchSize(1024))
+	require.NoError(t, err)
+	defer p.Close()
+	require.Eventually(t, func() bool { return p.Stats().Pooled == 4096 }, 10*time.Second, time.Millisecond)
+	buf := make([]byte, 4096)
+	lbl, err := p.ReadLabelled(context.Background(), buf)
+	require.NoError(t, err)
+	require.True(t, lbl.Verifiable)
+	require.Eventually(t, func() bool { return p.Stats().Pooled == 4096 }, 10*time.Second, time.Millisecond)
+	st := p.Stats().Sources[0]
+	assert.Equal(t, "closed", st.Breaker)
+	assert.Zero(t, st.Failures)
+	assert.NoError(t, st.LastError)
+	h.mu.Lock()
+	assert.Equal(t, 1, h.posts, "one batch request, never a second")
+	assert.Equal(t, 8, h.singles)
+	h.mu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	off := 0
 	for _, sp := range lbl.Spans {
 		data, ok := served[sp.JobID]
 		require.True(t, ok, "span of job %s that the service never made", sp.JobID)

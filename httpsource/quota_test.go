@@ -128,6 +128,46 @@ func TestQuotaFrom402Balance(t *testing.T) {
 	assert.Equal(t, 0.25, q.Balance)
 }
 
+// The simulator's 402 says what is left of the key's balance: the source
+// reports it as the quota's Balance (exhausted), for a single request and
+// a batch, and a Provider shows it in Stats.
+func TestQuotaFromTheSimulators402Balance(t *testing.T) {
+	s := sim.New(sim.WithSeed(9), sim.WithKey(e2eKey, 300))
+	t.Cleanup(func() { _ = s.Close() })
+	src, err := s.Source(httpsource.WithAPIKey(e2eKey))
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = src.Fetch(ctx, 256)
+	require.NoError(t, err)
+	_, err = src.Fetch(ctx, 256)
+	require.ErrorIs(t, err, entropy.ErrPaymentRequired)
+	q, ok := src.Quota()
+	require.True(t, ok)
+	assert.True(t, q.Exhausted)
+	assert.Equal(t, 44.0, q.Balance, "300 bytes, less the 256 of the first job")
+
+	s.AddKey(e2eKey, 20)
+	_, err = src.FetchBatch(ctx, []int{32, 32})
+	require.ErrorIs(t, err, entropy.ErrPaymentRequired)
+	q, _ = src.Quota()
+	assert.True(t, q.Exhausted)
+	assert.Equal(t, 20.0, q.Balance)
+
+	// A Provider shows it: the balance pays for the first batch's first
+	// item (the others fail as QuotaExhaustedError), then a 402 says 44.
+	s2 := sim.New(sim.WithSeed(10), sim.WithKey(e2eKey, 300))
+	t.Cleanup(func() { _ = s2.Close() })
+	src2, err := s2.Source(httpsource.WithAPIKey(e2eKey))
+	require.NoError(t, err)
+	p, err := entropy.New(src2, entropy.WithPolicy(entropy.Fail), entropy.WithBufferSize(1024), entropy.WithFetchSize(256))
+	require.NoError(t, err)
+	defer p.Close()
+	require.Eventually(t, func() bool { return p.Stats().Sources[0].Quota.Exhausted }, 10*time.Second, time.Millisecond)
+	pq := p.Stats().Sources[0].Quota
+	assert.Equal(t, 44.0, pq.Balance)
+	assert.ErrorIs(t, p.Stats().Sources[0].LastError, entropy.ErrQuotaExhausted)
+}
+
 func TestQuotaShownInProviderStats(t *testing.T) {
 	f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-RateLimit-Remaining", "1000")
@@ -159,7 +199,9 @@ func TestQuotaFromTheSimulatorIsNeverOverrun(t *testing.T) {
 	t.Cleanup(func() { _ = s.Close() })
 	src, err := s.Source()
 	require.NoError(t, err)
-	p, err := entropy.New(src, entropy.WithPolicy(entropy.Defer), entropy.WithBufferSize(2048), entropy.WithFetchSize(256))
+	// Single requests: a batch would ask for the whole pool in one request
+	// and never press on the window.
+	p, err := entropy.New(src, entropy.WithBatch(1), entropy.WithPolicy(entropy.Defer), entropy.WithBufferSize(2048), entropy.WithFetchSize(256))
 	require.NoError(t, err)
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

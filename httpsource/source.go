@@ -62,9 +62,10 @@ type Source struct {
 	allowHTTP  bool
 	jsonOnly   bool
 	keepAlive  bool
-	now        func() time.Time       // clock for Retry-After dates and job timestamps (WithClock)
-	tolerance  time.Duration          // WithTimestampTolerance
-	newNonce   func() ([]byte, error) // the nonce of each Fetch: NewNonce; tests replace it
+	now        func() time.Time                     // clock for Retry-After dates and job timestamps (WithClock)
+	after      func(time.Duration) <-chan time.Time // the same clock's waits: polls (WithClock)
+	tolerance  time.Duration                        // WithTimestampTolerance
+	newNonce   func() ([]byte, error)               // the nonce of each Fetch: NewNonce; tests replace it
 	configured ed25519.PublicKey
 	prefix     string // the base URL without a trailing slash; paths follow it
 
@@ -220,7 +221,8 @@ func WithJSONOnly() Option {
 }
 
 // WithClock sets the clock the source reads Retry-After dates and checks
-// job timestamps against (default: the system clock). It takes the
+// job timestamps against, and waits on between the polls of a queued job
+// (default: the system clock). It takes the
 // entropy.Clock that every WithClock of the module takes; entropy.NowFunc
 // adapts a plain time function.
 func WithClock(clk entropy.Clock) Option {
@@ -228,7 +230,7 @@ func WithClock(clk entropy.Clock) Option {
 		if clk == nil {
 			return errors.New("httpsource: nil clock")
 		}
-		s.now = clk.Now
+		s.now, s.after = clk.Now, clk.After
 		return nil
 	}
 }
@@ -280,6 +282,7 @@ func New(baseURL string, opts ...Option) (*Source, error) {
 		pollBase:  DefaultPollBase,
 		pollMax:   DefaultPollMax,
 		now:       time.Now,
+		after:     time.After,
 		tolerance: DefaultTimestampTolerance,
 		newNonce:  NewNonce,
 	}
@@ -595,20 +598,19 @@ func (s *Source) Job(ctx context.Context, id string) (Job, error) {
 func (s *Source) poll(ctx context.Context, id string, first time.Duration, pub ed25519.PublicKey, n int, want *binding) (Job, error) {
 	path := JobsPath + url.PathEscape(id)
 	wait := s.pollBase
-	timer := time.NewTimer(pollDelay(wait, first))
-	defer timer.Stop()
+	delay := pollDelay(wait, first)
 	for {
 		select {
 		case <-ctx.Done():
 			return Job{}, &entropy.ConnError{Op: "poll job " + s.redact(id), Err: ctx.Err()}
-		case <-timer.C:
+		case <-s.after(delay):
 		}
 		job, hdr, done, err := s.pollOnce(ctx, path, id, pub, n, want)
 		if done || err != nil {
 			return job, err
 		}
 		wait = min(2*wait, s.pollMax)
-		timer.Reset(pollDelay(wait, retryAfter(hdr, s.now())))
+		delay = pollDelay(wait, retryAfter(hdr, s.now()))
 	}
 }
 

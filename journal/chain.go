@@ -32,13 +32,14 @@ type Chain struct {
 
 // NewChain returns a Chain for a journal from its first record.
 func NewChain() *Chain {
-	return &Chain{v: verifier{seen: make(map[string]bool)}}
+	return &Chain{v: verifier{seen: make(map[string]bool), whole: true}}
 }
 
 // ChainAt returns a Chain that continues a journal whose last record has
 // sequence number seq and hash head (0 and "" for an empty journal).
 func ChainAt(seq uint64, head string) *Chain {
 	c := NewChain()
+	c.v.whole = false // the lines before seq are not seen
 	c.v.rep.LastSeq, c.v.rep.Head = seq, head
 	return c
 }

@@ -609,16 +609,21 @@ type verifier struct {
 	onEvent func(entropy.EventRecord) // called for each event record, if set
 	onBlock func(jobKey)              // called for each block record, if set
 	seen    map[string]bool
-	jobs    map[jobKey]int // line of each job's first block record
-	line    int            // the line being checked
-	offset  int64          // its offset
-	last    Entry          // the last line that verified
+	jobs    map[jobKey]int  // line of each job's first block record
+	nonces  map[string]bool // the nonce (hex) of every attempt record
+	// whole: the verifier reads the journal from its first line (run), so
+	// an event's attempt record, if any, is among the lines it saw.
+	whole  bool
+	line   int   // the line being checked
+	offset int64 // its offset
+	last   Entry // the last line that verified
 }
 
 // run checks every line of r.
 func (v *verifier) run(r io.Reader) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	v.seen = make(map[string]bool)
+	v.whole = true
 	var offset int64
 	cur, curErr := readLine(br)
 	for line := 1; ; line++ {
@@ -763,6 +768,9 @@ func canonicalData(typ string, raw json.RawMessage, v *verifier) ([]byte, error)
 			if !bytes.Equal(pr.Nonce, entropy.EventNonce(d.Event, params, salt)) {
 				return nil, bad("event %q: its proof's nonce is not the one of its event, params and salt", d.Event)
 			}
+			if v.whole && !v.nonces[hex.EncodeToString(pr.Nonce)] {
+				return nil, bad("event %q: the request for its job has no attempt record before it", d.Event)
+			}
 		} else if salt != nil {
 			return nil, bad("event %q: a salt without a proof", d.Event)
 		}
@@ -799,6 +807,10 @@ func canonicalData(typ string, raw json.RawMessage, v *verifier) ([]byte, error)
 			v.rep.Attempts = make(map[string]int)
 		}
 		v.rep.Attempts[d.Event]++
+		if v.nonces == nil {
+			v.nonces = make(map[string]bool)
+		}
+		v.nonces[d.Nonce] = true
 		out = d
 	default:
 		return nil, bad("unknown record type")

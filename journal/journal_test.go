@@ -627,7 +627,8 @@ func ExampleOpen() {
 // A record that binds an event's job to something else does not verify, even
 // with its hashes and chain recomputed (as whoever rewrites the file can):
 // an event whose proof's nonce is another event's, whose proof is of other
-// bytes, and an attempt whose nonce is not its event's. Attempts are counted
+// bytes, whose request has no attempt record before it, and an attempt whose
+// nonce is not its event's. Attempts are counted
 // by event.
 func TestEventBindingRecordsVerify(t *testing.T) {
 	salt := bytes.Repeat([]byte{7}, entropy.EventSaltSize)
@@ -697,6 +698,13 @@ func TestEventBindingRecordsVerify(t *testing.T) {
 	saltOnly.Proof = nil
 	_, err = VerifyFile(write(t, TypeEvent, saltOnly))
 	assert.ErrorIs(t, err, ErrMalformed)
+
+	unasked := good()
+	other := bytes.Repeat([]byte{9}, entropy.EventSaltSize)
+	unasked.Salt = hex.EncodeToString(other)
+	unasked.Proof.Nonce = entropy.EventNonce("lotto", params, other)
+	_, err = VerifyFile(write(t, TypeEvent, unasked))
+	assert.ErrorIs(t, err, ErrMalformed, "an event whose request has no attempt record before it")
 
 	badAttempt := attempt
 	badAttempt.Event = "another-event"

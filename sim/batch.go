@@ -144,8 +144,7 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request, idx int, key
 	if bal := s.keys[key]; bal < int64(smallest) && !itemKinds[f.Kind] {
 		// Not enough left for any item: the whole request is refused.
 		s.mu.Unlock()
-		code, msg := statusText(http.StatusPaymentRequired)
-		s.writeError(w, idx, http.StatusPaymentRequired, s.shape, code, msg)
+		s.writePaymentRequired(w, idx, bal)
 		return
 	}
 	resp := httpsource.BatchResponse{Items: make([]httpsource.JobResponse, len(req.Items))}

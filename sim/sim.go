@@ -5,8 +5,9 @@
 //
 // A Server is an http.Handler; Start serves it on a loopback port. It signs
 // every job with its own Ed25519 key, charges API keys a balance in bytes
-// (402 when spent), can rate-limit requests (429 with Retry-After), queue
-// jobs (202, then running, then completed), and keeps every job for
+// (402 when spent, with the balance left in the body), can rate-limit
+// requests (429 with Retry-After), queue jobs (202, then running, then
+// completed), and keeps every job for
 // GET /v1/jobs/{id}. Faults are scripted (Script: a fixed sequence, one per
 // entropy request) or drawn with probabilities (SetRandomFaults). Requests
 // records what clients sent and when, without the key text.
@@ -319,11 +320,15 @@ func (s *Server) Requests() []Request {
 	return append([]Request(nil), s.requests...)
 }
 
-// EntropyRequests returns the GET /v1/entropy requests among Requests.
+// EntropyRequests returns the requests that asked for entropy among
+// Requests: GET /v1/entropy and POST /v1/entropy/batch (a Provider's
+// default refill from a source that offers batches). Path tells them
+// apart; a batch's Size is the sum of its items' sizes, and Items lists
+// them.
 func (s *Server) EntropyRequests() []Request {
 	var out []Request
 	for _, r := range s.Requests() {
-		if r.Path == httpsource.EntropyPath {
+		if r.Path == httpsource.EntropyPath || r.Path == httpsource.BatchPath {
 			out = append(out, r)
 		}
 	}
@@ -568,8 +573,7 @@ func (s *Server) serveEntropy(w http.ResponseWriter, r *http.Request, idx int, k
 	}
 	if bal := s.keys[key]; bal < int64(size) {
 		s.mu.Unlock()
-		code, msg := statusText(http.StatusPaymentRequired)
-		s.writeError(w, idx, http.StatusPaymentRequired, s.shape, code, msg)
+		s.writePaymentRequired(w, idx, bal)
 		return
 	}
 	j, id := s.newJob(size, nonce, f)
@@ -808,6 +812,24 @@ func (s *Server) writeError(w http.ResponseWriter, idx, status int, shape BodySh
 
 // writeErrorItems is writeError with the items of a list shape.
 func (s *Server) writeErrorItems(w http.ResponseWriter, idx, status int, shape BodyShape, code, message string, details []httpsource.ErrorItemBody) {
+	s.writeErrorBody(w, idx, status, shape, code, message, details, nil)
+}
+
+// writePaymentRequired answers 402 to a request the key's balance cannot
+// pay for, with what is left: a top-level "balance" member (in bytes of
+// entropy) beside the error of the server's shape, or a sentence of the
+// plain-text one.
+func (s *Server) writePaymentRequired(w http.ResponseWriter, idx int, balance int64) {
+	code, msg := statusText(http.StatusPaymentRequired)
+	if s.shape == ShapeText {
+		msg = fmt.Sprintf("%s Balance: %d bytes.", msg, balance)
+	}
+	s.writeErrorBody(w, idx, http.StatusPaymentRequired, s.shape, code, msg, nil, map[string]any{"balance": balance})
+}
+
+// writeErrorBody writes an error answer of shape; extra, if set, adds
+// top-level members to a JSON body.
+func (s *Server) writeErrorBody(w http.ResponseWriter, idx, status int, shape BodyShape, code, message string, details []httpsource.ErrorItemBody, extra map[string]any) {
 	var v any
 	switch shape {
 	case ShapeStatus:
@@ -840,6 +862,15 @@ func (s *Server) writeErrorItems(w http.ResponseWriter, idx, status int, shape B
 		v = httpsource.NestedErrorBody{Error: httpsource.ErrorDetail{Code: code, Message: message}}
 	}
 	body, _ := json.Marshal(v)
+	if len(extra) > 0 {
+		var m map[string]any
+		if json.Unmarshal(body, &m) == nil {
+			for k, x := range extra {
+				m[k] = x
+			}
+			body, _ = json.Marshal(m)
+		}
+	}
 	s.setStatus(idx, status)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -256,11 +256,18 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	js = append(js, '\n')
 	if tf != nil {
-		if _, err := tf.Write(js); err != nil {
-			return fail(stderr, c, fmt.Errorf("transcript: %w", err))
+		_, err := tf.Write(js)
+		if cerr := tf.Close(); err == nil {
+			err = cerr
 		}
-		if err := tf.Close(); err != nil {
-			return fail(stderr, c, fmt.Errorf("transcript: %w", err))
+		if err != nil {
+			// The draw is made: running the command again would make
+			// another. Keep the result where it can still go, and leave no
+			// partial transcript behind for anyone to trust.
+			os.Remove(*transcriptPath)
+			fmt.Fprintf(stderr, "entropy draw: transcript %s: %v\nthe draw was made: %s\nits transcript follows:\n", shown(*transcriptPath), err, line)
+			_, _ = stderr.Write(js)
+			return exitError
 		}
 	}
 	// The draw is made: a result that cannot be written must not exit 0

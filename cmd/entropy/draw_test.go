@@ -292,6 +292,27 @@ func TestDrawReportsJournalRecordsNotKept(t *testing.T) {
 	require.Equal(t, exitOK, code, "a later run opens the journal: %s", errOut)
 }
 
+// A transcript that cannot be written (the file size limit: EFBIG, as a full
+// disk) does not lose the draw, which was made: the result and the whole
+// transcript go to stderr, no partial file is left, and the exit is non-zero.
+func TestDrawTranscriptWriteFailureKeepsTheResult(t *testing.T) {
+	if !fsizelimit.Supported() {
+		t.Skip("no file size limit on this system")
+	}
+	clearEnv(t)
+	path := filepath.Join(t.TempDir(), "t.json")
+	code, _, errOut := runMain(t, []string{fsizelimit.Env + "=100"}, "draw", "--pick", "6", "--of", "49", "--transcript", path)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "the draw was made: pick 6 of 1..49: ")
+	start := strings.Index(errOut, "{")
+	require.GreaterOrEqual(t, start, 0, errOut)
+	tr, err := draw.ParseTranscript([]byte(errOut[start:]))
+	require.NoError(t, err, "the transcript is on stderr, whole")
+	require.NoError(t, draw.Verify(tr))
+	_, err = os.Stat(path)
+	assert.True(t, errors.Is(err, os.ErrNotExist), "a partial transcript was left: %v", err)
+}
+
 // TestVerifyRefusesTranscriptShowingAnotherResult: a transcript file
 // whose "outputs" member is replaced by other numbers, digest untouched, with
 // the true outputs restated at the end under "OUTPUTS" (a member the
@@ -375,6 +396,15 @@ func TestDrawReportsWhyEntropyIsUnavailable(t *testing.T) {
 	code, out, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--url", url, "--public-key", pub, "--timeout", "3s")
 	require.NotEqual(t, exitOK, code, out)
 	assert.Regexp(t, `401|(?i)unauthori`, errOut, "the cause is not reported")
+	assert.NotContains(t, errOut, "sk-cli-")
+
+	// An event draw too: a refused key ends it with the 401 (an event
+	// waits out outages, not a misconfiguration); the deadline is an hour,
+	// so a draw that waited for it would fail the test's own timeout.
+	code, out, errOut = runCLI(t, "draw", "--pick", "6", "--of", "49", "--event", "lotto", "--url", url, "--public-key", pub, "--timeout", "1h")
+	require.Equal(t, exitError, code, out)
+	assert.Regexp(t, `401|(?i)unauthori`, errOut)
+	assert.NotContains(t, errOut, "deadline")
 	assert.NotContains(t, errOut, "sk-cli-")
 }
 

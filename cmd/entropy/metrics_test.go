@@ -84,7 +84,7 @@ func TestSimServesMetrics(t *testing.T) {
 	require.Equal(t, 0, code, rerr)
 
 	body := scrape(t, url)
-	assert.Regexp(t, `entropy_sim_requests_total\{[^}]*entropy_sim_fault="none"[^}]*http_response_status_code="200"[^}]*http_route="/v1/entropy"[^}]*\} [1-9]`, body)
+	assert.Regexp(t, `entropy_sim_requests_total\{[^}]*entropy_sim_fault="none"[^}]*http_response_status_code="200"[^}]*http_route="/v1/entropy(/batch)?"[^}]*\} [1-9]`, body)
 	cancel()
 	select {
 	case code := <-done:

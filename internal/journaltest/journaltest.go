@@ -114,6 +114,11 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 	t.Run("BoundEventRoundTrips", func(t *testing.T) {
 		j := open(t)
 		r := boundEvent("lotto-bound", 32)
+		ar, ok := j.(entropy.EventAttemptRecorder)
+		require.True(t, ok)
+		require.NoError(t, ar.RecordAttempt(context.Background(), entropy.EventAttempt{
+			Event: r.Event, Source: "quantropy", Params: r.Params, Salt: r.Salt, Nonce: r.Proof.Nonce, Time: r.Time,
+		}), "the request first, as a Provider makes it")
 		stored, err := j.RecordEvent(context.Background(), r)
 		require.NoError(t, err)
 		requireSameEvent(t, r, stored)

@@ -76,7 +76,14 @@ func (s *Server) serve(c net.Conn, h http.Handler) {
 			s.Closed <- struct{}{}
 			return
 		}
-		_, _ = io.Copy(io.Discard, req.Body)
+		// The handler gets the body (a batch request has one); the
+		// connection is free for the next request once it is read.
+		reqBody, err := io.ReadAll(req.Body)
+		if err != nil {
+			s.Closed <- struct{}{}
+			return
+		}
+		req.Body = io.NopCloser(bytes.NewReader(reqBody))
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		body := rec.Body.Bytes()
