@@ -32,6 +32,14 @@ type BatchSource interface {
 	FetchBatch(ctx context.Context, sizes []int) ([]Block, error)
 }
 
+// BatchLimiter is a [BatchSource] that says how much one batch may ask for:
+// at most items items, of at most bytes bytes in all (package httpsource's
+// protocol limits). A [Provider] keeps its batches within them; a batch that
+// would hold fewer than two blocks is sent as a single request.
+type BatchLimiter interface {
+	BatchLimits() (items, bytes int)
+}
+
 // BatchError is a batch answer whose items did not all pass: the batch
 // error names the failed items. Match it with [errors.Is]
 // ([ErrPartialBatch]) and read it with [errors.As]. It unwraps to the items'

@@ -161,6 +161,34 @@ func TestBatchDefaultIsCappedByDefaultBatch(t *testing.T) {
 	}
 }
 
+// limitedBatchSource is a batchSource that says how much a batch may ask
+// for (BatchLimiter).
+type limitedBatchSource struct {
+	*batchSource
+	items, bytes int
+}
+
+func (l *limitedBatchSource) BatchLimits() (int, int) { return l.items, l.bytes }
+
+// A batch never asks for more than the source allows: as many blocks as
+// both its item and its byte limits let through, and a single request
+// where not two blocks fit.
+func TestBatchKeepsWithinTheSourcesLimits(t *testing.T) {
+	src := &limitedBatchSource{batchSource: newBatchSource(), items: 3, bytes: 2048}
+	p := newTestProvider(t, src, fast(WithBatch(8), WithBufferSize(8192), WithFetchSize(1024))...)
+	full(t, p, 8192)
+	for _, b := range src.batches {
+		assert.Len(t, b, 2, "2048 bytes of 1024-byte blocks")
+	}
+	assert.Equal(t, 4, src.batchCount())
+
+	src2 := &limitedBatchSource{batchSource: newBatchSource(), items: 64, bytes: 1500}
+	p2 := newTestProvider(t, src2, fast(WithBufferSize(4096), WithFetchSize(1024))...)
+	full(t, p2, 4096)
+	assert.Equal(t, 0, src2.batchCount(), "not two blocks fit in 1500 bytes")
+	assert.Equal(t, 4, src2.callCount())
+}
+
 func TestWithBatchOneSendsSingleRequests(t *testing.T) {
 	src := newBatchSource()
 	p := newTestProvider(t, src, fast(WithBatch(1), WithBufferSize(4096), WithFetchSize(1024))...)

@@ -12,7 +12,7 @@ import (
 // room sends to f: one block of n, or, when the source offers batches
 // (BatchSource, and it has not answered that its service has none) and
 // WithBatch did not turn them off, as many blocks of n as fit (at most the
-// batch size).
+// batch size, and within the source's BatchLimits).
 func (f *feeder) batchSizes(room, n int) []int {
 	if f.cfg.batch < 2 || n <= 0 || f.noBatch.Load() {
 		return []int{n}
@@ -21,6 +21,10 @@ func (f *feeder) batchSizes(room, n int) []int {
 		return []int{n}
 	}
 	k := min(room/n, f.cfg.batch)
+	if l, ok := f.src.(BatchLimiter); ok {
+		items, bytes := l.BatchLimits()
+		k = min(k, items, bytes/n)
+	}
 	if k < 2 {
 		return []int{n}
 	}

@@ -243,8 +243,9 @@ func WithFetchSize(bytes int) Option {
 // for what is still missing). A batch whose items all failed is a failed
 // request like any other, retried and counted by the breaker as one.
 //
-// maxItems must be in 1..64; the source may allow fewer items or bytes per
-// batch (package httpsource: 64 items, 256 KiB in all).
+// maxItems must be in 1..64. A source that says how much one batch may ask
+// for (BatchLimiter; package httpsource: 64 items, 256 KiB in all) gets
+// batches within that, and single requests where not two blocks fit.
 func WithBatch(maxItems int) Option {
 	return func(c *config) error {
 		if maxItems < 1 || maxItems > 64 {

@@ -15,6 +15,7 @@ import (
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/drandsource"
 	"github.com/provenrand/entropy/draw"
+	"github.com/provenrand/entropy/internal/drandtest"
 )
 
 // A draw committed to "the first round after TIME" of a drand chain, from
@@ -23,7 +24,7 @@ import (
 // after TIME; a commitment edited to another time or round fails, and a draw
 // whose entropy is another round is refused before any transcript exists.
 func TestDrawCommittedToTheFirstRoundAfterATime(t *testing.T) {
-	for _, b := range drandVectors(t) {
+	for _, b := range drandtest.Beacons(t) {
 		t.Run(b.Chain, func(t *testing.T) {
 			chain, err := drandsource.Chain(b.Chain)
 			require.NoError(t, err)

@@ -6,8 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +18,7 @@ import (
 	"github.com/provenrand/entropy/drandsource"
 	"github.com/provenrand/entropy/draw"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/drandtest"
 	"github.com/provenrand/entropy/sim"
 )
 
@@ -198,32 +197,6 @@ func TestEveryProofFieldEditedFails(t *testing.T) {
 	assert.Error(t, draw.Verify(tr, roots))
 }
 
-// drandVectors reads the drand vectors of the repository: the chains'
-// parameters and one real beacon of each.
-func drandVectors(t *testing.T) []struct {
-	Chain             string `json:"chain"`
-	Round             uint64 `json:"round"`
-	Signature         string `json:"signature"`
-	PreviousSignature string `json:"previous_signature"`
-	Randomness        string `json:"randomness"`
-} {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "drandsource", "testdata", "drand.json"))
-	require.NoError(t, err)
-	var v struct {
-		Beacons []struct {
-			Chain             string `json:"chain"`
-			Round             uint64 `json:"round"`
-			Signature         string `json:"signature"`
-			PreviousSignature string `json:"previous_signature"`
-			Randomness        string `json:"randomness"`
-		} `json:"beacons"`
-	}
-	require.NoError(t, json.Unmarshal(raw, &v))
-	require.Len(t, v.Beacons, 2)
-	return v.Beacons
-}
-
 // roundEntropy is a ProvenEntropy that serves one drand round from its
 // published beacon, as drandsource.RoundEntropy does from a relay.
 type roundEntropy struct {
@@ -246,7 +219,7 @@ func (r roundEntropy) ReadProven(_ context.Context, b []byte) (entropy.Label, en
 // from its transcript offline with the pinned chain info alone; another
 // chain's info does not check it, and an edited previous signature fails.
 func TestDrandVectorsVerifyFromATranscript(t *testing.T) {
-	for _, b := range drandVectors(t) {
+	for _, b := range drandtest.Beacons(t) {
 		t.Run(b.Chain, func(t *testing.T) {
 			chain, err := drandsource.Chain(b.Chain)
 			require.NoError(t, err)

@@ -101,6 +101,10 @@ func (s *Source) FetchBatch(ctx context.Context, sizes []int) ([]entropy.Block, 
 	return blocks, nil
 }
 
+// BatchLimits returns MaxBatchItems and MaxBatchBytes: a Provider keeps
+// its batches within them. It implements entropy.BatchLimiter.
+func (s *Source) BatchLimits() (items, bytes int) { return MaxBatchItems, MaxBatchBytes }
+
 // noBatchStatus reports whether an answer of status to a batch request says
 // the service has no such request: the path is unknown (404), the method is
 // not allowed on it (405), or the server does not implement it (501).

@@ -424,3 +424,25 @@ func TestProviderRefillsWithSinglesFromAServiceWithoutBatches(t *testing.T) {
 		off += sp.Length
 	}
 }
+
+// A Provider keeps its batches within the protocol's limits
+// (Source.BatchLimits): blocks of the largest size, with a batch size above
+// what 256 KiB holds, go out four to a batch, and the service never
+// refuses one.
+func TestProviderBatchesStayWithinTheProtocolsLimits(t *testing.T) {
+	s, src := simSource(t)
+	p, err := entropy.New(src, entropy.WithPolicy(entropy.Fail), entropy.WithRateLimit(rate.Inf, 1),
+		entropy.WithBatch(8), entropy.WithFetchSize(httpsource.MaxSize), entropy.WithBufferSize(8*httpsource.MaxSize))
+	require.NoError(t, err)
+	defer p.Close()
+	require.Eventually(t, func() bool { return p.Stats().Pooled == 8*httpsource.MaxSize }, 20*time.Second, time.Millisecond)
+	st := p.Stats().Sources[0]
+	assert.Zero(t, st.Failures)
+	reqs := s.EntropyRequests()
+	require.Len(t, reqs, 2)
+	for _, r := range reqs {
+		assert.Equal(t, httpsource.BatchPath, r.Path)
+		assert.Equal(t, http.StatusOK, r.Status)
+		assert.Len(t, r.Items, httpsource.MaxBatchBytes/httpsource.MaxSize)
+	}
+}

@@ -2,6 +2,7 @@ package httpsource_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -76,6 +77,32 @@ func ExampleSource_provider() {
 	}
 	fmt.Println(label.Provenance(), label.Spans[0].Source, label.Len())
 	// Output: verifiable quantropy 16
+}
+
+// Fetch several jobs in one request: the items that passed every check come
+// back, and a *entropy.BatchError names the others (seed 003's partial batch
+// failure). A Provider over the source refills this way by default.
+func ExampleSource_FetchBatch() {
+	service := sim.New(sim.WithKey("sk-example", 1<<20))
+	src, err := service.Source() // a client wired to the simulator
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer service.Close()
+	// The second item of the next batch fails on the service's side.
+	service.ScriptItems(sim.Kind(sim.FaultNone), sim.JobFailure("QuantumComputerError"))
+
+	blocks, err := src.FetchBatch(context.Background(), []int{32, 32, 32})
+	fmt.Println(len(blocks), "good blocks")
+	var be *entropy.BatchError
+	if errors.As(err, &be) {
+		for _, it := range be.Items {
+			fmt.Println("item", it.Index, it.Code, entropy.Classify(it.Err))
+		}
+	}
+	// Output:
+	// 2 good blocks
+	// item 1 QuantumComputerError transient
 }
 
 // Check a job after the fact, as an auditor does, from its ID alone.

@@ -367,6 +367,9 @@ func TestErrorStatusesAndBodyShapes(t *testing.T) {
 			for _, ra := range []string{"", "seconds", "date"} {
 				name := fmt.Sprintf("%d/%s/retry-after=%s", status, shape.name, ra)
 				t.Run(name, func(t *testing.T) {
+					// The source reads the HTTP-date on a clock standing on
+					// a whole second, the one the date was written from.
+					at := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
 					_, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
 						w.Header().Set("Content-Type", shape.contentType)
 						w.Header().Set("X-Request-Id", "req-"+shape.name)
@@ -374,12 +377,12 @@ func TestErrorStatusesAndBodyShapes(t *testing.T) {
 						case "seconds":
 							w.Header().Set("Retry-After", "7")
 						case "date":
-							w.Header().Set("Retry-After", time.Now().Add(90*time.Second).UTC().Format(http.TimeFormat))
+							w.Header().Set("Retry-After", at.Add(90*time.Second).Format(http.TimeFormat))
 						}
 						w.WriteHeader(status)
 						fmt.Fprint(w, shape.body(status))
 					})
-					s := newSource(t, srv)
+					s := newSource(t, srv, httpsource.WithClock(entropy.NowFunc(func() time.Time { return at })))
 					b, err := s.Fetch(context.Background(), 32)
 					require.Error(t, err)
 					assert.Nil(t, b.Data)
@@ -404,8 +407,7 @@ func TestErrorStatusesAndBodyShapes(t *testing.T) {
 						assert.Equal(t, 7*time.Second, ae.RetryAfter)
 						assert.Equal(t, 7*time.Second, entropy.RetryAfter(err))
 					case "date":
-						// An HTTP-date has one-second resolution and the clock moves on.
-						assert.InDelta(t, float64(90*time.Second), float64(ae.RetryAfter), float64(3*time.Second))
+						assert.Equal(t, 90*time.Second, ae.RetryAfter)
 					}
 					want := entropy.Transient
 					if cl.permanent {

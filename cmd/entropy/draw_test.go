@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/provenrand/entropy/drandsource"
 	"github.com/provenrand/entropy/draw"
+	"github.com/provenrand/entropy/internal/drandtest"
 	"github.com/provenrand/entropy/internal/fsizelimit"
 	"github.com/provenrand/entropy/journal"
 )
@@ -489,54 +488,14 @@ func TestAuditHeadErrorIsOneLine(t *testing.T) {
 	}
 }
 
-// quicknetRelay serves the chain info and the real beacon of round 123 of
-// quicknet (drandsource/testdata/drand.json), as a public relay would.
-func quicknetRelay(t *testing.T) string {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "drandsource", "testdata", "drand.json"))
-	require.NoError(t, err)
-	var v struct {
-		Beacons []struct {
-			Chain      string `json:"chain"`
-			Round      uint64 `json:"round"`
-			Signature  string `json:"signature"`
-			Randomness string `json:"randomness"`
-		} `json:"beacons"`
-	}
-	require.NoError(t, json.Unmarshal(raw, &v))
-	chain := drandsource.Quicknet()
-	var beacon string
-	for _, b := range v.Beacons {
-		if b.Chain == "quicknet" {
-			beacon = fmt.Sprintf(`{"round":%d,"randomness":%q,"signature":%q}`, b.Round, b.Randomness, b.Signature)
-		}
-	}
-	require.NotEmpty(t, beacon)
-	info := fmt.Sprintf(`{"public_key":"%x","period":%d,"genesis_time":%d,"hash":"%x","groupHash":"%x","schemeID":%q,"metadata":{"beaconID":%q}}`,
-		chain.PublicKey, int(chain.Period/time.Second), chain.GenesisTime, chain.Hash, chain.GroupHash, chain.Scheme, chain.BeaconID)
-	prefix := "/" + chain.HashString() + "/"
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch strings.TrimPrefix(r.URL.Path, prefix) {
-		case "info":
-			fmt.Fprint(w, info)
-		case "public/123":
-			fmt.Fprint(w, beacon)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
-
 // draw --source drand --after TIME commits to the chain's first round after
 // TIME, says so before the draw, draws from that round, and verify checks
 // the commitment offline with the chain's info; --after with another source,
 // with --event or with a bad time is a usage error.
 func TestDrawAfterCommitsToAFutureRound(t *testing.T) {
 	clearEnv(t)
-	relay := quicknetRelay(t)
 	chain := drandsource.Quicknet()
+	relay := drandtest.Relay(t, chain)
 	after := chain.RoundTime(122).Add(time.Second).UTC().Format(time.RFC3339)
 	path := filepath.Join(t.TempDir(), "t.json")
 	code, out, errOut := runCLI(t, "draw", "--pick", "3", "--of", "10", "--source", "drand", "--relays", relay, "--after", after, "--transcript", path)
