@@ -3,6 +3,7 @@ package entropy
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/sony/gobreaker/v2"
 )
@@ -12,7 +13,11 @@ import (
 // attempt (the source's last error when retries ran out). call, if set,
 // makes each request instead of the source's Fetch (see fetchFunc).
 func (f *feeder) fetch(ctx context.Context, n int, call fetchFunc) (Block, error) {
-	blk, err := f.cb.Execute(func() (Block, error) { return f.retrying(ctx, n, call) })
+	r := fetchReqs.Get().(*fetchReq)
+	r.f, r.ctx, r.n, r.call = f, ctx, n, call
+	blk, err := f.cb.Execute(r.do)
+	*r = fetchReq{do: r.do}
+	fetchReqs.Put(r)
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		// The breaker refused without a request: report the source's last
 		// error as the cause, with the breaker state beside it.
@@ -20,6 +25,28 @@ func (f *feeder) fetch(ctx context.Context, n int, call fetchFunc) (Block, error
 	}
 	return blk, err
 }
+
+// fetchReq holds the arguments of one fetch for the breaker's Execute,
+// which takes a func: a closure over them would escape through the Breaker
+// interface, one allocation per block. do is bound to its fetchReq once,
+// and fetchReqs recycles them (Execute runs req before it returns).
+type fetchReq struct {
+	f    *feeder
+	ctx  context.Context
+	n    int
+	call fetchFunc
+	do   func() (Block, error) // run, bound to this fetchReq
+}
+
+// run is the request Execute runs: the retry loop of f.
+func (r *fetchReq) run() (Block, error) { return r.f.retrying(r.ctx, r.n, r.call) }
+
+// fetchReqs recycles fetchReqs.
+var fetchReqs = sync.Pool{New: func() any {
+	r := new(fetchReq)
+	r.do = r.run
+	return r
+}}
 
 // breakerError is the error of a refill the breaker refused: it unwraps to
 // both the breaker's state error and the source's last error.

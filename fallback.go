@@ -8,13 +8,19 @@ import (
 // (contract points 1 and 9); it returns ErrClosed, with no bytes in b, if
 // Close has counted the last fallback read.
 func (p *Provider) fallback(s *shard, b []byte, label bool) (Label, error) {
+	return p.fallbackInto(s, b, label, nil)
+}
+
+// fallbackInto is fallback appending the label's span to into (a fresh
+// array when into is nil).
+func (p *Provider) fallbackInto(s *shard, b []byte, label bool, into []Span) (Label, error) {
 	if !p.fallbackRead(s, b) {
 		return Label{}, ErrClosed
 	}
 	if !label {
 		return Label{}, nil
 	}
-	return Label{Spans: []Span{{Source: FallbackSource, Length: len(b)}}, Reason: p.reason.Load()}, nil
+	return Label{Spans: append(into, Span{Source: FallbackSource, Length: len(b)}), Reason: p.reason.Load()}, nil
 }
 
 // localBuf is how many crypto/rand bytes a shard's fallback lane buffers,
@@ -164,7 +170,7 @@ func (p *Provider) fallbackCounts() (reads, bytes uint64) {
 		if r := s.fb.Load(); r != nil {
 			w := r.word.Load()
 			reads += w >> 32
-			bytes += w & cursorMask
+			bytes += w & posMask
 		}
 	}
 	reads += p.fbDoneReads.Load() + p.fbDirectReads.Load()

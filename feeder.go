@@ -108,17 +108,18 @@ func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() b
 // retrying is the retry loop: only failures that produced nothing and are
 // transient are retried; a successful block is never retried.
 func (f *feeder) retrying(ctx context.Context, n int, call fetchFunc) (Block, error) {
-	blks, err := f.retryingWith(ctx, func(ctx context.Context) ([]Block, error) {
-		b, err := f.once(ctx, n, call)
-		if err != nil {
-			return nil, err
-		}
-		return []Block{b}, nil
+	// The block comes back through blk rather than a slice of one: no
+	// allocation per request (the closure stays on the stack).
+	var blk Block
+	_, err := f.retryingWith(ctx, func(ctx context.Context) ([]Block, error) {
+		var err error
+		blk, err = f.once(ctx, n, call)
+		return nil, err
 	})
 	if err != nil {
 		return Block{}, err
 	}
-	return blks[0], nil
+	return blk, nil
 }
 
 // retryingWith is the retry loop around one request, do, which returns the
@@ -268,8 +269,8 @@ func (f *feeder) once(ctx context.Context, n int, call fetchFunc) (blk Block, er
 	f.requests.Add(1)
 	f.quota.sent(f.cfg.clock.Now())
 	defer f.quota.note(f.src)
-	rctx, cancel := context.WithTimeout(ctx, f.cfg.fetchTimeout)
-	defer cancel()
+	rctx := newRequestCtx(ctx, f.cfg.fetchTimeout)
+	defer rctx.end()
 	func() {
 		defer func() {
 			if r := recover(); r != nil {

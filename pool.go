@@ -14,6 +14,14 @@ type origin struct {
 	public bool
 }
 
+// blockRuns is the pool's bookkeeping of one block in one allocation: its
+// origin and the runs it is cut into (one per shard it goes to; most
+// blocks go to one or two).
+type blockRuns struct {
+	from origin
+	runs [2]run
+}
+
 // run is a stretch of checked bytes of one job in a shard. data[0] is byte
 // base of the job's Data.
 //
@@ -21,14 +29,22 @@ type origin struct {
 // without a lock: a compare-and-swap on word moves the cursor past the bytes
 // it takes, so no two claims overlap (contract point 3), and each claimer
 // copies its bytes out and zeroes them. The upper half of word counts the
-// claims (the fast reads), the lower half is the cursor. Runs behind the head
-// are private to the shard: they change only under its lock.
+// claims (the fast reads) since the run was last published, the lower half
+// is the cursor and the stopped bit.
+//
+// A run that leaves the head is stopped (stop sets stoppedBit, so every
+// claim fails: the cursor then reads as past the end) and goes back to the
+// shard's queue, the same run with its cursor where it was: runs behind the
+// head are private to the shard and change only under its lock, and a
+// reader still holding a pointer to a stopped run can claim nothing from
+// it. Publishing it again clears the bit and the claim count (reopen).
 type run struct {
-	word   atomic.Uint64 // claims<<32 | cursor; data[:cursor] handed out and zeroed
+	word   atomic.Uint64 // claims<<32 | stopped<<31 | cursor; data[:cursor] handed out and zeroed
 	wakeAt atomic.Int64  // a claim ending past this cursor leaves the shard below its low watermark
 	data   []byte
 	base   int
 	from   *origin
+	start  int    // the cursor when the run was last published (its fast claims count from there); under the shard's lock
 	epoch  uint64 // fallback lanes: Provider.fbEpoch when the run was made
 }
 
@@ -36,10 +52,17 @@ type run struct {
 // does its claim count: every claim takes at least one byte).
 const maxRun = 1 << 30
 
-const cursorMask = 1<<32 - 1
+// cursorMask selects the cursor and the stopped bit of a claim word,
+// posMask the cursor alone. A stopped word's cursor part is at least
+// stoppedBit, past the end of every run, so claim needs no test of its own.
+const (
+	cursorMask = 1<<32 - 1
+	stoppedBit = 1 << 31
+	posMask    = stoppedBit - 1
+)
 
 // cursor returns how many of r's bytes have been handed out.
-func (r *run) cursor() int { return int(r.word.Load() & cursorMask) }
+func (r *run) cursor() int { return int(r.word.Load() & posMask) }
 
 // claim takes len(dst) bytes from r if it holds that many: it copies them
 // into dst, zeroes their slot, and returns their offset in r.data and the
@@ -81,16 +104,28 @@ func (p *Provider) claimHead(s *shard, b []byte) (r *run, off int, ok bool) {
 }
 
 // stop ends fast claims on r (it is the head of a shard whose lock the
-// caller holds): it moves the cursor to the end, so every later claim fails,
-// and returns the claim count and the cursor before, which now belong to the
-// caller: data[cursor:] is unread and the caller's to take or zero.
+// caller holds): it sets the stopped bit, so every later claim fails, and
+// returns the claim count and the cursor, which now belong to the caller:
+// data[cursor:] is unread and the caller's to take or zero.
 func (r *run) stop() (claims uint64, cursor int) {
 	for {
 		w := r.word.Load()
-		if r.word.CompareAndSwap(w, w&^cursorMask|uint64(len(r.data))) {
-			return w >> 32, int(w & cursorMask)
+		if r.word.CompareAndSwap(w, w|stoppedBit) {
+			return w >> 32, int(w & posMask)
 		}
 	}
+}
+
+// reopen makes stopped (or never published) run r claimable again from its
+// cursor, with no claims counted, before it becomes a head; the caller holds
+// the shard's lock. A reader that loaded r as head before it was stopped
+// may still complete a compare-and-swap on the new word if it saw the same
+// cursor and no claims: the bytes from that cursor are unread, and its
+// claim is one like any other.
+func (r *run) reopen() {
+	c := r.cursor()
+	r.start = c
+	r.word.Store(uint64(c))
 }
 
 // spanSlab is how many span slots a slab holds. Labels take their Spans from
@@ -183,18 +218,14 @@ func (s *shard) retire(r *run) int {
 	s.head.Store(nil)
 	claims, c := r.stop()
 	s.reads += claims
-	s.bytes += uint64(c)
+	s.bytes += uint64(c - r.start)
 	return c
 }
 
-// tail returns a new run of r's bytes from c on.
-func (r *run) tail(c int) *run {
-	return &run{data: r.data[c:], base: r.base + c, from: r.from}
-}
-
-// unpublish ends fast claims on the head and puts its unread bytes at the
-// front of the queue, so that the caller can take from the queue alone; the
-// caller holds s.mu and calls publish when done.
+// unpublish ends fast claims on the head and puts it, stopped, back at the
+// front of the queue if it holds unread bytes, so that the caller can take
+// from the queue alone; the caller holds s.mu and calls publish when done.
+// It allocates nothing (the queue keeps its capacity).
 func (s *shard) unpublish() {
 	r := s.head.Load()
 	if r == nil {
@@ -204,16 +235,15 @@ func (s *shard) unpublish() {
 	if c == len(r.data) {
 		return
 	}
-	rest := r.tail(c)
 	if s.first > 0 {
 		s.first--
-		s.runs[s.first] = rest
+		s.runs[s.first] = r
 	} else {
 		s.runs = append(s.runs, nil)
 		copy(s.runs[1:], s.runs)
-		s.runs[0] = rest
+		s.runs[0] = r
 	}
-	s.queued += len(rest.data)
+	s.queued += len(r.data) - c
 }
 
 // publish makes the front of the queue the head (if the head is empty) and
@@ -237,10 +267,8 @@ func (s *shard) publish() {
 	if s.first == len(s.runs) {
 		s.runs, s.first = s.runs[:0], 0
 	}
-	if c := r.cursor(); c > 0 {
-		r = r.tail(c) // a published run's claims start at 0
-	}
-	s.queued -= len(r.data)
+	s.queued -= len(r.data) - r.cursor()
+	r.reopen()
 	s.setWake(r)
 	s.head.Store(r)
 }
@@ -265,7 +293,9 @@ func (s *shard) take(dst []byte, spans []Span, want bool) []Span {
 		if want {
 			spans = appendSpan(spans, Span{Source: r.from.source, JobID: r.from.job, Offset: r.base + pos, Length: n, Public: r.from.public})
 		}
-		r.word.Store(uint64(pos + n))
+		// Still stopped: a reader holding r from when it was a head
+		// claims nothing while it is queued.
+		r.word.Store(stoppedBit | uint64(pos+n))
 		s.queued -= n
 		dst = dst[n:]
 		if pos+n == len(r.data) {

@@ -29,8 +29,8 @@ import (
 //
 // Locks, and what each guards:
 //   - shard.mu: the shard's queue behind its head (runs, first, queued),
-//     closed, and the claims of retired heads (reads, bytes); the head is
-//     published and unpublished under it.
+//     closed, the claims of retired heads (reads, bytes) and each queued
+//     run's start; the head is published, stopped and reopened under it.
 //   - shard.fbMu: replacing the shard's fallback lane run (fb) and counting
 //     a direct fallback read. Held for every shard at once by endCounts
 //     (ending a fallback epoch) and fallbackCounts (Stats). fbClosed is
@@ -42,34 +42,40 @@ import (
 //   - Leaves: notifier.mu (the queue of notes), journalQueue.mu (the
 //     journal's last failure), feeder.mu (a source's name and last error),
 //     quotaState.mu, jobSet.mu (the jobs taken), eventTable.mu (the event
-//     draws in flight and done).
+//     draws in flight and done), requestCtx.mu (a request's context, made
+//     on demand).
 //
 // Lock order: episodeState.mu, then every shard's fbMu in shard order, then
 // notifier.mu (an episode's start and end are queued under
-// episodeState.mu). takeShards locks every shard.mu, in shard order, to
-// serve a read from all shards or to learn that they are empty; every other
-// path holds one shard.mu at a time, and never with an fbMu,
-// episodeState.mu or Provider.mu. The other locks are leaves: nothing else
-// is locked while one is held. No Source, callback or logger runs under a
-// lock of the Provider.
+// episodeState.mu). The one path that locks every shard.mu (takeShards, a
+// read larger than any shard) takes them in shard order; every other path,
+// a read that finds its own shard short included (takeWhole, gather),
+// holds one shard.mu at a time, and never with an fbMu, episodeState.mu or
+// Provider.mu. The other locks are leaves: nothing else is locked while
+// one is held. No Source, callback or logger runs under a lock of the
+// Provider.
 //
 // Atomics, and what each publishes:
 //   - shard.head: the run readers claim from without a lock (claimHead);
-//     stored only under shard.mu. run.word: claims<<32 | cursor; a claim is
-//     one compare-and-swap past the bytes it takes, so no two claims
-//     overlap; stop moves the cursor to the end, so every later claim fails
-//     and the claims counted are final. run.wakeAt: the cursor past which
-//     the shard is below its low watermark, set when the run is published.
+//     stored only under shard.mu. run.word: claims<<32 | stopped<<31 |
+//     cursor; a claim is one compare-and-swap past the bytes it takes, so
+//     no two claims overlap; stop sets the stopped bit, so every later
+//     claim fails and the claims counted are final (reopen clears it under
+//     shard.mu when the run is published again). run.wakeAt: the cursor
+//     past which the shard is below its low watermark, set when the run is
+//     published.
 //   - shard.fb: the lane's fallback run, claimed like a head; stored under
 //     fbMu. shard.slab and slab.next: the span slots of labels.
 //   - shard.asked: a reader asked for a refill; set by the reader (low),
 //     cleared by the refill goroutine when the shard is at its watermark.
-//   - Provider.closed: Close has begun. dry: the pool was found empty (set
-//     under every shard.mu, cleared by add after its put). shortRead: a
-//     read found the pool too short; the refill fills it to the brim.
-//     reason, permanent: why a read now would not be verifiable; stored by
-//     the refill path, loaded by reads and WaitReady. warm: the warm start
-//     is on.
+//   - Provider.closed: Close has begun. dry: the pool was found empty
+//     (markDry, or takeShards under every shard.mu; cleared by add after
+//     its put). adds: blocks added, counted before dry is cleared, so that
+//     markDry, which looks at one shard at a time, cannot leave dry set
+//     over an add it did not see. shortRead: a read found the pool too
+//     short; the refill fills it to the brim. reason, permanent: why a read
+//     now would not be verifiable; stored by the refill path, loaded by
+//     reads and WaitReady. warm: the warm start is on.
 //   - episodeState.open: an episode is open; readers load it per read, it
 //     is stored under episodeState.mu. fbEpoch: see below.
 //   - feeder.holdUntil: the Retry-After hold, raised by compare-and-swap.
@@ -133,6 +139,7 @@ type Provider struct {
 
 	reason    atomic.Pointer[unavailableError] // why a read now would not be verifiable
 	dry       atomic.Bool                      // the pool was found empty and nothing was added since
+	adds      atomic.Uint64                    // blocks add has put into the pool (see markDry)
 	shortRead atomic.Bool                      // a read found the pool too short: fill to the brim
 
 	episodes episodeState

@@ -35,7 +35,7 @@ func (p *Provider) Read(b []byte) (int, error) {
 		}
 		return len(b), nil
 	}
-	if _, err := p.readShard(context.Background(), s, b, false); err != nil {
+	if _, err := p.readShard(context.Background(), s, b, false, nil); err != nil {
 		return 0, err
 	}
 	return len(b), nil
@@ -76,7 +76,7 @@ func (p *Provider) ReadLabelled(ctx context.Context, b []byte) (Label, error) {
 	if r, off, ok := p.claimHead(s, b); ok {
 		return Label{Verifiable: true, Spans: s.span(r, off, len(b))}, nil
 	}
-	return p.readShard(ctx, s, b, true)
+	return p.readShard(ctx, s, b, true, nil)
 }
 
 // ReadLabelledInto is [Provider.ReadLabelled] without an allocation: it fills b and
@@ -107,11 +107,11 @@ func (p *Provider) ReadLabelledInto(ctx context.Context, b []byte, lb *Label) er
 		lb.Spans = append(spans, Span{Source: r.from.source, JobID: r.from.job, Offset: r.base + off, Length: len(b), Public: r.from.public})
 		return nil
 	}
-	got, err := p.readShard(ctx, s, b, true)
+	// The slow paths append the spans to lb's array too.
+	got, err := p.readShard(ctx, s, b, true, spans)
 	if err != nil {
 		return err
 	}
-	got.Spans = append(spans, got.Spans...)
 	*lb = got
 	return nil
 }
@@ -149,9 +149,13 @@ func (p *Provider) low(s *shard) {
 }
 
 // readShard serves a read that the head run of shard s could not: from the
-// shard's next run, from the whole shard under its lock, or else from all
-// shards together or by the policy (slowRead).
-func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool) (Label, error) {
+// shard's next run, from the whole shard under its lock, or else from
+// another shard or by the policy (slowRead). With label set the label's
+// spans are appended to into (a fresh array when into is nil; ReadLabelled
+// takes a span slot of the shard for a read of one run); without it the
+// read builds no spans, and on no path does a read without a label
+// allocate.
+func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool, into []Span) (Label, error) {
 	if p.warm.Load() {
 		p.warmUp(ctx)
 	}
@@ -159,10 +163,10 @@ func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool
 		// The pool is empty (nothing arrived since a read found it so):
 		// what slowRead would do, without its detours.
 		p.short()
-		return p.fallback(s, b, label)
+		return p.fallbackInto(s, b, label, into)
 	}
 	if p.dry.Load() || p.closed.Load() {
-		return p.slowRead(ctx, b, label, p.cfg.policy)
+		return p.slowRead(ctx, b, label, into, p.cfg.policy)
 	}
 	s.mu.Lock()
 	if h := s.head.Load(); h == nil || h.cursor() == len(h.data) {
@@ -174,7 +178,11 @@ func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool
 	// fails and the shard's lock settles it).
 	if r, off, ok := p.claimHead(s, b); ok {
 		lb := Label{Verifiable: true}
-		if label {
+		switch {
+		case !label:
+		case into != nil:
+			lb.Spans = append(into, Span{Source: r.from.source, JobID: r.from.job, Offset: r.base + off, Length: len(b), Public: r.from.public})
+		default:
 			lb.Spans = s.span(r, off, len(b))
 		}
 		return lb, nil
@@ -186,9 +194,9 @@ func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool
 	if s.queued < len(b) {
 		s.publish()
 		s.mu.Unlock()
-		return p.slowRead(ctx, b, label, p.cfg.policy)
+		return p.slowRead(ctx, b, label, into, p.cfg.policy)
 	}
-	sp := s.take(b, nil, label)
+	sp := s.take(b, into, label)
 	s.publish()
 	isLow := s.avail() < s.low
 	s.mu.Unlock()
@@ -199,16 +207,16 @@ func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool
 	return Label{Verifiable: true, Spans: sp}, nil
 }
 
-// slowRead serves a read the reader's own shard could not: from all shards
-// together if they hold enough, else by the policy.
-func (p *Provider) slowRead(ctx context.Context, b []byte, label bool, pol Policy) (Label, error) {
-	spans, err := p.takeVerifiable(ctx, b, pol)
+// slowRead serves a read the reader's own shard could not: from another
+// shard if one holds enough, else by the policy. Spans as for readShard.
+func (p *Provider) slowRead(ctx context.Context, b []byte, label bool, into []Span, pol Policy) (Label, error) {
+	spans, err := p.takeInto(ctx, b, pol, into, label)
 	if err == nil {
 		p.servedVerifiable(len(b))
 		return Label{Verifiable: true, Spans: spans}, nil
 	}
 	if _, unavailable := err.(*unavailableError); unavailable && pol == Degrade {
-		return p.fallback(p.shard(), b, label)
+		return p.fallbackInto(p.shard(), b, label, into)
 	}
 	clear(b)
 	return Label{}, err
@@ -233,8 +241,14 @@ func (p *Provider) short() {
 // Close), and Degrade and Fail return the reason, an error wrapping
 // ErrUnavailable (the caller of Degrade falls back itself).
 func (p *Provider) takeVerifiable(ctx context.Context, b []byte, pol Policy) ([]Span, error) {
+	return p.takeInto(ctx, b, pol, nil, true)
+}
+
+// takeInto is takeVerifiable appending the spans to into, or building none
+// without label.
+func (p *Provider) takeInto(ctx context.Context, b []byte, pol Policy, into []Span, label bool) ([]Span, error) {
 	if !p.dry.Load() {
-		if sp, n := p.takeShards(b, nil, true); n == len(b) {
+		if sp, ok := p.takeWhole(b, into, label); ok {
 			return sp, nil
 		}
 	}
@@ -242,10 +256,10 @@ func (p *Provider) takeVerifiable(ctx context.Context, b []byte, pol Policy) ([]
 		return nil, ErrClosed
 	}
 	if pol == Defer {
-		return p.deferTake(ctx, b)
+		return p.deferTake(ctx, b, into, label)
 	}
 	if p.warm.Load() && p.warmUp(ctx) {
-		if sp, n := p.takeShards(b, nil, true); n == len(b) {
+		if sp, ok := p.takeWhole(b, into, label); ok {
 			return sp, nil
 		}
 	}
@@ -276,12 +290,101 @@ func (p *Provider) endWarm() {
 	}
 }
 
-// takeShards serves b from all shards together: with all set, nothing
-// unless they hold len(b) bytes; otherwise what they hold, up to len(b). It
-// returns the spans (appended to spans) and how many bytes it took. It locks
-// the shards in index order; other paths hold one shard lock at a time, so
-// this cannot deadlock.
-func (p *Provider) takeShards(b []byte, spans []Span, all bool) ([]Span, int) {
+// takeWhole serves all of b from the pool, or nothing: from the first
+// shard that holds len(b) bytes, locking one shard at a time, so that a read
+// that finds its own shard low takes no other lock than the shard it takes
+// from. Only a read larger than every shard, which no shard can serve
+// alone, gathers from all of them at once (takeShards). It reports whether
+// it took b, appending the spans to into (with label).
+func (p *Provider) takeWhole(b []byte, into []Span, label bool) ([]Span, bool) {
+	if len(b) > p.shards[0].cap { // shard 0 is the largest
+		sp, n := p.takeShards(b, into, true, label)
+		return sp, n == len(b)
+	}
+	gen := p.adds.Load()
+	empty := true
+	for _, s := range p.shards {
+		s.mu.Lock()
+		avail := s.avail()
+		empty = empty && avail == 0
+		ok := false
+		if avail >= len(b) && !p.closed.Load() {
+			// Stop the head, then count again: fast claims may have
+			// taken some of it meanwhile.
+			s.unpublish()
+			if ok = s.queued >= len(b); ok {
+				into = s.take(b, into, label)
+			}
+			s.publish()
+		}
+		isLow := s.avail() < s.low
+		s.mu.Unlock()
+		if isLow {
+			p.low(s)
+		}
+		if ok {
+			return into, true
+		}
+	}
+	if empty {
+		p.markDry(gen)
+	}
+	return into, false
+}
+
+// gather takes what the shards hold into b, up to len(b), one shard at a
+// time under its own lock (deferTake). It returns the spans (appended to
+// into, with label) and how many bytes it took.
+func (p *Provider) gather(b []byte, into []Span, label bool) ([]Span, int) {
+	gen := p.adds.Load()
+	empty := true
+	got := 0
+	for _, s := range p.shards {
+		if got == len(b) {
+			break
+		}
+		s.mu.Lock()
+		if s.avail() > 0 && !p.closed.Load() {
+			empty = false
+			s.unpublish()
+			if n := min(s.queued, len(b)-got); n > 0 {
+				into = s.take(b[got:got+n], into, label)
+				got += n
+			}
+			s.publish()
+		}
+		isLow := s.avail() < s.low
+		s.mu.Unlock()
+		if isLow {
+			p.low(s)
+		}
+	}
+	if empty {
+		p.markDry(gen)
+	}
+	return into, got
+}
+
+// markDry records that a read found every shard empty, one shard at a
+// time, after add had counted gen blocks: reads then go to the policy
+// without locking a shard until add puts bytes in. An add that put bytes
+// into a shard after the read looked at it counts its block (adds) before
+// it clears dry, so either markDry sees the count move and clears dry
+// itself, or add's clear comes after markDry's set.
+func (p *Provider) markDry(gen uint64) {
+	p.dry.Store(true)
+	if p.adds.Load() != gen {
+		p.dry.Store(false)
+	}
+}
+
+// takeShards serves b from all shards together, locking them all (in index
+// order; other paths hold one shard lock at a time, so this cannot
+// deadlock): with all set, nothing unless they hold len(b) bytes;
+// otherwise what they hold, up to len(b). It returns the spans (appended to
+// spans, with label) and how many bytes it took. Only a read larger than
+// every shard comes here (takeWhole).
+func (p *Provider) takeShards(b []byte, spans []Span, all, label bool) ([]Span, int) {
 	for _, s := range p.shards {
 		s.mu.Lock()
 		s.unpublish()
@@ -300,7 +403,7 @@ func (p *Provider) takeShards(b []byte, spans []Span, all bool) ([]Span, int) {
 	if !p.closed.Load() && total > 0 && (!all || total >= len(b)) {
 		for _, s := range p.shards {
 			if n := min(s.queued, len(rest)); n > 0 {
-				spans = s.take(rest[:n], spans, true)
+				spans = s.take(rest[:n], spans, label)
 				rest = rest[n:]
 			}
 		}
@@ -325,8 +428,9 @@ func (p *Provider) takeShards(b []byte, spans []Span, all bool) ([]Span, int) {
 // deferTake gathers verifiable bytes into b as they arrive until b is full,
 // ctx ends (ctx's error) or the Provider closes (ErrClosed). Bytes gathered
 // before an error are zeroed in b and lost: they were handed out once.
-func (p *Provider) deferTake(ctx context.Context, b []byte) ([]Span, error) {
-	var spans []Span
+// Spans as for takeInto.
+func (p *Provider) deferTake(ctx context.Context, b []byte, into []Span, label bool) ([]Span, error) {
+	spans := into
 	got := 0
 	for {
 		p.mu.Lock()
@@ -334,7 +438,7 @@ func (p *Provider) deferTake(ctx context.Context, b []byte) ([]Span, error) {
 		p.arrivedTaken = true // the next add must close it
 		p.mu.Unlock()
 		var n int
-		spans, n = p.takeShards(b[got:], spans, false)
+		spans, n = p.gather(b[got:], spans, label)
 		if got += n; got == len(b) {
 			return spans, nil
 		}

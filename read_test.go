@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,4 +214,84 @@ func TestReadLabelledIntoPolicies(t *testing.T) {
 	assert.Error(t, p.ReadLabelledInto(nil, make([]byte, 8), &lb))
 	require.NoError(t, p.Close())
 	assert.ErrorIs(t, p.ReadLabelledInto(context.Background(), make([]byte, 8), &lb), ErrClosed)
+}
+
+// gatedSource is a scriptSource whose Fetch, once closed is set, waits
+// until its context ends: it parks the refill goroutine inside a request,
+// so that a test can count the allocations of reads alone.
+type gatedSource struct {
+	*scriptSource
+	closed  atomic.Bool
+	waiting atomic.Int32
+}
+
+func (g *gatedSource) Fetch(ctx context.Context, n int) (Block, error) {
+	if g.closed.Load() {
+		g.waiting.Add(1)
+		<-ctx.Done()
+		return Block{}, ctx.Err()
+	}
+	return g.scriptSource.Fetch(ctx, n)
+}
+
+// A read that its shard's head cannot serve allocates nothing: not when it
+// crosses from one run to the next under the shard's lock (no tail run is
+// made of the run it stops), not when it is served by another shard, not
+// when Defer gathers it from two shards, and Read builds no spans on any of
+// these paths. ReadLabelledInto with a Label that has room for the spans
+// allocates nothing on them either. (The refill goroutine waits inside a
+// request meanwhile, so the count is the reads'.)
+func TestLowPoolReadAllocatesNothing(t *testing.T) {
+	for _, pol := range []Policy{Degrade, Defer} {
+		t.Run(pol.String(), func(t *testing.T) {
+			src := &gatedSource{scriptSource: newScriptSource("low-" + pol.String())}
+			src.maxLen = 100
+			p := newTestProvider(t, src, fast(WithPolicy(pol), WithShards(2), WithBufferSize(4096), WithFetchSize(100))...)
+			full(t, p, 4096-100)
+			src.closed.Store(true)
+			ctx := context.Background()
+			b := make([]byte, 150)
+			// Drain a shard below its low watermark: the refill starts,
+			// and waits in Fetch.
+			for range 1 + 2048/len(b)/2 {
+				_, err := p.Read(b)
+				require.NoError(t, err)
+			}
+			require.Eventually(t, func() bool { return src.waiting.Load() > 0 }, 10*time.Second, time.Millisecond)
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // as testing.AllocsPerRun
+			lb := Label{Spans: make([]Span, 0, 4)}
+			before := p.Stats()
+			// Degrade serves a read from one shard (else it falls back);
+			// Defer gathers it from both.
+			servable := func() bool {
+				most, total := 0, 0
+				for _, s := range p.shards {
+					s.mu.Lock()
+					most = max(most, s.avail())
+					total += s.avail()
+					s.mu.Unlock()
+				}
+				return most >= len(b) || (pol == Defer && total >= len(b))
+			}
+			var ms runtime.MemStats
+			reads := 0
+			for ; servable(); reads++ {
+				runtime.ReadMemStats(&ms)
+				m := ms.Mallocs
+				var err error
+				if reads%2 == 0 {
+					err = p.ReadLabelledInto(ctx, b, &lb)
+				} else {
+					_, err = p.Read(b)
+				}
+				runtime.ReadMemStats(&ms)
+				require.NoError(t, err)
+				assert.Zero(t, ms.Mallocs-m, "read %d allocated", reads)
+			}
+			assert.Greater(t, reads, 10)
+			st := p.Stats()
+			assert.Equal(t, before.FallbackReads, st.FallbackReads, "every read was verifiable")
+			assert.Equal(t, 1, int(src.waiting.Load()), "the refill waited in one request")
+		})
+	}
 }

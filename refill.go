@@ -80,6 +80,7 @@ func (p *Provider) fill() error {
 		}
 		var errs []error
 		var blks []Block
+		var one Block // the block of a request that is not a batch
 		var got *feeder
 		for i, f := range p.feeders {
 			if f.heldBehind(p.feeders[i+1:]) {
@@ -87,10 +88,17 @@ func (p *Provider) fill() error {
 				errs = append(errs, &sourceError{name: f.sourceName(), err: &heldError{until: f.holdTime(), last: f.lastError()}})
 				continue
 			}
-			b, err := f.fetchBatch(p.ctx, f.batchSizes(room, n))
+			var err error
+			if _, ok := f.src.(BatchSource); ok && f.cfg.batch > 1 && !f.noBatch.Load() {
+				blks, err = f.fetchBatch(p.ctx, f.batchSizes(room, n))
+			} else {
+				// A source without batches: one request for one block,
+				// with no slice of one size nor of one block.
+				one, err = f.fetch(p.ctx, n, nil)
+			}
 			p.watchFleet()
 			if err == nil {
-				blks, got = b, f
+				got = f
 				break
 			}
 			if p.ctx.Err() != nil {
@@ -114,6 +122,9 @@ func (p *Provider) fill() error {
 				p.permanent.Store(nil)
 			}
 			return cause
+		}
+		if blks == nil {
+			p.add(got, one)
 		}
 		for _, blk := range blks {
 			p.add(got, blk)
@@ -170,10 +181,16 @@ func (p *Provider) pooled() int {
 
 // add copies a checked block into the shards with the most room, records it,
 // and wakes readers waiting under Defer.
+//
+// A block costs two allocations: its bytes, and one blockRuns holding its
+// origin and the runs it is cut into (a third for a block spread over more
+// shards than blockRuns holds runs). The copy is an append, which writes the
+// new array once; make and copy would zero it first.
 func (p *Provider) add(f *feeder, blk Block) {
-	data := make([]byte, len(blk.Data))
-	copy(data, blk.Data)
-	from := &origin{source: blk.Source, job: blk.JobID, public: blk.Public}
+	data := append([]byte(nil), blk.Data...)
+	meta := &blockRuns{from: origin{source: blk.Source, job: blk.JobID, public: blk.Public}}
+	from := &meta.from
+	k := 0
 	f.accepted.Add(1)
 	f.fetched.Add(uint64(len(data)))
 	// Queued for the journal before any of its bytes can be read: a read may
@@ -205,7 +222,15 @@ func (p *Provider) add(f *feeder, blk Block) {
 			clear(data)
 			return
 		}
-		best.put(&run{data: data[off : off+n : off+n], base: off, from: from})
+		var r *run
+		if k < len(meta.runs) {
+			r = &meta.runs[k]
+		} else {
+			r = new(run)
+		}
+		k++
+		r.data, r.base, r.from = data[off:off+n:off+n], off, from
+		best.put(r)
 		best.publish()
 		if best.avail() >= best.low {
 			best.asked.Store(false)
@@ -213,6 +238,7 @@ func (p *Provider) add(f *feeder, blk Block) {
 		best.mu.Unlock()
 		off += n
 	}
+	p.adds.Add(1) // before dry is cleared: see markDry
 	p.dry.Store(false)
 	p.reason.Store(poolEmpty)
 	p.permanent.Store(nil)

@@ -102,7 +102,7 @@ func (p *Provider) Stats() Stats {
 		if r := s.head.Load(); r != nil {
 			w := r.word.Load()
 			st.VerifiableReads += w >> 32
-			st.VerifiableBytes += w & cursorMask
+			st.VerifiableBytes += w&posMask - uint64(r.start)
 		}
 		s.mu.Unlock()
 	}

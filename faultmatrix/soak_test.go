@@ -103,7 +103,7 @@ func soakOne(t *testing.T, pol entropy.Policy, probs map[sim.FaultKind]float64, 
 	}()
 
 	led := newLedger(s)
-	var reads, verifiable, fallback, derived, errs, violations atomic.Int64
+	var reads, verifiable, fallback, derived, errs, refused, violations atomic.Int64
 	var events sync.Map // name → hex of its bytes
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
@@ -145,7 +145,14 @@ func soakOne(t *testing.T, pol entropy.Policy, probs map[sim.FaultKind]float64, 
 						t.Errorf("API key in error")
 					}
 					// Only a wait may end in an error: Defer's, or an event's
-					// (events wait for verifiable bytes under every policy).
+					// (events wait for verifiable bytes under every policy),
+					// and an event when the service refused for good (a 402
+					// of a spent balance): it ends at once with the
+					// service's error, permanent, rather than wait.
+					if isEvent && errors.Is(err, entropy.ErrUnavailable) && entropy.Classify(err) == entropy.Permanent {
+						refused.Add(1)
+						continue
+					}
 					if !errors.Is(err, context.DeadlineExceeded) || (pol == entropy.Degrade && !isEvent) {
 						violations.Add(1)
 						t.Errorf("unexpected error under %s: %v", pol, err)
@@ -198,8 +205,8 @@ func soakOne(t *testing.T, pol entropy.Policy, probs map[sim.FaultKind]float64, 
 	logMu.Unlock()
 	assert.NotContains(t, fmt.Sprintf("%+v", st), apiKey)
 	assert.Zero(t, violations.Load())
-	t.Logf("soak %s: %d reads (%d verifiable, %d derived, %d fallback, %d errors), %d requests, %d fallback episodes, violations %d",
-		pol, reads.Load(), verifiable.Load(), derived.Load(), fallback.Load(), errs.Load(), len(s.EntropyRequests()), st.FallbackEpisodes, violations.Load())
+	t.Logf("soak %s: %d reads (%d verifiable, %d derived, %d fallback, %d errors, %d of them events the service refused), %d requests, %d fallback episodes, violations %d",
+		pol, reads.Load(), verifiable.Load(), derived.Load(), fallback.Load(), errs.Load(), refused.Load(), len(s.EntropyRequests()), st.FallbackEpisodes, violations.Load())
 }
 
 // describe names the jobs of a label's spans and what the simulator did to
