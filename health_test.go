@@ -26,8 +26,9 @@ import (
 // comes from `go test -run TestHealthFalseAlarms -health.gib=1 -v .`.
 var healthGiB = flag.Float64("health.gib", 0, "GiB of crypto/rand output TestHealthFalseAlarms checks (0: 16 MiB)")
 
-// healthBlockSize is the block size of the false-alarm measurement: the
-// Provider's default fetch size, 16 KiB.
+// healthBlockSize is the block size of the false-alarm measurement in
+// docs/health.md: 16 KiB, the Provider's default fetch size when it was
+// made (now 64 KiB).
 const healthBlockSize = 16 << 10
 
 // TestAptCutoffMatchesSP80090BTable pins the APT cutoffs to SP 800-90B

@@ -58,7 +58,7 @@ func ParsePolicy(s string) (Policy, error) {
 // Defaults of a Provider's options; each option's comment repeats its own.
 const (
 	DefaultBufferSize    = 64 << 10      // bytes held in the pool
-	DefaultFetchSize     = 16 << 10      // bytes asked of the source per request
+	DefaultFetchSize     = 64 << 10      // bytes asked of the source per request (the reference protocol's largest)
 	DefaultRate          = rate.Limit(5) // requests per second to each source
 	DefaultBurst         = 2             // requests the limiter lets through at once
 	DefaultRetryAttempts = 4             // attempts per refill (first try included)
@@ -214,7 +214,13 @@ func WithBufferSize(bytes int) Option {
 // the free room in the pool). A request never asks for fewer bytes than the
 // health tests need to judge a block (28 with [DefaultHealthConfig]), however
 // small this size or the room: the bytes a read does not take are served to
-// later reads. Default: [DefaultFetchSize] (16 KiB).
+// later reads. Default: [DefaultFetchSize] (64 KiB), the largest request of
+// the reference protocol (package httpsource), so that a request, its
+// signature check and its job are paid once per 64 KiB rather than per
+// 16 KiB, and the empty default pool fills in one request. A source that
+// gives less returns less (a drand round is 32 bytes): the [Provider] asks
+// again while the pool has room. Set it lower for a service whose
+// requests are capped below 64 KiB.
 func WithFetchSize(bytes int) Option {
 	return func(c *config) error {
 		if bytes < 1 {
@@ -228,9 +234,11 @@ func WithFetchSize(bytes int) Option {
 // WithBatch sets how many blocks of the fetch size the [Provider] asks for in
 // one refill request to a source that offers batches ([BatchSource], as
 // package httpsource's does): as many as the pool has room for, at most
-// maxItems. Batches are the default ([DefaultBatch], 4 items: at the default
-// sizes, a batch fills the empty pool in one request); WithBatch(1) turns
-// them off, and a Provider then sends the source single requests only.
+// maxItems. Batches are the default ([DefaultBatch], 4 items; at the default
+// sizes one request of [DefaultFetchSize] fills the empty pool, so batches
+// are sent when the fetch size is below the pool's free room); WithBatch(1)
+// turns them off, and a Provider then sends the source single requests
+// only.
 // Sources that do not offer batches always get single requests, and so does
 // a source whose service answered that it has no batch request
 // ([ErrBatchUnsupported]).
@@ -244,7 +252,7 @@ func WithFetchSize(bytes int) Option {
 // request like any other, retried and counted by the breaker as one.
 //
 // maxItems must be in 1..64. A source that says how much one batch may ask
-// for (BatchLimiter; package httpsource: 64 items, 256 KiB in all) gets
+// for ([BatchLimiter]; package httpsource: 64 items, 256 KiB in all) gets
 // batches within that, and single requests where not two blocks fit.
 func WithBatch(maxItems int) Option {
 	return func(c *config) error {

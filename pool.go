@@ -180,13 +180,14 @@ func procUnpin()
 //
 // procPin (go:linkname into the runtime) is kept because it pays. Measured
 // in one run, the three builds interleaved, -count 6, on 2 shared cores
-// (load average about 7): BenchmarkRead/32B took 16.8 ns with procPin,
-// 32.5 ns with a shard picked at random per read (math/rand/v2; p=0.002)
-// and 23.8 ns with a P-affine index kept in a sync.Pool (p=0.015). At 32
-// bytes ReadParallel (24.9, 26.6, 33.3 ns), ReadLabelled (60, 84, 64 ns)
-// and ReadSecret (65, 97, 110 ns) were no worse with procPin, within the
-// noise. A serial reader that stays on its shard keeps its head run and
-// cache lines; one that hops drains every shard's head in turn.
+// (load average about 7): BenchmarkReadFullPool/32B took 16.8 ns with
+// procPin, 32.5 ns with a shard picked at random per read (math/rand/v2;
+// p=0.002) and 23.8 ns with a P-affine index kept in a sync.Pool
+// (p=0.015). At 32 bytes ReadParallelFullPool (24.9, 26.6, 33.3 ns),
+// ReadLabelledFullPool (60, 84, 64 ns) and ReadSecret (65, 97, 110 ns) were
+// no worse with procPin, within the noise. A serial reader that stays on
+// its shard keeps its head run and cache lines; one that hops drains every
+// shard's head in turn.
 func (p *Provider) shard() *shard {
 	switch len(p.shards) {
 	case 1:

@@ -13,7 +13,7 @@ import (
 // enters the pool, which costs more per byte than a read's copy and clear,
 // so a tight loop of reads drains any pool, however fast its source: a
 // benchmark that kept reading would end up measuring the fallback (and
-// BenchmarkSustained shows exactly that). The steady-state benchmarks
+// BenchmarkSustainedDegrade shows exactly that). The steady-state benchmarks
 // therefore read in batches that the pool can always serve, and stop the
 // timer between batches while the pool refills: they measure the read path
 // with a full pool, which is what an application that reads less than the

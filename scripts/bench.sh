@@ -34,7 +34,7 @@ else
 	echo "# raw output: $OUT"
 	go test -run XXX -bench "$BENCH" -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -cpu "$N" ./bench | tee "$OUT"
 	if [ "$N" -gt 1 ]; then
-		go test -run XXX -bench 'ReadParallel|ReadLabelledParallel' -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -cpu 1 ./bench | tee -a "$OUT"
+		go test -run XXX -bench 'ReadParallelFullPool|ReadLabelledParallelFullPool' -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -cpu 1 ./bench | tee -a "$OUT"
 	fi
 	# The replay guard's memory per job (a root-package benchmark: the guard is internal).
 	go test -run XXX -bench 'ReplayGuardMemory' -count 1 -benchtime 1x -cpu "$N" . | tee -a "$OUT"
@@ -51,6 +51,7 @@ medians() {
 			if ($(i+1) == "ns/op") print $1, "ns", $i
 			if ($(i+1) == "fallback/op") print $1, "fb", $i
 			if ($(i+1) == "bytes/job") print $1, "bpj", $i
+			if ($(i+1) == "allocs/read") print $1, "apr", $i
 		}
 	}' "$OUT" | sort -k1,1 -k2,2 -k3,3g | awk '
 	function flush() { if (n > 0) { m = (n % 2) ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2; print key, m } }
@@ -73,14 +74,14 @@ END {
 	print ""
 	print "| figure | target | measured | ns/op |"
 	print "|---|---|---|---|"
-	row("Read 32 B / crypto/rand.Read 32 B", "<= 0.15", ratio(name("BenchmarkRead/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkRead/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
-	row("ReadLabelled 32 B / crypto/rand.Read 32 B", "<= 0.25", ratio(name("BenchmarkReadLabelled/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkReadLabelled/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
-	row("ReadLabelledInto 32 B (reused Label, 0 allocs) / crypto/rand.Read 32 B", "<= 0.25", ratio(name("BenchmarkReadLabelledInto/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkReadLabelledInto/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
-	row("Read 4 KiB / crypto/rand.Read 4 KiB", "<= 0.05", ratio(name("BenchmarkRead/4KiB"), name("BenchmarkCryptoRand/4KiB")), ns(name("BenchmarkRead/4KiB")) " / " ns(name("BenchmarkCryptoRand/4KiB")))
+	row("Read 32 B, full pool / crypto/rand.Read 32 B", "<= 0.15", ratio(name("BenchmarkReadFullPool/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkReadFullPool/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
+	row("ReadLabelled 32 B, full pool / crypto/rand.Read 32 B", "<= 0.25", ratio(name("BenchmarkReadLabelledFullPool/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkReadLabelledFullPool/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
+	row("ReadLabelledInto 32 B, full pool (reused Label, 0 allocs) / crypto/rand.Read 32 B", "<= 0.25", ratio(name("BenchmarkReadLabelledIntoFullPool/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkReadLabelledIntoFullPool/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
+	row("Read 4 KiB, full pool / crypto/rand.Read 4 KiB", "<= 0.05", ratio(name("BenchmarkReadFullPool/4KiB"), name("BenchmarkCryptoRand/4KiB")), ns(name("BenchmarkReadFullPool/4KiB")) " / " ns(name("BenchmarkCryptoRand/4KiB")))
 	row("Degrade fallback Read 32 B / crypto/rand.Read 32 B", "<= 1.0", ratio(name("BenchmarkFallbackRead/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkFallbackRead/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
 	if (N > 1) {
-		row("ReadParallel 32 B throughput, -cpu " N " / -cpu 1", ">= 1.6", tput(name("BenchmarkReadParallel/32B"), "BenchmarkReadParallel/32B"), ns(name("BenchmarkReadParallel/32B")) " / " ns("BenchmarkReadParallel/32B"))
-		row("ReadLabelledParallel 32 B throughput, -cpu " N " / -cpu 1", ">= 1.6", tput(name("BenchmarkReadLabelledParallel/32B"), "BenchmarkReadLabelledParallel/32B"), ns(name("BenchmarkReadLabelledParallel/32B")) " / " ns("BenchmarkReadLabelledParallel/32B"))
+		row("ReadParallel 32 B, full pool, throughput -cpu " N " / -cpu 1", ">= 1.6", tput(name("BenchmarkReadParallelFullPool/32B"), "BenchmarkReadParallelFullPool/32B"), ns(name("BenchmarkReadParallelFullPool/32B")) " / " ns("BenchmarkReadParallelFullPool/32B"))
+		row("ReadLabelledParallel 32 B, full pool, throughput -cpu " N " / -cpu 1", ">= 1.6", tput(name("BenchmarkReadLabelledParallelFullPool/32B"), "BenchmarkReadLabelledParallelFullPool/32B"), ns(name("BenchmarkReadLabelledParallelFullPool/32B")) " / " ns("BenchmarkReadLabelledParallelFullPool/32B"))
 	}
 	split("64KiB 4KiB 32B", hs, " ")
 	for (i = 1; i <= 3; i++) {
@@ -94,11 +95,12 @@ END {
 	row("ReadSecret 32 B / crypto/rand.Read 32 B (0 allocs)", "<= 0.30", ratio(name("BenchmarkReadSecret/32B"), name("BenchmarkCryptoRand/32B")), ns(name("BenchmarkReadSecret/32B")) " / " ns(name("BenchmarkCryptoRand/32B")))
 	row("SecretReader io.ReadFull 32 B, parallel / crypto/rand parallel", "<= 0.30", ratio(name("BenchmarkSecretReaderParallel/32B"), name("BenchmarkCryptoRandParallel/32B")), ns(name("BenchmarkSecretReaderParallel/32B")) " / " ns(name("BenchmarkCryptoRandParallel/32B")))
 	row("sustained Read 4 KiB under Defer (refill in the timer) / crypto/rand.Read 4 KiB", "<= 0.35", ratio(name("BenchmarkSustainedDefer/4KiB"), name("BenchmarkCryptoRand/4KiB")), ns(name("BenchmarkSustainedDefer/4KiB")) " / " ns(name("BenchmarkCryptoRand/4KiB")))
-	row("sustained Read 32 B under Degrade: fallback share", "<= 0.05", (get(name("BenchmarkSustained/32B"), "fb") == "" ? "n/a" : get(name("BenchmarkSustained/32B"), "fb")), ns(name("BenchmarkSustained/32B")))
+	row("sustained Read 4 KiB under Defer: allocations per read, the refill included", "0", (get(name("BenchmarkSustainedDefer/4KiB"), "apr") == "" ? "n/a" : get(name("BenchmarkSustainedDefer/4KiB"), "apr")), "")
+	row("sustained Read 32 B under Degrade (refill in the timer): fallback share", "<= 0.05", (get(name("BenchmarkSustainedDegrade/32B"), "fb") == "" ? "n/a" : get(name("BenchmarkSustainedDegrade/32B"), "fb")), ns(name("BenchmarkSustainedDegrade/32B")))
 	row("refill throughput / health-test throughput alone (per byte)", ">= 0.75", perbyte(name("BenchmarkRefill"), 8388608, name("BenchmarkHealthCheck"), 65536), ns(name("BenchmarkRefill")) " per 8 MiB / " ns(name("BenchmarkHealthCheck")) " per 64 KiB")
 	row("replay guard bytes per job at 10^6 jobs", "<= 16", (get(name("BenchmarkReplayGuardMemory"), "bpj") == "" ? "n/a" : get(name("BenchmarkReplayGuardMemory"), "bpj")), "")
 	print ""
-	print "## Fallback share of the steady-state benchmarks (target 0)"
+	print "## Fallback share (target 0 for the ...FullPool benchmarks)"
 	print ""
 	print "| benchmark | fallback/op (median) |"
 	print "|---|---|"
