@@ -15,6 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"golang.org/x/time/rate"
+
+	"github.com/provenrand/entropy/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -144,22 +146,26 @@ func full(t testing.TB, p *Provider, n int) {
 	require.Eventually(t, func() bool { return p.Stats().Pooled >= n }, 10*time.Second, time.Millisecond)
 }
 
-// ledger checks served bytes against the jobs of the sources: every
-// verifiable span must match its job's data, and no (job, byte) may be
-// served twice.
+// ledger is the byte ledger of package testkit over the jobs of script
+// sources, with the checks of a label's class around it.
 type ledger struct {
-	mu      sync.Mutex
-	sources map[string]*scriptSource
-	used    map[string][]bool // job → byte served
-	keyed   map[Span]bool     // spans that keyed a derived-read stream
+	*testkit.Ledger
+	mu    sync.Mutex
+	keyed map[Span]bool // spans that keyed a derived-read stream
 }
 
 func newLedger(srcs ...*scriptSource) *ledger {
-	l := &ledger{sources: map[string]*scriptSource{}, used: map[string][]bool{}, keyed: map[Span]bool{}}
+	bySource := map[string]*scriptSource{}
 	for _, s := range srcs {
-		l.sources[s.name] = s
+		bySource[s.name] = s
 	}
-	return l
+	job := func(source, id string) ([]byte, bool) {
+		if s, ok := bySource[source]; ok {
+			return s.job(id)
+		}
+		return nil, false
+	}
+	return &ledger{Ledger: testkit.NewLedger(job), keyed: map[Span]bool{}}
 }
 
 // check verifies one read: b and its label. It returns a description of
@@ -181,24 +187,11 @@ func (l *ledger) check(b []byte, lb Label) string {
 		return "verifiable label with a reason"
 	}
 	off := 0
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	for _, sp := range lb.Spans {
-		src, ok := l.sources[sp.Source]
-		if !ok {
-			return "span names unknown source " + sp.Source
-		}
-		data, ok := src.job(sp.JobID)
-		if !ok {
-			return "span names unknown job " + sp.JobID
-		}
-		if sp.Length <= 0 || sp.Offset < 0 || sp.Offset+sp.Length > len(data) || off+sp.Length > len(b) {
+		if sp.Length <= 0 || off+sp.Length > len(b) {
 			return fmt.Sprintf("span out of range: %+v", sp)
 		}
-		if !bytes.Equal(b[off:off+sp.Length], data[sp.Offset:sp.Offset+sp.Length]) {
-			return fmt.Sprintf("bytes differ from job data at span %+v", sp)
-		}
-		if msg := l.use(sp, len(data)); msg != "" {
+		if msg := l.take(sp, b[off:off+sp.Length]); msg != "" {
 			return msg
 		}
 		off += sp.Length
@@ -207,6 +200,14 @@ func (l *ledger) check(b []byte, lb Label) string {
 		return fmt.Sprintf("spans cover %d bytes of %d", off, len(b))
 	}
 	return ""
+}
+
+// take checks a span against its job (got: the read's bytes for it; nil
+// for pool bytes that keyed a derived read) and records its bytes as
+// handed out; it returns the problem, or "".
+func (l *ledger) take(sp Span, got []byte) string {
+	_, msg := l.Take(testkit.Span{Source: sp.Source, Job: sp.JobID, Offset: sp.Offset, Length: sp.Length}, got)
+	return msg
 }
 
 // fakeClock is a Clock that moves only when a test advances it.
@@ -268,24 +269,12 @@ func (c *fakeClock) waiters() int {
 	return len(c.ws)
 }
 
-// claim records spans as used without comparing bytes (derived reads, whose
-// output is not the job bytes); it returns the first problem, or "".
+// claim records spans as handed out without comparing bytes (derived
+// reads, whose output is not the job bytes); it returns the first problem,
+// or "".
 func (l *ledger) claim(spans []Span) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	for _, sp := range spans {
-		src, ok := l.sources[sp.Source]
-		if !ok {
-			return "span names unknown source " + sp.Source
-		}
-		data, ok := src.job(sp.JobID)
-		if !ok {
-			return "span names unknown job " + sp.JobID
-		}
-		if sp.Length <= 0 || sp.Offset < 0 || sp.Offset+sp.Length > len(data) {
-			return fmt.Sprintf("span out of range: %+v", sp)
-		}
-		if msg := l.use(sp, len(data)); msg != "" {
+		if msg := l.take(sp, nil); msg != "" {
 			return msg
 		}
 	}
@@ -305,42 +294,13 @@ func (l *ledger) claimDerived(spans []Span) (string, int) {
 		if l.keyed[sp] {
 			continue
 		}
-		src, ok := l.sources[sp.Source]
-		if !ok {
-			return "span names unknown source " + sp.Source, 0
-		}
-		data, ok := src.job(sp.JobID)
-		if !ok {
-			return "span names unknown job " + sp.JobID, 0
-		}
-		if sp.Length <= 0 || sp.Offset < 0 || sp.Offset+sp.Length > len(data) {
-			return fmt.Sprintf("span out of range: %+v", sp), 0
-		}
-		if msg := l.use(sp, len(data)); msg != "" {
+		if msg := l.take(sp, nil); msg != "" {
 			return msg, 0
 		}
 		l.keyed[sp] = true
 		n += sp.Length
 	}
 	return "", n
-}
-
-// use marks the span's bytes of its job (of size n) as handed out, and
-// reports a byte handed out before. l.mu must be held.
-func (l *ledger) use(sp Span, n int) string {
-	key := sp.Source + "/" + sp.JobID
-	u := l.used[key]
-	if u == nil {
-		u = make([]bool, n)
-		l.used[key] = u
-	}
-	for i := sp.Offset; i < sp.Offset+sp.Length; i++ {
-		if u[i] {
-			return fmt.Sprintf("byte %d of job %s handed out twice", i, key)
-		}
-		u[i] = true
-	}
-	return ""
 }
 
 // episodeLog collects the episodes a Provider hands to its fallback hook

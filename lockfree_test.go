@@ -663,7 +663,7 @@ func TestLockFreeAllEntryPoints(t *testing.T) {
 					rawVBytes += uint64(len(u.b))
 					led.mu.Lock()
 					for _, sp := range spans {
-						if msg := led.use(sp, len(idx.data[idx.pos[sp.JobID]])); msg != "" {
+						if msg := led.take(sp, nil); msg != "" {
 							led.mu.Unlock()
 							t.Fatalf("an unlabelled read: %s", msg)
 						}
@@ -862,7 +862,7 @@ func lfCloseRound(t *testing.T, pol Policy, down bool, round int) {
 		}
 		led.mu.Lock()
 		for _, sp := range spans {
-			if msg := led.use(sp, len(idx.data[idx.pos[sp.JobID]])); msg != "" {
+			if msg := led.take(sp, nil); msg != "" {
 				t.Errorf("round %d: an unlabelled read: %s", round, msg)
 			}
 		}
@@ -979,7 +979,7 @@ func TestLockFreeDegradeSwitching(t *testing.T) {
 				}
 				led.mu.Lock()
 				for _, sp := range spans {
-					if msg := led.use(sp, len(idx.data[idx.pos[sp.JobID]])); msg != "" {
+					if msg := led.take(sp, nil); msg != "" {
 						t.Errorf("an unlabelled read: %s", msg)
 					}
 				}
