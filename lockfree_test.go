@@ -59,49 +59,38 @@ func TestLockFreeChurn(t *testing.T) {
 			}
 
 			var readsOK, bytesOK atomic.Uint64
-			var wg sync.WaitGroup
 			stop := make(chan struct{})
 			sizes := []int{1, 7, 8, 31, 32, 33, 63, 100, c.fetch + 1, c.buffer / 2}
-			for g := 0; g < 6; g++ {
-				wg.Add(1)
-				go func(g int) {
-					defer wg.Done()
-					for i := 0; ; i++ {
-						select {
-						case <-stop:
-							return
-						default:
+			wait := goReaders(6, 0, stop, func(g, i int) bool {
+				b := make([]byte, sizes[(i+g)%len(sizes)])
+				if (i+g)%2 == 0 {
+					lb, err := p.ReadLabelled(context.Background(), b)
+					if err != nil {
+						if !errors.Is(err, ErrUnavailable) {
+							t.Errorf("ReadLabelled: %v", err)
+							return false
 						}
-						b := make([]byte, sizes[(i+g)%len(sizes)])
-						if (i+g)%2 == 0 {
-							lb, err := p.ReadLabelled(context.Background(), b)
-							if err != nil {
-								if !errors.Is(err, ErrUnavailable) {
-									t.Errorf("ReadLabelled: %v", err)
-									return
-								}
-								continue
-							}
-							if msg := led.check(b, lb); msg != "" {
-								t.Errorf("read of %d: %s", len(b), msg)
-								return
-							}
-							if !lb.Verifiable {
-								t.Errorf("a Fail Provider served a fallback label")
-								return
-							}
-						} else if _, err := p.Read(b); err != nil {
-							if !errors.Is(err, ErrUnavailable) {
-								t.Errorf("Read: %v", err)
-								return
-							}
-							continue
-						}
-						readsOK.Add(1)
-						bytesOK.Add(uint64(len(b)))
+						return true
 					}
-				}(g)
-			}
+					if msg := led.check(b, lb); msg != "" {
+						t.Errorf("read of %d: %s", len(b), msg)
+						return false
+					}
+					if !lb.Verifiable {
+						t.Errorf("a Fail Provider served a fallback label")
+						return false
+					}
+				} else if _, err := p.Read(b); err != nil {
+					if !errors.Is(err, ErrUnavailable) {
+						t.Errorf("Read: %v", err)
+						return false
+					}
+					return true
+				}
+				readsOK.Add(1)
+				bytesOK.Add(uint64(len(b)))
+				return true
+			})
 			// GOMAXPROCS up and down while they read; sample the runs.
 			for i := 0; i < 60; i++ {
 				runtime.GOMAXPROCS(1 + i%5)
@@ -109,7 +98,7 @@ func TestLockFreeChurn(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 			close(stop)
-			wg.Wait()
+			wait()
 			sample()
 
 			st := p.Stats()
@@ -147,31 +136,24 @@ func TestLockFreeStopWhileClaiming(t *testing.T) {
 	full(t, p, 1<<13)
 	led := newLedger(src)
 	var ok, okBytes atomic.Uint64
-	var wg sync.WaitGroup
-	for g := 0; g < 4; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			for i := 0; i < 500; i++ {
-				n := 16
-				if g == 0 && i%5 == 0 {
-					n = 5000 // larger than a run: takes over the head under the lock
-				}
-				b := make([]byte, n)
-				lb, err := p.ReadLabelled(context.Background(), b)
-				if err != nil {
-					continue
-				}
-				if msg := led.check(b, lb); msg != "" {
-					t.Error(msg)
-					return
-				}
-				ok.Add(1)
-				okBytes.Add(uint64(n))
-			}
-		}(g)
-	}
-	wg.Wait()
+	runReaders(4, 500, func(g, i int) bool {
+		n := 16
+		if g == 0 && i%5 == 0 {
+			n = 5000 // larger than a run: takes over the head under the lock
+		}
+		b := make([]byte, n)
+		lb, err := p.ReadLabelled(context.Background(), b)
+		if err != nil {
+			return true
+		}
+		if msg := led.check(b, lb); msg != "" {
+			t.Error(msg)
+			return false
+		}
+		ok.Add(1)
+		okBytes.Add(uint64(n))
+		return true
+	})
 	st := p.Stats()
 	assert.Equal(t, ok.Load(), st.VerifiableReads)
 	assert.Equal(t, okBytes.Load(), st.VerifiableBytes)
@@ -758,89 +740,83 @@ func lfCloseRound(t *testing.T, pol Policy, down bool, round int) {
 	var unlMu sync.Mutex
 	var unl [][]byte
 	var okReads, okDerived atomic.Uint64
-	var wg sync.WaitGroup
 	sizes := []int{1, 7, 33, 300, 511, 512, 2000, 5000}
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				n := sizes[(i*3+g)%len(sizes)]
-				b := make([]byte, n)
-				var err error
-				switch (i + g) % 4 {
-				case 0:
-					_, err = p.Read(b)
-					if err == nil {
-						okReads.Add(1)
-						unlMu.Lock()
-						unl = append(unl, b)
-						unlMu.Unlock()
-					}
-				case 1:
-					// With a deadline: a Defer wait may end before Close does.
-					var lb Label
-					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-					lb, err = p.ReadLabelled(ctx, b)
-					cancel()
-					if err == nil {
-						okReads.Add(1)
-						if msg := led.check(b, lb); msg != "" {
-							t.Errorf("round %d: ReadLabelled of %d: %s", round, n, msg)
-							return
-						}
-					}
-				case 2:
-					var lb Label
-					lb, err = p.ReadSecret(context.Background(), b)
-					if err == nil {
-						if lb.Derived {
-							okDerived.Add(1)
-							if msg, _ := led.claimDerived(lb.Spans); msg != "" {
-								t.Errorf("round %d: ReadSecret: %s", round, msg)
-								return
-							}
-						} else {
-							okReads.Add(1)
-							if msg := led.check(b, lb); msg != "" {
-								t.Errorf("round %d: ReadSecret fallback: %s", round, msg)
-								return
-							}
-						}
-					}
-				case 3:
-					var lb Label
-					lb, err = p.ReadFor(context.Background(), fmt.Sprintf("close-%d-%d", g, i), b)
-					if err == nil {
-						okReads.Add(1)
-						if msg := led.check(b, lb); msg != "" || !lb.Verifiable {
-							t.Errorf("round %d: ReadFor: %s %+v", round, msg, lb)
-							return
-						}
-					}
-				}
-				switch {
-				case err == nil:
-				case errors.Is(err, ErrClosed):
-					if !bytesZero(b) {
-						t.Errorf("round %d: a read that failed with ErrClosed left bytes in b", round)
-					}
-					return
-				case pol == Fail && errors.Is(err, ErrUnavailable):
-					if !bytesZero(b) {
-						t.Errorf("round %d: a failed read left bytes in b", round)
-					}
-				case pol == Defer && errors.Is(err, context.DeadlineExceeded):
-					if !bytesZero(b) {
-						t.Errorf("round %d: a read whose context ended left bytes in b", round)
-					}
-				default:
-					t.Errorf("round %d: unexpected error %v", round, err)
-					return
+	wait := goReaders(8, 0, nil, func(g, i int) bool {
+		n := sizes[(i*3+g)%len(sizes)]
+		b := make([]byte, n)
+		var err error
+		switch (i + g) % 4 {
+		case 0:
+			_, err = p.Read(b)
+			if err == nil {
+				okReads.Add(1)
+				unlMu.Lock()
+				unl = append(unl, b)
+				unlMu.Unlock()
+			}
+		case 1:
+			// With a deadline: a Defer wait may end before Close does.
+			var lb Label
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			lb, err = p.ReadLabelled(ctx, b)
+			cancel()
+			if err == nil {
+				okReads.Add(1)
+				if msg := led.check(b, lb); msg != "" {
+					t.Errorf("round %d: ReadLabelled of %d: %s", round, n, msg)
+					return false
 				}
 			}
-		}(g)
-	}
+		case 2:
+			var lb Label
+			lb, err = p.ReadSecret(context.Background(), b)
+			if err == nil {
+				if lb.Derived {
+					okDerived.Add(1)
+					if msg, _ := led.claimDerived(lb.Spans); msg != "" {
+						t.Errorf("round %d: ReadSecret: %s", round, msg)
+						return false
+					}
+				} else {
+					okReads.Add(1)
+					if msg := led.check(b, lb); msg != "" {
+						t.Errorf("round %d: ReadSecret fallback: %s", round, msg)
+						return false
+					}
+				}
+			}
+		case 3:
+			var lb Label
+			lb, err = p.ReadFor(context.Background(), fmt.Sprintf("close-%d-%d", g, i), b)
+			if err == nil {
+				okReads.Add(1)
+				if msg := led.check(b, lb); msg != "" || !lb.Verifiable {
+					t.Errorf("round %d: ReadFor: %s %+v", round, msg, lb)
+					return false
+				}
+			}
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrClosed):
+			if !bytesZero(b) {
+				t.Errorf("round %d: a read that failed with ErrClosed left bytes in b", round)
+			}
+			return false
+		case pol == Fail && errors.Is(err, ErrUnavailable):
+			if !bytesZero(b) {
+				t.Errorf("round %d: a failed read left bytes in b", round)
+			}
+		case pol == Defer && errors.Is(err, context.DeadlineExceeded):
+			if !bytesZero(b) {
+				t.Errorf("round %d: a read whose context ended left bytes in b", round)
+			}
+		default:
+			t.Errorf("round %d: unexpected error %v", round, err)
+			return false
+		}
+		return true
+	})
 	for i := 0; i < round%5; i++ {
 		smp.sample(p)
 		time.Sleep(300 * time.Microsecond)
@@ -857,11 +833,7 @@ func lfCloseRound(t *testing.T, pol Policy, down bool, round int) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("round %d: Close did not return", round)
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
+	if !waitWithin(wait, 10*time.Second) {
 		t.Fatalf("round %d: readers still running after Close", round)
 	}
 	dirty, total := smp.dirty()
@@ -930,69 +902,58 @@ func TestLockFreeDegradeSwitching(t *testing.T) {
 			var kept []lfUnlabelled
 			var nV, nF atomic.Uint64
 			stop := make(chan struct{})
-			var wg sync.WaitGroup
 			sizes := []int{1, 7, 8, 31, 33, 129, 600}
-			for g := 0; g < 6; g++ {
-				wg.Add(1)
-				go func(g int) {
-					defer wg.Done()
-					for i := 0; ; i++ {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						b := make([]byte, sizes[(i+g)%len(sizes)])
-						switch (i + g) % 3 {
-						case 0:
-							if _, err := p.Read(b); err != nil {
-								t.Errorf("Read under Degrade: %v", err)
-								return
-							}
-							keepMu.Lock()
-							kept = append(kept, lfUnlabelled{b: b})
-							keepMu.Unlock()
-						case 1:
-							lb, err := p.ReadLabelled(context.Background(), b)
-							if err != nil {
-								t.Errorf("ReadLabelled under Degrade: %v", err)
-								return
-							}
-							if msg := led.check(b, lb); msg != "" {
-								t.Errorf("ReadLabelled: %s", msg)
-								return
-							}
-							if lb.Verifiable {
-								nV.Add(1)
-							} else {
-								nF.Add(1)
-								keepMu.Lock()
-								kept = append(kept, lfUnlabelled{b: b, fallback: true})
-								keepMu.Unlock()
-							}
-						case 2:
-							lb, err := p.ReadSecret(context.Background(), b)
-							if err != nil {
-								t.Errorf("ReadSecret under Degrade: %v", err)
-								return
-							}
-							if lb.Verifiable {
-								t.Errorf("ReadSecret returned a verifiable label")
-								return
-							}
-							if lb.Derived {
-								if msg, _ := led.claimDerived(lb.Spans); msg != "" {
-									t.Errorf("ReadSecret: %s", msg)
-									return
-								}
-							} else if msg := led.check(b, lb); msg != "" {
-								t.Errorf("ReadSecret fallback: %s", msg)
-								return
-							}
-						}
+			wait := goReaders(6, 0, stop, func(g, i int) bool {
+				b := make([]byte, sizes[(i+g)%len(sizes)])
+				switch (i + g) % 3 {
+				case 0:
+					if _, err := p.Read(b); err != nil {
+						t.Errorf("Read under Degrade: %v", err)
+						return false
 					}
-				}(g)
-			}
+					keepMu.Lock()
+					kept = append(kept, lfUnlabelled{b: b})
+					keepMu.Unlock()
+				case 1:
+					lb, err := p.ReadLabelled(context.Background(), b)
+					if err != nil {
+						t.Errorf("ReadLabelled under Degrade: %v", err)
+						return false
+					}
+					if msg := led.check(b, lb); msg != "" {
+						t.Errorf("ReadLabelled: %s", msg)
+						return false
+					}
+					if lb.Verifiable {
+						nV.Add(1)
+					} else {
+						nF.Add(1)
+						keepMu.Lock()
+						kept = append(kept, lfUnlabelled{b: b, fallback: true})
+						keepMu.Unlock()
+					}
+				case 2:
+					lb, err := p.ReadSecret(context.Background(), b)
+					if err != nil {
+						t.Errorf("ReadSecret under Degrade: %v", err)
+						return false
+					}
+					if lb.Verifiable {
+						t.Errorf("ReadSecret returned a verifiable label")
+						return false
+					}
+					if lb.Derived {
+						if msg, _ := led.claimDerived(lb.Spans); msg != "" {
+							t.Errorf("ReadSecret: %s", msg)
+							return false
+						}
+					} else if msg := led.check(b, lb); msg != "" {
+						t.Errorf("ReadSecret fallback: %s", msg)
+						return false
+					}
+				}
+				return true
+			})
 			for i := 0; i < 40; i++ {
 				runtime.GOMAXPROCS(1 + i%4)
 				if i%2 == 0 {
@@ -1003,7 +964,7 @@ func TestLockFreeDegradeSwitching(t *testing.T) {
 				time.Sleep(2 * time.Millisecond)
 			}
 			close(stop)
-			wg.Wait()
+			wait()
 			require.False(t, t.Failed())
 			assert.Positive(t, nV.Load(), "no verifiable labelled read")
 			assert.Positive(t, nF.Load(), "no fallback labelled read")

@@ -39,52 +39,45 @@ func TestStatsAddUpUnderMixedReads(t *testing.T) {
 		}
 	}()
 	var vReads, vBytes, fReads, fBytes, dReads, dBytes, rReads, rBytes atomic.Uint64
-	var wg sync.WaitGroup
-	for g := 0; g < 6; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			for i := 0; i < 300; i++ {
-				n := 1 + (g*37+i*11)%2600
-				b := make([]byte, n)
-				switch i % 5 {
-				case 3: // the io.Reader: its class is not known, only the totals
-					got, err := p.Read(b)
-					if !assert.NoError(t, err) || !assert.Equal(t, n, got) {
-						return
-					}
-					rReads.Add(1)
-					rBytes.Add(uint64(n))
-					continue
-				case 4:
-					lb, err := p.ReadSecret(context.Background(), b)
-					if !assert.NoError(t, err) {
-						return
-					}
-					if lb.Derived {
-						dReads.Add(1)
-						dBytes.Add(uint64(n))
-					} else {
-						fReads.Add(1)
-						fBytes.Add(uint64(n))
-					}
-					continue
-				}
-				lb, err := p.ReadLabelled(context.Background(), b)
-				if !assert.NoError(t, err) {
-					return
-				}
-				if lb.Verifiable {
-					vReads.Add(1)
-					vBytes.Add(uint64(n))
-				} else {
-					fReads.Add(1)
-					fBytes.Add(uint64(n))
-				}
+	runReaders(6, 300, func(g, i int) bool {
+		n := 1 + (g*37+i*11)%2600
+		b := make([]byte, n)
+		switch i % 5 {
+		case 3: // the io.Reader: its class is not known, only the totals
+			got, err := p.Read(b)
+			if !assert.NoError(t, err) || !assert.Equal(t, n, got) {
+				return false
 			}
-		}(g)
-	}
-	wg.Wait()
+			rReads.Add(1)
+			rBytes.Add(uint64(n))
+			return true
+		case 4:
+			lb, err := p.ReadSecret(context.Background(), b)
+			if !assert.NoError(t, err) {
+				return false
+			}
+			if lb.Derived {
+				dReads.Add(1)
+				dBytes.Add(uint64(n))
+			} else {
+				fReads.Add(1)
+				fBytes.Add(uint64(n))
+			}
+			return true
+		}
+		lb, err := p.ReadLabelled(context.Background(), b)
+		if !assert.NoError(t, err) {
+			return false
+		}
+		if lb.Verifiable {
+			vReads.Add(1)
+			vBytes.Add(uint64(n))
+		} else {
+			fReads.Add(1)
+			fBytes.Add(uint64(n))
+		}
+		return true
+	})
 	close(stop)
 	flip.Wait()
 	st := p.Stats()
