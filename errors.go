@@ -24,9 +24,6 @@ var (
 	// ErrMalformed: a response could not be parsed (bad JSON, bad base64,
 	// truncated body, wrong length). Sources wrap it.
 	ErrMalformed = errors.New("entropy: malformed response")
-	// ErrHealthTest: a block failed a continuous health test (SP 800-90B RCT
-	// or APT). It is wrapped with [ErrInvalidBlock].
-	ErrHealthTest = errors.New("entropy: health test failed")
 	// ErrSourcePanic: a [Source] panicked; the panic is turned into this error
 	// and counted as a source failure.
 	ErrSourcePanic = errors.New("entropy: source panicked")

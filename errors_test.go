@@ -75,7 +75,7 @@ func TestJobErrorCodes(t *testing.T) {
 	transient := []string{"BillingError", "CompilationError", "DebiasingError", "InternalError", "OptimizationError",
 		"QuantumComputerError", "SimulationError", "SimulationTimeout", "SystemCancel", "UnknownBillingError",
 		"JobFailed", "HardwareUnavailable", "Timeout", "JobLost", "SomethingNew"}
-	codes := JobCodes()
+	codes := jobCodeClasses()
 	assert.Len(t, codes, len(permanent)+len(transient)-1, "every seed code is listed (SomethingNew is not)")
 	for _, c := range permanent {
 		e := &JobError{JobID: "j", Code: c}

@@ -70,7 +70,7 @@ func (p *Provider) ReadFor(ctx context.Context, event string, b []byte) (Label, 
 
 // ReadEvent is [Provider.ReadFor] for a draw with parameters: params (the draw's
 // parameters in a canonical encoding, package draw's Params; at most
-// [MaxEventParams] bytes) are hashed into the nonce of the event's job with
+// 4096 bytes) are hashed into the nonce of the event's job with
 // the event name and a random salt ([EventNonce]), so that a verifier sees
 // that the job was requested for this event and these parameters. It
 // returns the whole record: the bytes (also copied into b), their label,
@@ -78,8 +78,8 @@ func (p *Provider) ReadFor(ctx context.Context, event string, b []byte) (Label, 
 // event drawn before with other parameters returns [ErrEventParams]; one
 // drawn by ReadFor has no parameters.
 func (p *Provider) ReadEvent(ctx context.Context, event string, params, b []byte) (EventRecord, error) {
-	if len(params) > MaxEventParams {
-		return EventRecord{}, fmt.Errorf("%w: %d bytes of parameters, more than %d", ErrEventParams, len(params), MaxEventParams)
+	if len(params) > maxEventParams {
+		return EventRecord{}, fmt.Errorf("%w: %d bytes of parameters, more than %d", ErrEventParams, len(params), maxEventParams)
 	}
 	if params == nil {
 		params = []byte{}
@@ -87,8 +87,8 @@ func (p *Provider) ReadEvent(ctx context.Context, event string, params, b []byte
 	return p.readEvent(ctx, event, params, true, b)
 }
 
-// MaxEventParams is the longest parameters [Provider.ReadEvent] takes, in bytes.
-const MaxEventParams = 4096
+// maxEventParams is the longest parameters [Provider.ReadEvent] takes, in bytes.
+const maxEventParams = 4096
 
 // readEvent is ReadFor and ReadEvent: with checkParams, the event must have
 // been drawn with params.

@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// EventNonceDomain opens the bytes hashed into an event's nonce
+// eventNonceDomain opens the bytes hashed into an event's nonce
 // ([EventNonce]), so that they can never be taken for another hash's input.
-const EventNonceDomain = "provenrand/entropy event nonce v1"
+const eventNonceDomain = "provenrand/entropy event nonce v1"
 
 // EventSaltSize is the size of the random salt of an event's request.
 const EventSaltSize = 16
@@ -25,7 +25,7 @@ var ErrEventParams = errors.New("entropy: event was drawn with other parameters"
 // EventNonce returns the nonce of a request for the job of a named event:
 // SHA-256 of
 //
-//	EventNonceDomain || 0x00 ||
+//	eventNonceDomain || 0x00 ||
 //	u32be(len(event)) || event || u32be(len(params)) || params ||
 //	u32be(len(salt)) || salt
 //
@@ -37,7 +37,7 @@ var ErrEventParams = errors.New("entropy: event was drawn with other parameters"
 // made for anything else has another nonce.
 func EventNonce(event string, params, salt []byte) []byte {
 	h := sha256.New()
-	h.Write([]byte(EventNonceDomain))
+	h.Write([]byte(eventNonceDomain))
 	h.Write([]byte{0})
 	var n [4]byte
 	for _, part := range [][]byte{[]byte(event), params, salt} {

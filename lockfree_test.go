@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy/health"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -444,7 +445,7 @@ func TestLockFreeAllEntryPoints(t *testing.T) {
 			src := newScriptSource(fmt.Sprintf("lf-%s-%d-%d", c.pol, c.shards, c.buffer))
 			// No shorter than a block the health tests judge, which is the
 			// least the Provider asks for.
-			src.maxLen = max(c.fetch, DefaultHealthConfig().minBlock())
+			src.maxLen = max(c.fetch, health.DefaultConfig().MinBlock())
 			var eps episodeLog
 			p, err := New(src, fast(WithPolicy(c.pol), WithShards(c.shards), WithBufferSize(c.buffer), WithFetchSize(c.fetch), WithFallbackHook(eps.hook))...)
 			require.NoError(t, err)

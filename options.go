@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/provenrand/entropy/health"
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
 )
@@ -57,19 +58,19 @@ func ParsePolicy(s string) (Policy, error) {
 
 // Defaults of a Provider's options; each option's comment repeats its own.
 const (
-	DefaultBufferSize    = 64 << 10      // bytes held in the pool
-	DefaultFetchSize     = 64 << 10      // bytes asked of the source per request (the reference protocol's largest)
-	DefaultRate          = rate.Limit(5) // requests per second to each source
-	DefaultBurst         = 2             // requests the limiter lets through at once
-	DefaultRetryAttempts = 4             // attempts per refill (first try included)
-	DefaultRetryBase     = 100 * time.Millisecond
-	DefaultRetryMax      = 2 * time.Second
-	DefaultMaxRetryAfter = time.Minute      // longest Retry-After the Provider honours
-	DefaultFetchTimeout  = 15 * time.Second // per request
-	DefaultBreakerOpen   = 2 * time.Second  // breaker open → half-open
-	DefaultTripAfter     = 3                // consecutive failed refills that open the breaker
-	DefaultWarmStart     = 2 * time.Second  // how long reads wait for the first block after New
-	DefaultBatch         = 4                // most blocks per refill request to a BatchSource
+	defaultBufferSize    = 64 << 10      // bytes held in the pool
+	defaultFetchSize     = 64 << 10      // bytes asked of the source per request (the reference protocol's largest)
+	defaultRate          = rate.Limit(5) // requests per second to each source
+	defaultBurst         = 2             // requests the limiter lets through at once
+	defaultRetryAttempts = 4             // attempts per refill (first try included)
+	defaultRetryBase     = 100 * time.Millisecond
+	defaultRetryMax      = 2 * time.Second
+	defaultMaxRetryAfter = time.Minute      // longest Retry-After the Provider honours
+	defaultFetchTimeout  = 15 * time.Second // per request
+	defaultBreakerOpen   = 2 * time.Second  // breaker open → half-open
+	defaultTripAfter     = 3                // consecutive failed refills that open the breaker
+	defaultWarmStart     = 2 * time.Second  // how long reads wait for the first block after New
+	defaultBatch         = 4                // most blocks per refill request to a BatchSource
 )
 
 // An Option configures a [Provider]. When an option is given twice, the later
@@ -95,7 +96,7 @@ type config struct {
 	clock         Clock
 	failover      []Source
 	shards        int
-	health        *HealthConfig
+	health        *health.Config
 	minFetch      int // the smallest block the health tests judge; New sets it
 	derivedRead   bool
 	warmStart     time.Duration
@@ -106,19 +107,19 @@ type config struct {
 func defaultConfig() config {
 	return config{
 		policy:        Degrade,
-		bufferSize:    DefaultBufferSize,
-		fetchSize:     DefaultFetchSize,
-		batch:         DefaultBatch,
-		limit:         DefaultRate,
-		burst:         DefaultBurst,
-		attempts:      DefaultRetryAttempts,
-		retryBase:     DefaultRetryBase,
-		retryMax:      DefaultRetryMax,
-		maxRetryAfter: DefaultMaxRetryAfter,
-		fetchTimeout:  DefaultFetchTimeout,
-		breaker:       gobreaker.Settings{Timeout: DefaultBreakerOpen},
+		bufferSize:    defaultBufferSize,
+		fetchSize:     defaultFetchSize,
+		batch:         defaultBatch,
+		limit:         defaultRate,
+		burst:         defaultBurst,
+		attempts:      defaultRetryAttempts,
+		retryBase:     defaultRetryBase,
+		retryMax:      defaultRetryMax,
+		maxRetryAfter: defaultMaxRetryAfter,
+		fetchTimeout:  defaultFetchTimeout,
+		breaker:       gobreaker.Settings{Timeout: defaultBreakerOpen},
 		clock:         realClock{},
-		warmStart:     DefaultWarmStart,
+		warmStart:     defaultWarmStart,
 	}
 }
 
@@ -144,7 +145,7 @@ func WithPolicy(p Policy) Option {
 // New, the read's context ends, or [Provider.Close]. Once it is over, reads never
 // wait for it again: a read the pool serves never waits at all (contract
 // point 5). 0 turns the warm start off: reads right after New apply the
-// policy at once. Default: [DefaultWarmStart] (2 s).
+// policy at once. Default: [defaultWarmStart] (2 s).
 func WithWarmStart(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 0 {
@@ -157,16 +158,16 @@ func WithWarmStart(d time.Duration) Option {
 
 // WithBreaker sets the circuit breaker of each source (sony/gobreaker v2).
 // Zero fields take gobreaker's defaults, except Timeout (open → half-open),
-// which defaults to [DefaultBreakerOpen] (2 s) so that a recovered source is
+// which defaults to [defaultBreakerOpen] (2 s) so that a recovered source is
 // used again within seconds, and ReadyToTrip, which defaults to
-// [DefaultTripAfter] (3) consecutive failed refills (each one already retried).
+// [defaultTripAfter] (3) consecutive failed refills (each one already retried).
 // Whatever ReadyToTrip says, a permanent error opens the breaker at once, and
 // cancellations by the caller or [Provider.Close] never count (IsExcluded). A custom
 // OnStateChange runs under gobreaker's lock: it must not block.
 func WithBreaker(s gobreaker.Settings) Option {
 	return func(c *config) error {
 		if s.Timeout <= 0 {
-			s.Timeout = DefaultBreakerOpen
+			s.Timeout = defaultBreakerOpen
 		}
 		c.breaker = s
 		return nil
@@ -177,7 +178,7 @@ func WithBreaker(s gobreaker.Settings) Option {
 // second with bursts of burst (golang.org/x/time/rate), retries included.
 // (A source that polls a queued job inside one Fetch paces its polls itself;
 // see httpsource.WithPollInterval.) [rate.Inf] removes the limit (for fast local sources). Default:
-// [DefaultRate] (5/s), [DefaultBurst] (2).
+// [defaultRate] (5/s), [defaultBurst] (2).
 func WithRateLimit(r rate.Limit, burst int) Option {
 	return func(c *config) error {
 		if r < 0 || math.IsNaN(float64(r)) {
@@ -196,10 +197,10 @@ func WithRateLimit(r rate.Limit, burst int) Option {
 
 // WithBufferSize sets how many checked bytes the pool holds, at least twice
 // the smallest block the health tests can judge (56 bytes with
-// [DefaultHealthConfig]; a smaller size is raised to that). Reads larger
+// [health.DefaultConfig]; a smaller size is raised to that). Reads larger
 // than the pool are served verifiably only under [Defer] (which gathers bytes
 // as they arrive); under [Degrade] they fall back, under [Fail] they fail.
-// Default: [DefaultBufferSize] (64 KiB).
+// Default: [defaultBufferSize] (64 KiB).
 func WithBufferSize(bytes int) Option {
 	return func(c *config) error {
 		if bytes < 1 {
@@ -212,9 +213,9 @@ func WithBufferSize(bytes int) Option {
 
 // WithFetchSize sets how many bytes one request asks of a source (capped by
 // the free room in the pool). A request never asks for fewer bytes than the
-// health tests need to judge a block (28 with [DefaultHealthConfig]), however
+// health tests need to judge a block (28 with [health.DefaultConfig]), however
 // small this size or the room: the bytes a read does not take are served to
-// later reads. Default: [DefaultFetchSize] (64 KiB), the largest request of
+// later reads. Default: [defaultFetchSize] (64 KiB), the largest request of
 // the reference protocol (package httpsource), so that a request, its
 // signature check and its job are paid once per 64 KiB rather than per
 // 16 KiB, and the empty default pool fills in one request. A source that
@@ -234,8 +235,8 @@ func WithFetchSize(bytes int) Option {
 // WithBatch sets how many blocks of the fetch size the [Provider] asks for in
 // one refill request to a source that offers batches ([BatchSource], as
 // package httpsource's does): as many as the pool has room for, at most
-// maxItems. Batches are the default ([DefaultBatch], 4 items; at the default
-// sizes one request of [DefaultFetchSize] fills the empty pool, so batches
+// maxItems. Batches are the default ([defaultBatch], 4 items; at the default
+// sizes one request of [defaultFetchSize] fills the empty pool, so batches
 // are sent when the fetch size is below the pool's free room); WithBatch(1)
 // turns them off, and a Provider then sends the source single requests
 // only.
@@ -282,7 +283,7 @@ func WithRetry(attempts int, base, max time.Duration) Option {
 
 // WithMaxRetryAfter caps how long a Retry-After from a source holds back the
 // [Provider]'s requests to it; it must be positive (there is no switching
-// Retry-After off). Default: [DefaultMaxRetryAfter] (1 min).
+// Retry-After off). Default: [defaultMaxRetryAfter] (1 min).
 func WithMaxRetryAfter(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -295,7 +296,7 @@ func WithMaxRetryAfter(d time.Duration) Option {
 }
 
 // WithFetchTimeout bounds each request to a source. Default:
-// [DefaultFetchTimeout] (15 s).
+// [defaultFetchTimeout] (15 s).
 func WithFetchTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -390,8 +391,8 @@ func WithShards(n int) Option {
 }
 
 // WithHealthTests sets the SP 800-90B health tests run on every block before
-// it enters the pool. Default: [DefaultHealthConfig].
-func WithHealthTests(h HealthConfig) Option {
+// it enters the pool. Default: [health.DefaultConfig].
+func WithHealthTests(h health.Config) Option {
 	return func(c *config) error {
 		if err := h.Validate(); err != nil {
 			return err
@@ -409,9 +410,9 @@ func WithDerivedReads() Option {
 }
 
 // healthConfig returns the health-test configuration in force.
-func (c *config) healthConfig() HealthConfig {
+func (c *config) healthConfig() health.Config {
 	if c.health != nil {
 		return *c.health
 	}
-	return DefaultHealthConfig()
+	return health.DefaultConfig()
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/provenrand/entropy/health"
 )
 
 // fetchFunc makes one request of a refill path in place of src.Fetch: a
@@ -22,7 +24,7 @@ type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 // and replay guard as a refill (the sources in order, a Retry-After
 // honoured) and is recorded in the journal like every block. Its size is
 // len(b), except that a job of the reference protocol (a [NonceSource]) has at
-// least [AptWindow] (512) bytes, so that the health tests can judge it: b gets
+// least [health.AptWindow] (512) bytes, so that the health tests can judge it: b gets
 // its first len(b) bytes, the Proof carries them all, and the rest are never
 // served. len(b) is 1 to 65536 for the reference protocol, at most 32 for a
 // drand round, and at least as many as the health tests need. The label is
@@ -126,13 +128,13 @@ func everyPermanent(err error) bool {
 
 // provenSize is the size of the job a read of n bytes of its own asks src
 // for: n, or, from a source of the reference protocol (NonceSource) and for
-// fewer than AptWindow bytes, AptWindow, so that the health tests can judge
+// fewer than health.AptWindow bytes, health.AptWindow, so that the health tests can judge
 // the job (a source biased towards one value passes them in a block as
 // small as a draw's 32 bytes more often than not). The bytes beyond n are
 // published with the proof and never served.
 func provenSize(src Source, n int) int {
-	if _, ok := src.(NonceSource); ok && n < AptWindow {
-		return AptWindow
+	if _, ok := src.(NonceSource); ok && n < health.AptWindow {
+		return health.AptWindow
 	}
 	return n
 }

@@ -169,7 +169,7 @@ type Provider struct {
 // New starts a [Provider] over src (and any [WithFailover] sources). It returns
 // at once, with the first refill already under way; the pool fills in the
 // background. Until the first block lands (for at most the warm start,
-// [DefaultWarmStart] unless [WithWarmStart] says otherwise), a read the pool
+// [defaultWarmStart] unless [WithWarmStart] says otherwise), a read the pool
 // cannot serve waits for it before the policy applies, so that the first
 // [Provider.Read] after New over a healthy source is verifiable. [Provider.WaitReady] waits for
 // the pool explicitly, and reports a misconfigured source.
@@ -188,7 +188,7 @@ func New(src Source, opts ...Option) (*Provider, error) {
 	}
 	// Every request asks for a block the health tests can judge, and the
 	// pool has room for one whenever a shard is below its low watermark.
-	cfg.minFetch = cfg.healthConfig().minBlock()
+	cfg.minFetch = cfg.healthConfig().MinBlock()
 	cfg.bufferSize = max(cfg.bufferSize, 2*cfg.minFetch)
 	if cfg.shards == 0 {
 		cfg.shards = min(runtime.GOMAXPROCS(0), 64)

@@ -21,14 +21,14 @@ type Source interface {
 	// must return fresh entropy under a job ID of its own.
 	//
 	// The Provider never asks for fewer bytes than its health tests need to
-	// judge a block (28 with [DefaultHealthConfig]), however small its pool or
+	// judge a block (28 with [health.DefaultConfig]), however small its pool or
 	// fetch size, and serves what a read does not take to later reads.
 	//
 	// The Provider refuses, as a source failure, a block that is empty,
 	// shorter than the health tests need, longer than n, not Verifiable, without a Source name or a JobID, a
 	// (Source, JobID) it has taken before, or that fails the SP 800-90B
 	// health tests (a run of 7 equal bytes, or a byte value far too common:
-	// see [HealthConfig]). A test source should fill Data from a real
+	// see [health.Config]). A test source should fill Data from a real
 	// generator, not with zeros or a pattern.
 	Fetch(ctx context.Context, n int) (Block, error)
 }

@@ -229,10 +229,10 @@ var jobCodes = map[string]bool{ // code → permanent
 	"JobLost":             false,
 }
 
-// JobCodes returns every job error code the package classifies, with whether
+// jobCodeClasses returns every job error code the package classifies, with whether
 // it is permanent. Codes not listed are transient (a failed job produced
 // nothing, and a new job may succeed).
-func JobCodes() map[string]bool {
+func jobCodeClasses() map[string]bool {
 	m := make(map[string]bool, len(jobCodes))
 	for k, v := range jobCodes {
 		m[k] = v

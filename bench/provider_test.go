@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/health"
 	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
@@ -343,7 +344,7 @@ func BenchmarkRefill(b *testing.B) {
 	}
 }
 
-// BenchmarkHealthCheck is the health tests alone (entropy.CheckHealth) over
+// BenchmarkHealthCheck is the health tests alone (health.Check) over
 // the refill's blocks (steadyFetch bytes of memSource's buffer): the bound
 // of BenchmarkRefill, whose throughput it is compared with in the same run.
 func BenchmarkHealthCheck(b *testing.B) {
@@ -355,7 +356,7 @@ func BenchmarkHealthCheck(b *testing.B) {
 		if off+steadyFetch > len(data) {
 			off = 0
 		}
-		if err := entropy.CheckHealth(data[off : off+steadyFetch]); err != nil {
+		if err := health.Check(data[off : off+steadyFetch]); err != nil {
 			b.Fatal(err)
 		}
 		off += steadyFetch

@@ -55,7 +55,7 @@ type cell struct {
 	repeat    int  // how many requests in a row get the fault
 	permanent bool // the answer is a permanent error (no retry allowed)
 	// items, if set, makes the cell a batch cell: the items of the first
-	// repeat batches (of entropy.DefaultBatch items) take these faults,
+	// repeat batches (of the default 4 items) take these faults,
 	// one per item (sim.ScriptItems).
 	items []sim.Fault
 	// single: the Provider sends single requests only (WithBatch(1)).
