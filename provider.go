@@ -81,10 +81,11 @@ import (
 //   - feeder.holdUntil: the Retry-After hold, raised by compare-and-swap.
 //     feeder.tripNow: the last failure was permanent (the breaker's
 //     ReadyToTrip). feeder.badProofs: proof failures in a row.
+//     feeder.noBatch: the service has no batch request; set once.
 //   - Counters, read only by Stats: the Provider's slow-path, fallback and
 //     journal counters, episodeState.count, the feeders' request counters.
-//   - lastCutoffs (health.go): a cache of the health tests' cutoffs for the
-//     last configuration checked, shared by every Provider.
+//   - Outside the Provider, package health's lastCutoffs caches the health
+//     tests' cutoffs of the last configuration checked, for every Provider.
 //
 // Fallback epochs. A fallback read is counted when it is served (its claim
 // on a lane run, or a direct read counted under the lane's fbMu) and opens
