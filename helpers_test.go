@@ -366,6 +366,31 @@ func runInChild(t *testing.T) (string, error) {
 	return string(out), err
 }
 
+// flipSource flips s between failing with status (every period-th tick,
+// from the first) and healthy, a tick every d, until the function it
+// returns is called; that function returns once the flipping has stopped.
+func flipSource(s *scriptSource, status, period int, d time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-time.After(d):
+			}
+			if i%period == 0 {
+				s.set(&step{err: &APIError{StatusCode: status}})
+			} else {
+				s.set(nil)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
 // goReaders is the reader loop of the concurrency tests: it starts n
 // goroutines, each calling read(g, i) for i = 0, 1, … until read returns
 // false, ops calls were made (ops 0: no limit), or stop is closed (nil:
@@ -442,6 +467,12 @@ func (j *memJournal) RecordBlock(_ context.Context, b BlockRecord) error {
 	if j.blockGate != nil {
 		<-j.blockGate
 	}
+	return j.write(func() { j.blocks = append(j.blocks, b) })
+}
+
+// write runs add under the lock unless the journal fails (failBlock) or
+// is closed.
+func (j *memJournal) write(add func()) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.failBlock != nil {
@@ -450,7 +481,7 @@ func (j *memJournal) RecordBlock(_ context.Context, b BlockRecord) error {
 	if j.closed {
 		return errMemJournalClosed
 	}
-	j.blocks = append(j.blocks, b)
+	add()
 	return nil
 }
 
@@ -458,16 +489,7 @@ func (j *memJournal) RecordFallback(_ context.Context, e FallbackEpisode) error 
 	if j.beforeFallback != nil {
 		j.beforeFallback(e)
 	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.failBlock != nil {
-		return j.failBlock
-	}
-	if j.closed {
-		return errMemJournalClosed
-	}
-	j.episodes = append(j.episodes, e)
-	return nil
+	return j.write(func() { j.episodes = append(j.episodes, e) })
 }
 
 func (j *memJournal) RecordEvent(_ context.Context, e EventRecord) (EventRecord, error) {

@@ -93,24 +93,7 @@ func TestReadNeverMixesClasses(t *testing.T) {
 	p := newTestProvider(t, src, fast(WithBufferSize(4096), WithFetchSize(512), WithShards(2))...)
 	full(t, p, 4096) // start with a full pool, so that both classes occur however fast the reads are
 	led := newLedger(src)
-	stop := make(chan struct{})
-	var flip sync.WaitGroup
-	flip.Add(1)
-	go func() {
-		defer flip.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			if i%2 == 0 {
-				src.set(&step{err: &APIError{StatusCode: 500}})
-			} else {
-				src.set(nil)
-			}
-		}
-	}()
+	stopFlip := flipSource(src, 500, 2, 2*time.Millisecond)
 	var mu sync.Mutex
 	classes := map[Provenance]int{}
 	runReaders(8, 400, func(g, i int) bool {
@@ -126,8 +109,7 @@ func TestReadNeverMixesClasses(t *testing.T) {
 		mu.Unlock()
 		return true
 	})
-	close(stop)
-	flip.Wait()
+	stopFlip()
 	require.False(t, t.Failed())
 	assert.Positive(t, classes[ProvenanceVerifiable], "some reads should be verifiable")
 	assert.Zero(t, classes[ProvenanceDerived])

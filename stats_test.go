@@ -2,7 +2,6 @@ package entropy
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,24 +19,7 @@ func TestStatsAddUpUnderMixedReads(t *testing.T) {
 	src.maxLen = 300
 	p := newTestProvider(t, src, fast(WithBufferSize(2048), WithFetchSize(512), WithShards(2))...)
 	full(t, p, 1500) // the first reads are verifiable; reads over 2048 bytes always fall back
-	stop := make(chan struct{})
-	var flip sync.WaitGroup
-	flip.Add(1)
-	go func() {
-		defer flip.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Millisecond):
-			}
-			if i%3 == 0 {
-				src.set(&step{err: &APIError{StatusCode: 503}})
-			} else {
-				src.set(nil)
-			}
-		}
-	}()
+	stopFlip := flipSource(src, 503, 3, time.Millisecond)
 	var vReads, vBytes, fReads, fBytes, dReads, dBytes, rReads, rBytes atomic.Uint64
 	runReaders(6, 300, func(g, i int) bool {
 		n := 1 + (g*37+i*11)%2600
@@ -78,8 +60,7 @@ func TestStatsAddUpUnderMixedReads(t *testing.T) {
 		}
 		return true
 	})
-	close(stop)
-	flip.Wait()
+	stopFlip()
 	st := p.Stats()
 	assert.Equal(t, vReads.Load()+fReads.Load()+rReads.Load(), st.VerifiableReads+st.FallbackReads)
 	assert.Equal(t, vBytes.Load()+fBytes.Load()+rBytes.Load(), st.VerifiableBytes+st.FallbackBytes)
