@@ -447,125 +447,116 @@ func TestLockFreeAllEntryPoints(t *testing.T) {
 				b     []byte
 				label Label
 			}
-			var wg sync.WaitGroup
 			const goroutines, ops = 6, 90
-			for g := 0; g < goroutines; g++ {
-				wg.Add(1)
-				go func(g int) {
-					defer wg.Done()
-					var mine []event
-					for i := 0; i < ops; i++ {
-						n := size(i + g)
-						b := make([]byte, n)
-						ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-						switch (i + g) % 4 {
-						case 0:
-							k, err := p.Read(b)
-							switch {
-							case err == nil:
-								if k != n {
-									t.Errorf("Read returned %d of %d", k, n)
-								}
-								cnt.raw.Add(1)
-								cnt.rawBytes.Add(uint64(n))
-								unlMu.Lock()
-								unl = append(unl, lfUnlabelled{b: b})
-								unlMu.Unlock()
-							case c.pol == Fail && errors.Is(err, ErrUnavailable):
-								if !bytesZero(b) {
-									t.Errorf("a failed Read left bytes in b")
-								}
-							default:
-								t.Errorf("Read of %d: %v", n, err)
-							}
-						case 1:
-							lb, err := p.ReadLabelled(ctx, b)
-							switch {
-							case err == nil:
-								if msg := led.check(b, lb); msg != "" {
-									t.Errorf("ReadLabelled of %d: %s", n, msg)
-								}
-								if lb.Verifiable {
-									cnt.verifiable.Add(1)
-									cnt.verifiableBytes.Add(uint64(n))
-								} else {
-									if c.pol != Degrade {
-										t.Errorf("a %s Provider served a fallback label", c.pol)
-									}
-									cnt.fallback.Add(1)
-									cnt.fallbackBytes.Add(uint64(n))
-									unlMu.Lock()
-									unl = append(unl, lfUnlabelled{b: b, fallback: true}) // must hold no job bytes
-									unlMu.Unlock()
-								}
-							case c.pol == Fail && errors.Is(err, ErrUnavailable):
-							default:
-								t.Errorf("ReadLabelled of %d: %v", n, err)
-							}
-						case 2:
-							lb, err := p.ReadSecret(ctx, b)
-							switch {
-							case err == nil && lb.Derived:
-								if lb.Verifiable || lb.Reason != nil {
-									t.Errorf("derived label %+v", lb)
-								}
-								msg, took := led.claimDerived(lb.Spans)
-								if msg != "" {
-									t.Errorf("ReadSecret of %d: %s", n, msg)
-								}
-								if lb.Len() < secretSeed || lb.Len()%secretSeed != 0 {
-									t.Errorf("a derived read of %d names %d pool bytes, want whole seeds of %d", n, lb.Len(), secretSeed)
-								}
-								cnt.derived.Add(1)
-								cnt.derivedBytes.Add(uint64(n))
-								cnt.seedBytes.Add(uint64(took))
-							case err == nil:
-								if msg := led.check(b, lb); msg != "" || lb.Verifiable {
-									t.Errorf("ReadSecret fallback of %d: %s %+v", n, msg, lb)
-								}
-								if c.pol != Degrade {
-									t.Errorf("a %s Provider served a fallback secret", c.pol)
-								}
-								cnt.fallback.Add(1)
-								cnt.fallbackBytes.Add(uint64(n))
-							case c.pol == Fail && errors.Is(err, ErrUnavailable):
-							default:
-								t.Errorf("ReadSecret of %d: %v", n, err)
-							}
-						case 3:
-							if len(mine) > 0 && i%3 == 0 {
-								// Again for an event drawn before: the same bytes and label.
-								ev := mine[i%len(mine)]
-								again := make([]byte, len(ev.b))
-								lb, err := p.ReadFor(ctx, ev.name, again)
-								if err != nil || !bytes.Equal(again, ev.b) || fmt.Sprint(lb) != fmt.Sprint(ev.label) {
-									t.Errorf("event %s asked again: %v, same bytes %v, label %+v want %+v", ev.name, err, bytes.Equal(again, ev.b), lb, ev.label)
-								}
-								break
-							}
-							name := fmt.Sprintf("ev-%d-%d", g, i)
-							lb, err := p.ReadFor(ctx, name, b)
-							if err != nil {
-								t.Errorf("ReadFor of %d: %v", n, err)
-								break
-							}
-							if !lb.Verifiable {
-								t.Errorf("ReadFor served a non-verifiable label")
-							}
-							if msg := led.check(b, lb); msg != "" {
-								t.Errorf("ReadFor of %d: %s", n, msg)
-							}
+			mine := make([][]event, goroutines) // the events each reader drew
+			wait := goReaders(goroutines, ops, nil, func(g, i int) bool {
+				n := size(i + g)
+				b := make([]byte, n)
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				switch (i + g) % 4 {
+				case 0:
+					k, err := p.Read(b)
+					switch {
+					case err == nil:
+						if k != n {
+							t.Errorf("Read returned %d of %d", k, n)
+						}
+						cnt.raw.Add(1)
+						cnt.rawBytes.Add(uint64(n))
+						unlMu.Lock()
+						unl = append(unl, lfUnlabelled{b: b})
+						unlMu.Unlock()
+					case c.pol == Fail && errors.Is(err, ErrUnavailable):
+						if !bytesZero(b) {
+							t.Errorf("a failed Read left bytes in b")
+						}
+					default:
+						t.Errorf("Read of %d: %v", n, err)
+					}
+				case 1:
+					lb, err := p.ReadLabelled(ctx, b)
+					switch {
+					case err == nil:
+						if msg := led.check(b, lb); msg != "" {
+							t.Errorf("ReadLabelled of %d: %s", n, msg)
+						}
+						if lb.Verifiable {
 							cnt.verifiable.Add(1)
 							cnt.verifiableBytes.Add(uint64(n))
-							mine = append(mine, event{name, bytes.Clone(b), lb})
+						} else {
+							if c.pol != Degrade {
+								t.Errorf("a %s Provider served a fallback label", c.pol)
+							}
+							cnt.fallback.Add(1)
+							cnt.fallbackBytes.Add(uint64(n))
+							unlMu.Lock()
+							unl = append(unl, lfUnlabelled{b: b, fallback: true}) // must hold no job bytes
+							unlMu.Unlock()
 						}
-						cancel()
-						if t.Failed() {
-							return
-						}
+					case c.pol == Fail && errors.Is(err, ErrUnavailable):
+					default:
+						t.Errorf("ReadLabelled of %d: %v", n, err)
 					}
-				}(g)
-			}
+				case 2:
+					lb, err := p.ReadSecret(ctx, b)
+					switch {
+					case err == nil && lb.Derived:
+						if lb.Verifiable || lb.Reason != nil {
+							t.Errorf("derived label %+v", lb)
+						}
+						msg, took := led.claimDerived(lb.Spans)
+						if msg != "" {
+							t.Errorf("ReadSecret of %d: %s", n, msg)
+						}
+						if lb.Len() < secretSeed || lb.Len()%secretSeed != 0 {
+							t.Errorf("a derived read of %d names %d pool bytes, want whole seeds of %d", n, lb.Len(), secretSeed)
+						}
+						cnt.derived.Add(1)
+						cnt.derivedBytes.Add(uint64(n))
+						cnt.seedBytes.Add(uint64(took))
+					case err == nil:
+						if msg := led.check(b, lb); msg != "" || lb.Verifiable {
+							t.Errorf("ReadSecret fallback of %d: %s %+v", n, msg, lb)
+						}
+						if c.pol != Degrade {
+							t.Errorf("a %s Provider served a fallback secret", c.pol)
+						}
+						cnt.fallback.Add(1)
+						cnt.fallbackBytes.Add(uint64(n))
+					case c.pol == Fail && errors.Is(err, ErrUnavailable):
+					default:
+						t.Errorf("ReadSecret of %d: %v", n, err)
+					}
+				case 3:
+					if len(mine[g]) > 0 && i%3 == 0 {
+						// Again for an event drawn before: the same bytes and label.
+						ev := mine[g][i%len(mine[g])]
+						again := make([]byte, len(ev.b))
+						lb, err := p.ReadFor(ctx, ev.name, again)
+						if err != nil || !bytes.Equal(again, ev.b) || fmt.Sprint(lb) != fmt.Sprint(ev.label) {
+							t.Errorf("event %s asked again: %v, same bytes %v, label %+v want %+v", ev.name, err, bytes.Equal(again, ev.b), lb, ev.label)
+						}
+						break
+					}
+					name := fmt.Sprintf("ev-%d-%d", g, i)
+					lb, err := p.ReadFor(ctx, name, b)
+					if err != nil {
+						t.Errorf("ReadFor of %d: %v", n, err)
+						break
+					}
+					if !lb.Verifiable {
+						t.Errorf("ReadFor served a non-verifiable label")
+					}
+					if msg := led.check(b, lb); msg != "" {
+						t.Errorf("ReadFor of %d: %s", n, msg)
+					}
+					cnt.verifiable.Add(1)
+					cnt.verifiableBytes.Add(uint64(n))
+					mine[g] = append(mine[g], event{name, bytes.Clone(b), lb})
+				}
+				cancel()
+				return !t.Failed()
+			})
 			stop := make(chan struct{})
 			polled := make(chan string, 1)
 			var polls int
@@ -575,7 +566,7 @@ func TestLockFreeAllEntryPoints(t *testing.T) {
 				polled <- msg
 			}()
 			done := make(chan struct{})
-			go func() { wg.Wait(); close(done) }()
+			go func() { wait(); close(done) }()
 			procs := []int{1, 3, 2, c.shards + 3, 1, 2 * c.shards, 4}
 		churn:
 			for i := 0; ; i++ {
