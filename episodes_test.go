@@ -31,21 +31,13 @@ func TestNoEpisodeLeftOpenAfterClose(t *testing.T) {
 			}
 		}))...)
 		require.NoError(t, err)
-		var wg sync.WaitGroup
-		for g := 0; g < 4; g++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					if _, err := p.Read(make([]byte, 8)); err != nil {
-						return
-					}
-				}
-			}()
-		}
+		wait := goReaders(4, 0, nil, func(int, int) bool {
+			_, err := p.Read(make([]byte, 8))
+			return err == nil
+		})
 		time.Sleep(time.Millisecond)
 		require.NoError(t, p.Close())
-		wg.Wait()
+		wait()
 		st := p.Stats()
 		if st.InFallback || starts.Load() != ends.Load() {
 			t.Fatalf("iteration %d: after Close InFallback=%v, hook saw %d starts and %d ends, %d episodes counted",
