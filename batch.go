@@ -14,12 +14,12 @@ var ErrPartialBatch = errors.New("entropy: batch items failed")
 
 // ErrBatchUnsupported is matched by the error of a FetchBatch whose service
 // has no batch request (package httpsource: the batch path answered 404,
-// 405 or 501). A Provider that meets it refills from that source with
+// 405 or 501). A [Provider] that meets it refills from that source with
 // single requests from then on, and does not count it as a failure.
 var ErrBatchUnsupported = errors.New("entropy: the service offers no batch request")
 
-// BatchSource is a Source that can also fetch several blocks in one request
-// (package httpsource's POST /v1/entropy/batch). A Provider refills from
+// BatchSource is a [Source] that can also fetch several blocks in one request
+// (package httpsource's POST /v1/entropy/batch). A [Provider] refills from
 // such a source with batches unless WithBatch(1) turns them off.
 type BatchSource interface {
 	Source
@@ -28,21 +28,21 @@ type BatchSource interface {
 	// sizes, and, if any item failed, a *BatchError listing the failed
 	// ones (by their index in sizes). An error that is not a *BatchError
 	// is a failure of the whole request: no blocks. An error matching
-	// ErrBatchUnsupported says the service has no batch request at all.
+	// [ErrBatchUnsupported] says the service has no batch request at all.
 	FetchBatch(ctx context.Context, sizes []int) ([]Block, error)
 }
 
-// BatchLimiter is a BatchSource that says how much one batch may ask for:
+// BatchLimiter is a [BatchSource] that says how much one batch may ask for:
 // at most items items, of at most bytes bytes in all (package httpsource's
-// protocol limits). A Provider keeps its batches within them; a batch that
+// protocol limits). A [Provider] keeps its batches within them; a batch that
 // would hold fewer than two blocks is sent as a single request.
 type BatchLimiter interface {
 	BatchLimits() (items, bytes int)
 }
 
-// BatchError is a batch answer whose items did not all pass: seed 003's
-// batch error naming the failed items. Match it with errors.Is
-// (ErrPartialBatch) and read it with errors.As. It unwraps to the items'
+// BatchError is a batch answer whose items did not all pass: the batch
+// error names the failed items. Match it with [errors.Is]
+// ([ErrPartialBatch]) and read it with [errors.As]. It unwraps to the items'
 // errors, so errors.As finds a failed item's *JobError too.
 type BatchError struct {
 	Total     int              // items asked for
@@ -87,7 +87,7 @@ func (e *BatchError) Error() string {
 	return sb.String()
 }
 
-// Is matches ErrPartialBatch.
+// Is matches [ErrPartialBatch].
 func (e *BatchError) Is(target error) bool { return target == ErrPartialBatch }
 
 // Unwrap returns the items' errors.
@@ -101,7 +101,7 @@ func (e *BatchError) Unwrap() []error {
 	return errs
 }
 
-// ServiceRequestID returns e.RequestID; it lets RequestID find it.
+// ServiceRequestID returns e.RequestID; it lets [RequestID] find it.
 func (e *BatchError) ServiceRequestID() string { return e.RequestID }
 
 // Failed returns the indexes of the failed items, in order.

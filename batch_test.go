@@ -157,7 +157,7 @@ func TestBatchDefaultIsCappedByDefaultBatch(t *testing.T) {
 	full(t, p, 8192)
 	require.Equal(t, 2, src.batchCount())
 	for _, b := range src.batches {
-		assert.Len(t, b, DefaultBatch)
+		assert.Len(t, b, defaultBatch)
 	}
 }
 

@@ -3,7 +3,6 @@ package entropy
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,24 +28,17 @@ func TestCallerCancelIsNotASourceFailure(t *testing.T) {
 	})
 	p := newTestProvider(t, src, fast(WithPolicy(Defer))...)
 	require.Eventually(t, func() bool { return calls.Load() == 1 }, 5*time.Second, time.Millisecond)
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 20; i++ {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-				_, err := p.ReadLabelled(ctx, make([]byte, 32))
-				cancel()
-				assert.ErrorIs(t, err, context.DeadlineExceeded)
-				ctx, cancel = context.WithCancel(context.Background())
-				cancel()
-				_, err = p.ReadLabelled(ctx, make([]byte, 32))
-				assert.ErrorIs(t, err, context.Canceled)
-			}
-		}()
-	}
-	wg.Wait()
+	runReaders(8, 20, func(int, int) bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		_, err := p.ReadLabelled(ctx, make([]byte, 32))
+		cancel()
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		ctx, cancel = context.WithCancel(context.Background())
+		cancel()
+		_, err = p.ReadLabelled(ctx, make([]byte, 32))
+		assert.ErrorIs(t, err, context.Canceled)
+		return true
+	})
 	st := p.Stats().Sources[0]
 	assert.Zero(t, st.Failures)
 	assert.Equal(t, "closed", st.Breaker)

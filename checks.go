@@ -17,10 +17,10 @@ func (f *feeder) check(b Block, n int) error {
 		return fmt.Errorf("%w: empty data", ErrInvalidBlock)
 	case len(b.Data) > n:
 		return fmt.Errorf("%w: %d bytes where at most %d were asked for", ErrInvalidBlock, len(b.Data), n)
-	case len(b.Data) < f.health.minBlock():
+	case len(b.Data) < f.health.MinBlock():
 		// Too short for the health tests to judge: a stuck source would
 		// pass in blocks like this one.
-		return fmt.Errorf("%w: %d bytes, fewer than the %d the health tests need to judge a block", ErrInvalidBlock, len(b.Data), f.health.minBlock())
+		return fmt.Errorf("%w: %d bytes, fewer than the %d the health tests need to judge a block", ErrInvalidBlock, len(b.Data), f.health.MinBlock())
 	case !b.Verifiable:
 		return fmt.Errorf("%w: not verifiable (no proof checked)", ErrInvalidBlock)
 	case b.Source == "":

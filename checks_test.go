@@ -3,10 +3,14 @@ package entropy
 import (
 	"context"
 	crand "crypto/rand"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy/health"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -82,10 +86,10 @@ func TestInvalidBlocksAreFailures(t *testing.T) {
 		"panic":      {panic: true},
 		"stuck":      {block: &Block{Data: make([]byte, 4096), Source: "quantropy", JobID: "stuck", Verifiable: true}},
 		// Names that would forge a label's one-line summary or a report.
-		"job ID with a newline":        {block: &Block{Data: distinctBytes(64), Source: "quantropy", JobID: "j\nentropy OK", Verifiable: true}},
-		"job ID with a bidi override":  {block: &Block{Data: distinctBytes(64), Source: "quantropy", JobID: "j\u202eKO", Verifiable: true}},
-		"job ID ..":                    {block: &Block{Data: distinctBytes(64), Source: "quantropy", JobID: "..", Verifiable: true}},
-		"source with a line separator": {block: &Block{Data: distinctBytes(64), Source: "quantropy\u2028x", JobID: "j", Verifiable: true}},
+		"job ID with a newline":        {block: &Block{Data: counting(64), Source: "quantropy", JobID: "j\nentropy OK", Verifiable: true}},
+		"job ID with a bidi override":  {block: &Block{Data: counting(64), Source: "quantropy", JobID: "j\u202eKO", Verifiable: true}},
+		"job ID ..":                    {block: &Block{Data: counting(64), Source: "quantropy", JobID: "..", Verifiable: true}},
+		"source with a line separator": {block: &Block{Data: counting(64), Source: "quantropy\u2028x", JobID: "j", Verifiable: true}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			src := newScriptSource("quantropy", st, st, st)
@@ -109,4 +113,105 @@ func TestInvalidBlocksAreFailures(t *testing.T) {
 		require.Eventually(t, func() bool { return p.Stats().Sources[0].BlocksRejected >= 1 }, 5*time.Second, time.Millisecond)
 		assert.Equal(t, uint64(1), p.Stats().Sources[0].BlocksAccepted, "the replayed job entered the pool twice")
 	})
+}
+
+// stuckSource answers every Fetch with a verifiable block of zeros, of the
+// size asked for or of at most most bytes (0: as asked): a device stuck at
+// 0x00. It counts the sizes asked for.
+type stuckSource struct {
+	most int
+	mu   sync.Mutex
+	seq  int
+	asks []int
+}
+
+func (s *stuckSource) Fetch(_ context.Context, n int) (Block, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	s.asks = append(s.asks, n)
+	if s.most > 0 {
+		n = min(n, s.most)
+	}
+	return Block{Data: make([]byte, n), Source: "stuck", JobID: fmt.Sprintf("stuck-%d", s.seq), Verifiable: true, Proof: []byte("sig")}, nil
+}
+
+func (s *stuckSource) asked() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.asks)
+}
+
+// TestStuckSourceCaughtInTinyReads: a Provider whose pool and fetch size are
+// as small as a read of 1 to 6 bytes still asks the source for a block the
+// health tests can judge, so a source stuck at 0x00 is refused and never
+// served as verifiable, however small the read.
+func TestStuckSourceCaughtInTinyReads(t *testing.T) {
+	rct, apt := health.DefaultConfig().Cutoffs()
+	for n := 1; n <= rct-1; n++ {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			src := &stuckSource{}
+			p, err := New(src, fast(WithPolicy(Fail), WithBufferSize(n), WithFetchSize(n))...)
+			require.NoError(t, err)
+			defer p.Close()
+			require.Eventually(t, func() bool { return p.Stats().Sources[0].BlocksRejected > 0 },
+				5*time.Second, time.Millisecond, "the stuck block was not refused")
+			for _, asked := range src.asked() {
+				assert.GreaterOrEqual(t, asked, max(rct, apt), "a fetch asked for fewer bytes than the health tests judge")
+			}
+			b := make([]byte, n)
+			lbl, err := p.ReadLabelled(context.Background(), b)
+			require.ErrorIs(t, err, ErrUnavailable)
+			assert.False(t, lbl.Verifiable)
+			assert.Zero(t, p.Stats().Sources[0].BlocksAccepted)
+		})
+	}
+}
+
+// TestBlockTooShortToTestRefused: a source that answers fewer bytes than the
+// health tests need to judge a block (asked for more) has its blocks
+// refused: a stuck source cannot hide in blocks of 6 bytes.
+func TestBlockTooShortToTestRefused(t *testing.T) {
+	rct, _ := health.DefaultConfig().Cutoffs()
+	src := &stuckSource{most: rct - 1}
+	p, err := New(src, fast(WithPolicy(Fail), WithBufferSize(1024), WithFetchSize(256))...)
+	require.NoError(t, err)
+	defer p.Close()
+	require.Eventually(t, func() bool { return p.Stats().Sources[0].BlocksRejected > 0 },
+		5*time.Second, time.Millisecond)
+	assert.Zero(t, p.Stats().Sources[0].BlocksAccepted)
+	require.ErrorIs(t, p.Stats().Sources[0].LastError, ErrInvalidBlock)
+	_, err = p.ReadLabelled(context.Background(), make([]byte, 1))
+	require.ErrorIs(t, err, ErrUnavailable)
+}
+
+// TestTinyPoolServesRestOfBlockLater: with a pool of one byte, a block the
+// size the health tests need is fetched whole and its other bytes are served
+// by later reads, each byte once, each read verifiable and labelled with the
+// job it came from.
+func TestTinyPoolServesRestOfBlockLater(t *testing.T) {
+	src := newScriptSource("tiny")
+	p, err := New(src, fast(WithPolicy(Defer), WithBufferSize(1), WithFetchSize(1))...)
+	require.NoError(t, err)
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const reads = 100
+	got := map[string][]byte{}
+	for range reads {
+		b := make([]byte, 1)
+		lbl, err := p.ReadLabelled(ctx, b)
+		require.NoError(t, err)
+		require.True(t, lbl.Verifiable)
+		require.Len(t, lbl.Spans, 1)
+		sp := lbl.Spans[0]
+		job, ok := src.job(sp.JobID)
+		require.True(t, ok)
+		require.Equal(t, job[sp.Offset], b[0])
+		got[sp.JobID] = append(got[sp.JobID], byte(sp.Offset))
+	}
+	for id, offs := range got {
+		require.Len(t, offs, len(slices.Compact(slices.Sorted(slices.Values(offs)))), "an offset of %s served twice", id)
+	}
+	assert.Less(t, src.callCount(), reads/2, "every tiny read fetched a block of its own")
 }

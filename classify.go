@@ -19,7 +19,7 @@ const (
 	// 403, 404, 422, quota and contract errors, request-shape job errors). Not
 	// retried; opens the breaker at once.
 	Permanent
-	// Canceled: the caller or Close ended the wait. Not a source failure.
+	// Canceled: the caller or [Provider.Close] ended the wait. Not a source failure.
 	Canceled
 )
 
@@ -37,7 +37,7 @@ func (c ErrorClass) String() string {
 }
 
 // Classify returns the class of a non-nil error: the one function the retry
-// and breaker logic use. Errors it does not know are Transient: the request
+// and breaker logic use. Errors it does not know are [Transient]: the request
 // produced nothing, and a repeat costs at most one more request.
 func Classify(err error) ErrorClass {
 	switch {
@@ -51,7 +51,7 @@ func Classify(err error) ErrorClass {
 	return Transient
 }
 
-// Retryable reports whether err is Transient.
+// Retryable reports whether err is [Transient].
 func Retryable(err error) bool { return Classify(err) == Transient }
 
 // RetryAfter returns the longest Retry-After carried by err or anything it
@@ -72,7 +72,7 @@ func RetryAfter(err error) time.Duration {
 // RequestID returns the service's request ID that err, or an error it
 // wraps, carries: the x-request-id of the answer that produced it, for
 // support. Every error that package httpsource returns for an answer it
-// received carries one (APIError, JobError, malformed answers, bad
+// received carries one ([APIError], [JobError], malformed answers, bad
 // signatures) when the service sent it; errors without an answer
 // (connection failures) have none, and give "".
 func RequestID(err error) string {

@@ -6,7 +6,7 @@ import (
 )
 
 // Clock is the time the refill path uses for backoff, Retry-After, rate
-// limiting and episode times. Tests pass their own with WithClock. Reads
+// limiting and episode times. Tests pass their own with [WithClock]. Reads
 // consult it only when a fallback episode starts or ends, never per read.
 type Clock interface {
 	Now() time.Time
@@ -14,9 +14,9 @@ type Clock interface {
 	After(d time.Duration) <-chan time.Time
 }
 
-// NowFunc is a Clock that tells the time by calling the function and
+// NowFunc is a [Clock] that tells the time by calling the function and
 // waits (After) on real timers. It adapts a plain time function (a fixed
-// instant in a test, a clock of your own) to every WithClock of the module:
+// instant in a test, a clock of your own) to every [WithClock] of the module:
 // entropy, draw, journal, sim, httpsource, drandsource and entropymetrics.
 type NowFunc func() time.Time
 

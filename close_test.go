@@ -67,6 +67,45 @@ func TestCloseFromHookDoesNotDeadlock(t *testing.T) {
 	}
 }
 
+// Contract points 8 and 10: a journal may draw an event from the notifier
+// goroutine that calls it (ReadFor inside RecordFallback). The draw's
+// flush, which waits for the notifier to write the block records first,
+// sees that it runs on that goroutine and does not wait for itself.
+func TestReadForFromJournalDoesNotDeadlock(t *testing.T) {
+	src := newScriptSource("q")
+	src.set(&step{err: &APIError{StatusCode: 503}})
+	j := newMemJournal()
+	var p *Provider
+	drawn := make(chan error, 1)
+	var once sync.Once
+	j.beforeFallback = func(FallbackEpisode) {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := p.ReadFor(ctx, "from-the-journal", make([]byte, 16))
+			drawn <- err
+		})
+	}
+	p = newTestProvider(t, src, fast(WithPolicy(Degrade), WithJournal(j))...)
+	lb, err := p.ReadLabelled(context.Background(), make([]byte, 8))
+	require.NoError(t, err)
+	require.False(t, lb.Verifiable, "the source is down: the read falls back and opens an episode")
+	src.set(nil) // the source recovers: a verifiable read ends the episode
+	full(t, p, 64)
+	lb, err = p.ReadLabelled(context.Background(), make([]byte, 8))
+	require.NoError(t, err)
+	require.True(t, lb.Verifiable)
+	select {
+	case err := <-drawn:
+		require.NoError(t, err, "ReadFor from the journal waited for the goroutine it runs on")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the journal was never handed the ended episode")
+	}
+	_, ok, err := j.LookupEvent(context.Background(), "from-the-journal")
+	require.NoError(t, err)
+	assert.True(t, ok, "the event the journal drew is recorded")
+}
+
 // Contract point 10: when two goroutines Close at once, neither returns
 // before every goroutine of the Provider has ended.
 func TestConcurrentCloseWaitsForGoroutines(t *testing.T) {

@@ -31,21 +31,13 @@ func TestNoEpisodeLeftOpenAfterClose(t *testing.T) {
 			}
 		}))...)
 		require.NoError(t, err)
-		var wg sync.WaitGroup
-		for g := 0; g < 4; g++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					if _, err := p.Read(make([]byte, 8)); err != nil {
-						return
-					}
-				}
-			}()
-		}
+		wait := goReaders(4, 0, nil, func(int, int) bool {
+			_, err := p.Read(make([]byte, 8))
+			return err == nil
+		})
 		time.Sleep(time.Millisecond)
 		require.NoError(t, p.Close())
-		wg.Wait()
+		wait()
 		st := p.Stats()
 		if st.InFallback || starts.Load() != ends.Load() {
 			t.Fatalf("iteration %d: after Close InFallback=%v, hook saw %d starts and %d ends, %d episodes counted",
@@ -79,53 +71,46 @@ func TestEpisodesAddUpUnderChurn(t *testing.T) {
 
 			var okReads, okBytes atomic.Uint64 // fallback labelled reads the readers got
 			var nV, unl atomic.Uint64          // verifiable labelled reads; unlabelled Reads
-			var wg sync.WaitGroup
 			sizes := []int{8, 600, 16, 7, 300, 1, 512, 24}
-			for g := 0; g < 6; g++ {
-				wg.Add(1)
-				go func(g int) {
-					defer wg.Done()
-					for i := 0; i < 1500; i++ {
-						if g == 0 && i%300 == 150 {
-							// A short outage now and then.
-							src.set(nil, step{err: &APIError{StatusCode: 503}}, step{err: &APIError{StatusCode: 503}})
-						}
-						runtime.Gosched() // let the refill keep up: episodes end as often as they start
-						b := make([]byte, sizes[(i+g)%len(sizes)])
-						switch (i + g) % 4 {
-						case 3:
-							if _, err := p.Read(b); err != nil {
-								t.Errorf("Read under Degrade: %v", err)
-								return
-							}
-							unl.Add(1)
-						case 0, 1:
-							lb, err := p.ReadLabelled(context.Background(), b)
-							if err != nil {
-								t.Errorf("ReadLabelled under Degrade: %v", err)
-								return
-							}
-							if lb.Verifiable {
-								nV.Add(1)
-							} else {
-								okReads.Add(1)
-								okBytes.Add(uint64(len(b)))
-							}
-						case 2:
-							lb, err := p.ReadSecret(context.Background(), b)
-							if err != nil {
-								t.Errorf("ReadSecret under Degrade: %v", err)
-								return
-							}
-							if !lb.Derived {
-								okReads.Add(1)
-								okBytes.Add(uint64(len(b)))
-							}
-						}
+			runReaders(6, 1500, func(g, i int) bool {
+				if g == 0 && i%300 == 150 {
+					// A short outage now and then.
+					src.set(nil, step{err: &APIError{StatusCode: 503}}, step{err: &APIError{StatusCode: 503}})
+				}
+				runtime.Gosched() // let the refill keep up: episodes end as often as they start
+				b := make([]byte, sizes[(i+g)%len(sizes)])
+				switch (i + g) % 4 {
+				case 3:
+					if _, err := p.Read(b); err != nil {
+						t.Errorf("Read under Degrade: %v", err)
+						return false
 					}
-				}(g)
-			}
-			wg.Wait()
+					unl.Add(1)
+				case 0, 1:
+					lb, err := p.ReadLabelled(context.Background(), b)
+					if err != nil {
+						t.Errorf("ReadLabelled under Degrade: %v", err)
+						return false
+					}
+					if lb.Verifiable {
+						nV.Add(1)
+					} else {
+						okReads.Add(1)
+						okBytes.Add(uint64(len(b)))
+					}
+				case 2:
+					lb, err := p.ReadSecret(context.Background(), b)
+					if err != nil {
+						t.Errorf("ReadSecret under Degrade: %v", err)
+						return false
+					}
+					if !lb.Derived {
+						okReads.Add(1)
+						okBytes.Add(uint64(len(b)))
+					}
+				}
+				return true
+			})
 			require.False(t, t.Failed())
 			require.NoError(t, p.Close())
 

@@ -6,16 +6,16 @@ import (
 
 // Errors of the Provider itself.
 var (
-	// ErrUnavailable: no verifiable entropy could be served. Errors of the Fail
+	// ErrUnavailable: no verifiable entropy could be served. Errors of the [Fail]
 	// policy and the Reason of fallback reads wrap it together with the cause.
 	ErrUnavailable = errors.New("entropy: verifiable entropy unavailable")
-	// ErrClosed is returned by every read after Close.
+	// ErrClosed is returned by every read after [Provider.Close].
 	ErrClosed = errors.New("entropy: provider closed")
-	// ErrPoolEmpty: the source is healthy as far as the Provider knows, but the
+	// ErrPoolEmpty: the source is healthy as far as the [Provider] knows, but the
 	// pool held too few checked bytes for the read (at start-up, or reads outran
-	// the refill). A cause inside ErrUnavailable.
+	// the refill). A cause inside [ErrUnavailable].
 	ErrPoolEmpty = errors.New("entropy: pool holds too few verifiable bytes")
-	// ErrInvalidBlock: a source returned a block the Provider refused (empty,
+	// ErrInvalidBlock: a source returned a block the [Provider] refused (empty,
 	// longer than asked for, not verifiable, or failed a health test). It counts
 	// as a source failure and is retried.
 	ErrInvalidBlock = errors.New("entropy: invalid block")
@@ -24,10 +24,7 @@ var (
 	// ErrMalformed: a response could not be parsed (bad JSON, bad base64,
 	// truncated body, wrong length). Sources wrap it.
 	ErrMalformed = errors.New("entropy: malformed response")
-	// ErrHealthTest: a block failed a continuous health test (SP 800-90B RCT
-	// or APT). It is wrapped with ErrInvalidBlock.
-	ErrHealthTest = errors.New("entropy: health test failed")
-	// ErrSourcePanic: a Source panicked; the panic is turned into this error
+	// ErrSourcePanic: a [Source] panicked; the panic is turned into this error
 	// and counted as a source failure.
 	ErrSourcePanic = errors.New("entropy: source panicked")
 )

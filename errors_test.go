@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Every status of the seeds maps to its class sentinel and to the right
+// Every error status of the reference protocol maps to its class sentinel and to the right
 // retry class (contract point 6, README.md).
 func TestAPIErrorClasses(t *testing.T) {
 	for _, tc := range []struct {
@@ -75,7 +75,7 @@ func TestJobErrorCodes(t *testing.T) {
 	transient := []string{"BillingError", "CompilationError", "DebiasingError", "InternalError", "OptimizationError",
 		"QuantumComputerError", "SimulationError", "SimulationTimeout", "SystemCancel", "UnknownBillingError",
 		"JobFailed", "HardwareUnavailable", "Timeout", "JobLost", "SomethingNew"}
-	codes := JobCodes()
+	codes := jobCodeClasses()
 	assert.Len(t, codes, len(permanent)+len(transient)-1, "every seed code is listed (SomethingNew is not)")
 	for _, c := range permanent {
 		e := &JobError{JobID: "j", Code: c}

@@ -10,17 +10,17 @@ import (
 	"unicode/utf8"
 )
 
-// ErrEventSize is returned by ReadFor when an event is asked for with a
+// ErrEventSize is returned by [Provider.ReadFor] when an event is asked for with a
 // size other than the one it was drawn with.
 var ErrEventSize = errors.New("entropy: event was drawn with a different size")
 
-// ErrEventName is returned by ReadFor for an event name it cannot record
+// ErrEventName is returned by [Provider.ReadFor] for an event name it cannot record
 // and ask for again, or that could forge a report that prints it: empty,
-// longer than MaxEventName bytes, or refused by CheckName (not valid UTF-8,
+// longer than [MaxEventName] bytes, or refused by [CheckName] (not valid UTF-8,
 // a character that is not printable, "." or ".."). Nothing is drawn.
 var ErrEventName = errors.New("entropy: invalid event name")
 
-// MaxEventName is the longest event name ReadFor takes, in bytes.
+// MaxEventName is the longest event name [Provider.ReadFor] takes, in bytes.
 const MaxEventName = 1024
 
 // eventTable holds the events drawn by this Provider, and the draws in
@@ -38,7 +38,7 @@ type eventEntry struct {
 
 // ReadFor returns the entropy of a named event, drawing it only once
 // (contract point 8). The first call for an event takes len(b) verifiable
-// bytes — waiting for them until ctx ends, whatever the Provider's policy,
+// bytes — waiting for them until ctx ends, whatever the [Provider]'s policy,
 // since an event draw must be verifiable — records them (in the journal,
 // when one is configured, durably before returning) and returns them with
 // their label. Every later call for the event, concurrent or after a
@@ -47,13 +47,13 @@ type eventEntry struct {
 // same label: a re-roll is impossible through this API. When another
 // replica records the event first, its bytes and label are returned and the
 // bytes this Provider took are zeroed (Stats.EventBytesDiscarded). A call
-// with another size returns ErrEventSize.
+// with another size returns [ErrEventSize].
 //
-// When a source can bind a job to a request (NonceSource: the reference
+// When a source can bind a job to a request ([NonceSource]: the reference
 // protocol), the event's bytes are a job of their own, fetched for the
 // event with the nonce EventNonce(event, nil, salt) and a fresh salt per
 // request, each request recorded in the journal before it is sent
-// (EventAttemptRecorder); ReadEvent returns the record with the salt and
+// ([EventAttemptRecorder]); [Provider.ReadEvent] returns the record with the salt and
 // the job's proof. Otherwise (drand, an in-memory source) they come from
 // the pool.
 //
@@ -68,18 +68,18 @@ func (p *Provider) ReadFor(ctx context.Context, event string, b []byte) (Label, 
 	return rec.Label, err
 }
 
-// ReadEvent is ReadFor for a draw with parameters: params (the draw's
+// ReadEvent is [Provider.ReadFor] for a draw with parameters: params (the draw's
 // parameters in a canonical encoding, package draw's Params; at most
-// MaxEventParams bytes) are hashed into the nonce of the event's job with
-// the event name and a random salt (EventNonce), so that a verifier sees
+// 4096 bytes) are hashed into the nonce of the event's job with
+// the event name and a random salt ([EventNonce]), so that a verifier sees
 // that the job was requested for this event and these parameters. It
 // returns the whole record: the bytes (also copied into b), their label,
 // and, when the job was bound, the params, the salt and the job's proof. An
-// event drawn before with other parameters returns ErrEventParams; one
+// event drawn before with other parameters returns [ErrEventParams]; one
 // drawn by ReadFor has no parameters.
 func (p *Provider) ReadEvent(ctx context.Context, event string, params, b []byte) (EventRecord, error) {
-	if len(params) > MaxEventParams {
-		return EventRecord{}, fmt.Errorf("%w: %d bytes of parameters, more than %d", ErrEventParams, len(params), MaxEventParams)
+	if len(params) > maxEventParams {
+		return EventRecord{}, fmt.Errorf("%w: %d bytes of parameters, more than %d", ErrEventParams, len(params), maxEventParams)
 	}
 	if params == nil {
 		params = []byte{}
@@ -87,8 +87,8 @@ func (p *Provider) ReadEvent(ctx context.Context, event string, params, b []byte
 	return p.readEvent(ctx, event, params, true, b)
 }
 
-// MaxEventParams is the longest parameters ReadEvent takes, in bytes.
-const MaxEventParams = 4096
+// maxEventParams is the longest parameters [Provider.ReadEvent] takes, in bytes.
+const maxEventParams = 4096
 
 // readEvent is ReadFor and ReadEvent: with checkParams, the event must have
 // been drawn with params.

@@ -11,33 +11,33 @@ import (
 	"time"
 )
 
-// EventNonceDomain opens the bytes hashed into an event's nonce
-// (EventNonce), so that they can never be taken for another hash's input.
-const EventNonceDomain = "provenrand/entropy event nonce v1"
+// eventNonceDomain opens the bytes hashed into an event's nonce
+// ([EventNonce]), so that they can never be taken for another hash's input.
+const eventNonceDomain = "provenrand/entropy event nonce v1"
 
 // EventSaltSize is the size of the random salt of an event's request.
 const EventSaltSize = 16
 
-// ErrEventParams is returned by ReadEvent when an event is asked for with
+// ErrEventParams is returned by [Provider.ReadEvent] when an event is asked for with
 // parameters other than the ones it was drawn with.
 var ErrEventParams = errors.New("entropy: event was drawn with other parameters")
 
 // EventNonce returns the nonce of a request for the job of a named event:
 // SHA-256 of
 //
-//	EventNonceDomain || 0x00 ||
+//	eventNonceDomain || 0x00 ||
 //	u32be(len(event)) || event || u32be(len(params)) || params ||
 //	u32be(len(salt)) || salt
 //
 // (32 bytes). params are the draw's parameters in the caller's canonical
 // encoding (package draw's Params), salt the random bytes chosen for the
-// request (EventSaltSize). A service signs the nonce with the job (protocol
+// request ([EventSaltSize]). A service signs the nonce with the job (protocol
 // v2), so whoever holds the job, the event name, the parameters and the salt
 // sees that the job was requested for this event and these parameters: a job
 // made for anything else has another nonce.
 func EventNonce(event string, params, salt []byte) []byte {
 	h := sha256.New()
-	h.Write([]byte(EventNonceDomain))
+	h.Write([]byte(eventNonceDomain))
 	h.Write([]byte{0})
 	var n [4]byte
 	for _, part := range [][]byte{[]byte(event), params, salt} {
@@ -48,10 +48,10 @@ func EventNonce(event string, params, salt []byte) []byte {
 	return h.Sum(nil)
 }
 
-// NonceSource is a Source that can fetch a job bound to a nonce the caller
+// NonceSource is a [Source] that can fetch a job bound to a nonce the caller
 // chose, as the reference protocol (v2) binds every job to its request.
-// ReadFor and ReadEvent use it: the nonce of an event's job is derived from
-// the event (EventNonce); the block it returns carries the nonce in its
+// [Provider.ReadFor] and [Provider.ReadEvent] use it: the nonce of an event's job is derived from
+// the event ([EventNonce]); the block it returns carries the nonce in its
 // Evidence.
 type NonceSource interface {
 	Source
@@ -61,7 +61,7 @@ type NonceSource interface {
 }
 
 // EventAttempt is one request made for the job of a named event, recorded
-// in the journal before it is sent (EventAttemptRecorder), so that an audit
+// in the journal before it is sent ([EventAttemptRecorder]), so that an audit
 // lists every attempt an event had, including any whose bytes were never
 // used.
 type EventAttempt struct {
@@ -73,7 +73,7 @@ type EventAttempt struct {
 	Time   time.Time
 }
 
-// EventAttemptRecorder is a Journal that records the requests made for
+// EventAttemptRecorder is a [Journal] that records the requests made for
 // events before they are sent. Package journal and package pgjournal
 // implement it. With a Journal that does not, event draws still bind their
 // jobs to the event, but the attempts that were not used leave no trace.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy/health"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -97,7 +98,7 @@ func TestEventJobIsBoundToEventAndParams(t *testing.T) {
 	assert.Equal(t, params, rec.Params)
 	assert.Equal(t, EventNonce("lotto-2026-12-05", params, rec.Salt), rec.Proof.Nonce, "the job's nonce is the event's")
 	assert.Equal(t, b, rec.Data)
-	require.Len(t, rec.Proof.Data, AptWindow, "a job the health tests can judge")
+	require.Len(t, rec.Proof.Data, health.AptWindow, "a job the health tests can judge")
 	assert.Equal(t, b, rec.Proof.Data[:32], "the event's bytes are the job's first")
 	require.Len(t, rec.Label.Spans, 1)
 	assert.Equal(t, Span{Source: "quantropy", JobID: rec.Proof.JobID, Length: 32}, rec.Label.Spans[0])

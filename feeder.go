@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/provenrand/entropy/health"
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
 )
@@ -25,7 +26,7 @@ type feeder struct {
 	cb      Breaker // gobreaker's, or a fleet's
 	limiter Limiter // x/time/rate, or a fleet's
 	shared  Hold    // a fleet's shared Retry-After hold; nil without a fleet
-	health  HealthConfig
+	health  health.Config
 	seen    *jobSet
 
 	tripNow atomic.Bool // the last failure was permanent: ReadyToTrip says yes
@@ -76,7 +77,7 @@ func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() b
 		if userTrip != nil {
 			return userTrip(c)
 		}
-		return c.ConsecutiveFailures >= DefaultTripAfter
+		return c.ConsecutiveFailures >= defaultTripAfter
 	}
 	userExcluded := st.IsExcluded
 	st.IsExcluded = func(err error) bool {
@@ -194,7 +195,7 @@ func backoff(k int, base, max time.Duration) time.Duration {
 // signature among good ones is a fault of the moment and is retried; a
 // service none of whose answers verifies is signing with another key than
 // the one configured (or is not the service it claims to be).
-const keyMismatchAfter = DefaultRetryAttempts
+const keyMismatchAfter = defaultRetryAttempts
 
 // neverVerified turns err into a permanent error when it is the
 // keyMismatchAfter-th proof failure in a row of a source that never gave

@@ -10,9 +10,9 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Limiter paces the requests a Provider sends to one source (contract point
-// 7). The embedded default is golang.org/x/time/rate at WithRateLimit's rate
-// and burst, on the Provider's clock; a Fleet may put in its place a limiter
+// Limiter paces the requests a [Provider] sends to one source (contract point
+// 7). The embedded default is golang.org/x/time/rate at [WithRateLimit]'s rate
+// and burst, on the Provider's clock; a [Fleet] may put in its place a limiter
 // that several processes draw from together.
 type Limiter interface {
 	// Wait blocks until one more request may be sent to the source, or
@@ -20,10 +20,10 @@ type Limiter interface {
 	Wait(ctx context.Context) error
 }
 
-// Hold is a source's Retry-After hold shared beyond one Provider. A Provider
-// always keeps its own hold in memory (the embedded default); with a Fleet
+// Hold is a source's Retry-After hold shared beyond one [Provider]. A Provider
+// always keeps its own hold in memory (the embedded default); with a [Fleet]
 // it also publishes to the Hold every Retry-After it receives (capped by
-// WithMaxRetryAfter) and reads the Hold before each request, so that one
+// [WithMaxRetryAfter]) and reads the Hold before each request, so that one
 // replica's 429 or 503 holds every replica's requests to that source.
 type Hold interface {
 	// Until returns when the source's shared hold ends: the zero time (or a
@@ -35,7 +35,7 @@ type Hold interface {
 }
 
 // Breaker is the circuit breaker of one source. The embedded default is a
-// sony/gobreaker v2 CircuitBreaker made from WithBreaker's settings; a Fleet
+// sony/gobreaker v2 CircuitBreaker made from [WithBreaker]'s settings; a [Fleet]
 // may put in its place one that several processes share, which must return
 // gobreaker.ErrOpenState or gobreaker.ErrTooManyRequests when it refuses.
 type Breaker interface {
@@ -46,9 +46,9 @@ type Breaker interface {
 	State() gobreaker.State
 }
 
-// BreakerGate is implemented by a fleet's Breaker, whose state other
+// BreakerGate is implemented by a fleet's [Breaker], whose state other
 // processes change while a refill it admitted waits for the rate limiter or
-// backs off. The Provider calls Gate just before each request of such a
+// backs off. The [Provider] calls Gate just before each request of such a
 // refill and sends none when it returns an error: gobreaker.ErrOpenState when
 // another replica opened the breaker meanwhile, ErrTooManyRequests when the
 // breaker is half-open and another replica sends the probe.
@@ -64,30 +64,30 @@ type BreakerGate interface {
 // Coordination happens on the refill path only, never on a read. When the
 // fleet cannot coordinate (its store is down, slow or cut off), a Fleet keeps
 // each source working on local state (a share of the rate, a local breaker)
-// and says so in Status; the Provider reports each change in Stats, to its
-// logger and to the WithFleetHook hook.
+// and says so in Status; the [Provider] reports each change in [Stats], to its
+// logger and to the [WithFleetHook] hook.
 type Fleet interface {
-	// Coordinate returns what the fleet shares of one source of a Provider.
-	// New calls it once per source, in order; nil fields of the result keep
+	// Coordinate returns what the fleet shares of one source of a [Provider].
+	// [New] calls it once per source, in order; nil fields of the result keep
 	// the Provider's embedded defaults. An error fails New.
 	Coordinate(src FleetSource) (Coordination, error)
-	// Status reports whether the fleet coordinates now. The Provider calls
+	// Status reports whether the fleet coordinates now. The [Provider] calls
 	// it after every refill request, so it must be cheap (no I/O).
 	Status() FleetStatus
 }
 
-// FleetSource describes one source of a Provider to a Fleet: the Provider's
-// own settings, which the fleet shares (the rate and burst of WithRateLimit
+// FleetSource describes one source of a [Provider] to a [Fleet]: the Provider's
+// own settings, which the fleet shares (the rate and burst of [WithRateLimit]
 // become the rate and burst of the whole fleet).
 type FleetSource struct {
 	// Index is the source's place: 0 for the primary source, then the
-	// WithFailover sources in order. Replicas that share a fleet list their
+	// [WithFailover] sources in order. Replicas that share a fleet list their
 	// sources in the same order, so that index i names one service for all.
 	Index         int
 	Rate          rate.Limit // WithRateLimit's rate (rate.Inf: no limit)
 	Burst         int        // WithRateLimit's burst
 	MaxRetryAfter time.Duration
-	// Breaker is the settings of the source's breaker as the Provider uses
+	// Breaker is the settings of the source's breaker as the [Provider] uses
 	// them: Name, Timeout and the Provider's ReadyToTrip, IsExcluded and
 	// OnStateChange (which open the breaker on a permanent error and leave
 	// cancellations out).
@@ -98,15 +98,15 @@ type FleetSource struct {
 	Clock        Clock
 }
 
-// Coordination is what a Fleet shares of one source. A nil field keeps the
-// Provider's embedded default for it.
+// Coordination is what a [Fleet] shares of one source. A nil field keeps the
+// [Provider]'s embedded default for it.
 type Coordination struct {
 	Limiter Limiter
 	Hold    Hold
 	Breaker Breaker
 }
 
-// FleetStatus is a Fleet's state: shared (coordinating) or local.
+// FleetStatus is a [Fleet]'s state: shared (coordinating) or local.
 type FleetStatus struct {
 	Name string // the fleet's name (its key prefix in the store)
 	// Shared is true while the fleet coordinates through its store; false
@@ -120,7 +120,7 @@ type FleetStatus struct {
 	LastError error
 }
 
-// FleetEvent is a change of a Fleet's state, handed to the WithFleetHook hook
+// FleetEvent is a change of a [Fleet]'s state, handed to the [WithFleetHook] hook
 // and logged: coordination lost (Shared false) or restored (Shared true).
 type FleetEvent struct {
 	Time   time.Time // when the fleet changed state
@@ -129,9 +129,9 @@ type FleetEvent struct {
 	Err    error     // the failure that made it local; nil when shared
 }
 
-// WithFleet makes the Provider one replica of a fleet that shares the rate
+// WithFleet makes the [Provider] one replica of a fleet that shares the rate
 // limit, Retry-After hold and breaker of each source with the other replicas
-// (see Fleet and package redisfleet). Default: none (the embedded, per-process
+// (see [Fleet] and package redisfleet). Default: none (the embedded, per-process
 // limiter, hold and breaker).
 func WithFleet(f Fleet) Option {
 	return func(c *config) error {
@@ -143,7 +143,7 @@ func WithFleet(f Fleet) Option {
 	}
 }
 
-// WithFleetHook calls f when the fleet's state changes (see FleetEvent). It
+// WithFleetHook calls f when the fleet's state changes (see [FleetEvent]). It
 // runs on the goroutine of the fallback hook, outside every lock, one call at
 // a time. Default: none.
 func WithFleetHook(f func(FleetEvent)) Option {
@@ -234,10 +234,10 @@ func (p *Provider) watchFleet() {
 		return
 	}
 	st := fl.Status()
-	if st.Shared == p.fleetShared.Load() {
+	if st.Shared == p.fleetShared {
 		return
 	}
-	p.fleetShared.Store(st.Shared)
+	p.fleetShared = st.Shared
 	ev := FleetEvent{Time: st.Since, Name: st.Name, Shared: st.Shared}
 	if !st.Shared {
 		ev.Err = st.LastError

@@ -15,6 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"golang.org/x/time/rate"
+
+	"github.com/provenrand/entropy/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -144,22 +146,26 @@ func full(t testing.TB, p *Provider, n int) {
 	require.Eventually(t, func() bool { return p.Stats().Pooled >= n }, 10*time.Second, time.Millisecond)
 }
 
-// ledger checks served bytes against the jobs of the sources: every
-// verifiable span must match its job's data, and no (job, byte) may be
-// served twice.
+// ledger is the byte ledger of package testkit over the jobs of script
+// sources, with the checks of a label's class around it.
 type ledger struct {
-	mu      sync.Mutex
-	sources map[string]*scriptSource
-	used    map[string][]bool // job → byte served
-	keyed   map[Span]bool     // spans that keyed a derived-read stream
+	*testkit.Ledger
+	mu    sync.Mutex
+	keyed map[Span]bool // spans that keyed a derived-read stream
 }
 
 func newLedger(srcs ...*scriptSource) *ledger {
-	l := &ledger{sources: map[string]*scriptSource{}, used: map[string][]bool{}, keyed: map[Span]bool{}}
+	bySource := map[string]*scriptSource{}
 	for _, s := range srcs {
-		l.sources[s.name] = s
+		bySource[s.name] = s
 	}
-	return l
+	job := func(source, id string) ([]byte, bool) {
+		if s, ok := bySource[source]; ok {
+			return s.job(id)
+		}
+		return nil, false
+	}
+	return &ledger{Ledger: testkit.NewLedger(job), keyed: map[Span]bool{}}
 }
 
 // check verifies one read: b and its label. It returns a description of
@@ -181,24 +187,11 @@ func (l *ledger) check(b []byte, lb Label) string {
 		return "verifiable label with a reason"
 	}
 	off := 0
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	for _, sp := range lb.Spans {
-		src, ok := l.sources[sp.Source]
-		if !ok {
-			return "span names unknown source " + sp.Source
-		}
-		data, ok := src.job(sp.JobID)
-		if !ok {
-			return "span names unknown job " + sp.JobID
-		}
-		if sp.Length <= 0 || sp.Offset < 0 || sp.Offset+sp.Length > len(data) || off+sp.Length > len(b) {
+		if sp.Length <= 0 || off+sp.Length > len(b) {
 			return fmt.Sprintf("span out of range: %+v", sp)
 		}
-		if !bytes.Equal(b[off:off+sp.Length], data[sp.Offset:sp.Offset+sp.Length]) {
-			return fmt.Sprintf("bytes differ from job data at span %+v", sp)
-		}
-		if msg := l.use(sp, len(data)); msg != "" {
+		if msg := l.take(sp, b[off:off+sp.Length]); msg != "" {
 			return msg
 		}
 		off += sp.Length
@@ -207,6 +200,14 @@ func (l *ledger) check(b []byte, lb Label) string {
 		return fmt.Sprintf("spans cover %d bytes of %d", off, len(b))
 	}
 	return ""
+}
+
+// take checks a span against its job (got: the read's bytes for it; nil
+// for pool bytes that keyed a derived read) and records its bytes as
+// handed out; it returns the problem, or "".
+func (l *ledger) take(sp Span, got []byte) string {
+	_, msg := l.Take(testkit.Span{Source: sp.Source, Job: sp.JobID, Offset: sp.Offset, Length: sp.Length}, got)
+	return msg
 }
 
 // fakeClock is a Clock that moves only when a test advances it.
@@ -268,24 +269,12 @@ func (c *fakeClock) waiters() int {
 	return len(c.ws)
 }
 
-// claim records spans as used without comparing bytes (derived reads, whose
-// output is not the job bytes); it returns the first problem, or "".
+// claim records spans as handed out without comparing bytes (derived
+// reads, whose output is not the job bytes); it returns the first problem,
+// or "".
 func (l *ledger) claim(spans []Span) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	for _, sp := range spans {
-		src, ok := l.sources[sp.Source]
-		if !ok {
-			return "span names unknown source " + sp.Source
-		}
-		data, ok := src.job(sp.JobID)
-		if !ok {
-			return "span names unknown job " + sp.JobID
-		}
-		if sp.Length <= 0 || sp.Offset < 0 || sp.Offset+sp.Length > len(data) {
-			return fmt.Sprintf("span out of range: %+v", sp)
-		}
-		if msg := l.use(sp, len(data)); msg != "" {
+		if msg := l.take(sp, nil); msg != "" {
 			return msg
 		}
 	}
@@ -305,42 +294,13 @@ func (l *ledger) claimDerived(spans []Span) (string, int) {
 		if l.keyed[sp] {
 			continue
 		}
-		src, ok := l.sources[sp.Source]
-		if !ok {
-			return "span names unknown source " + sp.Source, 0
-		}
-		data, ok := src.job(sp.JobID)
-		if !ok {
-			return "span names unknown job " + sp.JobID, 0
-		}
-		if sp.Length <= 0 || sp.Offset < 0 || sp.Offset+sp.Length > len(data) {
-			return fmt.Sprintf("span out of range: %+v", sp), 0
-		}
-		if msg := l.use(sp, len(data)); msg != "" {
+		if msg := l.take(sp, nil); msg != "" {
 			return msg, 0
 		}
 		l.keyed[sp] = true
 		n += sp.Length
 	}
 	return "", n
-}
-
-// use marks the span's bytes of its job (of size n) as handed out, and
-// reports a byte handed out before. l.mu must be held.
-func (l *ledger) use(sp Span, n int) string {
-	key := sp.Source + "/" + sp.JobID
-	u := l.used[key]
-	if u == nil {
-		u = make([]bool, n)
-		l.used[key] = u
-	}
-	for i := sp.Offset; i < sp.Offset+sp.Length; i++ {
-		if u[i] {
-			return fmt.Sprintf("byte %d of job %s handed out twice", i, key)
-		}
-		u[i] = true
-	}
-	return ""
 }
 
 // episodeLog collects the episodes a Provider hands to its fallback hook
@@ -406,10 +366,64 @@ func runInChild(t *testing.T) (string, error) {
 	return string(out), err
 }
 
-// waitWithin waits for wg, at most d; it reports whether wg finished.
-func waitWithin(wg *sync.WaitGroup, d time.Duration) bool {
+// flipSource flips s between failing with status (every period-th tick,
+// from the first) and healthy, a tick every d, until the function it
+// returns is called; that function returns once the flipping has stopped.
+func flipSource(s *scriptSource, status, period int, d time.Duration) (stop func()) {
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-time.After(d):
+			}
+			if i%period == 0 {
+				s.set(&step{err: &APIError{StatusCode: status}})
+			} else {
+				s.set(nil)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// goReaders is the reader loop of the concurrency tests: it starts n
+// goroutines, each calling read(g, i) for i = 0, 1, … until read returns
+// false, ops calls were made (ops 0: no limit), or stop is closed (nil:
+// never). The function it returns waits for them all.
+func goReaders(n, ops int, stop <-chan struct{}, read func(g, i int) bool) (wait func()) {
+	var wg sync.WaitGroup
+	for g := 0; g < n; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ops == 0 || i < ops; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if !read(g, i) {
+					return
+				}
+			}
+		}()
+	}
+	return wg.Wait
+}
+
+// runReaders is goReaders of ops calls each, waited for.
+func runReaders(n, ops int, read func(g, i int) bool) { goReaders(n, ops, nil, read)() }
+
+// waitWithin calls wait (a WaitGroup's Wait, goReaders' wait), waiting at
+// most d for it to return; it reports whether it did.
+func waitWithin(wait func(), d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wait(); close(done) }()
 	select {
 	case <-done:
 		return true
@@ -453,6 +467,12 @@ func (j *memJournal) RecordBlock(_ context.Context, b BlockRecord) error {
 	if j.blockGate != nil {
 		<-j.blockGate
 	}
+	return j.write(func() { j.blocks = append(j.blocks, b) })
+}
+
+// write runs add under the lock unless the journal fails (failBlock) or
+// is closed.
+func (j *memJournal) write(add func()) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.failBlock != nil {
@@ -461,7 +481,7 @@ func (j *memJournal) RecordBlock(_ context.Context, b BlockRecord) error {
 	if j.closed {
 		return errMemJournalClosed
 	}
-	j.blocks = append(j.blocks, b)
+	add()
 	return nil
 }
 
@@ -469,16 +489,7 @@ func (j *memJournal) RecordFallback(_ context.Context, e FallbackEpisode) error 
 	if j.beforeFallback != nil {
 		j.beforeFallback(e)
 	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.failBlock != nil {
-		return j.failBlock
-	}
-	if j.closed {
-		return errMemJournalClosed
-	}
-	j.episodes = append(j.episodes, e)
-	return nil
+	return j.write(func() { j.episodes = append(j.episodes, e) })
 }
 
 func (j *memJournal) RecordEvent(_ context.Context, e EventRecord) (EventRecord, error) {
@@ -574,4 +585,14 @@ func (j *memJournal) episodeSums() (n int, reads, byts int64) {
 		byts += ep.Bytes
 	}
 	return n, reads, byts
+}
+
+// counting returns the bytes 0, 1, 2, … (mod 256): no two neighbours equal,
+// each value once in a window, so the health tests pass them.
+func counting(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	return b
 }

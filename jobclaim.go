@@ -5,8 +5,8 @@ import (
 	"fmt"
 )
 
-// JobClaimer is an optional interface of a Journal: the replay guard that
-// outlives a process (contract point 3). A Provider whose journal implements
+// JobClaimer is an optional interface of a [Journal]: the replay guard that
+// outlives a process (contract point 3). A [Provider] whose journal implements
 // it asks the journal, for every block that passed its checks and before any
 // of its bytes enter the pool, whether the job is new to the journal; a job
 // the journal holds a record of, or that another Provider sharing the

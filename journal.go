@@ -6,33 +6,33 @@ import (
 	"time"
 )
 
-// Journal is an audit trail of a Provider: what it fetched, when it fell back
+// Journal is an audit trail of a [Provider]: what it fetched, when it fell back
 // and which events it drew for. Package journal implements it as a
 // hash-chained, fsynced JSON Lines file (one process); package pgjournal
 // implements it on PostgreSQL, shared by every replica of a fleet. Give one to
-// a Provider with WithJournal, and a drop-in io.Reader user gets an audit
+// a Provider with [WithJournal], and a drop-in [io.Reader] user gets an audit
 // trail too.
 //
 // The Provider calls RecordBlock and RecordFallback from one goroutine of its
 // own (the one that also runs the fallback hook), in order, never under one
-// of its locks. It treats their errors as something to report (Stats'
+// of its locks. It treats their errors as something to report ([Stats]'
 // JournalErrors, the logger), not as a reason to stop serving, and retries a
 // record that failed, with backoff, until it is written: records are never
-// dropped silently, and every record queued before Close is tried before
+// dropped silently, and every record queued before [Provider.Close] is tried before
 // Close returns. RecordEvent and LookupEvent run on the goroutine that called
-// ReadFor, and their errors fail that ReadFor, because an event draw that
+// [Provider.ReadFor], and their errors fail that ReadFor, because an event draw that
 // cannot be recorded must not be handed out.
 //
 // Every method honours ctx: a journal on a database waits on the network.
 type Journal interface {
 	// RecordBlock records a block that passed every check and entered the pool.
 	RecordBlock(ctx context.Context, b BlockRecord) error
-	// RecordFallback records a fallback episode when it ends (or at Close).
+	// RecordFallback records a fallback episode when it ends (or at [Provider.Close]).
 	RecordFallback(ctx context.Context, e FallbackEpisode) error
 	// RecordEvent records the entropy of a named event if the journal holds
 	// no record of that event yet, and returns the record the journal holds
 	// for it when it returns: r itself, or the record stored before by
-	// whoever drew the event first (another Provider, another process or
+	// whoever drew the event first (another [Provider], another process or
 	// replica sharing the journal). Insert-if-absent must be atomic: of any
 	// number of concurrent callers for one event, across every process that
 	// shares the journal, exactly one record is stored and all get it back.
@@ -56,9 +56,9 @@ type BlockRecord struct {
 
 // FallbackEpisode is a run of fallback reads: from the first fallback read
 // after verifiable service (or start-up) to the next verifiable read (or
-// Close). Hooks see it twice: when it starts (End zero, Ended false) and when
+// [Provider.Close]). Hooks see it twice: when it starts (End zero, Ended false) and when
 // it ends. Every fallback read is in exactly one episode: the episodes' Reads
-// and Bytes add up to Stats' FallbackReads and FallbackBytes once Close has
+// and Bytes add up to [Stats]' FallbackReads and FallbackBytes once Close has
 // returned. (A fallback read is counted as it is served and opens its
 // episode just after; reads that met Close in between are recorded by Close
 // in one episode that starts and ends at Close.)
@@ -73,9 +73,9 @@ type FallbackEpisode struct {
 
 // EventRecord is the entropy drawn for one named event (contract point 8):
 // the bytes, their label and when they were drawn, and, when the event's job
-// was bound to it (a source that implements NonceSource), what binds it:
-// the parameters and salt its nonce was derived from (EventNonce) and the
-// job's Proof. Event entropy is stored in the journal, in clear: it is for
+// was bound to it (a source that implements [NonceSource]), what binds it:
+// the parameters and salt its nonce was derived from ([EventNonce]) and the
+// job's [Proof]. Event entropy is stored in the journal, in clear: it is for
 // public draws, never for secrets.
 type EventRecord struct {
 	Event string

@@ -10,14 +10,14 @@ import (
 	"github.com/provenrand/entropy/internal/strictjson"
 )
 
-// FallbackSource is the Source name of the single span of every fallback read.
+// FallbackSource is the [Source] name of the single span of every fallback read.
 const FallbackSource = "crypto/rand"
 
 // Span is one contiguous run of a read's bytes and where it came from: Length
 // bytes starting at Offset within the Data of job JobID of source Source.
 //
 // In a fallback read the one span is {Source: "crypto/rand", Length: len(b)}
-// with no job. In a derived read (see Provider.ReadSecret) the spans name the
+// with no job. In a derived read (see [Provider.ReadSecret]) the spans name the
 // pool bytes that went into the key derivation, not the output bytes.
 type Span struct {
 	Source string `json:"source"`
@@ -26,12 +26,12 @@ type Span struct {
 	Length int    `json:"length"`
 	// Public: the job's bytes are published to the whole world (a drand
 	// round). Such bytes prove a draw to everyone and must never become a
-	// secret; read keys with ReadSecret.
+	// secret; read keys with [Provider.ReadSecret].
 	Public bool `json:"public,omitempty"`
 }
 
 // Label is the provenance of one read. A read has exactly one class
-// (Provenance): verifiable, derived or fallback; it never mixes them.
+// ([Provenance]): verifiable, derived or fallback; it never mixes them.
 //
 //   - Verifiable: Verifiable is true, Derived false, Reason nil, and the spans
 //     tile the read in order: for each span, the read's next Length bytes equal
@@ -52,7 +52,7 @@ type Label struct {
 type Provenance int
 
 const (
-	// ProvenanceFallback: local crypto/rand bytes, not verifiable by anyone.
+	// ProvenanceFallback: local [crypto/rand] bytes, not verifiable by anyone.
 	ProvenanceFallback Provenance = iota
 	// ProvenanceVerifiable: raw bytes of verifiable jobs, checkable against them.
 	ProvenanceVerifiable

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy/health"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -21,7 +22,9 @@ import (
 // slow paths run all the time. Under Fail every successful read is
 // verifiable, so the Provider's counters must equal the callers' exactly;
 // every label must match its job's bytes, no byte may be handed out twice,
-// and after Close every run and lane the test saw must be all zero.
+// and after Close every run and lane the test saw must be all zero. Reads
+// larger than a run stop the head under the shard's lock while other
+// readers claim from it: the claims are counted once.
 func TestLockFreeChurn(t *testing.T) {
 	for _, c := range []struct {
 		shards, buffer, fetch int
@@ -58,49 +61,38 @@ func TestLockFreeChurn(t *testing.T) {
 			}
 
 			var readsOK, bytesOK atomic.Uint64
-			var wg sync.WaitGroup
 			stop := make(chan struct{})
 			sizes := []int{1, 7, 8, 31, 32, 33, 63, 100, c.fetch + 1, c.buffer / 2}
-			for g := 0; g < 6; g++ {
-				wg.Add(1)
-				go func(g int) {
-					defer wg.Done()
-					for i := 0; ; i++ {
-						select {
-						case <-stop:
-							return
-						default:
+			wait := goReaders(6, 0, stop, func(g, i int) bool {
+				b := make([]byte, sizes[(i+g)%len(sizes)])
+				if (i+g)%2 == 0 {
+					lb, err := p.ReadLabelled(context.Background(), b)
+					if err != nil {
+						if !errors.Is(err, ErrUnavailable) {
+							t.Errorf("ReadLabelled: %v", err)
+							return false
 						}
-						b := make([]byte, sizes[(i+g)%len(sizes)])
-						if (i+g)%2 == 0 {
-							lb, err := p.ReadLabelled(context.Background(), b)
-							if err != nil {
-								if !errors.Is(err, ErrUnavailable) {
-									t.Errorf("ReadLabelled: %v", err)
-									return
-								}
-								continue
-							}
-							if msg := led.check(b, lb); msg != "" {
-								t.Errorf("read of %d: %s", len(b), msg)
-								return
-							}
-							if !lb.Verifiable {
-								t.Errorf("a Fail Provider served a fallback label")
-								return
-							}
-						} else if _, err := p.Read(b); err != nil {
-							if !errors.Is(err, ErrUnavailable) {
-								t.Errorf("Read: %v", err)
-								return
-							}
-							continue
-						}
-						readsOK.Add(1)
-						bytesOK.Add(uint64(len(b)))
+						return true
 					}
-				}(g)
-			}
+					if msg := led.check(b, lb); msg != "" {
+						t.Errorf("read of %d: %s", len(b), msg)
+						return false
+					}
+					if !lb.Verifiable {
+						t.Errorf("a Fail Provider served a fallback label")
+						return false
+					}
+				} else if _, err := p.Read(b); err != nil {
+					if !errors.Is(err, ErrUnavailable) {
+						t.Errorf("Read: %v", err)
+						return false
+					}
+					return true
+				}
+				readsOK.Add(1)
+				bytesOK.Add(uint64(len(b)))
+				return true
+			})
 			// GOMAXPROCS up and down while they read; sample the runs.
 			for i := 0; i < 60; i++ {
 				runtime.GOMAXPROCS(1 + i%5)
@@ -108,7 +100,7 @@ func TestLockFreeChurn(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 			close(stop)
-			wg.Wait()
+			wait()
 			sample()
 
 			st := p.Stats()
@@ -135,45 +127,6 @@ func bytesZero(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// A read that stops a head run (slow path) while other readers claim from
-// it: the counts of the run's claims are added once, so Stats equal the
-// callers' counts, and fast reads never see a stopped run's bytes.
-func TestLockFreeStopWhileClaiming(t *testing.T) {
-	src := newScriptSource("stop")
-	p := newTestProvider(t, src, fast(WithPolicy(Fail), WithShards(1), WithBufferSize(1<<14), WithFetchSize(1<<12))...)
-	full(t, p, 1<<13)
-	led := newLedger(src)
-	var ok, okBytes atomic.Uint64
-	var wg sync.WaitGroup
-	for g := 0; g < 4; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			for i := 0; i < 500; i++ {
-				n := 16
-				if g == 0 && i%5 == 0 {
-					n = 5000 // larger than a run: takes over the head under the lock
-				}
-				b := make([]byte, n)
-				lb, err := p.ReadLabelled(context.Background(), b)
-				if err != nil {
-					continue
-				}
-				if msg := led.check(b, lb); msg != "" {
-					t.Error(msg)
-					return
-				}
-				ok.Add(1)
-				okBytes.Add(uint64(n))
-			}
-		}(g)
-	}
-	wg.Wait()
-	st := p.Stats()
-	assert.Equal(t, ok.Load(), st.VerifiableReads)
-	assert.Equal(t, okBytes.Load(), st.VerifiableBytes)
 }
 
 // The tests below check the lock-free read path (pool.go, the fallback
@@ -462,7 +415,7 @@ func TestLockFreeAllEntryPoints(t *testing.T) {
 			src := newScriptSource(fmt.Sprintf("lf-%s-%d-%d", c.pol, c.shards, c.buffer))
 			// No shorter than a block the health tests judge, which is the
 			// least the Provider asks for.
-			src.maxLen = max(c.fetch, DefaultHealthConfig().minBlock())
+			src.maxLen = max(c.fetch, health.DefaultConfig().MinBlock())
 			var eps episodeLog
 			p, err := New(src, fast(WithPolicy(c.pol), WithShards(c.shards), WithBufferSize(c.buffer), WithFetchSize(c.fetch), WithFallbackHook(eps.hook))...)
 			require.NoError(t, err)
@@ -494,125 +447,116 @@ func TestLockFreeAllEntryPoints(t *testing.T) {
 				b     []byte
 				label Label
 			}
-			var wg sync.WaitGroup
 			const goroutines, ops = 6, 90
-			for g := 0; g < goroutines; g++ {
-				wg.Add(1)
-				go func(g int) {
-					defer wg.Done()
-					var mine []event
-					for i := 0; i < ops; i++ {
-						n := size(i + g)
-						b := make([]byte, n)
-						ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-						switch (i + g) % 4 {
-						case 0:
-							k, err := p.Read(b)
-							switch {
-							case err == nil:
-								if k != n {
-									t.Errorf("Read returned %d of %d", k, n)
-								}
-								cnt.raw.Add(1)
-								cnt.rawBytes.Add(uint64(n))
-								unlMu.Lock()
-								unl = append(unl, lfUnlabelled{b: b})
-								unlMu.Unlock()
-							case c.pol == Fail && errors.Is(err, ErrUnavailable):
-								if !bytesZero(b) {
-									t.Errorf("a failed Read left bytes in b")
-								}
-							default:
-								t.Errorf("Read of %d: %v", n, err)
-							}
-						case 1:
-							lb, err := p.ReadLabelled(ctx, b)
-							switch {
-							case err == nil:
-								if msg := led.check(b, lb); msg != "" {
-									t.Errorf("ReadLabelled of %d: %s", n, msg)
-								}
-								if lb.Verifiable {
-									cnt.verifiable.Add(1)
-									cnt.verifiableBytes.Add(uint64(n))
-								} else {
-									if c.pol != Degrade {
-										t.Errorf("a %s Provider served a fallback label", c.pol)
-									}
-									cnt.fallback.Add(1)
-									cnt.fallbackBytes.Add(uint64(n))
-									unlMu.Lock()
-									unl = append(unl, lfUnlabelled{b: b, fallback: true}) // must hold no job bytes
-									unlMu.Unlock()
-								}
-							case c.pol == Fail && errors.Is(err, ErrUnavailable):
-							default:
-								t.Errorf("ReadLabelled of %d: %v", n, err)
-							}
-						case 2:
-							lb, err := p.ReadSecret(ctx, b)
-							switch {
-							case err == nil && lb.Derived:
-								if lb.Verifiable || lb.Reason != nil {
-									t.Errorf("derived label %+v", lb)
-								}
-								msg, took := led.claimDerived(lb.Spans)
-								if msg != "" {
-									t.Errorf("ReadSecret of %d: %s", n, msg)
-								}
-								if lb.Len() < secretSeed || lb.Len()%secretSeed != 0 {
-									t.Errorf("a derived read of %d names %d pool bytes, want whole seeds of %d", n, lb.Len(), secretSeed)
-								}
-								cnt.derived.Add(1)
-								cnt.derivedBytes.Add(uint64(n))
-								cnt.seedBytes.Add(uint64(took))
-							case err == nil:
-								if msg := led.check(b, lb); msg != "" || lb.Verifiable {
-									t.Errorf("ReadSecret fallback of %d: %s %+v", n, msg, lb)
-								}
-								if c.pol != Degrade {
-									t.Errorf("a %s Provider served a fallback secret", c.pol)
-								}
-								cnt.fallback.Add(1)
-								cnt.fallbackBytes.Add(uint64(n))
-							case c.pol == Fail && errors.Is(err, ErrUnavailable):
-							default:
-								t.Errorf("ReadSecret of %d: %v", n, err)
-							}
-						case 3:
-							if len(mine) > 0 && i%3 == 0 {
-								// Again for an event drawn before: the same bytes and label.
-								ev := mine[i%len(mine)]
-								again := make([]byte, len(ev.b))
-								lb, err := p.ReadFor(ctx, ev.name, again)
-								if err != nil || !bytes.Equal(again, ev.b) || fmt.Sprint(lb) != fmt.Sprint(ev.label) {
-									t.Errorf("event %s asked again: %v, same bytes %v, label %+v want %+v", ev.name, err, bytes.Equal(again, ev.b), lb, ev.label)
-								}
-								break
-							}
-							name := fmt.Sprintf("ev-%d-%d", g, i)
-							lb, err := p.ReadFor(ctx, name, b)
-							if err != nil {
-								t.Errorf("ReadFor of %d: %v", n, err)
-								break
-							}
-							if !lb.Verifiable {
-								t.Errorf("ReadFor served a non-verifiable label")
-							}
-							if msg := led.check(b, lb); msg != "" {
-								t.Errorf("ReadFor of %d: %s", n, msg)
-							}
+			mine := make([][]event, goroutines) // the events each reader drew
+			wait := goReaders(goroutines, ops, nil, func(g, i int) bool {
+				n := size(i + g)
+				b := make([]byte, n)
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				switch (i + g) % 4 {
+				case 0:
+					k, err := p.Read(b)
+					switch {
+					case err == nil:
+						if k != n {
+							t.Errorf("Read returned %d of %d", k, n)
+						}
+						cnt.raw.Add(1)
+						cnt.rawBytes.Add(uint64(n))
+						unlMu.Lock()
+						unl = append(unl, lfUnlabelled{b: b})
+						unlMu.Unlock()
+					case c.pol == Fail && errors.Is(err, ErrUnavailable):
+						if !bytesZero(b) {
+							t.Errorf("a failed Read left bytes in b")
+						}
+					default:
+						t.Errorf("Read of %d: %v", n, err)
+					}
+				case 1:
+					lb, err := p.ReadLabelled(ctx, b)
+					switch {
+					case err == nil:
+						if msg := led.check(b, lb); msg != "" {
+							t.Errorf("ReadLabelled of %d: %s", n, msg)
+						}
+						if lb.Verifiable {
 							cnt.verifiable.Add(1)
 							cnt.verifiableBytes.Add(uint64(n))
-							mine = append(mine, event{name, bytes.Clone(b), lb})
+						} else {
+							if c.pol != Degrade {
+								t.Errorf("a %s Provider served a fallback label", c.pol)
+							}
+							cnt.fallback.Add(1)
+							cnt.fallbackBytes.Add(uint64(n))
+							unlMu.Lock()
+							unl = append(unl, lfUnlabelled{b: b, fallback: true}) // must hold no job bytes
+							unlMu.Unlock()
 						}
-						cancel()
-						if t.Failed() {
-							return
-						}
+					case c.pol == Fail && errors.Is(err, ErrUnavailable):
+					default:
+						t.Errorf("ReadLabelled of %d: %v", n, err)
 					}
-				}(g)
-			}
+				case 2:
+					lb, err := p.ReadSecret(ctx, b)
+					switch {
+					case err == nil && lb.Derived:
+						if lb.Verifiable || lb.Reason != nil {
+							t.Errorf("derived label %+v", lb)
+						}
+						msg, took := led.claimDerived(lb.Spans)
+						if msg != "" {
+							t.Errorf("ReadSecret of %d: %s", n, msg)
+						}
+						if lb.Len() < secretSeed || lb.Len()%secretSeed != 0 {
+							t.Errorf("a derived read of %d names %d pool bytes, want whole seeds of %d", n, lb.Len(), secretSeed)
+						}
+						cnt.derived.Add(1)
+						cnt.derivedBytes.Add(uint64(n))
+						cnt.seedBytes.Add(uint64(took))
+					case err == nil:
+						if msg := led.check(b, lb); msg != "" || lb.Verifiable {
+							t.Errorf("ReadSecret fallback of %d: %s %+v", n, msg, lb)
+						}
+						if c.pol != Degrade {
+							t.Errorf("a %s Provider served a fallback secret", c.pol)
+						}
+						cnt.fallback.Add(1)
+						cnt.fallbackBytes.Add(uint64(n))
+					case c.pol == Fail && errors.Is(err, ErrUnavailable):
+					default:
+						t.Errorf("ReadSecret of %d: %v", n, err)
+					}
+				case 3:
+					if len(mine[g]) > 0 && i%3 == 0 {
+						// Again for an event drawn before: the same bytes and label.
+						ev := mine[g][i%len(mine[g])]
+						again := make([]byte, len(ev.b))
+						lb, err := p.ReadFor(ctx, ev.name, again)
+						if err != nil || !bytes.Equal(again, ev.b) || fmt.Sprint(lb) != fmt.Sprint(ev.label) {
+							t.Errorf("event %s asked again: %v, same bytes %v, label %+v want %+v", ev.name, err, bytes.Equal(again, ev.b), lb, ev.label)
+						}
+						break
+					}
+					name := fmt.Sprintf("ev-%d-%d", g, i)
+					lb, err := p.ReadFor(ctx, name, b)
+					if err != nil {
+						t.Errorf("ReadFor of %d: %v", n, err)
+						break
+					}
+					if !lb.Verifiable {
+						t.Errorf("ReadFor served a non-verifiable label")
+					}
+					if msg := led.check(b, lb); msg != "" {
+						t.Errorf("ReadFor of %d: %s", n, msg)
+					}
+					cnt.verifiable.Add(1)
+					cnt.verifiableBytes.Add(uint64(n))
+					mine[g] = append(mine[g], event{name, bytes.Clone(b), lb})
+				}
+				cancel()
+				return !t.Failed()
+			})
 			stop := make(chan struct{})
 			polled := make(chan string, 1)
 			var polls int
@@ -622,7 +566,7 @@ func TestLockFreeAllEntryPoints(t *testing.T) {
 				polled <- msg
 			}()
 			done := make(chan struct{})
-			go func() { wg.Wait(); close(done) }()
+			go func() { wait(); close(done) }()
 			procs := []int{1, 3, 2, c.shards + 3, 1, 2 * c.shards, 4}
 		churn:
 			for i := 0; ; i++ {
@@ -681,7 +625,7 @@ func TestLockFreeAllEntryPoints(t *testing.T) {
 					rawVBytes += uint64(len(u.b))
 					led.mu.Lock()
 					for _, sp := range spans {
-						if msg := led.use(sp, len(idx.data[idx.pos[sp.JobID]])); msg != "" {
+						if msg := led.take(sp, nil); msg != "" {
 							led.mu.Unlock()
 							t.Fatalf("an unlabelled read: %s", msg)
 						}
@@ -757,89 +701,83 @@ func lfCloseRound(t *testing.T, pol Policy, down bool, round int) {
 	var unlMu sync.Mutex
 	var unl [][]byte
 	var okReads, okDerived atomic.Uint64
-	var wg sync.WaitGroup
 	sizes := []int{1, 7, 33, 300, 511, 512, 2000, 5000}
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				n := sizes[(i*3+g)%len(sizes)]
-				b := make([]byte, n)
-				var err error
-				switch (i + g) % 4 {
-				case 0:
-					_, err = p.Read(b)
-					if err == nil {
-						okReads.Add(1)
-						unlMu.Lock()
-						unl = append(unl, b)
-						unlMu.Unlock()
-					}
-				case 1:
-					// With a deadline: a Defer wait may end before Close does.
-					var lb Label
-					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-					lb, err = p.ReadLabelled(ctx, b)
-					cancel()
-					if err == nil {
-						okReads.Add(1)
-						if msg := led.check(b, lb); msg != "" {
-							t.Errorf("round %d: ReadLabelled of %d: %s", round, n, msg)
-							return
-						}
-					}
-				case 2:
-					var lb Label
-					lb, err = p.ReadSecret(context.Background(), b)
-					if err == nil {
-						if lb.Derived {
-							okDerived.Add(1)
-							if msg, _ := led.claimDerived(lb.Spans); msg != "" {
-								t.Errorf("round %d: ReadSecret: %s", round, msg)
-								return
-							}
-						} else {
-							okReads.Add(1)
-							if msg := led.check(b, lb); msg != "" {
-								t.Errorf("round %d: ReadSecret fallback: %s", round, msg)
-								return
-							}
-						}
-					}
-				case 3:
-					var lb Label
-					lb, err = p.ReadFor(context.Background(), fmt.Sprintf("close-%d-%d", g, i), b)
-					if err == nil {
-						okReads.Add(1)
-						if msg := led.check(b, lb); msg != "" || !lb.Verifiable {
-							t.Errorf("round %d: ReadFor: %s %+v", round, msg, lb)
-							return
-						}
-					}
-				}
-				switch {
-				case err == nil:
-				case errors.Is(err, ErrClosed):
-					if !bytesZero(b) {
-						t.Errorf("round %d: a read that failed with ErrClosed left bytes in b", round)
-					}
-					return
-				case pol == Fail && errors.Is(err, ErrUnavailable):
-					if !bytesZero(b) {
-						t.Errorf("round %d: a failed read left bytes in b", round)
-					}
-				case pol == Defer && errors.Is(err, context.DeadlineExceeded):
-					if !bytesZero(b) {
-						t.Errorf("round %d: a read whose context ended left bytes in b", round)
-					}
-				default:
-					t.Errorf("round %d: unexpected error %v", round, err)
-					return
+	wait := goReaders(8, 0, nil, func(g, i int) bool {
+		n := sizes[(i*3+g)%len(sizes)]
+		b := make([]byte, n)
+		var err error
+		switch (i + g) % 4 {
+		case 0:
+			_, err = p.Read(b)
+			if err == nil {
+				okReads.Add(1)
+				unlMu.Lock()
+				unl = append(unl, b)
+				unlMu.Unlock()
+			}
+		case 1:
+			// With a deadline: a Defer wait may end before Close does.
+			var lb Label
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			lb, err = p.ReadLabelled(ctx, b)
+			cancel()
+			if err == nil {
+				okReads.Add(1)
+				if msg := led.check(b, lb); msg != "" {
+					t.Errorf("round %d: ReadLabelled of %d: %s", round, n, msg)
+					return false
 				}
 			}
-		}(g)
-	}
+		case 2:
+			var lb Label
+			lb, err = p.ReadSecret(context.Background(), b)
+			if err == nil {
+				if lb.Derived {
+					okDerived.Add(1)
+					if msg, _ := led.claimDerived(lb.Spans); msg != "" {
+						t.Errorf("round %d: ReadSecret: %s", round, msg)
+						return false
+					}
+				} else {
+					okReads.Add(1)
+					if msg := led.check(b, lb); msg != "" {
+						t.Errorf("round %d: ReadSecret fallback: %s", round, msg)
+						return false
+					}
+				}
+			}
+		case 3:
+			var lb Label
+			lb, err = p.ReadFor(context.Background(), fmt.Sprintf("close-%d-%d", g, i), b)
+			if err == nil {
+				okReads.Add(1)
+				if msg := led.check(b, lb); msg != "" || !lb.Verifiable {
+					t.Errorf("round %d: ReadFor: %s %+v", round, msg, lb)
+					return false
+				}
+			}
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrClosed):
+			if !bytesZero(b) {
+				t.Errorf("round %d: a read that failed with ErrClosed left bytes in b", round)
+			}
+			return false
+		case pol == Fail && errors.Is(err, ErrUnavailable):
+			if !bytesZero(b) {
+				t.Errorf("round %d: a failed read left bytes in b", round)
+			}
+		case pol == Defer && errors.Is(err, context.DeadlineExceeded):
+			if !bytesZero(b) {
+				t.Errorf("round %d: a read whose context ended left bytes in b", round)
+			}
+		default:
+			t.Errorf("round %d: unexpected error %v", round, err)
+			return false
+		}
+		return true
+	})
 	for i := 0; i < round%5; i++ {
 		smp.sample(p)
 		time.Sleep(300 * time.Microsecond)
@@ -856,11 +794,7 @@ func lfCloseRound(t *testing.T, pol Policy, down bool, round int) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("round %d: Close did not return", round)
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
+	if !waitWithin(wait, 10*time.Second) {
 		t.Fatalf("round %d: readers still running after Close", round)
 	}
 	dirty, total := smp.dirty()
@@ -890,7 +824,7 @@ func lfCloseRound(t *testing.T, pol Policy, down bool, round int) {
 		}
 		led.mu.Lock()
 		for _, sp := range spans {
-			if msg := led.use(sp, len(idx.data[idx.pos[sp.JobID]])); msg != "" {
+			if msg := led.take(sp, nil); msg != "" {
 				t.Errorf("round %d: an unlabelled read: %s", round, msg)
 			}
 		}
@@ -929,69 +863,58 @@ func TestLockFreeDegradeSwitching(t *testing.T) {
 			var kept []lfUnlabelled
 			var nV, nF atomic.Uint64
 			stop := make(chan struct{})
-			var wg sync.WaitGroup
 			sizes := []int{1, 7, 8, 31, 33, 129, 600}
-			for g := 0; g < 6; g++ {
-				wg.Add(1)
-				go func(g int) {
-					defer wg.Done()
-					for i := 0; ; i++ {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						b := make([]byte, sizes[(i+g)%len(sizes)])
-						switch (i + g) % 3 {
-						case 0:
-							if _, err := p.Read(b); err != nil {
-								t.Errorf("Read under Degrade: %v", err)
-								return
-							}
-							keepMu.Lock()
-							kept = append(kept, lfUnlabelled{b: b})
-							keepMu.Unlock()
-						case 1:
-							lb, err := p.ReadLabelled(context.Background(), b)
-							if err != nil {
-								t.Errorf("ReadLabelled under Degrade: %v", err)
-								return
-							}
-							if msg := led.check(b, lb); msg != "" {
-								t.Errorf("ReadLabelled: %s", msg)
-								return
-							}
-							if lb.Verifiable {
-								nV.Add(1)
-							} else {
-								nF.Add(1)
-								keepMu.Lock()
-								kept = append(kept, lfUnlabelled{b: b, fallback: true})
-								keepMu.Unlock()
-							}
-						case 2:
-							lb, err := p.ReadSecret(context.Background(), b)
-							if err != nil {
-								t.Errorf("ReadSecret under Degrade: %v", err)
-								return
-							}
-							if lb.Verifiable {
-								t.Errorf("ReadSecret returned a verifiable label")
-								return
-							}
-							if lb.Derived {
-								if msg, _ := led.claimDerived(lb.Spans); msg != "" {
-									t.Errorf("ReadSecret: %s", msg)
-									return
-								}
-							} else if msg := led.check(b, lb); msg != "" {
-								t.Errorf("ReadSecret fallback: %s", msg)
-								return
-							}
-						}
+			wait := goReaders(6, 0, stop, func(g, i int) bool {
+				b := make([]byte, sizes[(i+g)%len(sizes)])
+				switch (i + g) % 3 {
+				case 0:
+					if _, err := p.Read(b); err != nil {
+						t.Errorf("Read under Degrade: %v", err)
+						return false
 					}
-				}(g)
-			}
+					keepMu.Lock()
+					kept = append(kept, lfUnlabelled{b: b})
+					keepMu.Unlock()
+				case 1:
+					lb, err := p.ReadLabelled(context.Background(), b)
+					if err != nil {
+						t.Errorf("ReadLabelled under Degrade: %v", err)
+						return false
+					}
+					if msg := led.check(b, lb); msg != "" {
+						t.Errorf("ReadLabelled: %s", msg)
+						return false
+					}
+					if lb.Verifiable {
+						nV.Add(1)
+					} else {
+						nF.Add(1)
+						keepMu.Lock()
+						kept = append(kept, lfUnlabelled{b: b, fallback: true})
+						keepMu.Unlock()
+					}
+				case 2:
+					lb, err := p.ReadSecret(context.Background(), b)
+					if err != nil {
+						t.Errorf("ReadSecret under Degrade: %v", err)
+						return false
+					}
+					if lb.Verifiable {
+						t.Errorf("ReadSecret returned a verifiable label")
+						return false
+					}
+					if lb.Derived {
+						if msg, _ := led.claimDerived(lb.Spans); msg != "" {
+							t.Errorf("ReadSecret: %s", msg)
+							return false
+						}
+					} else if msg := led.check(b, lb); msg != "" {
+						t.Errorf("ReadSecret fallback: %s", msg)
+						return false
+					}
+				}
+				return true
+			})
 			for i := 0; i < 40; i++ {
 				runtime.GOMAXPROCS(1 + i%4)
 				if i%2 == 0 {
@@ -1002,7 +925,7 @@ func TestLockFreeDegradeSwitching(t *testing.T) {
 				time.Sleep(2 * time.Millisecond)
 			}
 			close(stop)
-			wg.Wait()
+			wait()
 			require.False(t, t.Failed())
 			assert.Positive(t, nV.Load(), "no verifiable labelled read")
 			assert.Positive(t, nF.Load(), "no fallback labelled read")
@@ -1018,7 +941,7 @@ func TestLockFreeDegradeSwitching(t *testing.T) {
 				}
 				led.mu.Lock()
 				for _, sp := range spans {
-					if msg := led.use(sp, len(idx.data[idx.pos[sp.JobID]])); msg != "" {
+					if msg := led.take(sp, nil); msg != "" {
 						t.Errorf("an unlabelled read: %s", msg)
 					}
 				}

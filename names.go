@@ -16,9 +16,9 @@ import (
 // or paragraph separator, no bidi override or other invisible format
 // character, no space but U+0020), and must not be "." or "..". It returns
 // nil, or an error saying what is wrong. Lengths are bounded where each kind
-// of name is taken (MaxEventName for events).
+// of name is taken ([MaxEventName] for events).
 //
-// The Provider refuses blocks whose source name or job ID fails, ReadFor
+// The [Provider] refuses blocks whose source name or job ID fails, [Provider.ReadFor]
 // refuses such event names, and the HTTP source and the journal refuse them
 // at their boundary.
 func CheckName(name string) error {

@@ -1,12 +1,10 @@
 package entropy
 
 import (
-	"bytes"
 	"crypto/sha256"
+	"reflect"
 	"runtime"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -14,7 +12,6 @@ import (
 // journal, and blocks to the journal, on a goroutine of its own: outside
 // every lock, and never on a read's goroutine (a journal append fsyncs).
 type notifier struct {
-	gid    atomic.Uint64 // the notifier goroutine's ID, for isSelf
 	p      *Provider
 	mu     sync.Mutex
 	queue  []note
@@ -58,7 +55,6 @@ func (n *notifier) push(x note) {
 // passed.
 func (n *notifier) run(wg *sync.WaitGroup) {
 	defer wg.Done()
-	n.gid.Store(goid())
 	for {
 		select {
 		case <-n.signal:
@@ -150,25 +146,36 @@ func blockRecord(b Block, now time.Time) BlockRecord {
 	}
 }
 
-// isSelf reports whether the caller is the notifier goroutine: a hook or a
-// journal calling back into the Provider (Close must not wait for itself).
+// isSelf reports whether the caller runs on the notifier goroutine: it is
+// a hook, the logger or the journal, called by the notifier, calling back
+// into the Provider (Close, or ReadFor's flush), and must not wait for the
+// notifier, which is waiting for it to return. The callbacks' signatures
+// (a hook gets an episode, Close gets nothing) carry no context that could
+// say so; the call stack does: the notifier goroutine starts in run, and
+// no other goroutine has run's frame on its stack (a goroutine that a hook
+// starts has a stack of its own). Close and flush call it once each, never
+// a read.
 func (n *notifier) isSelf() bool {
-	id := n.gid.Load()
-	return id != 0 && id == goid()
+	pcs := make([]uintptr, 32)
+	for {
+		k := runtime.Callers(2, pcs)
+		if k < len(pcs) {
+			pcs = pcs[:k]
+			break
+		}
+		pcs = make([]uintptr, 2*len(pcs)) // a deep stack: run's frame is at the bottom
+	}
+	frames := runtime.CallersFrames(pcs)
+	for {
+		f, more := frames.Next()
+		if f.Function == notifierRun {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
 }
 
-// goid returns the calling goroutine's ID, read from its stack header
-// ("goroutine 123 [running]:"). isSelf uses it, for Close and flush: a
-// hook or journal runs on the notifier goroutine and may call Close or
-// ReadFor, which must not wait for that goroutine. A hook gets no context
-// to carry a mark of its own, so the goroutine is told by its ID.
-func goid() uint64 {
-	var buf [64]byte
-	s := buf[:runtime.Stack(buf[:], false)]
-	s = bytes.TrimPrefix(s, []byte("goroutine "))
-	if i := bytes.IndexByte(s, ' '); i > 0 {
-		s = s[:i]
-	}
-	id, _ := strconv.ParseUint(string(s), 10, 64)
-	return id
-}
+// notifierRun is the name of the notifier goroutine's outermost function.
+var notifierRun = runtime.FuncForPC(reflect.ValueOf((*notifier).run).Pointer()).Name()

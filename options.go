@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/provenrand/entropy/health"
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
 )
@@ -18,14 +19,14 @@ import (
 type Policy int
 
 const (
-	// Degrade serves crypto/rand bytes, labelled non-verifiable with the
-	// reason. Under Degrade, Read returns no error (like crypto/rand) until
-	// the Provider is closed: then ErrClosed.
+	// Degrade serves [crypto/rand] bytes, labelled non-verifiable with the
+	// reason. Under Degrade, [Provider.Read] returns no error (like crypto/rand) until
+	// the [Provider] is closed: then [ErrClosed].
 	Degrade Policy = iota
 	// Defer waits for verifiable entropy until the context ends, then returns
-	// the context's error. Read (which has no context) waits until Close.
+	// the context's error. [Provider.Read] (which has no context) waits until [Provider.Close].
 	Defer
-	// Fail returns at once an error wrapping ErrUnavailable and the cause.
+	// Fail returns at once an error wrapping [ErrUnavailable] and the cause.
 	Fail
 )
 
@@ -57,23 +58,23 @@ func ParsePolicy(s string) (Policy, error) {
 
 // Defaults of a Provider's options; each option's comment repeats its own.
 const (
-	DefaultBufferSize    = 64 << 10      // bytes held in the pool
-	DefaultFetchSize     = 64 << 10      // bytes asked of the source per request (the reference protocol's largest)
-	DefaultRate          = rate.Limit(5) // requests per second to each source
-	DefaultBurst         = 2             // requests the limiter lets through at once
-	DefaultRetryAttempts = 4             // attempts per refill (first try included)
-	DefaultRetryBase     = 100 * time.Millisecond
-	DefaultRetryMax      = 2 * time.Second
-	DefaultMaxRetryAfter = time.Minute      // longest Retry-After the Provider honours
-	DefaultFetchTimeout  = 15 * time.Second // per request
-	DefaultBreakerOpen   = 2 * time.Second  // breaker open → half-open
-	DefaultTripAfter     = 3                // consecutive failed refills that open the breaker
-	DefaultWarmStart     = 2 * time.Second  // how long reads wait for the first block after New
-	DefaultBatch         = 4                // most blocks per refill request to a BatchSource
+	defaultBufferSize    = 64 << 10      // bytes held in the pool
+	defaultFetchSize     = 64 << 10      // bytes asked of the source per request (the reference protocol's largest)
+	defaultRate          = rate.Limit(5) // requests per second to each source
+	defaultBurst         = 2             // requests the limiter lets through at once
+	defaultRetryAttempts = 4             // attempts per refill (first try included)
+	defaultRetryBase     = 100 * time.Millisecond
+	defaultRetryMax      = 2 * time.Second
+	defaultMaxRetryAfter = time.Minute      // longest Retry-After the Provider honours
+	defaultFetchTimeout  = 15 * time.Second // per request
+	defaultBreakerOpen   = 2 * time.Second  // breaker open → half-open
+	defaultTripAfter     = 3                // consecutive failed refills that open the breaker
+	defaultWarmStart     = 2 * time.Second  // how long reads wait for the first block after New
+	defaultBatch         = 4                // most blocks per refill request to a BatchSource
 )
 
-// An Option configures a Provider. When an option is given twice, the later
-// one wins (WithFailover adds to the list instead).
+// An Option configures a [Provider]. When an option is given twice, the later
+// one wins ([WithFailover] adds to the list instead).
 type Option func(*config) error
 
 type config struct {
@@ -95,7 +96,7 @@ type config struct {
 	clock         Clock
 	failover      []Source
 	shards        int
-	health        *HealthConfig
+	health        *health.Config
 	minFetch      int // the smallest block the health tests judge; New sets it
 	derivedRead   bool
 	warmStart     time.Duration
@@ -106,24 +107,24 @@ type config struct {
 func defaultConfig() config {
 	return config{
 		policy:        Degrade,
-		bufferSize:    DefaultBufferSize,
-		fetchSize:     DefaultFetchSize,
-		batch:         DefaultBatch,
-		limit:         DefaultRate,
-		burst:         DefaultBurst,
-		attempts:      DefaultRetryAttempts,
-		retryBase:     DefaultRetryBase,
-		retryMax:      DefaultRetryMax,
-		maxRetryAfter: DefaultMaxRetryAfter,
-		fetchTimeout:  DefaultFetchTimeout,
-		breaker:       gobreaker.Settings{Timeout: DefaultBreakerOpen},
+		bufferSize:    defaultBufferSize,
+		fetchSize:     defaultFetchSize,
+		batch:         defaultBatch,
+		limit:         defaultRate,
+		burst:         defaultBurst,
+		attempts:      defaultRetryAttempts,
+		retryBase:     defaultRetryBase,
+		retryMax:      defaultRetryMax,
+		maxRetryAfter: defaultMaxRetryAfter,
+		fetchTimeout:  defaultFetchTimeout,
+		breaker:       gobreaker.Settings{Timeout: defaultBreakerOpen},
 		clock:         realClock{},
-		warmStart:     DefaultWarmStart,
+		warmStart:     defaultWarmStart,
 	}
 }
 
 // WithPolicy sets what a read does when the pool cannot serve it with
-// verifiable bytes. Default: Degrade.
+// verifiable bytes. Default: [Degrade].
 func WithPolicy(p Policy) Option {
 	return func(c *config) error {
 		if p < Degrade || p > Fail {
@@ -134,17 +135,17 @@ func WithPolicy(p Policy) Option {
 	}
 }
 
-// WithWarmStart sets how long, after New, a read that the pool cannot serve
+// WithWarmStart sets how long, after [New], a read that the pool cannot serve
 // waits for the first block before the policy applies. The first refill
 // starts in New; over a healthy source its block lands within a request's
-// time, so the first Read, ReadLabelled or ReadSecret after New serves
+// time, so the first [Provider.Read], [Provider.ReadLabelled] or [Provider.ReadSecret] after New serves
 // verifiable bytes instead of falling back at once. The wait ends as soon as
 // the first block lands, the first refill round fails (an outage or a
 // misconfiguration: the policy then applies at once), d has passed since
-// New, the read's context ends, or Close. Once it is over, reads never
+// New, the read's context ends, or [Provider.Close]. Once it is over, reads never
 // wait for it again: a read the pool serves never waits at all (contract
 // point 5). 0 turns the warm start off: reads right after New apply the
-// policy at once. Default: DefaultWarmStart (2 s).
+// policy at once. Default: [defaultWarmStart] (2 s).
 func WithWarmStart(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 0 {
@@ -157,27 +158,27 @@ func WithWarmStart(d time.Duration) Option {
 
 // WithBreaker sets the circuit breaker of each source (sony/gobreaker v2).
 // Zero fields take gobreaker's defaults, except Timeout (open → half-open),
-// which defaults to DefaultBreakerOpen (2 s) so that a recovered source is
+// which defaults to [defaultBreakerOpen] (2 s) so that a recovered source is
 // used again within seconds, and ReadyToTrip, which defaults to
-// DefaultTripAfter (3) consecutive failed refills (each one already retried).
+// [defaultTripAfter] (3) consecutive failed refills (each one already retried).
 // Whatever ReadyToTrip says, a permanent error opens the breaker at once, and
-// cancellations by the caller or Close never count (IsExcluded). A custom
+// cancellations by the caller or [Provider.Close] never count (IsExcluded). A custom
 // OnStateChange runs under gobreaker's lock: it must not block.
 func WithBreaker(s gobreaker.Settings) Option {
 	return func(c *config) error {
 		if s.Timeout <= 0 {
-			s.Timeout = DefaultBreakerOpen
+			s.Timeout = defaultBreakerOpen
 		}
 		c.breaker = s
 		return nil
 	}
 }
 
-// WithRateLimit caps the requests the Provider sends to each source at r per
+// WithRateLimit caps the requests the [Provider] sends to each source at r per
 // second with bursts of burst (golang.org/x/time/rate), retries included.
 // (A source that polls a queued job inside one Fetch paces its polls itself;
-// see httpsource.WithPollInterval.) rate.Inf removes the limit (for fast local sources). Default:
-// DefaultRate (5/s), DefaultBurst (2).
+// see httpsource.WithPollInterval.) [rate.Inf] removes the limit (for fast local sources). Default:
+// [defaultRate] (5/s), [defaultBurst] (2).
 func WithRateLimit(r rate.Limit, burst int) Option {
 	return func(c *config) error {
 		if r < 0 || math.IsNaN(float64(r)) {
@@ -196,10 +197,10 @@ func WithRateLimit(r rate.Limit, burst int) Option {
 
 // WithBufferSize sets how many checked bytes the pool holds, at least twice
 // the smallest block the health tests can judge (56 bytes with
-// DefaultHealthConfig; a smaller size is raised to that). Reads larger
-// than the pool are served verifiably only under Defer (which gathers bytes
-// as they arrive); under Degrade they fall back, under Fail they fail.
-// Default: DefaultBufferSize (64 KiB).
+// [health.DefaultConfig]; a smaller size is raised to that). Reads larger
+// than the pool are served verifiably only under [Defer] (which gathers bytes
+// as they arrive); under [Degrade] they fall back, under [Fail] they fail.
+// Default: [defaultBufferSize] (64 KiB).
 func WithBufferSize(bytes int) Option {
 	return func(c *config) error {
 		if bytes < 1 {
@@ -212,13 +213,13 @@ func WithBufferSize(bytes int) Option {
 
 // WithFetchSize sets how many bytes one request asks of a source (capped by
 // the free room in the pool). A request never asks for fewer bytes than the
-// health tests need to judge a block (28 with DefaultHealthConfig), however
+// health tests need to judge a block (28 with [health.DefaultConfig]), however
 // small this size or the room: the bytes a read does not take are served to
-// later reads. Default: DefaultFetchSize (64 KiB), the largest request of
+// later reads. Default: [defaultFetchSize] (64 KiB), the largest request of
 // the reference protocol (package httpsource), so that a request, its
 // signature check and its job are paid once per 64 KiB rather than per
 // 16 KiB, and the empty default pool fills in one request. A source that
-// gives less returns less (a drand round is 32 bytes): the Provider asks
+// gives less returns less (a drand round is 32 bytes): the [Provider] asks
 // again while the pool has room. Set it lower for a service whose
 // requests are capped below 64 KiB.
 func WithFetchSize(bytes int) Option {
@@ -231,17 +232,17 @@ func WithFetchSize(bytes int) Option {
 	}
 }
 
-// WithBatch sets how many blocks of the fetch size the Provider asks for in
-// one refill request to a source that offers batches (BatchSource, as
+// WithBatch sets how many blocks of the fetch size the [Provider] asks for in
+// one refill request to a source that offers batches ([BatchSource], as
 // package httpsource's does): as many as the pool has room for, at most
-// maxItems. Batches are the default (DefaultBatch, 4 items; at the default
-// sizes one request of DefaultFetchSize fills the empty pool, so batches
+// maxItems. Batches are the default ([defaultBatch], 4 items; at the default
+// sizes one request of [defaultFetchSize] fills the empty pool, so batches
 // are sent when the fetch size is below the pool's free room); WithBatch(1)
 // turns them off, and a Provider then sends the source single requests
 // only.
 // Sources that do not offer batches always get single requests, and so does
 // a source whose service answered that it has no batch request
-// (ErrBatchUnsupported).
+// ([ErrBatchUnsupported]).
 //
 // The blocks of a batch that pass every check (signature, length, health
 // tests, replay guard) are taken, each a job of its own in labels and the
@@ -252,7 +253,7 @@ func WithFetchSize(bytes int) Option {
 // request like any other, retried and counted by the breaker as one.
 //
 // maxItems must be in 1..64. A source that says how much one batch may ask
-// for (BatchLimiter; package httpsource: 64 items, 256 KiB in all) gets
+// for ([BatchLimiter]; package httpsource: 64 items, 256 KiB in all) gets
 // batches within that, and single requests where not two blocks fit.
 func WithBatch(maxItems int) Option {
 	return func(c *config) error {
@@ -281,8 +282,8 @@ func WithRetry(attempts int, base, max time.Duration) Option {
 }
 
 // WithMaxRetryAfter caps how long a Retry-After from a source holds back the
-// Provider's requests to it; it must be positive (there is no switching
-// Retry-After off). Default: DefaultMaxRetryAfter (1 min).
+// [Provider]'s requests to it; it must be positive (there is no switching
+// Retry-After off). Default: [defaultMaxRetryAfter] (1 min).
 func WithMaxRetryAfter(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -295,7 +296,7 @@ func WithMaxRetryAfter(d time.Duration) Option {
 }
 
 // WithFetchTimeout bounds each request to a source. Default:
-// DefaultFetchTimeout (15 s).
+// [defaultFetchTimeout] (15 s).
 func WithFetchTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -307,14 +308,14 @@ func WithFetchTimeout(d time.Duration) Option {
 }
 
 // WithLogger reports source failures, breaker changes and fallback episodes
-// to l. Default: no logging. Nothing the Provider logs holds a credential or
+// to l. Default: no logging. Nothing the [Provider] logs holds a credential or
 // a byte of entropy.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error { c.logger = l; return nil }
 }
 
 // WithFallbackHook calls f when a fallback episode starts and when it ends.
-// It runs on a goroutine of the Provider, outside every lock, one call at a
+// It runs on a goroutine of the [Provider], outside every lock, one call at a
 // time. Default: none.
 func WithFallbackHook(f func(FallbackEpisode)) Option {
 	return func(c *config) error { c.hook = f; return nil }
@@ -377,8 +378,8 @@ func WithFailover(srcs ...Source) Option {
 
 // WithShards sets how many independently locked parts the pool has, so that
 // concurrent readers do not contend on one lock. Default: GOMAXPROCS, at
-// most 64; either way New then caps it at one shard per 64 bytes of
-// buffer (WithBufferSize), and at least one.
+// most 64; either way [New] then caps it at one shard per 64 bytes of
+// buffer ([WithBufferSize]), and at least one.
 func WithShards(n int) Option {
 	return func(c *config) error {
 		if n < 1 || n > 1024 {
@@ -390,8 +391,8 @@ func WithShards(n int) Option {
 }
 
 // WithHealthTests sets the SP 800-90B health tests run on every block before
-// it enters the pool. Default: DefaultHealthConfig.
-func WithHealthTests(h HealthConfig) Option {
+// it enters the pool. Default: [health.DefaultConfig].
+func WithHealthTests(h health.Config) Option {
 	return func(c *config) error {
 		if err := h.Validate(); err != nil {
 			return err
@@ -401,17 +402,17 @@ func WithHealthTests(h HealthConfig) Option {
 	}
 }
 
-// WithDerivedReads makes Read (the io.Reader) serve derived, secret-safe
-// bytes, as ReadSecret does, instead of raw verifiable bytes. Use it when the
-// Provider is handed to code that makes keys. Default: off (raw).
+// WithDerivedReads makes [Provider.Read] (the [io.Reader]) serve derived, secret-safe
+// bytes, as [Provider.ReadSecret] does, instead of raw verifiable bytes. Use it when the
+// [Provider] is handed to code that makes keys. Default: off (raw).
 func WithDerivedReads() Option {
 	return func(c *config) error { c.derivedRead = true; return nil }
 }
 
 // healthConfig returns the health-test configuration in force.
-func (c *config) healthConfig() HealthConfig {
+func (c *config) healthConfig() health.Config {
 	if c.health != nil {
 		return *c.health
 	}
-	return DefaultHealthConfig()
+	return health.DefaultConfig()
 }

@@ -64,7 +64,7 @@ func TestOptionGivenTwiceLaterWins(t *testing.T) {
 		src2.set(&step{err: &APIError{StatusCode: 500}})
 		q := newTestProvider(t, src2, fast(WithBreaker(gobreaker.Settings{Timeout: time.Hour}),
 			WithBreaker(gobreaker.Settings{ReadyToTrip: never, Timeout: time.Hour}))...)
-		require.Eventually(t, func() bool { return src2.callCount() >= 4*DefaultTripAfter }, 5*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return src2.callCount() >= 4*defaultTripAfter }, 5*time.Second, time.Millisecond)
 		assert.Equal(t, "closed", q.Stats().Sources[0].Breaker)
 	})
 }

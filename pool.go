@@ -178,11 +178,16 @@ func procUnpin()
 // place to start, so a reader that moves to another P right after stays
 // correct: claims are atomic whoever makes them.
 //
-// procPin is kept because it pays: measured in one run against a shard
-// picked at random per read (math/rand/v2, no linkname), BenchmarkRead/32B (now ReadFullPool)
-// took 21.9 ns with procPin and 46.4 ns without (p=0.002, 6 runs each, on
-// 2 shared cores): a serial reader that stays on its shard keeps its head
-// run and cache lines, one that hops drains every shard's head in turn.
+// procPin (go:linkname into the runtime) is kept because it pays. Measured
+// in one run, the three builds interleaved, -count 6, on 2 shared cores
+// (load average about 7): BenchmarkReadFullPool/32B took 16.8 ns with
+// procPin, 32.5 ns with a shard picked at random per read (math/rand/v2;
+// p=0.002) and 23.8 ns with a P-affine index kept in a sync.Pool
+// (p=0.015). At 32 bytes ReadParallelFullPool (24.9, 26.6, 33.3 ns),
+// ReadLabelledFullPool (60, 84, 64 ns) and ReadSecret (65, 97, 110 ns) were
+// no worse with procPin, within the noise. A serial reader that stays on
+// its shard keeps its head run and cache lines; one that hops drains every
+// shard's head in turn.
 func (p *Provider) shard() *shard {
 	switch len(p.shards) {
 	case 1:

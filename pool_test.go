@@ -2,8 +2,6 @@ package entropy
 
 import (
 	"context"
-	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
@@ -47,38 +45,26 @@ func TestNoByteServedTwice(t *testing.T) {
 	src.maxLen = 3000 // blocks smaller than the fetch size: many jobs, many boundaries
 	p := newTestProvider(t, src, fast(WithBufferSize(16<<10), WithFetchSize(4096), WithShards(4), WithPolicy(Defer))...)
 	led := newLedger(src)
-	var wg sync.WaitGroup
-	errs := make(chan string, 64)
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(g), 1))
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			for i := 0; i < 300; i++ {
-				b := make([]byte, 1+r.IntN(600))
-				lb, err := p.ReadLabelled(ctx, b)
-				if err != nil {
-					errs <- err.Error()
-					return
-				}
-				if !lb.Verifiable {
-					errs <- "Defer served a non-verifiable read"
-					return
-				}
-				if msg := led.check(b, lb); msg != "" {
-					errs <- msg
-					return
-				}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	runReaders(8, 300, func(g, i int) bool {
+		b := make([]byte, 1+(g*131+i*37)%600)
+		lb, err := p.ReadLabelled(ctx, b)
+		switch {
+		case err != nil:
+			t.Error(err)
+		case !lb.Verifiable:
+			t.Error("Defer served a non-verifiable read")
+		default:
+			msg := led.check(b, lb)
+			if msg == "" {
+				return true
 			}
-		}(g)
-	}
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Fatal(e)
-	}
+			t.Error(msg)
+		}
+		return false
+	})
+	require.False(t, t.Failed())
 	st := p.Stats()
 	assert.Equal(t, uint64(8*300), st.VerifiableReads)
 	assert.Zero(t, st.FallbackReads)

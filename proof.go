@@ -31,8 +31,8 @@ const (
 // bytes and the signature that binds them to the request that asked for
 // them. package draw puts proofs into transcripts and checks them.
 //
-// A source's Block carries its Proof in Block.Evidence without Data (the
-// bytes are Block.Data); a Proof that leaves the Provider (ReadProven, an
+// A source's [Block] carries its Proof in Block.Evidence without Data (the
+// bytes are Block.Data); a Proof that leaves the [Provider] ([Provider.ReadProven], an
 // event record) has Data, the job's whole entropy.
 type Proof struct {
 	Scheme string // SchemeReferenceV2, SchemeReferenceV1 or SchemeDrand

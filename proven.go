@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/provenrand/entropy/health"
 )
 
 // fetchFunc makes one request of a refill path in place of src.Fetch: a
@@ -12,7 +14,7 @@ import (
 type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 
 // ReadProven fills b with the bytes of one job fetched for this read alone,
-// not from the pool, and returns its label and the job's Proof: everything a
+// not from the pool, and returns its label and the job's [Proof]: everything a
 // third party needs to check the bytes offline, years later, with only a
 // trust root (the service's public key, a drand chain's info). Draws use it
 // (package draw), so that their transcripts carry a proof of len(b) bytes
@@ -21,18 +23,18 @@ type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 // The job is fetched through the same rate limit, breaker, retries, checks
 // and replay guard as a refill (the sources in order, a Retry-After
 // honoured) and is recorded in the journal like every block. Its size is
-// len(b), except that a job of the reference protocol (a NonceSource) has at
-// least AptWindow (512) bytes, so that the health tests can judge it: b gets
+// len(b), except that a job of the reference protocol (a [NonceSource]) has at
+// least [health.AptWindow] (512) bytes, so that the health tests can judge it: b gets
 // its first len(b) bytes, the Proof carries them all, and the rest are never
 // served. len(b) is 1 to 65536 for the reference protocol, at most 32 for a
 // drand round, and at least as many as the health tests need. The label is
 // verifiable, with one span: offset 0, len(b) bytes of the job (Degrade and
-// Fail answer at once, without a request, while the last refill of the pool
+// [Fail] answer at once, without a request, while the last refill of the pool
 // got nothing). A source that gives no proof (Block.Evidence nil: an in-memory
 // source, say) still serves the read: the Proof is then the zero Proof
 // (Scheme ""), and the bytes can be checked only against the service. If no
-// source gives such a job, Defer waits and tries again until ctx
-// ends; Degrade and Fail return at once an error wrapping ErrUnavailable and
+// source gives such a job, [Defer] waits and tries again until ctx
+// ends; [Degrade] and Fail return at once an error wrapping [ErrUnavailable] and
 // the cause. ReadProven never serves fallback bytes; b is zeroed on error.
 //
 // The bytes are known to the service and are published with the proof: use
@@ -126,13 +128,13 @@ func everyPermanent(err error) bool {
 
 // provenSize is the size of the job a read of n bytes of its own asks src
 // for: n, or, from a source of the reference protocol (NonceSource) and for
-// fewer than AptWindow bytes, AptWindow, so that the health tests can judge
+// fewer than health.AptWindow bytes, health.AptWindow, so that the health tests can judge
 // the job (a source biased towards one value passes them in a block as
 // small as a draw's 32 bytes more often than not). The bytes beyond n are
 // published with the proof and never served.
 func provenSize(src Source, n int) int {
-	if _, ok := src.(NonceSource); ok && n < AptWindow {
-		return AptWindow
+	if _, ok := src.(NonceSource); ok && n < health.AptWindow {
+		return health.AptWindow
 	}
 	return n
 }

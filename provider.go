@@ -9,81 +9,98 @@ import (
 	"sync/atomic"
 )
 
-// The concurrency model of a Provider.
+// The concurrency model of a Provider: the one place it is written down.
+// A change to a lock, an atomic or a goroutine changes this comment too.
 //
-// Goroutines. A Provider runs two of its own: the refill goroutine
-// (refillLoop), the only one that calls Source.Fetch, which fills the
-// shards and sleeps until a shard runs low; and the notifier goroutine
-// (notifier.run), which hands fallback episodes to the hook and the logger
-// and block and episode records to the journal, in order, outside every
-// lock. Every other method runs on its caller's goroutine. Close ends both
-// (ctx) and waits for them; a hook or journal may call back into the
-// Provider, Close included, because nothing is locked while one runs (Close
-// and an event draw's flush tell the notifier goroutine by its ID, isSelf,
-// and do not wait for it from it).
+// Goroutines. A Provider starts two. The refill goroutine (refillLoop) is
+// the only one that refills the pool: it calls the sources' Fetch through
+// their feeders, checks the blocks, adds them to the shards (add), then
+// sleeps until a reader sends on wake. The notifier goroutine (notifier.run)
+// runs every callback: the fallback hook, the fleet hook, the logger's
+// episode lines and the journal's block and fallback records, in the order
+// they were queued, with no lock held. Everything else runs on its caller's
+// goroutine: reads, ReadFor, ReadProven (which fetches a job of its own
+// through a feeder, beside the refill goroutine), Stats and Close. Close
+// cancels ctx and waits for both (wg); the notifier delivers what is queued
+// after the refill goroutine has stopped (refillDone). A callback may call
+// back into the Provider, Close and ReadFor included: Close and an event's
+// flush ask notifier.isSelf whether they run on the notifier goroutine, and
+// then do not wait for it (it is waiting for them).
 //
 // Locks, and what each guards:
-//   - shard.mu: the shard's queue of runs behind its head (runs, first,
-//     queued), its closed flag and its retired claim counts; publishing a
-//     run as head and taking the head back (unpublish) happen under it.
-//   - shard.fbMu: the shard's fallback lane: replacing its run (fb),
-//     counting a direct fallback read, and, held for every lane at once,
-//     ending a fallback epoch (endCounts) or summing the lanes (Stats).
-//     Provider.fbClosed is written only under every lane's fbMu.
-//   - episodeState.mu: the open episode and the counts it started from.
-//   - Provider.mu: the arrived, failed and ready channels.
-//   - notifier.mu: the queue of notes; journalQueue.mu: the journal's last
-//     failure; feeder.mu: a source's name and last error; jobSet.mu: the
-//     jobs taken; eventTable.mu: the event draws in flight and done.
+//   - shard.mu: the shard's queue behind its head (runs, first, queued),
+//     closed, the claims of retired heads (reads, bytes) and each queued
+//     run's start; the head is published, stopped and reopened under it.
+//   - shard.fbMu: replacing the shard's fallback lane run (fb) and counting
+//     a direct fallback read. Held for every shard at once by endCounts
+//     (ending a fallback epoch) and fallbackCounts (Stats). fbClosed is
+//     written only with every fbMu held, and read with one held.
+//   - episodeState.mu: the open episode (cur), its base counts and closed.
+//   - Provider.mu: the arrived, failed and ready channels and arrivedTaken.
+//   - secretStream.mu: one shard's derived-read generator; released while a
+//     reseed takes pool bytes.
+//   - Leaves: notifier.mu (the queue of notes), journalQueue.mu (the
+//     journal's last failure), feeder.mu (a source's name and last error),
+//     quotaState.mu, jobSet.mu (the jobs taken), eventTable.mu (the event
+//     draws in flight and done), requestCtx.mu (a request's context, made
+//     on demand).
 //
-// Lock order: episodeState.mu, then the lanes' fbMu in shard order, then
-// notifier.mu. The one path that locks every shard.mu (takeShards, for a
+// Lock order: episodeState.mu, then every shard's fbMu in shard order, then
+// notifier.mu (an episode's start and end are queued under
+// episodeState.mu). The one path that locks every shard.mu (takeShards, a
 // read larger than any shard) takes them in shard order; every other path,
-// a read that finds its own shard low included (takeWhole, gather), holds
-// one shard.mu at a time, and never together with an fbMu or
-// episodeState.mu. The remaining locks are leaves:
-// nothing else is locked while one is held. No user code (Source, hook,
-// journal, logger) runs under a lock.
+// a read that finds its own shard short included (takeWhole, gather),
+// holds one shard.mu at a time, and never with an fbMu, episodeState.mu or
+// Provider.mu. The other locks are leaves: nothing else is locked while
+// one is held. No Source, callback or logger runs under a lock of the
+// Provider.
 //
 // Atomics, and what each publishes:
 //   - shard.head: the run readers claim from without a lock (claimHead);
-//     changed only under shard.mu. run.word: claims<<32 | stopped<<31 |
+//     stored only under shard.mu. run.word: claims<<32 | stopped<<31 |
 //     cursor; a claim is one compare-and-swap past the bytes it takes, so
-//     no two claims overlap, and stop sets the stopped bit so that every
-//     later claim fails (reopen clears it under shard.mu when the run is
-//     published again). run.wakeAt: the cursor past which the shard is
-//     below its low watermark, set when the run is published.
-//   - shard.fb: the lane's fallback run, claimed like a head; replaced
-//     under fbMu. shard.slab, slab.next: span slots for labels.
-//   - shard.asked: the shard asked for a refill (set by a reader, cleared
-//     by the refill goroutine under shard.mu).
+//     no two claims overlap; stop sets the stopped bit, so every later
+//     claim fails and the claims counted are final (reopen clears it under
+//     shard.mu when the run is published again). run.wakeAt: the cursor
+//     past which the shard is below its low watermark, set when the run is
+//     published.
+//   - shard.fb: the lane's fallback run, claimed like a head; stored under
+//     fbMu. shard.slab and slab.next: the span slots of labels.
+//   - shard.asked: a reader asked for a refill; set by the reader (low),
+//     cleared by the refill goroutine when the shard is at its watermark.
 //   - Provider.closed: Close has begun. dry: the pool was found empty
 //     (markDry, or takeShards under every shard.mu; cleared by add after
 //     its put). adds: blocks added, counted before dry is cleared, so that
 //     markDry, which looks at one shard at a time, cannot leave dry set
-//     over an add it did not see. shortRead:
-//     a read found the pool too short. reason, permanent: why a read now
-//     would not be verifiable. warm: the warm start is on.
-//   - episodeState.open: an episode is open (readers test it per read; it
-//     changes under episodeState.mu). fbEpoch: see below.
-//   - Counters (Provider, episodeState.count, feeder) are read by Stats
-//     only; feeder.holdUntil is the Retry-After hold; feeder.tripNow tells
-//     the breaker that the last failure was permanent.
+//     over an add it did not see. shortRead: a read found the pool too
+//     short; the refill fills it to the brim. reason, permanent: why a read
+//     now would not be verifiable; stored by the refill path, loaded by
+//     reads and WaitReady. warm: the warm start is on.
+//   - episodeState.open: an episode is open; readers load it per read, it
+//     is stored under episodeState.mu. fbEpoch: see below.
+//   - feeder.holdUntil: the Retry-After hold, raised by compare-and-swap.
+//     feeder.tripNow: the last failure was permanent (the breaker's
+//     ReadyToTrip). feeder.badProofs: proof failures in a row.
+//     feeder.noBatch: the service has no batch request; set once.
+//   - Counters, read only by Stats: the Provider's slow-path, fallback and
+//     journal counters, episodeState.count, the feeders' request counters.
+//   - Outside the Provider, package health's lastCutoffs caches the health
+//     tests' cutoffs of the last configuration checked, for every Provider.
 //
 // Fallback epochs. A fallback read is counted when it is served (its claim
 // on a lane run, or a direct read counted under the lane's fbMu) and opens
 // its episode just after. fbEpoch numbers the stretches between episode
-// ends: ending an episode (endCounts, under episodeState.mu and every
-// fbMu) stops every lane run, counts their claims and starts a new epoch.
-// A lane run records the epoch it was made in, and a read belongs to the
-// epoch of the run it claimed from; count opens no episode for a read whose
-// epoch has ended, because the episode that ended it holds that read. So
-// every fallback read is in exactly one episode. Close ends the last epoch
-// and sets fbClosed: no fallback read is counted or served after it.
+// ends: ending an episode (endCounts, under episodeState.mu and every fbMu)
+// stops every lane run, counts their claims and starts a new epoch. A lane
+// run records the epoch it was made in, and a read belongs to the epoch of
+// the run it claimed from; count opens no episode for a read whose epoch
+// has ended, because the episode that ended it holds that read. So every
+// fallback read is in exactly one episode. Close ends the last epoch and
+// sets fbClosed: no fallback read is counted or served after it.
 
-// Provider is the labelled io.Reader over one or more Sources. It is safe for
+// Provider is the labelled [io.Reader] over one or more Sources. It is safe for
 // concurrent use. Close it to stop its goroutines and zero its pool. Make it
-// with New: the zero Provider, like a nil one, panics when used.
+// with [New]: the zero Provider, like a nil one, panics when used.
 type Provider struct {
 	cfg     config
 	feeders []*feeder
@@ -100,7 +117,7 @@ type Provider struct {
 	refillDone sync.WaitGroup // the refill goroutine alone
 	closeDone  chan struct{}  // closed when the first Close has finished
 
-	mu      sync.Mutex    // guards arrived, failed, ready
+	mu      sync.Mutex    // guards arrived, arrivedTaken, failed, ready
 	arrived chan struct{} // closed and replaced when bytes enter the pool and a reader has taken it
 	// arrivedTaken: a reader took arrived since it was made (deferTake), so
 	// the next block closes and replaces it.
@@ -141,20 +158,21 @@ type Provider struct {
 	fbEpoch atomic.Uint64
 	// fbClosed is set by Close's last endCounts, under every lane's fbMu:
 	// from then on no fallback read is counted or served.
-	fbClosed                   bool
-	derivedReads, derivedBytes atomic.Uint64
-	journalErrs                atomic.Uint64 // failed journal writes (each retry counts)
-	journalLost                atomic.Uint64 // records given up at Close
-	eventDiscarded             atomic.Uint64 // event bytes taken and zeroed: another drew the event first
-	fleetShared                atomic.Bool   // the fleet's state at the last watchFleet
+	fbClosed       bool
+	journalErrs    atomic.Uint64 // failed journal writes (each retry counts)
+	journalLost    atomic.Uint64 // records given up at Close
+	eventDiscarded atomic.Uint64 // event bytes taken and zeroed: another drew the event first
+	// fleetShared is the fleet's state at the last watchFleet; the refill
+	// goroutine's own.
+	fleetShared bool
 }
 
-// New starts a Provider over src (and any WithFailover sources). It returns
+// New starts a [Provider] over src (and any [WithFailover] sources). It returns
 // at once, with the first refill already under way; the pool fills in the
 // background. Until the first block lands (for at most the warm start,
-// DefaultWarmStart unless WithWarmStart says otherwise), a read the pool
+// [defaultWarmStart] unless [WithWarmStart] says otherwise), a read the pool
 // cannot serve waits for it before the policy applies, so that the first
-// Read after New over a healthy source is verifiable. WaitReady waits for
+// [Provider.Read] after New over a healthy source is verifiable. [Provider.WaitReady] waits for
 // the pool explicitly, and reports a misconfigured source.
 func New(src Source, opts ...Option) (*Provider, error) {
 	if src == nil {
@@ -171,7 +189,7 @@ func New(src Source, opts ...Option) (*Provider, error) {
 	}
 	// Every request asks for a block the health tests can judge, and the
 	// pool has room for one whenever a shard is below its low watermark.
-	cfg.minFetch = cfg.healthConfig().minBlock()
+	cfg.minFetch = cfg.healthConfig().MinBlock()
 	cfg.bufferSize = max(cfg.bufferSize, 2*cfg.minFetch)
 	if cfg.shards == 0 {
 		cfg.shards = min(runtime.GOMAXPROCS(0), 64)
@@ -196,7 +214,7 @@ func New(src Source, opts ...Option) (*Provider, error) {
 		p.warmCtx, p.warmEnd = p.ctx, func() {}
 	}
 	p.reason.Store(poolEmpty)
-	p.fleetShared.Store(true)
+	p.fleetShared = true
 	for i, s := range append([]Source{src}, cfg.failover...) {
 		f, err := newFeeder(i, s, &p.cfg, p.seen, p.closed.Load)
 		if err != nil {
@@ -229,13 +247,13 @@ func New(src Source, opts ...Option) (*Provider, error) {
 }
 
 // WaitReady waits until the pool first holds verifiable bytes (nil), ctx
-// ends (ctx's error), or the Provider closes (ErrClosed). It returns early,
+// ends (ctx's error), or the [Provider] closes ([ErrClosed]). It returns early,
 // with the error, when a refill round fails permanently on every source: a
 // service that refuses the API key (401, 403), wants payment (402), or
 // whose signatures never verify with the configured key is misconfigured,
-// and waiting longer cannot help. That error wraps ErrUnavailable,
-// ErrPermanent and the source's own error (an *APIError with the service's
-// message). Call it after New where the first bytes must be verifiable
+// and waiting longer cannot help. That error wraps [ErrUnavailable],
+// [ErrPermanent] and the source's own error (an *APIError with the service's
+// message). Call it after [New] where the first bytes must be verifiable
 // (a draw at start-up, a command that reads once and exits).
 func (p *Provider) WaitReady(ctx context.Context) error {
 	if ctx == nil {
@@ -268,9 +286,9 @@ func (p *Provider) WaitReady(ctx context.Context) error {
 	}
 }
 
-// Close stops every goroutine the Provider started, records an open fallback
-// episode as ended, and zeroes the pool. Reads after Close return ErrClosed;
-// reads waiting under Defer return ErrClosed. Close is idempotent.
+// Close stops every goroutine the [Provider] started, records an open fallback
+// episode as ended, and zeroes the pool. Reads after Close return [ErrClosed];
+// reads waiting under [Defer] return ErrClosed. Close is idempotent.
 func (p *Provider) Close() error {
 	if !p.closed.CompareAndSwap(false, true) {
 		// Another Close is under way: return only when it has finished,

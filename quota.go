@@ -32,7 +32,7 @@ type Quota struct {
 	Updated time.Time
 }
 
-// UnknownQuota returns a Quota with every figure unknown (-1), for sources
+// UnknownQuota returns a [Quota] with every figure unknown (-1), for sources
 // to fill in.
 func UnknownQuota() Quota {
 	return Quota{RequestsRemaining: -1, RequestsLimit: -1, BytesRemaining: -1, Balance: -1}
@@ -41,11 +41,11 @@ func UnknownQuota() Quota {
 // Known reports whether the source ever reported a quota.
 func (q Quota) Known() bool { return !q.Updated.IsZero() }
 
-// QuotaReporter is a Source that reads what the service says is left of
-// its quota (package httpsource does). The Provider asks it after every
+// QuotaReporter is a [Source] that reads what the service says is left of
+// its quota (package httpsource does). The [Provider] asks it after every
 // request, shows the answer in SourceStats.Quota, and paces its requests to
 // the source so that what is left of a window lasts until the window's
-// reset, rather than running into the limit (see quotaPace).
+// reset, rather than running into the limit (see quotaState.delay).
 type QuotaReporter interface {
 	// Quota returns the figures of the last answer that had any, and
 	// whether there was one.

@@ -6,13 +6,13 @@ import (
 	"runtime"
 )
 
-// Read fills b with random bytes under the Provider's policy, like
-// crypto/rand.Read: raw verifiable bytes from the pool when it holds enough,
-// otherwise Degrade fills b from crypto/rand (and returns no error before
-// Close; a read that Close overtakes returns ErrClosed with b zeroed),
-// Defer waits (without a deadline, until Close), and Fail returns an error
-// wrapping ErrUnavailable and the cause. Use ReadLabelled to learn which.
-// With WithDerivedReads, Read serves derived bytes as ReadSecret does.
+// Read fills b with random bytes under the [Provider]'s policy, like
+// [crypto/rand.Read]: raw verifiable bytes from the pool when it holds enough,
+// otherwise [Degrade] fills b from [crypto/rand] (and returns no error before
+// [Provider.Close]; a read that Close overtakes returns [ErrClosed] with b zeroed),
+// [Defer] waits (without a deadline, until Close), and [Fail] returns an error
+// wrapping [ErrUnavailable] and the cause. Use [Provider.ReadLabelled] to learn which.
+// With [WithDerivedReads], Read serves derived bytes as [Provider.ReadSecret] does.
 func (p *Provider) Read(b []byte) (int, error) {
 	if len(b) == 0 || p.cfg.derivedRead || p.closed.Load() {
 		return p.readOther(b)
@@ -57,10 +57,10 @@ func (p *Provider) readOther(b []byte) (int, error) {
 
 // ReadLabelled fills b and says where its bytes came from. With enough
 // checked bytes in the pool it copies them (no I/O) and returns a verifiable
-// label whose spans tile b. Otherwise the policy decides: Degrade fills b
-// from crypto/rand and returns a fallback label with the Reason; Defer waits
-// for verifiable bytes until ctx ends and then returns ctx's error; Fail
-// returns at once an error wrapping ErrUnavailable and the cause. On an error
+// label whose spans tile b. Otherwise the policy decides: [Degrade] fills b
+// from [crypto/rand] and returns a fallback label with the Reason; [Defer] waits
+// for verifiable bytes until ctx ends and then returns ctx's error; [Fail]
+// returns at once an error wrapping [ErrUnavailable] and the cause. On an error
 // b holds no entropy (it is zeroed).
 func (p *Provider) ReadLabelled(ctx context.Context, b []byte) (Label, error) {
 	if len(b) == 0 {
@@ -79,9 +79,9 @@ func (p *Provider) ReadLabelled(ctx context.Context, b []byte) (Label, error) {
 	return p.readShard(ctx, s, b, true, nil)
 }
 
-// ReadLabelledInto is ReadLabelled without an allocation: it fills b and
+// ReadLabelledInto is [Provider.ReadLabelled] without an allocation: it fills b and
 // writes the label into *lb, reusing the backing array of lb.Spans. A caller
-// that keeps one Label for its reads allocates nothing once that array holds
+// that keeps one [Label] for its reads allocates nothing once that array holds
 // a read's spans (one for a read from a full pool). The label's spans are
 // overwritten by the next ReadLabelledInto with the same lb: copy a label
 // (slices.Clone of its Spans) to keep it. On an error *lb is the zero Label

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"runtime"
 	"strings"
@@ -94,55 +93,24 @@ func TestReadNeverMixesClasses(t *testing.T) {
 	p := newTestProvider(t, src, fast(WithBufferSize(4096), WithFetchSize(512), WithShards(2))...)
 	full(t, p, 4096) // start with a full pool, so that both classes occur however fast the reads are
 	led := newLedger(src)
-	stop := make(chan struct{})
-	var flip sync.WaitGroup
-	flip.Add(1)
-	go func() {
-		defer flip.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			if i%2 == 0 {
-				src.set(&step{err: &APIError{StatusCode: 500}})
-			} else {
-				src.set(nil)
-			}
-		}
-	}()
-	var wg sync.WaitGroup
+	stopFlip := flipSource(src, 500, 2, 2*time.Millisecond)
 	var mu sync.Mutex
-	var problems []string
 	classes := map[Provenance]int{}
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(g), 2))
-			for i := 0; i < 400; i++ {
-				b := make([]byte, 1+r.IntN(1500))
-				lb, err := p.ReadLabelled(context.Background(), b)
-				msg := ""
-				if err != nil {
-					msg = err.Error()
-				} else {
-					msg = led.check(b, lb)
-				}
-				mu.Lock()
-				classes[lb.Provenance()]++
-				if msg != "" {
-					problems = append(problems, msg)
-				}
-				mu.Unlock()
-			}
-		}(g)
-	}
-	wg.Wait()
-	close(stop)
-	flip.Wait()
-	require.Empty(t, problems)
+	runReaders(8, 400, func(g, i int) bool {
+		b := make([]byte, 1+(g*131+i*37)%1500)
+		lb, err := p.ReadLabelled(context.Background(), b)
+		if err != nil {
+			t.Error(err)
+		} else if msg := led.check(b, lb); msg != "" {
+			t.Error(msg)
+		}
+		mu.Lock()
+		classes[lb.Provenance()]++
+		mu.Unlock()
+		return true
+	})
+	stopFlip()
+	require.False(t, t.Failed())
 	assert.Positive(t, classes[ProvenanceVerifiable], "some reads should be verifiable")
 	assert.Zero(t, classes[ProvenanceDerived])
 }

@@ -203,24 +203,17 @@ func TestRefillAfterDrainingOneShard(t *testing.T) {
 			p := newTestProvider(t, src, fast(WithPolicy(pol), WithShards(4), WithBufferSize(1024), WithFetchSize(100))...)
 			for round := 0; round < 20; round++ {
 				full(t, p, 512)
-				var wg sync.WaitGroup
-				for g := 0; g < 3; g++ {
-					wg.Add(1)
-					go func(g int) {
-						defer wg.Done()
-						for i := 0; i < 60; i++ {
-							n := []int{1, 9, 33, 100, 257}[(i+g+round)%5]
-							ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-							_, err := p.ReadLabelled(ctx, make([]byte, n))
-							cancel()
-							if err != nil && !(pol == Fail && errors.Is(err, ErrUnavailable)) {
-								t.Errorf("round %d: %v", round, err)
-								return
-							}
-						}
-					}(g)
-				}
-				wg.Wait()
+				runReaders(3, 60, func(g, i int) bool {
+					n := []int{1, 9, 33, 100, 257}[(i+g+round)%5]
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					_, err := p.ReadLabelled(ctx, make([]byte, n))
+					cancel()
+					if err != nil && !(pol == Fail && errors.Is(err, ErrUnavailable)) {
+						t.Errorf("round %d: %v", round, err)
+						return false
+					}
+					return true
+				})
 				require.False(t, t.Failed())
 				require.Eventually(t, func() bool {
 					if p.Stats().Pooled < 512 {

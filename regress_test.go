@@ -72,7 +72,7 @@ func TestCloseAfterHookCloseWaitsForJournal(t *testing.T) {
 	require.NoError(t, err)
 	defer func() {
 		release.Do(func() { close(appClosed) })
-		require.True(t, waitWithin(&p.wg, 10*time.Second), "the Provider's goroutines did not end")
+		require.True(t, waitWithin(p.wg.Wait, 10*time.Second), "the Provider's goroutines did not end")
 	}()
 
 	_, err = p.Read(make([]byte, 8))
@@ -90,7 +90,7 @@ func TestCloseAfterHookCloseWaitsForJournal(t *testing.T) {
 	n, reads, byts := j.episodeSums()
 	j.close() // defer j.Close() in the application
 	release.Do(func() { close(appClosed) })
-	require.True(t, waitWithin(&p.wg, 10*time.Second), "the Provider's goroutines did not end")
+	require.True(t, waitWithin(p.wg.Wait, 10*time.Second), "the Provider's goroutines did not end")
 
 	assert.False(t, returnedWithHookRunning, "Close returned while the notifier goroutine was still running the hook")
 	assert.Equal(t, 1, n, "episodes in the journal when Close returned")
@@ -146,49 +146,43 @@ func TestJournalClosingProviderWhileReadersRace(t *testing.T) {
 	require.NoError(t, err)
 	defer func() {
 		release.Do(func() { close(appClosed) })
-		require.True(t, waitWithin(&p.wg, 10*time.Second), "the Provider's goroutines did not end")
+		require.True(t, waitWithin(p.wg.Wait, 10*time.Second), "the Provider's goroutines did not end")
 	}()
 	full(t, p, 128)
 
-	var readers sync.WaitGroup
-	var stop atomic.Bool
+	stop := make(chan struct{})
 	sizes := []int{8, 600, 16, 7, 300, 1, 512, 24}
-	for g := 0; g < 6; g++ {
-		readers.Add(1)
-		go func(g int) {
-			defer readers.Done()
-			for i := 0; !stop.Load(); i++ {
-				if g == 0 && i%100 == 50 {
-					src.set(nil, step{err: &APIError{StatusCode: 503}}, step{err: &APIError{StatusCode: 503}})
-				}
-				runtime.Gosched()
-				b := make([]byte, sizes[(i+g)%len(sizes)])
-				var err error
-				switch (i + g) % 4 {
-				case 0:
-					_, err = p.Read(b)
-				case 1, 3:
-					_, err = p.ReadLabelled(context.Background(), b)
-				case 2:
-					_, err = p.ReadSecret(context.Background(), b)
-				}
-				if err != nil {
-					assert.ErrorIs(t, err, ErrClosed, "reader %d read %d", g, i)
-					return
-				}
-			}
-		}(g)
-	}
+	wait := goReaders(6, 0, stop, func(g, i int) bool {
+		if g == 0 && i%100 == 50 {
+			src.set(nil, step{err: &APIError{StatusCode: 503}}, step{err: &APIError{StatusCode: 503}})
+		}
+		runtime.Gosched()
+		b := make([]byte, sizes[(i+g)%len(sizes)])
+		var err error
+		switch (i + g) % 4 {
+		case 0:
+			_, err = p.Read(b)
+		case 1, 3:
+			_, err = p.ReadLabelled(context.Background(), b)
+		case 2:
+			_, err = p.ReadSecret(context.Background(), b)
+		}
+		if err != nil {
+			assert.ErrorIs(t, err, ErrClosed, "reader %d read %d", g, i)
+			return false
+		}
+		return true
+	})
 	select {
 	case <-journalClosed:
 	case <-time.After(20 * time.Second):
-		stop.Store(true)
-		readers.Wait()
+		close(stop)
+		wait()
 		t.Fatal("no fallback episode ended")
 	}
 	require.NoError(t, p.Close())
-	stop.Store(true)
-	require.True(t, waitWithin(&readers, 10*time.Second), "readers still running after Close")
+	close(stop)
+	require.True(t, waitWithin(wait, 10*time.Second), "readers still running after Close")
 
 	// Close has returned and every reader has stopped: the journal's
 	// episodes add up to Stats (contract point 9).
@@ -202,7 +196,7 @@ func TestJournalClosingProviderWhileReadersRace(t *testing.T) {
 	// Once the notifier is let go and ends, everything arrives: the records
 	// were late, not miscounted.
 	release.Do(func() { close(appClosed) })
-	require.True(t, waitWithin(&p.wg, 10*time.Second), "the Provider's goroutines did not end")
+	require.True(t, waitWithin(p.wg.Wait, 10*time.Second), "the Provider's goroutines did not end")
 	n, reads, byts = j.episodeSums()
 	assert.Equal(t, st.FallbackEpisodes, uint64(n), "episodes in the journal in the end")
 	assert.Equal(t, fmt.Sprint(st.FallbackReads, st.FallbackBytes), fmt.Sprint(reads, byts), "episode reads and bytes in the journal in the end")
@@ -248,43 +242,37 @@ func closeRaceRound(t *testing.T, round int) string {
 	require.NoError(t, err)
 
 	var okReads, okBytes atomic.Uint64
-	var wg sync.WaitGroup
 	sizes := []int{1, 8, 33, 200, 600, 16, 512}
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				b := make([]byte, sizes[(i+g)%len(sizes)])
-				var err error
-				if (i+g)%2 == 0 {
-					_, err = p.Read(b)
-				} else {
-					var lb Label
-					lb, err = p.ReadLabelled(context.Background(), b)
-					if err == nil && lb.Verifiable {
-						t.Errorf("a verifiable read from a source that never served")
-						return
-					}
-				}
-				if errors.Is(err, ErrClosed) {
-					return
-				}
-				if err != nil {
-					t.Errorf("Degrade read: %v", err)
-					return
-				}
-				okReads.Add(1)
-				okBytes.Add(uint64(len(b)))
+	wait := goReaders(8, 0, nil, func(g, i int) bool {
+		b := make([]byte, sizes[(i+g)%len(sizes)])
+		var err error
+		if (i+g)%2 == 0 {
+			_, err = p.Read(b)
+		} else {
+			var lb Label
+			lb, err = p.ReadLabelled(context.Background(), b)
+			if err == nil && lb.Verifiable {
+				t.Errorf("a verifiable read from a source that never served")
+				return false
 			}
-		}(g)
-	}
+		}
+		if errors.Is(err, ErrClosed) {
+			return false
+		}
+		if err != nil {
+			t.Errorf("Degrade read: %v", err)
+			return false
+		}
+		okReads.Add(1)
+		okBytes.Add(uint64(len(b)))
+		return true
+	})
 	// Let the readers get going (an episode is open), then close under them.
 	deadline := time.Now().Add(10 * time.Second)
 	for okReads.Load() < uint64(50+round*10) {
 		if time.Now().After(deadline) {
 			_ = p.Close()
-			wg.Wait()
+			wait()
 			return "readers served too few fallback reads"
 		}
 		time.Sleep(50 * time.Microsecond)
@@ -297,11 +285,7 @@ func closeRaceRound(t *testing.T, round int) string {
 	case <-time.After(10 * time.Second):
 		return "Close did not return"
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
+	if !waitWithin(wait, 10*time.Second) {
 		return "readers still running after Close"
 	}
 	if t.Failed() {

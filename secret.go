@@ -78,8 +78,8 @@ type secretStream struct {
 // can check that the jobs exist, not recompute the output). Reads served by
 // one derivation share its spans: treat a label's Spans as read only. When
 // the stream must be keyed and the pool cannot serve, the policy applies as
-// in ReadLabelled: under Degrade the output is crypto/rand alone, labelled
-// as a fallback; Defer waits on ctx; Fail returns the error.
+// in [Provider.ReadLabelled]: under [Degrade] the output is [crypto/rand] alone, labelled
+// as a fallback; [Defer] waits on ctx; [Fail] returns the error.
 func (p *Provider) ReadSecret(ctx context.Context, b []byte) (Label, error) {
 	if len(b) == 0 {
 		return Label{}, errors.New("entropy: empty read")
@@ -296,7 +296,8 @@ func pointerFree(t reflect.Type) bool {
 	return false
 }
 
-// secretStream returns the generator of the reader's shard.
+// secretStream returns the generator of the reader's shard, picked by P
+// as Provider.shard picks a shard (procPin: see there why).
 func (p *Provider) secretStream() *secretStream {
 	if len(p.secrets) == 1 {
 		return &p.secrets[0]
@@ -342,8 +343,8 @@ func (p *Provider) zeroSecrets() {
 	}
 }
 
-// SecretReader returns an io.Reader whose reads are ReadSecret under the
-// Provider's policy (Defer waits until Close). Hand it, not the Provider, to
+// SecretReader returns an [io.Reader] whose reads are [Provider.ReadSecret] under the
+// [Provider]'s policy ([Defer] waits until [Provider.Close]). Hand it, not the Provider, to
 // code that makes keys: ed25519.GenerateKey, rsa.GenerateKey, uuid.NewRandomFromReader.
 func (p *Provider) SecretReader() io.Reader { return secretReader{p} }
 

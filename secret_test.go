@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"reflect"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -244,53 +243,41 @@ func TestSecretReadsNeverReuseSpans(t *testing.T) {
 	src.maxLen = 700
 	p := newTestProvider(t, src, fast(WithPolicy(Defer), WithBufferSize(8192), WithFetchSize(700))...)
 	led := newLedger(src)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var problems []string
-	for g := 0; g < 6; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			for i := 0; i < 200; i++ {
-				b := make([]byte, 16+i%64)
-				var lb Label
-				var err error
-				var msg string
-				if (g+i)%2 == 0 {
-					lb, err = p.ReadSecret(ctx, b)
-					if err == nil {
-						if !lb.Derived || lb.Verifiable {
-							msg = "secret read not labelled derived"
-						} else {
-							msg, _ = led.claimDerived(lb.Spans)
-						}
-					}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	runReaders(6, 200, func(g, i int) bool {
+		b := make([]byte, 16+i%64)
+		var lb Label
+		var err error
+		var msg string
+		if (g+i)%2 == 0 {
+			lb, err = p.ReadSecret(ctx, b)
+			if err == nil {
+				if !lb.Derived || lb.Verifiable {
+					msg = "secret read not labelled derived"
 				} else {
-					lb, err = p.ReadLabelled(ctx, b)
-					if err == nil {
-						if lb.Derived {
-							msg = "raw read labelled derived"
-						} else {
-							msg = led.check(b, lb)
-						}
-					}
-				}
-				if err != nil {
-					msg = err.Error()
-				}
-				if msg != "" {
-					mu.Lock()
-					problems = append(problems, msg)
-					mu.Unlock()
-					return
+					msg, _ = led.claimDerived(lb.Spans)
 				}
 			}
-		}(g)
-	}
-	wg.Wait()
-	require.Empty(t, problems)
+		} else {
+			lb, err = p.ReadLabelled(ctx, b)
+			if err == nil {
+				if lb.Derived {
+					msg = "raw read labelled derived"
+				} else {
+					msg = led.check(b, lb)
+				}
+			}
+		}
+		if err != nil {
+			msg = err.Error()
+		}
+		if msg != "" {
+			t.Error(msg)
+			return false
+		}
+		return true
+	})
 }
 
 // Under each policy with the source down, a secret read follows the policy:

@@ -9,31 +9,31 @@ import (
 // through package httpsource, the drand beacon through package drandsource, or
 // an in-memory source in tests and benchmarks.
 //
-// A Provider calls Fetch from its refill goroutine only, never from a read, so
+// A [Provider] calls Fetch from its refill goroutine only, never from a read, so
 // Fetch may block on the network. It must honour ctx: the Provider cancels it
 // when it is closed.
 type Source interface {
 	// Fetch returns one block of fresh entropy: at most n bytes, possibly fewer
 	// (a beacon round holds 32 bytes).
 	//
-	// The Provider copies Data and never writes to it, so a source may keep the
+	// The [Provider] copies Data and never writes to it, so a source may keep the
 	// block (an audit trail, a test's record of what it handed out). Every call
 	// must return fresh entropy under a job ID of its own.
 	//
 	// The Provider never asks for fewer bytes than its health tests need to
-	// judge a block (28 with DefaultHealthConfig), however small its pool or
+	// judge a block (28 with [health.DefaultConfig]), however small its pool or
 	// fetch size, and serves what a read does not take to later reads.
 	//
 	// The Provider refuses, as a source failure, a block that is empty,
 	// shorter than the health tests need, longer than n, not Verifiable, without a Source name or a JobID, a
 	// (Source, JobID) it has taken before, or that fails the SP 800-90B
 	// health tests (a run of 7 equal bytes, or a byte value far too common:
-	// see HealthConfig). A test source should fill Data from a real
+	// see [health.Config]). A test source should fill Data from a real
 	// generator, not with zeros or a pattern.
 	Fetch(ctx context.Context, n int) (Block, error)
 }
 
-// Block is what a Source returns: entropy plus what makes it verifiable.
+// Block is what a [Source] returns: entropy plus what makes it verifiable.
 type Block struct {
 	Data       []byte    // the entropy
 	Source     string    // service name, e.g. "quantropy", "drand/quicknet"
@@ -44,14 +44,14 @@ type Block struct {
 	// Public says Data is published to everyone (a drand round): fit for
 	// draws, never for keys. The spans of such bytes carry Public too.
 	Public bool
-	// Evidence is what lets a third party check Data offline (see Proof):
+	// Evidence is what lets a third party check Data offline (see [Proof]):
 	// the signed request binding of a reference-protocol job, a drand
 	// round's signatures. Its Data is left nil: the bytes are Data above.
 	// Nil for a source that has none.
 	Evidence *Proof
 }
 
-// SourceFunc adapts an ordinary function to the Source interface.
+// SourceFunc adapts an ordinary function to the [Source] interface.
 type SourceFunc func(ctx context.Context, n int) (Block, error)
 
 // Fetch calls f(ctx, n).

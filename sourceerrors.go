@@ -31,8 +31,8 @@ var (
 )
 
 // APIError is an HTTP error answer of a service. Match its class with
-// errors.Is (ErrUnauthorized, ErrRateLimited, …) and read its fields with
-// errors.As.
+// [errors.Is] ([ErrUnauthorized], [ErrRateLimited], …) and read its fields with
+// [errors.As].
 //
 // Sources must not put credentials into any field: Error() is logged and
 // shown. Package httpsource removes its API key from every field it fills.
@@ -95,7 +95,7 @@ func (e *APIError) RetryAfterValue() (time.Duration, bool) {
 	return e.RetryAfter, e.RetryAfterSet || e.RetryAfter > 0
 }
 
-// ServiceRequestID returns e.RequestID; it lets RequestID find it.
+// ServiceRequestID returns e.RequestID; it lets [RequestID] find it.
 func (e *APIError) ServiceRequestID() string { return e.RequestID }
 
 // Error returns "HTTP 429 rate limited: code: message (request id …, retry after 2s)".
@@ -163,8 +163,8 @@ func (e *APIError) class() error {
 }
 
 // Is matches the class sentinel of the status (503 matches both
-// ErrServiceUnavailable and ErrServer), ErrQuotaExhausted for 402 and quota
-// 429s, and ErrPermanent for permanent statuses.
+// [ErrServiceUnavailable] and [ErrServer]), [ErrQuotaExhausted] for 402 and quota
+// 429s, and [ErrPermanent] for permanent statuses.
 func (e *APIError) Is(target error) bool {
 	switch target {
 	case nil:
@@ -195,7 +195,7 @@ func (e *APIError) permanent() bool {
 	return false
 }
 
-// RetryAfterDelay returns e.RetryAfter; it lets RetryAfter find the delay.
+// RetryAfterDelay returns e.RetryAfter; it lets [RetryAfter] find the delay.
 func (e *APIError) RetryAfterDelay() time.Duration { return e.RetryAfter }
 
 // JobCode classes: every job error code of the IonQ API (v0.3) and
@@ -229,10 +229,10 @@ var jobCodes = map[string]bool{ // code → permanent
 	"JobLost":             false,
 }
 
-// JobCodes returns every job error code the package classifies, with whether
+// jobCodeClasses returns every job error code the package classifies, with whether
 // it is permanent. Codes not listed are transient (a failed job produced
 // nothing, and a new job may succeed).
-func JobCodes() map[string]bool {
+func jobCodeClasses() map[string]bool {
 	m := make(map[string]bool, len(jobCodes))
 	for k, v := range jobCodes {
 		m[k] = v
@@ -255,7 +255,7 @@ type JobError struct {
 	Details []ErrorItem
 }
 
-// ServiceRequestID returns e.RequestID; it lets RequestID find it.
+// ServiceRequestID returns e.RequestID; it lets [RequestID] find it.
 func (e *JobError) ServiceRequestID() string { return e.RequestID }
 
 // Error returns "job J failed: Code: message (request id R)".
@@ -286,8 +286,8 @@ func (e *JobError) Error() string {
 // Permanent reports whether the code says that a new job would fail too.
 func (e *JobError) Permanent() bool { return jobCodes[e.Code] }
 
-// Is matches ErrJobFailed always, ErrPermanent for permanent codes and
-// ErrQuotaExhausted for the quota and contract codes.
+// Is matches [ErrJobFailed] always, [ErrPermanent] for permanent codes and
+// [ErrQuotaExhausted] for the quota and contract codes.
 func (e *JobError) Is(target error) bool {
 	switch target {
 	case ErrJobFailed:
@@ -322,7 +322,7 @@ func (e *ConnError) Error() string {
 // Unwrap returns the cause.
 func (e *ConnError) Unwrap() error { return e.Err }
 
-// Is matches ErrConnection always and ErrTimeout when the cause is a timeout.
+// Is matches [ErrConnection] always and [ErrTimeout] when the cause is a timeout.
 func (e *ConnError) Is(target error) bool {
 	switch target {
 	case ErrConnection:

@@ -4,7 +4,7 @@ import (
 	"time"
 )
 
-// Stats is a snapshot of a Provider's counters.
+// Stats is a snapshot of a [Provider]'s counters.
 type Stats struct {
 	Policy   Policy
 	Pooled   int // checked bytes in the pool now
@@ -19,35 +19,35 @@ type Stats struct {
 	// JournalErrors counts failed attempts to write a block or fallback
 	// record to the journal. A record that failed is retried, in order,
 	// with backoff until it is written; JournalLost counts the records
-	// still unwritten when Close gave up on the journal (a few seconds
+	// still unwritten when [Provider.Close] gave up on the journal (a few seconds
 	// after it was called), each also logged. Neither is ever dropped
 	// silently.
 	JournalErrors uint64
 	JournalLost   uint64
 
-	// EventBytesDiscarded counts verifiable bytes that ReadFor took from the
+	// EventBytesDiscarded counts verifiable bytes that [Provider.ReadFor] took from the
 	// pool for an event and zeroed without handing them out: another
-	// Provider sharing the journal (another replica) recorded the event
+	// [Provider] sharing the journal (another replica) recorded the event
 	// first, and its recorded bytes were returned instead; or the journal
 	// failed to record the draw, and ReadFor returned an error.
 	EventBytesDiscarded uint64
 
 	// Unavailable is the error a read would carry now if the pool could not
-	// serve it: it wraps ErrUnavailable and either ErrPoolEmpty (the sources
-	// are healthy as far as the Provider knows) or the sources' last errors.
+	// serve it: it wraps [ErrUnavailable] and either [ErrPoolEmpty] (the sources
+	// are healthy as far as the [Provider] knows) or the sources' last errors.
 	Unavailable error
 
 	// Permanent is set when the last refill round failed permanently on
 	// every source (401, 402, 403, a signature that never verifies with the
 	// configured key): a misconfiguration, not an outage, which no retry
-	// will cure. It wraps ErrUnavailable, ErrPermanent and the sources'
+	// will cure. It wraps [ErrUnavailable], [ErrPermanent] and the sources'
 	// errors, as Unavailable (and the Reason of fallback reads) then does.
 	// nil once a block lands again.
 	Permanent error
 
 	Sources []SourceStats // in priority order
 
-	// Fleet is the state of the fleet coordination (WithFleet): shared or
+	// Fleet is the state of the fleet coordination ([WithFleet]): shared or
 	// local, and how many coordination operations failed. Nil without a
 	// fleet.
 	Fleet *FleetStatus
@@ -65,23 +65,23 @@ type SourceStats struct {
 	BytesAccepted  uint64
 	LastError      error     // the last failure, nil after a success
 	HoldUntil      time.Time // Retry-After: no request before this (zero if none)
-	// BatchItemsFailed counts the failed items of batches (see WithBatch) that
+	// BatchItemsFailed counts the failed items of batches (see [WithBatch]) that
 	// served other blocks: each is also one of Failures.
 	BatchItemsFailed uint64
 	// Quota is what the service last said is left of its quota, for a
-	// source that reads it (QuotaReporter); Quota.Known() is false
+	// source that reads it ([QuotaReporter]); Quota.Known() is false
 	// otherwise.
 	Quota Quota
 }
 
-// Stats returns a snapshot of the Provider's counters. It takes every
+// Stats returns a snapshot of the [Provider]'s counters. It takes every
 // shard's lock briefly; do not call it on a hot path.
 func (p *Provider) Stats() Stats {
 	st := Stats{
 		Policy:              p.cfg.policy,
 		Capacity:            p.cfg.bufferSize,
-		DerivedReads:        p.derivedReads.Load() + p.secretReads(),
-		DerivedBytes:        p.derivedBytes.Load() + p.secretBytes(),
+		DerivedReads:        p.secretReads(),
+		DerivedBytes:        p.secretBytes(),
 		FallbackEpisodes:    p.episodes.count.Load(),
 		InFallback:          p.episodes.open.Load(),
 		JournalErrors:       p.journalErrs.Load(),

@@ -2,7 +2,6 @@ package entropy
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,73 +19,48 @@ func TestStatsAddUpUnderMixedReads(t *testing.T) {
 	src.maxLen = 300
 	p := newTestProvider(t, src, fast(WithBufferSize(2048), WithFetchSize(512), WithShards(2))...)
 	full(t, p, 1500) // the first reads are verifiable; reads over 2048 bytes always fall back
-	stop := make(chan struct{})
-	var flip sync.WaitGroup
-	flip.Add(1)
-	go func() {
-		defer flip.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Millisecond):
-			}
-			if i%3 == 0 {
-				src.set(&step{err: &APIError{StatusCode: 503}})
-			} else {
-				src.set(nil)
-			}
-		}
-	}()
+	stopFlip := flipSource(src, 503, 3, time.Millisecond)
 	var vReads, vBytes, fReads, fBytes, dReads, dBytes, rReads, rBytes atomic.Uint64
-	var wg sync.WaitGroup
-	for g := 0; g < 6; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			for i := 0; i < 300; i++ {
-				n := 1 + (g*37+i*11)%2600
-				b := make([]byte, n)
-				switch i % 5 {
-				case 3: // the io.Reader: its class is not known, only the totals
-					got, err := p.Read(b)
-					if !assert.NoError(t, err) || !assert.Equal(t, n, got) {
-						return
-					}
-					rReads.Add(1)
-					rBytes.Add(uint64(n))
-					continue
-				case 4:
-					lb, err := p.ReadSecret(context.Background(), b)
-					if !assert.NoError(t, err) {
-						return
-					}
-					if lb.Derived {
-						dReads.Add(1)
-						dBytes.Add(uint64(n))
-					} else {
-						fReads.Add(1)
-						fBytes.Add(uint64(n))
-					}
-					continue
-				}
-				lb, err := p.ReadLabelled(context.Background(), b)
-				if !assert.NoError(t, err) {
-					return
-				}
-				if lb.Verifiable {
-					vReads.Add(1)
-					vBytes.Add(uint64(n))
-				} else {
-					fReads.Add(1)
-					fBytes.Add(uint64(n))
-				}
+	runReaders(6, 300, func(g, i int) bool {
+		n := 1 + (g*37+i*11)%2600
+		b := make([]byte, n)
+		switch i % 5 {
+		case 3: // the io.Reader: its class is not known, only the totals
+			got, err := p.Read(b)
+			if !assert.NoError(t, err) || !assert.Equal(t, n, got) {
+				return false
 			}
-		}(g)
-	}
-	wg.Wait()
-	close(stop)
-	flip.Wait()
+			rReads.Add(1)
+			rBytes.Add(uint64(n))
+			return true
+		case 4:
+			lb, err := p.ReadSecret(context.Background(), b)
+			if !assert.NoError(t, err) {
+				return false
+			}
+			if lb.Derived {
+				dReads.Add(1)
+				dBytes.Add(uint64(n))
+			} else {
+				fReads.Add(1)
+				fBytes.Add(uint64(n))
+			}
+			return true
+		}
+		lb, err := p.ReadLabelled(context.Background(), b)
+		if !assert.NoError(t, err) {
+			return false
+		}
+		if lb.Verifiable {
+			vReads.Add(1)
+			vBytes.Add(uint64(n))
+		} else {
+			fReads.Add(1)
+			fBytes.Add(uint64(n))
+		}
+		return true
+	})
+	stopFlip()
 	st := p.Stats()
 	assert.Equal(t, vReads.Load()+fReads.Load()+rReads.Load(), st.VerifiableReads+st.FallbackReads)
 	assert.Equal(t, vBytes.Load()+fBytes.Load()+rBytes.Load(), st.VerifiableBytes+st.FallbackBytes)

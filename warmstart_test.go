@@ -262,7 +262,7 @@ func TestSignatureThatNeverVerifiesIsPermanent(t *testing.T) {
 	require.NoError(t, err)
 	src, err := srv.Source(httpsource.WithPublicKey(other))
 	require.NoError(t, err)
-	p, err := entropy.New(src, entropy.WithRetry(entropy.DefaultRetryAttempts, time.Millisecond, 5*time.Millisecond))
+	p, err := entropy.New(src, entropy.WithRetry(4, time.Millisecond, 5*time.Millisecond))
 	require.NoError(t, err)
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -277,7 +277,7 @@ func TestSignatureThatNeverVerifiesIsPermanent(t *testing.T) {
 	// The same faults, but the first answers healthy: a later bad signature
 	// is retried, and the Provider never calls the source misconfigured.
 	srv2, src2 := simSource(t)
-	p2, err := entropy.New(src2, entropy.WithRetry(entropy.DefaultRetryAttempts, time.Millisecond, 5*time.Millisecond),
+	p2, err := entropy.New(src2, entropy.WithRetry(4, time.Millisecond, 5*time.Millisecond),
 		entropy.WithBufferSize(64), entropy.WithFetchSize(64))
 	require.NoError(t, err)
 	defer p2.Close()
@@ -301,7 +301,7 @@ func TestSignatureThatNeverVerifiesIsPermanentUnderConcurrentProvenReads(t *test
 	src, err := srv.Source(httpsource.WithPublicKey(other))
 	require.NoError(t, err)
 	p, err := entropy.New(src, entropy.WithPolicy(entropy.Defer),
-		entropy.WithRetry(entropy.DefaultRetryAttempts, time.Millisecond, 2*time.Millisecond))
+		entropy.WithRetry(4, time.Millisecond, 2*time.Millisecond))
 	require.NoError(t, err)
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)

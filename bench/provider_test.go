@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/health"
 	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
@@ -355,7 +356,7 @@ func BenchmarkRefill(b *testing.B) {
 func BenchmarkRefillAgainstHealth(b *testing.B) {
 	data := randomBuffer()
 	src := newMemSource()
-	var health, refill time.Duration
+	var inHealth, inRefill time.Duration
 	off := 0
 	for range b.N {
 		t0 := time.Now()
@@ -363,7 +364,7 @@ func BenchmarkRefillAgainstHealth(b *testing.B) {
 			if off+steadyFetch > len(data) {
 				off = 0
 			}
-			if err := entropy.CheckHealth(data[off : off+steadyFetch]); err != nil {
+			if err := health.Check(data[off : off+steadyFetch]); err != nil {
 				b.Fatal(err)
 			}
 			off += steadyFetch
@@ -381,13 +382,13 @@ func BenchmarkRefillAgainstHealth(b *testing.B) {
 		b.StopTimer()
 		_ = p.Close()
 		b.StartTimer()
-		health += t1.Sub(t0)
-		refill += t2.Sub(t1)
+		inHealth += t1.Sub(t0)
+		inRefill += t2.Sub(t1)
 	}
-	b.ReportMetric(float64(health)/float64(refill), "refill/health")
+	b.ReportMetric(float64(inHealth)/float64(inRefill), "refill/health")
 }
 
-// BenchmarkHealthCheck is the health tests alone (entropy.CheckHealth) over
+// BenchmarkHealthCheck is the health tests alone (health.Check) over
 // the refill's blocks (steadyFetch bytes of memSource's buffer): the bound
 // of BenchmarkRefill, whose throughput it is compared with in the same run.
 func BenchmarkHealthCheck(b *testing.B) {
@@ -399,7 +400,7 @@ func BenchmarkHealthCheck(b *testing.B) {
 		if off+steadyFetch > len(data) {
 			off = 0
 		}
-		if err := entropy.CheckHealth(data[off : off+steadyFetch]); err != nil {
+		if err := health.Check(data[off : off+steadyFetch]); err != nil {
 			b.Fatal(err)
 		}
 		off += steadyFetch

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/health"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -80,9 +81,9 @@ func (s *memSource) Fetch(_ context.Context, n int) (entropy.Block, error) {
 // offset (a sliding count covers every alignment the source can produce).
 func TestMemSourcePassesHealthTests(t *testing.T) {
 	data := randomBuffer()
-	rct, apt := entropy.DefaultHealthConfig().Cutoffs()
+	rct, apt := health.DefaultConfig().Cutoffs()
 	require.Positive(t, rct)
-	require.NoError(t, entropy.CheckHealth(data))
+	require.NoError(t, health.Check(data))
 
 	run, maxRun := 1, 1
 	for i := 1; i < len(data); i++ {
@@ -100,8 +101,8 @@ func TestMemSourcePassesHealthTests(t *testing.T) {
 	for i, v := range data {
 		counts[v]++
 		maxCount = max(maxCount, counts[v])
-		if i >= entropy.AptWindow {
-			counts[data[i-entropy.AptWindow]]--
+		if i >= health.AptWindow {
+			counts[data[i-health.AptWindow]]--
 		}
 	}
 	require.Less(t, maxCount, apt, "most frequent value in any window")
@@ -110,5 +111,5 @@ func TestMemSourcePassesHealthTests(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, blk.Data, 100)
 	require.True(t, blk.Verifiable)
-	require.NoError(t, entropy.CheckHealth(blk.Data))
+	require.NoError(t, health.Check(blk.Data))
 }

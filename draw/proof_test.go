@@ -17,6 +17,7 @@ import (
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/drandsource"
 	"github.com/provenrand/entropy/draw"
+	"github.com/provenrand/entropy/health"
 	"github.com/provenrand/entropy/httpsource"
 	"github.com/provenrand/entropy/internal/drandtest"
 	"github.com/provenrand/entropy/sim"
@@ -58,8 +59,8 @@ func TestTranscriptVerifiesOfflineWithTheSimulatorGone(t *testing.T) {
 	p := tr.Proofs[0]
 	assert.Equal(t, entropy.SchemeReferenceV2, p.Scheme)
 	assert.Equal(t, sim.SourceName, p.Source)
-	assert.Len(t, p.Data, entropy.AptWindow, "a job of its own, as small as the health tests can judge")
-	assert.Equal(t, entropy.AptWindow, p.Size)
+	assert.Len(t, p.Data, health.AptWindow, "a job of its own, as small as the health tests can judge")
+	assert.Equal(t, health.AptWindow, p.Size)
 	assert.Equal(t, tr.Entropy, hex.EncodeToString(p.Data[:draw.SeedSize]), "the seed is the job's first bytes")
 	assert.Len(t, p.Nonce, 16)
 	require.Len(t, tr.Label.Spans, 1)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/testkit"
 	"github.com/provenrand/entropy/sim"
 	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/assert"
@@ -54,7 +55,7 @@ type cell struct {
 	repeat    int  // how many requests in a row get the fault
 	permanent bool // the answer is a permanent error (no retry allowed)
 	// items, if set, makes the cell a batch cell: the items of the first
-	// repeat batches (of entropy.DefaultBatch items) take these faults,
+	// repeat batches (of the default 4 items) take these faults,
 	// one per item (sim.ScriptItems).
 	items []sim.Fault
 	// single: the Provider sends single requests only (WithBatch(1)).
@@ -100,7 +101,7 @@ func cells() []cell {
 		c.single = true
 		cs = append(cs, c)
 	}
-	// Partial batches (seed 003): some items of a batch fail, the others
+	// Partial batches: some items of a batch fail, the others
 	// are taken; the failed ones must never be served.
 	none := sim.Kind(sim.FaultNone)
 	cs = append(cs,
@@ -274,20 +275,46 @@ func expectedError(pol entropy.Policy, err error) bool {
 	return false
 }
 
-// ledger checks served bytes against the simulator's own record of its jobs.
+// ledger is the byte ledger of package testkit over the simulator's own
+// record of its jobs, with the checks of a label's class and of the jobs'
+// faults around it.
 type ledger struct {
+	*testkit.Ledger
 	s      *sim.Server
-	mu     sync.Mutex
-	used   map[string][]bool
+	mu     sync.Mutex // guards jobs and faults, the caches of the simulator's record
 	jobs   map[string][]byte
 	faults map[string]sim.FaultKind
 	// keys are the pool spans that keyed a derivation (ReadSecret): every
-	// read a derivation serves names the same spans (docs/secret.md).
+	// read a derivation serves names the same spans (docs/secret.md). Under
+	// dmu, which claimDerived holds for a whole read.
+	dmu  sync.Mutex
 	keys map[entropy.Span]bool
 }
 
 func newLedger(s *sim.Server) *ledger {
-	return &ledger{s: s, used: map[string][]bool{}, jobs: map[string][]byte{}, faults: map[string]sim.FaultKind{}, keys: map[entropy.Span]bool{}}
+	l := &ledger{s: s, jobs: map[string][]byte{}, faults: map[string]sim.FaultKind{}, keys: map[entropy.Span]bool{}}
+	l.Ledger = testkit.NewLedger(func(source, id string) ([]byte, bool) {
+		if source != sim.SourceName {
+			return nil, false
+		}
+		d, _, ok := l.job(id)
+		return d, ok
+	})
+	return l
+}
+
+// take checks a span with the ledger (got: the read's bytes for it, nil for
+// pool bytes that keyed a derivation). It reports whether the span named
+// bytes of a job the simulator made (known), whether it was mislabelled
+// (unknown, out of range, other bytes) or handed out before (twice), and
+// whether the job's bytes should never have passed the checks (unchecked).
+func (l *ledger) take(sp entropy.Span, got []byte) (known, mislabelled, twice, unchecked bool) {
+	f, _ := l.Take(testkit.Span{Source: sp.Source, Job: sp.JobID, Offset: sp.Offset, Length: sp.Length}, got)
+	if f == testkit.UnknownJob || f == testkit.OutOfRange {
+		return false, true, false, false
+	}
+	_, bad, _ := l.job(sp.JobID)
+	return true, f == testkit.Differs, f == testkit.Twice, bad
 }
 
 // check returns how many of the read's spans are mislabelled, served twice,
@@ -299,24 +326,16 @@ func (l *ledger) check(b []byte, lb entropy.Label) (mislabelled, twice, unchecke
 		}
 		return 0, 0, 0
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	off := 0
 	for _, sp := range lb.Spans {
-		data, bad, ok := l.job(sp.JobID)
-		if !ok || sp.Source != sim.SourceName || sp.Offset < 0 || sp.Offset+sp.Length > len(data) || off+sp.Length > len(b) {
+		if sp.Length <= 0 || off+sp.Length > len(b) {
 			mislabelled++
 			continue
 		}
-		if !bytes.Equal(b[off:off+sp.Length], data[sp.Offset:sp.Offset+sp.Length]) {
-			mislabelled++
-		}
-		if bad {
-			unchecked++
-		}
-		if !l.use(sp, len(data)) {
-			twice++
-		}
+		_, m, tw, u := l.take(sp, b[off:off+sp.Length])
+		mislabelled += count(m)
+		twice += count(tw)
+		unchecked += count(u)
 		off += sp.Length
 	}
 	if off != len(b) {
@@ -325,26 +344,20 @@ func (l *ledger) check(b []byte, lb entropy.Label) (mislabelled, twice, unchecke
 	return
 }
 
-// use marks the span's bytes of its job (of size n) as handed out, and
-// reports false if one of them was handed out before. l.mu must be held.
-func (l *ledger) use(sp entropy.Span, n int) bool {
-	u := l.used[sp.JobID]
-	if u == nil {
-		u = make([]bool, n)
-		l.used[sp.JobID] = u
+// count is 1 for true, 0 for false.
+func count(b bool) int {
+	if b {
+		return 1
 	}
-	fresh := true
-	for i := sp.Offset; i < sp.Offset+sp.Length; i++ {
-		fresh = fresh && !u[i]
-		u[i] = true
-	}
-	return fresh
+	return 0
 }
 
 // job returns a job's bytes as the simulator keeps them, and whether the job
 // carries a fault whose bytes must never be served (bad signature, wrong
 // length, stuck or biased data).
 func (l *ledger) job(id string) ([]byte, bool, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if d, ok := l.jobs[id]; ok {
 		return d, l.badJob(id, d), true
 	}

@@ -232,24 +232,15 @@ func (l *ledger) claimDerived(lb entropy.Label) int {
 	if lb.Verifiable || lb.Reason != nil {
 		return 1
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.dmu.Lock()
+	defer l.dmu.Unlock()
 	bad := 0
 	for _, sp := range lb.Spans {
-		data, faulty, ok := l.job(sp.JobID)
-		if !ok || sp.Offset < 0 || sp.Offset+sp.Length > len(data) {
-			bad++
-			continue
-		}
-		if faulty {
-			bad++
-		}
 		if l.keys[sp] {
 			continue // the same derivation, serving another read
 		}
-		if !l.use(sp, len(data)) {
-			bad++
-		}
+		known, m, twice, unchecked := l.take(sp, nil)
+		bad += count(!known || m || twice || unchecked)
 		l.keys[sp] = true
 	}
 	return bad

@@ -1,6 +1,6 @@
 package httpsource_test
 
-// Batches (seed 003's partial batch failures): POST /v1/entropy/batch
+// Batches with partial failures: POST /v1/entropy/batch
 // answers one item per size, each a job of its own or an error; the source
 // returns the items that passed every check and a *entropy.BatchError
 // naming the others. Against the simulator and a handler written here.

@@ -78,7 +78,7 @@ func binaryJob(hdr http.Header, body []byte) (jobBody, error) {
 // Both ways give the same fields, or the answer is malformed either way (see
 // scanJob).
 //
-// A failed job ("status" of "failed", or seed 003's "error") may carry its
+// A failed job ("status" of "failed", or "error") may carry its
 // failure in any of the error body shapes (an "error" object or string,
 // "code", "message", a details list): failedJob reads them all.
 func parseJob(b []byte) (jobBody, error) {

@@ -1,10 +1,9 @@
 package httpsource_test
 
-// The error rows of the seeds that go beyond a status and a code: a job that
-// ends in seed 003's "status": "error", the request ID on every error an
-// answer produced (seed 001's request_id), structured details lists (seed
-// 003, FastAPI), Retry-After absent versus 0 (seed 001's retry_after of
-// None), and API keys too short to keep out of error text. Each runs
+// The error fields that go beyond a status and a code: a job that ends in
+// "status": "error", the request ID on every error an answer produced,
+// structured details lists (plain, and FastAPI's), Retry-After absent
+// versus 0, and API keys too short to keep out of error text. Each runs
 // against a handler written here and against the simulator.
 
 import (
@@ -239,7 +238,7 @@ func TestDetailsListsAreKeptAsItems(t *testing.T) {
 		items      []entropy.ErrorItem
 		message    string
 	}{
-		{"seed 003 details objects", `{"details":[{"field":"size","message":"must be at most 65536","type":"range"},{"field":"fmt","message":"unknown"}]}`,
+		{"details objects", `{"details":[{"field":"size","message":"must be at most 65536","type":"range"},{"field":"fmt","message":"unknown"}]}`,
 			[]entropy.ErrorItem{{Field: "size", Message: "must be at most 65536", Type: "range"}, {Field: "fmt", Message: "unknown"}},
 			"size: must be at most 65536 (range); fmt: unknown"},
 		{"FastAPI detail", `{"detail":[{"loc":["query","size"],"msg":"ensure this value is less than or equal to 65536","type":"value_error.number.not_le"}]}`,

@@ -80,7 +80,7 @@ func ExampleSource_provider() {
 }
 
 // Fetch several jobs in one request: the items that passed every check come
-// back, and a *entropy.BatchError names the others (seed 003's partial batch
+// back, and a *entropy.BatchError names the others (a partial batch
 // failure). A Provider over the source refills this way by default.
 func ExampleSource_FetchBatch() {
 	service := sim.New(sim.WithKey("sk-example", 1<<20))

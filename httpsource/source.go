@@ -1,8 +1,9 @@
 // Package httpsource is the client of the reference HTTP protocol of verifiable
 // entropy (docs/protocol.md): an entropy.Source that
 // asks a service for GET /v1/entropy?size=N, follows queued jobs, checks the
-// Ed25519 signature of every job and maps every error answer of the seeds to
-// the error types of package entropy.
+// Ed25519 signature of every job and maps every error answer (each body shape,
+// status, Retry-After and job error the protocol allows) to the error types
+// of package entropy.
 //
 // A block is Verifiable only if its signature checked, and only a configured
 // public key (WithPublicKey, or WithFetchPublicKey) lets the source check one.
@@ -187,10 +188,11 @@ func WithAllowInsecureHTTP() Option {
 }
 
 // WithQuotaOn429WithoutRetryAfter reads a 429 answer without a Retry-After
-// header as an exhausted quota (seed 003: "the user exceeded its total quota
-// of use"): the APIError has Quota set and is permanent. Without this option
-// the source takes seed 000's reading, which the reference protocol follows:
-// every 429 is a passing rate limit, retried with exponential backoff.
+// header as an exhausted quota (some services answer 429 when "the user
+// exceeded its total quota of use"): the APIError has Quota set and is
+// permanent. Without this option the source reads it as the reference
+// protocol does: every 429 is a passing rate limit, retried with
+// exponential backoff.
 func WithQuotaOn429WithoutRetryAfter() Option {
 	return func(s *Source) error { s.quota429 = true; return nil }
 }

@@ -316,7 +316,7 @@ func TestFetchFailedJobWithoutErrorObject(t *testing.T) {
 	assert.Equal(t, "JobFailed", je.Code)
 }
 
-// errorShape writes an error body in one of the seeds' shapes.
+// errorShape writes an error body in one of the error body shapes.
 type errorShape struct {
 	name        string
 	contentType string
@@ -399,7 +399,7 @@ func TestErrorStatusesAndBodyShapes(t *testing.T) {
 					assert.Equal(t, shape.wantMessage, ae.Message)
 					assert.Equal(t, "req-"+shape.name, ae.RequestID)
 					assert.Equal(t, strings.TrimSpace(shape.body(status)), strings.TrimSpace(string(ae.Body)))
-					assert.False(t, ae.Quota, "the default reading of a 429 is seed 000's: not a quota")
+					assert.False(t, ae.Quota, "the default reading of a 429 is the reference protocol's: not a quota")
 					switch ra {
 					case "":
 						assert.Zero(t, ae.RetryAfter)

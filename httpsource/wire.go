@@ -36,9 +36,10 @@ const (
 	StatusRunning   = "running"
 	StatusCompleted = "completed"
 	StatusFailed    = "failed"
-	// StatusError is seed 003's spelling of a failed asynchronous
-	// operation ({"status":"error", …}). The client reads it as
-	// StatusFailed: a JobError with whatever code and message the body has.
+	// StatusError is another spelling of a failed asynchronous
+	// operation ({"status":"error", …}, the failure's fields beside it).
+	// The client reads it as StatusFailed: a JobError with whatever code
+	// and message the body has.
 	StatusError = "error"
 )
 
@@ -158,7 +159,7 @@ type BatchResponse struct {
 	Items []JobResponse `json:"items"`
 }
 
-// JobErrorResponse is seed 003's form of a failed asynchronous job: the
+// JobErrorResponse is the other form of a failed asynchronous job: the
 // status is "error" and the failure's code, message and details sit beside
 // it, not in an error object. The client reads it as a failed job.
 type JobErrorResponse struct {
@@ -177,8 +178,8 @@ type ErrorItemBody struct {
 	Type    string `json:"type,omitempty"`
 }
 
-// DetailsListErrorBody is {"details": [{"field","message","type"}, …]},
-// seed 003's details as a list of items.
+// DetailsListErrorBody is {"details": [{"field","message","type"}, …]}:
+// details as a list of items.
 type DetailsListErrorBody struct {
 	Details []ErrorItemBody `json:"details"`
 }
@@ -202,7 +203,7 @@ type PublicKeyResponse struct {
 	PublicKey string `json:"public_key"` // standard padded base64 of the 32-byte key
 }
 
-// The error body shapes of the seeds. A service may answer an error with any
+// The error body shapes services answer with. A service may answer an error with any
 // of them, or with plain text; ParseErrorBody reads them all.
 type (
 	// StatusErrorBody is {"error","message","statusCode"}.
@@ -211,7 +212,7 @@ type (
 		Message    string `json:"message"`
 		StatusCode int    `json:"statusCode"`
 	}
-	// DetailsErrorBody is {"details", ...} (seed 003): details is a string
+	// DetailsErrorBody is {"details", ...}: details is a string
 	// and other fields may follow. A details list (of strings, or of objects
 	// such as {"field","message","type"}) and FastAPI's {"detail": [{"loc",
 	// "msg","type"}]} are read too: see ParseErrorItems.
@@ -233,7 +234,7 @@ type (
 const maxTextMessage = 512
 
 // ParseErrorBody extracts a machine code and a message from an error body in
-// any of the seeds' shapes:
+// any of those shapes:
 //
 //   - {"error":"Unauthorized","message":"…","statusCode":401}: code "Unauthorized"
 //   - {"details":"…", …}: message from details (a non-string details is kept
@@ -256,7 +257,7 @@ func parseErrorBody(body []byte, text func([]byte) string) (code, message string
 	return code, message
 }
 
-// ParseErrorItems returns the items of a details list (seed 003) or of
+// ParseErrorItems returns the items of a details list or of
 // FastAPI's detail list in an error body, in order, each field as one short
 // line of text (as ParseErrorBody makes them); nil if the body has no such
 // list. An item is read from an object's field (or "loc", a list of names

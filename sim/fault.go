@@ -50,7 +50,7 @@ const (
 	// FaultExhausted: the caller's balance drops to zero and the answer is
 	// 402, as is every later request with that key until AddKey tops it up.
 	FaultExhausted
-	// FaultJobError: 202 queued, then the job ends in seed 003's
+	// FaultJobError: 202 queued, then the job ends in the other
 	// asynchronous error form ({"status":"error","code","message",
 	// "details"}) with Fault.Code (default "QuantumComputerError") and
 	// Fault.Details on the first poll.
@@ -95,7 +95,8 @@ func FaultKinds() []FaultKind {
 	return kinds
 }
 
-// BodyShape is one of the error body shapes of the seeds.
+// BodyShape is one of the error body shapes services answer with
+// (httpsource.ParseErrorBody reads them all).
 type BodyShape int
 
 // The error body shapes (see package httpsource's body types).
@@ -114,7 +115,7 @@ const (
 	ShapeFastAPI
 )
 
-// Shapes lists the seeds' body shapes of one code and message.
+// Shapes lists the body shapes of one code and message.
 var Shapes = []BodyShape{ShapeNested, ShapeStatus, ShapeDetails, ShapeCode, ShapeText}
 
 // ListShapes lists the body shapes that carry a list of structured items.
@@ -230,7 +231,7 @@ func (f Fault) withDefaults() Fault {
 }
 
 // statusText returns the code and message the simulator sends with an error
-// status, worded after the seeds.
+// status, worded as the services the reference protocol follows word it.
 func statusText(status int) (code, message string) {
 	switch status {
 	case 400:
@@ -263,7 +264,8 @@ func statusText(status int) (code, message string) {
 	return strings.ReplaceAll(text, " ", ""), text + "."
 }
 
-// jobMessages are the messages of the job error codes (seeds 000 and 002).
+// jobMessages are the messages of the job error codes: the quantum cloud's
+// (QuantumComputerError … InternalError) and the reference protocol's own.
 var jobMessages = map[string]string{
 	"QuantumComputerError": "Generic failure while the job was processed on the QPU.",
 	"QuotaExhaustedError":  "Inadequate credit balance to run this job.",

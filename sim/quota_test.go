@@ -42,7 +42,7 @@ func TestQuotaHeadersThen429(t *testing.T) {
 	assert.Equal(t, http.StatusTooManyRequests, reqs[len(reqs)-1].Status)
 }
 
-// A 402 says what is left of the key's balance (seed 000: "Insufficient
+// A 402 says what is left of the key's balance ("Insufficient
 // balance"): a top-level "balance" member, in bytes, beside the error of
 // every JSON shape, and a sentence of the plain-text one; for a single
 // request, a batch no item of which the balance pays for, and an

@@ -185,8 +185,8 @@ type Server struct {
 type job struct {
 	id      string
 	failure *httpsource.ErrorDetail // failed jobs: the error
-	// errForm: the failed job answers in seed 003's form (status "error",
-	// code, message and details beside it).
+	// errForm: the failed job answers in the other asynchronous form
+	// (status "error", with code, message and details beside it).
 	errForm bool
 	details []httpsource.ErrorItemBody
 	data    []byte // completed jobs: the entropy

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/health"
 	"github.com/provenrand/entropy/internal/straybytes"
 	"github.com/provenrand/entropy/sim"
 )
@@ -227,7 +228,7 @@ func TestReadTinyFromStuckServiceNotVerifiable(t *testing.T) {
 		assert.False(t, lbl.Verifiable, "-n %d: stuck bytes %s labelled verifiable", n, lines[0])
 	}
 	for _, r := range s.EntropyRequests() {
-		rct, apt := entropy.DefaultHealthConfig().Cutoffs()
+		rct, apt := health.DefaultConfig().Cutoffs()
 		assert.GreaterOrEqual(t, r.Size, max(rct, apt), "the service was asked for a block too small to judge")
 	}
 }

@@ -1,13 +1,5 @@
-package entropy
-
-import (
-	"encoding/binary"
-	"fmt"
-	"math"
-	"sync/atomic"
-)
-
-// Continuous health tests (NIST SP 800-90B §4.4) on fetched blocks.
+// Package health holds the continuous health tests (NIST SP 800-90B §4.4)
+// that an entropy.Provider runs on every block it fetches.
 //
 // Every block a source returns is tested before it enters the pool; a block
 // that fails is discarded whole and counts as a source failure (contract
@@ -43,12 +35,24 @@ import (
 //
 // docs/health.md gives the derivation, the chosen parameters and the
 // measured false-alarm rate.
+package health
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sync/atomic"
+)
+
+// ErrFailed is matched by every *Error: a block failed a health test.
+var ErrFailed = errors.New("entropy: health test failed")
 
 // AptWindow is the window of the Adaptive Proportion Test: W = 512, the
 // value SP 800-90B §4.4.2 sets for non-binary samples.
 const AptWindow = 512
 
-// HealthConfig sets the assumptions the health-test cutoffs derive from.
+// Config sets the assumptions the health-test cutoffs derive from.
 //
 // MinEntropy is the assessed min-entropy H of the source in bits per byte,
 // 0 < H ≤ 8: the tests assume no byte value has probability above 2^-H.
@@ -59,19 +63,19 @@ const AptWindow = 512
 // per sample for the RCT, per window for the APT, when the source meets
 // its assessment. 1 ≤ k ≤ 256.
 //
-// The zero value is invalid; start from DefaultHealthConfig.
-type HealthConfig struct {
+// The zero value is invalid; start from [DefaultConfig].
+type Config struct {
 	MinEntropy     float64 // assessed H, bits per byte
 	FalseAlarmLog2 int     // α = 2^-FalseAlarmLog2
 }
 
-// Default health-test assumptions: see DefaultHealthConfig.
+// Default health-test assumptions: see DefaultConfig.
 const (
 	DefaultMinEntropy     = 7.0
 	DefaultFalseAlarmLog2 = 40
 )
 
-// DefaultHealthConfig returns H = 7 bits per byte and α = 2^-40, which give
+// DefaultConfig returns H = 7 bits per byte and α = 2^-40, which give
 // the cutoffs RCT 7 and APT 28 (see Cutoffs).
 //
 // The services claim full-entropy output (H = 8), but assessing H = 8 leaves
@@ -83,12 +87,12 @@ const (
 // million blocks of 64 KiB (2^-26, nearly all of it the RCT), and for
 // full-entropy output to about one in 4·10^9 (2^-32); a real failure still
 // exceeds the cutoffs by a wide margin.
-func DefaultHealthConfig() HealthConfig {
-	return HealthConfig{MinEntropy: DefaultMinEntropy, FalseAlarmLog2: DefaultFalseAlarmLog2}
+func DefaultConfig() Config {
+	return Config{MinEntropy: DefaultMinEntropy, FalseAlarmLog2: DefaultFalseAlarmLog2}
 }
 
 // Validate reports whether c is a usable configuration.
-func (c HealthConfig) Validate() error {
+func (c Config) Validate() error {
 	if !(c.MinEntropy > 0 && c.MinEntropy <= 8) { // also refuses NaN
 		return fmt.Errorf("entropy: health config: MinEntropy %v outside (0, 8] bits per byte", c.MinEntropy)
 	}
@@ -103,10 +107,10 @@ func (c HealthConfig) Validate() error {
 //	rct = 1 + ⌈k/H⌉
 //	apt = smallest c with 2^H · P[Binomial(W=512, p=2^-H) ≥ c] ≤ 2^-k
 //
-// An apt of AptWindow+1 means the APT can never fail (H too small for the
+// An apt of [AptWindow]+1 means the APT can never fail (H too small for the
 // window to show anything at that α). Both are 0 if c is invalid (see
 // Validate).
-func (c HealthConfig) Cutoffs() (rct int, apt int) {
+func (c Config) Cutoffs() (rct int, apt int) {
 	rct, apt, err := c.cutoffs()
 	if err != nil {
 		return 0, 0
@@ -114,37 +118,37 @@ func (c HealthConfig) Cutoffs() (rct int, apt int) {
 	return rct, apt
 }
 
-// CheckHealth runs the health tests with DefaultHealthConfig on one block.
-// It is shorthand for DefaultHealthConfig().Check(data).
-func CheckHealth(data []byte) error {
-	return DefaultHealthConfig().Check(data)
+// Check runs the health tests with [DefaultConfig] on one block.
+// It is shorthand for DefaultConfig().Check(data).
+func Check(data []byte) error {
+	return DefaultConfig().Check(data)
 }
 
 // Check runs the Repetition Count Test and the Adaptive Proportion Test on
 // data as one block and returns nil if both pass. A failure is a
-// *HealthError, which matches ErrHealthTest; it names the first failure in
+// *Error, which matches [ErrFailed]; it names the first failure in
 // the block. An invalid c returns a configuration error (see Validate) for
 // every block. An empty block passes.
 //
 // Check makes one pass over data and allocates nothing unless it fails or c
 // differs from the configuration of the previous call (its cutoffs are then
 // computed once and cached).
-func (c HealthConfig) Check(data []byte) error {
+func (c Config) Check(data []byte) error {
 	rct, apt, err := c.cutoffs()
 	if err != nil {
 		return err
 	}
 	if f := scanHealth(data, rct, apt); f.test != 0 {
-		return &HealthError{Test: f.test, Value: f.value, Start: f.start, Offset: f.offset, Count: f.count, Cutoff: f.cutoff}
+		return &Error{Test: f.test, Value: f.value, Start: f.start, Offset: f.offset, Count: f.count, Cutoff: f.cutoff}
 	}
 	return nil
 }
 
-// minBlock is the smallest block both tests can judge under c: a block of
+// MinBlock is the smallest block both tests can judge under c: a block of
 // fewer bytes than a cutoff can never fail that test, so a source stuck at
 // one value would pass in blocks of rct-1 bytes. An APT that can never fail
 // (cutoff above the window) does not count. 0 for an invalid c.
-func (c HealthConfig) minBlock() int {
+func (c Config) MinBlock() int {
 	rct, apt, err := c.cutoffs()
 	if err != nil {
 		return 0
@@ -155,31 +159,31 @@ func (c HealthConfig) minBlock() int {
 	return max(rct, apt)
 }
 
-// HealthTest names one of the continuous health tests.
-type HealthTest int
+// Test names one of the continuous health tests.
+type Test int
 
 // The health tests.
 const (
-	RepetitionCountTest    HealthTest = iota + 1 // SP 800-90B §4.4.1
-	AdaptiveProportionTest                       // SP 800-90B §4.4.2, every value counted
+	RepetitionCountTest    Test = iota + 1 // SP 800-90B §4.4.1
+	AdaptiveProportionTest                 // SP 800-90B §4.4.2, every value counted
 )
 
 // String returns the test's name.
-func (t HealthTest) String() string {
+func (t Test) String() string {
 	switch t {
 	case RepetitionCountTest:
 		return "repetition count test"
 	case AdaptiveProportionTest:
 		return "adaptive proportion test"
 	}
-	return fmt.Sprintf("HealthTest(%d)", int(t))
+	return fmt.Sprintf("Test(%d)", int(t))
 }
 
-// HealthError is a failed health test: which test, on which byte value,
+// Error is a failed health test: which test, on which byte value,
 // where in the block, with which count against which cutoff. It matches
-// ErrHealthTest with errors.Is.
-type HealthError struct {
-	Test   HealthTest
+// [ErrFailed] with [errors.Is].
+type Error struct {
+	Test   Test
 	Value  byte // the repeated or over-frequent byte value
 	Start  int  // offset in the block of the run (RCT) or window (APT)
 	Offset int  // offset of the byte at which the count reached the cutoff
@@ -188,22 +192,22 @@ type HealthError struct {
 }
 
 // Error describes the failure.
-func (e *HealthError) Error() string {
+func (e *Error) Error() string {
 	if e.Test == AdaptiveProportionTest {
 		return fmt.Sprintf("%v: %v: byte 0x%02x seen %d times in the window at offset %d by offset %d (cutoff %d)",
-			ErrHealthTest, e.Test, e.Value, e.Count, e.Start, e.Offset, e.Cutoff)
+			ErrFailed, e.Test, e.Value, e.Count, e.Start, e.Offset, e.Cutoff)
 	}
 	return fmt.Sprintf("%v: %v: byte 0x%02x repeated %d times from offset %d to %d (cutoff %d)",
-		ErrHealthTest, e.Test, e.Value, e.Count, e.Start, e.Offset, e.Cutoff)
+		ErrFailed, e.Test, e.Value, e.Count, e.Start, e.Offset, e.Cutoff)
 }
 
-// Unwrap returns ErrHealthTest.
-func (e *HealthError) Unwrap() error { return ErrHealthTest }
+// Unwrap returns [ErrFailed].
+func (e *Error) Unwrap() error { return ErrFailed }
 
 // healthFailure is the allocation-free result of scanHealth; test is 0 when
 // the block passed.
 type healthFailure struct {
-	test                         HealthTest
+	test                         Test
 	value                        byte
 	start, offset, count, cutoff int
 }
@@ -307,7 +311,7 @@ func healthPasses(data []byte, rct, apt int) bool {
 
 // healthCutoffs is one configuration with its derived cutoffs.
 type healthCutoffs struct {
-	cfg      HealthConfig
+	cfg      Config
 	rct, apt int
 }
 
@@ -317,7 +321,7 @@ type healthCutoffs struct {
 var lastCutoffs atomic.Pointer[healthCutoffs]
 
 // cutoffs returns the cutoffs of c from the cache, or derives and caches them.
-func (c HealthConfig) cutoffs() (rct, apt int, err error) {
+func (c Config) cutoffs() (rct, apt int, err error) {
 	if e := lastCutoffs.Load(); e != nil && e.cfg == c {
 		return e.rct, e.apt, nil
 	}

@@ -1,8 +1,7 @@
-package entropy
+package health
 
 import (
 	"bytes"
-	"context"
 	crand "crypto/rand"
 	"errors"
 	"flag"
@@ -12,8 +11,6 @@ import (
 	"math/rand/v2"
 	mrand "math/rand/v2"
 
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +20,7 @@ import (
 
 // healthGiB sets how much crypto/rand output TestHealthFalseAlarms checks.
 // Zero (the default) checks a short 16 MiB; the figure in docs/health.md
-// comes from `go test -run TestHealthFalseAlarms -health.gib=1 -v .`.
+// comes from `go test -run TestHealthFalseAlarms -health.gib=1 -v ./health`.
 var healthGiB = flag.Float64("health.gib", 0, "GiB of crypto/rand output TestHealthFalseAlarms checks (0: 16 MiB)")
 
 // healthBlockSize is the block size of the false-alarm measurement in
@@ -93,7 +90,7 @@ func TestAptCutoffIsExact(t *testing.T) {
 // their definition: RCT 1 + ⌈40/7⌉ = 7; APT 28, the smallest c with
 // 2^7·P[Binomial(512, 2^-7) ≥ c] ≤ 2^-40.
 func TestDefaultHealthCutoffs(t *testing.T) {
-	cfg := DefaultHealthConfig()
+	cfg := DefaultConfig()
 	require.NoError(t, cfg.Validate())
 	rct, apt := cfg.Cutoffs()
 	assert.Equal(t, 7, rct)
@@ -115,7 +112,7 @@ func TestAptUnionBoundCondition(t *testing.T) {
 	checked := 0
 	for h := 0.25; h <= 8; h += 0.25 {
 		for k := 1; k <= 256; k += 5 {
-			_, apt := HealthConfig{MinEntropy: h, FalseAlarmLog2: k}.Cutoffs()
+			_, apt := Config{MinEntropy: h, FalseAlarmLog2: k}.Cutoffs()
 			require.Positive(t, apt)
 			if apt > AptWindow {
 				continue // the APT cannot fail: nothing to bound
@@ -130,7 +127,7 @@ func TestAptUnionBoundCondition(t *testing.T) {
 // TestHealthConfigValidate checks that bad configurations are refused with a
 // clear error, never a panic, and never taken for a health-test failure.
 func TestHealthConfigValidate(t *testing.T) {
-	bad := []HealthConfig{
+	bad := []Config{
 		{},
 		{MinEntropy: 0, FalseAlarmLog2: 40},
 		{MinEntropy: -1, FalseAlarmLog2: 40},
@@ -150,9 +147,9 @@ func TestHealthConfigValidate(t *testing.T) {
 		assert.Zero(t, apt)
 		err = c.Check([]byte{1, 2, 3})
 		require.Error(t, err, "%+v", c)
-		assert.NotErrorIs(t, err, ErrHealthTest)
+		assert.NotErrorIs(t, err, ErrFailed)
 	}
-	for _, c := range []HealthConfig{{MinEntropy: 8, FalseAlarmLog2: 1}, {MinEntropy: 0.01, FalseAlarmLog2: 256}, DefaultHealthConfig()} {
+	for _, c := range []Config{{MinEntropy: 8, FalseAlarmLog2: 1}, {MinEntropy: 0.01, FalseAlarmLog2: 256}, DefaultConfig()} {
 		assert.NoError(t, c.Validate(), "%+v", c)
 		rct, apt := c.Cutoffs()
 		assert.GreaterOrEqual(t, rct, 2)
@@ -160,16 +157,16 @@ func TestHealthConfigValidate(t *testing.T) {
 	}
 }
 
-// TestCheckHealthStuckFailsRCT: a stuck source (every byte equal) fails the
+// TestCheckStuckFailsRCT: a stuck source (every byte equal) fails the
 // Repetition Count Test at the cutoff-th byte, whatever the value and the
 // block length, and so does a stuck stretch inside good data.
-func TestCheckHealthStuckFailsRCT(t *testing.T) {
-	rct, _ := DefaultHealthConfig().Cutoffs()
+func TestCheckStuckFailsRCT(t *testing.T) {
+	rct, _ := DefaultConfig().Cutoffs()
 	for v := range 256 {
 		for _, n := range []int{rct, 100, 4096, 65536} {
-			err := CheckHealth(bytes.Repeat([]byte{byte(v)}, n))
-			require.ErrorIs(t, err, ErrHealthTest, "value %d, %d bytes", v, n)
-			var he *HealthError
+			err := Check(bytes.Repeat([]byte{byte(v)}, n))
+			require.ErrorIs(t, err, ErrFailed, "value %d, %d bytes", v, n)
+			var he *Error
 			require.ErrorAs(t, err, &he)
 			assert.Equal(t, RepetitionCountTest, he.Test)
 			assert.Equal(t, byte(v), he.Value)
@@ -181,12 +178,12 @@ func TestCheckHealthStuckFailsRCT(t *testing.T) {
 	}
 
 	// One byte short of the cutoff passes; a stuck stretch mid-block fails.
-	require.NoError(t, CheckHealth(bytes.Repeat([]byte{0xAA}, rct-1)))
+	require.NoError(t, Check(bytes.Repeat([]byte{0xAA}, rct-1)))
 	data := distinctBytes(3000)
 	copy(data[1500:], bytes.Repeat([]byte{0x42}, 40))
 	data[1499] = 0x41
-	var he *HealthError
-	require.ErrorAs(t, CheckHealth(data), &he)
+	var he *Error
+	require.ErrorAs(t, Check(data), &he)
 	assert.Equal(t, RepetitionCountTest, he.Test)
 	assert.Equal(t, 1500, he.Start)
 	assert.Equal(t, 1500+rct-1, he.Offset)
@@ -233,20 +230,20 @@ func standardAPTFails(data []byte, cutoff int) bool {
 	return false
 }
 
-// TestCheckHealthBiasedFailsAPT: biased blocks (0x00 half the time) fail the
+// TestCheckBiasedFailsAPT: biased blocks (0x00 half the time) fail the
 // Adaptive Proportion Test alone, in every 4 KiB block, in every window of
 // it, and in short blocks too; the full check fails every block. The
 // standard's first-sample APT misses some of them, which is why this APT
 // counts every value.
-func TestCheckHealthBiasedFailsAPT(t *testing.T) {
-	_, apt := DefaultHealthConfig().Cutoffs()
+func TestCheckBiasedFailsAPT(t *testing.T) {
+	_, apt := DefaultConfig().Cutoffs()
 	r := rand.New(rand.NewChaCha8([32]byte{'h', 'e', 'a', 'l', 't', 'h'}))
 	const blocks = 2000
 	block := make([]byte, 4096)
 	standardMissed := 0
 	for i := range blocks {
 		biasedBlock(r, block)
-		require.ErrorIs(t, CheckHealth(block), ErrHealthTest, "block %d", i)
+		require.ErrorIs(t, Check(block), ErrFailed, "block %d", i)
 
 		// The APT on its own (an RCT cutoff it can never reach).
 		f := scanHealth(block, len(block)+1, apt)
@@ -301,7 +298,7 @@ func TestAPTIsStrongerThanStandard(t *testing.T) {
 // counts do not carry from one window to the next, and the trailing partial
 // window is tested with the full cutoff.
 func TestHealthAPTWindows(t *testing.T) {
-	_, apt := DefaultHealthConfig().Cutoffs()
+	_, apt := DefaultConfig().Cutoffs()
 	// spread writes n copies of v into w, every third byte from off: never a
 	// run, so only the APT can see them.
 	spread := func(w []byte, off, n int, v byte) {
@@ -327,12 +324,12 @@ func TestHealthAPTWindows(t *testing.T) {
 	b := noV(1024)
 	spread(b, 512-3*(apt-1), apt-1, v)
 	spread(b, 512, apt-1, v)
-	require.NoError(t, CheckHealth(b))
+	require.NoError(t, Check(b))
 
 	// One more in window 1 reaches it; the error names window 1.
 	b[512+3*(apt-1)] = v
-	var he *HealthError
-	require.ErrorAs(t, CheckHealth(b), &he)
+	var he *Error
+	require.ErrorAs(t, Check(b), &he)
 	assert.Equal(t, AdaptiveProportionTest, he.Test)
 	assert.Equal(t, byte(v), he.Value)
 	assert.Equal(t, 512, he.Start)
@@ -343,65 +340,65 @@ func TestHealthAPTWindows(t *testing.T) {
 	// A trailing partial window of 100 bytes is tested with the same cutoff.
 	b = noV(612)
 	spread(b, 512, apt, v)
-	require.ErrorAs(t, CheckHealth(b), &he)
+	require.ErrorAs(t, Check(b), &he)
 	assert.Equal(t, 512, he.Start)
 
 	// So is a block shorter than one window.
 	b = noV(100)
 	spread(b, 0, apt, v)
-	require.ErrorAs(t, CheckHealth(b), &he)
+	require.ErrorAs(t, Check(b), &he)
 	assert.Equal(t, AdaptiveProportionTest, he.Test)
 	assert.Equal(t, 0, he.Start)
 
 	// One short of the cutoff in a partial window passes.
 	b = noV(100)
 	spread(b, 0, apt-1, v)
-	require.NoError(t, CheckHealth(b))
+	require.NoError(t, Check(b))
 }
 
-// TestCheckHealthShortAndEmpty: an empty block passes; short blocks get the
+// TestCheckShortAndEmpty: an empty block passes; short blocks get the
 // RCT.
-func TestCheckHealthShortAndEmpty(t *testing.T) {
-	require.NoError(t, CheckHealth(nil))
-	require.NoError(t, CheckHealth([]byte{}))
-	require.NoError(t, CheckHealth([]byte{0}))
-	rct, _ := DefaultHealthConfig().Cutoffs()
-	require.NoError(t, CheckHealth(bytes.Repeat([]byte{7}, rct-1)))
-	require.ErrorIs(t, CheckHealth(bytes.Repeat([]byte{7}, rct)), ErrHealthTest)
+func TestCheckShortAndEmpty(t *testing.T) {
+	require.NoError(t, Check(nil))
+	require.NoError(t, Check([]byte{}))
+	require.NoError(t, Check([]byte{0}))
+	rct, _ := DefaultConfig().Cutoffs()
+	require.NoError(t, Check(bytes.Repeat([]byte{7}, rct-1)))
+	require.ErrorIs(t, Check(bytes.Repeat([]byte{7}, rct)), ErrFailed)
 }
 
-// TestCheckHealthCryptoRandPasses: crypto/rand output of the block sizes the
+// TestCheckCryptoRandPasses: crypto/rand output of the block sizes the
 // sources return passes.
-func TestCheckHealthCryptoRandPasses(t *testing.T) {
+func TestCheckCryptoRandPasses(t *testing.T) {
 	for _, n := range []int{1, 32, 511, 512, 513, 4096, 65536} {
 		for range 20 {
 			b := make([]byte, n)
 			_, _ = crand.Read(b)
-			require.NoError(t, CheckHealth(b), "%d bytes", n)
+			require.NoError(t, Check(b), "%d bytes", n)
 		}
 	}
 }
 
 // TestHealthErrorMessage: the error says which test failed, on which value,
-// where, with which count and cutoff, and matches ErrHealthTest.
+// where, with which count and cutoff, and matches ErrFailed.
 func TestHealthErrorMessage(t *testing.T) {
-	err := CheckHealth(append([]byte{1, 2, 3}, bytes.Repeat([]byte{0xAB}, 10)...))
-	require.ErrorIs(t, err, ErrHealthTest)
+	err := Check(append([]byte{1, 2, 3}, bytes.Repeat([]byte{0xAB}, 10)...))
+	require.ErrorIs(t, err, ErrFailed)
 	assert.Equal(t, "entropy: health test failed: repetition count test: byte 0xab repeated 7 times from offset 3 to 9 (cutoff 7)", err.Error())
 
-	e := &HealthError{Test: AdaptiveProportionTest, Value: 0, Start: 512, Offset: 700, Count: 28, Cutoff: 28}
+	e := &Error{Test: AdaptiveProportionTest, Value: 0, Start: 512, Offset: 700, Count: 28, Cutoff: 28}
 	assert.Equal(t, "entropy: health test failed: adaptive proportion test: byte 0x00 seen 28 times in the window at offset 512 by offset 700 (cutoff 28)", e.Error())
-	assert.ErrorIs(t, e, ErrHealthTest)
-	assert.Equal(t, "HealthTest(9)", HealthTest(9).String())
+	assert.ErrorIs(t, e, ErrFailed)
+	assert.Equal(t, "Test(9)", Test(9).String())
 }
 
-// TestCheckHealthNoAlloc: a passing check allocates nothing.
-func TestCheckHealthNoAlloc(t *testing.T) {
+// TestCheckNoAlloc: a passing check allocates nothing.
+func TestCheckNoAlloc(t *testing.T) {
 	b := make([]byte, 64<<10)
 	_, _ = crand.Read(b)
-	require.NoError(t, CheckHealth(b))
+	require.NoError(t, Check(b))
 	allocs := testing.AllocsPerRun(100, func() {
-		if CheckHealth(b) != nil {
+		if Check(b) != nil {
 			panic("unreachable: the block passed above")
 		}
 	})
@@ -417,14 +414,14 @@ func TestHealthFalseAlarms(t *testing.T) {
 	if *healthGiB > 0 {
 		total = int64(*healthGiB * (1 << 30))
 	}
-	rct, apt := DefaultHealthConfig().Cutoffs()
+	rct, apt := DefaultConfig().Cutoffs()
 	block := make([]byte, healthBlockSize)
 	var blocks, alarms, checked int64
 	maxRun, maxCount := 0, 0
 	began := time.Now()
 	for checked < total {
 		_, _ = crand.Read(block)
-		if err := CheckHealth(block); err != nil {
+		if err := Check(block); err != nil {
 			alarms++
 			t.Logf("false alarm in block %d: %v", blocks, err)
 		}
@@ -489,14 +486,14 @@ func referenceCheck(data []byte, rct, apt int) healthFailure {
 }
 
 // fuzzConfig turns two fuzz bytes into a valid configuration.
-func fuzzConfig(h, k uint8) HealthConfig {
-	return HealthConfig{MinEntropy: 0.25 + float64(h%32)*0.25, FalseAlarmLog2: 1 + int(k)%64}
+func fuzzConfig(h, k uint8) Config {
+	return Config{MinEntropy: 0.25 + float64(h%32)*0.25, FalseAlarmLog2: 1 + int(k)%64}
 }
 
-// TestCheckHealthMatchesReference compares Check with referenceCheck on
+// TestCheckMatchesReference compares Check with referenceCheck on
 // random blocks with planted runs and favoured values, over many
 // configurations.
-func TestCheckHealthMatchesReference(t *testing.T) {
+func TestCheckMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewChaCha8([32]byte{'r', 'e', 'f'}))
 	failures := 0
 	for i := range 3000 {
@@ -515,7 +512,7 @@ func TestCheckHealthMatchesReference(t *testing.T) {
 			continue
 		}
 		failures++
-		var he *HealthError
+		var he *Error
 		require.ErrorAs(t, err, &he)
 		assert.Equal(t, want.test, he.Test)
 		assert.Equal(t, want.offset, he.Offset)
@@ -523,9 +520,9 @@ func TestCheckHealthMatchesReference(t *testing.T) {
 	assert.Greater(t, failures, 100, "the sample should exercise failures")
 }
 
-// FuzzCheckHealth: Check never panics, gives the same answer twice, and
+// FuzzCheck: Check never panics, gives the same answer twice, and
 // agrees with the reference statement, for any data and configuration.
-func FuzzCheckHealth(f *testing.F) {
+func FuzzCheck(f *testing.F) {
 	f.Add([]byte{}, uint8(27), uint8(39))
 	f.Add(bytes.Repeat([]byte{0}, 100), uint8(27), uint8(39))
 	f.Add(distinctBytes(1100), uint8(31), uint8(0))
@@ -539,7 +536,7 @@ func FuzzCheckHealth(f *testing.F) {
 		}
 		rct, apt := cfg.Cutoffs()
 		want := referenceCheck(data, rct, apt)
-		var he *HealthError
+		var he *Error
 		switch {
 		case want.test == 0 && err1 != nil:
 			t.Fatalf("reference passes, Check: %v", err1)
@@ -551,20 +548,20 @@ func FuzzCheckHealth(f *testing.F) {
 	})
 }
 
-// BenchmarkCheckHealth measures the check on the refill path for 4 KiB and
+// BenchmarkCheck measures the check on the refill path for 4 KiB and
 // 64 KiB blocks of crypto/rand output (which pass, so every byte is seen).
-func BenchmarkCheckHealth(b *testing.B) {
+func BenchmarkCheck(b *testing.B) {
 	for _, n := range []int{4 << 10, 64 << 10} {
 		b.Run(fmt.Sprintf("%dKiB", n>>10), func(b *testing.B) {
 			data := make([]byte, n)
 			_, _ = crand.Read(data)
-			if err := CheckHealth(data); err != nil {
+			if err := Check(data); err != nil {
 				b.Fatal(err)
 			}
 			b.SetBytes(int64(n))
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := CheckHealth(data); err != nil {
+				if err := Check(data); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -573,10 +570,10 @@ func BenchmarkCheckHealth(b *testing.B) {
 }
 
 // A block from a source that got stuck fails the Repetition Count Test.
-func ExampleCheckHealth() {
+func ExampleCheck() {
 	stuck := bytes.Repeat([]byte{0x00}, 4096)
-	err := CheckHealth(stuck)
-	fmt.Println(errors.Is(err, ErrHealthTest))
+	err := Check(stuck)
+	fmt.Println(errors.Is(err, ErrFailed))
 	fmt.Println(err)
 	// Output:
 	// true
@@ -584,17 +581,17 @@ func ExampleCheckHealth() {
 }
 
 // The cutoffs follow from the assessed entropy and the false-alarm rate.
-func ExampleHealthConfig_Cutoffs() {
-	rct, apt := DefaultHealthConfig().Cutoffs()
+func ExampleConfig_Cutoffs() {
+	rct, apt := DefaultConfig().Cutoffs()
 	fmt.Println("default:", rct, apt)
-	rct, apt = HealthConfig{MinEntropy: 8, FalseAlarmLog2: 20}.Cutoffs()
+	rct, apt = Config{MinEntropy: 8, FalseAlarmLog2: 20}.Cutoffs()
 	fmt.Println("H=8, α=2^-20:", rct, apt)
 	// Output:
 	// default: 7 28
 	// H=8, α=2^-20: 4 15
 }
 
-// WithHealthTests / HealthConfig.Validate: a configuration Validate accepts
+// WithHealthTests / Config.Validate: a configuration Validate accepts
 // must give usable cutoffs. Assessing less entropy makes the tests more
 // tolerant, never less, so a block that passes the default tests must pass
 // a configuration with a (valid) tiny MinEntropy too; otherwise Validate must
@@ -602,9 +599,9 @@ func ExampleHealthConfig_Cutoffs() {
 func TestTinyMinEntropyValidatedOrTolerant(t *testing.T) {
 	data := make([]byte, 4096)
 	_, _ = mrand.NewChaCha8([32]byte{1}).Read(data)
-	require.NoError(t, DefaultHealthConfig().Check(data))
+	require.NoError(t, DefaultConfig().Check(data))
 	for _, h := range []float64{1e-18, 5e-324} {
-		c := HealthConfig{MinEntropy: h, FalseAlarmLog2: DefaultFalseAlarmLog2}
+		c := Config{MinEntropy: h, FalseAlarmLog2: DefaultFalseAlarmLog2}
 		if c.Validate() != nil {
 			continue
 		}
@@ -613,105 +610,4 @@ func TestTinyMinEntropyValidatedOrTolerant(t *testing.T) {
 		assert.GreaterOrEqual(t, apt, 1, "MinEntropy %v: APT cutoff", h)
 		assert.NoError(t, c.Check(data), "MinEntropy %v passed Validate but fails a block the default tests pass", h)
 	}
-}
-
-// stuckSource answers every Fetch with a verifiable block of zeros, of the
-// size asked for or of at most most bytes (0: as asked): a device stuck at
-// 0x00. It counts the sizes asked for.
-type stuckSource struct {
-	most int
-	mu   sync.Mutex
-	seq  int
-	asks []int
-}
-
-func (s *stuckSource) Fetch(_ context.Context, n int) (Block, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.seq++
-	s.asks = append(s.asks, n)
-	if s.most > 0 {
-		n = min(n, s.most)
-	}
-	return Block{Data: make([]byte, n), Source: "stuck", JobID: fmt.Sprintf("stuck-%d", s.seq), Verifiable: true, Proof: []byte("sig")}, nil
-}
-
-func (s *stuckSource) asked() []int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.asks)
-}
-
-// TestStuckSourceCaughtInTinyReads: a Provider whose pool and fetch size are
-// as small as a read of 1 to 6 bytes still asks the source for a block the
-// health tests can judge, so a source stuck at 0x00 is refused and never
-// served as verifiable, however small the read.
-func TestStuckSourceCaughtInTinyReads(t *testing.T) {
-	rct, apt := DefaultHealthConfig().Cutoffs()
-	for n := 1; n <= rct-1; n++ {
-		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			src := &stuckSource{}
-			p, err := New(src, fast(WithPolicy(Fail), WithBufferSize(n), WithFetchSize(n))...)
-			require.NoError(t, err)
-			defer p.Close()
-			require.Eventually(t, func() bool { return p.Stats().Sources[0].BlocksRejected > 0 },
-				5*time.Second, time.Millisecond, "the stuck block was not refused")
-			for _, asked := range src.asked() {
-				assert.GreaterOrEqual(t, asked, max(rct, apt), "a fetch asked for fewer bytes than the health tests judge")
-			}
-			b := make([]byte, n)
-			lbl, err := p.ReadLabelled(context.Background(), b)
-			require.ErrorIs(t, err, ErrUnavailable)
-			assert.False(t, lbl.Verifiable)
-			assert.Zero(t, p.Stats().Sources[0].BlocksAccepted)
-		})
-	}
-}
-
-// TestBlockTooShortToTestRefused: a source that answers fewer bytes than the
-// health tests need to judge a block (asked for more) has its blocks
-// refused: a stuck source cannot hide in blocks of 6 bytes.
-func TestBlockTooShortToTestRefused(t *testing.T) {
-	rct, _ := DefaultHealthConfig().Cutoffs()
-	src := &stuckSource{most: rct - 1}
-	p, err := New(src, fast(WithPolicy(Fail), WithBufferSize(1024), WithFetchSize(256))...)
-	require.NoError(t, err)
-	defer p.Close()
-	require.Eventually(t, func() bool { return p.Stats().Sources[0].BlocksRejected > 0 },
-		5*time.Second, time.Millisecond)
-	assert.Zero(t, p.Stats().Sources[0].BlocksAccepted)
-	require.ErrorIs(t, p.Stats().Sources[0].LastError, ErrInvalidBlock)
-	_, err = p.ReadLabelled(context.Background(), make([]byte, 1))
-	require.ErrorIs(t, err, ErrUnavailable)
-}
-
-// TestTinyPoolServesRestOfBlockLater: with a pool of one byte, a block the
-// size the health tests need is fetched whole and its other bytes are served
-// by later reads, each byte once, each read verifiable and labelled with the
-// job it came from.
-func TestTinyPoolServesRestOfBlockLater(t *testing.T) {
-	src := newScriptSource("tiny")
-	p, err := New(src, fast(WithPolicy(Defer), WithBufferSize(1), WithFetchSize(1))...)
-	require.NoError(t, err)
-	defer p.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	const reads = 100
-	got := map[string][]byte{}
-	for range reads {
-		b := make([]byte, 1)
-		lbl, err := p.ReadLabelled(ctx, b)
-		require.NoError(t, err)
-		require.True(t, lbl.Verifiable)
-		require.Len(t, lbl.Spans, 1)
-		sp := lbl.Spans[0]
-		job, ok := src.job(sp.JobID)
-		require.True(t, ok)
-		require.Equal(t, job[sp.Offset], b[0])
-		got[sp.JobID] = append(got[sp.JobID], byte(sp.Offset))
-	}
-	for id, offs := range got {
-		require.Len(t, offs, len(slices.Compact(slices.Sorted(slices.Values(offs)))), "an offset of %s served twice", id)
-	}
-	assert.Less(t, src.callCount(), reads/2, "every tiny read fetched a block of its own")
 }
