@@ -90,22 +90,10 @@ func TestHoldDoesNotOverflow(t *testing.T) {
 	assert.True(t, f.held(), "a maximal Retry-After holds the source")
 }
 
-// Contract point 7: a Retry-After holds back every request to the source
-// until it has passed, retries and later refills alike.
-func TestRetryAfterHoldsAllFetches(t *testing.T) {
-	const hold = 150 * time.Millisecond
-	src := newScriptSource("quantropy",
-		step{err: &APIError{StatusCode: 429, RetryAfter: hold}},
-	)
-	p := newTestProvider(t, src, fast(WithRetry(3, time.Millisecond, 2*time.Millisecond))...)
-	ready(t, p)
-	calls := src.callTimes()
-	require.GreaterOrEqual(t, len(calls), 2)
-	assert.GreaterOrEqual(t, calls[1].Sub(calls[0]), hold, "second request came before Retry-After passed")
-}
-
 // Contract point 7, with an injected clock: the hold is measured on the
-// Provider's clock, and a hold longer than WithMaxRetryAfter is capped.
+// Provider's clock, it holds back the retries of the round that saw it
+// (TestRetryAfterHoldsLaterRefillRounds: the later rounds), and a hold
+// longer than WithMaxRetryAfter is capped.
 func TestRetryAfterCapped(t *testing.T) {
 	clk := newFakeClock()
 	src := newScriptSource("quantropy", step{err: &APIError{StatusCode: 503, RetryAfter: time.Hour}})

@@ -33,7 +33,8 @@ func TestFailWrapsJobError(t *testing.T) {
 }
 
 // Issue 2: Read (no context) under Defer waits, without a deadline, until
-// verifiable bytes come; it returns them all, and ends with ErrClosed at Close.
+// verifiable bytes come; it returns them all (and a ReadLabelled waiting
+// beside it, a verifiable label), and ends with ErrClosed at Close.
 func TestDeferReadWaitsUntilVerifiableOrClose(t *testing.T) {
 	src := newScriptSource("q")
 	src.set(&step{err: &APIError{StatusCode: 503}})
@@ -44,8 +45,14 @@ func TestDeferReadWaitsUntilVerifiableOrClose(t *testing.T) {
 		err error
 	}
 	done := make(chan res, 1)
+	labelled := make(chan Label, 1)
 	b := make([]byte, 48)
 	go func() { n, err := p.Read(b); done <- res{n, err} }()
+	go func() {
+		lb, err := p.ReadLabelled(context.Background(), make([]byte, 32))
+		assert.NoError(t, err)
+		labelled <- lb
+	}()
 	select {
 	case r := <-done:
 		t.Fatalf("Read under Defer returned (%d, %v) with the source down", r.n, r.err)
@@ -59,6 +66,13 @@ func TestDeferReadWaitsUntilVerifiableOrClose(t *testing.T) {
 		assert.NotEqual(t, make([]byte, 48), b)
 	case <-time.After(10 * time.Second):
 		t.Fatal("Read under Defer did not return after the source recovered")
+	}
+	select {
+	case lb := <-labelled:
+		assert.True(t, lb.Verifiable)
+		assert.Equal(t, 32, lb.Len())
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadLabelled under Defer did not return after the source recovered")
 	}
 	assert.Zero(t, p.Stats().FallbackReads)
 
@@ -93,6 +107,14 @@ func TestDeferReturnsContextError(t *testing.T) {
 	assert.Equal(t, []byte{0, 0, 0, 0}, b)
 	_, err = p.ReadSecret(ctx, b)
 	assert.ErrorIs(t, err, context.Canceled)
+
+	// A context that ends while the read waits (contract point 5).
+	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	b = []byte{9, 9, 9, 9}
+	_, err = p.ReadLabelled(ctx, b)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, []byte{0, 0, 0, 0}, b)
 	assert.Zero(t, p.Stats().FallbackReads)
 }
 
@@ -144,36 +166,6 @@ func TestReasonIsImmediate(t *testing.T) {
 	_, err := p.ReadLabelled(context.Background(), make([]byte, 8))
 	assert.ErrorIs(t, err, ErrUnauthorized)
 	assert.NotContains(t, err.Error(), "circuit breaker circuit breaker")
-}
-
-// Contract points 5 and 9: Defer waits until the context ends and returns
-// its error; when the source comes back, the wait ends with verifiable bytes.
-func TestDeferWaitsForVerifiable(t *testing.T) {
-	src := newScriptSource("quantropy")
-	src.set(&step{err: &APIError{StatusCode: 503}})
-	p := newTestProvider(t, src, fast(WithPolicy(Defer), WithBreaker(gobreaker.Settings{Timeout: 5 * time.Millisecond}))...)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
-	defer cancel()
-	b := make([]byte, 32)
-	_, err := p.ReadLabelled(ctx, b)
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
-
-	done := make(chan Label, 1)
-	go func() {
-		lb, err := p.ReadLabelled(context.Background(), b)
-		assert.NoError(t, err)
-		done <- lb
-	}()
-	time.Sleep(10 * time.Millisecond)
-	src.set(nil) // the source recovers
-	select {
-	case lb := <-done:
-		assert.True(t, lb.Verifiable)
-		assert.Equal(t, 32, lb.Len())
-	case <-time.After(10 * time.Second):
-		t.Fatal("Defer read did not end after the source recovered")
-	}
-	assert.Zero(t, p.Stats().FallbackReads)
 }
 
 // A read larger than the whole pool is served verifiably under Defer, in

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -178,17 +179,7 @@ func runCell(t *testing.T, c cell, pol entropy.Policy) counts {
 
 	var logs bytes.Buffer
 	var logMu sync.Mutex
-	opts := []entropy.Option{
-		entropy.WithPolicy(pol),
-		entropy.WithRateLimit(clientRate, clientBurst),
-		entropy.WithRetry(3, 2*time.Millisecond, 10*time.Millisecond),
-		entropy.WithBreaker(gobreaker.Settings{Timeout: breakerOpen}),
-		entropy.WithBufferSize(4096),
-		entropy.WithFetchSize(1024),
-		entropy.WithMaxRetryAfter(2 * time.Second),
-		entropy.WithFetchTimeout(2 * time.Second),
-		entropy.WithLogger(newLogger(&logs, &logMu)),
-	}
+	opts := clientOptions(pol, newLogger(&logs, &logMu), 4096, 1024, 10*time.Millisecond, 2*time.Second)
 	if c.single {
 		opts = append(opts, entropy.WithBatch(1))
 	}
@@ -273,6 +264,24 @@ func expectedError(pol entropy.Policy, err error) bool {
 		return errors.Is(err, context.DeadlineExceeded)
 	}
 	return false
+}
+
+// clientOptions are the options of a Provider of the matrix and the soak:
+// the client's rate and breaker, a pool of buffer bytes filled fetch at a
+// time, retries backing off to retryMax, and wait as both the longest
+// Retry-After honoured and the fetch timeout.
+func clientOptions(pol entropy.Policy, l *slog.Logger, buffer, fetch int, retryMax, wait time.Duration) []entropy.Option {
+	return []entropy.Option{
+		entropy.WithPolicy(pol),
+		entropy.WithRateLimit(clientRate, clientBurst),
+		entropy.WithRetry(3, 2*time.Millisecond, retryMax),
+		entropy.WithBreaker(gobreaker.Settings{Timeout: breakerOpen}),
+		entropy.WithBufferSize(buffer),
+		entropy.WithFetchSize(fetch),
+		entropy.WithMaxRetryAfter(wait),
+		entropy.WithFetchTimeout(wait),
+		entropy.WithLogger(l),
+	}
 }
 
 // ledger is the byte ledger of package testkit over the simulator's own

@@ -19,7 +19,6 @@ import (
 	"github.com/provenrand/entropy/httpsource"
 	"github.com/provenrand/entropy/journal"
 	"github.com/provenrand/entropy/sim"
-	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -65,17 +64,7 @@ func soakOne(t *testing.T, pol entropy.Policy, probs map[sim.FaultKind]float64, 
 
 	var logs bytes.Buffer
 	var logMu sync.Mutex
-	opts := []entropy.Option{
-		entropy.WithPolicy(pol),
-		entropy.WithRateLimit(clientRate, clientBurst),
-		entropy.WithRetry(3, 2*time.Millisecond, 20*time.Millisecond),
-		entropy.WithBreaker(gobreaker.Settings{Timeout: breakerOpen}),
-		entropy.WithBufferSize(16 << 10),
-		entropy.WithFetchSize(4096),
-		entropy.WithMaxRetryAfter(time.Second),
-		entropy.WithFetchTimeout(time.Second),
-		entropy.WithLogger(newLogger(&logs, &logMu)),
-	}
+	opts := clientOptions(pol, newLogger(&logs, &logMu), 16<<10, 4096, 20*time.Millisecond, time.Second)
 	jpath := filepath.Join(t.TempDir(), "journal.jsonl")
 	var j *journal.Journal
 	if pol == entropy.Degrade {
