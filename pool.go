@@ -179,15 +179,17 @@ func procUnpin()
 // correct: claims are atomic whoever makes them.
 //
 // procPin (go:linkname into the runtime) is kept because it pays. Measured
-// in one run, the three builds interleaved, -count 6, on 2 shared cores
-// (load average about 7): BenchmarkReadFullPool/32B took 16.8 ns with
-// procPin, 32.5 ns with a shard picked at random per read (math/rand/v2;
-// p=0.002) and 23.8 ns with a P-affine index kept in a sync.Pool
-// (p=0.015). At 32 bytes ReadParallelFullPool (24.9, 26.6, 33.3 ns),
-// ReadLabelledFullPool (60, 84, 64 ns) and ReadSecret (65, 97, 110 ns) were
-// no worse with procPin, within the noise. A serial reader that stays on
-// its shard keeps its head run and cache lines; one that hops drains every
-// shard's head in turn.
+// in one run, three builds interleaved, -count 6, on 2 shared cores (load
+// average 3 to 7), against a shard picked at random per read
+// (math/rand/v2) and a P-affine index kept in a sync.Pool, neither with a
+// linkname: BenchmarkReadFullPool/32B took 16.6 ns with procPin, 35.4 ns
+// at random (p=0.002) and 24.7 ns with sync.Pool (p=0.009);
+// ReadLabelledFullPool/32B 61.5, 106.4 (p=0.041) and 65.3 ns (no
+// difference); ReadParallelFullPool/32B 24.1, 30.3 (no difference) and
+// 36.5 ns (p=0.041); ReadSecret/32B no difference. An earlier run of the
+// same comparison gave 16.8, 32.5 and 23.8 ns for the serial read. A serial
+// reader that stays on its shard keeps its head run and cache lines; one
+// that hops drains every shard's head in turn.
 func (p *Provider) shard() *shard {
 	switch len(p.shards) {
 	case 1:
