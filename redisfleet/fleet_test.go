@@ -61,7 +61,11 @@ func TestFleetSharesOneRateLimit(t *testing.T) {
 	as := between(svc.all(), start, end)
 	busiest := maxInWindow(as, "", time.Second, start, end)
 	t.Logf("%d requests in %v, at most %d in one second", len(as), end.Sub(start).Round(time.Millisecond), busiest)
-	assert.LessOrEqual(t, busiest, 20+2, "requests in the busiest 1 s window")
+	// Redis grants at most 20 a second plus the burst of 2; a request
+	// reaches the service up to ~150 ms (3 requests) after its grant on a
+	// loaded machine, so arrivals may bunch by that much, never more.
+	assert.LessOrEqual(t, busiest, 20+2+3, "requests in the busiest 1 s window")
+	assert.LessOrEqual(t, float64(len(as)), 20*end.Sub(start).Seconds()+2+3, "requests over the whole run")
 	assert.GreaterOrEqual(t, len(as), 20*4, "the replicas kept the shared limit busy (else the bound proves nothing)")
 	per := map[string]int{}
 	for _, a := range as {
@@ -97,7 +101,13 @@ func TestFleetRetryAfterHoldsEveryReplica(t *testing.T) {
 	stopFleet(t, rs)
 
 	as := svc.all()
-	during := between(as, held.at.Add(time.Nanosecond), held.at.Add(5*time.Second))
+	// A request another replica sent before the 429 came back and the hold
+	// reached Redis may still arrive in the first moments (inflight): at most
+	// one per replica, within that delay. After it, none until the hold ends.
+	const inflight = 300 * time.Millisecond
+	early := between(as, held.at.Add(time.Nanosecond), held.at.Add(inflight))
+	assert.LessOrEqual(t, len(early), len(rs), "requests already on their way when the hold began: %v", early)
+	during := between(as, held.at.Add(inflight), held.at.Add(5*time.Second))
 	assert.Empty(t, during, "no replica sent a request during the 5 s hold that %s received", held.replica)
 	after := between(as, held.at.Add(5*time.Second), held.at.Add(6*time.Second))
 	assert.NotEmpty(t, after, "requests resumed when the hold had passed")
@@ -133,9 +143,14 @@ func TestFleetPermanentErrorOpensEveryBreaker(t *testing.T) {
 	stopFleet(t, rs)
 
 	as := svc.all()
-	assert.Empty(t, between(as, failed.at.Add(time.Nanosecond), failed.at.Add(time.Second)),
+	// As for a hold: requests already on their way when the breaker opened
+	// may arrive in its first moments, at most one per replica.
+	const inflight = 300 * time.Millisecond
+	early := between(as, failed.at.Add(time.Nanosecond), failed.at.Add(inflight))
+	assert.LessOrEqual(t, len(early), len(rs), "requests already on their way when the breaker opened: %v", early)
+	assert.Empty(t, between(as, failed.at.Add(inflight), failed.at.Add(time.Second)),
 		"no request within the breaker's timeout after %s met the permanent error", failed.replica)
-	later := between(as, failed.at.Add(time.Nanosecond), failed.at.Add(time.Hour))
+	later := between(as, failed.at.Add(inflight), failed.at.Add(time.Hour))
 	require.NotEmpty(t, later, "a probe was sent after the timeout")
 	probe := later[0]
 	assert.Len(t, between(as, probe.at, probe.at.Add(700*time.Millisecond)), 1,
