@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 )
 
 // journalUsage is the help of --journal.
-const journalUsage = "audit journal: a `file` (hash-chained; created if missing) or a postgres:// URL (one journal, and one draw per event, for every replica that shares the database; its password is never printed)"
+const journalUsage = "audit journal: a `file` (hash-chained; created if missing) or a postgres:// URL or key=value connection string (one journal, and one draw per event, for every replica that shares the database; its password is never printed)"
 
 // journalConnectTimeout bounds connecting to a PostgreSQL journal.
 const journalConnectTimeout = 15 * time.Second
@@ -23,10 +24,25 @@ func addJournalFlag(fs *flag.FlagSet) *string {
 	return fs.String("journal", "", journalUsage)
 }
 
-// isPostgresURL reports whether spec names a PostgreSQL journal.
+// isPostgresURL reports whether spec names a PostgreSQL journal: a
+// postgres:// URL, or a key=value connection string ("host=db
+// password=…"), which must never be taken for a file name (the name, and
+// the password in it, would be printed and written to disk).
 func isPostgresURL(spec string) bool {
 	s := strings.ToLower(spec)
-	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") || isKeyValueDSN(s)
+}
+
+// keyValueDSN matches a libpq key=value connection string.
+var keyValueDSN = regexp.MustCompile(`^\s*([a-z_]+\s*=\s*('(?:[^'\\]|\\.)*'|\S*)\s*)+$`)
+
+// dsnKey matches a key that only a connection string has.
+var dsnKey = regexp.MustCompile(`(^|\s)(host|hostaddr|port|dbname|user|password|sslmode|connect_timeout)\s*=`)
+
+// isKeyValueDSN reports whether s (lower case) is a key=value connection
+// string naming at least one of libpq's usual keys.
+func isKeyValueDSN(s string) bool {
+	return keyValueDSN.MatchString(s) && dsnKey.MatchString(s)
 }
 
 // journalName is spec as it may be printed: a URL without its password.

@@ -196,11 +196,19 @@ func TestJournalURLPasswordNeverPrinted(t *testing.T) {
 		{"read", "-n", "8", "--journal", u},
 		{"draw", "--int", "10", "--event", "e", "--journal", u},
 		{"draw", "--int", "10", "--journal", "postgresql://entropy:" + pgPassword + "@127.0.0.1:1/nodb?connect_timeout=2"},
+		// A key=value connection string is a database too, never a file name.
+		{"audit", "host=127.0.0.1 port=1 user=entropy password=" + pgPassword + " dbname=nodb connect_timeout=2"},
+		{"draw", "--int", "10", "--journal", "host=127.0.0.1 port=1 user=entropy password='" + pgPassword + "' dbname=nodb connect_timeout=2"},
 	} {
 		code, out, errOut := runCLI(t, args...)
 		assert.NotEqual(t, 0, code, "%v", args)
 		assert.NotContains(t, out+errOut, pgPassword, "%v", args)
 		assert.Contains(t, errOut, "xxxxx", "%v: the URL is named, without its password: %s", args, errOut)
+	}
+	entries, err := os.ReadDir(".")
+	require.NoError(t, err)
+	for _, e := range entries {
+		assert.NotContains(t, e.Name(), pgPassword, "a file named after the connection string")
 	}
 }
 
