@@ -152,11 +152,13 @@ func WithTablePrefix(prefix string) Option {
 	return func(c *config) { c.prefix, c.prefixSet = prefix, true }
 }
 
-// WithClock sets the clock that stamps records (default time.Now).
-func WithClock(now func() time.Time) Option {
+// WithClock sets the clock that stamps records (default: the system
+// clock). It takes the entropy.Clock that every WithClock of the module
+// takes; entropy.NowFunc adapts a plain time function.
+func WithClock(clk entropy.Clock) Option {
 	return func(c *config) {
-		if now != nil {
-			c.now = now
+		if clk != nil {
+			c.now = clk.Now
 		}
 	}
 }

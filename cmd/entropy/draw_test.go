@@ -261,8 +261,8 @@ func TestDrawEmptyEventRefused(t *testing.T) {
 	assert.Contains(t, errOut, "--event is empty")
 }
 
-// TestDrawReportsJournalRecordsNotKept: a draw with --journal (and no
-// --event) whose journal cannot be written (the file size limit: EFBIG, as a
+// TestDrawReportsJournalRecordsNotKept: a draw (and a read) with --journal
+// (and no --event) whose journal cannot be written (the file size limit: EFBIG, as a
 // full disk) reports the records it did not keep and how many writes failed,
 // and exits non-zero; the journal file is left as it was, and opens again.
 func TestDrawReportsJournalRecordsNotKept(t *testing.T) {
@@ -289,6 +289,19 @@ func TestDrawReportsJournalRecordsNotKept(t *testing.T) {
 	assert.Equal(t, string(before), string(after), "the failed writes left bytes in the journal")
 	code, _, errOut = runCLI(t, "draw", "--int", "10", "--journal", path)
 	require.Equal(t, exitOK, code, "a later run opens the journal: %s", errOut)
+
+	// entropy read --journal alike: the bytes are printed, the lost block
+	// records reported, and the exit is non-zero.
+	before, err = os.ReadFile(path)
+	require.NoError(t, err)
+	limit = fmt.Sprintf("%s=%d", fsizelimit.Env, len(before)+10)
+	code, out, errOut = runMain(t, []string{limit}, "read", "-n", "16", "--journal", path)
+	assert.NotEqual(t, exitOK, code, "read: records were lost and it exited 0")
+	assert.NotEmpty(t, out, "the bytes are still printed")
+	assert.Regexp(t, `journal "[^"]+" did not keep [1-9][0-9]* of the records`, errOut)
+	after, err = os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, string(before), string(after))
 }
 
 // A transcript that cannot be written (the file size limit: EFBIG, as a full

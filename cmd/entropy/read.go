@@ -93,6 +93,9 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err := follow(interrupted, p, *n, *every, *statusEvery, stderr); err != nil {
 			return fail(stderr, c, err)
 		}
+		if *journalPath != "" {
+			return journalKept(stderr, c, p, journalName(*journalPath))
+		}
 		return exitOK
 	}
 
@@ -136,6 +139,11 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// The figures of the read stay there to be scraped.
 		fmt.Fprintf(stderr, "entropy read: serving metrics on %s until interrupted\n", ms.url)
 		<-interrupted.Done()
+	}
+	if *journalPath != "" {
+		// The bytes are printed; a record the journal was asked to keep and
+		// did not is an error all the same (a full disk), as for draw.
+		return journalKept(stderr, c, p, journalName(*journalPath))
 	}
 	return exitOK
 }
