@@ -15,7 +15,9 @@
 // down, slow or cut off, each replica goes on alone with a local limiter at
 // its share of the rate (WithLocalShare; 1/N for WithFleetSize(N)) and a
 // local breaker, says so in the Provider's Stats, logger and WithFleetHook,
-// and returns to the shared state when Redis answers again.
+// and returns to the shared state when Redis answers again, keeping to its
+// local share as well for one more second (or the burst's time at the
+// rate), since Redis knows nothing of what the replicas sent alone.
 //
 // Every replica of a fleet gives the same WithName, the same rate limit and
 // its sources in the same order: a source's keys are named after the fleet
@@ -131,11 +133,12 @@ type Fleet struct {
 
 	errs atomic.Uint64
 
-	mu      sync.Mutex
-	shared  bool
-	since   time.Time
-	nextTry time.Time // while local: when to ask Redis again
-	lastErr error
+	mu       sync.Mutex
+	shared   bool
+	since    time.Time
+	restored time.Time // when the fleet last came back from local state
+	nextTry  time.Time // while local: when to ask Redis again
+	lastErr  error
 }
 
 // New returns a Fleet that coordinates through client. It does not touch
@@ -210,6 +213,7 @@ func (f *Fleet) Coordinate(src entropy.FleetSource) (entropy.Coordination, error
 		s.limit = redis_rate.Limit{Rate: 1, Period: period, Burst: src.Burst}
 		localBurst := max(1, int(math.Floor(float64(src.Burst)*f.share)))
 		s.local = rate.NewLimiter(src.Rate*rate.Limit(f.share), localBurst)
+		s.settle = max(time.Second, time.Duration(float64(src.Burst)/float64(src.Rate)*float64(time.Second)))
 		c.Limiter = &limiter{s}
 	}
 	c.Hold = &hold{s: s}
@@ -258,7 +262,16 @@ func (f *Fleet) ok() {
 	defer f.mu.Unlock()
 	if !f.shared {
 		f.shared, f.since = true, time.Now()
+		f.restored = f.since
 	}
+}
+
+// restoredWithin reports whether the fleet came back from local state less
+// than d ago.
+func (f *Fleet) restoredWithin(d time.Duration) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.restored.IsZero() && time.Since(f.restored) < d
 }
 
 func (f *Fleet) failed(err error) {
@@ -288,6 +301,10 @@ type source struct {
 	maxRA time.Duration
 	limit redis_rate.Limit
 	local *rate.Limiter // this replica's share, while Redis is unreachable
+	// settle is how long after the fleet comes back from local state a
+	// replica keeps to its local share as well: a second, or the time the
+	// burst takes at the rate if longer.
+	settle time.Duration
 }
 
 // limiter is the shared GCRA limit (redis_rate), with a local limiter at the
@@ -297,6 +314,17 @@ type limiter struct{ s *source }
 // Wait blocks until the fleet's limit lets one more request through.
 func (l *limiter) Wait(ctx context.Context) error {
 	s := l.s
+	// Back from local state, Redis grants a full burst, knowing nothing of
+	// what each replica sent on its own in the last moments, which the
+	// service still counts. Until that has passed, a replica keeps to its
+	// local share first, then asks Redis, so that Redis's count follows
+	// what is sent.
+	settling := s.f.restoredWithin(s.settle)
+	if settling {
+		if err := s.localWait(ctx); err != nil {
+			return err
+		}
+	}
 	for {
 		var res *redis_rate.Result
 		err := s.f.do(ctx, func(c context.Context) error {
@@ -306,10 +334,13 @@ func (l *limiter) Wait(ctx context.Context) error {
 		})
 		if err == nil {
 			if res.Allowed > 0 {
-				// The local limiter spends a token too when it has one,
-				// so that a replica that goes local does not start with a
-				// full burst on top of what the fleet just sent.
-				s.local.AllowN(s.clk.Now(), 1)
+				if !settling {
+					// The local limiter spends a token too when it has
+					// one, so that a replica that goes local does not
+					// start with a full burst on top of what the fleet
+					// just sent.
+					s.local.AllowN(s.clk.Now(), 1)
+				}
 				return nil
 			}
 			if err := sleep(ctx, s.clk, max(res.RetryAfter, time.Millisecond)); err != nil {
