@@ -220,7 +220,7 @@ type keyMismatchError struct {
 }
 
 func (e *keyMismatchError) Error() string {
-	return fmt.Sprintf("none of the source's %d answers so far passed its proof check (is the configured public key the service's?): %v", e.n, e.err)
+	return fmt.Sprintf("none of the source's %d answers so far passed its proof check (is the configured public key the service's, and is nothing between replaying its answers?): %v", e.n, e.err)
 }
 
 func (e *keyMismatchError) Unwrap() error { return e.err }
