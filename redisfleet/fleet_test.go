@@ -180,14 +180,7 @@ func TestFleetWithoutRedisKeepsEachReplicaToItsShare(t *testing.T) {
 
 	cut := time.Now()
 	px.setCut(true)
-	require.Eventually(t, func() bool {
-		for _, r := range rs {
-			if r.p.Stats().Fleet.Shared {
-				return false
-			}
-		}
-		return true
-	}, 5*time.Second, 10*time.Millisecond, "every replica went on local state")
+	waitFleetState(t, rs, false, "every replica went on local state")
 	// Redis restarted empty while it was away: the fleet's keys are gone.
 	direct, err := redisfleet.NewClient(url)
 	require.NoError(t, err)
@@ -206,14 +199,7 @@ func TestFleetWithoutRedisKeepsEachReplicaToItsShare(t *testing.T) {
 
 	back := time.Now()
 	px.setCut(false)
-	require.Eventually(t, func() bool {
-		for _, r := range rs {
-			if !r.p.Stats().Fleet.Shared {
-				return false
-			}
-		}
-		return true
-	}, 5*time.Second, 10*time.Millisecond, "every replica returned to the shared state")
+	waitFleetState(t, rs, true, "every replica returned to the shared state")
 	time.Sleep(3 * time.Second)
 	end := time.Now()
 	stopFleet(t, rs)
@@ -265,14 +251,7 @@ func TestFleetReturnFromLocalStateKeepsToTheQuota(t *testing.T) {
 	px.setCut(true)
 	time.Sleep(4 * time.Second)
 	px.setCut(false)
-	require.Eventually(t, func() bool {
-		for _, r := range rs {
-			if !r.p.Stats().Fleet.Shared {
-				return false
-			}
-		}
-		return true
-	}, 5*time.Second, 10*time.Millisecond, "every replica returned to the shared state")
+	waitFleetState(t, rs, true, "every replica returned to the shared state")
 	time.Sleep(3 * time.Second)
 	stopFleet(t, rs)
 
@@ -349,4 +328,18 @@ func TestFleetSlowRedisNeverStallsTheRefill(t *testing.T) {
 		assert.Zero(t, r.readErrs.Load(), "no read failed under Degrade")
 		assert.Positive(t, r.reads.Load())
 	}
+}
+
+// waitFleetState waits until every replica's fleet is on shared state
+// (shared) or on local state.
+func waitFleetState(t *testing.T, rs []*replica, shared bool, msg string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for _, r := range rs {
+			if r.p.Stats().Fleet.Shared != shared {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 10*time.Millisecond, msg)
 }
