@@ -100,6 +100,16 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// An unset variable in a script must not turn "once, ever" into a re-roll.
 		return usageError(stderr, c, errors.New("--event is empty: name the event, or leave the flag out for a one-off draw"))
 	}
+	if *event != "" {
+		// The names ReadFor refuses, refused as a bad command line, before
+		// anything is opened or drawn.
+		if len(*event) > entropy.MaxEventName {
+			return usageError(stderr, c, fmt.Errorf("--event: %d bytes, more than %d", len(*event), entropy.MaxEventName))
+		}
+		if err := entropy.CheckName(*event); err != nil {
+			return usageError(stderr, c, fmt.Errorf("--event: %w", err))
+		}
+	}
 
 	given := setFlags(fs)
 	var entrants []string

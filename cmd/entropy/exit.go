@@ -49,6 +49,9 @@ func badFlagf(format string, args ...any) error { return badFlag(fmt.Errorf(form
 func oneLine(err error) string {
 	msg := strings.Join(strings.Fields(err.Error()), " ")
 	msg = strings.TrimPrefix(msg, "entropy: ")
+	// A library error wrapped by another package's keeps its own prefix
+	// ("draw: read entropy: entropy: …"): one is enough.
+	msg = strings.ReplaceAll(msg, ": entropy: ", ": ")
 	if strings.IndexFunc(msg, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
 		return msg
 	}

@@ -178,6 +178,7 @@ func TestBadCommandLinesExitTwo(t *testing.T) {
 		{[]string{"draw", "--int", "0"}, "from 1 to 18446744073709551615"},
 		{[]string{"draw", "--int", "-3"}, "from 1 to 18446744073709551615"},
 		{[]string{"draw", "--shuffle", "0"}, "1 ≤ N"},
+		{[]string{"draw", "--int", "10", "--event", "x\nentropy OK: forged"}, "--event"},
 		{[]string{"draw", "--nope"}, "-nope"},
 		{[]string{"verify"}, "TRANSCRIPT"},
 		{[]string{"verify", "--url", "http://127.0.0.1:1", "t.json"}, "--public-key is missing"},
