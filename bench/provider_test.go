@@ -330,14 +330,7 @@ func BenchmarkRefill(b *testing.B) {
 	b.ReportAllocs()
 	src := newMemSource()
 	for range b.N {
-		p, err := entropy.New(src,
-			entropy.WithBufferSize(steadyBuffer),
-			entropy.WithFetchSize(steadyFetch),
-			entropy.WithRateLimit(rate.Inf, 1))
-		if err != nil {
-			b.Fatal(err)
-		}
-		waitFull(b, p)
+		p := newSteadyFull(b, src)
 		b.StopTimer()
 		_ = p.Close()
 		b.StartTimer()
@@ -370,14 +363,7 @@ func BenchmarkRefillAgainstHealth(b *testing.B) {
 			off += steadyFetch
 		}
 		t1 := time.Now()
-		p, err := entropy.New(src,
-			entropy.WithBufferSize(steadyBuffer),
-			entropy.WithFetchSize(steadyFetch),
-			entropy.WithRateLimit(rate.Inf, 1))
-		if err != nil {
-			b.Fatal(err)
-		}
-		waitFull(b, p)
+		p := newSteadyFull(b, src)
 		t2 := time.Now()
 		b.StopTimer()
 		_ = p.Close()
@@ -507,4 +493,19 @@ func TestDownProvider(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, l.Verifiable)
 	require.True(t, errors.Is(l.Reason, entropy.ErrUnauthorized), "reason: %v", l.Reason)
+}
+
+// newSteadyFull starts a Provider with the steady-state pool and fetch
+// sizes over src, unlimited, and waits until its pool is full.
+func newSteadyFull(b *testing.B, src entropy.Source) *entropy.Provider {
+	b.Helper()
+	p, err := entropy.New(src,
+		entropy.WithBufferSize(steadyBuffer),
+		entropy.WithFetchSize(steadyFetch),
+		entropy.WithRateLimit(rate.Inf, 1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	waitFull(b, p)
+	return p
 }
