@@ -158,6 +158,10 @@ type shard struct {
 	low    int // below this, the shard asks for a refill
 	asked  atomic.Bool
 	closed bool
+	// frozen: a read larger than any shard (takeSpread) has counted this
+	// shard's bytes and will take them; no head is published and no other
+	// read takes from the queue until it thaws the shard.
+	frozen bool
 
 	// Fast claims on runs that have left the head (added by retire); Stats
 	// adds the head's own claims and the Provider's slow-path counters.
@@ -250,9 +254,10 @@ func (s *shard) unpublish() {
 }
 
 // publish makes the front of the queue the head (if the head is empty) and
-// sets its wake point; the caller holds s.mu.
+// sets its wake point, unless the shard is closed or frozen; the caller
+// holds s.mu.
 func (s *shard) publish() {
-	if s.closed {
+	if s.closed || s.frozen {
 		return
 	}
 	if h := s.head.Load(); h != nil && h.cursor() < len(h.data) {

@@ -112,3 +112,66 @@ func TestSteadyStateServesFromPool(t *testing.T) {
 	assert.Zero(t, p.Stats().FallbackReads)
 	assert.Equal(t, uint64(5), p.Stats().VerifiableReads)
 }
+
+// Contract points 2 and 3 for a read larger than any shard, which is
+// gathered from several shards holding one lock at a time: it is served
+// whole when the pool holds enough; when the pool does not, it takes
+// nothing (no pool byte is lost or handed out), b is zeroed, and the policy
+// applies.
+func TestSpreadReadWholeOrNothing(t *testing.T) {
+	for _, pol := range []Policy{Fail, Degrade, Defer} {
+		t.Run(pol.String(), func(t *testing.T) {
+			src := &gatedSource{scriptSource: newScriptSource("spread-" + pol.String())}
+			src.maxLen = 100
+			p := newTestProvider(t, src, fast(WithPolicy(pol), WithShards(4), WithBufferSize(4096), WithFetchSize(100))...)
+			full(t, p, 4096-100)
+			led := newLedger(src.scriptSource)
+			// Stop the refill: it waits in Fetch from now on.
+			src.closed.Store(true)
+			require.Eventually(t, func() bool {
+				_, err := p.Read(make([]byte, 64))
+				require.NoError(t, err)
+				return src.waiting.Load() > 0
+			}, 10*time.Second, time.Millisecond)
+			st := p.Stats()
+			pooled := st.Pooled
+			require.Greater(t, pooled, 2*1024+100)
+
+			// Too large for the pool: nothing taken.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			defer cancel()
+			b := make([]byte, pooled+1)
+			lb, err := p.ReadLabelled(ctx, b)
+			switch pol {
+			case Fail:
+				require.ErrorIs(t, err, ErrUnavailable)
+				require.Equal(t, make([]byte, len(b)), b)
+			case Degrade:
+				require.NoError(t, err)
+				require.False(t, lb.Verifiable)
+			case Defer:
+				// Defer gathers what there is and waits for the rest: at
+				// its deadline the bytes it took are zeroed and lost.
+				require.ErrorIs(t, err, context.DeadlineExceeded)
+				require.Equal(t, make([]byte, len(b)), b)
+			}
+			if pol != Defer {
+				assert.Equal(t, pooled, p.Stats().Pooled, "a read the pool could not serve took pool bytes")
+			}
+
+			// Within the pool, larger than any shard: served whole, once.
+			if pol == Defer {
+				return
+			}
+			b = make([]byte, 2*1024+100)
+			lb, err = p.ReadLabelled(context.Background(), b)
+			require.NoError(t, err)
+			require.True(t, lb.Verifiable)
+			assert.Equal(t, len(b), lb.Len())
+			assert.Empty(t, led.check(b, lb))
+			after := p.Stats()
+			assert.Equal(t, pooled-len(b), after.Pooled)
+			assert.Equal(t, after.Sources[0].BytesAccepted, after.VerifiableBytes+uint64(after.Pooled))
+		})
+	}
+}

@@ -243,6 +243,22 @@ func (p *Provider) add(f *feeder, blk Block) {
 	p.reason.Store(poolEmpty)
 	p.permanent.Store(nil)
 	p.endWarm()
+	p.wakeWaiters()
+	select {
+	case <-p.ready:
+	default:
+		p.mu.Lock()
+		select {
+		case <-p.ready:
+		default:
+			close(p.ready)
+		}
+		p.mu.Unlock()
+	}
+}
+
+// wakeWaiters wakes the reads waiting under Defer for bytes (deferTake).
+func (p *Provider) wakeWaiters() {
 	p.mu.Lock()
 	if p.arrivedTaken {
 		// A reader under Defer waits on it: wake it. Otherwise the
@@ -251,11 +267,6 @@ func (p *Provider) add(f *feeder, blk Block) {
 		close(p.arrived)
 		p.arrived = make(chan struct{})
 		p.arrivedTaken = false
-	}
-	select {
-	case <-p.ready:
-	default:
-		close(p.ready)
 	}
 	p.mu.Unlock()
 }

@@ -191,9 +191,10 @@ func TestFailoverBothDown(t *testing.T) {
 // TestRefillAfterDrainingOneShard: with GOMAXPROCS 1 every
 // reader is on P 0 and so on shard 0 of four: the reads drain one shard
 // again and again, on the fast path (claims past the wake point), the
-// locked path and takeShards. After the reads stop, with a source that is
-// always healthy, the refill brings the pool back to at least half and
-// every shard to its low watermark, under every policy.
+// locked path and takeSpread (a read larger than a shard). After the reads
+// stop, with a source that is always healthy, the refill brings the pool
+// back to at least half and every shard to its low watermark, under every
+// policy.
 func TestRefillAfterDrainingOneShard(t *testing.T) {
 	for _, pol := range []Policy{Defer, Degrade, Fail} {
 		t.Run(pol.String(), func(t *testing.T) {
@@ -285,7 +286,7 @@ func holdLock(mu *sync.Mutex, locked, release chan struct{}) {
 //     finds asked set, so it sends no wake;
 //  5. settle() sees the shard low and leaves asked set; the refill waits for
 //     a wake that no reader will send: fast claims find asked set, and
-//     takeShards' CompareAndSwap(false, true) fails. Under Defer no path
+//     so does every slow path's call of low. Under Defer no path
 //     calls short(), so the pool never refills and Defer reads wait until
 //     their context ends, with the source healthy.
 //
