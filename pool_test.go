@@ -175,3 +175,42 @@ func TestSpreadReadWholeOrNothing(t *testing.T) {
 		})
 	}
 }
+
+// Contract point 3 with recycled block buffers: a block's buffer is
+// released only when every byte of every run of it has been cleared by the
+// reader that took it (or zeroed), and it is then all zeros.
+func TestBlockBufferReleasedWhenEveryByteCleared(t *testing.T) {
+	buf, data := newBlockBuf(4096)
+	require.NotNil(t, buf, "a block of 4096 bytes is recyclable")
+	for i := range data {
+		data[i] = byte(i%251 + 1)
+	}
+	meta := &blockRuns{buf: buf}
+	meta.pending.Store(1) // add's
+	runs := []*run{&meta.runs[0], &meta.runs[1]}
+	for i, r := range runs {
+		from, to := []int{0, 1000}[i], []int{1000, 4096}[i]
+		r.data, r.base, r.owner = data[from:to:to], from, meta
+		r.left.Store(int64(len(r.data)))
+		meta.pending.Add(1)
+	}
+	meta.runDone() // add has made every run
+	require.EqualValues(t, 2, meta.pending.Load())
+
+	dst := make([]byte, 500)
+	for range 2 {
+		_, _, ok := runs[0].claim(dst)
+		require.True(t, ok)
+	}
+	assert.EqualValues(t, 1, meta.pending.Load(), "run 0 is cleared, run 1 is not")
+	// Run 1: a claim, then the rest under the lock of a shard.
+	_, _, ok := runs[1].claim(dst)
+	require.True(t, ok)
+	s := &shard{}
+	s.put(runs[1])
+	_, c := runs[1].stop()
+	runs[1].word.Store(stoppedBit | uint64(c))
+	s.take(make([]byte, len(runs[1].data)-c), nil, false)
+	assert.EqualValues(t, 0, meta.pending.Load(), "every byte cleared: released")
+	assert.Equal(t, make([]byte, len(data)), data, "a released buffer is all zeros")
+}
