@@ -253,7 +253,7 @@ func WithFetchSize(bytes int) Option {
 // request like any other, retried and counted by the breaker as one.
 //
 // maxItems must be in 1..64. A source that says how much one batch may ask
-// for ([BatchLimiter]; package httpsource: 64 items, 256 KiB in all) gets
+// for ([BatchSource.BatchLimits]; package httpsource: 64 items, 256 KiB in all) gets
 // batches within that, and single requests where not two blocks fit.
 func WithBatch(maxItems int) Option {
 	return func(c *config) error {

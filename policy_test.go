@@ -145,7 +145,7 @@ func TestFailReturnsCause(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, Label{}, lb)
 	assert.ErrorIs(t, err, ErrUnavailable)
-	assert.ErrorIs(t, err, ErrPaymentRequired)
+	assert.ErrorIs(t, err, httpStatus(402))
 	assert.ErrorIs(t, err, ErrQuotaExhausted)
 	var ae *APIError
 	require.ErrorAs(t, err, &ae)
@@ -164,7 +164,7 @@ func TestReasonIsImmediate(t *testing.T) {
 	p := newTestProvider(t, src, fast(WithPolicy(Fail), WithBreaker(gobreaker.Settings{Timeout: time.Hour}))...)
 	require.Eventually(t, func() bool { return p.Stats().Sources[0].Breaker == "open" }, 5*time.Second, time.Millisecond)
 	_, err := p.ReadLabelled(context.Background(), make([]byte, 8))
-	assert.ErrorIs(t, err, ErrUnauthorized)
+	assert.ErrorIs(t, err, httpStatus(401))
 	assert.NotContains(t, err.Error(), "circuit breaker circuit breaker")
 }
 
