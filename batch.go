@@ -92,9 +92,6 @@ func (e *BatchError) Unwrap() []error {
 	return errs
 }
 
-// ServiceRequestID returns e.RequestID; it lets [RequestID] find it.
-func (e *BatchError) ServiceRequestID() string { return e.RequestID }
-
 // Failed returns the indexes of the failed items, in order.
 func (e *BatchError) Failed() []int {
 	idx := make([]int, len(e.Items))

@@ -151,13 +151,13 @@ func TestRecordedEventReturnedWhenCtxEnds(t *testing.T) {
 }
 
 // ReadFor takes only event names it can record and ask for again: valid
-// UTF-8 of at most MaxEventName bytes. Others draw nothing.
+// UTF-8 of at most maxEventName bytes. Others draw nothing.
 func TestReadForRefusesEventNamesItCannotRecord(t *testing.T) {
 	src := newScriptSource("names")
 	p := newTestProvider(t, src, fast()...)
 	ready(t, p)
 	before := p.Stats().VerifiableReads
-	refused := []string{"", "round-\xff", "M\xe4rz", strings.Repeat("n", MaxEventName+1)}
+	refused := []string{"", "round-\xff", "M\xe4rz", strings.Repeat("n", maxEventName+1)}
 	for _, name := range append(refused, forgingNames...) {
 		b := []byte{1, 2, 3, 4}
 		_, err := p.ReadFor(context.Background(), name, b)
@@ -166,7 +166,7 @@ func TestReadForRefusesEventNamesItCannotRecord(t *testing.T) {
 	}
 	assert.Equal(t, before, p.Stats().VerifiableReads, "a refused event name drew bytes")
 
-	for _, name := range []string{"März-2026", strings.Repeat("n", MaxEventName), "round 7"} {
+	for _, name := range []string{"März-2026", strings.Repeat("n", maxEventName), "round 7"} {
 		b := make([]byte, 4)
 		lb, err := p.ReadFor(context.Background(), name, b)
 		require.NoError(t, err, "%.20q", name)

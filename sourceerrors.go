@@ -78,16 +78,6 @@ func (it ErrorItem) String() string {
 	return s
 }
 
-// RetryAfterValue returns RetryAfter and RetryAfterSet: the hold, and
-// whether the service sent one at all (as Python's retry_after of None or a
-// number).
-func (e *APIError) RetryAfterValue() (time.Duration, bool) {
-	return e.RetryAfter, e.RetryAfterSet || e.RetryAfter > 0
-}
-
-// ServiceRequestID returns e.RequestID; it lets [RequestID] find it.
-func (e *APIError) ServiceRequestID() string { return e.RequestID }
-
 // Error returns "HTTP 429 rate limited: code: message (request id …, retry after 2s)".
 func (e *APIError) Error() string {
 	var sb strings.Builder
@@ -189,9 +179,6 @@ func (e *APIError) permanent() bool {
 	return false
 }
 
-// RetryAfterDelay returns e.RetryAfter; it lets [RetryAfter] find the delay.
-func (e *APIError) RetryAfterDelay() time.Duration { return e.RetryAfter }
-
 // JobCode classes: every job error code of the IonQ API (v0.3) and
 // the job states of the Quantropy entropy API, transient or permanent.
 var jobCodes = map[string]bool{ // code → permanent
@@ -248,9 +235,6 @@ type JobError struct {
 	// sent a details list (see APIError.Details).
 	Details []ErrorItem
 }
-
-// ServiceRequestID returns e.RequestID; it lets [RequestID] find it.
-func (e *JobError) ServiceRequestID() string { return e.RequestID }
 
 // Error returns "job J failed: Code: message (request id R)".
 func (e *JobError) Error() string {
