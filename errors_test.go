@@ -125,16 +125,6 @@ func TestUnavailableWrapsCause(t *testing.T) {
 	assert.True(t, strings.HasPrefix(u.Error(), ErrUnavailable.Error()))
 }
 
-func TestPolicyParse(t *testing.T) {
-	for _, p := range []Policy{Degrade, Defer, Fail} {
-		got, err := ParsePolicy(strings.ToUpper(p.String()))
-		require.NoError(t, err)
-		assert.Equal(t, p, got)
-	}
-	_, err := ParsePolicy("sometimes")
-	assert.Error(t, err)
-}
-
 // ConnError's Error must not panic when Err is nil: the Provider calls it
 // on its refill goroutine (logger, Stats, fallback reasons), where a panic
 // ends the program.

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math"
 	"reflect"
-	"strings"
 	"time"
 
 	"github.com/provenrand/entropy/health"
@@ -41,19 +40,6 @@ func (p Policy) String() string {
 		return "fail"
 	}
 	return fmt.Sprintf("Policy(%d)", int(p))
-}
-
-// ParsePolicy reads "degrade", "defer" or "fail" (any case).
-func ParsePolicy(s string) (Policy, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "degrade":
-		return Degrade, nil
-	case "defer":
-		return Defer, nil
-	case "fail":
-		return Fail, nil
-	}
-	return 0, fmt.Errorf("entropy: unknown policy %q (want degrade, defer or fail)", s)
 }
 
 // Defaults of a Provider's options; each option's comment repeats its own.

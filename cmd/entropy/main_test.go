@@ -171,7 +171,7 @@ func TestFlagsShownInHelp(t *testing.T) {
 	for _, f := range []string{"-addr", "-faults", "127.0.0.1:8080"} {
 		assert.Contains(t, out, f)
 	}
-	for _, pol := range []string{"degrade", "defer", "fail"} {
+	for _, pol := range []string{"degrade", "defer", "fail", "DEFER", " Fail"} {
 		code, out, errOut := runCLI(t, "read", "-n", "4", "--policy", pol, "--format", "base64")
 		assert.Equal(t, 0, code, "%s: %s", pol, errOut)
 		assert.NotEmpty(t, strings.TrimSpace(out))
