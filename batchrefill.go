@@ -119,7 +119,7 @@ func (f *feeder) onceBatch(ctx context.Context, sizes []int) (good []Block, part
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
-				blks, err = nil, fmt.Errorf("%w: %T", ErrSourcePanic, r)
+				blks, err = nil, fmt.Errorf("%w: %T", errSourcePanic, r)
 			}
 		}()
 		blks, err = f.src.(BatchSource).FetchBatch(rctx, sizes)

@@ -11,10 +11,6 @@ import (
 	"unicode/utf8"
 )
 
-// ErrEventSize is returned by [Provider.ReadFor] when an event is asked for with a
-// size other than the one it was drawn with.
-var ErrEventSize = errors.New("entropy: event was drawn with a different size")
-
 // ErrEventName is returned by [Provider.ReadFor] for an event name it cannot record
 // and ask for again, or that could forge a report that prints it: empty,
 // longer than 1024 bytes, or refused by the names rule of docs/protocol.md
@@ -48,7 +44,7 @@ type eventEntry struct {
 // same label: a re-roll is impossible through this API. When another
 // replica records the event first, its bytes and label are returned and the
 // bytes this Provider took are zeroed (Stats.EventBytesDiscarded). A call
-// with another size returns [ErrEventSize].
+// with another size returns [ErrEventParams].
 //
 // When a source can bind a job to a request ([NonceSource]: the reference
 // protocol), the event's bytes are a job of their own, fetched for the
@@ -142,7 +138,7 @@ func (p *Provider) readEvent(ctx context.Context, event string, params []byte, c
 			return EventRecord{}, e.err
 		}
 		if len(e.rec.Data) != len(b) {
-			return EventRecord{}, fmt.Errorf("%w: event %q has %d bytes, asked for %d", ErrEventSize, event, len(e.rec.Data), len(b))
+			return EventRecord{}, fmt.Errorf("%w: event %q has %d bytes, asked for %d", ErrEventParams, event, len(e.rec.Data), len(b))
 		}
 		if checkParams && len(e.rec.Params) > 0 && !bytes.Equal(e.rec.Params, params) {
 			return EventRecord{}, fmt.Errorf("%w: event %q was drawn with parameters %q, asked with %q", ErrEventParams, event, e.rec.Params, params)

@@ -49,7 +49,7 @@ func TestEventDrawnOnce(t *testing.T) {
 	}
 	// A different size for the same event is an error, not a re-roll.
 	_, err := p.ReadFor(context.Background(), "lottery-2026-11-22", make([]byte, 33))
-	assert.ErrorIs(t, err, ErrEventSize)
+	assert.ErrorIs(t, err, ErrEventParams)
 	// A different event draws new bytes.
 	other := make([]byte, 32)
 	_, err = p.ReadFor(context.Background(), "lottery-2026-11-29", other)
@@ -81,7 +81,7 @@ func TestEventSurvivesRestart(t *testing.T) {
 	assert.Equal(t, lb1, lb2)
 	assert.Zero(t, p2.Stats().VerifiableReads, "nothing was drawn after the restart")
 	_, err = p2.ReadFor(context.Background(), "raffle", make([]byte, 16))
-	assert.ErrorIs(t, err, ErrEventSize)
+	assert.ErrorIs(t, err, ErrEventParams)
 }
 
 // An event draw that cannot be recorded is not handed out, and a later call

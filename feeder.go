@@ -275,7 +275,7 @@ func (f *feeder) once(ctx context.Context, n int, call fetchFunc) (blk Block, er
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
-				blk, err = Block{}, fmt.Errorf("%w: %T", ErrSourcePanic, r)
+				blk, err = Block{}, fmt.Errorf("%w: %T", errSourcePanic, r)
 			}
 		}()
 		if call != nil {
