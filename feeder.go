@@ -97,7 +97,7 @@ func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() b
 			userChange(name, from, to)
 		}
 	}
-	f.cb = gobreaker.NewCircuitBreaker[Block](st)
+	f.cb = localBreaker{gobreaker.NewCircuitBreaker[Block](st)}
 	if cfg.fleet != nil {
 		if err := f.coordinate(cfg.fleet, st); err != nil {
 			return nil, err

@@ -87,7 +87,7 @@ type config struct {
 	derivedRead   bool
 	warmStart     time.Duration
 	fleet         Fleet
-	fleetHook     func(FleetEvent)
+	fleetHook     func(FleetStatus)
 }
 
 func defaultConfig() config {
