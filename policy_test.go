@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Issue 2: Fail wraps ErrUnavailable and the source's own *JobError (not
+// Fail wraps ErrUnavailable and the source's own *JobError (not
 // only *APIError), through ReadLabelled and through the io.Reader.
 func TestFailWrapsJobError(t *testing.T) {
 	src := newScriptSource("q")
@@ -32,7 +32,7 @@ func TestFailWrapsJobError(t *testing.T) {
 	assert.Zero(t, p.Stats().FallbackReads, "Fail never serves fallback bytes")
 }
 
-// Issue 2: Read (no context) under Defer waits, without a deadline, until
+// Read (no context) under Defer waits, without a deadline, until
 // verifiable bytes come; it returns them all (and a ReadLabelled waiting
 // beside it, a verifiable label), and ends with ErrClosed at Close.
 func TestDeferReadWaitsUntilVerifiableOrClose(t *testing.T) {

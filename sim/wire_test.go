@@ -190,8 +190,8 @@ func TestQueuedAndFailedJobsOverTheWire(t *testing.T) {
 	assert.Equal(t, "failed", final.Status)
 }
 
-// Every fault kind through the client gives the error class the issue asks
-// for; the simulator records the fault on the request that met it.
+// Every fault kind through the client gives its error class (README.md's
+// conformance table); the simulator records the fault on the request that met it.
 func TestEveryFaultKindClass(t *testing.T) {
 	for _, tc := range []struct {
 		fault sim.Fault

@@ -158,7 +158,7 @@ func TestURLWithCredentialsRefused(t *testing.T) {
 	assert.Empty(t, s.Requests(), "a request was sent with the key from the URL")
 }
 
-// The flags are accepted and shown in --help.
+// Every flag README.md documents is accepted and shown in --help.
 func TestFlagsShownInHelp(t *testing.T) {
 	clearEnv(t)
 	code, out, _ := runCLI(t, "read", "--help")
