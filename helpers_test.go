@@ -103,12 +103,6 @@ func (s *scriptSource) callCount() int {
 	return len(s.calls)
 }
 
-func (s *scriptSource) callTimes() []time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]time.Time(nil), s.calls...)
-}
-
 func (s *scriptSource) job(id string) ([]byte, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

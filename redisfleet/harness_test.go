@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"math"
 	"net"
 	"net/http"
@@ -401,5 +400,3 @@ func proxied(t testing.TB, url, addr string) string {
 	t.Helper()
 	return strings.Replace(url, redisAddr(t, url), addr, 1)
 }
-
-var errStop = errors.New("stop")

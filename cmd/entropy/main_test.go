@@ -189,6 +189,7 @@ func TestAuditQuotesEventNames(t *testing.T) {
 	j := filepath.Join(t.TempDir(), "audit.jsonl")
 	code, _, errOut := runCLI(t, "draw", "--pick", "1", "--of", "2", "--event", "r1\nhead: 0000", "--journal", j)
 	require.NotEqual(t, exitOK, code, "an event name with a newline was drawn")
+	assert.Contains(t, errOut, "--event", "the refusal names the flag")
 	const event = `r1", "head: 0000`
 	code, _, errOut = runCLI(t, "draw", "--pick", "1", "--of", "2", "--event", event, "--journal", j)
 	require.Equal(t, exitOK, code, errOut)
