@@ -12,8 +12,9 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Issue 2 fixes these public names and signatures; tests outside the
-// package rely on them. This fails to compile if one drifts.
+// The core public names and signatures are a promise: programs and tests
+// outside the package rely on them. This fails to
+// compile if one drifts.
 func TestPublicNamesAndSignatures(t *testing.T) {
 	var (
 		_ func(Source, ...Option) (*Provider, error)              = New

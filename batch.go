@@ -8,10 +8,6 @@ import (
 	"strings"
 )
 
-// ErrPartialBatch is matched by every *BatchError: some items of a batch
-// failed while others may have passed.
-var ErrPartialBatch = errors.New("entropy: batch items failed")
-
 // ErrBatchUnsupported is matched by the error of a FetchBatch whose service
 // has no batch request (package httpsource: the batch path answered 404,
 // 405 or 501). A [Provider] that meets it refills from that source with
@@ -30,20 +26,18 @@ type BatchSource interface {
 	// is a failure of the whole request: no blocks. An error matching
 	// [ErrBatchUnsupported] says the service has no batch request at all.
 	FetchBatch(ctx context.Context, sizes []int) ([]Block, error)
-}
-
-// BatchLimiter is a [BatchSource] that says how much one batch may ask for:
-// at most items items, of at most bytes bytes in all (package httpsource's
-// protocol limits). A [Provider] keeps its batches within them; a batch that
-// would hold fewer than two blocks is sent as a single request.
-type BatchLimiter interface {
+	// BatchLimits says how much one batch may ask for: at most items
+	// blocks, of at most bytes bytes in all (package httpsource's protocol
+	// limits); 0 or less for no limit of that kind. A [Provider] keeps its
+	// batches within them; a batch that would hold fewer than two blocks is
+	// sent as a single request.
 	BatchLimits() (items, bytes int)
 }
 
-// BatchError is a batch answer whose items did not all pass: the batch
-// error names the failed items. Match it with [errors.Is]
-// ([ErrPartialBatch]) and read it with [errors.As]. It unwraps to the items'
-// errors, so errors.As finds a failed item's *JobError too.
+// BatchError is a batch answer whose items did not all pass: it names the
+// failed items. Find it with [errors.As]. It unwraps to the items' errors,
+// so errors.As finds a failed item's [*JobError] too, and [errors.Is] its
+// [ErrBadProof] or [ErrMalformed].
 type BatchError struct {
 	Total     int              // items asked for
 	Items     []BatchItemError // the failed items, by index
@@ -87,9 +81,6 @@ func (e *BatchError) Error() string {
 	return sb.String()
 }
 
-// Is matches [ErrPartialBatch].
-func (e *BatchError) Is(target error) bool { return target == ErrPartialBatch }
-
 // Unwrap returns the items' errors.
 func (e *BatchError) Unwrap() []error {
 	errs := make([]error, 0, len(e.Items))
@@ -100,9 +91,6 @@ func (e *BatchError) Unwrap() []error {
 	}
 	return errs
 }
-
-// ServiceRequestID returns e.RequestID; it lets [RequestID] find it.
-func (e *BatchError) ServiceRequestID() string { return e.RequestID }
 
 // Failed returns the indexes of the failed items, in order.
 func (e *BatchError) Failed() []int {

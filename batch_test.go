@@ -24,6 +24,9 @@ type batchSource struct {
 	batches [][]int
 }
 
+// BatchLimits sets no limit.
+func (b *batchSource) BatchLimits() (int, int) { return 0, 0 }
+
 func (b *batchSource) FetchBatch(ctx context.Context, sizes []int) ([]Block, error) {
 	b.mu.Lock()
 	b.batches = append(b.batches, append([]int(nil), sizes...))
@@ -161,8 +164,8 @@ func TestBatchDefaultIsCappedByDefaultBatch(t *testing.T) {
 	}
 }
 
-// limitedBatchSource is a batchSource that says how much a batch may ask
-// for (BatchLimiter).
+// limitedBatchSource is a batchSource that limits how much a batch may ask
+// for (BatchSource.BatchLimits).
 type limitedBatchSource struct {
 	*batchSource
 	items, bytes int
@@ -292,8 +295,8 @@ func TestBatchErrorText(t *testing.T) {
 	}}
 	assert.Equal(t, "batch: 2 of 5 items failed: item 1: QuantumComputerError: qpu; item 3: bad signature (request id r1)", be.Error())
 	assert.Equal(t, []int{1, 3}, be.Failed())
-	assert.ErrorIs(t, be, ErrPartialBatch)
 	assert.ErrorIs(t, be, ErrBadProof)
-	assert.ErrorIs(t, be, ErrJobFailed)
+	var je *JobError
+	assert.ErrorAs(t, be, &je)
 	assert.Equal(t, "r1", RequestID(be))
 }

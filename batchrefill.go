@@ -17,13 +17,18 @@ func (f *feeder) batchSizes(room, n int) []int {
 	if f.cfg.batch < 2 || n <= 0 || f.noBatch.Load() {
 		return []int{n}
 	}
-	if _, ok := f.src.(BatchSource); !ok {
+	bs, ok := f.src.(BatchSource)
+	if !ok {
 		return []int{n}
 	}
 	k := min(room/n, f.cfg.batch)
-	if l, ok := f.src.(BatchLimiter); ok {
-		items, bytes := l.BatchLimits()
-		k = min(k, items, bytes/n)
+	if items, bytes := bs.BatchLimits(); items > 0 || bytes > 0 {
+		if items > 0 {
+			k = min(k, items)
+		}
+		if bytes > 0 {
+			k = min(k, bytes/n)
+		}
 	}
 	if k < 2 {
 		return []int{n}
@@ -114,7 +119,7 @@ func (f *feeder) onceBatch(ctx context.Context, sizes []int) (good []Block, part
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
-				blks, err = nil, fmt.Errorf("%w: %T", ErrSourcePanic, r)
+				blks, err = nil, fmt.Errorf("%w: %T", errSourcePanic, r)
 			}
 		}()
 		blks, err = f.src.(BatchSource).FetchBatch(rctx, sizes)

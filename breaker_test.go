@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Contract point 6 / issue 2: a caller's cancelled or expired contexts never
+// Contract point 6: a caller's cancelled or expired contexts never
 // count as source failures, and never move the breaker.
 func TestCallerCancelIsNotASourceFailure(t *testing.T) {
 	release := make(chan struct{})

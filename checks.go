@@ -29,9 +29,9 @@ func (f *feeder) check(b Block, n int) error {
 		return fmt.Errorf("%w: no job ID", ErrInvalidBlock)
 	case len(b.Source) > maxName || len(b.JobID) > maxName:
 		return fmt.Errorf("%w: source name or job ID longer than %d bytes", ErrInvalidBlock, maxName)
-	case CheckName(b.Source) != nil || CheckName(b.JobID) != nil:
+	case checkName(b.Source) != nil || checkName(b.JobID) != nil:
 		// Labels, journals and transcripts carry these names as text
-		// that people read: none may forge it (CheckName).
+		// that people read: none may forge it (checkName).
 		return fmt.Errorf("%w: source name %s or job ID %s outside the accepted character set (docs/protocol.md, \"Names\")", ErrInvalidBlock, strconv.QuoteToASCII(b.Source), strconv.QuoteToASCII(b.JobID))
 	}
 	if err := f.health.Check(b.Data); err != nil {

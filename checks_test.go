@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,4 +215,41 @@ func TestTinyPoolServesRestOfBlockLater(t *testing.T) {
 		require.Len(t, offs, len(slices.Compact(slices.Sorted(slices.Values(offs)))), "an offset of %s served twice", id)
 	}
 	assert.Less(t, src.callCount(), reads/2, "every tiny read fetched a block of its own")
+}
+
+// TestHealthTestsFollowTheirConfig: WithHealthTests sets the assumptions
+// blocks are judged by. A block holding a run of 12 equal bytes fails the
+// default repetition count test (cutoff 7) and passes one configured for an
+// assessed 1 bit per byte (cutoff 21); an invalid configuration fails New.
+func TestHealthTestsFollowTheirConfig(t *testing.T) {
+	var seq atomic.Int64
+	src := SourceFunc(func(_ context.Context, n int) (Block, error) {
+		data := make([]byte, n)
+		_, _ = crand.Read(data)
+		if n >= 64 {
+			for i := 20; i < 32; i++ {
+				data[i] = 0x5a
+			}
+		}
+		return Block{Data: data, Source: "run12", JobID: fmt.Sprint("job-", seq.Add(1)), Verifiable: true, Proof: []byte("sig")}, nil
+	})
+	rct, _ := health.DefaultConfig().Cutoffs()
+	require.Less(t, rct, 12)
+	loose := health.Config{MinEntropy: 1, FalseAlarmLog2: 20}
+	rct, _ = loose.Cutoffs()
+	require.Greater(t, rct, 12)
+
+	strict := newTestProvider(t, src, fast(WithPolicy(Fail), WithBufferSize(4096), WithFetchSize(1024))...)
+	require.Eventually(t, func() bool { return strict.Stats().Sources[0].BlocksRejected > 0 }, 5*time.Second, time.Millisecond)
+	assert.Zero(t, strict.Stats().Sources[0].BlocksAccepted, "the default tests let a run of 12 through")
+
+	relaxed := newTestProvider(t, src, fast(WithPolicy(Fail), WithBufferSize(4096), WithFetchSize(1024), WithHealthTests(loose))...)
+	ready(t, relaxed)
+	lb, err := relaxed.ReadLabelled(context.Background(), make([]byte, 64))
+	require.NoError(t, err)
+	assert.True(t, lb.Verifiable)
+	assert.Zero(t, relaxed.Stats().Sources[0].BlocksRejected)
+
+	_, err = New(src, WithHealthTests(health.Config{MinEntropy: 0, FalseAlarmLog2: 40}))
+	assert.Error(t, err, "an assessed entropy of 0 bits per byte")
 }

@@ -62,8 +62,11 @@ func RetryAfter(err error) time.Duration {
 	// one 429 with a hold, must report the hold.
 	var d time.Duration
 	walkErrors(err, 0, func(e error) {
-		if ra, ok := e.(interface{ RetryAfterDelay() time.Duration }); ok {
-			d = max(d, ra.RetryAfterDelay())
+		switch e := e.(type) {
+		case *APIError:
+			d = max(d, e.RetryAfter)
+		case interface{ RetryAfterDelay() time.Duration }:
+			d = max(d, e.RetryAfterDelay())
 		}
 	})
 	return d
@@ -81,8 +84,15 @@ func RequestID(err error) string {
 		if id != "" {
 			return
 		}
-		if r, ok := e.(interface{ ServiceRequestID() string }); ok {
-			id = r.ServiceRequestID()
+		switch e := e.(type) {
+		case *APIError:
+			id = e.RequestID
+		case *JobError:
+			id = e.RequestID
+		case *BatchError:
+			id = e.RequestID
+		case interface{ ServiceRequestID() string }:
+			id = e.ServiceRequestID()
 		}
 	})
 	return id

@@ -187,7 +187,7 @@ func TestFallbackEpisodesCounted(t *testing.T) {
 		seen = append(seen, ep)
 		mu.Unlock()
 	}))...)
-	require.Eventually(t, func() bool { return errors.Is(p.Stats().Unavailable, ErrServiceUnavailable) }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return errors.Is(p.Stats().Unavailable, httpStatus(503)) }, 5*time.Second, time.Millisecond)
 	for i := 0; i < 3; i++ {
 		_, err := p.ReadLabelled(context.Background(), make([]byte, 10))
 		require.NoError(t, err)
@@ -203,7 +203,7 @@ func TestFallbackEpisodesCounted(t *testing.T) {
 	require.Len(t, seen, 2)
 	assert.False(t, seen[0].Ended)
 	assert.True(t, seen[1].Ended)
-	assert.ErrorIs(t, seen[1].Reason, ErrServiceUnavailable)
+	assert.ErrorIs(t, seen[1].Reason, httpStatus(503))
 	assert.GreaterOrEqual(t, seen[1].Reads, int64(3))
 	assert.GreaterOrEqual(t, seen[1].Bytes, int64(30))
 	assert.False(t, seen[1].End.Before(seen[1].Start))

@@ -24,10 +24,11 @@ var (
 	// ErrMalformed: a response could not be parsed (bad JSON, bad base64,
 	// truncated body, wrong length). Sources wrap it.
 	ErrMalformed = errors.New("entropy: malformed response")
-	// ErrSourcePanic: a [Source] panicked; the panic is turned into this error
-	// and counted as a source failure.
-	ErrSourcePanic = errors.New("entropy: source panicked")
 )
+
+// errSourcePanic: a [Source] panicked; the panic is turned into this error
+// (with the panic value's type) and counted as a source failure.
+var errSourcePanic = errors.New("entropy: source panicked")
 
 // unavailableError is the error of a read that got no verifiable entropy: it
 // matches ErrUnavailable and unwraps to the cause. Fallback reads carry one

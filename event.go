@@ -5,23 +5,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/provenrand/entropy/internal/names"
 	"slices"
 	"sync"
 	"unicode/utf8"
 )
 
-// ErrEventSize is returned by [Provider.ReadFor] when an event is asked for with a
-// size other than the one it was drawn with.
-var ErrEventSize = errors.New("entropy: event was drawn with a different size")
-
 // ErrEventName is returned by [Provider.ReadFor] for an event name it cannot record
 // and ask for again, or that could forge a report that prints it: empty,
-// longer than [MaxEventName] bytes, or refused by [CheckName] (not valid UTF-8,
-// a character that is not printable, "." or ".."). Nothing is drawn.
+// longer than 1024 bytes, or refused by the names rule of docs/protocol.md
+// (not valid UTF-8, a character that is not printable, "." or ".."). Nothing is drawn.
 var ErrEventName = errors.New("entropy: invalid event name")
 
-// MaxEventName is the longest event name [Provider.ReadFor] takes, in bytes.
-const MaxEventName = 1024
+// maxEventName is the longest event name [Provider.ReadFor] takes, in bytes.
+const maxEventName = names.MaxEvent
 
 // eventTable holds the events drawn by this Provider, and the draws in
 // progress, so that concurrent callers for one event share one draw.
@@ -47,7 +44,7 @@ type eventEntry struct {
 // same label: a re-roll is impossible through this API. When another
 // replica records the event first, its bytes and label are returned and the
 // bytes this Provider took are zeroed (Stats.EventBytesDiscarded). A call
-// with another size returns [ErrEventSize].
+// with another size returns [ErrEventParams].
 //
 // When a source can bind a job to a request ([NonceSource]: the reference
 // protocol), the event's bytes are a job of their own, fetched for the
@@ -96,12 +93,12 @@ func (p *Provider) readEvent(ctx context.Context, event string, params []byte, c
 	switch {
 	case event == "":
 		return EventRecord{}, fmt.Errorf("%w: empty", ErrEventName)
-	case len(event) > MaxEventName:
-		return EventRecord{}, fmt.Errorf("%w: %d bytes, more than %d", ErrEventName, len(event), MaxEventName)
+	case len(event) > maxEventName:
+		return EventRecord{}, fmt.Errorf("%w: %d bytes, more than %d", ErrEventName, len(event), maxEventName)
 	case !utf8.ValidString(event):
 		return EventRecord{}, fmt.Errorf("%w: %q is not valid UTF-8", ErrEventName, event)
-	case CheckName(event) != nil:
-		return EventRecord{}, fmt.Errorf("%w: %v", ErrEventName, CheckName(event))
+	case checkName(event) != nil:
+		return EventRecord{}, fmt.Errorf("%w: %v", ErrEventName, checkName(event))
 	case len(b) == 0:
 		return EventRecord{}, errors.New("entropy: empty read")
 	case ctx == nil:
@@ -141,7 +138,7 @@ func (p *Provider) readEvent(ctx context.Context, event string, params []byte, c
 			return EventRecord{}, e.err
 		}
 		if len(e.rec.Data) != len(b) {
-			return EventRecord{}, fmt.Errorf("%w: event %q has %d bytes, asked for %d", ErrEventSize, event, len(e.rec.Data), len(b))
+			return EventRecord{}, fmt.Errorf("%w: event %q has %d bytes, asked for %d", ErrEventParams, event, len(e.rec.Data), len(b))
 		}
 		if checkParams && len(e.rec.Params) > 0 && !bytes.Equal(e.rec.Params, params) {
 			return EventRecord{}, fmt.Errorf("%w: event %q was drawn with parameters %q, asked with %q", ErrEventParams, event, e.rec.Params, params)

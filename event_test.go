@@ -49,7 +49,7 @@ func TestEventDrawnOnce(t *testing.T) {
 	}
 	// A different size for the same event is an error, not a re-roll.
 	_, err := p.ReadFor(context.Background(), "lottery-2026-11-22", make([]byte, 33))
-	assert.ErrorIs(t, err, ErrEventSize)
+	assert.ErrorIs(t, err, ErrEventParams)
 	// A different event draws new bytes.
 	other := make([]byte, 32)
 	_, err = p.ReadFor(context.Background(), "lottery-2026-11-29", other)
@@ -81,7 +81,7 @@ func TestEventSurvivesRestart(t *testing.T) {
 	assert.Equal(t, lb1, lb2)
 	assert.Zero(t, p2.Stats().VerifiableReads, "nothing was drawn after the restart")
 	_, err = p2.ReadFor(context.Background(), "raffle", make([]byte, 16))
-	assert.ErrorIs(t, err, ErrEventSize)
+	assert.ErrorIs(t, err, ErrEventParams)
 }
 
 // An event draw that cannot be recorded is not handed out, and a later call
@@ -151,13 +151,13 @@ func TestRecordedEventReturnedWhenCtxEnds(t *testing.T) {
 }
 
 // ReadFor takes only event names it can record and ask for again: valid
-// UTF-8 of at most MaxEventName bytes. Others draw nothing.
+// UTF-8 of at most maxEventName bytes. Others draw nothing.
 func TestReadForRefusesEventNamesItCannotRecord(t *testing.T) {
 	src := newScriptSource("names")
 	p := newTestProvider(t, src, fast()...)
 	ready(t, p)
 	before := p.Stats().VerifiableReads
-	refused := []string{"", "round-\xff", "M\xe4rz", strings.Repeat("n", MaxEventName+1)}
+	refused := []string{"", "round-\xff", "M\xe4rz", strings.Repeat("n", maxEventName+1)}
 	for _, name := range append(refused, forgingNames...) {
 		b := []byte{1, 2, 3, 4}
 		_, err := p.ReadFor(context.Background(), name, b)
@@ -166,7 +166,7 @@ func TestReadForRefusesEventNamesItCannotRecord(t *testing.T) {
 	}
 	assert.Equal(t, before, p.Stats().VerifiableReads, "a refused event name drew bytes")
 
-	for _, name := range []string{"März-2026", strings.Repeat("n", MaxEventName), "round 7"} {
+	for _, name := range []string{"März-2026", strings.Repeat("n", maxEventName), "round 7"} {
 		b := make([]byte, 4)
 		lb, err := p.ReadFor(context.Background(), name, b)
 		require.NoError(t, err, "%.20q", name)

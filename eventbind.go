@@ -18,8 +18,9 @@ const eventNonceDomain = "provenrand/entropy event nonce v1"
 // EventSaltSize is the size of the random salt of an event's request.
 const EventSaltSize = 16
 
-// ErrEventParams is returned by [Provider.ReadEvent] when an event is asked for with
-// parameters other than the ones it was drawn with.
+// ErrEventParams is returned by [Provider.ReadFor] and [Provider.ReadEvent]
+// when an event is asked for with another size, or other parameters, than it
+// was drawn with.
 var ErrEventParams = errors.New("entropy: event was drawn with other parameters")
 
 // EventNonce returns the nonce of a request for the job of a named event:

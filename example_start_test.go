@@ -142,7 +142,7 @@ func ExampleProvider_WaitReady() {
 	defer p.Close()
 
 	err = p.WaitReady(context.Background())
-	fmt.Println(errors.Is(err, entropy.ErrPermanent), errors.Is(err, entropy.ErrUnauthorized))
+	fmt.Println(errors.Is(err, entropy.ErrPermanent), errors.Is(err, httpsource.ErrUnauthorized))
 	fmt.Println(p.Stats().Permanent != nil)
 	// Output:
 	// true true

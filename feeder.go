@@ -97,7 +97,7 @@ func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() b
 			userChange(name, from, to)
 		}
 	}
-	f.cb = gobreaker.NewCircuitBreaker[Block](st)
+	f.cb = localBreaker{gobreaker.NewCircuitBreaker[Block](st)}
 	if cfg.fleet != nil {
 		if err := f.coordinate(cfg.fleet, st); err != nil {
 			return nil, err
@@ -275,7 +275,7 @@ func (f *feeder) once(ctx context.Context, n int, call fetchFunc) (blk Block, er
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
-				blk, err = Block{}, fmt.Errorf("%w: %T", ErrSourcePanic, r)
+				blk, err = Block{}, fmt.Errorf("%w: %T", errSourcePanic, r)
 			}
 		}()
 		if call != nil {

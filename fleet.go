@@ -44,15 +44,13 @@ type Breaker interface {
 	Execute(req func() (Block, error)) (Block, error)
 	// State returns the breaker's state as this process last knew it.
 	State() gobreaker.State
-}
-
-// BreakerGate is implemented by a fleet's [Breaker], whose state other
-// processes change while a refill it admitted waits for the rate limiter or
-// backs off. The [Provider] calls Gate just before each request of such a
-// refill and sends none when it returns an error: gobreaker.ErrOpenState when
-// another replica opened the breaker meanwhile, ErrTooManyRequests when the
-// breaker is half-open and another replica sends the probe.
-type BreakerGate interface {
+	// Gate is asked just before each request of a refill that Execute
+	// admitted, since a fleet's breaker may change state (in another
+	// process) while the refill waits for the rate limiter or backs off.
+	// The [Provider] sends no request when it returns an error:
+	// gobreaker.ErrOpenState when another replica opened the breaker
+	// meanwhile, ErrTooManyRequests when the breaker is half-open and
+	// another replica sends the probe. A breaker of one process returns nil.
 	Gate(ctx context.Context) error
 }
 
@@ -120,15 +118,6 @@ type FleetStatus struct {
 	LastError error
 }
 
-// FleetEvent is a change of a [Fleet]'s state, handed to the [WithFleetHook] hook
-// and logged: coordination lost (Shared false) or restored (Shared true).
-type FleetEvent struct {
-	Time   time.Time // when the fleet changed state
-	Name   string    // the fleet's name
-	Shared bool      // the new state
-	Err    error     // the failure that made it local; nil when shared
-}
-
 // WithFleet makes the [Provider] one replica of a fleet that shares the rate
 // limit, Retry-After hold and breaker of each source with the other replicas
 // (see [Fleet] and package redisfleet). Default: none (the embedded, per-process
@@ -143,10 +132,12 @@ func WithFleet(f Fleet) Option {
 	}
 }
 
-// WithFleetHook calls f when the fleet's state changes (see [FleetEvent]). It
-// runs on the goroutine of the fallback hook, outside every lock, one call at
-// a time. Default: none.
-func WithFleetHook(f func(FleetEvent)) Option {
+// WithFleetHook calls f with the fleet's new status when its state changes:
+// coordination lost (Shared false; LastError says why) or restored (Shared
+// true). Since is when the change happened (the time of the Provider's clock
+// if the fleet does not say). It runs on the goroutine of the fallback hook,
+// outside every lock, one call at a time. Default: none.
+func WithFleetHook(f func(FleetStatus)) Option {
 	return func(c *config) error { c.fleetHook = f; return nil }
 }
 
@@ -204,14 +195,18 @@ func (f *feeder) coordinate(fl Fleet, st gobreaker.Settings) error {
 	return nil
 }
 
-// gate asks a fleet's breaker, just before a request, whether it still lets
-// the refill through (see BreakerGate).
-func (f *feeder) gate(ctx context.Context) error {
-	if g, ok := f.cb.(BreakerGate); ok {
-		return g.Gate(ctx)
-	}
-	return nil
+// localBreaker is the embedded Breaker: gobreaker's, in this process only,
+// whose state no other process changes.
+type localBreaker struct {
+	*gobreaker.CircuitBreaker[Block]
 }
+
+// Gate lets every request of an admitted refill through.
+func (localBreaker) Gate(context.Context) error { return nil }
+
+// gate asks a fleet's breaker, just before a request, whether it still lets
+// the refill through (see Breaker.Gate).
+func (f *feeder) gate(ctx context.Context) error { return f.cb.Gate(ctx) }
 
 // syncHold raises the in-memory hold to the fleet's shared hold, if any.
 func (f *feeder) syncHold(ctx context.Context) {
@@ -238,14 +233,10 @@ func (p *Provider) watchFleet() {
 		return
 	}
 	p.fleetShared = st.Shared
-	ev := FleetEvent{Time: st.Since, Name: st.Name, Shared: st.Shared}
-	if !st.Shared {
-		ev.Err = st.LastError
+	if st.Since.IsZero() {
+		st.Since = p.cfg.clock.Now()
 	}
-	if ev.Time.IsZero() {
-		ev.Time = p.cfg.clock.Now()
-	}
-	p.notes.fleet(ev)
+	p.notes.fleet(st)
 }
 
 // fleetStatus returns the fleet's status for Stats (nil without a fleet).
@@ -257,9 +248,9 @@ func (p *Provider) fleetStatus() *FleetStatus {
 	return &st
 }
 
-// deliverFleet hands a fleet event to the hook and the logger (on the
-// notifier goroutine).
-func (p *Provider) deliverFleet(ev FleetEvent) {
+// deliverFleet hands a change of the fleet's status to the hook and the
+// logger (on the notifier goroutine).
+func (p *Provider) deliverFleet(ev FleetStatus) {
 	if p.cfg.fleetHook != nil {
 		p.cfg.fleetHook(ev)
 	}
@@ -268,8 +259,8 @@ func (p *Provider) deliverFleet(ev FleetEvent) {
 			l.Info("entropy: fleet coordination restored: shared rate limit, Retry-After hold and breaker", "fleet", ev.Name)
 		} else {
 			reason := ""
-			if ev.Err != nil {
-				reason = ev.Err.Error()
+			if ev.LastError != nil {
+				reason = ev.LastError.Error()
 			}
 			l.Warn("entropy: fleet coordination lost: this replica runs on its local share of the rate and a local breaker", "fleet", ev.Name, "error", reason)
 		}

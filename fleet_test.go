@@ -105,7 +105,8 @@ func (b memBreaker) Execute(req func() (Block, error)) (Block, error) {
 	b.m.calls.Add(1)
 	return b.cb.Execute(req)
 }
-func (b memBreaker) State() gobreaker.State { return b.cb.State() }
+func (b memBreaker) State() gobreaker.State     { return b.cb.State() }
+func (b memBreaker) Gate(context.Context) error { return nil }
 
 // A Retry-After that one replica receives holds the requests of every
 // replica of the fleet to that source, capped by WithMaxRetryAfter.
@@ -177,10 +178,10 @@ func TestFleetIsNotOnTheReadPath(t *testing.T) {
 func TestFleetStateChangesReachStatsAndHook(t *testing.T) {
 	fl := newMemFleet(newFakeClock())
 	var mu sync.Mutex
-	var events []FleetEvent
+	var events []FleetStatus
 	src := newScriptSource("a")
 	p := newTestProvider(t, src, fast(WithFleet(fl), WithBufferSize(256), WithFetchSize(64), WithShards(1),
-		WithFleetHook(func(ev FleetEvent) { mu.Lock(); events = append(events, ev); mu.Unlock() }))...)
+		WithFleetHook(func(ev FleetStatus) { mu.Lock(); events = append(events, ev); mu.Unlock() }))...)
 	ready(t, p)
 	st := p.Stats()
 	require.NotNil(t, st.Fleet)
@@ -206,10 +207,10 @@ func TestFleetStateChangesReachStatsAndHook(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.False(t, events[0].Shared)
-	assert.ErrorIs(t, events[0].Err, cut)
+	assert.ErrorIs(t, events[0].LastError, cut)
 	assert.Equal(t, "mem", events[0].Name)
 	assert.True(t, events[1].Shared)
-	assert.NoError(t, events[1].Err)
+	assert.False(t, events[1].Since.Before(events[0].Since), "the restoration comes after the loss")
 }
 
 // WithFleet refuses a nil fleet, and a fleet that cannot coordinate a

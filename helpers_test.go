@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -100,12 +101,6 @@ func (s *scriptSource) callCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.calls)
-}
-
-func (s *scriptSource) callTimes() []time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]time.Time(nil), s.calls...)
 }
 
 func (s *scriptSource) job(id string) ([]byte, bool) {
@@ -596,3 +591,11 @@ func counting(n int) []byte {
 	}
 	return b
 }
+
+// httpStatus is a class sentinel of one HTTP status, made as package
+// httpsource's are (a MatchStatus method), which the root's tests cannot
+// import.
+type httpStatus int
+
+func (s httpStatus) Error() string               { return "HTTP " + strconv.Itoa(int(s)) }
+func (s httpStatus) MatchStatus(status int) bool { return int(s) == status }

@@ -40,12 +40,12 @@ func (jq *journalQueue) init() {
 	jq.failed = make(chan struct{})
 }
 
-// failure returns the last failure (nil when the journal is writing) and a
-// channel that is closed at the next failure.
-func (jq *journalQueue) failure() (error, <-chan struct{}) {
+// failure returns a channel that is closed at the next failure, and the
+// last failure (nil when the journal is writing).
+func (jq *journalQueue) failure() (<-chan struct{}, error) {
 	jq.mu.Lock()
 	defer jq.mu.Unlock()
-	return jq.lastErr, jq.failed
+	return jq.failed, jq.lastErr
 }
 
 func (jq *journalQueue) setFailure(err error) {
@@ -189,14 +189,14 @@ func (n *notifier) flush(ctx context.Context) error {
 	if n.p.cfg.journal == nil || n.isSelf() {
 		return nil
 	}
-	_, failed := n.jq.failure()
+	failed, _ := n.jq.failure()
 	ch := make(chan struct{})
 	n.push(note{flushed: ch})
 	select {
 	case <-ch:
 		return nil
 	case <-failed:
-		err, _ := n.jq.failure()
+		_, err := n.jq.failure()
 		if err == nil {
 			// Written meanwhile: wait for the mark as usual.
 			select {

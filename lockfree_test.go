@@ -191,16 +191,6 @@ func (x *lfIndex) find(b []byte) (job, off int, ok bool) {
 	return int(v >> 32), int(v & cursorMask), true
 }
 
-// anyJobBytes reports whether b holds a window of job bytes anywhere.
-func (x *lfIndex) anyJobBytes(b []byte) bool {
-	for i := 0; i+lfWin <= len(b); i++ {
-		if _, _, ok := x.find(b[i:]); ok {
-			return true
-		}
-	}
-	return false
-}
-
 // locate splits b into the job spans it was copied from. It returns the
 // spans, how many bytes it could not place, and whether b held no job bytes
 // at all (a fallback read). Pieces shorter than lfWin (the last bytes of a

@@ -22,19 +22,19 @@ var forgingNames = []string{
 	"job-\xff",
 }
 
-// TestCheckNameRefusesForgingNames: a name that could make printed output
+// TestNameCheckRefusesForgingNames: a name that could make printed output
 // say something else (a second line, reversed text, a hidden character, a
 // path step) is refused; printable names in any script are accepted.
-func TestCheckNameRefusesForgingNames(t *testing.T) {
+func TestNameCheckRefusesForgingNames(t *testing.T) {
 	for _, name := range forgingNames {
-		assert.Error(t, CheckName(name), "%q", name)
+		assert.Error(t, checkName(name), "%q", name)
 	}
-	assert.Error(t, CheckName(""))
+	assert.Error(t, checkName(""))
 	for _, name := range []string{
 		"job-7", "0d4c1b2a-9f8e", "drand/quicknet", "round 7", "März-2026", "抽選-第1回", "lotto #12 (final)",
 		"...", ".hidden", "a.b", strings.Repeat("n", 2000),
 	} {
-		assert.NoError(t, CheckName(name), "%q", name)
+		assert.NoError(t, checkName(name), "%q", name)
 	}
 }
 

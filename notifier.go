@@ -20,7 +20,7 @@ type notifier struct {
 }
 
 type note struct {
-	fleet   *FleetEvent
+	fleet   *FleetStatus
 	episode *FallbackEpisode
 	block   *BlockRecord
 	flushed chan struct{} // closed when every note before it is delivered
@@ -34,8 +34,8 @@ func (n *notifier) init(p *Provider) {
 
 func (n *notifier) episode(ep FallbackEpisode) { n.push(note{episode: &ep}) }
 
-func (n *notifier) block(b BlockRecord) { n.push(note{block: &b}) }
-func (n *notifier) fleet(ev FleetEvent) { n.push(note{fleet: &ev}) }
+func (n *notifier) block(b BlockRecord)  { n.push(note{block: &b}) }
+func (n *notifier) fleet(ev FleetStatus) { n.push(note{fleet: &ev}) }
 
 func (n *notifier) push(x note) {
 	if n.p.cfg.hook == nil && n.p.cfg.logger == nil && n.p.cfg.journal == nil && n.p.cfg.fleetHook == nil {

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math"
 	"reflect"
-	"strings"
 	"time"
 
 	"github.com/provenrand/entropy/health"
@@ -41,19 +40,6 @@ func (p Policy) String() string {
 		return "fail"
 	}
 	return fmt.Sprintf("Policy(%d)", int(p))
-}
-
-// ParsePolicy reads "degrade", "defer" or "fail" (any case).
-func ParsePolicy(s string) (Policy, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "degrade":
-		return Degrade, nil
-	case "defer":
-		return Defer, nil
-	case "fail":
-		return Fail, nil
-	}
-	return 0, fmt.Errorf("entropy: unknown policy %q (want degrade, defer or fail)", s)
 }
 
 // Defaults of a Provider's options; each option's comment repeats its own.
@@ -101,7 +87,7 @@ type config struct {
 	derivedRead   bool
 	warmStart     time.Duration
 	fleet         Fleet
-	fleetHook     func(FleetEvent)
+	fleetHook     func(FleetStatus)
 }
 
 func defaultConfig() config {
@@ -253,7 +239,7 @@ func WithFetchSize(bytes int) Option {
 // request like any other, retried and counted by the breaker as one.
 //
 // maxItems must be in 1..64. A source that says how much one batch may ask
-// for ([BatchLimiter]; package httpsource: 64 items, 256 KiB in all) gets
+// for ([BatchSource.BatchLimits]; package httpsource: 64 items, 256 KiB in all) gets
 // batches within that, and single requests where not two blocks fit.
 func WithBatch(maxItems int) Option {
 	return func(c *config) error {

@@ -11,8 +11,8 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Issue 2: "When an option is given twice, the later one wins." Checked for
-// each option of the issue by an effect that shows which one took hold.
+// When an option is given twice, the later one wins: checked for each core
+// option by an effect that shows which one took hold.
 func TestOptionGivenTwiceLaterWins(t *testing.T) {
 	t.Run("policy", func(t *testing.T) {
 		src := newScriptSource("q")

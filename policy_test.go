@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Issue 2: Fail wraps ErrUnavailable and the source's own *JobError (not
+// Fail wraps ErrUnavailable and the source's own *JobError (not
 // only *APIError), through ReadLabelled and through the io.Reader.
 func TestFailWrapsJobError(t *testing.T) {
 	src := newScriptSource("q")
@@ -32,7 +32,7 @@ func TestFailWrapsJobError(t *testing.T) {
 	assert.Zero(t, p.Stats().FallbackReads, "Fail never serves fallback bytes")
 }
 
-// Issue 2: Read (no context) under Defer waits, without a deadline, until
+// Read (no context) under Defer waits, without a deadline, until
 // verifiable bytes come; it returns them all (and a ReadLabelled waiting
 // beside it, a verifiable label), and ends with ErrClosed at Close.
 func TestDeferReadWaitsUntilVerifiableOrClose(t *testing.T) {
@@ -145,7 +145,7 @@ func TestFailReturnsCause(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, Label{}, lb)
 	assert.ErrorIs(t, err, ErrUnavailable)
-	assert.ErrorIs(t, err, ErrPaymentRequired)
+	assert.ErrorIs(t, err, httpStatus(402))
 	assert.ErrorIs(t, err, ErrQuotaExhausted)
 	var ae *APIError
 	require.ErrorAs(t, err, &ae)
@@ -164,7 +164,7 @@ func TestReasonIsImmediate(t *testing.T) {
 	p := newTestProvider(t, src, fast(WithPolicy(Fail), WithBreaker(gobreaker.Settings{Timeout: time.Hour}))...)
 	require.Eventually(t, func() bool { return p.Stats().Sources[0].Breaker == "open" }, 5*time.Second, time.Millisecond)
 	_, err := p.ReadLabelled(context.Background(), make([]byte, 8))
-	assert.ErrorIs(t, err, ErrUnauthorized)
+	assert.ErrorIs(t, err, httpStatus(401))
 	assert.NotContains(t, err.Error(), "circuit breaker circuit breaker")
 }
 

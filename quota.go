@@ -32,12 +32,6 @@ type Quota struct {
 	Updated time.Time
 }
 
-// UnknownQuota returns a [Quota] with every figure unknown (-1), for sources
-// to fill in.
-func UnknownQuota() Quota {
-	return Quota{RequestsRemaining: -1, RequestsLimit: -1, BytesRemaining: -1, Balance: -1}
-}
-
 // Known reports whether the source ever reported a quota.
 func (q Quota) Known() bool { return !q.Updated.IsZero() }
 

@@ -25,7 +25,7 @@ func (q *quotaSource) Quota() (Quota, bool) {
 		return Quota{}, false
 	}
 	w := now.Sub(q.clk.start) / q.window
-	qt := UnknownQuota()
+	qt := Quota{RequestsRemaining: -1, RequestsLimit: -1, BytesRemaining: -1, Balance: -1}
 	qt.RequestsLimit = q.limit
 	qt.RequestsRemaining = max(q.limit-calls, 0)
 	qt.Reset = q.clk.start.Add((w + 1) * q.window)
@@ -103,7 +103,7 @@ func TestQuotaDelay(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	qs := &quotaState{}
 	assert.Equal(t, time.Duration(0), qs.delay(t0), "no report, no pacing")
-	q := UnknownQuota()
+	q := Quota{RequestsRemaining: -1, RequestsLimit: -1, BytesRemaining: -1, Balance: -1}
 	q.Updated = t0
 	qs.q = q
 	assert.Equal(t, time.Duration(0), qs.delay(t0), "no figures, no pacing")

@@ -59,7 +59,7 @@ func TestFallbackNeverLabelledVerifiable(t *testing.T) {
 	src := newScriptSource("quantropy")
 	src.set(&step{err: apiErr})
 	p := newTestProvider(t, src, fast()...)
-	require.Eventually(t, func() bool { return errors.Is(p.Stats().Unavailable, ErrServiceUnavailable) }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return errors.Is(p.Stats().Unavailable, httpStatus(503)) }, 5*time.Second, time.Millisecond)
 	for _, n := range []int{1, 32, 4096, 70000} {
 		b := make([]byte, n)
 		lb, err := p.ReadLabelled(context.Background(), b)
@@ -69,7 +69,7 @@ func TestFallbackNeverLabelledVerifiable(t *testing.T) {
 		assert.Equal(t, []Span{{Source: FallbackSource, Length: n}}, lb.Spans)
 		require.Error(t, lb.Reason)
 		assert.ErrorIs(t, lb.Reason, ErrUnavailable)
-		assert.ErrorIs(t, lb.Reason, ErrServiceUnavailable)
+		assert.ErrorIs(t, lb.Reason, httpStatus(503))
 		var ae *APIError
 		require.ErrorAs(t, lb.Reason, &ae)
 		assert.Equal(t, "req-1", ae.RequestID)

@@ -184,7 +184,7 @@ func TestFailoverBothDown(t *testing.T) {
 	require.Eventually(t, func() bool { return secondary.callCount() > 0 }, 5*time.Second, time.Millisecond)
 	require.Eventually(t, func() bool {
 		_, err := p.ReadLabelled(context.Background(), make([]byte, 8))
-		return errors.Is(err, ErrServiceUnavailable) && errors.Is(err, ErrJobFailed)
+		return errors.Is(err, httpStatus(503)) && errors.As(err, new(*JobError))
 	}, 5*time.Second, time.Millisecond)
 }
 

@@ -78,7 +78,7 @@ func TestReplayGuardProbing(t *testing.T) {
 }
 
 // Memory per remembered job at 10⁶ jobs, measured on the live heap: at
-// most 16 bytes (the bound; the table holds 10 to 12.5).
+// most 16 bytes (the target in README.md's benchmark table; the table holds 10 to 12.5).
 func TestReplayGuardMemoryPerJob(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a table of 10^6 jobs")

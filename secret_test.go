@@ -299,7 +299,7 @@ func TestSecretReadPolicies(t *testing.T) {
 				require.NoError(t, err)
 				assert.Equal(t, ProvenanceFallback, lb.Provenance())
 				assert.Equal(t, []Span{{Source: FallbackSource, Length: 32}}, lb.Spans)
-				assert.ErrorIs(t, lb.Reason, ErrServiceUnavailable)
+				assert.ErrorIs(t, lb.Reason, httpStatus(503))
 				assert.NotEqual(t, make([]byte, 32), out)
 			case Fail:
 				assert.ErrorIs(t, err, ErrUnavailable)

@@ -11,7 +11,7 @@ import (
 
 // Bad input: a typed nil Source (a nil SourceFunc) is a failing source, not a
 // crash; Degrade still serves, labelled fallback, and Fail reports
-// ErrSourcePanic as the cause.
+// errSourcePanic as the cause.
 func TestNilSourceFuncIsAFailingSource(t *testing.T) {
 	var f SourceFunc
 	p, err := New(f, fast()...)
@@ -23,7 +23,7 @@ func TestNilSourceFuncIsAFailingSource(t *testing.T) {
 	lb, err := p.ReadLabelled(context.Background(), make([]byte, 8))
 	require.NoError(t, err)
 	assert.False(t, lb.Verifiable)
-	assert.ErrorIs(t, lb.Reason, ErrSourcePanic)
+	assert.ErrorIs(t, lb.Reason, errSourcePanic)
 	n, err := p.Read(make([]byte, 8))
 	assert.NoError(t, err)
 	assert.Equal(t, 8, n)

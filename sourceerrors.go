@@ -9,30 +9,20 @@ import (
 	"time"
 )
 
-// Class sentinels matched by *APIError (and by errors that wrap one) with
-// errors.Is. ErrServiceUnavailable (503) is also an ErrServer.
+// Sentinels of the source-failure classes that the retry and breaker logic
+// tell apart, matched with [errors.Is]. The classes of HTTP statuses (400,
+// 401, 402, 403, 404, 409, 422, 429, 5xx, 503) are package httpsource's
+// (httpsource.ErrRateLimited, …): an [*APIError] of any source matches them.
 var (
-	ErrBadRequest         = errors.New("bad request")              // 400
-	ErrUnauthorized       = errors.New("unauthorized")             // 401
-	ErrPaymentRequired    = errors.New("payment required")         // 402: insufficient balance
-	ErrForbidden          = errors.New("forbidden")                // 403
-	ErrNotFound           = errors.New("not found")                // 404
-	ErrConflict           = errors.New("conflict")                 // 409: resource busy
-	ErrValidation         = errors.New("validation failed")        // 422
-	ErrRateLimited        = errors.New("rate limited")             // 429
-	ErrServer             = errors.New("server error")             // 5xx
-	ErrServiceUnavailable = errors.New("service unavailable")      // 503
-	ErrQuotaExhausted     = errors.New("quota exhausted")          // 402, quota job codes, 429 read as quota
-	ErrConnection         = errors.New("connection failed")        // network and DNS failures
-	ErrTimeout            = errors.New("request timed out")        // timeouts; also an ErrConnection
-	ErrJobFailed          = errors.New("job failed")               // every *JobError
-	ErrTooEarly           = errors.New("too early")                // 425: a beacon round not yet due
-	ErrPermanent          = errors.New("permanent source failure") // matched by every permanent error
+	ErrQuotaExhausted = errors.New("quota exhausted")          // 402, quota job codes, 429 read as quota
+	ErrTimeout        = errors.New("request timed out")        // a [*ConnError] whose cause is a timeout
+	ErrTooEarly       = errors.New("too early")                // 425, a beacon round not yet due: not a failure
+	ErrPermanent      = errors.New("permanent source failure") // matched by every permanent error
 )
 
 // APIError is an HTTP error answer of a service. Match its class with
-// [errors.Is] ([ErrUnauthorized], [ErrRateLimited], …) and read its fields with
-// [errors.As].
+// [errors.Is] (httpsource.ErrUnauthorized, httpsource.ErrRateLimited, …,
+// [ErrQuotaExhausted], [ErrPermanent]) and read its fields with [errors.As].
 //
 // Sources must not put credentials into any field: Error() is logged and
 // shown. Package httpsource removes its API key from every field it fills.
@@ -88,24 +78,14 @@ func (it ErrorItem) String() string {
 	return s
 }
 
-// RetryAfterValue returns RetryAfter and RetryAfterSet: the hold, and
-// whether the service sent one at all (as Python's retry_after of None or a
-// number).
-func (e *APIError) RetryAfterValue() (time.Duration, bool) {
-	return e.RetryAfter, e.RetryAfterSet || e.RetryAfter > 0
-}
-
-// ServiceRequestID returns e.RequestID; it lets [RequestID] find it.
-func (e *APIError) ServiceRequestID() string { return e.RequestID }
-
 // Error returns "HTTP 429 rate limited: code: message (request id …, retry after 2s)".
 func (e *APIError) Error() string {
 	var sb strings.Builder
 	sb.WriteString("HTTP ")
 	sb.WriteString(strconv.Itoa(e.StatusCode))
-	if c := e.class(); c != nil {
+	if c := statusClassText(e.StatusCode); c != "" {
 		sb.WriteByte(' ')
-		sb.WriteString(c.Error())
+		sb.WriteString(c)
 	}
 	if e.Code != "" {
 		sb.WriteString(": ")
@@ -133,50 +113,54 @@ func (e *APIError) Error() string {
 	return sb.String()
 }
 
-// class returns the sentinel of the error's status, or nil.
-func (e *APIError) class() error {
-	switch s := e.StatusCode; {
+// statusClassText names the class of an HTTP status, as package
+// httpsource's sentinel of that class does; "" for a status of no class.
+func statusClassText(status int) string {
+	switch s := status; {
 	case s == 400:
-		return ErrBadRequest
+		return "bad request"
 	case s == 401:
-		return ErrUnauthorized
+		return "unauthorized"
 	case s == 402:
-		return ErrPaymentRequired
+		return "payment required"
 	case s == 403:
-		return ErrForbidden
+		return "forbidden"
 	case s == 404:
-		return ErrNotFound
+		return "not found"
 	case s == 409:
-		return ErrConflict
+		return "conflict"
 	case s == 422:
-		return ErrValidation
+		return "validation failed"
 	case s == 425:
-		return ErrTooEarly
+		return "too early"
 	case s == 429:
-		return ErrRateLimited
+		return "rate limited"
 	case s == 503:
-		return ErrServiceUnavailable
+		return "service unavailable"
 	case s >= 500 && s <= 599:
-		return ErrServer
+		return "server error"
 	}
-	return nil
+	return ""
 }
 
-// Is matches the class sentinel of the status (503 matches both
-// [ErrServiceUnavailable] and [ErrServer]), [ErrQuotaExhausted] for 402 and quota
-// 429s, and [ErrPermanent] for permanent statuses.
+// Is matches [ErrQuotaExhausted] for 402 and quota 429s, [ErrTooEarly] for
+// 425, [ErrPermanent] for permanent statuses, and every target with a
+// MatchStatus(int) bool method that returns true for the status: package
+// httpsource's class sentinels (503 matches both httpsource.ErrServiceUnavailable
+// and httpsource.ErrServer).
 func (e *APIError) Is(target error) bool {
 	switch target {
 	case nil:
 		return false
-	case e.class():
-		return true
-	case ErrServer:
-		return e.StatusCode >= 500 && e.StatusCode <= 599
 	case ErrQuotaExhausted:
 		return e.StatusCode == 402 || (e.StatusCode == 429 && e.Quota)
+	case ErrTooEarly:
+		return e.StatusCode == 425
 	case ErrPermanent:
 		return e.permanent()
+	}
+	if m, ok := target.(interface{ MatchStatus(int) bool }); ok {
+		return m.MatchStatus(e.StatusCode)
 	}
 	return false
 }
@@ -194,9 +178,6 @@ func (e *APIError) permanent() bool {
 	}
 	return false
 }
-
-// RetryAfterDelay returns e.RetryAfter; it lets [RetryAfter] find the delay.
-func (e *APIError) RetryAfterDelay() time.Duration { return e.RetryAfter }
 
 // JobCode classes: every job error code of the IonQ API (v0.3) and
 // the job states of the Quantropy entropy API, transient or permanent.
@@ -255,9 +236,6 @@ type JobError struct {
 	Details []ErrorItem
 }
 
-// ServiceRequestID returns e.RequestID; it lets [RequestID] find it.
-func (e *JobError) ServiceRequestID() string { return e.RequestID }
-
 // Error returns "job J failed: Code: message (request id R)".
 func (e *JobError) Error() string {
 	var sb strings.Builder
@@ -286,12 +264,10 @@ func (e *JobError) Error() string {
 // Permanent reports whether the code says that a new job would fail too.
 func (e *JobError) Permanent() bool { return jobCodes[e.Code] }
 
-// Is matches [ErrJobFailed] always, [ErrPermanent] for permanent codes and
-// [ErrQuotaExhausted] for the quota and contract codes.
+// Is matches [ErrPermanent] for permanent codes and [ErrQuotaExhausted] for
+// the quota and contract codes. Find every job error with [errors.As].
 func (e *JobError) Is(target error) bool {
 	switch target {
-	case ErrJobFailed:
-		return true
 	case ErrPermanent:
 		return e.Permanent()
 	case ErrQuotaExhausted:
@@ -322,15 +298,10 @@ func (e *ConnError) Error() string {
 // Unwrap returns the cause.
 func (e *ConnError) Unwrap() error { return e.Err }
 
-// Is matches [ErrConnection] always and [ErrTimeout] when the cause is a timeout.
+// Is matches [ErrTimeout] when the cause is a timeout. Find every
+// connection failure with [errors.As].
 func (e *ConnError) Is(target error) bool {
-	switch target {
-	case ErrConnection:
-		return true
-	case ErrTimeout:
-		return isTimeout(e.Err)
-	}
-	return false
+	return target == ErrTimeout && isTimeout(e.Err)
 }
 
 func isTimeout(err error) bool {

@@ -235,12 +235,12 @@ func TestPermanentErrorEndsWarmStartAndShows(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, lb.Verifiable)
 	assert.ErrorIs(t, lb.Reason, entropy.ErrPermanent)
-	assert.ErrorIs(t, lb.Reason, entropy.ErrUnauthorized)
+	assert.ErrorIs(t, lb.Reason, httpsource.ErrUnauthorized)
 
 	werr := p.WaitReady(context.Background())
 	require.Error(t, werr)
 	assert.ErrorIs(t, werr, entropy.ErrPermanent)
-	assert.ErrorIs(t, werr, entropy.ErrUnauthorized)
+	assert.ErrorIs(t, werr, httpsource.ErrUnauthorized)
 	var api *entropy.APIError
 	require.True(t, errors.As(werr, &api))
 	assert.NotEmpty(t, api.Message)
@@ -249,7 +249,7 @@ func TestPermanentErrorEndsWarmStartAndShows(t *testing.T) {
 
 	st := p.Stats()
 	require.Error(t, st.Permanent)
-	assert.ErrorIs(t, st.Permanent, entropy.ErrUnauthorized)
+	assert.ErrorIs(t, st.Permanent, httpsource.ErrUnauthorized)
 	assert.ErrorIs(t, st.Unavailable, entropy.ErrPermanent)
 }
 

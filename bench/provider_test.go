@@ -11,6 +11,7 @@ import (
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/health"
+	"github.com/provenrand/entropy/httpsource"
 	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
@@ -492,7 +493,7 @@ func TestDownProvider(t *testing.T) {
 	l, err := p.ReadLabelled(context.Background(), make([]byte, 32))
 	require.NoError(t, err)
 	require.False(t, l.Verifiable)
-	require.True(t, errors.Is(l.Reason, entropy.ErrUnauthorized), "reason: %v", l.Reason)
+	require.True(t, errors.Is(l.Reason, httpsource.ErrUnauthorized), "reason: %v", l.Reason)
 }
 
 // newSteadyFull starts a Provider with the steady-state pool and fetch

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/httpsource"
 )
 
 // These tests put a drand Source second behind a primary source in one
@@ -161,10 +162,10 @@ func TestFailoverBothDown(t *testing.T) {
 		assert.Equal(t, entropy.ProvenanceFallback, label.Provenance())
 		assert.Equal(t, []entropy.Span{{Source: entropy.FallbackSource, Length: 32}}, label.Spans)
 		require.ErrorIs(t, label.Reason, entropy.ErrUnavailable)
-		assert.ErrorIs(t, label.Reason, entropy.ErrServiceUnavailable, "both sources answer 503")
+		assert.ErrorIs(t, label.Reason, httpsource.ErrServiceUnavailable, "both sources answer 503")
 		assert.NotEqual(t, q.randomness, buf)
 		drandErr := p.Stats().Sources[1].LastError
-		require.ErrorIs(t, drandErr, entropy.ErrServiceUnavailable)
+		require.ErrorIs(t, drandErr, httpsource.ErrServiceUnavailable)
 		assert.Contains(t, drandErr.Error(), "drand/quicknet", "drand's failure names it")
 	})
 	t.Run("fail", func(t *testing.T) {
@@ -173,7 +174,7 @@ func TestFailoverBothDown(t *testing.T) {
 		bothFailed(t, p)
 		label, err := p.ReadLabelled(context.Background(), make([]byte, 32))
 		require.ErrorIs(t, err, entropy.ErrUnavailable)
-		assert.ErrorIs(t, err, entropy.ErrServiceUnavailable)
+		assert.ErrorIs(t, err, httpsource.ErrServiceUnavailable)
 		assert.False(t, label.Verifiable)
 		assert.Empty(t, label.Spans)
 	})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/httpsource"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -33,7 +34,7 @@ func TestLongRetryAfterPassedOn(t *testing.T) {
 			defer srv.Close()
 			s := mustNew(t, q.chain, []string{srv.URL}, WithClock(entropy.NowFunc(now)))
 			_, err := s.Fetch(context.Background(), 32)
-			require.ErrorIs(t, err, entropy.ErrRateLimited)
+			require.ErrorIs(t, err, httpsource.ErrRateLimited)
 			assert.Equal(t, secs*time.Second, entropy.RetryAfter(err), "Retry-After %q", value)
 		})
 	}
@@ -52,7 +53,7 @@ func TestRetryAfterOfLaterRelayPassedOn(t *testing.T) {
 	b.set(func(r *testRelay) { r.status = http.StatusTooManyRequests }) // Retry-After: 2
 	s := mustNew(t, q.chain, []string{a.URL(), b.URL()}, WithClock(entropy.NowFunc(now)))
 	_, err := s.Fetch(context.Background(), 32)
-	require.ErrorIs(t, err, entropy.ErrRateLimited)
+	require.ErrorIs(t, err, httpsource.ErrRateLimited)
 	assert.Equal(t, 2*time.Second, entropy.RetryAfter(err))
 }
 

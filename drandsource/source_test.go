@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/httpsource"
 )
 
 // quicknetRelay starts a relay serving both vector chains with the clock at
@@ -109,7 +110,7 @@ func TestNoRoundServedTwice(t *testing.T) {
 	// Once due, it asks for 124, which this relay does not have.
 	clock.set(q.chain.RoundTime(124))
 	_, err = s.Fetch(context.Background(), 32)
-	require.ErrorIs(t, err, entropy.ErrNotFound)
+	require.ErrorIs(t, err, httpsource.ErrNotFound)
 	requirePaths(t, relay, q.chain.HashString(), "/H/info", "/H/public/123", "/H/public/124")
 
 	// FetchRound refuses the served round too.
@@ -282,7 +283,7 @@ func TestRelayFailover(t *testing.T) {
 		require.ErrorAs(t, err, &apiErr)
 		assert.Equal(t, 503, apiErr.StatusCode)
 		assert.Equal(t, 2*time.Second, entropy.RetryAfter(err), "Retry-After is passed on")
-		assert.ErrorIs(t, err, entropy.ErrConnection)
+		assert.ErrorAs(t, err, new(*entropy.ConnError))
 		assert.Equal(t, entropy.Transient, entropy.Classify(err))
 		assert.Contains(t, err.Error(), "all 2 relays failed")
 	})
@@ -308,7 +309,7 @@ func TestPermanentOnlyWhenEveryRelayIs(t *testing.T) {
 	s = mustNew(t, q.chain, []string{a.URL(), a.URL()}, WithClock(entropy.NowFunc(now)))
 	_, err = s.Fetch(context.Background(), 32)
 	assert.Equal(t, entropy.Permanent, entropy.Classify(err), "%v", err)
-	assert.ErrorIs(t, err, entropy.ErrNotFound)
+	assert.ErrorIs(t, err, httpsource.ErrNotFound)
 }
 
 func TestTooEarly(t *testing.T) {

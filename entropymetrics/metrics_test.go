@@ -15,6 +15,7 @@ import (
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/entropymetrics"
+	"github.com/provenrand/entropy/httpsource"
 	"github.com/provenrand/entropy/sim"
 )
 
@@ -271,7 +272,7 @@ func TestFallbackFiguresWhenTheSourceFails(t *testing.T) {
 	assert.Equal(t, 1.0, open, "a permanent error opens the breaker")
 	failures, _ := point(t, rm, "entropy.source.failures")
 	assert.GreaterOrEqual(t, failures, 1.0)
-	assert.True(t, errors.Is(p.Stats().Sources[0].LastError, entropy.ErrUnauthorized))
+	assert.True(t, errors.Is(p.Stats().Sources[0].LastError, httpsource.ErrUnauthorized))
 }
 
 func TestSimulatorRequestsByRouteStatusAndFault(t *testing.T) {

@@ -102,7 +102,7 @@ func (s *Source) FetchBatch(ctx context.Context, sizes []int) ([]entropy.Block, 
 }
 
 // BatchLimits returns MaxBatchItems and MaxBatchBytes: a Provider keeps
-// its batches within them. It implements entropy.BatchLimiter.
+// its batches within them.
 func (s *Source) BatchLimits() (items, bytes int) { return MaxBatchItems, MaxBatchBytes }
 
 // noBatchStatus reports whether an answer of status to a batch request says

@@ -35,7 +35,7 @@ func batchFailures(t *testing.T, err error) map[int]entropy.BatchItemError {
 	t.Helper()
 	var be *entropy.BatchError
 	require.ErrorAs(t, err, &be)
-	assert.ErrorIs(t, err, entropy.ErrPartialBatch)
+	assert.ErrorAs(t, err, new(*entropy.BatchError))
 	out := map[int]entropy.BatchItemError{}
 	for _, it := range be.Items {
 		out[it.Index] = it
@@ -111,8 +111,8 @@ func TestBatchBalanceSpentMidway(t *testing.T) {
 	// Nothing left: the next batch is refused whole.
 	blocks, err = src.FetchBatch(context.Background(), []int{64, 64})
 	assert.Nil(t, blocks)
-	assert.ErrorIs(t, err, entropy.ErrPaymentRequired)
-	assert.NotErrorIs(t, err, entropy.ErrPartialBatch)
+	assert.ErrorIs(t, err, httpsource.ErrPaymentRequired)
+	assert.False(t, errors.As(err, new(*entropy.BatchError)))
 }
 
 func TestBatchWholeRequestFailures(t *testing.T) {
@@ -120,18 +120,22 @@ func TestBatchWholeRequestFailures(t *testing.T) {
 		fault sim.Fault
 		is    error
 	}{
-		{sim.Status(503, sim.ShapeNested, "1"), entropy.ErrServiceUnavailable},
-		{sim.Status(401, sim.ShapeText, ""), entropy.ErrUnauthorized},
+		{sim.Status(503, sim.ShapeNested, "1"), httpsource.ErrServiceUnavailable},
+		{sim.Status(401, sim.ShapeText, ""), httpsource.ErrUnauthorized},
 		{sim.Kind(sim.FaultTruncate), entropy.ErrMalformed},
-		{sim.Kind(sim.FaultDrop), entropy.ErrConnection},
+		{sim.Kind(sim.FaultDrop), nil}, // a *entropy.ConnError
 	} {
 		t.Run(tc.fault.String(), func(t *testing.T) {
 			s, src := simSource(t)
 			s.Script(tc.fault)
 			blocks, err := src.FetchBatch(context.Background(), []int{32, 32})
 			assert.Nil(t, blocks)
-			assert.ErrorIs(t, err, tc.is)
-			assert.NotErrorIs(t, err, entropy.ErrPartialBatch)
+			if tc.is == nil {
+				assert.ErrorAs(t, err, new(*entropy.ConnError))
+			} else {
+				assert.ErrorIs(t, err, tc.is)
+			}
+			assert.False(t, errors.As(err, new(*entropy.BatchError)), "a whole-request failure is no partial batch")
 		})
 	}
 }
@@ -302,7 +306,7 @@ func TestBatchWithTheWrongNumberOfItemsIsMalformed(t *testing.T) {
 		blocks, err := src.FetchBatch(context.Background(), []int{8, 8, 8})
 		assert.Nil(t, blocks, "%+d items", delta)
 		assert.ErrorIs(t, err, entropy.ErrMalformed, "%+d items", delta)
-		assert.NotErrorIs(t, err, entropy.ErrPartialBatch)
+		assert.False(t, errors.As(err, new(*entropy.BatchError)))
 	}
 }
 
@@ -380,7 +384,7 @@ func TestBatchUnsupportedByTheService(t *testing.T) {
 		require.ErrorAs(t, err, &ae, "%d", status)
 		assert.Equal(t, status, ae.StatusCode)
 		assert.Equal(t, status != http.StatusBadRequest, errors.Is(err, entropy.ErrBatchUnsupported), "%d: %v", status, err)
-		assert.NotErrorIs(t, err, entropy.ErrPartialBatch)
+		assert.False(t, errors.As(err, new(*entropy.BatchError)))
 	}
 }
 

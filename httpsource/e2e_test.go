@@ -298,15 +298,15 @@ func TestE2EPermanentFaults(t *testing.T) {
 		sentinel error
 	}
 	cases := []perm{
-		{fault: sim.Status(400, sim.ShapeStatus, ""), sentinel: entropy.ErrBadRequest},
-		{fault: sim.Status(401, sim.ShapeStatus, ""), sentinel: entropy.ErrUnauthorized},
-		{fault: sim.Status(402, sim.ShapeNested, ""), sentinel: entropy.ErrPaymentRequired},
-		{fault: sim.Status(403, sim.ShapeDetails, ""), sentinel: entropy.ErrForbidden},
-		{fault: sim.Status(404, sim.ShapeCode, ""), sentinel: entropy.ErrNotFound},
-		{fault: sim.Status(422, sim.ShapeText, ""), sentinel: entropy.ErrValidation},
+		{fault: sim.Status(400, sim.ShapeStatus, ""), sentinel: httpsource.ErrBadRequest},
+		{fault: sim.Status(401, sim.ShapeStatus, ""), sentinel: httpsource.ErrUnauthorized},
+		{fault: sim.Status(402, sim.ShapeNested, ""), sentinel: httpsource.ErrPaymentRequired},
+		{fault: sim.Status(403, sim.ShapeDetails, ""), sentinel: httpsource.ErrForbidden},
+		{fault: sim.Status(404, sim.ShapeCode, ""), sentinel: httpsource.ErrNotFound},
+		{fault: sim.Status(422, sim.ShapeText, ""), sentinel: httpsource.ErrValidation},
 		{fault: sim.Kind(sim.FaultExhausted), sentinel: entropy.ErrQuotaExhausted},
 		{fault: sim.JobFailure("QuotaExhaustedError"), sentinel: entropy.ErrQuotaExhausted},
-		{fault: sim.JobFailure("TooManyShots"), sentinel: entropy.ErrJobFailed},
+		{fault: sim.JobFailure("TooManyShots"), sentinel: entropy.ErrPermanent},
 		{fault: sim.Status(429, sim.ShapeDetails, ""), sentinel: entropy.ErrQuotaExhausted,
 			srcOpts: []httpsource.Option{httpsource.WithQuotaOn429WithoutRetryAfter()}},
 	}
@@ -368,10 +368,10 @@ func TestE2EWrongKey(t *testing.T) {
 	e := newE2E(t, e2eConfig{srcOpts: []httpsource.Option{httpsource.WithAPIKey(wrong)}, opts: []entropy.Option{entropy.WithPolicy(entropy.Fail)}})
 	require.Eventually(t, func() bool {
 		st := e.p.Stats()
-		return st.Sources[0].Breaker == "open" && errors.Is(st.Unavailable, entropy.ErrUnauthorized)
+		return st.Sources[0].Breaker == "open" && errors.Is(st.Unavailable, httpsource.ErrUnauthorized)
 	}, 5*time.Second, time.Millisecond)
 	_, err := e.p.ReadLabelled(context.Background(), make([]byte, 8))
-	require.ErrorIs(t, err, entropy.ErrUnauthorized)
+	require.ErrorIs(t, err, httpsource.ErrUnauthorized)
 	reqs := e.s.EntropyRequests()
 	require.Len(t, reqs, 1)
 	assert.False(t, reqs[0].Authorized)
@@ -493,13 +493,13 @@ func TestE2EFallbackEpisodeEnds(t *testing.T) {
 	})
 	// While the service is down, reads fall back, labelled with the reason.
 	require.Eventually(t, func() bool {
-		return errors.Is(e.p.Stats().Unavailable, entropy.ErrServiceUnavailable)
+		return errors.Is(e.p.Stats().Unavailable, httpsource.ErrServiceUnavailable)
 	}, 5*time.Second, time.Millisecond)
 	b := make([]byte, 8)
 	lbl, err := e.p.ReadLabelled(context.Background(), b)
 	require.NoError(t, err)
 	require.False(t, lbl.Verifiable)
-	assert.ErrorIs(t, lbl.Reason, entropy.ErrServiceUnavailable)
+	assert.ErrorIs(t, lbl.Reason, httpsource.ErrServiceUnavailable)
 	assert.Equal(t, []entropy.Span{{Source: entropy.FallbackSource, Length: 8}}, lbl.Spans)
 
 	// The service recovers; verifiable reads end the episode.
@@ -516,7 +516,7 @@ func TestE2EFallbackEpisodeEnds(t *testing.T) {
 	assert.False(t, first.Ended, "the hook sees the start")
 	assert.Equal(t, int64(8), last.Bytes)
 	assert.Equal(t, int64(1), last.Reads)
-	assert.ErrorIs(t, last.Reason, entropy.ErrServiceUnavailable)
+	assert.ErrorIs(t, last.Reason, httpsource.ErrServiceUnavailable)
 	assert.False(t, e.p.Stats().InFallback)
 }
 

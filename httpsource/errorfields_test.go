@@ -92,7 +92,7 @@ func TestJobStatusErrorIsAJobError(t *testing.T) {
 			assert.Equal(t, "rid-poll-1", je.RequestID, "the answer that told of the failure")
 			assert.Equal(t, "rid-poll-1", entropy.RequestID(err))
 			assert.Contains(t, err.Error(), "request id rid-poll-1")
-			assert.ErrorIs(t, err, entropy.ErrJobFailed)
+			assert.ErrorAs(t, err, new(*entropy.JobError))
 			want := entropy.Transient
 			if tc.permanent {
 				want = entropy.Permanent
@@ -145,7 +145,7 @@ func TestJobStatusErrorFromTheSimulator(t *testing.T) {
 			assert.Equal(t, []entropy.ErrorItem{{Field: "qpu", Message: "calibration lost", Type: "hardware"}}, je.Details)
 			assert.Equal(t, lastRequestID(t, s), je.RequestID)
 			assert.Equal(t, tc.permanent, entropy.Classify(err) == entropy.Permanent)
-			assert.ErrorIs(t, err, entropy.ErrJobFailed)
+			assert.ErrorAs(t, err, new(*entropy.JobError))
 		})
 	}
 }
@@ -209,7 +209,7 @@ func TestEveryAnswerErrorCarriesItsRequestID(t *testing.T) {
 			_ = conn.Close()
 		})
 		_, err := newSource(t, srv).Fetch(context.Background(), 8)
-		require.ErrorIs(t, err, entropy.ErrConnection)
+		require.ErrorAs(t, err, new(*entropy.ConnError))
 		assert.Equal(t, "", entropy.RequestID(err))
 	})
 }
@@ -267,7 +267,7 @@ func TestDetailsListsAreKeptAsItems(t *testing.T) {
 			require.ErrorAs(t, err, &ae)
 			assert.Equal(t, tc.items, ae.Details)
 			assert.Equal(t, tc.message, ae.Message)
-			assert.ErrorIs(t, err, entropy.ErrValidation)
+			assert.ErrorIs(t, err, httpsource.ErrValidation)
 			assert.NotContains(t, err.Error(), testKey)
 			assert.Equal(t, tc.items, httpsource.ParseErrorItems([]byte(strings.ReplaceAll(tc.body, testKey, "[REDACTED]"))))
 		})
@@ -335,9 +335,6 @@ func TestRetryAfterAbsentIsToldFromZero(t *testing.T) {
 			require.ErrorAs(t, err, &ae)
 			assert.Equal(t, tc.set, ae.RetryAfterSet)
 			assert.Equal(t, tc.d, ae.RetryAfter)
-			d, set := ae.RetryAfterValue()
-			assert.Equal(t, tc.set, set)
-			assert.Equal(t, tc.d, d)
 			assert.Equal(t, tc.d, entropy.RetryAfter(err))
 			assert.Equal(t, tc.set, strings.Contains(err.Error(), "retry after"), err.Error())
 			assert.Equal(t, entropy.Transient, entropy.Classify(err))

@@ -81,7 +81,7 @@ func (s *Source) lastQuota() (q entropy.Quota, found bool) {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	if !s.quota.Known() {
-		return entropy.UnknownQuota(), false
+		return unknownQuota(), false
 	}
 	return s.quota, false
 }
@@ -164,4 +164,9 @@ func quotaObject(m map[string]json.RawMessage, q *entropy.Quota) bool {
 		}
 	}
 	return found
+}
+
+// unknownQuota returns a Quota with every figure unknown (-1), to fill in.
+func unknownQuota() entropy.Quota {
+	return entropy.Quota{RequestsRemaining: -1, RequestsLimit: -1, BytesRemaining: -1, Balance: -1}
 }

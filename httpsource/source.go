@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/names"
 	"github.com/provenrand/entropy/internal/retryafter"
 )
 
@@ -148,7 +149,7 @@ func WithHTTPClient(c *http.Client) Option {
 }
 
 // WithName sets the Source name of the blocks, which labels show. Default
-// "quantropy". It must be a name entropy.CheckName accepts, of at most 256
+// "quantropy". It must be a name names.Check accepts, of at most 256
 // bytes.
 func WithName(name string) Option {
 	return func(s *Source) error {
@@ -158,7 +159,7 @@ func WithName(name string) Option {
 		if len(name) > maxJobID {
 			return fmt.Errorf("httpsource: source name of %d bytes, more than %d", len(name), maxJobID)
 		}
-		if err := entropy.CheckName(name); err != nil {
+		if err := names.Check(name); err != nil {
 			return fmt.Errorf("httpsource: source name: %w (docs/protocol.md, \"Names\")", err)
 		}
 		s.name = name
@@ -737,10 +738,10 @@ func (s *Source) decodeJob(path string, hdr http.Header, body []byte, wantID str
 const maxJobID = 256
 
 // validJobID accepts a bounded ID in the character set of names
-// (entropy.CheckName, docs/protocol.md), since it travels into labels, logs,
+// (names.Check, docs/protocol.md), since it travels into labels, logs,
 // journals, transcripts and the reports people read.
 func validJobID(id string) bool {
-	return len(id) <= maxJobID && entropy.CheckName(id) == nil
+	return len(id) <= maxJobID && names.Check(id) == nil
 }
 
 // completed decodes a completed job and checks its signature if pub is set.

@@ -290,7 +290,7 @@ func TestFetchFailedJob(t *testing.T) {
 			assert.Equal(t, "job-f", je.JobID)
 			assert.Equal(t, tc.code, je.Code)
 			assert.Equal(t, "qpu said no", je.Message)
-			assert.ErrorIs(t, err, entropy.ErrJobFailed)
+			assert.ErrorAs(t, err, new(*entropy.JobError))
 			want := entropy.Transient
 			if tc.permanent {
 				want = entropy.Permanent
@@ -349,18 +349,18 @@ func TestErrorStatusesAndBodyShapes(t *testing.T) {
 		permanent bool
 	}
 	statuses := map[int]class{
-		400: {entropy.ErrBadRequest, true},
-		401: {entropy.ErrUnauthorized, true},
-		402: {entropy.ErrPaymentRequired, true},
-		403: {entropy.ErrForbidden, true},
-		404: {entropy.ErrNotFound, true},
-		409: {entropy.ErrConflict, false},
-		422: {entropy.ErrValidation, true},
-		429: {entropy.ErrRateLimited, false},
-		500: {entropy.ErrServer, false},
-		502: {entropy.ErrServer, false},
-		503: {entropy.ErrServiceUnavailable, false},
-		504: {entropy.ErrServer, false},
+		400: {httpsource.ErrBadRequest, true},
+		401: {httpsource.ErrUnauthorized, true},
+		402: {httpsource.ErrPaymentRequired, true},
+		403: {httpsource.ErrForbidden, true},
+		404: {httpsource.ErrNotFound, true},
+		409: {httpsource.ErrConflict, false},
+		422: {httpsource.ErrValidation, true},
+		429: {httpsource.ErrRateLimited, false},
+		500: {httpsource.ErrServer, false},
+		502: {httpsource.ErrServer, false},
+		503: {httpsource.ErrServiceUnavailable, false},
+		504: {httpsource.ErrServer, false},
 	}
 	for status, cl := range statuses {
 		for _, shape := range errorShapes {
@@ -431,7 +431,7 @@ func TestErrorEmptyBodyAndOtherStatuses(t *testing.T) {
 		assert.Equal(t, status, ae.StatusCode)
 		assert.Empty(t, ae.Code)
 		assert.Empty(t, ae.Message)
-		assert.Equal(t, status >= 500, errors.Is(err, entropy.ErrServer), "status %d", status)
+		assert.Equal(t, status >= 500, errors.Is(err, httpsource.ErrServer), "status %d", status)
 	}
 }
 
@@ -467,7 +467,7 @@ func TestQuotaReadingOf429(t *testing.T) {
 			assert.Equal(t, tc.wantQuota, ae.Quota)
 			assert.Equal(t, tc.wantQuota, errors.Is(err, entropy.ErrQuotaExhausted))
 			assert.Equal(t, tc.wantQuota, entropy.Classify(err) == entropy.Permanent)
-			assert.ErrorIs(t, err, entropy.ErrRateLimited)
+			assert.ErrorIs(t, err, httpsource.ErrRateLimited)
 			assert.Equal(t, tc.wantQuota, errors.Is(err, entropy.ErrPermanent))
 			if tc.retry != "" {
 				assert.Positive(t, entropy.RetryAfter(err), "a Retry-After in any form holds")
@@ -737,7 +737,7 @@ func TestConnectionErrors(t *testing.T) {
 	_, err = s.Fetch(context.Background(), 8)
 	var ce *entropy.ConnError
 	require.ErrorAs(t, err, &ce)
-	assert.ErrorIs(t, err, entropy.ErrConnection)
+	assert.ErrorAs(t, err, new(*entropy.ConnError))
 	assert.Equal(t, "GET /v1/entropy", ce.Op)
 	var ne *net.OpError
 	assert.ErrorAs(t, err, &ne, "the net cause is wrapped")
@@ -777,7 +777,7 @@ func TestDroppedConnection(t *testing.T) {
 	})
 	s := newSource(t, srv)
 	_, err := s.Fetch(context.Background(), 8)
-	assert.ErrorIs(t, err, entropy.ErrConnection)
+	assert.ErrorAs(t, err, new(*entropy.ConnError))
 	assert.Equal(t, entropy.Transient, entropy.Classify(err))
 }
 
@@ -902,7 +902,7 @@ func TestJobLookup(t *testing.T) {
 	assert.Nil(t, j.Data)
 
 	_, err = s.Job(ctx, "missing")
-	assert.ErrorIs(t, err, entropy.ErrNotFound)
+	assert.ErrorIs(t, err, httpsource.ErrNotFound)
 
 	// A job ID is one path segment, never a path.
 	j, err = s.Job(ctx, "a/b")

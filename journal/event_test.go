@@ -79,7 +79,7 @@ func TestReadForOnceConcurrentlyAndAcrossRestart(t *testing.T) {
 		pos += s.Length
 	}
 	_, err = p.ReadFor(ctx, "raffle", make([]byte, 33))
-	require.ErrorIs(t, err, entropy.ErrEventSize)
+	require.ErrorIs(t, err, entropy.ErrEventParams)
 	require.NoError(t, p.Close())
 	require.NoError(t, j.Close())
 
@@ -96,7 +96,7 @@ func TestReadForOnceConcurrentlyAndAcrossRestart(t *testing.T) {
 	assert.Equal(t, b1, b2)
 	assert.Equal(t, l1, l2)
 	_, err = p.ReadFor(ctx, "raffle", make([]byte, 16))
-	require.ErrorIs(t, err, entropy.ErrEventSize)
+	require.ErrorIs(t, err, entropy.ErrEventParams)
 	require.NoError(t, p.Close())
 	require.NoError(t, j.Close())
 	rep, err = journal.VerifyFile(path)

@@ -73,6 +73,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/names"
 )
 
 // Format names the journal format in the first record of every journal.
@@ -328,10 +329,10 @@ func (j *Journal) RecordBlock(ctx context.Context, b entropy.BlockRecord) error 
 
 // checkNames refuses (ErrMalformed, nothing written) a record whose names
 // (event, source, job ID) are outside the character set of names
-// (entropy.CheckName): they come back in audit reports that people read.
-func checkNames(typ string, names ...string) error {
-	for _, n := range names {
-		if err := entropy.CheckName(n); err != nil {
+// (names.Check): they come back in audit reports that people read.
+func checkNames(typ string, ns ...string) error {
+	for _, n := range ns {
+		if err := names.Check(n); err != nil {
 			return fmt.Errorf("%w: %s record: name %v (docs/protocol.md, \"Names\")", ErrMalformed, typ, err)
 		}
 	}

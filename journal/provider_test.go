@@ -74,7 +74,7 @@ func TestProviderJournalRestart(t *testing.T) {
 	assert.Equal(t, l1, l2)
 
 	_, err = p2.ReadFor(ctx, "raffle-9", make([]byte, 16))
-	assert.ErrorIs(t, err, entropy.ErrEventSize, "no re-roll by asking another size")
+	assert.ErrorIs(t, err, entropy.ErrEventParams, "no re-roll by asking another size")
 }
 
 // TestJournalNeverHoldsAPIKey runs the simulator with an API key through

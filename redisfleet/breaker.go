@@ -94,7 +94,7 @@ func (b *breaker) Execute(req func() (entropy.Block, error)) (entropy.Block, err
 }
 
 // Gate reads the fleet's breaker just before a request of an admitted
-// refill (entropy.BreakerGate): another replica may have opened it, or
+// refill (entropy.Breaker's Gate): another replica may have opened it, or
 // moved it to half-open with its own probe, while this refill waited.
 func (b *breaker) Gate(ctx context.Context) error {
 	if b.onLocal.Load() {

@@ -31,8 +31,8 @@ func ExampleNew() {
 	p, err := entropy.New(src,
 		entropy.WithRateLimit(20, 2),
 		entropy.WithFleet(redisfleet.New(client, redisfleet.WithName("prod"), redisfleet.WithFleetSize(3))),
-		entropy.WithFleetHook(func(ev entropy.FleetEvent) {
-			log.Printf("fleet %s shared=%v err=%v", ev.Name, ev.Shared, ev.Err)
+		entropy.WithFleetHook(func(ev entropy.FleetStatus) {
+			log.Printf("fleet %s shared=%v err=%v", ev.Name, ev.Shared, ev.LastError)
 		}))
 	if err != nil {
 		log.Fatal(err)

@@ -230,7 +230,7 @@ func TestFleetWithoutRedisKeepsEachReplicaToItsShare(t *testing.T) {
 		evs := r.fleetEvents()
 		require.GreaterOrEqual(t, len(evs), 2, "replica %s: events lost and restored", r.name)
 		assert.False(t, evs[0].Shared)
-		assert.Error(t, evs[0].Err)
+		assert.Error(t, evs[0].LastError)
 		assert.True(t, evs[len(evs)-1].Shared)
 	}
 }

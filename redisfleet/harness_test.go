@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"math"
 	"net"
 	"net/http"
@@ -165,7 +164,7 @@ type replica struct {
 	fleet  *redisfleet.Fleet
 
 	mu     sync.Mutex
-	events []entropy.FleetEvent
+	events []entropy.FleetStatus
 
 	reads    atomic.Int64
 	readErrs atomic.Int64
@@ -200,7 +199,7 @@ func startReplica(t testing.TB, svc *service, fs fleetSetup, name string) *repli
 		entropy.WithFetchSize(256),
 		entropy.WithShards(1),
 		entropy.WithPolicy(entropy.Degrade),
-		entropy.WithFleetHook(func(ev entropy.FleetEvent) {
+		entropy.WithFleetHook(func(ev entropy.FleetStatus) {
 			r.mu.Lock()
 			r.events = append(r.events, ev)
 			r.mu.Unlock()
@@ -241,10 +240,10 @@ func (r *replica) close(t testing.TB) {
 	require.NoError(t, r.p.Close())
 }
 
-func (r *replica) fleetEvents() []entropy.FleetEvent {
+func (r *replica) fleetEvents() []entropy.FleetStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]entropy.FleetEvent(nil), r.events...)
+	return append([]entropy.FleetStatus(nil), r.events...)
 }
 
 // maxInWindow returns the most arrivals (of replica, or of all if "") in
@@ -401,5 +400,3 @@ func proxied(t testing.TB, url, addr string) string {
 	t.Helper()
 	return strings.Replace(url, redisAddr(t, url), addr, 1)
 }
-
-var errStop = errors.New("stop")

@@ -77,7 +77,7 @@ func ExampleNew() {
 	_, err = src.Fetch(context.Background(), 64)
 	fmt.Println(err)
 	_, err = src.Fetch(context.Background(), 64) // the balance is spent
-	fmt.Println(errors.Is(err, entropy.ErrPaymentRequired), entropy.Classify(err))
+	fmt.Println(errors.Is(err, httpsource.ErrPaymentRequired), entropy.Classify(err))
 	left, _ := s.Balance("sk-demo-key")
 	fmt.Println(left, len(s.EntropyRequests()))
 	// Output:

@@ -100,7 +100,7 @@ func TestUnknownOrMissingKeyIs401(t *testing.T) {
 		src, err := httpsource.New(s.URL(), opts...)
 		require.NoError(t, err)
 		_, err = src.Fetch(context.Background(), 8)
-		assert.ErrorIs(t, err, entropy.ErrUnauthorized)
+		assert.ErrorIs(t, err, httpsource.ErrUnauthorized)
 	}
 	for _, r := range s.Requests() {
 		assert.False(t, r.Authorized)
@@ -132,7 +132,7 @@ func TestBalanceIsSpentThen402(t *testing.T) {
 		require.NoError(t, err)
 	}
 	_, err := src.Fetch(context.Background(), 1)
-	assert.ErrorIs(t, err, entropy.ErrPaymentRequired)
+	assert.ErrorIs(t, err, httpsource.ErrPaymentRequired)
 	assert.ErrorIs(t, err, entropy.ErrQuotaExhausted)
 	assert.Equal(t, entropy.Permanent, entropy.Classify(err))
 	bal, ok := s.Balance(key)
@@ -205,7 +205,7 @@ func TestEveryFault(t *testing.T) {
 			assert.True(t, b.Verifiable)
 		}},
 		{sim.Status(503, sim.ShapeStatus, "2"), func(t *testing.T, s *sim.Server, b entropy.Block, err error) {
-			assert.ErrorIs(t, err, entropy.ErrServiceUnavailable)
+			assert.ErrorIs(t, err, httpsource.ErrServiceUnavailable)
 			assert.Equal(t, 2*time.Second, entropy.RetryAfter(err))
 		}},
 		{sim.JobFailure("QuotaExhaustedError"), func(t *testing.T, s *sim.Server, b entropy.Block, err error) {
@@ -224,7 +224,7 @@ func TestEveryFault(t *testing.T) {
 			assert.Equal(t, entropy.Transient, entropy.Classify(err))
 		}},
 		{sim.Kind(sim.FaultDrop), func(t *testing.T, s *sim.Server, b entropy.Block, err error) {
-			assert.ErrorIs(t, err, entropy.ErrConnection)
+			assert.ErrorAs(t, err, new(*entropy.ConnError))
 		}},
 		{sim.Kind(sim.FaultTruncate), func(t *testing.T, s *sim.Server, b entropy.Block, err error) {
 			assert.ErrorIs(t, err, entropy.ErrMalformed)
@@ -257,7 +257,7 @@ func TestEveryFault(t *testing.T) {
 			assert.InDelta(t, 2056, zeros, 300)
 		}},
 		{sim.Kind(sim.FaultExhausted), func(t *testing.T, s *sim.Server, b entropy.Block, err error) {
-			assert.ErrorIs(t, err, entropy.ErrPaymentRequired)
+			assert.ErrorIs(t, err, httpsource.ErrPaymentRequired)
 			bal, _ := s.Balance(key)
 			assert.Zero(t, bal)
 		}},
@@ -523,7 +523,7 @@ func TestCloseEndsSlowAnswers(t *testing.T) {
 	require.Eventually(t, func() bool { return len(s.EntropyRequests()) == 1 }, 5*time.Second, time.Millisecond)
 	require.NoError(t, s.Close())
 	err = <-done
-	assert.True(t, errors.Is(err, entropy.ErrConnection), "got %v", err)
+	assert.True(t, errors.As(err, new(*entropy.ConnError)), "got %v", err)
 }
 
 // Every job the simulator makes for a request with a nonce is signed in

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/httpsource"
 	"github.com/provenrand/entropy/sim"
 )
 
@@ -189,20 +190,20 @@ func TestQueuedAndFailedJobsOverTheWire(t *testing.T) {
 	assert.Equal(t, "failed", final.Status)
 }
 
-// Every fault kind through the client gives the error class the issue asks
-// for; the simulator records the fault on the request that met it.
+// Every fault kind through the client gives its error class (README.md's
+// conformance table); the simulator records the fault on the request that met it.
 func TestEveryFaultKindClass(t *testing.T) {
 	for _, tc := range []struct {
 		fault sim.Fault
 		check func(t *testing.T, b entropy.Block, err error)
 	}{
-		{sim.Kind(sim.FaultDrop), func(t *testing.T, _ entropy.Block, err error) { assert.ErrorIs(t, err, entropy.ErrConnection) }},
+		{sim.Kind(sim.FaultDrop), func(t *testing.T, _ entropy.Block, err error) { assert.ErrorAs(t, err, new(*entropy.ConnError)) }},
 		{sim.Kind(sim.FaultTruncate), func(t *testing.T, _ entropy.Block, err error) { assert.ErrorIs(t, err, entropy.ErrMalformed) }},
 		{sim.Kind(sim.FaultMalformedJSON), func(t *testing.T, _ entropy.Block, err error) { assert.ErrorIs(t, err, entropy.ErrMalformed) }},
 		{sim.Kind(sim.FaultWrongLength), func(t *testing.T, _ entropy.Block, err error) { assert.ErrorIs(t, err, entropy.ErrMalformed) }},
 		{sim.Kind(sim.FaultBadSignature), func(t *testing.T, _ entropy.Block, err error) { assert.ErrorIs(t, err, entropy.ErrBadProof) }},
 		{sim.Kind(sim.FaultExhausted), func(t *testing.T, _ entropy.Block, err error) {
-			assert.ErrorIs(t, err, entropy.ErrPaymentRequired)
+			assert.ErrorIs(t, err, httpsource.ErrPaymentRequired)
 			assert.Equal(t, entropy.Permanent, entropy.Classify(err))
 		}},
 		{sim.JobFailure("SimulationTimeout"), func(t *testing.T, _ entropy.Block, err error) {
@@ -212,11 +213,11 @@ func TestEveryFaultKindClass(t *testing.T) {
 			assert.Equal(t, entropy.Transient, entropy.Classify(err))
 		}},
 		{sim.Status(503, sim.ShapeStatus, "2"), func(t *testing.T, _ entropy.Block, err error) {
-			assert.ErrorIs(t, err, entropy.ErrServiceUnavailable)
+			assert.ErrorIs(t, err, httpsource.ErrServiceUnavailable)
 			assert.Equal(t, 2*time.Second, entropy.RetryAfter(err))
 		}},
 		{sim.Status(429, sim.ShapeDetails, ""), func(t *testing.T, _ entropy.Block, err error) {
-			assert.ErrorIs(t, err, entropy.ErrRateLimited)
+			assert.ErrorIs(t, err, httpsource.ErrRateLimited)
 			assert.Equal(t, entropy.Transient, entropy.Classify(err))
 		}},
 		{sim.Kind(sim.FaultQueued), func(t *testing.T, b entropy.Block, err error) {

@@ -20,6 +20,7 @@ import (
 	"github.com/provenrand/entropy/drandsource"
 	"github.com/provenrand/entropy/draw"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/names"
 	"github.com/provenrand/entropy/journal"
 )
 
@@ -103,10 +104,10 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *event != "" {
 		// The names ReadFor refuses, refused as a bad command line, before
 		// anything is opened or drawn.
-		if len(*event) > entropy.MaxEventName {
-			return usageError(stderr, c, fmt.Errorf("--event: %d bytes, more than %d", len(*event), entropy.MaxEventName))
+		if len(*event) > names.MaxEvent {
+			return usageError(stderr, c, fmt.Errorf("--event: %d bytes, more than %d", len(*event), names.MaxEvent))
 		}
-		if err := entropy.CheckName(*event); err != nil {
+		if err := names.Check(*event); err != nil {
 			return usageError(stderr, c, fmt.Errorf("--event: %w", err))
 		}
 	}

@@ -14,8 +14,8 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/names"
 )
 
 // flagError is a bad command line found after parsing (a flag value out of
@@ -68,13 +68,13 @@ func oneLine(err error) string {
 }
 
 // shown is a name or path as a line of output shows it: as it is when it is
-// a plain word (a name entropy.CheckName accepts, without space, quote or
+// a plain word (a name names.Check accepts, without space, quote or
 // backslash), quoted with only ASCII otherwise, so that what a transcript,
 // a journal, a service or a flag holds can never end the line, hide a
 // character or pass for another line of the report (docs/protocol.md,
 // "Names").
 func shown(s string) string {
-	if entropy.CheckName(s) == nil && !strings.ContainsAny(s, " \"\\") {
+	if names.Check(s) == nil && !strings.ContainsAny(s, " \"\\") {
 		return s
 	}
 	return strconv.QuoteToASCII(s)

@@ -284,7 +284,7 @@ func (p *provider) Close() error {
 // the largest read the command will make; the pool holds twice that, so
 // that it can hold size bytes while it tops up.
 func (f *sourceFlags) open(size int, opts ...entropy.Option) (*provider, error) {
-	pol, err := entropy.ParsePolicy(f.policy)
+	pol, err := parsePolicy(f.policy)
 	if err != nil {
 		return nil, badFlag(err)
 	}
@@ -403,4 +403,14 @@ func (f *sourceFlags) serviceSource(apiKey string, out *provider) (*httpsource.S
 		}
 	}
 	return src, nil
+}
+
+// parsePolicy reads --policy: "degrade", "defer" or "fail", in any case.
+func parsePolicy(s string) (entropy.Policy, error) {
+	for _, p := range []entropy.Policy{entropy.Degrade, entropy.Defer, entropy.Fail} {
+		if strings.EqualFold(strings.TrimSpace(s), p.String()) {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown policy %q (want degrade, defer or fail)", s)
 }

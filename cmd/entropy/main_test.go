@@ -158,7 +158,7 @@ func TestURLWithCredentialsRefused(t *testing.T) {
 	assert.Empty(t, s.Requests(), "a request was sent with the key from the URL")
 }
 
-// The issue's flags are accepted and shown in --help.
+// Every flag README.md documents is accepted and shown in --help.
 func TestFlagsShownInHelp(t *testing.T) {
 	clearEnv(t)
 	code, out, _ := runCLI(t, "read", "--help")
@@ -171,7 +171,7 @@ func TestFlagsShownInHelp(t *testing.T) {
 	for _, f := range []string{"-addr", "-faults", "127.0.0.1:8080"} {
 		assert.Contains(t, out, f)
 	}
-	for _, pol := range []string{"degrade", "defer", "fail"} {
+	for _, pol := range []string{"degrade", "defer", "fail", "DEFER", " Fail"} {
 		code, out, errOut := runCLI(t, "read", "-n", "4", "--policy", pol, "--format", "base64")
 		assert.Equal(t, 0, code, "%s: %s", pol, errOut)
 		assert.NotEmpty(t, strings.TrimSpace(out))
@@ -189,6 +189,7 @@ func TestAuditQuotesEventNames(t *testing.T) {
 	j := filepath.Join(t.TempDir(), "audit.jsonl")
 	code, _, errOut := runCLI(t, "draw", "--pick", "1", "--of", "2", "--event", "r1\nhead: 0000", "--journal", j)
 	require.NotEqual(t, exitOK, code, "an event name with a newline was drawn")
+	assert.Contains(t, errOut, "--event", "the refusal names the flag")
 	const event = `r1", "head: 0000`
 	code, _, errOut = runCLI(t, "draw", "--pick", "1", "--of", "2", "--event", event, "--journal", j)
 	require.Equal(t, exitOK, code, errOut)
