@@ -91,12 +91,3 @@ func (e *BatchError) Unwrap() []error {
 	}
 	return errs
 }
-
-// Failed returns the indexes of the failed items, in order.
-func (e *BatchError) Failed() []int {
-	idx := make([]int, len(e.Items))
-	for i, it := range e.Items {
-		idx[i] = it.Index
-	}
-	return idx
-}

@@ -294,7 +294,8 @@ func TestBatchErrorText(t *testing.T) {
 		{Index: 3, Message: "bad signature", Err: ErrBadProof},
 	}}
 	assert.Equal(t, "batch: 2 of 5 items failed: item 1: QuantumComputerError: qpu; item 3: bad signature (request id r1)", be.Error())
-	assert.Equal(t, []int{1, 3}, be.Failed())
+	assert.Equal(t, 1, be.Items[0].Index)
+	assert.Equal(t, 3, be.Items[1].Index)
 	assert.ErrorIs(t, be, ErrBadProof)
 	var je *JobError
 	assert.ErrorAs(t, be, &je)

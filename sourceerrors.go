@@ -261,15 +261,16 @@ func (e *JobError) Error() string {
 	return sb.String()
 }
 
-// Permanent reports whether the code says that a new job would fail too.
-func (e *JobError) Permanent() bool { return jobCodes[e.Code] }
+// permanent reports whether the code says that a new job would fail too
+// ([Classify] reports it as [Permanent]).
+func (e *JobError) permanent() bool { return jobCodes[e.Code] }
 
 // Is matches [ErrPermanent] for permanent codes and [ErrQuotaExhausted] for
 // the quota and contract codes. Find every job error with [errors.As].
 func (e *JobError) Is(target error) bool {
 	switch target {
 	case ErrPermanent:
-		return e.Permanent()
+		return e.permanent()
 	case ErrQuotaExhausted:
 		return e.Code == "QuotaExhaustedError" || e.Code == "ContractExpiredError"
 	}

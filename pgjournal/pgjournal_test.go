@@ -2,6 +2,7 @@ package pgjournal_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -321,4 +322,17 @@ func TestReplayGuardAcrossReplicas(t *testing.T) {
 	assert.ErrorIs(t, js[1].RecordBlock(ctx, other), journal.ErrJobExists)
 	_, err = js[2].Verify(ctx)
 	require.NoError(t, err)
+}
+
+// WithClock stamps every record line (and the header) with the clock's
+// time, not the system's.
+func TestWithClockStampsRecords(t *testing.T) {
+	at := time.Date(2031, 7, 1, 12, 0, 0, 0, time.UTC)
+	schema := testSchema(t)
+	j := openIn(t, schema, pgjournal.WithClock(entropy.NowFunc(func() time.Time { return at })))
+	require.NoError(t, j.RecordBlock(context.Background(), entropy.BlockRecord{Source: "q", JobID: "job-clock", Size: 32, Verifiable: true, Time: time.Now()}))
+	line := sqlString(t, "SELECT line FROM "+table(schema, "journal_records")+" WHERE job_id = $1", "job-clock")
+	var rec struct{ Time time.Time }
+	require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
+	assert.True(t, rec.Time.Equal(at), "record stamped %v, clock says %v", rec.Time, at)
 }
