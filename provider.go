@@ -156,7 +156,7 @@ type Provider struct {
 	events eventTable
 
 	// Counters of the slow paths (the fast path counts per shard).
-	slowReads, slowBytes         atomic.Uint64
+	slowReads, slowBytes atomic.Uint64
 	// fbCounts are the fallback reads and bytes of the current epoch and of
 	// the one before, by the epoch's parity: the claims of lane runs
 	// retired from their lanes, and the reads too large for a lane. The
