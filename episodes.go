@@ -13,10 +13,6 @@ type episodeState struct {
 	mu    sync.Mutex
 	cur   FallbackEpisode
 	count atomic.Uint64 // episodes started
-	// The Provider's fallback read and byte counters when the last episode
-	// ended (under mu): an episode's counts are the difference, so a
-	// fallback read adds to the counters once, not twice.
-	baseReads, baseBytes uint64
 	// closed is set (under mu) by Close: no episode opens after it, so none
 	// is left open, unrecorded, by a fallback read that raced Close.
 	closed bool
@@ -68,9 +64,10 @@ func (p *Provider) finishEpisode(last bool) {
 	ep := e.cur
 	ep.End = p.cfg.clock.Now()
 	ep.Ended = true
+	// The episode's reads are those of the fallback epoch it ends: every
+	// fallback read since the episode before it ended.
 	reads, bytes := p.endCounts(last)
-	ep.Reads, ep.Bytes = int64(reads-e.baseReads), int64(bytes-e.baseBytes)
-	e.baseReads, e.baseBytes = reads, bytes
+	ep.Reads, ep.Bytes = int64(reads), int64(bytes)
 	e.cur = FallbackEpisode{}
 	p.notes.episode(ep)
 	e.mu.Unlock()
@@ -86,15 +83,14 @@ func (p *Provider) finishEpisode(last bool) {
 func (p *Provider) closeEpisodes() {
 	e := &p.episodes
 	reads, bytes := p.endCounts(true)
-	if reads == e.baseReads {
+	if reads == 0 {
 		return
 	}
 	now := p.cfg.clock.Now()
 	start := FallbackEpisode{Start: now, Reason: p.reason.Load()}
 	end := start
 	end.End, end.Ended = now, true
-	end.Reads, end.Bytes = int64(reads-e.baseReads), int64(bytes-e.baseBytes)
-	e.baseReads, e.baseBytes = reads, bytes
+	end.Reads, end.Bytes = int64(reads), int64(bytes)
 	e.count.Add(1)
 	p.notes.episode(start)
 	p.notes.episode(end)

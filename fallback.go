@@ -2,6 +2,7 @@ package entropy
 
 import (
 	crand "crypto/rand"
+	"sync/atomic"
 )
 
 // fallback fills b from crypto/rand (through shard s's lane) and labels it
@@ -80,14 +81,13 @@ func (p *Provider) local(s *shard, b []byte) (epoch uint64, ok bool) {
 		// it sums the counters and starts a new epoch: the epoch read
 		// here is the one the read is counted in.
 		s.fbMu.Lock()
-		if p.fbClosed {
+		if p.fbClosed.Load() {
 			s.fbMu.Unlock()
 			clear(b)
 			return 0, false
 		}
-		p.fbDirectReads.Add(1)
-		p.fbDirectBytes.Add(uint64(len(b)))
 		epoch = p.fbEpoch.Load()
+		p.fbCounts[epoch&1].add(1, uint64(len(b)))
 		s.fbMu.Unlock()
 		return epoch, true
 	}
@@ -101,7 +101,7 @@ func (p *Provider) local(s *shard, b []byte) (epoch uint64, ok bool) {
 			}
 		}
 		s.fbMu.Lock()
-		if p.fbClosed {
+		if p.fbClosed.Load() {
 			s.fbMu.Unlock()
 			return 0, false
 		}
@@ -115,16 +115,24 @@ func (p *Provider) local(s *shard, b []byte) (epoch uint64, ok bool) {
 	}
 }
 
-// retireLocal counts the claims on a fallback run that left its lane and
-// zeroes its unread bytes; the caller holds the lane's fbMu.
+// fbCount is the fallback reads and bytes counted in one epoch.
+type fbCount struct{ reads, bytes atomic.Uint64 }
+
+func (c *fbCount) add(reads, bytes uint64) {
+	c.reads.Add(reads)
+	c.bytes.Add(bytes)
+}
+
+// retireLocal counts the claims on a fallback run that left its lane in
+// the run's epoch, and zeroes its unread bytes; the caller holds the lane's
+// fbMu.
 func (p *Provider) retireLocal(r *run) {
 	if r == nil {
 		return
 	}
 	claims, c := r.stop()
 	clear(r.data[c:])
-	p.fbDoneReads.Add(claims)
-	p.fbDoneBytes.Add(uint64(c))
+	p.fbCounts[r.epoch&1].add(claims, uint64(c))
 }
 
 // zeroLocal empties shard s's fallback lane (Close).
@@ -134,35 +142,56 @@ func (p *Provider) zeroLocal(s *shard) {
 	s.fbMu.Unlock()
 }
 
-// endCounts ends a fallback epoch for finishEpisode, which holds
-// episodes.mu: it stops every lane's run (so that a read claims either before
-// the stop, and is counted here, or from a new run of the new epoch), starts
-// the new epoch, and returns the fallback reads and bytes served so far.
-// With last set (Close) it is the last epoch: no fallback read is counted
-// after it (see local).
+// endCounts ends the current fallback epoch for finishEpisode, which holds
+// episodes.mu, and returns the fallback reads and bytes counted in it. It
+// starts the new epoch first, then visits the lanes one at a time, each
+// under its own fbMu, and retires the lane's run if it is of the ending
+// epoch. A read counted in the ending epoch is then in the counts: a claim
+// on a run of that epoch succeeded before the run was stopped, and a read
+// that was counted under a lane's fbMu read the epoch before the lane was
+// visited. A run made, or a read counted, after the new epoch began is of
+// the new one. With last set (Close) it is the last epoch: fbClosed is set
+// before the epoch moves, every lane's run is retired, no fallback read is
+// counted after the visits (see local), and the counts of both epochs are
+// the last one's.
 func (p *Provider) endCounts(last bool) (reads, bytes uint64) {
+	ending := p.fbEpoch.Load()
+	if last {
+		p.fbClosed.Store(true)
+	}
+	p.fbEpoch.Store(ending + 1)
 	for _, s := range p.shards {
 		s.fbMu.Lock()
-	}
-	for _, s := range p.shards {
-		p.retireLocal(s.fb.Swap(nil))
-	}
-	p.fbEpoch.Add(1)
-	if last {
-		p.fbClosed = true
-	}
-	reads = p.fbDoneReads.Load() + p.fbDirectReads.Load()
-	bytes = p.fbDoneBytes.Load() + p.fbDirectBytes.Load()
-	for _, s := range p.shards {
+		if r := s.fb.Load(); r != nil && (last || r.epoch == ending) {
+			s.fb.Store(nil)
+			p.retireLocal(r)
+		}
 		s.fbMu.Unlock()
 	}
+	c := &p.fbCounts[ending&1]
+	reads, bytes = c.reads.Swap(0), c.bytes.Swap(0)
+	if last {
+		// A read that found fbClosed unset under its lane's fbMu just
+		// before Close set it may have read the new epoch: its run (now
+		// retired) or direct read is counted there. Nothing is counted
+		// after the last lane's visit, so the last epoch takes both.
+		c := &p.fbCounts[(ending+1)&1]
+		reads += c.reads.Swap(0)
+		bytes += c.bytes.Swap(0)
+	}
+	p.fbEndedReads += reads
+	p.fbEndedBytes += bytes
 	return reads, bytes
 }
 
-// fallbackCounts returns the fallback reads and bytes served so far. It
-// holds every lane's lock at once, so that no run is between its lane and
-// the retired counts.
+// fallbackCounts returns the fallback reads and bytes served so far, for
+// Stats: the epochs ended, the current epoch's counts and the claims on the
+// lanes' runs. It holds episodes.mu, so that no epoch ends meanwhile, and
+// every lane's fbMu at once, so that no run is between its lane and the
+// counts; it is not on any read path.
 func (p *Provider) fallbackCounts() (reads, bytes uint64) {
+	p.episodes.mu.Lock()
+	defer p.episodes.mu.Unlock()
 	for _, s := range p.shards {
 		s.fbMu.Lock()
 	}
@@ -173,8 +202,12 @@ func (p *Provider) fallbackCounts() (reads, bytes uint64) {
 			bytes += w & posMask
 		}
 	}
-	reads += p.fbDoneReads.Load() + p.fbDirectReads.Load()
-	bytes += p.fbDoneBytes.Load() + p.fbDirectBytes.Load()
+	for i := range p.fbCounts {
+		reads += p.fbCounts[i].reads.Load()
+		bytes += p.fbCounts[i].bytes.Load()
+	}
+	reads += p.fbEndedReads
+	bytes += p.fbEndedBytes
 	for _, s := range p.shards {
 		s.fbMu.Unlock()
 	}

@@ -36,10 +36,12 @@ import (
 //     freezes shards, takes from them and thaws them (takeSpread), so that
 //     every frozen shard is that read's.
 //   - shard.fbMu: replacing the shard's fallback lane run (fb) and counting
-//     a direct fallback read. Held for every shard at once by endCounts
-//     (ending a fallback epoch) and fallbackCounts (Stats). fbClosed is
-//     written only with every fbMu held, and read with one held.
-//   - episodeState.mu: the open episode (cur), its base counts and closed.
+//     a direct fallback read. endCounts (ending a fallback epoch) takes one
+//     lane's at a time; only fallbackCounts (Stats, no read path) holds
+//     every lane's at once.
+//   - episodeState.mu: the open episode (cur) and closed; the fallback
+//     epoch moves, and the counts of ended epochs (fbEnded) change, only
+//     under it.
 //   - Provider.mu: the arrived, failed and ready channels and arrivedTaken.
 //   - secretStream.mu: one shard's derived-read generator; released while a
 //     reseed takes pool bytes.
@@ -49,7 +51,8 @@ import (
 //     draws in flight and done), requestCtx.mu (a request's context, made
 //     on demand).
 //
-// Lock order: episodeState.mu, then every shard's fbMu in shard order, then
+// Lock order: episodeState.mu, then shards' fbMu (one at a time, or, in
+// fallbackCounts, every one in shard order), then
 // notifier.mu (an episode's start and end are queued under
 // episodeState.mu); and spreadMu, then one shard.mu at a time or
 // Provider.mu (takeSpread). No path holds two shard.mu at once: a read
@@ -93,13 +96,17 @@ import (
 // Fallback epochs. A fallback read is counted when it is served (its claim
 // on a lane run, or a direct read counted under the lane's fbMu) and opens
 // its episode just after. fbEpoch numbers the stretches between episode
-// ends: ending an episode (endCounts, under episodeState.mu and every fbMu)
-// stops every lane run, counts their claims and starts a new epoch. A lane
-// run records the epoch it was made in, and a read belongs to the epoch of
-// the run it claimed from; count opens no episode for a read whose epoch
-// has ended, because the episode that ended it holds that read. So every
-// fallback read is in exactly one episode. Close ends the last epoch and
-// sets fbClosed: no fallback read is counted or served after it.
+// ends; each read is counted in its epoch's fbCounts (by parity). Ending an
+// episode (endCounts, under episodeState.mu) starts the new epoch, then
+// visits the lanes one at a time under each fbMu and stops the runs of the
+// ending epoch, counting their claims; the ending epoch's counts are then
+// final, and are the episode's. A lane run records the epoch it was made
+// in, and a read belongs to the epoch of the run it claimed from (a direct
+// read, to the epoch it read under its lane's fbMu); count opens no episode
+// for a read whose epoch has ended, because the episode that ended it holds
+// that read. So every fallback read is in exactly one episode. Close ends
+// the last epoch and sets fbClosed first: no fallback read is counted or
+// served after it.
 
 // Provider is the labelled [io.Reader] over one or more Sources. It is safe for
 // concurrent use. Close it to stop its goroutines and zero its pool. Make it
@@ -156,16 +163,20 @@ type Provider struct {
 	events eventTable
 
 	// Counters of the slow paths (the fast path counts per shard).
-	slowReads, slowBytes         atomic.Uint64
-	fbDoneReads, fbDoneBytes     atomic.Uint64 // fallback runs retired from their lanes
-	fbDirectReads, fbDirectBytes atomic.Uint64 // fallback reads too large for a lane
+	slowReads, slowBytes atomic.Uint64
+	// fbCounts are the fallback reads and bytes of the current epoch and of
+	// the one before, by the epoch's parity: the claims of lane runs
+	// retired from their lanes, and the reads too large for a lane. The
+	// ending epoch's are taken, and zeroed, by endCounts; fbEnded sums the
+	// epochs ended (under episodes.mu).
+	fbCounts                   [2]fbCount
+	fbEndedReads, fbEndedBytes uint64
 	// fbEpoch counts the fallback episodes ended (endCounts). It changes
-	// only while every lane's fbMu and episodes.mu are held; a lane run
-	// records the epoch it was made in.
+	// only under episodes.mu; a lane run records the epoch it was made in.
 	fbEpoch atomic.Uint64
-	// fbClosed is set by Close's last endCounts, under every lane's fbMu:
-	// from then on no fallback read is counted or served.
-	fbClosed       bool
+	// fbClosed is set by Close's last endCounts: from then on no fallback
+	// read is counted or served.
+	fbClosed       atomic.Bool
 	journalErrs    atomic.Uint64 // failed journal writes (each retry counts)
 	journalLost    atomic.Uint64 // records given up at Close
 	eventDiscarded atomic.Uint64 // event bytes taken and zeroed: another drew the event first
