@@ -44,6 +44,7 @@ import (
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/loopback"
 	"github.com/provenrand/entropy/internal/retryafter"
 )
 
@@ -358,7 +359,7 @@ func (s *Server) Listen(addr string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("sim: address %q: %w", addr, err)
 	}
-	if ip := net.ParseIP(host); !strings.EqualFold(host, "localhost") && (ip == nil || !ip.IsLoopback()) {
+	if !loopback.Is(host) {
 		return "", fmt.Errorf("sim: address %q is not loopback; the simulator serves only this machine", addr)
 	}
 	s.mu.Lock()
