@@ -1,6 +1,7 @@
 package entropy
 
 import (
+	"context"
 	"errors"
 )
 
@@ -25,6 +26,26 @@ var (
 	// truncated body, wrong length). Sources wrap it.
 	ErrMalformed = errors.New("entropy: malformed response")
 )
+
+// Errors of a read's arguments (see checkRead).
+var (
+	errEmptyRead  = errors.New("entropy: empty read")
+	errNilContext = errors.New("entropy: nil context")
+)
+
+// checkRead returns the error of a read of b under ctx that cannot start:
+// b empty, ctx nil, or the Provider closed (ErrClosed); nil if it can.
+func (p *Provider) checkRead(ctx context.Context, b []byte) error {
+	switch {
+	case len(b) == 0:
+		return errEmptyRead
+	case ctx == nil:
+		return errNilContext
+	case p.closed.Load():
+		return ErrClosed
+	}
+	return nil
+}
 
 // errSourcePanic: a [Source] panicked; the panic is turned into this error
 // (with the panic value's type) and counted as a source failure.

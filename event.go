@@ -100,9 +100,9 @@ func (p *Provider) readEvent(ctx context.Context, event string, params []byte, c
 	case checkName(event) != nil:
 		return EventRecord{}, fmt.Errorf("%w: %v", ErrEventName, checkName(event))
 	case len(b) == 0:
-		return EventRecord{}, errors.New("entropy: empty read")
+		return EventRecord{}, errEmptyRead
 	case ctx == nil:
-		return EventRecord{}, errors.New("entropy: nil context")
+		return EventRecord{}, errNilContext
 	}
 	for {
 		if p.closed.Load() {

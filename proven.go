@@ -50,13 +50,8 @@ func (p *Provider) ReadProven(ctx context.Context, b []byte) (Label, Proof, erro
 // readProven is ReadProven with call, if set, making each request, under
 // policy, from the sources that use accepts (every source if nil).
 func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc, policy Policy, use func(*feeder) bool) (Label, Proof, error) {
-	switch {
-	case len(b) == 0:
-		return Label{}, Proof{}, errors.New("entropy: empty read")
-	case ctx == nil:
-		return Label{}, Proof{}, errors.New("entropy: nil context")
-	case p.closed.Load():
-		return Label{}, Proof{}, ErrClosed
+	if err := p.checkRead(ctx, b); err != nil {
+		return Label{}, Proof{}, err
 	}
 	if call == nil {
 		call = func(ctx context.Context, src Source, n int) (Block, error) { return src.Fetch(ctx, n) }

@@ -268,7 +268,7 @@ func New(src Source, opts ...Option) (*Provider, error) {
 // (a draw at start-up, a command that reads once and exits).
 func (p *Provider) WaitReady(ctx context.Context) error {
 	if ctx == nil {
-		return errors.New("entropy: nil context")
+		return errNilContext
 	}
 	for {
 		if p.closed.Load() {

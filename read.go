@@ -63,14 +63,8 @@ func (p *Provider) readOther(b []byte) (int, error) {
 // returns at once an error wrapping [ErrUnavailable] and the cause. On an error
 // b holds no entropy (it is zeroed).
 func (p *Provider) ReadLabelled(ctx context.Context, b []byte) (Label, error) {
-	if len(b) == 0 {
-		return Label{}, errors.New("entropy: empty read")
-	}
-	if ctx == nil {
-		return Label{}, errors.New("entropy: nil context")
-	}
-	if p.closed.Load() {
-		return Label{}, ErrClosed
+	if err := p.checkRead(ctx, b); err != nil {
+		return Label{}, err
 	}
 	s := p.shard()
 	if r, off, ok := p.claimHead(s, b); ok {
@@ -92,14 +86,8 @@ func (p *Provider) ReadLabelledInto(ctx context.Context, b []byte, lb *Label) er
 	}
 	spans := lb.Spans[:0]
 	*lb = Label{Spans: spans}
-	if len(b) == 0 {
-		return errors.New("entropy: empty read")
-	}
-	if ctx == nil {
-		return errors.New("entropy: nil context")
-	}
-	if p.closed.Load() {
-		return ErrClosed
+	if err := p.checkRead(ctx, b); err != nil {
+		return err
 	}
 	s := p.shard()
 	if r, off, ok := p.claimHead(s, b); ok {

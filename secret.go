@@ -81,14 +81,8 @@ type secretStream struct {
 // in [Provider.ReadLabelled]: under [Degrade] the output is [crypto/rand] alone, labelled
 // as a fallback; [Defer] waits on ctx; [Fail] returns the error.
 func (p *Provider) ReadSecret(ctx context.Context, b []byte) (Label, error) {
-	if len(b) == 0 {
-		return Label{}, errors.New("entropy: empty read")
-	}
-	if ctx == nil {
-		return Label{}, errors.New("entropy: nil context")
-	}
-	if p.closed.Load() {
-		return Label{}, ErrClosed
+	if err := p.checkRead(ctx, b); err != nil {
+		return Label{}, err
 	}
 	st := p.secretStream()
 	st.mu.Lock()
