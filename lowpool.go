@@ -1,10 +1,10 @@
 package entropy
 
 // The low-pool path: reads that the head run of the reader's shard cannot
-// serve. A read is taken whole from the first shard that holds it, one lock
-// at a time; only a read larger than any shard locks them all; under Defer
-// it gathers shard by shard as blocks arrive (see the concurrency model in
-// provider.go).
+// serve. Every path here holds one shard lock at a time: a read is taken
+// whole from the first shard that holds it; a read larger than any shard is
+// gathered shard by shard, and under Defer a read gathers shard by shard as
+// blocks arrive (see the concurrency model in provider.go).
 
 import (
 	"context"
@@ -67,13 +67,12 @@ func (p *Provider) endWarm() {
 // takeWhole serves all of b from the pool, or nothing: from the first
 // shard that holds len(b) bytes, locking one shard at a time, so that a read
 // that finds its own shard low takes no other lock than the shard it takes
-// from. Only a read larger than every shard, which no shard can serve
-// alone, gathers from all of them at once (takeShards). It reports whether
-// it took b, appending the spans to into (with label).
+// from. A read larger than every shard, which no shard can serve alone, is
+// gathered from several (takeSpread). It reports whether it took b,
+// appending the spans to into (with label).
 func (p *Provider) takeWhole(b []byte, into []Span, label bool) ([]Span, bool) {
 	if len(b) > p.shards[0].cap { // shard 0 is the largest
-		sp, n := p.takeShards(b, into, true, label)
-		return sp, n == len(b)
+		return p.takeSpread(b, into, label)
 	}
 	gen := p.adds.Load()
 	empty := true
@@ -82,7 +81,7 @@ func (p *Provider) takeWhole(b []byte, into []Span, label bool) ([]Span, bool) {
 		avail := s.avail()
 		empty = empty && avail == 0
 		ok := false
-		if avail >= len(b) && !p.closed.Load() {
+		if avail >= len(b) && !s.frozen && !p.closed.Load() {
 			// Stop the head, then count again: fast claims may have
 			// taken some of it meanwhile.
 			s.unpublish()
@@ -106,8 +105,74 @@ func (p *Provider) takeWhole(b []byte, into []Span, label bool) ([]Span, bool) {
 	return into, false
 }
 
+// takeSpread serves all of b, a read larger than any shard, from several
+// shards, or nothing, holding one shard lock at a time. Spans as for
+// takeWhole; on failure into is returned as it came.
+//
+// It works in two passes under spreadMu (so that one such read runs at a
+// time). The first freezes shard after shard, in index order, until the
+// frozen shards hold len(b) bytes: it stops the shard's head and sets
+// frozen, so that no other read takes from it (the fast path finds no head,
+// the slow paths pass it by) while the refill may still add to it. The
+// second takes b from the frozen shards if they hold enough, and thaws each
+// (publishes its head again). So a read that finds the pool short takes
+// nothing, and none of the bytes it counted is lost; a read that Close
+// overtakes between the passes returns nothing, b zeroed.
+func (p *Provider) takeSpread(b []byte, into []Span, label bool) ([]Span, bool) {
+	p.spreadMu.Lock()
+	defer p.spreadMu.Unlock()
+	gen := p.adds.Load()
+	total, frozen := 0, 0
+	for _, s := range p.shards {
+		if total >= len(b) {
+			break
+		}
+		s.mu.Lock()
+		if !s.closed {
+			s.unpublish()
+			s.frozen = true
+			total += s.queued
+		}
+		s.mu.Unlock()
+		frozen++
+	}
+	ok := total >= len(b) && !p.closed.Load()
+	k, rest, left := len(into), b, false
+	for _, s := range p.shards[:frozen] {
+		s.mu.Lock()
+		s.frozen = false
+		if ok && !s.closed {
+			if n := min(s.queued, len(rest)); n > 0 {
+				into = s.take(rest[:n], into, label)
+				rest = rest[n:]
+			}
+		}
+		left = left || s.queued > 0
+		s.publish()
+		isLow := s.avail() < s.low
+		s.mu.Unlock()
+		if isLow {
+			p.low(s)
+		}
+	}
+	if left {
+		// A Defer read may have passed a frozen shard by and be waiting
+		// for bytes that were there all along.
+		p.wakeWaiters()
+	}
+	switch {
+	case ok && len(rest) == 0:
+		return into, true
+	case ok:
+		clear(b) // Close came between the passes
+	case total == 0:
+		p.markDry(gen)
+	}
+	return into[:k], false
+}
+
 // gather takes what the shards hold into b, up to len(b), one shard at a
-// time under its own lock (deferTake). It returns the spans (appended to
+// time under its own lock (takeSpread, deferTake). It returns the spans (appended to
 // into, with label) and how many bytes it took.
 func (p *Provider) gather(b []byte, into []Span, label bool) ([]Span, int) {
 	gen := p.adds.Load()
@@ -118,8 +183,9 @@ func (p *Provider) gather(b []byte, into []Span, label bool) ([]Span, int) {
 			break
 		}
 		s.mu.Lock()
-		if s.avail() > 0 && !p.closed.Load() {
-			empty = false
+		avail := s.avail()
+		empty = empty && avail == 0
+		if avail > 0 && !s.frozen && !p.closed.Load() {
 			s.unpublish()
 			if n := min(s.queued, len(b)-got); n > 0 {
 				into = s.take(b[got:got+n], into, label)
@@ -150,53 +216,6 @@ func (p *Provider) markDry(gen uint64) {
 	if p.adds.Load() != gen {
 		p.dry.Store(false)
 	}
-}
-
-// takeShards serves b from all shards together, locking them all (in index
-// order; other paths hold one shard lock at a time, so this cannot
-// deadlock): with all set, nothing unless they hold len(b) bytes;
-// otherwise what they hold, up to len(b). It returns the spans (appended to
-// spans, with label) and how many bytes it took. Only a read larger than
-// every shard comes here (takeWhole).
-func (p *Provider) takeShards(b []byte, spans []Span, all, label bool) ([]Span, int) {
-	for _, s := range p.shards {
-		s.mu.Lock()
-		s.unpublish()
-	}
-	total := 0
-	for _, s := range p.shards {
-		total += s.queued
-	}
-	if total == 0 {
-		// Until add puts bytes in, reads need not lock the shards to learn
-		// that they are empty. Set under every shard lock, so that an add
-		// (which clears it after its put) cannot be missed.
-		p.dry.Store(true)
-	}
-	rest := b
-	if !p.closed.Load() && total > 0 && (!all || total >= len(b)) {
-		for _, s := range p.shards {
-			if n := min(s.queued, len(rest)); n > 0 {
-				spans = s.take(rest[:n], spans, label)
-				rest = rest[n:]
-			}
-		}
-	}
-	wake := false
-	for _, s := range p.shards {
-		s.publish()
-		if s.avail() < s.low && s.asked.CompareAndSwap(false, true) {
-			wake = true
-		}
-		s.mu.Unlock()
-	}
-	if wake {
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
-	}
-	return spans, len(b) - len(rest)
 }
 
 // deferTake gathers verifiable bytes into b as they arrive until b is full,

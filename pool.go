@@ -16,10 +16,12 @@ type origin struct {
 
 // blockRuns is the pool's bookkeeping of one block in one allocation: its
 // origin and the runs it is cut into (one per shard it goes to; most
-// blocks go to one or two).
+// blocks go to one or two), and its buffer's recycling (see blockbuf.go).
 type blockRuns struct {
-	from origin
-	runs [2]run
+	from    origin
+	buf     *blockBuf    // the block's bytes, released when pending reaches 0; nil if not recyclable
+	pending atomic.Int32 // runs with bytes not yet cleared, plus one until add has made every run
+	runs    [2]run
 }
 
 // run is a stretch of checked bytes of one job in a shard. data[0] is byte
@@ -41,11 +43,13 @@ type blockRuns struct {
 type run struct {
 	word   atomic.Uint64 // claims<<32 | stopped<<31 | cursor; data[:cursor] handed out and zeroed
 	wakeAt atomic.Int64  // a claim ending past this cursor leaves the shard below its low watermark
+	left   atomic.Int64  // bytes of data not yet cleared (see blockbuf.go); fallback lanes: unused
 	data   []byte
 	base   int
 	from   *origin
-	start  int    // the cursor when the run was last published (its fast claims count from there); under the shard's lock
-	epoch  uint64 // fallback lanes: Provider.fbEpoch when the run was made
+	owner  *blockRuns // the block's record; nil for fallback lanes
+	start  int        // the cursor when the run was last published (its fast claims count from there); under the shard's lock
+	epoch  uint64     // fallback lanes: Provider.fbEpoch when the run was made
 }
 
 // maxRun bounds a run's length so that its cursor fits in 32 bits (and so
@@ -80,6 +84,7 @@ func (r *run) claim(dst []byte) (off, end int, ok bool) {
 			src := r.data[c : c+n]
 			copy(dst, src)
 			clear(src)
+			r.cleared(int(n))
 			return int(c), int(c + n), true
 		}
 	}
@@ -158,6 +163,10 @@ type shard struct {
 	low    int // below this, the shard asks for a refill
 	asked  atomic.Bool
 	closed bool
+	// frozen: a read larger than any shard (takeSpread) has counted this
+	// shard's bytes and will take them; no head is published and no other
+	// read takes from the queue until it thaws the shard.
+	frozen bool
 
 	// Fast claims on runs that have left the head (added by retire); Stats
 	// adds the head's own claims and the Provider's slow-path counters.
@@ -250,9 +259,10 @@ func (s *shard) unpublish() {
 }
 
 // publish makes the front of the queue the head (if the head is empty) and
-// sets its wake point; the caller holds s.mu.
+// sets its wake point, unless the shard is closed or frozen; the caller
+// holds s.mu.
 func (s *shard) publish() {
-	if s.closed {
+	if s.closed || s.frozen {
 		return
 	}
 	if h := s.head.Load(); h != nil && h.cursor() < len(h.data) {
@@ -293,6 +303,7 @@ func (s *shard) take(dst []byte, spans []Span, want bool) []Span {
 		src := r.data[pos:]
 		n := copy(dst, src)
 		clear(src[:n])
+		r.cleared(n)
 		if want {
 			spans = appendSpan(spans, Span{Source: r.from.source, JobID: r.from.job, Offset: r.base + pos, Length: n, Public: r.from.public})
 		}
@@ -347,7 +358,11 @@ func (s *shard) span(r *run, off, n int) []Span {
 func (s *shard) zero() {
 	s.unpublish()
 	for _, r := range s.runs[s.first:] {
-		clear(r.data)
+		// Only the unread bytes: those before the cursor were cleared by
+		// the readers that took them (one may be clearing them now).
+		_, c := r.stop()
+		clear(r.data[c:])
+		r.cleared(len(r.data) - c)
 	}
 	clear(s.runs)
 	s.runs = nil

@@ -112,3 +112,105 @@ func TestSteadyStateServesFromPool(t *testing.T) {
 	assert.Zero(t, p.Stats().FallbackReads)
 	assert.Equal(t, uint64(5), p.Stats().VerifiableReads)
 }
+
+// Contract points 2 and 3 for a read larger than any shard, which is
+// gathered from several shards holding one lock at a time: it is served
+// whole when the pool holds enough; when the pool does not, it takes
+// nothing (no pool byte is lost or handed out), b is zeroed, and the policy
+// applies.
+func TestSpreadReadWholeOrNothing(t *testing.T) {
+	for _, pol := range []Policy{Fail, Degrade, Defer} {
+		t.Run(pol.String(), func(t *testing.T) {
+			src := &gatedSource{scriptSource: newScriptSource("spread-" + pol.String())}
+			src.maxLen = 100
+			p := newTestProvider(t, src, fast(WithPolicy(pol), WithShards(4), WithBufferSize(4096), WithFetchSize(100))...)
+			full(t, p, 4096-100)
+			led := newLedger(src.scriptSource)
+			// Stop the refill: it waits in Fetch from now on.
+			src.closed.Store(true)
+			require.Eventually(t, func() bool {
+				_, err := p.Read(make([]byte, 64))
+				require.NoError(t, err)
+				return src.waiting.Load() > 0
+			}, 10*time.Second, time.Millisecond)
+			st := p.Stats()
+			pooled := st.Pooled
+			require.Greater(t, pooled, 2*1024+100)
+
+			// Too large for the pool: nothing taken.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			defer cancel()
+			b := make([]byte, pooled+1)
+			lb, err := p.ReadLabelled(ctx, b)
+			switch pol {
+			case Fail:
+				require.ErrorIs(t, err, ErrUnavailable)
+				require.Equal(t, make([]byte, len(b)), b)
+			case Degrade:
+				require.NoError(t, err)
+				require.False(t, lb.Verifiable)
+			case Defer:
+				// Defer gathers what there is and waits for the rest: at
+				// its deadline the bytes it took are zeroed and lost.
+				require.ErrorIs(t, err, context.DeadlineExceeded)
+				require.Equal(t, make([]byte, len(b)), b)
+			}
+			if pol != Defer {
+				assert.Equal(t, pooled, p.Stats().Pooled, "a read the pool could not serve took pool bytes")
+			}
+
+			// Within the pool, larger than any shard: served whole, once.
+			if pol == Defer {
+				return
+			}
+			b = make([]byte, 2*1024+100)
+			lb, err = p.ReadLabelled(context.Background(), b)
+			require.NoError(t, err)
+			require.True(t, lb.Verifiable)
+			assert.Equal(t, len(b), lb.Len())
+			assert.Empty(t, led.check(b, lb))
+			after := p.Stats()
+			assert.Equal(t, pooled-len(b), after.Pooled)
+			assert.Equal(t, after.Sources[0].BytesAccepted, after.VerifiableBytes+uint64(after.Pooled))
+		})
+	}
+}
+
+// Contract point 3 with recycled block buffers: a block's buffer is
+// released only when every byte of every run of it has been cleared by the
+// reader that took it (or zeroed), and it is then all zeros.
+func TestBlockBufferReleasedWhenEveryByteCleared(t *testing.T) {
+	buf, data := newBlockBuf(4096)
+	require.NotNil(t, buf, "a block of 4096 bytes is recyclable")
+	for i := range data {
+		data[i] = byte(i%251 + 1)
+	}
+	meta := &blockRuns{buf: buf}
+	meta.pending.Store(1) // add's
+	runs := []*run{&meta.runs[0], &meta.runs[1]}
+	for i, r := range runs {
+		from, to := []int{0, 1000}[i], []int{1000, 4096}[i]
+		r.data, r.base, r.owner = data[from:to:to], from, meta
+		r.left.Store(int64(len(r.data)))
+		meta.pending.Add(1)
+	}
+	meta.runDone() // add has made every run
+	require.EqualValues(t, 2, meta.pending.Load())
+
+	dst := make([]byte, 500)
+	for range 2 {
+		_, _, ok := runs[0].claim(dst)
+		require.True(t, ok)
+	}
+	assert.EqualValues(t, 1, meta.pending.Load(), "run 0 is cleared, run 1 is not")
+	// Run 1: a claim, then the rest under the lock of a shard.
+	_, _, ok := runs[1].claim(dst)
+	require.True(t, ok)
+	s := &shard{}
+	s.put(runs[1])
+	_, c := runs[1].stop()
+	runs[1].word.Store(stoppedBit | uint64(c))
+	s.take(make([]byte, len(runs[1].data)-c), nil, false)
+	assert.EqualValues(t, 0, meta.pending.Load(), "every byte cleared: released")
+	assert.Equal(t, make([]byte, len(data)), data, "a released buffer is all zeros")
+}

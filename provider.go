@@ -29,8 +29,12 @@ import (
 //
 // Locks, and what each guards:
 //   - shard.mu: the shard's queue behind its head (runs, first, queued),
-//     closed, the claims of retired heads (reads, bytes) and each queued
-//     run's start; the head is published, stopped and reopened under it.
+//     closed, frozen, the claims of retired heads (reads, bytes) and each
+//     queued run's start; the head is published, stopped and reopened
+//     under it.
+//   - Provider.spreadMu: held by a read larger than any shard while it
+//     freezes shards, takes from them and thaws them (takeSpread), so that
+//     every frozen shard is that read's.
 //   - shard.fbMu: replacing the shard's fallback lane run (fb) and counting
 //     a direct fallback read. endCounts (ending a fallback epoch) takes one
 //     lane's at a time; only fallbackCounts (Stats, no read path) holds
@@ -50,13 +54,13 @@ import (
 // Lock order: episodeState.mu, then shards' fbMu (one at a time, or, in
 // fallbackCounts, every one in shard order), then
 // notifier.mu (an episode's start and end are queued under
-// episodeState.mu). The one path that locks every shard.mu (takeShards, a
-// read larger than any shard) takes them in shard order; every other path,
-// a read that finds its own shard short included (takeWhole, gather),
-// holds one shard.mu at a time, and never with an fbMu, episodeState.mu or
-// Provider.mu. The other locks are leaves: nothing else is locked while
-// one is held. No Source, callback or logger runs under a lock of the
-// Provider.
+// episodeState.mu); and spreadMu, then one shard.mu at a time or
+// Provider.mu (takeSpread). No path holds two shard.mu at once: a read
+// that finds its own shard short (takeWhole, takeSpread, gather), the
+// refill (add, settle), Stats and Close lock one shard at a time, and never
+// with an fbMu, episodeState.mu or Provider.mu. The other locks are leaves:
+// nothing else is locked while one is held. No Source, callback or logger
+// runs under a lock of the Provider.
 //
 // Atomics, and what each publishes:
 //   - shard.head: the run readers claim from without a lock (claimHead);
@@ -66,14 +70,16 @@ import (
 //     claim fails and the claims counted are final (reopen clears it under
 //     shard.mu when the run is published again). run.wakeAt: the cursor
 //     past which the shard is below its low watermark, set when the run is
-//     published.
+//     published. run.left: the run's bytes not yet cleared, lowered by
+//     whoever cleared them (a claim, take, zero) once done with them;
+//     blockRuns.pending: the block's runs not yet at zero. The last
+//     releases the block's buffer to its free list (blockbuf.go).
 //   - shard.fb: the lane's fallback run, claimed like a head; stored under
 //     fbMu. shard.slab and slab.next: the span slots of labels.
 //   - shard.asked: a reader asked for a refill; set by the reader (low),
 //     cleared by the refill goroutine when the shard is at its watermark.
 //   - Provider.closed: Close has begun. dry: the pool was found empty
-//     (markDry, or takeShards under every shard.mu; cleared by add after
-//     its put). adds: blocks added, counted before dry is cleared, so that
+//     (markDry; cleared by add after its put). adds: blocks added, counted before dry is cleared, so that
 //     markDry, which looks at one shard at a time, cannot leave dry set
 //     over an add it did not see. shortRead: a read found the pool too
 //     short; the refill fills it to the brim. reason, permanent: why a read
@@ -123,6 +129,10 @@ type Provider struct {
 
 	refillDone sync.WaitGroup // the refill goroutine alone
 	closeDone  chan struct{}  // closed when the first Close has finished
+
+	// spreadMu lets one read larger than any shard at a time freeze
+	// shards (takeSpread).
+	spreadMu sync.Mutex
 
 	mu      sync.Mutex    // guards arrived, arrivedTaken, failed, ready
 	arrived chan struct{} // closed and replaced when bytes enter the pool and a reader has taken it

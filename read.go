@@ -179,7 +179,7 @@ func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool
 	// Stop the head first, then count: readers on the fast path may claim
 	// from it until it is stopped.
 	s.unpublish()
-	if s.queued < len(b) {
+	if s.queued < len(b) || s.frozen {
 		s.publish()
 		s.mu.Unlock()
 		return p.slowRead(ctx, b, label, into, p.cfg.policy)

@@ -182,13 +182,15 @@ func (p *Provider) pooled() int {
 // add copies a checked block into the shards with the most room, records it,
 // and wakes readers waiting under Defer.
 //
-// A block costs two allocations: its bytes, and one blockRuns holding its
-// origin and the runs it is cut into (a third for a block spread over more
-// shards than blockRuns holds runs). The copy is an append, which writes the
-// new array once; make and copy would zero it first.
+// A block costs one allocation, a blockRuns holding its origin and the
+// runs it is cut into (a second for a block spread over more shards than
+// blockRuns holds runs); its bytes go into a recycled buffer (blockbuf.go).
 func (p *Provider) add(f *feeder, blk Block) {
-	data := append([]byte(nil), blk.Data...)
-	meta := &blockRuns{from: origin{source: blk.Source, job: blk.JobID, public: blk.Public}}
+	buf, data := newBlockBuf(len(blk.Data))
+	copy(data, blk.Data)
+	meta := &blockRuns{from: origin{source: blk.Source, job: blk.JobID, public: blk.Public}, buf: buf}
+	meta.pending.Store(1) // add's own, until every run is made
+	defer meta.runDone()
 	from := &meta.from
 	k := 0
 	f.accepted.Add(1)
@@ -219,7 +221,7 @@ func (p *Provider) add(f *feeder, blk Block) {
 		best.mu.Lock()
 		if best.closed {
 			best.mu.Unlock()
-			clear(data)
+			clear(data[off:]) // the runs already made are zeroed by Close
 			return
 		}
 		var r *run
@@ -229,7 +231,9 @@ func (p *Provider) add(f *feeder, blk Block) {
 			r = new(run)
 		}
 		k++
-		r.data, r.base, r.from = data[off:off+n:off+n], off, from
+		r.data, r.base, r.from, r.owner = data[off:off+n:off+n], off, from, meta
+		r.left.Store(int64(n))
+		meta.pending.Add(1)
 		best.put(r)
 		best.publish()
 		if best.avail() >= best.low {
@@ -243,6 +247,22 @@ func (p *Provider) add(f *feeder, blk Block) {
 	p.reason.Store(poolEmpty)
 	p.permanent.Store(nil)
 	p.endWarm()
+	p.wakeWaiters()
+	select {
+	case <-p.ready:
+	default:
+		p.mu.Lock()
+		select {
+		case <-p.ready:
+		default:
+			close(p.ready)
+		}
+		p.mu.Unlock()
+	}
+}
+
+// wakeWaiters wakes the reads waiting under Defer for bytes (deferTake).
+func (p *Provider) wakeWaiters() {
 	p.mu.Lock()
 	if p.arrivedTaken {
 		// A reader under Defer waits on it: wake it. Otherwise the
@@ -251,11 +271,6 @@ func (p *Provider) add(f *feeder, blk Block) {
 		close(p.arrived)
 		p.arrived = make(chan struct{})
 		p.arrivedTaken = false
-	}
-	select {
-	case <-p.ready:
-	default:
-		close(p.ready)
 	}
 	p.mu.Unlock()
 }

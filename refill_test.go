@@ -191,9 +191,10 @@ func TestFailoverBothDown(t *testing.T) {
 // TestRefillAfterDrainingOneShard: with GOMAXPROCS 1 every
 // reader is on P 0 and so on shard 0 of four: the reads drain one shard
 // again and again, on the fast path (claims past the wake point), the
-// locked path and takeShards. After the reads stop, with a source that is
-// always healthy, the refill brings the pool back to at least half and
-// every shard to its low watermark, under every policy.
+// locked path and takeSpread (a read larger than a shard). After the reads
+// stop, with a source that is always healthy, the refill brings the pool
+// back to at least half and every shard to its low watermark, under every
+// policy.
 func TestRefillAfterDrainingOneShard(t *testing.T) {
 	for _, pol := range []Policy{Defer, Degrade, Fail} {
 		t.Run(pol.String(), func(t *testing.T) {
@@ -285,7 +286,7 @@ func holdLock(mu *sync.Mutex, locked, release chan struct{}) {
 //     finds asked set, so it sends no wake;
 //  5. settle() sees the shard low and leaves asked set; the refill waits for
 //     a wake that no reader will send: fast claims find asked set, and
-//     takeShards' CompareAndSwap(false, true) fails. Under Defer no path
+//     so does every slow path's call of low. Under Defer no path
 //     calls short(), so the pool never refills and Defer reads wait until
 //     their context ends, with the source healthy.
 //
@@ -471,10 +472,11 @@ func (s *preparedSource) Fetch(_ context.Context, n int) (Block, error) {
 	return Block{Data: s.data[i*size : (i+1)*size], Source: "prepared", JobID: s.ids[i], Verifiable: true}, nil
 }
 
-// The refill allocates, per block, its copy of the bytes, one record of the
-// block's origin and runs, and the request's context: nothing per block for
-// the breaker's call, the retry loop, a slice of one block, or a timer.
-// (It was about 12 allocations a block.)
+// The refill allocates, per block, one record of the block's origin and
+// runs, and the request's context: nothing per block for its bytes (a
+// recycled buffer, see blockbuf.go), the breaker's call, the retry loop, a
+// slice of one block, or a timer. (It was about 12 allocations a block,
+// then 3 with a fresh copy of the bytes.)
 func TestRefillAllocationsPerBlock(t *testing.T) {
 	const size, blocks = 4096, 200
 	src := newPreparedSource(blocks, size)
@@ -508,7 +510,12 @@ func TestRefillAllocationsPerBlock(t *testing.T) {
 	require.GreaterOrEqual(t, n, uint64(32))
 	perBlock := float64(ms.Mallocs-before) / float64(n)
 	t.Logf("%d blocks, %.2f allocations a block", n, perBlock)
-	// 3 and a little (the shard's queue and the replay guard grow now and
-	// then); the race detector's sync.Pool drops some fetchReqs, up to 4.
-	assert.LessOrEqual(t, perBlock, 5.0)
+	// 2 and a little (the shard's queue and the replay guard grow now and
+	// then); the race detector's sync.Pool drops some fetchReqs and
+	// buffers.
+	limit := 3.0
+	if raceEnabled {
+		limit = 5.0
+	}
+	assert.LessOrEqual(t, perBlock, limit)
 }
