@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/loopback"
 	"github.com/provenrand/entropy/internal/retryafter"
 )
 
@@ -199,19 +199,10 @@ func checkRelayURL(raw string, allowInsecure bool) (string, error) {
 		return "", fmt.Errorf("%s: no host", u.Redacted())
 	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
 		return "", fmt.Errorf("%s: a relay URL has no query or fragment", u.Redacted())
-	case u.Scheme == "http" && !allowInsecure && !isLoopback(u.Hostname()):
+	case u.Scheme == "http" && !allowInsecure && !loopback.Is(u.Hostname()):
 		return "", fmt.Errorf("%s: plain http is allowed to loopback hosts only (see WithAllowInsecureHTTP)", u.Redacted())
 	}
 	return strings.TrimRight(u.String(), "/"), nil
-}
-
-// isLoopback reports whether host is "localhost" or a loopback IP address.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Name returns the Source name its blocks carry.

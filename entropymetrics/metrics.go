@@ -96,6 +96,21 @@ type config struct {
 	now   func() time.Time
 }
 
+// newConfig applies opts to the defaults: the global meter provider and the
+// system clock.
+func newConfig(opts []Option) config {
+	c := config{now: time.Now}
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	if c.mp == nil {
+		c.mp = otel.GetMeterProvider()
+	}
+	return c
+}
+
 // WithMeterProvider sets the meter provider. The default is the global one
 // (otel.GetMeterProvider).
 func WithMeterProvider(mp metric.MeterProvider) Option {
@@ -151,15 +166,7 @@ func Register(p Statser, opts ...Option) (metric.Registration, error) {
 	if p == nil {
 		return nil, errors.New("entropymetrics: nil Provider")
 	}
-	c := config{now: time.Now}
-	for _, o := range opts {
-		if o != nil {
-			o(&c)
-		}
-	}
-	if c.mp == nil {
-		c.mp = otel.GetMeterProvider()
-	}
+	c := newConfig(opts)
 	m := c.mp.Meter(ScopeName)
 	var in instruments
 	var err error

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
@@ -33,15 +32,7 @@ func RegisterSimulator(s *sim.Server, opts ...Option) (metric.Registration, erro
 	if s == nil {
 		return nil, errors.New("entropymetrics: nil simulator")
 	}
-	c := config{}
-	for _, o := range opts {
-		if o != nil {
-			o(&c)
-		}
-	}
-	if c.mp == nil {
-		c.mp = otel.GetMeterProvider()
-	}
+	c := newConfig(opts)
 	m := c.mp.Meter(ScopeName)
 	requests, err := m.Int64ObservableCounter("entropy.sim.requests", metric.WithUnit("{request}"),
 		metric.WithDescription("Requests the simulator received, by route, status and fault."))

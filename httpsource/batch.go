@@ -141,27 +141,6 @@ func (s *Source) batchItem(ctx context.Context, hdr http.Header, raw []byte, pub
 	return s.block(job), nil
 }
 
-// block is the entropy.Block of a checked job.
-func (s *Source) block(job Job) entropy.Block {
-	return entropy.Block{
-		Data:       job.Data,
-		Source:     s.name,
-		JobID:      job.ID,
-		Verifiable: job.Verified,
-		Proof:      job.Signature,
-		Time:       job.Time,
-		Evidence: &entropy.Proof{
-			Scheme:    entropy.SchemeReferenceV2,
-			Source:    s.name,
-			JobID:     job.ID,
-			Nonce:     job.Nonce,
-			Size:      len(job.Data),
-			Timestamp: job.Timestamp,
-			Signature: job.Signature,
-		},
-	}
-}
-
 // batchItemError describes failed item i of a batch.
 func batchItemError(i int, err error) entropy.BatchItemError {
 	it := entropy.BatchItemError{Index: i, Err: err, Message: err.Error()}

@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -34,6 +33,7 @@ import (
 	"time"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/loopback"
 	"github.com/provenrand/entropy/internal/names"
 	"github.com/provenrand/entropy/internal/retryafter"
 )
@@ -298,7 +298,7 @@ func New(baseURL string, opts ...Option) (*Source, error) {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !s.allowHTTP && !isLoopback(u.Hostname()) {
+		if !s.allowHTTP && !loopback.Is(u.Hostname()) {
 			return nil, fmt.Errorf("httpsource: refusing plain http:// to non-loopback host %q (use https, or WithAllowInsecureHTTP)", u.Hostname())
 		}
 	default:
@@ -338,15 +338,6 @@ func parseBaseURL(raw string) (*url.URL, error) {
 		return nil, errors.New("httpsource: base URL must not have a query or fragment")
 	}
 	return u, nil
-}
-
-// isLoopback reports whether host is "localhost" or a loopback IP address.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Name returns the Source name the blocks carry.
@@ -500,6 +491,11 @@ func (s *Source) FetchNonce(ctx context.Context, n int, nonce []byte) (entropy.B
 	if err != nil {
 		return entropy.Block{}, err
 	}
+	return s.block(job), nil
+}
+
+// block is the entropy.Block of a checked job.
+func (s *Source) block(job Job) entropy.Block {
 	return entropy.Block{
 		Data:       job.Data,
 		Source:     s.name,
@@ -516,7 +512,7 @@ func (s *Source) FetchNonce(ctx context.Context, n int, nonce []byte) (entropy.B
 			Timestamp: job.Timestamp,
 			Signature: job.Signature,
 		},
-	}, nil
+	}
 }
 
 // binding is what a job fetched for a request must be bound to: the nonce

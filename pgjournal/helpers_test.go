@@ -2,57 +2,30 @@ package pgjournal_test
 
 import (
 	"context"
-	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/provenrand/entropy/internal/pgtest"
 	"github.com/provenrand/entropy/journal"
 	"github.com/provenrand/entropy/pgjournal"
 )
 
-// envDSN names the variable that points the integration tests at a
-// PostgreSQL database.
-const envDSN = "ENTROPY_TEST_POSTGRES"
-
 // testDSN returns the test database's DSN, or skips the test.
 func testDSN(t testing.TB) string {
 	t.Helper()
-	dsn := os.Getenv(envDSN)
-	if dsn == "" {
-		t.Skip("set " + envDSN + " to a PostgreSQL DSN (postgres://...) to run the PostgreSQL journal's integration tests")
-	}
-	return dsn
+	return pgtest.DSN(t, "the PostgreSQL journal's integration tests")
 }
 
 // testSchema returns a fresh schema name for one test, dropped when the
 // test ends, so that parallel runs never share tables.
 func testSchema(t testing.TB) string {
 	t.Helper()
-	dsn := testDSN(t)
-	var b [6]byte
-	_, _ = crand.Read(b[:])
-	schema := fmt.Sprintf("entropy_test_%x", b)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return schema
+	return pgtest.Schema(t, testDSN(t), "entropy_test_")
 }
 
 // openIn opens a journal in schema, closed when the test ends.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/provenrand/entropy/httpsource"
 )
@@ -82,13 +81,7 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request, idx int, key
 	}
 	s.mu.Lock()
 	s.requests[idx].Size = total
-	if !authorized {
-		s.mu.Unlock()
-		code, msg := statusText(http.StatusUnauthorized)
-		s.writeError(w, idx, http.StatusUnauthorized, s.shape, code, msg)
-		return
-	}
-	if !s.admitLocked(w, idx) {
+	if !s.admitLocked(w, idx, authorized) {
 		return
 	}
 	switch {
@@ -106,33 +99,8 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request, idx int, key
 		s.writeError(w, idx, http.StatusUnprocessableEntity, s.shape, "Validation", itemErr.Error())
 		return
 	}
-	f := s.nextFault()
-	s.requests[idx].Fault = f.Kind
-	latency := s.latency
-	if f.Kind == FaultLatency {
-		latency += f.Latency
-	}
-	s.mu.Unlock()
-
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
-	}
-	switch f.Kind {
-	case FaultStatus:
-		if f.RetryAfter != "" {
-			w.Header().Set("Retry-After", f.RetryAfter)
-			s.setRetryAfter(idx, s.retryAfterHold(f.RetryAfter))
-		}
-		s.writeErrorItems(w, idx, f.Status, f.Shape, f.Code, f.Message, f.Details)
-		return
-	case FaultDrop:
-		s.drop(w)
+	f, ok := s.startFault(w, r, idx)
+	if !ok {
 		return
 	}
 

@@ -44,6 +44,7 @@ import (
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/loopback"
 	"github.com/provenrand/entropy/internal/retryafter"
 )
 
@@ -358,7 +359,7 @@ func (s *Server) Listen(addr string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("sim: address %q: %w", addr, err)
 	}
-	if ip := net.ParseIP(host); !strings.EqualFold(host, "localhost") && (ip == nil || !ip.IsLoopback()) {
+	if !loopback.Is(host) {
 		return "", fmt.Errorf("sim: address %q is not loopback; the simulator serves only this machine", addr)
 	}
 	s.mu.Lock()
@@ -512,13 +513,7 @@ func (s *Server) serveEntropy(w http.ResponseWriter, r *http.Request, idx int, k
 	if sizeErr == nil {
 		s.requests[idx].Size = size
 	}
-	if !authorized {
-		s.mu.Unlock()
-		code, msg := statusText(http.StatusUnauthorized)
-		s.writeError(w, idx, http.StatusUnauthorized, s.shape, code, msg)
-		return
-	}
-	if !s.admitLocked(w, idx) {
+	if !s.admitLocked(w, idx, authorized) {
 		return
 	}
 	switch {
@@ -536,34 +531,8 @@ func (s *Server) serveEntropy(w http.ResponseWriter, r *http.Request, idx int, k
 			fmt.Sprintf("size must be in %d..%d", httpsource.MinSize, httpsource.MaxSize))
 		return
 	}
-	f := s.nextFault()
-	s.requests[idx].Fault = f.Kind
-	latency := s.latency
-	if f.Kind == FaultLatency {
-		latency += f.Latency
-	}
-	s.mu.Unlock()
-
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
-	}
-
-	switch f.Kind {
-	case FaultStatus:
-		if f.RetryAfter != "" {
-			w.Header().Set("Retry-After", f.RetryAfter)
-			s.setRetryAfter(idx, s.retryAfterHold(f.RetryAfter))
-		}
-		s.writeErrorItems(w, idx, f.Status, f.Shape, f.Code, f.Message, f.Details)
-		return
-	case FaultDrop:
-		s.drop(w)
+	f, ok := s.startFault(w, r, idx)
+	if !ok {
 		return
 	}
 
@@ -596,10 +565,17 @@ func (s *Server) serveEntropy(w http.ResponseWriter, r *http.Request, idx int, k
 	s.writeFinal(w, r, idx, j, f.Kind)
 }
 
-// admitLocked applies the quota (WithQuota) and the rate limit to entropy
-// request idx, setting the quota headers. s.mu must be held; on a refusal
-// it is released, the 429 written, and admitLocked returns false.
-func (s *Server) admitLocked(w http.ResponseWriter, idx int) bool {
+// admitLocked refuses entropy request idx if it is not authorized (401),
+// then applies the quota (WithQuota) and the rate limit to it, setting the
+// quota headers. s.mu must be held; on a refusal it is released, the 401 or
+// 429 written, and admitLocked returns false.
+func (s *Server) admitLocked(w http.ResponseWriter, idx int, authorized bool) bool {
+	if !authorized {
+		s.mu.Unlock()
+		code, msg := statusText(http.StatusUnauthorized)
+		s.writeError(w, idx, http.StatusUnauthorized, s.shape, code, msg)
+		return false
+	}
 	if s.quotaLimit > 0 {
 		now := time.Now()
 		if s.quotaStart.IsZero() || now.Sub(s.quotaStart) >= s.quotaWindow {
@@ -612,10 +588,7 @@ func (s *Server) admitLocked(w http.ResponseWriter, idx int) bool {
 		if s.quotaUsed >= s.quotaLimit {
 			s.mu.Unlock()
 			h.Set("X-RateLimit-Remaining", "0")
-			h.Set("Retry-After", strconv.Itoa(reset))
-			s.setRetryAfter(idx, time.Duration(reset)*time.Second)
-			code, msg := statusText(http.StatusTooManyRequests)
-			s.writeError(w, idx, http.StatusTooManyRequests, s.shape, code, msg)
+			s.writeTooMany(w, idx, reset)
 			return false
 		}
 		s.quotaUsed++
@@ -627,15 +600,59 @@ func (s *Server) admitLocked(w http.ResponseWriter, idx int) bool {
 			wait := res.DelayFrom(now)
 			res.CancelAt(now)
 			s.mu.Unlock()
-			secs := max(int(math.Ceil(wait.Seconds())), 1)
-			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			s.setRetryAfter(idx, time.Duration(secs)*time.Second)
-			code, msg := statusText(http.StatusTooManyRequests)
-			s.writeError(w, idx, http.StatusTooManyRequests, s.shape, code, msg)
+			s.writeTooMany(w, idx, max(int(math.Ceil(wait.Seconds())), 1))
 			return false
 		}
 	}
 	return true
+}
+
+// writeTooMany answers request idx with 429 and a Retry-After of secs
+// seconds.
+func (s *Server) writeTooMany(w http.ResponseWriter, idx, secs int) {
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	s.setRetryAfter(idx, time.Duration(secs)*time.Second)
+	code, msg := statusText(http.StatusTooManyRequests)
+	s.writeError(w, idx, http.StatusTooManyRequests, s.shape, code, msg)
+}
+
+// startFault draws the fault of request idx and records it, releases s.mu
+// (which must be held), waits out the answer's latency and writes the
+// whole-request faults (FaultStatus, FaultDrop). ok is false when the
+// request is answered or its client has gone; otherwise the caller answers
+// it, with f applied.
+func (s *Server) startFault(w http.ResponseWriter, r *http.Request, idx int) (f Fault, ok bool) {
+	f = s.nextFault()
+	s.requests[idx].Fault = f.Kind
+	latency := s.latency
+	if f.Kind == FaultLatency {
+		latency += f.Latency
+	}
+	s.mu.Unlock()
+
+	if latency > 0 {
+		t := time.NewTimer(latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return f, false
+		}
+	}
+
+	switch f.Kind {
+	case FaultStatus:
+		if f.RetryAfter != "" {
+			w.Header().Set("Retry-After", f.RetryAfter)
+			s.setRetryAfter(idx, s.retryAfterHold(f.RetryAfter))
+		}
+		s.writeErrorItems(w, idx, f.Status, f.Shape, f.Code, f.Message, f.Details)
+		return f, false
+	case FaultDrop:
+		s.drop(w)
+		return f, false
+	}
+	return f, true
 }
 
 // nextFault pops the script or draws a random fault. s.mu must be held.

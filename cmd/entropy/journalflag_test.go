@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	crand "crypto/rand"
 	"fmt"
 	"net/url"
 	"os"
@@ -19,13 +18,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/pgtest"
 	"github.com/provenrand/entropy/journal"
 	"github.com/provenrand/entropy/pgjournal"
 )
-
-// envPostgres names the variable that points the PostgreSQL tests at a
-// database.
-const envPostgres = "ENTROPY_TEST_POSTGRES"
 
 // pgPassword is put in every journal URL of these tests (the test server
 // trusts local connections and ignores it): it must never be printed.
@@ -36,28 +32,10 @@ const pgPassword = "pw-never-printed-7f3a"
 // a database.
 func pgJournalURL(t *testing.T) string {
 	t.Helper()
-	dsn := os.Getenv(envPostgres)
-	if dsn == "" {
-		t.Skip("set " + envPostgres + " to a PostgreSQL DSN (postgres://...) to run the PostgreSQL journal tests of the CLI")
-	}
-	var b [6]byte
-	_, _ = crand.Read(b[:])
-	schema := fmt.Sprintf("entropy_cli_%x", b)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
+	dsn := pgtest.DSN(t, "the PostgreSQL journal tests of the CLI")
+	schema := pgtest.Schema(t, dsn, "entropy_cli_")
 	u, err := url.Parse(dsn)
-	require.NoError(t, err, "%s must be a postgres:// URL", envPostgres)
+	require.NoError(t, err, "%s must be a postgres:// URL", pgtest.EnvDSN)
 	u.User = url.UserPassword(u.User.Username(), pgPassword)
 	q := u.Query()
 	q.Set("journal_schema", schema)
@@ -162,7 +140,7 @@ func TestAuditPostgresJournalLikeAFile(t *testing.T) {
 	assert.Equal(t, outP, outJ, "--journal URL is the same as the argument")
 
 	// A row edited by hand: audit fails and names the record.
-	pu, err := url.Parse(os.Getenv(envPostgres))
+	pu, err := url.Parse(os.Getenv(pgtest.EnvDSN))
 	require.NoError(t, err)
 	conn, err := pgx.Connect(ctx, pu.String())
 	require.NoError(t, err)

@@ -280,6 +280,14 @@ func (p *provider) Close() error {
 	return err
 }
 
+// closeSim closes the embedded simulator, if open started one, when open
+// fails.
+func (p *provider) closeSim() {
+	if p.sim != nil {
+		_ = p.sim.Close()
+	}
+}
+
 // open makes the Source the flags describe and a Provider over it. size is
 // the largest read the command will make; the pool holds twice that, so
 // that it can hold size bytes while it tops up.
@@ -305,24 +313,19 @@ func (f *sourceFlags) open(size int, opts ...entropy.Option) (*provider, error) 
 	var labels []string
 	drandOnly := true
 	for _, name := range names {
+		var src interface {
+			entropy.Source
+			Name() string
+		}
+		var err error
 		if name == "service" {
 			drandOnly = false
-			src, err := f.serviceSource(apiKey, out)
-			if err != nil {
-				if out.sim != nil {
-					_ = out.sim.Close()
-				}
-				return nil, err
-			}
-			srcs = append(srcs, src)
-			labels = append(labels, src.Name())
-			continue
+			src, err = f.serviceSource(apiKey, out)
+		} else {
+			src, err = f.drandSource(name)
 		}
-		src, err := f.drandSource(name)
 		if err != nil {
-			if out.sim != nil {
-				_ = out.sim.Close()
-			}
+			out.closeSim()
 			return nil, err
 		}
 		srcs = append(srcs, src)
@@ -340,9 +343,7 @@ func (f *sourceFlags) open(size int, opts ...entropy.Option) (*provider, error) 
 	}
 	fleetOpts, after, err := f.fleet.options()
 	if err != nil {
-		if out.sim != nil {
-			_ = out.sim.Close()
-		}
+		out.closeSim()
 		return nil, err
 	}
 	out.after = after
@@ -356,9 +357,7 @@ func (f *sourceFlags) open(size int, opts ...entropy.Option) (*provider, error) 
 	p, err := entropy.New(srcs[0], all...)
 	if err != nil {
 		_ = after()
-		if out.sim != nil {
-			_ = out.sim.Close()
-		}
+		out.closeSim()
 		return nil, err
 	}
 	out.Provider = p

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"regexp"
@@ -41,42 +40,23 @@ func scrape(t *testing.T, url string) string {
 
 func TestReadServesMetrics(t *testing.T) {
 	clearEnv(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errOut syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- runContext(ctx, []string{"read", "-n", "16", "--policy", "defer", "--metrics", "127.0.0.1:0"}, &out, &errOut)
-	}()
-	url := metricsURL(t, &errOut)
-	require.Eventually(t, func() bool { return len(out.String()) == 33 }, 10*time.Second, 5*time.Millisecond, "16 bytes in hex and a newline")
+	cmd := start(t, "read", "-n", "16", "--policy", "defer", "--metrics", "127.0.0.1:0")
+	url := metricsURL(t, &cmd.errOut)
+	require.Eventually(t, func() bool { return len(cmd.out.String()) == 33 }, 10*time.Second, 5*time.Millisecond, "16 bytes in hex and a newline")
 	body := scrape(t, url)
 	assert.Regexp(t, `entropy_reads_total\{[^}]*entropy_read_class="verifiable"[^}]*\} 1\n`, body)
 	assert.Regexp(t, `entropy_served_bytes_total\{[^}]*entropy_read_class="verifiable"[^}]*\} 16\n`, body)
 	assert.Regexp(t, `entropy_source_breaker_state\{[^}]*entropy_breaker_state="closed"[^}]*entropy_source="simulator"[^}]*\} 1\n`, body)
 	assert.Contains(t, body, "entropy_pool_fill_bytes")
 
-	cancel()
-	select {
-	case code := <-done:
-		assert.Equal(t, 0, code)
-	case <-time.After(5 * time.Second):
-		t.Fatal("entropy read --metrics did not stop when interrupted")
-	}
+	assert.Equal(t, 0, cmd.stop(t))
 }
 
 func TestSimServesMetrics(t *testing.T) {
 	clearEnv(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errOut syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- runContext(ctx, []string{"sim", "--addr", "127.0.0.1:0", "--seed", "4", "--metrics", "127.0.0.1:0"}, &out, &errOut)
-	}()
-	url := metricsURL(t, &errOut)
-	var env map[string]string
-	require.Eventually(t, func() bool { env = exports(out.String()); return len(env) == 4 }, 5*time.Second, 5*time.Millisecond)
+	cmd := start(t, "sim", "--addr", "127.0.0.1:0", "--seed", "4", "--metrics", "127.0.0.1:0")
+	url := metricsURL(t, &cmd.errOut)
+	env := cmd.simEnv(t)
 	t.Setenv("ENTROPY_URL", env["ENTROPY_URL"])
 	t.Setenv("ENTROPY_API_KEY", env["ENTROPY_API_KEY"])
 	t.Setenv("ENTROPY_PUBLIC_KEY", env["ENTROPY_PUBLIC_KEY"])
@@ -85,13 +65,7 @@ func TestSimServesMetrics(t *testing.T) {
 
 	body := scrape(t, url)
 	assert.Regexp(t, `entropy_sim_requests_total\{[^}]*entropy_sim_fault="none"[^}]*http_response_status_code="200"[^}]*http_route="/v1/entropy(/batch)?"[^}]*\} [1-9]`, body)
-	cancel()
-	select {
-	case code := <-done:
-		assert.Equal(t, 0, code)
-	case <-time.After(5 * time.Second):
-		t.Fatal("entropy sim --metrics did not stop when interrupted")
-	}
+	assert.Equal(t, 0, cmd.stop(t))
 }
 
 func TestMetricsBadAddressFails(t *testing.T) {

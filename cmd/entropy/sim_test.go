@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,38 +11,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// syncBuffer is a bytes.Buffer safe to read while a command writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestSimServesUntilCancelled(t *testing.T) {
 	clearEnv(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errOut syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- runContext(ctx, []string{"sim", "--addr", "127.0.0.1:0", "--seed", "9", "--faults", "queued=0.5"}, &out, &errOut)
-	}()
-	var env map[string]string
-	require.Eventually(t, func() bool {
-		env = exports(out.String())
-		return len(env) == 4
-	}, 5*time.Second, 5*time.Millisecond)
+	cmd := start(t, "sim", "--addr", "127.0.0.1:0", "--seed", "9", "--faults", "queued=0.5")
+	env := cmd.simEnv(t)
 	assert.Equal(t, demoAPIKey, env["ENTROPY_API_KEY"])
 
 	// The printed settings work for entropy read.
@@ -58,15 +27,9 @@ func TestSimServesUntilCancelled(t *testing.T) {
 	assert.Contains(t, rout, `"verifiable":true`)
 	assert.Contains(t, rout, `"source":"simulator"`, "a standalone simulator is labelled as one too")
 
-	cancel()
-	select {
-	case code := <-done:
-		assert.Equal(t, 0, code)
-	case <-time.After(5 * time.Second):
-		t.Fatal("entropy sim did not stop when its context ended")
-	}
-	assert.Contains(t, out.String(), "simulator stopped after")
-	assert.Empty(t, errOut.String())
+	assert.Equal(t, 0, cmd.stop(t))
+	assert.Contains(t, cmd.out.String(), "simulator stopped after")
+	assert.Empty(t, cmd.errOut.String())
 }
 
 func TestSimRefusesNonLoopback(t *testing.T) {
@@ -77,29 +40,11 @@ func TestSimRefusesNonLoopback(t *testing.T) {
 }
 
 func TestSimHidesAGivenKey(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- runContext(ctx, []string{"sim", "--addr", "127.0.0.1:0", "--api-key", "sk-my-own-secret"}, &out, &out)
-	}()
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), "ENTROPY_PUBLIC_KEY") }, 5*time.Second, 5*time.Millisecond)
-	cancel()
-	<-done
-	assert.NotContains(t, out.String(), "sk-my-own-secret")
-}
-
-// exports reads the "export K=V" lines the sim command prints.
-func exports(s string) map[string]string {
-	m := map[string]string{}
-	for _, line := range strings.Split(s, "\n") {
-		if kv, ok := strings.CutPrefix(strings.TrimSpace(line), "export "); ok {
-			if k, v, ok := strings.Cut(kv, "="); ok && !strings.HasPrefix(v, "<") {
-				m[k] = v
-			}
-		}
-	}
-	return m
+	cmd := start(t, "sim", "--addr", "127.0.0.1:0", "--api-key", "sk-my-own-secret")
+	require.Eventually(t, func() bool { return strings.Contains(cmd.out.String(), "ENTROPY_PUBLIC_KEY") }, 5*time.Second, 5*time.Millisecond)
+	cmd.stop(t)
+	assert.NotContains(t, cmd.out.String(), "sk-my-own-secret")
+	assert.NotContains(t, cmd.errOut.String(), "sk-my-own-secret")
 }
 
 // entropy sim with a fault that hits every request: entropy read under Fail
@@ -109,18 +54,8 @@ func TestSimFaultsReachRead(t *testing.T) {
 	clearEnv(t)
 	for _, fault := range []string{"badsig", "wronglength", "truncate", "drop", "exhausted"} {
 		t.Run(fault, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			var out, errOut syncBuffer
-			done := make(chan int, 1)
-			go func() {
-				done <- runContext(ctx, []string{"sim", "--addr", "127.0.0.1:0", "--faults", fault + "=1"}, &out, &errOut)
-			}()
-			var env map[string]string
-			require.Eventually(t, func() bool {
-				env = exports(out.String())
-				return len(env) == 4
-			}, 5*time.Second, 5*time.Millisecond)
+			cmd := start(t, "sim", "--addr", "127.0.0.1:0", "--faults", fault+"=1")
+			env := cmd.simEnv(t)
 			timeout := "500ms"
 			if fault == "badsig" {
 				timeout = "10s" // time for a whole round of retries, all refused
@@ -140,8 +75,7 @@ func TestSimFaultsReachRead(t *testing.T) {
 				assert.Equal(t, 1, code, rerr)
 				assert.Empty(t, rout)
 				assert.Equal(t, 1, strings.Count(rerr, "\n"), rerr)
-				cancel()
-				<-done
+				cmd.stop(t)
 				return
 			}
 			assert.Equal(t, 0, code, rerr)
@@ -149,13 +83,7 @@ func TestSimFaultsReachRead(t *testing.T) {
 			assert.Contains(t, rout, `"class":"fallback"`)
 			assert.NotContains(t, rout, `"job_id"`)
 
-			cancel()
-			select {
-			case c := <-done:
-				assert.Equal(t, 0, c)
-			case <-time.After(5 * time.Second):
-				t.Fatal("entropy sim did not stop")
-			}
+			assert.Equal(t, 0, cmd.stop(t))
 		})
 	}
 }
@@ -180,26 +108,7 @@ func TestEmbeddedLabelNamesSimulator(t *testing.T) {
 func TestVerifyURLWithSimulatorExports(t *testing.T) {
 	clearEnv(t)
 	t.Setenv("ENTROPY_SOURCE_NAME", "")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errOut syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- runContext(ctx, []string{"sim", "--addr", "127.0.0.1:0"}, &out, &errOut)
-	}()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("entropy sim did not stop")
-		}
-	}()
-	var env map[string]string
-	require.Eventually(t, func() bool {
-		env = exports(out.String())
-		return len(env) == 4
-	}, 5*time.Second, 5*time.Millisecond)
+	env := start(t, "sim", "--addr", "127.0.0.1:0").simEnv(t)
 	for k, v := range env {
 		t.Setenv(k, v)
 	}

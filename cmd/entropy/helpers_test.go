@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// syncBuffer is a bytes.Buffer safe to read while a command writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// background is a command line running in-process until it is
+// interrupted, as entropy sim and entropy read --metrics run.
+type background struct {
+	args   []string
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the command has returned
+	code   int           // its exit status, once done is closed
+	out    syncBuffer    // its stdout
+	errOut syncBuffer    // its stderr
+}
+
+// start runs the command line in the background. The test's cleanup
+// interrupts it, if stop did not, and waits for it to return.
+func start(t *testing.T, args ...string) *background {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &background{args: args, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		b.code = runContext(ctx, args, &b.out, &b.errOut)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-b.done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("entropy %s did not stop when interrupted", strings.Join(b.args, " "))
+		}
+	})
+	return b
+}
+
+// stop interrupts the command and returns its exit status. The command must
+// return within 5 seconds.
+func (b *background) stop(t *testing.T) int {
+	t.Helper()
+	b.cancel()
+	select {
+	case <-b.done:
+		return b.code
+	case <-time.After(5 * time.Second):
+		t.Fatalf("entropy %s did not stop when interrupted", strings.Join(b.args, " "))
+		return 0
+	}
+}
+
+// simEnv waits for the four settings an entropy sim command prints to
+// export, and returns them.
+func (b *background) simEnv(t *testing.T) map[string]string {
+	t.Helper()
+	var env map[string]string
+	require.Eventually(t, func() bool {
+		env = exports(b.out.String())
+		return len(env) == 4
+	}, 5*time.Second, 5*time.Millisecond)
+	return env
+}
+
+// exports reads the "export K=V" lines the sim command prints.
+func exports(s string) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(s, "\n") {
+		if kv, ok := strings.CutPrefix(strings.TrimSpace(line), "export "); ok {
+			if k, v, ok := strings.Cut(kv, "="); ok && !strings.HasPrefix(v, "<") {
+				m[k] = v
+			}
+		}
+	}
+	return m
+}
