@@ -21,6 +21,7 @@ import (
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/internal/journaltest"
+	"github.com/provenrand/entropy/internal/testkit"
 	"github.com/provenrand/entropy/pgjournal"
 )
 
@@ -237,7 +238,7 @@ func TestDatabaseDownAndBack(t *testing.T) {
 	_, err := r.p.ReadFor(context.Background(), "before", b)
 	require.NoError(t, err)
 
-	px.down()
+	px.SetCut(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err = r.p.ReadFor(ctx, "while-down", make([]byte, 16))
@@ -253,7 +254,7 @@ func TestDatabaseDownAndBack(t *testing.T) {
 		require.NoError(t, err, "ordinary reads go on while the journal is down")
 	}
 
-	px.up()
+	px.SetCut(false)
 	b2 := make([]byte, 16)
 	var lb entropy.Label
 	require.Eventually(t, func() bool {
@@ -300,87 +301,24 @@ func sqlInt(t testing.TB, sql string, args ...any) int64 {
 }
 
 // proxy is a TCP proxy to the test database on a loopback port, that can be
-// taken down (every connection cut, new ones refused) and brought back:
-// PostgreSQL going away, without stopping the server others use.
+// cut (every connection cut, new ones refused) and restored: PostgreSQL
+// going away, without stopping the server others use. dsn is the test
+// database's DSN through the proxy.
 type proxy struct {
-	dsn    string
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	isDown bool
-	conns  map[net.Conn]bool
-	wg     sync.WaitGroup
+	*testkit.Proxy
+	dsn string
 }
 
 func newProxy(t *testing.T, dsn string) *proxy {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(dsn)
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	px := &proxy{ln: ln, target: net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)), conns: map[net.Conn]bool{}}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	px.dsn = strings.Replace(dsn, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)), "127.0.0.1:"+port, 1)
+	target := net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port))
+	px := &proxy{Proxy: testkit.StartProxy(t, target)}
+	_, port, _ := net.SplitHostPort(px.Addr())
+	px.dsn = strings.Replace(dsn, target, "127.0.0.1:"+port, 1)
 	require.NotEqual(t, dsn, px.dsn, "the DSN names host:port")
-	px.wg.Add(1)
-	go px.serve()
-	t.Cleanup(func() {
-		ln.Close()
-		px.down()
-		px.wg.Wait()
-	})
 	return px
-}
-
-func (px *proxy) serve() {
-	defer px.wg.Done()
-	for {
-		c, err := px.ln.Accept()
-		if err != nil {
-			return
-		}
-		px.mu.Lock()
-		if px.isDown {
-			px.mu.Unlock()
-			c.Close()
-			continue
-		}
-		s, err := net.Dial("tcp", px.target)
-		if err != nil {
-			px.mu.Unlock()
-			c.Close()
-			continue
-		}
-		px.conns[c], px.conns[s] = true, true
-		px.mu.Unlock()
-		px.wg.Add(2)
-		go px.pipe(c, s)
-		go px.pipe(s, c)
-	}
-}
-
-func (px *proxy) pipe(dst, src net.Conn) {
-	defer px.wg.Done()
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-}
-
-// down cuts every connection and refuses new ones until up.
-func (px *proxy) down() {
-	px.mu.Lock()
-	defer px.mu.Unlock()
-	px.isDown = true
-	for c := range px.conns {
-		c.Close()
-		delete(px.conns, c)
-	}
-}
-
-func (px *proxy) up() {
-	px.mu.Lock()
-	px.isDown = false
-	px.mu.Unlock()
 }
 
 // journalOnly hides every method of a journal but entropy.Journal's: a
@@ -404,7 +342,7 @@ func TestBlockRecordsRetriedUntilTheDatabaseIsBack(t *testing.T) {
 	t.Cleanup(func() { _ = p.Close() })
 	require.NoError(t, p.WaitReady(context.Background()))
 
-	px.down()
+	px.SetCut(true)
 	for range 40 {
 		_, err := p.Read(make([]byte, 512)) // drains the pool: refills follow, and their block records
 		require.NoError(t, err)
@@ -412,7 +350,7 @@ func TestBlockRecordsRetriedUntilTheDatabaseIsBack(t *testing.T) {
 	require.Eventually(t, func() bool { return p.Stats().JournalErrors >= 2 }, 20*time.Second, 10*time.Millisecond,
 		"failed block records are retried and counted")
 
-	px.up()
+	px.SetCut(false)
 	require.NoError(t, p.Close())
 	st := p.Stats()
 	t.Logf("failed attempts: %d; records given up: %d", st.JournalErrors, st.JournalLost)
