@@ -29,8 +29,8 @@ type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 // served. len(b) is 1 to 65536 for the reference protocol, at most 32 for a
 // drand round, and at least as many as the health tests need. The label is
 // verifiable, with one span: offset 0, len(b) bytes of the job (Degrade and
-// [Fail] answer at once, without a request, while the last refill of the pool
-// got nothing). A source that gives no proof (Block.Evidence nil: an in-memory
+// [Fail] answer at once, without a request, while the sources' last request
+// failed and no block or job has come since). A source that gives no proof (Block.Evidence nil: an in-memory
 // source, say) still serves the read: the Proof is then the zero Proof
 // (Scheme ""), and the bytes can be checked only against the service. If no
 // source gives such a job, [Defer] waits and tries again until ctx
@@ -72,7 +72,8 @@ func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc, pol
 	unhook := context.AfterFunc(p.ctx, stop)
 	defer unhook()
 	if policy != Defer {
-		// Sources known to be failing (the last refill got nothing):
+		// Sources known to be failing (the last request, a refill's or
+		// one of ReadProven's, failed and nothing has come since):
 		// Degrade and Fail answer at once, as a read from the pool does.
 		if r := p.reason.Load(); r != nil && r != poolEmpty {
 			clear(b)
@@ -171,6 +172,13 @@ func (p *Provider) fetchOwn(ctx context.Context, n int, call fetchFunc, use func
 func (p *Provider) proven(f *feeder, blk Block, b []byte) (Label, Proof, error) {
 	f.accepted.Add(1)
 	f.fetched.Add(uint64(len(blk.Data)))
+	// A source answered with a checked job: as after a block lands in the
+	// pool (add), a failure met on the way (and retried) no longer says
+	// that the sources are failing.
+	if r := p.reason.Load(); r != poolEmpty {
+		p.reason.CompareAndSwap(r, poolEmpty)
+		p.permanent.Store(nil)
+	}
 	if p.cfg.journal != nil {
 		p.notes.block(blockRecord(blk, p.cfg.clock.Now()))
 	}
