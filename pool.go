@@ -16,12 +16,10 @@ type origin struct {
 
 // blockRuns is the pool's bookkeeping of one block in one allocation: its
 // origin and the runs it is cut into (one per shard it goes to; most
-// blocks go to one or two), and its buffer's recycling (see blockbuf.go).
+// blocks go to one or two).
 type blockRuns struct {
-	from    origin
-	buf     *blockBuf    // the block's bytes, released when pending reaches 0; nil if not recyclable
-	pending atomic.Int32 // runs with bytes not yet cleared, plus one until add has made every run
-	runs    [2]run
+	from origin
+	runs [2]run
 }
 
 // run is a stretch of checked bytes of one job in a shard. data[0] is byte
@@ -43,13 +41,11 @@ type blockRuns struct {
 type run struct {
 	word   atomic.Uint64 // claims<<32 | stopped<<31 | cursor; data[:cursor] handed out and zeroed
 	wakeAt atomic.Int64  // a claim ending past this cursor leaves the shard below its low watermark
-	left   atomic.Int64  // bytes of data not yet cleared (see blockbuf.go); fallback lanes: unused
 	data   []byte
 	base   int
 	from   *origin
-	owner  *blockRuns // the block's record; nil for fallback lanes
-	start  int        // the cursor when the run was last published (its fast claims count from there); under the shard's lock
-	epoch  uint64     // fallback lanes: Provider.fbEpoch when the run was made
+	start  int    // the cursor when the run was last published (its fast claims count from there); under the shard's lock
+	epoch  uint64 // fallback lanes: Provider.fbEpoch when the run was made
 }
 
 // maxRun bounds a run's length so that its cursor fits in 32 bits (and so
@@ -84,7 +80,6 @@ func (r *run) claim(dst []byte) (off, end int, ok bool) {
 			src := r.data[c : c+n]
 			copy(dst, src)
 			clear(src)
-			r.cleared(int(n))
 			return int(c), int(c + n), true
 		}
 	}
@@ -303,7 +298,6 @@ func (s *shard) take(dst []byte, spans []Span, want bool) []Span {
 		src := r.data[pos:]
 		n := copy(dst, src)
 		clear(src[:n])
-		r.cleared(n)
 		if want {
 			spans = appendSpan(spans, Span{Source: r.from.source, JobID: r.from.job, Offset: r.base + pos, Length: n, Public: r.from.public})
 		}
@@ -362,7 +356,6 @@ func (s *shard) zero() {
 		// the readers that took them (one may be clearing them now).
 		_, c := r.stop()
 		clear(r.data[c:])
-		r.cleared(len(r.data) - c)
 	}
 	clear(s.runs)
 	s.runs = nil

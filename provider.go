@@ -70,10 +70,7 @@ import (
 //     claim fails and the claims counted are final (reopen clears it under
 //     shard.mu when the run is published again). run.wakeAt: the cursor
 //     past which the shard is below its low watermark, set when the run is
-//     published. run.left: the run's bytes not yet cleared, lowered by
-//     whoever cleared them (a claim, take, zero) once done with them;
-//     blockRuns.pending: the block's runs not yet at zero. The last
-//     releases the block's buffer to its free list (blockbuf.go).
+//     published.
 //   - shard.fb: the lane's fallback run, claimed like a head; stored under
 //     fbMu. shard.slab and slab.next: the span slots of labels.
 //   - shard.asked: a reader asked for a refill; set by the reader (low),

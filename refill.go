@@ -182,15 +182,13 @@ func (p *Provider) pooled() int {
 // add copies a checked block into the shards with the most room, records it,
 // and wakes readers waiting under Defer.
 //
-// A block costs one allocation, a blockRuns holding its origin and the
-// runs it is cut into (a second for a block spread over more shards than
-// blockRuns holds runs); its bytes go into a recycled buffer (blockbuf.go).
+// A block costs two allocations: its bytes, and one blockRuns holding its
+// origin and the runs it is cut into (a third for a block spread over more
+// shards than blockRuns holds runs). The copy is an append, which writes the
+// new array once; make and copy would zero it first.
 func (p *Provider) add(f *feeder, blk Block) {
-	buf, data := newBlockBuf(len(blk.Data))
-	copy(data, blk.Data)
-	meta := &blockRuns{from: origin{source: blk.Source, job: blk.JobID, public: blk.Public}, buf: buf}
-	meta.pending.Store(1) // add's own, until every run is made
-	defer meta.runDone()
+	data := append([]byte(nil), blk.Data...)
+	meta := &blockRuns{from: origin{source: blk.Source, job: blk.JobID, public: blk.Public}}
 	from := &meta.from
 	k := 0
 	f.accepted.Add(1)
@@ -231,9 +229,7 @@ func (p *Provider) add(f *feeder, blk Block) {
 			r = new(run)
 		}
 		k++
-		r.data, r.base, r.from, r.owner = data[off:off+n:off+n], off, from, meta
-		r.left.Store(int64(n))
-		meta.pending.Add(1)
+		r.data, r.base, r.from = data[off:off+n:off+n], off, from
 		best.put(r)
 		best.publish()
 		if best.avail() >= best.low {
