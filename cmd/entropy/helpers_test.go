@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +29,23 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// runProcess runs cmd, a process, and returns its exit status, stdout and
+// stderr. err says why the process could not run (its status is then -1);
+// a process that ran and failed is no error.
+func runProcess(cmd *exec.Cmd) (code int, stdout, stderr string, err error) {
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.ExitCode(), out.String(), errOut.String(), nil
+	case err != nil:
+		return -1, out.String(), errOut.String(), err
+	}
+	return 0, out.String(), errOut.String(), nil
 }
 
 // background is a command line running in-process until it is

@@ -48,15 +48,9 @@ func runMain(t *testing.T, env []string, args ...string) (int, string, string) {
 	require.NoError(t, err)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(append(os.Environ(), env...), mainArgsEnv+"="+string(js))
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), out.String(), errOut.String()
-	}
+	code, out, errOut, err := runProcess(cmd)
 	require.NoError(t, err)
-	return 0, out.String(), errOut.String()
+	return code, out, errOut
 }
 
 // runCLI runs the command line in-process and returns exit status and output.
