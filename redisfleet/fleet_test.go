@@ -88,16 +88,7 @@ func TestFleetRetryAfterHoldsEveryReplica(t *testing.T) {
 	rs := startFleet(t, svc, fs, 3)
 	time.Sleep(time.Second)
 	svc.sim.Script(sim.Status(http.StatusTooManyRequests, sim.ShapeNested, "5"))
-	var held arrival
-	require.Eventually(t, func() bool {
-		for _, a := range svc.all() {
-			if a.status == http.StatusTooManyRequests {
-				held = a
-				return true
-			}
-		}
-		return false
-	}, 5*time.Second, 5*time.Millisecond, "the scripted 429 was answered")
+	held := svc.waitStatus(t, http.StatusTooManyRequests, "the scripted 429 was answered")
 	time.Sleep(time.Until(held.at.Add(5*time.Second + 700*time.Millisecond)))
 	stopFleet(t, rs)
 
@@ -130,16 +121,7 @@ func TestFleetPermanentErrorOpensEveryBreaker(t *testing.T) {
 	// The 401, then a slow answer to the probe: while it is on its way the
 	// breaker is half-open, and the other replicas must wait for it.
 	svc.sim.Script(sim.Status(http.StatusUnauthorized, sim.ShapeNested, ""), sim.Latency(700*time.Millisecond))
-	var failed arrival
-	require.Eventually(t, func() bool {
-		for _, a := range svc.all() {
-			if a.status == http.StatusUnauthorized {
-				failed = a
-				return true
-			}
-		}
-		return false
-	}, 5*time.Second, 5*time.Millisecond, "the scripted 401 was answered")
+	failed := svc.waitStatus(t, http.StatusUnauthorized, "the scripted 401 was answered")
 	time.Sleep(time.Until(failed.at.Add(4 * time.Second)))
 	stopFleet(t, rs)
 

@@ -127,6 +127,23 @@ func (s *service) all() []arrival {
 	return append([]arrival(nil), s.arrivals...)
 }
 
+// waitStatus waits (bounded) for the first request answered with status,
+// and returns it; what says what the wait is for.
+func (s *service) waitStatus(t testing.TB, status int, what string) arrival {
+	t.Helper()
+	var first arrival
+	require.Eventually(t, func() bool {
+		for _, a := range s.all() {
+			if a.status == status {
+				first = a
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 5*time.Millisecond, what)
+	return first
+}
+
 // source returns an HTTP source of the service for one replica.
 func (s *service) source(t testing.TB, replica string) entropy.Source {
 	t.Helper()
