@@ -285,18 +285,14 @@ func withParam(dsn, key, value string) string {
 	return dsn + sep + key + "=" + value
 }
 
-// sqlInt runs a query that returns one integer.
+// sqlInt runs a query that returns one integer. It only marks the test
+// failed, so that any goroutine may call it.
 func sqlInt(t testing.TB, sql string, args ...any) int64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, testDSN(t))
-	if !assert.NoError(t, err) {
-		return 0
-	}
-	defer conn.Close(ctx)
 	var v int64
-	assert.NoError(t, conn.QueryRow(ctx, sql, args...).Scan(&v), sql)
+	assert.NoError(t, psql(t, func(ctx context.Context, conn *pgx.Conn) error {
+		return conn.QueryRow(ctx, sql, args...).Scan(&v)
+	}), sql)
 	return v
 }
 

@@ -39,18 +39,31 @@ func openIn(t testing.TB, schema string, opts ...pgjournal.Option) *pgjournal.Jo
 	return j
 }
 
-// sqlExec runs statements on the test database directly, as an operator (or
-// an attacker) with psql would.
-func sqlExec(t testing.TB, sql string, args ...any) int64 {
-	t.Helper()
+// psql runs f on a connection of its own to the test database, as an
+// operator (or an attacker) with psql would, within 30 seconds. It returns
+// the error of the connection or of f.
+func psql(t testing.TB, f func(ctx context.Context, conn *pgx.Conn) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, testDSN(t))
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	defer conn.Close(ctx)
-	tag, err := conn.Exec(ctx, sql, args...)
-	require.NoError(t, err, sql)
-	return tag.RowsAffected()
+	return f(ctx, conn)
+}
+
+// sqlExec runs statements on the test database directly and returns the
+// rows they affected.
+func sqlExec(t testing.TB, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	require.NoError(t, psql(t, func(ctx context.Context, conn *pgx.Conn) error {
+		tag, err := conn.Exec(ctx, sql, args...)
+		n = tag.RowsAffected()
+		return err
+	}), sql)
+	return n
 }
 
 // table is the qualified name of one of the journal's tables in schema.
@@ -61,13 +74,10 @@ func table(schema, name string) string {
 // sqlString runs a query that returns one text value.
 func sqlString(t testing.TB, sql string, args ...any) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, testDSN(t))
-	require.NoError(t, err)
-	defer conn.Close(ctx)
 	var v string
-	require.NoError(t, conn.QueryRow(ctx, sql, args...).Scan(&v), sql)
+	require.NoError(t, psql(t, func(ctx context.Context, conn *pgx.Conn) error {
+		return conn.QueryRow(ctx, sql, args...).Scan(&v)
+	}), sql)
 	return v
 }
 
