@@ -40,9 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 			stored, err := j.RecordEvent(context.Background(), r)
 			require.NoError(t, err)
 			requireSameEvent(t, r, stored, "RecordEvent returns the record it stored")
-			got, ok, err := j.LookupEvent(context.Background(), r.Event)
-			require.NoError(t, err)
-			require.True(t, ok, "event %q recorded but not found", r.Event)
+			got := lookup(t, j, r.Event)
 			requireSameEvent(t, r, got, "LookupEvent returns the record")
 		}
 	})
@@ -56,9 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 		stored, err := j.RecordEvent(context.Background(), second)
 		require.NoError(t, err)
 		requireSameEvent(t, first, stored, "insert-if-absent returns the record stored first")
-		got, ok, err := j.LookupEvent(context.Background(), "raffle")
-		require.NoError(t, err)
-		require.True(t, ok)
+		got := lookup(t, j, "raffle")
 		requireSameEvent(t, first, got, "the first record stays")
 	})
 
@@ -87,9 +83,7 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 			}
 		}
 		assert.Equal(t, 1, winners, "the stored record is one caller's, exactly")
-		got, ok, err := j.LookupEvent(context.Background(), "draw-at-once")
-		require.NoError(t, err)
-		require.True(t, ok)
+		got := lookup(t, j, "draw-at-once")
 		requireSameEvent(t, stored[0], got)
 	})
 
@@ -101,9 +95,7 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 		require.NoError(t, err)
 		clear(r.Data) // the caller zeroes its buffer
 		clear(stored.Data)
-		got, ok, err := j.LookupEvent(context.Background(), "copied")
-		require.NoError(t, err)
-		require.True(t, ok)
+		got := lookup(t, j, "copied")
 		assert.Equal(t, want, got.Data)
 		clear(got.Data)
 		again, _, err := j.LookupEvent(context.Background(), "copied")
@@ -122,9 +114,7 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 		stored, err := j.RecordEvent(context.Background(), r)
 		require.NoError(t, err)
 		requireSameEvent(t, r, stored)
-		got, ok, err := j.LookupEvent(context.Background(), r.Event)
-		require.NoError(t, err)
-		require.True(t, ok)
+		got := lookup(t, j, r.Event)
 		requireSameEvent(t, r, got, "params, salt and proof are kept")
 	})
 
@@ -285,14 +275,21 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 				assert.Equal(t, rs[0].b, r.b, "event %d: every caller gets the same bytes", e)
 				assert.Equal(t, rs[0].lb, r.lb, "event %d: every caller gets the same label", e)
 			}
-			got, ok, err := j.LookupEvent(context.Background(), fmt.Sprintf("event-%d", e))
-			require.NoError(t, err)
-			require.True(t, ok)
+			got := lookup(t, j, fmt.Sprintf("event-%d", e))
 			assert.Equal(t, rs[0].b, got.Data, "event %d: the journal's record is what was returned", e)
 		}
 		assert.Equal(t, uint64(events*16), served.Load(), "each event's bytes were served by one Provider")
 		t.Logf("event bytes discarded by the Providers that lost a race: %d", discarded.Load())
 	})
+}
+
+// lookup returns the record of event in j, which must hold one.
+func lookup(t *testing.T, j entropy.Journal, event string) entropy.EventRecord {
+	t.Helper()
+	got, ok, err := j.LookupEvent(context.Background(), event)
+	require.NoError(t, err)
+	require.True(t, ok, "event %q recorded but not found", event)
+	return got
 }
 
 // requireSameEvent checks that got is want as a journal keeps it.
