@@ -37,14 +37,7 @@ func newReplica(t *testing.T, dsn, schema string, opts ...entropy.Option) replic
 	j, err := pgjournal.Open(context.Background(), dsn, pgjournal.WithSchema(schema), pgjournal.WithMaxConns(4))
 	require.NoError(t, err)
 	t.Cleanup(j.Close)
-	p, err := entropy.New(journaltest.NewSource(), append([]entropy.Option{
-		entropy.WithJournal(j), entropy.WithRateLimit(rate.Inf, 1),
-		entropy.WithRetry(2, time.Millisecond, 5*time.Millisecond),
-		entropy.WithBufferSize(4096), entropy.WithFetchSize(1024),
-	}, opts...)...)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = p.Close() })
-	return replica{p, j}
+	return replica{journaltest.NewProvider(t, j, opts...), j}
 }
 
 type drawn struct {

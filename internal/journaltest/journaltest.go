@@ -210,7 +210,7 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 
 	t.Run("ProviderDrawsAnEventOnce", func(t *testing.T) {
 		j := open(t)
-		p1 := newProvider(t, j)
+		p1 := NewProvider(t, j)
 		b1 := make([]byte, 32)
 		lb1, err := p1.ReadFor(context.Background(), "lotto-2026-12-05", b1)
 		require.NoError(t, err)
@@ -218,7 +218,7 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 		require.NoError(t, p1.Close())
 
 		// Another Provider (a restart, or another replica) on the journal.
-		p2 := newProvider(t, j)
+		p2 := NewProvider(t, j)
 		b2 := make([]byte, 32)
 		lb2, err := p2.ReadFor(context.Background(), "lotto-2026-12-05", b2)
 		require.NoError(t, err)
@@ -243,7 +243,7 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 		var discarded, served atomic.Uint64
 		ps := make([]*entropy.Provider, providers)
 		for i := range ps {
-			ps[i] = newProvider(t, j)
+			ps[i] = NewProvider(t, j)
 		}
 		for _, p := range ps {
 			for range callers {
@@ -380,12 +380,17 @@ func unicodeEvent() entropy.EventRecord {
 	return r
 }
 
-// newProvider starts a Provider with journal j over a fresh in-memory
-// source, and closes it when t ends.
-func newProvider(t *testing.T, j entropy.Journal) *entropy.Provider {
+// NewProvider starts a Provider with journal j over a fresh NewSource, with
+// the small, fast settings of the suite (no rate limit, quick retries, a
+// pool of 4096 bytes filled 1024 at a time) and then opts, and closes it
+// when t ends.
+func NewProvider(t testing.TB, j entropy.Journal, opts ...entropy.Option) *entropy.Provider {
 	t.Helper()
-	p, err := entropy.New(NewSource(), entropy.WithJournal(j), entropy.WithRateLimit(rate.Inf, 1),
-		entropy.WithRetry(2, time.Millisecond, 5*time.Millisecond), entropy.WithBufferSize(4096), entropy.WithFetchSize(1024))
+	p, err := entropy.New(NewSource(), append([]entropy.Option{
+		entropy.WithJournal(j), entropy.WithRateLimit(rate.Inf, 1),
+		entropy.WithRetry(2, time.Millisecond, 5*time.Millisecond),
+		entropy.WithBufferSize(4096), entropy.WithFetchSize(1024),
+	}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Close() })
 	return p
