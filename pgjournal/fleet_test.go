@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -40,25 +39,11 @@ func newReplica(t *testing.T, dsn, schema string, opts ...entropy.Option) replic
 	return replica{journaltest.NewProvider(t, j, opts...), j}
 }
 
-type drawn struct {
-	b  []byte
-	lb entropy.Label
-}
-
 // checkDraws requires that every caller of an event got the same bytes and
 // label, and that the journal holds exactly one record of each, the same.
-func checkDraws(t *testing.T, j *pgjournal.Journal, schema string, results map[string][]drawn) {
+func checkDraws(t *testing.T, j *pgjournal.Journal, schema string, results map[string][]journaltest.Drawn) {
 	t.Helper()
-	for ev, rs := range results {
-		for _, r := range rs {
-			require.Equal(t, rs[0].b, r.b, "event %s: every caller gets the same bytes", ev)
-			require.Equal(t, rs[0].lb, r.lb, "event %s: every caller gets the same label", ev)
-		}
-		got, ok, err := j.LookupEvent(context.Background(), ev)
-		require.NoError(t, err)
-		require.True(t, ok, "event %s was returned but is not recorded", ev)
-		require.Equal(t, rs[0].b, got.Data, "event %s: the record is what was returned", ev)
-	}
+	journaltest.RequireOneDrawPerEvent(t, j, results)
 	twice := sqlString(t, "SELECT count(*)::text FROM (SELECT line::jsonb->'data'->>'event' AS ev FROM "+
 		table(schema, "journal_records")+" WHERE type = 'event' GROUP BY 1 HAVING count(*) > 1) d")
 	assert.Equal(t, "0", twice, "events with two records")
@@ -74,36 +59,12 @@ func TestFleetDrawsEachEventOnce(t *testing.T) {
 	dsn, schema := testDSN(t), testSchema(t)
 	const providers, goroutines, events, size = 4, 6, 12, 24
 	reps := make([]replica, providers)
+	ps := make([]*entropy.Provider, providers)
 	for i := range reps {
 		reps[i] = newReplica(t, dsn, schema)
+		ps[i] = reps[i].p
 	}
-	var mu sync.Mutex
-	results := map[string][]drawn{}
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for _, r := range reps {
-		for g := range goroutines {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				order := rand.Perm(events)
-				for _, e := range order {
-					ev := fmt.Sprintf("lotto-2026-12-%02d", e+1)
-					b := make([]byte, size)
-					lb, err := r.p.ReadFor(context.Background(), ev, b)
-					if !assert.NoError(t, err, "goroutine %d, %s", g, ev) {
-						return
-					}
-					mu.Lock()
-					results[ev] = append(results[ev], drawn{b, lb})
-					mu.Unlock()
-				}
-			}()
-		}
-	}
-	close(start)
-	wg.Wait()
+	results := journaltest.DrawAtOnce(t, ps, goroutines, events, size, func(e int) string { return fmt.Sprintf("lotto-2026-12-%02d", e+1) })
 	require.Len(t, results, events)
 	for ev, rs := range results {
 		require.Len(t, rs, providers*goroutines, ev)
@@ -151,7 +112,7 @@ func TestFleetSurvivesKilledConnections(t *testing.T) {
 	}()
 
 	var mu sync.Mutex
-	results := map[string][]drawn{}
+	results := map[string][]journaltest.Drawn{}
 	var failures atomic.Int64
 	var wg sync.WaitGroup
 	for _, r := range reps {
@@ -181,7 +142,7 @@ func TestFleetSurvivesKilledConnections(t *testing.T) {
 					_, rerr := r.p.Read(make([]byte, 64))
 					assert.NoError(t, rerr)
 					mu.Lock()
-					results[ev] = append(results[ev], drawn{b, lb})
+					results[ev] = append(results[ev], journaltest.Drawn{Data: b, Label: lb})
 					mu.Unlock()
 				}
 			}()
@@ -199,7 +160,7 @@ func TestFleetSurvivesKilledConnections(t *testing.T) {
 		lb, err := r.p.ReadFor(context.Background(), "after-the-storm", b)
 		require.NoError(t, err)
 		mu.Lock()
-		results["after-the-storm"] = append(results["after-the-storm"], drawn{b, lb})
+		results["after-the-storm"] = append(results["after-the-storm"], journaltest.Drawn{Data: b, Label: lb})
 		mu.Unlock()
 	}
 	checkDraws(t, reps[0].j, schema, results)

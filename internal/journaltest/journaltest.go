@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -232,55 +233,83 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 
 	t.Run("ProvidersSharingTheJournalAgree", func(t *testing.T) {
 		j := open(t)
-		const providers, callers, events = 3, 4, 6
-		type result struct {
-			b  []byte
-			lb entropy.Label
-		}
-		results := make([][]result, events)
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		var discarded, served atomic.Uint64
+		const providers, callers, events, size = 3, 4, 6, 16
 		ps := make([]*entropy.Provider, providers)
 		for i := range ps {
 			ps[i] = NewProvider(t, j)
 		}
-		for _, p := range ps {
-			for range callers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for e := range events {
-						b := make([]byte, 16)
-						lb, err := p.ReadFor(context.Background(), fmt.Sprintf("event-%d", e), b)
-						if !assert.NoError(t, err) {
-							return
-						}
-						mu.Lock()
-						results[e] = append(results[e], result{b, lb})
-						mu.Unlock()
-					}
-				}()
-			}
+		results := DrawAtOnce(t, ps, callers, events, size, func(e int) string { return fmt.Sprintf("event-%d", e) })
+		require.Len(t, results, events)
+		for ev, rs := range results {
+			require.Len(t, rs, providers*callers, ev)
 		}
-		wg.Wait()
+		RequireOneDrawPerEvent(t, j, results)
+		var discarded, served uint64
 		for _, p := range ps {
 			st := p.Stats()
-			discarded.Add(st.EventBytesDiscarded)
-			served.Add(st.VerifiableBytes)
+			discarded += st.EventBytesDiscarded
+			served += st.VerifiableBytes
 		}
-		for e, rs := range results {
-			require.Len(t, rs, providers*callers)
-			for _, r := range rs {
-				assert.Equal(t, rs[0].b, r.b, "event %d: every caller gets the same bytes", e)
-				assert.Equal(t, rs[0].lb, r.lb, "event %d: every caller gets the same label", e)
-			}
-			got := lookup(t, j, fmt.Sprintf("event-%d", e))
-			assert.Equal(t, rs[0].b, got.Data, "event %d: the journal's record is what was returned", e)
-		}
-		assert.Equal(t, uint64(events*16), served.Load(), "each event's bytes were served by one Provider")
-		t.Logf("event bytes discarded by the Providers that lost a race: %d", discarded.Load())
+		assert.Equal(t, uint64(events*size), served, "each event's bytes were served by one Provider")
+		t.Logf("event bytes discarded by the Providers that lost a race: %d", discarded)
 	})
+}
+
+// Drawn is what one call of ReadFor handed out.
+type Drawn struct {
+	Data  []byte
+	Label entropy.Label
+}
+
+// DrawAtOnce starts callers goroutines on each Provider of ps at once, each
+// drawing every one of events events (the name of event e is name(e)) of
+// size bytes with ReadFor, in an order of its own, and returns what the
+// calls handed out, by event. A call that fails marks t failed and ends its
+// goroutine.
+func DrawAtOnce(t testing.TB, ps []*entropy.Provider, callers, events, size int, name func(e int) string) map[string][]Drawn {
+	t.Helper()
+	var mu sync.Mutex
+	results := map[string][]Drawn{}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for _, p := range ps {
+		for range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for _, e := range mrand.Perm(events) {
+					ev := name(e)
+					b := make([]byte, size)
+					lb, err := p.ReadFor(context.Background(), ev, b)
+					if !assert.NoError(t, err, ev) {
+						return
+					}
+					mu.Lock()
+					results[ev] = append(results[ev], Drawn{b, lb})
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+	return results
+}
+
+// RequireOneDrawPerEvent requires that every call for an event in results
+// handed out the same bytes and label, and that j's record of the event
+// holds those bytes.
+func RequireOneDrawPerEvent(t *testing.T, j entropy.Journal, results map[string][]Drawn) {
+	t.Helper()
+	for ev, rs := range results {
+		for _, r := range rs {
+			require.Equal(t, rs[0].Data, r.Data, "event %s: every caller gets the same bytes", ev)
+			require.Equal(t, rs[0].Label, r.Label, "event %s: every caller gets the same label", ev)
+		}
+		got := lookup(t, j, ev)
+		require.Equal(t, rs[0].Data, got.Data, "event %s: the journal's record is what was returned", ev)
+	}
 }
 
 // lookup returns the record of event in j, which must hold one.
