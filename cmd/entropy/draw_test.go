@@ -20,6 +20,7 @@ import (
 	"github.com/provenrand/entropy/draw"
 	"github.com/provenrand/entropy/internal/drandtest"
 	"github.com/provenrand/entropy/internal/fsizelimit"
+	"github.com/provenrand/entropy/internal/testkit"
 	"github.com/provenrand/entropy/journal"
 )
 
@@ -397,7 +398,7 @@ func (failWriter) Write([]byte) (int, error) { return 0, errors.New("no space le
 // a new draw: the result that was lost can never be shown.
 func TestDrawFailsWhenResultCannotBeWritten(t *testing.T) {
 	clearEnv(t)
-	var errOut syncBuffer
+	var errOut testkit.SyncBuffer
 	code := run([]string{"draw", "--pick", "6", "--of", "49"}, failWriter{}, &errOut)
 	assert.NotEqual(t, exitOK, code, "the draw's result and transcript went nowhere, yet exit 0; stderr: %q", errOut.String())
 }

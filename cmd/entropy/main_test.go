@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/provenrand/entropy/internal/fsizelimit"
+	"github.com/provenrand/entropy/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -227,7 +228,7 @@ func TestEveryCommandFailsWhenStdoutFails(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			var errOut syncBuffer
+			var errOut testkit.SyncBuffer
 			code := runContext(ctx, args, failWriter{}, &errOut)
 			assert.Equal(t, exitError, code, "stdout failed, yet exit %d; stderr: %q", code, errOut.String())
 			assert.Contains(t, errOut.String(), "no space left on device")
