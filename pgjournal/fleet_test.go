@@ -239,17 +239,6 @@ func withParam(dsn, key, value string) string {
 	return dsn + sep + key + "=" + value
 }
 
-// sqlInt runs a query that returns one integer. It only marks the test
-// failed, so that any goroutine may call it.
-func sqlInt(t testing.TB, sql string, args ...any) int64 {
-	t.Helper()
-	var v int64
-	assert.NoError(t, psql(t, func(ctx context.Context, conn *pgx.Conn) error {
-		return conn.QueryRow(ctx, sql, args...).Scan(&v)
-	}), sql)
-	return v
-}
-
 // proxy is a TCP proxy to the test database on a loopback port, that can be
 // cut (every connection cut, new ones refused) and restored: PostgreSQL
 // going away, without stopping the server others use. dsn is the test

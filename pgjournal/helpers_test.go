@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/provenrand/entropy/internal/pgtest"
@@ -71,13 +72,27 @@ func table(schema, name string) string {
 	return pgx.Identifier{schema, pgjournal.DefaultTablePrefix + name}.Sanitize()
 }
 
+// queryRow scans the one row a query returns into dest.
+func queryRow(t testing.TB, dest any, sql string, args ...any) error {
+	return psql(t, func(ctx context.Context, conn *pgx.Conn) error {
+		return conn.QueryRow(ctx, sql, args...).Scan(dest)
+	})
+}
+
 // sqlString runs a query that returns one text value.
 func sqlString(t testing.TB, sql string, args ...any) string {
 	t.Helper()
 	var v string
-	require.NoError(t, psql(t, func(ctx context.Context, conn *pgx.Conn) error {
-		return conn.QueryRow(ctx, sql, args...).Scan(&v)
-	}), sql)
+	require.NoError(t, queryRow(t, &v, sql, args...), sql)
+	return v
+}
+
+// sqlInt runs a query that returns one integer. It only marks the test
+// failed, so that any goroutine may call it.
+func sqlInt(t testing.TB, sql string, args ...any) int64 {
+	t.Helper()
+	var v int64
+	assert.NoError(t, queryRow(t, &v, sql, args...), sql)
 	return v
 }
 
