@@ -7,7 +7,9 @@ import (
 
 // Clock is the time the refill path uses for backoff, Retry-After, rate
 // limiting and episode times. Tests pass their own with [WithClock]. Reads
-// consult it only when a fallback episode starts or ends, never per read.
+// from the pool consult it only when a fallback episode starts or ends,
+// never per read; ReadProven and event draws, which make requests, use it
+// on every call.
 type Clock interface {
 	Now() time.Time
 	// After returns a channel that receives once d has passed.
@@ -17,7 +19,8 @@ type Clock interface {
 // NowFunc is a [Clock] that tells the time by calling the function and
 // waits (After) on real timers. It adapts a plain time function (a fixed
 // instant in a test, a clock of your own) to every [WithClock] of the module:
-// entropy, draw, journal, sim, httpsource, drandsource and entropymetrics.
+// entropy, draw, journal, pgjournal, sim, httpsource, drandsource and
+// entropymetrics.
 type NowFunc func() time.Time
 
 // Now returns f().

@@ -63,9 +63,10 @@ type unavailableError struct {
 // newUnavailable returns the error of reads that cannot be served because
 // of cause.
 func newUnavailable(cause error) *unavailableError {
-	e := &unavailableError{cause: cause}
-	e.errs = e.unwrapList()
-	return e
+	if cause == nil {
+		return &unavailableError{errs: []error{ErrUnavailable}}
+	}
+	return &unavailableError{cause: cause, errs: []error{ErrUnavailable, cause}}
 }
 
 // poolEmpty is the reason while the sources are healthy but the pool short.
@@ -78,19 +79,7 @@ func (e *unavailableError) Error() string {
 	return ErrUnavailable.Error() + ": " + e.cause.Error()
 }
 
-func (e *unavailableError) Unwrap() []error {
-	if e.errs != nil {
-		return e.errs
-	}
-	return e.unwrapList()
-}
-
-func (e *unavailableError) unwrapList() []error {
-	if e.cause == nil {
-		return []error{ErrUnavailable}
-	}
-	return []error{ErrUnavailable, e.cause}
-}
+func (e *unavailableError) Unwrap() []error { return e.errs }
 
 // sourceError names the source an error came from.
 type sourceError struct {

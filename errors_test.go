@@ -70,7 +70,7 @@ func TestJobErrorCodes(t *testing.T) {
 	transient := []string{"BillingError", "CompilationError", "DebiasingError", "InternalError", "OptimizationError",
 		"QuantumComputerError", "SimulationError", "SimulationTimeout", "SystemCancel", "UnknownBillingError",
 		"JobFailed", "HardwareUnavailable", "Timeout", "JobLost", "SomethingNew"}
-	codes := jobCodeClasses()
+	codes := jobCodes
 	assert.Len(t, codes, len(permanent)+len(transient)-1, "every seed code is listed (SomethingNew is not)")
 	for _, c := range permanent {
 		e := &JobError{JobID: "j", Code: c}
@@ -117,7 +117,7 @@ func TestRetryAfterFoundInEveryWrappedError(t *testing.T) {
 // cause; a breaker refusal carries the source's last error too.
 func TestUnavailableWrapsCause(t *testing.T) {
 	cause := &APIError{StatusCode: 401}
-	u := &unavailableError{cause: &breakerError{state: errors.New("circuit breaker is open"), last: cause}}
+	u := newUnavailable(&breakerError{state: errors.New("circuit breaker is open"), last: cause})
 	assert.ErrorIs(t, u, ErrUnavailable)
 	assert.ErrorIs(t, u, httpStatus(401))
 	var ae *APIError

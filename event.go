@@ -87,8 +87,9 @@ func (p *Provider) ReadEvent(ctx context.Context, event string, params, b []byte
 // maxEventParams is the longest parameters [Provider.ReadEvent] takes, in bytes.
 const maxEventParams = 4096
 
-// readEvent is ReadFor and ReadEvent: with checkParams, the event must have
-// been drawn with params.
+// readEvent is ReadFor and ReadEvent: with checkParams, an event drawn with
+// parameters must have been drawn with these (one drawn by ReadFor, with
+// none, matches any).
 func (p *Provider) readEvent(ctx context.Context, event string, params []byte, checkParams bool, b []byte) (EventRecord, error) {
 	switch {
 	case event == "":

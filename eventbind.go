@@ -145,7 +145,8 @@ func (p *Provider) drawBound(ctx context.Context, event string, params []byte, d
 	}, nil
 }
 
-// sourceName is the name a source gives itself, if it does (Namer), for an
+// sourceName is the name a source gives itself, if it does (a Name() string
+// method), for an
 // attempt record made before the source answered.
 func sourceName(src Source) string {
 	if n, ok := src.(interface{ Name() string }); ok {

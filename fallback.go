@@ -5,15 +5,10 @@ import (
 	"sync/atomic"
 )
 
-// fallback fills b from crypto/rand (through shard s's lane) and labels it
-// (contract points 1 and 9); it returns ErrClosed, with no bytes in b, if
-// Close has counted the last fallback read.
-func (p *Provider) fallback(s *shard, b []byte, label bool) (Label, error) {
-	return p.fallbackInto(s, b, label, nil)
-}
-
-// fallbackInto is fallback appending the label's span to into (a fresh
-// array when into is nil).
+// fallbackInto fills b from crypto/rand (through shard s's lane) and, with
+// label, labels it, appending its span to into (a fresh array when into is
+// nil) (contract points 1 and 9); it returns ErrClosed, with no bytes in b,
+// if Close has counted the last fallback read.
 func (p *Provider) fallbackInto(s *shard, b []byte, label bool, into []Span) (Label, error) {
 	if !p.fallbackRead(s, b) {
 		return Label{}, ErrClosed

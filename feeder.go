@@ -15,8 +15,8 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// feeder is the refill path of one source: rate limiter → breaker → retry →
-// Source.Fetch → checks. The refill goroutine calls fetch, and so does
+// feeder is the refill path of one source: breaker → retry → (Retry-After
+// hold, quota pacing, rate limiter, fleet gate) → Source.Fetch → checks. The refill goroutine calls fetch, and so does
 // every ReadProven that fetches a job of its own, at the same time: every
 // field fetch changes is atomic or under mu.
 type feeder struct {

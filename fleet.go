@@ -59,7 +59,9 @@ type Breaker interface {
 // 7 holds for the whole fleet: one rate limit, one Retry-After hold and one
 // breaker per source. Package redisfleet implements it on Redis.
 //
-// Coordination happens on the refill path only, never on a read. When the
+// Coordination happens where the sources are asked: on the refill path, and
+// in [Provider.ReadProven] and event draws, which fetch a job of their own;
+// never on a read from the pool (Read, ReadLabelled, ReadSecret). When the
 // fleet cannot coordinate (its store is down, slow or cut off), a Fleet keeps
 // each source working on local state (a share of the rate, a local breaker)
 // and says so in Status; the [Provider] reports each change in [Stats], to its
@@ -70,7 +72,8 @@ type Fleet interface {
 	// the Provider's embedded defaults. An error fails New.
 	Coordinate(src FleetSource) (Coordination, error)
 	// Status reports whether the fleet coordinates now. The [Provider] calls
-	// it after every refill request, so it must be cheap (no I/O).
+	// it after each source's refill attempt, and [Provider.Stats] calls it,
+	// so it must be cheap (no I/O).
 	Status() FleetStatus
 }
 
@@ -136,7 +139,8 @@ func WithFleet(f Fleet) Option {
 // coordination lost (Shared false; LastError says why) or restored (Shared
 // true). Since is when the change happened (the time of the Provider's clock
 // if the fleet does not say). It runs on the goroutine of the fallback hook,
-// outside every lock, one call at a time. Default: none.
+// outside every lock, one call at a time, under the same rule as
+// [WithFallbackHook]'s hook. Default: none.
 func WithFleetHook(f func(FleetStatus)) Option {
 	return func(c *config) error { c.fleetHook = f; return nil }
 }
@@ -155,10 +159,8 @@ type rateLimiter struct {
 
 func (l *rateLimiter) Wait(ctx context.Context) error {
 	now := l.clk.Now()
+	// Always OK: one token, and WithRateLimit keeps the burst at 1 or more.
 	r := l.lim.ReserveN(now, 1)
-	if !r.OK() {
-		return errors.New("entropy: rate limiter refuses every request")
-	}
 	if d := r.DelayFrom(now); d > 0 {
 		if err := sleep(ctx, l.clk, d); err != nil {
 			r.CancelAt(l.clk.Now())
@@ -222,7 +224,8 @@ func (f *feeder) syncHold(ctx context.Context) {
 }
 
 // watchFleet reports a change of the fleet's state to the logger and the
-// fleet hook. It runs on the refill goroutine after each refill request.
+// fleet hook. It runs on the refill goroutine after each source's refill
+// attempt (retries included).
 func (p *Provider) watchFleet() {
 	fl := p.cfg.fleet
 	if fl == nil {

@@ -11,8 +11,8 @@ import (
 // of its bytes enter the pool, whether the job is new to the journal; a job
 // the journal holds a record of, or that another Provider sharing the
 // journal has claimed, is refused as a replay, in this process, in another
-// one, and after a restart with the same journal. Package journal
-// implements it.
+// one, and after a restart with the same journal. Packages journal and
+// pgjournal implement it.
 type JobClaimer interface {
 	// ClaimJob reserves (source, jobID) for the caller and reports true, or
 	// reports false if the journal holds a block record of that job or the

@@ -23,9 +23,14 @@ import (
 // [Provider.ReadFor], and their errors fail that ReadFor, because an event draw that
 // cannot be recorded must not be handed out.
 //
+// RecordBlock and RecordFallback run where the fallback hook runs, and may
+// call back into the Provider under the same rule ([WithFallbackHook]).
+//
 // Every method honours ctx: a journal on a database waits on the network.
 type Journal interface {
-	// RecordBlock records a block that passed every check and entered the pool.
+	// RecordBlock records a block that passed every check: one that entered
+	// the pool, or the job fetched for a [Provider.ReadProven] or an event
+	// draw.
 	RecordBlock(ctx context.Context, b BlockRecord) error
 	// RecordFallback records a fallback episode when it ends (or at [Provider.Close]).
 	RecordFallback(ctx context.Context, e FallbackEpisode) error

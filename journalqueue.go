@@ -23,8 +23,8 @@ const (
 
 // journalQueue holds the block and fallback records on their way to the
 // journal, in order, with the flush marks of event draws between them. It
-// is used by the notifier goroutine only, apart from failing, which flush
-// reads.
+// is used by the notifier goroutine only, apart from mu, lastErr and failed,
+// which flush reads through failure().
 type journalQueue struct {
 	q       []note
 	backoff time.Duration // the current retry delay; 0 after a success

@@ -94,7 +94,7 @@ func (l Label) Len() int {
 }
 
 // String gives a one-line summary such as
-// "verifiable quantropy job-7[0:32]" or "fallback crypto/rand (reason)".
+// "verifiable quantropy job-7[0:32]" or "fallback crypto/rand[32] (reason)".
 // A source name or job ID that is not a plain word, or a reason that is not
 // printable text, is quoted: the summary is always one line, whatever the
 // names hold.

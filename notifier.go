@@ -153,8 +153,12 @@ func blockRecord(b Block, now time.Time) BlockRecord {
 // (a hook gets an episode, Close gets nothing) carry no context that could
 // say so; the call stack does: the notifier goroutine starts in run, and
 // no other goroutine has run's frame on its stack (a goroutine that a hook
-// starts has a stack of its own). Close and flush call it once each, never
-// a read.
+// starts has a stack of its own). It cannot tell this Provider's notifier
+// from another's: a hook of one Provider that calls another's Close would
+// be taken for that one's own, which is why the hooks' documentation
+// (WithFallbackHook) asks that another Provider be closed or drawn from on
+// a goroutine of the hook's own. Close and flush call it once each, never
+// the pool's read paths.
 func (n *notifier) isSelf() bool {
 	pcs := make([]uintptr, 32)
 	for {

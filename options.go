@@ -131,7 +131,7 @@ func WithPolicy(p Policy) Option {
 // New, the read's context ends, or [Provider.Close]. Once it is over, reads never
 // wait for it again: a read the pool serves never waits at all (contract
 // point 5). 0 turns the warm start off: reads right after New apply the
-// policy at once. Default: [defaultWarmStart] (2 s).
+// policy at once. Default: 2 s.
 func WithWarmStart(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 0 {
@@ -144,9 +144,9 @@ func WithWarmStart(d time.Duration) Option {
 
 // WithBreaker sets the circuit breaker of each source (sony/gobreaker v2).
 // Zero fields take gobreaker's defaults, except Timeout (open → half-open),
-// which defaults to [defaultBreakerOpen] (2 s) so that a recovered source is
+// which defaults to 2 s so that a recovered source is
 // used again within seconds, and ReadyToTrip, which defaults to
-// [defaultTripAfter] (3) consecutive failed refills (each one already retried).
+// 3 consecutive failed refills (each one already retried).
 // Whatever ReadyToTrip says, a permanent error opens the breaker at once, and
 // cancellations by the caller or [Provider.Close] never count (IsExcluded). A custom
 // OnStateChange runs under gobreaker's lock: it must not block.
@@ -164,7 +164,7 @@ func WithBreaker(s gobreaker.Settings) Option {
 // second with bursts of burst (golang.org/x/time/rate), retries included.
 // (A source that polls a queued job inside one Fetch paces its polls itself;
 // see httpsource.WithPollInterval.) [rate.Inf] removes the limit (for fast local sources). Default:
-// [defaultRate] (5/s), [defaultBurst] (2).
+// 5 requests a second, burst 2.
 func WithRateLimit(r rate.Limit, burst int) Option {
 	return func(c *config) error {
 		if r < 0 || math.IsNaN(float64(r)) {
@@ -186,7 +186,7 @@ func WithRateLimit(r rate.Limit, burst int) Option {
 // [health.DefaultConfig]; a smaller size is raised to that). Reads larger
 // than the pool are served verifiably only under [Defer] (which gathers bytes
 // as they arrive); under [Degrade] they fall back, under [Fail] they fail.
-// Default: [defaultBufferSize] (64 KiB).
+// Default: 64 KiB.
 func WithBufferSize(bytes int) Option {
 	return func(c *config) error {
 		if bytes < 1 {
@@ -201,7 +201,7 @@ func WithBufferSize(bytes int) Option {
 // the free room in the pool). A request never asks for fewer bytes than the
 // health tests need to judge a block (28 with [health.DefaultConfig]), however
 // small this size or the room: the bytes a read does not take are served to
-// later reads. Default: [defaultFetchSize] (64 KiB), the largest request of
+// later reads. Default: 64 KiB, the largest request of
 // the reference protocol (package httpsource), so that a request, its
 // signature check and its job are paid once per 64 KiB rather than per
 // 16 KiB, and the empty default pool fills in one request. A source that
@@ -221,9 +221,9 @@ func WithFetchSize(bytes int) Option {
 // WithBatch sets how many blocks of the fetch size the [Provider] asks for in
 // one refill request to a source that offers batches ([BatchSource], as
 // package httpsource's does): as many as the pool has room for, at most
-// maxItems. Batches are the default ([defaultBatch], 4 items; at the default
-// sizes one request of [defaultFetchSize] fills the empty pool, so batches
-// are sent when the fetch size is below the pool's free room); WithBatch(1)
+// maxItems. Batches are the default (4 items; at the default
+// sizes one request of 64 KiB fills the empty pool, so batches are sent only
+// when the pool has room for at least two blocks of the fetch size); WithBatch(1)
 // turns them off, and a Provider then sends the source single requests
 // only.
 // Sources that do not offer batches always get single requests, and so does
@@ -269,7 +269,7 @@ func WithRetry(attempts int, base, max time.Duration) Option {
 
 // WithMaxRetryAfter caps how long a Retry-After from a source holds back the
 // [Provider]'s requests to it; it must be positive (there is no switching
-// Retry-After off). Default: [defaultMaxRetryAfter] (1 min).
+// Retry-After off). Default: 1 min.
 func WithMaxRetryAfter(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -282,7 +282,7 @@ func WithMaxRetryAfter(d time.Duration) Option {
 }
 
 // WithFetchTimeout bounds each request to a source. Default:
-// [defaultFetchTimeout] (15 s).
+// 15 s.
 func WithFetchTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -303,6 +303,11 @@ func WithLogger(l *slog.Logger) Option {
 // WithFallbackHook calls f when a fallback episode starts and when it ends.
 // It runs on a goroutine of the [Provider], outside every lock, one call at a
 // time. Default: none.
+//
+// A hook may call back into its own Provider ([Provider.Close] and
+// [Provider.ReadFor] included); a hook that closes or draws from another
+// Provider must do so on a goroutine of its own, or that Provider's Close
+// may return before its hooks have all run.
 func WithFallbackHook(f func(FallbackEpisode)) Option {
 	return func(c *config) error { c.hook = f; return nil }
 }

@@ -8,9 +8,9 @@ import (
 	"github.com/provenrand/entropy/health"
 )
 
-// fetchFunc makes one request of a refill path in place of src.Fetch: a
-// read of its own (ReadProven) asks for its job through it, with a nonce of
-// its choosing. It runs once per attempt, so a retry makes a new request.
+// fetchFunc makes one request of a refill path in place of src.Fetch: an
+// event draw (drawBound) asks for its job through it, with the event's
+// nonce. It runs once per attempt, so a retry makes a new request.
 type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 
 // ReadProven fills b with the bytes of one job fetched for this read alone,

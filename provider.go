@@ -25,7 +25,9 @@ import (
 // after the refill goroutine has stopped (refillDone). A callback may call
 // back into the Provider, Close and ReadFor included: Close and an event's
 // flush ask notifier.isSelf whether they run on the notifier goroutine, and
-// then do not wait for it (it is waiting for them).
+// then do not wait for it (it is waiting for them). isSelf cannot tell one
+// Provider's notifier from another's, so a callback must call another
+// Provider's Close or ReadFor on a goroutine of its own (WithFallbackHook).
 //
 // Locks, and what each guards:
 //   - shard.mu: the shard's queue behind its head (runs, first, queued),
@@ -40,8 +42,8 @@ import (
 //     lane's at a time; only fallbackCounts (Stats, no read path) holds
 //     every lane's at once.
 //   - episodeState.mu: the open episode (cur) and closed; the fallback
-//     epoch moves, and the counts of ended epochs (fbEnded) change, only
-//     under it.
+//     epoch moves, and the counts of ended epochs (fbEndedReads,
+//     fbEndedBytes) change, only under it.
 //   - Provider.mu: the arrived, failed and ready channels and arrivedTaken.
 //   - secretStream.mu: one shard's derived-read generator; released while a
 //     reseed takes pool bytes.
@@ -60,7 +62,9 @@ import (
 // refill (add, settle), Stats and Close lock one shard at a time, and never
 // with an fbMu, episodeState.mu or Provider.mu. The other locks are leaves:
 // nothing else is locked while one is held. No Source, callback or logger
-// runs under a lock of the Provider.
+// runs under a lock of the Provider; the Clock's Now does, under
+// episodeState.mu (an episode's times), so it must not call into the
+// Provider.
 //
 // Atomics, and what each publishes:
 //   - shard.head: the run readers claim from without a lock (claimHead);
@@ -79,19 +83,29 @@ import (
 //     (markDry; cleared by add after its put). adds: blocks added, counted before dry is cleared, so that
 //     markDry, which looks at one shard at a time, cannot leave dry set
 //     over an add it did not see. shortRead: a read found the pool too
-//     short; the refill fills it to the brim. reason, permanent: why a read
-//     now would not be verifiable; stored by the refill path, loaded by
-//     reads and WaitReady. warm: the warm start is on.
+//     short; the refill fills it to the brim. reason: why a read now would
+//     not be verifiable; stored by fill and add, by every failed request
+//     (onFailure, on the refill goroutine or a ReadProven or event draw's
+//     caller) and by a ReadProven that got its job; loaded by reads,
+//     ReadProven and Stats. permanent: every source failed permanently;
+//     stored where reason is by fill, add and ReadProven, loaded by
+//     WaitReady and Stats. warm: the warm start is on.
 //   - episodeState.open: an episode is open; readers load it per read, it
 //     is stored under episodeState.mu. fbEpoch: see below.
 //   - feeder.holdUntil: the Retry-After hold, raised by compare-and-swap.
-//     feeder.tripNow: the last failure was permanent (the breaker's
-//     ReadyToTrip). feeder.badProofs: proof failures in a row.
+//     feeder.tripNow: the current refill's (or ReadProven's) last failure
+//     was permanent (the breaker's ReadyToTrip); cleared when a retry loop
+//     starts. feeder.badProofs: proof failures in a row.
 //     feeder.noBatch: the service has no batch request; set once.
-//   - Counters, read only by Stats: the Provider's slow-path, fallback and
-//     journal counters, episodeState.count, the feeders' request counters.
-//   - Outside the Provider, package health's lastCutoffs caches the health
-//     tests' cutoffs of the last configuration checked, for every Provider.
+//   - Counters, read only by Stats: the Provider's slow-path and journal
+//     counters, episodeState.count, the feeders' request counters; except
+//     fbCounts, which endCounts also takes (see Fallback epochs), and
+//     feeder.accepted, which neverVerified also reads.
+//   - Outside the Provider, shared by every Provider of the process:
+//     package health's lastCutoffs caches the health tests' cutoffs of the
+//     last configuration checked; fetchReqs (breaker.go) is a sync.Pool of
+//     a fetch's arguments; wipeTypes (secret.go) caches which types wipe
+//     may clear.
 //
 // Fallback epochs. A fallback read is counted when it is served (its claim
 // on a lane run, or a direct read counted under the lane's fbMu) and opens
@@ -171,8 +185,9 @@ type Provider struct {
 	// epochs ended (under episodes.mu).
 	fbCounts                   [2]fbCount
 	fbEndedReads, fbEndedBytes uint64
-	// fbEpoch counts the fallback episodes ended (endCounts). It changes
-	// only under episodes.mu; a lane run records the epoch it was made in.
+	// fbEpoch counts the fallback epochs ended (endCounts: an episode's end,
+	// and Close's). It changes only under episodes.mu; a lane run records
+	// the epoch it was made in.
 	fbEpoch atomic.Uint64
 	// fbClosed is set by Close's last endCounts: from then on no fallback
 	// read is counted or served.

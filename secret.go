@@ -99,7 +99,7 @@ func (p *Provider) ReadSecret(ctx context.Context, b []byte) (Label, error) {
 		if spans, err = p.secretFill(ctx, st, b); err != nil {
 			st.mu.Unlock()
 			if p.cfg.policy == Degrade && errors.Is(err, ErrUnavailable) {
-				return p.fallback(p.shard(), b, true)
+				return p.fallbackInto(p.shard(), b, true, nil)
 			}
 			clear(b)
 			return Label{}, err

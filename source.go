@@ -9,9 +9,11 @@ import (
 // through package httpsource, the drand beacon through package drandsource, or
 // an in-memory source in tests and benchmarks.
 //
-// A [Provider] calls Fetch from its refill goroutine only, never from a read, so
-// Fetch may block on the network. It must honour ctx: the Provider cancels it
-// when it is closed.
+// A [Provider] calls Fetch from its refill goroutine, and from
+// [Provider.ReadProven] and event draws on their callers' goroutines, possibly
+// at the same time: Fetch must be safe for concurrent use, and may block on
+// the network. It never runs on a read from the pool. It must honour ctx: the
+// Provider cancels it when it is closed.
 type Source interface {
 	// Fetch returns one block of fresh entropy: at most n bytes, possibly fewer
 	// (a beacon round holds 32 bytes).
@@ -20,9 +22,12 @@ type Source interface {
 	// block (an audit trail, a test's record of what it handed out). Every call
 	// must return fresh entropy under a job ID of its own.
 	//
-	// The Provider never asks for fewer bytes than its health tests need to
-	// judge a block (28 with [health.DefaultConfig]), however small its pool or
-	// fetch size, and serves what a read does not take to later reads.
+	// A refill never asks for fewer bytes than the health tests need to
+	// judge a block (28 with [health.DefaultConfig]), however small the pool
+	// or fetch size, and serves what a read does not take to later reads.
+	// [Provider.ReadProven] asks for the read's own size (at least 512 bytes
+	// from a [NonceSource]), and a block shorter than the health tests need
+	// is refused.
 	//
 	// The Provider refuses, as a source failure, a block that is empty,
 	// shorter than the health tests need, longer than n, not Verifiable, without a Source name or a JobID, a

@@ -179,8 +179,10 @@ func (e *APIError) permanent() bool {
 	return false
 }
 
-// JobCode classes: every job error code of the IonQ API (v0.3) and
-// the job states of the Quantropy entropy API, transient or permanent.
+// jobCodes classes every job error code of the IonQ API (v0.3) and the job
+// states of the Quantropy entropy API as transient or permanent. Codes not
+// listed are transient (a failed job produced nothing, and a new job may
+// succeed).
 var jobCodes = map[string]bool{ // code → permanent
 	// IonQ: service-side failures that a new job may not meet.
 	"BillingError":                  false,
@@ -208,17 +210,6 @@ var jobCodes = map[string]bool{ // code → permanent
 	"HardwareUnavailable": false,
 	"Timeout":             false,
 	"JobLost":             false,
-}
-
-// jobCodeClasses returns every job error code the package classifies, with whether
-// it is permanent. Codes not listed are transient (a failed job produced
-// nothing, and a new job may succeed).
-func jobCodeClasses() map[string]bool {
-	m := make(map[string]bool, len(jobCodes))
-	for k, v := range jobCodes {
-		m[k] = v
-	}
-	return m
 }
 
 // JobError is a job of the service that failed: it produced no entropy.

@@ -61,9 +61,7 @@ func newFailoverProvider(t *testing.T, primary, drand entropy.Source, opts ...en
 }
 
 func TestFailoverPrimaryDownDrandVerifiable(t *testing.T) {
-	vs := loadVectors(t)
-	q := vs["quicknet"]
-	now := fixedClock(q.chain.RoundTime(q.round))
+	q, now := quicknetAtRound(t)
 	relay := newTestRelay(t, now, vectorChain(q))
 	drand := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 	p := newFailoverProvider(t, downSource, drand, entropy.WithPolicy(entropy.Fail))
@@ -137,9 +135,7 @@ func TestFailoverLabelsNameEachSource(t *testing.T) {
 }
 
 func TestFailoverBothDown(t *testing.T) {
-	vs := loadVectors(t)
-	q := vs["quicknet"]
-	now := fixedClock(q.chain.RoundTime(q.round))
+	q, now := quicknetAtRound(t)
 	relay := newTestRelay(t, now, vectorChain(q))
 	relay.set(func(r *testRelay) { r.status = http.StatusServiceUnavailable })
 
@@ -194,9 +190,7 @@ func TestFailoverBothDown(t *testing.T) {
 // serving a beacon that does not verify gives the Provider nothing: no read
 // is labelled with that round.
 func TestFailoverTamperedDrandNeverServed(t *testing.T) {
-	vs := loadVectors(t)
-	q := vs["quicknet"]
-	now := fixedClock(q.chain.RoundTime(q.round))
+	q, now := quicknetAtRound(t)
 	relay := newTestRelay(t, now, vectorChain(q))
 	relay.set(func(r *testRelay) {
 		r.tamper = func(_ uint64, b *beaconJSON) { b.Randomness = flipHex(b.Randomness, 3) }

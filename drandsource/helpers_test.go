@@ -69,6 +69,14 @@ func (b beacon) json() beaconJSON {
 	}
 }
 
+// quicknetAtRound returns the quicknet vector and a clock stopped at the
+// time its round is due.
+func quicknetAtRound(t testing.TB) (vector, func() time.Time) {
+	t.Helper()
+	q := loadVectors(t)["quicknet"]
+	return q, fixedClock(q.chain.RoundTime(q.round))
+}
+
 // loadVectors reads testdata/drand.json, keyed by chain name.
 func loadVectors(t testing.TB) map[string]vector {
 	t.Helper()

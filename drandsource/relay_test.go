@@ -44,9 +44,7 @@ func TestLongRetryAfterPassedOn(t *testing.T) {
 // every relay failed, the Retry-After of the second relay's answer must not
 // be lost because the first relay's error had none.
 func TestRetryAfterOfLaterRelayPassedOn(t *testing.T) {
-	vs := loadVectors(t)
-	q := vs["quicknet"]
-	now := fixedClock(q.chain.RoundTime(q.round))
+	q, now := quicknetAtRound(t)
 	a := newTestRelay(t, now, vectorChain(q))
 	a.set(func(r *testRelay) { r.status = http.StatusBadGateway }) // no Retry-After
 	b := newTestRelay(t, now, vectorChain(q))
@@ -61,9 +59,7 @@ func TestRetryAfterOfLaterRelayPassedOn(t *testing.T) {
 // keep the Source from the healthy relay behind it within the caller's
 // deadline (a Provider bounds every Fetch with its fetch timeout).
 func TestHungRelayDoesNotBlockFailover(t *testing.T) {
-	vs := loadVectors(t)
-	q := vs["quicknet"]
-	now := fixedClock(q.chain.RoundTime(q.round))
+	q, now := quicknetAtRound(t)
 	release := make(chan struct{})
 	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {

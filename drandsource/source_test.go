@@ -249,9 +249,7 @@ func TestConcurrentFetchDistinctRounds(t *testing.T) {
 }
 
 func TestRelayFailover(t *testing.T) {
-	vs := loadVectors(t)
-	q := vs["quicknet"]
-	now := fixedClock(q.chain.RoundTime(q.round))
+	q, now := quicknetAtRound(t)
 	good := newTestRelay(t, now, vectorChain(q))
 
 	t.Run("500", func(t *testing.T) {
@@ -293,9 +291,7 @@ func TestRelayFailover(t *testing.T) {
 // failure permanent (it would open the Provider's breaker) while another
 // relay failed transiently.
 func TestPermanentOnlyWhenEveryRelayIs(t *testing.T) {
-	vs := loadVectors(t)
-	q := vs["quicknet"]
-	now := fixedClock(q.chain.RoundTime(q.round))
+	q, now := quicknetAtRound(t)
 	a := newTestRelay(t, now, vectorChain(q))
 	a.set(func(r *testRelay) { r.status = http.StatusNotFound })
 	b := newTestRelay(t, now, vectorChain(q))
@@ -466,9 +462,7 @@ func TestInfoCheckedOncePerRelay(t *testing.T) {
 }
 
 func TestBodyBounded(t *testing.T) {
-	vs := loadVectors(t)
-	q := vs["quicknet"]
-	now := fixedClock(q.chain.RoundTime(q.round))
+	q, now := quicknetAtRound(t)
 	relay := newTestRelay(t, now, vectorChain(q))
 	relay.set(func(r *testRelay) { r.body = bytes.Repeat([]byte(" "), 1<<20) })
 	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))

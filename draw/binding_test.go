@@ -22,14 +22,11 @@ import (
 // returns the transcripts' JSON, the simulator's key and the journal's path.
 func simEventTranscripts(t *testing.T, entrants []string, events ...string) ([][]byte, ed25519.PublicKey, string) {
 	t.Helper()
-	s := sim.New()
-	src, err := s.Source()
-	require.NoError(t, err)
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	j, err := journal.Open(path)
 	require.NoError(t, err)
-	p, err := entropy.New(src, entropy.WithJournal(j))
-	require.NoError(t, err)
+	s := sim.New()
+	p, stop := simProvider(t, s, entropy.WithJournal(j))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var out [][]byte
@@ -40,9 +37,8 @@ func simEventTranscripts(t *testing.T, entrants []string, events ...string) ([][
 		require.NoError(t, err)
 		out = append(out, js)
 	}
-	require.NoError(t, p.Close())
+	stop()
 	require.NoError(t, j.Close())
-	require.NoError(t, s.Close())
 	return out, s.PublicKey(), path
 }
 
@@ -147,13 +143,8 @@ func TestEventBindingEditedFails(t *testing.T) {
 // The same event drawn again with other parameters fails; with the same
 // parameters it gives the same draw.
 func TestEventRedrawWithOtherParametersFails(t *testing.T) {
-	s := sim.New()
-	t.Cleanup(func() { _ = s.Close() })
-	src, err := s.Source()
-	require.NoError(t, err)
-	p, err := entropy.New(src)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = p.Close() })
+	p, stop := simProvider(t, sim.New())
+	defer stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	first, _, err := draw.Pick(ctx, p, 6, 49, draw.ForEvent("lotto"))

@@ -2,7 +2,6 @@ package draw_test
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -26,15 +25,8 @@ import (
 func TestDrawCommittedToTheFirstRoundAfterATime(t *testing.T) {
 	for _, b := range drandtest.Beacons(t) {
 		t.Run(b.Chain, func(t *testing.T) {
-			chain, err := drandsource.Chain(b.Chain)
-			require.NoError(t, err)
-			dec := func(s string) []byte { v, err := hex.DecodeString(s); require.NoError(t, err); return v }
+			src, chain := beaconEntropy(t, b)
 			id := strconv.FormatUint(b.Round, 10)
-			src := roundEntropy{
-				label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "drand/" + b.Chain, JobID: id, Length: 32, Public: true}}},
-				proof: entropy.Proof{Scheme: entropy.SchemeDrand, Source: "drand/" + b.Chain, JobID: id, Data: dec(b.Randomness),
-					Chain: chain.Hash, Round: b.Round, Signature: dec(b.Signature), PrevSignature: dec(b.PreviousSignature)},
-			}
 			// The list was fixed, and the draw committed, just after the
 			// round before the vector's.
 			after := chain.RoundTime(b.Round - 1).Add(time.Second / 2)

@@ -29,18 +29,14 @@ import (
 func simTranscript(t *testing.T) ([]byte, ed25519.PublicKey) {
 	t.Helper()
 	s := sim.New()
-	src, err := s.Source()
-	require.NoError(t, err)
-	p, err := entropy.New(src, entropy.WithPolicy(entropy.Defer))
-	require.NoError(t, err)
+	p, stop := simProvider(t, s, entropy.WithPolicy(entropy.Defer))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, tr, err := draw.Pick(ctx, p, 6, 49)
 	require.NoError(t, err)
 	js, err := json.Marshal(tr)
 	require.NoError(t, err)
-	require.NoError(t, p.Close())
-	require.NoError(t, s.Close())
+	stop()
 	return js, s.PublicKey()
 }
 
@@ -198,23 +194,6 @@ func TestEveryProofFieldEditedFails(t *testing.T) {
 	assert.Error(t, draw.Verify(tr, roots))
 }
 
-// roundEntropy is a ProvenEntropy that serves one drand round from its
-// published beacon, as drandsource.RoundEntropy does from a relay.
-type roundEntropy struct {
-	label entropy.Label
-	proof entropy.Proof
-}
-
-func (r roundEntropy) ReadLabelled(_ context.Context, b []byte) (entropy.Label, error) {
-	copy(b, r.proof.Data)
-	return r.label, nil
-}
-
-func (r roundEntropy) ReadProven(_ context.Context, b []byte) (entropy.Label, entropy.Proof, error) {
-	copy(b, r.proof.Data)
-	return r.label, r.proof.Clone(), nil
-}
-
 // TestDrandVectorsVerifyFromATranscript: a draw from each of the real
 // beacons of the vectors (quicknet, unchained; default, chained) verifies
 // from its transcript offline with the pinned chain info alone; another
@@ -222,18 +201,8 @@ func (r roundEntropy) ReadProven(_ context.Context, b []byte) (entropy.Label, en
 func TestDrandVectorsVerifyFromATranscript(t *testing.T) {
 	for _, b := range drandtest.Beacons(t) {
 		t.Run(b.Chain, func(t *testing.T) {
-			chain, err := drandsource.Chain(b.Chain)
-			require.NoError(t, err)
-			dec := func(s string) []byte { v, err := hex.DecodeString(s); require.NoError(t, err); return v }
+			src, chain := beaconEntropy(t, b)
 			id := strconv.FormatUint(b.Round, 10)
-			src := roundEntropy{
-				label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "drand/" + b.Chain, JobID: id, Length: 32, Public: true}}},
-				proof: entropy.Proof{Scheme: entropy.SchemeDrand, Source: "drand/" + b.Chain, JobID: id, Data: dec(b.Randomness),
-					Chain: chain.Hash, Round: b.Round, Signature: dec(b.Signature)},
-			}
-			if b.PreviousSignature != "" {
-				src.proof.PrevSignature = dec(b.PreviousSignature)
-			}
 			drawn := chain.RoundTime(b.Round).Add(time.Minute)
 			_, tr, err := draw.Pick(context.Background(), src, 6, 49, draw.WithClock(entropy.NowFunc(func() time.Time { return drawn })))
 			require.NoError(t, err)
@@ -292,16 +261,12 @@ func drawnBefore(t *testing.T, js []byte, at time.Time) *draw.Transcript {
 // its own with httpsource's check of the v2 signature.
 func FuzzProofTranscript(f *testing.F) {
 	s := sim.New(sim.WithSeed(3))
-	src, err := s.Source()
-	require.NoError(f, err)
-	p, err := entropy.New(src, entropy.WithPolicy(entropy.Defer))
-	require.NoError(f, err)
+	p, stop := simProvider(f, s, entropy.WithPolicy(entropy.Defer))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	_, tr, err := draw.Shuffle(ctx, p, 5)
 	cancel()
 	require.NoError(f, err)
-	require.NoError(f, p.Close())
-	require.NoError(f, s.Close())
+	stop()
 	js, err := json.Marshal(tr)
 	require.NoError(f, err)
 	f.Add(js)

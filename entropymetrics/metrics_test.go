@@ -26,17 +26,32 @@ type fixedStats struct{ st entropy.Stats }
 
 func (f *fixedStats) Stats() entropy.Stats { return f.st }
 
-// collect registers s on a fresh SDK with a ManualReader and returns one
-// collection.
-func collect(t *testing.T, s entropymetrics.Statser, opts ...entropymetrics.Option) metricdata.ResourceMetrics {
+// newSDK returns a fresh SDK meter provider and the ManualReader that
+// collects its metrics; the provider is shut down when t ends.
+func newSDK(t *testing.T) (*sdkmetric.ManualReader, *sdkmetric.MeterProvider) {
 	t.Helper()
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	return reader, mp
+}
+
+// register registers s with opts on a fresh SDK, unregistered when t ends,
+// and returns the reader that collects from it.
+func register(t *testing.T, s entropymetrics.Statser, opts ...entropymetrics.Option) *sdkmetric.ManualReader {
+	t.Helper()
+	reader, mp := newSDK(t)
 	reg, err := entropymetrics.Register(s, append([]entropymetrics.Option{entropymetrics.WithMeterProvider(mp)}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = reg.Unregister() })
-	return collectFrom(t, reader)
+	return reader
+}
+
+// collect registers s on a fresh SDK with a ManualReader and returns one
+// collection.
+func collect(t *testing.T, s entropymetrics.Statser, opts ...entropymetrics.Option) metricdata.ResourceMetrics {
+	t.Helper()
+	return collectFrom(t, register(t, s, opts...))
 }
 
 func collectFrom(t *testing.T, reader *sdkmetric.ManualReader) metricdata.ResourceMetrics {
@@ -214,12 +229,7 @@ func TestProviderFiguresThroughTheSimulator(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Close() })
 
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
-	reg, err := entropymetrics.Register(p, entropymetrics.WithMeterProvider(mp))
-	require.NoError(t, err)
-	defer reg.Unregister()
+	reader := register(t, p)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -291,9 +301,7 @@ func TestSimulatorRequestsByRouteStatusAndFault(t *testing.T) {
 	_, err = src.FetchBatch(ctx, []int{16, 16})
 	require.NoError(t, err)
 
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	reader, mp := newSDK(t)
 	reg, err := entropymetrics.RegisterSimulator(s, entropymetrics.WithMeterProvider(mp))
 	require.NoError(t, err)
 	defer reg.Unregister()

@@ -6,7 +6,6 @@
 package faultmatrix_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -177,9 +176,8 @@ func runCell(t *testing.T, c cell, pol entropy.Policy) counts {
 	src, err := s.Source(httpsource.WithAPIKey(apiKey))
 	require.NoError(t, err)
 
-	var logs bytes.Buffer
-	var logMu sync.Mutex
-	opts := clientOptions(pol, newLogger(&logs, &logMu), 4096, 1024, 10*time.Millisecond, 2*time.Second)
+	var logs testkit.SyncBuffer
+	opts := clientOptions(pol, newLogger(&logs), 4096, 1024, 10*time.Millisecond, 2*time.Second)
 	if c.single {
 		opts = append(opts, entropy.WithBatch(1))
 	}
@@ -245,9 +243,7 @@ func runCell(t *testing.T, c cell, pol entropy.Policy) counts {
 	got.permRetries = permanentRetries(reqs)
 
 	// The key never shows, in logs, labels or errors.
-	logMu.Lock()
 	assert.NotContains(t, logs.String(), apiKey)
-	logMu.Unlock()
 	return got
 }
 

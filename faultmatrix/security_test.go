@@ -1,7 +1,6 @@
 package faultmatrix_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/draw"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/testkit"
 	"github.com/provenrand/entropy/journal"
 	"github.com/provenrand/entropy/sim"
 	"github.com/sony/gobreaker/v2"
@@ -85,8 +85,7 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 		src, err := httpsource.New(srv.URL, httpsource.WithAPIKey(key), httpsource.WithPublicKey(s.PublicKey()),
 			httpsource.WithName(sim.SourceName), httpsource.WithPollInterval(2*time.Millisecond, 10*time.Millisecond))
 		require.NoError(t, err)
-		var logs bytes.Buffer
-		var logMu sync.Mutex
+		var logs testkit.SyncBuffer
 		jpath := filepath.Join(dir, pol.String()+".jsonl")
 		j, err := journal.Open(jpath)
 		require.NoError(t, err)
@@ -97,7 +96,7 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 			entropy.WithBreaker(gobreaker.Settings{Timeout: 10 * time.Millisecond}),
 			entropy.WithBufferSize(2048), entropy.WithFetchSize(512),
 			entropy.WithMaxRetryAfter(50*time.Millisecond),
-			entropy.WithLogger(newLogger(&logs, &logMu)),
+			entropy.WithLogger(newLogger(&logs)),
 			entropy.WithJournal(j),
 			entropy.WithFallbackHook(func(ep entropy.FallbackEpisode) { say(ep, ep.Reason) }),
 		)
@@ -127,9 +126,7 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 		require.NoError(t, j.Close())
 		raw, err := os.ReadFile(jpath)
 		require.NoError(t, err)
-		logMu.Lock()
 		say(logs.String(), string(raw))
-		logMu.Unlock()
 	}
 	require.Positive(t, echoes.Load(), "the service echoed the key")
 	mu.Lock()

@@ -1,7 +1,6 @@
 package faultmatrix_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/testkit"
 	"github.com/provenrand/entropy/journal"
 	"github.com/provenrand/entropy/sim"
 	"github.com/stretchr/testify/assert"
@@ -62,9 +62,8 @@ func soakOne(t *testing.T, pol entropy.Policy, probs map[sim.FaultKind]float64, 
 	src, err := s.Source(httpsource.WithAPIKey(apiKey))
 	require.NoError(t, err)
 
-	var logs bytes.Buffer
-	var logMu sync.Mutex
-	opts := clientOptions(pol, newLogger(&logs, &logMu), 16<<10, 4096, 20*time.Millisecond, time.Second)
+	var logs testkit.SyncBuffer
+	opts := clientOptions(pol, newLogger(&logs), 16<<10, 4096, 20*time.Millisecond, time.Second)
 	jpath := filepath.Join(t.TempDir(), "journal.jsonl")
 	var j *journal.Journal
 	if pol == entropy.Degrade {
@@ -189,9 +188,7 @@ func soakOne(t *testing.T, pol entropy.Policy, probs map[sim.FaultKind]float64, 
 		assert.NotContains(t, string(raw), apiKey)
 		t.Logf("journal: %+v", rep)
 	}
-	logMu.Lock()
 	assert.NotContains(t, logs.String(), apiKey)
-	logMu.Unlock()
 	assert.NotContains(t, fmt.Sprintf("%+v", st), apiKey)
 	assert.Zero(t, violations.Load())
 	t.Logf("soak %s: %d reads (%d verifiable, %d derived, %d fallback, %d errors, %d of them events the service refused), %d requests, %d fallback episodes, violations %d",

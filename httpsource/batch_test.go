@@ -260,6 +260,38 @@ func newHandBatch(t *testing.T, item func(i, size int, nonce string) any) (*hand
 	return h, newSource(t, srv, httpsource.WithPublicKey(priv.Public().(ed25519.PublicKey)))
 }
 
+// servedJobs keeps the data of every job a hand-written service made, to
+// check what a Provider hands out against. It is safe for concurrent use.
+type servedJobs struct {
+	mu   sync.Mutex
+	jobs map[string][]byte
+}
+
+// add keeps the data of job id.
+func (s *servedJobs) add(id string, data []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.jobs == nil {
+		s.jobs = map[string][]byte{}
+	}
+	s.jobs[id] = data
+}
+
+// check requires that the spans of lbl, in order, name jobs served and
+// that buf holds each job's bytes at its span.
+func (s *servedJobs) check(t *testing.T, lbl entropy.Label, buf []byte) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	off := 0
+	for _, sp := range lbl.Spans {
+		data, ok := s.jobs[sp.JobID]
+		require.True(t, ok, "span of job %s that the service never made", sp.JobID)
+		assert.Equal(t, data[sp.Offset:sp.Offset+sp.Length], buf[off:off+sp.Length])
+		off += sp.Length
+	}
+}
+
 func TestBatchFromAHandWrittenService(t *testing.T) {
 	var other string
 	h, src := newHandBatch(t, nil)
@@ -323,8 +355,8 @@ func TestBatchWaitsOnTheContext(t *testing.T) {
 
 func TestProviderRefillsFromBatchesOfAHandWrittenService(t *testing.T) {
 	h, src := newHandBatch(t, nil)
+	var served servedJobs
 	var mu sync.Mutex
-	served := map[string][]byte{}
 	batches := 0
 	h.item = func(i, size int, nonce string) any {
 		mu.Lock()
@@ -338,14 +370,10 @@ func TestProviderRefillsFromBatchesOfAHandWrittenService(t *testing.T) {
 		id := fmt.Sprintf("hp-%d-%d", batches, i)
 		data := make([]byte, size)
 		_, _ = crand.Read(data)
-		served[id] = data
+		served.add(id, data)
 		return h.signed(id, nonce, data)
 	}
-	h.single = func(id string, data []byte) {
-		mu.Lock()
-		defer mu.Unlock()
-		served[id] = data
-	}
+	h.single = served.add
 	// The default configuration: batches, since the source offers them.
 	p, err := entropy.New(src, entropy.WithBufferSize(4096), entropy.WithFetchSize(1024))
 	require.NoError(t, err)
@@ -360,15 +388,7 @@ func TestProviderRefillsFromBatchesOfAHandWrittenService(t *testing.T) {
 	buf := make([]byte, 4096)
 	lbl, err := p.ReadLabelled(context.Background(), buf)
 	require.NoError(t, err)
-	off := 0
-	mu.Lock()
-	defer mu.Unlock()
-	for _, sp := range lbl.Spans {
-		data, ok := served[sp.JobID]
-		require.True(t, ok, "span of job %s that the service never made", sp.JobID)
-		assert.Equal(t, data[sp.Offset:sp.Offset+sp.Length], buf[off:off+sp.Length])
-		off += sp.Length
-	}
+	served.check(t, lbl, buf)
 }
 
 // A service without the batch request answers the batch path 404, 405 or
@@ -394,13 +414,8 @@ func TestBatchUnsupportedByTheService(t *testing.T) {
 func TestProviderRefillsWithSinglesFromAServiceWithoutBatches(t *testing.T) {
 	h, src := newHandBatch(t, nil)
 	h.noBatch = http.StatusNotFound
-	var mu sync.Mutex
-	served := map[string][]byte{}
-	h.single = func(id string, data []byte) {
-		mu.Lock()
-		defer mu.Unlock()
-		served[id] = data
-	}
+	var served servedJobs
+	h.single = served.add
 	p, err := entropy.New(src, entropy.WithPolicy(entropy.Fail), entropy.WithRateLimit(rate.Inf, 1), entropy.WithBufferSize(4096), entropy.WithFetchSize(1024))
 	require.NoError(t, err)
 	defer p.Close()
@@ -418,15 +433,7 @@ func TestProviderRefillsWithSinglesFromAServiceWithoutBatches(t *testing.T) {
 	assert.Equal(t, 1, h.posts, "one batch request, never a second")
 	assert.Equal(t, 8, h.singles)
 	h.mu.Unlock()
-	mu.Lock()
-	defer mu.Unlock()
-	off := 0
-	for _, sp := range lbl.Spans {
-		data, ok := served[sp.JobID]
-		require.True(t, ok, "span of job %s that the service never made", sp.JobID)
-		assert.Equal(t, data[sp.Offset:sp.Offset+sp.Length], buf[off:off+sp.Length])
-		off += sp.Length
-	}
+	served.check(t, lbl, buf)
 }
 
 // A Provider keeps its batches within the protocol's limits

@@ -6,7 +6,6 @@ package httpsource_test
 // (labels, fallback, policies).
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,35 +24,18 @@ import (
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/testkit"
 	"github.com/provenrand/entropy/sim"
 )
 
 const e2eKey = "sk-e2e-5c1f0e9d8b7a6f5e4d3c2b1a09f8"
-
-// lockedBuffer is a log sink safe for the Provider's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // e2e is one Provider over the simulator.
 type e2e struct {
 	s    *sim.Server
 	src  *httpsource.Source
 	p    *entropy.Provider
-	logs *lockedBuffer
+	logs *testkit.SyncBuffer
 }
 
 // e2eConfig says how to build an e2e.
@@ -109,7 +91,7 @@ func newE2E(t *testing.T, cfg e2eConfig) *e2e {
 		httpsource.WithAPIKey(e2eKey),
 		httpsource.WithPollInterval(time.Millisecond, 5*time.Millisecond),
 	}
-	logs := &lockedBuffer{}
+	logs := &testkit.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts := []entropy.Option{
 		entropy.WithBufferSize(1024),

@@ -15,6 +15,7 @@ import (
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
 	"github.com/provenrand/entropy/internal/straybytes"
+	"github.com/provenrand/entropy/internal/testkit"
 	"github.com/provenrand/entropy/sim"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -245,7 +246,7 @@ func TestKeyInEscapedOrCutFormsNeverInErrors(t *testing.T) {
 // connection and never logs them (with the key) through the standard log.
 func TestStrayBytesOnIdleConnectionNeverLogTheKey(t *testing.T) {
 	const key = "sk-stray-bytes-5e4d3c2b1a"
-	var logs lockedBuffer
+	var logs testkit.SyncBuffer
 	prev, flags := log.Writer(), log.Flags()
 	log.SetOutput(&logs)
 	defer func() { log.SetOutput(prev); log.SetFlags(flags) }()

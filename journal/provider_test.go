@@ -3,11 +3,8 @@ package journal_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"fmt"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,20 +18,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// counterSource is a verifiable source of SHA-256-derived jobs.
-func counterSource(name string, fetches *atomic.Int64) entropy.Source {
-	return entropy.SourceFunc(func(_ context.Context, n int) (entropy.Block, error) {
-		k := fetches.Add(1)
-		id := fmt.Sprintf("%s-%d", name, k)
-		var data []byte
-		for i := 0; len(data) < n; i++ {
-			d := sha256.Sum256([]byte(fmt.Sprintf("%s/%d", id, i)))
-			data = append(data, d[:]...)
-		}
-		return entropy.Block{Data: data[:n], Source: name, JobID: id, Verifiable: true, Time: time.Now()}, nil
-	})
-}
-
 // TestProviderJournalRestart: a Provider records its blocks and an event;
 // after a restart with the same journal, ReadFor returns the same bytes and
 // label without drawing again.
@@ -45,8 +28,7 @@ func TestProviderJournalRestart(t *testing.T) {
 
 	j, err := journal.Open(path)
 	require.NoError(t, err)
-	var fetches atomic.Int64
-	p, err := entropy.New(counterSource("quantropy", &fetches), entropy.WithJournal(j), entropy.WithFetchSize(128))
+	p, err := entropy.New(hashSource("quantropy", "quantropy-", "quantropy"), entropy.WithJournal(j), entropy.WithFetchSize(128))
 	require.NoError(t, err)
 	first := make([]byte, 32)
 	l1, err := p.ReadFor(ctx, "raffle-9", first)
@@ -63,8 +45,7 @@ func TestProviderJournalRestart(t *testing.T) {
 	j, err = journal.Open(path)
 	require.NoError(t, err)
 	defer j.Close()
-	var fetches2 atomic.Int64
-	p2, err := entropy.New(counterSource("other", &fetches2), entropy.WithJournal(j), entropy.WithFetchSize(128))
+	p2, err := entropy.New(hashSource("other", "other-", "other"), entropy.WithJournal(j), entropy.WithFetchSize(128))
 	require.NoError(t, err)
 	defer p2.Close()
 	again := make([]byte, 32)

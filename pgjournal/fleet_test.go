@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/internal/journaltest"
+	"github.com/provenrand/entropy/internal/testkit"
 	"github.com/provenrand/entropy/pgjournal"
 )
 
@@ -36,35 +36,14 @@ func newReplica(t *testing.T, dsn, schema string, opts ...entropy.Option) replic
 	j, err := pgjournal.Open(context.Background(), dsn, pgjournal.WithSchema(schema), pgjournal.WithMaxConns(4))
 	require.NoError(t, err)
 	t.Cleanup(j.Close)
-	p, err := entropy.New(journaltest.NewSource(), append([]entropy.Option{
-		entropy.WithJournal(j), entropy.WithRateLimit(rate.Inf, 1),
-		entropy.WithRetry(2, time.Millisecond, 5*time.Millisecond),
-		entropy.WithBufferSize(4096), entropy.WithFetchSize(1024),
-	}, opts...)...)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = p.Close() })
-	return replica{p, j}
-}
-
-type drawn struct {
-	b  []byte
-	lb entropy.Label
+	return replica{journaltest.NewProvider(t, j, opts...), j}
 }
 
 // checkDraws requires that every caller of an event got the same bytes and
 // label, and that the journal holds exactly one record of each, the same.
-func checkDraws(t *testing.T, j *pgjournal.Journal, schema string, results map[string][]drawn) {
+func checkDraws(t *testing.T, j *pgjournal.Journal, schema string, results map[string][]journaltest.Drawn) {
 	t.Helper()
-	for ev, rs := range results {
-		for _, r := range rs {
-			require.Equal(t, rs[0].b, r.b, "event %s: every caller gets the same bytes", ev)
-			require.Equal(t, rs[0].lb, r.lb, "event %s: every caller gets the same label", ev)
-		}
-		got, ok, err := j.LookupEvent(context.Background(), ev)
-		require.NoError(t, err)
-		require.True(t, ok, "event %s was returned but is not recorded", ev)
-		require.Equal(t, rs[0].b, got.Data, "event %s: the record is what was returned", ev)
-	}
+	journaltest.RequireOneDrawPerEvent(t, j, results)
 	twice := sqlString(t, "SELECT count(*)::text FROM (SELECT line::jsonb->'data'->>'event' AS ev FROM "+
 		table(schema, "journal_records")+" WHERE type = 'event' GROUP BY 1 HAVING count(*) > 1) d")
 	assert.Equal(t, "0", twice, "events with two records")
@@ -80,36 +59,12 @@ func TestFleetDrawsEachEventOnce(t *testing.T) {
 	dsn, schema := testDSN(t), testSchema(t)
 	const providers, goroutines, events, size = 4, 6, 12, 24
 	reps := make([]replica, providers)
+	ps := make([]*entropy.Provider, providers)
 	for i := range reps {
 		reps[i] = newReplica(t, dsn, schema)
+		ps[i] = reps[i].p
 	}
-	var mu sync.Mutex
-	results := map[string][]drawn{}
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for _, r := range reps {
-		for g := range goroutines {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				order := rand.Perm(events)
-				for _, e := range order {
-					ev := fmt.Sprintf("lotto-2026-12-%02d", e+1)
-					b := make([]byte, size)
-					lb, err := r.p.ReadFor(context.Background(), ev, b)
-					if !assert.NoError(t, err, "goroutine %d, %s", g, ev) {
-						return
-					}
-					mu.Lock()
-					results[ev] = append(results[ev], drawn{b, lb})
-					mu.Unlock()
-				}
-			}()
-		}
-	}
-	close(start)
-	wg.Wait()
+	results := journaltest.DrawAtOnce(t, ps, goroutines, events, size, func(e int) string { return fmt.Sprintf("lotto-2026-12-%02d", e+1) })
 	require.Len(t, results, events)
 	for ev, rs := range results {
 		require.Len(t, rs, providers*goroutines, ev)
@@ -157,7 +112,7 @@ func TestFleetSurvivesKilledConnections(t *testing.T) {
 	}()
 
 	var mu sync.Mutex
-	results := map[string][]drawn{}
+	results := map[string][]journaltest.Drawn{}
 	var failures atomic.Int64
 	var wg sync.WaitGroup
 	for _, r := range reps {
@@ -187,7 +142,7 @@ func TestFleetSurvivesKilledConnections(t *testing.T) {
 					_, rerr := r.p.Read(make([]byte, 64))
 					assert.NoError(t, rerr)
 					mu.Lock()
-					results[ev] = append(results[ev], drawn{b, lb})
+					results[ev] = append(results[ev], journaltest.Drawn{Data: b, Label: lb})
 					mu.Unlock()
 				}
 			}()
@@ -205,7 +160,7 @@ func TestFleetSurvivesKilledConnections(t *testing.T) {
 		lb, err := r.p.ReadFor(context.Background(), "after-the-storm", b)
 		require.NoError(t, err)
 		mu.Lock()
-		results["after-the-storm"] = append(results["after-the-storm"], drawn{b, lb})
+		results["after-the-storm"] = append(results["after-the-storm"], journaltest.Drawn{Data: b, Label: lb})
 		mu.Unlock()
 	}
 	checkDraws(t, reps[0].j, schema, results)
@@ -237,7 +192,7 @@ func TestDatabaseDownAndBack(t *testing.T) {
 	_, err := r.p.ReadFor(context.Background(), "before", b)
 	require.NoError(t, err)
 
-	px.down()
+	px.SetCut(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err = r.p.ReadFor(ctx, "while-down", make([]byte, 16))
@@ -253,7 +208,7 @@ func TestDatabaseDownAndBack(t *testing.T) {
 		require.NoError(t, err, "ordinary reads go on while the journal is down")
 	}
 
-	px.up()
+	px.SetCut(false)
 	b2 := make([]byte, 16)
 	var lb entropy.Label
 	require.Eventually(t, func() bool {
@@ -284,103 +239,25 @@ func withParam(dsn, key, value string) string {
 	return dsn + sep + key + "=" + value
 }
 
-// sqlInt runs a query that returns one integer.
-func sqlInt(t testing.TB, sql string, args ...any) int64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, testDSN(t))
-	if !assert.NoError(t, err) {
-		return 0
-	}
-	defer conn.Close(ctx)
-	var v int64
-	assert.NoError(t, conn.QueryRow(ctx, sql, args...).Scan(&v), sql)
-	return v
-}
-
 // proxy is a TCP proxy to the test database on a loopback port, that can be
-// taken down (every connection cut, new ones refused) and brought back:
-// PostgreSQL going away, without stopping the server others use.
+// cut (every connection cut, new ones refused) and restored: PostgreSQL
+// going away, without stopping the server others use. dsn is the test
+// database's DSN through the proxy.
 type proxy struct {
-	dsn    string
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	isDown bool
-	conns  map[net.Conn]bool
-	wg     sync.WaitGroup
+	*testkit.Proxy
+	dsn string
 }
 
 func newProxy(t *testing.T, dsn string) *proxy {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(dsn)
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	px := &proxy{ln: ln, target: net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)), conns: map[net.Conn]bool{}}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	px.dsn = strings.Replace(dsn, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)), "127.0.0.1:"+port, 1)
+	target := net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port))
+	px := &proxy{Proxy: testkit.StartProxy(t, target)}
+	_, port, _ := net.SplitHostPort(px.Addr())
+	px.dsn = strings.Replace(dsn, target, "127.0.0.1:"+port, 1)
 	require.NotEqual(t, dsn, px.dsn, "the DSN names host:port")
-	px.wg.Add(1)
-	go px.serve()
-	t.Cleanup(func() {
-		ln.Close()
-		px.down()
-		px.wg.Wait()
-	})
 	return px
-}
-
-func (px *proxy) serve() {
-	defer px.wg.Done()
-	for {
-		c, err := px.ln.Accept()
-		if err != nil {
-			return
-		}
-		px.mu.Lock()
-		if px.isDown {
-			px.mu.Unlock()
-			c.Close()
-			continue
-		}
-		s, err := net.Dial("tcp", px.target)
-		if err != nil {
-			px.mu.Unlock()
-			c.Close()
-			continue
-		}
-		px.conns[c], px.conns[s] = true, true
-		px.mu.Unlock()
-		px.wg.Add(2)
-		go px.pipe(c, s)
-		go px.pipe(s, c)
-	}
-}
-
-func (px *proxy) pipe(dst, src net.Conn) {
-	defer px.wg.Done()
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-}
-
-// down cuts every connection and refuses new ones until up.
-func (px *proxy) down() {
-	px.mu.Lock()
-	defer px.mu.Unlock()
-	px.isDown = true
-	for c := range px.conns {
-		c.Close()
-		delete(px.conns, c)
-	}
-}
-
-func (px *proxy) up() {
-	px.mu.Lock()
-	px.isDown = false
-	px.mu.Unlock()
 }
 
 // journalOnly hides every method of a journal but entropy.Journal's: a
@@ -404,7 +281,7 @@ func TestBlockRecordsRetriedUntilTheDatabaseIsBack(t *testing.T) {
 	t.Cleanup(func() { _ = p.Close() })
 	require.NoError(t, p.WaitReady(context.Background()))
 
-	px.down()
+	px.SetCut(true)
 	for range 40 {
 		_, err := p.Read(make([]byte, 512)) // drains the pool: refills follow, and their block records
 		require.NoError(t, err)
@@ -412,7 +289,7 @@ func TestBlockRecordsRetriedUntilTheDatabaseIsBack(t *testing.T) {
 	require.Eventually(t, func() bool { return p.Stats().JournalErrors >= 2 }, 20*time.Second, 10*time.Millisecond,
 		"failed block records are retried and counted")
 
-	px.up()
+	px.SetCut(false)
 	require.NoError(t, p.Close())
 	st := p.Stats()
 	t.Logf("failed attempts: %d; records given up: %d", st.JournalErrors, st.JournalLost)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/provenrand/entropy/internal/pgtest"
@@ -39,18 +40,31 @@ func openIn(t testing.TB, schema string, opts ...pgjournal.Option) *pgjournal.Jo
 	return j
 }
 
-// sqlExec runs statements on the test database directly, as an operator (or
-// an attacker) with psql would.
-func sqlExec(t testing.TB, sql string, args ...any) int64 {
-	t.Helper()
+// psql runs f on a connection of its own to the test database, as an
+// operator (or an attacker) with psql would, within 30 seconds. It returns
+// the error of the connection or of f.
+func psql(t testing.TB, f func(ctx context.Context, conn *pgx.Conn) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, testDSN(t))
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	defer conn.Close(ctx)
-	tag, err := conn.Exec(ctx, sql, args...)
-	require.NoError(t, err, sql)
-	return tag.RowsAffected()
+	return f(ctx, conn)
+}
+
+// sqlExec runs statements on the test database directly and returns the
+// rows they affected.
+func sqlExec(t testing.TB, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	require.NoError(t, psql(t, func(ctx context.Context, conn *pgx.Conn) error {
+		tag, err := conn.Exec(ctx, sql, args...)
+		n = tag.RowsAffected()
+		return err
+	}), sql)
+	return n
 }
 
 // table is the qualified name of one of the journal's tables in schema.
@@ -58,16 +72,27 @@ func table(schema, name string) string {
 	return pgx.Identifier{schema, pgjournal.DefaultTablePrefix + name}.Sanitize()
 }
 
+// queryRow scans the one row a query returns into dest.
+func queryRow(t testing.TB, dest any, sql string, args ...any) error {
+	return psql(t, func(ctx context.Context, conn *pgx.Conn) error {
+		return conn.QueryRow(ctx, sql, args...).Scan(dest)
+	})
+}
+
 // sqlString runs a query that returns one text value.
 func sqlString(t testing.TB, sql string, args ...any) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, testDSN(t))
-	require.NoError(t, err)
-	defer conn.Close(ctx)
 	var v string
-	require.NoError(t, conn.QueryRow(ctx, sql, args...).Scan(&v), sql)
+	require.NoError(t, queryRow(t, &v, sql, args...), sql)
+	return v
+}
+
+// sqlInt runs a query that returns one integer. It only marks the test
+// failed, so that any goroutine may call it.
+func sqlInt(t testing.TB, sql string, args ...any) int64 {
+	t.Helper()
+	var v int64
+	assert.NoError(t, queryRow(t, &v, sql, args...), sql)
 	return v
 }
 

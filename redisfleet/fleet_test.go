@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/testkit"
 	"github.com/provenrand/entropy/redisfleet"
 	"github.com/provenrand/entropy/sim"
 )
@@ -87,16 +88,7 @@ func TestFleetRetryAfterHoldsEveryReplica(t *testing.T) {
 	rs := startFleet(t, svc, fs, 3)
 	time.Sleep(time.Second)
 	svc.sim.Script(sim.Status(http.StatusTooManyRequests, sim.ShapeNested, "5"))
-	var held arrival
-	require.Eventually(t, func() bool {
-		for _, a := range svc.all() {
-			if a.status == http.StatusTooManyRequests {
-				held = a
-				return true
-			}
-		}
-		return false
-	}, 5*time.Second, 5*time.Millisecond, "the scripted 429 was answered")
+	held := svc.waitStatus(t, http.StatusTooManyRequests, "the scripted 429 was answered")
 	time.Sleep(time.Until(held.at.Add(5*time.Second + 700*time.Millisecond)))
 	stopFleet(t, rs)
 
@@ -129,16 +121,7 @@ func TestFleetPermanentErrorOpensEveryBreaker(t *testing.T) {
 	// The 401, then a slow answer to the probe: while it is on its way the
 	// breaker is half-open, and the other replicas must wait for it.
 	svc.sim.Script(sim.Status(http.StatusUnauthorized, sim.ShapeNested, ""), sim.Latency(700*time.Millisecond))
-	var failed arrival
-	require.Eventually(t, func() bool {
-		for _, a := range svc.all() {
-			if a.status == http.StatusUnauthorized {
-				failed = a
-				return true
-			}
-		}
-		return false
-	}, 5*time.Second, 5*time.Millisecond, "the scripted 401 was answered")
+	failed := svc.waitStatus(t, http.StatusUnauthorized, "the scripted 401 was answered")
 	time.Sleep(time.Until(failed.at.Add(4 * time.Second)))
 	stopFleet(t, rs)
 
@@ -168,18 +151,18 @@ func TestFleetPermanentErrorOpensEveryBreaker(t *testing.T) {
 // back.
 func TestFleetWithoutRedisKeepsEachReplicaToItsShare(t *testing.T) {
 	url := redisURL(t)
-	px := newProxy(t, redisAddr(t, url))
+	px := testkit.StartProxy(t, redisAddr(t, url))
 	svc := newService(t)
 	// A local share of 0.2 (12 requests/s for three) below the shared 20,
 	// so that the return to the shared limit shows in the counts.
-	fs := fleetSetup{redisURL: proxied(t, url, px.addr()), name: fleetName(t, url), size: 3, rate: 20, burst: 2,
+	fs := fleetSetup{redisURL: proxied(t, url, px.Addr()), name: fleetName(t, url), size: 3, rate: 20, burst: 2,
 		fleet: []redisfleet.Option{redisfleet.WithLocalShare(0.2), redisfleet.WithRetryInterval(300 * time.Millisecond)}}
 	start := time.Now()
 	rs := startFleet(t, svc, fs, 3)
 	time.Sleep(2 * time.Second)
 
 	cut := time.Now()
-	px.setCut(true)
+	px.SetCut(true)
 	waitFleetState(t, rs, false, "every replica went on local state")
 	// Redis restarted empty while it was away: the fleet's keys are gone.
 	direct, err := redisfleet.NewClient(url)
@@ -198,7 +181,7 @@ func TestFleetWithoutRedisKeepsEachReplicaToItsShare(t *testing.T) {
 	}
 
 	back := time.Now()
-	px.setCut(false)
+	px.SetCut(false)
 	waitFleetState(t, rs, true, "every replica returned to the shared state")
 	time.Sleep(3 * time.Second)
 	end := time.Now()
@@ -242,15 +225,15 @@ func TestFleetWithoutRedisKeepsEachReplicaToItsShare(t *testing.T) {
 // answers 429, before, during or after the outage.
 func TestFleetReturnFromLocalStateKeepsToTheQuota(t *testing.T) {
 	url := redisURL(t)
-	px := newProxy(t, redisAddr(t, url))
+	px := testkit.StartProxy(t, redisAddr(t, url))
 	svc := newService(t, sim.WithRateLimit(30, 6))
-	fs := fleetSetup{redisURL: proxied(t, url, px.addr()), name: fleetName(t, url), size: 3, rate: 30, burst: 3,
+	fs := fleetSetup{redisURL: proxied(t, url, px.Addr()), name: fleetName(t, url), size: 3, rate: 30, burst: 3,
 		fleet: []redisfleet.Option{redisfleet.WithFleetSize(3), redisfleet.WithRetryInterval(300 * time.Millisecond)}}
 	rs := startFleet(t, svc, fs, 3)
 	time.Sleep(2 * time.Second)
-	px.setCut(true)
+	px.SetCut(true)
 	time.Sleep(4 * time.Second)
-	px.setCut(false)
+	px.SetCut(false)
 	waitFleetState(t, rs, true, "every replica returned to the shared state")
 	time.Sleep(3 * time.Second)
 	stopFleet(t, rs)
@@ -295,20 +278,20 @@ func TestFleetRefusesBadConfiguration(t *testing.T) {
 // returns to the shared state when Redis answers again.
 func TestFleetSlowRedisNeverStallsTheRefill(t *testing.T) {
 	url := redisURL(t)
-	px := newProxy(t, redisAddr(t, url))
+	px := testkit.StartProxy(t, redisAddr(t, url))
 	svc := newService(t)
-	fs := fleetSetup{redisURL: proxied(t, url, px.addr()), name: fleetName(t, url), size: 2, rate: 20, burst: 2,
+	fs := fleetSetup{redisURL: proxied(t, url, px.Addr()), name: fleetName(t, url), size: 2, rate: 20, burst: 2,
 		fleet: []redisfleet.Option{redisfleet.WithTimeout(200 * time.Millisecond), redisfleet.WithRetryInterval(300 * time.Millisecond)}}
 	rs := startFleet(t, svc, fs, 2)
 	time.Sleep(time.Second)
 
 	stall := time.Now()
-	px.setStalled(true)
+	px.SetStalled(true)
 	require.Eventually(t, func() bool { return !rs[0].p.Stats().Fleet.Shared && !rs[1].p.Stats().Fleet.Shared },
 		5*time.Second, 10*time.Millisecond, "a Redis that does not answer puts the replicas on local state")
 	time.Sleep(2 * time.Second)
 	resume := time.Now()
-	px.setStalled(false)
+	px.SetStalled(false)
 	require.Eventually(t, func() bool { return rs[0].p.Stats().Fleet.Shared && rs[1].p.Stats().Fleet.Shared },
 		5*time.Second, 10*time.Millisecond, "the replicas return to the shared state")
 	stopFleet(t, rs)

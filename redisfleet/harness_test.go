@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -126,6 +125,23 @@ func (s *service) all() []arrival {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]arrival(nil), s.arrivals...)
+}
+
+// waitStatus waits (bounded) for the first request answered with status,
+// and returns it; what says what the wait is for.
+func (s *service) waitStatus(t testing.TB, status int, what string) arrival {
+	t.Helper()
+	var first arrival
+	require.Eventually(t, func() bool {
+		for _, a := range s.all() {
+			if a.status == status {
+				first = a
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 5*time.Millisecond, what)
+	return first
 }
 
 // source returns an HTTP source of the service for one replica.
@@ -281,110 +297,6 @@ func between(as []arrival, from, to time.Time) []arrival {
 		}
 	}
 	return out
-}
-
-// proxy is a TCP proxy to Redis that a test can cut and restore, to make
-// Redis unreachable for the clients behind it without touching the server
-// others use.
-type proxy struct {
-	ln     net.Listener
-	target string
-
-	mu      sync.Mutex
-	cut     bool
-	stalled atomic.Bool // pass no byte on, in either direction (a Redis that does not answer)
-	conns   []net.Conn
-	wg      sync.WaitGroup
-}
-
-func newProxy(t testing.TB, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &proxy{ln: ln, target: target}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *proxy) addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.cut {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		up, err := net.DialTimeout("tcp", p.target, time.Second)
-		if err != nil {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		p.conns = append(p.conns, c, up)
-		p.wg.Add(2)
-		p.mu.Unlock()
-		go p.pipe(c, up)
-		go p.pipe(up, c)
-	}
-}
-
-func (p *proxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	defer func() { _ = dst.Close(); _ = src.Close() }()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		for n > 0 && p.stalled.Load() {
-			time.Sleep(5 * time.Millisecond)
-			p.mu.Lock()
-			cut := p.cut
-			p.mu.Unlock()
-			if cut {
-				return
-			}
-		}
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// setStalled holds every byte in flight (true), as a Redis too slow to
-// answer, or lets them through again (false).
-func (p *proxy) setStalled(stalled bool) { p.stalled.Store(stalled) }
-
-// setCut cuts every connection and refuses new ones (true), or lets them
-// through again (false).
-func (p *proxy) setCut(cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = cut
-	if cut {
-		for _, c := range p.conns {
-			_ = c.Close()
-		}
-		p.conns = nil
-	}
-}
-
-func (p *proxy) close() {
-	_ = p.ln.Close()
-	p.setCut(true)
-	p.wg.Wait()
 }
 
 // redisAddr returns host:port of a redis:// URL.

@@ -20,6 +20,7 @@ import (
 	"github.com/provenrand/entropy/draw"
 	"github.com/provenrand/entropy/internal/drandtest"
 	"github.com/provenrand/entropy/internal/fsizelimit"
+	"github.com/provenrand/entropy/internal/testkit"
 	"github.com/provenrand/entropy/journal"
 )
 
@@ -32,6 +33,19 @@ func readTranscript(t *testing.T, path string) *draw.Transcript {
 	require.NoError(t, err)
 	require.NoError(t, draw.Verify(tr))
 	return tr
+}
+
+// drawnFile makes a draw with args into a new transcript file, from the
+// embedded simulator unless args say otherwise, and returns the file's path
+// and contents.
+func drawnFile(t *testing.T, args ...string) (string, []byte) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "t.json")
+	code, _, errOut := runCLI(t, append(append([]string{"draw"}, args...), "--transcript", path)...)
+	require.Equal(t, exitOK, code, errOut)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return path, b
 }
 
 func TestDrawPickFromEmbeddedSimulator(t *testing.T) {
@@ -122,15 +136,11 @@ func TestDrawEventWithJournal(t *testing.T) {
 
 func TestVerifyRejectsTamperedTranscript(t *testing.T) {
 	clearEnv(t)
-	path := filepath.Join(t.TempDir(), "t.json")
-	code, _, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--transcript", path)
-	require.Equal(t, 0, code, errOut)
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
+	path, b := drawnFile(t, "--pick", "6", "--of", "49")
 	tampered := strings.Replace(string(b), `"n": 49`, `"n": 48`, 1)
 	require.NotEqual(t, string(b), tampered)
 	require.NoError(t, os.WriteFile(path, []byte(tampered), 0o600))
-	code, _, errOut = runCLI(t, "verify", path)
+	code, _, errOut := runCLI(t, "verify", path)
 	assert.Equal(t, exitError, code)
 	assert.Contains(t, errOut, "entropy verify: draw: transcript does not verify")
 	assert.Equal(t, 1, strings.Count(errOut, "\n"))
@@ -332,11 +342,7 @@ func TestDrawTranscriptWriteFailureKeepsTheResult(t *testing.T) {
 // result that was never drawn. entropy verify must not report it as OK.
 func TestVerifyRefusesTranscriptShowingAnotherResult(t *testing.T) {
 	clearEnv(t)
-	path := filepath.Join(t.TempDir(), "t.json")
-	code, _, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--transcript", path)
-	require.Equal(t, 0, code, errOut)
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
+	path, b := drawnFile(t, "--pick", "6", "--of", "49")
 	tr, err := draw.ParseTranscript(b)
 	require.NoError(t, err)
 	compact, err := json.Marshal(tr)
@@ -392,7 +398,7 @@ func (failWriter) Write([]byte) (int, error) { return 0, errors.New("no space le
 // a new draw: the result that was lost can never be shown.
 func TestDrawFailsWhenResultCannotBeWritten(t *testing.T) {
 	clearEnv(t)
-	var errOut syncBuffer
+	var errOut testkit.SyncBuffer
 	code := run([]string{"draw", "--pick", "6", "--of", "49"}, failWriter{}, &errOut)
 	assert.NotEqual(t, exitOK, code, "the draw's result and transcript went nowhere, yet exit 0; stderr: %q", errOut.String())
 }
@@ -433,11 +439,7 @@ func linesOf(out string) []string { return strings.Split(out, "\n") }
 // names are printed quoted, and it never exits 0 with the forged line.
 func TestVerifyOutputCannotBeForgedByJobID(t *testing.T) {
 	clearEnv(t)
-	path := filepath.Join(t.TempDir(), "t.json")
-	code, _, errOut := runCLI(t, "draw", "--pick", "3", "--of", "10", "--transcript", path)
-	require.Equal(t, exitOK, code, errOut)
-	raw, err := os.ReadFile(path)
-	require.NoError(t, err)
+	_, raw := drawnFile(t, "--pick", "3", "--of", "10")
 	for _, bad := range []string{"\n" + forgedLine + "\n", "\u2028" + forgedLine, "\r" + forgedLine, "\u202e" + forgedLine} {
 		tr, err := draw.ParseTranscript(raw)
 		require.NoError(t, err)

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/provenrand/entropy/internal/testkit"
 	"github.com/provenrand/entropy/redisfleet"
 	"github.com/provenrand/entropy/sim"
 )
@@ -23,7 +24,7 @@ import (
 func followFor(d time.Duration, args ...string) (code int, stdout, stderr string) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut testkit.SyncBuffer
 	code = runContext(ctx, args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
@@ -56,7 +57,7 @@ func TestFleetFlagsRefuseBadValues(t *testing.T) {
 		{"read", "--fleet", "redis://127.0.0.1:6379/0", "--fleet-name", "a b"},
 		{"draw", "--int", "6", "--rate", "0"},
 	} {
-		var out, errOut syncBuffer
+		var out, errOut testkit.SyncBuffer
 		assert.Equal(t, exitUsage, runContext(context.Background(), args, &out, &errOut), "%v: %s", args, errOut.String())
 	}
 }

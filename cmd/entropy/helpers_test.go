@@ -3,30 +3,32 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy/internal/testkit"
 )
 
-// syncBuffer is a bytes.Buffer safe to read while a command writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// runProcess runs cmd, a process, and returns its exit status, stdout and
+// stderr. err says why the process could not run (its status is then -1);
+// a process that ran and failed is no error.
+func runProcess(cmd *exec.Cmd) (code int, stdout, stderr string, err error) {
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.ExitCode(), out.String(), errOut.String(), nil
+	case err != nil:
+		return -1, out.String(), errOut.String(), err
+	}
+	return 0, out.String(), errOut.String(), nil
 }
 
 // background is a command line running in-process until it is
@@ -34,10 +36,10 @@ func (s *syncBuffer) String() string {
 type background struct {
 	args   []string
 	cancel context.CancelFunc
-	done   chan struct{} // closed when the command has returned
-	code   int           // its exit status, once done is closed
-	out    syncBuffer    // its stdout
-	errOut syncBuffer    // its stderr
+	done   chan struct{}      // closed when the command has returned
+	code   int                // its exit status, once done is closed
+	out    testkit.SyncBuffer // its stdout
+	errOut testkit.SyncBuffer // its stderr
 }
 
 // start runs the command line in the background. The test's cleanup

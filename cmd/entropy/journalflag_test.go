@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/url"
@@ -67,16 +66,8 @@ func TestDrawWithPostgresJournalOneResultAcrossProcesses(t *testing.T) {
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin, "draw", "--pick", "6", "--of", "49", "--event", "lotto-2026-12-05", "--journal", u,
 				"--transcript", filepath.Join(t.TempDir(), "transcript.json"))
-			var out, errOut bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &errOut
-			err := cmd.Run()
-			code := 0
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			} else if err != nil {
-				code = -1
-			}
-			results[i] = result{code, out.String(), errOut.String()}
+			code, out, errOut, _ := runProcess(cmd)
+			results[i] = result{code, out, errOut}
 		}()
 	}
 	close(start)

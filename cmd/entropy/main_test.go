@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/provenrand/entropy/internal/fsizelimit"
+	"github.com/provenrand/entropy/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -48,15 +49,9 @@ func runMain(t *testing.T, env []string, args ...string) (int, string, string) {
 	require.NoError(t, err)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(append(os.Environ(), env...), mainArgsEnv+"="+string(js))
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), out.String(), errOut.String()
-	}
+	code, out, errOut, err := runProcess(cmd)
 	require.NoError(t, err)
-	return 0, out.String(), errOut.String()
+	return code, out, errOut
 }
 
 // runCLI runs the command line in-process and returns exit status and output.
@@ -233,7 +228,7 @@ func TestEveryCommandFailsWhenStdoutFails(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			var errOut syncBuffer
+			var errOut testkit.SyncBuffer
 			code := runContext(ctx, args, failWriter{}, &errOut)
 			assert.Equal(t, exitError, code, "stdout failed, yet exit %d; stderr: %q", code, errOut.String())
 			assert.Contains(t, errOut.String(), "no space left on device")

@@ -9,10 +9,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy/internal/testkit"
 )
 
 // metricsURL waits for the "metrics on URL" line of a command's stderr.
-func metricsURL(t *testing.T, errOut *syncBuffer) string {
+func metricsURL(t *testing.T, errOut *testkit.SyncBuffer) string {
 	t.Helper()
 	re := regexp.MustCompile(`metrics on (http://\S+/metrics)`)
 	var url string

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,16 +25,9 @@ func shell(t *testing.T, env []string, line string) (int, string, string) {
 	cmd := exec.Command("sh", "-c", line)
 	cmd.Dir = moduleRoot
 	cmd.Env = append(os.Environ(), env...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(t, err, line)
-	}
-	return code, out.String(), errOut.String()
+	code, out, errOut, err := runProcess(cmd)
+	require.NoError(t, err, line)
+	return code, out, errOut
 }
 
 // buildCLI builds the entropy command into a temporary directory.

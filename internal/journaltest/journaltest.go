@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -40,9 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 			stored, err := j.RecordEvent(context.Background(), r)
 			require.NoError(t, err)
 			requireSameEvent(t, r, stored, "RecordEvent returns the record it stored")
-			got, ok, err := j.LookupEvent(context.Background(), r.Event)
-			require.NoError(t, err)
-			require.True(t, ok, "event %q recorded but not found", r.Event)
+			got := lookup(t, j, r.Event)
 			requireSameEvent(t, r, got, "LookupEvent returns the record")
 		}
 	})
@@ -56,9 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 		stored, err := j.RecordEvent(context.Background(), second)
 		require.NoError(t, err)
 		requireSameEvent(t, first, stored, "insert-if-absent returns the record stored first")
-		got, ok, err := j.LookupEvent(context.Background(), "raffle")
-		require.NoError(t, err)
-		require.True(t, ok)
+		got := lookup(t, j, "raffle")
 		requireSameEvent(t, first, got, "the first record stays")
 	})
 
@@ -87,9 +84,7 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 			}
 		}
 		assert.Equal(t, 1, winners, "the stored record is one caller's, exactly")
-		got, ok, err := j.LookupEvent(context.Background(), "draw-at-once")
-		require.NoError(t, err)
-		require.True(t, ok)
+		got := lookup(t, j, "draw-at-once")
 		requireSameEvent(t, stored[0], got)
 	})
 
@@ -101,9 +96,7 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 		require.NoError(t, err)
 		clear(r.Data) // the caller zeroes its buffer
 		clear(stored.Data)
-		got, ok, err := j.LookupEvent(context.Background(), "copied")
-		require.NoError(t, err)
-		require.True(t, ok)
+		got := lookup(t, j, "copied")
 		assert.Equal(t, want, got.Data)
 		clear(got.Data)
 		again, _, err := j.LookupEvent(context.Background(), "copied")
@@ -122,9 +115,7 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 		stored, err := j.RecordEvent(context.Background(), r)
 		require.NoError(t, err)
 		requireSameEvent(t, r, stored)
-		got, ok, err := j.LookupEvent(context.Background(), r.Event)
-		require.NoError(t, err)
-		require.True(t, ok)
+		got := lookup(t, j, r.Event)
 		requireSameEvent(t, r, got, "params, salt and proof are kept")
 	})
 
@@ -220,7 +211,7 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 
 	t.Run("ProviderDrawsAnEventOnce", func(t *testing.T) {
 		j := open(t)
-		p1 := newProvider(t, j)
+		p1 := NewProvider(t, j)
 		b1 := make([]byte, 32)
 		lb1, err := p1.ReadFor(context.Background(), "lotto-2026-12-05", b1)
 		require.NoError(t, err)
@@ -228,7 +219,7 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 		require.NoError(t, p1.Close())
 
 		// Another Provider (a restart, or another replica) on the journal.
-		p2 := newProvider(t, j)
+		p2 := NewProvider(t, j)
 		b2 := make([]byte, 32)
 		lb2, err := p2.ReadFor(context.Background(), "lotto-2026-12-05", b2)
 		require.NoError(t, err)
@@ -242,57 +233,92 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 
 	t.Run("ProvidersSharingTheJournalAgree", func(t *testing.T) {
 		j := open(t)
-		const providers, callers, events = 3, 4, 6
-		type result struct {
-			b  []byte
-			lb entropy.Label
-		}
-		results := make([][]result, events)
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		var discarded, served atomic.Uint64
+		const providers, callers, events, size = 3, 4, 6, 16
 		ps := make([]*entropy.Provider, providers)
 		for i := range ps {
-			ps[i] = newProvider(t, j)
+			ps[i] = NewProvider(t, j)
 		}
-		for _, p := range ps {
-			for range callers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for e := range events {
-						b := make([]byte, 16)
-						lb, err := p.ReadFor(context.Background(), fmt.Sprintf("event-%d", e), b)
-						if !assert.NoError(t, err) {
-							return
-						}
-						mu.Lock()
-						results[e] = append(results[e], result{b, lb})
-						mu.Unlock()
-					}
-				}()
-			}
+		results := DrawAtOnce(t, ps, callers, events, size, func(e int) string { return fmt.Sprintf("event-%d", e) })
+		require.Len(t, results, events)
+		for ev, rs := range results {
+			require.Len(t, rs, providers*callers, ev)
 		}
-		wg.Wait()
+		RequireOneDrawPerEvent(t, j, results)
+		var discarded, served uint64
 		for _, p := range ps {
 			st := p.Stats()
-			discarded.Add(st.EventBytesDiscarded)
-			served.Add(st.VerifiableBytes)
+			discarded += st.EventBytesDiscarded
+			served += st.VerifiableBytes
 		}
-		for e, rs := range results {
-			require.Len(t, rs, providers*callers)
-			for _, r := range rs {
-				assert.Equal(t, rs[0].b, r.b, "event %d: every caller gets the same bytes", e)
-				assert.Equal(t, rs[0].lb, r.lb, "event %d: every caller gets the same label", e)
-			}
-			got, ok, err := j.LookupEvent(context.Background(), fmt.Sprintf("event-%d", e))
-			require.NoError(t, err)
-			require.True(t, ok)
-			assert.Equal(t, rs[0].b, got.Data, "event %d: the journal's record is what was returned", e)
-		}
-		assert.Equal(t, uint64(events*16), served.Load(), "each event's bytes were served by one Provider")
-		t.Logf("event bytes discarded by the Providers that lost a race: %d", discarded.Load())
+		assert.Equal(t, uint64(events*size), served, "each event's bytes were served by one Provider")
+		t.Logf("event bytes discarded by the Providers that lost a race: %d", discarded)
 	})
+}
+
+// Drawn is what one call of ReadFor handed out.
+type Drawn struct {
+	Data  []byte
+	Label entropy.Label
+}
+
+// DrawAtOnce starts callers goroutines on each Provider of ps at once, each
+// drawing every one of events events (the name of event e is name(e)) of
+// size bytes with ReadFor, in an order of its own, and returns what the
+// calls handed out, by event. A call that fails marks t failed and ends its
+// goroutine.
+func DrawAtOnce(t testing.TB, ps []*entropy.Provider, callers, events, size int, name func(e int) string) map[string][]Drawn {
+	t.Helper()
+	var mu sync.Mutex
+	results := map[string][]Drawn{}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for _, p := range ps {
+		for range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for _, e := range mrand.Perm(events) {
+					ev := name(e)
+					b := make([]byte, size)
+					lb, err := p.ReadFor(context.Background(), ev, b)
+					if !assert.NoError(t, err, ev) {
+						return
+					}
+					mu.Lock()
+					results[ev] = append(results[ev], Drawn{b, lb})
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+	return results
+}
+
+// RequireOneDrawPerEvent requires that every call for an event in results
+// handed out the same bytes and label, and that j's record of the event
+// holds those bytes.
+func RequireOneDrawPerEvent(t *testing.T, j entropy.Journal, results map[string][]Drawn) {
+	t.Helper()
+	for ev, rs := range results {
+		for _, r := range rs {
+			require.Equal(t, rs[0].Data, r.Data, "event %s: every caller gets the same bytes", ev)
+			require.Equal(t, rs[0].Label, r.Label, "event %s: every caller gets the same label", ev)
+		}
+		got := lookup(t, j, ev)
+		require.Equal(t, rs[0].Data, got.Data, "event %s: the journal's record is what was returned", ev)
+	}
+}
+
+// lookup returns the record of event in j, which must hold one.
+func lookup(t *testing.T, j entropy.Journal, event string) entropy.EventRecord {
+	t.Helper()
+	got, ok, err := j.LookupEvent(context.Background(), event)
+	require.NoError(t, err)
+	require.True(t, ok, "event %q recorded but not found", event)
+	return got
 }
 
 // requireSameEvent checks that got is want as a journal keeps it.
@@ -383,12 +409,17 @@ func unicodeEvent() entropy.EventRecord {
 	return r
 }
 
-// newProvider starts a Provider with journal j over a fresh in-memory
-// source, and closes it when t ends.
-func newProvider(t *testing.T, j entropy.Journal) *entropy.Provider {
+// NewProvider starts a Provider with journal j over a fresh NewSource, with
+// the small, fast settings of the suite (no rate limit, quick retries, a
+// pool of 4096 bytes filled 1024 at a time) and then opts, and closes it
+// when t ends.
+func NewProvider(t testing.TB, j entropy.Journal, opts ...entropy.Option) *entropy.Provider {
 	t.Helper()
-	p, err := entropy.New(NewSource(), entropy.WithJournal(j), entropy.WithRateLimit(rate.Inf, 1),
-		entropy.WithRetry(2, time.Millisecond, 5*time.Millisecond), entropy.WithBufferSize(4096), entropy.WithFetchSize(1024))
+	p, err := entropy.New(NewSource(), append([]entropy.Option{
+		entropy.WithJournal(j), entropy.WithRateLimit(rate.Inf, 1),
+		entropy.WithRetry(2, time.Millisecond, 5*time.Millisecond),
+		entropy.WithBufferSize(4096), entropy.WithFetchSize(1024),
+	}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Close() })
 	return p
