@@ -172,8 +172,9 @@ func (p *Provider) takeSpread(b []byte, into []Span, label bool) ([]Span, bool) 
 }
 
 // gather takes what the shards hold into b, up to len(b), one shard at a
-// time under its own lock (takeSpread, deferTake). It returns the spans (appended to
-// into, with label) and how many bytes it took.
+// time under its own lock (deferTake), passing by the shards a read larger
+// than any shard has frozen (takeSpread). It returns the spans (appended
+// to into, with label) and how many bytes it took.
 func (p *Provider) gather(b []byte, into []Span, label bool) ([]Span, int) {
 	gen := p.adds.Load()
 	empty := true
