@@ -229,7 +229,7 @@ func (p *Provider) deferTake(ctx context.Context, b []byte, into []Span, label b
 	for {
 		p.mu.Lock()
 		arrived := p.arrived
-		p.arrivedTaken = true // the next add must close it
+		p.arrivedTaken = true // the next wakeWaiters (add, or takeSpread's thaw) must close it
 		p.mu.Unlock()
 		var n int
 		spans, n = p.gather(b[got:], spans, label)

@@ -145,7 +145,7 @@ type slab struct {
 // Provider.shard), so concurrent reads seldom share a cache line. Fast reads
 // claim from head without the lock; mu guards everything else.
 type shard struct {
-	head atomic.Pointer[run] // nil when the shard is empty or closed
+	head atomic.Pointer[run] // nil when the shard is empty, closed or frozen (takeSpread)
 	slab atomic.Pointer[slab]
 	fb   atomic.Pointer[run] // crypto/rand bytes for fallback reads (see Provider.local)
 	fbMu sync.Mutex          // replaces fb

@@ -148,7 +148,8 @@ type Provider struct {
 	mu      sync.Mutex    // guards arrived, arrivedTaken, failed, ready
 	arrived chan struct{} // closed and replaced when bytes enter the pool and a reader has taken it
 	// arrivedTaken: a reader took arrived since it was made (deferTake), so
-	// the next block closes and replaces it.
+	// the next wakeWaiters (a block added, or takeSpread's thaw) closes and
+	// replaces it.
 	arrivedTaken bool
 	failed       chan struct{} // closed and replaced whenever a refill round fails
 	ready        chan struct{} // closed when the pool first holds bytes
