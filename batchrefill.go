@@ -81,7 +81,7 @@ func (f *feeder) fetchBatch(ctx context.Context, sizes []int) ([]Block, error) {
 		return Block{}, err
 	})
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
-		return nil, &breakerError{state: err, last: f.lastError()}
+		return nil, &breakerError{state: err, last: f.lastFailure()}
 	}
 	if err != nil {
 		return nil, err

@@ -20,8 +20,8 @@ func (f *feeder) fetch(ctx context.Context, n int, call fetchFunc) (Block, error
 	fetchReqs.Put(r)
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		// The breaker refused without a request: report the source's last
-		// error as the cause, with the breaker state beside it.
-		return Block{}, &breakerError{state: err, last: f.lastError()}
+		// failure as the cause, with the breaker state beside it.
+		return Block{}, &breakerError{state: err, last: f.lastFailure()}
 	}
 	return blk, err
 }

@@ -3,6 +3,7 @@ package entropy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,4 +104,20 @@ func TestRecoversAfterFailureBurst(t *testing.T) {
 	assert.Equal(t, "closed", st.Sources[0].Breaker)
 	assert.False(t, st.InFallback, "the verifiable read ends the fallback episode")
 	assert.Equal(t, uint64(1), st.FallbackEpisodes)
+}
+
+// A breaker refusal names the failure that opened the breaker, even when a
+// refill admitted before it opened succeeded afterwards: that success
+// clears the last error Stats shows, not the refusal's cause.
+func TestBreakerRefusalKeepsTheFailureThatOpenedIt(t *testing.T) {
+	refusal := fmt.Errorf("%w: HTTP 401: unknown API key", ErrPermanent)
+	src := newScriptSource("s", step{err: refusal})
+	p := newTestProvider(t, src, fast(WithPolicy(Fail), WithBreaker(gobreaker.Settings{Timeout: time.Hour}))...)
+	f := p.feeders[0]
+	require.Eventually(t, func() bool { return f.cb.State() == gobreaker.StateOpen }, 5*time.Second, time.Millisecond)
+	f.setLastError(nil) // the success of a refill admitted before the breaker opened
+	_, err := f.fetch(context.Background(), 64, nil)
+	assert.ErrorIs(t, err, gobreaker.ErrOpenState)
+	assert.ErrorIs(t, err, ErrPermanent, "the refusal lost its cause")
+	assert.NoError(t, p.Stats().Sources[0].LastError, "Stats shows the last request's outcome")
 }

@@ -57,7 +57,11 @@ type feeder struct {
 
 	mu      sync.Mutex
 	name    string // from the blocks it returned; "source N" until the first
-	lastErr error
+	lastErr error  // the last request's error: nil after a success (Stats)
+	// lastFail is the last failure, kept after a success: the cause a
+	// breaker refusal reports. A refill admitted before the breaker opened
+	// may succeed after the failure that opened it.
+	lastFail error
 }
 
 func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() bool) (*feeder, error) {
@@ -301,7 +305,18 @@ func (f *feeder) once(ctx context.Context, n int, call fetchFunc) (blk Block, er
 func (f *feeder) setLastError(err error) {
 	f.mu.Lock()
 	f.lastErr = err
+	if err != nil {
+		f.lastFail = err
+	}
 	f.mu.Unlock()
+}
+
+// lastFailure returns the source's last failure, even if a request has
+// succeeded since: why its breaker opened.
+func (f *feeder) lastFailure() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastFail
 }
 
 func (f *feeder) lastError() error {

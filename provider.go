@@ -48,7 +48,7 @@ import (
 //   - secretStream.mu: one shard's derived-read generator; released while a
 //     reseed takes pool bytes.
 //   - Leaves: notifier.mu (the queue of notes), journalQueue.mu (the
-//     journal's last failure), feeder.mu (a source's name and last error),
+//     journal's last failure), feeder.mu (a source's name, last error and last failure),
 //     quotaState.mu, jobSet.mu (the jobs taken), eventTable.mu (the event
 //     draws in flight and done), requestCtx.mu (a request's context, made
 //     on demand).
