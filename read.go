@@ -18,10 +18,17 @@ func (p *Provider) Read(b []byte) (int, error) {
 		return p.readOther(b)
 	}
 	// The fast path: one compare-and-swap on the head run of the reader's
-	// shard, a copy and a clear. No lock, no clock, no allocation.
+	// shard, a copy and a clear. No lock, no clock, no allocation. It is
+	// claimHead written out (run.claim is inlined here; claimHead, too
+	// large to inline, would cost the io.Reader a call per read).
 	s := p.shard()
-	if _, _, ok := p.claimHead(s, b); ok {
-		return len(b), nil
+	if r := s.head.Load(); r != nil {
+		if _, end, ok := r.claim(b); ok {
+			if int64(end) > r.wakeAt.Load() || p.episodes.open.Load() {
+				p.claimed(s, r, end) // seldom: kept out of line
+			}
+			return len(b), nil
+		}
 	}
 	if p.warm.Load() {
 		p.warmUp(context.Background())
