@@ -85,8 +85,9 @@ func (r *run) claim(dst []byte) (off, end int, ok bool) {
 	}
 }
 
-// claimHead is the lock-free read, the one place a reader claims pool
-// bytes without a lock: it takes len(b) bytes from the head run of shard s
+// claimHead is the lock-free read, where a reader claims pool bytes
+// without a lock (Read writes it out, so that run.claim is inlined into the
+// io.Reader): it takes len(b) bytes from the head run of shard s
 // if the head holds that many (one compare-and-swap, a copy and a clear),
 // then, seldom, asks for a refill if the shard is now low and ends an open
 // fallback episode (Provider.claimed). It returns the run and the bytes'
