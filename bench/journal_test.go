@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/internal/journaltest"
+	"github.com/provenrand/entropy/internal/pgtest"
 	"github.com/provenrand/entropy/journal"
 	"github.com/provenrand/entropy/pgjournal"
 )
@@ -49,10 +49,7 @@ func BenchmarkReadFor(b *testing.B) {
 			b.Skip("set " + envPostgres + " to a PostgreSQL DSN to benchmark the PostgreSQL journal")
 		}
 		benchReadFor(b, func(b *testing.B) entropy.Journal {
-			var id [6]byte
-			_, _ = crand.Read(id[:])
-			schema := fmt.Sprintf("entropy_bench_%x", id)
-			b.Cleanup(func() { dropSchema(b, dsn, schema) })
+			schema := pgtest.Schema(b, dsn, "entropy_bench_")
 			j, err := pgjournal.Open(context.Background(), dsn, pgjournal.WithSchema(schema))
 			require.NoError(b, err)
 			b.Cleanup(j.Close)
@@ -120,19 +117,4 @@ func benchReadFor(b *testing.B, open func(*testing.B) entropy.Journal) {
 			}
 		}
 	})
-}
-
-// dropSchema drops a benchmark's schema.
-func dropSchema(tb testing.TB, dsn, schema string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		tb.Errorf("drop schema %s: %v", schema, err)
-		return
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-		tb.Errorf("drop schema %s: %v", schema, err)
-	}
 }
