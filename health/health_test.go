@@ -9,8 +9,6 @@ import (
 	"math"
 	"math/big"
 	"math/rand/v2"
-	mrand "math/rand/v2"
-
 	"testing"
 	"time"
 
@@ -598,7 +596,7 @@ func ExampleConfig_Cutoffs() {
 // refuse that configuration.
 func TestTinyMinEntropyValidatedOrTolerant(t *testing.T) {
 	data := make([]byte, 4096)
-	_, _ = mrand.NewChaCha8([32]byte{1}).Read(data)
+	_, _ = rand.NewChaCha8([32]byte{1}).Read(data)
 	require.NoError(t, DefaultConfig().Check(data))
 	for _, h := range []float64{1e-18, 5e-324} {
 		c := Config{MinEntropy: h, FalseAlarmLog2: DefaultFalseAlarmLog2}
