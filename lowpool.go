@@ -90,11 +90,7 @@ func (p *Provider) takeWhole(b []byte, into []Span, label bool) ([]Span, bool) {
 			}
 			s.publish()
 		}
-		isLow := s.avail() < s.low
-		s.mu.Unlock()
-		if isLow {
-			p.low(s)
-		}
+		p.unlockLow(s)
 		if ok {
 			return into, true
 		}
@@ -103,6 +99,16 @@ func (p *Provider) takeWhole(b []byte, into []Span, label bool) ([]Span, bool) {
 		p.markDry(gen)
 	}
 	return into, false
+}
+
+// unlockLow releases s.mu, which the caller holds, and asks for a refill
+// if the shard is below its low watermark (outside the lock, as low wants).
+func (p *Provider) unlockLow(s *shard) {
+	isLow := s.avail() < s.low
+	s.mu.Unlock()
+	if isLow {
+		p.low(s)
+	}
 }
 
 // takeSpread serves all of b, a read larger than any shard, from several
@@ -149,11 +155,7 @@ func (p *Provider) takeSpread(b []byte, into []Span, label bool) ([]Span, bool) 
 		}
 		left = left || s.queued > 0
 		s.publish()
-		isLow := s.avail() < s.low
-		s.mu.Unlock()
-		if isLow {
-			p.low(s)
-		}
+		p.unlockLow(s)
 	}
 	if left {
 		// A Defer read may have passed a frozen shard by and be waiting
@@ -194,11 +196,7 @@ func (p *Provider) gather(b []byte, into []Span, label bool) ([]Span, int) {
 			}
 			s.publish()
 		}
-		isLow := s.avail() < s.low
-		s.mu.Unlock()
-		if isLow {
-			p.low(s)
-		}
+		p.unlockLow(s)
 	}
 	if empty {
 		p.markDry(gen)

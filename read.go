@@ -194,11 +194,7 @@ func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool
 	}
 	sp := s.take(b, into, label)
 	s.publish()
-	isLow := s.avail() < s.low
-	s.mu.Unlock()
-	if isLow {
-		p.low(s)
-	}
+	p.unlockLow(s)
 	p.servedVerifiable(len(b))
 	return Label{Verifiable: true, Spans: sp}, nil
 }
