@@ -28,6 +28,7 @@ type feeder struct {
 	shared  Hold    // a fleet's shared Retry-After hold; nil without a fleet
 	health  health.Config
 	seen    *jobSet
+	ctxs    allocBatch[requestCtx] // the contexts of its requests (once)
 
 	tripNow atomic.Bool // the last failure was permanent: ReadyToTrip says yes
 
@@ -274,7 +275,7 @@ func (f *feeder) once(ctx context.Context, n int, call fetchFunc) (blk Block, er
 	f.requests.Add(1)
 	f.quota.sent(f.cfg.clock.Now())
 	defer f.quota.note(f.src)
-	rctx := newRequestCtx(ctx, f.cfg.fetchTimeout)
+	rctx := newRequestCtx(&f.ctxs, ctx, f.cfg.fetchTimeout)
 	defer rctx.end()
 	func() {
 		defer func() {

@@ -8,6 +8,7 @@ package entropy
 
 import (
 	"context"
+	"sync"
 )
 
 // takeVerifiable fills b with pool bytes and returns their spans: at once if
@@ -221,13 +222,18 @@ func (p *Provider) markDry(gen uint64) {
 // ctx ends (ctx's error) or the Provider closes (ErrClosed). Bytes gathered
 // before an error are zeroed in b and lost: they were handed out once.
 // Spans as for takeInto.
+//
+// The read registers its wake channel before each look at the pool, so a
+// block added after the look wakes it. The channel comes from wakePool
+// and goes back to it drained, so waiting allocates nothing.
 func (p *Provider) deferTake(ctx context.Context, b []byte, into []Span, label bool) ([]Span, error) {
+	w := wakePool.Get().(chan struct{})
+	defer p.unwait(w)
 	spans := into
 	got := 0
 	for {
 		p.mu.Lock()
-		arrived := p.arrived
-		p.arrivedTaken = true // the next wakeWaiters (add, or takeSpread's thaw) must close it
+		p.waiters = append(p.waiters, w)
 		p.mu.Unlock()
 		var n int
 		spans, n = p.gather(b[got:], spans, label)
@@ -235,7 +241,7 @@ func (p *Provider) deferTake(ctx context.Context, b []byte, into []Span, label b
 			return spans, nil
 		}
 		select {
-		case <-arrived:
+		case <-w: // wakeWaiters took w off the list
 		case <-ctx.Done():
 			clear(b)
 			return nil, ctx.Err()
@@ -244,4 +250,30 @@ func (p *Provider) deferTake(ctx context.Context, b []byte, into []Span, label b
 			return nil, ErrClosed
 		}
 	}
+}
+
+// wakePool holds the wake channels of Defer reads (deferTake), each with
+// room for one wake.
+var wakePool = sync.Pool{New: func() any { return make(chan struct{}, 1) }}
+
+// unwait takes w off the list of waiting reads if it is still there,
+// drains a wake sent before that, and gives w back to wakePool. Once w is
+// off the list under mu, nothing sends on it again.
+func (p *Provider) unwait(w chan struct{}) {
+	p.mu.Lock()
+	for i, x := range p.waiters {
+		if x == w {
+			last := len(p.waiters) - 1
+			p.waiters[i] = p.waiters[last]
+			p.waiters[last] = nil
+			p.waiters = p.waiters[:last]
+			break
+		}
+	}
+	p.mu.Unlock()
+	select {
+	case <-w:
+	default:
+	}
+	wakePool.Put(w)
 }

@@ -91,6 +91,55 @@ func TestDeferReadWaitsUntilVerifiableOrClose(t *testing.T) {
 	}
 }
 
+// Every read waiting under Defer wakes when bytes arrive, however many
+// wait; a wait that its context ends leaves the list of waiting reads, and
+// the list is empty once every read has returned.
+func TestDeferWaitersAllWakeAndLeaveNoTrace(t *testing.T) {
+	src := newScriptSource("q")
+	src.set(&step{err: &APIError{StatusCode: 503}})
+	p := newTestProvider(t, src, fast(WithPolicy(Defer), WithBufferSize(4096))...)
+	waiting := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.waiters)
+	}
+	const served, cancelled = 8, 3
+	results := make(chan Label, served)
+	for range served {
+		go func() {
+			lb, err := p.ReadLabelled(context.Background(), make([]byte, 32))
+			assert.NoError(t, err)
+			results <- lb
+		}()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, cancelled)
+	for range cancelled {
+		go func() {
+			_, err := p.ReadLabelled(ctx, make([]byte, 32))
+			errs <- err
+		}()
+	}
+	require.Eventually(t, func() bool { return waiting() == served+cancelled }, 10*time.Second, time.Millisecond)
+	cancel()
+	for range cancelled {
+		assert.ErrorIs(t, <-errs, context.Canceled)
+	}
+	assert.Equal(t, served, waiting(), "the ended waits left the list")
+	src.set(nil)
+	for range served {
+		select {
+		case lb := <-results:
+			assert.True(t, lb.Verifiable)
+			assert.Equal(t, 32, lb.Len())
+		case <-time.After(10 * time.Second):
+			t.Fatal("a read under Defer did not wake when bytes arrived")
+		}
+	}
+	assert.Zero(t, waiting())
+	assert.Zero(t, p.Stats().FallbackReads)
+}
+
 // Contract point 9 (Defer): the context's own error comes back, not
 // ErrUnavailable, also when the context had already ended before the read.
 func TestDeferReturnsContextError(t *testing.T) {

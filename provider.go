@@ -44,7 +44,8 @@ import (
 //   - episodeState.mu: the open episode (cur) and closed; the fallback
 //     epoch moves, and the counts of ended epochs (fbEndedReads,
 //     fbEndedBytes) change, only under it.
-//   - Provider.mu: the arrived, failed and ready channels and arrivedTaken.
+//   - Provider.mu: the list of Defer reads' wake channels (waiters), and
+//     the failed and ready channels.
 //   - secretStream.mu: one shard's derived-read generator; released while a
 //     reseed takes pool bytes.
 //   - Leaves: notifier.mu (the queue of notes), journalQueue.mu (the
@@ -131,6 +132,7 @@ type Provider struct {
 	shards  []*shard
 	secrets []secretStream // derived-read generators, one per shard (secret.go)
 	seen    *jobSet
+	metas   allocBatch[blockRuns] // the refill's block records (add)
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -145,14 +147,13 @@ type Provider struct {
 	// shards (takeSpread).
 	spreadMu sync.Mutex
 
-	mu      sync.Mutex    // guards arrived, arrivedTaken, failed, ready
-	arrived chan struct{} // closed and replaced when bytes enter the pool and a reader has taken it
-	// arrivedTaken: a reader took arrived since it was made (deferTake), so
-	// the next wakeWaiters (a block added, or takeSpread's thaw) closes and
-	// replaces it.
-	arrivedTaken bool
-	failed       chan struct{} // closed and replaced whenever a refill round fails
-	ready        chan struct{} // closed when the pool first holds bytes
+	mu sync.Mutex // guards waiters, failed, ready
+	// waiters are the wake channels of the reads waiting under Defer for
+	// bytes (deferTake): the next wakeWaiters (a block added, or
+	// takeSpread's thaw) sends on each and empties the list.
+	waiters []chan struct{}
+	failed  chan struct{} // closed and replaced whenever a refill round fails
+	ready   chan struct{} // closed when the pool first holds bytes
 
 	// The warm start (WithWarmStart): until the first block lands, the
 	// first refill round fails, its time runs out or Close, reads that the
@@ -236,7 +237,6 @@ func New(src Source, opts ...Option) (*Provider, error) {
 		seen:      newJobSet(),
 		wake:      make(chan struct{}, 1),
 		closeDone: make(chan struct{}),
-		arrived:   make(chan struct{}),
 		failed:    make(chan struct{}),
 		ready:     make(chan struct{}),
 	}

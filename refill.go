@@ -182,13 +182,15 @@ func (p *Provider) pooled() int {
 // add copies a checked block into the shards with the most room, records it,
 // and wakes readers waiting under Defer.
 //
-// A block costs two allocations: its bytes, and one blockRuns holding its
-// origin and the runs it is cut into (a third for a block spread over more
-// shards than blockRuns holds runs). The copy is an append, which writes the
-// new array once; make and copy would zero it first.
+// A block costs one allocation, its bytes, and a share of one: its
+// blockRuns (its origin and the runs it is cut into) comes from a batch
+// (metaBatch). A block spread over more shards than blockRuns holds runs
+// costs one more. The copy is an append, which writes the new array once;
+// make and copy would zero it first.
 func (p *Provider) add(f *feeder, blk Block) {
 	data := append([]byte(nil), blk.Data...)
-	meta := &blockRuns{from: origin{source: blk.Source, job: blk.JobID, public: blk.Public}}
+	meta := p.metas.get(p.metaBatch())
+	meta.from = origin{source: blk.Source, job: blk.JobID, public: blk.Public}
 	from := &meta.from
 	k := 0
 	f.accepted.Add(1)
@@ -257,16 +259,29 @@ func (p *Provider) add(f *feeder, blk Block) {
 	}
 }
 
-// wakeWaiters wakes the reads waiting under Defer for bytes (deferTake).
+// metaBatch is how many blockRuns add allocates at once. A batch stays
+// alive while one of its blocks is in the pool, and with it the (zeroed)
+// bytes of its blocks already read, so it is sized to keep that under a
+// 16th of the pool's size whichever shards the blocks went to: one per
+// allocation with the default sizes, up to 16 when the pool holds many
+// blocks.
+func (p *Provider) metaBatch() int {
+	return min(16, p.cfg.bufferSize/(16*p.cfg.fetchSize*len(p.shards)))
+}
+
+// wakeWaiters wakes the reads waiting under Defer for bytes (deferTake):
+// one send on each registered channel, which holds one, so a reader that
+// has not reached its select yet still finds the wake there. The list is
+// emptied; a woken reader registers again before it looks at the pool.
 func (p *Provider) wakeWaiters() {
 	p.mu.Lock()
-	if p.arrivedTaken {
-		// A reader under Defer waits on it: wake it. Otherwise the
-		// channel, still open and unseen, serves the next block too, so
-		// a refill with no reader waiting allocates no channel per block.
-		close(p.arrived)
-		p.arrived = make(chan struct{})
-		p.arrivedTaken = false
+	for i, w := range p.waiters {
+		select {
+		case w <- struct{}{}:
+		default: // a wake is already there
+		}
+		p.waiters[i] = nil
 	}
+	p.waiters = p.waiters[:0]
 	p.mu.Unlock()
 }

@@ -472,10 +472,11 @@ func (s *preparedSource) Fetch(_ context.Context, n int) (Block, error) {
 	return Block{Data: s.data[i*size : (i+1)*size], Source: "prepared", JobID: s.ids[i], Verifiable: true}, nil
 }
 
-// The refill allocates, per block, its copy of the bytes, one record of the
-// block's origin and runs, and the request's context: nothing per block for
-// the breaker's call, the retry loop, a slice of one block, or a timer.
-// (It was about 12 allocations a block.)
+// The refill allocates, per block, its copy of the bytes, and a share of
+// the batches that hold the records of blocks (a quarter here) and the
+// requests' contexts (a 64th): nothing per block for the breaker's call,
+// the retry loop, a slice of one block, or a timer. (It was about 12
+// allocations a block, then 3.)
 func TestRefillAllocationsPerBlock(t *testing.T) {
 	const size, blocks = 4096, 200
 	src := newPreparedSource(blocks, size)
@@ -509,7 +510,11 @@ func TestRefillAllocationsPerBlock(t *testing.T) {
 	require.GreaterOrEqual(t, n, uint64(32))
 	perBlock := float64(ms.Mallocs-before) / float64(n)
 	t.Logf("%d blocks, %.2f allocations a block", n, perBlock)
-	// 3 and a little (the shard's queue and the replay guard grow now and
-	// then); the race detector's sync.Pool drops some fetchReqs, up to 4.
-	assert.LessOrEqual(t, perBlock, 5.0)
+	// 1.27 and a little (the shard's queue and the replay guard grow now
+	// and then); the race detector's sync.Pool drops some fetchReqs.
+	limit := 2.0
+	if raceEnabled {
+		limit = 3.0
+	}
+	assert.LessOrEqual(t, perBlock, limit)
 }
