@@ -52,7 +52,8 @@ import (
 //     journal's last failure), feeder.mu (a source's name, last error and last failure),
 //     quotaState.mu, jobSet.mu (the jobs taken), eventTable.mu (the event
 //     draws in flight and done), requestCtx.mu (a request's context, made
-//     on demand).
+//     on demand), allocBatch.mu (the batches of request contexts and of
+//     block records).
 //
 // Lock order: episodeState.mu, then shards' fbMu (one at a time, or, in
 // fallbackCounts, every one in shard order), then
@@ -105,7 +106,8 @@ import (
 //   - Outside the Provider, shared by every Provider of the process:
 //     package health's lastCutoffs caches the health tests' cutoffs of the
 //     last configuration checked; fetchReqs (breaker.go) is a sync.Pool of
-//     a fetch's arguments; wipeTypes (secret.go) caches which types wipe
+//     a fetch's arguments; wakePool (lowpool.go) one of Defer reads' wake
+//     channels; wipeTypes (secret.go) caches which types wipe
 //     may clear.
 //
 // Fallback epochs. A fallback read is counted when it is served (its claim
