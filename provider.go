@@ -52,8 +52,8 @@ import (
 //     journal's last failure), feeder.mu (a source's name, last error and last failure),
 //     quotaState.mu, jobSet.mu (the jobs taken), eventTable.mu (the event
 //     draws in flight and done), requestCtx.mu (a request's context, made
-//     on demand), allocBatch.mu (the batches of request contexts and of
-//     block records).
+//     on demand), allocBatch.mu (a feeder's batch of request contexts,
+//     a shard's of block records).
 //
 // Lock order: episodeState.mu, then shards' fbMu (one at a time, or, in
 // fallbackCounts, every one in shard order), then
@@ -134,7 +134,6 @@ type Provider struct {
 	shards  []*shard
 	secrets []secretStream // derived-read generators, one per shard (secret.go)
 	seen    *jobSet
-	metas   allocBatch[blockRuns] // the refill's block records (add)
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc

@@ -183,15 +183,13 @@ func (p *Provider) pooled() int {
 // and wakes readers waiting under Defer.
 //
 // A block costs one allocation, its bytes, and a share of one: its
-// blockRuns (its origin and the runs it is cut into) comes from a batch
-// (metaBatch). A block spread over more shards than blockRuns holds runs
-// costs one more. The copy is an append, which writes the new array once;
+// blockRuns (its origin and the runs it is cut into) comes from the batch
+// of the shard it goes to (metaBatch). A block cut over shards costs its
+// own blockRuns, and one more run for each shard past two. The copy is an append, which writes the new array once;
 // make and copy would zero it first.
 func (p *Provider) add(f *feeder, blk Block) {
 	data := append([]byte(nil), blk.Data...)
-	meta := p.metas.get(p.metaBatch())
-	meta.from = origin{source: blk.Source, job: blk.JobID, public: blk.Public}
-	from := &meta.from
+	var meta *blockRuns
 	k := 0
 	f.accepted.Add(1)
 	f.fetched.Add(uint64(len(data)))
@@ -218,6 +216,17 @@ func (p *Provider) add(f *feeder, blk Block) {
 		if bestRoom > 0 && n > bestRoom {
 			n = bestRoom
 		}
+		if meta == nil {
+			// A block that goes whole to one shard takes its record from
+			// that shard's batch (see metaBatch); one cut over shards has
+			// a record of its own.
+			if n == len(data) {
+				meta = best.metas.get(p.metaBatch())
+			} else {
+				meta = new(blockRuns)
+			}
+			meta.from = origin{source: blk.Source, job: blk.JobID, public: blk.Public}
+		}
 		best.mu.Lock()
 		if best.closed {
 			best.mu.Unlock()
@@ -231,7 +240,7 @@ func (p *Provider) add(f *feeder, blk Block) {
 			r = new(run)
 		}
 		k++
-		r.data, r.base, r.from = data[off:off+n:off+n], off, from
+		r.data, r.base, r.from = data[off:off+n:off+n], off, &meta.from
 		best.put(r)
 		best.publish()
 		if best.avail() >= best.low {
@@ -259,14 +268,20 @@ func (p *Provider) add(f *feeder, blk Block) {
 	}
 }
 
-// metaBatch is how many blockRuns add allocates at once. A batch stays
-// alive while one of its blocks is in the pool, and with it the (zeroed)
-// bytes of its blocks already read, so it is sized to keep that under a
-// 16th of the pool's size whichever shards the blocks went to: one per
-// allocation with the default sizes, up to 16 when the pool holds many
-// blocks.
+// metaBatch is how many blockRuns a shard's batch allocates at once (add).
+// A batch stays alive while one of its blocks is in the pool or the shard
+// still carves from it, and with it the (zeroed) bytes of its blocks
+// already read. A shard's blocks are read in the order they were added, so
+// only its oldest batch in the pool, or the one it carves from, holds read
+// blocks: at most a batch of blocks per shard, which the size keeps under a
+// 16th of the pool's size (a block is at most the fetch size, or the
+// smallest block the health tests judge): one per allocation with the
+// default sizes, up to 16 when the pool holds many blocks. Batches shared
+// by the shards would not bound it: a shard that is never read keeps alive
+// the batches of its blocks, and with them their batch-mates read from the
+// other shards.
 func (p *Provider) metaBatch() int {
-	return min(16, p.cfg.bufferSize/(16*p.cfg.fetchSize*len(p.shards)))
+	return min(16, p.cfg.bufferSize/(16*max(p.cfg.fetchSize, p.cfg.minFetch)*len(p.shards)))
 }
 
 // wakeWaiters wakes the reads waiting under Defer for bytes (deferTake):
