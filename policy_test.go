@@ -2,6 +2,9 @@ package entropy
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,6 +141,135 @@ func TestDeferWaitersAllWakeAndLeaveNoTrace(t *testing.T) {
 	}
 	assert.Zero(t, waiting())
 	assert.Zero(t, p.Stats().FallbackReads)
+}
+
+// A read under Defer that passed by shards a read larger than any shard had
+// frozen (takeSpread) waits for bytes that were in the pool all along: the
+// thaw wakes it, with no block to come (the source is down).
+func TestDeferReadPassedByFrozenShardsWakesAtThaw(t *testing.T) {
+	src := newScriptSource("thaw")
+	p := newTestProvider(t, src, fast(WithPolicy(Defer), WithShards(2), WithBufferSize(256), WithFetchSize(64))...)
+	full(t, p, 256)
+	src.set(&step{err: &APIError{StatusCode: 503}})
+	// Both shards frozen, as takeSpread's first pass leaves them.
+	for _, s := range p.shards {
+		s.mu.Lock()
+		s.unpublish()
+		s.frozen = true
+		s.mu.Unlock()
+	}
+	type res struct {
+		lb  Label
+		err error
+	}
+	done := make(chan res, 1)
+	b := make([]byte, 16)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		lb, err := p.ReadLabelled(ctx, b)
+		done <- res{lb, err}
+	}()
+	require.Eventually(t, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.waiters) == 1
+	}, 10*time.Second, time.Millisecond, "the read waits")
+	// A read larger than the pool freezes the shards, finds them short,
+	// and thaws them.
+	_, ok := p.takeSpread(make([]byte, 1024), nil, false)
+	require.False(t, ok)
+	select {
+	case r := <-done:
+		require.NoError(t, r.err, "the read waited out its context: the thaw did not wake it")
+		assert.True(t, r.lb.Verifiable)
+		assert.Equal(t, 16, r.lb.Len())
+	case <-time.After(15 * time.Second):
+		t.Fatal("the read did not return")
+	}
+	p.mu.Lock()
+	assert.Empty(t, p.waiters)
+	p.mu.Unlock()
+}
+
+// Defer reads of every kind (ReadLabelled, ReadSecret, ReadFor), some
+// larger than the pool, some with contexts that end while blocks arrive,
+// wake as blocks land: every read with time to spare is served, and
+// correctly (the ledger), and when they have all returned no wake channel
+// is left on the list and none goes back to the pool holding a wake (the
+// next read to take it would wake at once, register twice, and leave it
+// on the list when it returns).
+func TestDeferWakesUnderLoadLeaveNoStaleChannel(t *testing.T) {
+	src := newScriptSource("churn")
+	src.maxLen = 64
+	p := newTestProvider(t, src, fast(WithPolicy(Defer), WithShards(4), WithBufferSize(512), WithFetchSize(64))...)
+	led := newLedger(src)
+	var served, ended atomic.Int64
+	sizes := []int{1, 16, 100, 200, 700}
+	runReaders(8, 150, func(g, i int) bool {
+		b := make([]byte, sizes[(g+i)%len(sizes)])
+		short := (g+i)%3 == 0
+		d := 10 * time.Second
+		if short {
+			d = time.Duration(1+(g*i)%500) * time.Microsecond
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		var lb Label
+		var err error
+		msg := ""
+		switch i % 3 {
+		case 0:
+			lb, err = p.ReadLabelled(ctx, b)
+			if err == nil {
+				msg = led.check(b, lb)
+			}
+		case 1:
+			lb, err = p.ReadSecret(ctx, b)
+			if err == nil {
+				if !lb.Derived {
+					msg = "a secret read under Defer not derived"
+				} else {
+					msg, _ = led.claimDerived(lb.Spans)
+				}
+			}
+		case 2:
+			lb, err = p.ReadFor(ctx, fmt.Sprintf("churn-%d-%d", g, i), b)
+			if err == nil {
+				msg = led.check(b, lb)
+			}
+		}
+		switch {
+		case err == nil && msg == "":
+			served.Add(1)
+		case err == nil:
+			t.Errorf("reader %d, read %d: %s", g, i, msg)
+			return false
+		case short && errors.Is(err, context.DeadlineExceeded):
+			ended.Add(1)
+			if !bytesZero(b) {
+				t.Errorf("reader %d, read %d: a read whose context ended left bytes in b", g, i)
+				return false
+			}
+		default:
+			t.Errorf("reader %d, read %d of %d bytes: %v", g, i, len(b), err)
+			return false
+		}
+		return true
+	})
+	t.Logf("%d reads served, %d ended by their contexts", served.Load(), ended.Load())
+	p.mu.Lock()
+	assert.Empty(t, p.waiters, "wake channels left on the list")
+	p.mu.Unlock()
+	var got []chan struct{}
+	for range 64 {
+		w := wakePool.Get().(chan struct{})
+		assert.Zero(t, len(w), "a wake channel went back to the pool holding a wake")
+		got = append(got, w)
+	}
+	for _, w := range got {
+		wakePool.Put(w)
+	}
 }
 
 // Contract point 9 (Defer): the context's own error comes back, not
