@@ -3,6 +3,8 @@ package entropy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,4 +116,67 @@ func TestRequestCtxAllocatesOnce(t *testing.T) {
 		assert.NotContains(t, handed[i+1:], c, "a context was handed out twice")
 	}
 	assert.Zero(t, allocs)
+}
+
+// ctxKeepingSource is a scriptSource that keeps the context of every
+// request after Fetch returns, as a source that hands it to work of its
+// own may, and checks at each request that the context is live and that
+// every kept one has ended.
+type ctxKeepingSource struct {
+	*scriptSource
+	closed func() bool // the Provider's Close has begun
+
+	mu   sync.Mutex
+	kept []context.Context
+	bad  []string
+}
+
+func (s *ctxKeepingSource) Fetch(ctx context.Context, n int) (Block, error) {
+	s.mu.Lock()
+	// Close ends the refill's context after it sets closed: a request
+	// made while Close waits for the refill begins with it ended.
+	if err := ctx.Err(); err != nil && !s.closed() {
+		s.bad = append(s.bad, fmt.Sprintf("request %d began with its context ended: %v", len(s.kept), err))
+	}
+	if len(s.kept)%2 == 0 {
+		_ = ctx.Done() // half the requests make the real context
+	}
+	for i, k := range s.kept {
+		if k == ctx {
+			s.bad = append(s.bad, fmt.Sprintf("request %d has the context of request %d", len(s.kept), i))
+		} else if k.Err() == nil {
+			s.bad = append(s.bad, fmt.Sprintf("request %d's context is live again during request %d", i, len(s.kept)))
+		}
+	}
+	s.kept = append(s.kept, ctx)
+	s.mu.Unlock()
+	return s.scriptSource.Fetch(ctx, n)
+}
+
+// The feeder's requests take their contexts from batches: each request has
+// a context of its own, live while it runs and ended for good after it,
+// whatever a source that keeps it does with it later, over several batches.
+func TestRequestContextsKeptBySourceStayTheirOwn(t *testing.T) {
+	var p *Provider
+	src := &ctxKeepingSource{scriptSource: newScriptSource("k"), closed: func() bool { return p.closed.Load() }}
+	p = newTestProvider(t, src, fast(WithPolicy(Defer), WithBufferSize(1024), WithFetchSize(64), WithShards(1))...)
+	b := make([]byte, 256)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for src.callCount() < 3*requestCtxBatch {
+		_, err := p.ReadLabelled(ctx, b)
+		require.NoError(t, err)
+	}
+	require.NoError(t, p.Close())
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	assert.Empty(t, src.bad)
+	for i, k := range src.kept {
+		assert.ErrorIs(t, k.Err(), context.Canceled, "request %d", i)
+		select {
+		case <-k.Done():
+		default:
+			t.Errorf("request %d's context is not done after the request", i)
+		}
+	}
 }
