@@ -20,7 +20,7 @@ func bytesZero(b []byte) bool {
 	return true
 }
 
-// The tests below check the lock-free read path (pool.go, the fallback
+// The tests of lockfree*_test.go check the lock-free read path (pool.go, the fallback
 // lanes of fallback.go, the counters of stats.go) from outside, mixing every
 // entry point under changing GOMAXPROCS and tiny pools: every verifiable
 // byte a caller got is found in the job the source made it in, at the
