@@ -198,3 +198,48 @@ func TestCloseCancelsFetchWithoutFailure(t *testing.T) {
 	assert.Zero(t, st.Failures)
 	assert.Equal(t, "closed", st.Breaker)
 }
+
+// deafSource is a scriptSource that ignores its context: while hold is
+// set, Fetch waits for release, whatever the context says.
+type deafSource struct {
+	*scriptSource
+	hold    atomic.Bool
+	waiting atomic.Int32
+	release chan struct{}
+}
+
+func (d *deafSource) Fetch(_ context.Context, n int) (Block, error) {
+	if d.hold.Load() {
+		d.waiting.Add(1)
+		<-d.release
+	}
+	return d.scriptSource.Fetch(context.Background(), n)
+}
+
+// Contract point 10: once Close has begun, the refill sends no request,
+// even to a source that ignores its context and answers at once (each
+// request may cost quota): the request Close finds under way is the last.
+func TestCloseSendsNoRequestAfterItBegan(t *testing.T) {
+	src := &deafSource{scriptSource: newScriptSource("deaf"), release: make(chan struct{})}
+	p, err := New(src, fast(WithShards(1), WithBufferSize(4096), WithFetchSize(512))...)
+	require.NoError(t, err)
+	full(t, p, 4096)
+	src.hold.Store(true)
+	// Below the low watermark: the refill starts, and waits in Fetch.
+	_, err = p.Read(make([]byte, 3000))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return src.waiting.Load() == 1 }, 10*time.Second, time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- p.Close() }()
+	require.Eventually(t, func() bool { return p.ctx.Err() != nil }, 10*time.Second, time.Millisecond)
+	before := src.callCount() // the waiting request counts once it goes on
+	src.hold.Store(false)
+	close(src.release)
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return once the request under way had")
+	}
+	assert.Equal(t, before+1, src.callCount(), "requests sent after Close began")
+}

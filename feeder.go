@@ -28,7 +28,10 @@ type feeder struct {
 	shared  Hold    // a fleet's shared Retry-After hold; nil without a fleet
 	health  health.Config
 	seen    *jobSet
-	ctxs    allocBatch[requestCtx] // the contexts of its requests (once)
+	ctxs    allocBatch[requestCtx] // the contexts of the refill's requests (once)
+	// refillCtx is the refill goroutine's context (Provider.ctx): requests
+	// made under it take their contexts from ctxs.
+	refillCtx context.Context
 
 	tripNow atomic.Bool // the last failure was permanent: ReadyToTrip says yes
 
@@ -240,6 +243,12 @@ func (e *keyMismatchError) Is(target error) bool { return target == ErrPermanent
 func (f *feeder) wait(ctx context.Context) error {
 	clk := f.cfg.clock
 	for {
+		// No request once ctx has ended (Close, for the refill), even when
+		// nothing below would wait: a source that ignores its context
+		// would otherwise be asked again and again.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		f.syncHold(ctx)
 		until := f.holdUntil.Load()
 		now := clk.Now()
@@ -275,7 +284,14 @@ func (f *feeder) once(ctx context.Context, n int, call fetchFunc) (blk Block, er
 	f.requests.Add(1)
 	f.quota.sent(f.cfg.clock.Now())
 	defer f.quota.note(f.src)
-	rctx := newRequestCtx(&f.ctxs, ctx, f.cfg.fetchTimeout)
+	// Only the refill's requests take their contexts from the batch: their
+	// parent lives as long as the Provider. A caller's context (ReadProven,
+	// an event draw) must not be kept alive by the batch after its call.
+	batch := &f.ctxs
+	if ctx != f.refillCtx {
+		batch = nil
+	}
+	rctx := newRequestCtx(batch, ctx, f.cfg.fetchTimeout)
 	defer rctx.end()
 	func() {
 		defer func() {

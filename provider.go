@@ -255,6 +255,7 @@ func New(src Source, opts ...Option) (*Provider, error) {
 		if err != nil {
 			return nil, err
 		}
+		f.refillCtx = p.ctx
 		f.onFailure = func(err error) {
 			p.reason.Store(newUnavailable(&sourceError{name: f.sourceName(), err: err}))
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -179,4 +180,33 @@ func TestRequestContextsKeptBySourceStayTheirOwn(t *testing.T) {
 			t.Errorf("request %d's context is not done after the request", i)
 		}
 	}
+}
+
+// A caller's context (ReadProven's, an event draw's) is the parent of its
+// requests' contexts, and the Provider keeps none of them once the call
+// has returned: only the refill's requests, whose parent lives as long as
+// the Provider, take their contexts from the feeder's batch, which keeps
+// up to requestCtxBatch-1 of them alive.
+func TestCallerContextNotKeptAfterItsRequest(t *testing.T) {
+	src := newScriptSource("q")
+	p := newTestProvider(t, src, fast(WithBufferSize(4096), WithFetchSize(1024))...)
+	full(t, p, 4096)
+	type key struct{}
+	val := new([64]byte)
+	gone := make(chan struct{})
+	runtime.AddCleanup(val, func(struct{}) { close(gone) }, struct{}{})
+	ctx := context.WithValue(context.Background(), key{}, val)
+	_, _, err := p.ReadProven(ctx, make([]byte, 64))
+	require.NoError(t, err)
+	ctx, val = nil, nil
+	_, _ = ctx, val
+	for range 50 {
+		runtime.GC()
+		select {
+		case <-gone:
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+	t.Fatal("the caller's context is still reachable after ReadProven returned")
 }
