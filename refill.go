@@ -185,8 +185,9 @@ func (p *Provider) pooled() int {
 // A block costs one allocation, its bytes, and a share of one: its
 // blockRuns (its origin and the runs it is cut into) comes from the batch
 // of the shard it goes to (metaBatch). A block cut over shards costs its
-// own blockRuns, and one more run for each shard past two. The copy is an append, which writes the new array once;
-// make and copy would zero it first.
+// own blockRuns, and one more run for each shard past two. The copy is an
+// append, which writes the new array once; make and copy would zero it
+// first.
 func (p *Provider) add(f *feeder, blk Block) {
 	data := append([]byte(nil), blk.Data...)
 	var meta *blockRuns
