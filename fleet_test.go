@@ -136,6 +136,29 @@ func TestFleetRetryAfterHoldsEveryReplica(t *testing.T) {
 	require.Eventually(t, func() bool { return b.callCount() > 0 }, 5*time.Second, time.Millisecond, "requests resume when the hold has passed")
 }
 
+// A fleet's hold of the primary, set by another replica's 429, holds this
+// replica's primary too, but not its failover: the failover serves
+// meanwhile, as it does for a hold the replica received itself
+// (TestRetryAfterDoesNotStallFailover), instead of the refill sleeping out
+// the fleet's hold.
+func TestFleetRetryAfterDoesNotStallFailover(t *testing.T) {
+	fl := newMemFleet(newFakeClock())
+	fl.holds[0] = time.Now().Add(30 * time.Second) // another replica's 429
+	primary := newScriptSource("primary")
+	secondary := newScriptSource("secondary")
+	p := newTestProvider(t, primary, fast(WithFleet(fl), WithFailover(secondary), WithPolicy(Degrade))...)
+	ok := assert.Eventually(t, func() bool {
+		lb, err := p.ReadLabelled(context.Background(), make([]byte, 32))
+		return err == nil && lb.Verifiable
+	}, 3*time.Second, 5*time.Millisecond, "the failover serves while the fleet holds the primary")
+	if !ok {
+		st := p.Stats()
+		t.Logf("primary calls %d, secondary calls %d, fallback reads %d, primary hold until %v",
+			primary.callCount(), secondary.callCount(), st.FallbackReads, st.Sources[0].HoldUntil)
+	}
+	assert.Zero(t, primary.callCount(), "no request to the held primary")
+}
+
 // The fleet's limiter and breaker take the place of the embedded ones: a
 // permanent error one replica meets opens the breaker of every replica, and
 // the others send no request while it is open.

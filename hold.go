@@ -1,6 +1,7 @@
 package entropy
 
 import (
+	"context"
 	"math"
 	"time"
 )
@@ -40,7 +41,13 @@ func (f *feeder) held() bool {
 
 // heldBehind reports whether fill should pass this source over: a
 // Retry-After holds it and one of the sources after it is free to ask.
-func (f *feeder) heldBehind(rest []*feeder) bool {
+// With a fleet, the hold is the fleet's too (another replica's 429), read
+// first when there is a later source to pass to.
+func (f *feeder) heldBehind(ctx context.Context, rest []*feeder) bool {
+	if len(rest) == 0 {
+		return false
+	}
+	f.syncHold(ctx)
 	if !f.held() {
 		return false
 	}

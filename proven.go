@@ -144,7 +144,7 @@ func (p *Provider) fetchOwn(ctx context.Context, n int, call fetchFunc, use func
 		if use != nil && !use(f) {
 			continue
 		}
-		if f.heldBehind(p.feeders[i+1:]) {
+		if f.heldBehind(ctx, p.feeders[i+1:]) {
 			errs = append(errs, &sourceError{name: f.sourceName(), err: &heldError{until: f.holdTime(), last: f.lastError()}})
 			continue
 		}

@@ -83,7 +83,7 @@ func (p *Provider) fill() error {
 		var one Block // the block of a request that is not a batch
 		var got *feeder
 		for i, f := range p.feeders {
-			if f.heldBehind(p.feeders[i+1:]) {
+			if f.heldBehind(p.ctx, p.feeders[i+1:]) {
 				// A Retry-After holds this source; a later one may serve now.
 				errs = append(errs, &sourceError{name: f.sourceName(), err: &heldError{until: f.holdTime(), last: f.lastError()}})
 				continue
