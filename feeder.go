@@ -91,7 +91,8 @@ func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() b
 	st.IsExcluded = func(err error) bool {
 		// Cancellation is not the source's fault, and "too early" (a
 		// beacon round not yet due) is the source working as designed.
-		if isClosed() || Classify(err) == Canceled || errors.Is(err, ErrTooEarly) {
+		// Nor is a journal that cannot answer the replay guard.
+		if isClosed() || Classify(err) == Canceled || errors.Is(err, ErrTooEarly) || (err != nil && errors.As(err, new(*claimError))) {
 			return true
 		}
 		return userExcluded != nil && userExcluded(err)
@@ -173,6 +174,11 @@ func (f *feeder) retryingWith(ctx context.Context, do func(context.Context) ([]B
 			f.tripNow.Store(true)
 			return nil, err
 		case Canceled:
+			return nil, err
+		}
+		if errors.As(err, new(*claimError)) {
+			// The journal failed, not the source: another request now
+			// would be answered, and its block refused the same way.
 			return nil, err
 		}
 		if ra > 0 && !f.alone {

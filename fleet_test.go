@@ -159,6 +159,42 @@ func TestFleetRetryAfterDoesNotStallFailover(t *testing.T) {
 	assert.Zero(t, primary.callCount(), "no request to the held primary")
 }
 
+// unclaimableJournal is a journal whose replay guard cannot answer: its
+// database is unreachable from this replica.
+type unclaimableJournal struct{ *memJournal }
+
+func (unclaimableJournal) ClaimJob(context.Context, string, string) (bool, error) {
+	return false, errors.New("dial tcp 10.0.0.5:5432: connect: connection refused")
+}
+
+// A replica whose journal cannot answer its replay guard takes no block
+// (its freshness is unknown), but the source did not fail: the fleet's
+// breaker stays closed, and the other replicas go on serving verifiable
+// bytes from the source.
+func TestFleetBreakerNotOpenedByOneReplicasJournal(t *testing.T) {
+	fl := newMemFleet(newFakeClock())
+	opts := fast(WithFleet(fl), WithBreaker(gobreaker.Settings{Timeout: time.Hour}), WithPolicy(Degrade))
+	a := newScriptSource("a")
+	pa := newTestProvider(t, a, append(opts, WithJournal(unclaimableJournal{newMemJournal()}))...)
+	require.Eventually(t, func() bool {
+		st := pa.Stats()
+		return st.Unavailable != nil && st.Sources[0].Requests >= 2*defaultTripAfter
+	}, 5*time.Second, time.Millisecond, "replica a's refills fail on its journal")
+	lb, err := pa.ReadLabelled(context.Background(), make([]byte, 16))
+	require.NoError(t, err)
+	assert.False(t, lb.Verifiable, "no block is taken while the replay guard cannot answer")
+
+	b := newScriptSource("b")
+	pb := newTestProvider(t, b, opts...)
+	ok := assert.Eventually(t, func() bool {
+		lb, err := pb.ReadLabelled(context.Background(), make([]byte, 16))
+		return err == nil && lb.Verifiable
+	}, 3*time.Second, 5*time.Millisecond, "the other replica serves from the source")
+	if !ok {
+		t.Logf("fleet breaker %v; replica b: calls %d, unavailable: %v", fl.breakers[0].State(), b.callCount(), pb.Stats().Unavailable)
+	}
+}
+
 // The fleet's limiter and breaker take the place of the embedded ones: a
 // permanent error one replica meets opens the breaker of every replica, and
 // the others send no request while it is open.

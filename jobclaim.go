@@ -24,7 +24,7 @@ type JobClaimer interface {
 // claim asks the Provider's journal, if it is a JobClaimer, whether block b
 // is a job it has never seen: a replay is refused with ErrInvalidBlock, and
 // a journal that cannot answer refuses the block too (its freshness is then
-// unknown).
+// unknown), with a *claimError.
 func (f *feeder) claim(ctx context.Context, b Block) error {
 	c, ok := f.cfg.journal.(JobClaimer)
 	if !ok {
@@ -32,10 +32,21 @@ func (f *feeder) claim(ctx context.Context, b Block) error {
 	}
 	fresh, err := c.ClaimJob(ctx, b.Source, b.JobID)
 	if err != nil {
-		return fmt.Errorf("entropy: journal could not tell whether job %s of %s is new: %w", b.JobID, b.Source, err)
+		return &claimError{fmt.Errorf("entropy: journal could not tell whether job %s of %s is new: %w", b.JobID, b.Source, err)}
 	}
 	if !fresh {
 		return fmt.Errorf("%w: job %s of %s is already in the journal (a replay)", ErrInvalidBlock, b.JobID, b.Source)
 	}
 	return nil
 }
+
+// claimError is a block refused because the journal could not answer its
+// replay guard. The journal failed, not the source: the refill sends no
+// other request (it would meet the same journal), and the breaker does not
+// count it, so that a replica cut off from its journal does not open the
+// breaker that a fleet's replicas share (nor its own, which would refuse
+// refills after the journal is back).
+type claimError struct{ err error }
+
+func (e *claimError) Error() string { return e.err.Error() }
+func (e *claimError) Unwrap() error { return e.err }
