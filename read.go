@@ -149,8 +149,8 @@ func (p *Provider) low(s *shard) {
 // spans are appended to into (a fresh array when into is nil; ReadLabelled
 // takes a span slot of the shard for a read of one run); without it the
 // read builds no spans, and a read without a label allocates nothing
-// beyond a fallback lane's 4 KiB refill (Degrade) or a wake-up channel
-// (Defer, takeSpread).
+// beyond a fallback lane's 4 KiB refill (Degrade); a read waiting under
+// Defer takes its wake channel from a pool (deferTake).
 func (p *Provider) readShard(ctx context.Context, s *shard, b []byte, label bool, into []Span) (Label, error) {
 	if p.warm.Load() {
 		p.warmUp(ctx)
