@@ -464,8 +464,14 @@ func sleep(ctx context.Context, clk entropy.Clock, d time.Duration) error {
 func NewClient(rawURL string) (*redis.Client, error) {
 	opt, err := redis.ParseURL(rawURL)
 	if err != nil {
+		u, uerr := url.Parse(rawURL)
+		if uerr != nil {
+			// The parser's error quotes the URL, or a piece of it that may
+			// be the password (a bad port, a bad escape): none of its text.
+			return nil, errors.New("redisfleet: bad Redis URL: not a valid URL")
+		}
 		msg := err.Error()
-		if u, uerr := url.Parse(rawURL); uerr == nil && u.User != nil {
+		if u.User != nil {
 			if pw, ok := u.User.Password(); ok && pw != "" {
 				msg = strings.ReplaceAll(msg, pw, "xxxxx")
 			}

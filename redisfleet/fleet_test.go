@@ -267,9 +267,20 @@ func TestFleetRefusesBadConfiguration(t *testing.T) {
 		_, err := entropy.New(src, entropy.WithFleet(redisfleet.New(c, o)))
 		assert.Error(t, err)
 	}
-	_, err = redisfleet.NewClient("redis://user:hunter2secret@127.0.0.1:6379/notanumber")
-	require.Error(t, err)
-	assert.NotContains(t, err.Error(), "hunter2secret")
+	// A URL that parses with a bad database number, and URLs that do not
+	// parse at all, whose parser's error quotes the URL (or a piece of it).
+	for _, u := range []string{
+		"redis://user:hunter2secret@127.0.0.1:6379/notanumber",
+		"redis://user:hunter2secret@127.0.0.1:badport/0",
+		"redis://user:hunter2secret%zz@127.0.0.1:6379/0",
+		"redis://user:hunter2 secret@127.0.0.1:6379/0",
+		"redis://user:hunter2/secret@127.0.0.1:6379/0",
+	} {
+		_, err = redisfleet.NewClient(u)
+		require.Error(t, err, u)
+		assert.NotContains(t, err.Error(), "hunter2", u)
+		assert.NotContains(t, err.Error(), "secret", u)
+	}
 }
 
 // A Redis that stops answering (every byte held by the proxy) costs a
