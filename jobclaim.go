@@ -24,7 +24,7 @@ type JobClaimer interface {
 // claim asks the Provider's journal, if it is a JobClaimer, whether block b
 // is a job it has never seen: a replay is refused with ErrInvalidBlock, and
 // a journal that cannot answer refuses the block too (its freshness is then
-// unknown), with a *claimError.
+// unknown), with a *claimError, as does a public round another replica took.
 func (f *feeder) claim(ctx context.Context, b Block) error {
 	c, ok := f.cfg.journal.(JobClaimer)
 	if !ok {
@@ -35,17 +35,27 @@ func (f *feeder) claim(ctx context.Context, b Block) error {
 		return &claimError{fmt.Errorf("entropy: journal could not tell whether job %s of %s is new: %w", b.JobID, b.Source, err)}
 	}
 	if !fresh {
-		return fmt.Errorf("%w: job %s of %s is already in the journal (a replay)", ErrInvalidBlock, b.JobID, b.Source)
+		err := fmt.Errorf("%w: job %s of %s is already in the journal (a replay)", ErrInvalidBlock, b.JobID, b.Source)
+		if b.Public {
+			// A public beacon's round is the same for every replica that
+			// asks while it is the latest: another replica sharing the
+			// journal took it first. The source is working; the next
+			// round will do.
+			return &claimError{err}
+		}
+		return err
 	}
 	return nil
 }
 
-// claimError is a block refused because the journal could not answer its
-// replay guard. The journal failed, not the source: the refill sends no
-// other request (it would meet the same journal), and the breaker does not
-// count it, so that a replica cut off from its journal does not open the
-// breaker that a fleet's replicas share (nor its own, which would refuse
-// refills after the journal is back).
+// claimError is a block refused by the journal's replay guard through no
+// fault of the source: the journal could not answer, or the block is a
+// public beacon round that another replica sharing the journal took first.
+// The refill sends no other request now (it would meet the same journal,
+// or the same round), and the breaker does not count it, so that one
+// replica cut off from its journal, or replicas that lose the race for a
+// round, do not open the breaker that a fleet's replicas share (nor a
+// Provider's own, which would refuse refills after the journal is back).
 type claimError struct{ err error }
 
 func (e *claimError) Error() string { return e.err.Error() }

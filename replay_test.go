@@ -3,11 +3,15 @@ package entropy
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -121,4 +125,83 @@ func replayGuardBytesPerJob(n int) float64 {
 	runtime.ReadMemStats(&after)
 	runtime.KeepAlive(s)
 	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
+}
+
+// claimsJournal is a memJournal that is also a JobClaimer: it remembers the
+// jobs claimed, as a journal that a fleet's replicas share does.
+type claimsJournal struct {
+	*memJournal
+	mu      sync.Mutex
+	claimed map[string]bool
+}
+
+func (j *claimsJournal) ClaimJob(_ context.Context, source, job string) (bool, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	k := source + "\x00" + job
+	if j.claimed[k] {
+		return false, nil
+	}
+	j.claimed[k] = true
+	return true, nil
+}
+
+// roundSource serves one job per round, "round-1" up, as a drand relay
+// serves the same rounds to every replica; public says whether its blocks
+// are public.
+type roundSource struct {
+	public bool
+	mu     sync.Mutex
+	rng    *rand.ChaCha8
+	round  int
+}
+
+func (s *roundSource) Fetch(_ context.Context, n int) (Block, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.round++
+	data := make([]byte, n)
+	_, _ = s.rng.Read(data)
+	return Block{Data: data, Source: "beacon", JobID: "round-" + strconv.Itoa(s.round), Verifiable: true,
+		Public: s.public, Proof: []byte("sig"), Time: time.Now()}, nil
+}
+
+func (s *roundSource) rounds() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.round
+}
+
+// Replicas that share a journal ask a public beacon for the same round,
+// and the one that loses the race has its block refused as a replay. The
+// source is not at fault: the replica's breaker stays closed, and it serves
+// the first round no other replica took. A job that is not public and is
+// already in the journal is a replay the source made, and still counts as
+// its failure.
+func TestPublicRoundTakenByAnotherReplicaIsNotASourceFailure(t *testing.T) {
+	for _, public := range []bool{true, false} {
+		t.Run(fmt.Sprintf("public=%v", public), func(t *testing.T) {
+			j := &claimsJournal{memJournal: newMemJournal(), claimed: map[string]bool{}}
+			for r := 1; r <= 20; r++ { // taken by another replica
+				fresh, err := j.ClaimJob(context.Background(), "beacon", "round-"+strconv.Itoa(r))
+				require.NoError(t, err)
+				require.True(t, fresh)
+			}
+			src := &roundSource{public: public, rng: rand.NewChaCha8([32]byte{'r'})}
+			p := newTestProvider(t, src, fast(WithJournal(j), WithPolicy(Degrade),
+				WithBreaker(gobreaker.Settings{Timeout: time.Hour}),
+				WithBufferSize(512), WithFetchSize(512))...)
+			if !public {
+				require.Eventually(t, func() bool { return p.Stats().Sources[0].Breaker == "open" }, 10*time.Second, time.Millisecond,
+					"replays of a source's own jobs open its breaker")
+				return
+			}
+			require.Eventually(t, func() bool {
+				lb, err := p.ReadLabelled(context.Background(), make([]byte, 16))
+				return err == nil && lb.Verifiable
+			}, 10*time.Second, time.Millisecond, "the first round no other replica took is served")
+			assert.Greater(t, src.rounds(), 20)
+			assert.Equal(t, "closed", p.Stats().Sources[0].Breaker)
+		})
+	}
 }
