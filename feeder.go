@@ -91,8 +91,9 @@ func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() b
 	st.IsExcluded = func(err error) bool {
 		// Cancellation is not the source's fault, and "too early" (a
 		// beacon round not yet due) is the source working as designed.
-		// Nor is a journal that cannot answer the replay guard.
-		if isClosed() || Classify(err) == Canceled || errors.Is(err, ErrTooEarly) || (err != nil && errors.As(err, new(*claimError))) {
+		// Nor is a block the journal's replay guard refused through no
+		// fault of the source (claimError).
+		if isClosed() || Classify(err) == Canceled || errors.Is(err, ErrTooEarly) || isClaimError(err) {
 			return true
 		}
 		return userExcluded != nil && userExcluded(err)
@@ -176,9 +177,10 @@ func (f *feeder) retryingWith(ctx context.Context, do func(context.Context) ([]B
 		case Canceled:
 			return nil, err
 		}
-		if errors.As(err, new(*claimError)) {
-			// The journal failed, not the source: another request now
-			// would be answered, and its block refused the same way.
+		if isClaimError(err) {
+			// Not the source's fault: another request now would be
+			// answered, and its block refused the same way (the same
+			// journal, or the same round).
 			return nil, err
 		}
 		if ra > 0 && !f.alone {

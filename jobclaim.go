@@ -2,6 +2,7 @@ package entropy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -57,6 +58,16 @@ func (f *feeder) claim(ctx context.Context, b Block) error {
 // round, do not open the breaker that a fleet's replicas share (nor a
 // Provider's own, which would refuse refills after the journal is back).
 type claimError struct{ err error }
+
+// isClaimError reports whether err is, or wraps, a *claimError. A nil err
+// costs nothing (the breaker asks after every request).
+func isClaimError(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ce *claimError
+	return errors.As(err, &ce)
+}
 
 func (e *claimError) Error() string { return e.err.Error() }
 func (e *claimError) Unwrap() error { return e.err }
