@@ -2,7 +2,7 @@ package entropy
 
 // The low-pool path: reads that the head run of the reader's shard cannot
 // serve. Every path here holds one shard lock at a time: a read is taken
-// whole from the first shard that holds it; a read larger than any shard is
+// whole from the first shard that holds it; a read no shard holds alone is
 // gathered shard by shard, and under Defer a read gathers shard by shard as
 // blocks arrive (see the concurrency model in provider.go).
 
@@ -68,8 +68,9 @@ func (p *Provider) endWarm() {
 // takeWhole serves all of b from the pool, or nothing: from the first
 // shard that holds len(b) bytes, locking one shard at a time, so that a read
 // that finds its own shard low takes no other lock than the shard it takes
-// from. A read larger than every shard, which no shard can serve alone, is
-// gathered from several (takeSpread). It reports whether it took b,
+// from. A read that no shard can serve alone, because it is larger than
+// every shard or because the bytes are spread over several, is gathered
+// from several (takeSpread). It reports whether it took b,
 // appending the spans to into (with label).
 func (p *Provider) takeWhole(b []byte, into []Span, label bool) ([]Span, bool) {
 	if len(b) > p.shards[0].cap { // shard 0 is the largest
@@ -77,10 +78,14 @@ func (p *Provider) takeWhole(b []byte, into []Span, label bool) ([]Span, bool) {
 	}
 	gen := p.adds.Load()
 	empty := true
+	sum := 0
 	for _, s := range p.shards {
 		s.mu.Lock()
 		avail := s.avail()
 		empty = empty && avail == 0
+		if !s.frozen {
+			sum += avail
+		}
 		ok := false
 		if avail >= len(b) && !s.frozen && !p.closed.Load() {
 			// Stop the head, then count again: fast claims may have
@@ -99,6 +104,11 @@ func (p *Provider) takeWhole(b []byte, into []Span, label bool) ([]Span, bool) {
 	if empty {
 		p.markDry(gen)
 	}
+	if sum >= len(b) {
+		// No shard holds b alone, but together they did as we passed
+		// them: gather it from several.
+		return p.takeSpread(b, into, label)
+	}
 	return into, false
 }
 
@@ -112,7 +122,7 @@ func (p *Provider) unlockLow(s *shard) {
 	}
 }
 
-// takeSpread serves all of b, a read larger than any shard, from several
+// takeSpread serves all of b, a read no shard holds alone, from several
 // shards, or nothing, holding one shard lock at a time. Spans as for
 // takeWhole; on failure into is returned as it came.
 //

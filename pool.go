@@ -162,7 +162,7 @@ type shard struct {
 	// metas: the records of the blocks that go whole to this shard (add);
 	// only the refill goroutine takes from it.
 	metas allocBatch[blockRuns]
-	// frozen: a read larger than any shard (takeSpread) has counted this
+	// frozen: a read no shard holds alone (takeSpread) has counted this
 	// shard's bytes and will take them; no head is published and no other
 	// read takes from the queue until it thaws the shard.
 	frozen bool

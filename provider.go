@@ -34,7 +34,7 @@ import (
 //     closed, frozen, the claims of retired heads (reads, bytes) and each
 //     queued run's start; the head is published, stopped and reopened
 //     under it.
-//   - Provider.spreadMu: held by a read larger than any shard while it
+//   - Provider.spreadMu: held by a read no shard holds alone while it
 //     freezes shards, takes from them and thaws them (takeSpread), so that
 //     every frozen shard is that read's.
 //   - shard.fbMu: replacing the shard's fallback lane run (fb) and counting
@@ -144,7 +144,7 @@ type Provider struct {
 	refillDone sync.WaitGroup // the refill goroutine alone
 	closeDone  chan struct{}  // closed when the first Close has finished
 
-	// spreadMu lets one read larger than any shard at a time freeze
+	// spreadMu lets one read no shard holds alone at a time freeze
 	// shards (takeSpread).
 	spreadMu sync.Mutex
 
