@@ -287,19 +287,25 @@ func (f *feeder) wait(ctx context.Context) error {
 	}
 }
 
+// requestCtx returns the context of one request to the source, or of one
+// claim in the journal (claim): ctx bounded by the fetch timeout. Only the
+// refill's requests take their contexts from the batch: their parent lives
+// as long as the Provider. A caller's context (ReadProven, an event draw)
+// must not be kept alive by the batch after its call.
+func (f *feeder) requestCtx(ctx context.Context) *requestCtx {
+	batch := &f.ctxs
+	if ctx != f.refillCtx {
+		batch = nil
+	}
+	return newRequestCtx(batch, ctx, f.cfg.fetchTimeout)
+}
+
 // once sends one request and checks what came back (contract point 4).
 func (f *feeder) once(ctx context.Context, n int, call fetchFunc) (blk Block, err error) {
 	f.requests.Add(1)
 	f.quota.sent(f.cfg.clock.Now())
 	defer f.quota.note(f.src)
-	// Only the refill's requests take their contexts from the batch: their
-	// parent lives as long as the Provider. A caller's context (ReadProven,
-	// an event draw) must not be kept alive by the batch after its call.
-	batch := &f.ctxs
-	if ctx != f.refillCtx {
-		batch = nil
-	}
-	rctx := newRequestCtx(batch, ctx, f.cfg.fetchTimeout)
+	rctx := f.requestCtx(ctx)
 	defer rctx.end()
 	func() {
 		defer func() {

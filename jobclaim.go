@@ -18,7 +18,9 @@ type JobClaimer interface {
 	// ClaimJob reserves (source, jobID) for the caller and reports true, or
 	// reports false if the journal holds a block record of that job or the
 	// job was claimed before. A claimed job's record follows through
-	// RecordBlock.
+	// RecordBlock. ctx ends after the fetch timeout ([WithFetchTimeout]):
+	// a claim that has not answered by then refuses the block, as a journal
+	// error does, and the refill goes on with later blocks.
 	ClaimJob(ctx context.Context, source, jobID string) (fresh bool, err error)
 }
 
@@ -26,12 +28,17 @@ type JobClaimer interface {
 // is a job it has never seen: a replay is refused with ErrInvalidBlock, and
 // a journal that cannot answer refuses the block too (its freshness is then
 // unknown), with a *claimError, as does a public round another replica took.
+// The journal has the fetch timeout to answer, so that a journal that
+// stalls (a database that no longer answers) does not hold the refill, or a
+// caller of ReadProven, for as long as it stalls.
 func (f *feeder) claim(ctx context.Context, b Block) error {
 	c, ok := f.cfg.journal.(JobClaimer)
 	if !ok {
 		return nil
 	}
-	fresh, err := c.ClaimJob(ctx, b.Source, b.JobID)
+	cctx := f.requestCtx(ctx)
+	fresh, err := c.ClaimJob(cctx, b.Source, b.JobID)
+	cctx.end()
 	if err != nil {
 		return &claimError{fmt.Errorf("entropy: journal could not tell whether job %s of %s is new: %w", b.JobID, b.Source, err)}
 	}

@@ -281,8 +281,8 @@ func WithMaxRetryAfter(d time.Duration) Option {
 	}
 }
 
-// WithFetchTimeout bounds each request to a source. Default:
-// 15 s.
+// WithFetchTimeout bounds each request to a source, and each claim of a
+// block's job in a journal that is a [JobClaimer]. Default: 15 s.
 func WithFetchTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {

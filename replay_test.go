@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,6 +145,39 @@ func (j *claimsJournal) ClaimJob(_ context.Context, source, job string) (bool, e
 	}
 	j.claimed[k] = true
 	return true, nil
+}
+
+// stallingClaims is a claimsJournal whose first ClaimJob stalls, as a
+// database that stops answering does, until its context ends.
+type stallingClaims struct {
+	*claimsJournal
+	calls atomic.Int32
+}
+
+func (j *stallingClaims) ClaimJob(ctx context.Context, source, job string) (bool, error) {
+	if j.calls.Add(1) == 1 {
+		<-ctx.Done()
+		return false, ctx.Err()
+	}
+	return j.claimsJournal.ClaimJob(ctx, source, job)
+}
+
+// A journal that stalls in ClaimJob holds the refill no longer than the
+// fetch timeout: the block it could not claim is refused (its freshness is
+// unknown), the breaker does not count it, and the refill goes on.
+func TestStalledJournalClaimEndsAtTheFetchTimeout(t *testing.T) {
+	j := &stallingClaims{claimsJournal: &claimsJournal{memJournal: newMemJournal(), claimed: map[string]bool{}}}
+	src := newScriptSource("stall")
+	p := newTestProvider(t, src, fast(WithJournal(j), WithPolicy(Fail), WithFetchTimeout(50*time.Millisecond),
+		WithBreaker(gobreaker.Settings{Timeout: time.Hour}), WithBufferSize(512), WithFetchSize(256))...)
+	full(t, p, 256)
+	assert.GreaterOrEqual(t, j.calls.Load(), int32(2))
+	st := p.Stats().Sources[0]
+	assert.Equal(t, "closed", st.Breaker)
+	assert.Equal(t, uint64(1), st.BlocksRejected, "the block whose claim stalled is refused")
+	lb, err := p.ReadLabelled(context.Background(), make([]byte, 32))
+	require.NoError(t, err)
+	assert.True(t, lb.Verifiable)
 }
 
 // roundSource serves one job per round, "round-1" up, as a drand relay

@@ -31,12 +31,12 @@ type requestCtx struct {
 	ended  bool               // end was called: the request is over
 }
 
-// requestCtxBatch is how many contexts of the refill's requests a feeder
-// allocates at once (allocBatch): one allocation per 64 requests. A batch
-// stays alive while one of its contexts does (a source may hold on to one),
-// and with it up to 63 ended contexts of other requests, whose parent is
-// the Provider's own context; a caller's context (ReadProven, an event
-// draw) never goes into a batch (feeder.once).
+// requestCtxBatch is how many contexts of the refill's requests (and of
+// their claims in a journal) a feeder allocates at once (allocBatch): one
+// allocation per 64. A batch stays alive while one of its contexts does (a
+// source may hold on to one), and with it up to 63 ended contexts of other
+// requests, whose parent is the Provider's own context; a caller's context
+// (ReadProven, an event draw) never goes into a batch (feeder.requestCtx).
 const requestCtxBatch = 64
 
 // newRequestCtx returns the context of a request that may take until
