@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -292,6 +293,41 @@ func TestJournalRecordsRetriedUntilWritten(t *testing.T) {
 	}
 	assert.Subset(t, fetched, jobs)
 	assert.Len(t, j.events, 1)
+}
+
+// stallingBlocks is a memJournal whose RecordBlock stalls, as a database
+// that no longer answers does, until its context ends.
+type stallingBlocks struct {
+	*memJournal
+	calls, ended atomic.Int32
+}
+
+func (j *stallingBlocks) RecordBlock(ctx context.Context, _ BlockRecord) error {
+	j.calls.Add(1)
+	<-ctx.Done()
+	j.ended.Add(1)
+	return ctx.Err()
+}
+
+// A journal that stalls holds Close for the close budget, not for the
+// journal call's own timeout: the call in flight when Close begins is
+// ended, and its record is counted lost.
+func TestStalledJournalHoldsCloseOnlyForItsBudget(t *testing.T) {
+	j := &stallingBlocks{memJournal: newMemJournal()}
+	p, err := New(newScriptSource("quantropy"), fast(WithJournal(j))...)
+	require.NoError(t, err)
+	ready(t, p)
+	require.Eventually(t, func() bool { return j.calls.Load() > 0 }, 10*time.Second, time.Millisecond, "the block's record is on its way")
+	done := make(chan error, 1)
+	go func() { done <- p.Close() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(journalCallTimeout - time.Second):
+		t.Fatalf("Close waited for the stalled call's own timeout (%v), not the close budget (%v)", journalCallTimeout, journalCloseBudget)
+	}
+	assert.Equal(t, j.calls.Load(), j.ended.Load(), "a call to the journal outlived Close")
+	assert.NotZero(t, p.Stats().JournalLost, "the record of the stalled call is counted lost")
 }
 
 // A journal that never comes back does not hang Close: the records left are

@@ -19,7 +19,9 @@ import (
 // JournalErrors, the logger), not as a reason to stop serving, and retries a
 // record that failed, with backoff, until it is written: records are never
 // dropped silently, and every record queued before [Provider.Close] is tried before
-// Close returns. RecordEvent and LookupEvent run on the goroutine that called
+// Close returns. A journal that keeps failing, or stalls, holds Close for
+// 3 s at most: the call in flight then sees its ctx end, and the records
+// left are given up, each counted in [Stats]' JournalLost. RecordEvent and LookupEvent run on the goroutine that called
 // [Provider.ReadFor], and their errors fail that ReadFor, because an event draw that
 // cannot be recorded must not be handed out.
 //

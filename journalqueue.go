@@ -12,8 +12,9 @@ import (
 // Journal retry timing. A record that the journal failed to write is tried
 // again after journalRetryMin, doubling to journalRetryMax (with jitter), so
 // that a database that is down is not hammered and one that comes back is
-// written to within journalRetryMax. Each call gets journalCallTimeout. At
-// Close the records left are tried for journalCloseBudget at most.
+// written to within journalRetryMax. Each call gets journalCallTimeout. From
+// the moment Close begins, the call in flight and the records left have
+// journalCloseBudget in all (endAfter).
 const (
 	journalRetryMin    = 20 * time.Millisecond
 	journalRetryMax    = 2 * time.Second
@@ -31,13 +32,44 @@ type journalQueue struct {
 	waiting bool          // a retry is scheduled: do not write before it
 	timer   *time.Timer
 
+	// ctx is the parent of every call to the journal; end cancels it,
+	// journalCloseBudget after Close began (endAfter) or when the queue is
+	// done at Close, whichever comes first. Both are set by init.
+	ctx context.Context
+	end context.CancelFunc
+
 	mu      sync.Mutex
 	lastErr error         // the last failure, nil once the head was written
 	failed  chan struct{} // closed and replaced at every failure
+	budget  *time.Timer   // endAfter's; nil before Close
 }
 
 func (jq *journalQueue) init() {
 	jq.failed = make(chan struct{})
+	jq.ctx, jq.end = context.WithCancel(context.Background())
+}
+
+// endAfter ends every call to the journal, the one in flight included, d
+// from now: Close calls it as it begins, so that a journal that stalls
+// (a database that no longer answers) holds Close for d at most, not for
+// the call's own timeout.
+func (jq *journalQueue) endAfter(d time.Duration) {
+	jq.mu.Lock()
+	if jq.budget == nil {
+		jq.budget = time.AfterFunc(d, jq.end)
+	}
+	jq.mu.Unlock()
+}
+
+// done ends the calls to the journal and stops endAfter's timer: the queue
+// has been written, or given up, at Close.
+func (jq *journalQueue) done() {
+	jq.end()
+	jq.mu.Lock()
+	if jq.budget != nil {
+		jq.budget.Stop()
+	}
+	jq.mu.Unlock()
 }
 
 // failure returns a channel that is closed at the next failure, and the
@@ -82,7 +114,7 @@ func (n *notifier) write() {
 	for len(jq.q) > 0 {
 		x := jq.q[0]
 		if x.flushed == nil {
-			if err := n.record(context.Background(), x); err != nil {
+			if err := n.record(jq.ctx, x); err != nil {
 				n.p.journalError(x.what(), err)
 				jq.setFailure(err)
 				jq.backoff = min(max(2*jq.backoff, journalRetryMin), journalRetryMax)
@@ -115,27 +147,29 @@ func (n *notifier) retry() {
 }
 
 // writeAtClose writes what is left when the Provider has closed: it keeps
-// retrying with backoff for journalCloseBudget at most, then gives up on
-// the records still unwritten, counting each in Stats' JournalLost and
-// logging it, so that Close cannot hang on a journal that is gone.
+// retrying with backoff until the journal's calls end, journalCloseBudget
+// after Close began (endAfter), then gives up on the records still
+// unwritten, counting each in Stats' JournalLost and logging it, so that
+// Close cannot hang on a journal that is gone or stalls.
 func (n *notifier) writeAtClose() {
 	jq := &n.jq
+	defer jq.done()
 	if jq.timer != nil {
 		jq.timer.Stop()
 	}
 	jq.waiting = false
-	deadline := time.Now().Add(journalCloseBudget)
 	for {
 		n.write()
-		if len(jq.q) == 0 {
-			return
-		}
-		d := time.Until(deadline)
-		if d <= 0 {
+		if len(jq.q) == 0 || jq.ctx.Err() != nil {
 			break
 		}
 		jq.waiting = false
-		time.Sleep(min(d, jq.backoff))
+		t := time.NewTimer(jq.backoff)
+		select {
+		case <-t.C:
+		case <-jq.ctx.Done():
+			t.Stop()
+		}
 	}
 	for _, x := range jq.q {
 		if x.flushed != nil {

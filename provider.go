@@ -340,6 +340,7 @@ func (p *Provider) Close() error {
 		}
 		return nil
 	}
+	p.notes.jq.endAfter(journalCloseBudget)
 	p.finishEpisode(true)
 	p.cancel()
 	p.warmEnd()

@@ -303,3 +303,38 @@ func TestBlockRecordsRetriedUntilTheDatabaseIsBack(t *testing.T) {
 	_, err = j.Verify(context.Background())
 	require.NoError(t, err)
 }
+
+// A database that stops answering holds the Provider's Close for the close
+// budget (3 s), not for a journal call's own timeout (10 s): the record in
+// flight is ended, and it and the records behind it are counted lost.
+func TestStalledDatabaseHoldsCloseOnlyForTheCloseBudget(t *testing.T) {
+	dsn, schema := testDSN(t), testSchema(t)
+	px := newProxy(t, dsn)
+	j, err := pgjournal.Open(context.Background(), px.dsn, pgjournal.WithSchema(schema), pgjournal.WithMaxConns(2))
+	require.NoError(t, err)
+	t.Cleanup(j.Close)
+	t.Cleanup(func() { px.SetStalled(false) }) // before j.Close
+	p, err := entropy.New(journaltest.NewSource(), entropy.WithJournal(journalOnly{j}), entropy.WithRateLimit(rate.Inf, 1),
+		entropy.WithBufferSize(4096), entropy.WithFetchSize(1024))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	require.NoError(t, p.WaitReady(context.Background()))
+	require.Eventually(t, func() bool { return p.Stats().Pooled == 4096 }, 10*time.Second, time.Millisecond)
+	before := p.Stats().Sources[0].BlocksAccepted
+
+	px.SetStalled(true)
+	for range 4 {
+		_, err := p.Read(make([]byte, 512)) // refills follow, and their block records
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return p.Stats().Sources[0].BlocksAccepted > before }, 10*time.Second, time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- p.Close() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(9 * time.Second):
+		t.Fatal("Close waited for the stalled database beyond the close budget")
+	}
+	assert.NotZero(t, p.Stats().JournalLost, "the records the database did not take are counted lost")
+}
