@@ -252,7 +252,9 @@ func (n *notifier) flush(ctx context.Context) error {
 	}
 	failed, _ := n.jq.failure()
 	ch := make(chan struct{})
-	n.push(note{flushed: ch})
+	if !n.push(note{flushed: ch}) {
+		return ErrClosed // the notifier has delivered its last note
+	}
 	select {
 	case <-ch:
 		return nil

@@ -48,7 +48,8 @@ import (
 //     the failed and ready channels.
 //   - secretStream.mu: one shard's derived-read generator; released while a
 //     reseed takes pool bytes.
-//   - Leaves: notifier.mu (the queue of notes), journalQueue.mu (the
+//   - Leaves: notifier.mu (the queue of notes, and finished: the last
+//     note was delivered at Close, later ones are refused), journalQueue.mu (the
 //     journal's last failure, and the close budget: whether Close has
 //     begun, whether the notifier is in a journal call, the budget's
 //     timer), feeder.mu (a source's name, last error and last failure),
