@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
@@ -300,4 +301,21 @@ func TestBatchErrorText(t *testing.T) {
 	var je *JobError
 	assert.ErrorAs(t, be, &je)
 	assert.Equal(t, "r1", RequestID(be))
+}
+
+// A journal that stalls holds a batch refill for one fetch timeout, not one
+// per block: the claims of a batch's blocks have the request's bound
+// between them, and the refill goes on with its next request.
+func TestStalledJournalHoldsABatchForOneFetchTimeout(t *testing.T) {
+	const items, timeout = 16, time.Second
+	j := &stallingClaims{claimsJournal: &claimsJournal{memJournal: newMemJournal(), claimed: map[string]bool{}}, stalls: items}
+	src := newBatchSource()
+	p := newTestProvider(t, src, fast(WithJournal(j), WithPolicy(Fail), WithFetchTimeout(timeout), WithBatch(items),
+		WithBreaker(gobreaker.Settings{Timeout: time.Hour}), WithBufferSize(items*1024), WithFetchSize(1024))...)
+	require.Eventually(t, func() bool { return src.batchCount() >= 2 }, items*timeout/2, time.Millisecond,
+		"the stalled claims of one batch held the refill for a fetch timeout each")
+	full(t, p, 1024)
+	st := p.Stats().Sources[0]
+	assert.Equal(t, uint64(items), st.BlocksRejected, "the blocks whose claims stalled are refused")
+	assert.Equal(t, "closed", st.Breaker)
 }

@@ -134,6 +134,14 @@ func (f *feeder) onceBatch(ctx context.Context, sizes []int) (good []Block, part
 	}
 	var itemFailed uint64
 	var checkErrs []error
+	// The blocks' claims in the journal have one fetch timeout between
+	// them (claimIn).
+	var cctx context.Context = ctx
+	if _, ok := f.cfg.journal.(JobClaimer); ok && len(blks) > 0 {
+		rc := f.requestCtx(ctx)
+		defer rc.end()
+		cctx = rc
+	}
 	if be != nil {
 		itemFailed = uint64(len(be.Items))
 	}
@@ -149,7 +157,7 @@ func (f *feeder) onceBatch(ctx context.Context, sizes []int) (good []Block, part
 			checkErrs = append(checkErrs, cerr)
 			continue
 		}
-		if cerr := f.claim(ctx, b); cerr != nil {
+		if cerr := f.claimIn(cctx, b); cerr != nil {
 			f.rejected.Add(1)
 			itemFailed++
 			checkErrs = append(checkErrs, cerr)

@@ -344,3 +344,46 @@ func TestJournalRecordsLostAtCloseAreCounted(t *testing.T) {
 	assert.NotZero(t, st.JournalLost, "records unwritten at Close are counted")
 	assert.Empty(t, j.blocks)
 }
+
+// ctxJournal is a memJournal whose block and fallback appends refuse a ctx
+// that has ended, as package journal's and pgjournal's do.
+type ctxJournal struct{ *memJournal }
+
+func (j ctxJournal) RecordBlock(ctx context.Context, b BlockRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return j.memJournal.RecordBlock(ctx, b)
+}
+
+func (j ctxJournal) RecordFallback(ctx context.Context, e FallbackEpisode) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return j.memJournal.RecordFallback(ctx, e)
+}
+
+// A fallback hook that takes longer than the close budget when Close ends
+// its episode (an alert sent over the network) does not cost a journal
+// that answers its records: the budget bounds the journal, not the hooks
+// the notifier runs before it gets to the journal.
+func TestSlowHookAtCloseLosesNoJournalRecord(t *testing.T) {
+	j := ctxJournal{newMemJournal()}
+	src := newScriptSource("quantropy")
+	src.set(&step{err: &APIError{StatusCode: 503}})
+	p, err := New(src, fast(WithPolicy(Degrade), WithJournal(j), WithFallbackHook(func(ep FallbackEpisode) {
+		if ep.Ended {
+			time.Sleep(journalCloseBudget + 500*time.Millisecond)
+		}
+	}))...)
+	require.NoError(t, err)
+	lb, err := p.ReadLabelled(context.Background(), make([]byte, 8))
+	require.NoError(t, err)
+	require.False(t, lb.Verifiable, "the source is down: the read falls back and opens an episode")
+	require.NoError(t, p.Close())
+	st := p.Stats()
+	assert.Zero(t, st.JournalLost, "records lost though the journal answered every call")
+	n, reads, _ := j.episodeSums()
+	assert.Equal(t, 1, n, "the episode Close ended is in the journal")
+	assert.Equal(t, int64(1), reads)
+}

@@ -18,9 +18,10 @@ type JobClaimer interface {
 	// ClaimJob reserves (source, jobID) for the caller and reports true, or
 	// reports false if the journal holds a block record of that job or the
 	// job was claimed before. A claimed job's record follows through
-	// RecordBlock. ctx ends after the fetch timeout ([WithFetchTimeout]):
-	// a claim that has not answered by then refuses the block, as a journal
-	// error does, and the refill goes on with later blocks.
+	// RecordBlock. ctx ends after the fetch timeout ([WithFetchTimeout]),
+	// one for all the blocks of a batch request ([WithBatch]): a claim that
+	// has not answered by then refuses the block, as a journal error does,
+	// and the refill goes on with later blocks.
 	ClaimJob(ctx context.Context, source, jobID string) (fresh bool, err error)
 }
 
@@ -32,13 +33,24 @@ type JobClaimer interface {
 // stalls (a database that no longer answers) does not hold the refill, or a
 // caller of ReadProven, for as long as it stalls.
 func (f *feeder) claim(ctx context.Context, b Block) error {
+	if _, ok := f.cfg.journal.(JobClaimer); !ok {
+		return nil
+	}
+	cctx := f.requestCtx(ctx)
+	err := f.claimIn(cctx, b)
+	cctx.end()
+	return err
+}
+
+// claimIn is claim under cctx, a context bounded by the fetch timeout that
+// the claims of a batch's blocks share (onceBatch), so that a journal that
+// stalls holds a batch for one fetch timeout, not one per block.
+func (f *feeder) claimIn(cctx context.Context, b Block) error {
 	c, ok := f.cfg.journal.(JobClaimer)
 	if !ok {
 		return nil
 	}
-	cctx := f.requestCtx(ctx)
 	fresh, err := c.ClaimJob(cctx, b.Source, b.JobID)
-	cctx.end()
 	if err != nil {
 		return &claimError{fmt.Errorf("entropy: journal could not tell whether job %s of %s is new: %w", b.JobID, b.Source, err)}
 	}

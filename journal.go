@@ -20,7 +20,9 @@ import (
 // record that failed, with backoff, until it is written: records are never
 // dropped silently, and every record queued before [Provider.Close] is tried before
 // Close returns. A journal that keeps failing, or stalls, holds Close for
-// 3 s at most: the call in flight then sees its ctx end, and the records
+// 3 s at most (counted from Close, or from the first call after it when
+// none was in flight, so that a slow fallback hook does not use the
+// journal's time): the call in flight then sees its ctx end, and the records
 // left are given up, each counted in [Stats]' JournalLost. RecordEvent and LookupEvent run on the goroutine that called
 // [Provider.ReadFor], and their errors fail that ReadFor, because an event draw that
 // cannot be recorded must not be handed out.

@@ -12,9 +12,9 @@ import (
 // Journal retry timing. A record that the journal failed to write is tried
 // again after journalRetryMin, doubling to journalRetryMax (with jitter), so
 // that a database that is down is not hammered and one that comes back is
-// written to within journalRetryMax. Each call gets journalCallTimeout. From
-// the moment Close begins, the call in flight and the records left have
-// journalCloseBudget in all (endAfter).
+// written to within journalRetryMax. Each call gets journalCallTimeout. Once
+// Close has begun, the call in flight and the records left have
+// journalCloseBudget in all (closeBegan).
 const (
 	journalRetryMin    = 20 * time.Millisecond
 	journalRetryMax    = 2 * time.Second
@@ -32,16 +32,18 @@ type journalQueue struct {
 	waiting bool          // a retry is scheduled: do not write before it
 	timer   *time.Timer
 
-	// ctx is the parent of every call to the journal; end cancels it,
-	// journalCloseBudget after Close began (endAfter) or when the queue is
-	// done at Close, whichever comes first. Both are set by init.
+	// ctx is the parent of every call to the journal; end cancels it when
+	// the close budget has run out (closeBegan) or when the queue is done at
+	// Close, whichever comes first. Both are set by init.
 	ctx context.Context
 	end context.CancelFunc
 
 	mu      sync.Mutex
 	lastErr error         // the last failure, nil once the head was written
 	failed  chan struct{} // closed and replaced at every failure
-	budget  *time.Timer   // endAfter's; nil before Close
+	closing bool          // Close has begun: the budget runs from the next call on
+	inCall  bool          // the notifier is in a call to the journal
+	budget  *time.Timer   // ends ctx journalCloseBudget after it started; nil before
 }
 
 func (jq *journalQueue) init() {
@@ -49,20 +51,43 @@ func (jq *journalQueue) init() {
 	jq.ctx, jq.end = context.WithCancel(context.Background())
 }
 
-// endAfter ends every call to the journal, the one in flight included, d
-// from now: Close calls it as it begins, so that a journal that stalls
-// (a database that no longer answers) holds Close for d at most, not for
-// the call's own timeout.
-func (jq *journalQueue) endAfter(d time.Duration) {
+// closeBegan starts the close budget: Close calls it as it begins, so that
+// a journal that stalls (a database that no longer answers) holds Close for
+// journalCloseBudget at most, not for a call's own timeout. The budget runs
+// from now if the notifier is in a call to the journal, and otherwise from
+// its next call (calling): a hook the notifier runs first (an alert sent
+// when Close ends an episode) takes the time it takes, but not the
+// journal's, so that a journal that answers loses no record to it.
+func (jq *journalQueue) closeBegan() {
 	jq.mu.Lock()
-	if jq.budget == nil {
-		jq.budget = time.AfterFunc(d, jq.end)
+	jq.closing = true
+	if jq.inCall {
+		jq.startBudget()
 	}
 	jq.mu.Unlock()
 }
 
-// done ends the calls to the journal and stops endAfter's timer: the queue
-// has been written, or given up, at Close.
+// calling records whether the notifier is in a call to the journal; the
+// first call after Close began starts the close budget. jq.mu is not held.
+func (jq *journalQueue) calling(in bool) {
+	jq.mu.Lock()
+	jq.inCall = in
+	if in && jq.closing {
+		jq.startBudget()
+	}
+	jq.mu.Unlock()
+}
+
+// startBudget ends every call to the journal journalCloseBudget from now,
+// unless the budget has started already. jq.mu is held.
+func (jq *journalQueue) startBudget() {
+	if jq.budget == nil {
+		jq.budget = time.AfterFunc(journalCloseBudget, jq.end)
+	}
+}
+
+// done ends the calls to the journal and stops the close budget's timer:
+// the queue has been written, or given up, at Close.
 func (jq *journalQueue) done() {
 	jq.end()
 	jq.mu.Lock()
@@ -147,8 +172,8 @@ func (n *notifier) retry() {
 }
 
 // writeAtClose writes what is left when the Provider has closed: it keeps
-// retrying with backoff until the journal's calls end, journalCloseBudget
-// after Close began (endAfter), then gives up on the records still
+// retrying with backoff until the journal's calls end, when the close
+// budget has run out (closeBegan), then gives up on the records still
 // unwritten, counting each in Stats' JournalLost and logging it, so that
 // Close cannot hang on a journal that is gone or stalls.
 func (n *notifier) writeAtClose() {
@@ -186,6 +211,8 @@ func (n *notifier) writeAtClose() {
 
 // record writes one block or fallback record.
 func (n *notifier) record(ctx context.Context, x note) error {
+	n.jq.calling(true)
+	defer n.jq.calling(false)
 	ctx, cancel := context.WithTimeout(ctx, journalCallTimeout)
 	defer cancel()
 	j := n.p.cfg.journal
@@ -225,7 +252,9 @@ func (n *notifier) flush(ctx context.Context) error {
 	}
 	failed, _ := n.jq.failure()
 	ch := make(chan struct{})
-	n.push(note{flushed: ch})
+	if !n.push(note{flushed: ch}) {
+		return ErrClosed // the notifier has delivered its last note
+	}
 	select {
 	case <-ch:
 		return nil

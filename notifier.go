@@ -12,11 +12,12 @@ import (
 // journal, and blocks to the journal, on a goroutine of its own: outside
 // every lock, and never on a read's goroutine (a journal append fsyncs).
 type notifier struct {
-	p      *Provider
-	mu     sync.Mutex
-	queue  []note
-	signal chan struct{}
-	jq     journalQueue // the records on their way to the journal
+	p        *Provider
+	mu       sync.Mutex
+	queue    []note
+	finished bool // the last note has been delivered (Close): push refuses more
+	signal   chan struct{}
+	jq       journalQueue // the records on their way to the journal
 }
 
 type note struct {
@@ -34,20 +35,33 @@ func (n *notifier) init(p *Provider) {
 
 func (n *notifier) episode(ep FallbackEpisode) { n.push(note{episode: &ep}) }
 
-func (n *notifier) block(b BlockRecord)  { n.push(note{block: &b}) }
-func (n *notifier) fleet(ev FleetStatus) { n.push(note{fleet: &ev}) }
+// block queues the record of a block for the journal, and reports false
+// (queuing nothing) if the notifier has delivered its last note at Close:
+// the record would never be written, and the block must not be served.
+func (n *notifier) block(b BlockRecord) bool { return n.push(note{block: &b}) }
+func (n *notifier) fleet(ev FleetStatus)     { n.push(note{fleet: &ev}) }
 
-func (n *notifier) push(x note) {
+// push queues x for the notifier goroutine. It reports false, and queues
+// nothing, once the notifier has delivered its last note (Close): nothing
+// would deliver x. Of the journal's records, only ReadProven's (proven) can
+// come that late: the refill's are queued before the notifier's last
+// delivery (refillDone), and Close queues the last episode before it.
+func (n *notifier) push(x note) bool {
 	if n.p.cfg.hook == nil && n.p.cfg.logger == nil && n.p.cfg.journal == nil && n.p.cfg.fleetHook == nil {
-		return
+		return true
 	}
 	n.mu.Lock()
+	if n.finished {
+		n.mu.Unlock()
+		return false
+	}
 	n.queue = append(n.queue, x)
 	n.mu.Unlock()
 	select {
 	case n.signal <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // run delivers notes until the Provider closes, then delivers what is left.
@@ -58,25 +72,31 @@ func (n *notifier) run(wg *sync.WaitGroup) {
 	for {
 		select {
 		case <-n.signal:
-			n.drain()
+			n.drain(false)
 		case <-n.jq.retryC():
 			n.retry()
 		case <-n.p.ctx.Done():
 			// The refill goroutine may still queue a block it fetched
 			// before it saw the end: deliver after it has stopped.
 			n.p.refillDone.Wait()
-			n.drain()
+			n.drain(true)
 			n.writeAtClose()
 			return
 		}
 	}
 }
 
-func (n *notifier) drain() {
+// drain delivers the notes queued until none is left. The last drain, at
+// Close, marks the notifier finished under the lock under which it found
+// the queue empty, so that a note is either delivered or refused (push).
+func (n *notifier) drain(last bool) {
 	for {
 		n.mu.Lock()
 		q := n.queue
 		n.queue = nil
+		if last && len(q) == 0 {
+			n.finished = true
+		}
 		n.mu.Unlock()
 		if len(q) == 0 {
 			return

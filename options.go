@@ -282,7 +282,8 @@ func WithMaxRetryAfter(d time.Duration) Option {
 }
 
 // WithFetchTimeout bounds each request to a source, and each claim of a
-// block's job in a journal that is a [JobClaimer]. Default: 15 s.
+// block's job in a journal that is a [JobClaimer] (the claims of a batch's
+// blocks have one such bound between them). Default: 15 s.
 func WithFetchTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {

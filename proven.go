@@ -170,6 +170,13 @@ func (p *Provider) fetchOwn(ctx context.Context, n int, call fetchFunc, use func
 // counts and journals the block like a refill's, and returns its label and
 // proof. The caller counts the bytes as served when it hands them out.
 func (p *Provider) proven(f *feeder, blk Block, b []byte) (Label, Proof, error) {
+	// The block's record goes first: a job that came after Close had
+	// delivered the journal's last record would be served with no record
+	// (notifier.push), so it is not served.
+	if p.cfg.journal != nil && !p.notes.block(blockRecord(blk, p.cfg.clock.Now())) {
+		clear(b)
+		return Label{}, Proof{}, ErrClosed
+	}
 	f.accepted.Add(1)
 	f.fetched.Add(uint64(len(blk.Data)))
 	// A source answered with a checked job: as after a block lands in the
@@ -178,9 +185,6 @@ func (p *Provider) proven(f *feeder, blk Block, b []byte) (Label, Proof, error) 
 	if r := p.reason.Load(); r != poolEmpty {
 		p.reason.CompareAndSwap(r, poolEmpty)
 		p.permanent.Store(nil)
-	}
-	if p.cfg.journal != nil {
-		p.notes.block(blockRecord(blk, p.cfg.clock.Now()))
 	}
 	copy(b, blk.Data) // its first len(b) bytes: provenSize
 	var pr Proof

@@ -3,7 +3,9 @@ package entropy
 import (
 	"context"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -25,4 +27,60 @@ func TestReadProvenAfterARetriedFailureStillFetches(t *testing.T) {
 	require.NoError(t, err, "the retried failure still refuses ReadProven")
 	require.True(t, lb.Verifiable)
 	require.Equal(t, before+3, src.callCount())
+}
+
+// A ReadProven whose job arrives once Close has returned (a service that
+// answers whatever its context says) does not serve a job whose block
+// record the journal will never get: the notifier has delivered its last
+// note, so the read returns ErrClosed and serves nothing.
+func TestReadProvenMeetingCloseServesNoUnjournalledJob(t *testing.T) {
+	const own = 1024 // the size of ReadProven's job; the refill's are 256
+	j := newMemJournal()
+	script := newScriptSource("late")
+	entered, release := make(chan struct{}), make(chan struct{})
+	src := SourceFunc(func(ctx context.Context, n int) (Block, error) {
+		if n == own {
+			close(entered)
+			<-release
+			return script.Fetch(context.Background(), n)
+		}
+		return script.Fetch(ctx, n)
+	})
+	p, err := New(src, fast(WithJournal(j), WithBufferSize(512), WithFetchSize(256))...)
+	require.NoError(t, err)
+	ready(t, p)
+	type result struct {
+		lb  Label
+		err error
+	}
+	done := make(chan result, 1)
+	b := make([]byte, own)
+	go func() {
+		lb, _, err := p.ReadProven(context.Background(), b)
+		done <- result{lb, err}
+	}()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadProven sent no request")
+	}
+	require.NoError(t, p.Close())
+	close(release)
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadProven did not return")
+	}
+	if r.err != nil {
+		assert.ErrorIs(t, r.err, ErrClosed)
+		assert.Equal(t, make([]byte, own), b, "nothing is served")
+		return
+	}
+	require.Len(t, r.lb.Spans, 1)
+	sp := r.lb.Spans[0]
+	j.mu.Lock()
+	recorded := j.hasBlock(sp.Source, sp.JobID)
+	j.mu.Unlock()
+	assert.True(t, recorded, "ReadProven served job %s, whose block record never reached the journal", sp.JobID)
 }

@@ -48,8 +48,11 @@ import (
 //     the failed and ready channels.
 //   - secretStream.mu: one shard's derived-read generator; released while a
 //     reseed takes pool bytes.
-//   - Leaves: notifier.mu (the queue of notes), journalQueue.mu (the
-//     journal's last failure), feeder.mu (a source's name, last error and last failure),
+//   - Leaves: notifier.mu (the queue of notes, and finished: the last
+//     note was delivered at Close, later ones are refused), journalQueue.mu (the
+//     journal's last failure, and the close budget: whether Close has
+//     begun, whether the notifier is in a journal call, the budget's
+//     timer), feeder.mu (a source's name, last error and last failure),
 //     quotaState.mu, jobSet.mu (the jobs taken), eventTable.mu (the event
 //     draws in flight and done), requestCtx.mu (a request's context, made
 //     on demand), allocBatch.mu (a feeder's batch of request contexts,
@@ -340,7 +343,7 @@ func (p *Provider) Close() error {
 		}
 		return nil
 	}
-	p.notes.jq.endAfter(journalCloseBudget)
+	p.notes.jq.closeBegan()
 	p.finishEpisode(true)
 	p.cancel()
 	p.warmEnd()

@@ -147,15 +147,17 @@ func (j *claimsJournal) ClaimJob(_ context.Context, source, job string) (bool, e
 	return true, nil
 }
 
-// stallingClaims is a claimsJournal whose first ClaimJob stalls, as a
-// database that stops answering does, until its context ends.
+// stallingClaims is a claimsJournal whose first ClaimJob (the first
+// stalls, if set) stalls, as a database that stops answering does, until
+// its context ends.
 type stallingClaims struct {
 	*claimsJournal
-	calls atomic.Int32
+	stalls int32
+	calls  atomic.Int32
 }
 
 func (j *stallingClaims) ClaimJob(ctx context.Context, source, job string) (bool, error) {
-	if j.calls.Add(1) == 1 {
+	if j.calls.Add(1) <= max(j.stalls, 1) {
 		<-ctx.Done()
 		return false, ctx.Err()
 	}

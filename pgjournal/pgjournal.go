@@ -466,6 +466,10 @@ func (j *Journal) Schema() string { return j.t.schema }
 // TablePrefix returns the prefix of the journal's table names.
 func (j *Journal) TablePrefix() string { return j.t.prefix }
 
+// errClaimUnknown is ClaimJob's answer when an attempt whose answer was
+// lost may have claimed the job that a later attempt finds claimed.
+var errClaimUnknown = errors.New("the claim's answer was lost with its connection, and the job is claimed now, by it or by another")
+
 // errAlreadyRecorded is append's answer for a record whose content is in
 // the journal already: an event drawn before, or a retried block or episode.
 var errAlreadyRecorded = errors.New("already recorded")
@@ -576,6 +580,13 @@ func isConnClosed(err error) bool {
 // is, reserves it for the caller, atomically across every replica sharing
 // the database: a job replayed to two replicas, or to one after a restart,
 // is taken once. It implements entropy.JobClaimer.
+//
+// A claim whose answer was lost with its connection may have been taken
+// by the database all the same: tried again, it finds the job claimed and
+// cannot tell by whom. It then returns an error (errClaimUnknown), not
+// false, which would say the job was claimed before: a Provider refuses the
+// block either way, but counts a job claimed before against the source, as
+// a replay.
 func (j *Journal) ClaimJob(ctx context.Context, source, jobID string) (bool, error) {
 	if j.closed.Load() {
 		return false, ErrClosed
@@ -583,12 +594,19 @@ func (j *Journal) ClaimJob(ctx context.Context, source, jobID string) (bool, err
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	var fresh bool
+	var fresh, unknown bool // unknown: an attempt failed, and may have taken the job
 	err := j.retry(ctx, func() error {
 		tag, err := j.pool.Exec(ctx, "INSERT INTO "+j.t.jobs+" (source, job_id) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM "+
 			j.t.records+" WHERE type = 'block' AND source = $1 AND job_id = $2) ON CONFLICT DO NOTHING", source, jobID)
-		fresh = err == nil && tag.RowsAffected() == 1
-		return err
+		if err != nil {
+			unknown = true
+			return err
+		}
+		fresh = tag.RowsAffected() == 1
+		if !fresh && unknown {
+			return errClaimUnknown
+		}
+		return nil
 	})
 	if err != nil {
 		return false, j.wrap(fmt.Sprintf("claim job %s/%s", source, jobID), err)

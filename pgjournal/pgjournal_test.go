@@ -336,3 +336,55 @@ func TestWithClockStampsRecords(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
 	assert.True(t, rec.Time.Equal(at), "record stamped %v, clock says %v", rec.Time, at)
 }
+
+// A claim whose answer is lost with its connection, after the database
+// took it, is not taken for a replay when pgjournal tries it again: the
+// job is the caller's, or the claim's outcome is unknown (an error), never
+// "claimed before", which a Provider counts against the source as a
+// replayed job.
+func TestClaimWhoseAnswerIsLostIsNoReplay(t *testing.T) {
+	dsn, schema := testDSN(t), testSchema(t)
+	px := newProxy(t, dsn)
+	ctx := context.Background()
+	j, err := pgjournal.Open(ctx, px.dsn, pgjournal.WithSchema(schema), pgjournal.WithMaxConns(2))
+	require.NoError(t, err)
+	t.Cleanup(j.Close)
+	// Before j.Close:
+	t.Cleanup(func() { px.SetRepliesStalled(false); px.SetCut(false) })
+	// A connection in the pool, just used:
+	fresh, err := j.ClaimJob(ctx, "quantropy", "job-0")
+	require.NoError(t, err)
+	require.True(t, fresh)
+
+	px.SetRepliesStalled(true)
+	type answer struct {
+		fresh bool
+		err   error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		f, err := j.ClaimJob(cctx, "quantropy", "job-1")
+		done <- answer{f, err}
+	}()
+	require.Eventually(t, func() bool {
+		var n int
+		return queryRow(t, &n, "SELECT count(*) FROM "+table(schema, "journal_jobs")+" WHERE job_id = $1", "job-1") == nil && n == 1
+	}, 10*time.Second, 5*time.Millisecond, "the database took the claim")
+	px.SetCut(true) // the answer is lost with the connection
+	px.SetRepliesStalled(false)
+	px.SetCut(false)
+	var a answer
+	select {
+	case a = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the claim did not return")
+	}
+	if a.err == nil {
+		assert.True(t, a.fresh, "the claim the database took for this caller came back as a replay")
+	}
+	fresh, err = j.ClaimJob(ctx, "quantropy", "job-1")
+	require.NoError(t, err)
+	assert.False(t, fresh, "a job claimed before is not new")
+}

@@ -19,6 +19,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	cut     bool
 	stalled atomic.Bool // pass no byte on, in either direction (a server that does not answer)
+	replies atomic.Bool // pass no byte of the server's on (a server whose answers are lost)
 	conns   []net.Conn
 	wg      sync.WaitGroup
 }
@@ -63,18 +64,20 @@ func (p *Proxy) serve() {
 		p.conns = append(p.conns, c, up)
 		p.wg.Add(2)
 		p.mu.Unlock()
-		go p.pipe(c, up)
-		go p.pipe(up, c)
+		go p.pipe(c, up, &p.replies)
+		go p.pipe(up, c, nil)
 	}
 }
 
-func (p *Proxy) pipe(dst, src net.Conn) {
+// pipe passes src's bytes on to dst, holding them while the proxy is
+// stalled, or while held is set (the server's side: SetRepliesStalled).
+func (p *Proxy) pipe(dst, src net.Conn, held *atomic.Bool) {
 	defer p.wg.Done()
 	defer func() { _ = dst.Close(); _ = src.Close() }()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		for n > 0 && p.stalled.Load() {
+		for n > 0 && (p.stalled.Load() || held != nil && held.Load()) {
 			time.Sleep(5 * time.Millisecond)
 			p.mu.Lock()
 			cut := p.cut
@@ -97,6 +100,11 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 // SetStalled holds every byte in flight (true), as a server too slow to
 // answer, or lets them through again (false).
 func (p *Proxy) SetStalled(stalled bool) { p.stalled.Store(stalled) }
+
+// SetRepliesStalled holds the server's bytes only (true): a request
+// reaches the server, which acts on it, and its answer is lost if the
+// connection is then cut; false lets them through again.
+func (p *Proxy) SetRepliesStalled(stalled bool) { p.replies.Store(stalled) }
 
 // SetCut cuts every connection and refuses new ones (true), as a server
 // gone away, or lets them through again (false).
