@@ -339,3 +339,65 @@ func TestSmallReadsBesideReadsLargerThanThePoolServedFromIt(t *testing.T) {
 		})
 	}
 }
+
+// While the pool holds every byte that the reads in flight ask for, each of
+// them is served from it, whatever the shards and the sizes: with the
+// source down and reads (Read, ReadLabelled, ReadLabelledInto) of one byte
+// to twice a shard asking for no more than the pool holds in all, Fail
+// fails none and Degrade falls back for none, and the ledger finds each
+// byte served once.
+func TestReadsWithinThePoolServedFromIt(t *testing.T) {
+	type cfg struct{ shards, buffer, fetch int }
+	for _, c := range []cfg{{1, 256, 64}, {2, 256, 48}, {3, 512, 100}, {4, 512, 64}, {5, 1024, 100}, {8, 1024, 64}, {8, 4096, 700}} {
+		for _, pol := range []Policy{Fail, Degrade} {
+			t.Run(fmt.Sprintf("%v-shards%d-buffer%d-fetch%d", pol, c.shards, c.buffer, c.fetch), func(t *testing.T) {
+				src := newScriptSource(fmt.Sprintf("within-%v-%d-%d", pol, c.shards, c.buffer))
+				src.maxLen = c.fetch
+				p := newTestProvider(t, src, fast(WithPolicy(pol), WithShards(c.shards), WithBufferSize(c.buffer), WithFetchSize(c.fetch))...)
+				full(t, p, c.buffer-c.fetch)
+				src.set(&step{err: &APIError{StatusCode: 503}})
+				require.Eventually(t, func() bool { return refillIdle(p) }, 10*time.Second, time.Millisecond)
+				pooled := int64(p.Stats().Pooled) // a block still landing only adds to it
+				led := newLedger(src)
+				shardCap := p.shards[len(p.shards)-1].cap
+				sizes := []int{1, 7, shardCap - 1, shardCap + 1, 33, 2 * shardCap, 5}
+				var asked, unserved atomic.Int64
+				var last atomic.Value
+				runReaders(6, 200, func(g, i int) bool {
+					b := make([]byte, sizes[(g*7+i)%len(sizes)])
+					if asked.Add(int64(len(b))) > pooled {
+						return false
+					}
+					if i%5 == 4 {
+						runtime.Gosched()
+					}
+					var lb Label
+					var err error
+					switch (g + i) % 3 {
+					case 0:
+						lb, err = p.ReadLabelled(context.Background(), b)
+					case 1:
+						err = p.ReadLabelledInto(context.Background(), b, &lb)
+					default:
+						if _, err = p.Read(b); err != nil {
+							unserved.Add(1)
+							last.Store(fmt.Sprintf("Read of %d: %v", len(b), err))
+						}
+						return true
+					}
+					if err != nil || !lb.Verifiable {
+						unserved.Add(1)
+						last.Store(fmt.Sprintf("read of %d: %v, %v", len(b), err, lb))
+						return true
+					}
+					if msg := led.check(b, lb); msg != "" {
+						t.Error(msg)
+					}
+					return true
+				})
+				assert.Zero(t, unserved.Load(), "last: %v (the pool held %d bytes, now %d)", last.Load(), pooled, p.Stats().Pooled)
+				assert.Zero(t, p.Stats().FallbackReads)
+			})
+		}
+	}
+}
