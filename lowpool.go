@@ -69,9 +69,10 @@ func (p *Provider) endWarm() {
 // shard that holds len(b) bytes, locking one shard at a time, so that a read
 // that finds its own shard low takes no other lock than the shard it takes
 // from. A read that no shard can serve alone, because it is larger than
-// every shard or because the bytes are spread over several, is gathered
-// from several (takeSpread). It reports whether it took b,
-// appending the spans to into (with label).
+// every shard, because the bytes are spread over several, or because a
+// read gathering from several had frozen shards it passed by, is gathered
+// from several (takeSpread, which waits for that read to thaw them). It
+// reports whether it took b, appending the spans to into (with label).
 func (p *Provider) takeWhole(b []byte, into []Span, label bool) ([]Span, bool) {
 	if len(b) > p.shards[0].cap { // shard 0 is the largest
 		return p.takeSpread(b, into, label)
@@ -83,9 +84,7 @@ func (p *Provider) takeWhole(b []byte, into []Span, label bool) ([]Span, bool) {
 		s.mu.Lock()
 		avail := s.avail()
 		empty = empty && avail == 0
-		if !s.frozen {
-			sum += avail
-		}
+		sum += avail
 		ok := false
 		if avail >= len(b) && !s.frozen && !p.closed.Load() {
 			// Stop the head, then count again: fast claims may have
@@ -105,8 +104,10 @@ func (p *Provider) takeWhole(b []byte, into []Span, label bool) ([]Span, bool) {
 		p.markDry(gen)
 	}
 	if sum >= len(b) {
-		// No shard holds b alone, but together they did as we passed
-		// them: gather it from several.
+		// No shard held b alone, or one that did was frozen by a read
+		// gathering from several (which may leave its bytes), but
+		// together they held b as we passed them: gather it from
+		// several, once that read has thawed its shards.
 		return p.takeSpread(b, into, label)
 	}
 	return into, false

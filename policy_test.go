@@ -143,9 +143,12 @@ func TestDeferWaitersAllWakeAndLeaveNoTrace(t *testing.T) {
 	assert.Zero(t, p.Stats().FallbackReads)
 }
 
-// A read under Defer that passed by shards a read larger than any shard had
-// frozen (takeSpread) waits for bytes that were in the pool all along: the
-// thaw wakes it, with no block to come (the source is down).
+// A read under Defer whose gather (deferTake) passed by shards a read
+// larger than any shard had frozen (takeSpread) waits for bytes that were
+// in the pool all along: the thaw wakes it, with no block to come (the
+// source is down). The read starts at deferTake, as one that found the
+// pool short in takeWhole before the shards were frozen: a read that finds
+// frozen shards holding its bytes in takeWhole waits for the thaw there.
 func TestDeferReadPassedByFrozenShardsWakesAtThaw(t *testing.T) {
 	src := newScriptSource("thaw")
 	p := newTestProvider(t, src, fast(WithPolicy(Defer), WithShards(2), WithBufferSize(256), WithFetchSize(64))...)
@@ -159,16 +162,16 @@ func TestDeferReadPassedByFrozenShardsWakesAtThaw(t *testing.T) {
 		s.mu.Unlock()
 	}
 	type res struct {
-		lb  Label
-		err error
+		spans []Span
+		err   error
 	}
 	done := make(chan res, 1)
 	b := make([]byte, 16)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		lb, err := p.ReadLabelled(ctx, b)
-		done <- res{lb, err}
+		spans, err := p.deferTake(ctx, b, nil, true)
+		done <- res{spans, err}
 	}()
 	require.Eventually(t, func() bool {
 		p.mu.Lock()
@@ -182,8 +185,7 @@ func TestDeferReadPassedByFrozenShardsWakesAtThaw(t *testing.T) {
 	select {
 	case r := <-done:
 		require.NoError(t, r.err, "the read waited out its context: the thaw did not wake it")
-		assert.True(t, r.lb.Verifiable)
-		assert.Equal(t, 16, r.lb.Len())
+		assert.Equal(t, 16, Label{Verifiable: true, Spans: r.spans}.Len())
 	case <-time.After(15 * time.Second):
 		t.Fatal("the read did not return")
 	}

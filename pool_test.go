@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -210,6 +211,131 @@ func TestSpreadReadWholeOrNothing(t *testing.T) {
 			after := p.Stats()
 			assert.Equal(t, pooled-len(b), after.Pooled)
 			assert.Equal(t, after.Sources[0].BytesAccepted, after.VerifiableBytes+uint64(after.Pooled))
+		})
+	}
+}
+
+// A read that finds the shards holding its bytes frozen by a read gathering
+// from several (takeSpread, between its passes) waits for the thaw and is
+// served from the pool: under Fail it does not fail, and under Degrade it
+// does not fall back, while the pool holds its bytes. The gathering read
+// here is one larger than the pool, which takes nothing and thaws them.
+func TestReadPassedByFrozenShardsIsServedFromThePool(t *testing.T) {
+	for _, pol := range []Policy{Fail, Degrade} {
+		t.Run(pol.String(), func(t *testing.T) {
+			src := newScriptSource("frozen-" + pol.String())
+			p := newTestProvider(t, src, fast(WithPolicy(pol), WithShards(2), WithBufferSize(256), WithFetchSize(64))...)
+			full(t, p, 256)
+			src.set(&step{err: &APIError{StatusCode: 503}})
+			led := newLedger(src)
+			// takeSpread's first pass, as a read of more than the pool
+			// leaves it: spreadMu held, both shards frozen.
+			p.spreadMu.Lock()
+			for _, s := range p.shards {
+				s.mu.Lock()
+				s.unpublish()
+				s.frozen = true
+				s.mu.Unlock()
+			}
+			type res struct {
+				lb  Label
+				err error
+			}
+			done := make(chan res, 1)
+			b := make([]byte, 16)
+			go func() {
+				lb, err := p.ReadLabelled(context.Background(), b)
+				done <- res{lb, err}
+			}()
+			waiting := func() bool {
+				return blockedIn(fmt.Sprintf("(*Provider).ReadLabelled(%p", p), "(*Provider).takeSpread(")
+			}
+			var early *res
+			require.Eventually(t, func() bool {
+				select {
+				case r := <-done:
+					early = &r
+					return true
+				default:
+					return waiting()
+				}
+			}, 10*time.Second, time.Millisecond)
+			// Its second pass: nothing taken, every shard thawed.
+			for _, s := range p.shards {
+				s.mu.Lock()
+				s.frozen = false
+				s.publish()
+				s.mu.Unlock()
+			}
+			p.spreadMu.Unlock()
+			if early != nil {
+				t.Fatalf("the read did not wait for the thaw: %v, %+v, with %d bytes pooled", early.err, early.lb, p.Stats().Pooled)
+			}
+			var r res
+			select {
+			case r = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the read did not return after the thaw")
+			}
+			require.NoError(t, r.err)
+			require.True(t, r.lb.Verifiable)
+			assert.Empty(t, led.check(b, r.lb))
+			assert.Equal(t, 256-16, p.Stats().Pooled)
+			assert.Zero(t, p.Stats().FallbackReads)
+		})
+	}
+}
+
+// The same through the entry points, with the timing left to the
+// scheduler: small reads (Read, ReadLabelled, ReadLabelledInto), 3000
+// bytes in all from a full pool of 4096 with the source down, beside a
+// goroutine whose reads are larger than the pool (each freezes both shards,
+// finds them short, and thaws them). Every small read is served
+// verifiably, once.
+func TestSmallReadsBesideReadsLargerThanThePoolServedFromIt(t *testing.T) {
+	for _, pol := range []Policy{Fail, Degrade} {
+		t.Run(pol.String(), func(t *testing.T) {
+			src := newScriptSource("beside-" + pol.String())
+			p := newTestProvider(t, src, fast(WithPolicy(pol), WithShards(2), WithBufferSize(4096), WithFetchSize(256))...)
+			full(t, p, 4096)
+			src.set(&step{err: &APIError{StatusCode: 503}})
+			led := newLedger(src)
+			stop := make(chan struct{})
+			big := make([]byte, 8192)
+			wait := goReaders(1, 0, stop, func(int, int) bool {
+				_, _ = p.ReadLabelled(context.Background(), big)
+				runtime.Gosched()
+				return true
+			})
+			var lb Label
+			failed := 0
+			for i := 0; i < 2000; i++ {
+				runtime.Gosched()
+				b := make([]byte, 1+i%2)
+				var err error
+				switch i % 3 {
+				case 0:
+					lb, err = p.ReadLabelled(context.Background(), b)
+				case 1:
+					err = p.ReadLabelledInto(context.Background(), b, &lb)
+				case 2:
+					if _, err = p.Read(b); err != nil {
+						failed++
+					}
+					continue
+				}
+				if err != nil || !lb.Verifiable {
+					failed++
+					continue
+				}
+				require.Empty(t, led.check(b, lb))
+			}
+			close(stop)
+			wait()
+			assert.Zero(t, failed, "small reads not served from the pool, which holds %d bytes", p.Stats().Pooled)
+			if pol == Fail {
+				assert.Zero(t, p.Stats().FallbackReads)
+			}
 		})
 	}
 }
