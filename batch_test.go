@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -319,20 +318,6 @@ func TestStalledJournalHoldsABatchForOneFetchTimeout(t *testing.T) {
 	st := p.Stats().Sources[0]
 	assert.Equal(t, uint64(items), st.BlocksRejected, "the blocks whose claims stalled are refused")
 	assert.Equal(t, "closed", st.Breaker)
-}
-
-// downClaims is a claimsJournal whose replay guard cannot answer while
-// down is set, as a journal whose database is unreachable.
-type downClaims struct {
-	*claimsJournal
-	down atomic.Bool
-}
-
-func (j *downClaims) ClaimJob(ctx context.Context, source, job string) (bool, error) {
-	if j.down.Load() {
-		return false, errors.New("journal database unreachable")
-	}
-	return j.claimsJournal.ClaimJob(ctx, source, job)
 }
 
 // A batch whose good items the journal could not claim is not a failure

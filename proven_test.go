@@ -84,3 +84,25 @@ func TestReadProvenMeetingCloseServesNoUnjournalledJob(t *testing.T) {
 	j.mu.Unlock()
 	assert.True(t, recorded, "ReadProven served job %s, whose block record never reached the journal", sp.JobID)
 }
+
+// A ReadProven whose job the journal could not claim (its database away for
+// a moment) does not leave the sources known to be failing: the source did
+// its part. Once the journal is back, the next ReadProven under Fail sends
+// its request, rather than answering at once with the journal's trouble
+// until a refill happens to succeed (never, while reads leave the pool full).
+func TestReadProvenAfterAJournalBlipStillFetches(t *testing.T) {
+	j := &downClaims{claimsJournal: &claimsJournal{memJournal: newMemJournal(), claimed: map[string]bool{}}}
+	src := newScriptSource("blip")
+	p := newTestProvider(t, src, fast(WithJournal(j), WithPolicy(Fail), WithBufferSize(4096), WithFetchSize(1024))...)
+	full(t, p, 4096) // the refill is idle: the journal's refusal is ReadProven's
+	b := make([]byte, 64)
+	j.down.Store(true)
+	_, _, err := p.ReadProven(context.Background(), b)
+	require.Error(t, err, "the journal cannot tell whether the job is new")
+	j.down.Store(false)
+	before := src.callCount()
+	lb, _, err := p.ReadProven(context.Background(), b)
+	require.NoError(t, err, "the journal's trouble, over, still refuses ReadProven")
+	require.True(t, lb.Verifiable)
+	require.Equal(t, before+1, src.callCount())
+}
