@@ -29,6 +29,31 @@ func TestReadProvenAfterARetriedFailureStillFetches(t *testing.T) {
 	require.Equal(t, before+3, src.callCount())
 }
 
+// A failed ReadProven makes the next ones answer at once, for the retry's
+// longest delay; after that a ReadProven asks the source again, although a
+// full pool asks for no refill that could clear the failure.
+func TestReadProvenAsksAgainOnceTheFailureIsOld(t *testing.T) {
+	clk := newFakeClock()
+	src := newScriptSource("old")
+	p := newTestProvider(t, src, fast(WithClock(clk), WithPolicy(Fail), WithRetry(1, time.Millisecond, time.Second),
+		WithBufferSize(4096), WithFetchSize(1024))...)
+	full(t, p, 4096) // the refill is idle: the failure is ReadProven's
+	src.set(nil, step{err: &APIError{StatusCode: 503}})
+	b := make([]byte, 64)
+	_, _, err := p.ReadProven(context.Background(), b)
+	require.ErrorIs(t, err, ErrUnavailable)
+	before := src.callCount()
+	_, _, err = p.ReadProven(context.Background(), b)
+	require.ErrorIs(t, err, ErrUnavailable, "the failure is fresh: answered at once")
+	require.Equal(t, before, src.callCount(), "no request while the failure is fresh")
+
+	clk.advance(time.Second)
+	lb, _, err := p.ReadProven(context.Background(), b)
+	require.NoError(t, err, "a failure older than the retry's longest delay still refuses ReadProven")
+	require.True(t, lb.Verifiable)
+	require.Equal(t, before+1, src.callCount())
+}
+
 // A ReadProven whose job arrives once Close has returned (a service that
 // answers whatever its context says) does not serve a job whose block
 // record the journal will never get: the notifier has delivered its last
