@@ -319,3 +319,26 @@ func TestStalledJournalHoldsABatchForOneFetchTimeout(t *testing.T) {
 	assert.Equal(t, uint64(items), st.BlocksRejected, "the blocks whose claims stalled are refused")
 	assert.Equal(t, "closed", st.Breaker)
 }
+
+// A batch whose good items the journal could not claim is not a failure
+// of the source's, even when another of its items failed at the source: a
+// batch with good items is a successful request, and the journal's trouble
+// does not make it a failed one that the breaker counts (it would open and
+// refuse refills after the journal is back).
+func TestBatchRefusedByAnUnreachableJournalIsNoSourceFailure(t *testing.T) {
+	j := &downClaims{claimsJournal: &claimsJournal{memJournal: newMemJournal(), claimed: map[string]bool{}}}
+	j.down.Store(true)
+	var script []step
+	for range 4 * defaultTripAfter {
+		script = append(script, step{err: &JobError{JobID: "x", Code: "QuantumComputerError"}}, step{}, step{}, step{})
+	}
+	src := newBatchSource(script...)
+	p := newTestProvider(t, src, fast(WithJournal(j), WithPolicy(Fail), WithBreaker(gobreaker.Settings{Timeout: time.Hour}),
+		WithBufferSize(4096), WithFetchSize(1024))...)
+	require.Eventually(t, func() bool {
+		return src.batchCount() > 2*defaultTripAfter || p.Stats().Sources[0].Breaker != "closed"
+	}, 10*time.Second, time.Millisecond)
+	assert.Equal(t, "closed", p.Stats().Sources[0].Breaker, "the journal's trouble opened the source's breaker")
+	j.down.Store(false)
+	full(t, p, 1024)
+}

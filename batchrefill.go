@@ -134,6 +134,7 @@ func (f *feeder) onceBatch(ctx context.Context, sizes []int) (good []Block, part
 	}
 	var itemFailed uint64
 	var checkErrs []error
+	unclaimed := false // a good item was refused by the journal through no fault of the source
 	// The blocks' claims in the journal have one fetch timeout between
 	// them (claimIn).
 	var cctx context.Context = ctx
@@ -161,12 +162,21 @@ func (f *feeder) onceBatch(ctx context.Context, sizes []int) (good []Block, part
 			f.rejected.Add(1)
 			itemFailed++
 			checkErrs = append(checkErrs, cerr)
+			unclaimed = unclaimed || isClaimError(cerr)
 			continue
 		}
 		good = append(good, b)
 	}
 	if len(good) == 0 {
 		switch {
+		case unclaimed:
+			// Good items that the journal could not claim (claimError):
+			// with them the request would have served, so it is no
+			// failure of the source's, whatever its other items did.
+			if be != nil {
+				checkErrs = append([]error{be}, checkErrs...)
+			}
+			return nil, nil, errors.Join(checkErrs...)
 		case be != nil:
 			return nil, nil, be
 		case len(checkErrs) > 0:

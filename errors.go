@@ -3,6 +3,7 @@ package entropy
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Errors of the Provider itself.
@@ -57,7 +58,8 @@ var errSourcePanic = errors.New("entropy: source panicked")
 // errors.Is.
 type unavailableError struct {
 	cause error
-	errs  []error // ErrUnavailable and cause, built by newUnavailable
+	errs  []error   // ErrUnavailable and cause, built by newUnavailable
+	at    time.Time // when a source's failure was met (failedAt); zero otherwise
 }
 
 // newUnavailable returns the error of reads that cannot be served because
@@ -67,6 +69,14 @@ func newUnavailable(cause error) *unavailableError {
 		return &unavailableError{errs: []error{ErrUnavailable}}
 	}
 	return &unavailableError{cause: cause, errs: []error{ErrUnavailable, cause}}
+}
+
+// failedAt returns the reason of reads after a source's failure, cause,
+// met at now.
+func failedAt(cause error, now time.Time) *unavailableError {
+	u := newUnavailable(cause)
+	u.at = now
+	return u
 }
 
 // poolEmpty is the reason while the sources are healthy but the pool short.

@@ -60,6 +60,8 @@ type eventEntry struct {
 //
 // If the first draw fails (ctx ended before the bytes came, or the journal
 // refused the record), nothing was handed out and a later call draws anew.
+// Close ends a first draw wherever it waits, in a call to the journal too:
+// it then fails with an error wrapping [ErrClosed].
 func (p *Provider) ReadFor(ctx context.Context, event string, b []byte) (Label, error) {
 	rec, err := p.readEvent(ctx, event, nil, false, b)
 	return rec.Label, err
@@ -159,7 +161,18 @@ func (p *Provider) readEvent(ctx context.Context, event string, params []byte, c
 // took (counted in Stats' EventBytesDiscarded): they are never handed out.
 func (p *Provider) drawEvent(ctx context.Context, event string, params []byte, n int, e *eventEntry) {
 	defer close(e.done)
+	// Close ends the draw wherever it waits, as it ends ReadProven's: for
+	// bytes, and in a call to the journal, which must not outlive Close
+	// (a journal that stalls would hold the draw, and an application
+	// closes its journal after the Provider).
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	unhook := context.AfterFunc(p.ctx, func() { stop(ErrClosed) })
+	defer unhook()
 	fail := func(err error) {
+		if context.Cause(ctx) == ErrClosed && !errors.Is(err, ErrClosed) {
+			err = fmt.Errorf("%w: %w", ErrClosed, err)
+		}
 		e.err = err
 		p.events.mu.Lock()
 		delete(p.events.m, event)

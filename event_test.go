@@ -387,3 +387,42 @@ func TestSlowHookAtCloseLosesNoJournalRecord(t *testing.T) {
 	assert.Equal(t, 1, n, "the episode Close ended is in the journal")
 	assert.Equal(t, int64(1), reads)
 }
+
+// stallingLookups is a memJournal whose LookupEvent stalls, as a database
+// that no longer answers does, until its context ends.
+type stallingLookups struct {
+	*memJournal
+	calls atomic.Int32
+}
+
+func (j *stallingLookups) LookupEvent(ctx context.Context, _ string) (EventRecord, bool, error) {
+	j.calls.Add(1)
+	<-ctx.Done()
+	return EventRecord{}, false, ctx.Err()
+}
+
+// Close ends an event draw that waits on a journal that stalls, as it ends
+// a draw waiting for bytes: ReadFor returns ErrClosed, and leaves no call
+// to the journal behind it (an application closes its journal after the
+// Provider, and pgjournal's Close waits for the calls in flight).
+func TestCloseEndsAnEventDrawWaitingOnTheJournal(t *testing.T) {
+	j := &stallingLookups{memJournal: newMemJournal()}
+	p, err := New(newScriptSource("quantropy"), fast(WithJournal(j))...)
+	require.NoError(t, err)
+	ready(t, p)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel() // ends the call if Close did not
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.ReadFor(ctx, "raffle", make([]byte, 16))
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return j.calls.Load() > 0 }, 10*time.Second, time.Millisecond)
+	require.NoError(t, p.Close())
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, ErrClosed)
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadFor still waits on the journal after Close")
+	}
+}

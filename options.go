@@ -236,7 +236,10 @@ func WithFetchSize(bytes int) Option {
 // (SourceStats.Failures, BatchItemsFailed), and a batch with some failed
 // items is a successful request, not retried whole (the next refill asks
 // for what is still missing). A batch whose items all failed is a failed
-// request like any other, retried and counted by the breaker as one.
+// request like any other, retried and counted by the breaker as one; not
+// so a batch whose good items the journal's replay guard could not claim
+// (a journal that cannot answer, see [JobClaimer]), which is no fault of
+// the source's.
 //
 // maxItems must be in 1..64. A source that says how much one batch may ask
 // for ([BatchSource.BatchLimits]; package httpsource: 64 items, 256 KiB in all) gets

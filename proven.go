@@ -30,7 +30,9 @@ type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 // drand round, and at least as many as the health tests need. The label is
 // verifiable, with one span: offset 0, len(b) bytes of the job (Degrade and
 // [Fail] answer at once, without a request, while the sources' last request
-// failed and no block or job has come since). A source that gives no proof (Block.Evidence nil: an in-memory
+// failed and no block or job has come since, for the retry's longest delay
+// ([WithRetry]) or while a Retry-After holds every source; a block the
+// journal's replay guard could not claim is no such failure). A source that gives no proof (Block.Evidence nil: an in-memory
 // source, say) still serves the read: the Proof is then the zero Proof
 // (Scheme ""), and the bytes can be checked only against the service. If no
 // source gives such a job, [Defer] waits and tries again until ctx
@@ -75,7 +77,9 @@ func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc, pol
 		// Sources known to be failing (the last request, a refill's or
 		// one of ReadProven's, failed and nothing has come since):
 		// Degrade and Fail answer at once, as a read from the pool does.
-		if r := p.reason.Load(); r != nil && r != poolEmpty {
+		// A block the journal could not claim (claimError) says nothing
+		// of the sources: they are asked, and the journal may be back.
+		if r := p.reason.Load(); r != nil && r != poolEmpty && !isClaimError(r) && p.stillFailing(r, use) {
 			clear(b)
 			return Label{}, Proof{}, r
 		}
@@ -111,6 +115,23 @@ func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc, pol
 			return Label{}, Proof{}, e
 		}
 	}
+}
+
+// stillFailing reports whether r, the failure of the sources' last request,
+// still says that they are failing: it is younger than the retry's longest
+// delay ([WithRetry]), or a Retry-After holds every source ReadProven may
+// ask. Past that, ReadProven asks again. Nothing else would: a full pool
+// asks for no refill, whose success would clear r.
+func (p *Provider) stillFailing(r *unavailableError, use func(*feeder) bool) bool {
+	if p.cfg.clock.Now().Sub(r.at) < p.cfg.retryMax {
+		return true
+	}
+	for _, f := range p.feeders {
+		if (use == nil || use(f)) && !f.held() {
+			return false
+		}
+	}
+	return true
 }
 
 // everyPermanent reports whether err, fetchOwn's error (one source's, or

@@ -29,6 +29,31 @@ func TestReadProvenAfterARetriedFailureStillFetches(t *testing.T) {
 	require.Equal(t, before+3, src.callCount())
 }
 
+// A failed ReadProven makes the next ones answer at once, for the retry's
+// longest delay; after that a ReadProven asks the source again, although a
+// full pool asks for no refill that could clear the failure.
+func TestReadProvenAsksAgainOnceTheFailureIsOld(t *testing.T) {
+	clk := newFakeClock()
+	src := newScriptSource("old")
+	p := newTestProvider(t, src, fast(WithClock(clk), WithPolicy(Fail), WithRetry(1, time.Millisecond, time.Second),
+		WithBufferSize(4096), WithFetchSize(1024))...)
+	full(t, p, 4096) // the refill is idle: the failure is ReadProven's
+	src.set(nil, step{err: &APIError{StatusCode: 503}})
+	b := make([]byte, 64)
+	_, _, err := p.ReadProven(context.Background(), b)
+	require.ErrorIs(t, err, ErrUnavailable)
+	before := src.callCount()
+	_, _, err = p.ReadProven(context.Background(), b)
+	require.ErrorIs(t, err, ErrUnavailable, "the failure is fresh: answered at once")
+	require.Equal(t, before, src.callCount(), "no request while the failure is fresh")
+
+	clk.advance(time.Second)
+	lb, _, err := p.ReadProven(context.Background(), b)
+	require.NoError(t, err, "a failure older than the retry's longest delay still refuses ReadProven")
+	require.True(t, lb.Verifiable)
+	require.Equal(t, before+1, src.callCount())
+}
+
 // A ReadProven whose job arrives once Close has returned (a service that
 // answers whatever its context says) does not serve a job whose block
 // record the journal will never get: the notifier has delivered its last
@@ -83,4 +108,26 @@ func TestReadProvenMeetingCloseServesNoUnjournalledJob(t *testing.T) {
 	recorded := j.hasBlock(sp.Source, sp.JobID)
 	j.mu.Unlock()
 	assert.True(t, recorded, "ReadProven served job %s, whose block record never reached the journal", sp.JobID)
+}
+
+// A ReadProven whose job the journal could not claim (its database away for
+// a moment) does not leave the sources known to be failing: the source did
+// its part. Once the journal is back, the next ReadProven under Fail sends
+// its request, rather than answering at once with the journal's trouble
+// until a refill happens to succeed (never, while reads leave the pool full).
+func TestReadProvenAfterAJournalBlipStillFetches(t *testing.T) {
+	j := &downClaims{claimsJournal: &claimsJournal{memJournal: newMemJournal(), claimed: map[string]bool{}}}
+	src := newScriptSource("blip")
+	p := newTestProvider(t, src, fast(WithJournal(j), WithPolicy(Fail), WithBufferSize(4096), WithFetchSize(1024))...)
+	full(t, p, 4096) // the refill is idle: the journal's refusal is ReadProven's
+	b := make([]byte, 64)
+	j.down.Store(true)
+	_, _, err := p.ReadProven(context.Background(), b)
+	require.Error(t, err, "the journal cannot tell whether the job is new")
+	j.down.Store(false)
+	before := src.callCount()
+	lb, _, err := p.ReadProven(context.Background(), b)
+	require.NoError(t, err, "the journal's trouble, over, still refuses ReadProven")
+	require.True(t, lb.Verifiable)
+	require.Equal(t, before+1, src.callCount())
 }

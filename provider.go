@@ -260,7 +260,7 @@ func New(src Source, opts ...Option) (*Provider, error) {
 		}
 		f.refillCtx = p.ctx
 		f.onFailure = func(err error) {
-			p.reason.Store(newUnavailable(&sourceError{name: f.sourceName(), err: err}))
+			p.reason.Store(failedAt(&sourceError{name: f.sourceName(), err: err}, p.cfg.clock.Now()))
 		}
 		p.feeders = append(p.feeders, f)
 	}

@@ -114,7 +114,7 @@ func (p *Provider) fill() error {
 			if len(errs) > 1 {
 				cause = errors.Join(errs...)
 			}
-			reason := newUnavailable(cause)
+			reason := failedAt(cause, p.cfg.clock.Now())
 			p.reason.Store(reason)
 			if allPermanent(errs) {
 				p.permanent.Store(reason)

@@ -2,6 +2,7 @@ package entropy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
@@ -145,6 +146,20 @@ func (j *claimsJournal) ClaimJob(_ context.Context, source, job string) (bool, e
 	}
 	j.claimed[k] = true
 	return true, nil
+}
+
+// downClaims is a claimsJournal whose replay guard cannot answer while
+// down is set, as a journal whose database is unreachable.
+type downClaims struct {
+	*claimsJournal
+	down atomic.Bool
+}
+
+func (j *downClaims) ClaimJob(ctx context.Context, source, job string) (bool, error) {
+	if j.down.Load() {
+		return false, errors.New("journal database unreachable")
+	}
+	return j.claimsJournal.ClaimJob(ctx, source, job)
 }
 
 // stallingClaims is a claimsJournal whose first ClaimJob (the first
