@@ -155,12 +155,7 @@ func TestDeferReadPassedByFrozenShardsWakesAtThaw(t *testing.T) {
 	full(t, p, 256)
 	src.set(&step{err: &APIError{StatusCode: 503}})
 	// Both shards frozen, as takeSpread's first pass leaves them.
-	for _, s := range p.shards {
-		s.mu.Lock()
-		s.unpublish()
-		s.frozen = true
-		s.mu.Unlock()
-	}
+	freezeShards(p)
 	type res struct {
 		spans []Span
 		err   error

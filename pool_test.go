@@ -231,12 +231,7 @@ func TestReadPassedByFrozenShardsIsServedFromThePool(t *testing.T) {
 			// takeSpread's first pass, as a read of more than the pool
 			// leaves it: spreadMu held, both shards frozen.
 			p.spreadMu.Lock()
-			for _, s := range p.shards {
-				s.mu.Lock()
-				s.unpublish()
-				s.frozen = true
-				s.mu.Unlock()
-			}
+			freezeShards(p)
 			type res struct {
 				lb  Label
 				err error
@@ -399,5 +394,16 @@ func TestReadsWithinThePoolServedFromIt(t *testing.T) {
 				assert.Zero(t, p.Stats().FallbackReads)
 			})
 		}
+	}
+}
+
+// freezeShards freezes every shard of p as takeSpread's first pass does:
+// its head stopped, no read takes from it until it thaws.
+func freezeShards(p *Provider) {
+	for _, s := range p.shards {
+		s.mu.Lock()
+		s.unpublish()
+		s.frozen = true
+		s.mu.Unlock()
 	}
 }
