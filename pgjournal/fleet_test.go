@@ -323,11 +323,12 @@ func TestStalledDatabaseHoldsCloseOnlyForTheCloseBudget(t *testing.T) {
 	before := p.Stats().Sources[0].BlocksAccepted
 
 	px.SetStalled(true)
-	for range 4 {
-		_, err := p.Read(make([]byte, 512)) // refills follow, and their block records
+	// Reads drain the pool until a refill follows, and its block's record.
+	require.Eventually(t, func() bool {
+		_, err := p.Read(make([]byte, 512))
 		require.NoError(t, err)
-	}
-	require.Eventually(t, func() bool { return p.Stats().Sources[0].BlocksAccepted > before }, 10*time.Second, time.Millisecond)
+		return p.Stats().Sources[0].BlocksAccepted > before
+	}, 10*time.Second, time.Millisecond)
 	done := make(chan error, 1)
 	go func() { done <- p.Close() }()
 	select {
