@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 
 // Every error status of the reference protocol has the right retry class
 // (contract point 6, README.md) and its class's name in the message; a
-// sentinel with a MatchStatus method (package httpsource's) matches the
+// sentinel with a MatchStatus method (as the class sentinels have) matches the
 // statuses it claims and no other.
 func TestAPIErrorClasses(t *testing.T) {
 	for _, tc := range []struct {
@@ -59,6 +60,38 @@ func TestAPIErrorClasses(t *testing.T) {
 		})
 	}
 	assert.Equal(t, "HTTP 418", (&APIError{StatusCode: 418}).Error(), "a status of no class")
+}
+
+// The class sentinels of the error taxonomy are the root's (DESIGN.md,
+// "Errors"): an *APIError of any source matches its status's class with
+// errors.Is, through any wrapping, and no other class (503 is also a server
+// error).
+func TestAPIErrorMatchesClassSentinels(t *testing.T) {
+	classes := []struct {
+		sentinel error
+		name     string
+		statuses []int
+	}{
+		{ErrBadRequest, "bad request", []int{400}},
+		{ErrUnauthorized, "unauthorized", []int{401}},
+		{ErrPaymentRequired, "payment required", []int{402}},
+		{ErrForbidden, "forbidden", []int{403}},
+		{ErrNotFound, "not found", []int{404}},
+		{ErrConflict, "conflict", []int{409}},
+		{ErrValidation, "validation failed", []int{422}},
+		{ErrRateLimited, "rate limited", []int{429}},
+		{ErrServer, "server error", []int{500, 502, 503, 504, 599}},
+		{ErrServiceUnavailable, "service unavailable", []int{503}},
+	}
+	for _, c := range classes {
+		assert.Equal(t, c.name, c.sentinel.Error())
+		for _, status := range []int{400, 401, 402, 403, 404, 409, 418, 422, 425, 429, 500, 502, 503, 504, 599} {
+			wrapped := fmt.Errorf("fetch: %w", &APIError{StatusCode: status})
+			want := slices.Contains(c.statuses, status)
+			assert.Equal(t, want, errors.Is(wrapped, c.sentinel), "HTTP %d is %q: %v", status, c.name, want)
+		}
+	}
+	assert.NotErrorIs(t, &JobError{Code: "JobFailed"}, ErrServer, "a failed job is no HTTP status")
 }
 
 // Every job error code of the IonQ API and the job states of the Quantropy API are

@@ -199,6 +199,45 @@ func TestEventRecordFollowsItsBlockRecords(t *testing.T) {
 	assert.Empty(t, j.early, "event records written before the block records they name")
 }
 
+// The same holds for a draw made from a fallback hook, on the goroutine
+// that writes the block records: the hook starts the draw when an episode
+// starts, the source recovers, and the blocks the draw takes have their
+// records queued behind the hook. The draw writes them before its event.
+func TestEventDrawnFromAHookFollowsItsBlockRecords(t *testing.T) {
+	j := newMemJournal()
+	src := newScriptSource("hooked")
+	src.set(&step{err: &APIError{StatusCode: 503}})
+	drawn := make(chan error, 1)
+	var once sync.Once
+	var p *Provider
+	hook := func(ep FallbackEpisode) {
+		if ep.Ended {
+			return
+		}
+		once.Do(func() {
+			src.set(nil) // the source recovers while the hook draws
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err := p.ReadFor(ctx, "from-a-hook", make([]byte, 32))
+			drawn <- err
+		})
+	}
+	p = newTestProvider(t, src, fast(WithPolicy(Degrade), WithJournal(j), WithFallbackHook(hook))...)
+	lb, err := p.ReadLabelled(context.Background(), make([]byte, 8))
+	require.NoError(t, err)
+	require.False(t, lb.Verifiable, "the source is down: the read falls back and starts an episode")
+	select {
+	case err := <-drawn:
+		require.NoError(t, err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the hook's draw did not end")
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	require.Contains(t, j.events, "from-a-hook")
+	assert.Empty(t, j.early, "event records written before the block records they name")
+}
+
 // lateJournal is a memJournal shared with another replica that records every
 // event between this Provider's lookup and its record: LookupEvent never
 // finds an event, and RecordEvent stores the other replica's record first.

@@ -236,9 +236,9 @@ func counting(n int) []byte {
 	return b
 }
 
-// httpStatus is a class sentinel of one HTTP status, made as package
-// httpsource's are (a MatchStatus method), which the root's tests cannot
-// import.
+// httpStatus is a class sentinel of one HTTP status, made as the root's
+// (ErrRateLimited, …) are, with a MatchStatus method, so that a test can ask
+// for any single status.
 type httpStatus int
 
 func (s httpStatus) Error() string               { return "HTTP " + strconv.Itoa(int(s)) }

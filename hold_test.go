@@ -2,6 +2,7 @@ package entropy
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -34,6 +35,56 @@ func TestRetryAfterHoldsLaterRefillRounds(t *testing.T) {
 	st := p.Stats().Sources[0]
 	assert.Equal(t, uint64(1), st.Failures)
 	assert.Equal(t, "closed", st.Breaker)
+}
+
+// Contract point 7, with an injected clock: a Retry-After that a refill saw
+// holds back every fetch of the Provider, not only the refill's: a
+// ReadProven and an event draw on the callers' goroutines send nothing
+// until it has passed, then all are served.
+func TestRetryAfterHoldsAllFetches(t *testing.T) {
+	clk := newFakeClock()
+	const hold = 30 * time.Second
+	src := newScriptSource("q", step{err: &APIError{StatusCode: 429, RetryAfter: hold}})
+	p := newTestProvider(t, src, WithRateLimit(rate.Inf, 1), WithClock(clk), WithRetry(1, time.Millisecond, time.Millisecond),
+		WithPolicy(Defer), WithBufferSize(1024), WithFetchSize(1024))
+	require.Eventually(t, func() bool { return src.callCount() == 1 }, 5*time.Second, time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	reads := []func() (Label, error){
+		func() (Label, error) { lb, _, err := p.ReadProven(ctx, make([]byte, 32)); return lb, err },
+		func() (Label, error) { lb, _, err := p.ReadProven(ctx, make([]byte, 32)); return lb, err },
+		func() (Label, error) { return p.ReadFor(ctx, "draw-1", make([]byte, 32)) },
+		func() (Label, error) { return p.ReadLabelled(ctx, make([]byte, 32)) },
+	}
+	done := make(chan error, len(reads))
+	for _, read := range reads {
+		go func() {
+			lb, err := read()
+			if err == nil && !lb.Verifiable {
+				err = fmt.Errorf("read served %v", lb)
+			}
+			done <- err
+		}()
+	}
+	for elapsed := time.Duration(0); elapsed < hold-time.Second; elapsed += 500 * time.Millisecond {
+		clk.advance(500 * time.Millisecond)
+		time.Sleep(time.Millisecond)
+		require.Equal(t, 1, src.callCount(), "request sent %v into a %v Retry-After", elapsed, hold)
+	}
+	for range reads {
+		var err error
+		require.Eventually(t, func() bool {
+			clk.advance(100 * time.Millisecond)
+			select {
+			case err = <-done:
+				return true
+			default:
+				return false
+			}
+		}, 5*time.Second, time.Millisecond)
+		require.NoError(t, err)
+	}
+	assert.GreaterOrEqual(t, clk.Now().Sub(clk.start), hold)
 }
 
 // Contract point 7: WithMaxRetryAfter(0) must not switch Retry-After off.

@@ -28,7 +28,11 @@ import (
 // cannot be recorded must not be handed out.
 //
 // RecordBlock and RecordFallback run where the fallback hook runs, and may
-// call back into the Provider under the same rule ([WithFallbackHook]).
+// call back into the Provider under the same rule ([WithFallbackHook]). An
+// event that a hook draws is recorded after the records of its blocks, as
+// every event is; one that RecordBlock or RecordFallback draws may be
+// recorded before them, since the journal cannot be called again from
+// inside its own call.
 //
 // Every method honours ctx: a journal on a database waits on the network.
 type Journal interface {

@@ -240,15 +240,18 @@ var errJournalFailing = errors.New("the journal is failing to write")
 // flush waits until every note queued before it has been delivered, and
 // every block and fallback record queued before it written to the journal:
 // an event's record must not reach the journal before the records of the
-// blocks its bytes came from. It returns at once without a journal, or on
-// the notifier goroutine itself (a hook or journal calling ReadFor), which
-// cannot wait for itself. While the journal fails to write those records
-// it returns an error wrapping the journal's, rather than wait for the
-// retries: the caller's draw fails cleanly, and a later one succeeds once
-// the journal is back.
+// blocks its bytes came from. It returns at once without a journal. On the
+// notifier goroutine itself (a callback calling ReadFor), which cannot wait
+// for itself, it writes the block records itself (flushSelf). While the
+// journal fails to write those records it returns an error wrapping the
+// journal's, rather than wait for the retries: the caller's draw fails
+// cleanly, and a later one succeeds once the journal is back.
 func (n *notifier) flush(ctx context.Context) error {
-	if n.p.cfg.journal == nil || n.isSelf() {
+	if n.p.cfg.journal == nil {
 		return nil
+	}
+	if n.isSelf() {
+		return n.flushSelf()
 	}
 	failed, _ := n.jq.failure()
 	ch := make(chan struct{})
@@ -277,4 +280,54 @@ func (n *notifier) flush(ctx context.Context) error {
 	case <-n.p.ctx.Done():
 		return ErrClosed
 	}
+}
+
+// flushSelf is flush on the notifier goroutine: a hook, or the logger,
+// drawing an event. It cannot wait for the notifier, which is waiting for
+// it to return, so it does the notifier's work for the blocks: it moves the
+// block records queued so far (the rest of the notifier's batch, then the
+// queue) into the journal queue, ahead of the notes queued between them,
+// and writes the journal queue. A block record may then reach the journal
+// before the record of an episode that ended before it was fetched; each
+// carries its own times. A journal that draws from inside one of its own
+// calls cannot be called again: then flushSelf returns at once, and the
+// event's record may reach the journal before its blocks' (WithJournal).
+func (n *notifier) flushSelf() error {
+	n.jq.mu.Lock()
+	inCall := n.jq.inCall
+	n.jq.mu.Unlock()
+	if inCall {
+		return nil
+	}
+	n.batch = n.takeBlocks(n.batch)
+	n.mu.Lock()
+	n.queue = n.takeBlocks(n.queue)
+	n.mu.Unlock()
+	n.write()
+	for _, x := range n.jq.q {
+		if x.block != nil {
+			// Not written: the journal failed now or is waiting for a retry.
+			_, err := n.jq.failure()
+			if err == nil {
+				err = ErrClosed // the close budget ended the calls
+			}
+			return fmt.Errorf("%w: %w", errJournalFailing, err)
+		}
+	}
+	return nil
+}
+
+// takeBlocks moves the block records of q into the journal queue, in
+// order, and returns the rest of q, in order, in q's array.
+func (n *notifier) takeBlocks(q []note) []note {
+	rest := q[:0]
+	for _, x := range q {
+		if x.block != nil {
+			n.enqueue(x)
+		} else {
+			rest = append(rest, x)
+		}
+	}
+	clear(q[len(rest):])
+	return rest
 }

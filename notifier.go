@@ -16,8 +16,12 @@ type notifier struct {
 	mu       sync.Mutex
 	queue    []note
 	finished bool // the last note has been delivered (Close): push refuses more
-	signal   chan struct{}
-	jq       journalQueue // the records on their way to the journal
+	// batch is the rest of the notes drain took from queue and has not yet
+	// delivered. Only the notifier goroutine uses it: drain, and a callback
+	// that draws an event (flushSelf).
+	batch  []note
+	signal chan struct{}
+	jq     journalQueue // the records on their way to the journal
 }
 
 type note struct {
@@ -101,9 +105,14 @@ func (n *notifier) drain(last bool) {
 		if len(q) == 0 {
 			return
 		}
-		for _, x := range q {
+		n.batch = q
+		for len(n.batch) > 0 {
+			x := n.batch[0]
+			n.batch[0] = note{}
+			n.batch = n.batch[1:]
 			n.deliver(x)
 		}
+		n.batch = nil
 		n.write()
 	}
 }

@@ -25,7 +25,9 @@ import (
 // after the refill goroutine has stopped (refillDone). A callback may call
 // back into the Provider, Close and ReadFor included: Close and an event's
 // flush ask notifier.isSelf whether they run on the notifier goroutine, and
-// then do not wait for it (it is waiting for them). isSelf cannot tell one
+// then do not wait for it (it is waiting for them): Close returns once the
+// refill has stopped, and flush writes the queued block records itself
+// (flushSelf), so that the event's record follows them. isSelf cannot tell one
 // Provider's notifier from another's, so a callback must call another
 // Provider's Close or ReadFor on a goroutine of its own (WithFallbackHook).
 //

@@ -10,9 +10,7 @@ import (
 )
 
 // Sentinels of the source-failure classes that the retry and breaker logic
-// tell apart, matched with [errors.Is]. The classes of HTTP statuses (400,
-// 401, 402, 403, 404, 409, 422, 429, 5xx, 503) are package httpsource's
-// (httpsource.ErrRateLimited, …): an [*APIError] of any source matches them.
+// tell apart, matched with [errors.Is].
 var (
 	ErrQuotaExhausted = errors.New("quota exhausted")          // 402, quota job codes, 429 read as quota
 	ErrTimeout        = errors.New("request timed out")        // a [*ConnError] whose cause is a timeout
@@ -20,9 +18,39 @@ var (
 	ErrPermanent      = errors.New("permanent source failure") // matched by every permanent error
 )
 
+// Class sentinels of HTTP statuses, matched with [errors.Is] by an
+// [*APIError] (and by any error that wraps one) whose status is in the
+// class, whichever source returned it. [ErrServiceUnavailable] (503) is also
+// an [ErrServer]. Package httpsource exports the same values under the same
+// names (httpsource.ErrRateLimited is ErrRateLimited).
+var (
+	ErrBadRequest         error = &statusClass{"bad request", 400, 400}
+	ErrUnauthorized       error = &statusClass{"unauthorized", 401, 401}
+	ErrPaymentRequired    error = &statusClass{"payment required", 402, 402} // insufficient balance
+	ErrForbidden          error = &statusClass{"forbidden", 403, 403}
+	ErrNotFound           error = &statusClass{"not found", 404, 404}
+	ErrConflict           error = &statusClass{"conflict", 409, 409} // resource busy
+	ErrValidation         error = &statusClass{"validation failed", 422, 422}
+	ErrRateLimited        error = &statusClass{"rate limited", 429, 429}
+	ErrServer             error = &statusClass{"server error", 500, 599}
+	ErrServiceUnavailable error = &statusClass{"service unavailable", 503, 503}
+)
+
+// statusClass is a class of HTTP statuses, from lo to hi.
+type statusClass struct {
+	text   string
+	lo, hi int
+}
+
+// Error returns the class's name, e.g. "rate limited".
+func (c *statusClass) Error() string { return c.text }
+
+// MatchStatus reports whether status is in the class; [APIError.Is] calls it.
+func (c *statusClass) MatchStatus(status int) bool { return status >= c.lo && status <= c.hi }
+
 // APIError is an HTTP error answer of a service. Match its class with
-// [errors.Is] (httpsource.ErrUnauthorized, httpsource.ErrRateLimited, …,
-// [ErrQuotaExhausted], [ErrPermanent]) and read its fields with [errors.As].
+// [errors.Is] ([ErrUnauthorized], [ErrRateLimited], …, [ErrQuotaExhausted],
+// [ErrPermanent]) and read its fields with [errors.As].
 //
 // Sources must not put credentials into any field: Error() is logged and
 // shown. Package httpsource removes its API key from every field it fills.
@@ -113,8 +141,8 @@ func (e *APIError) Error() string {
 	return sb.String()
 }
 
-// statusClassText names the class of an HTTP status, as package
-// httpsource's sentinel of that class does; "" for a status of no class.
+// statusClassText names the class of an HTTP status, as the class's
+// sentinel does; "" for a status of no class.
 func statusClassText(status int) string {
 	switch s := status; {
 	case s == 400:
@@ -145,9 +173,8 @@ func statusClassText(status int) string {
 
 // Is matches [ErrQuotaExhausted] for 402 and quota 429s, [ErrTooEarly] for
 // 425, [ErrPermanent] for permanent statuses, and every target with a
-// MatchStatus(int) bool method that returns true for the status: package
-// httpsource's class sentinels (503 matches both httpsource.ErrServiceUnavailable
-// and httpsource.ErrServer).
+// MatchStatus(int) bool method that returns true for the status: the class
+// sentinels (503 matches both [ErrServiceUnavailable] and [ErrServer]).
 func (e *APIError) Is(target error) bool {
 	switch target {
 	case nil:
