@@ -123,16 +123,25 @@ func TestEventBindingEditedFails(t *testing.T) {
 	assert.ErrorIs(t, err, draw.ErrProof)
 	assert.Contains(t, err.Error(), `"nonce"`)
 
-	// The binding removed: the origin still verifies, and the report says
-	// the job was not shown to be the event's.
-	m = load(jss[0])
-	delete(m, "binding")
-	tr := redigest(t, m)
-	rep, err := draw.Check(tr, roots)
-	require.NoError(t, err)
-	assert.False(t, rep.EventBound)
-	require.NotEmpty(t, rep.Unchecked)
-	assert.Contains(t, rep.Unchecked[len(rep.Unchecked)-1], "event binding")
+	// The binding removed, or event b's job passed off as a's without one:
+	// the job is of a protocol that binds jobs to their request, so a
+	// transcript of an event that shows no binding is refused once the
+	// proof's signature is checked; without trust roots the report says the
+	// binding was not checked.
+	for _, m := range []map[string]any{load(jss[0]), load(jss[1])} {
+		delete(m, "binding")
+		m["event"] = "raffle-a"
+		tr := redigest(t, m)
+		_, err = draw.Check(tr, roots)
+		assert.ErrorIs(t, err, draw.ErrProof)
+		assert.Contains(t, err.Error(), `"nonce"`)
+		assert.ErrorIs(t, draw.Verify(tr, roots), draw.ErrProof)
+		rep, err := draw.Check(tr, draw.TrustRoots{})
+		require.NoError(t, err)
+		assert.False(t, rep.EventBound)
+		require.NotEmpty(t, rep.Unchecked)
+		assert.Contains(t, rep.Unchecked[len(rep.Unchecked)-1], "event binding")
+	}
 
 	// A binding on a draw that names no event.
 	m = load(jss[0])

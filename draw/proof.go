@@ -104,10 +104,26 @@ func Check(t *Transcript, roots TrustRoots) (Report, error) {
 		rep.EventBound = true
 	case t.Binding != nil:
 		rep.Unchecked = append(rep.Unchecked, "event binding: the nonce matches the event and parameters, but the signature over it was not checked")
+	case t.Event != "" && rep.OriginChecked && bindsJobs(t.Proofs):
+		// An event draw from such a source always carries its binding: without
+		// one, the job may have been made for anything else.
+		return rep, proofError(0, "nonce", "the job of event %q is of %q, which binds every job to its request, but the transcript shows no binding: a job made for anything else cannot be passed off as this event's", t.Event, entropy.SchemeReferenceV2)
 	case t.Event != "":
 		rep.Unchecked = append(rep.Unchecked, "event binding: the job was not bound to the event (a source that cannot bind jobs, or an older transcript): a job made for anything else could be passed off as this event's")
 	}
 	return rep, nil
+}
+
+// bindsJobs reports whether every proof is of the reference protocol's v2,
+// whose jobs are signed over their request's nonce: the jobs of a source that
+// can bind an event's job to the event (Transcript.Binding).
+func bindsJobs(proofs []entropy.Proof) bool {
+	for _, p := range proofs {
+		if p.Scheme != entropy.SchemeReferenceV2 {
+			return false
+		}
+	}
+	return len(proofs) > 0
 }
 
 // Verify replays a transcript and fails (ErrUnknownAlgorithm, ErrBadInput or

@@ -242,17 +242,49 @@ func takeParams(dsn string, c *config) (string, error) {
 }
 
 // Redact returns dsn with its password, if any, replaced by "xxxxx": for
-// logs and messages that name the database.
+// logs and messages that name the database. A URL's password may be in its
+// user info or in its password query parameter (pgx reads both); of a URL
+// that does not parse (a password with an unescaped '%', '#', '/' or '?'),
+// which pgx refuses too, only the scheme and the host are shown.
 func Redact(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			return u.String()
+	scheme, rest, isURL := strings.Cut(dsn, "://")
+	if !isURL {
+		// A key=value string: blank out password=...
+		return passwordKV.ReplaceAllString(dsn, "${1}xxxxx")
+	}
+	u, q, ok := parseURL(dsn)
+	if !ok {
+		host := rest[strings.LastIndex(rest, "@")+1:]
+		if i := strings.IndexAny(host, "/?#"); i >= 0 {
+			host = host[:i]
 		}
+		return scheme + "://xxxxx@" + host
+	}
+	_, inUser := u.User.Password()
+	if !inUser && !q.Has("password") {
 		return dsn
 	}
-	// A key=value string: blank out password=...
-	return passwordKV.ReplaceAllString(dsn, "${1}xxxxx")
+	if inUser {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// parseURL parses dsn, a URL, and its query; ok is false if either does
+// not parse (url.URL.Query would drop a bad pair silently).
+func parseURL(dsn string) (u *url.URL, q url.Values, ok bool) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return nil, nil, false
+	}
+	if q, err = url.ParseQuery(u.RawQuery); err != nil {
+		return nil, nil, false
+	}
+	return u, q, true
 }
 
 var passwordKV = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
@@ -279,14 +311,32 @@ func redact(err error, dsn string) error {
 	return &redactedError{msg: strings.ReplaceAll(err.Error(), pw, "xxxxx"), cause: err}
 }
 
-// password returns the password in dsn, "" if none.
+// password returns the password in dsn, "" if none: of a URL that does not
+// parse, the text between the first ':' of its user info and its last '@',
+// or after "password=" in its query.
 func password(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		pw, _ := u.User.Password()
-		return pw
+	_, rest, isURL := strings.Cut(dsn, "://")
+	if !isURL {
+		if m := passwordKV.FindStringSubmatch(dsn); m != nil {
+			return strings.Trim(m[2], "'")
+		}
+		return ""
 	}
-	if m := passwordKV.FindStringSubmatch(dsn); m != nil {
-		return strings.Trim(m[2], "'")
+	if u, q, ok := parseURL(dsn); ok {
+		if pw, ok := u.User.Password(); ok {
+			return pw
+		}
+		return q.Get("password")
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		if _, pw, ok := strings.Cut(rest[:at], ":"); ok {
+			return pw
+		}
+	}
+	if _, pw, ok := strings.Cut(rest, "password="); ok {
+		pw, _, _ = strings.Cut(pw, "&")
+		pw, _, _ = strings.Cut(pw, "#")
+		return pw
 	}
 	return ""
 }

@@ -123,6 +123,40 @@ func TestOpenRefusesBadInput(t *testing.T) {
 	assert.Equal(t, "postgres://h/db", pgjournal.Redact("postgres://h/db"))
 }
 
+// Redact and Open's errors hide a password wherever a DSN carries one: in a
+// URL's user info, in its password query parameter (which pgx reads too),
+// in a key=value string, and in a URL that does not parse (a password with
+// an unescaped '%', '#', '/' or '?', a bad escape elsewhere), which pgx
+// refuses but a message still names.
+func TestRedactHidesThePasswordWhereverItIs(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://u:s3c-r3t@127.0.0.1:1/db",
+		"postgres://u@127.0.0.1:1/db?password=s3c-r3t",
+		"postgresql://127.0.0.1:1/db?sslmode=disable&password=s3c-r3t",
+		"postgres://u@127.0.0.1:1/db?password=s3c-r3t&x=%zz",
+		"postgres://u:s3c%r3t@127.0.0.1:1/db",
+		"postgres://u:s3c#r3t@127.0.0.1:1/db",
+		"postgres://u:s3c/r3t@127.0.0.1:1/db",
+		"postgres://u:s3c?r3t@127.0.0.1:1/db",
+		"postgres://u:s3c-r3t@127.0.0.1:1/db%zz",
+		"postgres://u:s3c-r3t@[::1/db",
+		"postgres://u@127.0.0.1:1/db%zz?password=s3c-r3t",
+		"host=127.0.0.1 port=1 password=s3c-r3t user=u",
+		"host=127.0.0.1 port=1 password='s3c r3t' user=u",
+	} {
+		r := pgjournal.Redact(dsn)
+		assert.NotContains(t, r, "s3c", dsn)
+		assert.NotContains(t, r, "r3t", dsn)
+		assert.Contains(t, r, "xxxxx", dsn)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := pgjournal.Open(ctx, dsn)
+		cancel()
+		require.Error(t, err, dsn)
+		assert.NotContains(t, err.Error(), "s3c", dsn)
+		assert.NotContains(t, err.Error(), "r3t", dsn)
+	}
+}
+
 // A journal of a newer schema version is refused, not written to.
 func TestNewerSchemaVersionRefused(t *testing.T) {
 	schema := testSchema(t)

@@ -168,6 +168,11 @@ func TestJournalURLPasswordNeverPrinted(t *testing.T) {
 		// A key=value connection string is a database too, never a file name.
 		{"audit", "host=127.0.0.1 port=1 user=entropy password=" + pgPassword + " dbname=nodb connect_timeout=2"},
 		{"draw", "--int", "10", "--journal", "host=127.0.0.1 port=1 user=entropy password='" + pgPassword + "' dbname=nodb connect_timeout=2"},
+		// In the query, where pgx reads it too, and in a URL that does not
+		// parse: pgx refuses it, and the message names it without the password.
+		{"audit", "postgres://entropy@127.0.0.1:1/nodb?connect_timeout=2&password=" + pgPassword},
+		{"audit", "postgres://entropy:" + pgPassword + "%@127.0.0.1:1/nodb"},
+		{"read", "-n", "8", "--journal", "postgres://entropy:" + pgPassword + "@127.0.0.1:1/nodb%zz"},
 	} {
 		code, out, errOut := runCLI(t, args...)
 		assert.NotEqual(t, 0, code, "%v", args)

@@ -130,7 +130,10 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if *format == "raw" {
 			out = stderr
 		}
-		fmt.Fprintf(out, "%s\n", js)
+		// A label lost on stderr is lost output, as one lost on stdout is.
+		if _, err := fmt.Fprintf(out, "%s\n", js); err != nil {
+			return fail(stderr, c, err)
+		}
 	}
 	if !lbl.Verifiable && !*label {
 		fmt.Fprintf(stderr, "entropy read: warning: bytes are %s, not verifiable: %s\n", lbl.Provenance(), oneLine(lbl.Reason))

@@ -65,6 +65,17 @@ func TestReadFormats(t *testing.T) {
 	assert.Contains(t, stderr.String(), `"verifiable":true`, "and the label to stderr")
 }
 
+// With --format raw the label goes to stderr: a label that could not be
+// written there is lost output, and the command fails as it does when stdout
+// fails.
+func TestReadRawLabelLostOnStderrFails(t *testing.T) {
+	clearEnv(t)
+	var out bytes.Buffer
+	code := run([]string{"read", "-n", "8", "--format", "raw", "--label"}, &out, failWriter{})
+	assert.Equal(t, exitError, code)
+	assert.Equal(t, 8, out.Len(), "the bytes were written")
+}
+
 func TestReadLargerThanOneJob(t *testing.T) {
 	clearEnv(t)
 	code, out, errOut := runCLI(t, "read", "-n", "100000", "--label", "--policy", "defer")

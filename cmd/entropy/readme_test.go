@@ -236,3 +236,32 @@ func TestServiceNameFollowsTheService(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, `--source-name "acme"`)
 }
+
+// TestREADMENamesOnlyTestsThatExist: README.md and docs/ point readers to
+// the tests that prove each claim; every test, example, benchmark and fuzz
+// target they name by its function name exists.
+func TestREADMENamesOnlyTestsThatExist(t *testing.T) {
+	defined := map[string]bool{}
+	funcRE := regexp.MustCompile(`(?m)^func ((?:Test|Example|Benchmark|Fuzz)\w*)\(`)
+	err := filepath.WalkDir(moduleRoot, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		src, err := os.ReadFile(path)
+		for _, m := range funcRE.FindAllStringSubmatch(string(src), -1) {
+			defined[m[1]] = true
+		}
+		return err
+	})
+	require.NoError(t, err)
+	docs, err := filepath.Glob(filepath.Join(moduleRoot, "docs", "*.md"))
+	require.NoError(t, err)
+	nameRE := regexp.MustCompile("`((?:Test|Example|Benchmark|Fuzz)\\w+)`")
+	for _, path := range append(docs, filepath.Join(moduleRoot, "README.md")) {
+		text, err := os.ReadFile(path)
+		require.NoError(t, err)
+		for _, m := range nameRE.FindAllStringSubmatch(string(text), -1) {
+			assert.True(t, defined[m[1]], "%s names %s, which no test file defines", filepath.Base(path), m[1])
+		}
+	}
+}

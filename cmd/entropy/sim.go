@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/provenrand/entropy/entropymetrics"
+	"github.com/provenrand/entropy/httpsource"
 	"golang.org/x/time/rate"
 
 	"github.com/provenrand/entropy/sim"
@@ -53,6 +54,9 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case *apiKey == "":
 		return usageError(stderr, c, fmt.Errorf("--api-key must not be empty"))
+	case len(*apiKey) < httpsource.MinAPIKeyLen:
+		// No client would send it (httpsource refuses it, to keep it out of errors).
+		return usageError(stderr, c, fmt.Errorf("--api-key of %d bytes is too short: want at least %d, as clients do", len(*apiKey), httpsource.MinAPIKeyLen))
 	case *balance < 0:
 		return usageError(stderr, c, fmt.Errorf("--balance %d must not be negative", *balance))
 	case *queue < 0 || *queue > 1:

@@ -47,6 +47,17 @@ func TestSimHidesAGivenKey(t *testing.T) {
 	assert.NotContains(t, cmd.errOut.String(), "sk-my-own-secret")
 }
 
+// A key too short for any client to send (httpsource.MinAPIKeyLen) is a bad
+// command line of sim too, refused without printing it, not a simulator
+// that nobody can use.
+func TestSimRefusesAShortKey(t *testing.T) {
+	code, out, errOut := runCLI(t, "sim", "--addr", "127.0.0.1:0", "--api-key", "k3y")
+	assert.Equal(t, exitUsage, code)
+	assert.Empty(t, out)
+	assert.Contains(t, errOut, "too short")
+	assert.NotContains(t, errOut, "k3y")
+}
+
 // entropy sim with a fault that hits every request: entropy read under Fail
 // exits non-zero with one line; under Degrade the label says fallback and
 // never names the simulator's jobs.
