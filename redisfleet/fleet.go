@@ -40,6 +40,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/names"
 )
 
 // Defaults of a Fleet's options.
@@ -56,11 +57,17 @@ type Option func(*Fleet) error
 
 // WithName sets the fleet's name, the prefix of every Redis key it uses.
 // Replicas that share a quota use the same name; separate quotas (another
-// API key, a staging fleet) use different names. Default: DefaultName.
+// API key, a staging fleet) use different names. The name is shown in
+// Stats, logs and status lines, so it must also be a name by the rule of
+// job IDs and source names (docs/protocol.md, "Names": printable, no bidi
+// override or line separator). Default: DefaultName.
 func WithName(name string) Option {
 	return func(f *Fleet) error {
 		if name == "" || len(name) > 200 || strings.ContainsAny(name, " \t\r\n{}") {
 			return fmt.Errorf("redisfleet: fleet name %q must be 1 to 200 characters without spaces or braces", name)
+		}
+		if err := names.Check(name); err != nil {
+			return fmt.Errorf("redisfleet: fleet name: %w (docs/protocol.md, \"Names\")", err)
 		}
 		f.name = name
 		return nil

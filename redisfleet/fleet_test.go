@@ -267,6 +267,13 @@ func TestFleetRefusesBadConfiguration(t *testing.T) {
 		_, err := entropy.New(src, entropy.WithFleet(redisfleet.New(c, o)))
 		assert.Error(t, err)
 	}
+	// The name is shown in Stats, logs and the command's status lines: one
+	// that could make printed text say something else is refused, as job
+	// IDs and source names are (docs/protocol.md, "Names").
+	for _, name := range []string{"prod\u202eKO", "prod\u2028x", "prod\x1b[2J", "prod\u200b", "prod\xff", "."} {
+		_, err := entropy.New(src, entropy.WithFleet(redisfleet.New(c, redisfleet.WithName(name))))
+		assert.Error(t, err, "%q", name)
+	}
 	// A URL that parses with a bad database number, and URLs that do not
 	// parse at all, whose parser's error quotes the URL (or a piece of it).
 	for _, u := range []string{
