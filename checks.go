@@ -17,10 +17,10 @@ func (f *feeder) check(b Block, n int) error {
 		return fmt.Errorf("%w: empty data", ErrInvalidBlock)
 	case len(b.Data) > n:
 		return fmt.Errorf("%w: %d bytes where at most %d were asked for", ErrInvalidBlock, len(b.Data), n)
-	case len(b.Data) < f.health.MinBlock():
-		// Too short for the health tests to judge: a stuck source would
-		// pass in blocks like this one.
-		return fmt.Errorf("%w: %d bytes, fewer than the %d the health tests need to judge a block", ErrInvalidBlock, len(b.Data), f.health.MinBlock())
+	case len(b.Data) < f.shortest():
+		// Too short for the repetition count test to judge: a stuck
+		// source would pass in blocks like this one.
+		return fmt.Errorf("%w: %d bytes, fewer than the %d the health tests need to judge a block", ErrInvalidBlock, len(b.Data), f.shortest())
 	case !b.Verifiable:
 		return fmt.Errorf("%w: not verifiable (no proof checked)", ErrInvalidBlock)
 	case b.Source == "":
@@ -44,4 +44,18 @@ func (f *feeder) check(b Block, n int) error {
 	f.name = b.Source
 	f.mu.Unlock()
 	return nil
+}
+
+// shortest is the shortest block check accepts: the repetition count test's
+// cutoff, for a block of fewer bytes can never fail it, and a source stuck
+// at one value would pass in such blocks. The Provider asks for blocks that
+// the adaptive proportion test can judge too (health.Config.MinBlock, 28
+// bytes by default), but a block shorter than asked for is fine down to this
+// length (7 bytes by default): the proportion test cannot fail a block
+// shorter than its cutoff, and judges the blocks of such a source no more
+// than it does a beacon's 32-byte rounds, which it fails only when one value
+// fills 28 of their 32 bytes.
+func (f *feeder) shortest() int {
+	rct, _ := f.health.Cutoffs()
+	return max(rct, 1)
 }

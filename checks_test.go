@@ -170,8 +170,8 @@ func TestStuckSourceCaughtInTinyReads(t *testing.T) {
 }
 
 // TestBlockTooShortToTestRefused: a source that answers fewer bytes than the
-// health tests need to judge a block (asked for more) has its blocks
-// refused: a stuck source cannot hide in blocks of 6 bytes.
+// repetition count test needs to judge a block (asked for more) has its
+// blocks refused: a stuck source cannot hide in blocks of 6 bytes.
 func TestBlockTooShortToTestRefused(t *testing.T) {
 	rct, _ := health.DefaultConfig().Cutoffs()
 	src := &stuckSource{most: rct - 1}
@@ -184,6 +184,39 @@ func TestBlockTooShortToTestRefused(t *testing.T) {
 	require.ErrorIs(t, p.Stats().Sources[0].LastError, ErrInvalidBlock)
 	_, err = p.ReadLabelled(context.Background(), make([]byte, 1))
 	require.ErrorIs(t, err, ErrUnavailable)
+}
+
+// "A block shorter than asked for is fine", down to the shortest block the
+// repetition count test can fail (7 bytes by default): a source answering 7
+// to 27 bytes, fewer than both tests need, serves verifiable reads, each
+// labelled with the job its bytes came from.
+func TestBlocksShorterThanAskedServed(t *testing.T) {
+	rct, apt := health.DefaultConfig().Cutoffs()
+	for _, most := range []int{rct, 16, apt - 1} {
+		t.Run(fmt.Sprint(most), func(t *testing.T) {
+			src := newScriptSource("short")
+			src.maxLen = most
+			p := newTestProvider(t, src, fast(WithPolicy(Defer), WithBufferSize(256), WithFetchSize(64))...)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for range 20 {
+				b := make([]byte, 10)
+				lb, err := p.ReadLabelled(ctx, b)
+				require.NoError(t, err)
+				require.True(t, lb.Verifiable)
+				off := 0
+				for _, sp := range lb.Spans {
+					job, ok := src.job(sp.JobID)
+					require.True(t, ok)
+					require.LessOrEqual(t, len(job), most)
+					require.Equal(t, job[sp.Offset:sp.Offset+sp.Length], b[off:off+sp.Length])
+					off += sp.Length
+				}
+				require.Equal(t, len(b), off)
+			}
+			assert.Zero(t, p.Stats().Sources[0].BlocksRejected)
+		})
+	}
 }
 
 // TestTinyPoolServesRestOfBlockLater: with a pool of one byte, a block the
