@@ -67,6 +67,83 @@ func TestCloseFromHookDoesNotDeadlock(t *testing.T) {
 	}
 }
 
+// Contract point 10 across Providers: a hook of one Provider that closes
+// another (whose notifier is idle) waits, as any caller of Close does, until
+// the other's notifier has delivered everything: here the record of the
+// episode its Close ends, which its journal is slow to take.
+func TestCloseFromAnotherProvidersHookWaitsForItsNotifier(t *testing.T) {
+	jb := newMemJournal()
+	jb.beforeFallback = func(FallbackEpisode) { time.Sleep(50 * time.Millisecond) }
+	srcB := newScriptSource("b")
+	srcB.set(&step{err: &APIError{StatusCode: 503}})
+	b, err := New(srcB, fast(WithPolicy(Degrade), WithJournal(jb))...)
+	require.NoError(t, err)
+	lb, err := b.ReadLabelled(context.Background(), make([]byte, 8))
+	require.NoError(t, err)
+	require.False(t, lb.Verifiable, "b's source is down: an episode starts")
+	require.Eventually(t, func() bool { return !delivering.has(&b.notes) }, 5*time.Second, time.Millisecond,
+		"b's notifier never went idle")
+
+	srcA := newScriptSource("a")
+	srcA.set(&step{err: &APIError{StatusCode: 503}})
+	recorded := make(chan int, 1)
+	var once sync.Once
+	a := newTestProvider(t, srcA, fast(WithPolicy(Degrade), WithFallbackHook(func(FallbackEpisode) {
+		once.Do(func() {
+			_ = b.Close()
+			jb.mu.Lock()
+			recorded <- len(jb.episodes)
+			jb.mu.Unlock()
+		})
+	}))...)
+	_, err = a.ReadLabelled(context.Background(), make([]byte, 8))
+	require.NoError(t, err)
+	select {
+	case n := <-recorded:
+		assert.Equal(t, 1, n, "b's Close returned before b's notifier wrote the episode it ended")
+	case <-time.After(10 * time.Second):
+		t.Fatal("a's hook never ran")
+	}
+}
+
+// A hook of one Provider that draws an event from another while the
+// other's notifier is delivering (its journal holds a block record) cannot
+// tell whose notifier it runs on, and does not wait for the other's
+// notifier: that one waits for its journal, which the test holds until the
+// draw returns.
+func TestDrawFromAnotherProvidersHookWhileItsNotifierDelivers(t *testing.T) {
+	jb := newMemJournal()
+	jb.blockGate = make(chan struct{})
+	var gateOnce sync.Once
+	openGate := func() { gateOnce.Do(func() { close(jb.blockGate) }) }
+	defer openGate()
+	b := newTestProvider(t, newScriptSource("b"), fast(WithJournal(jb))...)
+	require.Eventually(t, func() bool { return delivering.has(&b.notes) }, 5*time.Second, time.Millisecond,
+		"b's notifier never began to deliver its first block record")
+
+	srcA := newScriptSource("a")
+	srcA.set(&step{err: &APIError{StatusCode: 503}})
+	drawn := make(chan error, 1)
+	var once sync.Once
+	a := newTestProvider(t, srcA, fast(WithPolicy(Degrade), WithFallbackHook(func(FallbackEpisode) {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := b.ReadFor(ctx, "drawn-from-a", make([]byte, 16))
+			drawn <- err
+		})
+	}))...)
+	_, err := a.ReadLabelled(context.Background(), make([]byte, 8))
+	require.NoError(t, err)
+	select {
+	case err := <-drawn:
+		require.NoError(t, err, "the draw waited for a notifier held by the journal")
+	case <-time.After(10 * time.Second):
+		t.Fatal("a's hook never returned")
+	}
+	openGate()
+}
+
 // Contract points 8 and 10: a journal may draw an event from the notifier
 // goroutine that calls it (ReadFor inside RecordFallback). The draw's
 // flush, which waits for the notifier to write the block records first,

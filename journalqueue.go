@@ -250,8 +250,14 @@ func (n *notifier) flush(ctx context.Context) error {
 	if n.p.cfg.journal == nil {
 		return nil
 	}
-	if n.isSelf() {
+	switch n.caller() {
+	case callerSelf:
 		return n.flushSelf()
+	case callerUnsure:
+		// Perhaps this Provider's notifier, perhaps another's: it can
+		// neither wait for the notifier nor write for it. The event's
+		// record may precede its blocks' (WithFallbackHook).
+		return nil
 	}
 	failed, _ := n.jq.failure()
 	ch := make(chan struct{})

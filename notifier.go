@@ -76,15 +76,21 @@ func (n *notifier) run(wg *sync.WaitGroup) {
 	for {
 		select {
 		case <-n.signal:
+			done := n.delivery()
 			n.drain(false)
+			done()
 		case <-n.jq.retryC():
+			done := n.delivery()
 			n.retry()
+			done()
 		case <-n.p.ctx.Done():
 			// The refill goroutine may still queue a block it fetched
 			// before it saw the end: deliver after it has stopped.
 			n.p.refillDone.Wait()
+			done := n.delivery()
 			n.drain(true)
 			n.writeAtClose()
+			done()
 			return
 		}
 	}
@@ -175,23 +181,90 @@ func blockRecord(b Block, now time.Time) BlockRecord {
 	}
 }
 
-// isSelf reports whether the caller runs on the notifier goroutine: it is
-// a hook, the logger or the journal, called by the notifier, calling back
-// into the Provider (Close, or ReadFor's flush), and must not wait for the
-// notifier, which is waiting for it to return. The callbacks' signatures
-// (a hook gets an episode, Close gets nothing) carry no context that could
-// say so; the call stack does: the notifier goroutine starts in run, and
-// no other goroutine has run's frame on its stack (a goroutine that a hook
-// starts has a stack of its own). It cannot tell this Provider's notifier
-// from another's: a hook of one Provider that calls another's Close would
-// be taken for that one's own, which is why the hooks' documentation
-// (WithFallbackHook) asks that another Provider be closed or drawn from on
-// a goroutine of the hook's own. Close and flush call it once each, never
-// the pool's read paths.
-func (n *notifier) isSelf() bool {
+// caller says who calls into the Provider (Close, or ReadFor's flush), as
+// notifier.caller tells.
+type caller int
+
+const (
+	// callerOther: not this Provider's notifier goroutine, which the caller
+	// may wait for.
+	callerOther caller = iota
+	// callerSelf: this Provider's notifier goroutine, in a callback (a
+	// hook, the logger or the journal), which must not wait for the
+	// notifier: the notifier is waiting for it to return.
+	callerSelf
+	// callerUnsure: the notifier goroutine of some Provider, in a callback,
+	// while the notifiers of two or more Providers deliver at once: it may
+	// be this Provider's. The caller neither waits for the notifier nor
+	// touches the notifier's state.
+	callerUnsure
+)
+
+// delivering is the set of notifiers, of every Provider in the process,
+// that are delivering (drain, retry, writeAtClose): the only times a
+// notifier goroutine runs a callback.
+var delivering deliveringSet
+
+type deliveringSet struct {
+	mu sync.Mutex
+	in map[*notifier]struct{}
+}
+
+// delivery marks n as delivering until the function it returns is called.
+func (n *notifier) delivery() (done func()) {
+	delivering.mu.Lock()
+	if delivering.in == nil {
+		delivering.in = make(map[*notifier]struct{})
+	}
+	delivering.in[n] = struct{}{}
+	delivering.mu.Unlock()
+	return func() {
+		delivering.mu.Lock()
+		delete(delivering.in, n)
+		delivering.mu.Unlock()
+	}
+}
+
+// has reports whether n is delivering.
+func (d *deliveringSet) has(n *notifier) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.in[n]
+	return ok
+}
+
+// caller tells whether its caller runs on this Provider's notifier
+// goroutine: a hook, the logger or the journal, called by the notifier,
+// calling back into the Provider. The callbacks' signatures (a hook gets an
+// episode, Close gets nothing) carry no context that could say so, so it
+// asks two things. The call stack says whether the caller is a notifier
+// goroutine at all: such a goroutine starts in run, and no other has run's
+// frame on its stack (a goroutine that a hook starts has a stack of its
+// own). The set of delivering notifiers says whose: a notifier goroutine
+// that runs a callback is delivering, so when only one notifier is, the
+// caller is that one's; when two or more are, it cannot tell
+// (callerUnsure). Close and flush call it once each, never the pool's read
+// paths.
+func (n *notifier) caller() caller {
+	if !onNotifierGoroutine() {
+		return callerOther
+	}
+	delivering.mu.Lock()
+	defer delivering.mu.Unlock()
+	if len(delivering.in) > 1 {
+		return callerUnsure
+	}
+	if _, ok := delivering.in[n]; ok {
+		return callerSelf
+	}
+	return callerOther
+}
+
+// onNotifierGoroutine reports whether run's frame is on the caller's stack.
+func onNotifierGoroutine() bool {
 	pcs := make([]uintptr, 32)
 	for {
-		k := runtime.Callers(2, pcs)
+		k := runtime.Callers(3, pcs)
 		if k < len(pcs) {
 			pcs = pcs[:k]
 			break

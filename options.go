@@ -309,9 +309,11 @@ func WithLogger(l *slog.Logger) Option {
 // time. Default: none.
 //
 // A hook may call back into its own Provider ([Provider.Close] and
-// [Provider.ReadFor] included); a hook that closes or draws from another
-// Provider must do so on a goroutine of its own, or that Provider's Close
-// may return before its hooks have all run.
+// [Provider.ReadFor] included). A hook that closes or draws from another
+// Provider should do so on a goroutine of its own: while that Provider's
+// hooks run at the same moment as this one, its Close may return before
+// they have all run, and an event drawn from it may reach its journal
+// before the records of the blocks it came from.
 func WithFallbackHook(f func(FallbackEpisode)) Option {
 	return func(c *config) error { c.hook = f; return nil }
 }

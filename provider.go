@@ -24,12 +24,15 @@ import (
 // cancels ctx and waits for both (wg); the notifier delivers what is queued
 // after the refill goroutine has stopped (refillDone). A callback may call
 // back into the Provider, Close and ReadFor included: Close and an event's
-// flush ask notifier.isSelf whether they run on the notifier goroutine, and
+// flush ask notifier.caller whether they run on the notifier goroutine, and
 // then do not wait for it (it is waiting for them): Close returns once the
 // refill has stopped, and flush writes the queued block records itself
-// (flushSelf), so that the event's record follows them. isSelf cannot tell one
-// Provider's notifier from another's, so a callback must call another
-// Provider's Close or ReadFor on a goroutine of its own (WithFallbackHook).
+// (flushSelf), so that the event's record follows them. caller tells one
+// Provider's notifier from another's by the set of notifiers delivering;
+// while two or more deliver at once it cannot, and
+// then Close does not wait and flush does not write, so a callback should
+// call another Provider's Close or ReadFor on a goroutine of its own
+// (WithFallbackHook).
 //
 // Locks, and what each guards:
 //   - shard.mu: the shard's queue behind its head (runs, first, queued),
@@ -58,7 +61,8 @@ import (
 //     quotaState.mu, jobSet.mu (the jobs taken), eventTable.mu (the event
 //     draws in flight and done), requestCtx.mu (a request's context, made
 //     on demand), allocBatch.mu (a feeder's batch of request contexts,
-//     a shard's of block records).
+//     a shard's of block records), delivering.mu (the notifiers of the
+//     process that are delivering: notifier.caller).
 //
 // Lock order: episodeState.mu, then shards' fbMu (one at a time, or, in
 // fallbackCounts, every one in shard order), then
@@ -331,6 +335,9 @@ func (p *Provider) WaitReady(ctx context.Context) error {
 // episode as ended, and zeroes the pool. Reads after Close return [ErrClosed];
 // reads waiting under [Defer] return ErrClosed. Close is idempotent.
 func (p *Provider) Close() error {
+	// Asked before Close wakes the notifier: once it delivers Close's notes,
+	// a callback of another Provider could no longer tell (callerUnsure).
+	who := p.notes.caller()
 	if !p.closed.CompareAndSwap(false, true) {
 		// Another Close is under way: return only when it has finished,
 		// unless this is a hook or journal calling Close from the notifier
@@ -339,7 +346,7 @@ func (p *Provider) Close() error {
 		// goroutine), so this one waits for it too: every episode queued
 		// is then delivered before Close returns, and a journal closed
 		// after it has them all.
-		if !p.notes.isSelf() {
+		if who == callerOther {
 			<-p.closeDone
 			p.wg.Wait()
 		}
@@ -349,12 +356,13 @@ func (p *Provider) Close() error {
 	p.finishEpisode(true)
 	p.cancel()
 	p.warmEnd()
-	if p.notes.isSelf() {
-		// Called from a hook or journal: the notifier goroutine is this one,
-		// and it ends when the hook returns (its context is cancelled).
-		p.refillDone.Wait()
-	} else {
+	if who == callerOther {
 		p.wg.Wait()
+	} else {
+		// Called from a hook or journal: the notifier goroutine is this one
+		// (or may be: callerUnsure), and it ends when the hook returns (its
+		// context is cancelled).
+		p.refillDone.Wait()
 	}
 	for _, s := range p.shards {
 		s.mu.Lock()

@@ -33,7 +33,7 @@ import (
 //  2. The notifier delivers the start to the hook; the hook calls Close,
 //     which wins the CAS, runs finishEpisode(true) (queues the end note of
 //     the episode, 1 read / 8 bytes), cancels, waits for the refill only
-//     (isSelf), zeroes the pool and closes closeDone; the hook goes on.
+//     (caller), zeroes the pool and closes closeDone; the hook goes on.
 //  3. The application's Close loses the CAS, is not the notifier, waits on
 //     closeDone, which is already closed, and returns at once: the notifier
 //     goroutine is still running (in the hook) and the episode's end note is
@@ -117,7 +117,7 @@ func TestCloseAfterHookCloseWaitsForJournal(t *testing.T) {
 // Interleaving (it failed in 20 of 20 runs before the fix): an episode ends
 // (a verifiable read after an outage) and its
 // note is queued; the notifier calls RecordFallback, which calls Close
-// (isSelf): Close ends the last epoch, queues its own notes, and closes
+// (caller): Close ends the last epoch, queues its own notes, and closes
 // closeDone without waiting for the notifier, which is still inside this
 // RecordFallback with more notes to deliver. The readers all stop with
 // ErrClosed. The application's Close returns at once; Stats then counts
