@@ -68,7 +68,9 @@ func (f *fleetFlags) options() ([]entropy.Option, func() error, error) {
 
 // follow is read --follow: it reads n bytes every interval until ctx ends,
 // and prints a status line to stderr every period, so that an operator sees
-// the rate, the holds, the breaker and the fleet at work.
+// the rate, the holds, the breaker and the fleet at work. It ends with the
+// service's error when every source failed permanently (a refused key, a
+// public key that is not the service's): that is no load to watch.
 func follow(ctx context.Context, p *provider, n int, interval, period time.Duration, stderr io.Writer) error {
 	buf := make([]byte, n)
 	read := time.NewTicker(interval)
@@ -109,17 +111,31 @@ func follow(ctx context.Context, p *provider, n int, interval, period time.Durat
 			fmt.Fprintln(stderr, line)
 			lastReq, last = req, now
 		case <-read.C:
-			lb, err := p.ReadLabelled(ctx, buf)
+			// A read that waits (--policy defer) waits at most until the
+			// next status line is due, so that the lines go on.
+			rctx, cancel := context.WithTimeout(ctx, period)
+			lb, err := p.ReadLabelled(rctx, buf)
+			cancel()
 			clear(buf)
 			switch {
 			case err != nil && ctx.Err() != nil:
 				return nil
 			case err != nil && errors.Is(err, entropy.ErrClosed):
 				return err
+			case p.hopeless(err):
+				// A service that refuses the key or signs with another
+				// is a misconfiguration, not an outage: an error under
+				// every policy, as for a single read.
+				return err
+			case err != nil && p.hopeless(p.Stats().Permanent):
+				// The read waited in vain on such a service.
+				return p.Stats().Permanent
 			case err != nil:
 				failed++
 			case lb.Verifiable:
 				verifiable++
+			case p.hopeless(lb.Reason):
+				return lb.Reason
 			default:
 				fallback++
 			}

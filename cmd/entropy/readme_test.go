@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -137,6 +138,18 @@ func TestMisconfiguredServiceExitsNonZero(t *testing.T) {
 		assert.Empty(t, out, pol)
 		assert.Contains(t, errOut, "public key", "%s: says what is wrong: %s", pol, errOut)
 		assert.NotContains(t, errOut, key, pol)
+	}
+
+	// read --follow too: a load run against a service that refuses the key
+	// stops with the service's message instead of reading fallback bytes
+	// until it is interrupted.
+	for _, pol := range []string{"degrade", "defer", "fail"} {
+		code, out, errOut := followFor(10*time.Second, "read", "--follow", "--every", "5ms", "--url", url,
+			"--api-key", "sk-wrong-key-000000", "--public-key", pub, "--policy", pol)
+		assert.Equal(t, 1, code, "%s: %s", pol, errOut)
+		assert.Empty(t, out, pol)
+		assert.Contains(t, errOut, "Invalid or missing API key", "%s: the service's message", pol)
+		assert.NotContains(t, errOut, "sk-wrong-key-000000", pol)
 	}
 
 	// draw too, even when fallback is allowed: the transcript is not made.
