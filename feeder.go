@@ -160,7 +160,6 @@ func (f *feeder) retryingWith(ctx context.Context, do func(context.Context) ([]B
 		err = f.neverVerified(err)
 		f.failures.Add(1)
 		f.setLastError(err)
-		f.onFailure(err)
 		ra := RetryAfter(err)
 		if ra > 0 {
 			f.hold(ra)
@@ -168,6 +167,7 @@ func (f *feeder) retryingWith(ctx context.Context, do func(context.Context) ([]B
 				f.shared.Extend(ctx, min(ra, f.cfg.maxRetryAfter))
 			}
 		}
+		f.onFailure(err)
 		// A permanent error opens the breaker whatever else it carries: a
 		// 401 with a Retry-After is still a 401.
 		switch Classify(err) {

@@ -9,6 +9,7 @@ package entropy
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // takeVerifiable fills b with pool bytes and returns their spans: at once if
@@ -43,7 +44,8 @@ func (p *Provider) takeInto(ctx context.Context, b []byte, pol Policy, into []Sp
 }
 
 // warmUp waits while the warm start is on: until the first block lands,
-// the first refill round fails, the warm start's time runs out, Close, or
+// the first refill round fails, a Retry-After holds every source past the
+// warm start's end, the warm start's time runs out, Close, or
 // ctx ends. It reports whether the warm start is over (false: ctx ended
 // first). Only reads the pool could not serve call it, and only before the
 // warm start is over: once it is, the slow paths pay one atomic load.
@@ -57,7 +59,27 @@ func (p *Provider) warmUp(ctx context.Context) bool {
 	}
 }
 
-// endWarm ends the warm start: a block landed or a refill round failed.
+// heldPastWarmStart reports whether a Retry-After holds every source until
+// after the warm start ends: no block can land before then, so reads need
+// not wait for one. The holds are timed by the Provider's clock, the warm
+// start by the wall clock.
+func (p *Provider) heldPastWarmStart() bool {
+	end, ok := p.warmCtx.Deadline()
+	if !ok {
+		return false
+	}
+	left := time.Until(end)
+	now := p.cfg.clock.Now()
+	for _, f := range p.feeders {
+		if f.holdTime().Sub(now) < left {
+			return false
+		}
+	}
+	return true
+}
+
+// endWarm ends the warm start: a block landed, a refill round failed, or a
+// Retry-After holds every source past its end.
 func (p *Provider) endWarm() {
 	if p.warm.Load() {
 		p.warm.Store(false)

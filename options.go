@@ -127,8 +127,9 @@ func WithPolicy(p Policy) Option {
 // time, so the first [Provider.Read], [Provider.ReadLabelled] or [Provider.ReadSecret] after New serves
 // verifiable bytes instead of falling back at once. The wait ends as soon as
 // the first block lands, the first refill round fails (an outage or a
-// misconfiguration: the policy then applies at once), d has passed since
-// New, the read's context ends, or [Provider.Close]. Once it is over, reads never
+// misconfiguration: the policy then applies at once), a Retry-After holds
+// every source until after d has passed (no block could land in time), d
+// has passed since New, the read's context ends, or [Provider.Close]. Once it is over, reads never
 // wait for it again: a read the pool serves never waits at all (contract
 // point 5). 0 turns the warm start off: reads right after New apply the
 // policy at once. Default: 2 s.

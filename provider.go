@@ -267,6 +267,9 @@ func New(src Source, opts ...Option) (*Provider, error) {
 		f.refillCtx = p.ctx
 		f.onFailure = func(err error) {
 			p.reason.Store(failedAt(&sourceError{name: f.sourceName(), err: err}, p.cfg.clock.Now()))
+			if p.warm.Load() && p.heldPastWarmStart() {
+				p.endWarm()
+			}
 		}
 		p.feeders = append(p.feeders, f)
 	}

@@ -253,6 +253,49 @@ func TestPermanentErrorEndsWarmStartAndShows(t *testing.T) {
 	assert.ErrorIs(t, st.Unavailable, entropy.ErrPermanent)
 }
 
+// A Retry-After that holds every source past the end of the warm start
+// ends it: no block can land before then, so a read under Fail returns at
+// once with the service's answer, as issue 2's Fail does, rather than wait
+// out the warm start. A shorter hold is waited for, and the read is served.
+func TestRetryAfterPastWarmStartEndsIt(t *testing.T) {
+	t.Run("longer", func(t *testing.T) {
+		src := entropy.SourceFunc(func(context.Context, int) (entropy.Block, error) {
+			return entropy.Block{}, &entropy.APIError{StatusCode: 503, RetryAfter: time.Hour}
+		})
+		p, err := entropy.New(src, entropy.WithPolicy(entropy.Fail), entropy.WithWarmStart(time.Hour),
+			entropy.WithMaxRetryAfter(2*time.Hour))
+		require.NoError(t, err)
+		defer p.Close()
+		within(t, "ReadLabelled against a 503 with an hour's Retry-After", func() {
+			_, err = p.ReadLabelled(context.Background(), make([]byte, 16))
+		})
+		require.ErrorIs(t, err, entropy.ErrUnavailable)
+		var api *entropy.APIError
+		require.True(t, errors.As(err, &api), "the cause is the service's answer: %v", err)
+		assert.Equal(t, 503, api.StatusCode)
+	})
+	t.Run("shorter", func(t *testing.T) {
+		var calls atomic.Int64
+		src := entropy.SourceFunc(func(_ context.Context, n int) (entropy.Block, error) {
+			if calls.Add(1) == 1 {
+				return entropy.Block{}, &entropy.APIError{StatusCode: 503, RetryAfter: 50 * time.Millisecond}
+			}
+			data := make([]byte, n)
+			_, _ = rand.Read(data)
+			return entropy.Block{Data: data, Source: "s", JobID: "job-" + strconv.FormatInt(calls.Load(), 10), Verifiable: true}, nil
+		})
+		p, err := entropy.New(src, entropy.WithPolicy(entropy.Fail), entropy.WithWarmStart(time.Hour))
+		require.NoError(t, err)
+		defer p.Close()
+		var lb entropy.Label
+		within(t, "ReadLabelled after a 503 with a short Retry-After", func() {
+			lb, err = p.ReadLabelled(context.Background(), make([]byte, 16))
+		})
+		require.NoError(t, err)
+		assert.True(t, lb.Verifiable)
+	})
+}
+
 // A service whose signatures never verify with the configured key is
 // misconfigured, not down: WaitReady returns a permanent error wrapping
 // ErrBadProof; one bad signature among good ones stays a transient fault.
