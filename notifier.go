@@ -76,21 +76,21 @@ func (n *notifier) run(wg *sync.WaitGroup) {
 	for {
 		select {
 		case <-n.signal:
-			done := n.delivery()
+			n.markDelivering(true)
 			n.drain(false)
-			done()
+			n.markDelivering(false)
 		case <-n.jq.retryC():
-			done := n.delivery()
+			n.markDelivering(true)
 			n.retry()
-			done()
+			n.markDelivering(false)
 		case <-n.p.ctx.Done():
 			// The refill goroutine may still queue a block it fetched
 			// before it saw the end: deliver after it has stopped.
 			n.p.refillDone.Wait()
-			done := n.delivery()
+			n.markDelivering(true)
 			n.drain(true)
 			n.writeAtClose()
-			done()
+			n.markDelivering(false)
 			return
 		}
 	}
@@ -210,19 +210,18 @@ type deliveringSet struct {
 	in map[*notifier]struct{}
 }
 
-// delivery marks n as delivering until the function it returns is called.
-func (n *notifier) delivery() (done func()) {
+// markDelivering marks n as delivering (in true) or no longer (in false).
+func (n *notifier) markDelivering(in bool) {
 	delivering.mu.Lock()
-	if delivering.in == nil {
-		delivering.in = make(map[*notifier]struct{})
-	}
-	delivering.in[n] = struct{}{}
-	delivering.mu.Unlock()
-	return func() {
-		delivering.mu.Lock()
+	if in {
+		if delivering.in == nil {
+			delivering.in = make(map[*notifier]struct{})
+		}
+		delivering.in[n] = struct{}{}
+	} else {
 		delete(delivering.in, n)
-		delivering.mu.Unlock()
 	}
+	delivering.mu.Unlock()
 }
 
 // has reports whether n is delivering.
