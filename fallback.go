@@ -6,9 +6,10 @@ import (
 )
 
 // fallbackInto fills b from crypto/rand (through shard s's lane) and, with
-// label, labels it, appending its span to into (a fresh array when into is
-// nil) (contract points 1 and 9); it returns ErrClosed, with no bytes in b,
-// if Close has counted the last fallback read.
+// label, labels it, appending its span to into (or, when into is nil,
+// putting it in a span slot of s) (contract points 1 and 9); it returns
+// ErrClosed, with no bytes in b, if Close has counted the last fallback
+// read.
 func (p *Provider) fallbackInto(s *shard, b []byte, label bool, into []Span) (Label, error) {
 	if !p.fallbackRead(s, b) {
 		return Label{}, ErrClosed
@@ -16,8 +17,18 @@ func (p *Provider) fallbackInto(s *shard, b []byte, label bool, into []Span) (La
 	if !label {
 		return Label{}, nil
 	}
+	if into == nil {
+		// A span slot, as a verifiable read of one run takes: no
+		// allocation per read.
+		return Label{Spans: s.span(&fallbackRun, 0, len(b)), Reason: p.reason.Load()}, nil
+	}
 	return Label{Spans: append(into, Span{Source: FallbackSource, Length: len(b)}), Reason: p.reason.Load()}, nil
 }
+
+// fallbackRun is what a fallback read's span is made from in a span slot
+// (shard.span): its source is crypto/rand, and it has no job, offset or
+// bytes. It is never published or claimed.
+var fallbackRun = run{from: &origin{source: FallbackSource}}
 
 // localBuf is how many crypto/rand bytes a shard's fallback lane buffers,
 // and localDirect the read size from which a fallback read goes to

@@ -3,8 +3,11 @@ package entropy
 import (
 	"bytes"
 	"context"
+	"io"
 	"testing"
+	"time"
 
+	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -46,4 +49,47 @@ func TestFallbackBufferSingleUse(t *testing.T) {
 	for _, r := range lanes {
 		assert.Equal(t, make([]byte, len(r.data)), r.data, "the fallback buffer is zeroed at Close")
 	}
+}
+
+// A fallback read allocates nothing, whatever the entry point and the size:
+// Read, ReadLabelledInto, ReadSecret and SecretReader, and ReadLabelled,
+// whose fallback span takes a span slot as a verifiable read's does.
+func TestFallbackReadsAllocateNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates by itself; go test without -race counts the reads' allocations")
+	}
+	src := newScriptSource("quantropy")
+	src.set(&step{err: &APIError{StatusCode: 503}})
+	p := newTestProvider(t, src, fast(WithPolicy(Degrade), WithBreaker(gobreaker.Settings{Timeout: time.Hour}))...)
+	require.Eventually(t, func() bool { return p.Stats().Sources[0].Breaker == "open" }, 5*time.Second, time.Millisecond)
+	ctx := context.Background()
+	r := p.SecretReader()
+	for _, n := range []int{32, 4096} {
+		b := make([]byte, n)
+		var lb Label
+		reads := map[string]func(){
+			"Read": func() { _, _ = p.Read(b) },
+			"ReadLabelledInto": func() {
+				if err := p.ReadLabelledInto(ctx, b, &lb); err != nil || lb.Provenance() != ProvenanceFallback {
+					t.Errorf("ReadLabelledInto: %v %v", err, lb)
+				}
+			},
+			"ReadLabelled": func() {
+				if lb, err := p.ReadLabelled(ctx, b); err != nil || lb.Provenance() != ProvenanceFallback {
+					t.Errorf("ReadLabelled: %v %v", err, lb)
+				}
+			},
+			"ReadSecret": func() {
+				if lb, err := p.ReadSecret(ctx, b); err != nil || lb.Provenance() != ProvenanceFallback {
+					t.Errorf("ReadSecret: %v %v", err, lb)
+				}
+			},
+			"SecretReader": func() { _, _ = io.ReadFull(r, b) },
+		}
+		for name, read := range reads {
+			read()
+			assert.Zero(t, testing.AllocsPerRun(100, read), "%s of %d bytes", name, n)
+		}
+	}
+	assert.Zero(t, p.Stats().DerivedReads, "no secret read was derived")
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hkdf"
 	crand "crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -42,6 +41,7 @@ const (
 type secretStream struct {
 	mu    sync.Mutex
 	key   [secretKey]byte   // the next batch's key; zero when not keyed
+	next  [secretKey]byte   // where batch writes the key after key; zero outside batch
 	buf   [secretBatch]byte // buf[pos:] is output not yet handed out; buf[:pos] is zero
 	pos   int
 	left  int    // output bytes this derivation may still serve; 0: key it again
@@ -174,11 +174,7 @@ func (p *Provider) secretReseed(ctx context.Context, st *secretStream) error {
 	}
 	spans = spans[:len(spans):len(spans)]
 	_, _ = crand.Read(ikm[secretSeed:]) // fresh crypto/rand bytes, single use; never fails (Go 1.24+)
-	key, err := secretDerive(&ikm)
-	if err != nil {
-		return err
-	}
-	st.key = key
+	st.key = secretDerive(&ikm)
 	clear(st.buf[st.pos:]) // output of the spent derivation is never served
 	st.pos = len(st.buf)
 	st.left = secretReseed
@@ -187,15 +183,53 @@ func (p *Provider) secretReseed(ctx context.Context, st *secretStream) error {
 }
 
 // secretDerive returns K0 = HKDF-SHA-256(salt, ikm, info, 32).
-func secretDerive(ikm *[2 * secretSeed]byte) ([secretKey]byte, error) {
-	var k [secretKey]byte
-	okm, err := hkdf.Key(sha256.New, ikm[:], []byte(secretSalt), secretInfo, secretKey)
-	if err != nil { // only for output lengths over 255 hashes
-		return k, err
+func secretDerive(ikm *[2 * secretSeed]byte) [secretKey]byte {
+	return hkdfSHA256([]byte(secretSalt), ikm[:], secretInfo)
+}
+
+// hkdfSHA256 returns the first 32 bytes of HKDF-SHA-256 (RFC 5869) of ikm
+// with salt and info: what crypto/hkdf.Key(sha256.New, ikm, salt, info, 32)
+// returns, computed in arrays on the stack, so that keying a stream
+// allocates nothing and leaves no copy of the key material on the heap.
+// salt and ikm hold at most 64 bytes, info at most 63.
+func hkdfSHA256(salt, ikm []byte, info string) [sha256.Size]byte {
+	prk := hmacSHA256(salt, ikm) // extract
+	var msg [sha256.BlockSize]byte
+	n := copy(msg[:len(msg)-1], info)
+	if n < len(info) {
+		panic("entropy: HKDF info longer than 63 bytes")
 	}
-	copy(k[:], okm)
-	clear(okm)
-	return k, nil
+	msg[n] = 1
+	okm := hmacSHA256(prk[:], msg[:n+1]) // expand: T(1), all of L = 32
+	clear(prk[:])
+	return okm
+}
+
+// hmacSHA256 returns HMAC-SHA-256 (RFC 2104) of msg under key, for a key
+// and a msg of at most one SHA-256 block (64 bytes) each. It zeroes the
+// padded key and the inner hash it made.
+func hmacSHA256(key, msg []byte) [sha256.Size]byte {
+	const ipad, opad = 0x36, 0x5c
+	if len(key) > sha256.BlockSize || len(msg) > sha256.BlockSize {
+		panic("entropy: HMAC key or message longer than 64 bytes")
+	}
+	var buf [2 * sha256.BlockSize]byte // the padded key, then the message
+	for i := range sha256.BlockSize {
+		buf[i] = ipad
+	}
+	for i, c := range key {
+		buf[i] ^= c
+	}
+	n := copy(buf[sha256.BlockSize:], msg)
+	inner := sha256.Sum256(buf[:sha256.BlockSize+n])
+	for i := range sha256.BlockSize {
+		buf[i] ^= ipad ^ opad
+	}
+	copy(buf[sha256.BlockSize:], inner[:])
+	out := sha256.Sum256(buf[:sha256.BlockSize+sha256.Size])
+	clear(buf[:])
+	clear(inner[:])
+	return out
 }
 
 // batch writes into out the output of one batch of st's stream: it makes
@@ -203,20 +237,23 @@ func secretDerive(ikm *[2 * secretSeed]byte) ([secretKey]byte, error) {
 // takes the first 32 as the next key, and erases the key it used (and the
 // cipher's copies of it).
 func (st *secretStream) batch(out []byte) {
-	var next [secretKey]byte
-	secretKeystream(&st.key, &next, out)
-	st.key = next
-	clear(next[:])
+	secretKeystream(&st.key, &st.next, out)
+	st.key = st.next
+	clear(st.next[:])
 }
 
 // secretKeystream writes the AES-256-CTR keystream of key (IV zero) into
 // next and then out, and erases the key, the key schedule and the counter
 // state it made.
 func secretKeystream(key, next *[secretKey]byte, out []byte) {
-	var iv [aes.BlockSize]byte
-	ctrKeystream(key[:], iv[:], next[:], out)
+	ctrKeystream(key[:], zeroIV[:], next[:], out)
 	clear(key[:])
 }
+
+// zeroIV is the stream's counter block 0. It is never written: a package
+// variable rather than a local array, which would escape to the heap on
+// every batch.
+var zeroIV [aes.BlockSize]byte
 
 // ctrKeystream writes the AES-CTR keystream of key from counter iv into a
 // and then b (which it overwrites), and wipes the cipher objects it made.

@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/big"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -489,8 +490,8 @@ func fuzzConfig(h, k uint8) Config {
 }
 
 // TestCheckMatchesReference compares Check with referenceCheck on
-// random blocks with planted runs and favoured values, over many
-// configurations.
+// random blocks over alphabets of 1 to 256 values (the small ones make runs
+// and favoured values), over many configurations.
 func TestCheckMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewChaCha8([32]byte{'r', 'e', 'f'}))
 	failures := 0
@@ -516,6 +517,63 @@ func TestCheckMatchesReference(t *testing.T) {
 		assert.Equal(t, want.offset, he.Offset)
 	}
 	assert.Greater(t, failures, 100, "the sample should exercise failures")
+}
+
+// TestCheckMatchesReferenceOnCraftedBlocks compares Check with
+// referenceCheck on blocks built to sit at the edges of both tests: a run
+// one short of the RCT cutoff or at it, and a value one short of the APT
+// cutoff in a window or at it, planted at every offset modulo 8 (the fast
+// path reads 8 bytes at a time), across a window boundary and at the end of
+// the block, under the default cutoffs and others.
+func TestCheckMatchesReferenceOnCraftedBlocks(t *testing.T) {
+	cfgs := []Config{DefaultConfig(), {MinEntropy: 8, FalseAlarmLog2: 20}, {MinEntropy: 1, FalseAlarmLog2: 40}, {MinEntropy: 0.5, FalseAlarmLog2: 30}}
+	cases := 0
+	check := func(cfg Config, b []byte, what string) {
+		t.Helper()
+		rct, apt := cfg.Cutoffs()
+		want := referenceCheck(b, rct, apt)
+		require.Equal(t, want, scanHealth(b, rct, apt), "%s, cutoffs %d %d", what, rct, apt)
+		err := cfg.Check(b)
+		require.Equal(t, want.test == 0, err == nil, "%s: %v", what, err)
+		cases++
+	}
+	for _, cfg := range cfgs {
+		rct, apt := cfg.Cutoffs()
+		for _, n := range []int{AptWindow - 3, 2*AptWindow + 5, 4096} {
+			base := distinctBytes(n)
+			offsets := []int{0, n - rct, n - rct + 1, AptWindow - rct/2, AptWindow - 1}
+			for off := range 16 {
+				offsets = append(offsets, 40+off)
+			}
+			for _, off := range offsets {
+				for _, l := range []int{rct - 1, rct} {
+					if off < 0 || off+l > n {
+						continue
+					}
+					b := slices.Clone(base)
+					for i := off; i < off+l; i++ {
+						b[i] = 0xa5
+					}
+					check(cfg, b, fmt.Sprintf("run of %d at %d in %d bytes", l, off, n))
+				}
+			}
+			// A value repeated apt-1 or apt times in one window, never twice
+			// in a row, from different starts.
+			for _, start := range []int{0, 3, AptWindow - 2*apt + 1} {
+				for _, c := range []int{apt - 1, apt} {
+					if start < 0 || start+2*c > n || 2*c > AptWindow {
+						continue
+					}
+					b := slices.Clone(base)
+					for k := range c {
+						b[start+2*k] = 0x5a
+					}
+					check(cfg, b, fmt.Sprintf("%d of one value from %d in %d bytes", c, start, n))
+				}
+			}
+		}
+	}
+	t.Logf("%d crafted blocks", cases)
 }
 
 // FuzzCheck: Check never panics, gives the same answer twice, and
