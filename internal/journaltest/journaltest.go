@@ -176,6 +176,27 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 		assert.False(t, ok, "a record refused for its context is not stored")
 	})
 
+	t.Run("NilContextIsAnError", func(t *testing.T) {
+		j := open(t)
+		var ctx context.Context
+		_, err := j.RecordEvent(ctx, sampleEvent("nil-context", 8))
+		assert.Error(t, err)
+		_, _, err = j.LookupEvent(ctx, "nil-context")
+		assert.Error(t, err)
+		assert.Error(t, j.RecordBlock(ctx, entropy.BlockRecord{Source: "q", JobID: "j", Size: 1, Verifiable: true, Time: time.Now()}))
+		assert.Error(t, j.RecordFallback(ctx, entropy.FallbackEpisode{Ended: true}))
+		if ar, ok := j.(entropy.EventAttemptRecorder); ok {
+			assert.Error(t, ar.RecordAttempt(ctx, sampleAttempt("nil-context")))
+		}
+		if c, ok := j.(entropy.JobClaimer); ok {
+			_, err = c.ClaimJob(ctx, "q", "j")
+			assert.Error(t, err)
+		}
+		_, ok, err := j.LookupEvent(context.Background(), "nil-context")
+		require.NoError(t, err)
+		assert.False(t, ok, "a record refused for its context is not stored")
+	})
+
 	t.Run("JobClaimedOnce", func(t *testing.T) {
 		j := open(t)
 		c, ok := j.(entropy.JobClaimer)
