@@ -776,6 +776,18 @@ func canonicalData(typ string, raw json.RawMessage, v *verifier) ([]byte, error)
 		if err != nil || len(data) == 0 || d.Event == "" {
 			return nil, bad("needs an event name and hex data")
 		}
+		// The label says where each byte came from: its spans cover the
+		// event's bytes, no more, no fewer.
+		covered := 0
+		for _, sp := range d.Label.Spans {
+			if sp.Length <= 0 || sp.Offset < 0 || sp.Length > len(data)-covered {
+				return nil, bad("event %q: its label's spans do not cover its %d bytes", d.Event, len(data))
+			}
+			covered += sp.Length
+		}
+		if covered != len(data) {
+			return nil, bad("event %q: its label covers %d bytes, the event has %d", d.Event, covered, len(data))
+		}
 		params, perr := hex.DecodeString(d.Params)
 		salt, serr := hex.DecodeString(d.Salt)
 		if perr != nil || serr != nil {

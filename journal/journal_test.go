@@ -461,7 +461,7 @@ func TestConcurrentAppends(t *testing.T) {
 				assert.NoError(t, j.RecordBlock(context.Background(), b))
 			}
 			ev := testEvent
-			ev.Data = []byte{byte(w)}
+			ev.Data = bytes.Repeat([]byte{byte(w)}, len(testEvent.Data))
 			stored, err := j.RecordEvent(context.Background(), ev)
 			if assert.NoError(t, err) {
 				storedBy[w] = stored.Data
