@@ -27,6 +27,9 @@ func (f *feeder) check(b Block, n int) error {
 		return fmt.Errorf("%w: no source name", ErrInvalidBlock)
 	case b.JobID == "":
 		return fmt.Errorf("%w: no job ID", ErrInvalidBlock)
+	case b.Source == FallbackSource:
+		// Its spans would pass for fallback bytes (contract point 1).
+		return fmt.Errorf("%w: source name %q is the fallback's", ErrInvalidBlock, FallbackSource)
 	case len(b.Source) > maxName || len(b.JobID) > maxName:
 		return fmt.Errorf("%w: source name or job ID longer than %d bytes", ErrInvalidBlock, maxName)
 	case checkName(b.Source) != nil || checkName(b.JobID) != nil:

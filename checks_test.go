@@ -91,6 +91,8 @@ func TestInvalidBlocksAreFailures(t *testing.T) {
 		"job ID with a bidi override":  {block: &Block{Data: counting(64), Source: "quantropy", JobID: "j\u202eKO", Verifiable: true}},
 		"job ID ..":                    {block: &Block{Data: counting(64), Source: "quantropy", JobID: "..", Verifiable: true}},
 		"source with a line separator": {block: &Block{Data: counting(64), Source: "quantropy\u2028x", JobID: "j", Verifiable: true}},
+		// A verifiable span must never name the fallback's source.
+		"source named crypto/rand": {block: &Block{Data: counting(64), Source: FallbackSource, JobID: "j", Verifiable: true}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			src := newScriptSource("quantropy", st, st, st)

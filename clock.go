@@ -20,11 +20,16 @@ type Clock interface {
 // waits (After) on real timers. It adapts a plain time function (a fixed
 // instant in a test, a clock of your own) to every [WithClock] of the module:
 // entropy, draw, journal, pgjournal, sim, httpsource, drandsource and
-// entropymetrics.
+// entropymetrics. A nil NowFunc is the system clock.
 type NowFunc func() time.Time
 
-// Now returns f().
-func (f NowFunc) Now() time.Time { return f() }
+// Now returns f(), or time.Now() when f is nil.
+func (f NowFunc) Now() time.Time {
+	if f == nil {
+		return time.Now()
+	}
+	return f()
+}
 
 // After waits d on a real timer.
 func (f NowFunc) After(d time.Duration) <-chan time.Time { return time.After(d) }

@@ -2,6 +2,7 @@ package entropy_test
 
 import (
 	"context"
+	crand "crypto/rand"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -77,4 +78,27 @@ func ExampleNowFunc() {
 	}
 	fmt.Println(tr.Time)
 	// Output: 2026-12-03 09:00:00 +0000 UTC
+}
+
+// TestNilNowFuncIsTheSystemClock: a nil NowFunc passes every WithClock's nil
+// check (it is a typed nil) and is the system clock, so that a Provider given
+// one refills instead of panicking in its refill goroutine.
+func TestNilNowFuncIsTheSystemClock(t *testing.T) {
+	var clk entropy.NowFunc
+	assert.False(t, clk.Now().IsZero())
+
+	src := entropy.SourceFunc(func(ctx context.Context, n int) (entropy.Block, error) {
+		b := make([]byte, n)
+		_, _ = crand.Read(b)
+		return entropy.Block{Data: b, Source: "mem", JobID: crand.Text(), Verifiable: true}, nil
+	})
+	p, err := entropy.New(src, entropy.WithClock(clk), entropy.WithRateLimit(rate.Inf, 1))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, p.Close()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, p.WaitReady(ctx))
+	l, err := p.ReadLabelled(ctx, make([]byte, 32))
+	require.NoError(t, err)
+	assert.True(t, l.Verifiable, "%v", l)
 }

@@ -41,7 +41,13 @@ func (r *RoundEntropy) Round() uint64 { return r.round }
 
 // Due returns when the committed round is due, by the chain's clock: its
 // randomness exists from then on, and not before.
-func (r *RoundEntropy) Due() time.Time { return r.src.RoundTime(r.round) }
+// A RoundEntropy not made by Committed has no chain: its Due is the zero time.
+func (r *RoundEntropy) Due() time.Time {
+	if r.src == nil {
+		return time.Time{}
+	}
+	return r.src.RoundTime(r.round)
+}
 
 // ReadLabelled fills b (at most 32 bytes) with the first len(b) bytes of
 // the round's verified randomness, waiting on ctx until the round is due.

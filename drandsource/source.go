@@ -247,6 +247,9 @@ func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
 	if n <= 0 {
 		return entropy.Block{}, fmt.Errorf("drandsource: Fetch of %d bytes", n)
 	}
+	if err := s.usable(ctx); err != nil {
+		return entropy.Block{}, err
+	}
 	s.mu.Lock()
 	round := max(s.cursor+1, s.chain.RoundAt(s.now()))
 	for {
@@ -274,6 +277,9 @@ func (s *Source) FetchRound(ctx context.Context, round uint64) (entropy.Block, e
 	if round == 0 {
 		return entropy.Block{}, fmt.Errorf("drandsource: round 0 does not exist (rounds start at 1): %w", entropy.ErrMalformed)
 	}
+	if err := s.usable(ctx); err != nil {
+		return entropy.Block{}, err
+	}
 	s.mu.Lock()
 	_, busy := s.pending[round]
 	if busy || round <= s.cursor {
@@ -284,6 +290,18 @@ func (s *Source) FetchRound(ctx context.Context, round uint64) (entropy.Block, e
 	s.pending[round] = struct{}{}
 	s.mu.Unlock()
 	return s.fetchReserved(ctx, round, randomnessLength)
+}
+
+// usable returns the error of a request that cannot start: ctx nil, or s
+// not made by New (a zero Source has no relays and no round bookkeeping).
+func (s *Source) usable(ctx context.Context) error {
+	switch {
+	case ctx == nil:
+		return errors.New("drandsource: nil context")
+	case s.pending == nil:
+		return fmt.Errorf("drandsource: a Source must be made by New: %w", entropy.ErrPermanent)
+	}
+	return nil
 }
 
 // fetchReserved fetches round, which the caller has put into s.pending, and
@@ -380,6 +398,9 @@ func (e *RoundNotDueError) RetryAfterDelay() time.Duration { return e.Wait }
 // and hands out nothing: it does not count as served, and its randomness must
 // not be used as the entropy of anything that Fetch or FetchRound also feeds.
 func (s *Source) Latest(ctx context.Context) (Beacon, error) {
+	if err := s.usable(ctx); err != nil {
+		return Beacon{}, err
+	}
 	return s.beacon(ctx, "public/latest", 0)
 }
 

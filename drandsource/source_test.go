@@ -531,6 +531,31 @@ func TestNew(t *testing.T) {
 	require.ErrorIs(t, err, entropy.ErrBadProof, "an identity key is refused up front")
 }
 
+// A nil context or a Source that New did not make is a clear error from
+// every method that asks a relay, never a panic.
+func TestRequestsRefuseNilContextAndZeroSource(t *testing.T) {
+	s := mustNew(t, Quicknet(), []string{"http://127.0.0.1:1"})
+	var nilCtx context.Context
+	_, err := s.Fetch(nilCtx, 32)
+	assert.ErrorContains(t, err, "nil context")
+	_, err = s.FetchRound(nilCtx, 5)
+	assert.ErrorContains(t, err, "nil context")
+	_, err = s.Latest(nilCtx)
+	assert.ErrorContains(t, err, "nil context")
+
+	var zero Source
+	ctx := context.Background()
+	_, err = zero.Fetch(ctx, 32)
+	assert.ErrorIs(t, err, entropy.ErrPermanent)
+	_, err = zero.FetchRound(ctx, 5)
+	assert.ErrorIs(t, err, entropy.ErrPermanent)
+	_, err = zero.Latest(ctx)
+	assert.ErrorIs(t, err, entropy.ErrPermanent)
+	_, err = zero.Committed(5).ReadLabelled(ctx, make([]byte, 32))
+	assert.ErrorIs(t, err, entropy.ErrPermanent)
+	assert.True(t, new(RoundEntropy).Due().IsZero())
+}
+
 // TestInsecureRedirectRefused: the default client applies the relay URL
 // rules to redirects, so a loopback relay cannot send it to plain http
 // elsewhere.

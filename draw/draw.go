@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/provenrand/entropy"
@@ -229,11 +230,21 @@ func ints(v []uint64) []int {
 	return out
 }
 
+// isNilPointer reports whether v holds a nil pointer: a typed-nil source,
+// such as a *entropy.Provider never made.
+func isNilPointer(v any) bool {
+	r := reflect.ValueOf(v)
+	return r.Kind() == reflect.Pointer && r.IsNil()
+}
+
 // run checks the inputs, reads the seed, checks its label and makes the
 // transcript.
 func run(ctx context.Context, src Entropy, kind Kind, in Inputs, opts []Option) (*Transcript, error) {
 	c := config{now: time.Now}
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: option %d is nil", ErrBadInput, i)
+		}
 		o(&c)
 	}
 	if err := checkInputs(kind, in); err != nil {
@@ -245,7 +256,7 @@ func run(ctx context.Context, src Entropy, kind Kind, in Inputs, opts []Option) 
 	if c.entrants != nil && c.entrants.Count != in.N {
 		return nil, fmt.Errorf("%w: %d entrants, but the draw's n is %d", ErrBadInput, c.entrants.Count, in.N)
 	}
-	if src == nil {
+	if src == nil || isNilPointer(src) {
 		return nil, fmt.Errorf("%w: no entropy source", ErrBadInput)
 	}
 	if c.eventSet && c.event == "" {

@@ -246,6 +246,11 @@ func TestDrawBadInputs(t *testing.T) {
 	}
 	_, _, err = Int(ctx, nil, 5)
 	errs = append(errs, err)
+	var typedNil *entropy.Provider
+	_, _, err = Int(ctx, typedNil, 5)
+	errs = append(errs, err)
+	_, _, err = Int(ctx, f, 5, nil)
+	errs = append(errs, err)
 	for i, err := range errs {
 		assert.ErrorIs(t, err, ErrBadInput, "case %d", i)
 	}

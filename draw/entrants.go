@@ -44,6 +44,9 @@ func CommitEntrants(list []string) (Entrants, error) {
 // --entrants file gives it: a trailing "\r" is dropped from each line, and
 // blank lines (empty after that) are skipped.
 func ReadEntrants(r io.Reader) ([]string, error) {
+	if r == nil {
+		return nil, fmt.Errorf("%w: entrants: nil reader", ErrBadInput)
+	}
 	var out []string
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)

@@ -23,6 +23,8 @@ func TestEntrantsCommittedAndChecked(t *testing.T) {
 	list, err := draw.ReadEntrants(strings.NewReader("Ada\r\nBo\n\nCy\nDee\nEve\n"))
 	require.NoError(t, err)
 	require.Equal(t, []string{"Ada", "Bo", "Cy", "Dee", "Eve"}, list)
+	_, err = draw.ReadEntrants(nil)
+	require.ErrorIs(t, err, draw.ErrBadInput, "a nil reader is an error, not a panic")
 	e, err := draw.CommitEntrants(list)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(5), e.Count)

@@ -49,6 +49,7 @@ package entropymetrics
 import (
 	"context"
 	"errors"
+	"reflect"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -158,12 +159,19 @@ type instruments struct {
 	quotaExhausted         metric.Int64ObservableGauge
 }
 
+// isNilPointer reports whether v holds a nil pointer (a typed nil), whose
+// Stats the callback could not call.
+func isNilPointer(v any) bool {
+	r := reflect.ValueOf(v)
+	return r.Kind() == reflect.Pointer && r.IsNil()
+}
+
 // Register creates the instruments on a meter named ScopeName and registers
 // one callback that reads p.Stats() at every collection. Unregister the
 // returned registration when p is closed (or keep it: a closed Provider
 // reports its last figures).
 func Register(p Statser, opts ...Option) (metric.Registration, error) {
-	if p == nil {
+	if p == nil || isNilPointer(p) {
 		return nil, errors.New("entropymetrics: nil Provider")
 	}
 	c := newConfig(opts)

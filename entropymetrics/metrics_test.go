@@ -215,8 +215,16 @@ func TestNoReadsIsAShareOfZero(t *testing.T) {
 	assert.Equal(t, 0.0, v)
 }
 
+// A nil Provider, typed nil too, is refused when registered, rather than
+// panicking in the callback at every collection.
 func TestRegisterRefusesNil(t *testing.T) {
 	_, err := entropymetrics.Register(nil)
+	assert.Error(t, err)
+	var p *entropy.Provider
+	_, err = entropymetrics.Register(p)
+	assert.Error(t, err)
+	var s *fixedStats
+	_, err = entropymetrics.Register(s)
 	assert.Error(t, err)
 }
 

@@ -28,6 +28,9 @@ import (
 // as the answer's *entropy.APIError: a Provider then sends it single
 // requests.
 func (s *Source) FetchBatch(ctx context.Context, sizes []int) ([]entropy.Block, error) {
+	if s.client == nil {
+		return nil, errNotMade
+	}
 	if len(sizes) == 0 || len(sizes) > MaxBatchItems {
 		return nil, fmt.Errorf("httpsource: batch of %d items: want 1..%d: %w", len(sizes), MaxBatchItems, entropy.ErrPermanent)
 	}

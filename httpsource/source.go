@@ -78,6 +78,10 @@ type Source struct {
 	quota entropy.Quota // the last quota figures an answer gave (see Quota)
 }
 
+// errNotMade is the error of a Source that New did not make (a zero Source):
+// it has no service to ask.
+var errNotMade = fmt.Errorf("httpsource: a Source must be made by New: %w", entropy.ErrPermanent)
+
 // Option configures a Source.
 type Option func(*Source) error
 
@@ -441,6 +445,9 @@ func (s *Source) getPublicKey(ctx context.Context) (ed25519.PublicKey, error) {
 // Polls of a queued job are extra GET /v1/jobs/{id} requests, paced by
 // WithPollInterval, not by the Provider's rate limit.
 func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
+	if s.client == nil {
+		return entropy.Block{}, errNotMade
+	}
 	nonce, err := s.newNonce()
 	if err != nil {
 		return entropy.Block{}, err
@@ -462,6 +469,9 @@ func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
 // queued job is polled, and the completed job is held to the same checks.
 // The block's Evidence carries the nonce, size, timestamp and signature.
 func (s *Source) FetchNonce(ctx context.Context, n int, nonce []byte) (entropy.Block, error) {
+	if s.client == nil {
+		return entropy.Block{}, errNotMade
+	}
 	if n < MinSize || n > MaxSize {
 		return entropy.Block{}, fmt.Errorf("httpsource: size %d outside %d..%d: %w", n, MinSize, MaxSize, entropy.ErrPermanent)
 	}
@@ -561,6 +571,9 @@ func (j Job) Proof(source string) entropy.Proof {
 // entropy.ErrBadProof. Its timestamp is not held to a window: the job may
 // be years old.
 func (s *Source) Job(ctx context.Context, id string) (Job, error) {
+	if s.client == nil {
+		return Job{}, errNotMade
+	}
 	if id == "" {
 		return Job{}, errors.New("httpsource: empty job ID")
 	}

@@ -725,6 +725,22 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	}
 }
 
+// A Source that New did not make has no service to ask: each request
+// method says so, a permanent failure, instead of panicking.
+func TestZeroSourceErrorsClearly(t *testing.T) {
+	var s httpsource.Source
+	ctx := context.Background()
+	_, err := s.Fetch(ctx, 32)
+	assert.ErrorIs(t, err, entropy.ErrPermanent)
+	_, err = s.FetchNonce(ctx, 32, make([]byte, httpsource.MinNonceSize))
+	assert.ErrorIs(t, err, entropy.ErrPermanent)
+	_, err = s.FetchBatch(ctx, []int{32})
+	assert.ErrorIs(t, err, entropy.ErrPermanent)
+	_, err = s.Job(ctx, "job-1")
+	assert.ErrorIs(t, err, entropy.ErrPermanent)
+	assert.ErrorContains(t, err, "made by New")
+}
+
 func TestConnectionErrors(t *testing.T) {
 	// A port that nobody listens on: bind, note the address, close.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

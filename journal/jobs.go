@@ -56,11 +56,14 @@ var _ interface {
 // Close writes every queued record); a crash in between leaves the job
 // unrecorded.
 func (j *Journal) ClaimJob(ctx context.Context, source, jobID string) (bool, error) {
-	if err := ctx.Err(); err != nil {
+	if err := live(ctx); err != nil {
 		return false, err
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.f == nil {
+		return false, errNotOpened
+	}
 	if j.closed {
 		return false, ErrClosed
 	}

@@ -222,6 +222,19 @@ var (
 	_ entropy.EventAttemptRecorder = (*Journal)(nil)
 )
 
+// errNotOpened is the error of a Journal that Open did not make (a zero
+// Journal): it has no file.
+var errNotOpened = errors.New("journal: a Journal must be made by Open")
+
+// live returns the error of a call under ctx that cannot start: ctx nil, or
+// ended.
+func live(ctx context.Context) error {
+	if ctx == nil {
+		return errors.New("journal: nil context")
+	}
+	return ctx.Err()
+}
+
 // Option configures Open.
 type Option func(*Journal)
 
@@ -243,7 +256,10 @@ func WithClock(clk entropy.Clock) Option {
 // events drawn by earlier processes.
 func Open(path string, opts ...Option) (*Journal, error) {
 	j := &Journal{path: path, now: time.Now, events: make(map[string]entropy.EventRecord), jobs: make(map[jobKey]jobState)}
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("journal: option %d is nil", i)
+		}
 		o(j)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
@@ -308,7 +324,7 @@ func (j *Journal) Close() error {
 // RecordBlock appends a "block" record. ctx is checked before the append;
 // a file append is not interrupted once it has started.
 func (j *Journal) RecordBlock(ctx context.Context, b entropy.BlockRecord) error {
-	if err := ctx.Err(); err != nil {
+	if err := live(ctx); err != nil {
 		return err
 	}
 	if err := checkNames("block", b.Source, b.JobID); err != nil {
@@ -342,7 +358,7 @@ func checkNames(typ string, ns ...string) error {
 // RecordFallback appends a "fallback" record. ctx is checked before the
 // append.
 func (j *Journal) RecordFallback(ctx context.Context, e entropy.FallbackEpisode) error {
-	if err := ctx.Err(); err != nil {
+	if err := live(ctx); err != nil {
 		return err
 	}
 	d := fallbackData(e)
@@ -392,7 +408,7 @@ func (j *Journal) RecordEvent(ctx context.Context, r entropy.EventRecord) (entro
 	if err := checkNames("event", names...); err != nil {
 		return entropy.EventRecord{}, err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := live(ctx); err != nil {
 		return entropy.EventRecord{}, err
 	}
 	r.Time = r.Time.UTC()
@@ -424,7 +440,7 @@ func (j *Journal) RecordAttempt(ctx context.Context, a entropy.EventAttempt) err
 	if err := checkNames("attempt", a.Event, a.Source); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := live(ctx); err != nil {
 		return err
 	}
 	j.mu.Lock()
@@ -435,7 +451,7 @@ func (j *Journal) RecordAttempt(ctx context.Context, a entropy.EventAttempt) err
 // LookupEvent returns the record of an event, if one was recorded by this
 // Journal or is in the file it opened. The returned Data is a copy.
 func (j *Journal) LookupEvent(ctx context.Context, event string) (entropy.EventRecord, bool, error) {
-	if err := ctx.Err(); err != nil {
+	if err := live(ctx); err != nil {
 		return entropy.EventRecord{}, false, err
 	}
 	j.mu.Lock()
@@ -455,6 +471,9 @@ func (j *Journal) LookupEvent(ctx context.Context, event string) (entropy.EventR
 // append returns it. append requires that j.mu is held (or that j is not yet
 // shared, in Open).
 func (j *Journal) append(typ string, data any) error {
+	if j.f == nil {
+		return errNotOpened
+	}
 	if j.closed {
 		return ErrClosed
 	}
@@ -585,6 +604,9 @@ type Report struct {
 // (source, job) fails with a *LineError wrapping ErrDuplicateJob naming the
 // second; the Report then covers the whole journal and lists every duplicate.
 func Verify(r io.Reader) (Report, error) {
+	if r == nil {
+		return Report{}, errors.New("journal: nil reader")
+	}
 	var v verifier
 	err := v.run(r)
 	if err == nil && len(v.rep.DuplicateJobs) > 0 {
@@ -753,6 +775,18 @@ func canonicalData(typ string, raw json.RawMessage, v *verifier) ([]byte, error)
 		data, err := hex.DecodeString(d.Data)
 		if err != nil || len(data) == 0 || d.Event == "" {
 			return nil, bad("needs an event name and hex data")
+		}
+		// The label says where each byte came from: its spans cover the
+		// event's bytes, no more, no fewer.
+		covered := 0
+		for _, sp := range d.Label.Spans {
+			if sp.Length <= 0 || sp.Offset < 0 || sp.Length > len(data)-covered {
+				return nil, bad("event %q: its label's spans do not cover its %d bytes", d.Event, len(data))
+			}
+			covered += sp.Length
+		}
+		if covered != len(data) {
+			return nil, bad("event %q: its label covers %d bytes, the event has %d", d.Event, covered, len(data))
 		}
 		params, perr := hex.DecodeString(d.Params)
 		salt, serr := hex.DecodeString(d.Salt)

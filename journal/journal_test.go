@@ -461,7 +461,7 @@ func TestConcurrentAppends(t *testing.T) {
 				assert.NoError(t, j.RecordBlock(context.Background(), b))
 			}
 			ev := testEvent
-			ev.Data = []byte{byte(w)}
+			ev.Data = bytes.Repeat([]byte{byte(w)}, len(testEvent.Data))
 			stored, err := j.RecordEvent(context.Background(), ev)
 			if assert.NoError(t, err) {
 				storedBy[w] = stored.Data
@@ -590,6 +590,21 @@ func TestOpenErrors(t *testing.T) {
 	require.Error(t, err)
 	_, err = VerifyFile(filepath.Join(t.TempDir(), "missing"))
 	require.Error(t, err)
+	_, err = Open(filepath.Join(t.TempDir(), "j"), nil)
+	require.ErrorContains(t, err, "option 0 is nil")
+	_, err = Verify(nil)
+	require.Error(t, err)
+}
+
+// A Journal that Open did not make has no file: its calls are errors, not
+// panics.
+func TestZeroJournalErrors(t *testing.T) {
+	var j Journal
+	ctx := context.Background()
+	_, err := j.ClaimJob(ctx, "quantropy", "job-1")
+	require.ErrorIs(t, err, errNotOpened)
+	require.ErrorIs(t, j.RecordBlock(ctx, entropy.BlockRecord{Source: "quantropy", JobID: "job-1", Size: 8, Verifiable: true}), errNotOpened)
+	require.ErrorIs(t, j.RecordFallback(ctx, entropy.FallbackEpisode{Ended: true}), errNotOpened)
 }
 
 func TestUnknownFormatRefused(t *testing.T) {

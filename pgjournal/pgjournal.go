@@ -505,7 +505,7 @@ func insertIfAbsent(ctx context.Context, tx pgx.Tx, t tables, e journal.Entry, r
 
 // Close closes the connection pool. Calls after Close return ErrClosed.
 func (j *Journal) Close() {
-	if j.closed.CompareAndSwap(false, true) {
+	if j.closed.CompareAndSwap(false, true) && j.pool != nil {
 		j.pool.Close()
 	}
 }
@@ -524,14 +524,25 @@ var errClaimUnknown = errors.New("the claim's answer was lost with its connectio
 // the journal already: an event drawn before, or a retried block or episode.
 var errAlreadyRecorded = errors.New("already recorded")
 
+// usable returns the error of a call under ctx that cannot start: j not
+// made by Open (no pool), j closed (ErrClosed), ctx nil, or ctx ended.
+func (j *Journal) usable(ctx context.Context) error {
+	switch {
+	case j.pool == nil:
+		return errors.New("pgjournal: a Journal must be made by Open")
+	case j.closed.Load():
+		return ErrClosed
+	case ctx == nil:
+		return errors.New("pgjournal: nil context")
+	}
+	return ctx.Err()
+}
+
 // append adds rec as the next record of the chain, in one transaction that
 // holds the chain head row. It returns errAlreadyRecorded (and adds nothing)
 // when a unique key holds the record already.
 func (j *Journal) append(ctx context.Context, rec any) error {
-	if j.closed.Load() {
-		return ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
+	if err := j.usable(ctx); err != nil {
 		return err
 	}
 	return j.retry(ctx, func() error {
@@ -638,10 +649,7 @@ func isConnClosed(err error) bool {
 // block either way, but counts a job claimed before against the source, as
 // a replay.
 func (j *Journal) ClaimJob(ctx context.Context, source, jobID string) (bool, error) {
-	if j.closed.Load() {
-		return false, ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
+	if err := j.usable(ctx); err != nil {
 		return false, err
 	}
 	var fresh, unknown bool // unknown: an attempt failed, and may have taken the job
@@ -746,10 +754,7 @@ func (j *Journal) RecordEvent(ctx context.Context, r entropy.EventRecord) (entro
 // LookupEvent returns the record of an event, if any replica recorded one.
 // A row whose line was changed by hand is refused (journal.ErrHashMismatch).
 func (j *Journal) LookupEvent(ctx context.Context, event string) (entropy.EventRecord, bool, error) {
-	if j.closed.Load() {
-		return entropy.EventRecord{}, false, ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
+	if err := j.usable(ctx); err != nil {
 		return entropy.EventRecord{}, false, err
 	}
 	var line string
@@ -784,8 +789,8 @@ func (j *Journal) wrap(op string, err error) error {
 // row: publish or store them elsewhere, and compare with Verify's
 // Report.Head later.
 func (j *Journal) Head(ctx context.Context) (seq uint64, hash string, err error) {
-	if j.closed.Load() {
-		return 0, "", ErrClosed
+	if err := j.usable(ctx); err != nil {
+		return 0, "", err
 	}
 	var s int64
 	if err := j.pool.QueryRow(ctx, "SELECT seq, hash FROM "+j.t.head+" WHERE id").Scan(&s, &hash); err != nil {
@@ -800,8 +805,8 @@ func (j *Journal) Head(ctx context.Context) (seq uint64, hash string, err error)
 // chain head row names the last record. It returns the first problem as a
 // *RecordError; the Report then covers the records before it.
 func (j *Journal) Verify(ctx context.Context) (journal.Report, error) {
-	if j.closed.Load() {
-		return journal.Report{}, ErrClosed
+	if err := j.usable(ctx); err != nil {
+		return journal.Report{}, err
 	}
 	var rep journal.Report
 	err := pgx.BeginTxFunc(ctx, j.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {

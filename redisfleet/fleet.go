@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -160,7 +161,7 @@ func New(client redis.UniversalClient, opts ...Option) *Fleet {
 		shared:  true,
 		since:   time.Now(),
 	}
-	if client == nil {
+	if client == nil || isNilPointer(client) {
 		f.err = errors.New("redisfleet: nil Redis client")
 	} else {
 		f.lim = redis_rate.NewLimiter(client)
@@ -175,6 +176,12 @@ func New(client redis.UniversalClient, opts ...Option) *Fleet {
 		}
 	}
 	return f
+}
+
+// isNilPointer reports whether v holds a nil pointer (a typed nil client).
+func isNilPointer(v any) bool {
+	r := reflect.ValueOf(v)
+	return r.Kind() == reflect.Pointer && r.IsNil()
 }
 
 // Err returns the error of New's options or client, if any: the error that
@@ -196,6 +203,9 @@ func (f *Fleet) Status() entropy.FleetStatus {
 func (f *Fleet) Coordinate(src entropy.FleetSource) (entropy.Coordination, error) {
 	if f.err != nil {
 		return entropy.Coordination{}, f.err
+	}
+	if f.lim == nil {
+		return entropy.Coordination{}, errors.New("redisfleet: a Fleet must be made by New")
 	}
 	if src.Clock == nil {
 		return entropy.Coordination{}, errors.New("redisfleet: the source has no clock")

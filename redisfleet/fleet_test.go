@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -253,12 +254,18 @@ func TestFleetReturnFromLocalStateKeepsToTheQuota(t *testing.T) {
 	}
 }
 
-// A bad option or a nil client fails entropy.New with a clear error, and
-// NewClient never puts the password of a bad URL into its error.
+// A bad option, a nil client (typed nil too) or a Fleet not made by New
+// fails entropy.New with a clear error, and NewClient never puts the
+// password of a bad URL into its error.
 func TestFleetRefusesBadConfiguration(t *testing.T) {
 	src := entropy.SourceFunc(func(context.Context, int) (entropy.Block, error) { return entropy.Block{}, nil })
 	_, err := entropy.New(src, entropy.WithFleet(redisfleet.New(nil)))
 	assert.ErrorContains(t, err, "nil Redis client")
+	var nilClient *redis.Client
+	_, err = entropy.New(src, entropy.WithFleet(redisfleet.New(nilClient)))
+	assert.ErrorContains(t, err, "nil Redis client")
+	_, err = entropy.New(src, entropy.WithFleet(&redisfleet.Fleet{}))
+	assert.ErrorContains(t, err, "made by New")
 	c, err := redisfleet.NewClient("redis://127.0.0.1:1/0")
 	require.NoError(t, err)
 	defer c.Close()

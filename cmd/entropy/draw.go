@@ -148,7 +148,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case kinds != 1:
 		return usageError(stderr, c, errors.New("give one of --pick K --of N, --shuffle N or --int N"))
-	case (*k != 0 || *n != 0) && (*k < 1 || *n < 1 || *k > *n || *k > draw.MaxItems):
+	case (given["pick"] || given["of"]) && (*k < 1 || *n < 1 || *k > *n || *k > draw.MaxItems):
 		return usageError(stderr, c, fmt.Errorf("--pick %d --of %d: need 1 ≤ K ≤ N and K ≤ %d", *k, *n, draw.MaxItems))
 	case given["shuffle"] && (*shuffleN < 1 || *shuffleN > draw.MaxItems):
 		return usageError(stderr, c, fmt.Errorf("--shuffle %d: need 1 ≤ N ≤ %d", *shuffleN, draw.MaxItems))

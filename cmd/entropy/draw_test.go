@@ -241,6 +241,7 @@ func TestDrawCommandLineErrors(t *testing.T) {
 		{"draw"},
 		{"draw", "--pick", "6"},
 		{"draw", "--pick", "0", "--of", "49"},
+		{"draw", "--pick", "0", "--of", "0"},
 		{"draw", "--pick", "50", "--of", "49"},
 		{"draw", "--pick", "6", "--of", "49", "--shuffle", "3"},
 		{"draw", "--shuffle", "-1"},

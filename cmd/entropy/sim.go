@@ -59,7 +59,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, c, fmt.Errorf("--api-key of %d bytes is too short: want at least %d, as clients do", len(*apiKey), httpsource.MinAPIKeyLen))
 	case *balance < 0:
 		return usageError(stderr, c, fmt.Errorf("--balance %d must not be negative", *balance))
-	case *queue < 0 || *queue > 1:
+	case !(*queue >= 0 && *queue <= 1): // NaN too
 		return usageError(stderr, c, fmt.Errorf("--queue %v must be in 0..1", *queue))
 	case *latency < 0:
 		return usageError(stderr, c, fmt.Errorf("--latency %v must not be negative", *latency))

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,6 +58,21 @@ func TestSimRefusesAShortKey(t *testing.T) {
 	assert.Empty(t, out)
 	assert.Contains(t, errOut, "too short")
 	assert.NotContains(t, errOut, "k3y")
+}
+
+// A --queue that is not a fraction, NaN included, is a bad command line,
+// not a simulator that never queues.
+func TestSimRefusesAQueueOutsideZeroToOne(t *testing.T) {
+	// Interrupted from the start: a simulator that did start stops at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, q := range []string{"-0.5", "1.5", "NaN"} {
+		var out, errOut bytes.Buffer
+		code := runContext(ctx, []string{"sim", "--addr", "127.0.0.1:0", "--queue", q}, &out, &errOut)
+		assert.Equal(t, exitUsage, code, q)
+		assert.Empty(t, out.String(), q)
+		assert.Contains(t, errOut.String(), "--queue", q)
+	}
 }
 
 // entropy sim with a fault that hits every request: entropy read under Fail

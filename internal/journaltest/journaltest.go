@@ -141,7 +141,17 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 		assert.Error(t, err, "an empty event name")
 		_, err = j.RecordEvent(context.Background(), entropy.EventRecord{Event: "no-data", Label: spanLabel(0)})
 		assert.Error(t, err, "no data")
-		_, ok, err := j.LookupEvent(context.Background(), "no-data")
+		mislabelled := sampleEvent("mislabelled", 5)
+		mislabelled.Label = spanLabel(32)
+		_, err = j.RecordEvent(context.Background(), mislabelled)
+		assert.Error(t, err, "a label that names 32 bytes for 5")
+		mislabelled.Label = entropy.Label{Verifiable: true}
+		_, err = j.RecordEvent(context.Background(), mislabelled)
+		assert.Error(t, err, "a label that names none of the bytes")
+		_, ok, err := j.LookupEvent(context.Background(), "mislabelled")
+		require.NoError(t, err)
+		assert.False(t, ok, "a mislabelled record is not stored")
+		_, ok, err = j.LookupEvent(context.Background(), "no-data")
 		require.NoError(t, err)
 		assert.False(t, ok, "a refused record is not stored")
 	})
@@ -172,6 +182,27 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 		assert.ErrorIs(t, j.RecordBlock(ctx, entropy.BlockRecord{Source: "q", JobID: "j", Size: 1, Verifiable: true, Time: time.Now()}), context.Canceled)
 		assert.ErrorIs(t, j.RecordFallback(ctx, entropy.FallbackEpisode{Ended: true}), context.Canceled)
 		_, ok, err := j.LookupEvent(context.Background(), "cancelled")
+		require.NoError(t, err)
+		assert.False(t, ok, "a record refused for its context is not stored")
+	})
+
+	t.Run("NilContextIsAnError", func(t *testing.T) {
+		j := open(t)
+		var ctx context.Context
+		_, err := j.RecordEvent(ctx, sampleEvent("nil-context", 8))
+		assert.Error(t, err)
+		_, _, err = j.LookupEvent(ctx, "nil-context")
+		assert.Error(t, err)
+		assert.Error(t, j.RecordBlock(ctx, entropy.BlockRecord{Source: "q", JobID: "j", Size: 1, Verifiable: true, Time: time.Now()}))
+		assert.Error(t, j.RecordFallback(ctx, entropy.FallbackEpisode{Ended: true}))
+		if ar, ok := j.(entropy.EventAttemptRecorder); ok {
+			assert.Error(t, ar.RecordAttempt(ctx, sampleAttempt("nil-context")))
+		}
+		if c, ok := j.(entropy.JobClaimer); ok {
+			_, err = c.ClaimJob(ctx, "q", "j")
+			assert.Error(t, err)
+		}
+		_, ok, err := j.LookupEvent(context.Background(), "nil-context")
 		require.NoError(t, err)
 		assert.False(t, ok, "a record refused for its context is not stored")
 	})
