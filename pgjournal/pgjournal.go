@@ -68,6 +68,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/names"
 	"github.com/provenrand/entropy/journal"
 )
 
@@ -676,6 +677,13 @@ func (j *Journal) ClaimJob(ctx context.Context, source, jobID string) (bool, err
 // after a lost connection) is not recorded twice; another block of a job
 // recorded before is refused (journal.ErrJobExists).
 func (j *Journal) RecordBlock(ctx context.Context, b entropy.BlockRecord) error {
+	// Names come back in audit reports that people read: the file journal's
+	// rule (docs/protocol.md, "Names"), so that both journals hold the same.
+	for _, n := range []string{b.Source, b.JobID} {
+		if err := names.Check(n); err != nil {
+			return fmt.Errorf("%w: block record: name %v (docs/protocol.md, \"Names\")", journal.ErrMalformed, err)
+		}
+	}
 	err := j.append(ctx, b)
 	if errors.Is(err, errAlreadyRecorded) {
 		return nil

@@ -171,6 +171,14 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 		require.NoError(t, j.RecordFallback(context.Background(), entropy.FallbackEpisode{Start: now, End: now, Ended: true}))
 	})
 
+	t.Run("BlockWithBadNamesRefused", func(t *testing.T) {
+		j := open(t)
+		for _, n := range [][2]string{{"", ""}, {"quantropy", ""}, {"quantropy", "job\nforged"}, {"svc\xff", "job-1"}} {
+			err := j.RecordBlock(context.Background(), entropy.BlockRecord{Source: n[0], JobID: n[1], Size: 8, Verifiable: true, Time: time.Now()})
+			assert.Error(t, err, "%q", n)
+		}
+	})
+
 	t.Run("CancelledContextRecordsNothing", func(t *testing.T) {
 		j := open(t)
 		ctx, cancel := context.WithCancel(context.Background())
