@@ -102,7 +102,8 @@ import (
 //     stored where reason is by fill, add and ReadProven, loaded by
 //     WaitReady and Stats. warm: the warm start is on.
 //   - episodeState.open: an episode is open; readers load it per read, it
-//     is stored under episodeState.mu. fbEpoch: see below.
+//     is stored under episodeState.mu. fbEpoch and fbClosed (Close's last
+//     epoch has begun: no fallback read is served after it): see below.
 //   - feeder.holdUntil: the Retry-After hold, raised by compare-and-swap.
 //     feeder.tripNow: the current refill's (or ReadProven's) last failure
 //     was permanent (the breaker's ReadyToTrip); cleared when a retry loop
