@@ -361,6 +361,37 @@ func TestSecretReadPolicies(t *testing.T) {
 	}
 }
 
+// Under Degrade with the pool empty, a stream keyed before keeps serving
+// its derivation, labelled derived with the spans that keyed it; once the
+// derivation is spent, the reads fall back, labelled with the reason.
+func TestSecretStreamOutlivesAnEmptyPool(t *testing.T) {
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithShards(1), WithBufferSize(4096), WithFetchSize(4096), WithBreaker(gobreaker.Settings{Timeout: time.Hour}))...)
+	full(t, p, 4096)
+	ctx := context.Background()
+	b := make([]byte, 32)
+	first, err := p.ReadSecret(ctx, b)
+	require.NoError(t, err)
+	require.Equal(t, ProvenanceDerived, first.Provenance())
+	src.set(&step{err: &APIError{StatusCode: 503}})
+	for i := 0; p.Stats().Pooled > 0 && i < 1<<16; i++ {
+		_, _ = p.Read(b[:1])
+	}
+	require.Zero(t, p.Stats().Pooled)
+	require.Eventually(t, func() bool { return p.Stats().Sources[0].Breaker == "open" }, 5*time.Second, time.Millisecond)
+	for i := 1; i < secretReseed/len(b); i++ {
+		lb, err := p.ReadSecret(ctx, b)
+		require.NoError(t, err)
+		require.Equal(t, ProvenanceDerived, lb.Provenance(), "read %d of the derivation", i)
+		require.Equal(t, first.Spans, lb.Spans)
+	}
+	lb, err := p.ReadSecret(ctx, b)
+	require.NoError(t, err)
+	assert.Equal(t, ProvenanceFallback, lb.Provenance())
+	assert.Equal(t, []Span{{Source: FallbackSource, Length: len(b)}}, lb.Spans)
+	assert.ErrorIs(t, lb.Reason, ErrUnavailable)
+}
+
 // SecretReader and WithDerivedReads make key generation secret-safe.
 func TestSecretReaderForKeys(t *testing.T) {
 	src := newScriptSource("quantropy")
