@@ -756,6 +756,9 @@ func canonicalData(typ string, raw json.RawMessage, v *verifier) ([]byte, error)
 		if b, err := hex.DecodeString(d.Digest); err != nil || len(b) != sha256.Size {
 			return nil, bad("digest is not 32 bytes of hex")
 		}
+		if d.Size < 1 {
+			return nil, bad("size %d: a block holds at least one byte", d.Size)
+		}
 		v.rep.Blocks++
 		v.block(d)
 		out = d
@@ -763,6 +766,10 @@ func canonicalData(typ string, raw json.RawMessage, v *verifier) ([]byte, error)
 		var d FallbackData
 		if err := dec.Decode(&d); err != nil {
 			return nil, bad("%v", err)
+		}
+		if d.Reads < 0 || d.Bytes < 0 {
+			// Summed into the report: a negative count would hide others.
+			return nil, bad("negative reads (%d) or bytes (%d)", d.Reads, d.Bytes)
 		}
 		v.rep.Fallbacks++
 		v.rep.FallbackBytes += d.Bytes

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -177,6 +178,15 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 			err := j.RecordBlock(context.Background(), entropy.BlockRecord{Source: n[0], JobID: n[1], Size: 8, Verifiable: true, Time: time.Now()})
 			assert.Error(t, err, "%q", n)
 		}
+	})
+
+	t.Run("NegativeSizesAndCountsRefused", func(t *testing.T) {
+		j := open(t)
+		now := time.Now()
+		assert.Error(t, j.RecordBlock(context.Background(), entropy.BlockRecord{Source: "quantropy", JobID: "job-neg", Size: -5, Verifiable: true, Time: now}))
+		assert.Error(t, j.RecordBlock(context.Background(), entropy.BlockRecord{Source: "quantropy", JobID: "job-zero", Verifiable: true, Time: now}))
+		assert.Error(t, j.RecordFallback(context.Background(), entropy.FallbackEpisode{Start: now, Reads: -1, Bytes: 32}))
+		assert.Error(t, j.RecordFallback(context.Background(), entropy.FallbackEpisode{Start: now, Reads: 1, Bytes: math.MinInt64}))
 	})
 
 	t.Run("CancelledContextRecordsNothing", func(t *testing.T) {
