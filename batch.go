@@ -54,6 +54,9 @@ type BatchItemError struct {
 
 // Error returns "batch: 2 of 5 items failed: item 1: Code: message; item 3: …".
 func (e *BatchError) Error() string {
+	if e == nil {
+		return "batch failed (nil *BatchError)"
+	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "batch: %d of %d items failed", len(e.Items), e.Total)
 	for i, it := range e.Items {
@@ -83,6 +86,9 @@ func (e *BatchError) Error() string {
 
 // Unwrap returns the items' errors.
 func (e *BatchError) Unwrap() []error {
+	if e == nil {
+		return nil
+	}
 	errs := make([]error, 0, len(e.Items))
 	for _, it := range e.Items {
 		if it.Err != nil {

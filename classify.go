@@ -64,7 +64,9 @@ func RetryAfter(err error) time.Duration {
 	walkErrors(err, 0, func(e error) {
 		switch e := e.(type) {
 		case *APIError:
-			d = max(d, e.RetryAfter)
+			if e != nil {
+				d = max(d, e.RetryAfter)
+			}
 		case interface{ RetryAfterDelay() time.Duration }:
 			d = max(d, e.RetryAfterDelay())
 		}
@@ -86,11 +88,17 @@ func RequestID(err error) string {
 		}
 		switch e := e.(type) {
 		case *APIError:
-			id = e.RequestID
+			if e != nil {
+				id = e.RequestID
+			}
 		case *JobError:
-			id = e.RequestID
+			if e != nil {
+				id = e.RequestID
+			}
 		case *BatchError:
-			id = e.RequestID
+			if e != nil {
+				id = e.RequestID
+			}
 		case interface{ ServiceRequestID() string }:
 			id = e.ServiceRequestID()
 		}

@@ -200,3 +200,21 @@ func TestRequestIDIsFoundThroughWrapping(t *testing.T) {
 	assert.Equal(t, "", RequestID(&ConnError{Op: "GET", Err: errors.New("refused")}))
 	assert.Equal(t, "", RequestID(nil))
 }
+
+// A typed nil error (a nil *APIError, *JobError, *ConnError or *BatchError
+// returned as an error) is an error like any other to every function that
+// inspects errors: none of them panics.
+func TestTypedNilErrorsDoNotPanic(t *testing.T) {
+	for _, err := range []error{(*APIError)(nil), (*JobError)(nil), (*ConnError)(nil), (*BatchError)(nil)} {
+		wrapped := fmt.Errorf("fetch: %w", err)
+		require.NotPanics(t, func() {
+			assert.NotEmpty(t, wrapped.Error())
+			assert.Equal(t, Transient, Classify(wrapped))
+			assert.True(t, Retryable(wrapped))
+			assert.Zero(t, RetryAfter(wrapped))
+			assert.Empty(t, RequestID(wrapped))
+			assert.NotErrorIs(t, wrapped, ErrPermanent)
+			assert.NotErrorIs(t, wrapped, ErrTimeout)
+		}, "%T", err)
+	}
+}

@@ -305,6 +305,7 @@ func New(src Source, opts ...Option) (*Provider, error) {
 // message). Call it after [New] where the first bytes must be verifiable
 // (a draw at start-up, a command that reads once and exits).
 func (p *Provider) WaitReady(ctx context.Context) error {
+	p.mustBeMade()
 	if ctx == nil {
 		return errNilContext
 	}
@@ -339,6 +340,7 @@ func (p *Provider) WaitReady(ctx context.Context) error {
 // episode as ended, and zeroes the pool. Reads after Close return [ErrClosed];
 // reads waiting under [Defer] return ErrClosed. Close is idempotent.
 func (p *Provider) Close() error {
+	p.mustBeMade()
 	// Asked before Close wakes the notifier: once it delivers Close's notes,
 	// a callback of another Provider could no longer tell (callerUnsure).
 	who := p.notes.caller()
@@ -379,4 +381,12 @@ func (p *Provider) Close() error {
 	p.zeroSecrets()
 	close(p.closeDone)
 	return nil
+}
+
+// mustBeMade panics with a message that says what is wrong when p was not
+// made by New (nil, or the zero Provider), as the reads do (shard).
+func (p *Provider) mustBeMade() {
+	if p == nil || p.cancel == nil {
+		panic("entropy: a Provider must be made by New")
+	}
 }

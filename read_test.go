@@ -52,6 +52,16 @@ func TestZeroProviderReadEnds(t *testing.T) {
 	require.False(t, strings.Contains(out, "STILL RUNNING"), out)
 }
 
+// Close and WaitReady on a zero or nil Provider say what is wrong, as the
+// reads do, rather than fail on a nil field.
+func TestZeroProviderCloseSaysItMustBeMadeByNew(t *testing.T) {
+	var zero Provider
+	var nilp *Provider
+	assert.PanicsWithValue(t, "entropy: a Provider must be made by New", func() { _ = zero.Close() })
+	assert.PanicsWithValue(t, "entropy: a Provider must be made by New", func() { _ = nilp.Close() })
+	assert.PanicsWithValue(t, "entropy: a Provider must be made by New", func() { _ = zero.WaitReady(context.Background()) })
+}
+
 // Contract point 1: fallback bytes are never labelled verifiable, carry the
 // reason, and the reason reaches the source's own error.
 func TestFallbackNeverLabelledVerifiable(t *testing.T) {

@@ -108,6 +108,9 @@ func (it ErrorItem) String() string {
 
 // Error returns "HTTP 429 rate limited: code: message (request id …, retry after 2s)".
 func (e *APIError) Error() string {
+	if e == nil {
+		return "HTTP error (nil *APIError)"
+	}
 	var sb strings.Builder
 	sb.WriteString("HTTP ")
 	sb.WriteString(strconv.Itoa(e.StatusCode))
@@ -176,6 +179,9 @@ func statusClassText(status int) string {
 // MatchStatus(int) bool method that returns true for the status: the class
 // sentinels (503 matches both [ErrServiceUnavailable] and [ErrServer]).
 func (e *APIError) Is(target error) bool {
+	if e == nil {
+		return false
+	}
 	switch target {
 	case nil:
 		return false
@@ -256,6 +262,9 @@ type JobError struct {
 
 // Error returns "job J failed: Code: message (request id R)".
 func (e *JobError) Error() string {
+	if e == nil {
+		return "job failed (nil *JobError)"
+	}
 	var sb strings.Builder
 	sb.WriteString("job ")
 	if e.JobID != "" {
@@ -286,6 +295,9 @@ func (e *JobError) permanent() bool { return jobCodes[e.Code] }
 // Is matches [ErrPermanent] for permanent codes and [ErrQuotaExhausted] for
 // the quota and contract codes. Find every job error with [errors.As].
 func (e *JobError) Is(target error) bool {
+	if e == nil {
+		return false
+	}
 	switch target {
 	case ErrPermanent:
 		return e.permanent()
@@ -304,6 +316,9 @@ type ConnError struct {
 
 // Error returns "Op: cause".
 func (e *ConnError) Error() string {
+	if e == nil {
+		return "connection failed (nil *ConnError)"
+	}
 	cause := "connection failed"
 	if e.Err != nil {
 		cause = e.Err.Error()
@@ -315,12 +330,17 @@ func (e *ConnError) Error() string {
 }
 
 // Unwrap returns the cause.
-func (e *ConnError) Unwrap() error { return e.Err }
+func (e *ConnError) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.Err
+}
 
 // Is matches [ErrTimeout] when the cause is a timeout. Find every
 // connection failure with [errors.As].
 func (e *ConnError) Is(target error) bool {
-	return target == ErrTimeout && isTimeout(e.Err)
+	return e != nil && target == ErrTimeout && isTimeout(e.Err)
 }
 
 func isTimeout(err error) bool {

@@ -193,6 +193,9 @@ type Error struct {
 
 // Error describes the failure.
 func (e *Error) Error() string {
+	if e == nil {
+		return ErrFailed.Error()
+	}
 	if e.Test == AdaptiveProportionTest {
 		return fmt.Sprintf("%v: %v: byte 0x%02x seen %d times in the window at offset %d by offset %d (cutoff %d)",
 			ErrFailed, e.Test, e.Value, e.Count, e.Start, e.Offset, e.Cutoff)

@@ -667,3 +667,9 @@ func TestTinyMinEntropyValidatedOrTolerant(t *testing.T) {
 		assert.NoError(t, c.Check(data), "MinEntropy %v passed Validate but fails a block the default tests pass", h)
 	}
 }
+
+// A nil *Error, returned as an error, still describes itself.
+func TestNilErrorDescribesItself(t *testing.T) {
+	var e *Error
+	require.NotPanics(t, func() { assert.Equal(t, ErrFailed.Error(), e.Error()) })
+}
