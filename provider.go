@@ -29,10 +29,9 @@ import (
 // refill has stopped, and flush writes the queued block records itself
 // (flushSelf), so that the event's record follows them. caller tells one
 // Provider's notifier from another's by the set of notifiers delivering;
-// while two or more deliver at once it cannot, and
-// then Close does not wait and flush does not write, so a callback should
-// call another Provider's Close or ReadFor on a goroutine of its own
-// (WithFallbackHook).
+// while two or more deliver at once it cannot, and then Close does not wait
+// and flush does not write, so a callback should call another Provider's
+// Close or ReadFor on a goroutine of its own (WithFallbackHook).
 //
 // Locks, and what each guards:
 //   - shard.mu: the shard's queue behind its head (runs, first, queued),
