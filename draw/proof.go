@@ -67,7 +67,8 @@ type Report struct {
 // Check verifies a transcript and reports which checks ran: always the
 // replay of the outputs from the seed and the digest (as Verify(t) does);
 // then, for a verifiable transcript with proofs, every proof offline: that
-// the spans' bytes are the proofs' data, that each proof's fields agree
+// the spans' bytes are the proofs' data, each job's from its first byte on,
+// in order (docs/draw-spec.md §6), that each proof's fields agree
 // (size, nonce, timestamp, round), and, for each proof whose source or chain
 // roots name, its signature. A failed check is an error (ErrInvalid,
 // ErrProof, …); a check it could not run (no proofs, no trust root for a
@@ -193,16 +194,25 @@ func checkProofs(t *Transcript, seed []byte, roots TrustRoots, rep *Report) erro
 			return proofError(i, "job_id", "%q, but the label's job %d is %q", p.JobID, i, order[i].job)
 		}
 	}
+	// The spans of each job take its data from the first byte on, in order,
+	// each byte once, as a draw reads it (docs/draw-spec.md §6): were any
+	// offset accepted, the drawer could choose which bytes of the job make
+	// the seed, and so the result.
+	next := make([]int, len(order))
 	pos := 0
 	for i, s := range t.Label.Spans {
 		k := index[key{s.Source, s.JobID}]
 		data := t.Proofs[k].Data
+		if s.Offset != next[k] {
+			return proofError(k, "data", "span %d starts at byte %d of job %s, but the seed takes the job's bytes from its first, in order: byte %d is next", i, s.Offset, s.JobID, next[k])
+		}
 		if s.Offset > len(data)-s.Length || !bytes.Equal(data[s.Offset:s.Offset+s.Length], seed[pos:pos+s.Length]) {
 			return proofError(k, "data", "span %d (bytes %d to %d of job %s) is not the seed's bytes %d to %d", i, s.Offset, s.Offset+s.Length, s.JobID, pos, pos+s.Length)
 		}
+		next[k] += s.Length
 		pos += s.Length
 	}
-	rep.Checks = append(rep.Checks, fmt.Sprintf("binding: the %d bytes of the seed are the data of the %d proofs, span by span", len(seed), len(t.Proofs)))
+	rep.Checks = append(rep.Checks, fmt.Sprintf("binding: the %d bytes of the seed are the first bytes of the data of the %d proofs, span by span", len(seed), len(t.Proofs)))
 	for i, p := range t.Proofs {
 		var err error
 		switch p.Scheme {

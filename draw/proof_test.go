@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -306,4 +307,91 @@ func FuzzProofTranscript(f *testing.F) {
 			}
 		}
 	})
+}
+
+// seedEntropy hands out its bytes as the seed of a draw, as a job would.
+type seedEntropy []byte
+
+func (s seedEntropy) ReadLabelled(_ context.Context, b []byte) (entropy.Label, error) {
+	copy(b, s)
+	return entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "s", JobID: "j", Length: len(b)}}}, nil
+}
+
+// reseed returns the transcript of js with the label's spans and the seed
+// replaced, its outputs replayed from the new seed and the digest
+// recomputed: a forger's transcript in which every check of the replay
+// holds.
+func reseed(t *testing.T, js []byte, spans []entropy.Span, seed []byte) *draw.Transcript {
+	t.Helper()
+	tr, err := draw.ParseTranscript(js)
+	require.NoError(t, err)
+	var again *draw.Transcript
+	switch tr.Kind {
+	case draw.KindPick:
+		_, again, err = draw.Pick(context.Background(), seedEntropy(seed), int(tr.Inputs.K), int(tr.Inputs.N))
+	case draw.KindShuffle:
+		_, again, err = draw.Shuffle(context.Background(), seedEntropy(seed), int(tr.Inputs.N))
+	default:
+		_, again, err = draw.Int(context.Background(), seedEntropy(seed), tr.Inputs.N)
+	}
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(js, &m))
+	m["outputs"] = again.Outputs
+	m["entropy"] = hex.EncodeToString(seed)
+	m["label"].(map[string]any)["spans"] = spans
+	return redigest(t, m)
+}
+
+// TestSeedIsTheFirstBytesOfItsJob: the seed is its job's first bytes, taken
+// in order, each once. A transcript whose spans take other bytes of the
+// job (a window further in, the same bytes twice, bytes picked one by one)
+// is refused, though every such byte is in the signed data: were it
+// accepted, the drawer could choose among the job's bytes, and so choose
+// the result, of an event's bound job as of any other. The first bytes split
+// into two spans still verify.
+func TestSeedIsTheFirstBytesOfItsJob(t *testing.T) {
+	js, pub := simTranscript(t)
+	entrants := []string{"ada", "grace", "edsger", "barbara", "donald"}
+	events, evPub, _ := simEventTranscripts(t, entrants, "raffle-2026-12-06")
+	for _, c := range []struct {
+		name string
+		js   []byte
+		pub  ed25519.PublicKey
+	}{{"draw", js, pub}, {"bound event draw", events[0], evPub}} {
+		t.Run(c.name, func(t *testing.T) {
+			roots := draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{sim.SourceName: c.pub}}
+			tr, err := draw.ParseTranscript(c.js)
+			require.NoError(t, err)
+			job, data := tr.Proofs[0].JobID, tr.Proofs[0].Data
+			span := func(off, n int) entropy.Span {
+				return entropy.Span{Source: sim.SourceName, JobID: job, Offset: off, Length: n}
+			}
+			var picked []entropy.Span
+			var pickedSeed []byte
+			for i := 0; i < draw.SeedSize; i++ {
+				picked = append(picked, span(7*i, 1))
+				pickedSeed = append(pickedSeed, data[7*i])
+			}
+			for _, f := range []struct {
+				name  string
+				spans []entropy.Span
+				seed  []byte
+			}{
+				{"a window further in", []entropy.Span{span(100, 32)}, data[100:132]},
+				{"the last bytes", []entropy.Span{span(len(data)-32, 32)}, data[len(data)-32:]},
+				{"the same bytes twice", []entropy.Span{span(0, 16), span(0, 16)}, append(slices.Clone(data[:16]), data[:16]...)},
+				{"the first bytes out of order", []entropy.Span{span(16, 16), span(0, 16)}, append(slices.Clone(data[16:32]), data[:16]...)},
+				{"bytes picked one by one", picked, pickedSeed},
+			} {
+				forged := reseed(t, c.js, f.spans, f.seed)
+				require.NoError(t, draw.Verify(forged), "%s: the replay alone holds", f.name)
+				err := draw.Verify(forged, roots)
+				assert.ErrorIs(t, err, draw.ErrProof, f.name)
+				assert.ErrorContains(t, err, `proof 0 "data"`, f.name)
+			}
+			split := reseed(t, c.js, []entropy.Span{span(0, 16), span(16, 16)}, data[:32])
+			assert.NoError(t, draw.Verify(split, roots), "the job's first bytes in two spans")
+		})
+	}
 }
