@@ -186,6 +186,7 @@ func checkProofs(t *Transcript, seed []byte, roots TrustRoots, rep *Report) erro
 	if len(t.Proofs) != len(order) {
 		return fmt.Errorf("%w: %d proofs for the %d jobs of the label", ErrProof, len(t.Proofs), len(order))
 	}
+	signed := map[string]int{} // proof by signature: one job, one proof
 	for i, p := range t.Proofs {
 		switch {
 		case p.Source != order[i].source:
@@ -193,6 +194,12 @@ func checkProofs(t *Transcript, seed []byte, roots TrustRoots, rep *Report) erro
 		case p.JobID != order[i].job:
 			return proofError(i, "job_id", "%q, but the label's job %d is %q", p.JobID, i, order[i].job)
 		}
+		if j, ok := signed[string(p.Signature)]; ok && len(p.Signature) != 0 {
+			// The same signed job under another source name: its bytes
+			// would be taken twice, split where the drawer chose.
+			return proofError(i, "signature", "the signature of proof %d: one job given twice, under two source names", j)
+		}
+		signed[string(p.Signature)] = i
 	}
 	// The spans of each job take its data from the first byte on, in order,
 	// each byte once, as a draw reads it (docs/draw-spec.md §6): were any

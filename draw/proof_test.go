@@ -395,3 +395,50 @@ func TestSeedIsTheFirstBytesOfItsJob(t *testing.T) {
 		})
 	}
 }
+
+// TestOneJobNamedTwiceFails: a job's proof given twice, under two source
+// names, is refused, though each verifies: the seed would take the job's
+// bytes twice, split where the drawer chose. A drand round's proof names
+// the chain, not the source; a reference job is checked under the key given
+// for each name (entropy verify --public-key gives one key to every name).
+func TestOneJobNamedTwiceFails(t *testing.T) {
+	twice := func(t *testing.T, js []byte, roots draw.TrustRoots) {
+		t.Helper()
+		tr, err := draw.ParseTranscript(js)
+		require.NoError(t, err)
+		p := tr.Proofs[0]
+		q := p.Clone()
+		q.Source += "-again"
+		if roots.PublicKeys != nil {
+			roots.PublicKeys[q.Source] = roots.PublicKeys[p.Source]
+		}
+		seed := append(slices.Clone(p.Data[:10]), p.Data[:22]...)
+		forged := reseed(t, js, []entropy.Span{
+			{Source: p.Source, JobID: p.JobID, Length: 10, Public: true},
+			{Source: q.Source, JobID: q.JobID, Length: 22, Public: true},
+		}, seed)
+		forged.Proofs = []entropy.Proof{p, q}
+		b, err := json.Marshal(forged)
+		require.NoError(t, err)
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(b, &m))
+		err = draw.Verify(redigest(t, m), roots)
+		assert.ErrorIs(t, err, draw.ErrProof)
+		assert.ErrorContains(t, err, `proof 1 "signature"`)
+	}
+	for _, b := range drandtest.Beacons(t) {
+		t.Run(b.Chain, func(t *testing.T) {
+			src, chain := beaconEntropy(t, b)
+			drawn := chain.RoundTime(b.Round).Add(time.Minute)
+			_, tr, err := draw.Pick(context.Background(), src, 6, 49, draw.WithClock(entropy.NowFunc(func() time.Time { return drawn })))
+			require.NoError(t, err)
+			js, err := json.Marshal(tr)
+			require.NoError(t, err)
+			twice(t, js, draw.TrustRoots{Chains: []drandsource.ChainInfo{chain}})
+		})
+	}
+	t.Run("reference", func(t *testing.T) {
+		js, pub := simTranscript(t)
+		twice(t, js, draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{sim.SourceName: pub}})
+	})
+}
