@@ -108,19 +108,22 @@ func Check(t *Transcript, roots TrustRoots) (Report, error) {
 	case t.Event != "" && rep.OriginChecked && bindsJobs(t.Proofs):
 		// An event draw from such a source always carries its binding: without
 		// one, the job may have been made for anything else.
-		return rep, proofError(0, "nonce", "the job of event %q is of %q, which binds every job to its request, but the transcript shows no binding: a job made for anything else cannot be passed off as this event's", t.Event, entropy.SchemeReferenceV2)
+		return rep, proofError(0, "nonce", "the job of event %q is of the reference protocol (%q), whose services bind every job to its request, but the transcript shows no binding: a job made for anything else cannot be passed off as this event's", t.Event, t.Proofs[0].Scheme)
 	case t.Event != "":
 		rep.Unchecked = append(rep.Unchecked, "event binding: the job was not bound to the event (a source that cannot bind jobs, or an older transcript): a job made for anything else could be passed off as this event's")
 	}
 	return rep, nil
 }
 
-// bindsJobs reports whether every proof is of the reference protocol's v2,
-// whose jobs are signed over their request's nonce: the jobs of a source that
-// can bind an event's job to the event (Transcript.Binding).
+// bindsJobs reports whether every proof is of the reference protocol, whose
+// services sign every job over its request's nonce (v2): the jobs of a
+// source that can bind an event's job to the event (Transcript.Binding). A
+// v1 job binds no request, and a service still signs one for any request
+// without a nonce; no event draw ever took one, so it cannot stand for an
+// event's job either.
 func bindsJobs(proofs []entropy.Proof) bool {
 	for _, p := range proofs {
-		if p.Scheme != entropy.SchemeReferenceV2 {
+		if p.Scheme != entropy.SchemeReferenceV2 && p.Scheme != entropy.SchemeReferenceV1 {
 			return false
 		}
 	}
