@@ -239,3 +239,18 @@ func TestEventJobOfProtocolV1Refused(t *testing.T) {
 	assert.True(t, rep.OriginChecked)
 	assert.Contains(t, rep.Checks[len(rep.Checks)-1], "protocol v1 (it binds no request")
 }
+
+// An event whose job was drawn by ReadFor, bound to no parameters, cannot
+// be drawn from: the draw fails rather than give a transcript that does
+// not verify.
+func TestDrawOfAnEventReadWithoutParametersFails(t *testing.T) {
+	p, stop := simProvider(t, sim.New())
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := p.ReadFor(ctx, "lotto", make([]byte, draw.SeedSize))
+	require.NoError(t, err)
+	_, tr, err := draw.Pick(ctx, p, 6, 49, draw.ForEvent("lotto"))
+	assert.ErrorIs(t, err, entropy.ErrEventParams)
+	assert.Nil(t, tr)
+}
