@@ -432,6 +432,11 @@ func verifyReplay(t *Transcript) error {
 		if t.Label.Verifiable && s.JobID == "" {
 			return fmt.Errorf("%w: verifiable label span %d names no job", ErrInvalid, i)
 		}
+		if t.Label.Verifiable && s.Source == entropy.FallbackSource {
+			// No source may take the fallback's name (a Provider refuses
+			// its blocks): such a span is fallback bytes passed off as a job.
+			return fmt.Errorf("%w: verifiable label span %d names the fallback's source %q", ErrInvalid, i, entropy.FallbackSource)
+		}
 	}
 	if covered != len(seed) {
 		return fmt.Errorf("%w: label covers %d bytes, entropy is %d", ErrInvalid, covered, len(seed))
