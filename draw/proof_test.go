@@ -442,3 +442,26 @@ func TestOneJobNamedTwiceFails(t *testing.T) {
 		twice(t, js, draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{sim.SourceName: pub}})
 	})
 }
+
+// A draw from fallback entropy is never reported as of checked origin, not
+// even with a valid proof attached: its seed came from local bytes that no
+// third party can check.
+func TestFallbackTranscriptWithProofsIsUnproven(t *testing.T) {
+	js, pub := simTranscript(t)
+	roots := draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{sim.SourceName: pub}}
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(js, &m))
+	m["verifiable"] = false
+	m["warning"] = draw.WarningFallback
+	m["label"] = map[string]any{"class": "fallback", "verifiable": false, "reason": "source down",
+		"spans": []any{map[string]any{"source": entropy.FallbackSource, "offset": 0, "length": draw.SeedSize}}}
+	tr := redigest(t, m)
+	require.NotEmpty(t, tr.Proofs)
+	require.NoError(t, draw.Verify(tr), "a consistent fallback transcript replays")
+	rep, err := draw.Check(tr, roots)
+	require.NoError(t, err)
+	assert.False(t, rep.OriginChecked)
+	require.Len(t, rep.Unchecked, 1)
+	assert.Contains(t, rep.Unchecked[0], "fallback")
+	assert.ErrorIs(t, draw.Verify(tr, roots), draw.ErrUnproven)
+}
