@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/drandsource"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/names"
 )
 
 // ProvenEntropy is an Entropy that reads a job of its own with its proof;
@@ -167,6 +169,18 @@ func Verify(t *Transcript, roots ...TrustRoots) error {
 	return nil
 }
 
+// shown is a name from a transcript as a report line gives it: bare when it
+// is a plain name (docs/protocol.md, "Names"), quoted otherwise, so that no
+// name can end the line or make it say something else. A proof's source
+// name is not signed: a proof checks under the key trusted for whatever
+// name it gives.
+func shown(name string) string {
+	if names.Check(name) == nil && !strings.ContainsAny(name, " \"\\") {
+		return name
+	}
+	return strconv.QuoteToASCII(name)
+}
+
 // proofError is the error of one field of one proof.
 func proofError(i int, field, format string, a ...any) error {
 	return fmt.Errorf("%w: proof %d %q: %s", ErrProof, i, field, fmt.Sprintf(format, a...))
@@ -279,13 +293,13 @@ func checkReference(i int, p entropy.Proof, drawn time.Time, roots TrustRoots, r
 		if !httpsource.VerifySignatureV2(pub, p.JobID, p.Nonce, p.Size, p.Timestamp, p.Data, p.Signature) {
 			return proofError(i, "signature", "does not verify under the key of %q over the job_id, nonce, size, timestamp and data (one of them was changed, or the key is another)", p.Source)
 		}
-		rep.Checks = append(rep.Checks, fmt.Sprintf("signature: proof %d, job %s of %s, signed in protocol v2 over its nonce, size %d and timestamp %s", i, p.JobID, p.Source, p.Size, p.Timestamp))
+		rep.Checks = append(rep.Checks, fmt.Sprintf("signature: proof %d, job %s of %s, signed in protocol v2 over its nonce, size %d and timestamp %s", i, shown(p.JobID), shown(p.Source), p.Size, p.Timestamp))
 		return nil
 	}
 	if !httpsource.VerifySignature(pub, p.JobID, p.Data, p.Signature) {
 		return proofError(i, "signature", "does not verify under the key of %q over the job_id and data (v1)", p.Source)
 	}
-	rep.Checks = append(rep.Checks, fmt.Sprintf("signature: proof %d, job %s of %s, signed in protocol v1 (it binds no request: the job could have been replayed)", i, p.JobID, p.Source))
+	rep.Checks = append(rep.Checks, fmt.Sprintf("signature: proof %d, job %s of %s, signed in protocol v1 (it binds no request: the job could have been replayed)", i, shown(p.JobID), shown(p.Source)))
 	return nil
 }
 

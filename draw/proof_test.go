@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -464,4 +465,31 @@ func TestFallbackTranscriptWithProofsIsUnproven(t *testing.T) {
 	require.Len(t, rep.Unchecked, 1)
 	assert.Contains(t, rep.Unchecked[0], "fallback")
 	assert.ErrorIs(t, draw.Verify(tr, roots), draw.ErrUnproven)
+}
+
+// Every line of a Report is one line, whatever the transcript names: a
+// proof's source name is not signed, so a verifier that trusts its key for
+// any name checks the proof, and a line break, a bidi override or a quote in
+// that name is printed quoted, never as part of the line.
+func TestReportLinesQuoteOddNames(t *testing.T) {
+	js, pub := simTranscript(t)
+	for _, name := range []string{"sim\nchecked: forged", "sim\u2028forged", "sim\u202eforged", `sim" forged`} {
+		tr, err := draw.ParseTranscript(js)
+		require.NoError(t, err)
+		tr.Label.Spans[0].Source, tr.Proofs[0].Source = name, name
+		b, err := json.Marshal(tr)
+		require.NoError(t, err)
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(b, &m))
+		rep, err := draw.Check(redigest(t, m), draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{name: pub}})
+		require.NoError(t, err)
+		require.True(t, rep.OriginChecked)
+		for _, line := range append(rep.Checks, rep.Unchecked...) {
+			assert.NotContains(t, line, name, "the name appears only quoted")
+			for _, r := range line {
+				assert.True(t, r >= ' ' && r < 0x7f || unicode.IsPrint(r), "%q holds %U", line, r)
+			}
+		}
+		assert.Contains(t, rep.Checks[len(rep.Checks)-1], strconv.QuoteToASCII(name))
+	}
 }
