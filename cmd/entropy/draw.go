@@ -168,6 +168,21 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return usageError(stderr, c, err)
 		}
+		// The commitment fixes the draw too: its kind, k and n, and the
+		// list of entrants, so that none can change once the round is known.
+		var list *draw.Entrants
+		if entrants != nil {
+			e, _ := draw.CommitEntrants(entrants) // checked above
+			list = &e
+		}
+		switch {
+		case *shuffleN != 0:
+			*commit = commit.For(draw.KindShuffle, draw.Inputs{N: uint64(*shuffleN)}, list)
+		case intN != nil:
+			*commit = commit.For(draw.KindInt, draw.Inputs{N: *intN}, list)
+		default:
+			*commit = commit.For(draw.KindPick, draw.Inputs{N: uint64(*n), K: uint64(*k)}, list)
+		}
 	}
 
 	// Claim the transcript file before drawing, so a draw is never lost to
@@ -205,8 +220,8 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// Printed before the round exists: whoever reads it knows which
 		// round the draw will use before anyone knows its randomness.
 		due := round.Due()
-		fmt.Fprintf(stderr, "commitment: round %d of drand chain %s, the first after %s, due %s\n",
-			commit.Round, commit.Chain, commit.After.Format(time.RFC3339Nano), due.UTC().Format(time.RFC3339))
+		fmt.Fprintf(stderr, "commitment: round %d of drand chain %s, the first after %s, due %s, for the draw %s\n",
+			commit.Round, commit.Chain, commit.After.Format(time.RFC3339Nano), due.UTC().Format(time.RFC3339), commit.Params)
 		if wait := time.Until(due); wait > 0 {
 			timeout += wait
 		}
@@ -308,7 +323,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(human, "event: %s\n", shown(t.Event))
 	}
 	if t.Commitment != nil {
-		fmt.Fprintf(human, "commitment: round %d of drand chain %s, the first after %s\n", t.Commitment.Round, t.Commitment.Chain, t.Commitment.After.Format(time.RFC3339Nano))
+		fmt.Fprintf(human, "commitment: round %d of drand chain %s, the first after %s, for the draw %s\n", t.Commitment.Round, t.Commitment.Chain, t.Commitment.After.Format(time.RFC3339Nano), t.Commitment.Params)
 	}
 	fmt.Fprintf(human, "entropy: %s %s\n", t.Entropy, t.Label)
 	if tf != nil {

@@ -559,15 +559,19 @@ func TestDrawAfterCommitsToAFutureRound(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "t.json")
 	code, out, errOut := runCLI(t, "draw", "--pick", "3", "--of", "10", "--source", "drand", "--relays", relay, "--after", after, "--transcript", path)
 	require.Equal(t, exitOK, code, errOut)
+	// Printed before the round exists, with the draw it fixes.
 	assert.Contains(t, errOut, "commitment: round 123 of drand chain "+chain.HashString()+", the first after "+after)
+	assert.Contains(t, errOut, ", for the draw provenrand-draw/1;kind=pick;n=10;k=3\n")
 	assert.Contains(t, out, "commitment: round 123")
 	tr := readTranscript(t, path)
 	require.NotNil(t, tr.Commitment)
 	assert.Equal(t, uint64(123), tr.Commitment.Round)
+	assert.Equal(t, "provenrand-draw/1;kind=pick;n=10;k=3", tr.Commitment.Params)
 
 	code, out, errOut = runCLI(t, "verify", path, "--chain", "quicknet")
 	require.Equal(t, exitOK, code, errOut)
 	assert.Contains(t, out, "commitment: round 123 is the first of chain "+chain.HashString())
+	assert.Contains(t, out, "commitment: to this draw, provenrand-draw/1;kind=pick;n=10;k=3, before its round existed")
 
 	for _, args := range [][]string{
 		{"--after", after}, // the service: no rounds to commit to
