@@ -224,7 +224,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if p != nil && *event == "" {
-		if err := waitPool(ctx, p.Provider, draw.SeedSize); errors.Is(err, context.Canceled) || p.hopeless(err) {
+		if err := waitPool(ctx, p.Provider, draw.SeedSize, p.policy); errors.Is(err, context.Canceled) || p.hopeless(err) {
 			removeTranscript()
 			return fail(stderr, c, err)
 		}

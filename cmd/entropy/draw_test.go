@@ -193,6 +193,20 @@ func TestDrawFallbackNeedsOptIn(t *testing.T) {
 	assert.Equal(t, 0, code)
 }
 
+// TestDrawFailPolicyFailsAtOnceDuringOutage: draw --policy fail against a
+// service that is down fails with the source's error once the refill round
+// has failed; it does not wait out --timeout, which is defer's (an hour
+// here, so a draw that waited for it would fail the test's own timeout).
+func TestDrawFailPolicyFailsAtOnceDuringOutage(t *testing.T) {
+	clearEnv(t)
+	code, out, errOut := runCLI(t, "draw", "--int", "10", "--url", "http://127.0.0.1:1", "--public-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "--policy", "fail", "--timeout", "1h")
+	assert.Equal(t, exitError, code, out)
+	assert.Empty(t, out)
+	assert.Contains(t, errOut, "unavailable")
+	assert.Contains(t, errOut, "connection", "the source's own error")
+	assert.NotContains(t, errOut, "deadline")
+}
+
 func TestRFC3797Command(t *testing.T) {
 	code, out, errOut := runCLI(t, "rfc3797", "--pool", "25", "--count", "10", "9319", "2 5 12 8 10", "9 18 26 34 41 45")
 	require.Equal(t, 0, code, errOut)
