@@ -281,10 +281,21 @@ func (s *Server) SetLatency(d time.Duration) {
 // any still queued. When the script is used up the server is healthy again
 // (or draws random faults, if set). Requests refused with 401 or by the rate
 // limit do not consume a fault.
-func (s *Server) Script(faults ...Fault) {
+//
+// A fault the server cannot answer with is refused: Script then returns an
+// error and queues none of faults. That is a FaultStatus whose Status is
+// not the status of a final HTTP answer, 200..599 (0 takes the default,
+// 503).
+func (s *Server) Script(faults ...Fault) error {
+	for i, f := range faults {
+		if err := f.check(); err != nil {
+			return fmt.Errorf("sim: Script: fault %d: %w", i, err)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.script = append(s.script, faults...)
+	return nil
 }
 
 // ClearFaults drops the rest of the script and turns random faults off: the

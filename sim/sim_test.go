@@ -396,6 +396,30 @@ func TestScriptIsConsumedInOrder(t *testing.T) {
 	assert.Equal(t, []sim.FaultKind{sim.FaultStatus, sim.FaultDrop, sim.FaultStatus, sim.FaultNone, sim.FaultNone}, kinds)
 }
 
+// A status no HTTP answer can have (net/http panics on one outside
+// 100..999, and a 1xx is no final answer) is refused by Script, which then
+// queues none of its faults; 0 takes the documented default, 503.
+func TestScriptRefusesImpossibleStatus(t *testing.T) {
+	s, src := start(t)
+	for _, status := range []int{-1, 1, 99, 100, 199, 600, 999, 1000} {
+		err := s.Script(sim.Kind(sim.FaultDrop), sim.Status(status, sim.ShapeNested, ""))
+		require.Error(t, err, "status %d", status)
+		assert.Contains(t, err.Error(), fmt.Sprintf("status %d", status))
+		assert.Contains(t, err.Error(), "200..599")
+		err = s.Script(sim.Fault{Kind: sim.FaultStatus, Status: status})
+		assert.Error(t, err, "status %d in a Fault", status)
+	}
+	_, err := src.Fetch(context.Background(), 8)
+	require.NoError(t, err, "a refused script queues nothing")
+
+	require.NoError(t, s.Script(sim.Status(0, sim.ShapeNested, ""), sim.Status(200, sim.ShapeNested, ""), sim.Status(599, sim.ShapeNested, "")))
+	for _, want := range []int{503, 200, 599} {
+		_, _ = src.Fetch(context.Background(), 8)
+		reqs := s.EntropyRequests()
+		assert.Equal(t, want, reqs[len(reqs)-1].Status)
+	}
+}
+
 func TestRandomFaultsAreSeeded(t *testing.T) {
 	probs := map[sim.FaultKind]float64{sim.FaultDrop: 0.2, sim.FaultStatus: 0.2, sim.FaultBadSignature: 0.2}
 	run := func() []sim.FaultKind {
