@@ -535,6 +535,51 @@ func TestListenRefusesNonLoopback(t *testing.T) {
 	assert.NoError(t, sim.New().Close(), "Close of a server never started")
 }
 
+// A Server that New did not make (a zero Server) panics in no method:
+// those that need its key pair fail with an error that says so (a 500 with
+// that text from ServeHTTP), the others work.
+func TestZeroServerFailsClearly(t *testing.T) {
+	for name, s := range map[string]*sim.Server{"sim.Server{}": {}, "new(sim.Server)": new(sim.Server)} {
+		t.Run(name, func(t *testing.T) {
+			assert.Nil(t, s.PublicKey())
+			assert.Empty(t, s.URL())
+			_, err := s.Start()
+			assert.ErrorContains(t, err, "sim: a Server must be made by New")
+			_, err = s.Listen("127.0.0.1:0")
+			assert.ErrorContains(t, err, "sim: a Server must be made by New")
+			_, err = s.Source()
+			assert.ErrorContains(t, err, "sim: a Server must be made by New")
+			assert.Empty(t, s.URL(), "nothing was started")
+
+			for _, path := range []string{httpsource.EntropyPath + "?size=8", httpsource.PublicKeyPath, httpsource.JobsPath + "j"} {
+				rec := httptest.NewRecorder()
+				req := httptest.NewRequest(http.MethodGet, path, nil)
+				req.Header.Set("Authorization", "Bearer "+key)
+				s.ServeHTTP(rec, req)
+				assert.Equal(t, http.StatusInternalServerError, rec.Code, path)
+				assert.Contains(t, rec.Body.String(), "sim: a Server must be made by New", path)
+			}
+
+			s.AddKey(key, 10)
+			b, ok := s.Balance(key)
+			assert.True(t, ok)
+			assert.Equal(t, int64(10), b)
+			s.SetRateLimit(1, 1)
+			s.SetRateLimit(0, 0)
+			s.SetLatency(time.Millisecond)
+			require.NoError(t, s.Script(sim.Kind(sim.FaultDrop)))
+			s.ScriptItems(sim.Kind(sim.FaultStuck))
+			require.NoError(t, s.SetRandomFaults(1, map[sim.FaultKind]float64{sim.FaultDrop: 0.5}))
+			s.ClearFaults()
+			assert.Empty(t, s.Requests())
+			assert.Empty(t, s.EntropyRequests())
+			_, ok = s.Job("j")
+			assert.False(t, ok)
+			assert.NoError(t, s.Close())
+		})
+	}
+}
+
 func TestCloseEndsSlowAnswers(t *testing.T) {
 	s := sim.New(sim.WithKey(key, 100), sim.WithLatency(time.Hour))
 	src, err := s.Source(httpsource.WithAPIKey(key))
