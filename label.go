@@ -145,7 +145,9 @@ func (l Label) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON reads what MarshalJSON wrote, strictly: a missing class, a
 // class that contradicts the flags, a member it does not know (in the label
 // or a span), a member name in other case, or a member given twice is an
-// error, so that an edited transcript does not load.
+// error, and so is a span no read makes (a negative offset or length, a
+// fallback span naming a job, a verifiable or derived span of
+// [FallbackSource] or of no job), so that an edited transcript does not load.
 // The Reason comes back as a plain error with the same text.
 func (l *Label) UnmarshalJSON(b []byte) error {
 	if err := strictjson.Keys(b); err != nil {
@@ -173,6 +175,34 @@ func (l *Label) UnmarshalJSON(b []byte) error {
 	if out.Verifiable && out.Derived {
 		return errors.New("entropy: label is both verifiable and derived")
 	}
+	if err := out.checkSpans(); err != nil {
+		return fmt.Errorf("entropy: label: %w", err)
+	}
 	*l = out
+	return nil
+}
+
+// checkSpans reports a span that the label's class rules out, as no read
+// of a [Provider] makes it: a negative offset or length; in a fallback
+// label, a span that is not [FallbackSource]'s (one naming a job, an offset
+// or public bytes); in a verifiable or derived label, a span of
+// [FallbackSource] or of no job, or a Reason.
+func (l Label) checkSpans() error {
+	fallback := l.Provenance() == ProvenanceFallback
+	if !fallback && l.Reason != nil {
+		return fmt.Errorf("a %s label has a reason", l.Provenance())
+	}
+	for i, s := range l.Spans {
+		switch {
+		case s.Offset < 0 || s.Length < 0:
+			return fmt.Errorf("span %d has offset %d and length %d", i, s.Offset, s.Length)
+		case fallback && (s.Source != FallbackSource || s.JobID != "" || s.Offset != 0 || s.Public):
+			return fmt.Errorf("span %d of a fallback label is not %s's", i, FallbackSource)
+		case !fallback && s.Source == FallbackSource:
+			return fmt.Errorf("span %d of a %s label is %s's", i, l.Provenance(), FallbackSource)
+		case !fallback && s.JobID == "":
+			return fmt.Errorf("span %d of a %s label names no job", i, l.Provenance())
+		}
+	}
 	return nil
 }

@@ -45,6 +45,41 @@ func TestLabelJSONRejectsContradiction(t *testing.T) {
 	assert.Error(t, json.Unmarshal([]byte(`{"class":"verifiable","verifiable":false,"spans":[]}`), &l))
 }
 
+// A label whose spans its class rules out is refused: fallback bytes edited
+// to name a service's job, a verifiable span of crypto/rand or of no job, a
+// negative length that would shrink Len, a reason on a verifiable read.
+func TestLabelJSONRejectsSpansItsClassRulesOut(t *testing.T) {
+	for name, js := range map[string]string{
+		"fallback naming a job":         `{"class":"fallback","verifiable":false,"spans":[{"source":"quantropy","job_id":"j1","offset":0,"length":8}]}`,
+		"fallback of a service":         `{"class":"fallback","verifiable":false,"spans":[{"source":"quantropy","offset":0,"length":8}]}`,
+		"fallback with an offset":       `{"class":"fallback","verifiable":false,"spans":[{"source":"crypto/rand","offset":4,"length":8}]}`,
+		"fallback public":               `{"class":"fallback","verifiable":false,"spans":[{"source":"crypto/rand","offset":0,"length":8,"public":true}]}`,
+		"verifiable crypto/rand":        `{"class":"verifiable","verifiable":true,"spans":[{"source":"crypto/rand","job_id":"j1","offset":0,"length":8}]}`,
+		"verifiable with no job":        `{"class":"verifiable","verifiable":true,"spans":[{"source":"quantropy","offset":0,"length":8}]}`,
+		"derived with no job":           `{"class":"derived","verifiable":false,"derived":true,"spans":[{"source":"quantropy","offset":0,"length":32}]}`,
+		"derived crypto/rand":           `{"class":"derived","verifiable":false,"derived":true,"spans":[{"source":"crypto/rand","job_id":"j","offset":0,"length":32}]}`,
+		"negative length":               `{"class":"verifiable","verifiable":true,"spans":[{"source":"q","job_id":"j","offset":0,"length":40},{"source":"q","job_id":"k","offset":0,"length":-8}]}`,
+		"negative offset":               `{"class":"verifiable","verifiable":true,"spans":[{"source":"q","job_id":"j","offset":-1,"length":8}]}`,
+		"negative fallback length":      `{"class":"fallback","verifiable":false,"spans":[{"source":"crypto/rand","offset":0,"length":-8}]}`,
+		"verifiable with a reason":      `{"class":"verifiable","verifiable":true,"spans":[{"source":"q","job_id":"j","offset":0,"length":8}],"reason":"HTTP 503"}`,
+		"derived with a reason":         `{"class":"derived","verifiable":false,"derived":true,"spans":[{"source":"q","job_id":"j","offset":0,"length":32}],"reason":"x"}`,
+		"second span of a fallback job": `{"class":"fallback","verifiable":false,"spans":[{"source":"crypto/rand","offset":0,"length":8},{"source":"q","job_id":"j","offset":0,"length":8}]}`,
+	} {
+		var l Label
+		assert.Error(t, json.Unmarshal([]byte(js), &l), name)
+		assert.Zero(t, l.Len(), "%s: a refused label leaves the target alone", name)
+	}
+	// What the Provider makes still loads: a fallback with no spans (the
+	// label of a failed read) and one with a reason.
+	for _, js := range []string{
+		`{"class":"fallback","verifiable":false,"spans":[]}`,
+		`{"class":"fallback","verifiable":false,"spans":[{"source":"crypto/rand","offset":0,"length":8}],"reason":"pool empty"}`,
+	} {
+		var l Label
+		assert.NoError(t, json.Unmarshal([]byte(js), &l), js)
+	}
+}
+
 func TestLabelString(t *testing.T) {
 	l := Label{Verifiable: true, Spans: []Span{{Source: "quantropy", JobID: "j1", Offset: 4, Length: 28}}}
 	assert.Equal(t, "verifiable quantropy j1[4:32]", l.String())

@@ -490,6 +490,49 @@ func TestVerifyOutputCannotBeForgedByJobID(t *testing.T) {
 	}
 }
 
+// TestVerifyOutputCannotBeForgedBySourceName: a transcript whose proof and
+// span name their source with a line break (or a bidi override) in it
+// cannot make entropy verify --public-key print a line of the file's
+// choosing. The source name is not signed, and the key given is trusted for
+// every source the proofs name, so the signature still checks and the
+// verify succeeds, with the name printed quoted.
+func TestVerifyOutputCannotBeForgedBySourceName(t *testing.T) {
+	clearEnv(t)
+	const key = "sk-cli-verify-source-name-1"
+	s, url, pub := startSim(t, key)
+	t.Setenv("ENTROPY_API_KEY", key)
+	path := filepath.Join(t.TempDir(), "t.json")
+	code, _, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--url", url, "--public-key", pub, "--transcript", path)
+	require.Equal(t, exitOK, code, errOut)
+	require.NoError(t, s.Close())
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	for _, bad := range []string{"\n" + forgedLine + "\n", "\u2028" + forgedLine, "\r" + forgedLine, "\u202e" + forgedLine} {
+		tr, err := draw.ParseTranscript(raw)
+		require.NoError(t, err)
+		tr.Label.Spans[0].Source += bad
+		tr.Proofs[0].Source += bad
+		tr.Digest = ""
+		body, err := json.Marshal(tr)
+		require.NoError(t, err)
+		sum := sha256.Sum256(body)
+		tr.Digest = hex.EncodeToString(sum[:])
+		forged, err := json.MarshalIndent(tr, "", "  ")
+		require.NoError(t, err)
+		fp := filepath.Join(t.TempDir(), "forged.json")
+		require.NoError(t, os.WriteFile(fp, forged, 0o600))
+		code, out, errOut := runCLI(t, "verify", "--public-key", pub, fp)
+		assert.Equal(t, exitOK, code, errOut)
+		assert.Contains(t, out, "origin OK")
+		for _, l := range linesOf(out + errOut) {
+			assert.False(t, strings.HasPrefix(l, forgedLine), "a forged line was printed: %q", out+errOut)
+		}
+		assert.NotContains(t, out+errOut, "\u202e")
+		assert.NotContains(t, out+errOut, "\u2028")
+		assert.NotContains(t, out+errOut, "\r")
+	}
+}
+
 // TestDrawEventNameCannotForgeOutput: draw --event with a newline (or
 // another line break, a bidi override, "..") is refused before anything is
 // drawn, with a one-line error, and nothing it holds is printed as a line of
