@@ -80,7 +80,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	n := fs.Int("of", 0, "... of the numbers 1 to `N`")
 	shuffleN := fs.Int("shuffle", 0, "shuffle `N` items (prints positions 1 to N)")
 	intFlag := fs.String("int", "", "draw one integer in 0 to `N`-1 (1 ≤ N ≤ 18446744073709551615)")
-	event := fs.String("event", "", "draw for the named `event`: once, ever (with --journal, across restarts)")
+	event := fs.String("event", "", "draw for the named `event`: once, ever (needs --journal, which keeps the draw across runs)")
 	journalPath := addJournalFlag(fs)
 	transcriptPath := fs.String("transcript", "", "write the transcript to `file` (must not exist; \"-\" or empty: stdout)")
 	allowFallback := fs.Bool("allow-fallback", false, "accept local fallback entropy; the transcript then says NOT VERIFIABLE")
@@ -109,6 +109,12 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		if err := names.Check(*event); err != nil {
 			return usageError(stderr, c, fmt.Errorf("--event: %w", err))
+		}
+		if *journalPath == "" {
+			// Every run is a process of its own: without a journal nothing
+			// remembers the event's draw, and running the command again
+			// would silently draw the event anew, a re-roll.
+			return usageError(stderr, c, errors.New("--event needs --journal: without one the event's draw is not kept, and running the command again would draw it anew"))
 		}
 	}
 
@@ -230,7 +236,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if p != nil && *event == "" {
-		if err := waitPool(ctx, p.Provider, draw.SeedSize); errors.Is(err, context.Canceled) || p.hopeless(err) {
+		if err := waitPool(ctx, p.Provider, draw.SeedSize, p.policy); errors.Is(err, context.Canceled) || p.hopeless(err) {
 			removeTranscript()
 			return fail(stderr, c, err)
 		}

@@ -193,6 +193,20 @@ func TestDrawFallbackNeedsOptIn(t *testing.T) {
 	assert.Equal(t, 0, code)
 }
 
+// TestDrawFailPolicyFailsAtOnceDuringOutage: draw --policy fail against a
+// service that is down fails with the source's error once the refill round
+// has failed; it does not wait out --timeout, which is defer's (an hour
+// here, so a draw that waited for it would fail the test's own timeout).
+func TestDrawFailPolicyFailsAtOnceDuringOutage(t *testing.T) {
+	clearEnv(t)
+	code, out, errOut := runCLI(t, "draw", "--int", "10", "--url", "http://127.0.0.1:1", "--public-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "--policy", "fail", "--timeout", "1h")
+	assert.Equal(t, exitError, code, out)
+	assert.Empty(t, out)
+	assert.Contains(t, errOut, "unavailable")
+	assert.Contains(t, errOut, "connection", "the source's own error")
+	assert.NotContains(t, errOut, "deadline")
+}
+
 func TestRFC3797Command(t *testing.T) {
 	code, out, errOut := runCLI(t, "rfc3797", "--pool", "25", "--count", "10", "9319", "2 5 12 8 10", "9 18 26 34 41 45")
 	require.Equal(t, 0, code, errOut)
@@ -288,6 +302,19 @@ func TestDrawAfterRefusesFlagsWithoutEffect(t *testing.T) {
 }
 
 // An empty event name is refused, never turned into an ordinary (re-rollable) draw.
+// TestDrawEventWithoutJournalRefused: every run of the command is a new
+// process, so an event drawn without a journal would be drawn anew by the
+// next run, silently: a re-roll. --event without --journal is a bad command
+// line, and nothing is drawn.
+func TestDrawEventWithoutJournalRefused(t *testing.T) {
+	clearEnv(t)
+	code, out, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--event", "lotto-2026-12-06")
+	assert.Equal(t, exitUsage, code, out)
+	assert.Empty(t, out)
+	assert.Contains(t, errOut, "--event needs --journal")
+	assert.NotContains(t, errOut, "pick 6 of")
+}
+
 func TestDrawEmptyEventRefused(t *testing.T) {
 	clearEnv(t)
 	code, out, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--event", "")
@@ -444,7 +471,7 @@ func TestDrawReportsWhyEntropyIsUnavailable(t *testing.T) {
 	// An event draw too: a refused key ends it with the 401 (an event
 	// waits out outages, not a misconfiguration); the deadline is an hour,
 	// so a draw that waited for it would fail the test's own timeout.
-	code, out, errOut = runCLI(t, "draw", "--pick", "6", "--of", "49", "--event", "lotto", "--url", url, "--public-key", pub, "--timeout", "1h")
+	code, out, errOut = runCLI(t, "draw", "--pick", "6", "--of", "49", "--event", "lotto", "--journal", filepath.Join(t.TempDir(), "j.jsonl"), "--url", url, "--public-key", pub, "--timeout", "1h")
 	require.Equal(t, exitError, code, out)
 	assert.Regexp(t, `401|(?i)unauthori`, errOut)
 	assert.NotContains(t, errOut, "deadline")

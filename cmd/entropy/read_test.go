@@ -248,6 +248,30 @@ func TestReadPolicies(t *testing.T) {
 	assert.NotContains(t, errOut, wrong)
 }
 
+// TestReadFailPolicyFailsAtOnceDuringOutage: under --policy fail, a service
+// that is down ends the read with the source's error once the refill round
+// has failed, as the fail policy says; only defer waits out --timeout. The
+// deadline is an hour, so a read that waited for it would fail the test's
+// own timeout. Degrade likewise falls back without waiting for it.
+func TestReadFailPolicyFailsAtOnceDuringOutage(t *testing.T) {
+	clearEnv(t)
+	const key = "sk-cli-outage-5e4d3c2b"
+	_, _, pub := startSim(t, key)
+	down := "http://127.0.0.1:1" // nothing listens here
+	code, out, errOut := runCLI(t, "read", "-n", "8", "--url", down, "--api-key", key, "--public-key", pub, "--policy", "fail", "--timeout", "1h")
+	assert.Equal(t, exitError, code, out)
+	assert.Empty(t, out)
+	assert.Equal(t, 1, strings.Count(errOut, "\n"), errOut)
+	assert.Contains(t, errOut, "unavailable")
+	assert.Contains(t, errOut, "connection", "the source's own error")
+	assert.NotContains(t, errOut, "deadline")
+
+	code, out, errOut = runCLI(t, "read", "-n", "8", "--label", "--url", down, "--api-key", key, "--public-key", pub, "--timeout", "1h")
+	assert.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, `"class":"fallback"`)
+	assert.NotContains(t, out, "deadline")
+}
+
 func TestReadSourceFlag(t *testing.T) {
 	clearEnv(t)
 	// The simulator first, drand (here an unreachable relay) as failover.
