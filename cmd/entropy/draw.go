@@ -171,6 +171,12 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		} else if err == nil && *journalPath != "" {
 			err = errors.New("--after with --journal: a committed draw takes nothing from the pool, and its transcript is its record")
 		}
+		for _, name := range []string{"policy", "rate", "burst", "fleet", "fleet-name", "fleet-size", "allow-fallback"} {
+			if err == nil && given[name] {
+				// No Provider is opened: nothing for them to act on.
+				err = fmt.Errorf("--%s has no effect with --after: a committed draw takes its round straight from the relays, with no fallback; leave --%s out", name, name)
+			}
+		}
 		if err != nil {
 			return usageError(stderr, c, err)
 		}
@@ -369,6 +375,9 @@ func (f *sourceFlags) commitAfter(text string, now time.Time) (*draw.Commitment,
 	if len(names) != 1 || !strings.HasPrefix(names[0], "drand:") {
 		return nil, nil, errors.New("--after needs --source drand (one drand chain, alone): the draw commits to one of its rounds")
 	}
+	if err := f.checkUnused(names); err != nil {
+		return nil, nil, err
+	}
 	src, err := f.drandSource(names[0])
 	if err != nil {
 		return nil, nil, err
@@ -431,6 +440,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if *url != "" && strings.TrimSpace(*pub) == "" {
 		return usageError(stderr, c, errors.New("--public-key is missing: checking the jobs at --url needs the service's public key (or ENTROPY_PUBLIC_KEY)"))
+	}
+	if setFlags(fs)["source-name"] && *url == "" && strings.TrimSpace(*pub) == "" {
+		return usageError(stderr, c, errors.New("--source-name has no effect without --url or --public-key (or ENTROPY_PUBLIC_KEY): it names the service whose jobs or key check the transcript"))
 	}
 	// The service, if any, is checked before the transcript is read, so
 	// that a bad --url is reported as such.

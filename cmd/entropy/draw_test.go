@@ -277,6 +277,30 @@ func TestDrawCommandLineErrors(t *testing.T) {
 	}
 }
 
+// TestDrawAfterRefusesFlagsWithoutEffect: a committed draw (--after) takes
+// its round straight from the relays, through no Provider: --policy,
+// --rate, --burst, the fleet's flags, --allow-fallback and the service's
+// flags would do nothing there, and each is a bad command line naming it
+// and --after (or --source).
+func TestDrawAfterRefusesFlagsWithoutEffect(t *testing.T) {
+	clearEnv(t)
+	after := []string{"draw", "--int", "10", "--source", "drand", "--relays", "http://127.0.0.1:1", "--after", "now"}
+	for _, tc := range []struct {
+		args     []string
+		mentions []string
+	}{
+		{[]string{"--policy", "fail"}, []string{"--policy", "--after"}},
+		{[]string{"--rate", "2"}, []string{"--rate", "--after"}},
+		{[]string{"--burst", "3"}, []string{"--burst", "--after"}},
+		{[]string{"--fleet", "redis://127.0.0.1:1/0"}, []string{"--fleet", "--after"}},
+		{[]string{"--fleet-size", "2"}, []string{"--fleet-size", "--after"}},
+		{[]string{"--allow-fallback"}, []string{"--allow-fallback", "--after"}},
+		{[]string{"--url", "http://127.0.0.1:1"}, []string{"--url", "--source"}},
+	} {
+		assertUsageError(t, append(append([]string{}, after...), tc.args...), tc.mentions...)
+	}
+}
+
 // An empty event name is refused, never turned into an ordinary (re-rollable) draw.
 // TestDrawEventWithoutJournalRefused: every run of the command is a new
 // process, so an event drawn without a journal would be drawn anew by the

@@ -48,6 +48,16 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *n < 1 || *n > maxReadSize {
 		return usageError(stderr, c, fmt.Errorf("-n %d must be in 1..%d", *n, maxReadSize))
 	}
+	given := setFlags(fs)
+	for _, name := range []string{"every", "status-every"} {
+		if given[name] && !*followF {
+			return usageError(stderr, c, fmt.Errorf("--%s has no effect without --follow: add --follow, or leave --%s out", name, name))
+		}
+	}
+	if given["timeout"] && *followF {
+		// Each read of --follow waits at most --status-every.
+		return usageError(stderr, c, errors.New("--timeout has no effect with --follow: each read waits at most --status-every"))
+	}
 	var encode func([]byte) string
 	switch *format {
 	case "hex":

@@ -26,6 +26,7 @@ func clearEnv(t *testing.T) {
 	t.Setenv("ENTROPY_URL", "")
 	t.Setenv("ENTROPY_API_KEY", "")
 	t.Setenv("ENTROPY_PUBLIC_KEY", "")
+	t.Setenv("ENTROPY_SOURCE_NAME", "")
 }
 
 func TestReadFromEmbeddedSimulatorIsVerifiable(t *testing.T) {
@@ -148,6 +149,54 @@ func TestReadConfigurationErrors(t *testing.T) {
 		assert.Equal(t, 1, strings.Count(errOut, "\n"), "%s: %q", name, errOut)
 		assert.True(t, strings.HasPrefix(errOut, "entropy read: "), name)
 		assert.NotContains(t, errOut, key, name)
+	}
+}
+
+// TestSourceNameWithoutURLIsUsageError: --source-name (or
+// ENTROPY_SOURCE_NAME) without --url would name nothing (the embedded
+// simulator is always "simulator"): read and draw refuse it as a bad
+// command line that names both flags, and take it with a URL.
+func TestSourceNameWithoutURLIsUsageError(t *testing.T) {
+	clearEnv(t)
+	for _, cmd := range [][]string{{"read", "-n", "8"}, {"draw", "--int", "10"}} {
+		assertUsageError(t, append(cmd, "--source-name", "acme"), "--source-name", "--url")
+	}
+	t.Setenv("ENTROPY_SOURCE_NAME", "acme")
+	assertUsageError(t, []string{"read", "-n", "8"}, "ENTROPY_SOURCE_NAME", "--url")
+
+	const key = "sk-cli-source-name-7a6b5c4d"
+	_, url, pub := startSim(t, key)
+	t.Setenv("ENTROPY_API_KEY", key)
+	code, out, errOut := runCLI(t, "read", "-n", "8", "--label", "--url", url, "--public-key", pub)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, `"source":"acme"`)
+}
+
+// TestSourceFlagsWithoutEffectAreUsageErrors: a flag of read and draw that
+// the other flags leave without effect is a bad command line naming both,
+// never silently dropped: --fetch-public-key without --url or beside
+// --public-key, a service's flags when --source has no service, --relays
+// without a drand chain, --allow-http with neither a URL nor a chain.
+func TestSourceFlagsWithoutEffectAreUsageErrors(t *testing.T) {
+	clearEnv(t)
+	pub := base64.StdEncoding.EncodeToString(make([]byte, ed25519.PublicKeySize))
+	for _, cmd := range [][]string{{"read", "-n", "8"}, {"draw", "--int", "10"}} {
+		for _, tc := range []struct {
+			args     []string
+			mentions []string
+		}{
+			{[]string{"--fetch-public-key"}, []string{"--fetch-public-key", "--url"}},
+			{[]string{"--url", "http://127.0.0.1:1", "--public-key", pub, "--fetch-public-key"}, []string{"--fetch-public-key", "--public-key"}},
+			{[]string{"--source", "drand", "--url", "http://127.0.0.1:1"}, []string{"--url", "--source"}},
+			{[]string{"--source", "drand", "--api-key", "sk-cli-unused-0123"}, []string{"--api-key", "--source"}},
+			{[]string{"--source", "drand", "--public-key", pub}, []string{"--public-key", "--source"}},
+			{[]string{"--source", "drand", "--fetch-public-key"}, []string{"--fetch-public-key", "--source"}},
+			{[]string{"--source", "drand", "--source-name", "acme"}, []string{"--source-name", "--source"}},
+			{[]string{"--relays", "http://127.0.0.1:1"}, []string{"--relays", "--source"}},
+			{[]string{"--allow-http"}, []string{"--allow-http", "--url"}},
+		} {
+			assertUsageError(t, append(append([]string{}, cmd...), tc.args...), tc.mentions...)
+		}
 	}
 }
 
