@@ -484,14 +484,8 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	fmt.Fprintf(stdout, "replay OK: %s %s/%d, %d outputs from %s\n", what, t.Algorithm, t.Version, len(t.Outputs), t.Label)
 	fmt.Fprintln(stdout, resultLine(t)) // as draw printed it
-	if !t.Verifiable {
-		fmt.Fprintf(stdout, "WARNING: %s\n", t.Warning)
-		if !*allowFallback {
-			fmt.Fprintf(stderr, "entropy verify: transcript is consistent but NOT VERIFIABLE (fallback entropy); --allow-fallback to accept\n")
-			return exitError
-		}
-		return exitOK
-	}
+	// The list first: a fallback draw accepted with --allow-fallback still
+	// has its entrants checked.
 	if *entrantsFile != "" {
 		f, err := os.Open(*entrantsFile)
 		if err != nil {
@@ -509,6 +503,14 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stdout, "entrants OK: the list of %d (sha256 %s) is the one the draw committed to\nwinners: %s\n", t.Entrants.Count, t.Entrants.SHA256, quoteNames(names))
 	} else if t.Entrants != nil {
 		fmt.Fprintf(stdout, "entrants not checked: the draw committed to %d entrants (sha256 %s); give --entrants FILE\n", t.Entrants.Count, t.Entrants.SHA256)
+	}
+	if !t.Verifiable {
+		fmt.Fprintf(stdout, "WARNING: %s\n", t.Warning)
+		if !*allowFallback {
+			fmt.Fprintf(stderr, "entropy verify: transcript is consistent but NOT VERIFIABLE (fallback entropy); --allow-fallback to accept\n")
+			return exitError
+		}
+		return exitOK
 	}
 	// Offline: the proofs the transcript carries, under the trust roots.
 	roots, err := trustRoots(t, *pub, *name, *chainFlag)

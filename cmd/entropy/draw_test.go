@@ -193,6 +193,30 @@ func TestDrawFallbackNeedsOptIn(t *testing.T) {
 	assert.Equal(t, 0, code)
 }
 
+// A fallback draw accepted with --allow-fallback still has its list of
+// entrants checked: another list fails, the list it committed to passes
+// and names the winners.
+func TestVerifyFallbackDrawChecksItsEntrants(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	list := filepath.Join(dir, "entrants.txt")
+	require.NoError(t, os.WriteFile(list, []byte("ada\nbob\ncy\n"), 0o644))
+	other := filepath.Join(dir, "other.txt")
+	require.NoError(t, os.WriteFile(other, []byte("cy\nbob\nada\n"), 0o644))
+	path := filepath.Join(dir, "t.json")
+	code, _, errOut := runCLI(t, "draw", "--int", "3", "--entrants", list, "--url", "http://127.0.0.1:1", "--public-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+		"--policy", "degrade", "--timeout", "300ms", "--allow-fallback", "--transcript", path)
+	require.Equal(t, 0, code, errOut)
+	require.False(t, readTranscript(t, path).Verifiable)
+
+	code, _, errOut = runCLI(t, "verify", "--allow-fallback", "--entrants", other, path)
+	assert.Equal(t, exitError, code, "another list of entrants is refused")
+	assert.Contains(t, errOut, "entrants")
+	code, out, errOut := runCLI(t, "verify", "--allow-fallback", "--entrants", list, path)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "entrants OK")
+}
+
 // TestDrawFailPolicyFailsAtOnceDuringOutage: draw --policy fail against a
 // service that is down fails with the source's error once the refill round
 // has failed; it does not wait out --timeout, which is defer's (an hour
