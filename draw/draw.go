@@ -7,10 +7,14 @@
 // docs/draw-spec.md with test vectors. It uses SHA-256 and integer arithmetic
 // only, nothing that may change between Go releases (no math/rand).
 //
-// A draw requires verifiable entropy. Give it a Provider with the Defer policy
-// and a context that bounds the wait; a draw from fallback entropy needs the
-// AllowFallback option, and its transcript then says "verifiable": false with
-// the warning WarningFallback. ForEvent draws the entropy of a named event
+// A draw requires verifiable entropy: from a Provider it waits for a job
+// of its own as under the Defer policy, until the caller's context ends (a
+// permanent failure of every source, or Close, ends it sooner), under
+// Degrade too, whose fallback a draw refuses; give it a context that bounds
+// the wait. Under Fail, whose callers asked for an answer at once, it fails
+// at once. A draw from fallback entropy needs the AllowFallback option, and
+// its transcript then says "verifiable": false with the warning
+// WarningFallback. ForEvent draws the entropy of a named event
 // once (contract point 8): asking again, in this process or after a restart
 // with the same journal, gives the same seed and so the same result.
 //
@@ -58,7 +62,9 @@ const WarningFallback = "NOT VERIFIABLE: drawn from local fallback entropy; no t
 
 var (
 	// ErrNotVerifiable is returned by a draw whose entropy came from the
-	// fallback when AllowFallback was not given. It wraps the label's Reason.
+	// fallback when AllowFallback was not given (it wraps the label's
+	// Reason), and by a draw whose context ended while it waited for
+	// verifiable entropy (it wraps the context's error and the last cause).
 	ErrNotVerifiable = errors.New("draw: entropy is not verifiable (fallback); refusing to draw without AllowFallback")
 	// ErrDerived is returned for a derived (secret) read: no one can replay it.
 	ErrDerived = errors.New("draw: entropy is derived (a secret read) and cannot be replayed")
@@ -295,11 +301,11 @@ func run(ctx context.Context, src Entropy, kind Kind, in Inputs, opts []Option) 
 		// A job of the draw's own, sized to the seed: its proof is small
 		// enough to travel in the transcript.
 		var pr entropy.Proof
-		label, pr, err = pe.ReadProven(ctx, seed)
+		label, pr, err = readProven(ctx, pe, seed, !c.allowFallback && !failsAtOnce(src))
 		switch {
-		case err != nil && errors.Is(err, entropy.ErrUnavailable):
-			// No job of its own: the Provider's policy decides, as for
-			// any read (Degrade: fallback, refused below unless allowed).
+		case err != nil && c.allowFallback && errors.Is(err, entropy.ErrUnavailable):
+			// No job of its own, and fallback allowed: the Provider's
+			// policy decides, as for any read (Degrade: fallback).
 			label, err = src.ReadLabelled(ctx, seed)
 		case err == nil && pr.Scheme != "":
 			proofs = []entropy.Proof{pr}
@@ -541,4 +547,59 @@ func VerifyEntropy(ctx context.Context, t *Transcript, jobs JobData) error {
 		pos += s.Length
 	}
 	return nil
+}
+
+// proveWait bounds the pause between two ReadProven calls of a draw
+// waiting for verifiable entropy (readProven); the first pause is
+// proveWaitFirst, and each is twice the one before.
+const (
+	proveWaitFirst = 10 * time.Millisecond
+	proveWait      = 500 * time.Millisecond
+)
+
+// failsAtOnce reports whether src is a Provider under the Fail policy,
+// whose caller asked for an answer at once rather than a wait.
+func failsAtOnce(src Entropy) bool {
+	s, ok := src.(interface{ Stats() entropy.Stats })
+	return ok && s.Stats().Policy == entropy.Fail
+}
+
+// readProven reads a draw's seed with ReadProven. With wait set (a draw
+// that requires verifiable entropy, from a Provider not under Fail) it
+// waits as the Defer policy does: while no source can give a job now
+// (entropy.ErrUnavailable), it asks again, until a job comes, ctx ends
+// (an error wrapping ErrNotVerifiable, ctx's error and the last cause), or
+// the failure is permanent or the Provider closed (that error, at once). A
+// Provider answering for Degrade or Fail repeats its last failure without
+// a request for the retry's longest delay, so the pauses cost no requests.
+func readProven(ctx context.Context, pe ProvenEntropy, seed []byte, wait bool) (entropy.Label, entropy.Proof, error) {
+	pause := proveWaitFirst
+	for {
+		l, pr, err := pe.ReadProven(ctx, seed)
+		switch {
+		case err == nil || !wait:
+			return l, pr, err
+		case ctx.Err() != nil:
+			return entropy.Label{}, entropy.Proof{}, notVerifiable(ctx, err)
+		case !errors.Is(err, entropy.ErrUnavailable) || errors.Is(err, entropy.ErrPermanent) || errors.Is(err, entropy.ErrClosed):
+			return l, pr, err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return entropy.Label{}, entropy.Proof{}, notVerifiable(ctx, err)
+		case <-t.C:
+		}
+		pause = min(2*pause, proveWait)
+	}
+}
+
+// notVerifiable is the error of a draw whose context ended while it waited
+// for verifiable entropy: ErrNotVerifiable, ctx's error and the last cause.
+func notVerifiable(ctx context.Context, cause error) error {
+	if errors.Is(cause, ctx.Err()) {
+		return fmt.Errorf("%w: waiting for a verifiable job: %w", ErrNotVerifiable, cause)
+	}
+	return fmt.Errorf("%w: %w while waiting for a verifiable job: %w", ErrNotVerifiable, ctx.Err(), cause)
 }

@@ -94,14 +94,74 @@ func TestDrawWithDegradedProvider(t *testing.T) {
 	p := newProvider(t, src, entropy.WithPolicy(entropy.Degrade), entropy.WithRetry(1, time.Millisecond, time.Millisecond))
 	ctx := context.Background()
 
-	_, _, err := draw.Pick(ctx, p, 6, 49)
+	// Without AllowFallback the draw waits for a verifiable job until its
+	// context ends, and draws nothing.
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	_, tr, err := draw.Pick(short, p, 6, 49)
 	assert.ErrorIs(t, err, draw.ErrNotVerifiable)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Nil(t, tr)
 
-	_, tr, err := draw.Pick(ctx, p, 6, 49, draw.AllowFallback())
+	_, tr, err = draw.Pick(ctx, p, 6, 49, draw.AllowFallback())
 	require.NoError(t, err)
 	assert.False(t, tr.Verifiable)
 	assert.Equal(t, draw.WarningFallback, tr.Warning)
 	require.NoError(t, draw.Verify(tr))
+}
+
+// Draws require verifiable entropy by default, as Defer with the caller's
+// context: under Degrade (whose fallback a draw refuses) as under Defer, a
+// draw made while the source is down waits, and once the source is back it
+// is drawn from a verifiable job. A permanent failure ends the wait at
+// once, and so does the Fail policy, whose callers asked for an answer at
+// once.
+func TestDrawWaitsForVerifiableEntropyUnlessFail(t *testing.T) {
+	for _, pol := range []entropy.Policy{entropy.Degrade, entropy.Defer} {
+		t.Run(pol.String(), func(t *testing.T) {
+			src := newJobSource("quantropy")
+			src.down = true
+			p := newProvider(t, src, entropy.WithPolicy(pol), entropy.WithRetry(1, time.Millisecond, time.Millisecond))
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			type result struct {
+				tr  *draw.Transcript
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				_, tr, err := draw.Pick(ctx, p, 6, 49)
+				done <- result{tr, err}
+			}()
+			// The draw is still waiting once the source has failed it.
+			require.Eventually(t, func() bool { return p.Stats().Sources[0].Failures > 0 }, 10*time.Second, time.Millisecond)
+			select {
+			case r := <-done:
+				t.Fatalf("the draw ended while the source was down: %v", r.err)
+			default:
+			}
+			src.mu.Lock()
+			src.down = false
+			src.mu.Unlock()
+			r := <-done
+			require.NoError(t, r.err)
+			assert.True(t, r.tr.Verifiable)
+			require.NoError(t, draw.Verify(r.tr))
+		})
+	}
+
+	down := entropy.SourceFunc(func(context.Context, int) (entropy.Block, error) {
+		return entropy.Block{}, &entropy.APIError{StatusCode: 401, Code: "unauthorized"}
+	})
+	p := newProvider(t, down, entropy.WithPolicy(entropy.Degrade), entropy.WithRetry(1, time.Millisecond, time.Millisecond))
+	_, _, err := draw.Pick(context.Background(), p, 6, 49)
+	assert.ErrorIs(t, err, entropy.ErrPermanent, "a permanent failure ends the wait")
+
+	src := newJobSource("quantropy")
+	src.down = true
+	p = newProvider(t, src, entropy.WithPolicy(entropy.Fail), entropy.WithRetry(1, time.Millisecond, time.Millisecond))
+	_, _, err = draw.Pick(context.Background(), p, 6, 49)
+	assert.ErrorIs(t, err, entropy.ErrUnavailable, "Fail answers at once")
 }
 
 // A Defer Provider whose source is down: the caller's context bounds the
