@@ -3,8 +3,12 @@ package draw_test
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -13,6 +17,8 @@ import (
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/draw"
+	"github.com/provenrand/entropy/health"
+	"github.com/provenrand/entropy/httpsource"
 	"github.com/provenrand/entropy/journal"
 	"github.com/provenrand/entropy/sim"
 )
@@ -163,4 +169,88 @@ func TestEventRedrawWithOtherParametersFails(t *testing.T) {
 	assert.Equal(t, first, again)
 	_, _, err = draw.Pick(ctx, p, 5, 49, draw.ForEvent("lotto"))
 	assert.ErrorIs(t, err, entropy.ErrEventParams)
+}
+
+// v1Job asks s for a job of size bytes without a nonce, as a client of
+// protocol v1 would: s signs it in v1, binding it to no request. It returns
+// the job's proof.
+func v1Job(t *testing.T, s *sim.Server, size int) entropy.Proof {
+	t.Helper()
+	s.AddKey("sk-v1-client", 1<<20)
+	req := httptest.NewRequest(http.MethodGet, httpsource.EntropyPath+"?size="+strconv.Itoa(size), nil)
+	req.Header.Set("Authorization", "Bearer sk-v1-client")
+	req.Header.Set("Accept", "application/json")
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	var j httpsource.JobResponse
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &j))
+	require.Empty(t, j.Nonce, "a job of protocol v1")
+	data, err := base64.StdEncoding.DecodeString(j.Entropy)
+	require.NoError(t, err)
+	sig, err := base64.StdEncoding.DecodeString(j.Signature)
+	require.NoError(t, err)
+	require.True(t, httpsource.VerifySignature(s.PublicKey(), j.JobID, data, sig))
+	return entropy.Proof{Scheme: entropy.SchemeReferenceV1, Source: sim.SourceName, JobID: j.JobID, Data: data, Signature: sig}
+}
+
+// TestEventJobOfProtocolV1Refused: an event draw whose job is of protocol
+// v1, which binds no request, is refused once its signature is checked,
+// as one of v2 without binding is. A service still signs a v1 job for any
+// request without a nonce, so without this whoever drew could ask for v1
+// jobs until one gave the result they wanted, and pass it off as the
+// event's; no event draw ever took a v1 job.
+func TestEventJobOfProtocolV1Refused(t *testing.T) {
+	entrants := []string{"ada", "grace", "edsger", "barbara", "donald"}
+	s := sim.New()
+	p, stop := simProvider(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, tr, err := draw.Pick(ctx, p, 3, len(entrants), draw.ForEvent("raffle-v1"), draw.WithEntrants(entrants))
+	require.NoError(t, err)
+	js, err := json.Marshal(tr)
+	require.NoError(t, err)
+	v1 := v1Job(t, s, health.AptWindow)
+	stop()
+
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(js, &m))
+	delete(m, "binding")
+	b, err := json.Marshal(m)
+	require.NoError(t, err)
+	forged := reseed(t, b, []entropy.Span{{Source: sim.SourceName, JobID: v1.JobID, Length: draw.SeedSize}}, v1.Data[:draw.SeedSize])
+	forged.Proofs = []entropy.Proof{v1}
+	b, err = json.Marshal(forged)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &m))
+	forged = redigest(t, m)
+
+	roots := draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{sim.SourceName: s.PublicKey()}}
+	_, err = draw.Check(forged, roots)
+	assert.ErrorIs(t, err, draw.ErrProof)
+	assert.ErrorContains(t, err, `proof 0 "nonce"`)
+	assert.ErrorIs(t, draw.Verify(forged, roots), draw.ErrProof)
+
+	// The same job in a draw that names no event: checked, and reported as
+	// binding no request.
+	delete(m, "event")
+	rep, err := draw.Check(redigest(t, m), roots)
+	require.NoError(t, err)
+	assert.True(t, rep.OriginChecked)
+	assert.Contains(t, rep.Checks[len(rep.Checks)-1], "protocol v1 (it binds no request")
+}
+
+// An event whose job was drawn by ReadFor, bound to no parameters, cannot
+// be drawn from: the draw fails rather than give a transcript that does
+// not verify.
+func TestDrawOfAnEventReadWithoutParametersFails(t *testing.T) {
+	p, stop := simProvider(t, sim.New())
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := p.ReadFor(ctx, "lotto", make([]byte, draw.SeedSize))
+	require.NoError(t, err)
+	_, tr, err := draw.Pick(ctx, p, 6, 49, draw.ForEvent("lotto"))
+	assert.ErrorIs(t, err, entropy.ErrEventParams)
+	assert.Nil(t, tr)
 }

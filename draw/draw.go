@@ -167,7 +167,8 @@ func AllowFallback() Option { return func(c *config) { c.allowFallback = true } 
 // draw's Params: the event's job is requested for this event and these
 // parameters, the transcript carries the Binding and the job's proof, and a
 // later draw of the event with other parameters fails
-// (entropy.ErrEventParams). From an EventEntropy it is read with ReadFor. An
+// (entropy.ErrEventParams), as does a draw of an event whose bound job
+// ReadFor took, bound to no parameters. From an EventEntropy it is read with ReadFor. An
 // empty name is an error (ErrBadInput), never an ordinary draw: an unset
 // name must not turn "once, ever" into a re-roll.
 func ForEvent(name string) Option {
@@ -274,11 +275,15 @@ func run(ctx context.Context, src Entropy, kind Kind, in Inputs, opts []Option) 
 		var rec entropy.EventRecord
 		rec, err = be.ReadEvent(ctx, c.event, params, seed)
 		label = rec.Label
-		if err == nil && rec.Proof != nil {
+		switch {
+		case err != nil || rec.Proof == nil:
+		case !bytes.Equal(rec.Params, params):
+			// Drawn by ReadFor, without parameters: its job is bound to
+			// none, and a transcript of it would not verify.
+			err = fmt.Errorf("%w: event %q was drawn without this draw's parameters (by ReadFor), so its job is not bound to them", entropy.ErrEventParams, c.event)
+		default:
 			proofs = []entropy.Proof{*rec.Proof}
-			if bytes.Equal(rec.Params, params) {
-				binding = &Binding{Params: string(params), Salt: hex.EncodeToString(rec.Salt)}
-			}
+			binding = &Binding{Params: string(params), Salt: hex.EncodeToString(rec.Salt)}
 		}
 	} else if c.event != "" {
 		ev, ok := src.(EventEntropy)
@@ -426,6 +431,11 @@ func verifyReplay(t *Transcript) error {
 		covered += s.Length
 		if t.Label.Verifiable && s.JobID == "" {
 			return fmt.Errorf("%w: verifiable label span %d names no job", ErrInvalid, i)
+		}
+		if t.Label.Verifiable && s.Source == entropy.FallbackSource {
+			// No source may take the fallback's name (a Provider refuses
+			// its blocks): such a span is fallback bytes passed off as a job.
+			return fmt.Errorf("%w: verifiable label span %d names the fallback's source %q", ErrInvalid, i, entropy.FallbackSource)
 		}
 	}
 	if covered != len(seed) {

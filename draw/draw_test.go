@@ -341,6 +341,8 @@ func mutations() []mutation {
 		{"label derived", true, func(t *Transcript) { t.Label.Derived = true }},
 		{"label length", true, func(t *Transcript) { t.Label.Spans[0].Length = 31 }},
 		{"label job removed", true, func(t *Transcript) { t.Label.Spans[0].JobID = "" }},
+		// Fallback bytes passed off as a job: no source has the fallback's name.
+		{"label source the fallback's", true, func(t *Transcript) { t.Label.Spans[0].Source = entropy.FallbackSource }},
 		{"label negative offset", true, func(t *Transcript) { t.Label.Spans[0].Offset = -1 }},
 		{"time zero", true, func(t *Transcript) { t.Time = time.Time{} }},
 		{"digest", true, func(t *Transcript) { t.Digest = flipHex(t.Digest) }},

@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/drandsource"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/names"
 )
 
 // ProvenEntropy is an Entropy that reads a job of its own with its proof;
@@ -67,7 +69,8 @@ type Report struct {
 // Check verifies a transcript and reports which checks ran: always the
 // replay of the outputs from the seed and the digest (as Verify(t) does);
 // then, for a verifiable transcript with proofs, every proof offline: that
-// the spans' bytes are the proofs' data, that each proof's fields agree
+// the spans' bytes are the proofs' data, each job's from its first byte on,
+// in order (docs/draw-spec.md §6), that each proof's fields agree
 // (size, nonce, timestamp, round), and, for each proof whose source or chain
 // roots name, its signature. A failed check is an error (ErrInvalid,
 // ErrProof, …); a check it could not run (no proofs, no trust root for a
@@ -107,19 +110,22 @@ func Check(t *Transcript, roots TrustRoots) (Report, error) {
 	case t.Event != "" && rep.OriginChecked && bindsJobs(t.Proofs):
 		// An event draw from such a source always carries its binding: without
 		// one, the job may have been made for anything else.
-		return rep, proofError(0, "nonce", "the job of event %q is of %q, which binds every job to its request, but the transcript shows no binding: a job made for anything else cannot be passed off as this event's", t.Event, entropy.SchemeReferenceV2)
+		return rep, proofError(0, "nonce", "the job of event %q is of the reference protocol (%q), whose services bind every job to its request, but the transcript shows no binding: a job made for anything else cannot be passed off as this event's", t.Event, t.Proofs[0].Scheme)
 	case t.Event != "":
 		rep.Unchecked = append(rep.Unchecked, "event binding: the job was not bound to the event (a source that cannot bind jobs, or an older transcript): a job made for anything else could be passed off as this event's")
 	}
 	return rep, nil
 }
 
-// bindsJobs reports whether every proof is of the reference protocol's v2,
-// whose jobs are signed over their request's nonce: the jobs of a source that
-// can bind an event's job to the event (Transcript.Binding).
+// bindsJobs reports whether every proof is of the reference protocol, whose
+// services sign every job over its request's nonce (v2): the jobs of a
+// source that can bind an event's job to the event (Transcript.Binding). A
+// v1 job binds no request, and a service still signs one for any request
+// without a nonce; no event draw ever took one, so it cannot stand for an
+// event's job either.
 func bindsJobs(proofs []entropy.Proof) bool {
 	for _, p := range proofs {
-		if p.Scheme != entropy.SchemeReferenceV2 {
+		if p.Scheme != entropy.SchemeReferenceV2 && p.Scheme != entropy.SchemeReferenceV1 {
 			return false
 		}
 	}
@@ -163,6 +169,18 @@ func Verify(t *Transcript, roots ...TrustRoots) error {
 	return nil
 }
 
+// shown is a name from a transcript as a report line gives it: bare when it
+// is a plain name (docs/protocol.md, "Names"), quoted otherwise, so that no
+// name can end the line or make it say something else. A proof's source
+// name is not signed: a proof checks under the key trusted for whatever
+// name it gives.
+func shown(name string) string {
+	if names.Check(name) == nil && !strings.ContainsAny(name, " \"\\") {
+		return name
+	}
+	return strconv.QuoteToASCII(name)
+}
+
 // proofError is the error of one field of one proof.
 func proofError(i int, field, format string, a ...any) error {
 	return fmt.Errorf("%w: proof %d %q: %s", ErrProof, i, field, fmt.Sprintf(format, a...))
@@ -185,6 +203,7 @@ func checkProofs(t *Transcript, seed []byte, roots TrustRoots, rep *Report) erro
 	if len(t.Proofs) != len(order) {
 		return fmt.Errorf("%w: %d proofs for the %d jobs of the label", ErrProof, len(t.Proofs), len(order))
 	}
+	signed := map[string]int{} // proof by signature: one job, one proof
 	for i, p := range t.Proofs {
 		switch {
 		case p.Source != order[i].source:
@@ -192,17 +211,32 @@ func checkProofs(t *Transcript, seed []byte, roots TrustRoots, rep *Report) erro
 		case p.JobID != order[i].job:
 			return proofError(i, "job_id", "%q, but the label's job %d is %q", p.JobID, i, order[i].job)
 		}
+		if j, ok := signed[string(p.Signature)]; ok && len(p.Signature) != 0 {
+			// The same signed job under another source name: its bytes
+			// would be taken twice, split where the drawer chose.
+			return proofError(i, "signature", "the signature of proof %d: one job given twice, under two source names", j)
+		}
+		signed[string(p.Signature)] = i
 	}
+	// The spans of each job take its data from the first byte on, in order,
+	// each byte once, as a draw reads it (docs/draw-spec.md §6): were any
+	// offset accepted, the drawer could choose which bytes of the job make
+	// the seed, and so the result.
+	next := make([]int, len(order))
 	pos := 0
 	for i, s := range t.Label.Spans {
 		k := index[key{s.Source, s.JobID}]
 		data := t.Proofs[k].Data
+		if s.Offset != next[k] {
+			return proofError(k, "data", "span %d starts at byte %d of job %s, but the seed takes the job's bytes from its first, in order: byte %d is next", i, s.Offset, s.JobID, next[k])
+		}
 		if s.Offset > len(data)-s.Length || !bytes.Equal(data[s.Offset:s.Offset+s.Length], seed[pos:pos+s.Length]) {
 			return proofError(k, "data", "span %d (bytes %d to %d of job %s) is not the seed's bytes %d to %d", i, s.Offset, s.Offset+s.Length, s.JobID, pos, pos+s.Length)
 		}
+		next[k] += s.Length
 		pos += s.Length
 	}
-	rep.Checks = append(rep.Checks, fmt.Sprintf("binding: the %d bytes of the seed are the data of the %d proofs, span by span", len(seed), len(t.Proofs)))
+	rep.Checks = append(rep.Checks, fmt.Sprintf("binding: the %d bytes of the seed are the first bytes of the data of the %d proofs, span by span", len(seed), len(t.Proofs)))
 	for i, p := range t.Proofs {
 		var err error
 		switch p.Scheme {
@@ -259,13 +293,13 @@ func checkReference(i int, p entropy.Proof, drawn time.Time, roots TrustRoots, r
 		if !httpsource.VerifySignatureV2(pub, p.JobID, p.Nonce, p.Size, p.Timestamp, p.Data, p.Signature) {
 			return proofError(i, "signature", "does not verify under the key of %q over the job_id, nonce, size, timestamp and data (one of them was changed, or the key is another)", p.Source)
 		}
-		rep.Checks = append(rep.Checks, fmt.Sprintf("signature: proof %d, job %s of %s, signed in protocol v2 over its nonce, size %d and timestamp %s", i, p.JobID, p.Source, p.Size, p.Timestamp))
+		rep.Checks = append(rep.Checks, fmt.Sprintf("signature: proof %d, job %s of %s, signed in protocol v2 over its nonce, size %d and timestamp %s", i, shown(p.JobID), shown(p.Source), p.Size, p.Timestamp))
 		return nil
 	}
 	if !httpsource.VerifySignature(pub, p.JobID, p.Data, p.Signature) {
 		return proofError(i, "signature", "does not verify under the key of %q over the job_id and data (v1)", p.Source)
 	}
-	rep.Checks = append(rep.Checks, fmt.Sprintf("signature: proof %d, job %s of %s, signed in protocol v1 (it binds no request: the job could have been replayed)", i, p.JobID, p.Source))
+	rep.Checks = append(rep.Checks, fmt.Sprintf("signature: proof %d, job %s of %s, signed in protocol v1 (it binds no request: the job could have been replayed)", i, shown(p.JobID), shown(p.Source)))
 	return nil
 }
 

@@ -6,10 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -306,4 +308,188 @@ func FuzzProofTranscript(f *testing.F) {
 			}
 		}
 	})
+}
+
+// seedEntropy hands out its bytes as the seed of a draw, as a job would.
+type seedEntropy []byte
+
+func (s seedEntropy) ReadLabelled(_ context.Context, b []byte) (entropy.Label, error) {
+	copy(b, s)
+	return entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "s", JobID: "j", Length: len(b)}}}, nil
+}
+
+// reseed returns the transcript of js with the label's spans and the seed
+// replaced, its outputs replayed from the new seed and the digest
+// recomputed: a forger's transcript in which every check of the replay
+// holds.
+func reseed(t *testing.T, js []byte, spans []entropy.Span, seed []byte) *draw.Transcript {
+	t.Helper()
+	tr, err := draw.ParseTranscript(js)
+	require.NoError(t, err)
+	var again *draw.Transcript
+	switch tr.Kind {
+	case draw.KindPick:
+		_, again, err = draw.Pick(context.Background(), seedEntropy(seed), int(tr.Inputs.K), int(tr.Inputs.N))
+	case draw.KindShuffle:
+		_, again, err = draw.Shuffle(context.Background(), seedEntropy(seed), int(tr.Inputs.N))
+	default:
+		_, again, err = draw.Int(context.Background(), seedEntropy(seed), tr.Inputs.N)
+	}
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(js, &m))
+	m["outputs"] = again.Outputs
+	m["entropy"] = hex.EncodeToString(seed)
+	m["label"].(map[string]any)["spans"] = spans
+	return redigest(t, m)
+}
+
+// TestSeedIsTheFirstBytesOfItsJob: the seed is its job's first bytes, taken
+// in order, each once. A transcript whose spans take other bytes of the
+// job (a window further in, the same bytes twice, bytes picked one by one)
+// is refused, though every such byte is in the signed data: were it
+// accepted, the drawer could choose among the job's bytes, and so choose
+// the result, of an event's bound job as of any other. The first bytes split
+// into two spans still verify.
+func TestSeedIsTheFirstBytesOfItsJob(t *testing.T) {
+	js, pub := simTranscript(t)
+	entrants := []string{"ada", "grace", "edsger", "barbara", "donald"}
+	events, evPub, _ := simEventTranscripts(t, entrants, "raffle-2026-12-06")
+	for _, c := range []struct {
+		name string
+		js   []byte
+		pub  ed25519.PublicKey
+	}{{"draw", js, pub}, {"bound event draw", events[0], evPub}} {
+		t.Run(c.name, func(t *testing.T) {
+			roots := draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{sim.SourceName: c.pub}}
+			tr, err := draw.ParseTranscript(c.js)
+			require.NoError(t, err)
+			job, data := tr.Proofs[0].JobID, tr.Proofs[0].Data
+			span := func(off, n int) entropy.Span {
+				return entropy.Span{Source: sim.SourceName, JobID: job, Offset: off, Length: n}
+			}
+			var picked []entropy.Span
+			var pickedSeed []byte
+			for i := 0; i < draw.SeedSize; i++ {
+				picked = append(picked, span(7*i, 1))
+				pickedSeed = append(pickedSeed, data[7*i])
+			}
+			for _, f := range []struct {
+				name  string
+				spans []entropy.Span
+				seed  []byte
+			}{
+				{"a window further in", []entropy.Span{span(100, 32)}, data[100:132]},
+				{"the last bytes", []entropy.Span{span(len(data)-32, 32)}, data[len(data)-32:]},
+				{"the same bytes twice", []entropy.Span{span(0, 16), span(0, 16)}, append(slices.Clone(data[:16]), data[:16]...)},
+				{"the first bytes out of order", []entropy.Span{span(16, 16), span(0, 16)}, append(slices.Clone(data[16:32]), data[:16]...)},
+				{"bytes picked one by one", picked, pickedSeed},
+			} {
+				forged := reseed(t, c.js, f.spans, f.seed)
+				require.NoError(t, draw.Verify(forged), "%s: the replay alone holds", f.name)
+				err := draw.Verify(forged, roots)
+				assert.ErrorIs(t, err, draw.ErrProof, f.name)
+				assert.ErrorContains(t, err, `proof 0 "data"`, f.name)
+			}
+			split := reseed(t, c.js, []entropy.Span{span(0, 16), span(16, 16)}, data[:32])
+			assert.NoError(t, draw.Verify(split, roots), "the job's first bytes in two spans")
+		})
+	}
+}
+
+// TestOneJobNamedTwiceFails: a job's proof given twice, under two source
+// names, is refused, though each verifies: the seed would take the job's
+// bytes twice, split where the drawer chose. A drand round's proof names
+// the chain, not the source; a reference job is checked under the key given
+// for each name (entropy verify --public-key gives one key to every name).
+func TestOneJobNamedTwiceFails(t *testing.T) {
+	twice := func(t *testing.T, js []byte, roots draw.TrustRoots) {
+		t.Helper()
+		tr, err := draw.ParseTranscript(js)
+		require.NoError(t, err)
+		p := tr.Proofs[0]
+		q := p.Clone()
+		q.Source += "-again"
+		if roots.PublicKeys != nil {
+			roots.PublicKeys[q.Source] = roots.PublicKeys[p.Source]
+		}
+		seed := append(slices.Clone(p.Data[:10]), p.Data[:22]...)
+		forged := reseed(t, js, []entropy.Span{
+			{Source: p.Source, JobID: p.JobID, Length: 10, Public: true},
+			{Source: q.Source, JobID: q.JobID, Length: 22, Public: true},
+		}, seed)
+		forged.Proofs = []entropy.Proof{p, q}
+		b, err := json.Marshal(forged)
+		require.NoError(t, err)
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(b, &m))
+		err = draw.Verify(redigest(t, m), roots)
+		assert.ErrorIs(t, err, draw.ErrProof)
+		assert.ErrorContains(t, err, `proof 1 "signature"`)
+	}
+	for _, b := range drandtest.Beacons(t) {
+		t.Run(b.Chain, func(t *testing.T) {
+			src, chain := beaconEntropy(t, b)
+			drawn := chain.RoundTime(b.Round).Add(time.Minute)
+			_, tr, err := draw.Pick(context.Background(), src, 6, 49, draw.WithClock(entropy.NowFunc(func() time.Time { return drawn })))
+			require.NoError(t, err)
+			js, err := json.Marshal(tr)
+			require.NoError(t, err)
+			twice(t, js, draw.TrustRoots{Chains: []drandsource.ChainInfo{chain}})
+		})
+	}
+	t.Run("reference", func(t *testing.T) {
+		js, pub := simTranscript(t)
+		twice(t, js, draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{sim.SourceName: pub}})
+	})
+}
+
+// A draw from fallback entropy is never reported as of checked origin, not
+// even with a valid proof attached: its seed came from local bytes that no
+// third party can check.
+func TestFallbackTranscriptWithProofsIsUnproven(t *testing.T) {
+	js, pub := simTranscript(t)
+	roots := draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{sim.SourceName: pub}}
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(js, &m))
+	m["verifiable"] = false
+	m["warning"] = draw.WarningFallback
+	m["label"] = map[string]any{"class": "fallback", "verifiable": false, "reason": "source down",
+		"spans": []any{map[string]any{"source": entropy.FallbackSource, "offset": 0, "length": draw.SeedSize}}}
+	tr := redigest(t, m)
+	require.NotEmpty(t, tr.Proofs)
+	require.NoError(t, draw.Verify(tr), "a consistent fallback transcript replays")
+	rep, err := draw.Check(tr, roots)
+	require.NoError(t, err)
+	assert.False(t, rep.OriginChecked)
+	require.Len(t, rep.Unchecked, 1)
+	assert.Contains(t, rep.Unchecked[0], "fallback")
+	assert.ErrorIs(t, draw.Verify(tr, roots), draw.ErrUnproven)
+}
+
+// Every line of a Report is one line, whatever the transcript names: a
+// proof's source name is not signed, so a verifier that trusts its key for
+// any name checks the proof, and a line break, a bidi override or a quote in
+// that name is printed quoted, never as part of the line.
+func TestReportLinesQuoteOddNames(t *testing.T) {
+	js, pub := simTranscript(t)
+	for _, name := range []string{"sim\nchecked: forged", "sim\u2028forged", "sim\u202eforged", `sim" forged`} {
+		tr, err := draw.ParseTranscript(js)
+		require.NoError(t, err)
+		tr.Label.Spans[0].Source, tr.Proofs[0].Source = name, name
+		b, err := json.Marshal(tr)
+		require.NoError(t, err)
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(b, &m))
+		rep, err := draw.Check(redigest(t, m), draw.TrustRoots{PublicKeys: map[string]ed25519.PublicKey{name: pub}})
+		require.NoError(t, err)
+		require.True(t, rep.OriginChecked)
+		for _, line := range append(rep.Checks, rep.Unchecked...) {
+			assert.NotContains(t, line, name, "the name appears only quoted")
+			for _, r := range line {
+				assert.True(t, r >= ' ' && r < 0x7f || unicode.IsPrint(r), "%q holds %U", line, r)
+			}
+		}
+		assert.Contains(t, rep.Checks[len(rep.Checks)-1], strconv.QuoteToASCII(name))
+	}
 }

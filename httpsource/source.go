@@ -82,6 +82,11 @@ type Source struct {
 // it has no service to ask.
 var errNotMade = fmt.Errorf("httpsource: a Source must be made by New: %w", entropy.ErrPermanent)
 
+// errNilContext is the error of a request made with a nil context.
+// FetchPublicKey returns it, and so every method that asks the service
+// (Fetch, FetchNonce, FetchBatch, Job), which all call it first.
+var errNilContext = errors.New("httpsource: nil context")
+
 // Option configures a Source.
 type Option func(*Source) error
 
@@ -362,8 +367,12 @@ func (s *Source) PublicKey() ed25519.PublicKey {
 //
 // One caller fetches the key while the others wait for it, each until its
 // own ctx ends (then with ctx's error): no lock is held across the request.
-// If the fetch fails, the waiters try again themselves.
+// If the fetch fails, the waiters try again themselves. A nil ctx is an
+// error.
 func (s *Source) FetchPublicKey(ctx context.Context) (ed25519.PublicKey, error) {
+	if ctx == nil {
+		return nil, errNilContext
+	}
 	for {
 		s.mu.Lock()
 		if s.pub != nil || !s.fetchKey {

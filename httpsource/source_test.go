@@ -866,6 +866,63 @@ func TestFetchHonoursDeadlineWhileKeyIsFetched(t *testing.T) {
 	assert.Equal(t, 1, f.count("/v1/public-key"), "the key is fetched once")
 }
 
+// A nil context is an error from FetchPublicKey, never a panic: neither
+// when it would fetch the key itself nor when another caller's fetch of the
+// key is in flight (the wait selects on the context); and so from every
+// method that asks the service, which all ask for the key first.
+func TestFetchPublicKeyRefusesNilContext(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/public-key" {
+			entered <- struct{}{}
+			<-release
+			fmt.Fprintf(w, `{"algorithm":"ed25519","public_key":%q}`, base64.StdEncoding.EncodeToString(f.pub))
+			return
+		}
+		fmt.Fprint(w, f.completedJSON("job-1", pattern(8)))
+	})
+	s := newSource(t, srv, httpsource.WithFetchPublicKey())
+	let := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(let) // before the server closes, even if a call panics
+	var nilCtx context.Context
+	_, err := s.FetchPublicKey(nilCtx)
+	assert.ErrorContains(t, err, "httpsource: nil context", "no fetch in flight")
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.FetchPublicKey(context.Background())
+		first <- err
+	}()
+	<-entered // the first caller is in GET /v1/public-key, and stays there
+	second := make(chan error, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				second <- fmt.Errorf("panic: %v", v)
+			}
+		}()
+		_, err := s.FetchPublicKey(nilCtx)
+		second <- err
+	}()
+	select {
+	case err := <-second:
+		assert.ErrorContains(t, err, "httpsource: nil context", "a fetch in flight")
+	case <-time.After(10 * time.Second):
+		t.Error("a caller with a nil context waited for another caller's key fetch")
+	}
+	for name, call := range map[string]func() error{
+		"Fetch":      func() error { _, err := s.Fetch(nilCtx, 8); return err },
+		"FetchBatch": func() error { _, err := s.FetchBatch(nilCtx, []int{8}); return err },
+		"Job":        func() error { _, err := s.Job(nilCtx, "job-1"); return err },
+	} {
+		assert.ErrorContains(t, call(), "httpsource: nil context", name)
+	}
+	let()
+	require.NoError(t, <-first)
+	assert.Equal(t, 1, f.count("/v1/public-key"))
+}
+
 func TestFetchPublicKeyBadAnswers(t *testing.T) {
 	for name, body := range map[string]string{
 		"not json":      `nope`,

@@ -23,8 +23,9 @@ const (
 	FaultNone FaultKind = iota
 	// FaultLatency: a healthy answer after Fault.Latency (default 100ms).
 	FaultLatency
-	// FaultStatus: an error answer with Fault.Status (default 503), in
-	// Fault.Shape, with Fault.RetryAfter as the Retry-After header.
+	// FaultStatus: an error answer with Fault.Status (default 503; it must
+	// be a final HTTP status, 200..599), in Fault.Shape, with
+	// Fault.RetryAfter as the Retry-After header.
 	FaultStatus
 	// FaultJobFailed: 202 queued, then the job fails with Fault.Code
 	// (default "QuantumComputerError") on the first poll.
@@ -147,7 +148,7 @@ func (s BodyShape) String() string {
 type Fault struct {
 	Kind       FaultKind
 	Latency    time.Duration // FaultLatency
-	Status     int           // FaultStatus
+	Status     int           // FaultStatus: 200..599, or 0 for 503
 	Shape      BodyShape     // FaultStatus
 	RetryAfter string        // FaultStatus: the Retry-After header, verbatim; "" sends none
 	Code       string        // FaultStatus: machine code; FaultJobFailed, FaultJobError: job error code
@@ -165,7 +166,9 @@ func JobErrorStatus(code string, details ...httpsource.ErrorItemBody) Fault {
 }
 
 // Status returns a FaultStatus fault: status in shape, with Retry-After
-// retryAfter ("" for none; seconds like "2" or an HTTP-date).
+// retryAfter ("" for none; seconds like "2" or an HTTP-date). status must
+// be the status of a final HTTP answer, 200..599, or 0 for the default,
+// 503: Script refuses a fault with any other.
 func Status(status int, shape BodyShape, retryAfter string) Fault {
 	return Fault{Kind: FaultStatus, Status: status, Shape: shape, RetryAfter: retryAfter}
 }
@@ -196,6 +199,16 @@ func (f Fault) String() string {
 		return "latency " + f.withDefaults().Latency.String()
 	}
 	return f.Kind.String()
+}
+
+// check returns the error of a fault the server cannot answer with: a
+// FaultStatus whose Status is not that of a final HTTP answer (net/http
+// panics on a status outside 100..999, and a 1xx is no final answer).
+func (f Fault) check() error {
+	if f.Kind == FaultStatus && f.Status != 0 && (f.Status < 200 || f.Status > 599) {
+		return fmt.Errorf("status %d is not the status of a final HTTP answer: want 200..599 (0: the default, 503)", f.Status)
+	}
+	return nil
 }
 
 // withDefaults fills the zero fields of f with its kind's defaults.

@@ -146,6 +146,11 @@ func WithErrorShape(shape BodyShape) Option {
 }
 
 // Server is the simulator. Its methods are safe for concurrent use.
+//
+// Make it with New: a Server that New did not make (a zero Server) has no
+// key pair to sign with. It serves nothing (Start, Listen and Source return
+// an error, ServeHTTP answers 500) and its PublicKey is nil; its other
+// methods work.
 type Server struct {
 	seed   int64
 	seeded bool
@@ -240,13 +245,25 @@ func New(opts ...Option) *Server {
 	return s
 }
 
-// PublicKey returns the key that verifies the server's signatures.
+// errNotMade is the error of a Server that New did not make: it has no key
+// pair to sign jobs with.
+var errNotMade = errors.New("sim: a Server must be made by New")
+
+// made reports whether New made s (its key pair is set there, and never
+// changes).
+func (s *Server) made() bool { return s.priv != nil }
+
+// PublicKey returns the key that verifies the server's signatures, or nil
+// for a Server that New did not make.
 func (s *Server) PublicKey() ed25519.PublicKey { return s.pub }
 
 // AddKey registers an API key, or sets its balance, in bytes of entropy.
 func (s *Server) AddKey(key string, balance int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.keys == nil {
+		s.keys = map[string]int64{}
+	}
 	s.keys[key] = balance
 }
 
@@ -281,10 +298,21 @@ func (s *Server) SetLatency(d time.Duration) {
 // any still queued. When the script is used up the server is healthy again
 // (or draws random faults, if set). Requests refused with 401 or by the rate
 // limit do not consume a fault.
-func (s *Server) Script(faults ...Fault) {
+//
+// A fault the server cannot answer with is refused: Script then returns an
+// error and queues none of faults. That is a FaultStatus whose Status is
+// not the status of a final HTTP answer, 200..599 (0 takes the default,
+// 503).
+func (s *Server) Script(faults ...Fault) error {
+	for i, f := range faults {
+		if err := f.check(); err != nil {
+			return fmt.Errorf("sim: Script: fault %d: %w", i, err)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.script = append(s.script, faults...)
+	return nil
 }
 
 // ClearFaults drops the rest of the script and turns random faults off: the
@@ -355,6 +383,9 @@ func (s *Server) Start() (string, error) { return s.Listen("127.0.0.1:0") }
 // [::1]:0, localhost:8080), and returns the base URL. A server is started at
 // most once.
 func (s *Server) Listen(addr string) (string, error) {
+	if !s.made() {
+		return "", errNotMade
+	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", fmt.Errorf("sim: address %q: %w", addr, err)
@@ -446,8 +477,14 @@ func (s *Server) Source(opts ...httpsource.Option) (*httpsource.Source, error) {
 	return httpsource.New(base, all...)
 }
 
-// ServeHTTP serves the reference protocol.
+// ServeHTTP serves the reference protocol. A Server that New did not make
+// answers every request 500, with the plain-text body "sim: a Server must
+// be made by New".
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.made() {
+		http.Error(w, errNotMade.Error(), http.StatusInternalServerError)
+		return
+	}
 	key := requestKey(r)
 	s.mu.Lock()
 	_, authorized := s.keys[key]

@@ -396,6 +396,30 @@ func TestScriptIsConsumedInOrder(t *testing.T) {
 	assert.Equal(t, []sim.FaultKind{sim.FaultStatus, sim.FaultDrop, sim.FaultStatus, sim.FaultNone, sim.FaultNone}, kinds)
 }
 
+// A status no HTTP answer can have (net/http panics on one outside
+// 100..999, and a 1xx is no final answer) is refused by Script, which then
+// queues none of its faults; 0 takes the documented default, 503.
+func TestScriptRefusesImpossibleStatus(t *testing.T) {
+	s, src := start(t)
+	for _, status := range []int{-1, 1, 99, 100, 199, 600, 999, 1000} {
+		err := s.Script(sim.Kind(sim.FaultDrop), sim.Status(status, sim.ShapeNested, ""))
+		require.Error(t, err, "status %d", status)
+		assert.Contains(t, err.Error(), fmt.Sprintf("status %d", status))
+		assert.Contains(t, err.Error(), "200..599")
+		err = s.Script(sim.Fault{Kind: sim.FaultStatus, Status: status})
+		assert.Error(t, err, "status %d in a Fault", status)
+	}
+	_, err := src.Fetch(context.Background(), 8)
+	require.NoError(t, err, "a refused script queues nothing")
+
+	require.NoError(t, s.Script(sim.Status(0, sim.ShapeNested, ""), sim.Status(200, sim.ShapeNested, ""), sim.Status(599, sim.ShapeNested, "")))
+	for _, want := range []int{503, 200, 599} {
+		_, _ = src.Fetch(context.Background(), 8)
+		reqs := s.EntropyRequests()
+		assert.Equal(t, want, reqs[len(reqs)-1].Status)
+	}
+}
+
 func TestRandomFaultsAreSeeded(t *testing.T) {
 	probs := map[sim.FaultKind]float64{sim.FaultDrop: 0.2, sim.FaultStatus: 0.2, sim.FaultBadSignature: 0.2}
 	run := func() []sim.FaultKind {
@@ -509,6 +533,51 @@ func TestListenRefusesNonLoopback(t *testing.T) {
 	require.NoError(t, s.Close())
 	require.NoError(t, s.Close(), "Close twice is fine")
 	assert.NoError(t, sim.New().Close(), "Close of a server never started")
+}
+
+// A Server that New did not make (a zero Server) panics in no method:
+// those that need its key pair fail with an error that says so (a 500 with
+// that text from ServeHTTP), the others work.
+func TestZeroServerFailsClearly(t *testing.T) {
+	for name, s := range map[string]*sim.Server{"sim.Server{}": {}, "new(sim.Server)": new(sim.Server)} {
+		t.Run(name, func(t *testing.T) {
+			assert.Nil(t, s.PublicKey())
+			assert.Empty(t, s.URL())
+			_, err := s.Start()
+			assert.ErrorContains(t, err, "sim: a Server must be made by New")
+			_, err = s.Listen("127.0.0.1:0")
+			assert.ErrorContains(t, err, "sim: a Server must be made by New")
+			_, err = s.Source()
+			assert.ErrorContains(t, err, "sim: a Server must be made by New")
+			assert.Empty(t, s.URL(), "nothing was started")
+
+			for _, path := range []string{httpsource.EntropyPath + "?size=8", httpsource.PublicKeyPath, httpsource.JobsPath + "j"} {
+				rec := httptest.NewRecorder()
+				req := httptest.NewRequest(http.MethodGet, path, nil)
+				req.Header.Set("Authorization", "Bearer "+key)
+				s.ServeHTTP(rec, req)
+				assert.Equal(t, http.StatusInternalServerError, rec.Code, path)
+				assert.Contains(t, rec.Body.String(), "sim: a Server must be made by New", path)
+			}
+
+			s.AddKey(key, 10)
+			b, ok := s.Balance(key)
+			assert.True(t, ok)
+			assert.Equal(t, int64(10), b)
+			s.SetRateLimit(1, 1)
+			s.SetRateLimit(0, 0)
+			s.SetLatency(time.Millisecond)
+			require.NoError(t, s.Script(sim.Kind(sim.FaultDrop)))
+			s.ScriptItems(sim.Kind(sim.FaultStuck))
+			require.NoError(t, s.SetRandomFaults(1, map[sim.FaultKind]float64{sim.FaultDrop: 0.5}))
+			s.ClearFaults()
+			assert.Empty(t, s.Requests())
+			assert.Empty(t, s.EntropyRequests())
+			_, ok = s.Job("j")
+			assert.False(t, ok)
+			assert.NoError(t, s.Close())
+		})
+	}
 }
 
 func TestCloseEndsSlowAnswers(t *testing.T) {

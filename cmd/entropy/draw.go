@@ -80,7 +80,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	n := fs.Int("of", 0, "... of the numbers 1 to `N`")
 	shuffleN := fs.Int("shuffle", 0, "shuffle `N` items (prints positions 1 to N)")
 	intFlag := fs.String("int", "", "draw one integer in 0 to `N`-1 (1 ≤ N ≤ 18446744073709551615)")
-	event := fs.String("event", "", "draw for the named `event`: once, ever (with --journal, across restarts)")
+	event := fs.String("event", "", "draw for the named `event`: once, ever (needs --journal, which keeps the draw across runs)")
 	journalPath := addJournalFlag(fs)
 	transcriptPath := fs.String("transcript", "", "write the transcript to `file` (must not exist; \"-\" or empty: stdout)")
 	allowFallback := fs.Bool("allow-fallback", false, "accept local fallback entropy; the transcript then says NOT VERIFIABLE")
@@ -109,6 +109,12 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		if err := names.Check(*event); err != nil {
 			return usageError(stderr, c, fmt.Errorf("--event: %w", err))
+		}
+		if *journalPath == "" {
+			// Every run is a process of its own: without a journal nothing
+			// remembers the event's draw, and running the command again
+			// would silently draw the event anew, a re-roll.
+			return usageError(stderr, c, errors.New("--event needs --journal: without one the event's draw is not kept, and running the command again would draw it anew"))
 		}
 	}
 
@@ -165,8 +171,29 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		} else if err == nil && *journalPath != "" {
 			err = errors.New("--after with --journal: a committed draw takes nothing from the pool, and its transcript is its record")
 		}
+		for _, name := range []string{"policy", "rate", "burst", "fleet", "fleet-name", "fleet-size", "allow-fallback"} {
+			if err == nil && given[name] {
+				// No Provider is opened: nothing for them to act on.
+				err = fmt.Errorf("--%s has no effect with --after: a committed draw takes its round straight from the relays, with no fallback; leave --%s out", name, name)
+			}
+		}
 		if err != nil {
 			return usageError(stderr, c, err)
+		}
+		// The commitment fixes the draw too: its kind, k and n, and the
+		// list of entrants, so that none can change once the round is known.
+		var list *draw.Entrants
+		if entrants != nil {
+			e, _ := draw.CommitEntrants(entrants) // checked above
+			list = &e
+		}
+		switch {
+		case *shuffleN != 0:
+			*commit = commit.For(draw.KindShuffle, draw.Inputs{N: uint64(*shuffleN)}, list)
+		case intN != nil:
+			*commit = commit.For(draw.KindInt, draw.Inputs{N: *intN}, list)
+		default:
+			*commit = commit.For(draw.KindPick, draw.Inputs{N: uint64(*n), K: uint64(*k)}, list)
 		}
 	}
 
@@ -205,8 +232,8 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// Printed before the round exists: whoever reads it knows which
 		// round the draw will use before anyone knows its randomness.
 		due := round.Due()
-		fmt.Fprintf(stderr, "commitment: round %d of drand chain %s, the first after %s, due %s\n",
-			commit.Round, commit.Chain, commit.After.Format(time.RFC3339Nano), due.UTC().Format(time.RFC3339))
+		fmt.Fprintf(stderr, "commitment: round %d of drand chain %s, the first after %s, due %s, for the draw %s\n",
+			commit.Round, commit.Chain, commit.After.Format(time.RFC3339Nano), due.UTC().Format(time.RFC3339), commit.Params)
 		if wait := time.Until(due); wait > 0 {
 			timeout += wait
 		}
@@ -224,7 +251,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if p != nil && *event == "" {
-		if err := waitPool(ctx, p.Provider, draw.SeedSize); errors.Is(err, context.Canceled) || p.hopeless(err) {
+		if err := waitPool(ctx, p.Provider, draw.SeedSize, p.policy); errors.Is(err, context.Canceled) || p.hopeless(err) {
 			removeTranscript()
 			return fail(stderr, c, err)
 		}
@@ -308,7 +335,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(human, "event: %s\n", shown(t.Event))
 	}
 	if t.Commitment != nil {
-		fmt.Fprintf(human, "commitment: round %d of drand chain %s, the first after %s\n", t.Commitment.Round, t.Commitment.Chain, t.Commitment.After.Format(time.RFC3339Nano))
+		fmt.Fprintf(human, "commitment: round %d of drand chain %s, the first after %s, for the draw %s\n", t.Commitment.Round, t.Commitment.Chain, t.Commitment.After.Format(time.RFC3339Nano), t.Commitment.Params)
 	}
 	fmt.Fprintf(human, "entropy: %s %s\n", t.Entropy, t.Label)
 	if tf != nil {
@@ -347,6 +374,9 @@ func (f *sourceFlags) commitAfter(text string, now time.Time) (*draw.Commitment,
 	}
 	if len(names) != 1 || !strings.HasPrefix(names[0], "drand:") {
 		return nil, nil, errors.New("--after needs --source drand (one drand chain, alone): the draw commits to one of its rounds")
+	}
+	if err := f.checkUnused(names); err != nil {
+		return nil, nil, err
 	}
 	src, err := f.drandSource(names[0])
 	if err != nil {
@@ -411,6 +441,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if *url != "" && strings.TrimSpace(*pub) == "" {
 		return usageError(stderr, c, errors.New("--public-key is missing: checking the jobs at --url needs the service's public key (or ENTROPY_PUBLIC_KEY)"))
 	}
+	if setFlags(fs)["source-name"] && *url == "" && strings.TrimSpace(*pub) == "" {
+		return usageError(stderr, c, errors.New("--source-name has no effect without --url or --public-key (or ENTROPY_PUBLIC_KEY): it names the service whose jobs or key check the transcript"))
+	}
 	// The service, if any, is checked before the transcript is read, so
 	// that a bad --url is reported as such.
 	var src *httpsource.Source
@@ -451,14 +484,8 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	fmt.Fprintf(stdout, "replay OK: %s %s/%d, %d outputs from %s\n", what, t.Algorithm, t.Version, len(t.Outputs), t.Label)
 	fmt.Fprintln(stdout, resultLine(t)) // as draw printed it
-	if !t.Verifiable {
-		fmt.Fprintf(stdout, "WARNING: %s\n", t.Warning)
-		if !*allowFallback {
-			fmt.Fprintf(stderr, "entropy verify: transcript is consistent but NOT VERIFIABLE (fallback entropy); --allow-fallback to accept\n")
-			return exitError
-		}
-		return exitOK
-	}
+	// The list first: a fallback draw accepted with --allow-fallback still
+	// has its entrants checked.
 	if *entrantsFile != "" {
 		f, err := os.Open(*entrantsFile)
 		if err != nil {
@@ -476,6 +503,14 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stdout, "entrants OK: the list of %d (sha256 %s) is the one the draw committed to\nwinners: %s\n", t.Entrants.Count, t.Entrants.SHA256, quoteNames(names))
 	} else if t.Entrants != nil {
 		fmt.Fprintf(stdout, "entrants not checked: the draw committed to %d entrants (sha256 %s); give --entrants FILE\n", t.Entrants.Count, t.Entrants.SHA256)
+	}
+	if !t.Verifiable {
+		fmt.Fprintf(stdout, "WARNING: %s\n", t.Warning)
+		if !*allowFallback {
+			fmt.Fprintf(stderr, "entropy verify: transcript is consistent but NOT VERIFIABLE (fallback entropy); --allow-fallback to accept\n")
+			return exitError
+		}
+		return exitOK
 	}
 	// Offline: the proofs the transcript carries, under the trust roots.
 	roots, err := trustRoots(t, *pub, *name, *chainFlag)

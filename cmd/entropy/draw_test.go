@@ -193,6 +193,44 @@ func TestDrawFallbackNeedsOptIn(t *testing.T) {
 	assert.Equal(t, 0, code)
 }
 
+// A fallback draw accepted with --allow-fallback still has its list of
+// entrants checked: another list fails, the list it committed to passes
+// and names the winners.
+func TestVerifyFallbackDrawChecksItsEntrants(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	list := filepath.Join(dir, "entrants.txt")
+	require.NoError(t, os.WriteFile(list, []byte("ada\nbob\ncy\n"), 0o644))
+	other := filepath.Join(dir, "other.txt")
+	require.NoError(t, os.WriteFile(other, []byte("cy\nbob\nada\n"), 0o644))
+	path := filepath.Join(dir, "t.json")
+	code, _, errOut := runCLI(t, "draw", "--int", "3", "--entrants", list, "--url", "http://127.0.0.1:1", "--public-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+		"--policy", "degrade", "--timeout", "300ms", "--allow-fallback", "--transcript", path)
+	require.Equal(t, 0, code, errOut)
+	require.False(t, readTranscript(t, path).Verifiable)
+
+	code, _, errOut = runCLI(t, "verify", "--allow-fallback", "--entrants", other, path)
+	assert.Equal(t, exitError, code, "another list of entrants is refused")
+	assert.Contains(t, errOut, "entrants")
+	code, out, errOut := runCLI(t, "verify", "--allow-fallback", "--entrants", list, path)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "entrants OK")
+}
+
+// TestDrawFailPolicyFailsAtOnceDuringOutage: draw --policy fail against a
+// service that is down fails with the source's error once the refill round
+// has failed; it does not wait out --timeout, which is defer's (an hour
+// here, so a draw that waited for it would fail the test's own timeout).
+func TestDrawFailPolicyFailsAtOnceDuringOutage(t *testing.T) {
+	clearEnv(t)
+	code, out, errOut := runCLI(t, "draw", "--int", "10", "--url", "http://127.0.0.1:1", "--public-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "--policy", "fail", "--timeout", "1h")
+	assert.Equal(t, exitError, code, out)
+	assert.Empty(t, out)
+	assert.Contains(t, errOut, "unavailable")
+	assert.Contains(t, errOut, "connection", "the source's own error")
+	assert.NotContains(t, errOut, "deadline")
+}
+
 func TestRFC3797Command(t *testing.T) {
 	code, out, errOut := runCLI(t, "rfc3797", "--pool", "25", "--count", "10", "9319", "2 5 12 8 10", "9 18 26 34 41 45")
 	require.Equal(t, 0, code, errOut)
@@ -263,7 +301,44 @@ func TestDrawCommandLineErrors(t *testing.T) {
 	}
 }
 
+// TestDrawAfterRefusesFlagsWithoutEffect: a committed draw (--after) takes
+// its round straight from the relays, through no Provider: --policy,
+// --rate, --burst, the fleet's flags, --allow-fallback and the service's
+// flags would do nothing there, and each is a bad command line naming it
+// and --after (or --source).
+func TestDrawAfterRefusesFlagsWithoutEffect(t *testing.T) {
+	clearEnv(t)
+	after := []string{"draw", "--int", "10", "--source", "drand", "--relays", "http://127.0.0.1:1", "--after", "now"}
+	for _, tc := range []struct {
+		args     []string
+		mentions []string
+	}{
+		{[]string{"--policy", "fail"}, []string{"--policy", "--after"}},
+		{[]string{"--rate", "2"}, []string{"--rate", "--after"}},
+		{[]string{"--burst", "3"}, []string{"--burst", "--after"}},
+		{[]string{"--fleet", "redis://127.0.0.1:1/0"}, []string{"--fleet", "--after"}},
+		{[]string{"--fleet-size", "2"}, []string{"--fleet-size", "--after"}},
+		{[]string{"--allow-fallback"}, []string{"--allow-fallback", "--after"}},
+		{[]string{"--url", "http://127.0.0.1:1"}, []string{"--url", "--source"}},
+	} {
+		assertUsageError(t, append(append([]string{}, after...), tc.args...), tc.mentions...)
+	}
+}
+
 // An empty event name is refused, never turned into an ordinary (re-rollable) draw.
+// TestDrawEventWithoutJournalRefused: every run of the command is a new
+// process, so an event drawn without a journal would be drawn anew by the
+// next run, silently: a re-roll. --event without --journal is a bad command
+// line, and nothing is drawn.
+func TestDrawEventWithoutJournalRefused(t *testing.T) {
+	clearEnv(t)
+	code, out, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--event", "lotto-2026-12-06")
+	assert.Equal(t, exitUsage, code, out)
+	assert.Empty(t, out)
+	assert.Contains(t, errOut, "--event needs --journal")
+	assert.NotContains(t, errOut, "pick 6 of")
+}
+
 func TestDrawEmptyEventRefused(t *testing.T) {
 	clearEnv(t)
 	code, out, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--event", "")
@@ -420,7 +495,7 @@ func TestDrawReportsWhyEntropyIsUnavailable(t *testing.T) {
 	// An event draw too: a refused key ends it with the 401 (an event
 	// waits out outages, not a misconfiguration); the deadline is an hour,
 	// so a draw that waited for it would fail the test's own timeout.
-	code, out, errOut = runCLI(t, "draw", "--pick", "6", "--of", "49", "--event", "lotto", "--url", url, "--public-key", pub, "--timeout", "1h")
+	code, out, errOut = runCLI(t, "draw", "--pick", "6", "--of", "49", "--event", "lotto", "--journal", filepath.Join(t.TempDir(), "j.jsonl"), "--url", url, "--public-key", pub, "--timeout", "1h")
 	require.Equal(t, exitError, code, out)
 	assert.Regexp(t, `401|(?i)unauthori`, errOut)
 	assert.NotContains(t, errOut, "deadline")
@@ -463,6 +538,49 @@ func TestVerifyOutputCannotBeForgedByJobID(t *testing.T) {
 		assert.NotContains(t, out+errOut, "\u2028")
 		assert.NotContains(t, out+errOut, "\r")
 		_ = code
+	}
+}
+
+// TestVerifyOutputCannotBeForgedBySourceName: a transcript whose proof and
+// span name their source with a line break (or a bidi override) in it
+// cannot make entropy verify --public-key print a line of the file's
+// choosing. The source name is not signed, and the key given is trusted for
+// every source the proofs name, so the signature still checks and the
+// verify succeeds, with the name printed quoted.
+func TestVerifyOutputCannotBeForgedBySourceName(t *testing.T) {
+	clearEnv(t)
+	const key = "sk-cli-verify-source-name-1"
+	s, url, pub := startSim(t, key)
+	t.Setenv("ENTROPY_API_KEY", key)
+	path := filepath.Join(t.TempDir(), "t.json")
+	code, _, errOut := runCLI(t, "draw", "--pick", "6", "--of", "49", "--url", url, "--public-key", pub, "--transcript", path)
+	require.Equal(t, exitOK, code, errOut)
+	require.NoError(t, s.Close())
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	for _, bad := range []string{"\n" + forgedLine + "\n", "\u2028" + forgedLine, "\r" + forgedLine, "\u202e" + forgedLine} {
+		tr, err := draw.ParseTranscript(raw)
+		require.NoError(t, err)
+		tr.Label.Spans[0].Source += bad
+		tr.Proofs[0].Source += bad
+		tr.Digest = ""
+		body, err := json.Marshal(tr)
+		require.NoError(t, err)
+		sum := sha256.Sum256(body)
+		tr.Digest = hex.EncodeToString(sum[:])
+		forged, err := json.MarshalIndent(tr, "", "  ")
+		require.NoError(t, err)
+		fp := filepath.Join(t.TempDir(), "forged.json")
+		require.NoError(t, os.WriteFile(fp, forged, 0o600))
+		code, out, errOut := runCLI(t, "verify", "--public-key", pub, fp)
+		assert.Equal(t, exitOK, code, errOut)
+		assert.Contains(t, out, "origin OK")
+		for _, l := range linesOf(out + errOut) {
+			assert.False(t, strings.HasPrefix(l, forgedLine), "a forged line was printed: %q", out+errOut)
+		}
+		assert.NotContains(t, out+errOut, "\u202e")
+		assert.NotContains(t, out+errOut, "\u2028")
+		assert.NotContains(t, out+errOut, "\r")
 	}
 }
 
@@ -516,15 +634,19 @@ func TestDrawAfterCommitsToAFutureRound(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "t.json")
 	code, out, errOut := runCLI(t, "draw", "--pick", "3", "--of", "10", "--source", "drand", "--relays", relay, "--after", after, "--transcript", path)
 	require.Equal(t, exitOK, code, errOut)
+	// Printed before the round exists, with the draw it fixes.
 	assert.Contains(t, errOut, "commitment: round 123 of drand chain "+chain.HashString()+", the first after "+after)
+	assert.Contains(t, errOut, ", for the draw provenrand-draw/1;kind=pick;n=10;k=3\n")
 	assert.Contains(t, out, "commitment: round 123")
 	tr := readTranscript(t, path)
 	require.NotNil(t, tr.Commitment)
 	assert.Equal(t, uint64(123), tr.Commitment.Round)
+	assert.Equal(t, "provenrand-draw/1;kind=pick;n=10;k=3", tr.Commitment.Params)
 
 	code, out, errOut = runCLI(t, "verify", path, "--chain", "quicknet")
 	require.Equal(t, exitOK, code, errOut)
 	assert.Contains(t, out, "commitment: round 123 is the first of chain "+chain.HashString())
+	assert.Contains(t, out, "commitment: to this draw, provenrand-draw/1;kind=pick;n=10;k=3, before its round existed")
 
 	for _, args := range [][]string{
 		{"--after", after}, // the service: no rounds to commit to

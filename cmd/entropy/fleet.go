@@ -36,8 +36,9 @@ func (f *fleetFlags) add(fs *flag.FlagSet) {
 }
 
 // options returns the Provider options of the flags, and what to close
-// after the Provider.
-func (f *fleetFlags) options() ([]entropy.Option, func() error, error) {
+// after the Provider. given are the flags the command line set: --fleet-name
+// and --fleet-size without a fleet would have no effect, and are refused.
+func (f *fleetFlags) options(given map[string]bool) ([]entropy.Option, func() error, error) {
 	if math.IsNaN(f.rate) || f.rate <= 0 {
 		return nil, nil, badFlagf("--rate %v must be a positive number of requests per second", f.rate)
 	}
@@ -46,6 +47,11 @@ func (f *fleetFlags) options() ([]entropy.Option, func() error, error) {
 	}
 	opts := []entropy.Option{entropy.WithRateLimit(rate.Limit(f.rate), f.burst)}
 	if f.url == "" {
+		for _, name := range []string{"fleet-name", "fleet-size"} {
+			if given[name] {
+				return nil, nil, badFlagf("--%s has no effect without --fleet (or ENTROPY_FLEET): give --fleet redis://…, or leave --%s out", name, name)
+			}
+		}
 		return opts, func() error { return nil }, nil
 	}
 	if f.size < 1 {

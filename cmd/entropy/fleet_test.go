@@ -62,6 +62,27 @@ func TestFleetFlagsRefuseBadValues(t *testing.T) {
 	}
 }
 
+// Flags of --fleet and --follow given without them would have no effect:
+// each is a bad command line naming both flags, as is --timeout with
+// --follow (whose reads wait at most --status-every).
+func TestFleetAndFollowFlagsWithoutEffectAreUsageErrors(t *testing.T) {
+	t.Setenv("ENTROPY_FLEET", "")
+	clearEnv(t)
+	for _, tc := range []struct {
+		args     []string
+		mentions []string
+	}{
+		{[]string{"read", "--fleet-name", "lotto"}, []string{"--fleet-name", "--fleet"}},
+		{[]string{"read", "--fleet-size", "3"}, []string{"--fleet-size", "--fleet"}},
+		{[]string{"draw", "--int", "6", "--fleet-size", "3"}, []string{"--fleet-size", "--fleet"}},
+		{[]string{"read", "--every", "5ms"}, []string{"--every", "--follow"}},
+		{[]string{"read", "--status-every", "1s"}, []string{"--status-every", "--follow"}},
+		{[]string{"read", "--follow", "--timeout", "5s"}, []string{"--timeout", "--follow"}},
+	} {
+		assertUsageError(t, tc.args, tc.mentions...)
+	}
+}
+
 // Two `entropy read --follow --fleet` processes' worth of commands share one
 // --rate: the service sees the rate of one, not of two.
 func TestReadFollowFleetSharesTheRate(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/provenrand/entropy/internal/testkit"
@@ -87,6 +88,26 @@ func (b *background) simEnv(t *testing.T) map[string]string {
 		return len(env) == 4
 	}, 5*time.Second, 5*time.Millisecond)
 	return env
+}
+
+// assertUsageError checks that the command line args is a bad command
+// line: exit status 2, nothing on stdout, and one line on stderr for the
+// command that names every one of mentions (the flags at fault). The
+// command runs interrupted from the start, so that one that wrongly started
+// a simulator or a --follow loop stops at once.
+func assertUsageError(t *testing.T, args []string, mentions ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errOut bytes.Buffer
+	code := runContext(ctx, args, &out, &errOut)
+	assert.Equal(t, exitUsage, code, "%q: %s", args, errOut.String())
+	assert.Empty(t, out.String(), "%q", args)
+	assert.Equal(t, 1, strings.Count(errOut.String(), "\n"), "%q: one line: %q", args, errOut.String())
+	assert.True(t, strings.HasPrefix(errOut.String(), "entropy "+args[0]+": "), "%q: %q", args, errOut.String())
+	for _, m := range mentions {
+		assert.Contains(t, errOut.String(), m, "%q", args)
+	}
 }
 
 // exports reads the "export K=V" lines the sim command prints.

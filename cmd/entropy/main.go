@@ -187,10 +187,12 @@ type sourceFlags struct {
 	sources                string // comma-separated, in priority order: service, drand[:chain]
 	relays                 string // comma-separated drand relay URLs
 	fleet                  fleetFlags
+	fs                     *flag.FlagSet // the flag set add registered them on
 }
 
 // add registers the flags on fs, with defaults from the environment.
 func (f *sourceFlags) add(fs *flag.FlagSet) {
+	f.fs = fs
 	fs.StringVar(&f.url, "url", os.Getenv("ENTROPY_URL"), "base `URL` of the entropy service (env ENTROPY_URL); empty runs the embedded simulator")
 	fs.StringVar(&f.apiKey, "api-key", "", "API `key` of the service (prefer env ENTROPY_API_KEY: flags show in ps)")
 	fs.StringVar(&f.publicKey, "public-key", os.Getenv("ENTROPY_PUBLIC_KEY"), "the service's Ed25519 public key, `base64` (env ENTROPY_PUBLIC_KEY)")
@@ -224,6 +226,46 @@ func parseSources(spec string) ([]string, error) {
 		out = append(out, name)
 	}
 	return out, nil
+}
+
+// given reports which flags the command line set.
+func (f *sourceFlags) given() map[string]bool {
+	if f.fs == nil {
+		return map[string]bool{}
+	}
+	return setFlags(f.fs)
+}
+
+// checkUnused returns the error of a flag the command line set that would
+// have no effect with the sources names (--source, parsed): a flag of the
+// service without the service, --relays without a drand chain, --allow-http
+// with neither --url nor a drand chain. A flag that does nothing must not
+// pass for one that did. Only the command line counts here: one environment
+// may serve commands with other sources.
+func (f *sourceFlags) checkUnused(names []string) error {
+	given := f.given()
+	service, drand := false, false
+	for _, name := range names {
+		if name == "service" {
+			service = true
+		} else {
+			drand = true
+		}
+	}
+	if !service {
+		for _, name := range []string{"url", "api-key", "public-key", "fetch-public-key", "source-name"} {
+			if given[name] {
+				return badFlagf("--%s has no effect with --source %s: it configures the service; add service to --source, or leave --%s out", name, f.sources, name)
+			}
+		}
+	}
+	switch {
+	case given["relays"] && !drand:
+		return badFlagf("--relays has no effect without a drand chain in --source: add drand to --source, or leave --relays out")
+	case given["allow-http"] && !drand && f.url == "":
+		return badFlagf("--allow-http has no effect without --url (or ENTROPY_URL) or a drand chain in --source: the embedded simulator serves loopback only")
+	}
+	return nil
 }
 
 // drandSource opens the drand chain named "drand:CHAIN" over --relays.
@@ -308,6 +350,9 @@ func (f *sourceFlags) open(size int, opts ...entropy.Option) (*provider, error) 
 	if err != nil {
 		return nil, badFlag(err)
 	}
+	if err := f.checkUnused(names); err != nil {
+		return nil, err
+	}
 	out := &provider{policy: pol}
 	var srcs []entropy.Source
 	var labels []string
@@ -341,7 +386,7 @@ func (f *sourceFlags) open(size int, opts ...entropy.Option) (*provider, error) 
 		// A beacon round holds 32 bytes: keep the pool to what the command needs.
 		buffer, fetch = max(2*size, 32), 32
 	}
-	fleetOpts, after, err := f.fleet.options()
+	fleetOpts, after, err := f.fleet.options(f.given())
 	if err != nil {
 		out.closeSim()
 		return nil, err
@@ -370,8 +415,15 @@ func (f *sourceFlags) serviceSource(apiKey string, out *provider) (*httpsource.S
 	var src *httpsource.Source
 	var err error
 	if f.url == "" {
-		if apiKey != "" || f.publicKey != "" {
+		// Settings of a service that is not there would be silently
+		// dropped: each is a bad command line.
+		switch {
+		case apiKey != "" || f.publicKey != "":
 			return nil, badFlagf("an API key or public key was given without a URL: set --url (or ENTROPY_URL), or unset them to use the simulator")
+		case f.fetchKey:
+			return nil, badFlagf("--fetch-public-key was given without --url (or ENTROPY_URL): the embedded simulator's key is pinned; set --url, or leave --fetch-public-key out")
+		case strings.TrimSpace(f.name) != "":
+			return nil, badFlagf("--source-name (or ENTROPY_SOURCE_NAME) was given without --url (or ENTROPY_URL): the embedded simulator is always named %q; set --url, or leave --source-name out", sim.SourceName)
 		}
 		out.sim = sim.New()
 		src, err = out.sim.Source()
@@ -382,6 +434,8 @@ func (f *sourceFlags) serviceSource(apiKey string, out *provider) (*httpsource.S
 	} else {
 		hopts := []httpsource.Option{httpsource.WithAPIKey(apiKey)}
 		switch {
+		case f.publicKey != "" && f.fetchKey:
+			return nil, badFlagf("--fetch-public-key was given with --public-key (or ENTROPY_PUBLIC_KEY), which it would not override: give one of them")
 		case f.publicKey != "":
 			raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(f.publicKey))
 			if err != nil || len(raw) != ed25519.PublicKeySize {

@@ -48,6 +48,16 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *n < 1 || *n > maxReadSize {
 		return usageError(stderr, c, fmt.Errorf("-n %d must be in 1..%d", *n, maxReadSize))
 	}
+	given := setFlags(fs)
+	for _, name := range []string{"every", "status-every"} {
+		if given[name] && !*followF {
+			return usageError(stderr, c, fmt.Errorf("--%s has no effect without --follow: add --follow, or leave --%s out", name, name))
+		}
+	}
+	if given["timeout"] && *followF {
+		// Each read of --follow waits at most --status-every.
+		return usageError(stderr, c, errors.New("--timeout has no effect with --follow: each read waits at most --status-every"))
+	}
 	var encode func([]byte) string
 	switch *format {
 	case "hex":
@@ -102,10 +112,10 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, sf.timeout)
 	defer cancel()
 	// Let the pool fill before reading, so that the first run of the command
-	// prints verifiable bytes rather than an instant fallback. A timeout or a
-	// permanent source failure here is not yet an error: the read applies the
-	// policy (under degrade it falls back, and its label says so).
-	if err := waitPool(ctx, p.Provider, *n); errors.Is(err, context.Canceled) || p.hopeless(err) {
+	// prints verifiable bytes rather than an instant fallback. A timeout or an
+	// outage here is not yet an error: the read applies the policy (under
+	// degrade it falls back, and its label says so).
+	if err := waitPool(ctx, p.Provider, *n, p.policy); errors.Is(err, context.Canceled) || p.hopeless(err) {
 		return fail(stderr, c, err)
 	}
 	buf := make([]byte, *n)
@@ -156,9 +166,13 @@ func usageError(stderr io.Writer, c *command, err error) int {
 	return failWith(stderr, c, badFlag(err))
 }
 
-// waitPool waits until the pool of p holds n bytes, ctx ends, or a source
-// every source has failed permanently (then waiting longer cannot help).
-func waitPool(ctx context.Context, p *entropy.Provider, n int) error {
+// waitPool waits until the pool of p holds n bytes, ctx ends, or every
+// source has failed permanently (then waiting longer cannot help). Under
+// degrade and fail it also stops when a source request fails: an outage is
+// for the policy to answer at once, not a reason to wait out --timeout (the
+// read that follows still waits for the refill round's retries, as every
+// read right after entropy.New does).
+func waitPool(ctx context.Context, p *entropy.Provider, n int, pol entropy.Policy) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -178,6 +192,9 @@ func waitPool(ctx context.Context, p *entropy.Provider, n int) error {
 		}
 		if permanent {
 			return st.Sources[0].LastError
+		}
+		if pol != entropy.Defer && st.Unavailable != nil && !errors.Is(st.Unavailable, entropy.ErrPoolEmpty) {
+			return st.Unavailable
 		}
 		select {
 		case <-ctx.Done():

@@ -26,6 +26,7 @@ func clearEnv(t *testing.T) {
 	t.Setenv("ENTROPY_URL", "")
 	t.Setenv("ENTROPY_API_KEY", "")
 	t.Setenv("ENTROPY_PUBLIC_KEY", "")
+	t.Setenv("ENTROPY_SOURCE_NAME", "")
 }
 
 func TestReadFromEmbeddedSimulatorIsVerifiable(t *testing.T) {
@@ -151,6 +152,54 @@ func TestReadConfigurationErrors(t *testing.T) {
 	}
 }
 
+// TestSourceNameWithoutURLIsUsageError: --source-name (or
+// ENTROPY_SOURCE_NAME) without --url would name nothing (the embedded
+// simulator is always "simulator"): read and draw refuse it as a bad
+// command line that names both flags, and take it with a URL.
+func TestSourceNameWithoutURLIsUsageError(t *testing.T) {
+	clearEnv(t)
+	for _, cmd := range [][]string{{"read", "-n", "8"}, {"draw", "--int", "10"}} {
+		assertUsageError(t, append(cmd, "--source-name", "acme"), "--source-name", "--url")
+	}
+	t.Setenv("ENTROPY_SOURCE_NAME", "acme")
+	assertUsageError(t, []string{"read", "-n", "8"}, "ENTROPY_SOURCE_NAME", "--url")
+
+	const key = "sk-cli-source-name-7a6b5c4d"
+	_, url, pub := startSim(t, key)
+	t.Setenv("ENTROPY_API_KEY", key)
+	code, out, errOut := runCLI(t, "read", "-n", "8", "--label", "--url", url, "--public-key", pub)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, `"source":"acme"`)
+}
+
+// TestSourceFlagsWithoutEffectAreUsageErrors: a flag of read and draw that
+// the other flags leave without effect is a bad command line naming both,
+// never silently dropped: --fetch-public-key without --url or beside
+// --public-key, a service's flags when --source has no service, --relays
+// without a drand chain, --allow-http with neither a URL nor a chain.
+func TestSourceFlagsWithoutEffectAreUsageErrors(t *testing.T) {
+	clearEnv(t)
+	pub := base64.StdEncoding.EncodeToString(make([]byte, ed25519.PublicKeySize))
+	for _, cmd := range [][]string{{"read", "-n", "8"}, {"draw", "--int", "10"}} {
+		for _, tc := range []struct {
+			args     []string
+			mentions []string
+		}{
+			{[]string{"--fetch-public-key"}, []string{"--fetch-public-key", "--url"}},
+			{[]string{"--url", "http://127.0.0.1:1", "--public-key", pub, "--fetch-public-key"}, []string{"--fetch-public-key", "--public-key"}},
+			{[]string{"--source", "drand", "--url", "http://127.0.0.1:1"}, []string{"--url", "--source"}},
+			{[]string{"--source", "drand", "--api-key", "sk-cli-unused-0123"}, []string{"--api-key", "--source"}},
+			{[]string{"--source", "drand", "--public-key", pub}, []string{"--public-key", "--source"}},
+			{[]string{"--source", "drand", "--fetch-public-key"}, []string{"--fetch-public-key", "--source"}},
+			{[]string{"--source", "drand", "--source-name", "acme"}, []string{"--source-name", "--source"}},
+			{[]string{"--relays", "http://127.0.0.1:1"}, []string{"--relays", "--source"}},
+			{[]string{"--allow-http"}, []string{"--allow-http", "--url"}},
+		} {
+			assertUsageError(t, append(append([]string{}, cmd...), tc.args...), tc.mentions...)
+		}
+	}
+}
+
 func TestReadPolicies(t *testing.T) {
 	clearEnv(t)
 	const key = "sk-cli-test-9f8e7d6c5b4a"
@@ -197,6 +246,30 @@ func TestReadPolicies(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Equal(t, 1, strings.Count(errOut, "\n"), errOut)
 	assert.NotContains(t, errOut, wrong)
+}
+
+// TestReadFailPolicyFailsAtOnceDuringOutage: under --policy fail, a service
+// that is down ends the read with the source's error once the refill round
+// has failed, as the fail policy says; only defer waits out --timeout. The
+// deadline is an hour, so a read that waited for it would fail the test's
+// own timeout. Degrade likewise falls back without waiting for it.
+func TestReadFailPolicyFailsAtOnceDuringOutage(t *testing.T) {
+	clearEnv(t)
+	const key = "sk-cli-outage-5e4d3c2b"
+	_, _, pub := startSim(t, key)
+	down := "http://127.0.0.1:1" // nothing listens here
+	code, out, errOut := runCLI(t, "read", "-n", "8", "--url", down, "--api-key", key, "--public-key", pub, "--policy", "fail", "--timeout", "1h")
+	assert.Equal(t, exitError, code, out)
+	assert.Empty(t, out)
+	assert.Equal(t, 1, strings.Count(errOut, "\n"), errOut)
+	assert.Contains(t, errOut, "unavailable")
+	assert.Contains(t, errOut, "connection", "the source's own error")
+	assert.NotContains(t, errOut, "deadline")
+
+	code, out, errOut = runCLI(t, "read", "-n", "8", "--label", "--url", down, "--api-key", key, "--public-key", pub, "--timeout", "1h")
+	assert.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, `"class":"fallback"`)
+	assert.NotContains(t, out, "deadline")
 }
 
 func TestReadSourceFlag(t *testing.T) {

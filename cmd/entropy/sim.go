@@ -67,6 +67,8 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, c, fmt.Errorf("--rate %v: want requests per second, 0 for no limit", *rateLimit))
 	case *rateLimit > 0 && *burst < 1:
 		return usageError(stderr, c, fmt.Errorf("--burst %d must be at least 1", *burst))
+	case *rateLimit == 0 && setFlags(fs)["burst"]:
+		return usageError(stderr, c, fmt.Errorf("--burst has no effect without --rate: give --rate R, or leave --burst out"))
 	}
 
 	opts := []sim.Option{sim.WithKey(*apiKey, *balance), sim.WithLatency(*latency), sim.WithQueuedJobs(*queue, 1)}

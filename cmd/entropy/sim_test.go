@@ -75,6 +75,12 @@ func TestSimRefusesAQueueOutsideZeroToOne(t *testing.T) {
 	}
 }
 
+// --burst without --rate would shape no limit: a bad command line naming
+// both flags, not a simulator that ignores it.
+func TestSimBurstWithoutRateIsUsageError(t *testing.T) {
+	assertUsageError(t, []string{"sim", "--addr", "127.0.0.1:0", "--burst", "3"}, "--burst", "--rate")
+}
+
 // entropy sim with a fault that hits every request: entropy read under Fail
 // exits non-zero with one line; under Degrade the label says fallback and
 // never names the simulator's jobs.

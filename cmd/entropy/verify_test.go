@@ -51,6 +51,18 @@ func TestVerifyOfflineFromTheProof(t *testing.T) {
 	assert.Contains(t, errOut, "--chain")
 }
 
+// TestVerifySourceNameWithoutURLOrKeyIsUsageError: verify's --source-name
+// names the service whose jobs (--url) or key (--public-key) check the
+// transcript; without either it would do nothing, and is a bad command
+// line naming the flags.
+func TestVerifySourceNameWithoutURLOrKeyIsUsageError(t *testing.T) {
+	clearEnv(t)
+	path := filepath.Join(t.TempDir(), "t.json")
+	code, _, errOut := runCLI(t, "draw", "--int", "10", "--transcript", path)
+	require.Equal(t, exitOK, code, errOut)
+	assertUsageError(t, []string{"verify", "--source-name", "simulator", path}, "--source-name", "--url", "--public-key")
+}
+
 // TestDrawFromEntrants: draw --entrants FILE commits the transcript to the
 // list and prints the winners by name; verify --entrants checks the list and
 // refuses a changed one.
