@@ -23,6 +23,29 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// TestSoakCommandsReachThisPackage checks every soak command the repository
+// shows (README, .ci/run, this file): go test passes a flag it does not
+// know, and every argument after it, to the test binary of the current
+// directory, so a -soak written before ./faultmatrix runs the root
+// package's tests, which have no -soak, and fails.
+func TestSoakCommandsReachThisPackage(t *testing.T) {
+	commands := 0
+	for _, file := range []string{"../README.md", "../.ci/run", "soak_test.go"} {
+		b, err := os.ReadFile(file)
+		require.NoError(t, err)
+		for _, line := range strings.Split(string(b), "\n") {
+			flagAt := strings.Index(line, "-soak=")
+			if !strings.Contains(line, "go test") || flagAt < 0 {
+				continue
+			}
+			commands++
+			pkgAt := strings.Index(line, "./faultmatrix")
+			assert.True(t, pkgAt >= 0 && pkgAt < flagAt, "%s: %q: -soak must come after ./faultmatrix", file, strings.TrimSpace(line))
+		}
+	}
+	assert.GreaterOrEqual(t, commands, 3, "the soak commands of README, .ci/run and this file")
+}
+
 var soakFor = flag.Duration("soak", 0, "run TestSoak for this long (e.g. -soak=2m); 0 skips it")
 
 // TestSoak runs random faults of every kind against two Providers (Degrade
@@ -31,7 +54,11 @@ var soakFor = flag.Duration("soak", 0, "run TestSoak for this long (e.g. -soak=2
 // mislabelled byte, none served twice, none from a faulty job, events drawn
 // once, a journal that verifies, no API key anywhere, no goroutine left.
 //
-//	go test -race -run TestSoak -soak=2m -v ./faultmatrix
+//	go test -race -run TestSoak -v ./faultmatrix -soak=2m
+//
+// -soak comes after the package: go test passes a flag it does not know,
+// and every argument after it, to the test binary of the current
+// directory, which has no -soak.
 func TestSoak(t *testing.T) {
 	if *soakFor <= 0 {
 		t.Skip("soak test: run with -soak=DURATION")

@@ -9,7 +9,9 @@ import (
 	"math"
 	"math/big"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +21,9 @@ import (
 
 // healthGiB sets how much crypto/rand output TestHealthFalseAlarms checks.
 // Zero (the default) checks a short 16 MiB; the figure in docs/health.md
-// comes from `go test -run TestHealthFalseAlarms -health.gib=1 -v ./health`.
+// comes from `go test -run TestHealthFalseAlarms -v ./health -health.gib=1`
+// (the flag after the package: go test passes a flag it does not know, and
+// every argument after it, to the test binary of the current directory).
 var healthGiB = flag.Float64("health.gib", 0, "GiB of crypto/rand output TestHealthFalseAlarms checks (0: 16 MiB)")
 
 // healthBlockSize is the block size of the false-alarm measurement in
@@ -402,6 +406,29 @@ func TestCheckNoAlloc(t *testing.T) {
 		}
 	})
 	assert.Zero(t, allocs)
+}
+
+// TestFalseAlarmCommandReachesThisPackage checks the measurement command
+// that docs/health.md and this file show: go test passes a flag it does not
+// know, and every argument after it, to the test binary of the current
+// directory, so a -health.gib written before ./health runs another
+// package's tests, which have no such flag, and fails.
+func TestFalseAlarmCommandReachesThisPackage(t *testing.T) {
+	commands := 0
+	for _, file := range []string{"../docs/health.md", "health_test.go"} {
+		b, err := os.ReadFile(file)
+		require.NoError(t, err)
+		for _, line := range strings.Split(string(b), "\n") {
+			flagAt := strings.Index(line, "-health.gib=")
+			if !strings.Contains(line, "go test") || flagAt < 0 {
+				continue
+			}
+			commands++
+			pkgAt := strings.Index(line, "./health")
+			assert.True(t, pkgAt >= 0 && pkgAt < flagAt, "%s: %q: -health.gib must come after ./health", file, strings.TrimSpace(line))
+		}
+	}
+	assert.GreaterOrEqual(t, commands, 2, "the commands of docs/health.md and this file")
 }
 
 // TestHealthFalseAlarms measures false alarms on crypto/rand output in
