@@ -30,6 +30,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"time"
 
@@ -491,19 +492,31 @@ func ParseTranscript(b []byte) (*Transcript, error) {
 	// Member names exactly as written, each once: encoding/json alone
 	// would take "OUTPUTS" for "outputs", or the last of two "outputs",
 	// and a transcript could show one result and verify as another.
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, fmt.Errorf("%w: the transcript is empty", ErrInvalid)
+	}
 	if err := strictjson.Keys(b); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, cutShort(err))
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var t Transcript
 	if err := dec.Decode(&t); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, cutShort(err))
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("%w: data after the transcript", ErrInvalid)
 	}
 	return &t, nil
+}
+
+// cutShort says what a JSON decoder's bare "EOF" means: the transcript
+// ends before its JSON does.
+func cutShort(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("the transcript ends before its JSON does (cut short?): %w", err)
+	}
+	return err
 }
 
 // JobData returns the entropy of one job of one source, as an auditor gets

@@ -154,6 +154,10 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case kinds != 1:
 		return usageError(stderr, c, errors.New("give one of --pick K --of N, --shuffle N or --int N"))
+	case given["pick"] && !given["of"] && entrants == nil:
+		return usageError(stderr, c, fmt.Errorf("--pick %d needs --of N (or --entrants FILE, whose count is N)", *k))
+	case given["of"] && !given["pick"]:
+		return usageError(stderr, c, fmt.Errorf("--of %d needs --pick K", *n))
 	case (given["pick"] || given["of"]) && (*k < 1 || *n < 1 || *k > *n || *k > draw.MaxItems):
 		return usageError(stderr, c, fmt.Errorf("--pick %d --of %d: need 1 ≤ K ≤ N and K ≤ %d", *k, *n, draw.MaxItems))
 	case given["shuffle"] && (*shuffleN < 1 || *shuffleN > draw.MaxItems):

@@ -142,7 +142,7 @@ func TestVerifyRejectsTamperedTranscript(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte(tampered), 0o600))
 	code, _, errOut := runCLI(t, "verify", path)
 	assert.Equal(t, exitError, code)
-	assert.Contains(t, errOut, "entropy verify: draw: transcript does not verify")
+	assert.Contains(t, errOut, "entropy verify: transcript does not verify")
 	assert.Equal(t, 1, strings.Count(errOut, "\n"))
 
 	code, _, errOut = runCLI(t, "verify", filepath.Join(t.TempDir(), "missing.json"))
@@ -298,7 +298,30 @@ func TestDrawCommandLineErrors(t *testing.T) {
 		assert.Empty(t, out, "%q", args)
 		assert.Equal(t, 1, strings.Count(errOut, "\n"), "%q: one line: %q", args, errOut)
 		assert.True(t, strings.HasPrefix(errOut, "entropy "+args[0]+": "), "%q", errOut)
+		for _, doubled := range []string{": draw: ", ": " + args[0] + ": " + args[0] + ": ", ": draw: " + args[0] + ": "} {
+			assert.NotContains(t, errOut, doubled, "%q: the prefix said once", args)
+		}
 	}
+	// A half of --pick K --of N is named as missing, not read as 0.
+	_, _, errOut := runCLI(t, "draw", "--pick", "6")
+	assert.Contains(t, errOut, "--pick 6 needs --of N")
+	_, _, errOut = runCLI(t, "draw", "--of", "49")
+	assert.Contains(t, errOut, "--of 49 needs --pick K")
+}
+
+// A transcript cut short or empty is said to be so, not "EOF".
+func TestVerifySaysATranscriptIsCutShort(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.json")
+	require.NoError(t, os.WriteFile(empty, nil, 0o644))
+	cut := filepath.Join(dir, "cut.json")
+	require.NoError(t, os.WriteFile(cut, []byte(`{"algorithm":"provenrand-draw"`), 0o644))
+	code, _, errOut := runCLI(t, "verify", empty)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "the transcript is empty")
+	code, _, errOut = runCLI(t, "verify", cut)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "the transcript ends before its JSON does")
 }
 
 // TestDrawAfterRefusesFlagsWithoutEffect: a committed draw (--after) takes

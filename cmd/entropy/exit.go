@@ -93,12 +93,32 @@ func exitCode(err error) int {
 // failWith prints "entropy <cmd>: err" as one line and returns the exit
 // status err calls for (exitUsage for a bad flag, with a pointer to --help).
 func failWith(stderr io.Writer, c *command, err error) int {
+	msg := unprefixed(c.name, oneLine(err))
 	if exitCode(err) == exitUsage {
-		fmt.Fprintf(stderr, "entropy %s: %s (see entropy %s --help)\n", c.name, oneLine(err), c.name)
+		fmt.Fprintf(stderr, "entropy %s: %s (see entropy %s --help)\n", c.name, msg, c.name)
 		return exitUsage
 	}
-	fmt.Fprintf(stderr, "entropy %s: %s\n", c.name, oneLine(err))
+	fmt.Fprintf(stderr, "entropy %s: %s\n", c.name, msg)
 	return exitError
+}
+
+// unprefixed drops from msg the prefixes that repeat the "entropy NAME: "
+// before it: the command's name ("sim: " under sim) and the package the
+// command is built on ("draw: " under draw, verify and rfc3797), so that
+// "entropy rfc3797: draw: rfc3797: no sources" reads "entropy rfc3797: no
+// sources".
+func unprefixed(name, msg string) string {
+	pkg := map[string]string{"draw": "draw: ", "verify": "draw: ", "rfc3797": "draw: ", "sim": "sim: ", "audit": "journal: "}[name]
+	for {
+		switch {
+		case strings.HasPrefix(msg, name+": "):
+			msg = msg[len(name)+2:]
+		case pkg != "" && strings.HasPrefix(msg, pkg):
+			msg = msg[len(pkg):]
+		default:
+			return msg
+		}
+	}
 }
 
 // withCause adds the sources' last errors to a timeout: "context deadline
