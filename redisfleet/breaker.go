@@ -28,8 +28,9 @@ import (
 // GET while it is closed, or open and not due for a probe; through State,
 // which moves an expired open breaker to half-open for the fleet, otherwise.
 // Its outcome is counted by Execute with a request that only returns it. In half-open, a probe key
-// taken with SET NX lets one replica of the fleet probe; the others are
-// refused with gobreaker.ErrTooManyRequests until its outcome is known.
+// taken with SET NX lets one replica of the fleet probe, and the probe
+// sends each request only while the key is its own; the others are refused
+// with gobreaker.ErrTooManyRequests until its outcome is known.
 type breaker struct {
 	s        *source
 	settings gobreaker.Settings
@@ -39,8 +40,8 @@ type breaker struct {
 
 	mu      sync.Mutex // one DistributedCircuitBreaker call at a time
 	dcb     *gobreaker.DistributedCircuitBreaker[entropy.Block]
-	onLocal atomic.Bool // the last refill ran on the local breaker
-	probing atomic.Bool // the refill running now is the fleet's half-open probe
+	onLocal atomic.Bool            // the last refill ran on the local breaker
+	probe   atomic.Pointer[string] // the probe key's token while the refill running now is the fleet's half-open probe
 }
 
 func newBreaker(s *source, src entropy.FleetSource) (*breaker, error) {
@@ -86,9 +87,13 @@ func (b *breaker) Execute(req func() (entropy.Block, error)) (entropy.Block, err
 		return entropy.Block{}, err
 	}
 	b.onLocal.Store(false)
-	b.probing.Store(probe != "")
+	if probe != "" {
+		b.probe.Store(&probe)
+	}
 	blk, rerr := req()
-	b.probing.Store(false)
+	if probe != "" {
+		b.probe.CompareAndSwap(&probe, nil)
+	}
 	b.record(rerr, probe)
 	return blk, rerr
 }
@@ -107,10 +112,28 @@ func (b *breaker) Gate(ctx context.Context) error {
 	switch {
 	case st.State == gobreaker.StateOpen && time.Now().Before(st.Expiry):
 		return gobreaker.ErrOpenState
-	case st.State != gobreaker.StateClosed && !b.probing.Load():
-		return gobreaker.ErrTooManyRequests
+	case st.State != gobreaker.StateClosed:
+		token := b.probe.Load()
+		if token == nil || !b.keepProbe(ctx, *token) {
+			return gobreaker.ErrTooManyRequests
+		}
 	}
 	return nil
+}
+
+// keepProbe reports whether the probe key is still token's, or free, and
+// then sets it to token for another probeTTL. A probe may wait (a
+// Retry-After, the rate limiter, its backoff) past its key's expiry, and
+// another replica take the key meanwhile: only the key's holder sends.
+// If Redis cannot say, the probe goes on.
+func (b *breaker) keepProbe(ctx context.Context, token string) bool {
+	var kept bool
+	err := b.s.f.do(ctx, func(c context.Context) error {
+		n, err := keepKey.Run(c, b.s.f.rdb, []string{b.s.key + ":probe"}, token, b.probeTTL.Milliseconds()).Int()
+		kept = n == 1
+		return err
+	})
+	return err != nil || kept
 }
 
 // peek reads the fleet's breaker state without its mutex: one GET of the
@@ -237,6 +260,18 @@ func (b *breaker) distributed() *gobreaker.DistributedCircuitBreaker[entropy.Blo
 	b.dcb = dcb
 	return dcb
 }
+
+// keepKey sets a key to the caller's token for ARGV[2] milliseconds if it
+// holds that token or does not exist; it returns 1 then, 0 if another
+// token holds it.
+var keepKey = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] or not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+`)
 
 // releaseKey deletes a key if it still holds the caller's token.
 var releaseKey = redis.NewScript(`

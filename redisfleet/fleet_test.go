@@ -351,3 +351,39 @@ func waitFleetState(t *testing.T, rs []*replica, shared bool, msg string) {
 		return true
 	}, 5*time.Second, 10*time.Millisecond, msg)
 }
+
+// The fleet's half-open probe stays the only request until its outcome is
+// known, however long it waits: here a Retry-After longer than the probe's
+// whole refill would take holds it, and when the hold has passed only the
+// probe goes out (another replica's refill, admitted meanwhile, must not
+// go out beside it while the probe's slow answer is on its way).
+func TestFleetProbeWaitingOutARetryAfterStaysTheOnlyProbe(t *testing.T) {
+	url := redisURL(t)
+	svc := newService(t)
+	fs := fleetSetup{redisURL: url, name: fleetName(t, url), size: 2, rate: 2, burst: 1,
+		opts: []entropy.Option{
+			entropy.WithBreaker(gobreaker.Settings{Timeout: time.Second}),
+			// A probe's refill: 2 attempts of at most 1 s, 10 ms apart.
+			entropy.WithRetry(2, 10*time.Millisecond, 10*time.Millisecond),
+			entropy.WithFetchTimeout(time.Second),
+		}}
+	rs := startFleet(t, svc, fs, 2)
+	time.Sleep(time.Second)
+	// The 401 opens the breaker; the probe meets a Retry-After of 4 s,
+	// longer than its refill's 2 attempts; once the hold has passed, the
+	// probe's next request is answered slowly.
+	require.NoError(t, svc.sim.Script(sim.Status(http.StatusUnauthorized, sim.ShapeNested, ""),
+		sim.Status(http.StatusTooManyRequests, sim.ShapeNested, "4"), sim.Latency(800*time.Millisecond)))
+	held := svc.waitStatus(t, http.StatusTooManyRequests, "the probe met the scripted 429")
+	time.Sleep(time.Until(held.at.Add(6 * time.Second)))
+	stopFleet(t, rs)
+
+	as := svc.all()
+	during := between(as, held.at.Add(time.Nanosecond), held.at.Add(4*time.Second+800*time.Millisecond))
+	assert.Len(t, during, 1, "one request, the probe's, until the probe's answer came: %v", during)
+	assert.NotEmpty(t, between(as, held.at.Add(4*time.Second+800*time.Millisecond), held.at.Add(6*time.Second)),
+		"the fleet resumed after the probe succeeded")
+	for _, r := range rs {
+		assert.Zero(t, r.readErrs.Load(), "no read failed under Degrade")
+	}
+}
