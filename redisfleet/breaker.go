@@ -137,13 +137,12 @@ func (b *breaker) keepProbe(ctx context.Context, token string) bool {
 }
 
 // peek reads the fleet's breaker state without its mutex: one GET of the
-// key DistributedCircuitBreaker keeps it under ("gobreaker:state:" and the
-// breaker's name, behind this source's prefix).
+// key the store keeps DistributedCircuitBreaker's state under.
 func (b *breaker) peek(ctx context.Context) (gobreaker.SharedState, error) {
 	var st gobreaker.SharedState
 	var data []byte
 	err := b.s.f.do(ctx, func(c context.Context) error {
-		d, err := b.s.f.rdb.Get(c, b.store.prefix+"gobreaker:state:"+b.settings.Name).Bytes()
+		d, err := b.s.f.rdb.Get(c, b.store.stateKey()).Bytes()
 		data = d
 		return err
 	})
@@ -300,6 +299,12 @@ type store struct {
 	token  string // the mutex token while this replica holds it
 }
 
+// stateKey is the key of the shared state: the source's, whatever name the
+// breaker's settings give it (gobreaker asks for "gobreaker:state:" and
+// that name), so that replicas that name their breakers apart (to tell
+// them apart in logs) still share one.
+func (st *store) stateKey() string { return st.prefix + "gobreaker:state" }
+
 func (st *store) lockTTL() time.Duration { return max(time.Second, 10*st.s.f.timeout) }
 
 // acquire takes the fleet's mutex of this breaker, waiting while another
@@ -354,14 +359,14 @@ func (st *store) Lock(string) error { return st.acquire() }
 func (st *store) Unlock(string) error { st.release(); return nil }
 
 // GetData reads the shared state, under the mutex.
-func (st *store) GetData(name string) ([]byte, error) {
+func (st *store) GetData(string) ([]byte, error) {
 	if err := st.acquire(); err != nil {
 		return nil, err
 	}
 	var data []byte
 	f := st.s.f
 	err := f.do(context.Background(), func(c context.Context) error {
-		d, err := f.rdb.Get(c, st.prefix+name).Bytes()
+		d, err := f.rdb.Get(c, st.stateKey()).Bytes()
 		data = d
 		return err
 	})
@@ -373,9 +378,9 @@ func (st *store) GetData(name string) ([]byte, error) {
 
 // SetData writes the shared state. It expires after a day unused, so that
 // a fleet that is gone leaves nothing behind for ever.
-func (st *store) SetData(name string, data []byte) error {
+func (st *store) SetData(_ string, data []byte) error {
 	f := st.s.f
 	return f.do(context.Background(), func(c context.Context) error {
-		return f.rdb.Set(c, st.prefix+name, data, 24*time.Hour).Err()
+		return f.rdb.Set(c, st.stateKey(), data, 24*time.Hour).Err()
 	})
 }

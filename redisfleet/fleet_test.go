@@ -387,3 +387,31 @@ func TestFleetProbeWaitingOutARetryAfterStaysTheOnlyProbe(t *testing.T) {
 		assert.Zero(t, r.readErrs.Load(), "no read failed under Degrade")
 	}
 }
+
+// The fleet's breaker is the source's, whatever each replica names it in
+// its breaker settings (a name that says which replica logs a change):
+// a permanent error seen by one replica holds the other too.
+func TestFleetBreakerIsSharedWhateverEachReplicaNamesIt(t *testing.T) {
+	url := redisURL(t)
+	svc := newService(t)
+	name := fleetName(t, url)
+	var rs []*replica
+	for _, r := range []string{"r0", "r1"} {
+		fs := fleetSetup{redisURL: url, name: name, size: 2, rate: 10, burst: 1,
+			opts: []entropy.Option{entropy.WithBreaker(gobreaker.Settings{Name: "entropy service (" + r + ")", Timeout: time.Minute})}}
+		rs = append(rs, startReplica(t, svc, fs, r))
+	}
+	time.Sleep(time.Second)
+	require.NoError(t, svc.sim.Script(sim.Status(http.StatusUnauthorized, sim.ShapeNested, "")))
+	failed := svc.waitStatus(t, http.StatusUnauthorized, "the scripted 401 was answered")
+	time.Sleep(time.Until(failed.at.Add(2 * time.Second)))
+	stopFleet(t, rs)
+
+	as := svc.all()
+	// As in TestFleetPermanentErrorOpensEveryBreaker: a request already on
+	// its way may arrive in the first moments, none after.
+	const inflight = 300 * time.Millisecond
+	assert.LessOrEqual(t, len(between(as, failed.at.Add(time.Nanosecond), failed.at.Add(inflight))), len(rs))
+	assert.Empty(t, between(as, failed.at.Add(inflight), failed.at.Add(2*time.Second)),
+		"no request while the breaker %s opened is open", failed.replica)
+}
