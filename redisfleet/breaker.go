@@ -78,7 +78,7 @@ func (b *breaker) State() gobreaker.State {
 // Execute runs one refill if the fleet's breaker lets it, and counts its
 // outcome for the fleet.
 func (b *breaker) Execute(req func() (entropy.Block, error)) (entropy.Block, error) {
-	probe, err := b.admit()
+	probe, gen, err := b.admit()
 	if errors.Is(err, errLocal) {
 		b.onLocal.Store(true)
 		return b.local.Execute(req)
@@ -94,7 +94,7 @@ func (b *breaker) Execute(req func() (entropy.Block, error)) (entropy.Block, err
 	if probe != "" {
 		b.probe.CompareAndSwap(&probe, nil)
 	}
-	b.record(rerr, probe)
+	b.record(rerr, probe, gen)
 	return blk, rerr
 }
 
@@ -153,26 +153,27 @@ func (b *breaker) peek(ctx context.Context) (gobreaker.SharedState, error) {
 }
 
 // admit asks the fleet's breaker whether a refill may run. It returns the
-// probe token if the refill is the fleet's half-open probe, gobreaker's
-// ErrOpenState or ErrTooManyRequests if not, and errLocal if the breaker
-// cannot be asked (Redis unreachable).
-func (b *breaker) admit() (probe string, err error) {
+// probe token if the refill is the fleet's half-open probe, and the
+// breaker's generation when it let the refill through (-1 if unknown);
+// gobreaker's ErrOpenState or ErrTooManyRequests if not, and errLocal if
+// the breaker cannot be asked (Redis unreachable).
+func (b *breaker) admit() (probe string, gen int64, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	dcb := b.distributed()
 	if dcb == nil {
-		return "", errLocal
+		return "", -1, errLocal
 	}
 	// Closed, or open and not yet due for a probe: one GET says so, without
 	// the mutex and the write of State.
 	st, err := b.peek(context.Background())
 	switch {
 	case err == nil && st.State == gobreaker.StateClosed:
-		return "", nil
+		return "", int64(st.Generation), nil
 	case err == nil && st.State == gobreaker.StateOpen && time.Now().Before(st.Expiry):
-		return "", gobreaker.ErrOpenState
+		return "", -1, gobreaker.ErrOpenState
 	case err != nil && !errors.Is(err, redis.Nil) && !b.s.f.usable():
-		return "", errLocal
+		return "", -1, errLocal
 	}
 	// Open and due, or half-open: State moves the fleet's breaker on (open
 	// to half-open) under the mutex.
@@ -180,11 +181,11 @@ func (b *breaker) admit() (probe string, err error) {
 	b.store.release()
 	if err != nil {
 		b.forget(err)
-		return "", errLocal
+		return "", -1, errLocal
 	}
 	switch state {
 	case gobreaker.StateOpen:
-		return "", gobreaker.ErrOpenState
+		return "", -1, gobreaker.ErrOpenState
 	case gobreaker.StateHalfOpen:
 		token := newToken()
 		var got bool
@@ -194,34 +195,53 @@ func (b *breaker) admit() (probe string, err error) {
 			return err
 		})
 		if err != nil {
-			return "", errLocal
+			return "", -1, errLocal
 		}
 		if !got {
-			return "", gobreaker.ErrTooManyRequests
+			return "", -1, gobreaker.ErrTooManyRequests
 		}
-		return token, nil
+		gen := int64(-1)
+		if st, err := b.peek(context.Background()); err == nil {
+			gen = int64(st.Generation)
+		}
+		return token, gen, nil
 	}
-	return "", nil
+	return "", -1, nil
 }
 
 // record counts a refill's outcome in the fleet's breaker and gives the
-// probe key back.
-func (b *breaker) record(outcome error, probe string) {
+// probe key back. An outcome of a refill admitted in an earlier generation
+// of the breaker (before it opened, say) is not counted, as gobreaker's own
+// breaker does not count it: a request sent before the breaker opened must
+// not close it while the fleet's probe is on its way.
+func (b *breaker) record(outcome error, probe string, gen int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	refused := errors.Is(outcome, gobreaker.ErrOpenState) || errors.Is(outcome, gobreaker.ErrTooManyRequests)
-	if dcb := b.distributed(); dcb != nil && !refused {
+	if dcb := b.distributed(); dcb != nil && !refused && !b.stale(gen) {
 		_, err := dcb.Execute(func() (entropy.Block, error) { return entropy.Block{}, outcome })
-		b.store.release()
 		if err != nil && !errors.Is(err, outcome) {
 			b.forget(err)
 		}
 	}
+	b.store.release()
 	if probe != "" {
 		_ = b.s.f.do(context.Background(), func(c context.Context) error {
 			return releaseKey.Run(c, b.s.f.rdb, []string{b.s.key + ":probe"}, probe).Err()
 		})
 	}
+}
+
+// stale reports whether the fleet's breaker has left generation gen (-1:
+// unknown, never stale). It takes the store's mutex, which the caller's
+// DistributedCircuitBreaker call then finds held and gives back, so that
+// no other replica changes the breaker in between.
+func (b *breaker) stale(gen int64) bool {
+	if gen < 0 || b.store.acquire() != nil {
+		return false
+	}
+	st, err := b.peek(context.Background())
+	return err == nil && int64(st.Generation) != gen
 }
 
 // forget drops the DistributedCircuitBreaker after a store failure or a lost

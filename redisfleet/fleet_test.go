@@ -415,3 +415,33 @@ func TestFleetBreakerIsSharedWhateverEachReplicaNamesIt(t *testing.T) {
 	assert.Empty(t, between(as, failed.at.Add(inflight), failed.at.Add(2*time.Second)),
 		"no request while the breaker %s opened is open", failed.replica)
 }
+
+// A request sent before the breaker opened, answered while the fleet's
+// probe is on its way, does not close the breaker (gobreaker's own breaker
+// does not count an outcome of an earlier generation either): until the
+// probe's answer, the probe is the fleet's only request.
+func TestFleetAnswerFromBeforeTheBreakerOpenedDoesNotCloseIt(t *testing.T) {
+	url := redisURL(t)
+	svc := newService(t)
+	fs := fleetSetup{redisURL: url, name: fleetName(t, url), size: 3, rate: 10, burst: 1,
+		opts: []entropy.Option{entropy.WithBreaker(gobreaker.Settings{Timeout: 500 * time.Millisecond})}}
+	rs := startFleet(t, svc, fs, 3)
+	time.Sleep(time.Second)
+	// A slow answer (1.5 s), a 401 to the next request, which opens the
+	// breaker, and a slow answer (2 s) to the probe sent 0.5 s later: the
+	// first slow answer comes while the probe is on its way.
+	require.NoError(t, svc.sim.Script(sim.Latency(1500*time.Millisecond),
+		sim.Status(http.StatusUnauthorized, sim.ShapeNested, ""), sim.Latency(2*time.Second)))
+	failed := svc.waitStatus(t, http.StatusUnauthorized, "the scripted 401 was answered")
+	time.Sleep(time.Until(failed.at.Add(4 * time.Second)))
+	stopFleet(t, rs)
+
+	as := svc.all()
+	later := between(as, failed.at.Add(300*time.Millisecond), failed.at.Add(time.Hour))
+	require.NotEmpty(t, later, "a probe was sent after the timeout")
+	probe := later[0]
+	assert.Empty(t, between(as, probe.at.Add(time.Nanosecond), probe.at.Add(1900*time.Millisecond)),
+		"no request but the probe (from %s) until its answer", probe.replica)
+	assert.NotEmpty(t, between(as, probe.at.Add(2*time.Second), failed.at.Add(4*time.Second)),
+		"the fleet resumed after the probe succeeded")
+}
