@@ -41,6 +41,7 @@ type breaker struct {
 	mu      sync.Mutex // one DistributedCircuitBreaker call at a time
 	dcb     *gobreaker.DistributedCircuitBreaker[entropy.Block]
 	onLocal atomic.Bool            // the last refill ran on the local breaker
+	known   atomic.Pointer[known]  // the fleet's breaker as this replica last read it
 	probe   atomic.Pointer[string] // the probe key's token while the refill running now is the fleet's half-open probe
 }
 
@@ -61,18 +62,32 @@ func newBreaker(s *source, src entropy.FleetSource) (*breaker, error) {
 	return b, nil
 }
 
-// State returns the breaker's state as this replica last knew it (no I/O).
+// known is the state of the fleet's breaker as a replica last read it, and
+// when it stops being open (zero if unknown).
+type known struct {
+	state  gobreaker.State
+	expiry time.Time
+}
+
+// State returns the breaker's state as this replica last knew it: the
+// fleet's as last read from Redis (another replica may have changed it),
+// the local breaker's on local state. It does no I/O and takes no lock
+// that Redis I/O holds.
 func (b *breaker) State() gobreaker.State {
-	if b.onLocal.Load() {
+	k := b.known.Load()
+	if b.onLocal.Load() || k == nil {
 		return b.local.State()
 	}
-	b.mu.Lock()
-	dcb := b.dcb
-	b.mu.Unlock()
-	if dcb == nil {
-		return b.local.State()
+	if k.state == gobreaker.StateOpen && !k.expiry.IsZero() && !time.Now().Before(k.expiry) {
+		return gobreaker.StateHalfOpen // due for the fleet's probe
 	}
-	return dcb.CircuitBreaker.State()
+	return k.state
+}
+
+// learnt notes the state of the DistributedCircuitBreaker after a call
+// that read (and may have changed) the shared state. The caller holds b.mu.
+func (b *breaker) learnt(dcb *gobreaker.DistributedCircuitBreaker[entropy.Block]) {
+	b.known.Store(&known{state: dcb.CircuitBreaker.State()})
 }
 
 // Execute runs one refill if the fleet's breaker lets it, and counts its
@@ -149,7 +164,11 @@ func (b *breaker) peek(ctx context.Context) (gobreaker.SharedState, error) {
 	if err != nil {
 		return st, err
 	}
-	return st, json.Unmarshal(data, &st)
+	if err := json.Unmarshal(data, &st); err != nil {
+		return st, err
+	}
+	b.known.Store(&known{state: st.State, expiry: st.Expiry})
+	return st, nil
 }
 
 // admit asks the fleet's breaker whether a refill may run. It returns the
@@ -183,6 +202,7 @@ func (b *breaker) admit() (probe string, gen int64, err error) {
 		b.forget(err)
 		return "", -1, errLocal
 	}
+	b.learnt(dcb)
 	switch state {
 	case gobreaker.StateOpen:
 		return "", -1, gobreaker.ErrOpenState
@@ -222,6 +242,8 @@ func (b *breaker) record(outcome error, probe string, gen int64) {
 		_, err := dcb.Execute(func() (entropy.Block, error) { return entropy.Block{}, outcome })
 		if err != nil && !errors.Is(err, outcome) {
 			b.forget(err)
+		} else {
+			b.learnt(dcb)
 		}
 	}
 	b.store.release()

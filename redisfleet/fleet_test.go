@@ -445,3 +445,21 @@ func TestFleetAnswerFromBeforeTheBreakerOpenedDoesNotCloseIt(t *testing.T) {
 	assert.NotEmpty(t, between(as, probe.at.Add(2*time.Second), failed.at.Add(4*time.Second)),
 		"the fleet resumed after the probe succeeded")
 }
+
+// Stats tells the breaker's state as the fleet has it: a replica held by
+// a breaker another replica opened says "open", not the "closed" it last
+// counted an outcome in.
+func TestFleetStatsShowTheBreakerAnotherReplicaOpened(t *testing.T) {
+	url := redisURL(t)
+	svc := newService(t)
+	fs := fleetSetup{redisURL: url, name: fleetName(t, url), size: 2, rate: 10, burst: 1,
+		opts: []entropy.Option{entropy.WithBreaker(gobreaker.Settings{Timeout: time.Minute})}}
+	rs := startFleet(t, svc, fs, 2)
+	time.Sleep(time.Second)
+	require.NoError(t, svc.sim.Script(sim.Status(http.StatusUnauthorized, sim.ShapeNested, "")))
+	failed := svc.waitStatus(t, http.StatusUnauthorized, "the scripted 401 was answered")
+	for _, r := range rs {
+		require.Eventually(t, func() bool { return r.p.Stats().Sources[0].Breaker == gobreaker.StateOpen.String() },
+			5*time.Second, 10*time.Millisecond, "replica %s's Stats say the breaker %s opened is open (%s)", r.name, failed.replica, r.p.Stats().Sources[0].Breaker)
+	}
+}
