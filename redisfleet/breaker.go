@@ -101,6 +101,14 @@ func (b *breaker) Execute(req func() (entropy.Block, error)) (entropy.Block, err
 	if err != nil {
 		return entropy.Block{}, err
 	}
+	if b.local.State() == gobreaker.StateOpen {
+		// The local breaker opened while Redis was out of reach: it stays
+		// open until its timeout, Redis back or not, since the fleet's
+		// breaker never learnt of the failures that opened it.
+		b.onLocal.Store(true)
+		b.record(gobreaker.ErrOpenState, probe, gen)
+		return entropy.Block{}, gobreaker.ErrOpenState
+	}
 	b.onLocal.Store(false)
 	if probe != "" {
 		b.probe.Store(&probe)

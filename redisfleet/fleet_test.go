@@ -463,3 +463,31 @@ func TestFleetStatsShowTheBreakerAnotherReplicaOpened(t *testing.T) {
 			5*time.Second, 10*time.Millisecond, "replica %s's Stats say the breaker %s opened is open (%s)", r.name, failed.replica, r.p.Stats().Sources[0].Breaker)
 	}
 }
+
+// A breaker a replica opened on its own, while Redis was out of reach,
+// stays open until its timeout when Redis answers again: the replica does
+// not go back to a service that refused its key because the fleet's
+// breaker, which never learnt of it, is closed.
+func TestFleetBreakerOpenedWithoutRedisStaysOpenWhenRedisReturns(t *testing.T) {
+	url := redisURL(t)
+	px := testkit.StartProxy(t, redisAddr(t, url))
+	svc := newService(t)
+	fs := fleetSetup{redisURL: proxied(t, url, px.Addr()), name: fleetName(t, url), size: 1, rate: 10, burst: 1,
+		opts:  []entropy.Option{entropy.WithBreaker(gobreaker.Settings{Timeout: time.Minute})},
+		fleet: []redisfleet.Option{redisfleet.WithRetryInterval(200 * time.Millisecond)}}
+	rs := startFleet(t, svc, fs, 1)
+	time.Sleep(time.Second)
+	px.SetCut(true)
+	waitFleetState(t, rs, false, "the replica went on local state")
+	require.NoError(t, svc.sim.Script(sim.Status(http.StatusUnauthorized, sim.ShapeNested, "")))
+	failed := svc.waitStatus(t, http.StatusUnauthorized, "the scripted 401 was answered")
+	require.Eventually(t, func() bool { return rs[0].p.Stats().Sources[0].Breaker == gobreaker.StateOpen.String() },
+		5*time.Second, 10*time.Millisecond, "the local breaker opened")
+	px.SetCut(false)
+	waitFleetState(t, rs, true, "the replica returned to the shared state")
+	time.Sleep(time.Second)
+	stopFleet(t, rs)
+
+	assert.Empty(t, between(svc.all(), failed.at.Add(time.Nanosecond), time.Now()),
+		"no request within the breaker's timeout after the 401, Redis back or not")
+}
