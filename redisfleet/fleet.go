@@ -404,8 +404,9 @@ return 0
 // hold is the fleet's Retry-After hold of one source: a key whose expiry is
 // the end of the hold.
 type hold struct {
-	s       *source
-	pending atomic.Int64 // unix nanos (source clock) of a hold Redis has not taken yet
+	s          *source
+	pending    atomic.Int64 // unix nanos (source clock) of a hold Redis has not taken yet
+	publishing atomic.Bool  // publishLater runs
 }
 
 // Until returns when the fleet's hold ends, capped by this Provider's
@@ -453,10 +454,44 @@ func (h *hold) Extend(ctx context.Context, d time.Duration) {
 		for {
 			cur := h.pending.Load()
 			if cur >= until.UnixNano() || h.pending.CompareAndSwap(cur, until.UnixNano()) {
-				return
+				break
 			}
 		}
+		h.publishLater(ctx)
 	}
+}
+
+// publishLater hands the fleet a hold Redis did not take, as soon as Redis
+// answers again: the Provider that received it sleeps through the hold and
+// asks nothing of the fleet meanwhile, while the other replicas, which
+// Redis may never have stopped answering, would go on sending. It tries
+// every retry interval until Redis takes the hold, the hold has passed, or
+// ctx ends (the Provider is closed).
+func (h *hold) publishLater(ctx context.Context) {
+	if !h.publishing.CompareAndSwap(false, true) {
+		return
+	}
+	s := h.s
+	go func() {
+		defer h.publishing.Store(false)
+		for {
+			p := h.pending.Load()
+			if p == 0 {
+				return
+			}
+			left := time.Duration(p - s.clk.Now().UnixNano())
+			if left <= 0 {
+				h.pending.CompareAndSwap(p, 0)
+				return
+			}
+			if sleep(ctx, s.clk, min(s.f.retry, left)) != nil {
+				return
+			}
+			if s.f.usable() {
+				h.Until(ctx) // publishes the pending hold when Redis answers
+			}
+		}
+	}()
 }
 
 // sleep waits d on clk, or until ctx ends.

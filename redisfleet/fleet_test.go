@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -490,4 +491,47 @@ func TestFleetBreakerOpenedWithoutRedisStaysOpenWhenRedisReturns(t *testing.T) {
 
 	assert.Empty(t, between(svc.all(), failed.at.Add(time.Nanosecond), time.Now()),
 		"no request within the breaker's timeout after the 401, Redis back or not")
+}
+
+// A Retry-After received by a replica while Redis is out of reach for it
+// reaches the fleet as soon as Redis answers again, while the hold lasts:
+// the replica itself sleeps through the hold, and the others, which Redis
+// never stopped answering, must not go on sending until it has passed.
+func TestFleetRetryAfterReceivedWithoutRedisReachesTheFleetWhenRedisReturns(t *testing.T) {
+	url := redisURL(t)
+	px := testkit.StartProxy(t, redisAddr(t, url))
+	svc := newService(t)
+	name := fleetName(t, url)
+	direct := startReplica(t, svc, fleetSetup{redisURL: url, name: name, size: 2, rate: 20, burst: 2}, "direct")
+	cutOff := startReplica(t, svc, fleetSetup{redisURL: proxied(t, url, px.Addr()), name: name, size: 2, rate: 20, burst: 2,
+		fleet: []redisfleet.Option{redisfleet.WithRetryInterval(200 * time.Millisecond)}}, "cut-off")
+	time.Sleep(time.Second)
+	px.SetCut(true)
+	waitFleetState(t, []*replica{cutOff}, false, "the cut-off replica went on local state")
+	var once sync.Once
+	svc.setIntercept(func(w http.ResponseWriter, replica string) bool {
+		answered := false
+		if replica == "cut-off" {
+			once.Do(func() {
+				w.Header().Set("Retry-After", "4")
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusTooManyRequests)
+				_, _ = w.Write([]byte(`{"error":{"code":"TooManyRequests","message":"slow down"}}`))
+				answered = true
+			})
+		}
+		return answered
+	})
+	held := svc.waitStatus(t, http.StatusTooManyRequests, "the cut-off replica received the 429")
+	time.Sleep(500 * time.Millisecond)
+	px.SetCut(false)
+	time.Sleep(time.Until(held.at.Add(4*time.Second + 500*time.Millisecond)))
+	stopFleet(t, []*replica{direct, cutOff})
+
+	as := svc.all()
+	// Redis is back 0.5 s after the 429, and the cut-off replica tries it
+	// every 0.2 s: from 1.5 s on, the whole fleet is held.
+	assert.Empty(t, between(as, held.at.Add(1500*time.Millisecond), held.at.Add(4*time.Second)),
+		"no request in the rest of the Retry-After the cut-off replica received")
+	assert.NotEmpty(t, between(as, held.at.Add(4*time.Second), held.at.Add(4*time.Second+500*time.Millisecond)), "requests resumed after the hold")
 }

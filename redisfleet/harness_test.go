@@ -80,6 +80,16 @@ type service struct {
 
 	mu       sync.Mutex
 	arrivals []arrival
+	// intercept, if set, may answer a request itself (true) instead of
+	// the simulator; it is called with the replica that sent it.
+	intercept func(w http.ResponseWriter, replica string) bool
+}
+
+// setIntercept sets the service's intercept (see service).
+func (s *service) setIntercept(f func(w http.ResponseWriter, replica string) bool) {
+	s.mu.Lock()
+	s.intercept = f
+	s.mu.Unlock()
 }
 
 func newService(t testing.TB, opts ...sim.Option) *service {
@@ -92,10 +102,16 @@ func newService(t testing.TB, opts ...sim.Option) *service {
 			return
 		}
 		at := time.Now()
+		replica := r.Header.Get("X-Test-Replica")
 		rec := &statusWriter{ResponseWriter: w}
-		s.sim.ServeHTTP(rec, r)
 		s.mu.Lock()
-		s.arrivals = append(s.arrivals, arrival{at: at, replica: r.Header.Get("X-Test-Replica"), status: rec.status})
+		intercept := s.intercept
+		s.mu.Unlock()
+		if intercept == nil || !intercept(rec, replica) {
+			s.sim.ServeHTTP(rec, r)
+		}
+		s.mu.Lock()
+		s.arrivals = append(s.arrivals, arrival{at: at, replica: replica, status: rec.status})
 		s.mu.Unlock()
 	}))
 	t.Cleanup(s.srv.Close)
