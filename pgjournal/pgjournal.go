@@ -54,6 +54,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -198,7 +199,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Journal, error) {
 	}
 	pcfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, redact(fmt.Errorf("pgjournal: invalid DSN: %w", err), dsn)
+		return nil, redact(fmt.Errorf("pgjournal: invalid DSN: %w", parseError(err, dsn)), dsn)
 	}
 	if c.maxConns > 0 {
 		pcfg.MaxConns = c.maxConns
@@ -213,6 +214,22 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Journal, error) {
 		return nil, redact(err, dsn)
 	}
 	return j, nil
+}
+
+// parseError is the driver's error for a DSN it cannot parse, with the DSN
+// it quotes shown as Redact shows it: the driver's own redaction misses
+// part of a password that holds an '@' or a quote.
+func parseError(err error, dsn string) error {
+	var pe *pgconn.ParseConfigError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	s := pe.Error()
+	i := strings.LastIndex(s, "`: ")
+	if i < 0 {
+		return &redactedError{msg: "cannot parse " + Redact(dsn), cause: err}
+	}
+	return &redactedError{msg: "cannot parse " + Redact(dsn) + ": " + s[i+3:], cause: err}
 }
 
 // takeParams removes the journal_schema and journal_prefix query parameters
@@ -288,7 +305,7 @@ func parseURL(dsn string) (u *url.URL, q url.Values, ok bool) {
 	return u, q, true
 }
 
-var passwordKV = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 
 // redactedError is an error whose text had a password taken out; it still
 // unwraps to the cause, for errors.Is and errors.As.
@@ -351,12 +368,15 @@ type tables struct {
 	head           string // the chain head: one row
 	jobs           string // jobs claimed (the replay guard)
 	lockKey        int64  // advisory lock key of migrations
+	schemaLockKey  int64  // advisory lock key of the schema's creation, for every prefix
 }
 
 func newTables(schema, prefix string) tables {
 	q := func(name string) string { return pgx.Identifier{schema, prefix + name}.Sanitize() }
 	h := fnv.New64a()
 	h.Write([]byte("provenrand/entropy/pgjournal\x00" + schema + "\x00" + prefix))
+	hs := fnv.New64a()
+	hs.Write([]byte("provenrand/entropy/pgjournal/schema\x00" + schema))
 	return tables{
 		schema: schema, prefix: prefix,
 		qschema: pgx.Identifier{schema}.Sanitize(),
@@ -365,6 +385,8 @@ func newTables(schema, prefix string) tables {
 		head:    q("journal_head"),
 		jobs:    q("journal_jobs"),
 		lockKey: int64(h.Sum64()),
+
+		schemaLockKey: int64(hs.Sum64()),
 	}
 }
 
@@ -378,7 +400,9 @@ func (j *Journal) migrate(ctx context.Context) error {
 	return pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
 		// Many replicas may start at once: one migrates, the others wait
 		// here and then find the work done.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", j.t.lockKey); err != nil {
+		// Journals of other prefixes may be creating the same schema: the
+		// schema's lock first, then the journal's.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)", j.t.schemaLockKey, j.t.lockKey); err != nil {
 			return fmt.Errorf("pgjournal: migration lock: %w", err)
 		}
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+j.t.qschema); err != nil {
@@ -478,6 +502,22 @@ func dataHash(typ string, data []byte) string {
 	h.Write([]byte{0})
 	h.Write(data)
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// jobColumnsMatch reports whether a row's source and job_id columns are
+// those of its record: a block's source and job ID, NULL for other records.
+func jobColumnsMatch(e journal.Entry, source, jobID *string) bool {
+	if e.Type != journal.TypeBlock {
+		return source == nil && jobID == nil
+	}
+	var b struct {
+		Source *string `json:"source"`
+		JobID  *string `json:"job_id"`
+	}
+	if json.Unmarshal(e.Data, &b) != nil || b.Source == nil || b.JobID == nil || source == nil || jobID == nil {
+		return false
+	}
+	return *source == *b.Source && *jobID == *b.JobID
 }
 
 // insert adds e's row; it reports false if a unique key (the event, the
@@ -827,7 +867,7 @@ func (j *Journal) Verify(ctx context.Context) (journal.Report, error) {
 		if err != nil {
 			return j.wrap("read chain head", err)
 		}
-		rows, err := tx.Query(ctx, "SELECT seq, type, event, data_hash, line, hash FROM "+j.t.records+" ORDER BY seq")
+		rows, err := tx.Query(ctx, "SELECT seq, type, event, data_hash, source, job_id, line, hash FROM "+j.t.records+" ORDER BY seq")
 		if err != nil {
 			return j.wrap("read records", err)
 		}
@@ -838,8 +878,8 @@ func (j *Journal) Verify(ctx context.Context) (journal.Report, error) {
 			row++
 			var seq int64
 			var typ, dh, line, hash string
-			var event *string
-			if err := rows.Scan(&seq, &typ, &event, &dh, &line, &hash); err != nil {
+			var event, source, jobID *string
+			if err := rows.Scan(&seq, &typ, &event, &dh, &source, &jobID, &line, &hash); err != nil {
 				return j.wrap("read records", err)
 			}
 			bad := func(err error) error {
@@ -865,6 +905,10 @@ func (j *Journal) Verify(ctx context.Context) (journal.Report, error) {
 				return bad(fmt.Errorf("%w: hash column is not the record's hash", ErrColumnMismatch))
 			case dh != dataHash(e.Type, e.Data):
 				return bad(fmt.Errorf("%w: data_hash column is not the record's", ErrColumnMismatch))
+			case !jobColumnsMatch(e, source, jobID):
+				// The replay guard and the one-record-per-job key read
+				// these columns: an edited one lets a recorded job in again.
+				return bad(fmt.Errorf("%w: source or job_id column is not the record's", ErrColumnMismatch))
 			}
 		}
 		if err := rows.Err(); err != nil {

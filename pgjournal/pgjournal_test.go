@@ -63,6 +63,30 @@ func TestOpenConcurrentlyMigratesOnce(t *testing.T) {
 	assert.Equal(t, 1, rep.Records)
 }
 
+// Applications with journals of their own prefixes in one schema that does
+// not exist yet start at once: each Open creates or finds the schema, none
+// fails.
+func TestOpenConcurrentlyWithOtherPrefixesInANewSchema(t *testing.T) {
+	schema := testSchema(t)
+	const apps = 6
+	var wg sync.WaitGroup
+	errs := make([]error, apps)
+	for i := range apps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			j, err := pgjournal.Open(context.Background(), testDSN(t), pgjournal.WithSchema(schema), pgjournal.WithTablePrefix(fmt.Sprintf("app%d_", i)))
+			if errs[i] = err; err == nil {
+				j.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		assert.NoError(t, err, "application %d", i)
+	}
+}
+
 // Two applications in one database keep separate journals: by schema or by
 // table prefix, given as options or in the DSN.
 func TestSchemasAndPrefixesSeparateJournals(t *testing.T) {
@@ -143,6 +167,10 @@ func TestRedactHidesThePasswordWhereverItIs(t *testing.T) {
 		"postgres://u@127.0.0.1:1/db%zz?password=s3c-r3t",
 		"host=127.0.0.1 port=1 password=s3c-r3t user=u",
 		"host=127.0.0.1 port=1 password='s3c r3t' user=u",
+		// pgx's own redaction stops at the first '@' or quote:
+		"postgres://u:s3c@r3t@127.0.0.1:1/db?sslmode=bogus",
+		"host=127.0.0.1 port=1 password='s3c\\' r3t' user=u sslmode=bogus",
+		"host=127.0.0.1 port=1 PASSWORD=s3c-r3t user=u",
 	} {
 		r := pgjournal.Redact(dsn)
 		assert.NotContains(t, r, "s3c", dsn)
@@ -257,10 +285,21 @@ func TestVerifyCatchesTampering(t *testing.T) {
 			prevHash := sqlString(t, "SELECT hash FROM "+table(s, "journal_records")+" WHERE seq = 7")
 			e, err := journal.ChainAt(7, prevHash).Append(time.Now(), entropy.BlockRecord{Source: "q", JobID: "job-forged", Size: 32, Verifiable: true, Time: time.Now()})
 			require.NoError(t, err)
-			sqlExec(t, "INSERT INTO "+table(s, "journal_records")+" (seq, type, data_hash, line, hash) VALUES (8, 'block', $3, $1, $2)", string(e.Line), e.Hash, dataHash(e))
+			sqlExec(t, "INSERT INTO "+table(s, "journal_records")+" (seq, type, data_hash, source, job_id, line, hash) VALUES (8, 'block', $3, 'q', 'job-forged', $1, $2)", string(e.Line), e.Hash, dataHash(e))
 		}, 8, pgjournal.ErrHeadMismatch},
 		{"event column edited", func(s string) {
 			sqlExec(t, "UPDATE "+table(s, "journal_records")+" SET event = 'e7' WHERE seq = 6")
+		}, 6, pgjournal.ErrColumnMismatch},
+		{"job_id column edited", func(s string) {
+			// The replay guard and the one-record-per-job key read the
+			// column: job-0 would be taken again, and recorded twice.
+			sqlExec(t, "UPDATE "+table(s, "journal_records")+" SET job_id = 'job-other' WHERE seq = 2")
+		}, 2, pgjournal.ErrColumnMismatch},
+		{"source column edited", func(s string) {
+			sqlExec(t, "UPDATE "+table(s, "journal_records")+" SET source = 'other' WHERE seq = 3")
+		}, 3, pgjournal.ErrColumnMismatch},
+		{"job columns set on an event", func(s string) {
+			sqlExec(t, "UPDATE "+table(s, "journal_records")+" SET source = 'q', job_id = 'job-9' WHERE seq = 6")
 		}, 6, pgjournal.ErrColumnMismatch},
 		{"seq renumbered", func(s string) {
 			sqlExec(t, "UPDATE "+table(s, "journal_records")+" SET seq = 100 WHERE seq = 7")
