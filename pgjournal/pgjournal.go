@@ -122,6 +122,11 @@ type Journal struct {
 	t      tables
 	now    func() time.Time
 	closed atomic.Bool
+	// done ends at Close, and with it every call in flight (bind):
+	// pgxpool's Close waits for them, and one on a database that does not
+	// answer would hold Close for ever.
+	done context.Context
+	stop context.CancelFunc
 }
 
 var (
@@ -209,6 +214,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Journal, error) {
 		return nil, redact(fmt.Errorf("pgjournal: connect: %w", err), dsn)
 	}
 	j := &Journal{pool: pool, t: newTables(c.schema, c.prefix), now: c.now}
+	j.done, j.stop = context.WithCancel(context.Background())
 	if err := j.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, redact(err, dsn)
@@ -544,9 +550,11 @@ func insertIfAbsent(ctx context.Context, tx pgx.Tx, t tables, e journal.Entry, r
 	return tag.RowsAffected() == 1, nil
 }
 
-// Close closes the connection pool. Calls after Close return ErrClosed.
+// Close closes the connection pool. Calls in flight end, and calls after
+// Close return, with errors wrapping ErrClosed.
 func (j *Journal) Close() {
 	if j.closed.CompareAndSwap(false, true) && j.pool != nil {
+		j.stop()
 		j.pool.Close()
 	}
 }
@@ -579,6 +587,14 @@ func (j *Journal) usable(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// bind returns ctx, ended also by Close (with the cause ErrClosed), and
+// the function that releases it.
+func (j *Journal) bind(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	unhook := context.AfterFunc(j.done, func() { cancel(ErrClosed) })
+	return ctx, func() { unhook(); cancel(nil) }
+}
+
 // append adds rec as the next record of the chain, in one transaction that
 // holds the chain head row. It returns errAlreadyRecorded (and adds nothing)
 // when a unique key holds the record already.
@@ -586,6 +602,8 @@ func (j *Journal) append(ctx context.Context, rec any) error {
 	if err := j.usable(ctx); err != nil {
 		return err
 	}
+	ctx, end := j.bind(ctx)
+	defer end()
 	return j.retry(ctx, func() error {
 		return pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
 			var seq int64
@@ -693,6 +711,8 @@ func (j *Journal) ClaimJob(ctx context.Context, source, jobID string) (bool, err
 	if err := j.usable(ctx); err != nil {
 		return false, err
 	}
+	ctx, end := j.bind(ctx)
+	defer end()
 	var fresh, unknown bool // unknown: an attempt failed, and may have taken the job
 	err := j.retry(ctx, func() error {
 		tag, err := j.pool.Exec(ctx, "INSERT INTO "+j.t.jobs+" (source, job_id) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM "+
@@ -805,6 +825,8 @@ func (j *Journal) LookupEvent(ctx context.Context, event string) (entropy.EventR
 	if err := j.usable(ctx); err != nil {
 		return entropy.EventRecord{}, false, err
 	}
+	ctx, end := j.bind(ctx)
+	defer end()
 	var line string
 	err := j.retry(ctx, func() error {
 		return j.pool.QueryRow(ctx, "SELECT line FROM "+j.t.records+" WHERE event = $1", event).Scan(&line)
@@ -840,6 +862,8 @@ func (j *Journal) Head(ctx context.Context) (seq uint64, hash string, err error)
 	if err := j.usable(ctx); err != nil {
 		return 0, "", err
 	}
+	ctx, end := j.bind(ctx)
+	defer end()
 	var s int64
 	if err := j.pool.QueryRow(ctx, "SELECT seq, hash FROM "+j.t.head+" WHERE id").Scan(&s, &hash); err != nil {
 		return 0, "", j.wrap("read chain head", err)
@@ -856,6 +880,8 @@ func (j *Journal) Verify(ctx context.Context) (journal.Report, error) {
 	if err := j.usable(ctx); err != nil {
 		return journal.Report{}, err
 	}
+	ctx, end := j.bind(ctx)
+	defer end()
 	var rep journal.Report
 	err := pgx.BeginTxFunc(ctx, j.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var headSeq int64

@@ -354,6 +354,48 @@ func TestClosed(t *testing.T) {
 	assert.ErrorIs(t, err, pgjournal.ErrClosed)
 }
 
+// Close ends the calls in flight, with ErrClosed, even on a database that
+// no longer answers: the connection pool's Close waits for them, and used
+// to wait for ever.
+func TestCloseEndsCallsInFlightOnASilentDatabase(t *testing.T) {
+	dsn, schema := testDSN(t), testSchema(t)
+	px := newProxy(t, dsn)
+	app := "entropy-close-" + schema
+	appDSN := px.dsn + "&application_name=" + app
+	if !strings.Contains(px.dsn, "?") {
+		appDSN = px.dsn + "?application_name=" + app
+	}
+	j, err := pgjournal.Open(context.Background(), appDSN, pgjournal.WithSchema(schema), pgjournal.WithMaxConns(2))
+	require.NoError(t, err)
+	t.Cleanup(j.Close)
+	t.Cleanup(func() { px.SetRepliesStalled(false) })
+
+	px.SetRepliesStalled(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := j.RecordEvent(context.Background(), entropy.EventRecord{Event: "e", Data: []byte{1},
+			Label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "q", JobID: "j", Length: 1}}}})
+		done <- err
+	}()
+	require.Eventually(t, func() bool {
+		var n int
+		return queryRow(t, &n, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND query ILIKE 'begin%'", app) == nil && n > 0
+	}, 10*time.Second, 5*time.Millisecond, "the call reached the database")
+
+	closed := make(chan struct{})
+	go func() { j.Close(); close(closed) }()
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, pgjournal.ErrClosed)
+	case <-time.After(30 * time.Second):
+		t.Error("Close did not end a call on a database that does not answer")
+	}
+	// pgx says goodbye to the server before it lets a connection go, for
+	// 15 s at most: let the answers through.
+	px.SetRepliesStalled(false)
+	<-closed
+}
+
 // The replay guard across a fleet: of replicas claiming one job at once,
 // exactly one gets it; a job with a block record is not new; a second block
 // record of a job is refused.
