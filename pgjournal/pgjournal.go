@@ -265,9 +265,10 @@ func takeParams(dsn string, c *config) (string, error) {
 	return u.String(), nil
 }
 
-// Redact returns dsn with its password, if any, replaced by "xxxxx": for
-// logs and messages that name the database. A URL's password may be in its
-// user info or in its password query parameter (pgx reads both); of a URL
+// Redact returns dsn with its password (and its client key's passphrase,
+// sslpassword), if any, replaced by "xxxxx": for logs and messages that
+// name the database. A URL's password may be in its user info or in its
+// password query parameter (pgx reads both); of a URL
 // that does not parse (a password with an unescaped '%', '#', '/' or '?'),
 // which pgx refuses too, only the scheme and the host are shown.
 func Redact(dsn string) string {
@@ -285,14 +286,19 @@ func Redact(dsn string) string {
 		return scheme + "://xxxxx@" + host
 	}
 	_, inUser := u.User.Password()
-	if !inUser && !q.Has("password") {
+	inQuery := q.Has("password") || q.Has("sslpassword") // sslpassword: the client key's passphrase
+	if !inUser && !inQuery {
 		return dsn
 	}
 	if inUser {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
+	if inQuery {
+		for _, k := range []string{"password", "sslpassword"} {
+			if q.Has(k) {
+				q.Set(k, "xxxxx")
+			}
+		}
 		u.RawQuery = q.Encode()
 	}
 	return u.String()

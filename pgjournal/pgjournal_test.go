@@ -171,6 +171,9 @@ func TestRedactHidesThePasswordWhereverItIs(t *testing.T) {
 		"postgres://u:s3c@r3t@127.0.0.1:1/db?sslmode=bogus",
 		"host=127.0.0.1 port=1 password='s3c\\' r3t' user=u sslmode=bogus",
 		"host=127.0.0.1 port=1 PASSWORD=s3c-r3t user=u",
+		// The passphrase of the client's key is a secret too:
+		"postgres://u@127.0.0.1:1/db?sslpassword=s3c-r3t",
+		"postgres://u:s3c-r3t@127.0.0.1:1/db?sslpassword=s3c-r3t&sslmode=bogus",
 	} {
 		r := pgjournal.Redact(dsn)
 		assert.NotContains(t, r, "s3c", dsn)
