@@ -16,7 +16,8 @@
 // the same line, hashed and chained the same way, in insertion order across
 // all replicas. Every append takes the chain head row FOR UPDATE inside its
 // transaction, so appends are serialised fleet-wide and the chain has no
-// fork. Verify reads every row in one snapshot and checks the chain, that
+// fork; a replica that goes silent holding the head (a network partition)
+// loses its transaction after 5 s of silence, so the others go on. Verify reads every row in one snapshot and checks the chain, that
 // each row's columns agree with its line, and that the head row names the
 // last record: a row edited, deleted or inserted by hand with SQL is caught,
 // and the first bad record is named (*RecordError). As with a file, a
@@ -414,7 +415,8 @@ func (j *Journal) migrate(ctx context.Context) error {
 		// here and then find the work done.
 		// Journals of other prefixes may be creating the same schema: the
 		// schema's lock first, then the journal's.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)", j.t.schemaLockKey, j.t.lockKey); err != nil {
+		if _, err := tx.Exec(ctx, "SELECT set_config('idle_in_transaction_session_timeout', $3, true), pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)",
+			j.t.schemaLockKey, j.t.lockKey, holdLimit); err != nil {
 			return fmt.Errorf("pgjournal: migration lock: %w", err)
 		}
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+j.t.qschema); err != nil {
@@ -601,6 +603,13 @@ func (j *Journal) bind(ctx context.Context) (context.Context, func()) {
 	return ctx, func() { unhook(); cancel(nil) }
 }
 
+// holdLimit is the longest a transaction of the journal may wait for its
+// client while it holds a lock that other replicas wait for (the chain
+// head's, the migration's): the server then ends the session, and the
+// locks with it (idle_in_transaction_session_timeout). A live client
+// waits for nothing between its statements.
+const holdLimit = "5s"
+
 // append adds rec as the next record of the chain, in one transaction that
 // holds the chain head row. It returns errAlreadyRecorded (and adds nothing)
 // when a unique key holds the record already.
@@ -614,7 +623,13 @@ func (j *Journal) append(ctx context.Context, rec any) error {
 		return pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
 			var seq int64
 			var head string
-			if err := tx.QueryRow(ctx, "SELECT seq, hash FROM "+j.t.head+" WHERE id FOR UPDATE").Scan(&seq, &head); err != nil {
+			// The head's lock holds every replica's appends: a replica
+			// that goes silent holding it (a network partition) gives it
+			// up after holdLimit, not when the server's TCP keepalive
+			// finds the connection dead, hours later.
+			var limit string
+			if err := tx.QueryRow(ctx, "SELECT seq, hash, set_config('idle_in_transaction_session_timeout', $1, true) FROM "+j.t.head+" WHERE id FOR UPDATE",
+				holdLimit).Scan(&seq, &head, &limit); err != nil {
 				return fmt.Errorf("chain head: %w", err)
 			}
 			e, err := journal.ChainAt(uint64(seq), head).Append(j.now(), rec)
@@ -686,7 +701,8 @@ func transient(err error) bool {
 		switch {
 		case strings.HasPrefix(pe.Code, "08"), // connection exception
 			strings.HasPrefix(pe.Code, "57P"),      // admin shutdown, crash shutdown, cannot connect now
-			pe.Code == "40001", pe.Code == "40P01": // serialization failure, deadlock
+			pe.Code == "40001", pe.Code == "40P01", // serialization failure, deadlock
+			pe.Code == "25P03": // idle in transaction for holdLimit: the session was ended
 			return true
 		}
 		return false
