@@ -11,10 +11,11 @@
 // of its own as under the Defer policy, until the caller's context ends (a
 // permanent failure of every source, or Close, ends it sooner), under
 // Degrade too, whose fallback a draw refuses; give it a context that bounds
-// the wait. Under Fail, whose callers asked for an answer at once, it fails
-// at once. A draw from fallback entropy needs the AllowFallback option, and
-// its transcript then says "verifiable": false with the warning
-// WarningFallback. ForEvent draws the entropy of a named event
+// the wait. With a context that never ends (context.Background()), or under
+// Fail, whose callers asked for an answer at once, it does not wait: it
+// fails at once with ErrNotVerifiable (Fail: the Provider's error). A draw
+// from fallback entropy needs the AllowFallback option, and its transcript
+// then says "verifiable": false with the warning WarningFallback. ForEvent draws the entropy of a named event
 // once (contract point 8): asking again, in this process or after a restart
 // with the same journal, gives the same seed and so the same result.
 //
@@ -302,11 +303,13 @@ func run(ctx context.Context, src Entropy, kind Kind, in Inputs, opts []Option) 
 		// A job of the draw's own, sized to the seed: its proof is small
 		// enough to travel in the transcript.
 		var pr entropy.Proof
-		label, pr, err = readProven(ctx, pe, seed, !c.allowFallback && !failsAtOnce(src))
+		wait := !c.allowFallback && ctx.Done() != nil && !failsAtOnce(src)
+		label, pr, err = readProven(ctx, pe, seed, wait)
 		switch {
-		case err != nil && c.allowFallback && errors.Is(err, entropy.ErrUnavailable):
-			// No job of its own, and fallback allowed: the Provider's
-			// policy decides, as for any read (Degrade: fallback).
+		case err != nil && errors.Is(err, entropy.ErrUnavailable) && !errors.Is(err, ErrNotVerifiable):
+			// No job of its own, and no wait for one (or a failure no wait
+			// can end): the Provider's policy decides, as for any read
+			// (Degrade: fallback, refused below unless allowed).
 			label, err = src.ReadLabelled(ctx, seed)
 		case err == nil && pr.Scheme != "":
 			proofs = []entropy.Proof{pr}

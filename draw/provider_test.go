@@ -95,12 +95,17 @@ func TestDrawWithDegradedProvider(t *testing.T) {
 	ctx := context.Background()
 
 	// Without AllowFallback the draw waits for a verifiable job until its
-	// context ends, and draws nothing.
+	// context ends, and draws nothing; with a context that never ends it
+	// does not wait.
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	_, tr, err := draw.Pick(short, p, 6, 49)
 	assert.ErrorIs(t, err, draw.ErrNotVerifiable)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Nil(t, tr)
+	_, tr, err = draw.Pick(ctx, p, 6, 49)
+	assert.ErrorIs(t, err, draw.ErrNotVerifiable)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded)
 	assert.Nil(t, tr)
 
 	_, tr, err = draw.Pick(ctx, p, 6, 49, draw.AllowFallback())
@@ -154,14 +159,19 @@ func TestDrawWaitsForVerifiableEntropyUnlessFail(t *testing.T) {
 		return entropy.Block{}, &entropy.APIError{StatusCode: 401, Code: "unauthorized"}
 	})
 	p := newProvider(t, down, entropy.WithPolicy(entropy.Degrade), entropy.WithRetry(1, time.Millisecond, time.Millisecond))
-	_, _, err := draw.Pick(context.Background(), p, 6, 49)
+	long, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	_, _, err := draw.Pick(long, p, 6, 49)
 	assert.ErrorIs(t, err, entropy.ErrPermanent, "a permanent failure ends the wait")
+	assert.ErrorIs(t, err, draw.ErrNotVerifiable)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded)
 
 	src := newJobSource("quantropy")
 	src.down = true
 	p = newProvider(t, src, entropy.WithPolicy(entropy.Fail), entropy.WithRetry(1, time.Millisecond, time.Millisecond))
-	_, _, err = draw.Pick(context.Background(), p, 6, 49)
+	_, _, err = draw.Pick(long, p, 6, 49)
 	assert.ErrorIs(t, err, entropy.ErrUnavailable, "Fail answers at once")
+	assert.NotErrorIs(t, err, context.DeadlineExceeded)
 }
 
 // A Defer Provider whose source is down: the caller's context bounds the

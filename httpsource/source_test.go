@@ -822,17 +822,7 @@ func TestFetchPublicKeyOnce(t *testing.T) {
 // context's error when that deadline passes, not when the key arrives; and
 // once the key arrives, it is fetched once for all callers.
 func TestFetchHonoursDeadlineWhileKeyIsFetched(t *testing.T) {
-	entered := make(chan struct{}, 1)
-	release := make(chan struct{})
-	f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/v1/public-key" {
-			entered <- struct{}{}
-			<-release
-			fmt.Fprintf(w, `{"algorithm":"ed25519","public_key":%q}`, base64.StdEncoding.EncodeToString(f.pub))
-			return
-		}
-		fmt.Fprint(w, f.completedJSON(fmt.Sprintf("job-%d", f.count("/v1/entropy")), pattern(8)))
-	})
+	f, srv, entered, release := slowKeyService(t)
 	s := newSource(t, srv, httpsource.WithFetchPublicKey())
 	first := make(chan error, 1)
 	go func() {
@@ -871,17 +861,7 @@ func TestFetchHonoursDeadlineWhileKeyIsFetched(t *testing.T) {
 // key is in flight (the wait selects on the context); and so from every
 // method that asks the service, which all ask for the key first.
 func TestFetchPublicKeyRefusesNilContext(t *testing.T) {
-	entered := make(chan struct{}, 1)
-	release := make(chan struct{})
-	f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/v1/public-key" {
-			entered <- struct{}{}
-			<-release
-			fmt.Fprintf(w, `{"algorithm":"ed25519","public_key":%q}`, base64.StdEncoding.EncodeToString(f.pub))
-			return
-		}
-		fmt.Fprint(w, f.completedJSON("job-1", pattern(8)))
-	})
+	f, srv, entered, release := slowKeyService(t)
 	s := newSource(t, srv, httpsource.WithFetchPublicKey())
 	let := sync.OnceFunc(func() { close(release) })
 	t.Cleanup(let) // before the server closes, even if a call panics
@@ -1025,4 +1005,22 @@ func TestErrorAndSuccessBodiesAreBounded(t *testing.T) {
 	_, err = s.Fetch(context.Background(), 9)
 	require.ErrorIs(t, err, entropy.ErrMalformed)
 	assert.LessOrEqual(t, len(err.Error()), 1024)
+}
+
+// slowKeyService is a fake service whose GET /v1/public-key signals entered
+// and then waits for release to be closed before it answers; its entropy
+// requests get completed jobs of 8 bytes, job-0, job-1, ….
+func slowKeyService(t *testing.T) (*fakeService, *httptest.Server, chan struct{}, chan struct{}) {
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/public-key" {
+			entered <- struct{}{}
+			<-release
+			fmt.Fprintf(w, `{"algorithm":"ed25519","public_key":%q}`, base64.StdEncoding.EncodeToString(f.pub))
+			return
+		}
+		fmt.Fprint(w, f.completedJSON(fmt.Sprintf("job-%d", f.count("/v1/entropy")), pattern(8)))
+	})
+	return f, srv, entered, release
 }

@@ -339,3 +339,57 @@ func TestStalledDatabaseHoldsCloseOnlyForTheCloseBudget(t *testing.T) {
 	}
 	assert.NotZero(t, p.Stats().JournalLost, "the records the database did not take are counted lost")
 }
+
+// A replica that goes silent (a network partition) just after it took the
+// chain head's lock does not hold every other replica's appends until the
+// server's TCP keepalive finds it dead: the server ends its transaction,
+// the others go on, and the silent one, back, writes its record.
+func TestSilentReplicaHoldingTheChainHeadDoesNotStallTheFleet(t *testing.T) {
+	dsn, schema := testDSN(t), testSchema(t)
+	other := openIn(t, schema)
+	px := newProxy(t, dsn)
+	app := "entropy_silent_" + schema[len(schema)-12:]
+	silent, err := pgjournal.Open(context.Background(), withParam(px.dsn, "application_name", app), pgjournal.WithSchema(schema), pgjournal.WithMaxConns(1))
+	require.NoError(t, err)
+	t.Cleanup(silent.Close)
+	t.Cleanup(func() { px.SetRepliesStalled(false) })
+	ctx := context.Background()
+	require.NoError(t, silent.RecordBlock(ctx, entropy.BlockRecord{Source: "q", JobID: "job-0", Size: 1, Verifiable: true, Time: time.Now()}))
+
+	// The silent replica's append waits for the head behind a lock held
+	// here; its answers are held as the lock passes to it.
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "SELECT 1 FROM "+table(schema, "journal_head")+" FOR UPDATE")
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		done <- silent.RecordBlock(ctx, entropy.BlockRecord{Source: "q", JobID: "job-1", Size: 1, Verifiable: true, Time: time.Now()})
+	}()
+	backend := func(cond string) func() bool {
+		return func() bool {
+			var n int
+			return queryRow(t, &n, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND "+cond, app) == nil && n > 0
+		}
+	}
+	require.Eventually(t, backend("wait_event_type = 'Lock'"), 10*time.Second, 5*time.Millisecond, "the append waits for the head")
+	px.SetRepliesStalled(true)
+	require.NoError(t, tx.Commit(ctx))
+	require.Eventually(t, backend("state = 'idle in transaction'"), 10*time.Second, 5*time.Millisecond, "the silent replica holds the head")
+
+	octx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	_, err = other.RecordEvent(octx, entropy.EventRecord{Event: "draw", Data: []byte{1},
+		Label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "q", JobID: "job-0", Length: 1}}}})
+	require.NoError(t, err, "another replica's append waits for the silent one")
+
+	px.SetRepliesStalled(false)
+	require.NoError(t, <-done, "the silent replica, back, writes its record")
+	rep, err := other.Verify(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, rep.Events)
+	assert.Equal(t, int64(2), sqlInt(t, "SELECT count(*) FROM "+table(schema, "journal_records")+" WHERE type = 'block'"))
+}

@@ -16,7 +16,8 @@
 // the same line, hashed and chained the same way, in insertion order across
 // all replicas. Every append takes the chain head row FOR UPDATE inside its
 // transaction, so appends are serialised fleet-wide and the chain has no
-// fork. Verify reads every row in one snapshot and checks the chain, that
+// fork; a replica that goes silent holding the head (a network partition)
+// loses its transaction after 5 s of silence, so the others go on. Verify reads every row in one snapshot and checks the chain, that
 // each row's columns agree with its line, and that the head row names the
 // last record: a row edited, deleted or inserted by hand with SQL is caught,
 // and the first bad record is named (*RecordError). As with a file, a
@@ -54,6 +55,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -121,6 +123,11 @@ type Journal struct {
 	t      tables
 	now    func() time.Time
 	closed atomic.Bool
+	// done ends at Close, and with it every call in flight (bind):
+	// pgxpool's Close waits for them, and one on a database that does not
+	// answer would hold Close for ever.
+	done context.Context
+	stop context.CancelFunc
 }
 
 var (
@@ -198,7 +205,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Journal, error) {
 	}
 	pcfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, redact(fmt.Errorf("pgjournal: invalid DSN: %w", err), dsn)
+		return nil, redact(fmt.Errorf("pgjournal: invalid DSN: %w", parseError(err, dsn)), dsn)
 	}
 	if c.maxConns > 0 {
 		pcfg.MaxConns = c.maxConns
@@ -208,11 +215,28 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Journal, error) {
 		return nil, redact(fmt.Errorf("pgjournal: connect: %w", err), dsn)
 	}
 	j := &Journal{pool: pool, t: newTables(c.schema, c.prefix), now: c.now}
+	j.done, j.stop = context.WithCancel(context.Background())
 	if err := j.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, redact(err, dsn)
 	}
 	return j, nil
+}
+
+// parseError is the driver's error for a DSN it cannot parse, with the DSN
+// it quotes shown as Redact shows it: the driver's own redaction misses
+// part of a password that holds an '@' or a quote.
+func parseError(err error, dsn string) error {
+	var pe *pgconn.ParseConfigError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	s := pe.Error()
+	i := strings.LastIndex(s, "`: ")
+	if i < 0 {
+		return &redactedError{msg: "cannot parse " + Redact(dsn), cause: err}
+	}
+	return &redactedError{msg: "cannot parse " + Redact(dsn) + ": " + s[i+3:], cause: err}
 }
 
 // takeParams removes the journal_schema and journal_prefix query parameters
@@ -242,9 +266,10 @@ func takeParams(dsn string, c *config) (string, error) {
 	return u.String(), nil
 }
 
-// Redact returns dsn with its password, if any, replaced by "xxxxx": for
-// logs and messages that name the database. A URL's password may be in its
-// user info or in its password query parameter (pgx reads both); of a URL
+// Redact returns dsn with its password (and its client key's passphrase,
+// sslpassword), if any, replaced by "xxxxx": for logs and messages that
+// name the database. A URL's password may be in its user info or in its
+// password query parameter (pgx reads both); of a URL
 // that does not parse (a password with an unescaped '%', '#', '/' or '?'),
 // which pgx refuses too, only the scheme and the host are shown.
 func Redact(dsn string) string {
@@ -262,14 +287,19 @@ func Redact(dsn string) string {
 		return scheme + "://xxxxx@" + host
 	}
 	_, inUser := u.User.Password()
-	if !inUser && !q.Has("password") {
+	inQuery := q.Has("password") || q.Has("sslpassword") // sslpassword: the client key's passphrase
+	if !inUser && !inQuery {
 		return dsn
 	}
 	if inUser {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
+	if inQuery {
+		for _, k := range []string{"password", "sslpassword"} {
+			if q.Has(k) {
+				q.Set(k, "xxxxx")
+			}
+		}
 		u.RawQuery = q.Encode()
 	}
 	return u.String()
@@ -288,7 +318,7 @@ func parseURL(dsn string) (u *url.URL, q url.Values, ok bool) {
 	return u, q, true
 }
 
-var passwordKV = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 
 // redactedError is an error whose text had a password taken out; it still
 // unwraps to the cause, for errors.Is and errors.As.
@@ -351,12 +381,15 @@ type tables struct {
 	head           string // the chain head: one row
 	jobs           string // jobs claimed (the replay guard)
 	lockKey        int64  // advisory lock key of migrations
+	schemaLockKey  int64  // advisory lock key of the schema's creation, for every prefix
 }
 
 func newTables(schema, prefix string) tables {
 	q := func(name string) string { return pgx.Identifier{schema, prefix + name}.Sanitize() }
 	h := fnv.New64a()
 	h.Write([]byte("provenrand/entropy/pgjournal\x00" + schema + "\x00" + prefix))
+	hs := fnv.New64a()
+	hs.Write([]byte("provenrand/entropy/pgjournal/schema\x00" + schema))
 	return tables{
 		schema: schema, prefix: prefix,
 		qschema: pgx.Identifier{schema}.Sanitize(),
@@ -365,6 +398,8 @@ func newTables(schema, prefix string) tables {
 		head:    q("journal_head"),
 		jobs:    q("journal_jobs"),
 		lockKey: int64(h.Sum64()),
+
+		schemaLockKey: int64(hs.Sum64()),
 	}
 }
 
@@ -378,7 +413,10 @@ func (j *Journal) migrate(ctx context.Context) error {
 	return pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
 		// Many replicas may start at once: one migrates, the others wait
 		// here and then find the work done.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", j.t.lockKey); err != nil {
+		// Journals of other prefixes may be creating the same schema: the
+		// schema's lock first, then the journal's.
+		if _, err := tx.Exec(ctx, "SELECT set_config('idle_in_transaction_session_timeout', $3, true), pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)",
+			j.t.schemaLockKey, j.t.lockKey, holdLimit); err != nil {
 			return fmt.Errorf("pgjournal: migration lock: %w", err)
 		}
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+j.t.qschema); err != nil {
@@ -480,6 +518,22 @@ func dataHash(typ string, data []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// jobColumnsMatch reports whether a row's source and job_id columns are
+// those of its record: a block's source and job ID, NULL for other records.
+func jobColumnsMatch(e journal.Entry, source, jobID *string) bool {
+	if e.Type != journal.TypeBlock {
+		return source == nil && jobID == nil
+	}
+	var b struct {
+		Source *string `json:"source"`
+		JobID  *string `json:"job_id"`
+	}
+	if json.Unmarshal(e.Data, &b) != nil || b.Source == nil || b.JobID == nil || source == nil || jobID == nil {
+		return false
+	}
+	return *source == *b.Source && *jobID == *b.JobID
+}
+
 // insert adds e's row; it reports false if a unique key (the event, the
 // data hash) already holds it.
 func insert(ctx context.Context, tx pgx.Tx, t tables, e journal.Entry, rec any) error {
@@ -504,9 +558,11 @@ func insertIfAbsent(ctx context.Context, tx pgx.Tx, t tables, e journal.Entry, r
 	return tag.RowsAffected() == 1, nil
 }
 
-// Close closes the connection pool. Calls after Close return ErrClosed.
+// Close closes the connection pool. Calls in flight end, and calls after
+// Close return, with errors wrapping ErrClosed.
 func (j *Journal) Close() {
 	if j.closed.CompareAndSwap(false, true) && j.pool != nil {
+		j.stop()
 		j.pool.Close()
 	}
 }
@@ -539,6 +595,21 @@ func (j *Journal) usable(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// bind returns ctx, ended also by Close (with the cause ErrClosed), and
+// the function that releases it.
+func (j *Journal) bind(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	unhook := context.AfterFunc(j.done, func() { cancel(ErrClosed) })
+	return ctx, func() { unhook(); cancel(nil) }
+}
+
+// holdLimit is the longest a transaction of the journal may wait for its
+// client while it holds a lock that other replicas wait for (the chain
+// head's, the migration's): the server then ends the session, and the
+// locks with it (idle_in_transaction_session_timeout). A live client
+// waits for nothing between its statements.
+const holdLimit = "5s"
+
 // append adds rec as the next record of the chain, in one transaction that
 // holds the chain head row. It returns errAlreadyRecorded (and adds nothing)
 // when a unique key holds the record already.
@@ -546,11 +617,19 @@ func (j *Journal) append(ctx context.Context, rec any) error {
 	if err := j.usable(ctx); err != nil {
 		return err
 	}
+	ctx, end := j.bind(ctx)
+	defer end()
 	return j.retry(ctx, func() error {
 		return pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
 			var seq int64
 			var head string
-			if err := tx.QueryRow(ctx, "SELECT seq, hash FROM "+j.t.head+" WHERE id FOR UPDATE").Scan(&seq, &head); err != nil {
+			// The head's lock holds every replica's appends: a replica
+			// that goes silent holding it (a network partition) gives it
+			// up after holdLimit, not when the server's TCP keepalive
+			// finds the connection dead, hours later.
+			var limit string
+			if err := tx.QueryRow(ctx, "SELECT seq, hash, set_config('idle_in_transaction_session_timeout', $1, true) FROM "+j.t.head+" WHERE id FOR UPDATE",
+				holdLimit).Scan(&seq, &head, &limit); err != nil {
 				return fmt.Errorf("chain head: %w", err)
 			}
 			e, err := journal.ChainAt(uint64(seq), head).Append(j.now(), rec)
@@ -622,7 +701,8 @@ func transient(err error) bool {
 		switch {
 		case strings.HasPrefix(pe.Code, "08"), // connection exception
 			strings.HasPrefix(pe.Code, "57P"),      // admin shutdown, crash shutdown, cannot connect now
-			pe.Code == "40001", pe.Code == "40P01": // serialization failure, deadlock
+			pe.Code == "40001", pe.Code == "40P01", // serialization failure, deadlock
+			pe.Code == "25P03": // idle in transaction for holdLimit: the session was ended
 			return true
 		}
 		return false
@@ -653,6 +733,8 @@ func (j *Journal) ClaimJob(ctx context.Context, source, jobID string) (bool, err
 	if err := j.usable(ctx); err != nil {
 		return false, err
 	}
+	ctx, end := j.bind(ctx)
+	defer end()
 	var fresh, unknown bool // unknown: an attempt failed, and may have taken the job
 	err := j.retry(ctx, func() error {
 		tag, err := j.pool.Exec(ctx, "INSERT INTO "+j.t.jobs+" (source, job_id) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM "+
@@ -765,6 +847,8 @@ func (j *Journal) LookupEvent(ctx context.Context, event string) (entropy.EventR
 	if err := j.usable(ctx); err != nil {
 		return entropy.EventRecord{}, false, err
 	}
+	ctx, end := j.bind(ctx)
+	defer end()
 	var line string
 	err := j.retry(ctx, func() error {
 		return j.pool.QueryRow(ctx, "SELECT line FROM "+j.t.records+" WHERE event = $1", event).Scan(&line)
@@ -800,6 +884,8 @@ func (j *Journal) Head(ctx context.Context) (seq uint64, hash string, err error)
 	if err := j.usable(ctx); err != nil {
 		return 0, "", err
 	}
+	ctx, end := j.bind(ctx)
+	defer end()
 	var s int64
 	if err := j.pool.QueryRow(ctx, "SELECT seq, hash FROM "+j.t.head+" WHERE id").Scan(&s, &hash); err != nil {
 		return 0, "", j.wrap("read chain head", err)
@@ -816,6 +902,8 @@ func (j *Journal) Verify(ctx context.Context) (journal.Report, error) {
 	if err := j.usable(ctx); err != nil {
 		return journal.Report{}, err
 	}
+	ctx, end := j.bind(ctx)
+	defer end()
 	var rep journal.Report
 	err := pgx.BeginTxFunc(ctx, j.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var headSeq int64
@@ -827,7 +915,7 @@ func (j *Journal) Verify(ctx context.Context) (journal.Report, error) {
 		if err != nil {
 			return j.wrap("read chain head", err)
 		}
-		rows, err := tx.Query(ctx, "SELECT seq, type, event, data_hash, line, hash FROM "+j.t.records+" ORDER BY seq")
+		rows, err := tx.Query(ctx, "SELECT seq, type, event, data_hash, source, job_id, line, hash FROM "+j.t.records+" ORDER BY seq")
 		if err != nil {
 			return j.wrap("read records", err)
 		}
@@ -838,8 +926,8 @@ func (j *Journal) Verify(ctx context.Context) (journal.Report, error) {
 			row++
 			var seq int64
 			var typ, dh, line, hash string
-			var event *string
-			if err := rows.Scan(&seq, &typ, &event, &dh, &line, &hash); err != nil {
+			var event, source, jobID *string
+			if err := rows.Scan(&seq, &typ, &event, &dh, &source, &jobID, &line, &hash); err != nil {
 				return j.wrap("read records", err)
 			}
 			bad := func(err error) error {
@@ -865,6 +953,10 @@ func (j *Journal) Verify(ctx context.Context) (journal.Report, error) {
 				return bad(fmt.Errorf("%w: hash column is not the record's hash", ErrColumnMismatch))
 			case dh != dataHash(e.Type, e.Data):
 				return bad(fmt.Errorf("%w: data_hash column is not the record's", ErrColumnMismatch))
+			case !jobColumnsMatch(e, source, jobID):
+				// The replay guard and the one-record-per-job key read
+				// these columns: an edited one lets a recorded job in again.
+				return bad(fmt.Errorf("%w: source or job_id column is not the record's", ErrColumnMismatch))
 			}
 		}
 		if err := rows.Err(); err != nil {

@@ -63,6 +63,30 @@ func TestOpenConcurrentlyMigratesOnce(t *testing.T) {
 	assert.Equal(t, 1, rep.Records)
 }
 
+// Applications with journals of their own prefixes in one schema that does
+// not exist yet start at once: each Open creates or finds the schema, none
+// fails.
+func TestOpenConcurrentlyWithOtherPrefixesInANewSchema(t *testing.T) {
+	schema := testSchema(t)
+	const apps = 6
+	var wg sync.WaitGroup
+	errs := make([]error, apps)
+	for i := range apps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			j, err := pgjournal.Open(context.Background(), testDSN(t), pgjournal.WithSchema(schema), pgjournal.WithTablePrefix(fmt.Sprintf("app%d_", i)))
+			if errs[i] = err; err == nil {
+				j.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		assert.NoError(t, err, "application %d", i)
+	}
+}
+
 // Two applications in one database keep separate journals: by schema or by
 // table prefix, given as options or in the DSN.
 func TestSchemasAndPrefixesSeparateJournals(t *testing.T) {
@@ -143,6 +167,13 @@ func TestRedactHidesThePasswordWhereverItIs(t *testing.T) {
 		"postgres://u@127.0.0.1:1/db%zz?password=s3c-r3t",
 		"host=127.0.0.1 port=1 password=s3c-r3t user=u",
 		"host=127.0.0.1 port=1 password='s3c r3t' user=u",
+		// pgx's own redaction stops at the first '@' or quote:
+		"postgres://u:s3c@r3t@127.0.0.1:1/db?sslmode=bogus",
+		"host=127.0.0.1 port=1 password='s3c\\' r3t' user=u sslmode=bogus",
+		"host=127.0.0.1 port=1 PASSWORD=s3c-r3t user=u",
+		// The passphrase of the client's key is a secret too:
+		"postgres://u@127.0.0.1:1/db?sslpassword=s3c-r3t",
+		"postgres://u:s3c-r3t@127.0.0.1:1/db?sslpassword=s3c-r3t&sslmode=bogus",
 	} {
 		r := pgjournal.Redact(dsn)
 		assert.NotContains(t, r, "s3c", dsn)
@@ -257,10 +288,21 @@ func TestVerifyCatchesTampering(t *testing.T) {
 			prevHash := sqlString(t, "SELECT hash FROM "+table(s, "journal_records")+" WHERE seq = 7")
 			e, err := journal.ChainAt(7, prevHash).Append(time.Now(), entropy.BlockRecord{Source: "q", JobID: "job-forged", Size: 32, Verifiable: true, Time: time.Now()})
 			require.NoError(t, err)
-			sqlExec(t, "INSERT INTO "+table(s, "journal_records")+" (seq, type, data_hash, line, hash) VALUES (8, 'block', $3, $1, $2)", string(e.Line), e.Hash, dataHash(e))
+			sqlExec(t, "INSERT INTO "+table(s, "journal_records")+" (seq, type, data_hash, source, job_id, line, hash) VALUES (8, 'block', $3, 'q', 'job-forged', $1, $2)", string(e.Line), e.Hash, dataHash(e))
 		}, 8, pgjournal.ErrHeadMismatch},
 		{"event column edited", func(s string) {
 			sqlExec(t, "UPDATE "+table(s, "journal_records")+" SET event = 'e7' WHERE seq = 6")
+		}, 6, pgjournal.ErrColumnMismatch},
+		{"job_id column edited", func(s string) {
+			// The replay guard and the one-record-per-job key read the
+			// column: job-0 would be taken again, and recorded twice.
+			sqlExec(t, "UPDATE "+table(s, "journal_records")+" SET job_id = 'job-other' WHERE seq = 2")
+		}, 2, pgjournal.ErrColumnMismatch},
+		{"source column edited", func(s string) {
+			sqlExec(t, "UPDATE "+table(s, "journal_records")+" SET source = 'other' WHERE seq = 3")
+		}, 3, pgjournal.ErrColumnMismatch},
+		{"job columns set on an event", func(s string) {
+			sqlExec(t, "UPDATE "+table(s, "journal_records")+" SET source = 'q', job_id = 'job-9' WHERE seq = 6")
 		}, 6, pgjournal.ErrColumnMismatch},
 		{"seq renumbered", func(s string) {
 			sqlExec(t, "UPDATE "+table(s, "journal_records")+" SET seq = 100 WHERE seq = 7")
@@ -313,6 +355,48 @@ func TestClosed(t *testing.T) {
 	assert.ErrorIs(t, err, pgjournal.ErrClosed)
 	_, err = j.Verify(ctx)
 	assert.ErrorIs(t, err, pgjournal.ErrClosed)
+}
+
+// Close ends the calls in flight, with ErrClosed, even on a database that
+// no longer answers: the connection pool's Close waits for them, and used
+// to wait for ever.
+func TestCloseEndsCallsInFlightOnASilentDatabase(t *testing.T) {
+	dsn, schema := testDSN(t), testSchema(t)
+	px := newProxy(t, dsn)
+	app := "entropy-close-" + schema
+	appDSN := px.dsn + "&application_name=" + app
+	if !strings.Contains(px.dsn, "?") {
+		appDSN = px.dsn + "?application_name=" + app
+	}
+	j, err := pgjournal.Open(context.Background(), appDSN, pgjournal.WithSchema(schema), pgjournal.WithMaxConns(2))
+	require.NoError(t, err)
+	t.Cleanup(j.Close)
+	t.Cleanup(func() { px.SetRepliesStalled(false) })
+
+	px.SetRepliesStalled(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := j.RecordEvent(context.Background(), entropy.EventRecord{Event: "e", Data: []byte{1},
+			Label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "q", JobID: "j", Length: 1}}}})
+		done <- err
+	}()
+	require.Eventually(t, func() bool {
+		var n int
+		return queryRow(t, &n, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND query ILIKE 'begin%'", app) == nil && n > 0
+	}, 10*time.Second, 5*time.Millisecond, "the call reached the database")
+
+	closed := make(chan struct{})
+	go func() { j.Close(); close(closed) }()
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, pgjournal.ErrClosed)
+	case <-time.After(30 * time.Second):
+		t.Error("Close did not end a call on a database that does not answer")
+	}
+	// pgx says goodbye to the server before it lets a connection go, for
+	// 15 s at most: let the answers through.
+	px.SetRepliesStalled(false)
+	<-closed
 }
 
 // The replay guard across a fleet: of replicas claiming one job at once,

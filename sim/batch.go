@@ -30,10 +30,18 @@ var itemKinds = map[FaultKind]bool{
 // QuotaExhaustedError). Whole-request faults of a batch come from Script as
 // for GET /v1/entropy: FaultStatus, FaultDrop, FaultTruncate and FaultLatency
 // apply to the whole answer; an item kind from Script applies to item 0.
-func (s *Server) ScriptItems(faults ...Fault) {
+// A fault of another kind (it cannot apply to one item) is an error, and
+// then none of faults is queued.
+func (s *Server) ScriptItems(faults ...Fault) error {
+	for i, f := range faults {
+		if f.Kind != FaultNone && !itemKinds[f.Kind] {
+			return fmt.Errorf("sim: ScriptItems: fault %d: %s applies to a whole answer, not to one item of a batch (use Script)", i, f.Kind)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.itemScript = append(s.itemScript, faults...)
+	return nil
 }
 
 // nextItemFault pops the item script or draws a random item fault. s.mu

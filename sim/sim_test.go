@@ -420,6 +420,26 @@ func TestScriptRefusesImpossibleStatus(t *testing.T) {
 	}
 }
 
+// ScriptItems refuses a fault that cannot apply to one item of a batch (a
+// status, a drop, a truncated body, latency), queuing none of those given
+// with it, rather than leave the item healthy while the test believes it
+// faulty.
+func TestScriptItemsRefusesWholeAnswerFaults(t *testing.T) {
+	s, src := start(t)
+	for _, k := range []sim.FaultKind{sim.FaultStatus, sim.FaultDrop, sim.FaultTruncate, sim.FaultLatency} {
+		err := s.ScriptItems(sim.JobFailure("QuantumComputerError"), sim.Kind(k))
+		require.Error(t, err, "%s", k)
+		assert.Contains(t, err.Error(), "fault 1: "+k.String())
+	}
+	blocks, err := src.FetchBatch(context.Background(), []int{64, 64})
+	require.NoError(t, err, "a refused item script queues nothing")
+	assert.Len(t, blocks, 2)
+	require.NoError(t, s.ScriptItems(sim.Kind(sim.FaultNone), sim.JobFailure("QuantumComputerError")))
+	blocks, err = src.FetchBatch(context.Background(), []int{64, 64})
+	assert.Error(t, err, "the failed item is reported")
+	assert.Len(t, blocks, 1, "and only the healthy one served")
+}
+
 func TestRandomFaultsAreSeeded(t *testing.T) {
 	probs := map[sim.FaultKind]float64{sim.FaultDrop: 0.2, sim.FaultStatus: 0.2, sim.FaultBadSignature: 0.2}
 	run := func() []sim.FaultKind {
@@ -568,7 +588,7 @@ func TestZeroServerFailsClearly(t *testing.T) {
 			s.SetRateLimit(0, 0)
 			s.SetLatency(time.Millisecond)
 			require.NoError(t, s.Script(sim.Kind(sim.FaultDrop)))
-			s.ScriptItems(sim.Kind(sim.FaultStuck))
+			require.NoError(t, s.ScriptItems(sim.Kind(sim.FaultStuck)))
 			require.NoError(t, s.SetRandomFaults(1, map[sim.FaultKind]float64{sim.FaultDrop: 0.5}))
 			s.ClearFaults()
 			assert.Empty(t, s.Requests())

@@ -543,16 +543,7 @@ func TestVerifyOutputCannotBeForgedByJobID(t *testing.T) {
 		tr, err := draw.ParseTranscript(raw)
 		require.NoError(t, err)
 		tr.Label.Spans[0].JobID += bad
-		// The digest is the SHA-256 of the rest: anyone can make it match.
-		tr.Digest = ""
-		body, err := json.Marshal(tr)
-		require.NoError(t, err)
-		sum := sha256.Sum256(body)
-		tr.Digest = hex.EncodeToString(sum[:])
-		forged, err := json.MarshalIndent(tr, "", "  ")
-		require.NoError(t, err)
-		fp := filepath.Join(t.TempDir(), "forged.json")
-		require.NoError(t, os.WriteFile(fp, forged, 0o600))
+		fp := forgedFile(t, tr)
 		code, out, errOut := runCLI(t, "verify", fp)
 		for _, l := range linesOf(out + errOut) {
 			assert.False(t, strings.HasPrefix(l, forgedLine), "a forged line was printed: %q", out+errOut)
@@ -586,15 +577,7 @@ func TestVerifyOutputCannotBeForgedBySourceName(t *testing.T) {
 		require.NoError(t, err)
 		tr.Label.Spans[0].Source += bad
 		tr.Proofs[0].Source += bad
-		tr.Digest = ""
-		body, err := json.Marshal(tr)
-		require.NoError(t, err)
-		sum := sha256.Sum256(body)
-		tr.Digest = hex.EncodeToString(sum[:])
-		forged, err := json.MarshalIndent(tr, "", "  ")
-		require.NoError(t, err)
-		fp := filepath.Join(t.TempDir(), "forged.json")
-		require.NoError(t, os.WriteFile(fp, forged, 0o600))
+		fp := forgedFile(t, tr)
 		code, out, errOut := runCLI(t, "verify", "--public-key", pub, fp)
 		assert.Equal(t, exitOK, code, errOut)
 		assert.Contains(t, out, "origin OK")
@@ -680,4 +663,20 @@ func TestDrawAfterCommitsToAFutureRound(t *testing.T) {
 		code, _, errOut := runCLI(t, append([]string{"draw", "--int", "10", "--relays", relay}, args...)...)
 		assert.Equal(t, exitUsage, code, "%q: %s", args, errOut)
 	}
+}
+
+// forgedFile writes tr, edited, to a file with its digest made to match, as
+// anyone can (the digest is the SHA-256 of the rest), and returns its path.
+func forgedFile(t *testing.T, tr *draw.Transcript) string {
+	t.Helper()
+	tr.Digest = ""
+	body, err := json.Marshal(tr)
+	require.NoError(t, err)
+	sum := sha256.Sum256(body)
+	tr.Digest = hex.EncodeToString(sum[:])
+	forged, err := json.MarshalIndent(tr, "", "  ")
+	require.NoError(t, err)
+	fp := filepath.Join(t.TempDir(), "forged.json")
+	require.NoError(t, os.WriteFile(fp, forged, 0o600))
+	return fp
 }
