@@ -246,12 +246,20 @@ func (b *breaker) record(outcome error, probe string, gen int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	refused := errors.Is(outcome, gobreaker.ErrOpenState) || errors.Is(outcome, gobreaker.ErrTooManyRequests)
-	if dcb := b.distributed(); dcb != nil && !refused && !b.stale(gen) {
+	dcb := b.distributed()
+	switch {
+	case refused:
+	case dcb == nil:
+		b.countLocally(outcome)
+	case !b.stale(gen):
 		_, err := dcb.Execute(func() (entropy.Block, error) { return entropy.Block{}, outcome })
-		if err != nil && !errors.Is(err, outcome) {
-			b.forget(err)
-		} else {
+		switch {
+		case err == nil || errors.Is(err, outcome):
 			b.learnt(dcb)
+		case errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests):
+		default:
+			b.forget(err)
+			b.countLocally(outcome)
 		}
 	}
 	b.store.release()
@@ -260,6 +268,13 @@ func (b *breaker) record(outcome error, probe string, gen int64) {
 			return releaseKey.Run(c, b.s.f.rdb, []string{b.s.key + ":probe"}, probe).Err()
 		})
 	}
+}
+
+// countLocally counts in the local breaker the outcome of a refill that
+// Redis, gone away while it ran, could not count for the fleet: a
+// permanent error must open a breaker, the local one at least.
+func (b *breaker) countLocally(outcome error) {
+	_, _ = b.local.Execute(func() (entropy.Block, error) { return entropy.Block{}, outcome })
 }
 
 // stale reports whether the fleet's breaker has left generation gen (-1:

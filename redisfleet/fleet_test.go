@@ -535,3 +535,37 @@ func TestFleetRetryAfterReceivedWithoutRedisReachesTheFleetWhenRedisReturns(t *t
 		"no request in the rest of the Retry-After the cut-off replica received")
 	assert.NotEmpty(t, between(as, held.at.Add(4*time.Second), held.at.Add(4*time.Second+500*time.Millisecond)), "requests resumed after the hold")
 }
+
+// A permanent error answered to a refill that Redis left while it ran
+// (admitted by the fleet's breaker, its outcome not countable there) opens
+// the replica's local breaker: it is counted somewhere, and the replica
+// sends nothing more until the breaker's timeout.
+func TestFleetPermanentErrorAnsweredAfterRedisWentAwayOpensTheLocalBreaker(t *testing.T) {
+	url := redisURL(t)
+	px := testkit.StartProxy(t, redisAddr(t, url))
+	svc := newService(t)
+	fs := fleetSetup{redisURL: proxied(t, url, px.Addr()), name: fleetName(t, url), size: 1, rate: 10, burst: 1,
+		opts:  []entropy.Option{entropy.WithBreaker(gobreaker.Settings{Timeout: time.Minute})},
+		fleet: []redisfleet.Option{redisfleet.WithRetryInterval(200 * time.Millisecond)}}
+	rs := startFleet(t, svc, fs, 1)
+	time.Sleep(time.Second)
+	var once sync.Once
+	svc.setIntercept(func(w http.ResponseWriter, replica string) bool {
+		answered := false
+		once.Do(func() {
+			px.SetCut(true) // Redis goes away while the request is on its way
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":{"code":"Unauthorized","message":"bad key"}}`))
+			answered = true
+		})
+		return answered
+	})
+	failed := svc.waitStatus(t, http.StatusUnauthorized, "the 401 was answered")
+	time.Sleep(time.Until(failed.at.Add(2 * time.Second)))
+	assert.Equal(t, gobreaker.StateOpen.String(), rs[0].p.Stats().Sources[0].Breaker)
+	stopFleet(t, rs)
+
+	assert.Empty(t, between(svc.all(), failed.at.Add(time.Nanosecond), failed.at.Add(2*time.Second)),
+		"no request after the 401, within the breaker's timeout")
+}
