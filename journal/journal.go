@@ -250,7 +250,7 @@ func WithClock(clk entropy.Clock) Option {
 }
 
 // Open opens the journal at path, creating it (mode 0600) if it does not
-// exist. An existing journal is verified first, and Open refuses one that fails
+// exist; path must name a regular file (or a symbolic link to one). An existing journal is verified first, and Open refuses one that fails
 // (a *LineError; with ErrTorn for a torn last line, see the package
 // documentation). The events it holds are loaded, so LookupEvent answers for
 // events drawn by earlier processes.
@@ -264,6 +264,16 @@ func Open(path string, opts ...Option) (*Journal, error) {
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
+		return nil, fmt.Errorf("journal: open: %w", err)
+	}
+	// Only a regular file keeps what is appended, and can be cut back
+	// after a failed append: a named pipe would hold Open for ever in
+	// Verify, a device (/dev/null) would keep nothing.
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("%s is not a regular file (%v)", path, st.Mode().Type())
+		}
 		return nil, fmt.Errorf("journal: open: %w", err)
 	}
 	if err := lockFile(f); err != nil {

@@ -596,6 +596,41 @@ func TestOpenErrors(t *testing.T) {
 	require.Error(t, err)
 }
 
+// TestOpenRefusesWhatIsNotARegularFile: a journal path that names a named
+// pipe (which held Open for ever, reading) or a device (which keeps
+// nothing) is refused at once, directly or through a symbolic link, and the
+// pipe is not read.
+func TestOpenRefusesWhatIsNotARegularFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := mkfifo(fifo); err != nil {
+		t.Skipf("no named pipes here: %v", err)
+	}
+	link := filepath.Join(dir, "link")
+	require.NoError(t, os.Symlink(fifo, link))
+	for _, path := range []string{fifo, link, os.DevNull} {
+		done := make(chan error, 1)
+		go func() {
+			j, err := Open(path)
+			if err == nil {
+				j.Close()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			require.Error(t, err, path)
+			assert.Contains(t, err.Error(), "not a regular file", path)
+		case <-time.After(10 * time.Second):
+			// Unblock the Open that reads the pipe, so the test ends.
+			if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+				w.Close()
+			}
+			t.Fatalf("Open(%s) never returned", path)
+		}
+	}
+}
+
 // A Journal that Open did not make has no file: its calls are errors, not
 // panics.
 func TestZeroJournalErrors(t *testing.T) {
