@@ -35,6 +35,15 @@
 // Report.Head (or Journal.Head) with a value you published or stored elsewhere
 // to detect that.
 //
+// The chain has no key: it shows a change made by an editor who did not
+// rewrite every line after it, not one made by whoever can write the file
+// and recomputes the hashes. Such a rewrite (records changed, removed,
+// reordered or added, and every seq, prev and hash after them recomputed)
+// verifies; only its head differs from the one the journal had. Publish or
+// store the head elsewhere after the records that matter (a draw's event
+// record, say), and check it later (`entropy audit --head HASH`): that is
+// what shows a rewritten journal.
+//
 // # A torn last line
 //
 // An append writes one line and fsyncs it. When the write or the fsync fails

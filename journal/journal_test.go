@@ -307,6 +307,34 @@ func TestTamperWithRecomputedHash(t *testing.T) {
 	requireLineErr(t, err, 3, ErrChainBroken)
 }
 
+// TestRechainedJournalShowsOnlyInItsHead: the chain has no key, so whoever
+// can write the file can change a record and recompute every line after it,
+// and Verify passes; the head is what differs (the limit the package
+// documentation states, and why a head is published elsewhere).
+func TestRechainedJournalShowsOnlyInItsHead(t *testing.T) {
+	path := writeSample(t)
+	published, err := VerifyFile(path)
+	require.NoError(t, err)
+	lines := readLines(t, path)
+	prev := zeroHash
+	for i, l := range lines {
+		var r record
+		require.NoError(t, jsonUnmarshal(bytes.TrimSpace(l), &r))
+		if i == 1 {
+			r.Data = []byte(strings.Replace(string(r.Data), `"size":64`, `"size":65`, 1))
+		}
+		r.Prev = prev
+		line, err := encode(r)
+		require.NoError(t, err)
+		lines[i], prev = line, lineHash(line)
+	}
+	writeLines(t, path, lines)
+	rep, err := VerifyFile(path)
+	require.NoError(t, err, "a rewritten and rechained journal verifies")
+	assert.Equal(t, published.Records, rep.Records)
+	assert.NotEqual(t, published.Head, rep.Head, "the head shows the rewrite")
+}
+
 func TestNonCanonicalLineRejected(t *testing.T) {
 	path := writeSample(t)
 	lines := readLines(t, path)
