@@ -52,7 +52,9 @@ func (p *Provider) ReadProven(ctx context.Context, b []byte) (Label, Proof, erro
 	l, pr, err := p.readProven(ctx, b, nil, p.cfg.policy, nil)
 	if err == nil {
 		p.servedVerifiable(len(b))
-		_ = p.notes.flush(ctx) // its failure is the notifier's to report
+		if _, failing := p.notes.jq.failure(); failing == nil {
+			_ = p.notes.flush(ctx) // its failure is the notifier's to report
+		}
 	}
 	return l, pr, err
 }
