@@ -58,6 +58,9 @@
 // `tail -c +$((OFFSET+1)) FILE > FILE.torn && truncate -s OFFSET FILE`), notes
 // that in the operations log, and opens the journal again; the chain continues
 // from the last complete record. The package never does this by itself.
+// A file that a Journal holds open is being written: VerifyFile reports a
+// last line in progress there with ErrLocked, not ErrTorn; never move bytes
+// out of such a file.
 //
 // Event entropy is stored in the journal in clear: it is for public draws,
 // never for secrets. No API key ever reaches the journal: nothing in it takes
@@ -121,7 +124,9 @@ var (
 	ErrMalformed = errors.New("journal: malformed record")
 	// ErrClosed is returned by appends after Close.
 	ErrClosed = errors.New("journal: closed")
-	// ErrLocked is returned by Open when another Journal holds the file.
+	// ErrLocked is returned by Open when another Journal holds the file,
+	// and wrapped by VerifyFile's error when the last line of a file a
+	// Journal holds is an append in progress.
 	ErrLocked = errors.New("journal: file is in use by another journal")
 )
 
@@ -635,14 +640,24 @@ func Verify(r io.Reader) (Report, error) {
 	return v.rep, err
 }
 
-// VerifyFile is Verify on the file at path.
+// VerifyFile is Verify on the file at path. A journal that a Journal holds
+// open (in this process or another) is being written: a last line without
+// its end is then an append in progress, not a torn line, and is reported
+// as a *LineError wrapping ErrLocked, never ErrTorn, so that nobody moves
+// out the bytes of a record that is being acknowledged. Verify it again, or
+// verify a copy.
 func VerifyFile(path string) (Report, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Report{}, fmt.Errorf("journal: %w", err)
 	}
 	defer f.Close()
-	return Verify(f)
+	rep, err := Verify(f)
+	var le *LineError
+	if errors.As(err, &le) && errors.Is(err, ErrTorn) && heldByJournal(f) {
+		err = &LineError{Line: le.Line, Offset: le.Offset, Err: fmt.Errorf("%w: its last line is an append in progress, not a torn line; verify it again, or verify a copy", ErrLocked)}
+	}
+	return rep, err
 }
 
 // verifier checks a journal line by line.

@@ -461,6 +461,36 @@ func TestCrashTornLastLine(t *testing.T) {
 	}
 }
 
+// TestVerifyingAJournalBeingWrittenReportsNoTornLine: a journal that a
+// Journal holds ends, now and then, in part of a line that is being
+// appended. VerifyFile (entropy audit on a live journal) says so
+// (ErrLocked), and does not call it torn, whose remedy (moving the bytes
+// out) would cut off a record as it is acknowledged; once no Journal holds
+// the file, the same bytes are a torn line.
+func TestVerifyingAJournalBeingWrittenReportsNoTornLine(t *testing.T) {
+	path := writeSample(t)
+	good, err := os.ReadFile(path)
+	require.NoError(t, err)
+	j, err := Open(path)
+	require.NoError(t, err)
+	// The first bytes of an append in progress.
+	w, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	_, err = w.WriteString(`{"seq":5,"time":"2026-03-01T12:00:05Z","type":"blo`)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+
+	rep, err := VerifyFile(path)
+	le := requireLineErr(t, err, 5, ErrLocked)
+	assert.NotErrorIs(t, err, ErrTorn, "an append in progress is called torn")
+	assert.Equal(t, int64(len(good)), le.Offset)
+	assert.Equal(t, 4, rep.Records, "the complete records before it verified")
+
+	require.NoError(t, j.Close())
+	_, err = VerifyFile(path)
+	requireLineErr(t, err, 5, ErrTorn)
+}
+
 func TestLineTooLong(t *testing.T) {
 	path := writeSample(t)
 	lines := readLines(t, path)

@@ -20,3 +20,15 @@ func lockFile(f *os.File) error {
 	}
 	return nil
 }
+
+// heldByJournal reports whether a Journal holds the file f names (its
+// exclusive lock): then the file is being written, and its last line may be
+// an append in progress. f is not locked when it returns.
+func heldByJournal(f *os.File) bool {
+	err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+	if err == nil {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		return false
+	}
+	return errors.Is(err, syscall.EWOULDBLOCK)
+}
