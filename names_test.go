@@ -17,6 +17,9 @@ var forgingNames = []string{
 	"job\u2028x", "job\u2029x",
 	"job\u202ex", "job\u202ax", "job\u2066x", "job\u2069x", "job\u200ex", "job\u200fx", "job\u061cx",
 	"job\u200bx", "job\ufeffx",
+	// Printable, and showing nothing: "raffle" and "raffle\ufe0f" would
+	// print alike, two events of one look.
+	"job\u034fx", "job\ufe0fx", "job\u3164x", "job\u115fx", "job\uffa0x", "job\u17b4x", "job\u180bx", "job\U000e0100x",
 	"job\tx", "job\u00a0x",
 	".", "..",
 	"job-\xff",

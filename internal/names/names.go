@@ -20,7 +20,11 @@ const MaxEvent = 1024
 // character is printable (unicode.IsPrint: letters, marks, numbers,
 // punctuation, symbols and the ASCII space; so no control character, no line
 // or paragraph separator, no bidi override or other invisible format
-// character, no space but U+0020), and must not be "." or "..". It returns
+// character, no space but U+0020), with none of the printable characters
+// that show nothing (Unicode's other default-ignorable code points and
+// variation selectors: U+034F, the Hangul fillers, U+FE0F, ...), so that
+// two names that differ only by one cannot print alike, and must not be
+// "." or "..". It returns
 // nil, or an error saying what is wrong. Lengths are bounded where each kind
 // of name is taken (MaxEvent for events).
 //
@@ -39,6 +43,9 @@ func Check(name string) error {
 	for i, r := range name {
 		if !unicode.IsPrint(r) {
 			return errors.New(strconv.QuoteToASCII(name) + ": character " + strconv.QuoteRuneToASCII(r) + " at byte " + strconv.Itoa(i) + " is not printable")
+		}
+		if unicode.In(r, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector) {
+			return errors.New(strconv.QuoteToASCII(name) + ": character " + strconv.QuoteRuneToASCII(r) + " at byte " + strconv.Itoa(i) + " shows nothing")
 		}
 	}
 	return nil
