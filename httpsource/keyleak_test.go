@@ -2,12 +2,14 @@ package httpsource_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -331,4 +333,32 @@ func TestRedirectWithinTheServiceIsFollowed(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, b.Verifiable)
 	assert.Equal(t, []string{"Bearer " + testKey, "Bearer " + testKey}, f.auths())
+}
+
+// A service that echoes the request may give the key percent-encoded (as
+// in a URL) or in base64 (as a dump of the Authorization header): neither
+// reaches an error, its fields or its kept body.
+func TestKeyEchoedPercentEncodedOrInBase64NeverInErrors(t *testing.T) {
+	const key = "sk/live+key=5f0c2b9e"
+	b64 := base64.StdEncoding.EncodeToString([]byte("Bearer " + key))
+	forms := []string{key, url.QueryEscape(key), url.PathEscape(key), b64, base64.URLEncoding.EncodeToString([]byte(key))}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		w.Header().Set("X-Request-Id", url.QueryEscape(k))
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, `{"code":%q,"message":"key %s unknown","details":[{"reason":%q}]}`,
+			base64.StdEncoding.EncodeToString([]byte(r.Header.Get("Authorization"))), url.QueryEscape(k),
+			base64.URLEncoding.EncodeToString([]byte(k)))
+	}))
+	defer srv.Close()
+	src, err := httpsource.New(srv.URL, httpsource.WithAPIKey(key))
+	require.NoError(t, err)
+	_, err = src.Fetch(context.Background(), 8)
+	var ae *entropy.APIError
+	require.ErrorAs(t, err, &ae)
+	all := fmt.Sprintf("%v %+v %#v %s", err, ae, ae, ae.Body)
+	for _, form := range forms {
+		assert.NotContains(t, all, form)
+	}
+	assert.Contains(t, err.Error(), "[REDACTED]")
 }
