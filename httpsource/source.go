@@ -31,6 +31,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/internal/loopback"
@@ -1092,15 +1093,31 @@ func (s *Source) safeText(b []byte) string {
 	})
 }
 
-// redactErr returns err unchanged if its text does not hold the API key, and
-// otherwise an error with the key removed from its text that still unwraps to
-// err (so errors.Is finds context.DeadlineExceeded and friends).
+// maxCauseText bounds the text of a network error's cause: net/http quotes
+// a malformed header line of the answer whole, up to its 10 MB limit on
+// headers, and that text would go into every error, label and log line.
+const maxCauseText = 1024
+
+// redactErr returns err unchanged if its text does not hold the API key and
+// is at most maxCauseText bytes, and otherwise an error with the key removed
+// from its text, cut to that bound, that still unwraps to err (so errors.Is
+// finds context.DeadlineExceeded and friends).
 func (s *Source) redactErr(err error) error {
-	if err == nil || s.apiKey == "" {
-		return err
+	if err == nil {
+		return nil
 	}
-	msg, found := redactKey([]byte(err.Error()), s.apiKey)
-	if !found {
+	msg, changed := redactKey([]byte(err.Error()), s.apiKey)
+	if len(msg) > maxCauseText {
+		msg = s.trimKeyStart(msg[:maxCauseText])
+		for i := 0; i < utf8.UTFMax-1 && len(msg) > 0; i++ { // a rune the cut split
+			if r, _ := utf8.DecodeLastRune(msg); r != utf8.RuneError {
+				break
+			}
+			msg = msg[:len(msg)-1]
+		}
+		msg, changed = append(msg, "…"...), true
+	}
+	if !changed {
 		return err
 	}
 	return &redactedError{msg: string(msg), err: err}
