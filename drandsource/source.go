@@ -518,7 +518,7 @@ func (s *Source) get(ctx context.Context, u string) ([]byte, error) {
 		return nil, &entropy.APIError{
 			StatusCode: resp.StatusCode,
 			Message:    shortText(body),
-			RequestID:  resp.Header.Get("X-Request-Id"),
+			RequestID:  shortText([]byte(resp.Header.Get("X-Request-Id"))),
 			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), s.now()),
 			Body:       body,
 		}
@@ -533,14 +533,37 @@ func (s *Source) get(ctx context.Context, u string) ([]byte, error) {
 }
 
 // unwrapURLError returns the cause inside a *url.Error, whose text would
-// repeat the URL that ConnError.Op already names.
+// repeat the URL that ConnError.Op already names, with its text bounded
+// (see boundedError).
 func unwrapURLError(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) && ue.Err != nil {
-		return ue.Err
+		err = ue.Err
+	}
+	if len(err.Error()) > maxCauseText {
+		return &boundedError{err: err}
 	}
 	return err
 }
+
+// maxCauseText bounds the text of a network error's cause: net/http quotes
+// a malformed header line of the answer whole, up to its 10 MB limit on
+// headers, and that text would go into every error, label and log line.
+const maxCauseText = 1024
+
+// boundedError is an error whose text is its cause's, cut to maxCauseText
+// bytes; it unwraps to the cause.
+type boundedError struct{ err error }
+
+func (e *boundedError) Error() string {
+	t := e.err.Error()
+	if len(t) <= maxCauseText {
+		return t
+	}
+	return strings.ToValidUTF8(t[:maxCauseText], "") + "…"
+}
+
+func (e *boundedError) Unwrap() error { return e.err }
 
 // shortText returns body as a one-line message if it is short, printable
 // text, and "" otherwise.

@@ -471,6 +471,50 @@ func TestBodyBounded(t *testing.T) {
 	assert.Contains(t, err.Error(), "body over")
 }
 
+// A relay's X-Request-Id goes into every error and the fallback labels
+// that carry it: one of megabytes is left out, as a body that is no short
+// text is; and the text of a network error, which may quote a header, is
+// cut.
+func TestRelayTextInErrorsIsBounded(t *testing.T) {
+	q, now := quicknetAtRound(t)
+	huge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", strings.Repeat("B", 1<<20))
+		http.Error(w, "bad gateway", http.StatusBadGateway)
+	}))
+	defer huge.Close()
+	s := mustNew(t, q.chain, []string{huge.URL}, WithClock(entropy.NowFunc(now)))
+	_, err := s.Fetch(context.Background(), 32)
+	var ae *entropy.APIError
+	require.ErrorAs(t, err, &ae)
+	assert.Empty(t, ae.RequestID)
+	assert.Less(t, len(err.Error()), 1000, "error of %d bytes", len(err.Error()))
+
+	// A malformed header line, which net/http quotes whole in its error.
+	malformed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nX-Echo: %s\x01\r\n\r\n", strings.Repeat("C", 2<<20))
+		_ = buf.Flush()
+	}))
+	defer malformed.Close()
+	s = mustNew(t, q.chain, []string{malformed.URL}, WithClock(entropy.NowFunc(now)))
+	_, err = s.Fetch(context.Background(), 32)
+	require.ErrorAs(t, err, new(*entropy.ConnError))
+	assert.Less(t, len(err.Error()), 2048, "error of %d bytes", len(err.Error()))
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", "req-42")
+		http.Error(w, "bad gateway", http.StatusBadGateway)
+	}))
+	defer srv.Close()
+	s = mustNew(t, q.chain, []string{srv.URL}, WithClock(entropy.NowFunc(now)))
+	_, err = s.Fetch(context.Background(), 32)
+	assert.Equal(t, "req-42", entropy.RequestID(err))
+}
+
 func TestLatest(t *testing.T) {
 	relay, vs := quicknetRelay(t)
 	q := vs["quicknet"]
