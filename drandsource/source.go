@@ -251,12 +251,20 @@ func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
 		return entropy.Block{}, err
 	}
 	s.mu.Lock()
-	round := max(s.cursor+1, s.chain.RoundAt(s.now()))
-	for {
+	round := max(s.cursor, s.chain.RoundAt(s.now()))
+	if round == s.cursor {
+		round++ // past the last round served; 0 once the last round there is was
+	}
+	for round != 0 {
 		if _, busy := s.pending[round]; !busy {
 			break
 		}
 		round++
+	}
+	if round == 0 {
+		cursor := s.cursor
+		s.mu.Unlock()
+		return entropy.Block{}, fmt.Errorf("drandsource: %s has no round left after round %d: %w", s.name, cursor, ErrRoundServed)
 	}
 	s.pending[round] = struct{}{}
 	s.mu.Unlock()

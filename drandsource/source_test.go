@@ -120,6 +120,29 @@ func TestNoRoundServedTwice(t *testing.T) {
 
 // TestFetchSkipsToCurrentRound: when the clock has moved on, the next Fetch
 // asks for the round due now, not for a stale one after the last served.
+
+// Once the last round there is (the largest uint64) has been served, no
+// round is left: the next round must not wrap around to a round already
+// served.
+func TestNoRoundServedTwiceAfterTheLastRound(t *testing.T) {
+	sg := newSigner(t, SchemeUnchainedG1, 3*time.Second, 1_000_000)
+	// A clock past the time of every round (times saturate at 2^62 s).
+	end := func() time.Time { return time.Unix(1<<62+10, 0) }
+	relay := newTestRelay(t, end, signerChain(sg))
+	s := mustNew(t, sg.info, []string{relay.URL()}, WithClock(entropy.NowFunc(end)))
+	served := map[string]bool{}
+	blk, err := s.Fetch(context.Background(), 32)
+	require.NoError(t, err)
+	served[blk.JobID] = true
+	blk, err = s.FetchRound(context.Background(), math.MaxUint64)
+	require.NoError(t, err)
+	served[blk.JobID] = true
+	for range 2 {
+		blk, err = s.Fetch(context.Background(), 32)
+		require.ErrorIs(t, err, ErrRoundServed)
+		assert.False(t, served[blk.JobID], "round %s served twice", blk.JobID)
+	}
+}
 func TestFetchSkipsToCurrentRound(t *testing.T) {
 	sg := newSigner(t, SchemeUnchainedG1, 3*time.Second, 1_700_000_000)
 	clock := &settableClock{t: sg.info.RoundTime(10)}
