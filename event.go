@@ -58,6 +58,10 @@ type eventEntry struct {
 // returned again and audited: it is for public draws (lotteries, raffles),
 // never for secrets.
 //
+// Event names are compared byte for byte: two forms of one text (Unicode
+// NFC and NFD) are two events. Normalise names taken from people first
+// (docs/protocol.md, "Names").
+//
 // If the first draw fails (ctx ended before the bytes came, or the journal
 // refused the record), nothing was handed out and a later call draws anew.
 // Close ends a first draw wherever it waits, in a call to the journal too:

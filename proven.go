@@ -39,12 +39,22 @@ type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 // ends; [Degrade] and Fail return at once an error wrapping [ErrUnavailable] and
 // the cause. ReadProven never serves fallback bytes; b is zeroed on error.
 //
+// With a journal, ReadProven returns once the job's block record is
+// written (and every record queued before it), so that a crash just after
+// the read cannot lose the record, and with it the replay guard's memory of
+// the job in the next process; while the journal fails to write, or when
+// ctx ends first, it returns the bytes anyway, the record is retried and
+// the failure counted as for every block ([Journal]).
+//
 // The bytes are known to the service and are published with the proof: use
 // them for draws, never for secrets.
 func (p *Provider) ReadProven(ctx context.Context, b []byte) (Label, Proof, error) {
 	l, pr, err := p.readProven(ctx, b, nil, p.cfg.policy, nil)
 	if err == nil {
 		p.servedVerifiable(len(b))
+		if _, failing := p.notes.jq.failure(); failing == nil {
+			_ = p.notes.flush(ctx) // its failure is the notifier's to report
+		}
 	}
 	return l, pr, err
 }

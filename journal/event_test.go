@@ -3,7 +3,12 @@ package journal_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -129,4 +134,117 @@ func TestReadForNeverFallsBack(t *testing.T) {
 	rep, err := journal.VerifyFile(path)
 	require.NoError(t, err)
 	assert.Zero(t, rep.Events)
+}
+
+// crashJournal is a file journal that kills its process (kill -9) at one
+// step of an event draw: before or after the request's attempt record, a
+// block record that follows it, or the event record.
+type crashJournal struct {
+	*journal.Journal
+	at    string
+	armed atomic.Bool // an attempt was recorded: the event draw is under way
+}
+
+func (c *crashJournal) crash(step string) {
+	if c.at == step {
+		self, _ := os.FindProcess(os.Getpid())
+		self.Kill()
+		select {}
+	}
+}
+
+func (c *crashJournal) RecordAttempt(ctx context.Context, a entropy.EventAttempt) error {
+	c.crash("attempt/before")
+	err := c.Journal.RecordAttempt(ctx, a)
+	c.armed.Store(true)
+	c.crash("attempt/after")
+	return err
+}
+
+func (c *crashJournal) RecordBlock(ctx context.Context, b entropy.BlockRecord) error {
+	if !c.armed.Load() {
+		return c.Journal.RecordBlock(ctx, b)
+	}
+	c.crash("block/before")
+	err := c.Journal.RecordBlock(ctx, b)
+	c.crash("block/after")
+	return err
+}
+
+func (c *crashJournal) RecordEvent(ctx context.Context, r entropy.EventRecord) (entropy.EventRecord, error) {
+	c.crash("event/before")
+	stored, err := c.Journal.RecordEvent(ctx, r)
+	c.crash("event/after")
+	return stored, err
+}
+
+// TestEventDrawnOnceAcrossACrashAtEveryStep: a process killed (kill -9) at
+// any step of a bound event draw leaves a journal that opens and verifies,
+// and the next process draws the event at most once: the bytes the killed
+// process handed out, or the record it wrote, come back; an event it never
+// recorded is drawn anew, once (contract point 8).
+func TestEventDrawnOnceAcrossACrashAtEveryStep(t *testing.T) {
+	const stepEnv, pathEnv = "JOURNAL_TEST_CRASH_STEP", "JOURNAL_TEST_CRASH_PATH"
+	if step := os.Getenv(stepEnv); step != "" {
+		_, src := startSim(t, "crash-key")
+		j, err := journal.Open(os.Getenv(pathEnv))
+		require.NoError(t, err)
+		p, err := entropy.New(src, entropy.WithJournal(&crashJournal{Journal: j, at: step}))
+		require.NoError(t, err)
+		b := make([]byte, 32)
+		_, err = p.ReadFor(context.Background(), "raffle", b)
+		require.NoError(t, err)
+		fmt.Printf("handed out %x\n", b)
+		self, _ := os.FindProcess(os.Getpid())
+		self.Kill()
+		select {}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, step := range []string{"attempt/before", "attempt/after", "block/before", "block/after", "event/before", "event/after", "handed out"} {
+		t.Run(step, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.jsonl")
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestEventDrawnOnceAcrossACrashAtEveryStep$", "-test.count=1")
+			cmd.Env = append(os.Environ(), stepEnv+"="+step, pathEnv+"="+path)
+			out, err := cmd.CombinedOutput()
+			require.Error(t, err, "the child was to be killed: %s", out)
+			var handed []byte
+			if i := strings.Index(string(out), "handed out "); i >= 0 {
+				var h string
+				_, err := fmt.Sscanf(string(out[i:]), "handed out %s", &h)
+				require.NoError(t, err)
+				handed, err = hex.DecodeString(h)
+				require.NoError(t, err)
+			}
+			assert.Equal(t, step == "handed out", handed != nil, "killed at the wrong step: %s", out)
+
+			rep, err := journal.VerifyFile(path)
+			require.NoError(t, err, "the journal of the killed process verifies")
+			require.LessOrEqual(t, rep.Events, 1)
+			j, err := journal.Open(path)
+			require.NoError(t, err, "the journal of the killed process opens")
+			before, recorded, err := j.LookupEvent(ctx, "raffle")
+			require.NoError(t, err)
+			if handed != nil {
+				require.True(t, recorded, "an event handed out before the crash is not in the journal")
+			}
+			assert.Equal(t, step == "event/after" || step == "handed out", recorded, "recorded at the wrong step")
+			p, err := entropy.New(hashSource("other", "other-", "crash"), entropy.WithJournal(j))
+			require.NoError(t, err)
+			b := make([]byte, 32)
+			_, err = p.ReadFor(ctx, "raffle", b)
+			require.NoError(t, err)
+			if recorded {
+				assert.Equal(t, before.Data, b, "the event was drawn again after the crash")
+			}
+			if handed != nil {
+				assert.Equal(t, handed, b, "the bytes handed out before the crash did not come back")
+			}
+			require.NoError(t, p.Close())
+			require.NoError(t, j.Close())
+			rep, err = journal.VerifyFile(path)
+			require.NoError(t, err)
+			assert.Equal(t, 1, rep.Events)
+		})
+	}
 }

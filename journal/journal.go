@@ -35,6 +35,15 @@
 // Report.Head (or Journal.Head) with a value you published or stored elsewhere
 // to detect that.
 //
+// The chain has no key: it shows a change made by an editor who did not
+// rewrite every line after it, not one made by whoever can write the file
+// and recomputes the hashes. Such a rewrite (records changed, removed,
+// reordered or added, and every seq, prev and hash after them recomputed)
+// verifies; only its head differs from the one the journal had. Publish or
+// store the head elsewhere after the records that matter (a draw's event
+// record, say), and check it later (`entropy audit --head HASH`): that is
+// what shows a rewritten journal.
+//
 // # A torn last line
 //
 // An append writes one line and fsyncs it. When the write or the fsync fails
@@ -250,7 +259,7 @@ func WithClock(clk entropy.Clock) Option {
 }
 
 // Open opens the journal at path, creating it (mode 0600) if it does not
-// exist. An existing journal is verified first, and Open refuses one that fails
+// exist; path must name a regular file (or a symbolic link to one). An existing journal is verified first, and Open refuses one that fails
 // (a *LineError; with ErrTorn for a torn last line, see the package
 // documentation). The events it holds are loaded, so LookupEvent answers for
 // events drawn by earlier processes.
@@ -264,6 +273,16 @@ func Open(path string, opts ...Option) (*Journal, error) {
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
+		return nil, fmt.Errorf("journal: open: %w", err)
+	}
+	// Only a regular file keeps what is appended, and can be cut back
+	// after a failed append: a named pipe would hold Open for ever in
+	// Verify, a device (/dev/null) would keep nothing.
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("%s is not a regular file (%v)", path, st.Mode().Type())
+		}
 		return nil, fmt.Errorf("journal: open: %w", err)
 	}
 	if err := lockFile(f); err != nil {

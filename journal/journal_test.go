@@ -307,6 +307,34 @@ func TestTamperWithRecomputedHash(t *testing.T) {
 	requireLineErr(t, err, 3, ErrChainBroken)
 }
 
+// TestRechainedJournalShowsOnlyInItsHead: the chain has no key, so whoever
+// can write the file can change a record and recompute every line after it,
+// and Verify passes; the head is what differs (the limit the package
+// documentation states, and why a head is published elsewhere).
+func TestRechainedJournalShowsOnlyInItsHead(t *testing.T) {
+	path := writeSample(t)
+	published, err := VerifyFile(path)
+	require.NoError(t, err)
+	lines := readLines(t, path)
+	prev := zeroHash
+	for i, l := range lines {
+		var r record
+		require.NoError(t, jsonUnmarshal(bytes.TrimSpace(l), &r))
+		if i == 1 {
+			r.Data = []byte(strings.Replace(string(r.Data), `"size":64`, `"size":65`, 1))
+		}
+		r.Prev = prev
+		line, err := encode(r)
+		require.NoError(t, err)
+		lines[i], prev = line, lineHash(line)
+	}
+	writeLines(t, path, lines)
+	rep, err := VerifyFile(path)
+	require.NoError(t, err, "a rewritten and rechained journal verifies")
+	assert.Equal(t, published.Records, rep.Records)
+	assert.NotEqual(t, published.Head, rep.Head, "the head shows the rewrite")
+}
+
 func TestNonCanonicalLineRejected(t *testing.T) {
 	path := writeSample(t)
 	lines := readLines(t, path)
@@ -594,6 +622,41 @@ func TestOpenErrors(t *testing.T) {
 	require.ErrorContains(t, err, "option 0 is nil")
 	_, err = Verify(nil)
 	require.Error(t, err)
+}
+
+// TestOpenRefusesWhatIsNotARegularFile: a journal path that names a named
+// pipe (which held Open for ever, reading) or a device (which keeps
+// nothing) is refused at once, directly or through a symbolic link, and the
+// pipe is not read.
+func TestOpenRefusesWhatIsNotARegularFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := mkfifo(fifo); err != nil {
+		t.Skipf("no named pipes here: %v", err)
+	}
+	link := filepath.Join(dir, "link")
+	require.NoError(t, os.Symlink(fifo, link))
+	for _, path := range []string{fifo, link, os.DevNull} {
+		done := make(chan error, 1)
+		go func() {
+			j, err := Open(path)
+			if err == nil {
+				j.Close()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			require.Error(t, err, path)
+			assert.Contains(t, err.Error(), "not a regular file", path)
+		case <-time.After(10 * time.Second):
+			// Unblock the Open that reads the pipe, so the test ends.
+			if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+				w.Close()
+			}
+			t.Fatalf("Open(%s) never returned", path)
+		}
+	}
 }
 
 // A Journal that Open did not make has no file: its calls are errors, not

@@ -3,6 +3,8 @@ package journal_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -192,4 +194,62 @@ func TestVerifyReportsAJobTakenTwice(t *testing.T) {
 	fresh, err := j.ClaimJob(ctx, "quantropy", "job-x")
 	require.NoError(t, err)
 	assert.False(t, fresh)
+}
+
+// slowBlockJournal is a journal whose block records take a while to reach
+// the disk, as on a busy one.
+type slowBlockJournal struct{ *journal.Journal }
+
+func (s slowBlockJournal) RecordBlock(ctx context.Context, b entropy.BlockRecord) error {
+	time.Sleep(100 * time.Millisecond)
+	return s.Journal.RecordBlock(ctx, b)
+}
+
+// TestJobServedByReadProvenIsRefusedAfterACrash: ReadProven hands out a
+// job's bytes only once the job's block record is on disk, so that a
+// process killed (kill -9) right after the read loses no record of it, and
+// the next process that opens the journal refuses the job when anyone
+// replays it (contract point 3): a journal slow to write included.
+func TestJobServedByReadProvenIsRefusedAfterACrash(t *testing.T) {
+	const pathEnv = "JOURNAL_TEST_CRASH_PATH"
+	if path := os.Getenv(pathEnv); path != "" {
+		// The child: one ReadProven, its job ID printed, then killed.
+		j, err := journal.Open(path)
+		require.NoError(t, err)
+		p, err := entropy.New(hashSource("quantropy", "job-", "crash"), entropy.WithJournal(slowBlockJournal{j}))
+		require.NoError(t, err)
+		lbl, _, err := p.ReadProven(context.Background(), make([]byte, 32))
+		require.NoError(t, err)
+		fmt.Printf("served job %s\n", lbl.Spans[0].JobID)
+		self, err := os.FindProcess(os.Getpid())
+		require.NoError(t, err)
+		require.NoError(t, self.Kill()) // SIGKILL: nothing runs after it
+		select {}
+	}
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), pathEnv+"="+path)
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "the child was to be killed: %s", out)
+	var job string
+	_, serr := fmt.Sscanf(string(out[strings.Index(string(out), "served job "):]), "served job %s", &job)
+	require.NoError(t, serr, "the child served nothing: %s", out)
+
+	j, err := journal.Open(path)
+	require.NoError(t, err, "the journal of the killed process opens")
+	defer j.Close()
+	var fetches atomic.Int64
+	replay := hashIDSource("quantropy", "crash", func(int64) string { fetches.Add(1); return job })
+	p, err := entropy.New(replay, entropy.WithJournal(j), entropy.WithPolicy(entropy.Defer),
+		entropy.WithFetchSize(128), entropy.WithRetry(2, time.Millisecond, 2*time.Millisecond))
+	require.NoError(t, err)
+	defer p.Close()
+	require.Eventually(t, func() bool { return fetches.Load() >= 3 }, 5*time.Second, time.Millisecond, "the replay was asked for again and again")
+	short, cancelShort := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancelShort()
+	_, err = p.ReadLabelled(short, make([]byte, 16))
+	require.Error(t, err, "job %s, served before the crash, was served again after it", job)
+	assert.Zero(t, accepted(p), "job %s, served before the crash, was accepted again after it", job)
 }
