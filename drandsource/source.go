@@ -251,12 +251,20 @@ func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
 		return entropy.Block{}, err
 	}
 	s.mu.Lock()
-	round := max(s.cursor+1, s.chain.RoundAt(s.now()))
-	for {
+	round := max(s.cursor, s.chain.RoundAt(s.now()))
+	if round == s.cursor {
+		round++ // past the last round served; 0 once the last round there is was
+	}
+	for round != 0 {
 		if _, busy := s.pending[round]; !busy {
 			break
 		}
 		round++
+	}
+	if round == 0 {
+		cursor := s.cursor
+		s.mu.Unlock()
+		return entropy.Block{}, fmt.Errorf("drandsource: %s has no round left after round %d: %w", s.name, cursor, ErrRoundServed)
 	}
 	s.pending[round] = struct{}{}
 	s.mu.Unlock()
@@ -518,7 +526,7 @@ func (s *Source) get(ctx context.Context, u string) ([]byte, error) {
 		return nil, &entropy.APIError{
 			StatusCode: resp.StatusCode,
 			Message:    shortText(body),
-			RequestID:  resp.Header.Get("X-Request-Id"),
+			RequestID:  shortText([]byte(resp.Header.Get("X-Request-Id"))),
 			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), s.now()),
 			Body:       body,
 		}
@@ -533,14 +541,37 @@ func (s *Source) get(ctx context.Context, u string) ([]byte, error) {
 }
 
 // unwrapURLError returns the cause inside a *url.Error, whose text would
-// repeat the URL that ConnError.Op already names.
+// repeat the URL that ConnError.Op already names, with its text bounded
+// (see boundedError).
 func unwrapURLError(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) && ue.Err != nil {
-		return ue.Err
+		err = ue.Err
+	}
+	if len(err.Error()) > maxCauseText {
+		return &boundedError{err: err}
 	}
 	return err
 }
+
+// maxCauseText bounds the text of a network error's cause: net/http quotes
+// a malformed header line of the answer whole, up to its 10 MB limit on
+// headers, and that text would go into every error, label and log line.
+const maxCauseText = 1024
+
+// boundedError is an error whose text is its cause's, cut to maxCauseText
+// bytes; it unwraps to the cause.
+type boundedError struct{ err error }
+
+func (e *boundedError) Error() string {
+	t := e.err.Error()
+	if len(t) <= maxCauseText {
+		return t
+	}
+	return strings.ToValidUTF8(t[:maxCauseText], "") + "…"
+}
+
+func (e *boundedError) Unwrap() error { return e.err }
 
 // shortText returns body as a one-line message if it is short, printable
 // text, and "" otherwise.

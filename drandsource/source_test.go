@@ -120,6 +120,29 @@ func TestNoRoundServedTwice(t *testing.T) {
 
 // TestFetchSkipsToCurrentRound: when the clock has moved on, the next Fetch
 // asks for the round due now, not for a stale one after the last served.
+
+// Once the last round there is (the largest uint64) has been served, no
+// round is left: the next round must not wrap around to a round already
+// served.
+func TestNoRoundServedTwiceAfterTheLastRound(t *testing.T) {
+	sg := newSigner(t, SchemeUnchainedG1, 3*time.Second, 1_000_000)
+	// A clock past the time of every round (times saturate at 2^62 s).
+	end := func() time.Time { return time.Unix(1<<62+10, 0) }
+	relay := newTestRelay(t, end, signerChain(sg))
+	s := mustNew(t, sg.info, []string{relay.URL()}, WithClock(entropy.NowFunc(end)))
+	served := map[string]bool{}
+	blk, err := s.Fetch(context.Background(), 32)
+	require.NoError(t, err)
+	served[blk.JobID] = true
+	blk, err = s.FetchRound(context.Background(), math.MaxUint64)
+	require.NoError(t, err)
+	served[blk.JobID] = true
+	for range 2 {
+		blk, err = s.Fetch(context.Background(), 32)
+		require.ErrorIs(t, err, ErrRoundServed)
+		assert.False(t, served[blk.JobID], "round %s served twice", blk.JobID)
+	}
+}
 func TestFetchSkipsToCurrentRound(t *testing.T) {
 	sg := newSigner(t, SchemeUnchainedG1, 3*time.Second, 1_700_000_000)
 	clock := &settableClock{t: sg.info.RoundTime(10)}
@@ -469,6 +492,50 @@ func TestBodyBounded(t *testing.T) {
 	_, err := s.Fetch(context.Background(), 32)
 	require.ErrorIs(t, err, entropy.ErrMalformed)
 	assert.Contains(t, err.Error(), "body over")
+}
+
+// A relay's X-Request-Id goes into every error and the fallback labels
+// that carry it: one of megabytes is left out, as a body that is no short
+// text is; and the text of a network error, which may quote a header, is
+// cut.
+func TestRelayTextInErrorsIsBounded(t *testing.T) {
+	q, now := quicknetAtRound(t)
+	huge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", strings.Repeat("B", 1<<20))
+		http.Error(w, "bad gateway", http.StatusBadGateway)
+	}))
+	defer huge.Close()
+	s := mustNew(t, q.chain, []string{huge.URL}, WithClock(entropy.NowFunc(now)))
+	_, err := s.Fetch(context.Background(), 32)
+	var ae *entropy.APIError
+	require.ErrorAs(t, err, &ae)
+	assert.Empty(t, ae.RequestID)
+	assert.Less(t, len(err.Error()), 1000, "error of %d bytes", len(err.Error()))
+
+	// A malformed header line, which net/http quotes whole in its error.
+	malformed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nX-Echo: %s\x01\r\n\r\n", strings.Repeat("C", 2<<20))
+		_ = buf.Flush()
+	}))
+	defer malformed.Close()
+	s = mustNew(t, q.chain, []string{malformed.URL}, WithClock(entropy.NowFunc(now)))
+	_, err = s.Fetch(context.Background(), 32)
+	require.ErrorAs(t, err, new(*entropy.ConnError))
+	assert.Less(t, len(err.Error()), 2048, "error of %d bytes", len(err.Error()))
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", "req-42")
+		http.Error(w, "bad gateway", http.StatusBadGateway)
+	}))
+	defer srv.Close()
+	s = mustNew(t, q.chain, []string{srv.URL}, WithClock(entropy.NowFunc(now)))
+	_, err = s.Fetch(context.Background(), 32)
+	assert.Equal(t, "req-42", entropy.RequestID(err))
 }
 
 func TestLatest(t *testing.T) {

@@ -2,13 +2,16 @@ package httpsource_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -271,4 +274,91 @@ func TestStrayBytesOnIdleConnectionNeverLogTheKey(t *testing.T) {
 	}
 	assert.NotContains(t, logs.String(), key)
 	assert.NotContains(t, logs.String(), "Unsolicited response")
+}
+
+// net/http forwards the Authorization header on a redirect to any host of
+// the same name, whatever its port or scheme (and to its subdomains), so a
+// service, or anyone in the middle, could send the key of a source with its
+// own client to another server, or down to plain http. Such a redirect is
+// refused: its answer is the 3xx itself, as with the default client.
+func TestRedirectNeverCarriesTheKeyToAnotherOrigin(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer other.Close()
+	for _, tls := range []bool{false, true} {
+		for _, code := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+			redirect := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, other.URL+r.URL.Path, code)
+			})
+			var srv *httptest.Server
+			if tls {
+				srv = httptest.NewTLSServer(redirect)
+			} else {
+				srv = httptest.NewServer(redirect)
+			}
+			client := srv.Client() // a client of the caller's, which follows redirects
+			src, err := httpsource.New(srv.URL, httpsource.WithAPIKey(testKey), httpsource.WithHTTPClient(client))
+			require.NoError(t, err)
+			_, err = src.Fetch(context.Background(), 8)
+			var ae *entropy.APIError
+			require.ErrorAs(t, err, &ae, "tls %v, %d", tls, code)
+			assert.Equal(t, code, ae.StatusCode)
+			assert.Nil(t, client.CheckRedirect, "the caller's client is left as it was")
+			srv.Close()
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Empty(t, seen, "the other server was asked, with the key or without it")
+}
+
+// A redirect within the service (same scheme, host and port) is followed
+// with the key by a client that follows redirects.
+func TestRedirectWithinTheServiceIsFollowed(t *testing.T) {
+	f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/entropy" {
+			http.Redirect(w, r, "/moved/v1/entropy?"+r.URL.RawQuery, http.StatusTemporaryRedirect)
+			return
+		}
+		fmt.Fprint(w, f.completedJSON("job-moved", pattern(8)))
+	})
+	src := newSource(t, srv, httpsource.WithPublicKey(f.pub))
+	b, err := src.Fetch(context.Background(), 8)
+	require.NoError(t, err)
+	assert.True(t, b.Verifiable)
+	assert.Equal(t, []string{"Bearer " + testKey, "Bearer " + testKey}, f.auths())
+}
+
+// A service that echoes the request may give the key percent-encoded (as
+// in a URL) or in base64 (as a dump of the Authorization header): neither
+// reaches an error, its fields or its kept body.
+func TestKeyEchoedPercentEncodedOrInBase64NeverInErrors(t *testing.T) {
+	const key = "sk/live+key=5f0c2b9e"
+	b64 := base64.StdEncoding.EncodeToString([]byte("Bearer " + key))
+	forms := []string{key, url.QueryEscape(key), url.PathEscape(key), b64, base64.URLEncoding.EncodeToString([]byte(key))}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		w.Header().Set("X-Request-Id", url.QueryEscape(k))
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, `{"code":%q,"message":"key %s unknown","details":[{"reason":%q}]}`,
+			base64.StdEncoding.EncodeToString([]byte(r.Header.Get("Authorization"))), url.QueryEscape(k),
+			base64.URLEncoding.EncodeToString([]byte(k)))
+	}))
+	defer srv.Close()
+	src, err := httpsource.New(srv.URL, httpsource.WithAPIKey(key))
+	require.NoError(t, err)
+	_, err = src.Fetch(context.Background(), 8)
+	var ae *entropy.APIError
+	require.ErrorAs(t, err, &ae)
+	all := fmt.Sprintf("%v %+v %#v %s", err, ae, ae, ae.Body)
+	for _, form := range forms {
+		assert.NotContains(t, all, form)
+	}
+	assert.Contains(t, err.Error(), "[REDACTED]")
 }

@@ -2,6 +2,7 @@ package httpsource
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"slices"
@@ -14,7 +15,10 @@ import (
 // its characters written as an escape sequence ("\/" for '/', "\u0073" for
 // 's', "\"" for '"', …), in any mix. The helpers below find the key in every
 // such spelling, so that redaction does not depend on how the text was
-// encoded.
+// encoded. A service that echoes a request may also percent-encode the key
+// (as in a URL: "%2F" for '/'), any byte of it, or give it in base64 (as in
+// an echoed "Authorization: Basic" header or a dump of the request): those
+// spellings are found too (see base64Forms).
 
 // maxSpellingPerByte bounds the bytes that one byte of the key takes in any
 // spelling: "\U000000XX" spells an ASCII byte in 10.
@@ -49,12 +53,12 @@ func newKeyFinder(key string) *keyFinder {
 // byte, an escape or the end of the text.
 func (f *keyFinder) candidate(b []byte) bool {
 	switch {
-	case b[0] == '\\':
+	case b[0] == '\\' || b[0] == '%':
 		return true
 	case b[0] != f.key[0]:
 		return false
 	}
-	return len(f.key) == 1 || len(b) == 1 || b[1] == f.key[1] || b[1] == '\\'
+	return len(f.key) == 1 || len(b) == 1 || b[1] == f.key[1] || b[1] == '\\' || b[1] == '%'
 }
 
 // match reports whether b starts with the key (end is then the length of the
@@ -75,7 +79,7 @@ func (f *keyFinder) match(b []byte) (end int, m keyMatch) {
 			if b[j] == key[k] {
 				f.add(k+1, j+1)
 			}
-			if b[j] != '\\' {
+			if b[j] != '\\' && b[j] != '%' {
 				continue
 			}
 			dec, n, st := unescape(b[j:], tmp[:0])
@@ -114,10 +118,18 @@ const (
 // backslash), of JSON or of Go's quoting: it appends the bytes it stands for
 // to dst and returns them with the length of the sequence. A UTF-16
 // surrogate pair "\uD83D\uDE00" is one sequence; a lone surrogate stands for
-// U+FFFD, as encoding/json decodes it.
+// U+FFFD, as encoding/json decodes it. A percent-encoded byte ("%2F", b[0]
+// is then '%') is decoded as well.
 func unescape(b, dst []byte) (dec []byte, n int, st escState) {
 	if len(b) < 2 {
 		return nil, 0, escCut
+	}
+	if b[0] == '%' {
+		h, st := hexAt(b, 1, 2)
+		if st != escOK {
+			return nil, 0, st
+		}
+		return append(dst, byte(h)), 3, escOK
 	}
 	if e := singleEscapes[b[1]]; e != 0 {
 		return append(dst, e), 2, escOK
@@ -220,10 +232,36 @@ func redactKey(b []byte, key string) ([]byte, bool) {
 		i += end
 		last = i
 	}
-	if !found {
-		return b, false
+	if found {
+		b = append(out, b[last:]...)
 	}
-	return append(out, b[last:]...), true
+	for _, form := range base64Forms(key) {
+		if bytes.Contains(b, form) {
+			// A copy: b itself is never modified.
+			b = bytes.ReplaceAll(b, form, []byte(redactedPlaceholder))
+			found = true
+		}
+	}
+	return b, found
+}
+
+// base64Forms returns the text that the key is in base64, standard or URL
+// alphabet, wherever the encoding started before it: for each of the three
+// places the key can take in a 3-byte group, the characters that encode only
+// bytes of the key. The few characters around them, shared with the bytes
+// before and after the key, tell at most a few bits of it.
+func base64Forms(key string) [][]byte {
+	var forms [][]byte
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+		for off := range 3 {
+			text := enc.EncodeToString(append(make([]byte, off), key...))
+			start, end := (8*off+5)/6, 8*(off+len(key))/6
+			if end > start {
+				forms = append(forms, []byte(text[start:end]))
+			}
+		}
+	}
+	return forms
 }
 
 // trimKeyStart drops a start of a spelling of key left at the end of b (a
@@ -233,7 +271,13 @@ func trimKeyStart(b []byte, key string) []byte {
 		return b
 	}
 	f := newKeyFinder(key)
+	forms := base64Forms(key)
 	for i := max(0, len(b)-maxSpellingPerByte*len(key)); i < len(b); i++ {
+		for _, form := range forms {
+			if len(b)-i < len(form) && bytes.HasPrefix(form, b[i:]) {
+				return b[:i]
+			}
+		}
 		if !f.candidate(b[i:]) {
 			continue
 		}

@@ -31,6 +31,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/internal/loopback"
@@ -145,7 +146,10 @@ func WithFetchPublicKey() Option {
 // With an API key, every request asks its connection to be closed after the
 // answer (http.Request.Close; see WithKeepAlive), so that net/http never
 // holds a connection idle on which a service could send bytes echoing the
-// key, which it would log through the standard log package. A client whose transport is not
+// key, which it would log through the standard log package. With an API key
+// the source uses a copy of c that follows no redirect to another scheme,
+// host or port than the base URL's (net/http would send the key along). A
+// client whose transport is not
 // net/http's, or that logs on its own, is the caller's to keep quiet.
 func WithHTTPClient(c *http.Client) Option {
 	return func(s *Source) error {
@@ -318,10 +322,47 @@ func New(baseURL string, opts ...Option) (*Source, error) {
 		s.client = &http.Client{
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
+	} else if s.apiKey != "" {
+		s.client = keyStaysHome(s.client, u)
 	}
 	s.pub = s.configured
 	s.prefix = strings.TrimSuffix(u.String(), "/")
 	return s, nil
+}
+
+// keyStaysHome returns a copy of c that follows no redirect out of base's
+// origin (scheme, host and port). net/http sends the Authorization header on
+// with a redirect to any host of the same name, whatever its port or scheme,
+// and to its subdomains: a service, or anyone in the middle, could send the
+// key to another server, or down to plain http. A redirect out of the origin
+// is answered by the 3xx itself, as the default client answers every
+// redirect; one within it goes to c's own CheckRedirect. c is not changed.
+func keyStaysHome(c *http.Client, base *url.URL) *http.Client {
+	cc := *c
+	next := c.CheckRedirect
+	cc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if origin(req.URL) != origin(base) {
+			return http.ErrUseLastResponse
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 { // net/http's default
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &cc
+}
+
+// origin returns the scheme, host and port of u, the port filled in from the
+// scheme when u leaves it out.
+func origin(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[strings.ToLower(u.Scheme)]
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Hostname()) + ":" + port
 }
 
 // parseBaseURL parses and checks a base URL. Its errors never repeat the
@@ -1052,15 +1093,31 @@ func (s *Source) safeText(b []byte) string {
 	})
 }
 
-// redactErr returns err unchanged if its text does not hold the API key, and
-// otherwise an error with the key removed from its text that still unwraps to
-// err (so errors.Is finds context.DeadlineExceeded and friends).
+// maxCauseText bounds the text of a network error's cause: net/http quotes
+// a malformed header line of the answer whole, up to its 10 MB limit on
+// headers, and that text would go into every error, label and log line.
+const maxCauseText = 1024
+
+// redactErr returns err unchanged if its text does not hold the API key and
+// is at most maxCauseText bytes, and otherwise an error with the key removed
+// from its text, cut to that bound, that still unwraps to err (so errors.Is
+// finds context.DeadlineExceeded and friends).
 func (s *Source) redactErr(err error) error {
-	if err == nil || s.apiKey == "" {
-		return err
+	if err == nil {
+		return nil
 	}
-	msg, found := redactKey([]byte(err.Error()), s.apiKey)
-	if !found {
+	msg, changed := redactKey([]byte(err.Error()), s.apiKey)
+	if len(msg) > maxCauseText {
+		msg = s.trimKeyStart(msg[:maxCauseText])
+		for i := 0; i < utf8.UTFMax-1 && len(msg) > 0; i++ { // a rune the cut split
+			if r, _ := utf8.DecodeLastRune(msg); r != utf8.RuneError {
+				break
+			}
+			msg = msg[:len(msg)-1]
+		}
+		msg, changed = append(msg, "…"...), true
+	}
+	if !changed {
 		return err
 	}
 	return &redactedError{msg: string(msg), err: err}

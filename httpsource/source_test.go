@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -794,6 +795,29 @@ func TestDroppedConnection(t *testing.T) {
 	s := newSource(t, srv)
 	_, err := s.Fetch(context.Background(), 8)
 	assert.ErrorAs(t, err, new(*entropy.ConnError))
+	assert.Equal(t, entropy.Transient, entropy.Classify(err))
+}
+
+// net/http quotes a malformed header line whole in its error, up to its
+// 10 MB limit on headers: a service could make every error, label and log
+// line that carry the failure megabytes long. The cause's text is cut.
+func TestMalformedHugeHeaderGivesABoundedError(t *testing.T) {
+	_, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nX-Echo: %s %s\x01\r\n\r\n", r.Header.Get("Authorization"), strings.Repeat("C", 2<<20))
+		_ = buf.Flush()
+	})
+	s := newSource(t, srv)
+	_, err := s.Fetch(context.Background(), 8)
+	var ce *entropy.ConnError
+	require.ErrorAs(t, err, &ce)
+	assert.Less(t, len(err.Error()), 2048, "error of %d bytes", len(err.Error()))
+	assert.NotContains(t, err.Error(), testKey)
+	assert.True(t, utf8.ValidString(err.Error()))
 	assert.Equal(t, entropy.Transient, entropy.Classify(err))
 }
 
