@@ -637,10 +637,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fmt.Fprintf(stdout, "blocks: %d\nfallback episodes: %d (%d bytes served)\nevents: %d", rep.Blocks, rep.Fallbacks, rep.FallbackBytes, rep.Events)
 	if len(rep.EventNames) > 0 {
 		// Quoted: an event name may hold a newline or ", ", and must not
-		// be able to pass for another line of this report.
+		// be able to pass for another line of this report. In ASCII: names
+		// are compared byte for byte, and two that look alike (a letter
+		// and its decomposed form, é and e + U+0301) are two events, which
+		// the report must show as two.
 		names := make([]string, len(rep.EventNames))
 		for i, n := range rep.EventNames {
-			names[i] = strconv.Quote(n)
+			names[i] = strconv.QuoteToASCII(n)
 		}
 		fmt.Fprintf(stdout, " (%s)", strings.Join(names, ", "))
 	}
@@ -653,7 +656,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		parts := make([]string, len(events))
 		total := 0
 		for i, e := range events {
-			parts[i] = fmt.Sprintf("%s: %d", strconv.Quote(e), rep.Attempts[e])
+			parts[i] = fmt.Sprintf("%s: %d", strconv.QuoteToASCII(e), rep.Attempts[e])
 			total += rep.Attempts[e]
 		}
 		fmt.Fprintf(stdout, "event requests: %d (%s)\n", total, strings.Join(parts, ", "))

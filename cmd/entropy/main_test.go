@@ -200,6 +200,21 @@ func TestAuditQuotesEventNames(t *testing.T) {
 	assert.Equal(t, 1, heads, "one head line:\n%s", out)
 }
 
+// Two events whose names look alike (é, and e with a combining acute
+// accent) are two events, and audit shows them as two different names.
+func TestAuditShowsLookAlikeEventNamesApart(t *testing.T) {
+	clearEnv(t)
+	j := filepath.Join(t.TempDir(), "audit.jsonl")
+	for _, event := range []string{"caf\u00e9", "cafe\u0301"} {
+		code, _, errOut := runCLI(t, "draw", "--pick", "1", "--of", "2", "--event", event, "--journal", j)
+		require.Equal(t, exitOK, code, errOut)
+	}
+	code, out, errOut := runCLI(t, "audit", j)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, `"caf\u00e9"`)
+	assert.Contains(t, out, `"cafe\u0301"`)
+}
+
 // TestEveryCommandFailsWhenStdoutFails: every command whose output cannot be
 // written (stdout at /dev/full, a closed pipe) exits non-zero and says so on
 // stderr: a lost audit head, selection or verdict must not pass for success.
