@@ -660,6 +660,35 @@ func VerifyFile(path string) (Report, error) {
 	return rep, err
 }
 
+// FindHead looks in the journal file at path for the record whose line
+// hashes to head, a Report.Head or Journal.Head published earlier (hex,
+// either case), and returns its seq. Verify the file first: in a journal
+// that verifies, a head found means every record up to it is as it was
+// when the head was taken, and the records after it were added since; a
+// head not found means records were cut off the end or rewritten. A line
+// cut short at the end is not matched.
+func FindHead(path, head string) (seq uint64, ok bool, err error) {
+	want := strings.ToLower(strings.TrimSpace(head))
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false, fmt.Errorf("journal: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReader(f)
+	for n := uint64(1); ; n++ {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0, false, nil
+			}
+			return 0, false, fmt.Errorf("journal: %w", err)
+		}
+		if lineHash(line[:len(line)-1]) == want {
+			return n, true, nil
+		}
+	}
+}
+
 // verifier checks a journal line by line.
 type verifier struct {
 	rep     Report

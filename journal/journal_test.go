@@ -127,6 +127,30 @@ func TestAppendAndVerify(t *testing.T) {
 	assert.Equal(t, rep.Head, head)
 }
 
+// FindHead finds the record a head published earlier names, once the
+// journal has grown past it (in either case of hex), and finds nothing for
+// a head no record has, or one whose record was cut off the end.
+func TestFindHeadOfAGrownJournal(t *testing.T) {
+	path := writeSample(t)
+	lines := readLines(t, path)
+	for i, l := range lines {
+		seq, ok, err := FindHead(path, strings.ToUpper(lineHash(bytes.TrimSuffix(l, []byte("\n")))))
+		require.NoError(t, err)
+		assert.True(t, ok, "line %d", i+1)
+		assert.Equal(t, uint64(i+1), seq)
+	}
+	_, ok, err := FindHead(path, strings.Repeat("0", 64))
+	require.NoError(t, err)
+	assert.False(t, ok)
+	last := lineHash(bytes.TrimSuffix(lines[3], []byte("\n")))
+	writeLines(t, path, lines[:3])
+	_, ok, err = FindHead(path, last)
+	require.NoError(t, err)
+	assert.False(t, ok, "a head cut off the end is not found")
+	_, _, err = FindHead(filepath.Join(t.TempDir(), "none"), last)
+	assert.Error(t, err)
+}
+
 func TestEmptyInputVerifies(t *testing.T) {
 	rep, err := Verify(strings.NewReader(""))
 	require.NoError(t, err)

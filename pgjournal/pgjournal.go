@@ -893,6 +893,29 @@ func (j *Journal) Head(ctx context.Context) (seq uint64, hash string, err error)
 	return uint64(s), hash, nil
 }
 
+// FindHead looks for the record whose hash is head, a Report.Head or
+// Journal.Head published earlier (hex, either case), and returns its seq.
+// Verify the journal first: in a journal that verifies, a head found means
+// every record up to it is as it was when the head was taken, and the
+// records after it were added since; a head not found means records were
+// removed from the end or rewritten.
+func (j *Journal) FindHead(ctx context.Context, head string) (seq uint64, ok bool, err error) {
+	if err := j.usable(ctx); err != nil {
+		return 0, false, err
+	}
+	ctx, end := j.bind(ctx)
+	defer end()
+	var s int64
+	err = j.pool.QueryRow(ctx, "SELECT seq FROM "+j.t.records+" WHERE hash = $1", strings.ToLower(strings.TrimSpace(head))).Scan(&s)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, j.wrap("find head", err)
+	}
+	return uint64(s), true, nil
+}
+
 // Verify reads every record, in one snapshot of the database, and checks
 // the chain as journal.Verify checks a file: canonical form, hash, sequence
 // and chain; also that each row's columns agree with its line and that the

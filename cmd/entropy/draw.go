@@ -595,7 +595,7 @@ func runRFC3797(_ context.Context, args []string, stdout, stderr io.Writer) int 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := commands["audit"]
 	fs := newFlagSet(c)
-	head := fs.String("head", "", "the journal head `hash` published earlier: detects records cut off the end")
+	head := fs.String("head", "", "the journal head `hash` published earlier: detects records cut off the end or rewritten since (a journal grown since passes, and audit says by how many records)")
 	journalFlag := addJournalFlag(fs)
 	pos, code, done := parseArgs(c, fs, args, stdout, stderr)
 	if done {
@@ -612,14 +612,19 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	var rep journal.Report
 	var err error
+	// findHead looks for the published head among the records, once they
+	// have verified.
+	var findHead func(string) (uint64, bool, error)
 	if isPostgresURL(pos[0]) {
 		var j *openedJournal
 		if j, err = openJournal(ctx, pos[0]); err == nil {
+			defer j.close()
 			rep, err = j.verify(ctx)
-			j.close()
+			findHead = func(h string) (uint64, bool, error) { return j.findHead(ctx, h) }
 		}
 	} else {
 		rep, err = journal.VerifyFile(pos[0])
+		findHead = func(h string) (uint64, bool, error) { return journal.FindHead(pos[0], h) }
 	}
 	if err != nil {
 		var le *journal.LineError
@@ -662,10 +667,20 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stdout, "event requests: %d (%s)\n", total, strings.Join(parts, ", "))
 	}
 	fmt.Fprintf(stdout, "head: %s\n", rep.Head)
-	if *head != "" && !strings.EqualFold(strings.TrimSpace(*head), rep.Head) {
-		fmt.Fprintf(stderr, "entropy audit: head %s is not the published head %s: records were cut off the end or rewritten\n", rep.Head, shown(*head))
+	if *head == "" || strings.EqualFold(strings.TrimSpace(*head), rep.Head) {
+		return exitOK
+	}
+	// A head published before later records were added is the hash of one
+	// of the records: those up to it are as they were when it was taken.
+	seq, ok, err := findHead(*head)
+	if err != nil {
+		return fail(stderr, c, err)
+	}
+	if !ok {
+		fmt.Fprintf(stderr, "entropy audit: the published head %s is not the hash of any record (the last is %s): records were cut off the end or rewritten\n", shown(*head), rep.Head)
 		return exitError
 	}
+	fmt.Fprintf(stdout, "published head: record %d, as it was when published; %d records added since\n", seq, rep.LastSeq-seq)
 	return exitOK
 }
 

@@ -132,6 +132,23 @@ func TestDrawEventWithJournal(t *testing.T) {
 	code, _, errOut = runCLI(t, "audit", j, "--head", strings.Repeat("0", 64))
 	assert.Equal(t, exitError, code)
 	assert.Contains(t, errOut, "cut off the end")
+
+	// The head published after the first event still checks once the
+	// journal has grown: the records up to it are as they were.
+	published := head
+	code, _, errOut = runCLI(t, "draw", "--pick", "6", "--of", "49", "--event", "lotto-8", "--journal", j)
+	require.Equal(t, 0, code, errOut)
+	code, out, errOut = runCLI(t, "audit", "--head", published, j)
+	require.Equal(t, 0, code, errOut)
+	assert.Regexp(t, `published head: record \d+, as it was when published; [1-9]\d* records added since`, out)
+	// Cut back to before the published head: refused.
+	raw, err := os.ReadFile(j)
+	require.NoError(t, err)
+	lines := strings.SplitAfter(string(raw), "\n")
+	require.NoError(t, os.WriteFile(j, []byte(strings.Join(lines[:3], "")), 0o600))
+	code, _, errOut = runCLI(t, "audit", "--head", published, j)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "cut off the end or rewritten")
 }
 
 func TestVerifyRejectsTamperedTranscript(t *testing.T) {

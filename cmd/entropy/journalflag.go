@@ -56,8 +56,9 @@ func journalName(spec string) string {
 // openedJournal is a journal the CLI opened: a file or a database.
 type openedJournal struct {
 	entropy.Journal
-	close  func()
-	verify func(context.Context) (journal.Report, error)
+	close    func()
+	verify   func(context.Context) (journal.Report, error)
+	findHead func(context.Context, string) (uint64, bool, error)
 }
 
 // openJournal opens the journal spec names. Its errors never hold a URL's
@@ -70,7 +71,7 @@ func openJournal(ctx context.Context, spec string) (*openedJournal, error) {
 		if err != nil {
 			return nil, fmt.Errorf("journal %s: %w", journalName(spec), err)
 		}
-		return &openedJournal{Journal: j, close: j.Close, verify: j.Verify}, nil
+		return &openedJournal{Journal: j, close: j.Close, verify: j.Verify, findHead: j.FindHead}, nil
 	}
 	j, err := journal.Open(spec)
 	if err != nil {

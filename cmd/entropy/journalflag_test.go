@@ -95,6 +95,28 @@ func TestDrawWithPostgresJournalOneResultAcrossProcesses(t *testing.T) {
 
 // entropy audit prints the same report for a PostgreSQL journal as for a
 // file holding the same records, and catches a row changed by hand.
+// A head published before later records were added still checks against
+// a PostgreSQL journal, as against a file; one no record has fails.
+func TestAuditPostgresJournalHeadPublishedEarlier(t *testing.T) {
+	u := pgJournalURL(t)
+	ctx := context.Background()
+	pj, err := pgjournal.Open(ctx, u)
+	require.NoError(t, err)
+	require.NoError(t, pj.RecordBlock(ctx, entropy.BlockRecord{Source: "q", JobID: "job-a", Size: 32, Verifiable: true, Time: time.Unix(1, 0)}))
+	seq, published, err := pj.Head(ctx)
+	require.NoError(t, err)
+	require.NoError(t, pj.RecordBlock(ctx, entropy.BlockRecord{Source: "q", JobID: "job-b", Size: 32, Verifiable: true, Time: time.Unix(2, 0)}))
+	pj.Close()
+
+	code, out, errOut := runCLI(t, "audit", "--head", strings.ToUpper(published), u)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, fmt.Sprintf("published head: record %d, as it was when published; 1 records added since", seq))
+	code, _, errOut = runCLI(t, "audit", "--head", strings.Repeat("ab", 32), u)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "cut off the end or rewritten")
+	assert.NotContains(t, out+errOut, pgPassword)
+}
+
 func TestAuditPostgresJournalLikeAFile(t *testing.T) {
 	u := pgJournalURL(t)
 	ctx := context.Background()
