@@ -167,6 +167,13 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	var commit *draw.Commitment
+	if given["allow-fallback"] && !given["after"] {
+		// Only degrade ever serves fallback entropy: under defer the draw
+		// waits out --timeout and fails, under fail it fails at once.
+		if pol, err := parsePolicy(sf.policy); err == nil && pol != entropy.Degrade {
+			return usageError(stderr, c, fmt.Errorf("--allow-fallback has no effect with --policy %s: only degrade serves fallback entropy; add --policy degrade, or leave --allow-fallback out", pol))
+		}
+	}
 	var round *drandsource.RoundEntropy
 	if given["after"] {
 		var err error

@@ -186,6 +186,16 @@ func TestVerifyChecksJobsAtTheService(t *testing.T) {
 	assert.NotContains(t, string(raw), key, "no API key in a transcript")
 }
 
+// --allow-fallback accepts fallback entropy, which only --policy degrade
+// serves: under draw's default, defer, a script asking for a draw whatever
+// happens would wait out --timeout and fail. Without degrade the flag would
+// do nothing, so it is a bad command line.
+func TestDrawAllowFallbackWithoutDegradeIsUsageError(t *testing.T) {
+	clearEnv(t)
+	assertUsageError(t, []string{"draw", "--int", "10", "--allow-fallback"}, "--allow-fallback", "--policy defer")
+	assertUsageError(t, []string{"draw", "--int", "10", "--allow-fallback", "--policy", "fail"}, "--allow-fallback", "--policy fail")
+}
+
 func TestDrawFallbackNeedsOptIn(t *testing.T) {
 	clearEnv(t)
 	// A service that is not there: nothing listens on this loopback URL.
