@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -459,6 +461,34 @@ func TestDrawTranscriptWriteFailureKeepsTheResult(t *testing.T) {
 	require.NoError(t, draw.Verify(tr))
 	_, err = os.Stat(path)
 	assert.True(t, errors.Is(err, os.ErrNotExist), "a partial transcript was left: %v", err)
+}
+
+// A transcript piped to a reader that has gone (a closed pipe) is lost as
+// one written to a full disk is: the process is not killed by SIGPIPE with
+// the draw made and lost, but keeps the result and the whole transcript on
+// stderr and exits 1.
+func TestDrawToAClosedPipeKeepsTheResult(t *testing.T) {
+	clearEnv(t)
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	require.NoError(t, r.Close())
+	defer w.Close()
+	js, err := json.Marshal([]string{"draw", "--pick", "6", "--of", "49"})
+	require.NoError(t, err)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), mainArgsEnv+"="+string(js))
+	var errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = w, &errOut
+	err = cmd.Run()
+	var ee *exec.ExitError
+	require.True(t, errors.As(err, &ee), "the draw exited 0 with its transcript lost: %v", err)
+	assert.Equal(t, exitError, ee.ExitCode(), "%v: %s", err, errOut.String())
+	assert.Contains(t, errOut.String(), "the draw was made: pick 6 of 1..49: ")
+	start := strings.Index(errOut.String(), "{")
+	require.GreaterOrEqual(t, start, 0, errOut.String())
+	tr, err := draw.ParseTranscript(errOut.Bytes()[start:])
+	require.NoError(t, err, "the transcript is on stderr, whole")
+	require.NoError(t, draw.Verify(tr))
 }
 
 // TestVerifyRefusesTranscriptShowingAnotherResult: a transcript file
