@@ -728,7 +728,7 @@ func trustRoots(t *draw.Transcript, pub, name, chain string) (draw.TrustRoots, e
 			roots.Chains = []drandsource.ChainInfo{ci}
 			break
 		}
-		b, err := os.ReadFile(chain)
+		b, err := readChainFile(chain)
 		if err != nil {
 			return roots, fmt.Errorf("--chain %q: not a pinned chain (quicknet, default) nor a readable file: %w", chain, err)
 		}
@@ -739,6 +739,28 @@ func trustRoots(t *draw.Transcript, pub, name, chain string) (draw.TrustRoots, e
 		roots.Chains = []drandsource.ChainInfo{ci}
 	}
 	return roots, nil
+}
+
+// maxChainInfo bounds a --chain file: a chain's info is about 500 bytes, as
+// relays serve it (at most 16 KiB from them).
+const maxChainInfo = 16 << 10
+
+// readChainFile reads a chain's info from path, at most maxChainInfo bytes:
+// a file that never ends (a device, a FIFO) must not take all memory.
+func readChainFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxChainInfo+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxChainInfo {
+		return nil, fmt.Errorf("larger than %d bytes, which no chain's info is", maxChainInfo)
+	}
+	return b, nil
 }
 
 // quoteNames joins entrants' names, each quoted, so that no name can pass
