@@ -645,6 +645,21 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		// script must not read "OK" into it.
 		return fail(stderr, c, fmt.Errorf("%s is empty: no records, nothing to verify", journalName(pos[0])))
 	}
+	// The published head first: a journal cut back or rewritten since is
+	// not OK, and no "journal OK" may reach stdout before that is known.
+	var headSeq uint64
+	headGrown := *head != "" && !strings.EqualFold(strings.TrimSpace(*head), rep.Head)
+	if headGrown {
+		seq, ok, err := findHead(*head)
+		if err != nil {
+			return fail(stderr, c, err)
+		}
+		if !ok {
+			fmt.Fprintf(stderr, "entropy audit: the published head %s is not the hash of any record (the last is %s): records were cut off the end or rewritten\n", shown(*head), rep.Head)
+			return exitError
+		}
+		headSeq = seq
+	}
 	fmt.Fprintf(stdout, "journal OK: %d records (last seq %d)\n", rep.Records, rep.LastSeq)
 	fmt.Fprintf(stdout, "blocks: %d\nfallback episodes: %d (%d bytes served)\nevents: %d", rep.Blocks, rep.Fallbacks, rep.FallbackBytes, rep.Events)
 	if len(rep.EventNames) > 0 {
@@ -674,20 +689,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stdout, "event requests: %d (%s)\n", total, strings.Join(parts, ", "))
 	}
 	fmt.Fprintf(stdout, "head: %s\n", rep.Head)
-	if *head == "" || strings.EqualFold(strings.TrimSpace(*head), rep.Head) {
-		return exitOK
+	if headGrown {
+		// A head published before later records were added is the hash
+		// of one of the records: those up to it are as they were.
+		fmt.Fprintf(stdout, "published head: record %d, as it was when published; %d records added since\n", headSeq, rep.LastSeq-headSeq)
 	}
-	// A head published before later records were added is the hash of one
-	// of the records: those up to it are as they were when it was taken.
-	seq, ok, err := findHead(*head)
-	if err != nil {
-		return fail(stderr, c, err)
-	}
-	if !ok {
-		fmt.Fprintf(stderr, "entropy audit: the published head %s is not the hash of any record (the last is %s): records were cut off the end or rewritten\n", shown(*head), rep.Head)
-		return exitError
-	}
-	fmt.Fprintf(stdout, "published head: record %d, as it was when published; %d records added since\n", seq, rep.LastSeq-seq)
 	return exitOK
 }
 

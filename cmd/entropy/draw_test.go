@@ -153,6 +153,20 @@ func TestDrawEventWithJournal(t *testing.T) {
 	assert.Contains(t, errOut, "cut off the end or rewritten")
 }
 
+// A journal that fails the head published earlier (records cut off the
+// end, or rewritten) is not OK: audit prints no "journal OK" report for a
+// script to grep, only the error, and exits 1.
+func TestAuditFailingThePublishedHeadPrintsNoOK(t *testing.T) {
+	clearEnv(t)
+	j := filepath.Join(t.TempDir(), "j.jsonl")
+	code, _, errOut := runCLI(t, "draw", "--int", "10", "--journal", j)
+	require.Equal(t, exitOK, code, errOut)
+	code, out, errOut := runCLI(t, "audit", "--head", strings.Repeat("0", 64), j)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "cut off the end or rewritten")
+	assert.Empty(t, out)
+}
+
 func TestVerifyRejectsTamperedTranscript(t *testing.T) {
 	clearEnv(t)
 	path, b := drawnFile(t, "--pick", "6", "--of", "49")
