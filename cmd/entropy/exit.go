@@ -94,6 +94,11 @@ func exitCode(err error) int {
 // status err calls for (exitUsage for a bad flag, with a pointer to --help).
 func failWith(stderr io.Writer, c *command, err error) int {
 	msg := unprefixed(c.name, oneLine(err))
+	if errors.Is(err, context.Canceled) {
+		// The command's context ends only on SIGINT or SIGTERM: say so,
+		// rather than leave "context canceled" deep in a library's words.
+		msg = "interrupted before it finished: " + msg
+	}
 	if exitCode(err) == exitUsage {
 		fmt.Fprintf(stderr, "entropy %s: %s (see entropy %s --help)\n", c.name, msg, c.name)
 		return exitUsage

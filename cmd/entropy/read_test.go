@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
@@ -423,4 +424,23 @@ func TestReadFollowRefusesOutputFlags(t *testing.T) {
 	clearEnv(t)
 	assertUsageError(t, []string{"read", "--follow", "--label"}, "--label", "--follow")
 	assertUsageError(t, []string{"read", "--follow", "--format", "raw"}, "--format", "--follow")
+}
+
+// A command ended by SIGINT or SIGTERM while it waited says it was
+// interrupted, and fails: the bytes or the draw it was asked for never came.
+func TestInterruptedCommandSaysSo(t *testing.T) {
+	clearEnv(t)
+	service := []string{"--url", "http://127.0.0.1:1", "--public-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}
+	for _, args := range [][]string{
+		append([]string{"read", "-n", "4", "--policy", "defer"}, service...),
+		append([]string{"draw", "--int", "6"}, service...),
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		var out, errOut bytes.Buffer
+		code := runContext(ctx, args, &out, &errOut)
+		assert.Equal(t, exitError, code, "%q: %s", args, errOut.String())
+		assert.Empty(t, out.String(), "%q", args)
+		assert.True(t, strings.HasPrefix(errOut.String(), "entropy "+args[0]+": interrupted before it finished: "), "%q: %q", args, errOut.String())
+	}
 }
