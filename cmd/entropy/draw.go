@@ -83,7 +83,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	event := fs.String("event", "", "draw for the named `event`: once, ever (needs --journal, which keeps the draw across runs)")
 	journalPath := addJournalFlag(fs)
 	transcriptPath := fs.String("transcript", "", "write the transcript to `file` (must not exist; \"-\" or empty: stdout)")
-	allowFallback := fs.Bool("allow-fallback", false, "accept local fallback entropy; the transcript then says NOT VERIFIABLE")
+	allowFallback := fs.Bool("allow-fallback", false, "with --policy degrade, accept local fallback entropy; the transcript then says NOT VERIFIABLE")
 	afterFlag := fs.String("after", "", "with --source drand: commit to the chain's first round after `TIME` (RFC 3339, or \"now\"), print the commitment before that round exists, and draw from it")
 	entrantsPath := fs.String("entrants", "", "draw from the entrants of `file`, one a line: the transcript commits to the list (SHA-256 and count) and the winners are printed by name; N is the count (--of may be left out)")
 	var sf sourceFlags
@@ -167,6 +167,13 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	var commit *draw.Commitment
+	if given["allow-fallback"] && !given["after"] {
+		// Only degrade ever serves fallback entropy: under defer the draw
+		// waits out --timeout and fails, under fail it fails at once.
+		if pol, err := parsePolicy(sf.policy); err == nil && pol != entropy.Degrade {
+			return usageError(stderr, c, fmt.Errorf("--allow-fallback has no effect with --policy %s: only degrade serves fallback entropy; add --policy degrade, or leave --allow-fallback out", pol))
+		}
+	}
 	var round *drandsource.RoundEntropy
 	if given["after"] {
 		var err error
@@ -638,6 +645,21 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		// script must not read "OK" into it.
 		return fail(stderr, c, fmt.Errorf("%s is empty: no records, nothing to verify", journalName(pos[0])))
 	}
+	// The published head first: a journal cut back or rewritten since is
+	// not OK, and no "journal OK" may reach stdout before that is known.
+	var headSeq uint64
+	headGrown := *head != "" && !strings.EqualFold(strings.TrimSpace(*head), rep.Head)
+	if headGrown {
+		seq, ok, err := findHead(*head)
+		if err != nil {
+			return fail(stderr, c, err)
+		}
+		if !ok {
+			fmt.Fprintf(stderr, "entropy audit: the published head %s is not the hash of any record (the last is %s): records were cut off the end or rewritten\n", shown(*head), rep.Head)
+			return exitError
+		}
+		headSeq = seq
+	}
 	fmt.Fprintf(stdout, "journal OK: %d records (last seq %d)\n", rep.Records, rep.LastSeq)
 	fmt.Fprintf(stdout, "blocks: %d\nfallback episodes: %d (%d bytes served)\nevents: %d", rep.Blocks, rep.Fallbacks, rep.FallbackBytes, rep.Events)
 	if len(rep.EventNames) > 0 {
@@ -667,20 +689,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stdout, "event requests: %d (%s)\n", total, strings.Join(parts, ", "))
 	}
 	fmt.Fprintf(stdout, "head: %s\n", rep.Head)
-	if *head == "" || strings.EqualFold(strings.TrimSpace(*head), rep.Head) {
-		return exitOK
+	if headGrown {
+		// A head published before later records were added is the hash
+		// of one of the records: those up to it are as they were.
+		fmt.Fprintf(stdout, "published head: record %d, as it was when published; %d records added since\n", headSeq, rep.LastSeq-headSeq)
 	}
-	// A head published before later records were added is the hash of one
-	// of the records: those up to it are as they were when it was taken.
-	seq, ok, err := findHead(*head)
-	if err != nil {
-		return fail(stderr, c, err)
-	}
-	if !ok {
-		fmt.Fprintf(stderr, "entropy audit: the published head %s is not the hash of any record (the last is %s): records were cut off the end or rewritten\n", shown(*head), rep.Head)
-		return exitError
-	}
-	fmt.Fprintf(stdout, "published head: record %d, as it was when published; %d records added since\n", seq, rep.LastSeq-seq)
 	return exitOK
 }
 
@@ -721,7 +734,7 @@ func trustRoots(t *draw.Transcript, pub, name, chain string) (draw.TrustRoots, e
 			roots.Chains = []drandsource.ChainInfo{ci}
 			break
 		}
-		b, err := os.ReadFile(chain)
+		b, err := readChainFile(chain)
 		if err != nil {
 			return roots, fmt.Errorf("--chain %q: not a pinned chain (quicknet, default) nor a readable file: %w", chain, err)
 		}
@@ -732,6 +745,28 @@ func trustRoots(t *draw.Transcript, pub, name, chain string) (draw.TrustRoots, e
 		roots.Chains = []drandsource.ChainInfo{ci}
 	}
 	return roots, nil
+}
+
+// maxChainInfo bounds a --chain file: a chain's info is about 500 bytes, as
+// relays serve it (at most 16 KiB from them).
+const maxChainInfo = 16 << 10
+
+// readChainFile reads a chain's info from path, at most maxChainInfo bytes:
+// a file that never ends (a device, a FIFO) must not take all memory.
+func readChainFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxChainInfo+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxChainInfo {
+		return nil, fmt.Errorf("larger than %d bytes, which no chain's info is", maxChainInfo)
+	}
+	return b, nil
 }
 
 // quoteNames joins entrants' names, each quoted, so that no name can pass

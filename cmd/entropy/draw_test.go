@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -151,6 +153,20 @@ func TestDrawEventWithJournal(t *testing.T) {
 	assert.Contains(t, errOut, "cut off the end or rewritten")
 }
 
+// A journal that fails the head published earlier (records cut off the
+// end, or rewritten) is not OK: audit prints no "journal OK" report for a
+// script to grep, only the error, and exits 1.
+func TestAuditFailingThePublishedHeadPrintsNoOK(t *testing.T) {
+	clearEnv(t)
+	j := filepath.Join(t.TempDir(), "j.jsonl")
+	code, _, errOut := runCLI(t, "draw", "--int", "10", "--journal", j)
+	require.Equal(t, exitOK, code, errOut)
+	code, out, errOut := runCLI(t, "audit", "--head", strings.Repeat("0", 64), j)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "cut off the end or rewritten")
+	assert.Empty(t, out)
+}
+
 func TestVerifyRejectsTamperedTranscript(t *testing.T) {
 	clearEnv(t)
 	path, b := drawnFile(t, "--pick", "6", "--of", "49")
@@ -184,6 +200,16 @@ func TestVerifyChecksJobsAtTheService(t *testing.T) {
 	raw, err := os.ReadFile(path)
 	require.NoError(t, err)
 	assert.NotContains(t, string(raw), key, "no API key in a transcript")
+}
+
+// --allow-fallback accepts fallback entropy, which only --policy degrade
+// serves: under draw's default, defer, a script asking for a draw whatever
+// happens would wait out --timeout and fail. Without degrade the flag would
+// do nothing, so it is a bad command line.
+func TestDrawAllowFallbackWithoutDegradeIsUsageError(t *testing.T) {
+	clearEnv(t)
+	assertUsageError(t, []string{"draw", "--int", "10", "--allow-fallback"}, "--allow-fallback", "--policy defer")
+	assertUsageError(t, []string{"draw", "--int", "10", "--allow-fallback", "--policy", "fail"}, "--allow-fallback", "--policy fail")
 }
 
 func TestDrawFallbackNeedsOptIn(t *testing.T) {
@@ -449,6 +475,34 @@ func TestDrawTranscriptWriteFailureKeepsTheResult(t *testing.T) {
 	require.NoError(t, draw.Verify(tr))
 	_, err = os.Stat(path)
 	assert.True(t, errors.Is(err, os.ErrNotExist), "a partial transcript was left: %v", err)
+}
+
+// A transcript piped to a reader that has gone (a closed pipe) is lost as
+// one written to a full disk is: the process is not killed by SIGPIPE with
+// the draw made and lost, but keeps the result and the whole transcript on
+// stderr and exits 1.
+func TestDrawToAClosedPipeKeepsTheResult(t *testing.T) {
+	clearEnv(t)
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	require.NoError(t, r.Close())
+	defer w.Close()
+	js, err := json.Marshal([]string{"draw", "--pick", "6", "--of", "49"})
+	require.NoError(t, err)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), mainArgsEnv+"="+string(js))
+	var errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = w, &errOut
+	err = cmd.Run()
+	var ee *exec.ExitError
+	require.True(t, errors.As(err, &ee), "the draw exited 0 with its transcript lost: %v", err)
+	assert.Equal(t, exitError, ee.ExitCode(), "%v: %s", err, errOut.String())
+	assert.Contains(t, errOut.String(), "the draw was made: pick 6 of 1..49: ")
+	start := strings.Index(errOut.String(), "{")
+	require.GreaterOrEqual(t, start, 0, errOut.String())
+	tr, err := draw.ParseTranscript(errOut.Bytes()[start:])
+	require.NoError(t, err, "the transcript is on stderr, whole")
+	require.NoError(t, draw.Verify(tr))
 }
 
 // TestVerifyRefusesTranscriptShowingAnotherResult: a transcript file

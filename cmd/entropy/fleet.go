@@ -114,7 +114,11 @@ func follow(ctx context.Context, p *provider, n int, interval, period time.Durat
 				}
 				line += fmt.Sprintf(" | fleet %s=%s errors=%d", fl.Name, state, fl.Errors)
 			}
-			fmt.Fprintln(stderr, line)
+			if _, err := fmt.Fprintln(stderr, line); err != nil {
+				// The status lines are all --follow prints: with
+				// nowhere to print them (a closed pipe), stop.
+				return fmt.Errorf("cannot write the status line: %w", err)
+			}
 			lastReq, last = req, now
 		case <-read.C:
 			// A read that waits (--policy defer) waits at most until the

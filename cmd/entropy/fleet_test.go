@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"math"
 	"os"
 	"strings"
@@ -138,4 +139,39 @@ func TestReadFollowFleetSharesTheRate(t *testing.T) {
 		assert.Equal(t, exitOK, codes[i], e)
 		assert.Contains(t, e, "fleet "+name+"=shared", e)
 	}
+}
+
+// failingStatus is a stderr that cannot be written to (a closed pipe). It
+// counts the status lines --follow tried to print, and interrupts the
+// command at the second: one that went on printing to nowhere.
+type failingStatus struct {
+	mu     sync.Mutex
+	lines  int
+	cancel context.CancelFunc
+}
+
+func (f *failingStatus) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if strings.Contains(string(p), " reads verifiable=") {
+		if f.lines++; f.lines == 2 {
+			f.cancel()
+		}
+	}
+	return 0, errors.New("broken pipe")
+}
+
+// The status lines are all read --follow prints: when they cannot be
+// written it stops with an error rather than run on unseen and exit 0.
+func TestReadFollowStopsWhenItsStatusCannotBeWritten(t *testing.T) {
+	clearEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stderr := &failingStatus{cancel: cancel}
+	var out strings.Builder
+	code := runContext(ctx, []string{"read", "--follow", "--status-every", "5ms"}, &out, stderr)
+	assert.Equal(t, exitError, code)
+	stderr.mu.Lock()
+	defer stderr.mu.Unlock()
+	assert.Equal(t, 1, stderr.lines, "status lines tried after the first failed")
 }

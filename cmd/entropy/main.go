@@ -65,6 +65,10 @@ func main() {
 	logSink.hide(os.Getenv("ENTROPY_API_KEY"))
 	log.SetFlags(0)
 	log.SetOutput(logSink)
+	// A closed pipe is output that never arrived, as a full disk is: a
+	// write to it returns EPIPE, which the command reports (a draw keeps
+	// its result on stderr), rather than killing the process silently.
+	signal.Ignore(syscall.SIGPIPE)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -27,6 +27,9 @@ type metricsServer struct {
 // that register (one of the entropymetrics Register functions) puts on the
 // meter provider it is given.
 func serveMetrics(addr string, register func(metric.MeterProvider) (metric.Registration, error)) (*metricsServer, error) {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, badFlag(fmt.Errorf("--metrics %q: want host:port: %w", addr, err))
+	}
 	registry := promclient.NewRegistry()
 	exporter, err := prometheus.New(prometheus.WithRegisterer(registry))
 	if err != nil {

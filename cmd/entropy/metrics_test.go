@@ -76,3 +76,11 @@ func TestMetricsBadAddressFails(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "--metrics")
 }
+
+// A --metrics that is no host:port is a bad command line (exit 2), for read
+// and for sim; only an address that cannot be listened on is a failure.
+func TestMetricsAddressWithoutPortIsUsageError(t *testing.T) {
+	clearEnv(t)
+	assertUsageError(t, []string{"read", "-n", "4", "--metrics", "localhost"}, "--metrics", "host:port")
+	assertUsageError(t, []string{"sim", "--addr", "127.0.0.1:0", "--metrics", "nonsense"}, "--metrics", "host:port")
+}

@@ -58,6 +58,11 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// Each read of --follow waits at most --status-every.
 		return usageError(stderr, c, errors.New("--timeout has no effect with --follow: each read waits at most --status-every"))
 	}
+	for _, name := range []string{"label", "format"} {
+		if given[name] && *followF {
+			return usageError(stderr, c, fmt.Errorf("--%s has no effect with --follow: it prints no bytes; leave --%s out", name, name))
+		}
+	}
 	var encode func([]byte) string
 	switch *format {
 	case "hex":

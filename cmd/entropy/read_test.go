@@ -415,3 +415,12 @@ func TestSmallReadAsksForWhatItNeeds(t *testing.T) {
 		})
 	}
 }
+
+// read --follow prints no bytes, so --label and --format, which say how to
+// print them, would have no effect: a script asking for labels must not get
+// a status loop that silently never prints one.
+func TestReadFollowRefusesOutputFlags(t *testing.T) {
+	clearEnv(t)
+	assertUsageError(t, []string{"read", "--follow", "--label"}, "--label", "--follow")
+	assertUsageError(t, []string{"read", "--follow", "--format", "raw"}, "--format", "--follow")
+}

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/provenrand/entropy/entropymetrics"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/loopback"
 	"golang.org/x/time/rate"
 
 	"github.com/provenrand/entropy/sim"
@@ -85,6 +87,13 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err := s.SetRandomFaults(faultSeed, probs); err != nil {
 		return usageError(stderr, c, err)
+	}
+	// An address the simulator may not serve on is a bad command line, as
+	// every other bad value of its flags is; only listening can fail.
+	if host, _, err := net.SplitHostPort(*addr); err != nil {
+		return usageError(stderr, c, fmt.Errorf("--addr %q: %w", *addr, err))
+	} else if !loopback.Is(host) {
+		return usageError(stderr, c, fmt.Errorf("--addr %q is not loopback: the simulator serves only this machine", *addr))
 	}
 	url, err := s.Listen(*addr)
 	if err != nil {

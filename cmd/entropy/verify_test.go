@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -100,4 +102,40 @@ func TestDrawFromEntrants(t *testing.T) {
 	code, _, errOut = runCLI(t, "draw", "--pick", "2", "--of", "4", "--entrants", list)
 	assert.Equal(t, exitUsage, code, "N must be the number of entrants")
 	assert.Contains(t, errOut, "5 entrants")
+}
+
+// verify --chain FILE reads a chain's info, a few hundred bytes: a file that
+// never ends (a FIFO, a device such as /dev/zero) is refused after a bound,
+// not read into memory until the process is killed.
+func TestVerifyChainFileIsReadWithABound(t *testing.T) {
+	clearEnv(t)
+	path, _ := drawnFile(t, "--int", "6")
+	fifo := filepath.Join(t.TempDir(), "chain")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no FIFO: %v", err)
+	}
+	const limit = 64 << 20 // the writer's own end, were the reading unbounded
+	var written atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		chunk := make([]byte, 64<<10)
+		for written.Load() < limit {
+			n, err := f.Write(chunk)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	code, _, errOut := runCLI(t, "verify", "--chain", fifo, path)
+	<-done
+	assert.Equal(t, exitUsage, code, "as for any --chain that is no chain: %s", errOut)
+	assert.Contains(t, errOut, "--chain")
+	assert.Less(t, written.Load(), int64(1<<20), "the chain file was read past any chain's info")
 }
