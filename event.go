@@ -36,7 +36,8 @@ type eventEntry struct {
 // ReadFor returns the entropy of a named event, drawing it only once
 // (contract point 8). The first call for an event takes len(b) verifiable
 // bytes — waiting for them until ctx ends, whatever the [Provider]'s policy,
-// since an event draw must be verifiable — records them (in the journal,
+// since an event draw must be verifiable, unless every source fails
+// permanently ([Stats].Permanent: that error at once) — records them (in the journal,
 // when one is configured, durably before returning) and returns them with
 // their label. Every later call for the event, concurrent or after a
 // restart of the process with the same journal, or on another replica
@@ -207,7 +208,7 @@ func (p *Provider) drawEvent(ctx context.Context, event string, params []byte, n
 		}
 		rec = r
 	} else {
-		spans, err := p.takeVerifiable(ctx, data, Defer)
+		spans, err := p.takeForEvent(ctx, data)
 		if err != nil {
 			fail(err)
 			return

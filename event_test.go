@@ -311,3 +311,36 @@ func TestCloseEndsAnEventDrawWaitingOnTheJournal(t *testing.T) {
 		t.Fatal("ReadFor still waits on the journal after Close")
 	}
 }
+
+// An event draw from the pool (a source that binds no job to a request)
+// ends when every source refuses permanently, under every policy, with
+// that error, as a draw of a bound job does: waiting out the caller's
+// context on a refused key would only hide the cause behind its deadline.
+func TestEventDrawEndsWhenEverySourceRefusesPermanently(t *testing.T) {
+	for _, pol := range []Policy{Degrade, Defer, Fail} {
+		t.Run(pol.String(), func(t *testing.T) {
+			src := newScriptSource("q")
+			src.set(&step{err: &APIError{StatusCode: 401, Message: "bad key"}})
+			p := newTestProvider(t, src, fast(WithPolicy(pol), WithBufferSize(1024), WithFetchSize(1024))...)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_, err := p.ReadFor(ctx, "round-1", make([]byte, 32))
+			permanentCause(t, "ReadFor", err)
+			_, err = p.ReadEvent(ctx, "round-2", []byte("params"), make([]byte, 32))
+			permanentCause(t, "ReadEvent", err)
+		})
+	}
+}
+
+// permanentCause checks that err is the error of a source that refuses
+// permanently (401 here): ErrUnavailable, ErrPermanent and the source's
+// *APIError all reachable.
+func permanentCause(t *testing.T, what string, err error) {
+	t.Helper()
+	assert.ErrorIs(t, err, ErrUnavailable, what)
+	assert.ErrorIs(t, err, ErrPermanent, what)
+	var ae *APIError
+	if assert.ErrorAs(t, err, &ae, what) {
+		assert.Equal(t, 401, ae.StatusCode, what)
+	}
+}

@@ -32,7 +32,7 @@ func (p *Provider) takeInto(ctx context.Context, b []byte, pol Policy, into []Sp
 		return nil, ErrClosed
 	}
 	if pol == Defer {
-		return p.deferTake(ctx, b, into, label)
+		return p.deferTake(ctx, b, into, label, false)
 	}
 	if p.warm.Load() && p.warmUp(ctx) {
 		if sp, ok := p.takeWhole(b, into, label); ok {
@@ -251,15 +251,32 @@ func (p *Provider) markDry(gen uint64) {
 	}
 }
 
+// takeForEvent is takeVerifiable under Defer for an event drawn from the
+// pool, whose wait also ends when every source fails permanently, as the
+// wait for an event's own job (drawBound, through readProven) does.
+func (p *Provider) takeForEvent(ctx context.Context, b []byte) ([]Span, error) {
+	if !p.dry.Load() {
+		if sp, ok := p.takeWhole(b, nil, true); ok {
+			return sp, nil
+		}
+	}
+	if p.closed.Load() {
+		return nil, ErrClosed
+	}
+	return p.deferTake(ctx, b, nil, true, true)
+}
+
 // deferTake gathers verifiable bytes into b as they arrive until b is full,
-// ctx ends (ctx's error) or the Provider closes (ErrClosed). Bytes gathered
+// ctx ends (ctx's error), the Provider closes (ErrClosed) or, with
+// untilPermanent, a refill round fails permanently on every source
+// (Stats.Permanent: a misconfiguration no wait can cure). Bytes gathered
 // before an error are zeroed in b and lost: they were handed out once.
 // Spans as for takeInto.
 //
 // The read registers its wake channel before each look at the pool, so a
 // block added after the look wakes it. The channel comes from wakePool
 // and goes back to it drained, so waiting allocates nothing.
-func (p *Provider) deferTake(ctx context.Context, b []byte, into []Span, label bool) ([]Span, error) {
+func (p *Provider) deferTake(ctx context.Context, b []byte, into []Span, label, untilPermanent bool) ([]Span, error) {
 	w := wakePool.Get().(chan struct{})
 	defer p.unwait(w)
 	spans := into
@@ -267,14 +284,26 @@ func (p *Provider) deferTake(ctx context.Context, b []byte, into []Span, label b
 	for {
 		p.mu.Lock()
 		p.waiters = append(p.waiters, w)
+		var failed chan struct{} // nil: never ready
+		if untilPermanent {
+			failed = p.failed
+		}
 		p.mu.Unlock()
 		var n int
 		spans, n = p.gather(b[got:], spans, label)
 		if got += n; got == len(b) {
 			return spans, nil
 		}
+		if untilPermanent {
+			if perm := p.permanent.Load(); perm != nil {
+				clear(b)
+				return nil, perm
+			}
+		}
 		select {
 		case <-w: // wakeWaiters took w off the list
+		case <-failed: // a refill round failed: permanently?
+			p.unlist(w) // listed again at the top of the loop
 		case <-ctx.Done():
 			clear(b)
 			return nil, ctx.Err()
@@ -285,14 +314,8 @@ func (p *Provider) deferTake(ctx context.Context, b []byte, into []Span, label b
 	}
 }
 
-// wakePool holds the wake channels of Defer reads (deferTake), each with
-// room for one wake.
-var wakePool = sync.Pool{New: func() any { return make(chan struct{}, 1) }}
-
-// unwait takes w off the list of waiting reads if it is still there,
-// drains a wake sent before that, and gives w back to wakePool. Once w is
-// off the list under mu, nothing sends on it again.
-func (p *Provider) unwait(w chan struct{}) {
+// unlist takes w off the list of waiting reads if it is still there.
+func (p *Provider) unlist(w chan struct{}) {
 	p.mu.Lock()
 	for i, x := range p.waiters {
 		if x == w {
@@ -304,6 +327,17 @@ func (p *Provider) unwait(w chan struct{}) {
 		}
 	}
 	p.mu.Unlock()
+}
+
+// wakePool holds the wake channels of Defer reads (deferTake), each with
+// room for one wake.
+var wakePool = sync.Pool{New: func() any { return make(chan struct{}, 1) }}
+
+// unwait takes w off the list of waiting reads if it is still there,
+// drains a wake sent before that, and gives w back to wakePool. Once w is
+// off the list under mu, nothing sends on it again.
+func (p *Provider) unwait(w chan struct{}) {
+	p.unlist(w)
 	select {
 	case <-w:
 	default:

@@ -151,15 +151,35 @@ func WithWarmStart(d time.Duration) Option {
 // Whatever ReadyToTrip says, a permanent error opens the breaker at once, and
 // cancellations by the caller or [Provider.Close] never count (IsExcluded). A custom
 // OnStateChange runs under gobreaker's lock: it must not block.
+//
+// Negative durations are an error, and so is a BucketPeriod without an
+// Interval (gobreaker would ignore it) or one that cuts the Interval into
+// more than 4096 buckets (gobreaker allocates them all, per source).
 func WithBreaker(s gobreaker.Settings) Option {
 	return func(c *config) error {
-		if s.Timeout <= 0 {
+		if s.Timeout < 0 || s.Interval < 0 || s.BucketPeriod < 0 {
+			return fmt.Errorf("entropy: breaker durations must not be negative (Timeout %v, Interval %v, BucketPeriod %v)",
+				s.Timeout, s.Interval, s.BucketPeriod)
+		}
+		if s.BucketPeriod > 0 {
+			if s.Interval == 0 {
+				return fmt.Errorf("entropy: breaker BucketPeriod %v needs an Interval", s.BucketPeriod)
+			}
+			if s.Interval/s.BucketPeriod >= maxBreakerBuckets || s.Interval > math.MaxInt64-s.BucketPeriod {
+				return fmt.Errorf("entropy: breaker Interval %v in buckets of %v: more than %d buckets",
+					s.Interval, s.BucketPeriod, maxBreakerBuckets)
+			}
+		}
+		if s.Timeout == 0 {
 			s.Timeout = defaultBreakerOpen
 		}
 		c.breaker = s
 		return nil
 	}
 }
+
+// maxBreakerBuckets bounds the rolling window of a breaker (WithBreaker).
+const maxBreakerBuckets = 4096
 
 // WithRateLimit caps the requests the [Provider] sends to each source at r per
 // second with bursts of burst (golang.org/x/time/rate), retries included.
@@ -351,7 +371,7 @@ func isNilJournal(j Journal) bool {
 // and episode times (tests). Default: the system clock.
 func WithClock(clk Clock) Option {
 	return func(c *config) error {
-		if clk == nil {
+		if clk == nil || isNilPointer(clk) {
 			return errors.New("entropy: nil clock")
 		}
 		c.clock = clk

@@ -2,6 +2,7 @@ package entropy
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -88,5 +89,52 @@ func TestTypedNilJournalDoesNotCrash(t *testing.T) {
 	}
 	out, err := runInChild(t)
 	require.NoError(t, err, "a typed-nil Journal crashed the program:\n%s", out)
+	require.NotContains(t, out, "panic:")
+}
+
+// A typed-nil Clock (var c *myClock left unset, then WithClock(c)) passes
+// a plain nil check; New must refuse it as it refuses WithClock(nil), not
+// crash the program from the refill goroutine at the first tick.
+func TestTypedNilClockRefusedByNew(t *testing.T) {
+	if inChild(t) {
+		var clk *fakeClock
+		p, err := New(newScriptSource("a"), fast(WithClock(clk))...)
+		if err == nil {
+			ready(t, p)
+			_, _ = p.Read(make([]byte, 32))
+			_ = p.Close()
+			t.Fatal("New accepted a typed-nil clock")
+		}
+		return
+	}
+	out, err := runInChild(t)
+	require.NoError(t, err, "a typed-nil Clock was accepted or crashed the program:\n%s", out)
+	require.NotContains(t, out, "panic:")
+}
+
+// Breaker settings that cannot mean anything are a clear error from New,
+// not silently replaced by a default, and not a rolling window whose
+// buckets New would allocate by the billion (Interval/BucketPeriod
+// buckets per source: an hour of nanosecond buckets is 72 TB).
+func TestBreakerSettingsOutOfRangeRefused(t *testing.T) {
+	if inChild(t) {
+		for name, s := range map[string]gobreaker.Settings{
+			"negative timeout":               {Timeout: -time.Second},
+			"negative interval":              {Interval: -time.Second},
+			"negative bucket period":         {Interval: time.Minute, BucketPeriod: -time.Second},
+			"bucket period without interval": {BucketPeriod: time.Second},
+			"billions of buckets":            {Interval: time.Hour, BucketPeriod: time.Nanosecond},
+			"interval overflows":             {Interval: math.MaxInt64, BucketPeriod: 2},
+		} {
+			p, err := New(newScriptSource("a"), fast(WithBreaker(s))...)
+			if err == nil {
+				_ = p.Close()
+				t.Errorf("%s: New accepted %+v", name, s)
+			}
+		}
+		return
+	}
+	out, err := runInChild(t)
+	require.NoError(t, err, "out-of-range breaker settings were accepted or crashed the program:\n%s", out)
 	require.NotContains(t, out, "panic:")
 }

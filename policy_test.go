@@ -165,7 +165,7 @@ func TestDeferReadPassedByFrozenShardsWakesAtThaw(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		spans, err := p.deferTake(ctx, b, nil, true)
+		spans, err := p.deferTake(ctx, b, nil, true, false)
 		done <- res{spans, err}
 	}()
 	require.Eventually(t, func() bool {

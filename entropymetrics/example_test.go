@@ -85,15 +85,19 @@ func Example_prometheus() {
 	sort.Strings(types)
 	fmt.Println(strings.Join(types, "\n"))
 	// Output:
+	// entropy_event_discarded_bytes_total counter
 	// entropy_fallback_active gauge
 	// entropy_fallback_episodes_total counter
 	// entropy_fallback_share_ratio gauge
 	// entropy_journal_errors_total counter
+	// entropy_journal_lost_total counter
+	// entropy_permanent gauge
 	// entropy_pool_capacity_bytes gauge
 	// entropy_pool_fill_bytes gauge
 	// entropy_reads_total counter
 	// entropy_served_bytes_total counter
 	// entropy_source_accepted_bytes_total counter
+	// entropy_source_batch_failed_total counter
 	// entropy_source_blocks_total counter
 	// entropy_source_breaker_state gauge
 	// entropy_source_failures_total counter

@@ -19,12 +19,16 @@
 //	entropy.fallback.episodes      counter  {episode}  fallback episodes started
 //	entropy.fallback.active        gauge    {episode}  1 while an episode is open, else 0
 //	entropy.journal.errors         counter  {error}    journal records that failed to append
+//	entropy.journal.lost           counter  {record}   records still unwritten when Close gave up on the journal
+//	entropy.event.discarded        counter  By         verifiable bytes an event draw took and zeroed unserved
+//	entropy.permanent              gauge    {state}    1 while every source fails permanently (a misconfiguration)
 //	entropy.source.breaker.state   gauge    {state}    1 for the breaker's state, 0 for the others, by entropy.breaker.state
 //	entropy.source.requests        counter  {request}  requests sent, retries included
 //	entropy.source.failures        counter  {request}  requests that failed, rejected blocks included
 //	entropy.source.retries         counter  {retry}    retries
 //	entropy.source.blocks          counter  {block}    blocks, by entropy.block.outcome (accepted, rejected)
 //	entropy.source.accepted        counter  By         bytes of accepted blocks
+//	entropy.source.batch.failed    counter  {item}     failed items of batches that served other blocks
 //	entropy.source.hold            gauge    s          time left of a Retry-After hold, 0 if none
 //	entropy.source.quota.remaining gauge    {request}  requests the service's window still allows
 //	entropy.source.quota.limit     gauge    {request}  requests the window allows in all
@@ -130,10 +134,10 @@ func WithAttributes(kv ...attribute.KeyValue) Option {
 
 // WithClock sets the clock that entropy.source.hold counts against; it
 // should be the Provider's: pass the same entropy.Clock as to
-// entropy.WithClock. Default: the system clock.
+// entropy.WithClock. Default (and for a nil clock, typed nil too): the system clock.
 func WithClock(clk entropy.Clock) Option {
 	return func(c *config) {
-		if clk != nil {
+		if clk != nil && !isNilPointer(clk) {
 			c.now = clk.Now
 		}
 	}
@@ -147,6 +151,10 @@ type instruments struct {
 	episodes               metric.Int64ObservableCounter
 	active                 metric.Int64ObservableGauge
 	journalErrors          metric.Int64ObservableCounter
+	journalLost            metric.Int64ObservableCounter
+	eventDiscarded         metric.Int64ObservableCounter
+	permanent              metric.Int64ObservableGauge
+	batchFailed            metric.Int64ObservableCounter
 	breaker                metric.Int64ObservableGauge
 	requests, failures     metric.Int64ObservableCounter
 	retries, blocks        metric.Int64ObservableCounter
@@ -201,6 +209,10 @@ func Register(p Statser, opts ...Option) (metric.Registration, error) {
 	in.episodes = counter("entropy.fallback.episodes", "{episode}", "Fallback episodes started.")
 	in.active = gauge("entropy.fallback.active", "{episode}", "1 while a fallback episode is open, else 0.")
 	in.journalErrors = counter("entropy.journal.errors", "{error}", "Journal records that failed to append.")
+	in.journalLost = counter("entropy.journal.lost", "{record}", "Journal records still unwritten when Close gave up on the journal.")
+	in.eventDiscarded = counter("entropy.event.discarded", "By", "Verifiable bytes an event draw took from the pool and zeroed without serving them.")
+	in.permanent = gauge("entropy.permanent", "{state}", "1 while the last refill failed permanently on every source (a misconfiguration), else 0.")
+	in.batchFailed = counter("entropy.source.batch.failed", "{item}", "Failed items of batches from the source that served other blocks.")
 	in.breaker = gauge("entropy.source.breaker.state", "{state}", "1 for the state the source's circuit breaker is in, 0 for the others.")
 	in.requests = counter("entropy.source.requests", "{request}", "Requests sent to the source, retries included.")
 	in.failures = counter("entropy.source.failures", "{request}", "Requests to the source that failed, rejected blocks included.")
@@ -218,7 +230,7 @@ func Register(p Statser, opts ...Option) (metric.Registration, error) {
 	}
 	observables := []metric.Observable{
 		in.poolFill, in.poolCapacity, in.reads, in.served, in.fallbackShare, in.episodes, in.active,
-		in.journalErrors, in.breaker, in.requests, in.failures, in.retries, in.blocks, in.accepted, in.hold,
+		in.journalErrors, in.journalLost, in.eventDiscarded, in.permanent, in.batchFailed, in.breaker, in.requests, in.failures, in.retries, in.blocks, in.accepted, in.hold,
 		in.quotaRemaining, in.quotaLimit, in.quotaReset, in.quotaBytes, in.quotaExhausted,
 	}
 	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
@@ -261,6 +273,13 @@ func (in *instruments) observe(o metric.Observer, st entropy.Stats, base []attri
 	}
 	o.ObserveInt64(in.active, active, plain)
 	o.ObserveInt64(in.journalErrors, clamp(st.JournalErrors), plain)
+	o.ObserveInt64(in.journalLost, clamp(st.JournalLost), plain)
+	o.ObserveInt64(in.eventDiscarded, clamp(st.EventBytesDiscarded), plain)
+	permanent := int64(0)
+	if st.Permanent != nil {
+		permanent = 1
+	}
+	o.ObserveInt64(in.permanent, permanent, plain)
 
 	for i, s := range st.Sources {
 		src := []attribute.KeyValue{SourceKey.String(s.Name), SourcePriorityKey.Int(i)}
@@ -278,6 +297,7 @@ func (in *instruments) observe(o metric.Observer, st entropy.Stats, base []attri
 		o.ObserveInt64(in.blocks, clamp(s.BlocksAccepted), with(append(src, BlockOutcomeKey.String(outcomeAccepted))...))
 		o.ObserveInt64(in.blocks, clamp(s.BlocksRejected), with(append(src, BlockOutcomeKey.String(outcomeRejected))...))
 		o.ObserveInt64(in.accepted, clamp(s.BytesAccepted), opt)
+		o.ObserveInt64(in.batchFailed, clamp(s.BatchItemsFailed), opt)
 		hold := 0.0
 		if !s.HoldUntil.IsZero() {
 			if d := s.HoldUntil.Sub(now); d > 0 {

@@ -127,9 +127,11 @@ func TestEveryFigureOfStatsIsExported(t *testing.T) {
 		DerivedReads: 2, DerivedBytes: 64,
 		FallbackReads: 4, FallbackBytes: 136,
 		FallbackEpisodes: 3, InFallback: true,
-		JournalErrors: 5,
+		JournalErrors: 5, JournalLost: 2,
+		EventBytesDiscarded: 48,
+		Permanent:           entropy.ErrPermanent,
 		Sources: []entropy.SourceStats{
-			{Name: "quantropy", Breaker: "open", Requests: 40, Failures: 7, Retries: 6, BlocksAccepted: 30, BlocksRejected: 2, BytesAccepted: 120000, HoldUntil: now.Add(1500 * time.Millisecond)},
+			{Name: "quantropy", Breaker: "open", Requests: 40, Failures: 7, Retries: 6, BlocksAccepted: 30, BlocksRejected: 2, BytesAccepted: 120000, HoldUntil: now.Add(1500 * time.Millisecond), BatchItemsFailed: 4},
 			{Name: "drand/quicknet", Breaker: "closed", Requests: 3, BlocksAccepted: 3, BytesAccepted: 96,
 				Quota: entropy.Quota{RequestsRemaining: 17, RequestsLimit: 60, Reset: now.Add(20 * time.Second), BytesRemaining: -1, Balance: -1, Updated: now}},
 		},
@@ -162,6 +164,9 @@ func TestEveryFigureOfStatsIsExported(t *testing.T) {
 		{"entropy.fallback.episodes", "{episode}", nil, 3, true},
 		{"entropy.fallback.active", "{episode}", nil, 1, false},
 		{"entropy.journal.errors", "{error}", nil, 5, true},
+		{"entropy.journal.lost", "{record}", nil, 2, true},
+		{"entropy.event.discarded", "By", nil, 48, true},
+		{"entropy.permanent", "{state}", nil, 1, false},
 		{"entropy.source.breaker.state", "{state}", src(0, "quantropy", entropymetrics.BreakerStateKey.String("open")), 1, false},
 		{"entropy.source.breaker.state", "{state}", src(0, "quantropy", entropymetrics.BreakerStateKey.String("closed")), 0, false},
 		{"entropy.source.breaker.state", "{state}", src(0, "quantropy", entropymetrics.BreakerStateKey.String("half-open")), 0, false},
@@ -173,6 +178,8 @@ func TestEveryFigureOfStatsIsExported(t *testing.T) {
 		{"entropy.source.blocks", "{block}", src(0, "quantropy", entropymetrics.BlockOutcomeKey.String("accepted")), 30, true},
 		{"entropy.source.blocks", "{block}", src(0, "quantropy", entropymetrics.BlockOutcomeKey.String("rejected")), 2, true},
 		{"entropy.source.accepted", "By", src(0, "quantropy"), 120000, true},
+		{"entropy.source.batch.failed", "{item}", src(0, "quantropy"), 4, true},
+		{"entropy.source.batch.failed", "{item}", src(1, "drand/quicknet"), 0, true},
 		{"entropy.source.hold", "s", src(0, "quantropy"), 1.5, false},
 		{"entropy.source.hold", "s", src(1, "drand/quicknet"), 0, false},
 		{"entropy.source.quota.remaining", "{request}", src(1, "drand/quicknet"), 17, false},
@@ -213,6 +220,24 @@ func TestNoReadsIsAShareOfZero(t *testing.T) {
 	assert.Equal(t, 0.0, v)
 	v, _ = point(t, rm, "entropy.fallback.active")
 	assert.Equal(t, 0.0, v)
+}
+
+// stoppedClock is a Clock of the test's own, stopped at one instant.
+type stoppedClock struct{ at time.Time }
+
+func (c *stoppedClock) Now() time.Time                         { return c.at }
+func (c *stoppedClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// A typed-nil clock (var c *myClock left unset) is no clock, as WithClock(nil)
+// is: collections count against the system clock instead of panicking in
+// the callback at every collection.
+func TestTypedNilClockIsTheSystemClock(t *testing.T) {
+	var clk *stoppedClock
+	hold := time.Now().Add(time.Hour)
+	rm := collect(t, &fixedStats{st: entropy.Stats{Sources: []entropy.SourceStats{{Name: "q", Breaker: "closed", HoldUntil: hold}}}},
+		entropymetrics.WithClock(clk))
+	v, _ := point(t, rm, "entropy.source.hold", entropymetrics.SourceKey.String("q"), entropymetrics.SourcePriorityKey.Int(0))
+	assert.Positive(t, v, "a hold an hour away, by the system clock")
 }
 
 // A nil Provider, typed nil too, is refused when registered, rather than
