@@ -83,7 +83,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	event := fs.String("event", "", "draw for the named `event`: once, ever (needs --journal, which keeps the draw across runs)")
 	journalPath := addJournalFlag(fs)
 	transcriptPath := fs.String("transcript", "", "write the transcript to `file` (must not exist; \"-\" or empty: stdout)")
-	allowFallback := fs.Bool("allow-fallback", false, "with --policy degrade, accept local fallback entropy; the transcript then says NOT VERIFIABLE")
+	allowFallback := fs.Bool("allow-fallback", false, "accept local fallback entropy (--policy degrade, which this flag makes the default); the transcript then says NOT VERIFIABLE")
 	afterFlag := fs.String("after", "", "with --source drand: commit to the chain's first round after `TIME` (RFC 3339, or \"now\"), print the commitment before that round exists, and draw from it")
 	entrantsPath := fs.String("entrants", "", "draw from the entrants of `file`, one a line: the transcript commits to the list (SHA-256 and count) and the winners are printed by name; N is the count (--of may be left out)")
 	var sf sourceFlags
@@ -169,7 +169,12 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var commit *draw.Commitment
 	if given["allow-fallback"] && !given["after"] {
 		// Only degrade ever serves fallback entropy: under defer the draw
-		// waits out --timeout and fails, under fail it fails at once.
+		// waits out --timeout and fails, under fail it fails at once. Asked
+		// for without a policy, fallback entropy means degrade; with
+		// another policy given, the flag would do nothing.
+		if !given["policy"] {
+			sf.policy = "degrade"
+		}
 		if pol, err := parsePolicy(sf.policy); err == nil && pol != entropy.Degrade {
 			return usageError(stderr, c, fmt.Errorf("--allow-fallback has no effect with --policy %s: only degrade serves fallback entropy; add --policy degrade, or leave --allow-fallback out", pol))
 		}

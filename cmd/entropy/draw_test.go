@@ -202,14 +202,27 @@ func TestVerifyChecksJobsAtTheService(t *testing.T) {
 	assert.NotContains(t, string(raw), key, "no API key in a transcript")
 }
 
-// --allow-fallback accepts fallback entropy, which only --policy degrade
-// serves: under draw's default, defer, a script asking for a draw whatever
-// happens would wait out --timeout and fail. Without degrade the flag would
-// do nothing, so it is a bad command line.
-func TestDrawAllowFallbackWithoutDegradeIsUsageError(t *testing.T) {
+// TestDrawAllowFallbackMeansDegrade: --allow-fallback alone makes the draw
+// degrade, so that a service that is down gives a fallback draw, labelled,
+// at once; with --policy defer or fail, under which no fallback entropy is
+// ever served, it would do nothing, and is a bad command line.
+func TestDrawAllowFallbackMeansDegrade(t *testing.T) {
 	clearEnv(t)
-	assertUsageError(t, []string{"draw", "--int", "10", "--allow-fallback"}, "--allow-fallback", "--policy defer")
+	assertUsageError(t, []string{"draw", "--int", "10", "--allow-fallback", "--policy", "defer"}, "--allow-fallback", "--policy defer")
 	assertUsageError(t, []string{"draw", "--int", "10", "--allow-fallback", "--policy", "fail"}, "--allow-fallback", "--policy fail")
+
+	path := filepath.Join(t.TempDir(), "t.json")
+	code, out, errOut := runCLI(t, "draw", "--int", "10", "--url", "http://127.0.0.1:1", "--public-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+		"--timeout", "1h", "--allow-fallback", "--transcript", path)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "WARNING: NOT VERIFIABLE")
+	assert.False(t, readTranscript(t, path).Verifiable)
+
+	// With the simulator up, --allow-fallback alone draws verifiably.
+	path = filepath.Join(t.TempDir(), "v.json")
+	code, _, errOut = runCLI(t, "draw", "--pick", "6", "--of", "49", "--allow-fallback", "--transcript", path)
+	require.Equal(t, exitOK, code, errOut)
+	assert.True(t, readTranscript(t, path).Verifiable)
 }
 
 func TestDrawFallbackNeedsOptIn(t *testing.T) {
