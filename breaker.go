@@ -3,6 +3,8 @@ package entropy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"sync"
 
 	"github.com/sony/gobreaker/v2"
@@ -67,4 +69,29 @@ func (e *breakerError) Unwrap() []error {
 		return []error{e.state}
 	}
 	return []error{e.last, e.state}
+}
+
+// maxBreakerBuckets bounds the rolling window of a breaker (WithBreaker).
+const maxBreakerBuckets = 4096
+
+// checkBreakerSettings refuses the gobreaker settings that [WithBreaker]
+// would otherwise take silently: a negative duration (gobreaker would use
+// its default), a BucketPeriod without an Interval (ignored), and one that
+// cuts the Interval into more than maxBreakerBuckets buckets (gobreaker
+// allocates them all, per source).
+func checkBreakerSettings(s gobreaker.Settings) error {
+	if s.Timeout < 0 || s.Interval < 0 || s.BucketPeriod < 0 {
+		return fmt.Errorf("entropy: breaker durations must not be negative (Timeout %v, Interval %v, BucketPeriod %v)",
+			s.Timeout, s.Interval, s.BucketPeriod)
+	}
+	if s.BucketPeriod > 0 {
+		if s.Interval == 0 {
+			return fmt.Errorf("entropy: breaker BucketPeriod %v needs an Interval", s.BucketPeriod)
+		}
+		if s.Interval/s.BucketPeriod >= maxBreakerBuckets || s.Interval > math.MaxInt64-s.BucketPeriod {
+			return fmt.Errorf("entropy: breaker Interval %v in buckets of %v: more than %d buckets",
+				s.Interval, s.BucketPeriod, maxBreakerBuckets)
+		}
+	}
+	return nil
 }

@@ -157,18 +157,8 @@ func WithWarmStart(d time.Duration) Option {
 // more than 4096 buckets (gobreaker allocates them all, per source).
 func WithBreaker(s gobreaker.Settings) Option {
 	return func(c *config) error {
-		if s.Timeout < 0 || s.Interval < 0 || s.BucketPeriod < 0 {
-			return fmt.Errorf("entropy: breaker durations must not be negative (Timeout %v, Interval %v, BucketPeriod %v)",
-				s.Timeout, s.Interval, s.BucketPeriod)
-		}
-		if s.BucketPeriod > 0 {
-			if s.Interval == 0 {
-				return fmt.Errorf("entropy: breaker BucketPeriod %v needs an Interval", s.BucketPeriod)
-			}
-			if s.Interval/s.BucketPeriod >= maxBreakerBuckets || s.Interval > math.MaxInt64-s.BucketPeriod {
-				return fmt.Errorf("entropy: breaker Interval %v in buckets of %v: more than %d buckets",
-					s.Interval, s.BucketPeriod, maxBreakerBuckets)
-			}
+		if err := checkBreakerSettings(s); err != nil {
+			return err
 		}
 		if s.Timeout == 0 {
 			s.Timeout = defaultBreakerOpen
@@ -177,9 +167,6 @@ func WithBreaker(s gobreaker.Settings) Option {
 		return nil
 	}
 }
-
-// maxBreakerBuckets bounds the rolling window of a breaker (WithBreaker).
-const maxBreakerBuckets = 4096
 
 // WithRateLimit caps the requests the [Provider] sends to each source at r per
 // second with bursts of burst (golang.org/x/time/rate), retries included.
