@@ -470,14 +470,7 @@ func TestFleetStatsShowTheBreakerAnotherReplicaOpened(t *testing.T) {
 // not go back to a service that refused its key because the fleet's
 // breaker, which never learnt of it, is closed.
 func TestFleetBreakerOpenedWithoutRedisStaysOpenWhenRedisReturns(t *testing.T) {
-	url := redisURL(t)
-	px := testkit.StartProxy(t, redisAddr(t, url))
-	svc := newService(t)
-	fs := fleetSetup{redisURL: proxied(t, url, px.Addr()), name: fleetName(t, url), size: 1, rate: 10, burst: 1,
-		opts:  []entropy.Option{entropy.WithBreaker(gobreaker.Settings{Timeout: time.Minute})},
-		fleet: []redisfleet.Option{redisfleet.WithRetryInterval(200 * time.Millisecond)}}
-	rs := startFleet(t, svc, fs, 1)
-	time.Sleep(time.Second)
+	px, svc, rs := replicaBehindAProxy(t)
 	px.SetCut(true)
 	waitFleetState(t, rs, false, "the replica went on local state")
 	require.NoError(t, svc.sim.Script(sim.Status(http.StatusUnauthorized, sim.ShapeNested, "")))
@@ -541,14 +534,7 @@ func TestFleetRetryAfterReceivedWithoutRedisReachesTheFleetWhenRedisReturns(t *t
 // the replica's local breaker: it is counted somewhere, and the replica
 // sends nothing more until the breaker's timeout.
 func TestFleetPermanentErrorAnsweredAfterRedisWentAwayOpensTheLocalBreaker(t *testing.T) {
-	url := redisURL(t)
-	px := testkit.StartProxy(t, redisAddr(t, url))
-	svc := newService(t)
-	fs := fleetSetup{redisURL: proxied(t, url, px.Addr()), name: fleetName(t, url), size: 1, rate: 10, burst: 1,
-		opts:  []entropy.Option{entropy.WithBreaker(gobreaker.Settings{Timeout: time.Minute})},
-		fleet: []redisfleet.Option{redisfleet.WithRetryInterval(200 * time.Millisecond)}}
-	rs := startFleet(t, svc, fs, 1)
-	time.Sleep(time.Second)
+	px, svc, rs := replicaBehindAProxy(t)
 	var once sync.Once
 	svc.setIntercept(func(w http.ResponseWriter, replica string) bool {
 		answered := false
@@ -568,4 +554,20 @@ func TestFleetPermanentErrorAnsweredAfterRedisWentAwayOpensTheLocalBreaker(t *te
 
 	assert.Empty(t, between(svc.all(), failed.at.Add(time.Nanosecond), failed.at.Add(2*time.Second)),
 		"no request after the 401, within the breaker's timeout")
+}
+
+// replicaBehindAProxy starts one replica of a fleet whose Redis it reaches
+// through a proxy the test can cut, with a breaker that stays open a
+// minute, and returns once it has run a second on the fleet's state.
+func replicaBehindAProxy(t *testing.T) (*testkit.Proxy, *service, []*replica) {
+	t.Helper()
+	url := redisURL(t)
+	px := testkit.StartProxy(t, redisAddr(t, url))
+	svc := newService(t)
+	fs := fleetSetup{redisURL: proxied(t, url, px.Addr()), name: fleetName(t, url), size: 1, rate: 10, burst: 1,
+		opts:  []entropy.Option{entropy.WithBreaker(gobreaker.Settings{Timeout: time.Minute})},
+		fleet: []redisfleet.Option{redisfleet.WithRetryInterval(200 * time.Millisecond)}}
+	rs := startFleet(t, svc, fs, 1)
+	time.Sleep(time.Second)
+	return px, svc, rs
 }
