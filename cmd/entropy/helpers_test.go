@@ -97,10 +97,7 @@ func (b *background) simEnv(t *testing.T) map[string]string {
 // a simulator or a --follow loop stops at once.
 func assertUsageError(t *testing.T, args []string, mentions ...string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	var out, errOut bytes.Buffer
-	code := runContext(ctx, args, &out, &errOut)
+	code, out, errOut := runInterrupted(args...)
 	assert.Equal(t, exitUsage, code, "%q: %s", args, errOut.String())
 	assert.Empty(t, out.String(), "%q", args)
 	assert.Equal(t, 1, strings.Count(errOut.String(), "\n"), "%q: one line: %q", args, errOut.String())
@@ -121,4 +118,13 @@ func exports(s string) map[string]string {
 		}
 	}
 	return m
+}
+
+// runInterrupted runs the command with a context cancelled from the start,
+// as if interrupted before it began.
+func runInterrupted(args ...string) (code int, out, errOut *bytes.Buffer) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	out, errOut = new(bytes.Buffer), new(bytes.Buffer)
+	return runContext(ctx, args, out, errOut), out, errOut
 }

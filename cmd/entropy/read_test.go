@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
@@ -435,10 +434,7 @@ func TestInterruptedCommandSaysSo(t *testing.T) {
 		append([]string{"read", "-n", "4", "--policy", "defer"}, service...),
 		append([]string{"draw", "--int", "6"}, service...),
 	} {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		var out, errOut bytes.Buffer
-		code := runContext(ctx, args, &out, &errOut)
+		code, out, errOut := runInterrupted(args...)
 		assert.Equal(t, exitError, code, "%q: %s", args, errOut.String())
 		assert.Empty(t, out.String(), "%q", args)
 		assert.True(t, strings.HasPrefix(errOut.String(), "entropy "+args[0]+": interrupted before it finished: "), "%q: %q", args, errOut.String())
