@@ -159,6 +159,17 @@ func (x *lfIndex) locate(src string, b []byte) (spans []Span, unplaced int, fall
 	if k := len(spans) - 1; spans[k].Length == 0 {
 		spans = spans[:k]
 	}
+	// Likewise at a span's start: the bytes before a piece (the last byte
+	// of another run that the same read took, say) match the job's bytes
+	// before the piece by chance (1/256 a byte), and the span found then
+	// starts early, on a byte another read was handed. Its first lfTrim
+	// bytes are left unplaced too.
+	for i := range spans {
+		t := min(lfTrim, spans[i].Length-1)
+		spans[i].Offset += t
+		spans[i].Length -= t
+		unplaced += t
+	}
 	return spans, unplaced, false, nil
 }
 
