@@ -102,7 +102,8 @@ func (p *Provider) local(s *shard, b []byte) (epoch uint64, ok bool) {
 		// a claim that succeeds is counted in an epoch that an episode
 		// (or closeEpisodes) ends.
 		if r := s.fb.Load(); r != nil {
-			if _, _, ok := r.claim(b); ok {
+			if off, ok := r.reserve(len(b)); ok {
+				moveOut(b, r.data[off:off+len(b)])
 				return r.epoch, true
 			}
 		}

@@ -64,31 +64,41 @@ const (
 // cursor returns how many of r's bytes have been handed out.
 func (r *run) cursor() int { return int(r.word.Load() & posMask) }
 
-// claim takes len(dst) bytes from r if it holds that many: it copies them
-// into dst, zeroes their slot, and returns their offset in r.data and the
-// cursor after them. It fails (ok false) if r holds fewer bytes, and then
-// takes none.
-func (r *run) claim(dst []byte) (off, end int, ok bool) {
-	n := uint64(len(dst))
+// reserve claims n bytes of r if it holds that many and returns their
+// offset in r.data: the caller then moves them out (moveOut), which zeroes
+// their slot. It fails (ok false) if r holds fewer bytes, and then takes
+// none. The claim and the move are two functions so that each is inlined
+// where a read calls them.
+func (r *run) reserve(n int) (off int, ok bool) {
 	for {
 		w := r.word.Load()
 		c := w & cursorMask
-		if c+n > uint64(len(r.data)) {
-			return 0, 0, false
+		if c+uint64(n) > uint64(len(r.data)) {
+			return 0, false
 		}
-		if r.word.CompareAndSwap(w, w+1<<32+n) {
-			src := r.data[c : c+n]
-			copy(dst, src)
-			clear(src)
-			return int(c), int(c + n), true
+		if r.word.CompareAndSwap(w, w+1<<32+uint64(n)) {
+			return int(c), true
 		}
 	}
 }
 
+// moveOut copies src into dst, which is as long, and zeroes src. A read of
+// 32 bytes (a key's size, the commonest read) is copied and cleared by
+// inline moves rather than by calls to the runtime's memmove and memclr.
+func moveOut(dst, src []byte) {
+	if len(src) == 32 && len(dst) == 32 {
+		*(*[32]byte)(dst) = *(*[32]byte)(src)
+		*(*[32]byte)(src) = [32]byte{}
+		return
+	}
+	copy(dst, src)
+	clear(src)
+}
+
 // claimHead is the lock-free read, where a reader claims pool bytes
-// without a lock (Read writes it out, so that run.claim is inlined into the
+// without a lock (Read writes it out, so that it is inlined into the
 // io.Reader): it takes len(b) bytes from the head run of shard s
-// if the head holds that many (one compare-and-swap, a copy and a clear),
+// if the head holds that many (one compare-and-swap, a copy and a clear: reserve, moveOut),
 // then, seldom, asks for a refill if the shard is now low and ends an open
 // fallback episode (Provider.claimed). It returns the run and the bytes'
 // offset in it, for a label; it fails, taking nothing, if the shard has no
@@ -97,11 +107,16 @@ func (p *Provider) claimHead(s *shard, b []byte) (r *run, off int, ok bool) {
 	if r = s.head.Load(); r == nil {
 		return nil, 0, false
 	}
-	off, end, ok := r.claim(b)
-	if ok && (int64(end) > r.wakeAt.Load() || p.episodes.open.Load()) {
+	off, ok = r.reserve(len(b))
+	if !ok {
+		return r, 0, false
+	}
+	end := off + len(b)
+	moveOut(b, r.data[off:end])
+	if int64(end) > r.wakeAt.Load() || p.episodes.open.Load() {
 		p.claimed(s, r, end) // seldom: kept out of line
 	}
-	return r, off, ok
+	return r, off, true
 }
 
 // stop ends fast claims on r (it is the head of a shard whose lock the

@@ -19,11 +19,14 @@ func (p *Provider) Read(b []byte) (int, error) {
 	}
 	// The fast path: one compare-and-swap on the head run of the reader's
 	// shard, a copy and a clear. No lock, no clock, no allocation. It is
-	// claimHead written out (run.claim is inlined here; claimHead, too
-	// large to inline, would cost the io.Reader a call per read).
+	// claimHead written out (reserve and moveOut are inlined here;
+	// claimHead, too large to inline, would cost the io.Reader a call per
+	// read).
 	s := p.shard()
 	if r := s.head.Load(); r != nil {
-		if _, end, ok := r.claim(b); ok {
+		if off, ok := r.reserve(len(b)); ok {
+			end := off + len(b)
+			moveOut(b, r.data[off:end])
 			if int64(end) > r.wakeAt.Load() || p.episodes.open.Load() {
 				p.claimed(s, r, end) // seldom: kept out of line
 			}

@@ -111,7 +111,7 @@ func staleRequestAttempt(t *testing.T) string {
 	if r0 == nil || len(r0.data) != s.cap {
 		return "the pool is not one run"
 	}
-	_, end0, ok := r0.claim(make([]byte, len(r0.data)))
+	end0, ok := claimAsRead(r0, len(r0.data))
 	require.True(t, ok)
 	require.Greater(t, int64(end0), r0.wakeAt.Load())
 
@@ -199,7 +199,7 @@ func staleRequestAttempt(t *testing.T) string {
 	// R claims the shard below its low watermark, as Read's fast path does.
 	h := s.head.Load()
 	require.NotNil(t, h)
-	_, end, ok := h.claim(make([]byte, s.cap-s.low+100))
+	end, ok := claimAsRead(h, s.cap-s.low+100)
 	require.True(t, ok)
 	require.Greater(t, int64(end), h.wakeAt.Load())
 	p.claimed(s, h, end)
@@ -217,4 +217,14 @@ func staleRequestAttempt(t *testing.T) string {
 	assert.NoError(t, err, "a Defer read waited for a refill that never came (asked=%v, pooled=%d, source calls=%d)", s.asked.Load(), p.Stats().Pooled, src.callCount())
 	assert.Eventually(t, func() bool { return p.Stats().Pooled >= s.low }, 3*time.Second, time.Millisecond, "the pool stayed below its low watermark")
 	return ""
+}
+
+// claimAsRead claims n bytes of run r as Read's fast path does (reserve,
+// then moveOut) and returns the cursor after them.
+func claimAsRead(r *run, n int) (end int, ok bool) {
+	off, ok := r.reserve(n)
+	if ok {
+		moveOut(make([]byte, n), r.data[off:off+n])
+	}
+	return off + n, ok
 }
