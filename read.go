@@ -21,8 +21,19 @@ func (p *Provider) Read(b []byte) (int, error) {
 	// shard, a copy and a clear. No lock, no clock, no allocation. It is
 	// claimHead written out (reserve and moveOut are inlined here;
 	// claimHead, too large to inline, would cost the io.Reader a call per
-	// read).
-	s := p.shard()
+	// read). The shard is picked as Provider.shard picks it, written out
+	// too: a call fewer per read.
+	var s *shard
+	if n := len(p.shards); n > 1 {
+		i := procPin()
+		procUnpin()
+		for i >= n {
+			i -= n
+		}
+		s = p.shards[i]
+	} else {
+		s = p.shard()
+	}
 	if r := s.head.Load(); r != nil {
 		if off, ok := r.reserve(len(b)); ok {
 			end := off + len(b)
@@ -33,6 +44,12 @@ func (p *Provider) Read(b []byte) (int, error) {
 			return len(b), nil
 		}
 	}
+	return p.readSlow(s, b)
+}
+
+// readSlow is Read when the head of the reader's shard s cannot serve b:
+// out of line, so that the fast path keeps a small frame.
+func (p *Provider) readSlow(s *shard, b []byte) (int, error) {
 	if p.warm.Load() {
 		p.warmUp(context.Background())
 	}
