@@ -214,16 +214,25 @@ func procUnpin()
 // reader that stays on its shard keeps its head run and cache lines; one
 // that hops drains every shard's head in turn.
 func (p *Provider) shard() *shard {
-	switch len(p.shards) {
-	case 1:
+	if len(p.shards) == 1 {
 		return p.shards[0]
-	case 0:
-		panic("entropy: a Provider must be made by New")
 	}
 	i := procPin()
 	procUnpin()
-	for i >= len(p.shards) { // more Ps than shards (GOMAXPROCS grew, or a small pool)
-		i -= len(p.shards)
+	return p.shardOf(i)
+}
+
+// shardOf returns the shard of the P with index i (procPin's). The hot
+// reads call procPin and procUnpin themselves and then shardOf, which is
+// inlined: Provider.shard is not (two calls into the runtime exceed the
+// inlining budget), and would cost them a call per read.
+func (p *Provider) shardOf(i int) *shard {
+	n := len(p.shards)
+	if n == 0 {
+		panic("entropy: a Provider must be made by New")
+	}
+	for i >= n { // more Ps than shards (GOMAXPROCS grew, or a small pool)
+		i -= n
 	}
 	return p.shards[i]
 }

@@ -22,18 +22,10 @@ func (p *Provider) Read(b []byte) (int, error) {
 	// claimHead written out (reserve and moveOut are inlined here;
 	// claimHead, too large to inline, would cost the io.Reader a call per
 	// read). The shard is picked as Provider.shard picks it, written out
-	// too: a call fewer per read.
-	var s *shard
-	if n := len(p.shards); n > 1 {
-		i := procPin()
-		procUnpin()
-		for i >= n {
-			i -= n
-		}
-		s = p.shards[i]
-	} else {
-		s = p.shard()
-	}
+	// too (see shardOf).
+	i := procPin()
+	procUnpin()
+	s := p.shardOf(i)
 	if r := s.head.Load(); r != nil {
 		if off, ok := r.reserve(len(b)); ok {
 			end := off + len(b)
@@ -93,7 +85,9 @@ func (p *Provider) ReadLabelled(ctx context.Context, b []byte) (Label, error) {
 	if err := p.checkRead(ctx, b); err != nil {
 		return Label{}, err
 	}
-	s := p.shard()
+	i := procPin() // Provider.shard written out: see shardOf
+	procUnpin()
+	s := p.shardOf(i)
 	if r, off, ok := p.claimHead(s, b); ok {
 		return Label{Verifiable: true, Spans: s.span(r, off, len(b))}, nil
 	}
@@ -116,7 +110,9 @@ func (p *Provider) ReadLabelledInto(ctx context.Context, b []byte, lb *Label) er
 	if err := p.checkRead(ctx, b); err != nil {
 		return err
 	}
-	s := p.shard()
+	i := procPin() // Provider.shard written out: see shardOf
+	procUnpin()
+	s := p.shardOf(i)
 	if r, off, ok := p.claimHead(s, b); ok {
 		lb.Verifiable = true
 		lb.Spans = append(spans, Span{Source: r.from.source, JobID: r.from.job, Offset: r.base + off, Length: len(b), Public: r.from.public})

@@ -20,7 +20,7 @@ import (
 // error, never a goroutine spinning for ever.
 func TestZeroProviderReadEnds(t *testing.T) {
 	if inChild(t) {
-		for _, name := range []string{"Read", "ReadLabelled"} {
+		for _, name := range []string{"Read", "ReadLabelled", "ReadLabelledInto", "ReadSecret"} {
 			var p Provider
 			done := make(chan string, 1)
 			go func() {
@@ -30,10 +30,15 @@ func TestZeroProviderReadEnds(t *testing.T) {
 					}
 				}()
 				var err error
-				if name == "Read" {
+				switch name {
+				case "Read":
 					_, err = p.Read(make([]byte, 8))
-				} else {
+				case "ReadLabelled":
 					_, err = p.ReadLabelled(context.Background(), make([]byte, 8))
+				case "ReadLabelledInto":
+					err = p.ReadLabelledInto(context.Background(), make([]byte, 8), new(Label))
+				case "ReadSecret":
+					_, err = p.ReadSecret(context.Background(), make([]byte, 8))
 				}
 				done <- fmt.Sprint("error: ", err)
 			}()

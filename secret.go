@@ -84,14 +84,14 @@ func (p *Provider) ReadSecret(ctx context.Context, b []byte) (Label, error) {
 	if err := p.checkRead(ctx, b); err != nil {
 		return Label{}, err
 	}
-	st := p.secretStream()
+	i := procPin() // Provider.secretStream written out: see shardOf
+	procUnpin()
+	st := p.secretOf(i)
 	st.mu.Lock()
 	spans := st.spans
 	if st.left >= len(b) && len(st.buf)-st.pos >= len(b) {
 		// The common case: the buffer holds the read.
-		src := st.buf[st.pos : st.pos+len(b)]
-		copy(b, src)
-		clear(src)
+		moveOut(b, st.buf[st.pos:st.pos+len(b)])
 		st.pos += len(b)
 		st.left -= len(b)
 	} else {
@@ -327,16 +327,15 @@ func pointerFree(t reflect.Type) bool {
 	return false
 }
 
-// secretStream returns the generator of the reader's shard, picked by P
-// as Provider.shard picks a shard (procPin: see there why).
-func (p *Provider) secretStream() *secretStream {
-	if len(p.secrets) == 1 {
-		return &p.secrets[0]
+// secretOf returns the generator of the shard of the P with index i, as
+// Provider.shardOf picks the shard.
+func (p *Provider) secretOf(i int) *secretStream {
+	n := len(p.secrets)
+	if n == 0 {
+		panic("entropy: a Provider must be made by New")
 	}
-	i := procPin()
-	procUnpin()
-	for i >= len(p.secrets) {
-		i -= len(p.secrets)
+	for i >= n {
+		i -= n
 	}
 	return &p.secrets[i]
 }
