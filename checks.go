@@ -37,7 +37,7 @@ func (f *feeder) check(b Block, n int) error {
 		// that people read: none may forge it (checkName).
 		return fmt.Errorf("%w: source name %s or job ID %s outside the accepted character set (docs/protocol.md, \"Names\")", ErrInvalidBlock, strconv.QuoteToASCII(b.Source), strconv.QuoteToASCII(b.JobID))
 	}
-	if err := f.health.Check(b.Data); err != nil {
+	if err := f.checker.Check(b.Data); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidBlock, err)
 	}
 	if !f.seen.add(b.Source, b.JobID) {

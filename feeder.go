@@ -27,6 +27,7 @@ type feeder struct {
 	limiter Limiter // x/time/rate, or a fleet's
 	shared  Hold    // a fleet's shared Retry-After hold; nil without a fleet
 	health  health.Config
+	checker *health.Checker // the health tests, on two goroutines for large blocks; shared by the Provider's feeders
 	seen    *jobSet
 	ctxs    allocBatch[requestCtx] // the contexts of the refill's requests (once)
 	// refillCtx is the refill goroutine's context (Provider.ctx): requests

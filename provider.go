@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/provenrand/entropy/health"
 )
 
 // The concurrency model of a Provider: the one place it is written down.
@@ -31,7 +33,11 @@ import (
 // Provider's notifier from another's by the set of notifiers delivering;
 // while two or more deliver at once it cannot, and then Close does not wait
 // and flush does not write, so a callback should call another Provider's
-// Close or ReadFor on a goroutine of its own (WithFallbackHook).
+// Close or ReadFor on a goroutine of its own (WithFallbackHook). A third
+// goroutine, the health tests' helper (health.Checker, shared by the
+// feeders), starts with the first block of 16 KiB or more and tests part of
+// each such block beside the goroutine that checks it; it holds no lock of
+// the Provider, and Close stops it once the refill has stopped.
 //
 // Locks, and what each guards:
 //   - shard.mu: the shard's queue behind its head (runs, first, queued),
@@ -259,11 +265,13 @@ func New(src Source, opts ...Option) (*Provider, error) {
 	}
 	p.reason.Store(poolEmpty)
 	p.fleetShared = true
+	checker := health.NewChecker(cfg.healthConfig())
 	for i, s := range append([]Source{src}, cfg.failover...) {
 		f, err := newFeeder(i, s, &p.cfg, p.seen, p.closed.Load)
 		if err != nil {
 			return nil, err
 		}
+		f.checker = checker
 		f.refillCtx = p.ctx
 		f.onFailure = func(err error) {
 			p.reason.Store(failedAt(&sourceError{name: f.sourceName(), err: err}, p.cfg.clock.Now()))
@@ -369,6 +377,7 @@ func (p *Provider) Close() error {
 		// context is cancelled).
 		p.refillDone.Wait()
 	}
+	p.feeders[0].checker.Close() // its helper goroutine, if it started
 	for _, s := range p.shards {
 		s.mu.Lock()
 		s.zero()

@@ -1,0 +1,204 @@
+package health
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// A Checker runs the tests of one [Config] as [Config.Check] does, and gives
+// the same verdict and the same error for every block, but tests a large
+// block on two goroutines: the caller's and a helper the Checker keeps. The
+// tests are bound by one store per byte (a count per value), so one
+// goroutine tests about 1-2 GB/s; with a second CPU free the helper about
+// doubles that, and a caller whose helper is busy or asleep tests the block
+// alone, never waiting for it.
+//
+// How a block is cut: into pieces of checkerPiece bytes from its start,
+// which the caller and the helper take in turn. A piece starts at a
+// multiple of the APT window, so it holds whole windows of the block, and
+// at a multiple of 4, so every aligned group of 4 bytes (which a run of 7
+// or more equal bytes contains, see Config.Check) lies in one piece. A
+// piece that the fast form of the tests cannot pass at once sends the whole
+// block to Config.Check, on the caller's goroutine, which decides and names
+// the failure: so the verdict is Config.Check's in every case.
+//
+// The helper starts with the first block of at least 2 pieces, spins for a
+// short while (yielding its CPU to any other goroutine) after each block so
+// that the next one of a refill finds it awake, then sleeps until a block
+// wakes it. [Checker.Close] stops it. A Checker is safe for concurrent use:
+// one Check at a time uses the helper, the others test alone. The zero
+// Checker is not usable; make one with [NewChecker].
+type Checker struct {
+	cfg Config
+
+	mu     sync.Mutex // held by the Check that uses the helper; guards job and started
+	job    checkJob   // the block being tested with the helper
+	gen    uint64     // generation of job
+	closed bool       // under mu: Check tests alone after Close
+
+	cur    atomic.Pointer[checkJob] // the block offered to the helper; nil when none
+	inside atomic.Int32             // 1 while the helper may be reading cur's block
+	parked atomic.Bool              // the helper is (about to be) asleep on wake
+	helped atomic.Uint64            // pieces the helper has tested (tests read it)
+	wake   chan struct{}            // one wake for the sleeping helper
+	stop   chan struct{}            // closed by Close
+	done   chan struct{}            // closed when the helper has returned; nil before it starts
+	once   sync.Once
+}
+
+// checkerPiece is how many bytes of a block the two goroutines of a
+// Checker take at a time: a multiple of AptWindow. A block of fewer than
+// two pieces is tested by the caller alone.
+const checkerPiece = 16 * AptWindow
+
+// checkerSpin is how many times the helper yields its CPU, looking for the
+// next block, before it goes to sleep: a few tens of microseconds, about
+// what the refill takes between two blocks of one round.
+const checkerSpin = 256
+
+// checkJob is one block offered to the helper. Its fields are written by
+// the Check that owns the helper only while no helper is inside (see
+// Checker.Check), so the helper reads them without a lock.
+type checkJob struct {
+	data     []byte
+	rct, apt int
+	gen      uint64
+	pieces   int64
+	next     atomic.Int64 // the next piece to take
+	finished atomic.Int64 // pieces tested
+	doubt    atomic.Bool  // a piece did not pass the fast form of the tests
+}
+
+// NewChecker returns a Checker of c. It starts no goroutine until it tests a
+// block of at least two pieces.
+func NewChecker(c Config) *Checker {
+	return &Checker{cfg: c, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+}
+
+// Check tests data as [Config.Check] does and returns what it returns.
+func (k *Checker) Check(data []byte) error {
+	rct, apt, err := k.cfg.cutoffs()
+	if err != nil {
+		return err
+	}
+	pieces := (len(data) + checkerPiece - 1) / checkerPiece
+	if pieces < 2 || rct < 7 || runtime.GOMAXPROCS(0) < 2 || !k.mu.TryLock() {
+		return k.cfg.Check(data)
+	}
+	if k.closed {
+		k.mu.Unlock()
+		return k.cfg.Check(data)
+	}
+	if k.done == nil {
+		k.done = make(chan struct{})
+		go k.help()
+	}
+	// No helper is inside (the last Check waited for it to leave), so the
+	// job's plain fields may be written.
+	k.gen++
+	j := &k.job
+	j.data, j.rct, j.apt, j.gen, j.pieces = data, rct, apt, k.gen, int64(pieces)
+	j.next.Store(0)
+	j.finished.Store(0)
+	j.doubt.Store(false)
+	k.cur.Store(j)
+	if k.parked.Load() {
+		select {
+		case k.wake <- struct{}{}:
+		default: // a wake is already there
+		}
+	}
+	j.work()
+	// Take the block back from the helper, then wait until it has left:
+	// it is inside only while it may still read the block. If it loaded
+	// the block before the Store below, its inside count was set before
+	// that load and is seen here.
+	k.cur.Store(nil)
+	for k.inside.Load() != 0 {
+		runtime.Gosched()
+	}
+	doubt := j.doubt.Load() || j.finished.Load() != j.pieces
+	j.data = nil
+	k.mu.Unlock()
+	if doubt {
+		return k.cfg.Check(data)
+	}
+	return nil
+}
+
+// work takes pieces of j until none is left, tests each with the fast form
+// of the tests, and returns how many it tested.
+func (j *checkJob) work() (n uint64) {
+	for ; ; n++ {
+		i := j.next.Add(1) - 1
+		if i >= j.pieces {
+			return n
+		}
+		start := int(i) * checkerPiece
+		piece := j.data[start:min(start+checkerPiece, len(j.data))]
+		if !healthPasses(piece, j.rct, j.apt) {
+			j.doubt.Store(true)
+		}
+		j.finished.Add(1)
+	}
+}
+
+// help is the helper goroutine: it tests pieces of the offered block, spins
+// a while between blocks, and sleeps when none comes.
+func (k *Checker) help() {
+	defer close(k.done)
+	var last uint64 // the generation of the last block it took pieces of
+	spins := 0
+	for {
+		k.inside.Store(1)
+		if j := k.cur.Load(); j != nil && j.gen != last {
+			last = j.gen
+			k.helped.Add(j.work())
+			spins = 0
+		}
+		k.inside.Store(0)
+		select {
+		case <-k.stop:
+			return
+		default:
+		}
+		if spins < checkerSpin {
+			spins++
+			runtime.Gosched()
+			continue
+		}
+		// Sleep. A Check that offers a block after parked is set sees it
+		// and sends a wake; one that offered it before is seen here.
+		k.parked.Store(true)
+		k.inside.Store(1) // it reads the offered block's generation
+		j := k.cur.Load()
+		offered := j != nil && j.gen != last
+		k.inside.Store(0)
+		if offered {
+			k.parked.Store(false)
+			continue
+		}
+		select {
+		case <-k.wake:
+		case <-k.stop:
+			k.parked.Store(false)
+			return
+		}
+		k.parked.Store(false)
+		spins = 0
+	}
+}
+
+// Close stops the helper and waits until it has returned. Check still
+// works after Close, on the caller's goroutine alone. Close is idempotent.
+func (k *Checker) Close() {
+	k.once.Do(func() { close(k.stop) })
+	k.mu.Lock()
+	k.closed = true
+	done := k.done
+	k.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+}
