@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -72,14 +73,17 @@ func parseArgs(c *command, fs *flag.FlagSet, args []string, stdout, stderr io.Wr
 	}
 }
 
+// intRange is the range of draw --int N, as its errors state it.
+var intRange = fmt.Sprintf("N must be a whole number from 1 to %d (the draw is one integer from 0 to N-1)", uint64(math.MaxUint64))
+
 // runDraw is the draw command.
 func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := commands["draw"]
 	fs := newFlagSet(c)
-	k := fs.Int("pick", 0, "draw `K` distinct numbers ...")
-	n := fs.Int("of", 0, "... of the numbers 1 to `N`")
-	shuffleN := fs.Int("shuffle", 0, "shuffle `N` items (prints positions 1 to N)")
-	intFlag := fs.String("int", "", "draw one integer in 0 to `N`-1 (1 ≤ N ≤ 18446744073709551615)")
+	k := intFlag(fs, "pick", 0, "draw `K` distinct numbers ...")
+	n := intFlag(fs, "of", 0, "... of the numbers 1 to `N`")
+	shuffleN := intFlag(fs, "shuffle", 0, "shuffle `N` items (prints positions 1 to N)")
+	intBound := uint64Flag(fs, "int", 0, "draw one integer in 0 to `N`-1 (1 ≤ N ≤ 18446744073709551615)", intRange)
 	event := fs.String("event", "", "draw for the named `event`: once, ever (needs --journal, which keeps the draw across runs)")
 	journalPath := addJournalFlag(fs)
 	transcriptPath := fs.String("transcript", "", "write the transcript to `file` (must not exist; \"-\" or empty: stdout)")
@@ -139,11 +143,10 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var intN *uint64
 	if given["int"] {
-		v, err := parseIntBound(*intFlag)
-		if err != nil {
-			return usageError(stderr, c, err)
+		if *intBound == 0 {
+			return usageError(stderr, c, errors.New("--int 0: "+intRange))
 		}
-		intN = &v
+		intN = intBound
 	}
 	kinds := 0
 	for _, set := range []bool{given["pick"] || given["of"], given["shuffle"], given["int"]} {
@@ -578,8 +581,8 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 func runRFC3797(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	c := commands["rfc3797"]
 	fs := newFlagSet(c)
-	pool := fs.Int("pool", 0, "size `N` of the pool, numbered 1 to N (at most 65535)")
-	count := fs.Int("count", 0, "number `K` of members to select")
+	pool := intFlag(fs, "pool", 0, "size `N` of the pool, numbered 1 to N (at most 65535)")
+	count := intFlag(fs, "count", 0, "number `K` of members to select")
 	pos, code, done := parseArgs(c, fs, args, stdout, stderr)
 	if done {
 		return code
