@@ -497,12 +497,17 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err := draw.Verify(t); err != nil {
 		return fail(stderr, c, err)
 	}
+	// Every line of the report waits in report until every check has
+	// passed: a verify that fails prints no "OK" line (replay OK, entrants
+	// OK, origin OK) before its error, for a reader, or a script that
+	// greps for it, to take as the verdict.
+	var report strings.Builder
 	what := fmt.Sprintf("%s n=%d", t.Kind, t.Inputs.N)
 	if t.Kind == draw.KindPick {
 		what = fmt.Sprintf("pick k=%d n=%d", t.Inputs.K, t.Inputs.N)
 	}
-	fmt.Fprintf(stdout, "replay OK: %s %s/%d, %d outputs from %s\n", what, t.Algorithm, t.Version, len(t.Outputs), t.Label)
-	fmt.Fprintln(stdout, resultLine(t)) // as draw printed it
+	fmt.Fprintf(&report, "replay OK: %s %s/%d, %d outputs from %s\n", what, t.Algorithm, t.Version, len(t.Outputs), t.Label)
+	fmt.Fprintln(&report, resultLine(t)) // as draw printed it
 	// The list first: a fallback draw accepted with --allow-fallback still
 	// has its entrants checked.
 	if *entrantsFile != "" {
@@ -519,12 +524,15 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if err != nil {
 			return fail(stderr, c, err)
 		}
-		fmt.Fprintf(stdout, "entrants OK: the list of %d (sha256 %s) is the one the draw committed to\nwinners: %s\n", t.Entrants.Count, t.Entrants.SHA256, quoteNames(names))
+		fmt.Fprintf(&report, "entrants OK: the list of %d (sha256 %s) is the one the draw committed to\nwinners: %s\n", t.Entrants.Count, t.Entrants.SHA256, quoteNames(names))
 	} else if t.Entrants != nil {
-		fmt.Fprintf(stdout, "entrants not checked: the draw committed to %d entrants (sha256 %s); give --entrants FILE\n", t.Entrants.Count, t.Entrants.SHA256)
+		fmt.Fprintf(&report, "entrants not checked: the draw committed to %d entrants (sha256 %s); give --entrants FILE\n", t.Entrants.Count, t.Entrants.SHA256)
 	}
 	if !t.Verifiable {
-		fmt.Fprintf(stdout, "WARNING: %s\n", t.Warning)
+		// Consistent, and its list checked: the report stands, with the
+		// warning that the entropy is not verifiable.
+		fmt.Fprintf(&report, "WARNING: %s\n", t.Warning)
+		fmt.Fprint(stdout, report.String())
 		if !*allowFallback {
 			fmt.Fprintf(stderr, "entropy verify: transcript is consistent but NOT VERIFIABLE (fallback entropy); --allow-fallback to accept\n")
 			return exitError
@@ -541,20 +549,21 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return fail(stderr, c, err)
 	}
 	for _, line := range rep.Checks[2:] { // replay and digest: said above
-		fmt.Fprintf(stdout, "checked: %s\n", line)
+		fmt.Fprintf(&report, "checked: %s\n", line)
 	}
 	for _, line := range rep.Unchecked {
-		fmt.Fprintf(stdout, "not checked: %s\n", line)
+		fmt.Fprintf(&report, "not checked: %s\n", line)
 	}
 	if rep.OriginChecked {
-		fmt.Fprintln(stdout, "origin OK: every byte of the seed checked offline against the signed proofs, under the trust roots")
+		fmt.Fprintln(&report, "origin OK: every byte of the seed checked offline against the signed proofs, under the trust roots")
 	} else {
-		fmt.Fprintln(stdout, "origin NOT checked offline")
+		fmt.Fprintln(&report, "origin NOT checked offline")
 	}
 	if *url == "" {
 		if !rep.OriginChecked {
-			fmt.Fprintln(stdout, "entropy not checked against the service (give --public-key or --chain for the proofs, or --url and --public-key to check the jobs)")
+			fmt.Fprintln(&report, "entropy not checked against the service (give --public-key or --chain for the proofs, or --url and --public-key to check the jobs)")
 		}
+		fmt.Fprint(stdout, report.String())
 		return exitOK
 	}
 	jobs := func(ctx context.Context, source, id string) ([]byte, error) {
@@ -573,7 +582,8 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err := draw.VerifyEntropy(ctx, t, jobs); err != nil {
 		return fail(stderr, c, err)
 	}
-	fmt.Fprintf(stdout, "entropy OK: matches the signed jobs of %s\n", shown(src.Name()))
+	fmt.Fprintf(&report, "entropy OK: matches the signed jobs of %s\n", shown(src.Name()))
+	fmt.Fprint(stdout, report.String())
 	return exitOK
 }
 

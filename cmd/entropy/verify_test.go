@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -102,6 +103,51 @@ func TestDrawFromEntrants(t *testing.T) {
 	code, _, errOut = runCLI(t, "draw", "--pick", "2", "--of", "4", "--entrants", list)
 	assert.Equal(t, exitUsage, code, "N must be the number of entrants")
 	assert.Contains(t, errOut, "5 entrants")
+}
+
+// TestVerifyThatFailsPrintsNoOKLine: every check is made before the
+// report is printed, so a verify that fails (a changed list of entrants, a
+// proof signed by another key, a job the service no longer has) prints no
+// "OK" line on stdout before its error: "replay OK" was printed before the
+// entrants were found not to match, and "origin OK" before the jobs at
+// --url were checked.
+func TestVerifyThatFailsPrintsNoOKLine(t *testing.T) {
+	clearEnv(t)
+	const key = "sk-cli-verify-no-ok-1"
+	s, url, pub := startSim(t, key)
+	t.Setenv("ENTROPY_API_KEY", key)
+	dir := t.TempDir()
+	list := filepath.Join(dir, "entrants.txt")
+	require.NoError(t, os.WriteFile(list, []byte("Ada\nBo\nCy\n"), 0o600))
+	changed := filepath.Join(dir, "changed.txt")
+	require.NoError(t, os.WriteFile(changed, []byte("Ada\nBo\nCz\n"), 0o600))
+	path := filepath.Join(dir, "t.json")
+	code, _, errOut := runCLI(t, "draw", "--pick", "1", "--entrants", list, "--url", url, "--public-key", pub, "--transcript", path)
+	require.Equal(t, exitOK, code, errOut)
+
+	code, out, errOut := runCLI(t, "verify", "--url", url, "--public-key", pub, "--entrants", list, path)
+	require.Equal(t, exitOK, code, errOut)
+	for _, ok := range []string{"replay OK", "entrants OK", "origin OK", "entropy OK"} {
+		assert.Contains(t, out, ok)
+	}
+
+	for _, args := range [][]string{
+		{"verify", "--entrants", changed, path},
+		{"verify", "--allow-fallback", "--entrants", changed, path},
+		{"verify", "--public-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "--entrants", list, path},
+		{"verify", "--url", url, "--public-key", pub, "--source-name", "another", "--entrants", list, path},
+	} {
+		code, out, errOut := runCLI(t, args...)
+		assert.Equal(t, exitError, code, "%q: %s", args, errOut)
+		assert.NotContains(t, out, "OK", "%q: an OK line before the failure: %s", args, errOut)
+		assert.Equal(t, 1, strings.Count(errOut, "\n"), "%q: %q", args, errOut)
+	}
+
+	// The service gone, its jobs cannot be checked: nothing is OK at --url.
+	require.NoError(t, s.Close())
+	code, out, errOut = runCLI(t, "verify", "--url", url, "--public-key", pub, "--entrants", list, path)
+	assert.Equal(t, exitError, code, errOut)
+	assert.NotContains(t, out, "OK")
 }
 
 // verify --chain FILE reads a chain's info, a few hundred bytes: a file that
