@@ -86,7 +86,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	intBound := uint64Flag(fs, "int", 0, "draw one integer in 0 to `N`-1 (1 ≤ N ≤ 18446744073709551615)", intRange)
 	event := fs.String("event", "", "draw for the named `event`: once, ever (needs --journal, which keeps the draw across runs)")
 	journalPath := addJournalFlag(fs)
-	transcriptPath := fs.String("transcript", "", "write the transcript to `file` (must not exist; \"-\" or empty: stdout)")
+	transcriptPath := fs.String("transcript", "", "write the transcript to `file` (must not exist; \"-\" or empty: stdout), whole or not at all: it is written beside file and takes its name only once complete")
 	allowFallback := fs.Bool("allow-fallback", false, "accept local fallback entropy (--policy degrade, which this flag makes the default); the transcript then says NOT VERIFIABLE")
 	afterFlag := fs.String("after", "", "with --source drand: commit to the chain's first round after `TIME` (RFC 3339, or \"now\"), print the commitment before that round exists, and draw from it")
 	entrantsPath := fs.String("entrants", "", "draw from the entrants of `file`, one a line: the transcript commits to the list (SHA-256 and count) and the winners are printed by name; N is the count (--of may be left out)")
@@ -217,22 +217,20 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	// Claim the transcript file before drawing, so a draw is never lost to
-	// a file that cannot be written.
-	var tf *os.File
+	// a file that cannot be written: the name must be free, and the
+	// temporary file the transcript is written to, beside it, is created
+	// now. The transcript takes the name only once it is whole (see
+	// pendingFile); every return before that removes the temporary file.
+	var tf *pendingFile
 	if *transcriptPath != "" && *transcriptPath != "-" {
-		f, err := os.OpenFile(*transcriptPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err := createPending(*transcriptPath)
 		if err != nil {
 			return fail(stderr, c, fmt.Errorf("transcript: %w", err))
 		}
 		tf = f
-		defer tf.Close()
+		defer tf.abort()
 	}
-	removeTranscript := func() {
-		if tf != nil {
-			tf.Close()
-			os.Remove(*transcriptPath)
-		}
-	}
+	removeTranscript := tf.abort
 
 	var popts []entropy.Option
 	if *journalPath != "" {
@@ -313,15 +311,10 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	js = append(js, '\n')
 	if tf != nil {
-		_, err := tf.Write(js)
-		if cerr := tf.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := tf.commit(js); err != nil {
 			// The draw is made: running the command again would make
-			// another. Keep the result where it can still go, and leave no
-			// partial transcript behind for anyone to trust.
-			os.Remove(*transcriptPath)
+			// another. Keep the result where it can still go; commit left
+			// no partial transcript behind for anyone to trust.
 			fmt.Fprintf(stderr, "entropy draw: transcript %s: %v\nthe draw was made: %s\nits transcript follows:\n", shown(*transcriptPath), err, line)
 			_, _ = stderr.Write(js)
 			return exitError
