@@ -89,7 +89,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	transcriptPath := fs.String("transcript", "", "write the transcript to `file` (must not exist; \"-\" or empty: stdout), whole or not at all: it is written beside file and takes its name only once complete")
 	allowFallback := fs.Bool("allow-fallback", false, "accept local fallback entropy (--policy degrade, which this flag makes the default); the transcript then says NOT VERIFIABLE")
 	afterFlag := fs.String("after", "", "with --source drand: commit to the chain's first round after `TIME` (RFC 3339, or \"now\"), print the commitment before that round exists, and draw from it")
-	entrantsPath := fs.String("entrants", "", "draw from the entrants of `file`, one a line: the transcript commits to the list (SHA-256 and count) and the winners are printed by name; N is the count (--of may be left out)")
+	entrantsPath := fs.String("entrants", "", "draw from the entrants of `file`, one a line: the transcript commits to the list (SHA-256 and count) and the winners are printed by name; N is the count (--of may be left out); at most "+entrantsBounds)
 	var sf sourceFlags
 	sf.add(fs)
 	pol := fs.Lookup("policy")
@@ -129,7 +129,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(stderr, c, fmt.Errorf("--entrants: %w", err))
 		}
-		entrants, err = draw.ReadEntrants(f)
+		entrants, err = readEntrants(f)
 		f.Close()
 		if err == nil {
 			_, err = draw.CommitEntrants(entrants)
@@ -441,7 +441,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	url := fs.String("url", "", "base `URL` of the service: check the entropy against its jobs (GET /v1/jobs/{id}) and their signatures")
 	pub := fs.String("public-key", os.Getenv("ENTROPY_PUBLIC_KEY"), "the service's Ed25519 public key, `base64` (env ENTROPY_PUBLIC_KEY); needed with --url")
 	name := fs.String("source-name", os.Getenv("ENTROPY_SOURCE_NAME"), "the service's `name` in labels, as the draw had it (env ENTROPY_SOURCE_NAME; default: the host:port of --url, as draw and read name it; offline, every source of the reference protocol in the transcript)")
-	entrantsFile := fs.String("entrants", "", "the list of entrants, one a line, that the draw committed to: checked against the transcript, and the winners printed by name")
+	entrantsFile := fs.String("entrants", "", "the list of entrants in `file`, one a line, that the draw committed to: checked against the transcript, and the winners printed by name; at most "+entrantsBounds)
 	chainFlag := fs.String("chain", "", "drand chain to trust: quicknet, default, a chain hash, or its info JSON (as relays publish it), inline or in a `file`; default: the pinned quicknet and default chains")
 	pos, code, done := parseArgs(c, fs, args, stdout, stderr)
 	if done {
@@ -508,10 +508,10 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if err != nil {
 			return fail(stderr, c, fmt.Errorf("--entrants: %w", err))
 		}
-		list, err := draw.ReadEntrants(f)
+		list, err := readEntrants(f)
 		f.Close()
 		if err != nil {
-			return fail(stderr, c, err)
+			return fail(stderr, c, fmt.Errorf("--entrants %s: %w", *entrantsFile, err))
 		}
 		names, err := draw.VerifyEntrants(t, list)
 		if err != nil {
