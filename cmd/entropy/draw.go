@@ -491,9 +491,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return fail(stderr, c, err)
 	}
 	// Every line of the report waits in report until every check has
-	// passed: a verify that fails prints no "OK" line (replay OK, entrants
-	// OK, origin OK) before its error, for a reader, or a script that
-	// greps for it, to take as the verdict.
+	// passed, so that a verify that fails prints no "OK" line (replay OK,
+	// entrants OK, origin OK) before its error, which a reader, or a
+	// script grepping stdout, could take for the verdict.
 	var report strings.Builder
 	what := fmt.Sprintf("%s n=%d", t.Kind, t.Inputs.N)
 	if t.Kind == draw.KindPick {
