@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -72,20 +73,23 @@ func parseArgs(c *command, fs *flag.FlagSet, args []string, stdout, stderr io.Wr
 	}
 }
 
+// intRange is the range of draw --int N, as its errors state it.
+var intRange = fmt.Sprintf("N must be a whole number from 1 to %d (the draw is one integer from 0 to N-1)", uint64(math.MaxUint64))
+
 // runDraw is the draw command.
 func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := commands["draw"]
 	fs := newFlagSet(c)
-	k := fs.Int("pick", 0, "draw `K` distinct numbers ...")
-	n := fs.Int("of", 0, "... of the numbers 1 to `N`")
-	shuffleN := fs.Int("shuffle", 0, "shuffle `N` items (prints positions 1 to N)")
-	intFlag := fs.String("int", "", "draw one integer in 0 to `N`-1 (1 ≤ N ≤ 18446744073709551615)")
+	k := intFlag(fs, "pick", 0, "draw `K` distinct numbers ...")
+	n := intFlag(fs, "of", 0, "... of the numbers 1 to `N`")
+	shuffleN := intFlag(fs, "shuffle", 0, "shuffle `N` items (prints positions 1 to N)")
+	intBound := uint64Flag(fs, "int", 0, "draw one integer in 0 to `N`-1 (1 ≤ N ≤ 18446744073709551615)", intRange)
 	event := fs.String("event", "", "draw for the named `event`: once, ever (needs --journal, which keeps the draw across runs)")
 	journalPath := addJournalFlag(fs)
-	transcriptPath := fs.String("transcript", "", "write the transcript to `file` (must not exist; \"-\" or empty: stdout)")
+	transcriptPath := fs.String("transcript", "", "write the transcript to `file` (must not exist; \"-\" or empty: stdout), whole or not at all: it is written beside file and takes its name only once complete")
 	allowFallback := fs.Bool("allow-fallback", false, "accept local fallback entropy (--policy degrade, which this flag makes the default); the transcript then says NOT VERIFIABLE")
 	afterFlag := fs.String("after", "", "with --source drand: commit to the chain's first round after `TIME` (RFC 3339, or \"now\"), print the commitment before that round exists, and draw from it")
-	entrantsPath := fs.String("entrants", "", "draw from the entrants of `file`, one a line: the transcript commits to the list (SHA-256 and count) and the winners are printed by name; N is the count (--of may be left out)")
+	entrantsPath := fs.String("entrants", "", "draw from the entrants of `file`, one a line: the transcript commits to the list (SHA-256 and count) and the winners are printed by name; N is the count (--of may be left out); at most "+entrantsBounds)
 	var sf sourceFlags
 	sf.add(fs)
 	pol := fs.Lookup("policy")
@@ -125,7 +129,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(stderr, c, fmt.Errorf("--entrants: %w", err))
 		}
-		entrants, err = draw.ReadEntrants(f)
+		entrants, err = readEntrants(f)
 		f.Close()
 		if err == nil {
 			_, err = draw.CommitEntrants(entrants)
@@ -139,11 +143,10 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var intN *uint64
 	if given["int"] {
-		v, err := parseIntBound(*intFlag)
-		if err != nil {
-			return usageError(stderr, c, err)
+		if *intBound == 0 {
+			return usageError(stderr, c, errors.New("--int 0: "+intRange))
 		}
-		intN = &v
+		intN = intBound
 	}
 	kinds := 0
 	for _, set := range []bool{given["pick"] || given["of"], given["shuffle"], given["int"]} {
@@ -214,22 +217,20 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	// Claim the transcript file before drawing, so a draw is never lost to
-	// a file that cannot be written.
-	var tf *os.File
+	// a file that cannot be written: the name must be free, and the
+	// temporary file the transcript is written to, beside it, is created
+	// now. The transcript takes the name only once it is whole (see
+	// pendingFile); every return before that removes the temporary file.
+	var tf *pendingFile
 	if *transcriptPath != "" && *transcriptPath != "-" {
-		f, err := os.OpenFile(*transcriptPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err := createPending(*transcriptPath)
 		if err != nil {
 			return fail(stderr, c, fmt.Errorf("transcript: %w", err))
 		}
 		tf = f
-		defer tf.Close()
+		defer tf.abort()
 	}
-	removeTranscript := func() {
-		if tf != nil {
-			tf.Close()
-			os.Remove(*transcriptPath)
-		}
-	}
+	removeTranscript := tf.abort
 
 	var popts []entropy.Option
 	if *journalPath != "" {
@@ -310,15 +311,10 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	js = append(js, '\n')
 	if tf != nil {
-		_, err := tf.Write(js)
-		if cerr := tf.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := tf.commit(js); err != nil {
 			// The draw is made: running the command again would make
-			// another. Keep the result where it can still go, and leave no
-			// partial transcript behind for anyone to trust.
-			os.Remove(*transcriptPath)
+			// another. Keep the result where it can still go; commit left
+			// no partial transcript behind for anyone to trust.
 			fmt.Fprintf(stderr, "entropy draw: transcript %s: %v\nthe draw was made: %s\nits transcript follows:\n", shown(*transcriptPath), err, line)
 			_, _ = stderr.Write(js)
 			return exitError
@@ -445,7 +441,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	url := fs.String("url", "", "base `URL` of the service: check the entropy against its jobs (GET /v1/jobs/{id}) and their signatures")
 	pub := fs.String("public-key", os.Getenv("ENTROPY_PUBLIC_KEY"), "the service's Ed25519 public key, `base64` (env ENTROPY_PUBLIC_KEY); needed with --url")
 	name := fs.String("source-name", os.Getenv("ENTROPY_SOURCE_NAME"), "the service's `name` in labels, as the draw had it (env ENTROPY_SOURCE_NAME; default: the host:port of --url, as draw and read name it; offline, every source of the reference protocol in the transcript)")
-	entrantsFile := fs.String("entrants", "", "the list of entrants, one a line, that the draw committed to: checked against the transcript, and the winners printed by name")
+	entrantsFile := fs.String("entrants", "", "the list of entrants in `file`, one a line, that the draw committed to: checked against the transcript, and the winners printed by name; at most "+entrantsBounds)
 	chainFlag := fs.String("chain", "", "drand chain to trust: quicknet, default, a chain hash, or its info JSON (as relays publish it), inline or in a `file`; default: the pinned quicknet and default chains")
 	pos, code, done := parseArgs(c, fs, args, stdout, stderr)
 	if done {
@@ -494,12 +490,17 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err := draw.Verify(t); err != nil {
 		return fail(stderr, c, err)
 	}
+	// Every line of the report waits in report until every check has
+	// passed, so that a verify that fails prints no "OK" line (replay OK,
+	// entrants OK, origin OK) before its error, which a reader, or a
+	// script grepping stdout, could take for the verdict.
+	var report strings.Builder
 	what := fmt.Sprintf("%s n=%d", t.Kind, t.Inputs.N)
 	if t.Kind == draw.KindPick {
 		what = fmt.Sprintf("pick k=%d n=%d", t.Inputs.K, t.Inputs.N)
 	}
-	fmt.Fprintf(stdout, "replay OK: %s %s/%d, %d outputs from %s\n", what, t.Algorithm, t.Version, len(t.Outputs), t.Label)
-	fmt.Fprintln(stdout, resultLine(t)) // as draw printed it
+	fmt.Fprintf(&report, "replay OK: %s %s/%d, %d outputs from %s\n", what, t.Algorithm, t.Version, len(t.Outputs), t.Label)
+	fmt.Fprintln(&report, resultLine(t)) // as draw printed it
 	// The list first: a fallback draw accepted with --allow-fallback still
 	// has its entrants checked.
 	if *entrantsFile != "" {
@@ -507,21 +508,24 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if err != nil {
 			return fail(stderr, c, fmt.Errorf("--entrants: %w", err))
 		}
-		list, err := draw.ReadEntrants(f)
+		list, err := readEntrants(f)
 		f.Close()
 		if err != nil {
-			return fail(stderr, c, err)
+			return fail(stderr, c, fmt.Errorf("--entrants %s: %w", *entrantsFile, err))
 		}
 		names, err := draw.VerifyEntrants(t, list)
 		if err != nil {
 			return fail(stderr, c, err)
 		}
-		fmt.Fprintf(stdout, "entrants OK: the list of %d (sha256 %s) is the one the draw committed to\nwinners: %s\n", t.Entrants.Count, t.Entrants.SHA256, quoteNames(names))
+		fmt.Fprintf(&report, "entrants OK: the list of %d (sha256 %s) is the one the draw committed to\nwinners: %s\n", t.Entrants.Count, t.Entrants.SHA256, quoteNames(names))
 	} else if t.Entrants != nil {
-		fmt.Fprintf(stdout, "entrants not checked: the draw committed to %d entrants (sha256 %s); give --entrants FILE\n", t.Entrants.Count, t.Entrants.SHA256)
+		fmt.Fprintf(&report, "entrants not checked: the draw committed to %d entrants (sha256 %s); give --entrants FILE\n", t.Entrants.Count, t.Entrants.SHA256)
 	}
 	if !t.Verifiable {
-		fmt.Fprintf(stdout, "WARNING: %s\n", t.Warning)
+		// Consistent, and its list checked: the report stands, with the
+		// warning that the entropy is not verifiable.
+		fmt.Fprintf(&report, "WARNING: %s\n", t.Warning)
+		fmt.Fprint(stdout, report.String())
 		if !*allowFallback {
 			fmt.Fprintf(stderr, "entropy verify: transcript is consistent but NOT VERIFIABLE (fallback entropy); --allow-fallback to accept\n")
 			return exitError
@@ -538,20 +542,21 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return fail(stderr, c, err)
 	}
 	for _, line := range rep.Checks[2:] { // replay and digest: said above
-		fmt.Fprintf(stdout, "checked: %s\n", line)
+		fmt.Fprintf(&report, "checked: %s\n", line)
 	}
 	for _, line := range rep.Unchecked {
-		fmt.Fprintf(stdout, "not checked: %s\n", line)
+		fmt.Fprintf(&report, "not checked: %s\n", line)
 	}
 	if rep.OriginChecked {
-		fmt.Fprintln(stdout, "origin OK: every byte of the seed checked offline against the signed proofs, under the trust roots")
+		fmt.Fprintln(&report, "origin OK: every byte of the seed checked offline against the signed proofs, under the trust roots")
 	} else {
-		fmt.Fprintln(stdout, "origin NOT checked offline")
+		fmt.Fprintln(&report, "origin NOT checked offline")
 	}
 	if *url == "" {
 		if !rep.OriginChecked {
-			fmt.Fprintln(stdout, "entropy not checked against the service (give --public-key or --chain for the proofs, or --url and --public-key to check the jobs)")
+			fmt.Fprintln(&report, "entropy not checked against the service (give --public-key or --chain for the proofs, or --url and --public-key to check the jobs)")
 		}
+		fmt.Fprint(stdout, report.String())
 		return exitOK
 	}
 	jobs := func(ctx context.Context, source, id string) ([]byte, error) {
@@ -570,7 +575,8 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err := draw.VerifyEntropy(ctx, t, jobs); err != nil {
 		return fail(stderr, c, err)
 	}
-	fmt.Fprintf(stdout, "entropy OK: matches the signed jobs of %s\n", shown(src.Name()))
+	fmt.Fprintf(&report, "entropy OK: matches the signed jobs of %s\n", shown(src.Name()))
+	fmt.Fprint(stdout, report.String())
 	return exitOK
 }
 
@@ -578,8 +584,8 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 func runRFC3797(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	c := commands["rfc3797"]
 	fs := newFlagSet(c)
-	pool := fs.Int("pool", 0, "size `N` of the pool, numbered 1 to N (at most 65535)")
-	count := fs.Int("count", 0, "number `K` of members to select")
+	pool := intFlag(fs, "pool", 0, "size `N` of the pool, numbered 1 to N (at most 65535)")
+	count := intFlag(fs, "count", 0, "number `K` of members to select")
 	pos, code, done := parseArgs(c, fs, args, stdout, stderr)
 	if done {
 		return code

@@ -488,6 +488,78 @@ func TestDrawTranscriptWriteFailureKeepsTheResult(t *testing.T) {
 	require.NoError(t, draw.Verify(tr))
 	_, err = os.Stat(path)
 	assert.True(t, errors.Is(err, os.ErrNotExist), "a partial transcript was left: %v", err)
+	assert.Empty(t, dirNames(t, filepath.Dir(path)), "a temporary file was left")
+}
+
+// dirNames lists the names in directory dir.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// TestDrawTranscriptIsWholeOrAbsent: draw --transcript FILE writes the
+// transcript beside FILE and gives it FILE's name only once it is whole,
+// so that FILE never exists empty or partial: not while the draw waits
+// for entropy, not after the process is killed then (SIGKILL, which no
+// cleanup survives; it used to leave an empty FILE), and not after a draw
+// that fails or is interrupted, which leave no temporary file either. A
+// draw that succeeds leaves exactly FILE.
+func TestDrawTranscriptIsWholeOrAbsent(t *testing.T) {
+	clearEnv(t)
+	// A service that is not there: under defer the draw waits for it.
+	down := []string{"draw", "--int", "10", "--url", "http://127.0.0.1:1", "--public-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}
+	waiting := append(append([]string{}, down...), "--policy", "defer", "--timeout", "1h")
+
+	// Killed while it waits.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "t.json")
+	js, err := json.Marshal(append(waiting, "--transcript", path))
+	require.NoError(t, err)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "ENTROPY_URL=", "ENTROPY_API_KEY=", "ENTROPY_PUBLIC_KEY=", "ENTROPY_SOURCE_NAME=", mainArgsEnv+"="+string(js))
+	require.NoError(t, cmd.Start())
+	killed := false
+	t.Cleanup(func() {
+		if !killed {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	require.Eventually(t, func() bool { return len(dirNames(t, dir)) > 0 }, 10*time.Second, 5*time.Millisecond, "the draw claimed no file")
+	assert.NoFileExists(t, path, "FILE exists while the draw waits for entropy")
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	killed = true
+	assert.NoFileExists(t, path, "a killed draw left FILE")
+	for _, name := range dirNames(t, dir) {
+		assert.True(t, strings.HasPrefix(name, ".entropy-transcript-") && strings.HasSuffix(name, ".tmp"), "a killed draw left %q", name)
+	}
+
+	// Interrupted while it waits.
+	dir = t.TempDir()
+	path = filepath.Join(dir, "t.json")
+	b := start(t, append(waiting, "--transcript", path)...)
+	require.Eventually(t, func() bool { return len(dirNames(t, dir)) > 0 }, 10*time.Second, 5*time.Millisecond, "the draw claimed no file")
+	assert.NoFileExists(t, path, "FILE exists while the draw waits for entropy")
+	assert.Equal(t, exitError, b.stop(t), b.errOut.String())
+	assert.Empty(t, dirNames(t, dir), "an interrupted draw left files")
+
+	// Failed: no entropy, and no fallback.
+	code, _, errOut := runCLI(t, append(append([]string{}, down...), "--policy", "fail", "--transcript", path)...)
+	assert.Equal(t, exitError, code, errOut)
+	assert.Empty(t, dirNames(t, dir), "a failed draw left files")
+
+	// Made.
+	code, _, errOut = runCLI(t, "draw", "--int", "10", "--transcript", path)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Equal(t, []string{"t.json"}, dirNames(t, dir))
+	readTranscript(t, path)
 }
 
 // A transcript piped to a reader that has gone (a closed pipe) is lost as

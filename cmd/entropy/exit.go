@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -149,16 +148,6 @@ func setFlags(fs *flag.FlagSet) map[string]bool {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	return set
-}
-
-// parseIntBound reads the N of draw --int N: a whole number from 1 to
-// 2^64-1. Its error states that range, whatever was wrong.
-func parseIntBound(s string) (uint64, error) {
-	v, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
-	if err != nil || v == 0 {
-		return 0, fmt.Errorf("--int %q: N must be a whole number from 1 to %d (the draw is one integer from 0 to N-1)", s, uint64(math.MaxUint64))
-	}
-	return v, nil
 }
 
 // checkHead checks audit --head: empty, or the hex SHA-256 of a journal's

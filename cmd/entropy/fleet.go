@@ -29,10 +29,10 @@ type fleetFlags struct {
 
 func (f *fleetFlags) add(fs *flag.FlagSet) {
 	fs.Float64Var(&f.rate, "rate", 5, "requests per second to each source, retries included (for the whole fleet with --fleet)")
-	fs.IntVar(&f.burst, "burst", 2, "requests the rate limit lets through at once")
+	intVar(fs, &f.burst, "burst", 2, "`B` requests the rate limit lets through at once")
 	fs.StringVar(&f.url, "fleet", os.Getenv("ENTROPY_FLEET"), "share the rate limit, Retry-After holds and breaker with the other replicas through the Redis at `URL` (redis://[user:password@]host:port/db; env ENTROPY_FLEET)")
 	fs.StringVar(&f.name, "fleet-name", redisfleet.DefaultName, "the fleet's `name`: the prefix of its Redis keys, the same for every replica that shares the quota")
-	fs.IntVar(&f.size, "fleet-size", 1, "replicas in the fleet: while Redis is unreachable each sends at most 1/`N` of the rate")
+	intVar(fs, &f.size, "fleet-size", 1, "replicas in the fleet: while Redis is unreachable each sends at most 1/`N` of the rate")
 }
 
 // options returns the Provider options of the flags, and what to close

@@ -108,6 +108,48 @@ func TestBadCommandLines(t *testing.T) {
 	}
 }
 
+// TestNumberFlagsAreDecimalOnly: every whole-number flag reads its value
+// by one rule, decimal digits: 0x10, 0o20, 0b10000, 1_6, +16 and 016 are a
+// bad command line naming the flag, under every command alike. Once -n,
+// --of and --shuffle took 0x10 (and read 010 as octal 8) while --int
+// refused it. The decimal values the same commands take still work.
+func TestNumberFlagsAreDecimalOnly(t *testing.T) {
+	clearEnv(t)
+	lines := map[string][]string{ // flag: a command line, the value last
+		"-n":          {"read", "-n"},
+		"-pick":       {"draw", "--of", "20", "--pick"},
+		"-of":         {"draw", "--pick", "2", "--of"},
+		"-shuffle":    {"draw", "--shuffle"},
+		"-int":        {"draw", "--int"},
+		"-burst":      {"read", "--burst"},
+		"-fleet-size": {"read", "--fleet", "redis://127.0.0.1:1/0", "--fleet-size"},
+		"-pool":       {"rfc3797", "--count", "2", "1 2", "--pool"},
+		"-count":      {"rfc3797", "--pool", "20", "1 2", "--count"},
+		"-seed":       {"sim", "--seed"},
+		"-balance":    {"sim", "--balance"},
+	}
+	for flagName, line := range lines {
+		for _, v := range []string{"0x10", "0X10", "0o20", "0b10000", "1_6", "+16", "016", " 16", "16 ", "1e1", ""} {
+			args := append(append([]string{}, line...), v)
+			assertUsageError(t, args, `invalid value "`+v+`" for flag `+flagName+":", "decimal")
+		}
+	}
+	assertUsageError(t, []string{"draw", "--int", "18446744073709551616"}, "-int", "out of range")
+	assertUsageError(t, []string{"draw", "--int", "-1"}, "-int", "negative")
+	assertUsageError(t, []string{"draw", "--shuffle", "9223372036854775808"}, "-shuffle", "out of range")
+
+	code, out, errOut := runCLI(t, "read", "-n", "16")
+	require.Equal(t, exitOK, code, errOut)
+	assert.Len(t, strings.TrimSpace(out), 32, "16 bytes as hex")
+	for _, args := range [][]string{{"draw", "--pick", "2", "--of", "16"}, {"draw", "--shuffle", "16"}, {"draw", "--int", "16"}, {"draw", "--int", "18446744073709551615"}} {
+		code, _, errOut := runCLI(t, args...)
+		require.Equal(t, exitOK, code, "%q: %s", args, errOut)
+	}
+	code, out, errOut = runCLI(t, "rfc3797", "--pool", "16", "--count", "2", "1 2")
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "pool positions 1..16")
+}
+
 func TestRegisterAddsCommands(t *testing.T) {
 	n := len(commands)
 	register(&command{name: "zz-test", usage: "zz-test", summary: "a test command", run: func(ctx context.Context, args []string, stdout, stderr io.Writer) int {

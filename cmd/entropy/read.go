@@ -32,7 +32,7 @@ func init() {
 func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := commands["read"]
 	fs := newFlagSet(c)
-	n := fs.Int("n", 32, "number of bytes to read (1.."+fmt.Sprint(maxReadSize)+")")
+	n := intFlag(fs, "n", 32, "number `N` of bytes to read (1.."+fmt.Sprint(maxReadSize)+")")
 	format := fs.String("format", "hex", "output format: hex, base64 or raw (raw writes the label to stderr)")
 	label := fs.Bool("label", false, "also print the label (provenance) of the bytes as JSON")
 	journalPath := addJournalFlag(fs)

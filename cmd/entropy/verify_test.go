@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -102,6 +104,128 @@ func TestDrawFromEntrants(t *testing.T) {
 	code, _, errOut = runCLI(t, "draw", "--pick", "2", "--of", "4", "--entrants", list)
 	assert.Equal(t, exitUsage, code, "N must be the number of entrants")
 	assert.Contains(t, errOut, "5 entrants")
+}
+
+// TestVerifyThatFailsPrintsNoOKLine: every check is made before the
+// report is printed, so a verify that fails (a changed list of entrants, a
+// proof signed by another key, a job the service no longer has) prints no
+// "OK" line on stdout before its error: "replay OK" was printed before the
+// entrants were found not to match, and "origin OK" before the jobs at
+// --url were checked.
+func TestVerifyThatFailsPrintsNoOKLine(t *testing.T) {
+	clearEnv(t)
+	const key = "sk-cli-verify-no-ok-1"
+	s, url, pub := startSim(t, key)
+	t.Setenv("ENTROPY_API_KEY", key)
+	dir := t.TempDir()
+	list := filepath.Join(dir, "entrants.txt")
+	require.NoError(t, os.WriteFile(list, []byte("Ada\nBo\nCy\n"), 0o600))
+	changed := filepath.Join(dir, "changed.txt")
+	require.NoError(t, os.WriteFile(changed, []byte("Ada\nBo\nCz\n"), 0o600))
+	path := filepath.Join(dir, "t.json")
+	code, _, errOut := runCLI(t, "draw", "--pick", "1", "--entrants", list, "--url", url, "--public-key", pub, "--transcript", path)
+	require.Equal(t, exitOK, code, errOut)
+
+	code, out, errOut := runCLI(t, "verify", "--url", url, "--public-key", pub, "--entrants", list, path)
+	require.Equal(t, exitOK, code, errOut)
+	for _, ok := range []string{"replay OK", "entrants OK", "origin OK", "entropy OK"} {
+		assert.Contains(t, out, ok)
+	}
+
+	for _, args := range [][]string{
+		{"verify", "--entrants", changed, path},
+		{"verify", "--allow-fallback", "--entrants", changed, path},
+		{"verify", "--public-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "--entrants", list, path},
+		{"verify", "--url", url, "--public-key", pub, "--source-name", "another", "--entrants", list, path},
+	} {
+		code, out, errOut := runCLI(t, args...)
+		assert.Equal(t, exitError, code, "%q: %s", args, errOut)
+		assert.NotContains(t, out, "OK", "%q: an OK line before the failure: %s", args, errOut)
+		assert.Equal(t, 1, strings.Count(errOut, "\n"), "%q: %q", args, errOut)
+	}
+
+	// The service gone, its jobs cannot be checked: nothing is OK at --url.
+	require.NoError(t, s.Close())
+	code, out, errOut = runCLI(t, "verify", "--url", url, "--public-key", pub, "--entrants", list, path)
+	assert.Equal(t, exitError, code, errOut)
+	assert.NotContains(t, out, "OK")
+}
+
+// TestEntrantsFileIsReadWithABound: draw --entrants and verify --entrants
+// read at most 1048576 lines (draw.MaxItems), 1024 bytes a line (its line
+// break not counted) and 64 MiB: a longer list, a longer line or a file
+// that never ends (a FIFO) is refused at the bound, with an error that
+// names the flag and the bound (a bad command line for draw, a failure
+// for verify), not read into memory until the process is killed. A list
+// at the bounds is drawn from and verified.
+func TestEntrantsFileIsReadWithABound(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		return p
+	}
+	var lines strings.Builder
+	for i := range maxEntrants {
+		fmt.Fprintf(&lines, "e%d\n", i)
+	}
+	atBound := write("max.txt", lines.String())
+	tooMany := write("many.txt", lines.String()+"one more\n")
+	longest := write("long.txt", "Ada\r\n"+strings.Repeat("x", maxEntrantBytes)+"\r\nBo\n")
+	tooLong := write("longer.txt", "Ada\n"+strings.Repeat("x", maxEntrantBytes+1)+"\nBo\n")
+
+	path := filepath.Join(dir, "t.json")
+	code, _, errOut := runCLI(t, "draw", "--int", strconv.Itoa(maxEntrants), "--entrants", atBound, "--transcript", path)
+	require.Equal(t, exitOK, code, errOut)
+	code, out, errOut := runCLI(t, "verify", "--entrants", atBound, path)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "entrants OK")
+	path3 := filepath.Join(dir, "t3.json")
+	code, _, errOut = runCLI(t, "draw", "--int", "3", "--entrants", longest, "--transcript", path3)
+	require.Equal(t, exitOK, code, errOut)
+
+	for _, tc := range []struct{ file, says string }{
+		{tooMany, "more than 1048576 lines"},
+		{tooLong, "line 2 is longer than 1024 bytes"},
+	} {
+		assertUsageError(t, []string{"draw", "--int", "3", "--entrants", tc.file}, "--entrants", tc.says)
+		code, out, errOut := runCLI(t, "verify", "--entrants", tc.file, path)
+		assert.Equal(t, exitError, code, errOut)
+		assert.Empty(t, out)
+		assert.Contains(t, errOut, "--entrants")
+		assert.Contains(t, errOut, tc.says)
+	}
+
+	// A file that never ends, of lines of 1000 bytes: refused at 64 MiB.
+	fifo := filepath.Join(t.TempDir(), "entrants")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no FIFO: %v", err)
+	}
+	const limit = 256 << 20 // the writer's own end, were the reading unbounded
+	var written atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		chunk := []byte(strings.Repeat(strings.Repeat("y", 999)+"\n", 64))
+		for written.Load() < limit {
+			n, err := f.Write(chunk)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	code, _, errOut = runCLI(t, "draw", "--int", "3", "--entrants", fifo)
+	<-done
+	assert.Equal(t, exitUsage, code, errOut)
+	assert.Contains(t, errOut, "larger than 67108864 bytes")
+	assert.Less(t, written.Load(), int64(maxEntrantsFile+(1<<20)), "the entrants file was read past its bound")
 }
 
 // verify --chain FILE reads a chain's info, a few hundred bytes: a file that
