@@ -26,10 +26,13 @@ type feeder struct {
 	cb      Breaker // gobreaker's, or a fleet's
 	limiter Limiter // x/time/rate, or a fleet's
 	shared  Hold    // a fleet's shared Retry-After hold; nil without a fleet
-	health  health.Config
-	checker *health.Checker // the health tests, on two goroutines for large blocks; shared by the Provider's feeders
-	seen    *jobSet
-	ctxs    allocBatch[requestCtx] // the contexts of the refill's requests (once)
+	// fleetClose is the fleet's Coordination.Close for this source (nil if
+	// none), called by Provider.Close.
+	fleetClose func()
+	health     health.Config
+	checker    *health.Checker // the health tests, on two goroutines for large blocks; shared by the Provider's feeders
+	seen       *jobSet
+	ctxs       allocBatch[requestCtx] // the contexts of the refill's requests (once)
 	// refillCtx is the refill goroutine's context (Provider.ctx): requests
 	// made under it take their contexts from ctxs.
 	refillCtx context.Context

@@ -105,6 +105,14 @@ type Coordination struct {
 	Limiter Limiter
 	Hold    Hold
 	Breaker Breaker
+	// Close, if set, stops every goroutine the fleet started for this
+	// source (a Hold that publishes a Retry-After its store did not take,
+	// say) and returns when they have ended. [Provider.Close] calls it
+	// once, after its own goroutines have ended, and returns after it; so
+	// it must not wait on an unanswering store for longer than the fleet's
+	// own timeouts. A call to Limiter, Hold or Breaker made after it (a
+	// ReadProven that Close does not wait for) must start no goroutine.
+	Close func()
 }
 
 // FleetStatus is a [Fleet]'s state: shared (coordinating) or local.
@@ -194,6 +202,7 @@ func (f *feeder) coordinate(fl Fleet, st gobreaker.Settings) error {
 		f.cb = c.Breaker
 	}
 	f.shared = c.Hold
+	f.fleetClose = c.Close
 	return nil
 }
 

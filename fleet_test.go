@@ -17,7 +17,8 @@ import (
 // it share one hold, one breaker and one count of limiter waits per source
 // index, as replicas share them through a store.
 type memFleet struct {
-	calls atomic.Int64 // every call of a Limiter, Hold or Breaker method
+	calls  atomic.Int64 // every call of a Limiter, Hold or Breaker method
+	closes atomic.Int64 // calls of a Coordination's Close
 
 	mu       sync.Mutex
 	holds    map[int]time.Time
@@ -26,6 +27,7 @@ type memFleet struct {
 	clk      Clock
 	status   FleetStatus
 	fail     error // Coordinate's answer
+	failFrom int   // with fail: the first source index Coordinate fails for
 }
 
 func newMemFleet(clk Clock) *memFleet {
@@ -40,7 +42,7 @@ func newMemFleet(clk Clock) *memFleet {
 func (m *memFleet) Coordinate(s FleetSource) (Coordination, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.fail != nil {
+	if m.fail != nil && s.Index >= m.failFrom {
 		return Coordination{}, m.fail
 	}
 	cb := m.breakers[s.Index]
@@ -52,6 +54,7 @@ func (m *memFleet) Coordinate(s FleetSource) (Coordination, error) {
 		Limiter: memLimiter{m},
 		Hold:    memHold{m, s.Index},
 		Breaker: memBreaker{m, cb},
+		Close:   func() { m.closes.Add(1) },
 	}, nil
 }
 
@@ -285,4 +288,25 @@ func TestWithFleetRefusesNilAndFailedCoordination(t *testing.T) {
 	fl.fail = errors.New("no store")
 	_, err = New(newScriptSource("a"), WithFleet(fl))
 	assert.ErrorIs(t, err, fl.fail)
+}
+
+// Contract point 10 with a fleet: Provider.Close closes what the fleet
+// coordinates for each of its sources (Coordination.Close, which ends the
+// fleet's goroutines of that source) before it returns, once; and New,
+// when the coordination of a later source fails, closes the earlier ones.
+func TestFleetCoordinationClosedWithTheProvider(t *testing.T) {
+	fl := newMemFleet(newFakeClock())
+	p, err := New(newScriptSource("primary"), fast(WithFleet(fl), WithFailover(newScriptSource("secondary")))...)
+	require.NoError(t, err)
+	assert.Zero(t, fl.closes.Load(), "nothing closed while the Provider runs")
+	require.NoError(t, p.Close())
+	assert.Equal(t, int64(2), fl.closes.Load(), "one Close per source, before Provider.Close returned")
+	require.NoError(t, p.Close())
+	assert.Equal(t, int64(2), fl.closes.Load(), "a second Close closes nothing again")
+
+	fl = newMemFleet(newFakeClock())
+	fl.fail, fl.failFrom = errors.New("no store"), 1
+	_, err = New(newScriptSource("primary"), fast(WithFleet(fl), WithFailover(newScriptSource("secondary")))...)
+	require.ErrorIs(t, err, fl.fail)
+	assert.Equal(t, int64(1), fl.closes.Load(), "the primary's coordination closed when the failover's failed")
 }

@@ -269,6 +269,11 @@ func New(src Source, opts ...Option) (*Provider, error) {
 	for i, s := range append([]Source{src}, cfg.failover...) {
 		f, err := newFeeder(i, s, &p.cfg, p.seen, p.closed.Load)
 		if err != nil {
+			for _, g := range p.feeders {
+				if g.fleetClose != nil {
+					g.fleetClose()
+				}
+			}
 			return nil, err
 		}
 		f.checker = checker
@@ -343,8 +348,9 @@ func (p *Provider) WaitReady(ctx context.Context) error {
 	}
 }
 
-// Close stops every goroutine the [Provider] started, records an open fallback
-// episode as ended, and zeroes the pool. Reads after Close return [ErrClosed];
+// Close stops every goroutine the [Provider] started (with a [Fleet], the
+// fleet's for its sources too: see Coordination.Close), records an open
+// fallback episode as ended, and zeroes the pool. Reads after Close return [ErrClosed];
 // reads waiting under [Defer] return ErrClosed. Close is idempotent.
 func (p *Provider) Close() error {
 	p.mustBeMade()
@@ -378,6 +384,11 @@ func (p *Provider) Close() error {
 		p.refillDone.Wait()
 	}
 	p.feeders[0].checker.Close() // its helper goroutine, if it started
+	for _, f := range p.feeders {
+		if f.fleetClose != nil {
+			f.fleetClose() // the fleet's goroutines of the source, if any
+		}
+	}
 	for _, s := range p.shards {
 		s.mu.Lock()
 		s.zero()

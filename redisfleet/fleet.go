@@ -233,7 +233,8 @@ func (f *Fleet) Coordinate(src entropy.FleetSource) (entropy.Coordination, error
 		s.settle = max(time.Second, time.Duration(float64(src.Burst)/float64(src.Rate)*float64(time.Second)))
 		c.Limiter = &limiter{s}
 	}
-	c.Hold = &hold{s: s}
+	h := newHold(s)
+	c.Hold, c.Close = h, h.Close
 	b, err := newBreaker(s, src)
 	if err != nil {
 		return c, err
@@ -403,10 +404,45 @@ return 0
 
 // hold is the fleet's Retry-After hold of one source: a key whose expiry is
 // the end of the hold.
+//
+// Its one goroutine is publishLater's, which runs under the hold's own
+// context (life), not a caller's: a refill's or a ReadProven's context may
+// end, or outlive the Provider, while the hold waits for Redis. mu guards
+// publishing, closed and the WaitGroup's Add, so that Close, once it has
+// set closed, waits for every goroutine there will be.
 type hold struct {
-	s          *source
-	pending    atomic.Int64 // unix nanos (source clock) of a hold Redis has not taken yet
-	publishing atomic.Bool  // publishLater runs
+	s       *source
+	pending atomic.Int64 // unix nanos (source clock) of a hold Redis has not taken yet
+
+	life context.Context    // ends with Close
+	stop context.CancelFunc // ends life
+	wg   sync.WaitGroup     // publishLater's goroutine
+
+	mu         sync.Mutex
+	publishing bool // publishLater's goroutine runs
+	closed     bool // Close was called: no goroutine starts
+}
+
+// newHold returns the hold of source s.
+func newHold(s *source) *hold {
+	h := &hold{s: s}
+	h.life, h.stop = context.WithCancel(context.Background())
+	return h
+}
+
+// Close stops publishLater's goroutine, if it runs, and waits for it: it
+// ends at once if it is waiting for its next try, else when its Redis
+// operation ends, within the fleet's timeout (WithTimeout) with a client
+// that honours context deadlines (NewClient's), or the client's own read
+// and write timeouts otherwise. A hold Redis has not taken by then is
+// dropped: the Provider it belonged to sends nothing more. The Provider's
+// Close calls it (entropy.Coordination's Close).
+func (h *hold) Close() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	h.stop()
+	h.wg.Wait()
 }
 
 // Until returns when the fleet's hold ends, capped by this Provider's
@@ -457,7 +493,7 @@ func (h *hold) Extend(ctx context.Context, d time.Duration) {
 				break
 			}
 		}
-		h.publishLater(ctx)
+		h.publishLater()
 	}
 }
 
@@ -465,15 +501,25 @@ func (h *hold) Extend(ctx context.Context, d time.Duration) {
 // answers again: the Provider that received it sleeps through the hold and
 // asks nothing of the fleet meanwhile, while the other replicas, which
 // Redis may never have stopped answering, would go on sending. It tries
-// every retry interval until Redis takes the hold, the hold has passed, or
-// ctx ends (the Provider is closed).
-func (h *hold) publishLater(ctx context.Context) {
-	if !h.publishing.CompareAndSwap(false, true) {
+// every retry interval, on a goroutine of its own, until Redis takes the
+// hold, the hold has passed, or the hold is closed (its Provider is).
+func (h *hold) publishLater() {
+	h.mu.Lock()
+	if h.closed || h.publishing {
+		h.mu.Unlock()
 		return
 	}
-	s := h.s
+	h.publishing = true
+	h.wg.Add(1)
+	h.mu.Unlock()
+	s, ctx := h.s, h.life
 	go func() {
-		defer h.publishing.Store(false)
+		defer h.wg.Done()
+		defer func() {
+			h.mu.Lock()
+			h.publishing = false
+			h.mu.Unlock()
+		}()
 		for {
 			p := h.pending.Load()
 			if p == 0 {

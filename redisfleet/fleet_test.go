@@ -12,6 +12,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/internal/testkit"
@@ -527,6 +528,48 @@ func TestFleetRetryAfterReceivedWithoutRedisReachesTheFleetWhenRedisReturns(t *t
 	assert.Empty(t, between(as, held.at.Add(1500*time.Millisecond), held.at.Add(4*time.Second)),
 		"no request in the rest of the Retry-After the cut-off replica received")
 	assert.NotEmpty(t, between(as, held.at.Add(4*time.Second), held.at.Add(4*time.Second+500*time.Millisecond)), "requests resumed after the hold")
+}
+
+// Close waits for the goroutine that publishes a Retry-After Redis did not
+// take (contract point 10), for no longer than the fleet's timeout when
+// Redis has gone silent: the 429 comes while Redis is cut off, Redis then
+// takes the connection but answers nothing, and once Close has returned no
+// goroutine of the Provider or its fleet is left.
+func TestFleetCloseWaitsForTheHoldPublishingToASilentRedis(t *testing.T) {
+	url := redisURL(t)
+	px := testkit.StartProxy(t, redisAddr(t, url))
+	svc := newService(t)
+	// A fleet timeout of 2 s, which the client's own timeouts do not cut
+	// short: the goroutine's call to the silent Redis outlasts goleak's
+	// patience unless Close waits for it.
+	r := startReplica(t, svc, fleetSetup{redisURL: proxied(t, url, px.Addr()), name: fleetName(t, url), size: 1, rate: 20, burst: 2,
+		clientTimeout: 10 * time.Second,
+		// The refill's second attempt comes at once, and sleeps through the
+		// hold without asking Redis: only the goroutine asks it.
+		opts:  []entropy.Option{entropy.WithRetry(2, time.Millisecond, time.Millisecond)},
+		fleet: []redisfleet.Option{redisfleet.WithTimeout(2 * time.Second), redisfleet.WithRetryInterval(20 * time.Millisecond)}}, "r0")
+	time.Sleep(500 * time.Millisecond)
+	px.SetCut(true)
+	waitFleetState(t, []*replica{r}, false, "the replica went on local state")
+	svc.setIntercept(func(w http.ResponseWriter, _ string) bool {
+		w.Header().Set("Retry-After", "60")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = w.Write([]byte(`{"error":{"code":"TooManyRequests","message":"slow down"}}`))
+		return true
+	})
+	svc.waitStatus(t, http.StatusTooManyRequests, "the replica received the 429")
+	time.Sleep(300 * time.Millisecond)
+	px.SetStalled(true)
+	px.SetCut(false)
+	// The goroutine tries Redis every 20 ms: by now it waits for an answer.
+	time.Sleep(300 * time.Millisecond)
+	r.close(t)
+	goleak.VerifyNone(t,
+		goleak.IgnoreAnyFunction("github.com/provenrand/entropy/internal/testkit.(*Proxy).pipe"),
+		goleak.IgnoreAnyFunction("github.com/provenrand/entropy/internal/testkit.(*Proxy).serve"),
+		goleak.IgnoreAnyFunction("net/http/httptest.(*Server).goServe.func1"),
+	)
 }
 
 // A permanent error answered to a refill that Redis left while it ran

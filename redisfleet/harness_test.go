@@ -212,12 +212,27 @@ type fleetSetup struct {
 	burst    int
 	opts     []entropy.Option
 	fleet    []redisfleet.Option
+	// clientTimeout, if set, replaces the read and write timeouts of
+	// NewClient's client (500 ms), so that a longer WithTimeout alone
+	// bounds each Redis call.
+	clientTimeout time.Duration
 }
 
 func startReplica(t testing.TB, svc *service, fs fleetSetup, name string) *replica {
 	t.Helper()
 	c, err := redisfleet.NewClient(fs.redisURL)
 	require.NoError(t, err)
+	if fs.clientTimeout > 0 {
+		// NewClient's settings but the read and write timeouts.
+		_ = c.Close()
+		opt, err := redis.ParseURL(fs.redisURL)
+		require.NoError(t, err)
+		opt.ContextTimeoutEnabled = true
+		opt.DialTimeout = 500 * time.Millisecond
+		opt.ReadTimeout, opt.WriteTimeout = fs.clientTimeout, fs.clientTimeout
+		opt.MaxRetries = -1
+		c = redis.NewClient(opt)
+	}
 	t.Cleanup(func() { _ = c.Close() })
 	// A timeout well above Redis's round trip on a loaded test machine: a
 	// replica that takes a slow answer for a failure goes local for a
