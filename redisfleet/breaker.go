@@ -30,7 +30,8 @@ import (
 // Its outcome is counted by Execute with a request that only returns it. In half-open, a probe key
 // taken with SET NX lets one replica of the fleet probe, and the probe
 // sends each request only while the key is its own; the others are refused
-// with gobreaker.ErrTooManyRequests until its outcome is known.
+// with gobreaker.ErrTooManyRequests until its outcome is known, and so is a
+// refill of the probe's own process admitted before the breaker opened.
 type breaker struct {
 	s        *source
 	settings gobreaker.Settings
@@ -43,6 +44,10 @@ type breaker struct {
 	onLocal atomic.Bool            // the last refill ran on the local breaker
 	known   atomic.Pointer[known]  // the fleet's breaker as this replica last read it
 	probe   atomic.Pointer[string] // the probe key's token while the refill running now is the fleet's half-open probe
+	// others counts this process's refills running now that are not the
+	// probe: each counts itself before its request runs, so that a Gate
+	// that finds it zero is the probe's.
+	others atomic.Int64
 }
 
 func newBreaker(s *source, src entropy.FleetSource) (*breaker, error) {
@@ -112,10 +117,14 @@ func (b *breaker) Execute(req func() (entropy.Block, error)) (entropy.Block, err
 	b.onLocal.Store(false)
 	if probe != "" {
 		b.probe.Store(&probe)
+	} else {
+		b.others.Add(1)
 	}
 	blk, rerr := req()
 	if probe != "" {
 		b.probe.CompareAndSwap(&probe, nil)
+	} else {
+		b.others.Add(-1)
 	}
 	b.record(rerr, probe, gen)
 	return blk, rerr
@@ -136,8 +145,12 @@ func (b *breaker) Gate(ctx context.Context) error {
 	case st.State == gobreaker.StateOpen && time.Now().Before(st.Expiry):
 		return gobreaker.ErrOpenState
 	case st.State != gobreaker.StateClosed:
+		// Only the probe sends. A refill of this process admitted before
+		// the breaker opened may be running beside it, and the Gate cannot
+		// tell which of them asks: while one is, it refuses both (the probe
+		// gives its key back, and a later refill probes).
 		token := b.probe.Load()
-		if token == nil || !b.keepProbe(ctx, *token) {
+		if token == nil || b.others.Load() > 0 || !b.keepProbe(ctx, *token) {
 			return gobreaker.ErrTooManyRequests
 		}
 	}

@@ -2,6 +2,7 @@ package redisfleet_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"golang.org/x/time/rate"
 
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/internal/testkit"
@@ -613,4 +615,67 @@ func replicaBehindAProxy(t *testing.T) (*testkit.Proxy, *service, []*replica) {
 	rs := startFleet(t, svc, fs, 1)
 	time.Sleep(time.Second)
 	return px, svc, rs
+}
+
+// wallClock is the system's clock, for a Coordinate called directly.
+type wallClock struct{}
+
+func (wallClock) Now() time.Time                         { return time.Now() }
+func (wallClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// In half-open, the fleet's probe is the only request, even beside a
+// refill of the same process admitted before the breaker opened (a
+// ReadProven that waited through a backoff, say): that refill's next
+// request must not pass the Gate on the strength of the probe its
+// process holds.
+func TestFleetHalfOpenLetsOnlyTheProbeThroughInOneProcess(t *testing.T) {
+	url := redisURL(t)
+	c, err := redisfleet.NewClient(url)
+	require.NoError(t, err)
+	defer c.Close()
+	fl := redisfleet.New(c, redisfleet.WithName(fleetName(t, url)), redisfleet.WithTimeout(time.Second))
+	co, err := fl.Coordinate(entropy.FleetSource{
+		Rate: rate.Inf, Burst: 1, MaxRetryAfter: time.Minute, Clock: wallClock{},
+		Breaker: gobreaker.Settings{Timeout: 200 * time.Millisecond,
+			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 1 }},
+		FetchTimeout: time.Second, Attempts: 1, RetryMax: time.Millisecond,
+	})
+	require.NoError(t, err)
+	defer co.Close()
+	cb, ctx := co.Breaker, context.Background()
+
+	// The earlier refill, admitted while the breaker is closed, then
+	// waiting before its next request.
+	waiting, resume, earlierGate := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	earlierDone := make(chan struct{})
+	go func() {
+		defer close(earlierDone)
+		_, _ = cb.Execute(func() (entropy.Block, error) {
+			close(waiting)
+			<-resume
+			earlierGate <- cb.Gate(ctx)
+			return entropy.Block{}, errors.New("answer from before the breaker opened")
+		})
+	}()
+	<-waiting
+	// Another refill meets a permanent error: the breaker opens, and is
+	// due for a probe after its timeout.
+	_, err = cb.Execute(func() (entropy.Block, error) { return entropy.Block{}, errors.New("401") })
+	require.Error(t, err)
+	time.Sleep(300 * time.Millisecond)
+
+	// The probe: while it runs, the earlier refill asks for its next
+	// request, then the probe for its own.
+	ran := false
+	_, err = cb.Execute(func() (entropy.Block, error) {
+		ran = true
+		close(resume)
+		assert.Error(t, <-earlierGate, "the earlier refill's request passed the half-open breaker beside the probe")
+		return entropy.Block{}, cb.Gate(ctx) // its own request: sent, or refused while the other ran
+	})
+	if !ran {
+		close(resume)
+	}
+	<-earlierDone
+	require.True(t, ran, "the refill after the timeout was the fleet's probe (%v)", err)
 }
