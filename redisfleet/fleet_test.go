@@ -574,6 +574,54 @@ func TestFleetCloseWaitsForTheHoldPublishingToASilentRedis(t *testing.T) {
 	)
 }
 
+// A Retry-After that a ReadProven receives while Redis is out of reach
+// reaches the fleet when Redis answers again, though the ReadProven has
+// returned: the goroutine that publishes it runs on the hold's own
+// context, not on the call's, which ends with the call; and Close ends it.
+func TestFleetRetryAfterReceivedByReadProvenWithoutRedisReachesTheFleet(t *testing.T) {
+	url := redisURL(t)
+	name := fleetName(t, url)
+	px := testkit.StartProxy(t, redisAddr(t, url))
+	px.SetCut(true) // Redis out of reach from the start
+	c, err := redisfleet.NewClient(proxied(t, url, px.Addr()))
+	require.NoError(t, err)
+	defer c.Close()
+	type provenKey struct{}
+	src := entropy.SourceFunc(func(ctx context.Context, n int) (entropy.Block, error) {
+		if ctx.Value(provenKey{}) == nil {
+			<-ctx.Done() // the refill's requests wait until Close
+			return entropy.Block{}, ctx.Err()
+		}
+		return entropy.Block{}, &entropy.APIError{StatusCode: http.StatusTooManyRequests, RetryAfter: time.Minute}
+	})
+	p, err := entropy.New(src, entropy.WithPolicy(entropy.Fail), entropy.WithRetry(1, time.Millisecond, time.Millisecond),
+		entropy.WithFleet(redisfleet.New(c, redisfleet.WithName(name), redisfleet.WithRetryInterval(20*time.Millisecond))))
+	require.NoError(t, err)
+	_, _, err = p.ReadProven(context.WithValue(context.Background(), provenKey{}, true), make([]byte, 32))
+	require.Error(t, err, "the ReadProven met the 429")
+
+	// Another replica, which reaches Redis, learns the hold once the
+	// first reaches Redis again.
+	direct, err := redisfleet.NewClient(url)
+	require.NoError(t, err)
+	defer direct.Close()
+	other, err := redisfleet.New(direct, redisfleet.WithName(name)).Coordinate(entropy.FleetSource{
+		Rate: rate.Inf, Burst: 1, MaxRetryAfter: time.Minute, Clock: wallClock{}, Attempts: 1})
+	require.NoError(t, err)
+	defer other.Close()
+	px.SetCut(false)
+	require.Eventually(t, func() bool { return other.Hold.Until(context.Background()).After(time.Now()) },
+		5*time.Second, 10*time.Millisecond, "the ReadProven's Retry-After reached the fleet")
+
+	require.NoError(t, p.Close())
+	goleak.VerifyNone(t,
+		goleak.IgnoreAnyFunction("github.com/provenrand/entropy/internal/testkit.(*Proxy).serve"),
+		goleak.IgnoreAnyFunction("github.com/provenrand/entropy/internal/testkit.(*Proxy).pipe"),
+		// The clients', which live on until their Close.
+		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/maintnotifications.(*CircuitBreakerManager).cleanupLoop"),
+	)
+}
+
 // A permanent error answered to a refill that Redis left while it ran
 // (admitted by the fleet's breaker, its outcome not countable there) opens
 // the replica's local breaker: it is counted somewhere, and the replica
