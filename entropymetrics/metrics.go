@@ -212,7 +212,7 @@ func Register(p Statser, opts ...Option) (metric.Registration, error) {
 	in.active = gauge("entropy.fallback.active", "{episode}", "1 while a fallback episode is open, else 0.")
 	in.journalErrors = counter("entropy.journal.errors", "{error}", "Journal records that failed to append.")
 	in.journalLost = counter("entropy.journal.lost", "{record}", "Journal records still unwritten when Close gave up on the journal.")
-	in.eventDiscarded = counter("entropy.event.discarded", "By", "Verifiable bytes an event draw took from the pool and zeroed without serving them.")
+	in.eventDiscarded = counter("entropy.event.discarded", "By", "Verifiable bytes an event draw took, from the pool or its own job, and zeroed without serving them.")
 	in.provenDiscarded = counter("entropy.proven.discarded", "By", "Bytes of jobs fetched for one read (ReadProven, an event's own job) beyond the read's length: accepted, carried by the read's proof, never served nor pooled.")
 	in.permanent = gauge("entropy.permanent", "{state}", "1 while the last refill failed permanently on every source (a misconfiguration), else 0.")
 	in.batchFailed = counter("entropy.source.batch.failed", "{item}", "Failed items of batches from the source that served other blocks.")
