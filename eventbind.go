@@ -136,7 +136,11 @@ func (p *Provider) drawBound(ctx context.Context, event string, params []byte, d
 		return EventRecord{}, err
 	}
 	if proof.Scheme == "" || !bytes.Equal(proof.Nonce, EventNonce(event, params, salt)) {
+		// The job was accepted (its bytes are in BytesAccepted) and is
+		// not handed out: its bytes are zeroed and counted as discarded.
 		clear(data)
+		clear(proof.Data)
+		p.eventDiscarded.Add(uint64(len(data)))
 		return EventRecord{}, fmt.Errorf("%w: the event's job does not carry the nonce it was asked with", ErrBadProof)
 	}
 	return EventRecord{

@@ -229,3 +229,31 @@ func TestEventDrawEndsOnAPermanentError(t *testing.T) {
 	assert.ErrorIs(t, err, ErrPermanent)
 	assert.NoError(t, ctx.Err())
 }
+
+// wrongNonceSource answers every bound request with a job carrying another
+// nonce than the one it was asked with.
+type wrongNonceSource struct{ *nonceSource }
+
+func (s wrongNonceSource) FetchNonce(ctx context.Context, n int, nonce []byte) (Block, error) {
+	return s.nonceSource.FetchNonce(ctx, n, append(bytes.Clone(nonce), 0))
+}
+
+// An event's job that does not carry the nonce it was asked with is not
+// handed out, and its bytes, accepted from the source, are all accounted
+// for: the event's length in EventBytesDiscarded, the rest of the job in
+// ProvenBytesDiscarded.
+func TestEventJobWithAnotherNonceIsDiscarded(t *testing.T) {
+	p := newTestProvider(t, wrongNonceSource{&nonceSource{}}, fast(WithBufferSize(4096), WithFetchSize(1024))...)
+	full(t, p, 4096) // the refill is idle
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b := bytes.Repeat([]byte{0xaa}, 32)
+	_, err := p.ReadFor(ctx, "raffle", b)
+	require.ErrorIs(t, err, ErrBadProof)
+	assert.Equal(t, make([]byte, 32), b, "nothing handed out")
+	st := p.Stats()
+	assert.Zero(t, st.VerifiableBytes)
+	assert.Equal(t, uint64(32), st.EventBytesDiscarded)
+	assert.Equal(t, uint64(health.AptWindow-32), st.ProvenBytesDiscarded)
+	assert.Equal(t, st.Sources[0].BytesAccepted, uint64(st.Pooled)+st.EventBytesDiscarded+st.ProvenBytesDiscarded)
+}

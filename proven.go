@@ -26,7 +26,7 @@ type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 // len(b), except that a job of the reference protocol (a [NonceSource]) has at
 // least [health.AptWindow] (512) bytes, so that the health tests can judge it: b gets
 // its first len(b) bytes, the Proof carries them all, and the rest are never
-// served. len(b) is 1 to 65536 for the reference protocol, at most 32 for a
+// served, nor put in the pool ([Stats].ProvenBytesDiscarded counts them). len(b) is 1 to 65536 for the reference protocol, at most 32 for a
 // drand round, and at least as many as the health tests need. The label is
 // verifiable, with one span: offset 0, len(b) bytes of the job (Degrade and
 // [Fail] answer at once, without a request, while the sources' last request
@@ -210,6 +210,10 @@ func (p *Provider) proven(f *feeder, blk Block, b []byte) (Label, Proof, error) 
 	}
 	f.accepted.Add(1)
 	f.fetched.Add(uint64(len(blk.Data)))
+	// The bytes beyond len(b) (provenSize) are accepted but never served:
+	// counted here, so that what the sources gave still adds up to what
+	// was served, pooled and discarded (Stats.ProvenBytesDiscarded).
+	p.provenDiscarded.Add(uint64(len(blk.Data) - len(b)))
 	// A source answered with a checked job: as after a block lands in the
 	// pool (add), a failure met on the way (and retried) no longer says
 	// that the sources are failing.

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy/health"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -130,4 +131,59 @@ func TestReadProvenAfterAJournalBlipStillFetches(t *testing.T) {
 	require.NoError(t, err, "the journal's trouble, over, still refuses ReadProven")
 	require.True(t, lb.Verifiable)
 	require.Equal(t, before+1, src.callCount())
+}
+
+// Every byte a source gave a ReadProven is accounted for: a job of the
+// reference protocol (a NonceSource) has at least health.AptWindow bytes,
+// and the bytes beyond the read's length, never served nor pooled, are
+// counted in ProvenBytesDiscarded, so that what was served, pooled and
+// discarded adds up to the sources' BytesAccepted. An event's own job
+// leaves its bytes beyond the event's length there too.
+func TestReadProvenAccountsForEveryByteOfItsJob(t *testing.T) {
+	balance := func(t *testing.T, st Stats) {
+		t.Helper()
+		var accepted uint64
+		for _, s := range st.Sources {
+			accepted += s.BytesAccepted
+		}
+		assert.Equal(t, accepted, st.VerifiableBytes+st.DerivedBytes+uint64(st.Pooled)+st.EventBytesDiscarded+st.ProvenBytesDiscarded,
+			"served %d, pooled %d, discarded %d + %d of %d accepted", st.VerifiableBytes, st.Pooled, st.EventBytesDiscarded, st.ProvenBytesDiscarded, accepted)
+	}
+	sizes := []int{1, 32, 100, health.AptWindow - 1, health.AptWindow, 600}
+	t.Run("reference protocol", func(t *testing.T) {
+		p := newTestProvider(t, &nonceSource{}, fast(WithBufferSize(4096), WithFetchSize(1024))...)
+		full(t, p, 4096) // the refill is idle: ReadProven takes nothing from the pool
+		balance(t, p.Stats())
+		var discarded uint64
+		for _, n := range sizes {
+			b := make([]byte, n)
+			lb, _, err := p.ReadProven(context.Background(), b)
+			require.NoError(t, err)
+			require.True(t, lb.Verifiable)
+			require.Equal(t, n, lb.Spans[0].Length)
+			discarded += uint64(max(health.AptWindow, n) - n)
+			st := p.Stats()
+			assert.Equal(t, discarded, st.ProvenBytesDiscarded, "after a read of %d", n)
+			assert.Equal(t, 4096, st.Pooled, "the bytes a read of %d left went nowhere near the pool", n)
+			balance(t, st)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := p.ReadFor(ctx, "raffle", make([]byte, 32))
+		require.NoError(t, err)
+		st := p.Stats()
+		assert.Equal(t, discarded+health.AptWindow-32, st.ProvenBytesDiscarded, "the event's own job")
+		balance(t, st)
+	})
+	t.Run("no minimum", func(t *testing.T) {
+		p := newTestProvider(t, newScriptSource("plain"), fast(WithBufferSize(4096), WithFetchSize(1024))...)
+		full(t, p, 4096)
+		for _, n := range sizes[1:] { // a block of 1 is too short for the health tests
+			_, _, err := p.ReadProven(context.Background(), make([]byte, n))
+			require.NoError(t, err)
+			st := p.Stats()
+			assert.Zero(t, st.ProvenBytesDiscarded, "a job of exactly %d bytes", n)
+			balance(t, st)
+		}
+	})
 }

@@ -213,6 +213,10 @@ type Provider struct {
 	journalErrs    atomic.Uint64 // failed journal writes (each retry counts)
 	journalLost    atomic.Uint64 // records given up at Close
 	eventDiscarded atomic.Uint64 // event bytes taken and zeroed: another drew the event first
+	// provenDiscarded counts the bytes of jobs fetched for one read
+	// (ReadProven, an event's own job) beyond the read's length: never
+	// served (provenSize).
+	provenDiscarded atomic.Uint64
 	// fleetShared is the fleet's state at the last watchFleet; the refill
 	// goroutine's own.
 	fleetShared bool

@@ -25,12 +25,24 @@ type Stats struct {
 	JournalErrors uint64
 	JournalLost   uint64
 
-	// EventBytesDiscarded counts verifiable bytes that [Provider.ReadFor] took from the
-	// pool for an event and zeroed without handing them out: another
+	// EventBytesDiscarded counts verifiable bytes that [Provider.ReadFor] took for
+	// an event (from the pool, or the event's own job) and zeroed without
+	// handing them out: another
 	// [Provider] sharing the journal (another replica) recorded the event
 	// first, and its recorded bytes were returned instead; or the journal
-	// failed to record the draw, and ReadFor returned an error.
+	// failed to record the draw, or the job fetched for the event did not
+	// carry the nonce it was asked with, and ReadFor returned an error.
 	EventBytesDiscarded uint64
+
+	// ProvenBytesDiscarded counts the bytes of jobs fetched for one read
+	// ([Provider.ReadProven], or the job of its own that an event draw takes
+	// from a [NonceSource]) beyond the read's length, which are never served
+	// nor pooled: a job of the reference protocol has at least 512 bytes,
+	// so that the health tests can judge it, and a read of 32 leaves 480.
+	// They are counted in the source's BytesAccepted with the rest of the
+	// job, and only the read's [Proof] carries them (it is published with
+	// the draw, so they are no secret).
+	ProvenBytesDiscarded uint64
 
 	// Unavailable is the error a read would carry now if the pool could not
 	// serve it: it wraps [ErrUnavailable] and either [ErrPoolEmpty] (the sources
@@ -78,17 +90,18 @@ type SourceStats struct {
 // shard's lock briefly; do not call it on a hot path.
 func (p *Provider) Stats() Stats {
 	st := Stats{
-		Policy:              p.cfg.policy,
-		Capacity:            p.cfg.bufferSize,
-		DerivedReads:        p.secretReads(),
-		DerivedBytes:        p.secretBytes(),
-		FallbackEpisodes:    p.episodes.count.Load(),
-		InFallback:          p.episodes.open.Load(),
-		JournalErrors:       p.journalErrs.Load(),
-		JournalLost:         p.journalLost.Load(),
-		EventBytesDiscarded: p.eventDiscarded.Load(),
-		Unavailable:         p.reason.Load(),
-		Fleet:               p.fleetStatus(),
+		Policy:               p.cfg.policy,
+		Capacity:             p.cfg.bufferSize,
+		DerivedReads:         p.secretReads(),
+		DerivedBytes:         p.secretBytes(),
+		FallbackEpisodes:     p.episodes.count.Load(),
+		InFallback:           p.episodes.open.Load(),
+		JournalErrors:        p.journalErrs.Load(),
+		JournalLost:          p.journalLost.Load(),
+		EventBytesDiscarded:  p.eventDiscarded.Load(),
+		ProvenBytesDiscarded: p.provenDiscarded.Load(),
+		Unavailable:          p.reason.Load(),
+		Fleet:                p.fleetStatus(),
 	}
 	if perm := p.permanent.Load(); perm != nil {
 		st.Permanent = perm

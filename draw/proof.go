@@ -236,7 +236,11 @@ func checkProofs(t *Transcript, seed []byte, roots TrustRoots, rep *Report) erro
 		next[k] += s.Length
 		pos += s.Length
 	}
-	rep.Checks = append(rep.Checks, fmt.Sprintf("binding: the %d bytes of the seed are the first bytes of the data of the %d proofs, span by span", len(seed), len(t.Proofs)))
+	of := "the proof"
+	if len(t.Proofs) > 1 {
+		of = fmt.Sprintf("the %d proofs", len(t.Proofs))
+	}
+	rep.Checks = append(rep.Checks, fmt.Sprintf("binding: the %d bytes of the seed are the first bytes of the data of %s, span by span", len(seed), of))
 	for i, p := range t.Proofs {
 		var err error
 		switch p.Scheme {

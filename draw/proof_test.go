@@ -71,6 +71,7 @@ func TestTranscriptVerifiesOfflineWithTheSimulatorGone(t *testing.T) {
 	assert.True(t, rep.OriginChecked)
 	assert.Empty(t, rep.Unchecked)
 	assert.Len(t, rep.Checks, 4, "replay, digest, binding, signature: %q", rep.Checks)
+	assert.Contains(t, rep.Checks[2], "the first bytes of the data of the proof, span by span", "one proof is named in the singular")
 	assert.Contains(t, rep.Checks[3], "protocol v2")
 
 	rep, err = draw.Check(tr, draw.TrustRoots{})

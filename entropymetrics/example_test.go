@@ -94,6 +94,7 @@ func Example_prometheus() {
 	// entropy_permanent gauge
 	// entropy_pool_capacity_bytes gauge
 	// entropy_pool_fill_bytes gauge
+	// entropy_proven_discarded_bytes_total counter
 	// entropy_reads_total counter
 	// entropy_served_bytes_total counter
 	// entropy_source_accepted_bytes_total counter

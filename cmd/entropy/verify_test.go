@@ -198,29 +198,7 @@ func TestEntrantsFileIsReadWithABound(t *testing.T) {
 	}
 
 	// A file that never ends, of lines of 1000 bytes: refused at 64 MiB.
-	fifo := filepath.Join(t.TempDir(), "entrants")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Skipf("no FIFO: %v", err)
-	}
-	const limit = 256 << 20 // the writer's own end, were the reading unbounded
-	var written atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
-		if err != nil {
-			return
-		}
-		defer f.Close()
-		chunk := []byte(strings.Repeat(strings.Repeat("y", 999)+"\n", 64))
-		for written.Load() < limit {
-			n, err := f.Write(chunk)
-			written.Add(int64(n))
-			if err != nil {
-				return
-			}
-		}
-	}()
+	fifo, written, done := endlessFIFO(t, []byte(strings.Repeat(strings.Repeat("y", 999)+"\n", 64)), 256<<20)
 	code, _, errOut = runCLI(t, "draw", "--int", "3", "--entrants", fifo)
 	<-done
 	assert.Equal(t, exitUsage, code, errOut)
@@ -234,12 +212,26 @@ func TestEntrantsFileIsReadWithABound(t *testing.T) {
 func TestVerifyChainFileIsReadWithABound(t *testing.T) {
 	clearEnv(t)
 	path, _ := drawnFile(t, "--int", "6")
-	fifo := filepath.Join(t.TempDir(), "chain")
+	fifo, written, done := endlessFIFO(t, make([]byte, 64<<10), 64<<20)
+	code, _, errOut := runCLI(t, "verify", "--chain", fifo, path)
+	<-done
+	assert.Equal(t, exitUsage, code, "as for any --chain that is no chain: %s", errOut)
+	assert.Contains(t, errOut, "--chain")
+	assert.Less(t, written.Load(), int64(1<<20), "the chain file was read past any chain's info")
+}
+
+// endlessFIFO returns a named pipe that a goroutine writes chunk into again
+// and again until the reader closes it or limit bytes have gone (the
+// writer's own end, were the reading unbounded), the count of bytes written,
+// and a channel closed when the writer has stopped. It skips the test where
+// named pipes cannot be made.
+func endlessFIFO(t *testing.T, chunk []byte, limit int64) (string, *atomic.Int64, <-chan struct{}) {
+	t.Helper()
+	fifo := filepath.Join(t.TempDir(), "fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Skipf("no FIFO: %v", err)
 	}
-	const limit = 64 << 20 // the writer's own end, were the reading unbounded
-	var written atomic.Int64
+	written := new(atomic.Int64)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -248,7 +240,6 @@ func TestVerifyChainFileIsReadWithABound(t *testing.T) {
 			return
 		}
 		defer f.Close()
-		chunk := make([]byte, 64<<10)
 		for written.Load() < limit {
 			n, err := f.Write(chunk)
 			written.Add(int64(n))
@@ -257,9 +248,5 @@ func TestVerifyChainFileIsReadWithABound(t *testing.T) {
 			}
 		}
 	}()
-	code, _, errOut := runCLI(t, "verify", "--chain", fifo, path)
-	<-done
-	assert.Equal(t, exitUsage, code, "as for any --chain that is no chain: %s", errOut)
-	assert.Contains(t, errOut, "--chain")
-	assert.Less(t, written.Load(), int64(1<<20), "the chain file was read past any chain's info")
+	return fifo, written, done
 }
