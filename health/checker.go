@@ -26,7 +26,8 @@ import (
 // The helper starts with the first block of at least 2 pieces, spins for a
 // short while (yielding its CPU to any other goroutine) after each block so
 // that the next one of a refill finds it awake, then sleeps until a block
-// wakes it. [Checker.Close] stops it. A Checker is safe for concurrent use:
+// wakes it. When it finds no free CPU to test pieces on, it is offered two
+// blocks in checkerRetry only. [Checker.Close] stops it. A Checker is safe for concurrent use:
 // one Check at a time uses the helper, the others test alone. The zero
 // Checker is not usable; make one with [NewChecker].
 type Checker struct {
@@ -36,6 +37,14 @@ type Checker struct {
 	job    checkJob   // the block being tested with the helper
 	gen    uint64     // generation of job
 	closed bool       // under mu: Check tests alone after Close
+	// cold counts the blocks in a row of which the helper tested no
+	// piece: it found no free CPU (the other ones are busy, say with a
+	// reader in a tight loop). From the second, a Check tests alone and
+	// offers the helper two blocks only once every checkerRetry: a wake that
+	// finds no CPU costs the caller a system call, and a helper that gets
+	// one only by taking it from a busy goroutine gains nothing.
+	cold int
+	woke bool // the last block offered woke the helper (or started it)
 
 	cur    atomic.Pointer[checkJob] // the block offered to the helper; nil when none
 	inside atomic.Int32             // 1 while the helper may be reading cur's block
@@ -56,6 +65,10 @@ const checkerPiece = 16 * AptWindow
 // next block, before it goes to sleep: a few tens of microseconds, about
 // what the refill takes between two blocks of one round.
 const checkerSpin = 256
+
+// checkerRetry is how often (in blocks) a Check offers a block to a helper
+// that has tested no piece of the blocks before (see Checker.cold).
+const checkerRetry = 64
 
 // checkJob is one block offered to the helper. Its fields are written by
 // the Check that owns the helper only while no helper is inside (see
@@ -86,11 +99,18 @@ func (k *Checker) Check(data []byte) error {
 	if pieces < 2 || rct < 7 || runtime.GOMAXPROCS(0) < 2 || !k.mu.TryLock() {
 		return k.cfg.Check(data)
 	}
-	if k.closed {
+	if k.closed || (k.cold >= 2 && k.cold%checkerRetry >= 2) {
+		// Closed, or the helper found no free CPU for the last blocks:
+		// test alone, and offer it two blocks in a row again every
+		// checkerRetry (the first wakes it, the second finds it awake).
+		if !k.closed {
+			k.cold++
+		}
 		k.mu.Unlock()
 		return k.cfg.Check(data)
 	}
-	if k.done == nil {
+	started := k.done == nil
+	if started {
 		k.done = make(chan struct{})
 		go k.help()
 	}
@@ -102,8 +122,11 @@ func (k *Checker) Check(data []byte) error {
 	j.next.Store(0)
 	j.finished.Store(0)
 	j.doubt.Store(false)
+	before := k.helped.Load()
 	k.cur.Store(j)
+	woke := started // a helper just started is on its way, as a woken one
 	if k.parked.Load() {
+		woke = true
 		select {
 		case k.wake <- struct{}{}:
 		default: // a wake is already there
@@ -120,6 +143,16 @@ func (k *Checker) Check(data []byte) error {
 	}
 	doubt := j.doubt.Load() || j.finished.Load() != j.pieces
 	j.data = nil
+	switch {
+	case k.helped.Load() != before:
+		k.cold = 0
+	case !woke || k.woke:
+		// It was awake and took nothing, or it was woken for the block
+		// before too and has not run since: it finds no free CPU. (A
+		// helper woken for this block alone may just be late.)
+		k.cold++
+	}
+	k.woke = woke
 	k.mu.Unlock()
 	if doubt {
 		return k.cfg.Check(data)

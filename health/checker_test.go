@@ -199,3 +199,31 @@ func ExampleChecker() {
 	// <nil>
 	// entropy: health test failed: repetition count test: byte 0x00 repeated 7 times from offset 40000 to 40006 (cutoff 7)
 }
+
+// A helper that never gets a CPU is soon offered few blocks: a Checker
+// whose helper cannot run (here it never started, and reads as asleep)
+// offers it the first blocks, then two in every checkerRetry, and tests
+// the rest alone, with Config.Check's verdict throughout.
+func TestCheckerStopsOfferingBlocksToAHelperWithoutACPU(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("GOMAXPROCS is 1: the Checker never offers a block")
+	}
+	k := NewChecker(DefaultConfig())
+	k.done = make(chan struct{}) // as if started; no goroutine runs
+	k.parked.Store(true)
+	b := distinctBytes(4 * checkerPiece)
+	const blocks = 3 * checkerRetry
+	for range blocks {
+		require.NoError(t, k.Check(b))
+		select {
+		case <-k.wake: // drain the wake nobody takes
+		default:
+		}
+	}
+	offered := int(k.gen)
+	require.LessOrEqual(t, offered, 3+2*3, "blocks offered to a helper that never runs, of %d", blocks)
+	require.Greater(t, offered, 3, "the helper is offered a block again from time to time")
+	stuck := slices.Clone(b)
+	copy(stuck[checkerPiece-3:], []byte{1, 1, 1, 1, 1, 1, 1})
+	require.ErrorIs(t, k.Check(stuck), ErrFailed)
+}
