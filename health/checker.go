@@ -26,10 +26,11 @@ import (
 // The helper starts with the first block of at least 2 pieces, spins for a
 // short while (yielding its CPU to any other goroutine) after each block so
 // that the next one of a refill finds it awake, then sleeps until a block
-// wakes it. When it finds no free CPU to test pieces on, it is offered two
-// blocks in checkerRetry only. [Checker.Close] stops it. A Checker is safe for concurrent use:
-// one Check at a time uses the helper, the others test alone. The zero
-// Checker is not usable; make one with [NewChecker].
+// wakes it. When it finds no free CPU to test pieces on (every CPU is busy,
+// say with a reader in a tight loop), it is offered two blocks in 64 only.
+// [Checker.Close] stops it. A Checker is safe for concurrent use: one Check
+// at a time uses the helper, the others test alone. The zero Checker is not
+// usable; make one with [NewChecker].
 type Checker struct {
 	cfg Config
 
