@@ -1,6 +1,7 @@
 package entropy
 
 import (
+	"context"
 	"errors"
 )
 
@@ -300,4 +301,45 @@ func (p *Provider) wakeWaiters() {
 	}
 	p.waiters = p.waiters[:0]
 	p.mu.Unlock()
+}
+
+// WaitReady waits until the pool first holds verifiable bytes (nil), ctx
+// ends (ctx's error), or the [Provider] closes ([ErrClosed]). It returns early,
+// with the error, when a refill round fails permanently on every source: a
+// service that refuses the API key (401, 403), wants payment (402), or
+// whose signatures never verify with the configured key is misconfigured,
+// and waiting longer cannot help. That error wraps [ErrUnavailable],
+// [ErrPermanent] and the source's own error (an *APIError with the service's
+// message). Call it after [New] where the first bytes must be verifiable
+// (a draw at start-up, a command that reads once and exits).
+func (p *Provider) WaitReady(ctx context.Context) error {
+	p.mustBeMade()
+	if ctx == nil {
+		return errNilContext
+	}
+	for {
+		if p.closed.Load() {
+			return ErrClosed
+		}
+		p.mu.Lock()
+		failed := p.failed
+		p.mu.Unlock()
+		select {
+		case <-p.ready:
+			return nil
+		default:
+		}
+		if perm := p.permanent.Load(); perm != nil {
+			return perm
+		}
+		select {
+		case <-p.ready:
+			return nil
+		case <-failed:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.ctx.Done():
+			return ErrClosed
+		}
+	}
 }
