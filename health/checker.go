@@ -11,8 +11,9 @@ import (
 // block on two goroutines: the caller's and a helper the Checker keeps. The
 // tests are bound by one store per byte (a count per value), so one
 // goroutine tests about 1-2 GB/s; with a second CPU free the helper about
-// doubles that, and a caller whose helper is busy or asleep tests the block
-// alone, never waiting for it.
+// doubles that. A caller whose helper is busy or asleep tests the block
+// alone; it waits for the helper only to finish a piece it has taken (at
+// most one piece, 8 KiB of tests).
 //
 // How a block is cut: into pieces of checkerPiece bytes from its start,
 // which the caller and the helper take in turn. A piece starts at a
