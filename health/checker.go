@@ -33,7 +33,9 @@ import (
 // at a time uses the helper, the others test alone. The zero Checker is not
 // usable; make one with [NewChecker].
 type Checker struct {
-	cfg Config
+	cfg      Config
+	rct, apt int   // cfg's cutoffs, derived once by NewChecker
+	cfgErr   error // cfg's error if it is invalid (Config.Check returns it)
 
 	mu     sync.Mutex // held by the Check that uses the helper; guards job and started
 	job    checkJob   // the block being tested with the helper
@@ -88,18 +90,22 @@ type checkJob struct {
 // NewChecker returns a Checker of c. It starts no goroutine until it tests a
 // block of at least two pieces.
 func NewChecker(c Config) *Checker {
-	return &Checker{cfg: c, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	k := &Checker{cfg: c, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	// Derived here, not per block from the package's one-entry cache,
+	// which Checkers of two configurations would take from each other.
+	k.rct, k.apt, k.cfgErr = c.cutoffs()
+	return k
 }
 
 // Check tests data as [Config.Check] does and returns what it returns.
 func (k *Checker) Check(data []byte) error {
-	rct, apt, err := k.cfg.cutoffs()
-	if err != nil {
-		return err
+	rct, apt := k.rct, k.apt
+	if k.cfgErr != nil {
+		return k.cfgErr // Config.Check's error for every block
 	}
 	pieces := (len(data) + checkerPiece - 1) / checkerPiece
 	if pieces < 2 || rct < 7 || runtime.GOMAXPROCS(0) < 2 || !k.mu.TryLock() {
-		return k.cfg.Check(data)
+		return checkCutoffs(data, rct, apt)
 	}
 	if k.closed || (k.cold >= 2 && k.cold%checkerRetry >= 2) {
 		// Closed, or the helper found no free CPU for the last blocks:
@@ -109,7 +115,7 @@ func (k *Checker) Check(data []byte) error {
 			k.cold++
 		}
 		k.mu.Unlock()
-		return k.cfg.Check(data)
+		return checkCutoffs(data, rct, apt)
 	}
 	started := k.done == nil
 	if started {
@@ -157,7 +163,7 @@ func (k *Checker) Check(data []byte) error {
 	k.woke = woke
 	k.mu.Unlock()
 	if doubt {
-		return k.cfg.Check(data)
+		return checkCutoffs(data, rct, apt)
 	}
 	return nil
 }

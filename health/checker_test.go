@@ -227,3 +227,23 @@ func TestCheckerStopsOfferingBlocksToAHelperWithoutACPU(t *testing.T) {
 	copy(stuck[checkerPiece-3:], []byte{1, 1, 1, 1, 1, 1, 1})
 	require.ErrorIs(t, k.Check(stuck), ErrFailed)
 }
+
+// Check allocates nothing once the helper has started, whether the helper
+// takes pieces or not, and whatever other configuration was used last in
+// the process (Checkers of two configurations do not take each other's
+// cutoffs from one cache).
+func TestCheckerCheckDoesNotAllocate(t *testing.T) {
+	k := NewChecker(DefaultConfig())
+	defer k.Close()
+	other := NewChecker(Config{MinEntropy: 8, FalseAlarmLog2: 20})
+	defer other.Close()
+	b := distinctBytes(4 * checkerPiece)
+	require.NoError(t, k.Check(b)) // starts the helper
+	require.NoError(t, other.Check(b))
+	allocs := testing.AllocsPerRun(100, func() {
+		if k.Check(b) != nil || other.Check(b) != nil {
+			t.Fatal("a passing block failed")
+		}
+	})
+	require.Zero(t, allocs)
+}

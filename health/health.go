@@ -138,6 +138,11 @@ func (c Config) Check(data []byte) error {
 	if err != nil {
 		return err
 	}
+	return checkCutoffs(data, rct, apt)
+}
+
+// checkCutoffs is Check with the cutoffs derived.
+func checkCutoffs(data []byte, rct, apt int) error {
 	if f := scanHealth(data, rct, apt); f.test != 0 {
 		return &Error{Test: f.test, Value: f.value, Start: f.start, Offset: f.offset, Count: f.count, Cutoff: f.cutoff}
 	}
