@@ -15,6 +15,20 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// A redirect that reached the Provider was not followed (package
+// httpsource follows none out of the service's origin, and its own client
+// none at all). One that says the service moved for good (301, 308) cannot
+// succeed again without a new URL: it is Permanent, so a wrong URL shows as
+// a misconfiguration (Stats.Permanent, WaitReady) rather than being retried
+// for ever. The temporary ones (302, 303, 307) stay Transient.
+func TestPermanentRedirectIsPermanent(t *testing.T) {
+	for status, want := range map[int]ErrorClass{301: Permanent, 308: Permanent, 302: Transient, 303: Transient, 307: Transient} {
+		e := fmt.Errorf("fetch: %w", &APIError{StatusCode: status, Message: "moved"})
+		assert.Equal(t, want, Classify(e), "HTTP %d", status)
+		assert.Equal(t, want == Permanent, errors.Is(e, ErrPermanent), "HTTP %d", status)
+	}
+}
+
 // Every error status of the reference protocol has the right retry class
 // (contract point 6, README.md) and its class's name in the message; a
 // sentinel with a MatchStatus method (as the class sentinels have) matches the

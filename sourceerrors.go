@@ -208,6 +208,10 @@ func (e *APIError) permanent() bool {
 		return false // request timeout, resource busy, too early: try again later
 	case s >= 400 && s <= 499:
 		return true
+	case s == 301, s == 308:
+		// Moved for good, and not followed (package httpsource follows no
+		// redirect out of the service's origin): only a new URL helps.
+		return true
 	}
 	return false
 }
