@@ -213,15 +213,19 @@ func (p *Provider) shard() *shard {
 // reads call procPin and procUnpin themselves and then shardOf, which is
 // inlined: Provider.shard is not (two calls into the runtime exceed the
 // inlining budget), and would cost them a call per read.
-func (p *Provider) shardOf(i int) *shard {
-	n := len(p.shards)
+func (p *Provider) shardOf(i int) *shard { return p.shards[pIndex(i, len(p.shards))] }
+
+// pIndex maps the P index i to one of n places, one per P while there are
+// as many (more Ps than places: GOMAXPROCS grew, or a small pool). n is 0
+// only in a Provider not made by New.
+func pIndex(i, n int) int {
 	if n == 0 {
 		panic("entropy: a Provider must be made by New")
 	}
-	for i >= n { // more Ps than shards (GOMAXPROCS grew, or a small pool)
+	for i >= n {
 		i -= n
 	}
-	return p.shards[i]
+	return i
 }
 
 // avail is how many unread bytes the shard holds; the caller holds s.mu.

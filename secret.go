@@ -329,16 +329,7 @@ func pointerFree(t reflect.Type) bool {
 
 // secretOf returns the generator of the shard of the P with index i, as
 // Provider.shardOf picks the shard.
-func (p *Provider) secretOf(i int) *secretStream {
-	n := len(p.secrets)
-	if n == 0 {
-		panic("entropy: a Provider must be made by New")
-	}
-	for i >= n {
-		i -= n
-	}
-	return &p.secrets[i]
-}
+func (p *Provider) secretOf(i int) *secretStream { return &p.secrets[pIndex(i, len(p.secrets))] }
 
 // secretReads and secretBytes add up the generators' counts of derived reads.
 func (p *Provider) secretReads() (n uint64) {
