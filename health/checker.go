@@ -78,13 +78,11 @@ const checkerRetry = 64
 // the Check that owns the helper only while no helper is inside (see
 // Checker.Check), so the helper reads them without a lock.
 type checkJob struct {
-	data     []byte
-	rct, apt int
-	gen      uint64
-	pieces   int64
-	next     atomic.Int64 // the next piece to take
-	finished atomic.Int64 // pieces tested
-	doubt    atomic.Bool  // a piece did not pass the fast form of the tests
+	data   []byte
+	gen    uint64
+	pieces int64
+	next   atomic.Int64 // the next piece to take
+	doubt  atomic.Bool  // a piece did not pass the fast form of the tests
 }
 
 // NewChecker returns a Checker of c. It starts no goroutine until it tests a
@@ -126,9 +124,8 @@ func (k *Checker) Check(data []byte) error {
 	// job's plain fields may be written.
 	k.gen++
 	j := &k.job
-	j.data, j.rct, j.apt, j.gen, j.pieces = data, rct, apt, k.gen, int64(pieces)
+	j.data, j.gen, j.pieces = data, k.gen, int64(pieces)
 	j.next.Store(0)
-	j.finished.Store(0)
 	j.doubt.Store(false)
 	before := k.helped.Load()
 	k.cur.Store(j)
@@ -140,16 +137,18 @@ func (k *Checker) Check(data []byte) error {
 		default: // a wake is already there
 		}
 	}
-	j.work()
+	j.work(rct, apt)
 	// Take the block back from the helper, then wait until it has left:
 	// it is inside only while it may still read the block. If it loaded
 	// the block before the Store below, its inside count was set before
-	// that load and is seen here.
+	// that load and is seen here. Every piece has then been tested: the
+	// caller took pieces until none was left, and the helper has finished
+	// those it took.
 	k.cur.Store(nil)
 	for k.inside.Load() != 0 {
 		runtime.Gosched()
 	}
-	doubt := j.doubt.Load() || j.finished.Load() != j.pieces
+	doubt := j.doubt.Load()
 	j.data = nil
 	switch {
 	case k.helped.Load() != before:
@@ -169,8 +168,9 @@ func (k *Checker) Check(data []byte) error {
 }
 
 // work takes pieces of j until none is left, tests each with the fast form
-// of the tests, and returns how many it tested.
-func (j *checkJob) work() (n uint64) {
+// of the tests under the cutoffs rct and apt, and returns how many it
+// tested.
+func (j *checkJob) work(rct, apt int) (n uint64) {
 	for ; ; n++ {
 		i := j.next.Add(1) - 1
 		if i >= j.pieces {
@@ -178,10 +178,9 @@ func (j *checkJob) work() (n uint64) {
 		}
 		start := int(i) * checkerPiece
 		piece := j.data[start:min(start+checkerPiece, len(j.data))]
-		if !healthPasses(piece, j.rct, j.apt) {
+		if !healthPasses(piece, rct, apt) {
 			j.doubt.Store(true)
 		}
-		j.finished.Add(1)
 	}
 }
 
@@ -195,7 +194,7 @@ func (k *Checker) help() {
 		k.inside.Store(1)
 		if j := k.cur.Load(); j != nil && j.gen != last {
 			last = j.gen
-			k.helped.Add(j.work())
+			k.helped.Add(j.work(k.rct, k.apt))
 			spins = 0
 		}
 		k.inside.Store(0)
