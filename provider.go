@@ -56,8 +56,9 @@ import (
 //     fbEndedBytes) change, only under it.
 //   - Provider.mu: the list of Defer reads' wake channels (waiters), and
 //     the failed and ready channels.
-//   - secretStream.mu: one shard's derived-read generator; released while a
-//     reseed takes pool bytes.
+//   - Provider.secretMu: the last derived-read generator, which the Ps
+//     that New did not count share (ownSecret). The others have no lock:
+//     see secretStream.state below.
 //   - Leaves: notifier.mu (the queue of notes, and finished: the last
 //     note was delivered at Close, later ones are refused), journalQueue.mu (the
 //     journal's last failure, and the close budget: whether Close has
@@ -109,6 +110,18 @@ import (
 //   - episodeState.open: an episode is open; readers load it per read, it
 //     is stored under episodeState.mu. fbEpoch and fbClosed (Close's last
 //     epoch has begun: no fallback read is served after it): see below.
+//   - secretStream.state: a derived-read generator's cursor, its batch's
+//     read count, gen, closed and busy (secret.go). A generator belongs to
+//     its P: only a goroutine pinned there (procPin) uses it, so a derived
+//     read claims output with one compare-and-swap, and no reader is still
+//     copying when the owner, holding busy and pinned, makes the next
+//     batch; a pinned section never waits. Close takes busy from any
+//     goroutine to erase the generator; Stats reads the counts without
+//     writing, retrying when gen moved (a batch's counts went to the
+//     totals, reads and bytes, which change only under busy).
+//     Provider.secrets: a P's generator, stored once by its owner.
+//     secretLargeReads and secretLargeBytes count the reads larger than a
+//     batch, which use no generator.
 //   - feeder.holdUntil: the Retry-After hold, raised by compare-and-swap.
 //     feeder.tripNow: the current refill's (or ReadProven's) last failure
 //     was permanent (the breaker's ReadyToTrip); cleared when a retry loop
@@ -122,8 +135,8 @@ import (
 //     package health's lastCutoffs caches the health tests' cutoffs of the
 //     last configuration checked; fetchReqs (breaker.go) is a sync.Pool of
 //     a fetch's arguments; wakePool (lowpool.go) one of Defer reads' wake
-//     channels; wipeTypes (secret.go) caches which types wipe
-//     may clear.
+//     channels; wipeTypes (secretcipher.go), replaced whole by
+//     compare-and-swap, caches which types wipe may clear.
 //
 // Fallback epochs. A fallback read is counted when it is served (its claim
 // on a lane run, or a direct read counted under the lane's fbMu) and opens
@@ -147,8 +160,13 @@ type Provider struct {
 	cfg     config
 	feeders []*feeder
 	shards  []*shard
-	secrets []secretStream // derived-read generators, one per shard (secret.go)
-	seen    *jobSet
+	// secrets holds the derived-read generators (secret.go): one for each
+	// P that New counted, made on its first derived read, and a last one
+	// that the Ps beyond share under secretMu.
+	secrets                            []atomic.Pointer[secretStream]
+	secretMu                           sync.Mutex
+	secretLargeReads, secretLargeBytes atomic.Uint64 // reads of more than one batch (secretLarge)
+	seen                               *jobSet
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -299,7 +317,7 @@ func New(src Source, opts ...Option) (*Provider, error) {
 		}
 		p.shards = append(p.shards, &shard{cap: c, low: max(1, c/2)})
 	}
-	p.secrets = make([]secretStream, cfg.shards)
+	p.secrets = make([]atomic.Pointer[secretStream], runtime.GOMAXPROCS(0)+1)
 	p.notes.init(p)
 	p.wg.Add(2)
 	p.refillDone.Add(1)
@@ -360,7 +378,7 @@ func (p *Provider) Close() error {
 	for _, s := range p.shards {
 		p.zeroLocal(s)
 	}
-	p.zeroSecrets()
+	p.closeSecrets()
 	close(p.closeDone)
 	return nil
 }

@@ -9,9 +9,12 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	mrand "math/rand/v2"
 	"reflect"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -96,6 +99,7 @@ func TestSecretReadLong(t *testing.T) {
 // Reads served by one derivation carry its spans; once the stream has
 // served secretReseed bytes, the next read is keyed from fresh pool bytes.
 func TestSecretStreamReseeds(t *testing.T) {
+	oneP(t)
 	src := newScriptSource("quantropy")
 	p := newTestProvider(t, src, fast(WithShards(1))...)
 	full(t, p, 1024)
@@ -180,27 +184,30 @@ func TestSecretDerivationVector(t *testing.T) {
 // output already handed out is left in the generator, and the output handed
 // out is zeroed in its buffer; Close erases the rest.
 func TestSecretStreamErasesKeysAndOutput(t *testing.T) {
+	oneP(t)
 	src := newScriptSource("quantropy")
 	p := newTestProvider(t, src, fast(WithShards(1))...)
 	full(t, p, 1024)
-	st := &p.secrets[0]
 	out := make([]byte, 100)
 	_, err := p.ReadSecret(context.Background(), out)
 	require.NoError(t, err)
-	st.mu.Lock()
+	st := p.secrets[0].Load()
+	require.NotNil(t, st)
 	k1 := st.key
+	pos := int(st.state.Load() & secretPosMask)
+	require.Equal(t, len(out), pos)
 	// The key that made out is gone: the key held now does not make it.
 	var next [secretKey]byte
 	probe := make([]byte, secretBatch)
 	k := k1
 	secretKeystream(&k, &next, probe)
 	assert.False(t, bytes.Contains(probe, out[:16]))
-	assert.Equal(t, make([]byte, st.pos), st.buf[:st.pos], "output handed out is zeroed")
+	assert.Equal(t, make([]byte, pos), st.buf[:pos], "output handed out is zeroed")
 	assert.False(t, bytes.Contains(st.buf[:], out[:16]))
-	st.mu.Unlock()
 	require.NoError(t, p.Close())
 	assert.Equal(t, make([]byte, secretKey), st.key[:])
 	assert.Equal(t, make([]byte, secretBatch), st.buf[:])
+	assert.Equal(t, uint64(secretClosed|secretBusy), st.state.Load())
 }
 
 // A secret read from a keyed stream allocates nothing; a batch costs the two
@@ -208,6 +215,7 @@ func TestSecretStreamErasesKeysAndOutput(t *testing.T) {
 // only its label's spans, so over many reads, of 32 bytes or of 4 KiB, the
 // count is about two per batch.
 func TestSecretReadAllocations(t *testing.T) {
+	oneP(t)
 	src := newScriptSource("quantropy")
 	p := newTestProvider(t, src, fast(WithShards(1), WithBufferSize(1<<16))...)
 	full(t, p, 1024)
@@ -216,10 +224,7 @@ func TestSecretReadAllocations(t *testing.T) {
 	_, err := p.ReadSecret(ctx, b)
 	require.NoError(t, err)
 	// Within one batch: none at all.
-	st := &p.secrets[0]
-	st.mu.Lock()
-	within := (len(st.buf) - st.pos) / 32
-	st.mu.Unlock()
+	within := (secretBatch - int(p.secrets[0].Load().state.Load()&secretPosMask)) / 32
 	require.Greater(t, within, 50)
 	allocs := testing.AllocsPerRun(50, func() { _, _ = p.ReadSecret(ctx, b) })
 	require.Zero(t, allocs)
@@ -330,6 +335,168 @@ func TestSecretReadsNeverReuseSpans(t *testing.T) {
 	})
 }
 
+// Derived reads of every size from many goroutines, with Stats read
+// beside them: no two reads share output, Stats never goes back, and once
+// the reads end it counts each read and byte once (the fast path counts in
+// the state word, a new batch moves the counts to the totals while Stats
+// may be adding them up).
+func TestSecretCountsAndOutputUnderConcurrency(t *testing.T) {
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithPolicy(Defer), WithBufferSize(1<<16))...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sizes := []int{1, 7, 32, 33, 100, 4096, secretBatch, secretBatch + 1, secretReseed + 5}
+	var mu sync.Mutex
+	seen := map[[16]byte]bool{}
+	var reads, total uint64
+	stop := make(chan struct{})
+	statsDone := make(chan struct{})
+	go func() {
+		defer close(statsDone)
+		var last Stats
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			st := p.Stats()
+			if st.DerivedReads < last.DerivedReads || st.DerivedBytes < last.DerivedBytes {
+				t.Errorf("Stats went back: %d reads %d bytes after %d and %d", st.DerivedReads, st.DerivedBytes, last.DerivedReads, last.DerivedBytes)
+				return
+			}
+			last = st
+			runtime.Gosched()
+		}
+	}()
+	runReaders(4, 300, func(g, i int) bool {
+		n := sizes[(g*7+i)%len(sizes)]
+		if n > secretBatch && i%5 != 0 {
+			n = 32 // the large reads are few: they take pool bytes each
+		}
+		b := make([]byte, n)
+		lb, err := p.ReadSecret(ctx, b)
+		if err != nil || !lb.Derived {
+			t.Errorf("read %d of goroutine %d: %v, derived %v", i, g, err, lb.Derived)
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		reads++
+		total += uint64(n)
+		for j := 0; j+16 <= n; j += 16 {
+			k := [16]byte(b[j : j+16])
+			if seen[k] {
+				t.Errorf("read %d of goroutine %d repeats output", i, g)
+				return false
+			}
+			seen[k] = true
+		}
+		return true
+	})
+	close(stop)
+	<-statsDone
+	st := p.Stats()
+	assert.Equal(t, reads, st.DerivedReads)
+	assert.Equal(t, total, st.DerivedBytes)
+	require.NoError(t, p.Close())
+	st = p.Stats()
+	assert.Equal(t, reads, st.DerivedReads, "after Close")
+	assert.Equal(t, total, st.DerivedBytes, "after Close")
+}
+
+// Close racing derived reads: every read that succeeds returns whole output
+// (never a buffer Close erased under it, which would hold zero words), the
+// reads after Close fail with ErrClosed, and every generator is closed with
+// its key and buffer erased.
+func TestSecretCloseDuringReads(t *testing.T) {
+	for round := range 20 {
+		src := newScriptSource("quantropy")
+		p := newTestProvider(t, src, fast(WithBufferSize(1<<14))...)
+		full(t, p, 1<<13)
+		var served, closed atomic.Int64
+		wait := goReaders(4, 0, nil, func(g, i int) bool {
+			b := make([]byte, 32+8*(i%3))
+			lb, err := p.ReadSecret(context.Background(), b)
+			if errors.Is(err, ErrClosed) {
+				closed.Add(1)
+				return false
+			}
+			if err != nil || !lb.Derived {
+				t.Errorf("round %d: %v, derived %v", round, err, lb.Derived)
+				return false
+			}
+			for j := 0; j+8 <= len(b); j += 8 {
+				if [8]byte(b[j:j+8]) == [8]byte{} {
+					t.Errorf("round %d: a derived read returned a zero word", round)
+					return false
+				}
+			}
+			served.Add(1)
+			return true
+		})
+		for served.Load() < int64(50+round*20) {
+			runtime.Gosched()
+		}
+		require.NoError(t, p.Close())
+		require.True(t, waitWithin(wait, 10*time.Second))
+		assert.Equal(t, int64(4), closed.Load(), "round %d: each reader ends on ErrClosed", round)
+		for i := range p.secrets {
+			if st := p.secrets[i].Load(); st != nil {
+				assert.Equal(t, uint64(secretClosed|secretBusy), st.state.Load())
+				assert.Equal(t, make([]byte, secretKey), st.key[:])
+				assert.Equal(t, make([]byte, secretBatch), st.buf[:], "round %d: generator %d", round, i)
+			}
+		}
+		assert.Equal(t, uint64(served.Load()), p.Stats().DerivedReads, "round %d", round)
+	}
+}
+
+// A P that New did not count (GOMAXPROCS raised after it) reads from the
+// last generator, which such Ps share under a mutex: its reads are served,
+// counted and never share output with the first P's.
+func TestSecretReadsOnAPNewDidNotCount(t *testing.T) {
+	oneP(t)
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithPolicy(Defer))...)
+	require.Len(t, p.secrets, 2)
+	runtime.GOMAXPROCS(2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	seen := map[[16]byte]bool{}
+	var reads atomic.Uint64
+	stop := make(chan struct{})
+	wait := goReaders(4, 0, stop, func(g, i int) bool {
+		b := make([]byte, 48)
+		if _, err := p.ReadSecret(ctx, b); err != nil {
+			t.Error(err)
+			return false
+		}
+		reads.Add(1)
+		mu.Lock()
+		defer mu.Unlock()
+		for j := 0; j < len(b); j += 16 {
+			k := [16]byte(b[j : j+16])
+			if seen[k] {
+				t.Error("output repeats")
+				return false
+			}
+			seen[k] = true
+		}
+		return true
+	})
+	// Until a read has run on each P, and then some.
+	require.Eventually(t, func() bool {
+		return p.secrets[0].Load() != nil && p.secrets[1].Load() != nil && reads.Load() > 4000
+	}, 20*time.Second, time.Millisecond)
+	close(stop)
+	wait()
+	st := p.Stats()
+	assert.Equal(t, reads.Load(), st.DerivedReads)
+	assert.Equal(t, 48*reads.Load(), st.DerivedBytes)
+}
+
 // Under each policy with the source down, a secret read follows the policy:
 // Degrade gives crypto/rand alone labelled as a fallback (never derived),
 // Fail an error, Defer the context's error.
@@ -365,6 +532,7 @@ func TestSecretReadPolicies(t *testing.T) {
 // its derivation, labelled derived with the spans that keyed it; once the
 // derivation is spent, the reads fall back, labelled with the reason.
 func TestSecretStreamOutlivesAnEmptyPool(t *testing.T) {
+	oneP(t)
 	src := newScriptSource("quantropy")
 	p := newTestProvider(t, src, fast(WithShards(1), WithBufferSize(4096), WithFetchSize(4096), WithBreaker(gobreaker.Settings{Timeout: time.Hour}))...)
 	full(t, p, 4096)
@@ -409,6 +577,12 @@ func TestSecretReaderForKeys(t *testing.T) {
 	assert.Equal(t, 48, n)
 	assert.Equal(t, uint64(1), q.Stats().DerivedReads)
 	assert.Zero(t, q.Stats().VerifiableReads)
+}
+
+// oneP runs the rest of the test with GOMAXPROCS 1, so that every derived
+// read of it uses one generator, the first P's.
+func oneP(t *testing.T) {
+	t.Cleanup(func(n int) func() { return func() { runtime.GOMAXPROCS(n) } }(runtime.GOMAXPROCS(1)))
 }
 
 func unhex(t *testing.T, s string) []byte {

@@ -92,8 +92,6 @@ func (p *Provider) Stats() Stats {
 	st := Stats{
 		Policy:               p.cfg.policy,
 		Capacity:             p.cfg.bufferSize,
-		DerivedReads:         p.secretReads(),
-		DerivedBytes:         p.secretBytes(),
 		FallbackEpisodes:     p.episodes.count.Load(),
 		InFallback:           p.episodes.open.Load(),
 		JournalErrors:        p.journalErrs.Load(),
@@ -141,5 +139,6 @@ func (p *Provider) Stats() Stats {
 		}
 		st.Sources = append(st.Sources, ss)
 	}
+	st.DerivedReads, st.DerivedBytes = p.secretCounts()
 	return st
 }
