@@ -105,26 +105,51 @@ func (p *Provider) ReadLabelledInto(ctx context.Context, b []byte, lb *Label) er
 	if lb == nil {
 		return errors.New("entropy: nil label")
 	}
-	spans := lb.Spans[:0]
-	*lb = Label{Spans: spans}
 	if err := p.checkRead(ctx, b); err != nil {
+		*lb = Label{Spans: lb.Spans[:0]}
 		return err
 	}
 	i := procPin() // Provider.shard written out: see shardOf
 	procUnpin()
 	s := p.shardOf(i)
 	if r, off, ok := p.claimHead(s, b); ok {
-		lb.Verifiable = true
-		lb.Spans = append(spans, Span{Source: r.from.source, JobID: r.from.job, Offset: r.base + off, Length: len(b), Public: r.from.public})
+		lb.setVerifiable(r.from, r.base+off, len(b))
 		return nil
 	}
 	// The slow paths append the spans to lb's array too.
+	spans := lb.Spans[:0]
+	*lb = Label{Spans: spans}
 	got, err := p.readShard(ctx, s, b, true, spans)
 	if err != nil {
 		return err
 	}
 	*lb = got
 	return nil
+}
+
+// setVerifiable makes lb the label of a verifiable read of n bytes at offset
+// off of the job from, in lb's own array. It writes a pointer only where it
+// changes: while the garbage collector runs, each pointer written costs a
+// write barrier, and a caller reading one job's bytes in a loop rewrites the
+// same strings every time.
+func (lb *Label) setVerifiable(from *origin, off, n int) {
+	lb.Verifiable, lb.Derived = true, false
+	if lb.Reason != nil {
+		lb.Reason = nil
+	}
+	if cap(lb.Spans) == 0 {
+		lb.Spans = []Span{{Source: from.source, JobID: from.job, Offset: off, Length: n, Public: from.public}}
+		return
+	}
+	lb.Spans = lb.Spans[:1]
+	sp := &lb.Spans[0]
+	if sp.Source != from.source {
+		sp.Source = from.source
+	}
+	if sp.JobID != from.job {
+		sp.JobID = from.job
+	}
+	sp.Offset, sp.Length, sp.Public = off, n, from.public
 }
 
 // claimed ends a fast read that claimed r's bytes up to end (r is, or was

@@ -163,6 +163,34 @@ func TestReadLabelledIntoReusesSpans(t *testing.T) {
 	require.Empty(t, led.check(big, lb))
 }
 
+// A Label reused by ReadLabelledInto keeps nothing of what it held: a
+// verifiable read from a full pool writes every field, whether the label
+// held a fallback read's reason, a derived read's flag or other spans.
+func TestReadLabelledIntoOverwritesEveryField(t *testing.T) {
+	src := newScriptSource("quantropy")
+	led := newLedger(src)
+	p := newTestProvider(t, src, fast(WithShards(1), WithBufferSize(1<<16))...)
+	full(t, p, 1<<15)
+	b := make([]byte, 32)
+	for _, old := range []Label{
+		{Reason: ErrUnavailable, Spans: []Span{{Source: FallbackSource, Length: 7}}},
+		{Derived: true, Spans: []Span{{Source: "other", JobID: "job-1", Offset: 5, Length: 32, Public: true}, {Source: "x", Length: 1}}},
+		{Verifiable: true, Spans: []Span{{Source: "quantropy", JobID: "job-2", Offset: 9, Length: 3}}},
+		{},
+	} {
+		lb := old
+		require.NoError(t, p.ReadLabelledInto(context.Background(), b, &lb))
+		require.Empty(t, led.check(b, lb))
+		require.Len(t, lb.Spans, 1)
+		want := Label{Verifiable: true, Spans: []Span{lb.Spans[0]}}
+		assert.Equal(t, want, lb, "label that held %+v", old)
+		assert.Equal(t, "quantropy", lb.Spans[0].Source)
+		assert.NotEmpty(t, lb.Spans[0].JobID)
+		assert.Equal(t, 32, lb.Spans[0].Length)
+		assert.False(t, lb.Spans[0].Public)
+	}
+}
+
 // Under each policy with the pool empty ReadLabelledInto behaves as
 // ReadLabelled: Degrade writes a fallback label with the reason, Fail
 // returns the error and a zero label, and bad arguments are errors.
