@@ -579,6 +579,50 @@ func TestSecretReaderForKeys(t *testing.T) {
 	assert.Zero(t, q.Stats().VerifiableReads)
 }
 
+// With Go+BoringCrypto (GOEXPERIMENT=boringcrypto), crypto/aes and
+// crypto/cipher call into C: a cgo call gives up the P, and one made by a
+// goroutine pinned to its P lets another goroutine run there, and throws
+// ("stopm holding locks") when the call returns to no free P. No batch may
+// then be made by a P's owner: derived reads use the generator shared under
+// the mutex, and under load, many reads, each making a batch, end well.
+// Build with GOEXPERIMENT=boringcrypto to run it.
+func TestSecretBatchesUnderBoringCryptoAreNotPinned(t *testing.T) {
+	blk, err := aes.NewCipher(make([]byte, secretKey))
+	require.NoError(t, err)
+	if reflect.TypeOf(blk).String() != "*boring.aesCipher" {
+		t.Skip("crypto/aes is not BoringCrypto's: build with GOEXPERIMENT=boringcrypto")
+	}
+	if !inChild(t) {
+		src := newScriptSource("quantropy")
+		p := newTestProvider(t, src, fast(WithPolicy(Defer))...)
+		_, err := p.ReadSecret(context.Background(), make([]byte, 32))
+		require.NoError(t, err)
+		for i := range len(p.secrets) - 1 {
+			assert.Nil(t, p.secrets[i].Load(), "P %d owns a generator: its batches are made pinned", i)
+		}
+		out, err := runInChild(t)
+		require.NoError(t, err, "derived reads under load:\n%s", out)
+		return
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithPolicy(Defer), WithBufferSize(1<<16))...)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stop := make(chan struct{})
+	spin := goReaders(2, 0, stop, func(int, int) bool { return true }) // keep the P wanted
+	deadline := time.Now().Add(3 * time.Second)
+	runReaders(4, 0, func(g, i int) bool {
+		if _, err := p.ReadSecret(ctx, make([]byte, secretBatch)); err != nil {
+			t.Error(err)
+			return false
+		}
+		return time.Now().Before(deadline)
+	})
+	close(stop)
+	spin()
+}
+
 // oneP runs the rest of the test with GOMAXPROCS 1, so that every derived
 // read of it uses one generator, the first P's.
 func oneP(t *testing.T) {
