@@ -13,6 +13,7 @@ import (
 	mrand "math/rand/v2"
 	"reflect"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -580,6 +581,27 @@ func TestSecretReaderForKeys(t *testing.T) {
 	assert.Equal(t, 48, n)
 	assert.Equal(t, uint64(1), q.Stats().DerivedReads)
 	assert.Zero(t, q.Stats().VerifiableReads)
+}
+
+// A derived read's label shares its spans with the generator (every read
+// of a derivation carries the same slice). Handing that label to
+// ReadLabelledInto, whose contract is to reuse lb.Spans' array, must not
+// write a raw read's span into it: the next derived reads would name pool
+// bytes that a raw read was served, not the ones that keyed them.
+func TestSecretLabelSpansSurviveReadLabelledInto(t *testing.T) {
+	oneP(t)
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithShards(1))...)
+	full(t, p, 1024)
+	ctx := context.Background()
+	lb, err := p.ReadSecret(ctx, make([]byte, 32))
+	require.NoError(t, err)
+	keyed := slices.Clone(lb.Spans)
+	require.NoError(t, p.ReadLabelledInto(ctx, make([]byte, 16), &lb))
+	require.True(t, lb.Verifiable)
+	next, err := p.ReadSecret(ctx, make([]byte, 32))
+	require.NoError(t, err)
+	assert.Equal(t, keyed, next.Spans, "the derived read names the raw read's span %+v", lb.Spans)
 }
 
 // With Go+BoringCrypto (GOEXPERIMENT=boringcrypto), crypto/aes and
