@@ -57,7 +57,8 @@ import (
 //   - Provider.mu: the list of Defer reads' wake channels (waiters), and
 //     the failed and ready channels.
 //   - Provider.secretMu: the last derived-read generator, which the Ps
-//     that New did not count share (ownSecret). The others have no lock:
+//     that New did not count share (ownSecret); with BoringCrypto, every
+//     P (secretpin_boring.go). The others have no lock:
 //     see secretStream.state below.
 //   - Leaves: notifier.mu (the queue of notes, and finished: the last
 //     note was delivered at Close, later ones are refused), journalQueue.mu (the
@@ -317,7 +318,11 @@ func New(src Source, opts ...Option) (*Provider, error) {
 		}
 		p.shards = append(p.shards, &shard{cap: c, low: max(1, c/2)})
 	}
-	p.secrets = make([]atomic.Pointer[secretStream], runtime.GOMAXPROCS(0)+1)
+	owned := runtime.GOMAXPROCS(0)
+	if secretCgo() {
+		owned = 0 // batches call into C: never pinned (secretpin_boring.go)
+	}
+	p.secrets = make([]atomic.Pointer[secretStream], owned+1)
 	p.notes.init(p)
 	p.wg.Add(2)
 	p.refillDone.Add(1)

@@ -99,11 +99,16 @@ func (p *Provider) ReadLabelled(ctx context.Context, b []byte) (Label, error) {
 // that keeps one [Label] for its reads allocates nothing once that array holds
 // a read's spans (one for a read from a full pool). The label's spans are
 // overwritten by the next ReadLabelledInto with the same lb: copy a label
-// (slices.Clone of its Spans) to keep it. On an error *lb is the zero Label
-// (its Spans emptied, capacity kept) and b holds no entropy.
+// (slices.Clone of its Spans) to keep it. The array of a derived label
+// ([Provider.ReadSecret]), which other reads share, is never reused. On an
+// error *lb is the zero Label (its Spans emptied, capacity kept but for a
+// derived label's) and b holds no entropy.
 func (p *Provider) ReadLabelledInto(ctx context.Context, b []byte, lb *Label) error {
 	if lb == nil {
 		return errors.New("entropy: nil label")
+	}
+	if lb.Derived {
+		*lb = Label{} // a derived label's array is its derivation's, shared (ReadSecret)
 	}
 	if err := p.checkRead(ctx, b); err != nil {
 		*lb = Label{Spans: lb.Spans[:0]}

@@ -13,6 +13,7 @@ import (
 	mrand "math/rand/v2"
 	"reflect"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -456,6 +457,9 @@ func TestSecretCloseDuringReads(t *testing.T) {
 // last generator, which such Ps share under a mutex: its reads are served,
 // counted and never share output with the first P's.
 func TestSecretReadsOnAPNewDidNotCount(t *testing.T) {
+	if secretCgo() {
+		t.Skip("with BoringCrypto no P owns a generator: all share the last")
+	}
 	oneP(t)
 	src := newScriptSource("quantropy")
 	p := newTestProvider(t, src, fast(WithPolicy(Defer))...)
@@ -577,6 +581,71 @@ func TestSecretReaderForKeys(t *testing.T) {
 	assert.Equal(t, 48, n)
 	assert.Equal(t, uint64(1), q.Stats().DerivedReads)
 	assert.Zero(t, q.Stats().VerifiableReads)
+}
+
+// A derived read's label shares its spans with the generator (every read
+// of a derivation carries the same slice). Handing that label to
+// ReadLabelledInto, whose contract is to reuse lb.Spans' array, must not
+// write a raw read's span into it: the next derived reads would name pool
+// bytes that a raw read was served, not the ones that keyed them.
+func TestSecretLabelSpansSurviveReadLabelledInto(t *testing.T) {
+	oneP(t)
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithShards(1))...)
+	full(t, p, 1024)
+	ctx := context.Background()
+	lb, err := p.ReadSecret(ctx, make([]byte, 32))
+	require.NoError(t, err)
+	keyed := slices.Clone(lb.Spans)
+	require.NoError(t, p.ReadLabelledInto(ctx, make([]byte, 16), &lb))
+	require.True(t, lb.Verifiable)
+	next, err := p.ReadSecret(ctx, make([]byte, 32))
+	require.NoError(t, err)
+	assert.Equal(t, keyed, next.Spans, "the derived read names the raw read's span %+v", lb.Spans)
+}
+
+// With Go+BoringCrypto (GOEXPERIMENT=boringcrypto), crypto/aes and
+// crypto/cipher call into C: a cgo call gives up the P, and one made by a
+// goroutine pinned to its P lets another goroutine run there, and throws
+// ("stopm holding locks") when the call returns to no free P. No batch may
+// then be made by a P's owner: derived reads use the generator shared under
+// the mutex, and under load, many reads, each making a batch, end well.
+// Build with GOEXPERIMENT=boringcrypto to run it.
+func TestSecretBatchesUnderBoringCryptoAreNotPinned(t *testing.T) {
+	blk, err := aes.NewCipher(make([]byte, secretKey))
+	require.NoError(t, err)
+	if reflect.TypeOf(blk).String() != "*boring.aesCipher" {
+		t.Skip("crypto/aes is not BoringCrypto's: build with GOEXPERIMENT=boringcrypto")
+	}
+	if !inChild(t) {
+		src := newScriptSource("quantropy")
+		p := newTestProvider(t, src, fast(WithPolicy(Defer))...)
+		_, err := p.ReadSecret(context.Background(), make([]byte, 32))
+		require.NoError(t, err)
+		for i := range len(p.secrets) - 1 {
+			assert.Nil(t, p.secrets[i].Load(), "P %d owns a generator: its batches are made pinned", i)
+		}
+		out, err := runInChild(t)
+		require.NoError(t, err, "derived reads under load:\n%s", out)
+		return
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithPolicy(Defer), WithBufferSize(1<<16))...)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stop := make(chan struct{})
+	spin := goReaders(2, 0, stop, func(int, int) bool { return true }) // keep the P wanted
+	deadline := time.Now().Add(3 * time.Second)
+	runReaders(4, 0, func(g, i int) bool {
+		if _, err := p.ReadSecret(ctx, make([]byte, secretBatch)); err != nil {
+			t.Error(err)
+			return false
+		}
+		return time.Now().Before(deadline)
+	})
+	close(stop)
+	spin()
 }
 
 // oneP runs the rest of the test with GOMAXPROCS 1, so that every derived
