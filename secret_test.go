@@ -144,6 +144,9 @@ func TestSecretCipherKnownAnswer(t *testing.T) {
 
 // wipe zeroes the key schedule behind an AES block and a CTR stream.
 func TestSecretWipeErasesKeySchedule(t *testing.T) {
+	if secretCgo() {
+		t.Skip("BoringCrypto keeps the key schedule in C memory, out of wipe's reach (docs/secret.md)")
+	}
 	key := bytes.Repeat([]byte{0x5a}, 32)
 	blk, err := aes.NewCipher(key)
 	require.NoError(t, err)
@@ -248,9 +251,14 @@ func TestSecretReadAllocations(t *testing.T) {
 		batches := uint64(reads*n/secretBatch + 1)
 		reseeds := uint64(reads*n/secretReseed + 1)
 		t.Logf("%d allocations over %d secret reads of %d bytes (%d batches)", allocs, reads, n, batches)
-		// Two per batch; per reseed, the spans taken from the pool and
-		// those of a read that crosses it.
-		assert.LessOrEqual(t, allocs, 2*batches+2*reseeds, "reads of %d bytes", n)
+		// Two per batch (three with BoringCrypto's cipher objects); per
+		// reseed, the spans taken from the pool and those of a read that
+		// crosses it.
+		perBatch := uint64(2)
+		if secretCgo() {
+			perBatch = 3
+		}
+		assert.LessOrEqual(t, allocs, perBatch*batches+2*reseeds, "reads of %d bytes", n)
 	}
 }
 
