@@ -112,7 +112,7 @@ import (
 //     is stored under episodeState.mu. fbEpoch and fbClosed (Close's last
 //     epoch has begun: no fallback read is served after it): see below.
 //   - secretStream.state: a derived-read generator's cursor, its batch's
-//     read count, gen, closed and busy (secret.go). A generator belongs to
+//     read count, gen, closed and busy (secretstream.go). A generator belongs to
 //     its P: only a goroutine pinned there (procPin) uses it, so a derived
 //     read claims output with one compare-and-swap, and no reader is still
 //     copying when the owner, holding busy and pinned, makes the next
@@ -161,7 +161,7 @@ type Provider struct {
 	cfg     config
 	feeders []*feeder
 	shards  []*shard
-	// secrets holds the derived-read generators (secret.go): one for each
+	// secrets holds the derived-read generators (secretstream.go): one for each
 	// P that New counted, made on its first derived read, and a last one
 	// that the Ps beyond share under secretMu.
 	secrets                            []atomic.Pointer[secretStream]
