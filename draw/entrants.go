@@ -43,6 +43,10 @@ func CommitEntrants(list []string) (Entrants, error) {
 // ReadEntrants reads a list of entrants, one a line, as the entropy command's
 // --entrants file gives it: a trailing "\r" is dropped from each line, and
 // blank lines (empty after that) are skipped.
+// A line may hold at most 1 MiB; the list is as long as r, which
+// ReadEntrants reads to its end, as io.ReadAll does: bound a reader that is
+// not trusted (io.LimitReader), as the entropy command does (at most 64 MiB,
+// MaxItems lines and 1024 bytes a line).
 func ReadEntrants(r io.Reader) ([]string, error) {
 	if r == nil {
 		return nil, fmt.Errorf("%w: entrants: nil reader", ErrBadInput)
