@@ -414,6 +414,50 @@ func TestSecretCountsAndOutputUnderConcurrency(t *testing.T) {
 	assert.Equal(t, total, st.DerivedBytes, "after Close")
 }
 
+// Stats' count of derived reads, read in a tight loop beside a reader
+// whose generator moves a batch's counts to its totals every 256 reads,
+// never counts a read twice nor goes back: it is at most the reads done
+// (plus the one in flight), and never less than before.
+func TestSecretCountsNeverCountABatchTwice(t *testing.T) {
+	src := newScriptSource("quantropy")
+	p := newTestProvider(t, src, fast(WithPolicy(Defer), WithBufferSize(1<<16))...)
+	full(t, p, 1<<12)
+	var done atomic.Uint64
+	stop := make(chan struct{})
+	checked := make(chan int)
+	go func() {
+		n, last := 0, uint64(0)
+		defer func() { checked <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			reads, bytes := p.secretCounts()
+			if max := done.Load() + 1; reads > max || bytes > 32*max || reads < last {
+				t.Errorf("counted %d reads (%d bytes) with %d done, %d counted before", reads, bytes, max-1, last)
+				return
+			}
+			last = reads
+			n++
+		}
+	}()
+	b := make([]byte, 32)
+	ctx := context.Background()
+	for range 1 << 19 {
+		if _, err := p.ReadSecret(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		done.Add(1)
+	}
+	close(stop)
+	t.Logf("%d counts checked", <-checked)
+	reads, bytes := p.secretCounts()
+	assert.Equal(t, done.Load(), reads)
+	assert.Equal(t, 32*done.Load(), bytes)
+}
+
 // Close racing derived reads: every read that succeeds returns whole output
 // (never a buffer Close erased under it, which would hold zero words), the
 // reads after Close fail with ErrClosed, and every generator is closed with
