@@ -488,9 +488,7 @@ func TestSecretCloseDuringReads(t *testing.T) {
 			served.Add(1)
 			return true
 		})
-		for served.Load() < int64(50+round*20) {
-			runtime.Gosched()
-		}
+		require.Eventually(t, func() bool { return served.Load() >= int64(50+round*20) }, 10*time.Second, 50*time.Microsecond)
 		require.NoError(t, p.Close())
 		require.True(t, waitWithin(wait, 10*time.Second))
 		assert.Equal(t, int64(4), closed.Load(), "round %d: each reader ends on ErrClosed", round)
