@@ -447,7 +447,8 @@ func TestSecretCountsNeverCountABatchTwice(t *testing.T) {
 	ctx := context.Background()
 	for range 1 << 19 {
 		if _, err := p.ReadSecret(ctx, b); err != nil {
-			t.Fatal(err)
+			t.Error(err)
+			break
 		}
 		done.Add(1)
 	}
