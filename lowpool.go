@@ -300,6 +300,12 @@ func (p *Provider) deferTake(ctx context.Context, b []byte, into []Span, label, 
 				return nil, perm
 			}
 		}
+		if p.feeders[0].checker.Assist() {
+			// Health tests of the block the refill is checking, on this
+			// CPU that would sit idle: the bytes come sooner.
+			p.unlist(w) // listed again at the top of the loop
+			continue
+		}
 		select {
 		case <-w: // wakeWaiters took w off the list
 		case <-failed: // a refill round failed: permanently?

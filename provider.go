@@ -37,7 +37,9 @@ import (
 // goroutine, the health tests' helper (health.Checker, shared by the
 // feeders), starts with the first block of 16 KiB or more and tests part of
 // each such block beside the goroutine that checks it; it holds no lock of
-// the Provider, and Close stops it once the refill has stopped.
+// the Provider, and Close stops it once the refill has stopped. A Defer
+// read about to wait for the pool tests pieces of the block being checked
+// first (health.Checker.Assist, in deferTake), holding no lock either.
 //
 // Locks, and what each guards:
 //   - shard.mu: the shard's queue behind its head (runs, first, queued),

@@ -28,7 +28,8 @@ import (
 // short while (yielding its CPU to any other goroutine) after each block so
 // that the next one of a refill finds it awake, then sleeps until a block
 // wakes it. When it finds no free CPU to test pieces on (every CPU is busy,
-// say with a reader in a tight loop), it is offered two blocks in 64 only.
+// say with a reader in a tight loop), it is woken for two blocks in 64
+// only; the other blocks are offered to [Checker.Assist] callers alone.
 // [Checker.Close] stops it. A Checker is safe for concurrent use: one Check
 // at a time uses the helper, the others test alone. The zero Checker is not
 // usable; make one with [NewChecker].
@@ -51,9 +52,9 @@ type Checker struct {
 	woke bool // the last block offered woke the helper (or started it)
 
 	cur    atomic.Pointer[checkJob] // the block offered to the helper; nil when none
-	inside atomic.Int32             // 1 while the helper may be reading cur's block
+	inside atomic.Int32             // how many goroutines (the helper, Assist) may be reading cur's block
 	parked atomic.Bool              // the helper is (about to be) asleep on wake
-	helped atomic.Uint64            // pieces the helper has tested (tests read it)
+	helped atomic.Uint64            // pieces the helper and Assist have tested (tests read it)
 	wake   chan struct{}            // one wake for the sleeping helper
 	stop   chan struct{}            // closed by Close
 	done   chan struct{}            // closed when the helper has returned; nil before it starts
@@ -81,6 +82,7 @@ type checkJob struct {
 	data   []byte
 	gen    uint64
 	pieces int64
+	helper bool         // the helper may take pieces (false: only Assist may)
 	next   atomic.Int64 // the next piece to take
 	doubt  atomic.Bool  // a piece did not pass the fast form of the tests
 }
@@ -105,17 +107,17 @@ func (k *Checker) Check(data []byte) error {
 	if pieces < 2 || rct < 7 || runtime.GOMAXPROCS(0) < 2 || !k.mu.TryLock() {
 		return checkCutoffs(data, rct, apt)
 	}
-	if k.closed || (k.cold >= 2 && k.cold%checkerRetry >= 2) {
-		// Closed, or the helper found no free CPU for the last blocks:
-		// test alone, and offer it two blocks in a row again every
-		// checkerRetry (the first wakes it, the second finds it awake).
-		if !k.closed {
-			k.cold++
-		}
+	if k.closed {
 		k.mu.Unlock()
 		return checkCutoffs(data, rct, apt)
 	}
-	started := k.done == nil
+	// The helper found no free CPU for the last blocks: the block is
+	// offered to whoever is awake (the helper, if it still spins, or a
+	// goroutine that calls Assist), but the helper is woken for two blocks
+	// in a row every checkerRetry only (the first wakes it, the second
+	// finds it awake).
+	cold := k.cold >= 2 && k.cold%checkerRetry >= 2
+	started := k.done == nil && !cold
 	if started {
 		k.done = make(chan struct{})
 		go k.help()
@@ -124,13 +126,13 @@ func (k *Checker) Check(data []byte) error {
 	// job's plain fields may be written.
 	k.gen++
 	j := &k.job
-	j.data, j.gen, j.pieces = data, k.gen, int64(pieces)
+	j.data, j.gen, j.pieces, j.helper = data, k.gen, int64(pieces), !cold
 	j.next.Store(0)
 	j.doubt.Store(false)
 	before := k.helped.Load()
 	k.cur.Store(j)
 	woke := started // a helper just started is on its way, as a woken one
-	if k.parked.Load() {
+	if !cold && k.parked.Load() {
 		woke = true
 		select {
 		case k.wake <- struct{}{}:
@@ -153,13 +155,17 @@ func (k *Checker) Check(data []byte) error {
 	switch {
 	case k.helped.Load() != before:
 		k.cold = 0
+	case cold:
+		k.cold++
 	case !woke || k.woke:
 		// It was awake and took nothing, or it was woken for the block
 		// before too and has not run since: it finds no free CPU. (A
 		// helper woken for this block alone may just be late.)
 		k.cold++
 	}
-	k.woke = woke
+	if !cold {
+		k.woke = woke
+	}
 	k.mu.Unlock()
 	if doubt {
 		return checkCutoffs(data, rct, apt)
@@ -191,13 +197,13 @@ func (k *Checker) help() {
 	var last uint64 // the generation of the last block it took pieces of
 	spins := 0
 	for {
-		k.inside.Store(1)
-		if j := k.cur.Load(); j != nil && j.gen != last {
+		k.inside.Add(1)
+		if j := k.cur.Load(); j != nil && j.gen != last && j.helper {
 			last = j.gen
 			k.helped.Add(j.work(k.rct, k.apt))
 			spins = 0
 		}
-		k.inside.Store(0)
+		k.inside.Add(-1)
 		select {
 		case <-k.stop:
 			return
@@ -211,10 +217,10 @@ func (k *Checker) help() {
 		// Sleep. A Check that offers a block after parked is set sees it
 		// and sends a wake; one that offered it before is seen here.
 		k.parked.Store(true)
-		k.inside.Store(1) // it reads the offered block's generation
+		k.inside.Add(1) // it reads the offered block's generation
 		j := k.cur.Load()
-		offered := j != nil && j.gen != last
-		k.inside.Store(0)
+		offered := j != nil && j.gen != last && j.helper
+		k.inside.Add(-1)
 		if offered {
 			k.parked.Store(false)
 			continue
@@ -228,6 +234,24 @@ func (k *Checker) help() {
 		k.parked.Store(false)
 		spins = 0
 	}
+}
+
+// Assist tests pieces of the block that a Check is testing with the
+// helper, if there is one, on the caller's goroutine, and reports whether
+// it tested any. A goroutine that would otherwise wait for the blocks
+// being checked (a reader waiting for the pool) lends its CPU this way,
+// with no wake to wait for. It never blocks, and a piece that does not
+// pass sends the block to [Config.Check] as the helper's would.
+func (k *Checker) Assist() bool {
+	k.inside.Add(1)
+	defer k.inside.Add(-1)
+	j := k.cur.Load()
+	if j == nil {
+		return false
+	}
+	n := j.work(k.rct, k.apt)
+	k.helped.Add(n)
+	return n > 0
 }
 
 // Close stops the helper and waits until it has returned. Check still

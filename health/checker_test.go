@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,10 +201,11 @@ func ExampleChecker() {
 	// entropy: health test failed: repetition count test: byte 0x00 repeated 7 times from offset 40000 to 40006 (cutoff 7)
 }
 
-// A helper that never gets a CPU is soon offered few blocks: a Checker
+// A helper that never gets a CPU is soon woken for few blocks: a Checker
 // whose helper cannot run (here it never started, and reads as asleep)
-// offers it the first blocks, then two in every checkerRetry, and tests
-// the rest alone, with Config.Check's verdict throughout.
+// wakes it for the first blocks, then for two in every checkerRetry, and
+// offers it no other block (Assist callers may still take their pieces),
+// with Config.Check's verdict throughout.
 func TestCheckerStopsOfferingBlocksToAHelperWithoutACPU(t *testing.T) {
 	if runtime.GOMAXPROCS(0) < 2 {
 		t.Skip("GOMAXPROCS is 1: the Checker never offers a block")
@@ -213,19 +215,102 @@ func TestCheckerStopsOfferingBlocksToAHelperWithoutACPU(t *testing.T) {
 	k.parked.Store(true)
 	b := distinctBytes(4 * checkerPiece)
 	const blocks = 3 * checkerRetry
+	woken, forHelper := 0, 0
 	for range blocks {
 		require.NoError(t, k.Check(b))
+		if k.job.helper {
+			forHelper++
+		}
 		select {
 		case <-k.wake: // drain the wake nobody takes
+			woken++
 		default:
 		}
 	}
-	offered := int(k.gen)
-	require.LessOrEqual(t, offered, 3+2*3, "blocks offered to a helper that never runs, of %d", blocks)
-	require.Greater(t, offered, 3, "the helper is offered a block again from time to time")
+	require.LessOrEqual(t, woken, 3+2*3, "wakes of a helper that never runs, in %d blocks", blocks)
+	require.Greater(t, woken, 3, "the helper is woken again from time to time")
+	require.Equal(t, woken, forHelper, "a block the helper may take is one it was woken for")
+	require.Equal(t, uint64(blocks), k.gen, "every block is offered to Assist callers")
 	stuck := slices.Clone(b)
 	copy(stuck[checkerPiece-3:], []byte{1, 1, 1, 1, 1, 1, 1})
 	require.ErrorIs(t, k.Check(stuck), ErrFailed)
+}
+
+// Assist tests pieces of the block a Check is testing, on the caller's
+// goroutine, whether or not the helper may take them: a block whose
+// pieces all pass is passed, and one whose failing piece an Assist call
+// tested gets Config.Check's error.
+func TestCheckerAssistTestsPieces(t *testing.T) {
+	k := NewChecker(DefaultConfig())
+	require.False(t, k.Assist(), "no block is being checked")
+	b := distinctBytes(8 * checkerPiece)
+	for _, helper := range []bool{true, false} {
+		j := &k.job
+		j.data, j.gen, j.pieces, j.helper = b, 1, 8, helper
+		j.next.Store(0)
+		j.doubt.Store(false)
+		k.cur.Store(j)
+		require.True(t, k.Assist())
+		require.False(t, k.Assist(), "every piece was taken")
+		require.GreaterOrEqual(t, j.next.Load(), int64(8))
+		require.False(t, j.doubt.Load())
+		k.cur.Store(nil)
+	}
+	require.Equal(t, uint64(16), k.helped.Load())
+	require.Zero(t, k.inside.Load())
+
+	// With Check: an assistant spinning beside it takes pieces of blocks
+	// the helper found no CPU for (which the helper may not take), and a
+	// block that fails in any piece fails as Config.Check says.
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("GOMAXPROCS is 1: the Checker tests every block alone")
+	}
+	k = NewChecker(DefaultConfig())
+	k.done = make(chan struct{}) // as if started; no goroutine runs
+	k.parked.Store(true)
+	stop := make(chan struct{})
+	var assisted atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if k.Assist() {
+				assisted.Add(1)
+			}
+		}
+	}()
+	big := distinctBytes(64 * checkerPiece)
+	for i := 0; i < 200 || assisted.Load() == 0; i++ {
+		require.Less(t, i, 100000, "the assistant never took a piece")
+		blk := big
+		var want error
+		if i%3 == 0 {
+			blk = slices.Clone(big)
+			at := (i * 7919) % (len(blk) - 7)
+			for n := range 7 {
+				blk[at+n] = 9
+			}
+			want = DefaultConfig().Check(blk)
+			require.Error(t, want)
+		}
+		k.cold = 2 // every block cold: for Assist alone
+		got := k.Check(blk)
+		require.False(t, k.job.helper)
+		if want == nil {
+			require.NoError(t, got, "block %d", i)
+		} else {
+			require.EqualError(t, got, want.Error(), "block %d", i)
+		}
+		select {
+		case <-k.wake:
+		default:
+		}
+	}
+	close(stop)
+	require.Positive(t, assisted.Load())
 }
 
 // Check allocates nothing once the helper has started, whether the helper
