@@ -603,6 +603,80 @@ func TestCheckMatchesReferenceOnCraftedBlocks(t *testing.T) {
 	t.Logf("%d crafted blocks", cases)
 }
 
+// TestFastPathPassesExactlyWhatTheReferencePasses holds healthPasses, the
+// fast path that tests each window's counts once at its end, to the
+// reference: it never passes a block the reference fails, and it passes
+// every block the reference passes unless the block holds an aligned group
+// of four equal bytes (its RCT shortcut, which sends such a block to the
+// exact scan). The blocks are random over small and full alphabets, and
+// crafted with a value counted apt-1 or apt times in a window whose last
+// byte is that value, so that a count tested one byte early or late, or in
+// the wrong window, fails.
+func TestFastPathPassesExactlyWhatTheReferencePasses(t *testing.T) {
+	r := rand.New(rand.NewChaCha8([32]byte{'f', 'a', 's', 't'}))
+	alignedQuad := func(b []byte) bool {
+		for i := 0; i+4 <= len(b); i += 4 {
+			if b[i] == b[i+1] && b[i+1] == b[i+2] && b[i+2] == b[i+3] {
+				return true
+			}
+		}
+		return false
+	}
+	passed, failed := 0, 0
+	check := func(b []byte, rct, apt int, what string) {
+		t.Helper()
+		want := referenceCheck(b, rct, apt).test == 0
+		got := healthPasses(b, rct, apt)
+		if got {
+			require.True(t, want, "%s: the fast path passed a block the reference fails (cutoffs %d %d)", what, rct, apt)
+			passed++
+			return
+		}
+		require.False(t, want && !alignedQuad(b), "%s: the fast path failed a block the reference passes (cutoffs %d %d)", what, rct, apt)
+		failed++
+	}
+	for i := range 2000 {
+		// RCT cutoff 1 + ⌈k/H⌉ ≥ 7: k > 5H.
+		h := 1 + r.IntN(8)
+		cfg := Config{MinEntropy: float64(h), FalseAlarmLog2: min(256, 5*h+1+r.IntN(40))}
+		rct, apt := cfg.Cutoffs()
+		require.GreaterOrEqual(t, rct, 7)
+		b := make([]byte, r.IntN(3*AptWindow+20))
+		alphabet := 1 + r.IntN(256)
+		for j := range b {
+			b[j] = byte(r.IntN(alphabet))
+		}
+		check(b, rct, apt, fmt.Sprintf("random block %d over %d values", i, alphabet))
+	}
+	for _, cfg := range []Config{DefaultConfig(), {MinEntropy: 4, FalseAlarmLog2: 30}, {MinEntropy: 8, FalseAlarmLog2: 64}} {
+		rct, apt := cfg.Cutoffs()
+		for _, n := range []int{AptWindow, 2 * AptWindow, 2*AptWindow + 9, 3*AptWindow - 1} {
+			for _, end := range []int{AptWindow - 1, 2*AptWindow - 1, n - 1} {
+				for _, c := range []int{apt - 1, apt} {
+					if end >= n {
+						continue
+					}
+					// c bytes 0x5a in end's window, the last at end (the
+					// window's last byte, or the block's).
+					from := end / AptWindow * AptWindow
+					if 2*c > end-from+1 {
+						continue // the window is too short
+					}
+					b := distinctBytes(n)
+					for k := end; bytes.Count(b[from:end+1], []byte{0x5a}) < c; k -= 2 {
+						b[k] = 0x5a
+					}
+					require.Equal(t, c, bytes.Count(b[from:end+1], []byte{0x5a}))
+					check(b, rct, apt, fmt.Sprintf("%d of one value ending at %d in %d bytes", c, end, n))
+				}
+			}
+		}
+	}
+	t.Logf("fast path: %d blocks passed, %d sent to the exact scan", passed, failed)
+	assert.Greater(t, passed, 500, "the sample should exercise the fast path")
+	assert.Greater(t, failed, 100, "the sample should exercise failures")
+}
+
 // FuzzCheck: Check never panics, gives the same answer twice, and
 // agrees with the reference statement, for any data and configuration.
 func FuzzCheck(f *testing.F) {
