@@ -10,7 +10,7 @@ import (
 // the same verdict and the same error for every block, but tests a large
 // block on two goroutines: the caller's and a helper the Checker keeps. The
 // tests are bound by one store per byte (a count per value), so one
-// goroutine tests about 1-2 GB/s; with a second CPU free the helper about
+// goroutine tests about 2 GB/s; with a second CPU free the helper about
 // doubles that. A caller whose helper is busy or asleep tests the block
 // alone; it waits for the helper only to finish a piece it has taken (at
 // most one piece, 8 KiB of tests).

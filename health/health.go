@@ -254,7 +254,7 @@ func scanHealth(data []byte, rct, apt int) healthFailure {
 }
 
 // healthPasses is the fast path of scanHealth on the refill path: it reports
-// true only if data passes both tests, about three times as fast as the
+// true only if data passes both tests, about 2.5 times as fast as the
 // exact scan (which then has nothing to find); on false the exact scan runs
 // and names the first failure. It handles rct ≥ 7 (the defaults) and
 // otherwise defers to the exact scan.
