@@ -146,7 +146,7 @@ func TestReadProvenAccountsForEveryByteOfItsJob(t *testing.T) {
 		for _, s := range st.Sources {
 			accepted += s.BytesAccepted
 		}
-		assert.Equal(t, accepted, st.VerifiableBytes+st.DerivedBytes+uint64(st.Pooled)+st.EventBytesDiscarded+st.ProvenBytesDiscarded,
+		assert.Equal(t, accepted, st.VerifiableBytes+st.DerivationBytes+uint64(st.Pooled)+st.EventBytesDiscarded+st.ProvenBytesDiscarded,
 			"served %d, pooled %d, discarded %d + %d of %d accepted", st.VerifiableBytes, st.Pooled, st.EventBytesDiscarded, st.ProvenBytesDiscarded, accepted)
 	}
 	sizes := []int{1, 32, 100, health.AptWindow - 1, health.AptWindow, 600}

@@ -238,6 +238,7 @@ type Provider struct {
 	// (ReadProven, an event's own job) beyond the read's length: never
 	// served (provenSize).
 	provenDiscarded atomic.Uint64
+	derivationBytes atomic.Uint64 // pool bytes that keyed derivations (derive): 32 each
 	// fleetShared is the fleet's state at the last watchFleet; the refill
 	// goroutine's own.
 	fleetShared bool

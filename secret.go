@@ -198,6 +198,7 @@ func (p *Provider) derive(ctx context.Context, d *derivation) error {
 	if err != nil {
 		return err
 	}
+	p.derivationBytes.Add(secretSeed)
 	_, _ = crand.Read(ikm[secretSeed:]) // fresh crypto/rand bytes, single use; never fails (Go 1.24+)
 	d.key = secretDerive(&ikm)
 	d.spans = spans[:len(spans):len(spans)]

@@ -414,6 +414,55 @@ func TestSecretCountsAndOutputUnderConcurrency(t *testing.T) {
 	assert.Equal(t, total, st.DerivedBytes, "after Close")
 }
 
+// Every pool byte a source brought in is accounted for in Stats once no
+// block is on its way into the pool: served raw, keyed a derivation, still pooled, or
+// discarded. Derived reads serve derivations' output (DerivedBytes), so
+// the pool bytes they take are DerivationBytes: 32 for each derivation,
+// whose pool bytes the reads' labels name (no two derivations take the
+// same pool bytes).
+func TestSecretReadsAccountForThePoolBytesTheyKey(t *testing.T) {
+	const capacity = 1 << 16
+	p := newTestProvider(t, newScriptSource("quantropy"), fast(WithBufferSize(capacity), WithFetchSize(4096))...)
+	full(t, p, capacity)
+	ctx := context.Background()
+	derivations := map[Span]bool{}
+	var derived, raw uint64
+	for i, n := range []int{32, 32, 1000, secretBatch + 1, 32, 3 * secretReseed / 2, 7, secretReseed, 32} {
+		b := make([]byte, n)
+		lb, err := p.ReadSecret(ctx, b)
+		require.NoError(t, err, "read %d", i)
+		require.True(t, lb.Derived, "read %d", i)
+		require.NotEmpty(t, lb.Spans, "read %d", i)
+		for _, sp := range lb.Spans {
+			require.NotEqual(t, FallbackSource, sp.Source, "read %d: the pool was full", i)
+			derivations[sp] = true
+		}
+		derived += uint64(n)
+		_, err = p.Read(make([]byte, 32))
+		require.NoError(t, err)
+		raw += 32
+	}
+	balanced := func() bool {
+		st := p.Stats()
+		var accepted uint64
+		for _, s := range st.Sources {
+			accepted += s.BytesAccepted
+		}
+		return accepted == st.VerifiableBytes+st.DerivationBytes+uint64(st.Pooled)+st.EventBytesDiscarded+st.ProvenBytesDiscarded
+	}
+	require.Eventually(t, balanced, 10*time.Second, time.Millisecond, "accepted bytes unaccounted for: %+v", p.Stats())
+	st := p.Stats()
+	assert.Equal(t, raw, st.VerifiableBytes)
+	assert.Equal(t, derived, st.DerivedBytes)
+	var keyed uint64
+	for sp := range derivations {
+		keyed += uint64(sp.Length)
+	}
+	assert.Equal(t, keyed, st.DerivationBytes, "the pool bytes the labels name")
+	assert.Zero(t, st.DerivationBytes%secretSeed)
+	assert.GreaterOrEqual(t, st.DerivationBytes, uint64(5*secretSeed), "the reads past a batch key derivations of their own, one per 64 KiB")
+}
+
 // Stats' count of derived reads, read in a tight loop beside a reader
 // whose generator moves a batch's counts to its totals every 256 reads,
 // never counts a read twice nor goes back: it is at most the reads done

@@ -44,6 +44,16 @@ type Stats struct {
 	// the draw, so they are no secret).
 	ProvenBytesDiscarded uint64
 
+	// DerivationBytes counts the pool bytes that keyed derived reads
+	// ([Provider.ReadSecret], [Provider.SecretReader], and Read with
+	// [WithDerivedReads]): 32 per derivation. DerivedBytes counts what
+	// those reads served, which is output of the derivations, not pool
+	// bytes. So every byte a source's block brought in (BytesAccepted) was
+	// served (VerifiableBytes), keyed a derivation (DerivationBytes), is
+	// in the pool (Pooled) or was discarded (EventBytesDiscarded,
+	// ProvenBytesDiscarded).
+	DerivationBytes uint64
+
 	// Unavailable is the error a read would carry now if the pool could not
 	// serve it: it wraps [ErrUnavailable] and either [ErrPoolEmpty] (the sources
 	// are healthy as far as the [Provider] knows) or the sources' last errors.
@@ -98,6 +108,7 @@ func (p *Provider) Stats() Stats {
 		JournalLost:          p.journalLost.Load(),
 		EventBytesDiscarded:  p.eventDiscarded.Load(),
 		ProvenBytesDiscarded: p.provenDiscarded.Load(),
+		DerivationBytes:      p.derivationBytes.Load(),
 		Unavailable:          p.reason.Load(),
 		Fleet:                p.fleetStatus(),
 	}

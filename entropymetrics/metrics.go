@@ -22,6 +22,7 @@
 //	entropy.journal.lost           counter  {record}   records still unwritten when Close gave up on the journal
 //	entropy.event.discarded        counter  By         verifiable bytes an event draw took and zeroed unserved
 //	entropy.proven.discarded       counter  By         bytes of a read's own job beyond its length, never served
+//	entropy.derivation.keyed       counter  By         pool bytes that keyed derived reads, 32 per derivation
 //	entropy.permanent              gauge    {state}    1 while every source fails permanently (a misconfiguration)
 //	entropy.source.breaker.state   gauge    {state}    1 for the breaker's state, 0 for the others, by entropy.breaker.state
 //	entropy.source.requests        counter  {request}  requests sent, retries included
@@ -155,6 +156,7 @@ type instruments struct {
 	journalLost            metric.Int64ObservableCounter
 	eventDiscarded         metric.Int64ObservableCounter
 	provenDiscarded        metric.Int64ObservableCounter
+	derivationKeyed        metric.Int64ObservableCounter
 	permanent              metric.Int64ObservableGauge
 	batchFailed            metric.Int64ObservableCounter
 	breaker                metric.Int64ObservableGauge
@@ -214,6 +216,7 @@ func Register(p Statser, opts ...Option) (metric.Registration, error) {
 	in.journalLost = counter("entropy.journal.lost", "{record}", "Journal records still unwritten when Close gave up on the journal.")
 	in.eventDiscarded = counter("entropy.event.discarded", "By", "Verifiable bytes an event draw took, from the pool or its own job, and zeroed without serving them.")
 	in.provenDiscarded = counter("entropy.proven.discarded", "By", "Bytes of jobs fetched for one read (ReadProven, an event's own job) beyond the read's length: accepted, carried by the read's proof, never served nor pooled.")
+	in.derivationKeyed = counter("entropy.derivation.keyed", "By", "Pool bytes that keyed derived reads (ReadSecret), 32 per derivation: taken from the pool, never served as they are.")
 	in.permanent = gauge("entropy.permanent", "{state}", "1 while the last refill failed permanently on every source (a misconfiguration), else 0.")
 	in.batchFailed = counter("entropy.source.batch.failed", "{item}", "Failed items of batches from the source that served other blocks.")
 	in.breaker = gauge("entropy.source.breaker.state", "{state}", "1 for the state the source's circuit breaker is in, 0 for the others.")
@@ -233,7 +236,7 @@ func Register(p Statser, opts ...Option) (metric.Registration, error) {
 	}
 	observables := []metric.Observable{
 		in.poolFill, in.poolCapacity, in.reads, in.served, in.fallbackShare, in.episodes, in.active,
-		in.journalErrors, in.journalLost, in.eventDiscarded, in.provenDiscarded, in.permanent, in.batchFailed, in.breaker, in.requests, in.failures, in.retries, in.blocks, in.accepted, in.hold,
+		in.journalErrors, in.journalLost, in.eventDiscarded, in.provenDiscarded, in.derivationKeyed, in.permanent, in.batchFailed, in.breaker, in.requests, in.failures, in.retries, in.blocks, in.accepted, in.hold,
 		in.quotaRemaining, in.quotaLimit, in.quotaReset, in.quotaBytes, in.quotaExhausted,
 	}
 	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
@@ -279,6 +282,7 @@ func (in *instruments) observe(o metric.Observer, st entropy.Stats, base []attri
 	o.ObserveInt64(in.journalLost, clamp(st.JournalLost), plain)
 	o.ObserveInt64(in.eventDiscarded, clamp(st.EventBytesDiscarded), plain)
 	o.ObserveInt64(in.provenDiscarded, clamp(st.ProvenBytesDiscarded), plain)
+	o.ObserveInt64(in.derivationKeyed, clamp(st.DerivationBytes), plain)
 	permanent := int64(0)
 	if st.Permanent != nil {
 		permanent = 1
