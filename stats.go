@@ -48,10 +48,11 @@ type Stats struct {
 	// ([Provider.ReadSecret], [Provider.SecretReader], and Read with
 	// [WithDerivedReads]): 32 per derivation. DerivedBytes counts what
 	// those reads served, which is output of the derivations, not pool
-	// bytes. So every byte a source's block brought in (BytesAccepted) was
-	// served (VerifiableBytes), keyed a derivation (DerivationBytes), is
-	// in the pool (Pooled) or was discarded (EventBytesDiscarded,
-	// ProvenBytesDiscarded).
+	// bytes. So, before Close (which zeroes the pool) and while no block
+	// is on its way into the pool, every byte the sources' blocks brought
+	// in (BytesAccepted) was served (VerifiableBytes), keyed a derivation
+	// (DerivationBytes), is in the pool (Pooled) or was discarded
+	// (EventBytesDiscarded, ProvenBytesDiscarded).
 	DerivationBytes uint64
 
 	// Unavailable is the error a read would carry now if the pool could not
