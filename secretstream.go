@@ -33,8 +33,8 @@ var _ [secretPosMask - secretBatch]struct{}
 // secretStream is one P's derived-read generator.
 //
 // A stream is used by its owner only: the goroutine running on its P while
-// pinned there (procPin), or, for the one stream that the Ps New did not
-// count share (the last of Provider.secrets), the holder of
+// pinned there (procPin), or, for the last of Provider.secrets (the one
+// stream shared by the Ps that New did not count), the holder of
 // Provider.secretMu. So no two readers use a stream at once, and no reader
 // that claimed output is still copying it when the owner makes the next
 // batch into buf: that lets the fast path claim with one compare-and-swap
