@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy/internal/sourceerr"
+
 	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -39,11 +41,11 @@ func (b *batchSource) FetchBatch(ctx context.Context, sizes []int) ([]Block, err
 	}
 	b.mu.Unlock()
 	var blocks []Block
-	be := &BatchError{Total: len(sizes), RequestID: "rid-b"}
+	be := &sourceerr.BatchError{Total: len(sizes), RequestID: "rid-b"}
 	for i, n := range sizes {
 		blk, err := b.scriptSource.Fetch(ctx, n)
 		if err != nil {
-			it := BatchItemError{Index: i, Err: err, Message: err.Error()}
+			it := sourceerr.BatchItemError{Index: i, Err: err, Message: err.Error()}
 			var je *JobError
 			if errors.As(err, &je) {
 				it.Code = je.Code
@@ -166,7 +168,7 @@ func TestBatchDefaultIsCappedByDefaultBatch(t *testing.T) {
 }
 
 // limitedBatchSource is a batchSource that limits how much a batch may ask
-// for (BatchSource.BatchLimits).
+// for (batcher.BatchLimits).
 type limitedBatchSource struct {
 	*batchSource
 	items, bytes int
@@ -207,7 +209,7 @@ func TestWithBatchOneSendsSingleRequests(t *testing.T) {
 // failure nor a reason to open the breaker.
 func TestBatchUnsupportedFallsBackToSingleRequests(t *testing.T) {
 	src := newBatchSource()
-	src.whole = []error{fmt.Errorf("no batch path: %w: %w", ErrBatchUnsupported, &APIError{StatusCode: 404})}
+	src.whole = []error{fmt.Errorf("no batch path: %w: %w", sourceerr.ErrBatchUnsupported, &APIError{StatusCode: 404})}
 	p := newTestProvider(t, src, fast(WithBufferSize(4096), WithFetchSize(1024))...)
 	full(t, p, 4096)
 	st := p.Stats().Sources[0]
@@ -290,17 +292,16 @@ func TestWithBatchRefusesBadSizes(t *testing.T) {
 }
 
 func TestBatchErrorText(t *testing.T) {
-	be := &BatchError{Total: 5, RequestID: "r1", Items: []BatchItemError{
+	be := &sourceerr.BatchError{Total: 5, RequestID: "r1", Items: []sourceerr.BatchItemError{
 		{Index: 1, Code: "QuantumComputerError", Message: "qpu", Err: &JobError{Code: "QuantumComputerError"}},
-		{Index: 3, Message: "bad signature", Err: ErrBadProof},
+		{Index: 3, Message: "bad signature", Err: sourceerr.ErrBadProof},
 	}}
 	assert.Equal(t, "batch: 2 of 5 items failed: item 1: QuantumComputerError: qpu; item 3: bad signature (request id r1)", be.Error())
 	assert.Equal(t, 1, be.Items[0].Index)
 	assert.Equal(t, 3, be.Items[1].Index)
-	assert.ErrorIs(t, be, ErrBadProof)
+	assert.ErrorIs(t, be, sourceerr.ErrBadProof)
 	var je *JobError
 	assert.ErrorAs(t, be, &je)
-	assert.Equal(t, "r1", RequestID(be))
 }
 
 // A journal that stalls holds a batch refill for one fetch timeout, not one

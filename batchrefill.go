@@ -5,19 +5,21 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/provenrand/entropy/internal/sourceerr"
+
 	"github.com/sony/gobreaker/v2"
 )
 
 // batchSizes returns the sizes of the request a refill with room bytes of
 // room sends to f: one block of n, or, when the source offers batches
-// (BatchSource, and it has not answered that its service has none) and
+// (batcher, and it has not answered that its service has none) and
 // WithBatch did not turn them off, as many blocks of n as fit (at most the
 // batch size, and within the source's BatchLimits).
 func (f *feeder) batchSizes(room, n int) []int {
 	if f.cfg.batch < 2 || n <= 0 || f.noBatch.Load() {
 		return []int{n}
 	}
-	bs, ok := f.src.(BatchSource)
+	bs, ok := f.src.(batcher)
 	if !ok {
 		return []int{n}
 	}
@@ -43,7 +45,7 @@ func (f *feeder) batchSizes(room, n int) []int {
 // fetchBatch runs one refill request for blocks of sizes through breaker,
 // retry and checks: Fetch for one size, FetchBatch for more. It returns the
 // blocks that passed every check. A service that answers it has no batch
-// request (ErrBatchUnsupported) gets a single request for sizes[0] in its
+// request (httpsource.ErrBatchUnsupported) gets a single request for sizes[0] in its
 // place, and single requests from then on: that answer is not a failure.
 func (f *feeder) fetchBatch(ctx context.Context, sizes []int) ([]Block, error) {
 	if len(sizes) == 1 {
@@ -61,7 +63,7 @@ func (f *feeder) fetchBatch(ctx context.Context, sizes []int) ([]Block, error) {
 			if !f.noBatch.Load() {
 				var good []Block
 				good, partial, err = f.onceBatch(ctx, sizes)
-				if !errors.Is(err, ErrBatchUnsupported) {
+				if !errors.Is(err, sourceerr.ErrBatchUnsupported) {
 					return good, err
 				}
 				f.batchUnsupported(err)
@@ -94,7 +96,7 @@ func (f *feeder) fetchBatch(ctx context.Context, sizes []int) ([]Block, error) {
 }
 
 // batchUnsupported turns batches off for f: its service answered err
-// (ErrBatchUnsupported) to a batch request.
+// (httpsource.ErrBatchUnsupported) to a batch request.
 func (f *feeder) batchUnsupported(err error) {
 	if f.noBatch.Swap(true) {
 		return
@@ -122,9 +124,9 @@ func (f *feeder) onceBatch(ctx context.Context, sizes []int) (good []Block, part
 				blks, err = nil, fmt.Errorf("%w: %T", errSourcePanic, r)
 			}
 		}()
-		blks, err = f.src.(BatchSource).FetchBatch(rctx, sizes)
+		blks, err = f.src.(batcher).FetchBatch(rctx, sizes)
 	}()
-	var be *BatchError
+	var be *sourceerr.BatchError
 	if err != nil && !errors.As(err, &be) {
 		return nil, nil, err // the whole request failed
 	}
@@ -148,7 +150,7 @@ func (f *feeder) onceBatch(ctx context.Context, sizes []int) (good []Block, part
 	}
 	if len(blks) > len(sizes) {
 		blks = blks[:0] // a source that returns more blocks than asked: none is taken
-		err = fmt.Errorf("%w: a batch of %d items returned more blocks", ErrInvalidBlock, len(sizes))
+		err = fmt.Errorf("%w: a batch of %d items returned more blocks", errInvalidBlock, len(sizes))
 		checkErrs = append(checkErrs, err)
 	}
 	for _, b := range blks {
@@ -182,7 +184,7 @@ func (f *feeder) onceBatch(ctx context.Context, sizes []int) (good []Block, part
 		case len(checkErrs) > 0:
 			return nil, nil, errors.Join(checkErrs...)
 		}
-		return nil, nil, fmt.Errorf("%w: a batch of %d items returned no block", ErrInvalidBlock, len(sizes))
+		return nil, nil, fmt.Errorf("%w: a batch of %d items returned no block", errInvalidBlock, len(sizes))
 	}
 	if itemFailed > 0 {
 		f.failures.Add(itemFailed)

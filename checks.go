@@ -14,34 +14,34 @@ const maxName = 512
 func (f *feeder) check(b Block, n int) error {
 	switch {
 	case len(b.Data) == 0:
-		return fmt.Errorf("%w: empty data", ErrInvalidBlock)
+		return fmt.Errorf("%w: empty data", errInvalidBlock)
 	case len(b.Data) > n:
-		return fmt.Errorf("%w: %d bytes where at most %d were asked for", ErrInvalidBlock, len(b.Data), n)
+		return fmt.Errorf("%w: %d bytes where at most %d were asked for", errInvalidBlock, len(b.Data), n)
 	case len(b.Data) < f.shortest():
 		// Too short for the repetition count test to judge: a stuck
 		// source would pass in blocks like this one.
-		return fmt.Errorf("%w: %d bytes, fewer than the %d the health tests need to judge a block", ErrInvalidBlock, len(b.Data), f.shortest())
+		return fmt.Errorf("%w: %d bytes, fewer than the %d the health tests need to judge a block", errInvalidBlock, len(b.Data), f.shortest())
 	case !b.Verifiable:
-		return fmt.Errorf("%w: not verifiable (no proof checked)", ErrInvalidBlock)
+		return fmt.Errorf("%w: not verifiable (no proof checked)", errInvalidBlock)
 	case b.Source == "":
-		return fmt.Errorf("%w: no source name", ErrInvalidBlock)
+		return fmt.Errorf("%w: no source name", errInvalidBlock)
 	case b.JobID == "":
-		return fmt.Errorf("%w: no job ID", ErrInvalidBlock)
+		return fmt.Errorf("%w: no job ID", errInvalidBlock)
 	case b.Source == FallbackSource:
 		// Its spans would pass for fallback bytes (contract point 1).
-		return fmt.Errorf("%w: source name %q is the fallback's", ErrInvalidBlock, FallbackSource)
+		return fmt.Errorf("%w: source name %q is the fallback's", errInvalidBlock, FallbackSource)
 	case len(b.Source) > maxName || len(b.JobID) > maxName:
-		return fmt.Errorf("%w: source name or job ID longer than %d bytes", ErrInvalidBlock, maxName)
+		return fmt.Errorf("%w: source name or job ID longer than %d bytes", errInvalidBlock, maxName)
 	case checkName(b.Source) != nil || checkName(b.JobID) != nil:
 		// Labels, journals and transcripts carry these names as text
 		// that people read: none may forge it (checkName).
-		return fmt.Errorf("%w: source name %s or job ID %s outside the accepted character set (docs/protocol.md, \"Names\")", ErrInvalidBlock, strconv.QuoteToASCII(b.Source), strconv.QuoteToASCII(b.JobID))
+		return fmt.Errorf("%w: source name %s or job ID %s outside the accepted character set (docs/protocol.md, \"Names\")", errInvalidBlock, strconv.QuoteToASCII(b.Source), strconv.QuoteToASCII(b.JobID))
 	}
 	if err := f.checker.Check(b.Data); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidBlock, err)
+		return fmt.Errorf("%w: %w", errInvalidBlock, err)
 	}
 	if !f.seen.add(b.Source, b.JobID) {
-		return fmt.Errorf("%w: job %s of %s was already taken", ErrInvalidBlock, b.JobID, b.Source)
+		return fmt.Errorf("%w: job %s of %s was already taken", errInvalidBlock, b.JobID, b.Source)
 	}
 	f.mu.Lock()
 	f.name = b.Source

@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/provenrand/entropy/health"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy/health"
 )
 
 // Contract point 4: a block that comes with an error is discarded whole: its
@@ -183,7 +184,7 @@ func TestBlockTooShortToTestRefused(t *testing.T) {
 	require.Eventually(t, func() bool { return p.Stats().Sources[0].BlocksRejected > 0 },
 		5*time.Second, time.Millisecond)
 	assert.Zero(t, p.Stats().Sources[0].BlocksAccepted)
-	require.ErrorIs(t, p.Stats().Sources[0].LastError, ErrInvalidBlock)
+	require.ErrorIs(t, p.Stats().Sources[0].LastError, errInvalidBlock)
 	_, err = p.ReadLabelled(context.Background(), make([]byte, 1))
 	require.ErrorIs(t, err, ErrUnavailable)
 }

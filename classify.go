@@ -74,38 +74,6 @@ func RetryAfter(err error) time.Duration {
 	return d
 }
 
-// RequestID returns the service's request ID that err, or an error it
-// wraps, carries: the x-request-id of the answer that produced it, for
-// support. Every error that package httpsource returns for an answer it
-// received carries one ([APIError], [JobError], malformed answers, bad
-// signatures) when the service sent it; errors without an answer
-// (connection failures) have none, and give "".
-func RequestID(err error) string {
-	id := ""
-	walkErrors(err, 0, func(e error) {
-		if id != "" {
-			return
-		}
-		switch e := e.(type) {
-		case *APIError:
-			if e != nil {
-				id = e.RequestID
-			}
-		case *JobError:
-			if e != nil {
-				id = e.RequestID
-			}
-		case *BatchError:
-			if e != nil {
-				id = e.RequestID
-			}
-		case interface{ ServiceRequestID() string }:
-			id = e.ServiceRequestID()
-		}
-	})
-	return id
-}
-
 // walkErrors calls f on err and on every error it wraps (Unwrap() error or
 // Unwrap() []error), depth first, to a depth of 32.
 func walkErrors(err error, depth int, f func(error)) {

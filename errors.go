@@ -17,15 +17,10 @@ var (
 	// pool held too few checked bytes for the read (at start-up, or reads outran
 	// the refill). A cause inside [ErrUnavailable].
 	ErrPoolEmpty = errors.New("entropy: pool holds too few verifiable bytes")
-	// ErrInvalidBlock: a source returned a block the [Provider] refused (empty,
+	// errInvalidBlock: a source returned a block the [Provider] refused (empty,
 	// longer than asked for, not verifiable, or failed a health test). It counts
 	// as a source failure and is retried.
-	ErrInvalidBlock = errors.New("entropy: invalid block")
-	// ErrBadProof: a signature or proof did not check. Sources wrap it.
-	ErrBadProof = errors.New("entropy: proof did not verify")
-	// ErrMalformed: a response could not be parsed (bad JSON, bad base64,
-	// truncated body, wrong length). Sources wrap it.
-	ErrMalformed = errors.New("entropy: malformed response")
+	errInvalidBlock = errors.New("entropy: invalid block")
 )
 
 // Errors of a read's arguments (see checkRead).

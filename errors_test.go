@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy/internal/sourceerr"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -63,11 +65,11 @@ func TestAPIErrorClasses(t *testing.T) {
 			assert.Equal(t, tc.class == Permanent, errors.Is(wrapped, ErrPermanent))
 			assert.ErrorIs(t, wrapped, httpStatus(tc.status))
 			assert.NotErrorIs(t, wrapped, httpStatus(tc.status+1))
-			assert.Equal(t, tc.status == 425, errors.Is(wrapped, ErrTooEarly))
+			assert.Equal(t, tc.status == 425, errors.Is(wrapped, sourceerr.ErrTooEarly))
 			if tc.status == 402 || tc.quota {
-				assert.ErrorIs(t, wrapped, ErrQuotaExhausted)
+				assert.ErrorIs(t, wrapped, sourceerr.ErrQuotaExhausted)
 			} else {
-				assert.NotErrorIs(t, wrapped, ErrQuotaExhausted)
+				assert.NotErrorIs(t, wrapped, sourceerr.ErrQuotaExhausted)
 			}
 			msg := e.Error()
 			assert.True(t, strings.HasPrefix(msg, fmt.Sprintf("HTTP %d %s: c: m (request id r", tc.status, tc.name)), msg)
@@ -86,16 +88,16 @@ func TestAPIErrorMatchesClassSentinels(t *testing.T) {
 		name     string
 		statuses []int
 	}{
-		{ErrBadRequest, "bad request", []int{400}},
-		{ErrUnauthorized, "unauthorized", []int{401}},
-		{ErrPaymentRequired, "payment required", []int{402}},
-		{ErrForbidden, "forbidden", []int{403}},
-		{ErrNotFound, "not found", []int{404}},
-		{ErrConflict, "conflict", []int{409}},
-		{ErrValidation, "validation failed", []int{422}},
-		{ErrRateLimited, "rate limited", []int{429}},
-		{ErrServer, "server error", []int{500, 502, 503, 504, 599}},
-		{ErrServiceUnavailable, "service unavailable", []int{503}},
+		{sourceerr.ErrBadRequest, "bad request", []int{400}},
+		{sourceerr.ErrUnauthorized, "unauthorized", []int{401}},
+		{sourceerr.ErrPaymentRequired, "payment required", []int{402}},
+		{sourceerr.ErrForbidden, "forbidden", []int{403}},
+		{sourceerr.ErrNotFound, "not found", []int{404}},
+		{sourceerr.ErrConflict, "conflict", []int{409}},
+		{sourceerr.ErrValidation, "validation failed", []int{422}},
+		{sourceerr.ErrRateLimited, "rate limited", []int{429}},
+		{sourceerr.ErrServer, "server error", []int{500, 502, 503, 504, 599}},
+		{sourceerr.ErrServiceUnavailable, "service unavailable", []int{503}},
 	}
 	for _, c := range classes {
 		assert.Equal(t, c.name, c.sentinel.Error())
@@ -105,7 +107,7 @@ func TestAPIErrorMatchesClassSentinels(t *testing.T) {
 			assert.Equal(t, want, errors.Is(wrapped, c.sentinel), "HTTP %d is %q: %v", status, c.name, want)
 		}
 	}
-	assert.NotErrorIs(t, &JobError{Code: "JobFailed"}, ErrServer, "a failed job is no HTTP status")
+	assert.NotErrorIs(t, &JobError{Code: "JobFailed"}, sourceerr.ErrServer, "a failed job is no HTTP status")
 }
 
 // Every job error code of the IonQ API and the job states of the Quantropy API are
@@ -129,20 +131,20 @@ func TestJobErrorCodes(t *testing.T) {
 		assert.Equal(t, Transient, Classify(e), c)
 		assert.False(t, codes[c], c)
 	}
-	assert.ErrorIs(t, &JobError{Code: "QuotaExhaustedError"}, ErrQuotaExhausted)
+	assert.ErrorIs(t, &JobError{Code: "QuotaExhaustedError"}, sourceerr.ErrQuotaExhausted)
 	assert.Equal(t, "job j1 failed: QuantumComputerError: qpu fault", (&JobError{JobID: "j1", Code: "QuantumComputerError", Message: "qpu fault"}).Error())
 }
 
 // Connection and timeout errors wrap their cause and are transient;
 // cancellation is its own class, never a source failure.
 func TestConnErrorsAndCancellation(t *testing.T) {
-	refused := &ConnError{Op: "GET /v1/entropy", Err: &net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}}
-	assert.ErrorIs(t, refused, ErrTimeout)
+	refused := &sourceerr.ConnError{Op: "GET /v1/entropy", Err: &net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}}
+	assert.ErrorIs(t, refused, sourceerr.ErrTimeout)
 	assert.Equal(t, Transient, Classify(refused))
-	dropped := &ConnError{Op: "GET", Err: errors.New("EOF")}
-	assert.NotErrorIs(t, dropped, ErrTimeout)
-	deadline := &ConnError{Op: "GET", Err: context.DeadlineExceeded}
-	assert.ErrorIs(t, deadline, ErrTimeout)
+	dropped := &sourceerr.ConnError{Op: "GET", Err: errors.New("EOF")}
+	assert.NotErrorIs(t, dropped, sourceerr.ErrTimeout)
+	deadline := &sourceerr.ConnError{Op: "GET", Err: context.DeadlineExceeded}
+	assert.ErrorIs(t, deadline, sourceerr.ErrTimeout)
 	assert.ErrorIs(t, deadline, context.DeadlineExceeded)
 	assert.Equal(t, Canceled, Classify(fmt.Errorf("x: %w", context.Canceled)))
 	assert.Equal(t, Transient, Classify(errors.New("unknown")))
@@ -172,14 +174,14 @@ func TestUnavailableWrapsCause(t *testing.T) {
 	assert.True(t, strings.HasPrefix(u.Error(), ErrUnavailable.Error()))
 }
 
-// ConnError's Error must not panic when Err is nil: the Provider calls it
+// httpsource.ConnError's Error must not panic when Err is nil: the Provider calls it
 // on its refill goroutine (logger, Stats, fallback reasons), where a panic
 // ends the program.
 func TestConnErrorWithoutCauseDoesNotPanic(t *testing.T) {
-	for _, e := range []*ConnError{{}, {Op: "GET /v1/entropy"}} {
+	for _, e := range []*sourceerr.ConnError{{}, {Op: "GET /v1/entropy"}} {
 		require.NotPanics(t, func() { _ = e.Error() }, "%#v", e)
 		require.NotPanics(t, func() { _ = newUnavailable(&sourceError{name: "s", err: e}).Error() })
-		var ce *ConnError
+		var ce *sourceerr.ConnError
 		require.True(t, errors.As(newUnavailable(e), &ce))
 	}
 }
@@ -206,29 +208,19 @@ func TestRetryAfterZeroToldFromAbsent(t *testing.T) {
 	assert.NotContains(t, (&APIError{StatusCode: 429}).Error(), "retry after")
 }
 
-func TestRequestIDIsFoundThroughWrapping(t *testing.T) {
-	je := &JobError{JobID: "j", Code: "Timeout", RequestID: "rid-7"}
-	assert.Equal(t, "job j failed: Timeout (request id rid-7)", je.Error())
-	assert.Equal(t, "rid-7", RequestID(fmt.Errorf("refill: %w", je)))
-	assert.Equal(t, "rid-9", RequestID(errors.Join(&ConnError{Op: "GET"}, &APIError{StatusCode: 503, RequestID: "rid-9"})))
-	assert.Equal(t, "", RequestID(&ConnError{Op: "GET", Err: errors.New("refused")}))
-	assert.Equal(t, "", RequestID(nil))
-}
-
 // A typed nil error (a nil *APIError, *JobError, *ConnError or *BatchError
 // returned as an error) is an error like any other to every function that
 // inspects errors: none of them panics.
 func TestTypedNilErrorsDoNotPanic(t *testing.T) {
-	for _, err := range []error{(*APIError)(nil), (*JobError)(nil), (*ConnError)(nil), (*BatchError)(nil)} {
+	for _, err := range []error{(*APIError)(nil), (*JobError)(nil), (*sourceerr.ConnError)(nil), (*sourceerr.BatchError)(nil)} {
 		wrapped := fmt.Errorf("fetch: %w", err)
 		require.NotPanics(t, func() {
 			assert.NotEmpty(t, wrapped.Error())
 			assert.Equal(t, Transient, Classify(wrapped))
 			assert.True(t, Retryable(wrapped))
 			assert.Zero(t, RetryAfter(wrapped))
-			assert.Empty(t, RequestID(wrapped))
 			assert.NotErrorIs(t, wrapped, ErrPermanent)
-			assert.NotErrorIs(t, wrapped, ErrTimeout)
+			assert.NotErrorIs(t, wrapped, sourceerr.ErrTimeout)
 		}, "%T", err)
 	}
 }

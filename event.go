@@ -5,10 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/provenrand/entropy/internal/names"
 	"slices"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/provenrand/entropy/internal/names"
 )
 
 // ErrEventName is returned by [Provider.ReadFor] for an event name it cannot record

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/provenrand/entropy/internal/sourceerr"
 )
 
 // eventNonceDomain opens the bytes hashed into an event's nonce
@@ -107,7 +109,7 @@ func (p *Provider) drawBound(ctx context.Context, event string, params []byte, d
 	call := func(ctx context.Context, src Source, n int) (Block, error) {
 		ns, ok := src.(NonceSource)
 		if !ok {
-			return Block{}, fmt.Errorf("%w: the source cannot bind a job to an event", ErrInvalidBlock)
+			return Block{}, fmt.Errorf("%w: the source cannot bind a job to an event", errInvalidBlock)
 		}
 		s := make([]byte, EventSaltSize)
 		if _, err := rand.Read(s); err != nil {
@@ -141,7 +143,7 @@ func (p *Provider) drawBound(ctx context.Context, event string, params []byte, d
 		clear(data)
 		clear(proof.Data)
 		p.eventDiscarded.Add(uint64(len(data)))
-		return EventRecord{}, fmt.Errorf("%w: the event's job does not carry the nonce it was asked with", ErrBadProof)
+		return EventRecord{}, fmt.Errorf("%w: the event's job does not carry the nonce it was asked with", sourceerr.ErrBadProof)
 	}
 	return EventRecord{
 		Event: event, Data: data, Label: label, Time: p.cfg.clock.Now(),

@@ -10,9 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/provenrand/entropy/health"
+	"github.com/provenrand/entropy/internal/sourceerr"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy/health"
 )
 
 // nonceSource is an in-memory NonceSource: each job carries the nonce it
@@ -249,7 +252,7 @@ func TestEventJobWithAnotherNonceIsDiscarded(t *testing.T) {
 	defer cancel()
 	b := bytes.Repeat([]byte{0xaa}, 32)
 	_, err := p.ReadFor(ctx, "raffle", b)
-	require.ErrorIs(t, err, ErrBadProof)
+	require.ErrorIs(t, err, sourceerr.ErrBadProof)
 	assert.Equal(t, make([]byte, 32), b, "nothing handed out")
 	st := p.Stats()
 	assert.Zero(t, st.VerifiableBytes)

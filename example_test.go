@@ -13,8 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/provenrand/entropy"
 	"golang.org/x/time/rate"
+
+	"github.com/provenrand/entropy"
 )
 
 // exampleSource stands in for a real service (package httpsource or

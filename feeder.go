@@ -10,9 +10,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/provenrand/entropy/health"
+	"github.com/provenrand/entropy/internal/sourceerr"
+
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
+
+	"github.com/provenrand/entropy/health"
 )
 
 // feeder is the refill path of one source: breaker → retry → (Retry-After
@@ -97,7 +100,7 @@ func newFeeder(idx int, src Source, cfg *config, seen *jobSet, isClosed func() b
 		// beacon round not yet due) is the source working as designed.
 		// Nor is a block the journal's replay guard refused through no
 		// fault of the source (claimError).
-		if isClosed() || Classify(err) == Canceled || errors.Is(err, ErrTooEarly) || isClaimError(err) {
+		if isClosed() || Classify(err) == Canceled || errors.Is(err, sourceerr.ErrTooEarly) || isClaimError(err) {
 			return true
 		}
 		return userExcluded != nil && userExcluded(err)
@@ -221,7 +224,7 @@ const keyMismatchAfter = defaultRetryAttempts
 // keyMismatchAfter-th proof failure in a row of a source that never gave
 // a block that verified.
 func (f *feeder) neverVerified(err error) error {
-	if !errors.Is(err, ErrBadProof) || f.accepted.Load() > 0 {
+	if !errors.Is(err, sourceerr.ErrBadProof) || f.accepted.Load() > 0 {
 		f.badProofs.Store(0)
 		return err
 	}

@@ -237,7 +237,7 @@ func counting(n int) []byte {
 }
 
 // httpStatus is a class sentinel of one HTTP status, made as the root's
-// (ErrRateLimited, …) are, with a MatchStatus method, so that a test can ask
+// (httpsource.ErrRateLimited, …) are, with a MatchStatus method, so that a test can ask
 // for any single status.
 type httpStatus int
 

@@ -26,7 +26,7 @@ type JobClaimer interface {
 }
 
 // claim asks the Provider's journal, if it is a JobClaimer, whether block b
-// is a job it has never seen: a replay is refused with ErrInvalidBlock, and
+// is a job it has never seen: a replay is refused with errInvalidBlock, and
 // a journal that cannot answer refuses the block too (its freshness is then
 // unknown), with a *claimError, as does a public round another replica took.
 // The journal has the fetch timeout to answer, so that a journal that
@@ -55,7 +55,7 @@ func (f *feeder) claimIn(cctx context.Context, b Block) error {
 		return &claimError{fmt.Errorf("entropy: journal could not tell whether job %s of %s is new: %w", b.JobID, b.Source, err)}
 	}
 	if !fresh {
-		err := fmt.Errorf("%w: job %s of %s is already in the journal (a replay)", ErrInvalidBlock, b.JobID, b.Source)
+		err := fmt.Errorf("%w: job %s of %s is already in the journal (a replay)", errInvalidBlock, b.JobID, b.Source)
 		if b.Public {
 			// A public beacon's round is the same for every replica that
 			// asks while it is the latest: another replica sharing the

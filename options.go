@@ -8,9 +8,10 @@ import (
 	"reflect"
 	"time"
 
-	"github.com/provenrand/entropy/health"
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
+
+	"github.com/provenrand/entropy/health"
 )
 
 // Defaults of a Provider's options; each option's comment repeats its own.
@@ -27,7 +28,7 @@ const (
 	defaultBreakerOpen   = 2 * time.Second  // breaker open → half-open
 	defaultTripAfter     = 3                // consecutive failed refills that open the breaker
 	defaultWarmStart     = 2 * time.Second  // how long reads wait for the first block after New
-	defaultBatch         = 4                // most blocks per refill request to a BatchSource
+	defaultBatch         = 4                // most blocks per refill request to a batcher
 )
 
 // An Option configures a [Provider]. When an option is given twice, the later
@@ -164,7 +165,7 @@ func WithFetchSize(bytes int) Option {
 }
 
 // WithBatch sets how many blocks of the fetch size the [Provider] asks for in
-// one refill request to a source that offers batches ([BatchSource], as
+// one refill request to a source that offers batches (batcher, as
 // package httpsource's does): as many as the pool has room for, at most
 // maxItems. Batches are the default (4 items; at the default
 // sizes one request of 64 KiB fills the empty pool, so batches are sent only
@@ -173,7 +174,7 @@ func WithFetchSize(bytes int) Option {
 // only.
 // Sources that do not offer batches always get single requests, and so does
 // a source whose service answered that it has no batch request
-// ([ErrBatchUnsupported]).
+// (httpsource.ErrBatchUnsupported).
 //
 // The blocks of a batch that pass every check (signature, length, health
 // tests, replay guard) are taken, each a job of its own in labels and the
@@ -187,7 +188,7 @@ func WithFetchSize(bytes int) Option {
 // the source's.
 //
 // maxItems must be in 1..64. A source that says how much one batch may ask
-// for ([BatchSource.BatchLimits]; package httpsource: 64 items, 256 KiB in all) gets
+// for (batcher.BatchLimits; package httpsource: 64 items, 256 KiB in all) gets
 // batches within that, and single requests where not two blocks fit.
 func WithBatch(maxItems int) Option {
 	return func(c *config) error {

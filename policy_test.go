@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy/internal/sourceerr"
+
 	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -324,7 +326,7 @@ func TestFailReturnsCause(t *testing.T) {
 	assert.Equal(t, Label{}, lb)
 	assert.ErrorIs(t, err, ErrUnavailable)
 	assert.ErrorIs(t, err, httpStatus(402))
-	assert.ErrorIs(t, err, ErrQuotaExhausted)
+	assert.ErrorIs(t, err, sourceerr.ErrQuotaExhausted)
 	var ae *APIError
 	require.ErrorAs(t, err, &ae)
 	assert.Equal(t, "insufficient_balance", ae.Code)

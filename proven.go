@@ -74,7 +74,7 @@ func (p *Provider) readProven(ctx context.Context, b []byte, call fetchFunc, pol
 		case err != nil:
 			return Block{}, err
 		case len(blk.Data) != n:
-			return Block{}, fmt.Errorf("%w: %d bytes where exactly %d were asked for", ErrInvalidBlock, len(blk.Data), n)
+			return Block{}, fmt.Errorf("%w: %d bytes where exactly %d were asked for", errInvalidBlock, len(blk.Data), n)
 		}
 		return blk, nil
 	}

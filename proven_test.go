@@ -5,9 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/provenrand/entropy/health"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/provenrand/entropy/health"
 )
 
 // A ReadProven whose request failed once and then succeeded on a retry

@@ -90,7 +90,7 @@ func (p *Provider) fill() error {
 				continue
 			}
 			var err error
-			if _, ok := f.src.(BatchSource); ok && f.cfg.batch > 1 && !f.noBatch.Load() {
+			if _, ok := f.src.(batcher); ok && f.cfg.batch > 1 && !f.noBatch.Load() {
 				blks, err = f.fetchBatch(p.ctx, f.batchSizes(room, n))
 			} else {
 				// A source without batches: one request for one block,

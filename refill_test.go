@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy/internal/sourceerr"
+
 	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -96,7 +98,7 @@ func TestTransientErrorRetried(t *testing.T) {
 	src := newScriptSource("quantropy",
 		step{err: &APIError{StatusCode: 503}},
 		step{err: &JobError{JobID: "j1", Code: "QuantumComputerError"}},
-		step{err: &ConnError{Op: "GET /v1/entropy", Err: io.ErrUnexpectedEOF}},
+		step{err: &sourceerr.ConnError{Op: "GET /v1/entropy", Err: io.ErrUnexpectedEOF}},
 	)
 	p := newTestProvider(t, src, fast(WithRetry(4, time.Millisecond, 2*time.Millisecond), WithBufferSize(1024), WithFetchSize(1024))...)
 	ready(t, p)

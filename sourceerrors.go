@@ -1,56 +1,24 @@
 package entropy
 
 import (
-	"context"
 	"errors"
-	"net"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/provenrand/entropy/internal/sourceerr"
 )
 
-// Sentinels of the source-failure classes that the retry and breaker logic
-// tell apart, matched with [errors.Is].
-var (
-	ErrQuotaExhausted = errors.New("quota exhausted")          // 402, quota job codes, 429 read as quota
-	ErrTimeout        = errors.New("request timed out")        // a [*ConnError] whose cause is a timeout
-	ErrTooEarly       = errors.New("too early")                // 425, a beacon round not yet due: not a failure
-	ErrPermanent      = errors.New("permanent source failure") // matched by every permanent error
-)
+// ErrPermanent is matched by every permanent source failure: an error that
+// a repeat of the request cannot cure until someone acts ([Classify] reports
+// it as [Permanent]). A [Source] marks a failure of its own as permanent by
+// wrapping it.
+var ErrPermanent = errors.New("permanent source failure")
 
-// Class sentinels of HTTP statuses, matched with [errors.Is] by an
-// [*APIError] (and by any error that wraps one) whose status is in the
-// class, whichever source returned it. [ErrServiceUnavailable] (503) is also
-// an [ErrServer]. Package httpsource exports the same values under the same
-// names (httpsource.ErrRateLimited is ErrRateLimited).
-var (
-	ErrBadRequest         error = &statusClass{"bad request", 400, 400}
-	ErrUnauthorized       error = &statusClass{"unauthorized", 401, 401}
-	ErrPaymentRequired    error = &statusClass{"payment required", 402, 402} // insufficient balance
-	ErrForbidden          error = &statusClass{"forbidden", 403, 403}
-	ErrNotFound           error = &statusClass{"not found", 404, 404}
-	ErrConflict           error = &statusClass{"conflict", 409, 409} // resource busy
-	ErrValidation         error = &statusClass{"validation failed", 422, 422}
-	ErrRateLimited        error = &statusClass{"rate limited", 429, 429}
-	ErrServer             error = &statusClass{"server error", 500, 599}
-	ErrServiceUnavailable error = &statusClass{"service unavailable", 503, 503}
-)
-
-// statusClass is a class of HTTP statuses, from lo to hi.
-type statusClass struct {
-	text   string
-	lo, hi int
-}
-
-// Error returns the class's name, e.g. "rate limited".
-func (c *statusClass) Error() string { return c.text }
-
-// MatchStatus reports whether status is in the class; [APIError.Is] calls it.
-func (c *statusClass) MatchStatus(status int) bool { return status >= c.lo && status <= c.hi }
-
-// APIError is an HTTP error answer of a service. Match its class with
-// [errors.Is] ([ErrUnauthorized], [ErrRateLimited], …, [ErrQuotaExhausted],
-// [ErrPermanent]) and read its fields with [errors.As].
+// APIError is an HTTP error answer of a service. Match it with [errors.Is]
+// against [ErrPermanent] and the class sentinels of its status that package
+// httpsource exports (httpsource.ErrUnauthorized, httpsource.ErrRateLimited,
+// …, httpsource.ErrQuotaExhausted), and read its fields with [errors.As].
 //
 // Sources must not put credentials into any field: Error() is logged and
 // shown. Package httpsource removes its API key from every field it fills.
@@ -174,10 +142,11 @@ func statusClassText(status int) string {
 	return ""
 }
 
-// Is matches [ErrQuotaExhausted] for 402 and quota 429s, [ErrTooEarly] for
-// 425, [ErrPermanent] for permanent statuses, and every target with a
-// MatchStatus(int) bool method that returns true for the status: the class
-// sentinels (503 matches both [ErrServiceUnavailable] and [ErrServer]).
+// Is matches [ErrPermanent] for permanent statuses, httpsource's
+// ErrQuotaExhausted for 402 and quota 429s and its ErrTooEarly for 425, and
+// every target with a MatchStatus(int) bool method that returns true for the
+// status: httpsource's class sentinels (503 matches both
+// ErrServiceUnavailable and ErrServer).
 func (e *APIError) Is(target error) bool {
 	if e == nil {
 		return false
@@ -185,9 +154,9 @@ func (e *APIError) Is(target error) bool {
 	switch target {
 	case nil:
 		return false
-	case ErrQuotaExhausted:
+	case sourceerr.ErrQuotaExhausted:
 		return e.StatusCode == 402 || (e.StatusCode == 429 && e.Quota)
-	case ErrTooEarly:
+	case sourceerr.ErrTooEarly:
 		return e.StatusCode == 425
 	case ErrPermanent:
 		return e.permanent()
@@ -296,8 +265,8 @@ func (e *JobError) Error() string {
 // ([Classify] reports it as [Permanent]).
 func (e *JobError) permanent() bool { return jobCodes[e.Code] }
 
-// Is matches [ErrPermanent] for permanent codes and [ErrQuotaExhausted] for
-// the quota and contract codes. Find every job error with [errors.As].
+// Is matches [ErrPermanent] for permanent codes and httpsource's
+// ErrQuotaExhausted for the quota and contract codes. Find every job error with [errors.As].
 func (e *JobError) Is(target error) bool {
 	if e == nil {
 		return false
@@ -305,52 +274,8 @@ func (e *JobError) Is(target error) bool {
 	switch target {
 	case ErrPermanent:
 		return e.permanent()
-	case ErrQuotaExhausted:
+	case sourceerr.ErrQuotaExhausted:
 		return e.Code == "QuotaExhaustedError" || e.Code == "ContractExpiredError"
 	}
 	return false
-}
-
-// ConnError is a failure to reach the service: DNS, refused or dropped
-// connections, TLS, timeouts. It wraps the net or context cause.
-type ConnError struct {
-	Op  string // what was being done, e.g. "GET /v1/entropy"
-	Err error  // the cause
-}
-
-// Error returns "Op: cause".
-func (e *ConnError) Error() string {
-	if e == nil {
-		return "connection failed (nil *ConnError)"
-	}
-	cause := "connection failed"
-	if e.Err != nil {
-		cause = e.Err.Error()
-	}
-	if e.Op == "" {
-		return "connection: " + cause
-	}
-	return e.Op + ": " + cause
-}
-
-// Unwrap returns the cause.
-func (e *ConnError) Unwrap() error {
-	if e == nil {
-		return nil
-	}
-	return e.Err
-}
-
-// Is matches [ErrTimeout] when the cause is a timeout. Find every
-// connection failure with [errors.As].
-func (e *ConnError) Is(target error) bool {
-	return e != nil && target == ErrTimeout && isTimeout(e.Err)
-}
-
-func isTimeout(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -298,7 +298,7 @@ func TestRetryAfterPastWarmStartEndsIt(t *testing.T) {
 
 // A service whose signatures never verify with the configured key is
 // misconfigured, not down: WaitReady returns a permanent error wrapping
-// ErrBadProof; one bad signature among good ones stays a transient fault.
+// httpsource.ErrBadProof; one bad signature among good ones stays a transient fault.
 func TestSignatureThatNeverVerifiesIsPermanent(t *testing.T) {
 	srv, _ := simSource(t)
 	other, _, err := ed25519.GenerateKey(nil)
@@ -313,7 +313,7 @@ func TestSignatureThatNeverVerifiesIsPermanent(t *testing.T) {
 	werr := p.WaitReady(ctx)
 	require.Error(t, werr)
 	assert.ErrorIs(t, werr, entropy.ErrPermanent)
-	assert.ErrorIs(t, werr, entropy.ErrBadProof)
+	assert.ErrorIs(t, werr, httpsource.ErrBadProof)
 	assert.True(t, strings.Contains(werr.Error(), "public key"), "%v", werr)
 	assert.Equal(t, entropy.Permanent, entropy.Classify(p.Stats().Permanent))
 
@@ -369,5 +369,5 @@ func TestSignatureThatNeverVerifiesIsPermanentUnderConcurrentProvenReads(t *test
 	defer wcancel()
 	werr := p.WaitReady(wctx)
 	require.Error(t, werr)
-	assert.ErrorIs(t, werr, entropy.ErrBadProof)
+	assert.ErrorIs(t, werr, httpsource.ErrBadProof)
 }

@@ -201,7 +201,7 @@ func TestFailoverTamperedDrandNeverServed(t *testing.T) {
 	_, err := p.ReadLabelled(context.Background(), make([]byte, 32))
 	require.ErrorIs(t, err, entropy.ErrUnavailable)
 	st := p.Stats()
-	require.ErrorIs(t, st.Sources[1].LastError, entropy.ErrBadProof, "drand failed on the proof")
+	require.ErrorIs(t, st.Sources[1].LastError, ErrBadProof, "drand failed on the proof")
 	assert.Zero(t, st.Sources[1].BlocksAccepted)
 	assert.Zero(t, st.VerifiableBytes)
 }

@@ -240,9 +240,9 @@ func (s *Source) FirstRoundAfter(t time.Time) uint64 { return s.chain.FirstRound
 // asked. The error of a Fetch that got nothing lists every relay's failure,
 // and entropy.RetryAfter reads from it the longest Retry-After any relay
 // sent. Errors match
-// entropy.ErrBadProof, entropy.ErrMalformed, *entropy.APIError (425 Too
+// ErrBadProof, ErrMalformed, *entropy.APIError (425 Too
 // Early: the relay has not produced the round yet, transient) or
-// *entropy.ConnError.
+// *ConnError.
 func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
 	if n <= 0 {
 		return entropy.Block{}, fmt.Errorf("drandsource: Fetch of %d bytes", n)
@@ -283,7 +283,7 @@ func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
 // or read its round through a Source of its own.
 func (s *Source) FetchRound(ctx context.Context, round uint64) (entropy.Block, error) {
 	if round == 0 {
-		return entropy.Block{}, fmt.Errorf("drandsource: round 0 does not exist (rounds start at 1): %w", entropy.ErrMalformed)
+		return entropy.Block{}, fmt.Errorf("drandsource: round 0 does not exist (rounds start at 1): %w", ErrMalformed)
 	}
 	if err := s.usable(ctx); err != nil {
 		return entropy.Block{}, err
@@ -380,7 +380,7 @@ func (s *Source) waitUntil(ctx context.Context, round uint64, due time.Time) err
 
 // RoundNotDueError is the error of a Fetch or FetchRound whose context
 // would end before its round is due: rather than wait in vain, the call
-// returns at once. It matches entropy.ErrTooEarly (transient), and
+// returns at once. It matches ErrTooEarly (transient), and
 // entropy.RetryAfter reads Wait from it, so a Provider holds its requests to
 // this source back until the round is due instead of counting a timeout.
 type RoundNotDueError struct {
@@ -395,8 +395,8 @@ func (e *RoundNotDueError) Error() string {
 		e.Round, e.Wait.Round(time.Millisecond), e.Due.UTC().Format(time.RFC3339))
 }
 
-// Is matches entropy.ErrTooEarly.
-func (e *RoundNotDueError) Is(target error) bool { return target == entropy.ErrTooEarly }
+// Is matches ErrTooEarly.
+func (e *RoundNotDueError) Is(target error) bool { return target == ErrTooEarly }
 
 // RetryAfterDelay returns Wait, for entropy.RetryAfter.
 func (e *RoundNotDueError) RetryAfterDelay() time.Duration { return e.Wait }
@@ -476,7 +476,7 @@ func (s *Source) fromRelay(ctx context.Context, r *relay, path string, want uint
 		return Beacon{}, fmt.Errorf("%s: %w", r.base, err)
 	}
 	if b.Randomness != nil && !bytes.Equal(b.Randomness, rnd) {
-		return Beacon{}, fmt.Errorf("%s: round %d: stated randomness is not SHA-256 of the signature: %w", r.base, b.Round, entropy.ErrBadProof)
+		return Beacon{}, fmt.Errorf("%s: round %d: stated randomness is not SHA-256 of the signature: %w", r.base, b.Round, ErrBadProof)
 	}
 	b.Randomness = rnd
 	return b, nil
@@ -505,17 +505,17 @@ func (s *Source) checkRelay(ctx context.Context, r *relay) error {
 }
 
 // get fetches u and returns its body, at most maxBody bytes. A status other
-// than 200 is an *entropy.APIError, a failed request an *entropy.ConnError.
+// than 200 is an *entropy.APIError, a failed request an *ConnError.
 func (s *Source) get(ctx context.Context, u string) ([]byte, error) {
 	op := "GET " + u
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, &entropy.ConnError{Op: op, Err: err}
+		return nil, &ConnError{Op: op, Err: err}
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return nil, &entropy.ConnError{Op: op, Err: unwrapURLError(err)}
+		return nil, &ConnError{Op: op, Err: unwrapURLError(err)}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
@@ -532,10 +532,10 @@ func (s *Source) get(ctx context.Context, u string) ([]byte, error) {
 		}
 	}
 	if err != nil {
-		return nil, &entropy.ConnError{Op: op + " (reading body)", Err: err}
+		return nil, &ConnError{Op: op + " (reading body)", Err: err}
 	}
 	if len(body) > maxBody {
-		return nil, fmt.Errorf("drandsource: %s: body over %d bytes: %w", op, maxBody, entropy.ErrMalformed)
+		return nil, fmt.Errorf("drandsource: %s: body over %d bytes: %w", op, maxBody, ErrMalformed)
 	}
 	return body, nil
 }

@@ -104,7 +104,7 @@ func TestNoRoundServedTwice(t *testing.T) {
 	assert.Equal(t, uint64(124), notDue.Round)
 	assert.Equal(t, q.chain.RoundTime(124), notDue.Due)
 	assert.Equal(t, 3*time.Second, entropy.RetryAfter(err), "a Provider holds back until the round is due")
-	assert.ErrorIs(t, err, entropy.ErrTooEarly)
+	assert.ErrorIs(t, err, ErrTooEarly)
 	assert.Equal(t, entropy.Transient, entropy.Classify(err))
 
 	// Once due, it asks for 124, which this relay does not have.
@@ -203,13 +203,13 @@ func TestFetchRound(t *testing.T) {
 	_, err = s.FetchRound(context.Background(), round-1)
 	require.ErrorIs(t, err, ErrRoundServed, "rounds before the last served may have been served")
 	_, err = s.FetchRound(context.Background(), 0)
-	require.ErrorIs(t, err, entropy.ErrMalformed)
+	require.ErrorIs(t, err, ErrMalformed)
 
 	// A round not yet due is waited for; a failed wait releases it.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_, err = s.FetchRound(ctx, round+10)
-	require.ErrorIs(t, err, entropy.ErrTooEarly, "not due before the deadline: no wait")
+	require.ErrorIs(t, err, ErrTooEarly, "not due before the deadline: no wait")
 	assert.Equal(t, 29*time.Second, entropy.RetryAfter(err), "ten rounds on, from a clock 1 s past round 123")
 	ctx, cancel = context.WithCancel(context.Background())
 	stop := time.AfterFunc(20*time.Millisecond, cancel)
@@ -304,7 +304,7 @@ func TestRelayFailover(t *testing.T) {
 		require.ErrorAs(t, err, &apiErr)
 		assert.Equal(t, 503, apiErr.StatusCode)
 		assert.Equal(t, 2*time.Second, entropy.RetryAfter(err), "Retry-After is passed on")
-		assert.ErrorAs(t, err, new(*entropy.ConnError))
+		assert.ErrorAs(t, err, new(*ConnError))
 		assert.Equal(t, entropy.Transient, entropy.Classify(err))
 		assert.Contains(t, err.Error(), "all 2 relays failed")
 	})
@@ -342,7 +342,7 @@ func TestTooEarly(t *testing.T) {
 	var apiErr *entropy.APIError
 	require.ErrorAs(t, err, &apiErr)
 	assert.Equal(t, http.StatusTooEarly, apiErr.StatusCode)
-	assert.ErrorIs(t, err, entropy.ErrTooEarly)
+	assert.ErrorIs(t, err, ErrTooEarly)
 	assert.Equal(t, entropy.Transient, entropy.Classify(err), "the round will come: retry")
 	assert.NotEmpty(t, apiErr.RequestID)
 	assert.Equal(t, "Too Early", apiErr.Message)
@@ -365,37 +365,37 @@ func TestBadBeaconNeverServed(t *testing.T) {
 	}{
 		"signature bit flipped (no longer a point)": {"quicknet", func(_ uint64, b *beaconJSON) {
 			b.Signature = flipHex(b.Signature, 100)
-		}, entropy.ErrMalformed},
+		}, ErrMalformed},
 		"signature replaced by another point": {"quicknet", func(_ uint64, b *beaconJSON) {
 			b.Signature = hex.EncodeToString(bls12381.G1Generator().BytesCompressed())
 			b.Randomness = ""
-		}, entropy.ErrBadProof},
+		}, ErrBadProof},
 		"default signature replaced by another point": {"default", func(_ uint64, b *beaconJSON) {
 			b.Signature = hex.EncodeToString(bls12381.G2Generator().BytesCompressed())
 			b.Randomness = ""
-		}, entropy.ErrBadProof},
+		}, ErrBadProof},
 		"randomness not from signature": {"quicknet", func(_ uint64, b *beaconJSON) {
 			b.Randomness = flipHex(b.Randomness, 0)
-		}, entropy.ErrBadProof},
+		}, ErrBadProof},
 		"previous signature changed": {"default", func(_ uint64, b *beaconJSON) {
 			b.PreviousSignature = flipHex(b.PreviousSignature, 300)
-		}, entropy.ErrBadProof},
+		}, ErrBadProof},
 		"previous signature dropped": {"default", func(_ uint64, b *beaconJSON) {
 			b.PreviousSignature = ""
-		}, entropy.ErrMalformed},
+		}, ErrMalformed},
 		"signature not hex": {"quicknet", func(_ uint64, b *beaconJSON) {
 			b.Signature = "zz" + b.Signature[2:]
-		}, entropy.ErrMalformed},
+		}, ErrMalformed},
 		"identity signature": {"quicknet", func(_ uint64, b *beaconJSON) {
 			b.Signature = "c0" + strings.Repeat("00", 47)
 			b.Randomness = ""
-		}, entropy.ErrBadProof},
+		}, ErrBadProof},
 		"other round": {"quicknet", func(asked uint64, b *beaconJSON) {
 			b.Round = asked + 1
 		}, ErrWrongRound},
 		"round missing": {"quicknet", func(_ uint64, b *beaconJSON) {
 			b.Round = 0
-		}, entropy.ErrMalformed},
+		}, ErrMalformed},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -432,7 +432,7 @@ func TestRelayAnswersOtherRound(t *testing.T) {
 	relay.set(func(r *testRelay) { r.body = []byte(fmt.Sprintf(`{"round":123,"signature":"%x"}`, q.sig)) })
 	_, err := s.Fetch(context.Background(), 32)
 	require.ErrorIs(t, err, ErrWrongRound)
-	require.ErrorIs(t, err, entropy.ErrBadProof)
+	require.ErrorIs(t, err, ErrBadProof)
 	assert.Contains(t, err.Error(), "asked for round 128, got round 123")
 }
 
@@ -467,7 +467,7 @@ func TestWrongChainRejected(t *testing.T) {
 		relay.set(func(r *testRelay) { r.infoEdit = func(j *infoJSON) { j.GroupHash = "not hex" } })
 		s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 		_, err := s.Fetch(context.Background(), 32)
-		require.ErrorIs(t, err, entropy.ErrMalformed)
+		require.ErrorIs(t, err, ErrMalformed)
 	})
 }
 
@@ -490,7 +490,7 @@ func TestBodyBounded(t *testing.T) {
 	relay.set(func(r *testRelay) { r.body = bytes.Repeat([]byte(" "), 1<<20) })
 	s := mustNew(t, q.chain, []string{relay.URL()}, WithClock(entropy.NowFunc(now)))
 	_, err := s.Fetch(context.Background(), 32)
-	require.ErrorIs(t, err, entropy.ErrMalformed)
+	require.ErrorIs(t, err, ErrMalformed)
 	assert.Contains(t, err.Error(), "body over")
 }
 
@@ -525,7 +525,7 @@ func TestRelayTextInErrorsIsBounded(t *testing.T) {
 	defer malformed.Close()
 	s = mustNew(t, q.chain, []string{malformed.URL}, WithClock(entropy.NowFunc(now)))
 	_, err = s.Fetch(context.Background(), 32)
-	require.ErrorAs(t, err, new(*entropy.ConnError))
+	require.ErrorAs(t, err, new(*ConnError))
 	assert.Less(t, len(err.Error()), 2048, "error of %d bytes", len(err.Error()))
 
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -535,7 +535,7 @@ func TestRelayTextInErrorsIsBounded(t *testing.T) {
 	defer srv.Close()
 	s = mustNew(t, q.chain, []string{srv.URL}, WithClock(entropy.NowFunc(now)))
 	_, err = s.Fetch(context.Background(), 32)
-	assert.Equal(t, "req-42", entropy.RequestID(err))
+	assert.Equal(t, "req-42", httpsource.RequestID(err))
 }
 
 func TestLatest(t *testing.T) {
@@ -595,7 +595,7 @@ func TestNew(t *testing.T) {
 	c.PublicKey = append([]byte{0xc0}, make([]byte, 95)...) // identity key, hash recomputed
 	c.Hash = c.ComputeHash()
 	_, err = New(c, PublicRelays())
-	require.ErrorIs(t, err, entropy.ErrBadProof, "an identity key is refused up front")
+	require.ErrorIs(t, err, ErrBadProof, "an identity key is refused up front")
 }
 
 // A nil context or a Source that New did not make is a clear error from
@@ -724,7 +724,7 @@ func TestParseInfoRejects(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := parseInfo([]byte(body))
-			require.ErrorIs(t, err, entropy.ErrMalformed)
+			require.ErrorIs(t, err, ErrMalformed)
 		})
 	}
 }

@@ -8,22 +8,39 @@ import (
 
 	"github.com/cloudflare/circl/ecc/bls12381"
 
-	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/sourceerr"
 )
 
-// Errors of this package. Each wraps the entropy sentinel the Provider and
-// its callers test for: a beacon that does not verify matches
-// entropy.ErrBadProof, one that cannot be read matches entropy.ErrMalformed.
+// The failure classes of the module's sources, which the Provider acts on:
+// the same values as package httpsource's, so that one errors.Is serves
+// every source.
+var (
+	// ErrBadProof is wrapped by the error of a beacon that does not verify.
+	ErrBadProof = sourceerr.ErrBadProof
+	// ErrMalformed is wrapped by the error of an answer that cannot be read.
+	ErrMalformed = sourceerr.ErrMalformed
+	// ErrTooEarly is matched by a [RoundNotDueError] and a relay's 425.
+	ErrTooEarly = sourceerr.ErrTooEarly
+)
+
+// ConnError is a failure to reach a relay: DNS, refused or dropped
+// connections, TLS, timeouts. It wraps the net or context cause. It is
+// package httpsource's ConnError.
+type ConnError = sourceerr.ConnError
+
+// Errors of this package. Each wraps one of the classes above: a beacon
+// that does not verify matches ErrBadProof, one that cannot be read matches
+// ErrMalformed.
 var (
 	// ErrUnknownScheme: a scheme other than SchemeUnchainedG1 and
-	// SchemeChained. It matches entropy.ErrMalformed.
-	ErrUnknownScheme = fmt.Errorf("unknown drand scheme (%w)", entropy.ErrMalformed)
+	// SchemeChained. It matches ErrMalformed.
+	ErrUnknownScheme = fmt.Errorf("unknown drand scheme (%w)", ErrMalformed)
 	// ErrWrongChain: a relay's chain info does not hash to the pinned chain
-	// hash, or names another scheme. It matches entropy.ErrBadProof.
-	ErrWrongChain = fmt.Errorf("wrong drand chain (%w)", entropy.ErrBadProof)
+	// hash, or names another scheme. It matches ErrBadProof.
+	ErrWrongChain = fmt.Errorf("wrong drand chain (%w)", ErrBadProof)
 	// ErrWrongRound: a relay answered with a round other than the one asked
-	// for. It matches entropy.ErrBadProof.
-	ErrWrongRound = fmt.Errorf("wrong drand round (%w)", entropy.ErrBadProof)
+	// for. It matches ErrBadProof.
+	ErrWrongRound = fmt.Errorf("wrong drand round (%w)", ErrBadProof)
 	// ErrRoundServed: FetchRound was asked for a round this Source has
 	// already handed out, is fetching now, or may have handed out (one at
 	// or before the latest round it served). Handing it out again would
@@ -52,8 +69,8 @@ const (
 //     signature (the genesis seed for round 1) and must not be empty.
 //
 // Points must decode, lie in the prime-order subgroup and not be the
-// identity. Errors match entropy.ErrMalformed (unknown scheme, wrong length,
-// not a valid point) or entropy.ErrBadProof (identity point, signature that
+// identity. Errors match ErrMalformed (unknown scheme, wrong length,
+// not a valid point) or ErrBadProof (identity point, signature that
 // does not verify).
 func Verify(scheme string, publicKey []byte, round uint64, prevSig, sig []byte) (randomness []byte, err error) {
 	var ok bool
@@ -62,7 +79,7 @@ func Verify(scheme string, publicKey []byte, round uint64, prevSig, sig []byte) 
 		ok, err = verifyG1Sig(publicKey, unchainedMessage(round), sig)
 	case SchemeChained:
 		if len(prevSig) == 0 || len(prevSig) > maxPrevSig {
-			return nil, fmt.Errorf("drandsource: %s round %d: previous signature of %d bytes: %w", scheme, round, len(prevSig), entropy.ErrMalformed)
+			return nil, fmt.Errorf("drandsource: %s round %d: previous signature of %d bytes: %w", scheme, round, len(prevSig), ErrMalformed)
 		}
 		ok, err = verifyG2Sig(publicKey, chainedMessage(prevSig, round), sig)
 	default:
@@ -72,7 +89,7 @@ func Verify(scheme string, publicKey []byte, round uint64, prevSig, sig []byte) 
 		return nil, fmt.Errorf("drandsource: %s round %d: %w", scheme, round, err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("drandsource: %s round %d: signature does not verify: %w", scheme, round, entropy.ErrBadProof)
+		return nil, fmt.Errorf("drandsource: %s round %d: signature does not verify: %w", scheme, round, ErrBadProof)
 	}
 	r := sha256.Sum256(sig)
 	return r[:], nil
@@ -145,14 +162,14 @@ func verifyG2Sig(publicKey, msg, sig []byte) (bool, error) {
 // identity key or signature would make the pairing check vacuous.
 func decodeG1(b []byte, what string) (*bls12381.G1, error) {
 	if len(b) != bls12381.G1SizeCompressed {
-		return nil, fmt.Errorf("%s of %d bytes, want %d (compressed G1): %w", what, len(b), bls12381.G1SizeCompressed, entropy.ErrMalformed)
+		return nil, fmt.Errorf("%s of %d bytes, want %d (compressed G1): %w", what, len(b), bls12381.G1SizeCompressed, ErrMalformed)
 	}
 	var p bls12381.G1
 	if err := p.SetBytes(b); err != nil {
-		return nil, fmt.Errorf("%s is not a G1 subgroup point (%v): %w", what, err, entropy.ErrMalformed)
+		return nil, fmt.Errorf("%s is not a G1 subgroup point (%v): %w", what, err, ErrMalformed)
 	}
 	if p.IsIdentity() {
-		return nil, fmt.Errorf("%s is the identity point: %w", what, entropy.ErrBadProof)
+		return nil, fmt.Errorf("%s is the identity point: %w", what, ErrBadProof)
 	}
 	return &p, nil
 }
@@ -160,14 +177,14 @@ func decodeG1(b []byte, what string) (*bls12381.G1, error) {
 // decodeG2 decodes a compressed G2 point, as decodeG1 does.
 func decodeG2(b []byte, what string) (*bls12381.G2, error) {
 	if len(b) != bls12381.G2SizeCompressed {
-		return nil, fmt.Errorf("%s of %d bytes, want %d (compressed G2): %w", what, len(b), bls12381.G2SizeCompressed, entropy.ErrMalformed)
+		return nil, fmt.Errorf("%s of %d bytes, want %d (compressed G2): %w", what, len(b), bls12381.G2SizeCompressed, ErrMalformed)
 	}
 	var p bls12381.G2
 	if err := p.SetBytes(b); err != nil {
-		return nil, fmt.Errorf("%s is not a G2 subgroup point (%v): %w", what, err, entropy.ErrMalformed)
+		return nil, fmt.Errorf("%s is not a G2 subgroup point (%v): %w", what, err, ErrMalformed)
 	}
 	if p.IsIdentity() {
-		return nil, fmt.Errorf("%s is the identity point: %w", what, entropy.ErrBadProof)
+		return nil, fmt.Errorf("%s is the identity point: %w", what, ErrBadProof)
 	}
 	return &p, nil
 }

@@ -10,8 +10,6 @@ import (
 	"github.com/cloudflare/circl/ecc/bls12381"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/provenrand/entropy"
 )
 
 func TestVerifyVectors(t *testing.T) {
@@ -52,42 +50,42 @@ func TestVerifyRejects(t *testing.T) {
 		wantSubstring string
 	}
 	cases := map[string]args{
-		"quicknet wrong round":       {q.chain.Scheme, q.chain.PublicKey, q.round + 1, nil, q.sig, entropy.ErrBadProof, false, "does not verify"},
-		"quicknet round 0":           {q.chain.Scheme, q.chain.PublicKey, 0, nil, q.sig, entropy.ErrBadProof, false, ""},
-		"default wrong round":        {d.chain.Scheme, d.chain.PublicKey, d.round - 1, d.prevSig, d.sig, entropy.ErrBadProof, false, "does not verify"},
-		"default wrong prev sig":     {d.chain.Scheme, d.chain.PublicKey, d.round, flip(d.prevSig, 100), d.sig, entropy.ErrBadProof, false, ""},
-		"default prev sig missing":   {d.chain.Scheme, d.chain.PublicKey, d.round, nil, d.sig, entropy.ErrMalformed, false, "previous signature"},
-		"default prev sig too long":  {d.chain.Scheme, d.chain.PublicKey, d.round, append(d.prevSig, 0), d.sig, entropy.ErrMalformed, false, ""},
-		"quicknet with default key":  {q.chain.Scheme, d.chain.PublicKey, q.round, nil, q.sig, entropy.ErrMalformed, false, "public key of 48 bytes"},
-		"default with quicknet key":  {d.chain.Scheme, q.chain.PublicKey, d.round, d.prevSig, d.sig, entropy.ErrMalformed, false, "public key of 96 bytes"},
-		"quicknet sig under default": {d.chain.Scheme, d.chain.PublicKey, q.round, d.prevSig, q.sig, entropy.ErrMalformed, false, "signature of 48 bytes"},
-		"quicknet other valid key":   {q.chain.Scheme, g2Gen, q.round, nil, q.sig, entropy.ErrBadProof, false, "does not verify"},
-		"default other valid key":    {d.chain.Scheme, g1Gen, d.round, d.prevSig, d.sig, entropy.ErrBadProof, false, "does not verify"},
-		"quicknet other valid sig":   {q.chain.Scheme, q.chain.PublicKey, q.round, nil, g1Gen, entropy.ErrBadProof, false, "does not verify"},
-		"quicknet identity sig":      {q.chain.Scheme, q.chain.PublicKey, q.round, nil, g1Identity, entropy.ErrBadProof, false, "identity"},
-		"quicknet identity key":      {q.chain.Scheme, g2Identity, q.round, nil, q.sig, entropy.ErrBadProof, false, "identity"},
-		"quicknet identity both":     {q.chain.Scheme, g2Identity, q.round, nil, g1Identity, entropy.ErrBadProof, false, "identity"},
-		"default identity sig":       {d.chain.Scheme, d.chain.PublicKey, d.round, d.prevSig, g2Identity, entropy.ErrBadProof, false, "identity"},
-		"default identity key":       {d.chain.Scheme, g1Identity, d.round, d.prevSig, d.sig, entropy.ErrBadProof, false, "identity"},
-		"quicknet sig truncated":     {q.chain.Scheme, q.chain.PublicKey, q.round, nil, q.sig[:47], entropy.ErrMalformed, false, "signature of 47 bytes"},
-		"quicknet sig extended":      {q.chain.Scheme, q.chain.PublicKey, q.round, nil, append(q.sig, 0), entropy.ErrMalformed, false, ""},
-		"quicknet sig empty":         {q.chain.Scheme, q.chain.PublicKey, q.round, nil, nil, entropy.ErrMalformed, false, ""},
-		"quicknet key truncated":     {q.chain.Scheme, q.chain.PublicKey[:95], q.round, nil, q.sig, entropy.ErrMalformed, false, ""},
-		"default sig truncated":      {d.chain.Scheme, d.chain.PublicKey, d.round, d.prevSig, d.sig[:95], entropy.ErrMalformed, false, ""},
-		"default key extended":       {d.chain.Scheme, append(d.chain.PublicKey, 1), d.round, d.prevSig, d.sig, entropy.ErrMalformed, false, ""},
-		"uncompressed G1 sig":        {q.chain.Scheme, q.chain.PublicKey, q.round, nil, bls12381.G1Generator().Bytes(), entropy.ErrMalformed, false, ""},
-		"uncompressed G1 key":        {d.chain.Scheme, bls12381.G1Generator().Bytes(), d.round, d.prevSig, d.sig, entropy.ErrMalformed, false, ""},
-		"compression flag cleared":   {q.chain.Scheme, q.chain.PublicKey, q.round, nil, flip(q.sig, 7), entropy.ErrMalformed, false, ""},
-		"unknown scheme":             {"bls-unchained-on-g1", q.chain.PublicKey, q.round, nil, q.sig, entropy.ErrMalformed, false, "unknown drand scheme"},
+		"quicknet wrong round":       {q.chain.Scheme, q.chain.PublicKey, q.round + 1, nil, q.sig, ErrBadProof, false, "does not verify"},
+		"quicknet round 0":           {q.chain.Scheme, q.chain.PublicKey, 0, nil, q.sig, ErrBadProof, false, ""},
+		"default wrong round":        {d.chain.Scheme, d.chain.PublicKey, d.round - 1, d.prevSig, d.sig, ErrBadProof, false, "does not verify"},
+		"default wrong prev sig":     {d.chain.Scheme, d.chain.PublicKey, d.round, flip(d.prevSig, 100), d.sig, ErrBadProof, false, ""},
+		"default prev sig missing":   {d.chain.Scheme, d.chain.PublicKey, d.round, nil, d.sig, ErrMalformed, false, "previous signature"},
+		"default prev sig too long":  {d.chain.Scheme, d.chain.PublicKey, d.round, append(d.prevSig, 0), d.sig, ErrMalformed, false, ""},
+		"quicknet with default key":  {q.chain.Scheme, d.chain.PublicKey, q.round, nil, q.sig, ErrMalformed, false, "public key of 48 bytes"},
+		"default with quicknet key":  {d.chain.Scheme, q.chain.PublicKey, d.round, d.prevSig, d.sig, ErrMalformed, false, "public key of 96 bytes"},
+		"quicknet sig under default": {d.chain.Scheme, d.chain.PublicKey, q.round, d.prevSig, q.sig, ErrMalformed, false, "signature of 48 bytes"},
+		"quicknet other valid key":   {q.chain.Scheme, g2Gen, q.round, nil, q.sig, ErrBadProof, false, "does not verify"},
+		"default other valid key":    {d.chain.Scheme, g1Gen, d.round, d.prevSig, d.sig, ErrBadProof, false, "does not verify"},
+		"quicknet other valid sig":   {q.chain.Scheme, q.chain.PublicKey, q.round, nil, g1Gen, ErrBadProof, false, "does not verify"},
+		"quicknet identity sig":      {q.chain.Scheme, q.chain.PublicKey, q.round, nil, g1Identity, ErrBadProof, false, "identity"},
+		"quicknet identity key":      {q.chain.Scheme, g2Identity, q.round, nil, q.sig, ErrBadProof, false, "identity"},
+		"quicknet identity both":     {q.chain.Scheme, g2Identity, q.round, nil, g1Identity, ErrBadProof, false, "identity"},
+		"default identity sig":       {d.chain.Scheme, d.chain.PublicKey, d.round, d.prevSig, g2Identity, ErrBadProof, false, "identity"},
+		"default identity key":       {d.chain.Scheme, g1Identity, d.round, d.prevSig, d.sig, ErrBadProof, false, "identity"},
+		"quicknet sig truncated":     {q.chain.Scheme, q.chain.PublicKey, q.round, nil, q.sig[:47], ErrMalformed, false, "signature of 47 bytes"},
+		"quicknet sig extended":      {q.chain.Scheme, q.chain.PublicKey, q.round, nil, append(q.sig, 0), ErrMalformed, false, ""},
+		"quicknet sig empty":         {q.chain.Scheme, q.chain.PublicKey, q.round, nil, nil, ErrMalformed, false, ""},
+		"quicknet key truncated":     {q.chain.Scheme, q.chain.PublicKey[:95], q.round, nil, q.sig, ErrMalformed, false, ""},
+		"default sig truncated":      {d.chain.Scheme, d.chain.PublicKey, d.round, d.prevSig, d.sig[:95], ErrMalformed, false, ""},
+		"default key extended":       {d.chain.Scheme, append(d.chain.PublicKey, 1), d.round, d.prevSig, d.sig, ErrMalformed, false, ""},
+		"uncompressed G1 sig":        {q.chain.Scheme, q.chain.PublicKey, q.round, nil, bls12381.G1Generator().Bytes(), ErrMalformed, false, ""},
+		"uncompressed G1 key":        {d.chain.Scheme, bls12381.G1Generator().Bytes(), d.round, d.prevSig, d.sig, ErrMalformed, false, ""},
+		"compression flag cleared":   {q.chain.Scheme, q.chain.PublicKey, q.round, nil, flip(q.sig, 7), ErrMalformed, false, ""},
+		"unknown scheme":             {"bls-unchained-on-g1", q.chain.PublicKey, q.round, nil, q.sig, ErrMalformed, false, "unknown drand scheme"},
 		"empty scheme":               {"", q.chain.PublicKey, q.round, nil, q.sig, ErrUnknownScheme, false, ""},
 	}
 	// Flipped bits across the signatures and keys (not the three flag bits,
 	// covered above): each is either no point at all or a wrong one.
 	for _, bit := range []int{0, 1, 2, 3, 4, 100, 200, 383} {
-		cases["quicknet sig bit "+itoa(bit)] = args{q.chain.Scheme, q.chain.PublicKey, q.round, nil, flip(q.sig, bit), entropy.ErrBadProof, true, ""}
-		cases["quicknet key bit "+itoa(bit)] = args{q.chain.Scheme, flip(q.chain.PublicKey, bit), q.round, nil, q.sig, entropy.ErrBadProof, true, ""}
-		cases["default sig bit "+itoa(bit)] = args{d.chain.Scheme, d.chain.PublicKey, d.round, d.prevSig, flip(d.sig, bit), entropy.ErrBadProof, true, ""}
-		cases["default key bit "+itoa(bit)] = args{d.chain.Scheme, flip(d.chain.PublicKey, bit), d.round, d.prevSig, d.sig, entropy.ErrBadProof, true, ""}
+		cases["quicknet sig bit "+itoa(bit)] = args{q.chain.Scheme, q.chain.PublicKey, q.round, nil, flip(q.sig, bit), ErrBadProof, true, ""}
+		cases["quicknet key bit "+itoa(bit)] = args{q.chain.Scheme, flip(q.chain.PublicKey, bit), q.round, nil, q.sig, ErrBadProof, true, ""}
+		cases["default sig bit "+itoa(bit)] = args{d.chain.Scheme, d.chain.PublicKey, d.round, d.prevSig, flip(d.sig, bit), ErrBadProof, true, ""}
+		cases["default key bit "+itoa(bit)] = args{d.chain.Scheme, flip(d.chain.PublicKey, bit), d.round, d.prevSig, d.sig, ErrBadProof, true, ""}
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -95,7 +93,7 @@ func TestVerifyRejects(t *testing.T) {
 			require.Error(t, err)
 			assert.Nil(t, r, "no randomness for a beacon that fails")
 			if c.orMalformed {
-				assert.True(t, errorsIsAny(err, entropy.ErrBadProof, entropy.ErrMalformed), "error %v", err)
+				assert.True(t, errorsIsAny(err, ErrBadProof, ErrMalformed), "error %v", err)
 			} else {
 				assert.ErrorIs(t, err, c.want)
 			}
@@ -154,7 +152,7 @@ func TestVerifyRejectsPointsOutsideSubgroup(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Verify(c.scheme, c.key, c.round, c.prev, c.sig)
-			require.ErrorIs(t, err, entropy.ErrMalformed)
+			require.ErrorIs(t, err, ErrMalformed)
 			assert.Contains(t, err.Error(), c.wantInErrMsg)
 		})
 	}
@@ -172,7 +170,7 @@ func TestVerifyMadeUpChains(t *testing.T) {
 			require.NoError(t, err, "%s round %d", scheme, round)
 			require.Equal(t, b.randomness, r)
 			_, err = Verify(scheme, s.info.PublicKey, round+1, b.prevSig, b.sig)
-			require.ErrorIs(t, err, entropy.ErrBadProof, "%s round %d as round %d", scheme, round, round+1)
+			require.ErrorIs(t, err, ErrBadProof, "%s round %d as round %d", scheme, round, round+1)
 		}
 	}
 }
@@ -209,24 +207,24 @@ func TestVerifyRejectsEveryTamper(t *testing.T) {
 			}
 			for _, rd := range []uint64{v.round - 1, v.round + 1, 0, 1<<64 - 1} {
 				_, err := Verify(c.Scheme, c.PublicKey, rd, v.prevSig, v.sig)
-				assert.ErrorIs(t, err, entropy.ErrBadProof, "round %d", rd)
+				assert.ErrorIs(t, err, ErrBadProof, "round %d", rd)
 			}
 			if c.Scheme == SchemeChained {
 				for bit := 0; bit < len(v.prevSig)*8; bit += 29 {
 					_, err := Verify(c.Scheme, c.PublicKey, v.round, flip(v.prevSig, bit), v.sig)
-					assert.ErrorIs(t, err, entropy.ErrBadProof, "previous signature bit %d", bit)
+					assert.ErrorIs(t, err, ErrBadProof, "previous signature bit %d", bit)
 				}
 				_, err := Verify(c.Scheme, c.PublicKey, v.round, nil, v.sig)
 				assert.Error(t, err, "no previous signature")
 				_, err = Verify(c.Scheme, []byte("\xc0"+strings.Repeat("\x00", 47)), v.round, v.prevSig, v.sig)
 				assert.Error(t, err, "identity key")
 				_, err = Verify(c.Scheme, c.PublicKey, v.round, v.prevSig, []byte("\xc0"+strings.Repeat("\x00", 95)))
-				assert.ErrorIs(t, err, entropy.ErrBadProof, "identity signature")
+				assert.ErrorIs(t, err, ErrBadProof, "identity signature")
 			} else {
 				_, err := Verify(c.Scheme, []byte("\xc0"+strings.Repeat("\x00", 95)), v.round, v.prevSig, v.sig)
-				assert.ErrorIs(t, err, entropy.ErrBadProof, "identity key")
+				assert.ErrorIs(t, err, ErrBadProof, "identity key")
 				_, err = Verify(c.Scheme, c.PublicKey, v.round, v.prevSig, []byte("\xc0"+strings.Repeat("\x00", 47)))
-				assert.ErrorIs(t, err, entropy.ErrBadProof, "identity signature")
+				assert.ErrorIs(t, err, ErrBadProof, "identity signature")
 			}
 			for oname, o := range vs {
 				if oname == name {

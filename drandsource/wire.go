@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	"github.com/provenrand/entropy"
 )
 
 // Beacon is one round of a drand chain as a relay publishes it at
@@ -54,13 +52,13 @@ func parseBeacon(body []byte) (Beacon, error) {
 	var j beaconJSON
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&j); err != nil {
-		return Beacon{}, fmt.Errorf("drandsource: beacon: %v: %w", err, entropy.ErrMalformed)
+		return Beacon{}, fmt.Errorf("drandsource: beacon: %v: %w", err, ErrMalformed)
 	}
 	if dec.More() {
-		return Beacon{}, fmt.Errorf("drandsource: beacon: data after the JSON object: %w", entropy.ErrMalformed)
+		return Beacon{}, fmt.Errorf("drandsource: beacon: data after the JSON object: %w", ErrMalformed)
 	}
 	if j.Round == 0 {
-		return Beacon{}, fmt.Errorf("drandsource: beacon: no round: %w", entropy.ErrMalformed)
+		return Beacon{}, fmt.Errorf("drandsource: beacon: no round: %w", ErrMalformed)
 	}
 	var b Beacon
 	var err error
@@ -86,10 +84,10 @@ func parseBeacon(body []byte) (Beacon, error) {
 func parseInfo(body []byte) (ChainInfo, error) {
 	var j infoJSON
 	if err := json.Unmarshal(body, &j); err != nil {
-		return ChainInfo{}, fmt.Errorf("drandsource: chain info: %v: %w", err, entropy.ErrMalformed)
+		return ChainInfo{}, fmt.Errorf("drandsource: chain info: %v: %w", err, ErrMalformed)
 	}
 	if j.Period <= 0 || j.Period > 1<<32-1 {
-		return ChainInfo{}, fmt.Errorf("drandsource: chain info: period %d: %w", j.Period, entropy.ErrMalformed)
+		return ChainInfo{}, fmt.Errorf("drandsource: chain info: period %d: %w", j.Period, ErrMalformed)
 	}
 	c := ChainInfo{
 		Scheme:      j.SchemeID,
@@ -129,14 +127,14 @@ func checkInfo(pinned, got ChainInfo) error {
 // decodeHex decodes a hex field of min to max bytes.
 func decodeHex(field, s string, minLen, maxLen int) ([]byte, error) {
 	if len(s) > 2*maxLen {
-		return nil, fmt.Errorf("drandsource: %s of %d hex digits, at most %d: %w", field, len(s), 2*maxLen, entropy.ErrMalformed)
+		return nil, fmt.Errorf("drandsource: %s of %d hex digits, at most %d: %w", field, len(s), 2*maxLen, ErrMalformed)
 	}
 	b, err := hex.DecodeString(s)
 	if err != nil {
-		return nil, fmt.Errorf("drandsource: %s: %v: %w", field, err, entropy.ErrMalformed)
+		return nil, fmt.Errorf("drandsource: %s: %v: %w", field, err, ErrMalformed)
 	}
 	if len(b) < minLen {
-		return nil, fmt.Errorf("drandsource: %s of %d bytes, at least %d: %w", field, len(b), minLen, entropy.ErrMalformed)
+		return nil, fmt.Errorf("drandsource: %s of %d bytes, at least %d: %w", field, len(b), minLen, ErrMalformed)
 	}
 	return b, nil
 }

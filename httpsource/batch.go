@@ -15,16 +15,16 @@ import (
 // (POST /v1/entropy/batch, docs/protocol.md) and returns the blocks of the
 // items that passed every check Fetch makes (each item is a job of its own,
 // with its own nonce, signed as an answer of GET /v1/entropy), in the order
-// of sizes. It implements entropy.BatchSource.
+// of sizes: a Provider refills from it with batches (see entropy.WithBatch).
 //
 // If some items failed (the service answered them with an error, or a check
-// refused them), the error is a *entropy.BatchError listing them with their
+// refused them), the error is a *BatchError listing them with their
 // index, code and message, returned together with the good blocks. Any other
 // error is a failure of the whole request, as Fetch would return it, with no
 // blocks. Queued items are polled one after the other.
 //
 // A service without the batch request (it answers the batch path with 404,
-// 405 or 501) gets an error that matches entropy.ErrBatchUnsupported as well
+// 405 or 501) gets an error that matches ErrBatchUnsupported as well
 // as the answer's *entropy.APIError: a Provider then sends it single
 // requests.
 func (s *Source) FetchBatch(ctx context.Context, sizes []int) ([]entropy.Block, error) {
@@ -67,7 +67,7 @@ func (s *Source) FetchBatch(ctx context.Context, sizes []int) ([]entropy.Block, 
 	if err != nil {
 		var ae *entropy.APIError
 		if errors.As(err, &ae) && noBatchStatus(ae.StatusCode) {
-			return nil, fmt.Errorf("httpsource: %w: %w", entropy.ErrBatchUnsupported, err)
+			return nil, fmt.Errorf("httpsource: %w: %w", ErrBatchUnsupported, err)
 		}
 		return nil, err
 	}
@@ -89,7 +89,7 @@ func (s *Source) FetchBatch(ctx context.Context, sizes []int) ([]entropy.Block, 
 		itemHdr[RequestIDHeader] = v
 	}
 	var blocks []entropy.Block
-	var failed []entropy.BatchItemError
+	var failed []BatchItemError
 	for i, raw := range resp.Items {
 		blk, err := s.batchItem(ctx, itemHdr, raw, pub, sizes[i], &binding{nonce: nonces[i], sent: sent})
 		if err != nil {
@@ -99,7 +99,7 @@ func (s *Source) FetchBatch(ctx context.Context, sizes []int) ([]entropy.Block, 
 		blocks = append(blocks, blk)
 	}
 	if len(failed) > 0 {
-		return blocks, &entropy.BatchError{Total: len(sizes), Items: failed, RequestID: s.requestID(hdr)}
+		return blocks, &BatchError{Total: len(sizes), Items: failed, RequestID: s.requestID(hdr)}
 	}
 	return blocks, nil
 }
@@ -145,8 +145,8 @@ func (s *Source) batchItem(ctx context.Context, hdr http.Header, raw []byte, pub
 }
 
 // batchItemError describes failed item i of a batch.
-func batchItemError(i int, err error) entropy.BatchItemError {
-	it := entropy.BatchItemError{Index: i, Err: err, Message: err.Error()}
+func batchItemError(i int, err error) BatchItemError {
+	it := BatchItemError{Index: i, Err: err, Message: err.Error()}
 	var je *entropy.JobError
 	if errors.As(err, &je) {
 		it.Code, it.Message = je.Code, je.Message

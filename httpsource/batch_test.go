@@ -2,7 +2,7 @@ package httpsource_test
 
 // Batches with partial failures: POST /v1/entropy/batch
 // answers one item per size, each a job of its own or an error; the source
-// returns the items that passed every check and a *entropy.BatchError
+// returns the items that passed every check and a *httpsource.BatchError
 // naming the others. Against the simulator and a handler written here.
 
 import (
@@ -31,12 +31,12 @@ import (
 )
 
 // batchFailures indexes the failed items of a batch error.
-func batchFailures(t *testing.T, err error) map[int]entropy.BatchItemError {
+func batchFailures(t *testing.T, err error) map[int]httpsource.BatchItemError {
 	t.Helper()
-	var be *entropy.BatchError
+	var be *httpsource.BatchError
 	require.ErrorAs(t, err, &be)
-	assert.ErrorAs(t, err, new(*entropy.BatchError))
-	out := map[int]entropy.BatchItemError{}
+	assert.ErrorAs(t, err, new(*httpsource.BatchError))
+	out := map[int]httpsource.BatchItemError{}
 	for _, it := range be.Items {
 		out[it.Index] = it
 	}
@@ -76,11 +76,11 @@ func TestBatchFromTheSimulatorReturnsTheGoodItems(t *testing.T) {
 	require.Len(t, failed, 5)
 	assert.Equal(t, "QuantumComputerError", failed[1].Code)
 	assert.Equal(t, entropy.Transient, entropy.Classify(failed[1].Err))
-	assert.ErrorIs(t, failed[2].Err, entropy.ErrBadProof)
+	assert.ErrorIs(t, failed[2].Err, httpsource.ErrBadProof)
 	assert.Equal(t, "QuotaExhaustedError", failed[4].Code)
 	assert.Equal(t, entropy.Permanent, entropy.Classify(failed[4].Err))
-	assert.ErrorIs(t, failed[5].Err, entropy.ErrMalformed)
-	assert.ErrorIs(t, failed[6].Err, entropy.ErrMalformed)
+	assert.ErrorIs(t, failed[5].Err, httpsource.ErrMalformed)
+	assert.ErrorIs(t, failed[6].Err, httpsource.ErrMalformed)
 	var je *entropy.JobError
 	assert.ErrorAs(t, err, &je, "the batch error unwraps to its items")
 	reqs := s.Requests()
@@ -90,7 +90,7 @@ func TestBatchFromTheSimulatorReturnsTheGoodItems(t *testing.T) {
 			batch = r
 		}
 	}
-	assert.Equal(t, batch.RequestID, entropy.RequestID(err))
+	assert.Equal(t, batch.RequestID, httpsource.RequestID(err))
 	assert.Len(t, batch.Items, 8)
 	assert.Contains(t, err.Error(), "5 of 8 items failed")
 }
@@ -106,13 +106,13 @@ func TestBatchBalanceSpentMidway(t *testing.T) {
 	require.Len(t, failed, 2)
 	for _, i := range []int{3, 4} {
 		assert.Equal(t, "QuotaExhaustedError", failed[i].Code)
-		assert.ErrorIs(t, failed[i].Err, entropy.ErrQuotaExhausted)
+		assert.ErrorIs(t, failed[i].Err, httpsource.ErrQuotaExhausted)
 	}
 	// Nothing left: the next batch is refused whole.
 	blocks, err = src.FetchBatch(context.Background(), []int{64, 64})
 	assert.Nil(t, blocks)
 	assert.ErrorIs(t, err, httpsource.ErrPaymentRequired)
-	assert.False(t, errors.As(err, new(*entropy.BatchError)))
+	assert.False(t, errors.As(err, new(*httpsource.BatchError)))
 }
 
 func TestBatchWholeRequestFailures(t *testing.T) {
@@ -122,8 +122,8 @@ func TestBatchWholeRequestFailures(t *testing.T) {
 	}{
 		{sim.Status(503, sim.ShapeNested, "1"), httpsource.ErrServiceUnavailable},
 		{sim.Status(401, sim.ShapeText, ""), httpsource.ErrUnauthorized},
-		{sim.Kind(sim.FaultTruncate), entropy.ErrMalformed},
-		{sim.Kind(sim.FaultDrop), nil}, // a *entropy.ConnError
+		{sim.Kind(sim.FaultTruncate), httpsource.ErrMalformed},
+		{sim.Kind(sim.FaultDrop), nil}, // a *httpsource.ConnError
 	} {
 		t.Run(tc.fault.String(), func(t *testing.T) {
 			s, src := simSource(t)
@@ -131,11 +131,11 @@ func TestBatchWholeRequestFailures(t *testing.T) {
 			blocks, err := src.FetchBatch(context.Background(), []int{32, 32})
 			assert.Nil(t, blocks)
 			if tc.is == nil {
-				assert.ErrorAs(t, err, new(*entropy.ConnError))
+				assert.ErrorAs(t, err, new(*httpsource.ConnError))
 			} else {
 				assert.ErrorIs(t, err, tc.is)
 			}
-			assert.False(t, errors.As(err, new(*entropy.BatchError)), "a whole-request failure is no partial batch")
+			assert.False(t, errors.As(err, new(*httpsource.BatchError)), "a whole-request failure is no partial batch")
 		})
 	}
 }
@@ -324,8 +324,8 @@ func TestBatchFromAHandWrittenService(t *testing.T) {
 	require.ErrorAs(t, failed[2].Err, &je)
 	assert.Equal(t, []entropy.ErrorItem{{Field: "qpu", Message: "lost"}}, je.Details)
 	assert.Equal(t, "rid-batch", je.RequestID)
-	assert.ErrorIs(t, failed[4].Err, entropy.ErrBadProof, "a job signed for another item's nonce")
-	assert.Equal(t, "rid-batch", entropy.RequestID(err))
+	assert.ErrorIs(t, failed[4].Err, httpsource.ErrBadProof, "a job signed for another item's nonce")
+	assert.Equal(t, "rid-batch", httpsource.RequestID(err))
 }
 
 func TestBatchWithTheWrongNumberOfItemsIsMalformed(t *testing.T) {
@@ -337,8 +337,8 @@ func TestBatchWithTheWrongNumberOfItemsIsMalformed(t *testing.T) {
 		}
 		blocks, err := src.FetchBatch(context.Background(), []int{8, 8, 8})
 		assert.Nil(t, blocks, "%+d items", delta)
-		assert.ErrorIs(t, err, entropy.ErrMalformed, "%+d items", delta)
-		assert.False(t, errors.As(err, new(*entropy.BatchError)))
+		assert.ErrorIs(t, err, httpsource.ErrMalformed, "%+d items", delta)
+		assert.False(t, errors.As(err, new(*httpsource.BatchError)))
 	}
 }
 
@@ -350,7 +350,7 @@ func TestBatchWaitsOnTheContext(t *testing.T) {
 	_, err := src.FetchBatch(ctx, []int{16, 16})
 	failed := batchFailures(t, err)
 	assert.ErrorIs(t, failed[0].Err, context.DeadlineExceeded)
-	assert.True(t, errors.Is(err, entropy.ErrTimeout))
+	assert.True(t, errors.Is(err, httpsource.ErrTimeout))
 }
 
 func TestProviderRefillsFromBatchesOfAHandWrittenService(t *testing.T) {
@@ -392,7 +392,7 @@ func TestProviderRefillsFromBatchesOfAHandWrittenService(t *testing.T) {
 }
 
 // A service without the batch request answers the batch path 404, 405 or
-// 501: the error says so (entropy.ErrBatchUnsupported) and keeps the
+// 501: the error says so (httpsource.ErrBatchUnsupported) and keeps the
 // answer's *entropy.APIError; any other status is an ordinary failure.
 func TestBatchUnsupportedByTheService(t *testing.T) {
 	for _, status := range []int{http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusNotImplemented, http.StatusBadRequest} {
@@ -403,8 +403,8 @@ func TestBatchUnsupportedByTheService(t *testing.T) {
 		var ae *entropy.APIError
 		require.ErrorAs(t, err, &ae, "%d", status)
 		assert.Equal(t, status, ae.StatusCode)
-		assert.Equal(t, status != http.StatusBadRequest, errors.Is(err, entropy.ErrBatchUnsupported), "%d: %v", status, err)
-		assert.False(t, errors.As(err, new(*entropy.BatchError)))
+		assert.Equal(t, status != http.StatusBadRequest, errors.Is(err, httpsource.ErrBatchUnsupported), "%d: %v", status, err)
+		assert.False(t, errors.As(err, new(*httpsource.BatchError)))
 	}
 }
 

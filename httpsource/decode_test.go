@@ -18,8 +18,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/provenrand/entropy"
 )
 
 // referenceJob is what the client made of a job body before scanJob: the
@@ -293,28 +291,28 @@ func TestFetchRefusesBadBinaryAnswers(t *testing.T) {
 		edit   func(h http.Header) []byte
 		target error
 	}{
-		{"no job id", func(h http.Header) []byte { h.Del(JobIDHeader); return body }, entropy.ErrMalformed},
-		{"two job ids", func(h http.Header) []byte { h.Add(JobIDHeader, "job-c"); return body }, entropy.ErrMalformed},
-		{"empty job id", func(h http.Header) []byte { h.Set(JobIDHeader, ""); return body }, entropy.ErrMalformed},
-		{"job id is the key", func(h http.Header) []byte { h.Set(JobIDHeader, "x"+fuzzAPIKey); return body }, entropy.ErrMalformed},
-		{"no status", func(h http.Header) []byte { h.Del(JobStatusHeader); return body }, entropy.ErrMalformed},
-		{"queued", func(h http.Header) []byte { h.Set(JobStatusHeader, StatusQueued); return body }, entropy.ErrMalformed},
-		{"status holds the key", func(h http.Header) []byte { h.Set(JobStatusHeader, fuzzAPIKey); return body }, entropy.ErrMalformed},
-		{"no timestamp", func(h http.Header) []byte { h.Del(TimestampHeader); return body }, entropy.ErrMalformed},
-		{"bad timestamp", func(h http.Header) []byte { h.Set(TimestampHeader, "yesterday"); return body }, entropy.ErrMalformed},
-		{"no signature", func(h http.Header) []byte { h.Del(SignatureHeader); return body }, entropy.ErrMalformed},
-		{"signature not base64", func(h http.Header) []byte { h.Set(SignatureHeader, "!!"); return body }, entropy.ErrMalformed},
-		{"short body", func(h http.Header) []byte { return body[:15] }, entropy.ErrMalformed},
-		{"long body", func(h http.Header) []byte { return append(bytes.Clone(body), 0) }, entropy.ErrMalformed},
-		{"flipped byte", func(h http.Header) []byte { b := bytes.Clone(body); b[3] ^= 1; return b }, entropy.ErrBadProof},
-		{"other job", func(h http.Header) []byte { h.Set(JobIDHeader, "job-c"); return body }, entropy.ErrBadProof},
-		{"no nonce", func(h http.Header) []byte { h.Del(NonceHeader); return body }, entropy.ErrBadProof},
-		{"two nonces", func(h http.Header) []byte { h.Add(NonceHeader, EncodeNonce(fuzzNonce())); return body }, entropy.ErrMalformed},
-		{"other nonce", func(h http.Header) []byte { h.Set(NonceHeader, strings.Repeat("ab", MinNonceSize)); return body }, entropy.ErrBadProof},
-		{"nonce not hex", func(h http.Header) []byte { h.Set(NonceHeader, strings.Repeat("zz", MinNonceSize)); return body }, entropy.ErrMalformed},
-		{"timestamp long before the request", func(h http.Header) []byte { h.Set(TimestampHeader, "2026-03-01T11:54:59Z"); return body }, entropy.ErrBadProof},
-		{"timestamp in the future", func(h http.Header) []byte { h.Set(TimestampHeader, "2026-03-01T12:05:01Z"); return body }, entropy.ErrBadProof},
-		{"timestamp edited within the window", func(h http.Header) []byte { h.Set(TimestampHeader, "2026-03-01T12:00:01Z"); return body }, entropy.ErrBadProof},
+		{"no job id", func(h http.Header) []byte { h.Del(JobIDHeader); return body }, ErrMalformed},
+		{"two job ids", func(h http.Header) []byte { h.Add(JobIDHeader, "job-c"); return body }, ErrMalformed},
+		{"empty job id", func(h http.Header) []byte { h.Set(JobIDHeader, ""); return body }, ErrMalformed},
+		{"job id is the key", func(h http.Header) []byte { h.Set(JobIDHeader, "x"+fuzzAPIKey); return body }, ErrMalformed},
+		{"no status", func(h http.Header) []byte { h.Del(JobStatusHeader); return body }, ErrMalformed},
+		{"queued", func(h http.Header) []byte { h.Set(JobStatusHeader, StatusQueued); return body }, ErrMalformed},
+		{"status holds the key", func(h http.Header) []byte { h.Set(JobStatusHeader, fuzzAPIKey); return body }, ErrMalformed},
+		{"no timestamp", func(h http.Header) []byte { h.Del(TimestampHeader); return body }, ErrMalformed},
+		{"bad timestamp", func(h http.Header) []byte { h.Set(TimestampHeader, "yesterday"); return body }, ErrMalformed},
+		{"no signature", func(h http.Header) []byte { h.Del(SignatureHeader); return body }, ErrMalformed},
+		{"signature not base64", func(h http.Header) []byte { h.Set(SignatureHeader, "!!"); return body }, ErrMalformed},
+		{"short body", func(h http.Header) []byte { return body[:15] }, ErrMalformed},
+		{"long body", func(h http.Header) []byte { return append(bytes.Clone(body), 0) }, ErrMalformed},
+		{"flipped byte", func(h http.Header) []byte { b := bytes.Clone(body); b[3] ^= 1; return b }, ErrBadProof},
+		{"other job", func(h http.Header) []byte { h.Set(JobIDHeader, "job-c"); return body }, ErrBadProof},
+		{"no nonce", func(h http.Header) []byte { h.Del(NonceHeader); return body }, ErrBadProof},
+		{"two nonces", func(h http.Header) []byte { h.Add(NonceHeader, EncodeNonce(fuzzNonce())); return body }, ErrMalformed},
+		{"other nonce", func(h http.Header) []byte { h.Set(NonceHeader, strings.Repeat("ab", MinNonceSize)); return body }, ErrBadProof},
+		{"nonce not hex", func(h http.Header) []byte { h.Set(NonceHeader, strings.Repeat("zz", MinNonceSize)); return body }, ErrMalformed},
+		{"timestamp long before the request", func(h http.Header) []byte { h.Set(TimestampHeader, "2026-03-01T11:54:59Z"); return body }, ErrBadProof},
+		{"timestamp in the future", func(h http.Header) []byte { h.Set(TimestampHeader, "2026-03-01T12:05:01Z"); return body }, ErrBadProof},
+		{"timestamp edited within the window", func(h http.Header) []byte { h.Set(TimestampHeader, "2026-03-01T12:00:01Z"); return body }, ErrBadProof},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

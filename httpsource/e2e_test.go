@@ -286,10 +286,10 @@ func TestE2EPermanentFaults(t *testing.T) {
 		{fault: sim.Status(403, sim.ShapeDetails, ""), sentinel: httpsource.ErrForbidden},
 		{fault: sim.Status(404, sim.ShapeCode, ""), sentinel: httpsource.ErrNotFound},
 		{fault: sim.Status(422, sim.ShapeText, ""), sentinel: httpsource.ErrValidation},
-		{fault: sim.Kind(sim.FaultExhausted), sentinel: entropy.ErrQuotaExhausted},
-		{fault: sim.JobFailure("QuotaExhaustedError"), sentinel: entropy.ErrQuotaExhausted},
+		{fault: sim.Kind(sim.FaultExhausted), sentinel: httpsource.ErrQuotaExhausted},
+		{fault: sim.JobFailure("QuotaExhaustedError"), sentinel: httpsource.ErrQuotaExhausted},
 		{fault: sim.JobFailure("TooManyShots"), sentinel: entropy.ErrPermanent},
-		{fault: sim.Status(429, sim.ShapeDetails, ""), sentinel: entropy.ErrQuotaExhausted,
+		{fault: sim.Status(429, sim.ShapeDetails, ""), sentinel: httpsource.ErrQuotaExhausted,
 			srcOpts: []httpsource.Option{httpsource.WithQuotaOn429WithoutRetryAfter()}},
 	}
 	for _, tc := range cases {

@@ -82,7 +82,7 @@ func TestJobStatusErrorIsAJobError(t *testing.T) {
 			b, err := s.Fetch(context.Background(), 8)
 			require.Error(t, err)
 			assert.Nil(t, b.Data)
-			assert.NotErrorIs(t, err, entropy.ErrMalformed, "a failed job is not a malformed answer")
+			assert.NotErrorIs(t, err, httpsource.ErrMalformed, "a failed job is not a malformed answer")
 			var je *entropy.JobError
 			require.ErrorAs(t, err, &je)
 			assert.Equal(t, "job-e", je.JobID)
@@ -90,7 +90,7 @@ func TestJobStatusErrorIsAJobError(t *testing.T) {
 			assert.Equal(t, tc.msg, je.Message)
 			assert.Equal(t, tc.details, je.Details)
 			assert.Equal(t, "rid-poll-1", je.RequestID, "the answer that told of the failure")
-			assert.Equal(t, "rid-poll-1", entropy.RequestID(err))
+			assert.Equal(t, "rid-poll-1", httpsource.RequestID(err))
 			assert.Contains(t, err.Error(), "request id rid-poll-1")
 			assert.ErrorAs(t, err, new(*entropy.JobError))
 			want := entropy.Transient
@@ -120,7 +120,7 @@ func TestJobStatusErrorOnTheFirstAnswer(t *testing.T) {
 	require.ErrorAs(t, err, &je)
 	assert.Equal(t, "ContractExpiredError", je.Code)
 	assert.Equal(t, "rid-1", je.RequestID)
-	assert.ErrorIs(t, err, entropy.ErrQuotaExhausted)
+	assert.ErrorIs(t, err, httpsource.ErrQuotaExhausted)
 	assert.Equal(t, entropy.Permanent, entropy.Classify(err))
 }
 
@@ -147,6 +147,21 @@ func TestJobStatusErrorFromTheSimulator(t *testing.T) {
 			assert.Equal(t, tc.permanent, entropy.Classify(err) == entropy.Permanent)
 			assert.ErrorAs(t, err, new(*entropy.JobError))
 		})
+	}
+}
+
+// RequestID finds the ID through wrapping and joins, in every error type
+// that carries one, and a typed nil error gives "" without a panic.
+func TestRequestIDIsFoundThroughWrapping(t *testing.T) {
+	je := &entropy.JobError{JobID: "j", Code: "Timeout", RequestID: "rid-7"}
+	assert.Equal(t, "job j failed: Timeout (request id rid-7)", je.Error())
+	assert.Equal(t, "rid-7", httpsource.RequestID(fmt.Errorf("refill: %w", je)))
+	assert.Equal(t, "rid-9", httpsource.RequestID(errors.Join(&httpsource.ConnError{Op: "GET"}, &entropy.APIError{StatusCode: 503, RequestID: "rid-9"})))
+	assert.Equal(t, "rid-b", httpsource.RequestID(fmt.Errorf("refill: %w", &httpsource.BatchError{Total: 2, RequestID: "rid-b"})))
+	assert.Equal(t, "", httpsource.RequestID(&httpsource.ConnError{Op: "GET", Err: errors.New("refused")}))
+	assert.Equal(t, "", httpsource.RequestID(nil))
+	for _, err := range []error{(*entropy.APIError)(nil), (*entropy.JobError)(nil), (*httpsource.ConnError)(nil), (*httpsource.BatchError)(nil)} {
+		require.NotPanics(t, func() { assert.Empty(t, httpsource.RequestID(fmt.Errorf("fetch: %w", err))) }, "%T", err)
 	}
 }
 
@@ -179,7 +194,7 @@ func TestEveryAnswerErrorCarriesItsRequestID(t *testing.T) {
 			})
 			_, err := newSource(t, srv, httpsource.WithJSONOnly(), httpsource.WithPublicKey(f.pub)).Fetch(context.Background(), 8)
 			require.Error(t, err)
-			assert.Equal(t, "rid-42", entropy.RequestID(err), "%v", err)
+			assert.Equal(t, "rid-42", httpsource.RequestID(err), "%v", err)
 			assert.Contains(t, err.Error(), "rid-42")
 		})
 	}
@@ -209,8 +224,8 @@ func TestEveryAnswerErrorCarriesItsRequestID(t *testing.T) {
 			_ = conn.Close()
 		})
 		_, err := newSource(t, srv).Fetch(context.Background(), 8)
-		require.ErrorAs(t, err, new(*entropy.ConnError))
-		assert.Equal(t, "", entropy.RequestID(err))
+		require.ErrorAs(t, err, new(*httpsource.ConnError))
+		assert.Equal(t, "", httpsource.RequestID(err))
 	})
 }
 
@@ -226,7 +241,7 @@ func TestEveryAnswerErrorCarriesItsRequestIDFromTheSimulator(t *testing.T) {
 			_, err := src.Fetch(context.Background(), 16)
 			require.Error(t, err)
 			id := lastRequestID(t, s)
-			assert.Equal(t, id, entropy.RequestID(err), "%v", err)
+			assert.Equal(t, id, httpsource.RequestID(err), "%v", err)
 			assert.Contains(t, err.Error(), id)
 		})
 	}
@@ -359,7 +374,7 @@ func TestRetryAfterZeroIsNotAQuota(t *testing.T) {
 		var ae *entropy.APIError
 		require.ErrorAs(t, err, &ae)
 		assert.Equal(t, tc.quota, ae.Quota, tc.header)
-		assert.Equal(t, tc.quota, errors.Is(err, entropy.ErrQuotaExhausted), tc.header)
+		assert.Equal(t, tc.quota, errors.Is(err, httpsource.ErrQuotaExhausted), tc.header)
 	}
 }
 

@@ -80,7 +80,7 @@ func ExampleSource_provider() {
 }
 
 // Fetch several jobs in one request: the items that passed every check come
-// back, and a *entropy.BatchError names the others (a partial batch
+// back, and a *httpsource.BatchError names the others (a partial batch
 // failure). A Provider over the source refills this way by default.
 func ExampleSource_FetchBatch() {
 	service := sim.New(sim.WithKey("sk-example", 1<<20))
@@ -94,7 +94,7 @@ func ExampleSource_FetchBatch() {
 
 	blocks, err := src.FetchBatch(context.Background(), []int{32, 32, 32})
 	fmt.Println(len(blocks), "good blocks")
-	var be *entropy.BatchError
+	var be *httpsource.BatchError
 	if errors.As(err, &be) {
 		for _, it := range be.Items {
 			fmt.Println("item", it.Index, it.Code, entropy.Classify(it.Err))

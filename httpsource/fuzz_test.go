@@ -547,14 +547,14 @@ func TestJobIDEchoingTheKeyIsRedacted(t *testing.T) {
 	// Such a job ID is now refused as soon as it is read (it would travel into
 	// labels and journals), before any signature check or poll.
 	_, err = s.Fetch(context.Background(), 3)
-	require.ErrorIs(t, err, entropy.ErrMalformed)
+	require.ErrorIs(t, err, ErrMalformed)
 	assert.NotContains(t, err.Error(), fuzzAPIKey)
 
 	jobBody.Store(`{"job_id":"` + fuzzAPIKey + `","status":"running"}`)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	_, err = s.Fetch(ctx, 3)
-	require.ErrorIs(t, err, entropy.ErrMalformed)
+	require.ErrorIs(t, err, ErrMalformed)
 	assert.NotContains(t, err.Error(), fuzzAPIKey)
 }
 

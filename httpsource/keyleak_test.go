@@ -84,7 +84,7 @@ func TestJobIDThatWouldLeakIsRefused(t *testing.T) {
 		blk, err := src.Fetch(context.Background(), 4)
 		srv.Close()
 		require.Error(t, err, id)
-		assert.ErrorIs(t, err, entropy.ErrMalformed)
+		assert.ErrorIs(t, err, httpsource.ErrMalformed)
 		assert.Empty(t, blk.JobID)
 		assert.NotContains(t, err.Error(), key)
 	}

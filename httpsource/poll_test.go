@@ -70,7 +70,7 @@ func TestPollingStopsAtTheDeadline(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Fetch went on polling after its deadline")
 	}
-	require.ErrorIs(t, err, entropy.ErrTimeout)
+	require.ErrorIs(t, err, httpsource.ErrTimeout)
 	assert.Equal(t, entropy.Transient, entropy.Classify(err))
 	assert.Equal(t, polls, rs.count("/v1/jobs/job-slow"), "no poll after the deadline")
 }

@@ -165,7 +165,7 @@ func TestQuotaFromTheSimulators402Balance(t *testing.T) {
 	require.Eventually(t, func() bool { return p.Stats().Sources[0].Quota.Exhausted }, 10*time.Second, time.Millisecond)
 	pq := p.Stats().Sources[0].Quota
 	assert.Equal(t, 44.0, pq.Balance)
-	assert.ErrorIs(t, p.Stats().Sources[0].LastError, entropy.ErrQuotaExhausted)
+	assert.ErrorIs(t, p.Stats().Sources[0].LastError, httpsource.ErrQuotaExhausted)
 }
 
 func TestQuotaShownInProviderStats(t *testing.T) {

@@ -116,7 +116,7 @@ func TestReplayedJobIsRefused(t *testing.T) {
 
 	for i := 0; i < 3; i++ {
 		b, err = s.Fetch(context.Background(), 32)
-		require.ErrorIs(t, err, entropy.ErrBadProof, "replay %d", i)
+		require.ErrorIs(t, err, httpsource.ErrBadProof, "replay %d", i)
 		assert.Contains(t, err.Error(), "nonce")
 		assert.Nil(t, b.Data)
 		assert.NotEqual(t, entropy.Permanent, entropy.Classify(err), "a replay is the answer's fault, not the request's")
@@ -143,7 +143,7 @@ func TestQueuedJobCarriesTheNonce(t *testing.T) {
 		want  error
 	}{
 		{"same nonce", func(sent string) string { return sent }, nil},
-		{"other nonce", func(string) string { return strings.Repeat("cd", httpsource.MinNonceSize) }, entropy.ErrBadProof},
+		{"other nonce", func(string) string { return strings.Repeat("cd", httpsource.MinNonceSize) }, httpsource.ErrBadProof},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
@@ -207,7 +207,7 @@ func TestTimestampTolerance(t *testing.T) {
 			require.NoError(t, err, "now %v tolerance %v", tc.now, tc.tolerance)
 			assert.True(t, b.Verifiable)
 		} else {
-			require.ErrorIs(t, err, entropy.ErrBadProof, "now %v tolerance %v", tc.now, tc.tolerance)
+			require.ErrorIs(t, err, httpsource.ErrBadProof, "now %v tolerance %v", tc.now, tc.tolerance)
 			assert.Contains(t, err.Error(), "timestamp")
 		}
 	}
@@ -274,7 +274,7 @@ func TestVerifiableOnlyWithCheckedSignature(t *testing.T) {
 	other, _, _ := ed25519.GenerateKey(nil)
 	wrong := newOldSource(t, srv, httpsource.WithPublicKey(other))
 	blk, err = wrong.Fetch(context.Background(), 16)
-	require.ErrorIs(t, err, entropy.ErrBadProof)
+	require.ErrorIs(t, err, httpsource.ErrBadProof)
 	assert.Nil(t, blk.Data)
 }
 
@@ -295,19 +295,19 @@ func TestBadAnswersReturnNoBytes(t *testing.T) {
 		body string
 		want error
 	}{
-		"bad signature":        {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q}`, goodB64, otherSig), entropy.ErrBadProof},
+		"bad signature":        {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q}`, goodB64, otherSig), httpsource.ErrBadProof},
 		"missing signature":    {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z"}`, goodB64), nil},
-		"short, well signed":   {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q}`, short, shortSig), entropy.ErrMalformed},
-		"entropy not base64":   {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":"!!notb64!!","timestamp":"2024-05-01T12:00:00Z","signature":%q}`, sig), entropy.ErrMalformed},
-		"unpadded base64":      {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q}`, strings.TrimRight(goodB64, "="), sig), entropy.ErrMalformed},
+		"short, well signed":   {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q}`, short, shortSig), httpsource.ErrMalformed},
+		"entropy not base64":   {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":"!!notb64!!","timestamp":"2024-05-01T12:00:00Z","signature":%q}`, sig), httpsource.ErrMalformed},
+		"unpadded base64":      {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q}`, strings.TrimRight(goodB64, "="), sig), httpsource.ErrMalformed},
 		"url base64 signature": {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":"%s"}`, goodB64, strings.NewReplacer("+", "-", "/", "_").Replace(sig)+"-_"), nil},
-		"truncated json":       {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q`, goodB64, sig), entropy.ErrMalformed},
-		"trailing garbage":     {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q}}`, goodB64, sig), entropy.ErrMalformed},
-		"json array":           {`[1,2,3]`, entropy.ErrMalformed},
-		"empty body":           {``, entropy.ErrMalformed},
-		"bad timestamp":        {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"yesterday","signature":%q}`, goodB64, sig), entropy.ErrMalformed},
-		"unknown status":       {`{"job_id":"job-x","status":"done"}`, entropy.ErrMalformed},
-		"no job id":            {fmt.Sprintf(`{"status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q}`, goodB64, sig), entropy.ErrMalformed},
+		"truncated json":       {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q`, goodB64, sig), httpsource.ErrMalformed},
+		"trailing garbage":     {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q}}`, goodB64, sig), httpsource.ErrMalformed},
+		"json array":           {`[1,2,3]`, httpsource.ErrMalformed},
+		"empty body":           {``, httpsource.ErrMalformed},
+		"bad timestamp":        {fmt.Sprintf(`{"job_id":"job-x","status":"completed","entropy":%q,"timestamp":"yesterday","signature":%q}`, goodB64, sig), httpsource.ErrMalformed},
+		"unknown status":       {`{"job_id":"job-x","status":"done"}`, httpsource.ErrMalformed},
+		"no job id":            {fmt.Sprintf(`{"status":"completed","entropy":%q,"timestamp":"2024-05-01T12:00:00Z","signature":%q}`, goodB64, sig), httpsource.ErrMalformed},
 	}
 	for name, tc := range bodies {
 		for _, via := range []string{"direct", "polled"} {

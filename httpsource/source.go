@@ -181,7 +181,7 @@ func WithName(name string) Option {
 }
 
 // WithMaxBodyBytes caps the bytes read from any response body. A success
-// body larger than the cap is malformed (entropy.ErrMalformed); an error body
+// body larger than the cap is malformed (ErrMalformed); an error body
 // is cut. Default 1 MiB, enough for the largest request (65536 bytes of
 // entropy are 87384 bytes of base64).
 func WithMaxBodyBytes(n int64) Option {
@@ -433,7 +433,7 @@ func (s *Source) FetchPublicKey(ctx context.Context) (ed25519.PublicKey, error) 
 		case <-kf.done:
 			// Fetched (the loop returns it) or failed (the loop tries).
 		case <-ctx.Done():
-			return nil, &entropy.ConnError{Op: "GET " + PublicKeyPath + " (waiting for another caller's)", Err: ctx.Err()}
+			return nil, &ConnError{Op: "GET " + PublicKeyPath + " (waiting for another caller's)", Err: ctx.Err()}
 		}
 	}
 }
@@ -483,9 +483,9 @@ func (s *Source) getPublicKey(ctx context.Context) (ed25519.PublicKey, error) {
 //
 // A queued job (202) is polled with backoff until it completes, fails or ctx
 // ends. Errors: *entropy.APIError for an error answer, *entropy.JobError for
-// a failed job, *entropy.ConnError for network and context failures, and
-// errors wrapping entropy.ErrMalformed (bad JSON or base64, truncated body,
-// wrong length) or entropy.ErrBadProof (signature did not check). No bytes
+// a failed job, *ConnError for network and context failures, and
+// errors wrapping ErrMalformed (bad JSON or base64, truncated body,
+// wrong length) or ErrBadProof (signature did not check). No bytes
 // are returned with an error.
 //
 // Fetch sends one GET /v1/entropy per call and never retries; retrying is the
@@ -515,7 +515,7 @@ func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
 // (WithTimestampTolerance) of the time between sending and answer, and, with
 // a public key, its v2 signature must check over all of them. Anything else
 // is discarded whole: a job without a nonce or with another one, or with a
-// timestamp out of the window, is an error wrapping entropy.ErrBadProof. A
+// timestamp out of the window, is an error wrapping ErrBadProof. A
 // queued job is polled, and the completed job is held to the same checks.
 // The block's Evidence carries the nonce, size, timestamp and signature.
 func (s *Source) FetchNonce(ctx context.Context, n int, nonce []byte) (entropy.Block, error) {
@@ -618,7 +618,7 @@ func (j Job) Proof(source string) entropy.Proof {
 // in whatever state it is, without polling. A completed job's signature is
 // checked when the source has a public key: v2 for a job with a nonce, v1
 // (old jobs) for one without; a bad one is an error wrapping
-// entropy.ErrBadProof. Its timestamp is not held to a window: the job may
+// ErrBadProof. Its timestamp is not held to a window: the job may
 // be years old.
 func (s *Source) Job(ctx context.Context, id string) (Job, error) {
 	if s.client == nil {
@@ -662,7 +662,7 @@ func (s *Source) poll(ctx context.Context, id string, first time.Duration, pub e
 	for {
 		select {
 		case <-ctx.Done():
-			return Job{}, &entropy.ConnError{Op: "poll job " + s.redact(id), Err: ctx.Err()}
+			return Job{}, &ConnError{Op: "poll job " + s.redact(id), Err: ctx.Err()}
 		case <-s.after(delay):
 		}
 		job, hdr, done, err := s.pollOnce(ctx, path, id, pub, n, want)
@@ -847,7 +847,7 @@ func (s *Source) completed(path string, hdr http.Header, resp jobBody, pub ed255
 	}
 	if want != nil {
 		if err := s.bound(job, want); err != nil {
-			return Job{}, s.withRequestID(hdr, fmt.Errorf("httpsource: job %s%s: %w: %w", s.redact(resp.JobID), s.reqIDSuffix(hdr), err, entropy.ErrBadProof))
+			return Job{}, s.withRequestID(hdr, fmt.Errorf("httpsource: job %s%s: %w: %w", s.redact(resp.JobID), s.reqIDSuffix(hdr), err, ErrBadProof))
 		}
 	}
 	if pub != nil {
@@ -858,7 +858,7 @@ func (s *Source) completed(path string, hdr http.Header, resp jobBody, pub ed255
 			ok = VerifySignature(pub, resp.JobID, data, sig)
 		}
 		if !ok {
-			return Job{}, s.withRequestID(hdr, fmt.Errorf("httpsource: job %s%s: signature does not verify: %w", s.redact(resp.JobID), s.reqIDSuffix(hdr), entropy.ErrBadProof))
+			return Job{}, s.withRequestID(hdr, fmt.Errorf("httpsource: job %s%s: signature does not verify: %w", s.redact(resp.JobID), s.reqIDSuffix(hdr), ErrBadProof))
 		}
 		job.Verified = true
 	}
@@ -926,7 +926,7 @@ func (s *Source) send(ctx context.Context, method, path, query string, payload [
 	}
 	res, err := s.client.Do(req)
 	if err != nil {
-		return nil, nil, nil, &entropy.ConnError{Op: op, Err: s.redactErr(err)}
+		return nil, nil, nil, &ConnError{Op: op, Err: s.redactErr(err)}
 	}
 	defer res.Body.Close()
 	// Read past the cap as many bytes as the longest spelling of the key
@@ -940,9 +940,9 @@ func (s *Source) send(ctx context.Context, method, path, query string, payload [
 		s.noteQuota(res.StatusCode, res.Header, nil)
 		switch {
 		case readErr != nil && ctx.Err() != nil:
-			err = &entropy.ConnError{Op: op, Err: ctx.Err()}
+			err = &ConnError{Op: op, Err: ctx.Err()}
 		case readErr != nil:
-			err = s.withRequestID(res.Header, fmt.Errorf("httpsource: %s%s: reading body: %w: %w", op, s.reqIDSuffix(res.Header), entropy.ErrMalformed, s.redactErr(readErr)))
+			err = s.withRequestID(res.Header, fmt.Errorf("httpsource: %s%s: reading body: %w: %w", op, s.reqIDSuffix(res.Header), ErrMalformed, s.redactErr(readErr)))
 		case tooLong:
 			err = s.malformed(op, res.Header, "body exceeds %d bytes", s.maxBody)
 		default:
@@ -1015,15 +1015,15 @@ func readableRetryAfter(v string) bool {
 	return err == nil
 }
 
-// malformed returns an error wrapping entropy.ErrMalformed, with the request
+// malformed returns an error wrapping ErrMalformed, with the request
 // ID of the answer and the API key removed.
 func (s *Source) malformed(op string, hdr http.Header, format string, args ...any) error {
 	msg := s.redact(fmt.Sprintf(format, args...))
-	return s.withRequestID(hdr, fmt.Errorf("httpsource: %s%s: %s: %w", op, s.reqIDSuffix(hdr), msg, entropy.ErrMalformed))
+	return s.withRequestID(hdr, fmt.Errorf("httpsource: %s%s: %s: %w", op, s.reqIDSuffix(hdr), msg, ErrMalformed))
 }
 
 // withRequestID returns err carrying the request ID of the answer with
-// headers hdr, which entropy.RequestID finds; err itself if it had none.
+// headers hdr, which RequestID finds; err itself if it had none.
 func (s *Source) withRequestID(hdr http.Header, err error) error {
 	id := s.requestID(hdr)
 	if id == "" || err == nil {

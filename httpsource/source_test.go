@@ -254,10 +254,10 @@ func TestFetchQueuedJobHonoursContext(t *testing.T) {
 	defer cancel()
 	_, err := s.Fetch(ctx, 8)
 	require.Error(t, err)
-	var ce *entropy.ConnError
+	var ce *httpsource.ConnError
 	require.ErrorAs(t, err, &ce)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.ErrorIs(t, err, entropy.ErrTimeout)
+	assert.ErrorIs(t, err, httpsource.ErrTimeout)
 }
 
 func TestFetchFailedJob(t *testing.T) {
@@ -415,7 +415,7 @@ func TestErrorStatusesAndBodyShapes(t *testing.T) {
 						want = entropy.Permanent
 					}
 					assert.Equal(t, want, entropy.Classify(err))
-					assert.Equal(t, status == 402, errors.Is(err, entropy.ErrQuotaExhausted))
+					assert.Equal(t, status == 402, errors.Is(err, httpsource.ErrQuotaExhausted))
 				})
 			}
 		}
@@ -466,7 +466,7 @@ func TestQuotaReadingOf429(t *testing.T) {
 			var ae *entropy.APIError
 			require.ErrorAs(t, err, &ae)
 			assert.Equal(t, tc.wantQuota, ae.Quota)
-			assert.Equal(t, tc.wantQuota, errors.Is(err, entropy.ErrQuotaExhausted))
+			assert.Equal(t, tc.wantQuota, errors.Is(err, httpsource.ErrQuotaExhausted))
 			assert.Equal(t, tc.wantQuota, entropy.Classify(err) == entropy.Permanent)
 			assert.ErrorIs(t, err, httpsource.ErrRateLimited)
 			assert.Equal(t, tc.wantQuota, errors.Is(err, entropy.ErrPermanent))
@@ -522,7 +522,7 @@ func TestJobIDOutsideNameCharacterSetRefused(t *testing.T) {
 		})
 		s := newSource(t, srv)
 		_, err := s.Fetch(context.Background(), 32)
-		require.ErrorIs(t, err, entropy.ErrMalformed, "%q", id)
+		require.ErrorIs(t, err, httpsource.ErrMalformed, "%q", id)
 		assert.NotContains(t, err.Error(), "\n")
 	}
 	_, err := httpsource.New("http://127.0.0.1:1", httpsource.WithName("quantropy\nentropy OK"))
@@ -537,47 +537,47 @@ func TestMalformedAnswersAreRefused(t *testing.T) {
 		write func(f *fakeService, w http.ResponseWriter)
 		want  error
 	}{
-		{"bad-json", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, `{"job_id":"j","status":`) }, entropy.ErrMalformed},
-		{"not-json", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, `hello`) }, entropy.ErrMalformed},
+		{"bad-json", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, `{"job_id":"j","status":`) }, httpsource.ErrMalformed},
+		{"not-json", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, `hello`) }, httpsource.ErrMalformed},
 		{"truncated", func(f *fakeService, w http.ResponseWriter) {
 			body := f.completedJSON("j", pattern(32))
 			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 			fmt.Fprint(w, body[:len(body)/2])
-		}, entropy.ErrMalformed},
+		}, httpsource.ErrMalformed},
 		{"bad-base64", func(f *fakeService, w http.ResponseWriter) {
 			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":"!!!not base64!!!","timestamp":"2026-03-01T12:00:00Z","signature":%q}`, f.sign("j", pattern(32)))
-		}, entropy.ErrMalformed},
+		}, httpsource.ErrMalformed},
 		{"unpadded-base64", func(f *fakeService, w http.ResponseWriter) {
 			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":%q,"timestamp":"2026-03-01T12:00:00Z","signature":%q}`,
 				base64.RawStdEncoding.EncodeToString(pattern(32)), f.sign("j", pattern(32)))
-		}, entropy.ErrMalformed},
+		}, httpsource.ErrMalformed},
 		{"bad-signature-base64", func(f *fakeService, w http.ResponseWriter) {
 			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":%q,"timestamp":"2026-03-01T12:00:00Z","signature":"%%%%"}`,
 				base64.StdEncoding.EncodeToString(pattern(32)))
-		}, entropy.ErrMalformed},
-		{"short", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, f.completedJSON("j", pattern(31))) }, entropy.ErrMalformed},
-		{"long", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, f.completedJSON("j", pattern(33))) }, entropy.ErrMalformed},
-		{"no-job-id", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, f.completedJSON("", pattern(32))) }, entropy.ErrMalformed},
-		{"unknown-status", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, `{"job_id":"j","status":"sleeping"}`) }, entropy.ErrMalformed},
+		}, httpsource.ErrMalformed},
+		{"short", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, f.completedJSON("j", pattern(31))) }, httpsource.ErrMalformed},
+		{"long", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, f.completedJSON("j", pattern(33))) }, httpsource.ErrMalformed},
+		{"no-job-id", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, f.completedJSON("", pattern(32))) }, httpsource.ErrMalformed},
+		{"unknown-status", func(f *fakeService, w http.ResponseWriter) { fmt.Fprint(w, `{"job_id":"j","status":"sleeping"}`) }, httpsource.ErrMalformed},
 		{"bad-timestamp", func(f *fakeService, w http.ResponseWriter) {
 			fmt.Fprint(w, strings.Replace(f.completedJSON("j", pattern(32)), fakeStamp, "yesterday", 1))
-		}, entropy.ErrMalformed},
+		}, httpsource.ErrMalformed},
 		{"no-content", func(f *fakeService, w http.ResponseWriter) { w.WriteHeader(http.StatusNoContent) }, nil},
 		{"bad-signature", func(f *fakeService, w http.ResponseWriter) {
 			data := pattern(32)
 			sig := ed25519.Sign(other, signedV2(f.t, "j", f.lastNonce(), len(data), fakeStamp, data))
 			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":%q,"nonce":%q,"timestamp":"`+fakeStamp+`","signature":%q}`,
 				base64.StdEncoding.EncodeToString(data), f.lastNonce(), base64.StdEncoding.EncodeToString(sig))
-		}, entropy.ErrBadProof},
+		}, httpsource.ErrBadProof},
 		{"signature-of-other-job", func(f *fakeService, w http.ResponseWriter) {
 			data := pattern(32)
 			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":%q,"nonce":%q,"timestamp":"`+fakeStamp+`","signature":%q}`,
 				base64.StdEncoding.EncodeToString(data), f.lastNonce(), f.sign("k", data))
-		}, entropy.ErrBadProof},
+		}, httpsource.ErrBadProof},
 		{"unsigned", func(f *fakeService, w http.ResponseWriter) {
 			fmt.Fprintf(w, `{"job_id":"j","status":"completed","entropy":%q,"nonce":%q,"timestamp":"`+fakeStamp+`"}`,
 				base64.StdEncoding.EncodeToString(pattern(32)), f.lastNonce())
-		}, entropy.ErrBadProof},
+		}, httpsource.ErrBadProof},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) {
@@ -604,7 +604,7 @@ func TestBodyLargerThanCapIsMalformed(t *testing.T) {
 	})
 	s := newSource(t, srv, httpsource.WithPublicKey(f.pub), httpsource.WithMaxBodyBytes(512))
 	_, err := s.Fetch(context.Background(), 1024)
-	assert.ErrorIs(t, err, entropy.ErrMalformed)
+	assert.ErrorIs(t, err, httpsource.ErrMalformed)
 	assert.Contains(t, err.Error(), "exceeds 512 bytes")
 
 	// An error body is cut, not refused.
@@ -752,9 +752,9 @@ func TestConnectionErrors(t *testing.T) {
 	s, err := httpsource.New("http://"+addr, httpsource.WithAPIKey(testKey))
 	require.NoError(t, err)
 	_, err = s.Fetch(context.Background(), 8)
-	var ce *entropy.ConnError
+	var ce *httpsource.ConnError
 	require.ErrorAs(t, err, &ce)
-	assert.ErrorAs(t, err, new(*entropy.ConnError))
+	assert.ErrorAs(t, err, new(*httpsource.ConnError))
 	assert.Equal(t, "GET /v1/entropy", ce.Op)
 	var ne *net.OpError
 	assert.ErrorAs(t, err, &ne, "the net cause is wrapped")
@@ -775,7 +775,7 @@ func TestConnectionErrors(t *testing.T) {
 	defer cancel()
 	_, err = s2.Fetch(ctx, 8)
 	require.ErrorAs(t, err, &ce)
-	assert.ErrorIs(t, err, entropy.ErrTimeout)
+	assert.ErrorIs(t, err, httpsource.ErrTimeout)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 
 	// A cancelled context is not a source failure.
@@ -794,7 +794,7 @@ func TestDroppedConnection(t *testing.T) {
 	})
 	s := newSource(t, srv)
 	_, err := s.Fetch(context.Background(), 8)
-	assert.ErrorAs(t, err, new(*entropy.ConnError))
+	assert.ErrorAs(t, err, new(*httpsource.ConnError))
 	assert.Equal(t, entropy.Transient, entropy.Classify(err))
 }
 
@@ -813,7 +813,7 @@ func TestMalformedHugeHeaderGivesABoundedError(t *testing.T) {
 	})
 	s := newSource(t, srv)
 	_, err := s.Fetch(context.Background(), 8)
-	var ce *entropy.ConnError
+	var ce *httpsource.ConnError
 	require.ErrorAs(t, err, &ce)
 	assert.Less(t, len(err.Error()), 2048, "error of %d bytes", len(err.Error()))
 	assert.NotContains(t, err.Error(), testKey)
@@ -938,7 +938,7 @@ func TestFetchPublicKeyBadAnswers(t *testing.T) {
 		_, srv := newFake(t, func(f *fakeService, w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, body) })
 		s := newSource(t, srv, httpsource.WithFetchPublicKey())
 		_, err := s.Fetch(context.Background(), 8)
-		assert.ErrorIs(t, err, entropy.ErrMalformed, name)
+		assert.ErrorIs(t, err, httpsource.ErrMalformed, name)
 		assert.Nil(t, s.PublicKey(), name)
 	}
 }
@@ -1027,7 +1027,7 @@ func TestErrorAndSuccessBodiesAreBounded(t *testing.T) {
 	assert.LessOrEqual(t, len(ae.Body), 4096)
 	assert.LessOrEqual(t, len(err.Error()), 1024)
 	_, err = s.Fetch(context.Background(), 9)
-	require.ErrorIs(t, err, entropy.ErrMalformed)
+	require.ErrorIs(t, err, httpsource.ErrMalformed)
 	assert.LessOrEqual(t, len(err.Error()), 1024)
 }
 

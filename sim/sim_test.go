@@ -133,7 +133,7 @@ func TestBalanceIsSpentThen402(t *testing.T) {
 	}
 	_, err := src.Fetch(context.Background(), 1)
 	assert.ErrorIs(t, err, httpsource.ErrPaymentRequired)
-	assert.ErrorIs(t, err, entropy.ErrQuotaExhausted)
+	assert.ErrorIs(t, err, httpsource.ErrQuotaExhausted)
 	assert.Equal(t, entropy.Permanent, entropy.Classify(err))
 	bal, ok := s.Balance(key)
 	assert.True(t, ok)
@@ -224,20 +224,20 @@ func TestEveryFault(t *testing.T) {
 			assert.Equal(t, entropy.Transient, entropy.Classify(err))
 		}},
 		{sim.Kind(sim.FaultDrop), func(t *testing.T, s *sim.Server, b entropy.Block, err error) {
-			assert.ErrorAs(t, err, new(*entropy.ConnError))
+			assert.ErrorAs(t, err, new(*httpsource.ConnError))
 		}},
 		{sim.Kind(sim.FaultTruncate), func(t *testing.T, s *sim.Server, b entropy.Block, err error) {
-			assert.ErrorIs(t, err, entropy.ErrMalformed)
+			assert.ErrorIs(t, err, httpsource.ErrMalformed)
 		}},
 		{sim.Kind(sim.FaultMalformedJSON), func(t *testing.T, s *sim.Server, b entropy.Block, err error) {
-			assert.ErrorIs(t, err, entropy.ErrMalformed)
+			assert.ErrorIs(t, err, httpsource.ErrMalformed)
 		}},
 		{sim.Kind(sim.FaultWrongLength), func(t *testing.T, s *sim.Server, b entropy.Block, err error) {
-			assert.ErrorIs(t, err, entropy.ErrMalformed)
+			assert.ErrorIs(t, err, httpsource.ErrMalformed)
 			assert.Contains(t, err.Error(), "asked for 4096")
 		}},
 		{sim.Kind(sim.FaultBadSignature), func(t *testing.T, s *sim.Server, b entropy.Block, err error) {
-			assert.ErrorIs(t, err, entropy.ErrBadProof)
+			assert.ErrorIs(t, err, httpsource.ErrBadProof)
 		}},
 		{sim.Kind(sim.FaultStuck), func(t *testing.T, s *sim.Server, b entropy.Block, err error) {
 			require.NoError(t, err, "stuck bytes are signed: only a health test can catch them")
@@ -612,7 +612,7 @@ func TestCloseEndsSlowAnswers(t *testing.T) {
 	require.Eventually(t, func() bool { return len(s.EntropyRequests()) == 1 }, 5*time.Second, time.Millisecond)
 	require.NoError(t, s.Close())
 	err = <-done
-	assert.True(t, errors.As(err, new(*entropy.ConnError)), "got %v", err)
+	assert.True(t, errors.As(err, new(*httpsource.ConnError)), "got %v", err)
 }
 
 // Every job the simulator makes for a request with a nonce is signed in

@@ -197,11 +197,11 @@ func TestEveryFaultKindClass(t *testing.T) {
 		fault sim.Fault
 		check func(t *testing.T, b entropy.Block, err error)
 	}{
-		{sim.Kind(sim.FaultDrop), func(t *testing.T, _ entropy.Block, err error) { assert.ErrorAs(t, err, new(*entropy.ConnError)) }},
-		{sim.Kind(sim.FaultTruncate), func(t *testing.T, _ entropy.Block, err error) { assert.ErrorIs(t, err, entropy.ErrMalformed) }},
-		{sim.Kind(sim.FaultMalformedJSON), func(t *testing.T, _ entropy.Block, err error) { assert.ErrorIs(t, err, entropy.ErrMalformed) }},
-		{sim.Kind(sim.FaultWrongLength), func(t *testing.T, _ entropy.Block, err error) { assert.ErrorIs(t, err, entropy.ErrMalformed) }},
-		{sim.Kind(sim.FaultBadSignature), func(t *testing.T, _ entropy.Block, err error) { assert.ErrorIs(t, err, entropy.ErrBadProof) }},
+		{sim.Kind(sim.FaultDrop), func(t *testing.T, _ entropy.Block, err error) { assert.ErrorAs(t, err, new(*httpsource.ConnError)) }},
+		{sim.Kind(sim.FaultTruncate), func(t *testing.T, _ entropy.Block, err error) { assert.ErrorIs(t, err, httpsource.ErrMalformed) }},
+		{sim.Kind(sim.FaultMalformedJSON), func(t *testing.T, _ entropy.Block, err error) { assert.ErrorIs(t, err, httpsource.ErrMalformed) }},
+		{sim.Kind(sim.FaultWrongLength), func(t *testing.T, _ entropy.Block, err error) { assert.ErrorIs(t, err, httpsource.ErrMalformed) }},
+		{sim.Kind(sim.FaultBadSignature), func(t *testing.T, _ entropy.Block, err error) { assert.ErrorIs(t, err, httpsource.ErrBadProof) }},
 		{sim.Kind(sim.FaultExhausted), func(t *testing.T, _ entropy.Block, err error) {
 			assert.ErrorIs(t, err, httpsource.ErrPaymentRequired)
 			assert.Equal(t, entropy.Permanent, entropy.Classify(err))
