@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/provenrand/entropy/internal/sourceerr"
-
 	"github.com/sony/gobreaker/v2"
 )
 
@@ -140,7 +139,7 @@ func (f *feeder) onceBatch(ctx context.Context, sizes []int) (good []Block, part
 	// The blocks' claims in the journal have one fetch timeout between
 	// them (claimIn).
 	var cctx context.Context = ctx
-	if _, ok := f.cfg.journal.(JobClaimer); ok && len(blks) > 0 {
+	if _, ok := f.cfg.journal.(jobClaimer); ok && len(blks) > 0 {
 		rc := f.requestCtx(ctx)
 		defer rc.end()
 		cctx = rc

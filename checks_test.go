@@ -11,10 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy/health"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/provenrand/entropy/health"
 )
 
 // Contract point 4: a block that comes with an error is discarded whole: its

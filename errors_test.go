@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/provenrand/entropy/internal/sourceerr"
-
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/provenrand/entropy/internal/evidence"
 	"github.com/provenrand/entropy/internal/names"
 )
 
@@ -48,11 +49,12 @@ type eventEntry struct {
 // bytes this Provider took are zeroed (Stats.EventBytesDiscarded). A call
 // with another size returns [ErrEventParams].
 //
-// When a source can bind a job to a request ([NonceSource]: the reference
-// protocol), the event's bytes are a job of their own, fetched for the
-// event with the nonce EventNonce(event, nil, salt) and a fresh salt per
-// request, each request recorded in the journal before it is sent
-// ([EventAttemptRecorder]); [Provider.ReadEvent] returns the record with the salt and
+// When a source can bind a job to a request (one with a FetchNonce method:
+// the reference protocol, package httpsource), the event's bytes are a job
+// of their own, fetched for the event with a nonce derived from the event's
+// name and a fresh salt per request (docs/protocol.md, "Event nonces"),
+// each request recorded in the journal before it is sent (a [Journal]'s
+// RecordAttempt); [Provider.ReadEvent] returns the record with the salt and
 // the job's proof. Otherwise (drand, an in-memory source) they come from
 // the pool.
 //
@@ -76,7 +78,7 @@ func (p *Provider) ReadFor(ctx context.Context, event string, b []byte) (Label, 
 // ReadEvent is [Provider.ReadFor] for a draw with parameters: params (the draw's
 // parameters in a canonical encoding, package draw's Params; at most
 // 4096 bytes) are hashed into the nonce of the event's job with
-// the event name and a random salt ([EventNonce]), so that a verifier sees
+// the event name and a random salt (docs/protocol.md, "Event nonces"), so that a verifier sees
 // that the job was requested for this event and these parameters. It
 // returns the whole record: the bytes (also copied into b), their label,
 // and, when the job was bound, the params, the salt and the job's proof. An
@@ -267,7 +269,7 @@ func checkEventRecord(event string, rec EventRecord) error {
 	bad := rec.Event != event || len(rec.Data) == 0 || !rec.Label.Verifiable || rec.Label.Len() != len(rec.Data)
 	if pr := rec.Proof; pr != nil {
 		bad = bad || len(pr.Data) < len(rec.Data) || !bytes.Equal(pr.Data[:len(rec.Data)], rec.Data) ||
-			!bytes.Equal(pr.Nonce, EventNonce(event, rec.Params, rec.Salt))
+			!bytes.Equal(pr.Nonce, evidence.EventNonce(event, rec.Params, rec.Salt))
 	} else {
 		bad = bad || rec.Salt != nil
 	}

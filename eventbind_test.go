@@ -10,15 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy/health"
+	"github.com/provenrand/entropy/internal/evidence"
 	"github.com/provenrand/entropy/internal/sourceerr"
-
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/provenrand/entropy/health"
 )
 
-// nonceSource is an in-memory NonceSource: each job carries the nonce it
+// nonceSource is an in-memory nonceFetcher: each job carries the nonce it
 // was asked with (a v2 proof without a real signature). It notes, for each
 // request, whether the journal held the request's attempt when it was sent,
 // and fails the first failFirst requests.
@@ -69,7 +68,7 @@ func (s *nonceSource) block(n int, nonce []byte) Block {
 	_, _ = rand.Read(data)
 	b := Block{Data: data, Source: "quantropy", JobID: id, Verifiable: true}
 	if nonce != nil {
-		b.Evidence = &Proof{Scheme: SchemeReferenceV2, Nonce: bytes.Clone(nonce), Size: n,
+		b.Evidence = &Proof{Scheme: evidence.SchemeReferenceV2, Nonce: bytes.Clone(nonce), Size: n,
 			Timestamp: time.Now().UTC().Format(time.RFC3339Nano), Signature: make([]byte, 64)}
 	}
 	return b
@@ -82,7 +81,7 @@ func (s *nonceSource) requests() ([][]byte, []bool) {
 }
 
 // Contract point 8 with a source that binds jobs: an event's bytes are a
-// job of their own whose nonce is EventNonce(event, params, salt), every
+// job of their own whose nonce is evidence.EventNonce(event, params, salt), every
 // request was in the journal before it was sent, the record carries the
 // salt, the params and the proof, and the journal holds them.
 func TestEventJobIsBoundToEventAndParams(t *testing.T) {
@@ -97,9 +96,9 @@ func TestEventJobIsBoundToEventAndParams(t *testing.T) {
 	rec, err := p.ReadEvent(ctx, "lotto-2026-12-05", params, b)
 	require.NoError(t, err)
 	require.NotNil(t, rec.Proof)
-	assert.Len(t, rec.Salt, EventSaltSize)
+	assert.Len(t, rec.Salt, evidence.SaltSize)
 	assert.Equal(t, params, rec.Params)
-	assert.Equal(t, EventNonce("lotto-2026-12-05", params, rec.Salt), rec.Proof.Nonce, "the job's nonce is the event's")
+	assert.Equal(t, evidence.EventNonce("lotto-2026-12-05", params, rec.Salt), rec.Proof.Nonce, "the job's nonce is the event's")
 	assert.Equal(t, b, rec.Data)
 	require.Len(t, rec.Proof.Data, health.AptWindow, "a job the health tests can judge")
 	assert.Equal(t, b, rec.Proof.Data[:32], "the event's bytes are the job's first")
@@ -118,7 +117,7 @@ func TestEventJobIsBoundToEventAndParams(t *testing.T) {
 	j.mu.Unlock()
 	require.Len(t, attempts, 3, "every attempt is listed, the unused ones too")
 	for _, a := range attempts {
-		assert.Equal(t, EventNonce(a.Event, a.Params, a.Salt), a.Nonce)
+		assert.Equal(t, evidence.EventNonce(a.Event, a.Params, a.Salt), a.Nonce)
 		assert.Equal(t, params, a.Params)
 	}
 	assert.Equal(t, rec.Salt, attempts[2].Salt, "the record names the attempt whose job it used")
@@ -172,34 +171,19 @@ func TestEventAttemptRefusedByJournalSendsNothing(t *testing.T) {
 	assert.Equal(t, rec.Proof.Nonce, nonces[0])
 }
 
-// The nonce is a hash of the event, the params and the salt with their
-// lengths, so moving bytes between them changes it; a test vector pins the
-// construction docs/protocol.md gives (computed independently, with
-// Python's hashlib).
-func TestEventNonceSeparatesItsInputs(t *testing.T) {
-	salt := bytes.Repeat([]byte{0x5a}, EventSaltSize)
-	base := EventNonce("ab", []byte("c"), salt)
-	assert.Len(t, base, 32)
-	assert.NotEqual(t, base, EventNonce("a", []byte("bc"), salt))
-	assert.NotEqual(t, base, EventNonce("ab", []byte("c"), salt[1:]))
-	assert.NotEqual(t, base, EventNonce("ab", []byte("c"), append([]byte{1}, salt[1:]...)))
-	assert.Equal(t, EventNonce("ab", nil, salt), EventNonce("ab", []byte{}, salt), "no params and empty params are one")
-	assert.Equal(t, "ba0cd15c3a4b59111cddcccca8805827cc8395b7768608b07d749744cfcef20a", fmt.Sprintf("%x", EventNonce("lotto-2026-12-05", []byte("provenrand-draw/1;kind=pick;n=49;k=6"), make([]byte, EventSaltSize))))
-}
-
 // A journal record whose proof's nonce is not its event's (a job made for
 // something else, spliced in) is refused, not returned.
 func TestEventRecordWithForeignJobRefused(t *testing.T) {
-	salt := make([]byte, EventSaltSize)
+	salt := make([]byte, evidence.SaltSize)
 	data := []byte{1, 2, 3, 4}
 	rec := EventRecord{
 		Event: "lotto", Data: data, Salt: salt,
 		Label: Label{Verifiable: true, Spans: []Span{{Source: "quantropy", JobID: "job-1", Length: 4}}},
-		Proof: &Proof{Scheme: SchemeReferenceV2, Source: "quantropy", JobID: "job-1", Data: data, Nonce: EventNonce("lotto", nil, salt)},
+		Proof: &Proof{Scheme: evidence.SchemeReferenceV2, Source: "quantropy", JobID: "job-1", Data: data, Nonce: evidence.EventNonce("lotto", nil, salt)},
 	}
 	require.NoError(t, checkEventRecord("lotto", rec))
 	other := rec.Clone()
-	other.Proof.Nonce = EventNonce("another-event", nil, salt)
+	other.Proof.Nonce = evidence.EventNonce("another-event", nil, salt)
 	assert.Error(t, checkEventRecord("lotto", other))
 	other = rec.Clone()
 	other.Params = []byte("other params")

@@ -13,9 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/provenrand/entropy"
+	"golang.org/x/time/rate"
 )
 
 // exampleSource stands in for a real service (package httpsource or

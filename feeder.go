@@ -10,12 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/provenrand/entropy/health"
 	"github.com/provenrand/entropy/internal/sourceerr"
-
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
-
-	"github.com/provenrand/entropy/health"
 )
 
 // feeder is the refill path of one source: breaker → retry → (Retry-After

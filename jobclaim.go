@@ -6,26 +6,13 @@ import (
 	"fmt"
 )
 
-// JobClaimer is an optional interface of a [Journal]: the replay guard that
-// outlives a process (contract point 3). A [Provider] whose journal implements
-// it asks the journal, for every block that passed its checks and before any
-// of its bytes enter the pool, whether the job is new to the journal; a job
-// the journal holds a record of, or that another Provider sharing the
-// journal has claimed, is refused as a replay, in this process, in another
-// one, and after a restart with the same journal. Packages journal and
-// pgjournal implement it.
-type JobClaimer interface {
-	// ClaimJob reserves (source, jobID) for the caller and reports true, or
-	// reports false if the journal holds a block record of that job or the
-	// job was claimed before. A claimed job's record follows through
-	// RecordBlock. ctx ends after the fetch timeout ([WithFetchTimeout]),
-	// one for all the blocks of a batch request ([WithBatch]): a claim that
-	// has not answered by then refuses the block, as a journal error does,
-	// and the refill goes on with later blocks.
+// jobClaimer is a [Journal] with the replay guard that outlives a process
+// (ClaimJob, described at Journal).
+type jobClaimer interface {
 	ClaimJob(ctx context.Context, source, jobID string) (fresh bool, err error)
 }
 
-// claim asks the Provider's journal, if it is a JobClaimer, whether block b
+// claim asks the Provider's journal, if it is a jobClaimer, whether block b
 // is a job it has never seen: a replay is refused with errInvalidBlock, and
 // a journal that cannot answer refuses the block too (its freshness is then
 // unknown), with a *claimError, as does a public round another replica took.
@@ -33,7 +20,7 @@ type JobClaimer interface {
 // stalls (a database that no longer answers) does not hold the refill, or a
 // caller of ReadProven, for as long as it stalls.
 func (f *feeder) claim(ctx context.Context, b Block) error {
-	if _, ok := f.cfg.journal.(JobClaimer); !ok {
+	if _, ok := f.cfg.journal.(jobClaimer); !ok {
 		return nil
 	}
 	cctx := f.requestCtx(ctx)
@@ -46,7 +33,7 @@ func (f *feeder) claim(ctx context.Context, b Block) error {
 // the claims of a batch's blocks share (onceBatch), so that a journal that
 // stalls holds a batch for one fetch timeout, not one per block.
 func (f *feeder) claimIn(cctx context.Context, b Block) error {
-	c, ok := f.cfg.journal.(JobClaimer)
+	c, ok := f.cfg.journal.(jobClaimer)
 	if !ok {
 		return nil
 	}

@@ -35,6 +35,27 @@ import (
 // inside its own call.
 //
 // Every method honours ctx: a journal on a database waits on the network.
+//
+// Two methods beyond the interface's, which packages journal and pgjournal
+// have, make a journal do more; the Provider asks for each with a type
+// assertion:
+//
+//   - ClaimJob(ctx context.Context, source, jobID string) (fresh bool, err error)
+//     is the replay guard that outlives a process (contract point 3). For
+//     every block that passed its checks, before any of its bytes enter the
+//     pool, the Provider asks whether the job is new to the journal: it
+//     reports false if the journal holds a block record of the job or the
+//     job was claimed before (by this Provider, another one sharing the
+//     journal, or one before a restart), and the block is refused as a
+//     replay. A claimed job's record follows through RecordBlock. ctx ends
+//     after the fetch timeout ([WithFetchTimeout]), one for all the blocks
+//     of a batch request ([WithBatch]): a claim that has not answered by
+//     then refuses the block, as an error does, and the refill goes on.
+//   - RecordAttempt(ctx context.Context, a EventAttempt) error records a
+//     request made for an event's job before it is sent, durably when it
+//     returns without error; the request is not sent unless it did. Without
+//     it, event draws still bind their jobs to the event, but the attempts
+//     whose bytes were not used leave no trace.
 type Journal interface {
 	// RecordBlock records a block that passed every check: one that entered
 	// the pool, or the job fetched for a [Provider.ReadProven] or an event
@@ -86,8 +107,9 @@ type FallbackEpisode struct {
 
 // EventRecord is the entropy drawn for one named event (contract point 8):
 // the bytes, their label and when they were drawn, and, when the event's job
-// was bound to it (a source that implements [NonceSource]), what binds it:
-// the parameters and salt its nonce was derived from ([EventNonce]) and the
+// was bound to it (a source with a FetchNonce method, as package httpsource's),
+// what binds it: the parameters and salt its nonce was derived from (see
+// docs/protocol.md, "Event nonces") and the
 // job's [Proof]. Event entropy is stored in the journal, in clear: it is for
 // public draws, never for secrets.
 type EventRecord struct {

@@ -10,10 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy/health"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/provenrand/entropy/health"
 )
 
 // TestLockFreeAllEntryPoints: every entry point at once, with odd

@@ -8,10 +8,9 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/provenrand/entropy/health"
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
-
-	"github.com/provenrand/entropy/health"
 )
 
 // Defaults of a Provider's options; each option's comment repeats its own.
@@ -184,7 +183,7 @@ func WithFetchSize(bytes int) Option {
 // for what is still missing). A batch whose items all failed is a failed
 // request like any other, retried and counted by the breaker as one; not
 // so a batch whose good items the journal's replay guard could not claim
-// (a journal that cannot answer, see [JobClaimer]), which is no fault of
+// (a journal that cannot answer its ClaimJob, see [Journal]), which is no fault of
 // the source's.
 //
 // maxItems must be in 1..64. A source that says how much one batch may ask
@@ -231,7 +230,7 @@ func WithMaxRetryAfter(d time.Duration) Option {
 }
 
 // WithFetchTimeout bounds each request to a source, and each claim of a
-// block's job in a journal that is a [JobClaimer] (the claims of a batch's
+// block's job in a journal that has ClaimJob ([Journal]; the claims of a batch's
 // blocks have one such bound between them). Default: 15 s.
 func WithFetchTimeout(d time.Duration) Option {
 	return func(c *config) error {

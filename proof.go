@@ -10,22 +10,6 @@ import (
 	"github.com/provenrand/entropy/internal/strictjson"
 )
 
-// Schemes of a Proof.
-const (
-	// SchemeReferenceV2: a job of the reference protocol signed under
-	// "provenrand/entropy/v2" (docs/protocol.md): the signature covers the job
-	// ID, the client's nonce, the size, the timestamp and SHA-256(data).
-	SchemeReferenceV2 = "provenrand/entropy/v2"
-	// SchemeReferenceV1: a job signed under "provenrand/entropy/v1", which
-	// covers only the job ID and SHA-256(data). Found in old transcripts; no
-	// source makes such proofs any more.
-	SchemeReferenceV1 = "provenrand/entropy/v1"
-	// SchemeDrand: a drand beacon round: Chain names the chain (its hash),
-	// Round the round, Signature the group's BLS signature and, on chained
-	// chains, PrevSignature the previous round's. Data is SHA-256(Signature).
-	SchemeDrand = "drand"
-)
-
 // Proof is what a third party needs to check one job offline, with only a
 // trust root (the service's public key, a drand chain's info): the job's
 // bytes and the signature that binds them to the request that asked for
@@ -35,7 +19,14 @@ const (
 // bytes are Block.Data); a Proof that leaves the [Provider] ([Provider.ReadProven], an
 // event record) has Data, the job's whole entropy.
 type Proof struct {
-	Scheme string // SchemeReferenceV2, SchemeReferenceV1 or SchemeDrand
+	// Scheme is how the job is signed: "provenrand/entropy/v2" (the
+	// reference protocol, docs/protocol.md: the signature covers the job
+	// ID, the client's nonce, the size, the timestamp and SHA-256(Data)),
+	// "provenrand/entropy/v1" (old transcripts: the job ID and
+	// SHA-256(Data) only) or "drand" (a beacon round: Chain, Round,
+	// Signature and, on chained chains, PrevSignature; Data is
+	// SHA-256(Signature)).
+	Scheme string
 	Source string // the source name, as in the span
 	JobID  string // the job ID (drand: the round in decimal), as in the span
 	Data   []byte // the job's whole entropy

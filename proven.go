@@ -23,7 +23,7 @@ type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 // The job is fetched through the same rate limit, breaker, retries, checks
 // and replay guard as a refill (the sources in order, a Retry-After
 // honoured) and is recorded in the journal like every block. Its size is
-// len(b), except that a job of the reference protocol (a [NonceSource]) has at
+// len(b), except that a job of the reference protocol (from a source with FetchNonce) has at
 // least [health.AptWindow] (512) bytes, so that the health tests can judge it: b gets
 // its first len(b) bytes, the Proof carries them all, and the rest are never
 // served, nor put in the pool ([Stats].ProvenBytesDiscarded counts them). len(b) is 1 to 65536 for the reference protocol, at most 32 for a
@@ -154,13 +154,13 @@ func everyPermanent(err error) bool {
 }
 
 // provenSize is the size of the job a read of n bytes of its own asks src
-// for: n, or, from a source of the reference protocol (NonceSource) and for
+// for: n, or, from a source of the reference protocol (nonceFetcher) and for
 // fewer than health.AptWindow bytes, health.AptWindow, so that the health tests can judge
 // the job (a source biased towards one value passes them in a block as
 // small as a draw's 32 bytes more often than not). The bytes beyond n are
 // published with the proof and never served.
 func provenSize(src Source, n int) int {
-	if _, ok := src.(NonceSource); ok && n < health.AptWindow {
+	if _, ok := src.(nonceFetcher); ok && n < health.AptWindow {
 		return health.AptWindow
 	}
 	return n

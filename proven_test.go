@@ -5,10 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy/health"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/provenrand/entropy/health"
 )
 
 // A ReadProven whose request failed once and then succeeded on a retry
@@ -135,7 +134,7 @@ func TestReadProvenAfterAJournalBlipStillFetches(t *testing.T) {
 }
 
 // Every byte a source gave a ReadProven is accounted for: a job of the
-// reference protocol (a NonceSource) has at least health.AptWindow bytes,
+// reference protocol (a nonceSource) has at least health.AptWindow bytes,
 // and the bytes beyond the read's length, never served nor pooled, are
 // counted in ProvenBytesDiscarded, so that what was served, pooled and
 // discarded adds up to the sources' BytesAccepted. An event's own job

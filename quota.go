@@ -35,12 +35,12 @@ type Quota struct {
 // Known reports whether the source ever reported a quota.
 func (q Quota) Known() bool { return !q.Updated.IsZero() }
 
-// QuotaReporter is a [Source] that reads what the service says is left of
+// quotaReporter is a [Source] that reads what the service says is left of
 // its quota (package httpsource does). The [Provider] asks it after every
 // request, shows the answer in SourceStats.Quota, and paces its requests to
 // the source so that what is left of a window lasts until the window's
 // reset, rather than running into the limit (see quotaState.delay).
-type QuotaReporter interface {
+type quotaReporter interface {
 	// Quota returns the figures of the last answer that had any, and
 	// whether there was one.
 	Quota() (Quota, bool)
@@ -55,7 +55,7 @@ type quotaState struct {
 
 // note records a report of src, if it gives one.
 func (qs *quotaState) note(src Source) {
-	r, ok := src.(QuotaReporter)
+	r, ok := src.(quotaReporter)
 	if !ok {
 		return
 	}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/provenrand/entropy/internal/sourceerr"
-
 	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"

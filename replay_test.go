@@ -129,7 +129,7 @@ func replayGuardBytesPerJob(n int) float64 {
 	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
 }
 
-// claimsJournal is a memJournal that is also a JobClaimer: it remembers the
+// claimsJournal is a memJournal that is also a jobClaimer: it remembers the
 // jobs claimed, as a journal that a fleet's replicas share does.
 type claimsJournal struct {
 	*memJournal

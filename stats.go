@@ -36,7 +36,7 @@ type Stats struct {
 
 	// ProvenBytesDiscarded counts the bytes of jobs fetched for one read
 	// ([Provider.ReadProven], or the job of its own that an event draw takes
-	// from a [NonceSource]) beyond the read's length, which are never served
+	// from the reference protocol) beyond the read's length, which are never served
 	// nor pooled: a job of the reference protocol has at least 512 bytes,
 	// so that the health tests can judge it, and a read of 32 leaves 480.
 	// They are counted in the source's BytesAccepted with the rest of the
@@ -92,7 +92,8 @@ type SourceStats struct {
 	// served other blocks: each is also one of Failures.
 	BatchItemsFailed uint64
 	// Quota is what the service last said is left of its quota, for a
-	// source that reads it ([QuotaReporter]); Quota.Known() is false
+	// source that reads it (one with a Quota() (Quota, bool) method, as package
+	// httpsource's); Quota.Known() is false
 	// otherwise.
 	Quota Quota
 }

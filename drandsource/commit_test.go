@@ -5,10 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/evidence"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/provenrand/entropy"
 )
 
 // Entropy committed to a round reads that round's verified randomness, says
@@ -38,7 +38,7 @@ func TestCommittedRoundEntropy(t *testing.T) {
 	assert.Equal(t, "123", lbl.Spans[0].JobID)
 	assert.True(t, lbl.Spans[0].Public, "the label says the entropy is public")
 	assert.Equal(t, q.randomness, got)
-	assert.Equal(t, entropy.SchemeDrand, pr.Scheme)
+	assert.Equal(t, evidence.SchemeDrand, pr.Scheme)
 	assert.Equal(t, q.chain.Hash, pr.Chain)
 	assert.Equal(t, uint64(123), pr.Round)
 	assert.Equal(t, q.randomness, pr.Data)

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/evidence"
 	"github.com/provenrand/entropy/internal/loopback"
 	"github.com/provenrand/entropy/internal/retryafter"
 )
@@ -651,7 +652,7 @@ func (e *relayErrors) Unwrap() []error {
 // signature, which anyone can check with Verify and the chain's info.
 func (s *Source) evidence(round uint64, b Beacon) *entropy.Proof {
 	e := &entropy.Proof{
-		Scheme:    entropy.SchemeDrand,
+		Scheme:    evidence.SchemeDrand,
 		Source:    s.name,
 		JobID:     strconv.FormatUint(round, 10),
 		Chain:     bytes.Clone(s.chain.Hash),

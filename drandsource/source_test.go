@@ -16,11 +16,10 @@ import (
 	"time"
 
 	"github.com/cloudflare/circl/ecc/bls12381"
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // quicknetRelay starts a relay serving both vector chains with the clock at

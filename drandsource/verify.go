@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/cloudflare/circl/ecc/bls12381"
-
 	"github.com/provenrand/entropy/internal/sourceerr"
 )
 

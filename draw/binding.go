@@ -9,10 +9,11 @@ import (
 	"strings"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/evidence"
 )
 
 // BoundEventEntropy is an EventEntropy that binds an event's job to the
-// event and the draw's parameters (entropy.EventNonce); *entropy.Provider
+// event and the draw's parameters (evidence.EventNonce); *entropy.Provider
 // implements it. A ForEvent draw from one carries the binding and the job's
 // proof in its transcript (Transcript.Binding, Transcript.Proofs).
 type BoundEventEntropy interface {
@@ -21,7 +22,7 @@ type BoundEventEntropy interface {
 
 // Binding is what an event draw's job was requested for
 // (docs/draw-spec.md §7): the draw's parameters (Params) and the random salt
-// of the request. The job's nonce is entropy.EventNonce(event, params,
+// of the request. The job's nonce is evidence.EventNonce(event, params,
 // salt), and its proof (signed over the nonce) shows that the service made
 // it for that request: a job made for another event or other parameters
 // cannot be passed off as this draw's.
@@ -52,7 +53,7 @@ func Params(kind Kind, in Inputs, entrants *Entrants) []byte {
 
 // checkBinding checks an event draw's binding against the rest of the
 // transcript: an event, the parameters of this draw, a salt of
-// entropy.EventSaltSize bytes, and one proof, of protocol v2, whose nonce is
+// evidence.SaltSize bytes, and one proof, of protocol v2, whose nonce is
 // the event's. It does not check the proof's signature (checkProofs does).
 func checkBinding(t *Transcript) error {
 	b := t.Binding
@@ -66,13 +67,13 @@ func checkBinding(t *Transcript) error {
 		return fmt.Errorf("%w: binding params %q, but the draw's parameters are %q", ErrInvalid, b.Params, want)
 	}
 	salt, err := hex.DecodeString(b.Salt)
-	if err != nil || len(salt) != entropy.EventSaltSize || hex.EncodeToString(salt) != b.Salt {
-		return fmt.Errorf("%w: binding salt must be %d bytes in lower-case hex", ErrInvalid, entropy.EventSaltSize)
+	if err != nil || len(salt) != evidence.SaltSize || hex.EncodeToString(salt) != b.Salt {
+		return fmt.Errorf("%w: binding salt must be %d bytes in lower-case hex", ErrInvalid, evidence.SaltSize)
 	}
-	if len(t.Proofs) != 1 || t.Proofs[0].Scheme != entropy.SchemeReferenceV2 {
-		return proofError(0, "scheme", "an event draw's binding needs one proof of %q", entropy.SchemeReferenceV2)
+	if len(t.Proofs) != 1 || t.Proofs[0].Scheme != evidence.SchemeReferenceV2 {
+		return proofError(0, "scheme", "an event draw's binding needs one proof of %q", evidence.SchemeReferenceV2)
 	}
-	if !bytes.Equal(t.Proofs[0].Nonce, entropy.EventNonce(t.Event, []byte(b.Params), salt)) {
+	if !bytes.Equal(t.Proofs[0].Nonce, evidence.EventNonce(t.Event, []byte(b.Params), salt)) {
 		return proofError(0, "nonce", "not the nonce of event %q with the draw's parameters and salt: the job was not requested for this draw", t.Event)
 	}
 	return nil

@@ -12,15 +12,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/draw"
 	"github.com/provenrand/entropy/health"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/evidence"
 	"github.com/provenrand/entropy/journal"
 	"github.com/provenrand/entropy/sim"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // simEventTranscripts draws, from a Provider with a journal over the
@@ -191,7 +191,7 @@ func v1Job(t *testing.T, s *sim.Server, size int) entropy.Proof {
 	sig, err := base64.StdEncoding.DecodeString(j.Signature)
 	require.NoError(t, err)
 	require.True(t, httpsource.VerifySignature(s.PublicKey(), j.JobID, data, sig))
-	return entropy.Proof{Scheme: entropy.SchemeReferenceV1, Source: sim.SourceName, JobID: j.JobID, Data: data, Signature: sig}
+	return entropy.Proof{Scheme: evidence.SchemeReferenceV1, Source: sim.SourceName, JobID: j.JobID, Data: data, Signature: sig}
 }
 
 // TestEventJobOfProtocolV1Refused: an event draw whose job is of protocol

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/drandsource"
+	"github.com/provenrand/entropy/internal/evidence"
 )
 
 // Commitment is a draw's commitment, made and published before its entropy
@@ -70,8 +70,8 @@ func checkCommitment(t *Transcript) error {
 	if want := string(Params(t.Kind, t.Inputs, t.Entrants)); c.Params != "" && c.Params != want {
 		return fmt.Errorf("%w: the commitment is to the draw %q, but this draw is %q", ErrInvalid, c.Params, want)
 	}
-	if len(t.Proofs) != 1 || t.Proofs[0].Scheme != entropy.SchemeDrand {
-		return proofError(0, "scheme", "a committed draw needs one proof of %q", entropy.SchemeDrand)
+	if len(t.Proofs) != 1 || t.Proofs[0].Scheme != evidence.SchemeDrand {
+		return proofError(0, "scheme", "a committed draw needs one proof of %q", evidence.SchemeDrand)
 	}
 	p := t.Proofs[0]
 	if hex.EncodeToString(p.Chain) != c.Chain {

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/evidence"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/provenrand/entropy"
 )
 
 // fuzzClock is the fixed clock of the transcripts in the seed corpus.
@@ -74,7 +74,7 @@ func seedTranscripts(tb testing.TB) []*Transcript {
 	out = append(out, two)
 
 	// An event draw whose job was bound to it: binding and a v2 proof.
-	salt := bytes.Repeat([]byte{0x3c}, entropy.EventSaltSize)
+	salt := bytes.Repeat([]byte{0x3c}, evidence.SaltSize)
 	bound := &Transcript{
 		Algorithm: Algorithm, Version: Version, Verifiable: true, Kind: KindPick, Event: "lotto-2026-12-05",
 		Inputs: Inputs{N: 49, K: 6}, Entropy: hex.EncodeToString(seed), Time: fuzzClock(), Numbering: ZeroBased,
@@ -83,8 +83,8 @@ func seedTranscripts(tb testing.TB) []*Transcript {
 	params := Params(bound.Kind, bound.Inputs, nil)
 	bound.Binding = &Binding{Params: string(params), Salt: hex.EncodeToString(salt)}
 	bound.Proofs = []entropy.Proof{{
-		Scheme: entropy.SchemeReferenceV2, Source: "quantropy", JobID: "job-c", Data: seed, Size: 32,
-		Nonce: entropy.EventNonce(bound.Event, params, salt), Timestamp: "2025-01-01T00:00:00Z", Signature: make([]byte, 64),
+		Scheme: evidence.SchemeReferenceV2, Source: "quantropy", JobID: "job-c", Data: seed, Size: 32,
+		Nonce: evidence.EventNonce(bound.Event, params, salt), Timestamp: "2025-01-01T00:00:00Z", Signature: make([]byte, 64),
 	}}
 	bound.Outputs = replay(bound.Kind, bound.Inputs, seed)
 	if bound.Digest, err = digest(bound); err != nil {

@@ -6,12 +6,12 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/stretchr/testify/require"
-
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/drandsource"
 	"github.com/provenrand/entropy/internal/drandtest"
+	"github.com/provenrand/entropy/internal/evidence"
 	"github.com/provenrand/entropy/sim"
+	"github.com/stretchr/testify/require"
 )
 
 // simProvider makes a Provider with opts over s, a simulator of the test's
@@ -57,7 +57,7 @@ func beaconEntropy(t *testing.T, b drandtest.Beacon) (roundEntropy, drandsource.
 	id := strconv.FormatUint(b.Round, 10)
 	src := roundEntropy{
 		label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "drand/" + b.Chain, JobID: id, Length: 32, Public: true}}},
-		proof: entropy.Proof{Scheme: entropy.SchemeDrand, Source: "drand/" + b.Chain, JobID: id, Data: dec(b.Randomness),
+		proof: entropy.Proof{Scheme: evidence.SchemeDrand, Source: "drand/" + b.Chain, JobID: id, Data: dec(b.Randomness),
 			Chain: chain.Hash, Round: b.Round, Signature: dec(b.Signature)},
 	}
 	if b.PreviousSignature != "" {

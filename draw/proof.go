@@ -15,6 +15,7 @@ import (
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/drandsource"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/evidence"
 	"github.com/provenrand/entropy/internal/names"
 )
 
@@ -125,7 +126,7 @@ func Check(t *Transcript, roots TrustRoots) (Report, error) {
 // event's job either.
 func bindsJobs(proofs []entropy.Proof) bool {
 	for _, p := range proofs {
-		if p.Scheme != entropy.SchemeReferenceV2 && p.Scheme != entropy.SchemeReferenceV1 {
+		if p.Scheme != evidence.SchemeReferenceV2 && p.Scheme != evidence.SchemeReferenceV1 {
 			return false
 		}
 	}
@@ -244,9 +245,9 @@ func checkProofs(t *Transcript, seed []byte, roots TrustRoots, rep *Report) erro
 	for i, p := range t.Proofs {
 		var err error
 		switch p.Scheme {
-		case entropy.SchemeReferenceV2, entropy.SchemeReferenceV1:
+		case evidence.SchemeReferenceV2, evidence.SchemeReferenceV1:
 			err = checkReference(i, p, t.Time, roots, rep)
-		case entropy.SchemeDrand:
+		case evidence.SchemeDrand:
 			err = checkDrand(i, p, t.Time, roots, rep)
 		default:
 			err = proofError(i, "scheme", "unknown scheme %q", p.Scheme)
@@ -270,7 +271,7 @@ func checkReference(i int, p entropy.Proof, drawn time.Time, roots TrustRoots, r
 	case len(p.Signature) != ed25519.SignatureSize:
 		return proofError(i, "signature", "%d bytes, an Ed25519 signature has %d", len(p.Signature), ed25519.SignatureSize)
 	}
-	v2 := p.Scheme == entropy.SchemeReferenceV2
+	v2 := p.Scheme == evidence.SchemeReferenceV2
 	if v2 {
 		if len(p.Nonce) < httpsource.MinNonceSize || len(p.Nonce) > httpsource.MaxNonceSize {
 			return proofError(i, "nonce", "%d bytes, want %d to %d", len(p.Nonce), httpsource.MinNonceSize, httpsource.MaxNonceSize)

@@ -13,16 +13,16 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/drandsource"
 	"github.com/provenrand/entropy/draw"
 	"github.com/provenrand/entropy/health"
 	"github.com/provenrand/entropy/httpsource"
 	"github.com/provenrand/entropy/internal/drandtest"
+	"github.com/provenrand/entropy/internal/evidence"
 	"github.com/provenrand/entropy/sim"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // simTranscript draws 6 of 49 from a Provider over the simulator, then stops
@@ -55,7 +55,7 @@ func TestTranscriptVerifiesOfflineWithTheSimulatorGone(t *testing.T) {
 
 	require.Len(t, tr.Proofs, 1)
 	p := tr.Proofs[0]
-	assert.Equal(t, entropy.SchemeReferenceV2, p.Scheme)
+	assert.Equal(t, evidence.SchemeReferenceV2, p.Scheme)
 	assert.Equal(t, sim.SourceName, p.Source)
 	assert.Len(t, p.Data, health.AptWindow, "a job of its own, as small as the health tests can judge")
 	assert.Equal(t, health.AptWindow, p.Size)
@@ -157,8 +157,8 @@ func TestEveryProofFieldEditedFails(t *testing.T) {
 		value        any
 	}{
 		{"scheme", "scheme", "provenrand/entropy/v9"},
-		{"scheme", "scheme", entropy.SchemeReferenceV1},
-		{"scheme", "scheme", entropy.SchemeDrand},
+		{"scheme", "scheme", evidence.SchemeReferenceV1},
+		{"scheme", "scheme", evidence.SchemeDrand},
 		{"source", "source", "quantropy"},
 		{"job_id", "job_id", "job-0000000000000000"},
 		{"data", "data", flip(p0["data"].(string))},
@@ -303,7 +303,7 @@ func FuzzProofTranscript(f *testing.F) {
 			t.Fatalf("a checked transcript fails after a round trip: %v", err)
 		}
 		for _, pr := range tr.Proofs {
-			if pr.Scheme == entropy.SchemeReferenceV2 &&
+			if pr.Scheme == evidence.SchemeReferenceV2 &&
 				!httpsource.VerifySignatureV2(roots.PublicKeys[pr.Source], pr.JobID, pr.Nonce, pr.Size, pr.Timestamp, pr.Data, pr.Signature) {
 				t.Fatalf("a checked proof whose signature does not verify: %+v", pr)
 			}

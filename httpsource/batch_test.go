@@ -21,13 +21,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-	"golang.org/x/time/rate"
-
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
 	"github.com/provenrand/entropy/sim"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 )
 
 // batchFailures indexes the failed items of a batch error.

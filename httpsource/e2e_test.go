@@ -17,15 +17,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sony/gobreaker/v2"
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-	"golang.org/x/time/rate"
-
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
 	"github.com/provenrand/entropy/internal/testkit"
 	"github.com/provenrand/entropy/sim"
+	"github.com/sony/gobreaker/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 )
 
 const e2eKey = "sk-e2e-5c1f0e9d8b7a6f5e4d3c2b1a09f8"

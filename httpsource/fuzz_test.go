@@ -21,10 +21,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/provenrand/entropy"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/provenrand/entropy"
 )
 
 // fuzzAPIKey is the key of the sources under fuzzing: no error may show it.

@@ -27,8 +27,8 @@ const resetEpoch = 1 << 30
 // allowance: X-RateLimit-Remaining, -Limit and -Reset (or RateLimit-*)
 // headers of any answer, random.org-style requestsLeft and bitsLeft members
 // of a JSON body, and a 402 answer (Exhausted, with its balance if the body
-// gives one). ok is false until an answer had any of them. It implements
-// entropy.QuotaReporter: a Provider shows it in Stats and paces its
+// gives one). ok is false until an answer had any of them. A Provider asks
+// every source with this method for it: it shows it in Stats and paces its
 // requests by it.
 func (s *Source) Quota() (q entropy.Quota, ok bool) {
 	s.qmu.Lock()

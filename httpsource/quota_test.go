@@ -14,12 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
 	"github.com/provenrand/entropy/sim"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestQuotaFromHeaders(t *testing.T) {

@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/evidence"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // The test vector of docs/protocol.md ("Signature, v2"): a fixed key seed and
@@ -229,7 +229,7 @@ func TestFetchNonceSendsTheGivenNonce(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, nonce, b.Evidence.Nonce)
 	assert.Equal(t, hex.EncodeToString(nonce), f.lastNonce())
-	assert.Equal(t, entropy.SchemeReferenceV2, b.Evidence.Scheme)
+	assert.Equal(t, evidence.SchemeReferenceV2, b.Evidence.Scheme)
 	assert.Nil(t, b.Evidence.Data, "a block's evidence leaves the bytes to the block")
 
 	for _, bad := range [][]byte{nil, make([]byte, httpsource.MinNonceSize-1), make([]byte, httpsource.MaxNonceSize+1)} {
@@ -238,7 +238,9 @@ func TestFetchNonceSendsTheGivenNonce(t *testing.T) {
 		assert.Equal(t, entropy.Permanent, entropy.Classify(err))
 	}
 	assert.Equal(t, 1, f.count("/v1/entropy"), "a bad nonce sends no request")
-	var _ entropy.NonceSource = s
+	var _ interface {
+		FetchNonce(ctx context.Context, n int, nonce []byte) (entropy.Block, error)
+	} = s
 }
 
 // Verifiable only with a checked signature: no key → not verifiable; a

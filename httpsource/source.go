@@ -34,6 +34,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/evidence"
 	"github.com/provenrand/entropy/internal/loopback"
 	"github.com/provenrand/entropy/internal/names"
 	"github.com/provenrand/entropy/internal/retryafter"
@@ -506,8 +507,8 @@ func (s *Source) Fetch(ctx context.Context, n int) (entropy.Block, error) {
 }
 
 // FetchNonce is Fetch with the request's nonce given (MinNonceSize to
-// MaxNonceSize bytes): GET /v1/entropy?size=N&nonce=HEX. It implements
-// entropy.NonceSource, for reads whose nonce is derived from what they are
+// MaxNonceSize bytes): GET /v1/entropy?size=N&nonce=HEX. It is
+// what a Provider calls for reads whose nonce is derived from what they are
 // for (an event draw).
 //
 // The job must be bound to this request (protocol v2): its nonce must be the
@@ -564,7 +565,7 @@ func (s *Source) block(job Job) entropy.Block {
 		Proof:      job.Signature,
 		Time:       job.Time,
 		Evidence: &entropy.Proof{
-			Scheme:    entropy.SchemeReferenceV2,
+			Scheme:    evidence.SchemeReferenceV2,
 			Source:    s.name,
 			JobID:     job.ID,
 			Nonce:     job.Nonce,
@@ -605,11 +606,11 @@ type Job struct {
 // job has a nonce, v1 otherwise. source is the Source name of its spans.
 func (j Job) Proof(source string) entropy.Proof {
 	p := entropy.Proof{
-		Scheme: entropy.SchemeReferenceV1, Source: source, JobID: j.ID,
+		Scheme: evidence.SchemeReferenceV1, Source: source, JobID: j.ID,
 		Data: bytes.Clone(j.Data), Signature: bytes.Clone(j.Signature),
 	}
 	if j.Nonce != nil {
-		p.Scheme, p.Nonce, p.Size, p.Timestamp = entropy.SchemeReferenceV2, bytes.Clone(j.Nonce), len(j.Data), j.Timestamp
+		p.Scheme, p.Nonce, p.Size, p.Timestamp = evidence.SchemeReferenceV2, bytes.Clone(j.Nonce), len(j.Data), j.Timestamp
 	}
 	return p
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/evidence"
 )
 
 // Entry is one record of a journal as a line: what a store other than a file
@@ -190,7 +191,7 @@ func attemptData(a entropy.EventAttempt) (AttemptData, error) {
 		return AttemptData{}, fmt.Errorf("%w: attempt: event name is empty", ErrMalformed)
 	case len(a.Salt) == 0:
 		return AttemptData{}, fmt.Errorf("%w: attempt for event %q: no salt", ErrMalformed, a.Event)
-	case !bytes.Equal(a.Nonce, entropy.EventNonce(a.Event, a.Params, a.Salt)):
+	case !bytes.Equal(a.Nonce, evidence.EventNonce(a.Event, a.Params, a.Salt)):
 		return AttemptData{}, fmt.Errorf("%w: attempt for event %q: the nonce is not the one of its event, params and salt", ErrMalformed, a.Event)
 	}
 	return AttemptData{

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/require"
-
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/evidence"
+	"github.com/stretchr/testify/require"
 )
 
 // seedJournal writes a journal with Open and the Record methods, as a
@@ -86,18 +86,18 @@ func seedJournals(tb testing.TB) [][]byte {
 			params := []byte("provenrand-draw/1;kind=int;n=10")
 			var salt []byte
 			for i := range 2 {
-				salt = bytes.Repeat([]byte{byte(i + 1)}, entropy.EventSaltSize)
+				salt = bytes.Repeat([]byte{byte(i + 1)}, evidence.SaltSize)
 				must(j.RecordAttempt(context.Background(), entropy.EventAttempt{
 					Event: "lotto", Source: "quantropy", Params: params, Salt: salt,
-					Nonce: entropy.EventNonce("lotto", params, salt), Time: t0,
+					Nonce: evidence.EventNonce("lotto", params, salt), Time: t0,
 				}))
 			}
 			data := bytes.Repeat([]byte{0x77}, 32)
 			must(recordEvent(j, entropy.EventRecord{
 				Event: "lotto", Data: data, Time: t0, Params: params, Salt: salt,
 				Label: entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "quantropy", JobID: "job-9", Length: 32}}},
-				Proof: &entropy.Proof{Scheme: entropy.SchemeReferenceV2, Source: "quantropy", JobID: "job-9", Data: data,
-					Nonce: entropy.EventNonce("lotto", params, salt), Size: 32, Timestamp: "2026-12-05T20:00:00Z", Signature: make([]byte, 64)},
+				Proof: &entropy.Proof{Scheme: evidence.SchemeReferenceV2, Source: "quantropy", JobID: "job-9", Data: data,
+					Nonce: evidence.EventNonce("lotto", params, salt), Size: 32, Timestamp: "2026-12-05T20:00:00Z", Signature: make([]byte, 64)},
 			}))
 		}),
 	}

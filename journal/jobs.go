@@ -49,7 +49,7 @@ var _ interface {
 // is, reserves it, so that no other Provider sharing the journal takes it.
 // A job the file holds a block record of (from this process or an earlier
 // one) or that was claimed before is not new. It implements
-// entropy.JobClaimer.
+// the replay guard of entropy.Journal.
 //
 // A claim lives in memory until the job's block record is written (the
 // Provider queues that record before any byte of the block can be read, and

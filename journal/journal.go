@@ -85,6 +85,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/evidence"
 	"github.com/provenrand/entropy/internal/names"
 )
 
@@ -186,7 +187,7 @@ type FallbackData struct {
 
 // EventData is the data of an "event" record: entropy.EventRecord with its
 // bytes in hex and its label in entropy.Label's JSON form. An event whose
-// job was bound to it (entropy.EventNonce) also has its params and salt in
+// job was bound to it (evidence.EventNonce) also has its params and salt in
 // hex and the job's proof in entropy.Proof's JSON form; the proof's nonce is
 // then EventNonce(event, params, salt) and the event's bytes the first bytes
 // of its data, or the record does not verify.
@@ -232,8 +233,10 @@ type Journal struct {
 }
 
 var (
-	_ entropy.Journal              = (*Journal)(nil)
-	_ entropy.EventAttemptRecorder = (*Journal)(nil)
+	_ entropy.Journal = (*Journal)(nil)
+	_ interface {
+		RecordAttempt(context.Context, entropy.EventAttempt) error
+	} = (*Journal)(nil) // the Provider records event attempts in it
 )
 
 // errNotOpened is the error of a Journal that Open did not make (a zero
@@ -454,7 +457,7 @@ func (j *Journal) RecordEvent(ctx context.Context, r entropy.EventRecord) (entro
 }
 
 // RecordAttempt appends an "attempt" record: a request for the job of an
-// event, recorded before it is sent (entropy.EventAttemptRecorder). It
+// event, recorded before it is sent (see entropy.Journal). It
 // returns once the record is on disk. ctx is checked before the append.
 func (j *Journal) RecordAttempt(ctx context.Context, a entropy.EventAttempt) error {
 	d, err := attemptData(a)
@@ -870,7 +873,7 @@ func canonicalData(typ string, raw json.RawMessage, v *verifier) ([]byte, error)
 			if len(pr.Data) < len(data) || !bytes.Equal(pr.Data[:len(data)], data) {
 				return nil, bad("event %q: its bytes are not the first bytes of its proof's job", d.Event)
 			}
-			if !bytes.Equal(pr.Nonce, entropy.EventNonce(d.Event, params, salt)) {
+			if !bytes.Equal(pr.Nonce, evidence.EventNonce(d.Event, params, salt)) {
 				return nil, bad("event %q: its proof's nonce is not the one of its event, params and salt", d.Event)
 			}
 			if v.whole && !v.nonces[hex.EncodeToString(pr.Nonce)] {
@@ -905,7 +908,7 @@ func canonicalData(typ string, raw json.RawMessage, v *verifier) ([]byte, error)
 		if d.Event == "" || perr != nil || serr != nil || nerr != nil || len(salt) == 0 {
 			return nil, bad("needs an event name, a salt and a nonce in hex")
 		}
-		if !bytes.Equal(nonce, entropy.EventNonce(d.Event, params, salt)) {
+		if !bytes.Equal(nonce, evidence.EventNonce(d.Event, params, salt)) {
 			return nil, bad("event %q: the nonce is not the one of its event, params and salt", d.Event)
 		}
 		if v.rep.Attempts == nil {

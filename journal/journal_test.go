@@ -18,11 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/evidence"
+	"github.com/provenrand/entropy/internal/fsizelimit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/provenrand/entropy"
-	"github.com/provenrand/entropy/internal/fsizelimit"
 )
 
 // fixedClock returns a clock that starts at a fixed time and ticks a second
@@ -763,7 +763,7 @@ func ExampleOpen() {
 // nonce is not its event's. Attempts are counted
 // by event.
 func TestEventBindingRecordsVerify(t *testing.T) {
-	salt := bytes.Repeat([]byte{7}, entropy.EventSaltSize)
+	salt := bytes.Repeat([]byte{7}, evidence.SaltSize)
 	params := []byte("provenrand-draw/1;kind=int;n=10")
 	data := []byte{1, 2, 3, 4}
 	good := func() EventData {
@@ -771,20 +771,20 @@ func TestEventBindingRecordsVerify(t *testing.T) {
 			Event: "lotto", Data: hex.EncodeToString(data), Time: time.Date(2026, 12, 5, 20, 0, 0, 0, time.UTC),
 			Label:  entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "quantropy", JobID: "job-1", Length: 4}}},
 			Params: hex.EncodeToString(params), Salt: hex.EncodeToString(salt),
-			Proof: &entropy.Proof{Scheme: entropy.SchemeReferenceV2, Source: "quantropy", JobID: "job-1", Data: data,
-				Nonce: entropy.EventNonce("lotto", params, salt), Size: 4, Timestamp: "2026-12-05T20:00:00Z", Signature: make([]byte, 64)},
+			Proof: &entropy.Proof{Scheme: evidence.SchemeReferenceV2, Source: "quantropy", JobID: "job-1", Data: data,
+				Nonce: evidence.EventNonce("lotto", params, salt), Size: 4, Timestamp: "2026-12-05T20:00:00Z", Signature: make([]byte, 64)},
 		}
 	}
 	attempt := AttemptData{Event: "lotto", Source: "quantropy", Params: hex.EncodeToString(params), Salt: hex.EncodeToString(salt),
-		Nonce: hex.EncodeToString(entropy.EventNonce("lotto", params, salt)), Time: time.Date(2026, 12, 5, 20, 0, 0, 0, time.UTC)}
+		Nonce: hex.EncodeToString(evidence.EventNonce("lotto", params, salt)), Time: time.Date(2026, 12, 5, 20, 0, 0, 0, time.UTC)}
 
 	// write forges a journal, hashes and chain sound, whose last record is
 	// d: as whoever rewrites the file can (the Journal itself refuses to
 	// append a record that would not verify).
 	write := func(t *testing.T, typ string, d any) string {
 		a := attempt
-		a.Salt = hex.EncodeToString(bytes.Repeat([]byte{8}, entropy.EventSaltSize))
-		a.Nonce = hex.EncodeToString(entropy.EventNonce("lotto", params, bytes.Repeat([]byte{8}, entropy.EventSaltSize)))
+		a.Salt = hex.EncodeToString(bytes.Repeat([]byte{8}, evidence.SaltSize))
+		a.Nonce = hex.EncodeToString(evidence.EventNonce("lotto", params, bytes.Repeat([]byte{8}, evidence.SaltSize)))
 		var out []byte
 		prev := zeroHash
 		for i, rec := range []struct {
@@ -817,7 +817,7 @@ func TestEventBindingRecordsVerify(t *testing.T) {
 	require.NoError(t, reopened.Close())
 
 	foreign := good()
-	foreign.Proof.Nonce = entropy.EventNonce("another-event", params, salt)
+	foreign.Proof.Nonce = evidence.EventNonce("another-event", params, salt)
 	_, err = VerifyFile(write(t, TypeEvent, foreign))
 	assert.ErrorIs(t, err, ErrMalformed)
 
@@ -832,9 +832,9 @@ func TestEventBindingRecordsVerify(t *testing.T) {
 	assert.ErrorIs(t, err, ErrMalformed)
 
 	unasked := good()
-	other := bytes.Repeat([]byte{9}, entropy.EventSaltSize)
+	other := bytes.Repeat([]byte{9}, evidence.SaltSize)
 	unasked.Salt = hex.EncodeToString(other)
-	unasked.Proof.Nonce = entropy.EventNonce("lotto", params, other)
+	unasked.Proof.Nonce = evidence.EventNonce("lotto", params, other)
 	_, err = VerifyFile(write(t, TypeEvent, unasked))
 	assert.ErrorIs(t, err, ErrMalformed, "an event whose request has no attempt record before it")
 

@@ -11,11 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/journal"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // replaySource hands out one job of its own first (if fresh is set), then
@@ -160,7 +159,9 @@ func TestJournalRecordsAJobOnce(t *testing.T) {
 	cancel()
 	_, err = j.ClaimJob(cancelled, "quantropy", "job-3")
 	assert.ErrorIs(t, err, context.Canceled)
-	var _ entropy.JobClaimer = j
+	var _ interface {
+		ClaimJob(ctx context.Context, source, jobID string) (bool, error)
+	} = j
 }
 
 // A journal written by a process that took a job twice (before the replay

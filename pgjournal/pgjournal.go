@@ -38,7 +38,7 @@
 //
 // Calls fail with errors that wrap the driver's: ReadFor of an event not yet
 // drawn fails cleanly, and nothing unrecorded is handed out. Reads go on from
-// the pool; since the replay guard (ClaimJob, entropy.JobClaimer) cannot
+// the pool; since the replay guard (ClaimJob, see entropy.Journal) cannot
 // tell whether a new job is fresh, refills are refused meanwhile, and once
 // the pool is empty reads follow the Provider's policy (Degrade: crypto/rand,
 // labelled non-verifiable). Every append is idempotent
@@ -68,7 +68,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/provenrand/entropy"
 	"github.com/provenrand/entropy/internal/names"
 	"github.com/provenrand/entropy/journal"
@@ -131,8 +130,10 @@ type Journal struct {
 }
 
 var (
-	_ entropy.Journal    = (*Journal)(nil)
-	_ entropy.JobClaimer = (*Journal)(nil)
+	_ entropy.Journal = (*Journal)(nil)
+	_ interface {
+		ClaimJob(ctx context.Context, source, jobID string) (bool, error)
+	} = (*Journal)(nil) // the replay guard across the fleet
 )
 
 // config is what the options set.
@@ -721,7 +722,7 @@ func isConnClosed(err error) bool {
 // ClaimJob reports whether (source, jobID) is new to the journal, and if it
 // is, reserves it for the caller, atomically across every replica sharing
 // the database: a job replayed to two replicas, or to one after a restart,
-// is taken once. It implements entropy.JobClaimer.
+// is taken once. It is the replay guard that entropy.Journal describes.
 //
 // A claim whose answer was lost with its connection may have been taken
 // by the database all the same: tried again, it finds the job claimed and
@@ -790,12 +791,14 @@ func (j *Journal) RecordFallback(ctx context.Context, e entropy.FallbackEpisode)
 }
 
 var (
-	_ entropy.Journal              = (*Journal)(nil)
-	_ entropy.EventAttemptRecorder = (*Journal)(nil)
+	_ entropy.Journal = (*Journal)(nil)
+	_ interface {
+		RecordAttempt(context.Context, entropy.EventAttempt) error
+	} = (*Journal)(nil) // the Provider records event attempts in it
 )
 
 // RecordAttempt appends an "attempt" record: a request for the job of an
-// event, recorded before it is sent (entropy.EventAttemptRecorder). An
+// event, recorded before it is sent (see entropy.Journal). An
 // attempt already recorded (a retry after a lost connection) is not
 // recorded twice.
 func (j *Journal) RecordAttempt(ctx context.Context, a entropy.EventAttempt) error {

@@ -21,6 +21,7 @@ import (
 	"github.com/provenrand/entropy/drandsource"
 	"github.com/provenrand/entropy/draw"
 	"github.com/provenrand/entropy/httpsource"
+	"github.com/provenrand/entropy/internal/evidence"
 	"github.com/provenrand/entropy/internal/names"
 	"github.com/provenrand/entropy/journal"
 )
@@ -724,7 +725,7 @@ func trustRoots(t *draw.Transcript, pub, name, chain string) (draw.TrustRoots, e
 			roots.PublicKeys[name] = raw
 		} else {
 			for _, p := range t.Proofs {
-				if p.Scheme == entropy.SchemeReferenceV2 || p.Scheme == entropy.SchemeReferenceV1 {
+				if p.Scheme == evidence.SchemeReferenceV2 || p.Scheme == evidence.SchemeReferenceV1 {
 					roots.PublicKeys[p.Source] = raw
 				}
 			}

@@ -17,11 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provenrand/entropy"
+	"github.com/provenrand/entropy/internal/evidence"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
-
-	"github.com/provenrand/entropy"
 )
 
 // Run runs the conformance suite. open must return a new, empty journal each
@@ -108,7 +108,7 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 	t.Run("BoundEventRoundTrips", func(t *testing.T) {
 		j := open(t)
 		r := boundEvent("lotto-bound", 32)
-		ar, ok := j.(entropy.EventAttemptRecorder)
+		ar, ok := j.(attemptRecorder)
 		require.True(t, ok)
 		require.NoError(t, ar.RecordAttempt(context.Background(), entropy.EventAttempt{
 			Event: r.Event, Source: "quantropy", Params: r.Params, Salt: r.Salt, Nonce: r.Proof.Nonce, Time: r.Time,
@@ -122,14 +122,14 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 
 	t.Run("AttemptsRecorded", func(t *testing.T) {
 		j := open(t)
-		ar, ok := j.(entropy.EventAttemptRecorder)
+		ar, ok := j.(attemptRecorder)
 		require.True(t, ok, "the journal records event requests before they are sent")
 		a := sampleAttempt("lotto-attempted")
 		require.NoError(t, ar.RecordAttempt(context.Background(), a))
 		a2 := sampleAttempt("lotto-attempted")
 		require.NoError(t, ar.RecordAttempt(context.Background(), a2), "a second request for one event")
 		bad := sampleAttempt("lotto-attempted")
-		bad.Nonce = entropy.EventNonce("another-event", bad.Params, bad.Salt)
+		bad.Nonce = evidence.EventNonce("another-event", bad.Params, bad.Salt)
 		require.Error(t, ar.RecordAttempt(context.Background(), bad), "a nonce that is not the event's")
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -213,10 +213,10 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 		assert.Error(t, err)
 		assert.Error(t, j.RecordBlock(ctx, entropy.BlockRecord{Source: "q", JobID: "j", Size: 1, Verifiable: true, Time: time.Now()}))
 		assert.Error(t, j.RecordFallback(ctx, entropy.FallbackEpisode{Ended: true}))
-		if ar, ok := j.(entropy.EventAttemptRecorder); ok {
+		if ar, ok := j.(attemptRecorder); ok {
 			assert.Error(t, ar.RecordAttempt(ctx, sampleAttempt("nil-context")))
 		}
-		if c, ok := j.(entropy.JobClaimer); ok {
+		if c, ok := j.(jobClaimer); ok {
 			_, err = c.ClaimJob(ctx, "q", "j")
 			assert.Error(t, err)
 		}
@@ -227,9 +227,9 @@ func Run(t *testing.T, open func(t *testing.T) entropy.Journal) {
 
 	t.Run("JobClaimedOnce", func(t *testing.T) {
 		j := open(t)
-		c, ok := j.(entropy.JobClaimer)
+		c, ok := j.(jobClaimer)
 		if !ok {
-			t.Skipf("%T is not an entropy.JobClaimer", j)
+			t.Skipf("%T has no ClaimJob method", j)
 		}
 		ctx := context.Background()
 		const callers = 8
@@ -421,13 +421,13 @@ func boundEvent(name string, n int) entropy.EventRecord {
 	r := sampleEvent(name, n)
 	r.Label = entropy.Label{Verifiable: true, Spans: []entropy.Span{{Source: "quantropy", JobID: "job-bound", Length: n}}}
 	r.Params = []byte("provenrand-draw/1;kind=pick;n=49;k=6")
-	r.Salt = make([]byte, entropy.EventSaltSize)
+	r.Salt = make([]byte, evidence.SaltSize)
 	_, _ = crand.Read(r.Salt)
 	sig := make([]byte, 64)
 	_, _ = crand.Read(sig)
 	r.Proof = &entropy.Proof{
-		Scheme: entropy.SchemeReferenceV2, Source: "quantropy", JobID: "job-bound", Data: bytes.Clone(r.Data),
-		Nonce: entropy.EventNonce(name, r.Params, r.Salt), Size: n, Timestamp: "2026-12-05T20:00:00.123Z", Signature: sig,
+		Scheme: evidence.SchemeReferenceV2, Source: "quantropy", JobID: "job-bound", Data: bytes.Clone(r.Data),
+		Nonce: evidence.EventNonce(name, r.Params, r.Salt), Size: n, Timestamp: "2026-12-05T20:00:00.123Z", Signature: sig,
 	}
 	return r
 }
@@ -435,9 +435,9 @@ func boundEvent(name string, n int) entropy.EventRecord {
 // sampleAttempt is a request for event's job with a fresh salt.
 func sampleAttempt(event string) entropy.EventAttempt {
 	a := entropy.EventAttempt{Event: event, Source: "quantropy", Params: []byte("provenrand-draw/1;kind=int;n=10"),
-		Salt: make([]byte, entropy.EventSaltSize), Time: time.Now().UTC()}
+		Salt: make([]byte, evidence.SaltSize), Time: time.Now().UTC()}
 	_, _ = crand.Read(a.Salt)
-	a.Nonce = entropy.EventNonce(event, a.Params, a.Salt)
+	a.Nonce = evidence.EventNonce(event, a.Params, a.Salt)
 	return a
 }
 
@@ -493,3 +493,14 @@ func NewSource() entropy.Source {
 		}, nil
 	})
 }
+
+// attemptRecorder and jobClaimer are the optional methods of an
+// entropy.Journal that the Provider asks for (see entropy.Journal).
+type (
+	attemptRecorder interface {
+		RecordAttempt(ctx context.Context, a entropy.EventAttempt) error
+	}
+	jobClaimer interface {
+		ClaimJob(ctx context.Context, source, jobID string) (bool, error)
+	}
+)
