@@ -82,7 +82,7 @@ func (e *APIError) Error() string {
 	var sb strings.Builder
 	sb.WriteString("HTTP ")
 	sb.WriteString(strconv.Itoa(e.StatusCode))
-	if c := statusClassText(e.StatusCode); c != "" {
+	if c := sourceerr.StatusText(e.StatusCode); c != "" {
 		sb.WriteByte(' ')
 		sb.WriteString(c)
 	}
@@ -110,36 +110,6 @@ func (e *APIError) Error() string {
 		sb.WriteByte(')')
 	}
 	return sb.String()
-}
-
-// statusClassText names the class of an HTTP status, as the class's
-// sentinel does; "" for a status of no class.
-func statusClassText(status int) string {
-	switch s := status; {
-	case s == 400:
-		return "bad request"
-	case s == 401:
-		return "unauthorized"
-	case s == 402:
-		return "payment required"
-	case s == 403:
-		return "forbidden"
-	case s == 404:
-		return "not found"
-	case s == 409:
-		return "conflict"
-	case s == 422:
-		return "validation failed"
-	case s == 425:
-		return "too early"
-	case s == 429:
-		return "rate limited"
-	case s == 503:
-		return "service unavailable"
-	case s >= 500 && s <= 599:
-		return "server error"
-	}
-	return ""
 }
 
 // Is matches [ErrPermanent] for permanent statuses, httpsource's

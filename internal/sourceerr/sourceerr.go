@@ -56,17 +56,45 @@ func (c *StatusClass) MatchStatus(status int) bool { return status >= c.Lo && st
 // The classes of HTTP statuses. ErrServiceUnavailable (503) is also an
 // ErrServer.
 var (
-	ErrBadRequest         error = &StatusClass{"bad request", 400, 400}
-	ErrUnauthorized       error = &StatusClass{"unauthorized", 401, 401}
-	ErrPaymentRequired    error = &StatusClass{"payment required", 402, 402}
-	ErrForbidden          error = &StatusClass{"forbidden", 403, 403}
-	ErrNotFound           error = &StatusClass{"not found", 404, 404}
-	ErrConflict           error = &StatusClass{"conflict", 409, 409}
-	ErrValidation         error = &StatusClass{"validation failed", 422, 422}
-	ErrRateLimited        error = &StatusClass{"rate limited", 429, 429}
-	ErrServer             error = &StatusClass{"server error", 500, 599}
-	ErrServiceUnavailable error = &StatusClass{"service unavailable", 503, 503}
+	ErrBadRequest         error = classes[0]
+	ErrUnauthorized       error = classes[1]
+	ErrPaymentRequired    error = classes[2]
+	ErrForbidden          error = classes[3]
+	ErrNotFound           error = classes[4]
+	ErrConflict           error = classes[5]
+	ErrValidation         error = classes[6]
+	ErrRateLimited        error = classes[7]
+	ErrServiceUnavailable error = classes[8]
+	ErrServer             error = classes[9]
 )
+
+// classes lists the status classes, each before any wider one.
+var classes = [...]*StatusClass{
+	{"bad request", 400, 400},
+	{"unauthorized", 401, 401},
+	{"payment required", 402, 402},
+	{"forbidden", 403, 403},
+	{"not found", 404, 404},
+	{"conflict", 409, 409},
+	{"validation failed", 422, 422},
+	{"rate limited", 429, 429},
+	{"service unavailable", 503, 503},
+	{"server error", 500, 599},
+}
+
+// StatusText names the class of an HTTP status as its sentinel does (and
+// 425 as ErrTooEarly does); "" for a status of no class.
+func StatusText(status int) string {
+	if status == 425 {
+		return ErrTooEarly.Error()
+	}
+	for _, c := range classes {
+		if c.MatchStatus(status) {
+			return c.Text
+		}
+	}
+	return ""
+}
 
 // ConnError is a failure to reach the service: DNS, refused or dropped
 // connections, TLS, timeouts. It wraps the net or context cause.
