@@ -90,7 +90,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	transcriptPath := fs.String("transcript", "", "write the transcript to `file` (must not exist; \"-\" or empty: stdout), whole or not at all: it is written beside file and takes its name only once complete")
 	allowFallback := fs.Bool("allow-fallback", false, "accept local fallback entropy (--policy degrade, which this flag makes the default); the transcript then says NOT VERIFIABLE")
 	afterFlag := fs.String("after", "", "with --source drand: commit to the chain's first round after `TIME` (RFC 3339, or \"now\"), print the commitment before that round exists, and draw from it")
-	entrantsPath := fs.String("entrants", "", "draw from the entrants of `file`, one a line: the transcript commits to the list (SHA-256 and count) and the winners are printed by name; N is the count (--of may be left out); at most "+entrantsBounds)
+	entrantsPath := fs.String("entrants", "", "draw from the entrants of `file`, one a line, each once: the transcript commits to the list (SHA-256 and count) and the winners are printed by name; N is the count (--of may be left out); at most "+entrantsBounds)
 	var sf sourceFlags
 	sf.add(fs)
 	pol := fs.Lookup("policy")
@@ -134,6 +134,9 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		f.Close()
 		if err == nil {
 			_, err = draw.CommitEntrants(entrants)
+		}
+		if err == nil {
+			err = uniqueEntrants(entrants)
 		}
 		if err != nil {
 			return usageError(stderr, c, fmt.Errorf("--entrants %s: %w", *entrantsPath, err))

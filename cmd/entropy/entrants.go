@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/provenrand/entropy/draw"
 )
@@ -23,6 +24,23 @@ const (
 
 // entrantsBounds states the bounds, as the flags' help gives them.
 var entrantsBounds = fmt.Sprintf("%d lines, of at most %d bytes each, and %d MiB", maxEntrants, maxEntrantBytes, maxEntrantsFile>>20)
+
+// uniqueEntrants refuses a list in which an entrant is listed twice, for a
+// draw: the winners are printed by name, and "Ada, Ada" cannot say whether
+// one entrant holding two tickets won twice or the list was made by
+// mistake. An entrant with several tickets lists each under a name of its
+// own ("Ada #1", "Ada #2"). Verifying a transcript does not check this: a
+// list is what the draw committed to, whatever it holds.
+func uniqueEntrants(list []string) error {
+	seen := make(map[string]int, len(list))
+	for i, e := range list {
+		if j, ok := seen[e]; ok {
+			return fmt.Errorf("entrant %d (%s) is entrant %d again: list each entrant once, and each ticket of an entrant with several under a name of its own", i+1, strconv.Quote(e), j+1)
+		}
+		seen[e] = i
+	}
+	return nil
+}
 
 // readEntrants reads a list of entrants as draw.ReadEntrants does, from at
 // most maxEntrantsFile bytes, maxEntrants lines and maxEntrantBytes a

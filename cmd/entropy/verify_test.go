@@ -106,6 +106,25 @@ func TestDrawFromEntrants(t *testing.T) {
 	assert.Contains(t, errOut, "5 entrants")
 }
 
+// TestDrawRefusesAnEntrantListedTwice: a list that names one entrant twice
+// is a bad command line for draw (its winners would be printed as "Ada,
+// Ada"), naming both places; nothing is drawn.
+func TestDrawRefusesAnEntrantListedTwice(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	list := filepath.Join(dir, "entrants.txt")
+	require.NoError(t, os.WriteFile(list, []byte("Ada\nBo\n\nCy\r\nBo\n"), 0o600))
+	path := filepath.Join(dir, "t.json")
+	code, out, errOut := runCLI(t, "draw", "--pick", "2", "--entrants", list, "--transcript", path)
+	assert.Equal(t, exitUsage, code, out)
+	assert.Contains(t, errOut, `entrant 4 ("Bo") is entrant 2 again`)
+	assert.NoFileExists(t, path, "nothing is drawn")
+
+	require.NoError(t, os.WriteFile(list, []byte("Ada\nBo\nbo\nBo \n"), 0o600))
+	code, _, errOut = runCLI(t, "draw", "--pick", "2", "--entrants", list, "--transcript", path)
+	assert.Equal(t, exitOK, code, "entrants differ by case or a space are others: %s", errOut)
+}
+
 // TestVerifyThatFailsPrintsNoOKLine: every check is made before the
 // report is printed, so a verify that fails (a changed list of entrants, a
 // proof signed by another key, a job the service no longer has) prints no
