@@ -86,14 +86,7 @@ func (e *APIError) Error() string {
 		sb.WriteByte(' ')
 		sb.WriteString(c)
 	}
-	if e.Code != "" {
-		sb.WriteString(": ")
-		sb.WriteString(e.Code)
-	}
-	if e.Message != "" {
-		sb.WriteString(": ")
-		sb.WriteString(e.Message)
-	}
+	sourceerr.WriteCodeMessage(&sb, e.Code, e.Message)
 	var extra []string
 	if e.RequestID != "" {
 		extra = append(extra, "request id "+e.RequestID)
@@ -215,19 +208,8 @@ func (e *JobError) Error() string {
 		sb.WriteByte(' ')
 	}
 	sb.WriteString("failed")
-	if e.Code != "" {
-		sb.WriteString(": ")
-		sb.WriteString(e.Code)
-	}
-	if e.Message != "" {
-		sb.WriteString(": ")
-		sb.WriteString(e.Message)
-	}
-	if e.RequestID != "" {
-		sb.WriteString(" (request id ")
-		sb.WriteString(e.RequestID)
-		sb.WriteByte(')')
-	}
+	sourceerr.WriteCodeMessage(&sb, e.Code, e.Message)
+	sourceerr.WriteRequestID(&sb, e.RequestID)
 	return sb.String()
 }
 

@@ -26,6 +26,15 @@ import (
 	"github.com/provenrand/entropy/journal"
 )
 
+// writeEntrants writes a list of entrants (one a line) to a file of its own
+// and returns the file's path.
+func writeEntrants(t *testing.T, list string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "entrants.txt")
+	require.NoError(t, os.WriteFile(path, []byte(list), 0o600))
+	return path
+}
+
 // readTranscript parses and verifies a transcript file.
 func readTranscript(t *testing.T, path string) *draw.Transcript {
 	t.Helper()
@@ -254,12 +263,9 @@ func TestDrawFallbackNeedsOptIn(t *testing.T) {
 // and names the winners.
 func TestVerifyFallbackDrawChecksItsEntrants(t *testing.T) {
 	clearEnv(t)
-	dir := t.TempDir()
-	list := filepath.Join(dir, "entrants.txt")
-	require.NoError(t, os.WriteFile(list, []byte("ada\nbob\ncy\n"), 0o644))
-	other := filepath.Join(dir, "other.txt")
-	require.NoError(t, os.WriteFile(other, []byte("cy\nbob\nada\n"), 0o644))
-	path := filepath.Join(dir, "t.json")
+	list := writeEntrants(t, "ada\nbob\ncy\n")
+	other := writeEntrants(t, "cy\nbob\nada\n")
+	path := filepath.Join(t.TempDir(), "t.json")
 	code, _, errOut := runCLI(t, "draw", "--int", "3", "--entrants", list, "--url", "http://127.0.0.1:1", "--public-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
 		"--policy", "degrade", "--timeout", "300ms", "--allow-fallback", "--transcript", path)
 	require.Equal(t, 0, code, errOut)

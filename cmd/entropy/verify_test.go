@@ -73,8 +73,7 @@ func TestVerifySourceNameWithoutURLOrKeyIsUsageError(t *testing.T) {
 func TestDrawFromEntrants(t *testing.T) {
 	clearEnv(t)
 	dir := t.TempDir()
-	list := filepath.Join(dir, "entrants.txt")
-	require.NoError(t, os.WriteFile(list, []byte("Ada\nBo\nCy\nDee\nEve\n"), 0o600))
+	list := writeEntrants(t, "Ada\nBo\nCy\nDee\nEve\n")
 	path := filepath.Join(dir, "t.json")
 	code, out, errOut := runCLI(t, "draw", "--pick", "2", "--entrants", list, "--transcript", path)
 	require.Equal(t, exitOK, code, errOut)
@@ -111,18 +110,20 @@ func TestDrawFromEntrants(t *testing.T) {
 // Ada"), naming both places; nothing is drawn.
 func TestDrawRefusesAnEntrantListedTwice(t *testing.T) {
 	clearEnv(t)
-	dir := t.TempDir()
-	list := filepath.Join(dir, "entrants.txt")
-	require.NoError(t, os.WriteFile(list, []byte("Ada\nBo\n\nCy\r\nBo\n"), 0o600))
-	path := filepath.Join(dir, "t.json")
-	code, out, errOut := runCLI(t, "draw", "--pick", "2", "--entrants", list, "--transcript", path)
-	assert.Equal(t, exitUsage, code, out)
-	assert.Contains(t, errOut, `entrant 4 ("Bo") is entrant 2 again`)
-	assert.NoFileExists(t, path, "nothing is drawn")
-
-	require.NoError(t, os.WriteFile(list, []byte("Ada\nBo\nbo\nBo \n"), 0o600))
-	code, _, errOut = runCLI(t, "draw", "--pick", "2", "--entrants", list, "--transcript", path)
-	assert.Equal(t, exitOK, code, "entrants differ by case or a space are others: %s", errOut)
+	for _, tc := range []struct{ list, refusal string }{
+		{"Ada\nBo\n\nCy\r\nBo\n", `entrant 4 ("Bo") is entrant 2 again`},
+		{"Ada\nBo\nbo\nBo \n", ""}, // entrants that differ by case or a space are others
+	} {
+		path := filepath.Join(t.TempDir(), "t.json")
+		code, _, errOut := runCLI(t, "draw", "--pick", "2", "--entrants", writeEntrants(t, tc.list), "--transcript", path)
+		if tc.refusal == "" {
+			assert.Equal(t, exitOK, code, "%q: %s", tc.list, errOut)
+			continue
+		}
+		assert.Equal(t, exitUsage, code, "%q", tc.list)
+		assert.Contains(t, errOut, tc.refusal)
+		assert.NoFileExists(t, path, "nothing is drawn")
+	}
 }
 
 // TestVerifyThatFailsPrintsNoOKLine: every check is made before the
@@ -137,10 +138,8 @@ func TestVerifyThatFailsPrintsNoOKLine(t *testing.T) {
 	s, url, pub := startSim(t, key)
 	t.Setenv("ENTROPY_API_KEY", key)
 	dir := t.TempDir()
-	list := filepath.Join(dir, "entrants.txt")
-	require.NoError(t, os.WriteFile(list, []byte("Ada\nBo\nCy\n"), 0o600))
-	changed := filepath.Join(dir, "changed.txt")
-	require.NoError(t, os.WriteFile(changed, []byte("Ada\nBo\nCz\n"), 0o600))
+	list := writeEntrants(t, "Ada\nBo\nCy\n")
+	changed := writeEntrants(t, "Ada\nBo\nCz\n")
 	path := filepath.Join(dir, "t.json")
 	code, _, errOut := runCLI(t, "draw", "--pick", "1", "--entrants", list, "--url", url, "--public-key", pub, "--transcript", path)
 	require.Equal(t, exitOK, code, errOut)

@@ -173,21 +173,32 @@ func (e *BatchError) Error() string {
 		}
 		sb.WriteString("item ")
 		sb.WriteString(strconv.Itoa(it.Index))
-		if it.Code != "" {
-			sb.WriteString(": ")
-			sb.WriteString(it.Code)
-		}
-		if it.Message != "" {
-			sb.WriteString(": ")
-			sb.WriteString(it.Message)
-		}
+		WriteCodeMessage(&sb, it.Code, it.Message)
 	}
-	if e.RequestID != "" {
+	WriteRequestID(&sb, e.RequestID)
+	return sb.String()
+}
+
+// WriteCodeMessage writes ": code" and ": message" to sb, each only when it
+// is not empty: the middle of every error text of a service's answer.
+func WriteCodeMessage(sb *strings.Builder, code, message string) {
+	if code != "" {
+		sb.WriteString(": ")
+		sb.WriteString(code)
+	}
+	if message != "" {
+		sb.WriteString(": ")
+		sb.WriteString(message)
+	}
+}
+
+// WriteRequestID writes " (request id R)" to sb when id is not empty.
+func WriteRequestID(sb *strings.Builder, id string) {
+	if id != "" {
 		sb.WriteString(" (request id ")
-		sb.WriteString(e.RequestID)
+		sb.WriteString(id)
 		sb.WriteByte(')')
 	}
-	return sb.String()
 }
 
 // Unwrap returns the items' errors.
