@@ -49,8 +49,10 @@ type eventEntry struct {
 // bytes this Provider took are zeroed (Stats.EventBytesDiscarded). A call
 // with another size returns [ErrEventParams].
 //
-// When a source can bind a job to a request (one with a FetchNonce method:
-// the reference protocol, package httpsource), the event's bytes are a job
+// When a source can bind a job to a request (one with a method
+// FetchNonce(ctx context.Context, n int, nonce []byte) (Block, error) whose
+// block's Evidence.Nonce is nonce, or the block is refused: the reference
+// protocol, package httpsource), the event's bytes are a job
 // of their own, fetched for the event with a nonce derived from the event's
 // name and a fresh salt per request (docs/protocol.md, "Event nonces"),
 // each request recorded in the journal before it is sent (a [Journal]'s

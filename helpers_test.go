@@ -236,8 +236,8 @@ func counting(n int) []byte {
 	return b
 }
 
-// httpStatus is a class sentinel of one HTTP status, made as the root's
-// (httpsource.ErrRateLimited, …) are, with a MatchStatus method, so that a test can ask
+// httpStatus is a class sentinel of one HTTP status, made as httpsource's class
+// sentinels (httpsource.ErrRateLimited, …) are, with a MatchStatus method, so that a test can ask
 // for any single status.
 type httpStatus int
 

@@ -107,7 +107,7 @@ type FallbackEpisode struct {
 
 // EventRecord is the entropy drawn for one named event (contract point 8):
 // the bytes, their label and when they were drawn, and, when the event's job
-// was bound to it (a source with a FetchNonce method, as package httpsource's),
+// was bound to it (a source with a FetchNonce method, see [Provider.ReadFor]),
 // what binds it: the parameters and salt its nonce was derived from (see
 // docs/protocol.md, "Event nonces") and the
 // job's [Proof]. Event entropy is stored in the journal, in clear: it is for

@@ -164,9 +164,21 @@ func WithFetchSize(bytes int) Option {
 }
 
 // WithBatch sets how many blocks of the fetch size the [Provider] asks for in
-// one refill request to a source that offers batches (batcher, as
-// package httpsource's does): as many as the pool has room for, at most
-// maxItems. Batches are the default (4 items; at the default
+// one refill request to a source that offers batches: as many as the pool
+// has room for, at most maxItems. A source offers batches (package
+// httpsource's Source does) with two methods:
+//
+//	// FetchBatch asks for one block of each size in one request and returns
+//	// the blocks that passed every check, in the order of sizes; if some
+//	// items failed, with a *httpsource.BatchError listing them by index.
+//	// Any other error fails the whole request (no blocks), and one that
+//	// matches httpsource.ErrBatchUnsupported says there is no batch request.
+//	FetchBatch(ctx context.Context, sizes []int) ([]Block, error)
+//	// BatchLimits says how much one batch may ask for: at most items
+//	// blocks, of at most bytes bytes in all; 0 or less for no limit.
+//	BatchLimits() (items, bytes int)
+//
+// Batches are the default (4 items; at the default
 // sizes one request of 64 KiB fills the empty pool, so batches are sent only
 // when the pool has room for at least two blocks of the fetch size); WithBatch(1)
 // turns them off, and a Provider then sends the source single requests
@@ -187,7 +199,7 @@ func WithFetchSize(bytes int) Option {
 // the source's.
 //
 // maxItems must be in 1..64. A source that says how much one batch may ask
-// for (batcher.BatchLimits; package httpsource: 64 items, 256 KiB in all) gets
+// for (BatchLimits; package httpsource: 64 items, 256 KiB in all) gets
 // batches within that, and single requests where not two blocks fit.
 func WithBatch(maxItems int) Option {
 	return func(c *config) error {

@@ -23,7 +23,7 @@ type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 // The job is fetched through the same rate limit, breaker, retries, checks
 // and replay guard as a refill (the sources in order, a Retry-After
 // honoured) and is recorded in the journal like every block. Its size is
-// len(b), except that a job of the reference protocol (from a source with FetchNonce) has at
+// len(b), except that a job of the reference protocol (from a source with a FetchNonce method, see [Provider.ReadFor]) has at
 // least [health.AptWindow] (512) bytes, so that the health tests can judge it: b gets
 // its first len(b) bytes, the Proof carries them all, and the rest are never
 // served, nor put in the pool ([Stats].ProvenBytesDiscarded counts them). len(b) is 1 to 65536 for the reference protocol, at most 32 for a

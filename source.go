@@ -26,7 +26,7 @@ type Source interface {
 	// judge a block (28 with [health.DefaultConfig]), however small the pool
 	// or fetch size, and serves what a read does not take to later reads.
 	// [Provider.ReadProven] asks for the read's own size (at least 512 bytes
-	// from the reference protocol), and a block shorter than the health tests need
+	// from a source of the reference protocol), and a block shorter than the health tests need
 	// is refused.
 	//
 	// The Provider refuses, as a source failure, a block that is empty,

@@ -36,7 +36,7 @@ type Stats struct {
 
 	// ProvenBytesDiscarded counts the bytes of jobs fetched for one read
 	// ([Provider.ReadProven], or the job of its own that an event draw takes
-	// from the reference protocol) beyond the read's length, which are never served
+	// from a source of the reference protocol) beyond the read's length, which are never served
 	// nor pooled: a job of the reference protocol has at least 512 bytes,
 	// so that the health tests can judge it, and a read of 32 leaves 480.
 	// They are counted in the source's BytesAccepted with the rest of the

@@ -20,11 +20,15 @@ var (
 	ErrMalformed = sourceerr.ErrMalformed
 	// ErrTooEarly is matched by a [RoundNotDueError] and a relay's 425.
 	ErrTooEarly = sourceerr.ErrTooEarly
+	// ErrTimeout is matched by a [ConnError] whose cause is a timeout.
+	ErrTimeout = sourceerr.ErrTimeout
 )
 
 // ConnError is a failure to reach a relay: DNS, refused or dropped
-// connections, TLS, timeouts. It wraps the net or context cause. It is
-// package httpsource's ConnError.
+// connections, TLS, timeouts. Its fields are Op (what was being done) and
+// Err (the net or context cause, which Unwrap returns); it matches
+// [ErrTimeout] when the cause is a timeout. It is package httpsource's
+// ConnError.
 type ConnError = sourceerr.ConnError
 
 // Errors of this package. Each wraps one of the classes above: a beacon

@@ -1,6 +1,7 @@
 package drandsource
 
 import (
+	"context"
 	"crypto/sha256"
 	"math/big"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cloudflare/circl/ecc/bls12381"
+	"github.com/provenrand/entropy/httpsource"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -241,4 +243,19 @@ func TestVerifyRejectsEveryTamper(t *testing.T) {
 			assert.ErrorIs(t, err, ErrUnknownScheme)
 		})
 	}
+}
+
+// The failure classes a drand source returns are package httpsource's
+// values, not copies: one errors.Is serves a Provider's every source.
+func TestFailureClassesAreHTTPSourceValues(t *testing.T) {
+	assert.Same(t, httpsource.ErrBadProof, ErrBadProof)
+	assert.Same(t, httpsource.ErrMalformed, ErrMalformed)
+	assert.Same(t, httpsource.ErrTooEarly, ErrTooEarly)
+	assert.Same(t, httpsource.ErrTimeout, ErrTimeout)
+	var err error = &ConnError{Op: "GET /public/latest", Err: context.DeadlineExceeded}
+	var he *httpsource.ConnError
+	assert.ErrorAs(t, err, &he, "the same type")
+	assert.ErrorIs(t, err, httpsource.ErrTimeout)
+	assert.ErrorIs(t, ErrWrongChain, httpsource.ErrBadProof)
+	assert.ErrorIs(t, &RoundNotDueError{Round: 7}, httpsource.ErrTooEarly)
 }

@@ -13,7 +13,8 @@ import (
 )
 
 // BoundEventEntropy is an EventEntropy that binds an event's job to the
-// event and the draw's parameters (evidence.EventNonce); *entropy.Provider
+// event and the draw's parameters (the event nonce of docs/protocol.md,
+// "Event nonces"); *entropy.Provider
 // implements it. A ForEvent draw from one carries the binding and the job's
 // proof in its transcript (Transcript.Binding, Transcript.Proofs).
 type BoundEventEntropy interface {
@@ -22,8 +23,8 @@ type BoundEventEntropy interface {
 
 // Binding is what an event draw's job was requested for
 // (docs/draw-spec.md §7): the draw's parameters (Params) and the random salt
-// of the request. The job's nonce is evidence.EventNonce(event, params,
-// salt), and its proof (signed over the nonce) shows that the service made
+// of the request. The job's nonce is EventNonce(event, params, salt), the
+// hash of docs/protocol.md ("Event nonces"), and its proof (signed over the nonce) shows that the service made
 // it for that request: a job made for another event or other parameters
 // cannot be passed off as this draw's.
 type Binding struct {

@@ -51,20 +51,26 @@ var (
 )
 
 // ConnError is a failure to reach the service: DNS, refused or dropped
-// connections, TLS, timeouts. It wraps the net or context cause, and
-// matches [ErrTimeout] when that is a timeout. Find it with errors.As.
-// Package drandsource returns the same type.
+// connections, TLS, timeouts. Its fields are Op (what was being done, e.g.
+// "GET /v1/entropy") and Err (the net or context cause, which Unwrap
+// returns); it matches [ErrTimeout] when the cause is a timeout. Find it
+// with errors.As. Package drandsource returns the same type.
 type ConnError = sourceerr.ConnError
 
 // BatchError is a batch answer whose items did not all pass
-// ([Source.FetchBatch]): it names the failed items. Find it with
-// errors.As. It unwraps to the items' errors, so errors.As finds a failed
-// item's *entropy.JobError too, and errors.Is its [ErrBadProof] or
+// ([Source.FetchBatch]): it names the failed items. Its fields are Total
+// (the items asked for), Items (a [BatchItemError] for each failed item)
+// and RequestID (of the batch answer, which [RequestID] finds too). Find
+// it with errors.As. It unwraps to the items' errors, so errors.As finds a
+// failed item's *entropy.JobError too, and errors.Is its [ErrBadProof] or
 // [ErrMalformed].
 type BatchError = sourceerr.BatchError
 
-// BatchItemError is one failed item of a [BatchError]: its index in the
-// request, the service's code and message, and its error.
+// BatchItemError is one failed item of a [BatchError]: Index (its place in
+// the request, from 0), Code (the service's job error code; "" for a check
+// that failed here), Message (the service's message, or what the check
+// found) and Err (a *entropy.JobError, or an error wrapping [ErrMalformed]
+// or [ErrBadProof]).
 type BatchItemError = sourceerr.BatchItemError
 
 // RequestID returns the service's request ID that err, or an error it

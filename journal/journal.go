@@ -187,9 +187,10 @@ type FallbackData struct {
 
 // EventData is the data of an "event" record: entropy.EventRecord with its
 // bytes in hex and its label in entropy.Label's JSON form. An event whose
-// job was bound to it (evidence.EventNonce) also has its params and salt in
+// job was bound to it (docs/protocol.md, "Event nonces") also has its params and salt in
 // hex and the job's proof in entropy.Proof's JSON form; the proof's nonce is
-// then EventNonce(event, params, salt) and the event's bytes the first bytes
+// then EventNonce(event, params, salt), the hash docs/protocol.md defines,
+// and the event's bytes the first bytes
 // of its data, or the record does not verify.
 type EventData struct {
 	Event  string         `json:"event"`

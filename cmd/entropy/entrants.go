@@ -35,7 +35,7 @@ func uniqueEntrants(list []string) error {
 	seen := make(map[string]int, len(list))
 	for i, e := range list {
 		if j, ok := seen[e]; ok {
-			return fmt.Errorf("entrant %d (%s) is entrant %d again: list each entrant once, and each ticket of an entrant with several under a name of its own", i+1, strconv.Quote(e), j+1)
+			return fmt.Errorf("entrant %d (%s) is entrant %d again (blank lines not counted): list each entrant once, and each ticket of an entrant with several under a name of its own", i+1, strconv.Quote(e), j+1)
 		}
 		seen[e] = i
 	}

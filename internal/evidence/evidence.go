@@ -2,7 +2,7 @@
 // and to the event it was drawn for: the schemes of an entropy.Proof and the
 // nonce of an event's request. The root package, the sources that make
 // proofs, package draw and the journals that check them share these values;
-// docs/protocol.md and docs/draw-spec.md give the same in bytes.
+// docs/protocol.md gives the same in bytes.
 package evidence
 
 import (

@@ -17,7 +17,9 @@ import (
 	"strings"
 )
 
-// Failure classes the retry and breaker logic tell apart.
+// Failure classes the retry and breaker logic tell apart. Their texts keep
+// the "entropy: " prefix they had when the root package exported them, so
+// that logs and error strings read as they did.
 var (
 	// ErrQuotaExhausted: 402, a quota or contract job code, or a 429 read
 	// as an exhausted quota. Permanent.
@@ -179,6 +181,29 @@ func (e *BatchError) Error() string {
 	return sb.String()
 }
 
+// Unwrap returns the items' errors.
+func (e *BatchError) Unwrap() []error {
+	if e == nil {
+		return nil
+	}
+	errs := make([]error, 0, len(e.Items))
+	for _, it := range e.Items {
+		if it.Err != nil {
+			errs = append(errs, it.Err)
+		}
+	}
+	return errs
+}
+
+// ServiceRequestID returns the request ID of the batch answer, as every
+// error of an answer that has one does: httpsource.RequestID reads it.
+func (e *BatchError) ServiceRequestID() string {
+	if e == nil {
+		return ""
+	}
+	return e.RequestID
+}
+
 // WriteCodeMessage writes ": code" and ": message" to sb, each only when it
 // is not empty: the middle of every error text of a service's answer.
 func WriteCodeMessage(sb *strings.Builder, code, message string) {
@@ -199,27 +224,4 @@ func WriteRequestID(sb *strings.Builder, id string) {
 		sb.WriteString(id)
 		sb.WriteByte(')')
 	}
-}
-
-// Unwrap returns the items' errors.
-func (e *BatchError) Unwrap() []error {
-	if e == nil {
-		return nil
-	}
-	errs := make([]error, 0, len(e.Items))
-	for _, it := range e.Items {
-		if it.Err != nil {
-			errs = append(errs, it.Err)
-		}
-	}
-	return errs
-}
-
-// ServiceRequestID is the request ID that BatchError carries, for the
-// module's RequestID functions.
-func (e *BatchError) ServiceRequestID() string {
-	if e == nil {
-		return ""
-	}
-	return e.RequestID
 }
