@@ -270,7 +270,8 @@ func (p *Provider) takeForEvent(ctx context.Context, b []byte) ([]Span, error) {
 // ctx ends (ctx's error), the Provider closes (ErrClosed) or, with
 // untilPermanent, a refill round fails permanently on every source
 // (Stats.Permanent: a misconfiguration no wait can cure). Bytes gathered
-// before an error are zeroed in b and lost: they were handed out once.
+// before an error are zeroed in b and lost (Stats.AbandonedBytes): they
+// were taken from the pool once.
 // Spans as for takeInto.
 //
 // The read registers its wake channel before each look at the pool, so a
@@ -296,7 +297,7 @@ func (p *Provider) deferTake(ctx context.Context, b []byte, into []Span, label, 
 		}
 		if untilPermanent {
 			if perm := p.permanent.Load(); perm != nil {
-				clear(b)
+				p.abandon(b, got)
 				return nil, perm
 			}
 		}
@@ -311,13 +312,20 @@ func (p *Provider) deferTake(ctx context.Context, b []byte, into []Span, label, 
 		case <-failed: // a refill round failed: permanently?
 			p.unlist(w) // listed again at the top of the loop
 		case <-ctx.Done():
-			clear(b)
+			p.abandon(b, got)
 			return nil, ctx.Err()
 		case <-p.ctx.Done():
-			clear(b)
+			p.abandon(b, got)
 			return nil, ErrClosed
 		}
 	}
+}
+
+// abandon zeroes b, a Defer read that gives up, and counts the got bytes
+// it had gathered from the pool.
+func (p *Provider) abandon(b []byte, got int) {
+	clear(b)
+	p.abandoned.Add(uint64(got))
 }
 
 // unlist takes w off the list of waiting reads if it is still there.

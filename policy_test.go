@@ -1,6 +1,7 @@
 package entropy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -295,6 +296,34 @@ func TestDeferReturnsContextError(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Equal(t, []byte{0, 0, 0, 0}, b)
 	assert.Zero(t, p.Stats().FallbackReads)
+}
+
+// A Defer read that gives up before it is whole (its context ends) zeroes
+// the bytes it had gathered from the pool, and Stats counts them
+// (AbandonedBytes), so that every byte the source brought in is still
+// accounted for.
+func TestDeferReadThatGivesUpCountsTheBytesItGathered(t *testing.T) {
+	src := newScriptSource("q")
+	src.set(&step{err: &APIError{StatusCode: 503}}, step{}, step{}) // two blocks, then 503s
+	p := newTestProvider(t, src, fast(WithPolicy(Defer), WithBufferSize(1024), WithFetchSize(512))...)
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	require.NoError(t, p.WaitReady(wctx))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	b := bytes.Repeat([]byte{9}, 4096) // more than the source will ever bring
+	_, err := p.ReadLabelled(ctx, b)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, make([]byte, len(b)), b, "nothing gathered is left in b")
+
+	st := p.Stats()
+	assert.GreaterOrEqual(t, st.AbandonedBytes, uint64(512), "the read had the block WaitReady saw")
+	assert.Zero(t, st.VerifiableBytes)
+	assert.Eventually(t, func() bool {
+		st = p.Stats()
+		return st.Sources[0].BytesAccepted == st.VerifiableBytes+uint64(st.Pooled)+st.AbandonedBytes
+	}, 5*time.Second, time.Millisecond, "accepted = served + pooled + abandoned: %+v", st)
 }
 
 // Odd sizes: a pool of one byte under Defer keeps refilling; reads do not

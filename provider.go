@@ -239,6 +239,7 @@ type Provider struct {
 	// served (provenSize).
 	provenDiscarded atomic.Uint64
 	derivationBytes atomic.Uint64 // pool bytes that keyed derivations (derive): 32 each
+	abandoned       atomic.Uint64 // pool bytes a Defer read gathered, then zeroed when it gave up (deferTake)
 	// fleetShared is the fleet's state at the last watchFleet; the refill
 	// goroutine's own.
 	fleetShared bool

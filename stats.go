@@ -52,8 +52,15 @@ type Stats struct {
 	// is on its way into the pool, every byte the sources' blocks brought
 	// in (BytesAccepted) was served (VerifiableBytes), keyed a derivation
 	// (DerivationBytes), is in the pool (Pooled) or was discarded
-	// (EventBytesDiscarded, ProvenBytesDiscarded).
+	// (EventBytesDiscarded, ProvenBytesDiscarded, AbandonedBytes).
 	DerivationBytes uint64
+
+	// AbandonedBytes counts the pool bytes that reads waiting under [Defer]
+	// (a Read, a derived read or an event drawn from the pool) had gathered
+	// when they gave up, before they were whole: their context ended, the
+	// [Provider] closed, or (event draws) every source failed permanently.
+	// The bytes were zeroed and never served.
+	AbandonedBytes uint64
 
 	// Unavailable is the error a read would carry now if the pool could not
 	// serve it: it wraps [ErrUnavailable] and either [ErrPoolEmpty] (the sources
@@ -111,6 +118,7 @@ func (p *Provider) Stats() Stats {
 		EventBytesDiscarded:  p.eventDiscarded.Load(),
 		ProvenBytesDiscarded: p.provenDiscarded.Load(),
 		DerivationBytes:      p.derivationBytes.Load(),
+		AbandonedBytes:       p.abandoned.Load(),
 		Unavailable:          p.reason.Load(),
 		Fleet:                p.fleetStatus(),
 	}

@@ -85,6 +85,7 @@ func Example_prometheus() {
 	sort.Strings(types)
 	fmt.Println(strings.Join(types, "\n"))
 	// Output:
+	// entropy_defer_abandoned_bytes_total counter
 	// entropy_derivation_keyed_bytes_total counter
 	// entropy_event_discarded_bytes_total counter
 	// entropy_fallback_active gauge

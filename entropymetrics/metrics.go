@@ -23,6 +23,7 @@
 //	entropy.event.discarded        counter  By         verifiable bytes an event draw took and zeroed unserved
 //	entropy.proven.discarded       counter  By         bytes of a read's own job beyond its length, never served
 //	entropy.derivation.keyed       counter  By         pool bytes that keyed derived reads, 32 per derivation
+//	entropy.defer.abandoned        counter  By         pool bytes a Defer read gathered, then zeroed when it gave up
 //	entropy.permanent              gauge    {state}    1 while every source fails permanently (a misconfiguration)
 //	entropy.source.breaker.state   gauge    {state}    1 for the breaker's state, 0 for the others, by entropy.breaker.state
 //	entropy.source.requests        counter  {request}  requests sent, retries included
@@ -157,6 +158,7 @@ type instruments struct {
 	eventDiscarded         metric.Int64ObservableCounter
 	provenDiscarded        metric.Int64ObservableCounter
 	derivationKeyed        metric.Int64ObservableCounter
+	deferAbandoned         metric.Int64ObservableCounter
 	permanent              metric.Int64ObservableGauge
 	batchFailed            metric.Int64ObservableCounter
 	breaker                metric.Int64ObservableGauge
@@ -217,6 +219,7 @@ func Register(p Statser, opts ...Option) (metric.Registration, error) {
 	in.eventDiscarded = counter("entropy.event.discarded", "By", "Verifiable bytes an event draw took, from the pool or its own job, and zeroed without serving them.")
 	in.provenDiscarded = counter("entropy.proven.discarded", "By", "Bytes of jobs fetched for one read (ReadProven, an event's own job) beyond the read's length: accepted, carried by the read's proof, never served nor pooled.")
 	in.derivationKeyed = counter("entropy.derivation.keyed", "By", "Pool bytes that keyed derived reads (ReadSecret), 32 per derivation: taken from the pool, never served as they are.")
+	in.deferAbandoned = counter("entropy.defer.abandoned", "By", "Pool bytes that reads waiting under Defer had gathered when they gave up (context ended, Provider closed): zeroed, never served.")
 	in.permanent = gauge("entropy.permanent", "{state}", "1 while the last refill failed permanently on every source (a misconfiguration), else 0.")
 	in.batchFailed = counter("entropy.source.batch.failed", "{item}", "Failed items of batches from the source that served other blocks.")
 	in.breaker = gauge("entropy.source.breaker.state", "{state}", "1 for the state the source's circuit breaker is in, 0 for the others.")
@@ -236,7 +239,7 @@ func Register(p Statser, opts ...Option) (metric.Registration, error) {
 	}
 	observables := []metric.Observable{
 		in.poolFill, in.poolCapacity, in.reads, in.served, in.fallbackShare, in.episodes, in.active,
-		in.journalErrors, in.journalLost, in.eventDiscarded, in.provenDiscarded, in.derivationKeyed, in.permanent, in.batchFailed, in.breaker, in.requests, in.failures, in.retries, in.blocks, in.accepted, in.hold,
+		in.journalErrors, in.journalLost, in.eventDiscarded, in.provenDiscarded, in.derivationKeyed, in.deferAbandoned, in.permanent, in.batchFailed, in.breaker, in.requests, in.failures, in.retries, in.blocks, in.accepted, in.hold,
 		in.quotaRemaining, in.quotaLimit, in.quotaReset, in.quotaBytes, in.quotaExhausted,
 	}
 	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
@@ -283,6 +286,7 @@ func (in *instruments) observe(o metric.Observer, st entropy.Stats, base []attri
 	o.ObserveInt64(in.eventDiscarded, clamp(st.EventBytesDiscarded), plain)
 	o.ObserveInt64(in.provenDiscarded, clamp(st.ProvenBytesDiscarded), plain)
 	o.ObserveInt64(in.derivationKeyed, clamp(st.DerivationBytes), plain)
+	o.ObserveInt64(in.deferAbandoned, clamp(st.AbandonedBytes), plain)
 	permanent := int64(0)
 	if st.Permanent != nil {
 		permanent = 1

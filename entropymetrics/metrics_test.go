@@ -131,6 +131,7 @@ func TestEveryFigureOfStatsIsExported(t *testing.T) {
 		EventBytesDiscarded:  48,
 		ProvenBytesDiscarded: 480,
 		DerivationBytes:      96,
+		AbandonedBytes:       64,
 		Permanent:            entropy.ErrPermanent,
 		Sources: []entropy.SourceStats{
 			{Name: "quantropy", Breaker: "open", Requests: 40, Failures: 7, Retries: 6, BlocksAccepted: 30, BlocksRejected: 2, BytesAccepted: 120000, HoldUntil: now.Add(1500 * time.Millisecond), BatchItemsFailed: 4},
@@ -170,6 +171,7 @@ func TestEveryFigureOfStatsIsExported(t *testing.T) {
 		{"entropy.event.discarded", "By", nil, 48, true},
 		{"entropy.proven.discarded", "By", nil, 480, true},
 		{"entropy.derivation.keyed", "By", nil, 96, true},
+		{"entropy.defer.abandoned", "By", nil, 64, true},
 		{"entropy.permanent", "{state}", nil, 1, false},
 		{"entropy.source.breaker.state", "{state}", src(0, "quantropy", entropymetrics.BreakerStateKey.String("open")), 1, false},
 		{"entropy.source.breaker.state", "{state}", src(0, "quantropy", entropymetrics.BreakerStateKey.String("closed")), 0, false},
