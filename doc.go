@@ -3,7 +3,8 @@
 // working when that service fails, and says of every byte where it came from.
 //
 // A [Provider] keeps a pool of checked bytes in memory and refills it in the
-// background. Reads copy out of memory and never do I/O; each byte is handed
+// background. Reads from the pool copy out of memory and never do I/O
+// ([Provider.ReadProven] and event draws fetch a job of their own); each byte is handed
 // out once and its pool slot zeroed. [Provider.ReadLabelled] returns, with
 // the bytes, a [Label]: verifiable, with the spans of the jobs the bytes came
 // from, or fallback ([crypto/rand]), with the reason. What happens when the

@@ -13,10 +13,12 @@ import (
 	"github.com/provenrand/entropy/internal/names"
 )
 
-// ErrEventName is returned by [Provider.ReadFor] for an event name it cannot record
-// and ask for again, or that could forge a report that prints it: empty,
-// longer than 1024 bytes, or refused by the names rule of docs/protocol.md
-// (not valid UTF-8, a character that is not printable, "." or ".."). Nothing is drawn.
+// ErrEventName is returned by [Provider.ReadFor] and [Provider.ReadEvent]
+// for an event name it cannot record and ask for again, or that could forge
+// a report that prints it: empty, longer than 1024 bytes, or refused by the
+// names rule of docs/protocol.md ("Names": not valid UTF-8, a character
+// that is not printable or that prints nothing, such as a format character
+// or a variation selector, "." or ".."). Nothing is drawn.
 var ErrEventName = errors.New("entropy: invalid event name")
 
 // maxEventName is the longest event name [Provider.ReadFor] takes, in bytes.
@@ -57,8 +59,9 @@ type eventEntry struct {
 // name and a fresh salt per request (docs/protocol.md, "Event nonces"),
 // each request recorded in the journal before it is sent (a [Journal]'s
 // RecordAttempt); [Provider.ReadEvent] returns the record with the salt and
-// the job's proof. Otherwise (drand, an in-memory source) they come from
-// the pool.
+// the job's proof. Only the sources that can bind a job are then asked: a
+// [WithFailover] source that cannot (drand) is not used for events. When no
+// source can (drand, an in-memory source), the bytes come from the pool.
 //
 // Event entropy is stored, in memory and in the journal, so that it can be
 // returned again and audited: it is for public draws (lotteries, raffles),
@@ -84,8 +87,9 @@ func (p *Provider) ReadFor(ctx context.Context, event string, b []byte) (Label, 
 // that the job was requested for this event and these parameters. It
 // returns the whole record: the bytes (also copied into b), their label,
 // and, when the job was bound, the params, the salt and the job's proof. An
-// event drawn before with other parameters returns [ErrEventParams]; one
-// drawn by ReadFor has no parameters.
+// event drawn before with other, non-empty parameters returns
+// [ErrEventParams]; one drawn with none (by ReadFor, or by ReadEvent with
+// empty params) is returned whatever params are given.
 func (p *Provider) ReadEvent(ctx context.Context, event string, params, b []byte) (EventRecord, error) {
 	if len(params) > maxEventParams {
 		return EventRecord{}, fmt.Errorf("%w: %d bytes of parameters, more than %d", ErrEventParams, len(params), maxEventParams)

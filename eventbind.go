@@ -13,8 +13,8 @@ import (
 )
 
 // ErrEventParams is returned by [Provider.ReadFor] and [Provider.ReadEvent]
-// when an event is asked for with another size, or other parameters, than it
-// was drawn with.
+// when an event is asked for with another size than it was drawn with, or
+// with other parameters than the non-empty ones it was drawn with.
 var ErrEventParams = errors.New("entropy: event was drawn with other parameters")
 
 // nonceFetcher is a [Source] that can fetch a job bound to a nonce the caller

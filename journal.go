@@ -77,8 +77,9 @@ type Journal interface {
 	LookupEvent(ctx context.Context, event string) (EventRecord, bool, error)
 }
 
-// BlockRecord describes a block that entered the pool. Its bytes are not in
-// it, only their SHA-256.
+// BlockRecord describes a block the [Provider] accepted: one that entered
+// the pool, or the job fetched for a [Provider.ReadProven] or an event
+// draw. Its bytes are not in it, only their SHA-256.
 type BlockRecord struct {
 	Source     string    `json:"source"`
 	JobID      string    `json:"job_id"`
@@ -89,8 +90,9 @@ type BlockRecord struct {
 }
 
 // FallbackEpisode is a run of fallback reads: from the first fallback read
-// after verifiable service (or start-up) to the next verifiable read (or
-// [Provider.Close]). Hooks see it twice: when it starts (End zero, Ended false) and when
+// after verifiable service (or start-up) to the next read served with
+// verifiable or derived bytes, or the next ReadProven or event draw that
+// got its job (or [Provider.Close]). Hooks see it twice: when it starts (End zero, Ended false) and when
 // it ends. Every fallback read is in exactly one episode: the episodes' Reads
 // and Bytes add up to [Stats]' FallbackReads and FallbackBytes once Close has
 // returned. (A fallback read is counted as it is served and opens its
@@ -120,7 +122,7 @@ type EventRecord struct {
 
 	Params []byte // the parameters the event was drawn with (ReadEvent); nil for ReadFor
 	Salt   []byte // the salt of the request whose job was used; nil if the bytes came from the pool
-	Proof  *Proof // that job's proof, with its Data (the event's bytes); nil if the bytes came from the pool
+	Proof  *Proof // that job's proof, with its Data (the whole job: the event's bytes are its first len(Data)); nil if the bytes came from the pool
 }
 
 // Clone returns a deep copy of r.

@@ -86,12 +86,15 @@ func defaultConfig() config {
 // used again within seconds, and ReadyToTrip, which defaults to
 // 3 consecutive failed refills (each one already retried).
 // Whatever ReadyToTrip says, a permanent error opens the breaker at once, and
-// cancellations by the caller or [Provider.Close] never count (IsExcluded). A custom
+// a cancelled context, the caller's or [Provider.Close]'s, never counts
+// (IsExcluded); a caller's deadline that passes during a request counts as
+// a timeout. A custom
 // OnStateChange runs under gobreaker's lock: it must not block.
 //
 // Negative durations are an error, and so is a BucketPeriod without an
 // Interval (gobreaker would ignore it) or one that cuts the Interval into
-// more than 4096 buckets (gobreaker allocates them all, per source).
+// more than 4096 buckets, the last one counted whole (gobreaker rounds the
+// Interval up, and allocates every bucket, per source).
 func WithBreaker(s gobreaker.Settings) Option {
 	return func(c *config) error {
 		if err := checkBreakerSettings(s); err != nil {
@@ -108,8 +111,9 @@ func WithBreaker(s gobreaker.Settings) Option {
 // WithRateLimit caps the requests the [Provider] sends to each source at r per
 // second with bursts of burst (golang.org/x/time/rate), retries included.
 // (A source that polls a queued job inside one Fetch paces its polls itself;
-// see httpsource.WithPollInterval.) [rate.Inf] removes the limit (for fast local sources). Default:
-// 5 requests a second, burst 2.
+// see httpsource.WithPollInterval.) [rate.Inf] removes the limit (for fast
+// local sources). r must be positive, and burst at least 1 unless r is
+// rate.Inf. Default: 5 requests a second, burst 2.
 func WithRateLimit(r rate.Limit, burst int) Option {
 	return func(c *config) error {
 		if r < 0 || math.IsNaN(float64(r)) {
@@ -213,7 +217,8 @@ func WithBatch(maxItems int) Option {
 
 // WithRetry sets the retry of transient failures: at most attempts requests
 // per refill (1 = no retry), with full-jitter exponential backoff starting at
-// base and capped at max. Default: 4 attempts, 100 ms, 2 s.
+// base and capped at max. attempts must be at least 1, and 0 < base <= max.
+// Default: 4 attempts, 100 ms, 2 s.
 func WithRetry(attempts int, base, max time.Duration) Option {
 	return func(c *config) error {
 		if attempts < 1 {
@@ -333,7 +338,7 @@ func WithFailover(srcs ...Source) Option {
 // WithShards sets how many independently locked parts the pool has, so that
 // concurrent readers do not contend on one lock. Default: GOMAXPROCS, at
 // most 64; either way [New] then caps it at one shard per 64 bytes of
-// buffer ([WithBufferSize]), and at least one.
+// buffer ([WithBufferSize]), and at least one. n must be in 1..1024.
 func WithShards(n int) Option {
 	return func(c *config) error {
 		if n < 1 || n > 1024 {

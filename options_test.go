@@ -125,12 +125,19 @@ func TestBreakerSettingsOutOfRangeRefused(t *testing.T) {
 			"bucket period without interval": {BucketPeriod: time.Second},
 			"billions of buckets":            {Interval: time.Hour, BucketPeriod: time.Nanosecond},
 			"interval overflows":             {Interval: math.MaxInt64, BucketPeriod: 2},
+			"4097 buckets, the last partial": {Interval: 4096*time.Second + time.Millisecond, BucketPeriod: time.Second},
 		} {
 			p, err := New(newScriptSource("a"), fast(WithBreaker(s))...)
 			if err == nil {
 				_ = p.Close()
 				t.Errorf("%s: New accepted %+v", name, s)
 			}
+		}
+		p, err := New(newScriptSource("a"), fast(WithBreaker(gobreaker.Settings{Interval: 4096 * time.Second, BucketPeriod: time.Second}))...)
+		if err != nil {
+			t.Errorf("4096 buckets, the most, refused: %v", err)
+		} else {
+			_ = p.Close()
 		}
 		return
 	}

@@ -17,7 +17,8 @@ const (
 	// Defer waits for verifiable entropy until the context ends, then returns
 	// the context's error. [Provider.Read] (which has no context) waits until [Provider.Close].
 	Defer
-	// Fail returns at once an error wrapping [ErrUnavailable] and the cause.
+	// Fail returns at once an error wrapping [ErrUnavailable] and the cause
+	// (after the warm start, see [WithWarmStart]).
 	Fail
 )
 
@@ -50,7 +51,7 @@ func WithPolicy(p Policy) Option {
 // waits for the first block before the policy applies. The first refill
 // starts in New; over a healthy source its block lands within a request's
 // time, so the first [Provider.Read], [Provider.ReadLabelled] or [Provider.ReadSecret] after New serves
-// verifiable bytes instead of falling back at once. The wait ends as soon as
+// verifiable (ReadSecret: derived) bytes instead of falling back at once. The wait ends as soon as
 // the first block lands, the first refill round fails (an outage or a
 // misconfiguration: the policy then applies at once), a Retry-After holds
 // every source until after d has passed (no block could land in time), d

@@ -26,18 +26,25 @@ type fetchFunc func(ctx context.Context, src Source, n int) (Block, error)
 // len(b), except that a job of the reference protocol (from a source with a FetchNonce method, see [Provider.ReadFor]) has at
 // least [health.AptWindow] (512) bytes, so that the health tests can judge it: b gets
 // its first len(b) bytes, the Proof carries them all, and the rest are never
-// served, nor put in the pool ([Stats].ProvenBytesDiscarded counts them). len(b) is 1 to 65536 for the reference protocol, at most 32 for a
-// drand round, and at least as many as the health tests need. The label is
-// verifiable, with one span: offset 0, len(b) bytes of the job (Degrade and
-// [Fail] answer at once, without a request, while the sources' last request
-// failed and no block or job has come since, for the retry's longest delay
-// ([WithRetry]) or while a Retry-After holds every source; a block the
-// journal's replay guard could not claim is no such failure). A source that gives no proof (Block.Evidence nil: an in-memory
-// source, say) still serves the read: the Proof is then the zero Proof
-// (Scheme ""), and the bytes can be checked only against the service. If no
-// source gives such a job, [Defer] waits and tries again until ctx
-// ends; [Degrade] and Fail return at once an error wrapping [ErrUnavailable] and
-// the cause. ReadProven never serves fallback bytes; b is zeroed on error.
+// served, nor put in the pool ([Stats].ProvenBytesDiscarded counts them).
+// len(b) is 1 to 65536 for the reference protocol, at most 32 for a drand
+// round, and at least the repetition count test's cutoff (7 bytes with
+// [health.DefaultConfig]). The label is verifiable, with one span: offset 0,
+// len(b) bytes of the job. A source that gives no proof (Block.Evidence
+// nil: an in-memory source, say) still serves the read: the Proof is then
+// the zero Proof (Scheme ""), and the bytes can be checked only against the
+// service.
+//
+// If no source gives such a job, [Defer] waits and tries again until ctx
+// ends or the Provider closes ([ErrClosed]), unless every source fails
+// permanently (a misconfiguration no wait can cure): then, as under
+// [Degrade] and [Fail], it returns at once an error wrapping
+// [ErrUnavailable] and the cause. Degrade and Fail also answer at once,
+// without a request, while the sources' last request failed and no block
+// or job has come since, for the retry's longest delay ([WithRetry]), or
+// while a Retry-After holds every source (a block the journal's replay
+// guard could not claim is no such failure). ReadProven never serves
+// fallback bytes; b is zeroed on error.
 //
 // With a journal, ReadProven returns once the job's block record is
 // written (and every record queued before it), so that a crash just after

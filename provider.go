@@ -248,7 +248,7 @@ type Provider struct {
 // New starts a [Provider] over src (and any [WithFailover] sources). It returns
 // at once, with the first refill already under way; the pool fills in the
 // background. Until the first block lands (for at most the warm start,
-// [defaultWarmStart] unless [WithWarmStart] says otherwise), a read the pool
+// 2 s unless [WithWarmStart] says otherwise), a read the pool
 // cannot serve waits for it before the policy applies, so that the first
 // [Provider.Read] after New over a healthy source is verifiable. [Provider.WaitReady] waits for
 // the pool explicitly, and reports a misconfigured source.
@@ -342,6 +342,12 @@ func New(src Source, opts ...Option) (*Provider, error) {
 // fleet's for its sources too: see Coordination.Close), records an open
 // fallback episode as ended, and zeroes the pool. Reads after Close return [ErrClosed];
 // reads waiting under [Defer] return ErrClosed. Close is idempotent.
+//
+// Called from a fallback or fleet hook, or from a [Journal] method the
+// Provider called, Close does not wait for the goroutine that runs the
+// hooks and the journal's writes, since that is the caller's own: it
+// returns once the refill has stopped, and that goroutine delivers what is
+// still queued, and ends, after the hook or method returns.
 func (p *Provider) Close() error {
 	p.mustBeMade()
 	// Asked before Close wakes the notifier: once it delivers Close's notes,

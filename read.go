@@ -11,7 +11,8 @@ import (
 // otherwise [Degrade] fills b from [crypto/rand] (and returns no error before
 // [Provider.Close]; a read that Close overtakes returns [ErrClosed] with b zeroed),
 // [Defer] waits (without a deadline, until Close), and [Fail] returns an error
-// wrapping [ErrUnavailable] and the cause. Use [Provider.ReadLabelled] to learn which.
+// wrapping [ErrUnavailable] and the cause (each after the warm start, see
+// [WithWarmStart]). Use [Provider.ReadLabelled] to learn which.
 // With [WithDerivedReads], Read serves derived bytes as [Provider.ReadSecret] does.
 func (p *Provider) Read(b []byte) (int, error) {
 	if len(b) == 0 || p.cfg.derivedRead || p.closed.Load() {
@@ -79,7 +80,8 @@ func (p *Provider) readOther(b []byte) (int, error) {
 // label whose spans tile b. Otherwise the policy decides: [Degrade] fills b
 // from [crypto/rand] and returns a fallback label with the Reason; [Defer] waits
 // for verifiable bytes until ctx ends and then returns ctx's error; [Fail]
-// returns at once an error wrapping [ErrUnavailable] and the cause. On an error
+// returns at once (after the warm start) an error wrapping [ErrUnavailable]
+// and the cause. On an error
 // b holds no entropy (it is zeroed).
 func (p *Provider) ReadLabelled(ctx context.Context, b []byte) (Label, error) {
 	if err := p.checkRead(ctx, b); err != nil {

@@ -34,9 +34,10 @@ const (
 
 // ReadSecret fills b with bytes fit for keys, tokens and nonces (contract
 // point 11). Raw verifiable bytes are known to the service that made them
-// (GET /v1/jobs/{id} shows them to any auditor; a drand round is public), so
-// ReadSecret never returns them. It reads from a generator of the caller's P
-// (docs/secret.md):
+// (the reference protocol's GET /v1/jobs/{id}, docs/protocol.md, shows them
+// to any auditor; a drand round is public), so ReadSecret never returns
+// them. It reads from a generator of the processor slot (one of
+// GOMAXPROCS) that the calling goroutine runs on (docs/secret.md):
 //
 //	K0 = HKDF-SHA-256(salt = "provenrand/entropy/derived/v2",
 //	                  IKM = 32 pool bytes ‖ 32 crypto/rand bytes,

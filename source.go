@@ -26,11 +26,11 @@ type Source interface {
 	// judge a block (28 with [health.DefaultConfig]), however small the pool
 	// or fetch size, and serves what a read does not take to later reads.
 	// [Provider.ReadProven] asks for the read's own size (at least 512 bytes
-	// from a source of the reference protocol), and a block shorter than the health tests need
-	// is refused.
+	// from a source of the reference protocol).
 	//
 	// The Provider refuses, as a source failure, a block that is empty,
-	// shorter than the health tests need, longer than n, not Verifiable, without a Source name or a JobID, a
+	// too short for the health tests to judge (shorter than the repetition
+	// count test's cutoff: 7 bytes with [health.DefaultConfig]), longer than n, not Verifiable, without a Source name or a JobID, a
 	// (Source, JobID) it has taken before, or that fails the SP 800-90B
 	// health tests (a run of 7 equal bytes, or a byte value far too common:
 	// see [health.Config]). A test source should fill Data from a real

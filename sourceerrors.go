@@ -30,8 +30,9 @@ type APIError struct {
 	// RetryAfter is the hold the Retry-After header asked for; 0 if the
 	// header was absent or asked for no wait (see RetryAfterSet).
 	RetryAfter time.Duration
-	// RetryAfterSet tells the two zeros of RetryAfter apart (the IonQ client's
-	// retry_after of None): true when the answer had a Retry-After header
+	// RetryAfterSet tells the two zeros of RetryAfter apart (a client that
+	// reads no header and one that reads "0" both see 0): true when the
+	// answer had a Retry-After header
 	// that could be read. RetryAfter 0 with RetryAfterSet true means the
 	// service asked for no wait ("0", a negative number or a date already
 	// past): retry at once, subject to the rate limit. RetryAfterSet false
@@ -42,13 +43,16 @@ type APIError struct {
 	// the order the service sent them; nil if the body had none.
 	Details []ErrorItem
 	Body    []byte // the raw body, bounded by the source
-	// Quota marks a 429 read as an exhausted quota rather than a passing rate
-	// limit (how the Ntropy API documents a 429 without Retry-After): permanent.
+	// Quota marks a 429 read as an exhausted quota rather than a passing
+	// rate limit (a 429 whose body says the quota is spent, or that carries
+	// no Retry-After where the service's documentation says that means a
+	// spent quota): permanent.
 	Quota bool
 }
 
-// ErrorItem is one item of a structured error list: the details array of
-// the Ntropy API's bodies, or FastAPI's detail array ({"loc","msg","type"}).
+// ErrorItem is one item of a structured error list in an error body: a
+// "details" array of {"field","message","type"} objects, or FastAPI's
+// "detail" array of {"loc","msg","type"} objects.
 type ErrorItem struct {
 	Field   string // what the item is about, e.g. "size" or "query.size"; "" if not said
 	Message string // what is wrong with it
@@ -183,7 +187,7 @@ var jobCodes = map[string]bool{ // code → permanent
 
 // JobError is a job of the service that failed: it produced no entropy.
 // A job that ends in the protocol's "failed" state and one that ends in
-// "error" (the Ntropy API's asynchronous errors) are both a JobError.
+// "error" (a job polled to {"status": "error", ...}) are both a JobError.
 type JobError struct {
 	JobID   string
 	Code    string // e.g. "QuantumComputerError", "QuotaExhaustedError", "JobFailed"

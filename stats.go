@@ -72,7 +72,8 @@ type Stats struct {
 	// configured key): a misconfiguration, not an outage, which no retry
 	// will cure. It wraps [ErrUnavailable], [ErrPermanent] and the sources'
 	// errors, as Unavailable (and the Reason of fallback reads) then does.
-	// nil once a block lands again.
+	// nil once a block or job arrives again, or a later refill round fails
+	// with an error that is not permanent.
 	Permanent error
 
 	Sources []SourceStats // in priority order
@@ -91,10 +92,10 @@ type SourceStats struct {
 	Failures       uint64 // requests that failed, rejected blocks included
 	Retries        uint64
 	BlocksAccepted uint64
-	BlocksRejected uint64 // failed a check: empty, too long, unverified, replayed, health test
+	BlocksRejected uint64 // failed a check: empty, too short or too long, unverified, a bad or taken name or job ID, a job the journal refused or could not claim, health test
 	BytesAccepted  uint64
-	LastError      error     // the last failure, nil after a success
-	HoldUntil      time.Time // Retry-After: no request before this (zero if none)
+	LastError      error     // the last failure; nil after a request with no failed item
+	HoldUntil      time.Time // Retry-After: no request before this (zero if the source never sent one; a past time once the hold has ended)
 	// BatchItemsFailed counts the failed items of batches (see [WithBatch]) that
 	// served other blocks: each is also one of Failures.
 	BatchItemsFailed uint64
