@@ -88,8 +88,12 @@ func checkBreakerSettings(s gobreaker.Settings) error {
 		if s.Interval == 0 {
 			return fmt.Errorf("entropy: breaker BucketPeriod %v needs an Interval", s.BucketPeriod)
 		}
+		if s.Interval > math.MaxInt64-s.BucketPeriod {
+			// gobreaker's rounding up of the Interval would overflow.
+			return fmt.Errorf("entropy: breaker Interval %v too large for buckets of %v", s.Interval, s.BucketPeriod)
+		}
 		// gobreaker rounds the Interval up to a whole number of buckets.
-		if s.Interval > math.MaxInt64-s.BucketPeriod || (s.Interval+s.BucketPeriod-1)/s.BucketPeriod > maxBreakerBuckets {
+		if (s.Interval+s.BucketPeriod-1)/s.BucketPeriod > maxBreakerBuckets {
 			return fmt.Errorf("entropy: breaker Interval %v in buckets of %v: more than %d buckets",
 				s.Interval, s.BucketPeriod, maxBreakerBuckets)
 		}

@@ -48,8 +48,10 @@ type Stats struct {
 	// ([Provider.ReadSecret], [Provider.SecretReader], and Read with
 	// [WithDerivedReads]): 32 per derivation. DerivedBytes counts what
 	// those reads served, which is output of the derivations, not pool
-	// bytes. So, before Close (which zeroes the pool) and while no block
-	// is on its way into the pool, every byte the sources' blocks brought
+	// bytes. So, before Close (which zeroes the pool), while no block is on
+	// its way into the pool and no read is in progress (a Defer read that
+	// waits holds the pool bytes it has gathered until it is served or
+	// gives up), every byte the sources' blocks brought
 	// in (BytesAccepted) was served (VerifiableBytes), keyed a derivation
 	// (DerivationBytes), is in the pool (Pooled) or was discarded
 	// (EventBytesDiscarded, ProvenBytesDiscarded, AbandonedBytes).

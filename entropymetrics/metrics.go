@@ -219,7 +219,7 @@ func Register(p Statser, opts ...Option) (metric.Registration, error) {
 	in.eventDiscarded = counter("entropy.event.discarded", "By", "Verifiable bytes an event draw took, from the pool or its own job, and zeroed without serving them.")
 	in.provenDiscarded = counter("entropy.proven.discarded", "By", "Bytes of jobs fetched for one read (ReadProven, an event's own job) beyond the read's length: accepted, carried by the read's proof, never served nor pooled.")
 	in.derivationKeyed = counter("entropy.derivation.keyed", "By", "Pool bytes that keyed derived reads (ReadSecret), 32 per derivation: taken from the pool, never served as they are.")
-	in.deferAbandoned = counter("entropy.defer.abandoned", "By", "Pool bytes that reads waiting under Defer had gathered when they gave up (context ended, Provider closed): zeroed, never served.")
+	in.deferAbandoned = counter("entropy.defer.abandoned", "By", "Pool bytes that reads waiting under Defer had gathered when they gave up before they were whole (see Stats.AbandonedBytes): zeroed, never served.")
 	in.permanent = gauge("entropy.permanent", "{state}", "1 while the last refill failed permanently on every source (a misconfiguration), else 0.")
 	in.batchFailed = counter("entropy.source.batch.failed", "{item}", "Failed items of batches from the source that served other blocks.")
 	in.breaker = gauge("entropy.source.breaker.state", "{state}", "1 for the state the source's circuit breaker is in, 0 for the others.")
