@@ -326,6 +326,41 @@ func TestDeferReadThatGivesUpCountsTheBytesItGathered(t *testing.T) {
 	}, 5*time.Second, time.Millisecond, "accepted = served + pooled + abandoned: %+v", st)
 }
 
+// The other two ways a waiting read gives up count what it gathered too:
+// Close overtakes a Read under Defer (which has no context), and an event
+// drawn from the pool meets a permanent failure of every source (a
+// misconfiguration no wait can cure).
+func TestDeferReadClosedOrFailedPermanentlyCountsTheBytesItGathered(t *testing.T) {
+	t.Run("Close", func(t *testing.T) {
+		src := newScriptSource("q")
+		src.set(&step{err: &APIError{StatusCode: 503}}, step{}) // one block, then 503s
+		p, err := New(src, fast(WithPolicy(Defer), WithBufferSize(1024), WithFetchSize(512))...)
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return p.Stats().Pooled == 512 }, 10*time.Second, time.Millisecond, "the one block is in the pool")
+		done := make(chan error, 1)
+		go func() {
+			_, err := p.Read(make([]byte, 4096)) // more than the source will ever bring
+			done <- err
+		}()
+		require.Eventually(t, func() bool { return p.Stats().Pooled == 0 }, 10*time.Second, time.Millisecond, "the read gathers the block")
+		require.NoError(t, p.Close())
+		require.ErrorIs(t, <-done, ErrClosed)
+		assert.Equal(t, uint64(512), p.Stats().AbandonedBytes)
+	})
+	t.Run("every source fails permanently", func(t *testing.T) {
+		src := newScriptSource("q")
+		src.set(&step{err: &APIError{StatusCode: 401}}, step{}) // one block, then a refusal
+		p := newTestProvider(t, src, fast(WithPolicy(Defer), WithBufferSize(1024), WithFetchSize(512))...)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := p.ReadFor(ctx, "lotto", make([]byte, 4096)) // from the pool: the source binds no job
+		require.ErrorIs(t, err, ErrPermanent)
+		st := p.Stats()
+		assert.Equal(t, uint64(512), st.Sources[0].BytesAccepted)
+		assert.Equal(t, st.Sources[0].BytesAccepted, uint64(st.Pooled)+st.AbandonedBytes, "%+v", st)
+	})
+}
+
 // Odd sizes: a pool of one byte under Defer keeps refilling; reads do not
 // wait for ever with a healthy source.
 func TestDeferServesFromOneBytePool(t *testing.T) {
